@@ -1,0 +1,116 @@
+"""Argument checks shared by the public API.
+
+Every public function validates its input here, before any kernel runs, and
+raises ``ValueError`` or ``TypeError`` naming the argument and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+
+
+def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """Return float32 or float64 as a numpy dtype, or raise TypeError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in DTYPES.values():
+        raise TypeError(f"{name}: expected 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as an int in [low, high], or raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {value}")
+    return value
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """Return a seed or stream number in [0, 2**64)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer in [0, 2**64), got {value!r}")
+    value = int(value)
+    if not 0 <= value < 2**64:
+        raise ValueError(f"{name}: expected an integer in [0, 2**64), got {value}")
+    return value
+
+
+def check_finite(value: Any, name: str) -> float:
+    """Return ``value`` as a finite float, or raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
+    return value
+
+
+def check_nonneg(value: Any, name: str) -> float:
+    """Return ``value`` as a finite float >= 0, or raise."""
+    value = check_finite(value, name)
+    if value < 0:
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value}")
+    return value
+
+
+def check_positive(value: Any, name: str) -> float:
+    """Return ``value`` as a finite float > 0, or raise."""
+    value = check_finite(value, name)
+    if value <= 0:
+        raise ValueError(f"{name}: expected a finite number > 0, got {value}")
+    return value
+
+
+def check_shape(shape: Any, name: str = "shape", *, min_ndim: int = 0) -> tuple[int, ...]:
+    """Return ``shape`` as a tuple of positive ints with at least ``min_ndim`` entries."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, Sequence) or isinstance(shape, str):
+        raise TypeError(f"{name}: expected a tuple of positive integers, got {shape!r}")
+    dims = []
+    for d in shape:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+            raise TypeError(f"{name}: expected a tuple of positive integers, got {tuple(shape)!r}")
+        if d <= 0:
+            raise ValueError(f"{name}: expected a tuple of positive integers, got {tuple(shape)!r}")
+        dims.append(int(d))
+    if len(dims) < min_ndim:
+        raise ValueError(
+            f"{name}: expected at least {min_ndim} dimensions, got {len(dims)} ({tuple(dims)!r})"
+        )
+    return tuple(dims)
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices`` (case-insensitive), or raise."""
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value.lower()
+
+
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -> np.ndarray:
+    """Check a user-supplied output array against the expected shape and dtype."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array")
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: expected a writeable array")
+    return out

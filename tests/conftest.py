@@ -1,0 +1,38 @@
+"""Shared test setup.
+
+Subprocess tests inherit NUMBA_CACHE_DIR so that every process of one test run
+shares one on-disk compilation cache (a fresh clone compiles each kernel once).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
+
+
+def run_python(code: str, **env: str) -> str:
+    """Run ``code`` in a fresh interpreter with extra environment; return stdout."""
+    full_env = {**os.environ, **env}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"subprocess failed:\n{done.stderr}")
+    return done.stdout
+
+
+@pytest.fixture
+def python_subprocess():
+    return run_python

@@ -1,0 +1,152 @@
+"""fastinit.random: Philox known answers, layout, determinism and distributions."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from fastinit import random as fr
+
+# Random123's known-answer vectors for Philox4x32-10
+KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    (
+        (0xFFFFFFFF,) * 4,
+        (0xFFFFFFFF,) * 2,
+        (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD),
+    ),
+    (
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+        (0xA4093822, 0x299F31D0),
+        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+    ),
+]
+
+
+@pytest.mark.parametrize(("counter", "key", "expected"), KAT)
+def test_philox_known_answers(counter, key, expected):
+    assert tuple(int(w) for w in fr.philox4x32_10(counter, key)) == expected
+
+
+def test_counter_layout_of_raw_words():
+    seed, stream = 0x0123456789ABCDEF, (7 << 32) | 5
+    bits = fr.random_bits(4 * 3, seed=seed, stream=stream)
+    key = (seed & 0xFFFFFFFF, seed >> 32)
+    for block in range(3):
+        words = fr.philox4x32_10((block, 0, 5, 7), key)
+        assert tuple(bits[4 * block : 4 * block + 4]) == tuple(words)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "fill", [fr.fill_uniform, fr.fill_normal, fr.fill_truncated_normal], ids=lambda f: f.__name__
+)
+def test_prefix_property_any_length(fill, dtype):
+    """Element i depends on (seed, stream, i) only: a shorter fill is a prefix of a longer one."""
+    long = fill(np.empty(1037, dtype), seed=11, stream=3)
+    for n in (1, 2, 3, 5, 8, 513):
+        short = fill(np.empty(n, dtype), seed=11, stream=3)
+        assert np.array_equal(short, long[:n])
+    again = fill(np.empty(1037, dtype), seed=11, stream=3)
+    assert np.array_equal(again, long)
+    other = fill(np.empty(1037, dtype), seed=11, stream=4)
+    assert not np.array_equal(other, long)
+
+
+def test_shape_does_not_matter_only_flat_index():
+    a = fr.fill_normal(np.empty((37, 29), np.float32), seed=5)
+    b = fr.fill_normal(np.empty(37 * 29, np.float32), seed=5)
+    assert np.array_equal(a.ravel(), b)
+
+
+def test_uniform_f32_uses_top_24_bits():
+    bits = fr.random_bits(64, seed=9, stream=2)
+    u = fr.fill_uniform(np.empty(64, np.float32), seed=9, stream=2)
+    assert np.array_equal(u, (bits >> 8).astype(np.float32) * np.float32(2.0**-24))
+
+
+def test_uniform_f64_uses_53_bits():
+    bits = fr.random_bits(64, seed=9, stream=2).astype(np.uint64)
+    u = fr.fill_uniform(np.empty(32, np.float64), seed=9, stream=2)
+    hi, lo = bits[0::2] >> np.uint64(5), bits[1::2] >> np.uint64(6)
+    assert np.array_equal(u, (hi * np.uint64(2**26) + lo).astype(np.float64) * 2.0**-53)
+
+
+def test_same_values_for_one_and_two_threads(python_subprocess):
+    code = (
+        "import numpy as np, numba, hashlib\n"
+        "from fastinit import random as fr\n"
+        "h = hashlib.sha256()\n"
+        "for dt in (np.float32, np.float64):\n"
+        "    for f in (fr.fill_uniform, fr.fill_normal, fr.fill_truncated_normal):\n"
+        "        h.update(f(np.empty(100_003, dt), seed=3, stream=1).tobytes())\n"
+        "print(numba.get_num_threads(), h.hexdigest())\n"
+    )
+    one = python_subprocess(code, NUMBA_NUM_THREADS="1").split()
+    two = python_subprocess(code, NUMBA_NUM_THREADS="2").split()
+    assert one[0] == "1" and two[0] == "2"
+    assert one[1] == two[1]
+
+
+N = 200_000
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normal_matches_scipy(dtype):
+    x = fr.fill_normal(np.empty(N, dtype), 1.5, 2.0, seed=1)
+    assert stats.kstest(x, stats.norm(1.5, 2.0).cdf).pvalue > 1e-3
+    assert abs(x.mean() - 1.5) < 5 * 2.0 / np.sqrt(N)
+    assert abs(x.var() / 4.0 - 1) < 5 * np.sqrt(2 / N)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uniform_matches_scipy(dtype):
+    x = fr.fill_uniform(np.empty(N, dtype), -3.0, 1.0, seed=2)
+    assert x.min() >= -3.0 and x.max() <= 1.0
+    assert stats.kstest(x, stats.uniform(-3.0, 4.0).cdf).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("mean", "std", "a", "b"), [(0, 1, -2, 2), (1, 3, -1, 0.5), (0, 1, 1, 5)])
+def test_truncated_normal_matches_scipy(dtype, mean, std, a, b):
+    x = fr.fill_truncated_normal(np.empty(N, dtype), mean, std, a, b, seed=3)
+    assert x.min() >= a and x.max() <= b
+    ref = stats.truncnorm((a - mean) / std, (b - mean) / std, loc=mean, scale=std)
+    assert stats.kstest(x, ref.cdf).pvalue > 1e-3
+    assert abs(x.mean() - ref.mean()) < 5 * ref.std() / np.sqrt(N)
+
+
+def test_streams_are_uncorrelated():
+    a = fr.fill_normal(np.empty(N), seed=4, stream=0)
+    b = fr.fill_normal(np.empty(N), seed=4, stream=1)
+    c = fr.fill_normal(np.empty(N), seed=5, stream=0)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(N)
+    assert abs(np.corrcoef(a, c)[0, 1]) < 5 / np.sqrt(N)
+
+
+def test_normal_tails_are_finite():
+    x = fr.fill_normal(np.empty(2_000_000, np.float32), seed=6)
+    assert np.isfinite(x).all()
+    assert 4.5 < np.abs(x).max() < 7.0
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "word"),
+    [
+        (lambda: fr.fill_normal(np.empty(3), std=-1.0), ValueError, "std"),
+        (lambda: fr.fill_normal(np.empty(3), std=float("nan")), ValueError, "std"),
+        (lambda: fr.fill_normal(np.empty(3), mean=float("inf")), ValueError, "mean"),
+        (lambda: fr.fill_uniform(np.empty(3), 2.0, 1.0), ValueError, "low"),
+        (lambda: fr.fill_truncated_normal(np.empty(3), a=1.0, b=0.0), ValueError, "a, b"),
+        (lambda: fr.fill_truncated_normal(np.empty(3), std=0.0), ValueError, "std"),
+        (lambda: fr.fill_normal(np.empty(3), seed=-1), ValueError, "seed"),
+        (lambda: fr.fill_normal(np.empty(3), seed=2**64), ValueError, "seed"),
+        (lambda: fr.fill_normal(np.empty(3), stream=1.5), TypeError, "stream"),
+        (lambda: fr.fill_normal(np.empty(3, np.int32)), TypeError, "out"),
+        (lambda: fr.fill_normal(np.empty((4, 4))[:, ::2]), ValueError, "out"),
+        (lambda: fr.fill_normal([0.0, 1.0]), TypeError, "out"),
+        (lambda: fr.random_bits(-1), ValueError, "n"),
+    ],
+)
+def test_bad_input_names_the_argument(call, exc, word):
+    with pytest.raises(exc, match=word):
+        call()
