@@ -1,0 +1,954 @@
+"""Weight initializers with the exact semantics of the frameworks they come from.
+
+Every initializer has the signature::
+
+    name(shape, *, <its parameters>, seed=0, stream=0, dtype=None, out=None) -> ndarray
+
+``dtype`` is float32 unless ``out`` is given (then ``out.dtype``); with ``out`` the
+array is filled in place and returned.  Random values are pure functions of
+``(seed, stream, element index)`` (see :mod:`fastinit.random`), so they do not
+depend on the number of threads, and two tensors with different ``stream`` are
+independent.
+
+Shapes follow Keras: a dense weight is ``(fan_in, fan_out)`` (the ``x @ W``
+convention), an N-d kernel is ``(*receptive_field, in, out)``; see
+:func:`fan_in_and_fan_out`.
+
+One source of truth per formula: :func:`variance_scaling` is the general
+initializer, and the Keras names (``glorot_*``, ``he_*``, ``lecun_*``) and the
+PyTorch names (``xavier_*``, ``kaiming_*``) are thin specialisations of it.
+
+=====================  ===================  =========================================  ==========
+name                   distribution         variance / bounds                          semantics
+=====================  ===================  =========================================  ==========
+zeros, ones, constant  constant             0                                          Keras
+identity               ``gain * eye``       0                                          Keras
+normal                 N(mean, std^2)       std^2                                      PyTorch
+uniform                U(low, high)         (high - low)^2 / 12                        PyTorch
+truncated_normal       N trunc. to [a, b]   < std^2 (no rescaling)                     PyTorch
+variance_scaling       see below            scale / n, n = fan_in|fan_out|fan_avg      Keras
+glorot_normal          trunc. normal        2 / (fan_in + fan_out)                     Keras
+glorot_uniform         U(-l, l)             l = sqrt(6 / (fan_in + fan_out))           Keras
+he_normal              trunc. normal        2 / fan_in                                 Keras
+he_uniform             U(-l, l)             l = sqrt(6 / fan_in)                       Keras
+lecun_normal           trunc. normal        1 / fan_in                                 Keras
+lecun_uniform          U(-l, l)             l = sqrt(3 / fan_in)                       Keras
+xavier_normal          N(0, std^2)          std = gain sqrt(2 / (fan_in + fan_out))    PyTorch
+xavier_uniform         U(-l, l)             l = gain sqrt(6 / (fan_in + fan_out))      PyTorch
+kaiming_normal         N(0, std^2)          std = gain / sqrt(fan)                     PyTorch
+kaiming_uniform        U(-l, l)             l = gain sqrt(3 / fan)                     PyTorch
+orthogonal             Haar orthogonal      W^T W = gain^2 I                           PyTorch
+sparse                 N(0, std^2), zeros   ceil(sparsity * rows) zeros per column     PyTorch
+martens_sparse         N(0, std^2), zeros   k non-zero incoming weights per unit       Martens
+uniform_unit_scaling   U(-l, l)             l = factor sqrt(3 / prod(shape[:-1]))      TF1
+=====================  ===================  =========================================  ==========
+
+Keras' truncated normal is cut at two standard deviations; its standard
+deviation is divided by 0.87962566103423978, the std of a standard normal
+truncated to [-2, 2], so the variance is exactly ``scale / n``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import njit, prange
+
+from fastinit import random as _rng
+from fastinit._validate import (
+    check_choice,
+    check_dtype,
+    check_finite,
+    check_int,
+    check_nonneg,
+    check_out,
+    check_positive,
+    check_shape,
+)
+
+Initializer = Callable[..., np.ndarray]
+
+# std of a standard normal truncated to [-2, 2] (Keras' VarianceScaling constant)
+TRUNCATED_NORMAL_STD = 0.87962566103423978
+
+_MODES = ("fan_in", "fan_out", "fan_avg")
+_DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
+
+
+# ----------------------------------------------------------------------------- helpers
+def fan_in_and_fan_out(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Fan-in and fan-out of a weight shape, Keras convention.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``()`` and ``(n,)`` give ``(1, 1)`` and ``(n, n)``; ``(fan_in, fan_out)``
+        for a dense layer; ``(*receptive_field, in, out)`` for convolutions, where
+        both fans are multiplied by ``prod(receptive_field)``.
+
+    Returns
+    -------
+    tuple of int
+        ``(fan_in, fan_out)``.
+    """
+    if isinstance(shape, (tuple, list)) and len(shape) == 0:
+        return 1, 1
+    shape = check_shape(shape)
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _target(
+    shape: Any, dtype: Any, out: np.ndarray | None, min_ndim: int = 0
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """Validate shape, dtype and out; return the shape and the array to fill."""
+    shape = check_shape(shape, "shape", min_ndim=min_ndim)
+    if out is None:
+        return shape, np.empty(shape, dtype=check_dtype("float32" if dtype is None else dtype))
+    dt = check_dtype(out.dtype if dtype is None else dtype) if isinstance(out, np.ndarray) else None
+    return shape, check_out(out, shape, dt)
+
+
+# ----------------------------------------------------------------------------- constants
+def constant(
+    shape: tuple[int, ...],
+    *,
+    value: float = 0.0,
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Every entry equal to ``value``.
+
+    A constant (zero included) initialization leaves every hidden unit of a layer
+    computing the same function, and gradient descent keeps them identical: the
+    symmetry is never broken (see the ``symmetry`` experiment).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape.
+    value : float
+        The constant, finite.
+    seed, stream : int
+        Accepted for a uniform signature; unused.
+    dtype : {'float32', 'float64'}, optional
+        float32 unless ``out`` is given.
+    out : numpy.ndarray, optional
+        Array to fill in place.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    value = check_finite(value, "value")
+    _rng.split_key(seed, stream)
+    shape, out = _target(shape, dtype, out)
+    out.fill(value)
+    return out
+
+
+def zeros(
+    shape: tuple[int, ...],
+    *,
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """All zeros: ``constant(value=0)``."""
+    return constant(shape, value=0.0, seed=seed, stream=stream, dtype=dtype, out=out)
+
+
+def ones(
+    shape: tuple[int, ...],
+    *,
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """All ones: ``constant(value=1)``."""
+    return constant(shape, value=1.0, seed=seed, stream=stream, dtype=dtype, out=out)
+
+
+def identity(
+    shape: tuple[int, ...],
+    *,
+    gain: float = 1.0,
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """``gain`` times the (possibly rectangular) identity matrix, Keras ``Identity``.
+
+    Parameters
+    ----------
+    shape : tuple of 2 int
+        Matrix shape; rectangular shapes get ones on the main diagonal.
+    gain : float
+        Multiplier of the diagonal, finite.
+    seed, stream, dtype, out
+        As for :func:`constant`.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    gain = check_finite(gain, "gain")
+    _rng.split_key(seed, stream)
+    shape, out = _target(shape, dtype, out, min_ndim=2)
+    if len(shape) != 2:
+        raise ValueError(f"shape: identity needs a 2-D shape, got {shape}")
+    out.fill(0.0)
+    np.fill_diagonal(out, gain)
+    return out
+
+
+# ----------------------------------------------------------------------------- plain random
+def normal(
+    shape: tuple[int, ...],
+    *,
+    mean: float = 0.0,
+    std: float = 1.0,
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Draws from N(mean, std^2), PyTorch ``normal_`` defaults.
+
+    ``std=0.01`` is the classic small random init (AlexNet, Krizhevsky et al.
+    2012), which in deep plain networks makes the activations vanish layer by layer.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape.
+    mean : float
+        Mean, finite.
+    std : float
+        Standard deviation, finite and >= 0.
+    seed, stream : int
+        Key and stream of the counter-based generator, in [0, 2**64).
+    dtype : {'float32', 'float64'}, optional
+        float32 unless ``out`` is given.
+    out : numpy.ndarray, optional
+        Array to fill in place.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    mean = check_finite(mean, "mean")
+    std = check_nonneg(std, "std")
+    _rng.split_key(seed, stream)
+    shape, out = _target(shape, dtype, out)
+    return _rng.fill_normal(out, mean, std, seed=seed, stream=stream)
+
+
+def uniform(
+    shape: tuple[int, ...],
+    *,
+    low: float = 0.0,
+    high: float = 1.0,
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Draws from U[low, high), PyTorch ``uniform_`` defaults.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape.
+    low, high : float
+        Bounds, finite, ``low <= high``.
+    seed, stream, dtype, out
+        As for :func:`normal`.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    low = check_finite(low, "low")
+    high = check_finite(high, "high")
+    if low > high:
+        raise ValueError(f"low, high: expected low <= high, got low={low}, high={high}")
+    _rng.split_key(seed, stream)
+    shape, out = _target(shape, dtype, out)
+    return _rng.fill_uniform(out, low, high, seed=seed, stream=stream)
+
+
+def truncated_normal(
+    shape: tuple[int, ...],
+    *,
+    mean: float = 0.0,
+    std: float = 1.0,
+    a: float = -2.0,
+    b: float = 2.0,
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """N(mean, std^2) truncated to the absolute bounds [a, b], PyTorch ``trunc_normal_``.
+
+    Inverse-CDF method, no rescaling: with ``alpha = (a - mean) / std`` and
+    ``beta = (b - mean) / std``, ``x = mean + std sqrt(2) erfinv(u)`` for ``u``
+    uniform on ``[2 Phi(alpha) - 1, 2 Phi(beta) - 1)``.  The variance is
+    ``std^2 (1 - (beta phi(beta) - alpha phi(alpha)) / Z - ((phi(alpha) - phi(beta)) / Z)^2)``
+    with ``Z = Phi(beta) - Phi(alpha)``: less than ``std^2``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape.
+    mean : float
+        Mean of the untruncated normal, finite.
+    std : float
+        Std of the untruncated normal, finite and > 0.
+    a, b : float
+        Absolute bounds, finite, ``a < b``.
+    seed, stream, dtype, out
+        As for :func:`normal`.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    mean = check_finite(mean, "mean")
+    std = check_positive(std, "std")
+    a = check_finite(a, "a")
+    b = check_finite(b, "b")
+    if not a < b:
+        raise ValueError(f"a, b: expected a < b, got a={a}, b={b}")
+    _rng.split_key(seed, stream)
+    shape, out = _target(shape, dtype, out)
+    return _rng.fill_truncated_normal(out, mean, std, a, b, seed=seed, stream=stream)
+
+
+# ----------------------------------------------------------------------------- variance scaling
+def variance_scaling(
+    shape: tuple[int, ...],
+    *,
+    scale: float = 1.0,
+    mode: str = "fan_in",
+    distribution: str = "truncated_normal",
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Keras ``VarianceScaling``: variance ``scale / n`` whatever the distribution.
+
+    ``n`` is ``max(1, fan_in)``, ``max(1, fan_out)`` or ``max(1, (fan_in + fan_out) / 2)``
+    for ``mode`` = ``fan_in``, ``fan_out``, ``fan_avg``.  Then
+
+    - ``truncated_normal``: N(0, s^2) truncated to [-2 s, 2 s] with
+      ``s = sqrt(scale / n) / 0.87962566103423978`` (the truncation's std correction);
+    - ``untruncated_normal``: N(0, scale / n);
+    - ``uniform``: U(-l, l) with ``l = sqrt(3 scale / n)``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape; fans from :func:`fan_in_and_fan_out`.
+    scale : float
+        Variance multiplier, finite and > 0.
+    mode : {'fan_in', 'fan_out', 'fan_avg'}
+        Which fan divides the scale.
+    distribution : {'truncated_normal', 'untruncated_normal', 'uniform'}
+        Sampling distribution.
+    seed, stream, dtype, out
+        As for :func:`normal`.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    scale = check_positive(scale, "scale")
+    mode = check_choice(mode, "mode", _MODES)
+    distribution = check_choice(distribution, "distribution", _DISTRIBUTIONS)
+    shape = check_shape(shape)
+    fan_in, fan_out = fan_in_and_fan_out(shape)
+    fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
+    variance = scale / max(1.0, fan)
+    kw = {"seed": seed, "stream": stream, "dtype": dtype, "out": out}
+    if distribution == "truncated_normal":
+        s = math.sqrt(variance) / TRUNCATED_NORMAL_STD
+        return truncated_normal(shape, mean=0.0, std=s, a=-2.0 * s, b=2.0 * s, **kw)
+    if distribution == "untruncated_normal":
+        return normal(shape, mean=0.0, std=math.sqrt(variance), **kw)
+    limit = math.sqrt(3.0 * variance)
+    return uniform(shape, low=-limit, high=limit, **kw)
+
+
+def _keras(scale: float, mode: str, distribution: str, doc: str) -> Initializer:
+    def init(
+        shape: tuple[int, ...],
+        *,
+        seed: int = 0,
+        stream: int = 0,
+        dtype: Any = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        return variance_scaling(
+            shape,
+            scale=scale,
+            mode=mode,
+            distribution=distribution,
+            seed=seed,
+            stream=stream,
+            dtype=dtype,
+            out=out,
+        )
+
+    init.__doc__ = (
+        f"{doc}\n\n"
+        f"``variance_scaling(scale={scale}, mode='{mode}', distribution='{distribution}')``; "
+        "parameters as for :func:`variance_scaling`.\n"
+    )
+    return init
+
+
+glorot_normal = _keras(
+    1.0,
+    "fan_avg",
+    "truncated_normal",
+    "Glorot (Xavier) normal, Keras: truncated normal with variance 2 / (fan_in + fan_out).\n\n"
+    "X. Glorot and Y. Bengio, 'Understanding the difficulty of training deep feedforward\n"
+    "neural networks', AISTATS 2010.  For tanh and sigmoid networks.",
+)
+glorot_uniform = _keras(
+    1.0,
+    "fan_avg",
+    "uniform",
+    "Glorot (Xavier) uniform, Keras: U(-l, l), l = sqrt(6 / (fan_in + fan_out)).\n\n"
+    "X. Glorot and Y. Bengio, AISTATS 2010.",
+)
+he_normal = _keras(
+    2.0,
+    "fan_in",
+    "truncated_normal",
+    "He normal, Keras: truncated normal with variance 2 / fan_in.\n\n"
+    "K. He, X. Zhang, S. Ren and J. Sun, 'Delving deep into rectifiers', ICCV 2015.\n"
+    "For ReLU-family networks: keeps the activations' second moment constant with depth.",
+)
+he_uniform = _keras(
+    2.0,
+    "fan_in",
+    "uniform",
+    "He uniform, Keras: U(-l, l), l = sqrt(6 / fan_in).\n\nK. He et al., ICCV 2015.",
+)
+lecun_normal = _keras(
+    1.0,
+    "fan_in",
+    "truncated_normal",
+    "LeCun normal, Keras: truncated normal with variance 1 / fan_in.\n\n"
+    "Y. LeCun, L. Bottou, G. Orr and K.-R. Mueller, 'Efficient BackProp', 1998;\n"
+    "the init of self-normalizing (SELU) networks (Klambauer et al., NeurIPS 2017).",
+)
+lecun_uniform = _keras(
+    1.0,
+    "fan_in",
+    "uniform",
+    "LeCun uniform, Keras: U(-l, l), l = sqrt(3 / fan_in).\n\nY. LeCun et al., 1998.",
+)
+
+
+# ----------------------------------------------------------------------------- PyTorch names
+_GAIN_ONE = (
+    "linear",
+    "identity",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+)
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """PyTorch's recommended gain for a nonlinearity.
+
+    =================  ======================================
+    nonlinearity       gain
+    =================  ======================================
+    linear, conv*, identity, sigmoid  1
+    tanh               5/3
+    relu               sqrt(2)
+    leaky_relu         sqrt(2 / (1 + negative_slope^2)), slope 0.01 by default
+    selu               3/4
+    =================  ======================================
+
+    Parameters
+    ----------
+    nonlinearity : str
+        Name, as in ``torch.nn.init.calculate_gain``.
+    param : float, optional
+        The negative slope of ``leaky_relu``.
+
+    Returns
+    -------
+    float
+    """
+    name = nonlinearity.lower() if isinstance(nonlinearity, str) else nonlinearity
+    if name in _GAIN_ONE:
+        return 1.0
+    if name == "tanh":
+        return 5.0 / 3
+    if name == "relu":
+        return math.sqrt(2.0)
+    if name == "leaky_relu":
+        slope = 0.01 if param is None else check_finite(param, "param")
+        return math.sqrt(2.0 / (1 + slope**2))
+    if name == "selu":
+        return 3.0 / 4
+    valid = ", ".join(repr(n) for n in (*_GAIN_ONE, "tanh", "relu", "leaky_relu", "selu"))
+    raise ValueError(f"nonlinearity: expected one of {valid}, got {nonlinearity!r}")
+
+
+def _fan_avg_scale(gain: float) -> float:
+    # variance gain^2 * 2 / (fan_in + fan_out) == scale / fan_avg with scale = gain^2
+    return check_finite(gain, "gain") ** 2
+
+
+def xavier_normal(
+    shape: tuple[int, ...],
+    *,
+    gain: float = 1.0,
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Xavier normal, PyTorch: N(0, std^2), ``std = gain sqrt(2 / (fan_in + fan_out))``.
+
+    X. Glorot and Y. Bengio, 'Understanding the difficulty of training deep
+    feedforward neural networks', AISTATS 2010.  ``variance_scaling(scale=gain^2,
+    mode='fan_avg', distribution='untruncated_normal')``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape.
+    gain : float
+        Multiplier of the std (see :func:`calculate_gain`).
+    seed, stream, dtype, out
+        As for :func:`normal`.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    return _scaled(
+        shape, _fan_avg_scale(gain), "fan_avg", "untruncated_normal", seed, stream, dtype, out
+    )
+
+
+def xavier_uniform(
+    shape: tuple[int, ...],
+    *,
+    gain: float = 1.0,
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Xavier uniform, PyTorch: U(-l, l), ``l = gain sqrt(6 / (fan_in + fan_out))``.
+
+    X. Glorot and Y. Bengio, AISTATS 2010.  ``variance_scaling(scale=gain^2,
+    mode='fan_avg', distribution='uniform')``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape.
+    gain : float
+        Multiplier of the bound (see :func:`calculate_gain`).
+    seed, stream, dtype, out
+        As for :func:`normal`.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    return _scaled(shape, _fan_avg_scale(gain), "fan_avg", "uniform", seed, stream, dtype, out)
+
+
+def _kaiming_scale(a: float, mode: str, nonlinearity: str) -> tuple[float, str]:
+    mode = check_choice(mode, "mode", ("fan_in", "fan_out"))
+    return calculate_gain(nonlinearity, a) ** 2, mode
+
+
+def kaiming_normal(
+    shape: tuple[int, ...],
+    *,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Kaiming (He) normal, PyTorch: N(0, std^2), ``std = gain / sqrt(fan)``.
+
+    K. He, X. Zhang, S. Ren and J. Sun, 'Delving deep into rectifiers: surpassing
+    human-level performance on ImageNet classification', ICCV 2015.
+    ``gain = calculate_gain(nonlinearity, a)``; PyTorch's defaults (leaky_relu with
+    a = 0) give ``gain = sqrt(2)``, i.e. variance ``2 / fan_in``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape.
+    a : float
+        Negative slope of the rectifier (used with ``leaky_relu``).
+    mode : {'fan_in', 'fan_out'}
+        ``fan_in`` preserves the forward variance, ``fan_out`` the backward one.
+    nonlinearity : str
+        As for :func:`calculate_gain`.
+    seed, stream, dtype, out
+        As for :func:`normal`.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    scale, mode = _kaiming_scale(a, mode, nonlinearity)
+    return _scaled(shape, scale, mode, "untruncated_normal", seed, stream, dtype, out)
+
+
+def kaiming_uniform(
+    shape: tuple[int, ...],
+    *,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Kaiming (He) uniform, PyTorch: U(-l, l), ``l = gain sqrt(3 / fan)``.
+
+    K. He et al., ICCV 2015.  Parameters as for :func:`kaiming_normal`.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape.
+    a : float
+        Negative slope of the rectifier (used with ``leaky_relu``).
+    mode : {'fan_in', 'fan_out'}
+        Which fan.
+    nonlinearity : str
+        As for :func:`calculate_gain`.
+    seed, stream, dtype, out
+        As for :func:`normal`.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    scale, mode = _kaiming_scale(a, mode, nonlinearity)
+    return _scaled(shape, scale, mode, "uniform", seed, stream, dtype, out)
+
+
+def _scaled(shape, scale, mode, distribution, seed, stream, dtype, out) -> np.ndarray:
+    """``variance_scaling``, allowing scale 0 (a gain of 0 gives zeros)."""
+    if scale == 0.0:
+        return zeros(shape, seed=seed, stream=stream, dtype=dtype, out=out)
+    return variance_scaling(
+        shape,
+        scale=scale,
+        mode=mode,
+        distribution=distribution,
+        seed=seed,
+        stream=stream,
+        dtype=dtype,
+        out=out,
+    )
+
+
+def uniform_unit_scaling(
+    shape: tuple[int, ...],
+    *,
+    factor: float = 1.0,
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """TF1 ``uniform_unit_scaling_initializer``: U(-l, l), ``l = factor sqrt(3 / input_size)``.
+
+    ``input_size = prod(shape[:-1])`` (the fan-in of a dense ``(fan_in, fan_out)``
+    weight).  D. Sussillo and L. F. Abbott, 'Random walk initialization for
+    training very deep feedforward networks', 2014.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape.
+    factor : float
+        Multiplier of the bound, finite and > 0.
+    seed, stream, dtype, out
+        As for :func:`normal`.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    factor = check_positive(factor, "factor")
+    shape = check_shape(shape)
+    input_size = math.prod(shape[:-1]) if len(shape) > 1 else shape[0]
+    limit = factor * math.sqrt(3.0 / input_size)
+    return uniform(shape, low=-limit, high=limit, seed=seed, stream=stream, dtype=dtype, out=out)
+
+
+# ----------------------------------------------------------------------------- structured
+def orthogonal(
+    shape: tuple[int, ...],
+    *,
+    gain: float = 1.0,
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """(Semi-)orthogonal matrix, PyTorch ``orthogonal_``.
+
+    A. M. Saxe, J. L. McClelland and S. Ganguli, 'Exact solutions to the
+    nonlinear dynamics of learning in deep linear neural networks', ICLR 2014.
+    The array is viewed as ``rows = shape[0]`` by ``cols = prod(shape[1:])``; a
+    standard normal matrix of that shape (transposed if ``rows < cols``) is
+    factored as ``QR`` (float64), ``Q`` is multiplied by ``sign(diag(R))`` so it
+    is Haar-distributed, transposed back, and scaled by ``gain``.  Hence
+    ``W^T W = gain^2 I`` when ``rows >= cols`` and ``W W^T = gain^2 I`` otherwise.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        At least 2-D.
+    gain : float
+        Multiplier, finite.
+    seed, stream, dtype, out
+        As for :func:`normal`.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    gain = check_finite(gain, "gain")
+    _rng.split_key(seed, stream)
+    shape, out = _target(shape, dtype, out, min_ndim=2)
+    rows, cols = shape[0], math.prod(shape[1:])
+    flat = np.empty((max(rows, cols), min(rows, cols)))
+    _rng.fill_normal(flat, 0.0, 1.0, seed=seed, stream=stream)
+    q, r = np.linalg.qr(flat)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    out.reshape(rows, cols)[...] = gain * q
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _zero_random_rows(w, count, k0, k1, s0, s1, base):
+    """In each column of ``w``, zero ``count`` distinct rows picked by a partial Fisher-Yates."""
+    rows, cols = w.shape
+    for c in prange(cols):
+        order = np.arange(rows)
+        for t in range(count):
+            j = t + _rng.uniform_index(k0, k1, s0, s1, base + c * rows + t, rows - t)
+            order[t], order[j] = order[j], order[t]
+            w[order[t], c] = 0.0
+
+
+@njit(parallel=True, cache=True)
+def _keep_random_rows(w, count, k0, k1, s0, s1, base):
+    """In each column of ``w``, keep ``count`` distinct rows (partial Fisher-Yates), zero others."""
+    rows, cols = w.shape
+    for c in prange(cols):
+        order = np.arange(rows)
+        for t in range(count):
+            j = t + _rng.uniform_index(k0, k1, s0, s1, base + c * rows + t, rows - t)
+            order[t], order[j] = order[j], order[t]
+        for t in range(count, rows):
+            w[order[t], c] = 0.0
+
+
+def sparse(
+    shape: tuple[int, ...],
+    *,
+    sparsity: float = 0.1,
+    std: float = 0.01,
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Sparse normal matrix, PyTorch ``sparse_``: N(0, std^2) with zeros in every column.
+
+    In each column, ``ceil(sparsity * rows)`` distinct entries are set to zero;
+    with fastinit's ``(fan_in, fan_out)`` layout a column holds one unit's
+    incoming weights.  J. Martens, 'Deep learning via Hessian-free optimization',
+    ICML 2010.  The normal values use draws ``0 .. size-1`` of the stream and the
+    zero positions its float64 draws from ``2 * size`` on.
+
+    Parameters
+    ----------
+    shape : tuple of 2 int
+        Matrix shape.
+    sparsity : float
+        Fraction of zeros per column, in [0, 1].
+    std : float
+        Std of the non-zero values, finite and >= 0.
+    seed, stream, dtype, out
+        As for :func:`normal`.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    sparsity = check_nonneg(sparsity, "sparsity")
+    if sparsity > 1:
+        raise ValueError(f"sparsity: expected a fraction in [0, 1], got {sparsity}")
+    std = check_nonneg(std, "std")
+    words = _rng.split_key(seed, stream)
+    shape, out = _target(shape, dtype, out, min_ndim=2)
+    if len(shape) != 2:
+        raise ValueError(f"shape: sparse needs a 2-D shape, got {shape}")
+    _rng.fill_normal(out, 0.0, std, seed=seed, stream=stream)
+    _zero_random_rows(out, math.ceil(sparsity * shape[0]), *words, 2 * out.size)
+    return out
+
+
+def martens_sparse(
+    shape: tuple[int, ...],
+    *,
+    k: int = 15,
+    std: float = 1.0,
+    seed: int = 0,
+    stream: int = 0,
+    dtype: Any = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Martens' sparse init: each unit gets ``k`` non-zero N(0, std^2) incoming weights.
+
+    J. Martens, 'Deep learning via Hessian-free optimization', ICML 2010
+    (k = 15, unit Gaussian).  With the ``(fan_in, fan_out)`` layout, each column
+    keeps ``min(k, fan_in)`` distinct non-zero rows.
+
+    Parameters
+    ----------
+    shape : tuple of 2 int
+        Matrix shape ``(fan_in, fan_out)``.
+    k : int
+        Non-zero incoming weights per unit, >= 1.
+    std : float
+        Std of the non-zero values, finite and >= 0.
+    seed, stream, dtype, out
+        As for :func:`normal`.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    k = check_int(k, "k", low=1)
+    std = check_nonneg(std, "std")
+    words = _rng.split_key(seed, stream)
+    shape, out = _target(shape, dtype, out, min_ndim=2)
+    if len(shape) != 2:
+        raise ValueError(f"shape: martens_sparse needs a 2-D shape, got {shape}")
+    _rng.fill_normal(out, 0.0, std, seed=seed, stream=stream)
+    _keep_random_rows(out, min(k, shape[0]), *words, 2 * out.size)
+    return out
+
+
+# ----------------------------------------------------------------------------- registry
+_REGISTRY: dict[str, Initializer] = {
+    "zeros": zeros,
+    "ones": ones,
+    "constant": constant,
+    "identity": identity,
+    "normal": normal,
+    "uniform": uniform,
+    "truncated_normal": truncated_normal,
+    "variance_scaling": variance_scaling,
+    "glorot_normal": glorot_normal,
+    "glorot_uniform": glorot_uniform,
+    "he_normal": he_normal,
+    "he_uniform": he_uniform,
+    "lecun_normal": lecun_normal,
+    "lecun_uniform": lecun_uniform,
+    "xavier_normal": xavier_normal,
+    "xavier_uniform": xavier_uniform,
+    "kaiming_normal": kaiming_normal,
+    "kaiming_uniform": kaiming_uniform,
+    "orthogonal": orthogonal,
+    "sparse": sparse,
+    "martens_sparse": martens_sparse,
+    "uniform_unit_scaling": uniform_unit_scaling,
+}
+for _name in ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal"):
+    _REGISTRY[_name].__name__ = _REGISTRY[_name].__qualname__ = _name
+lecun_uniform.__name__ = lecun_uniform.__qualname__ = "lecun_uniform"
+
+ALIASES = {
+    "zero": "zeros",
+    "one": "ones",
+    "eye": "identity",
+    "randn": "normal",
+    "gaussian": "normal",
+    "trunc_normal": "truncated_normal",
+    "glorot": "glorot_uniform",
+    "xavier": "xavier_uniform",
+    "he": "he_normal",
+    "msra": "he_normal",
+    "kaiming": "kaiming_normal",
+    "lecun": "lecun_normal",
+    "orthogonal_": "orthogonal",
+    "martens": "martens_sparse",
+}
+
+
+def names() -> list[str]:
+    """All initializer names accepted by :func:`get` (canonical names and aliases)."""
+    return sorted([*_REGISTRY, *ALIASES])
+
+
+def get(name: str | Initializer) -> Initializer:
+    """The initializer for a name or alias (case-insensitive); a callable passes through.
+
+    Parameters
+    ----------
+    name : str or callable
+        E.g. ``"xavier_uniform"``, ``"glorot_uniform"``, ``"he"``, ``"Kaiming-Normal"``.
+
+    Returns
+    -------
+    callable
+        ``f(shape, *, seed=0, stream=0, dtype=None, out=None, **params)``.
+    """
+    if callable(name):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected an initializer name or a callable, got {name!r}")
+    key = name.strip().lower().replace("-", "_").replace(" ", "_")
+    key = ALIASES.get(key, key)
+    if key not in _REGISTRY:
+        raise ValueError(f"name: unknown initializer {name!r}; valid names: {', '.join(names())}")
+    return _REGISTRY[key]

@@ -1,0 +1,210 @@
+"""fastinit.init: every initializer's distribution against its formula and scipy."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from fastinit import init
+
+SHAPE = (400, 300)  # fan_in, fan_out
+FAN_IN, FAN_OUT = SHAPE
+N = SHAPE[0] * SHAPE[1]
+
+
+def ks_ok(x, cdf):
+    return stats.kstest(np.ravel(x), cdf).pvalue > 1e-3
+
+
+def trunc2(std):
+    return stats.truncnorm(-2, 2, scale=std)
+
+
+# name, kwargs, scipy reference distribution
+CASES = [
+    ("normal", {"mean": 0.5, "std": 0.01}, stats.norm(0.5, 0.01)),
+    ("uniform", {"low": -0.2, "high": 0.1}, stats.uniform(-0.2, 0.3)),
+    (
+        "truncated_normal",
+        {"mean": 0.1, "std": 1.0, "a": -1.0, "b": 2.0},
+        stats.truncnorm(-1.1, 1.9, loc=0.1),
+    ),
+    ("glorot_normal", {}, trunc2(math.sqrt(2 / (FAN_IN + FAN_OUT)) / 0.87962566103423978)),
+    ("glorot_uniform", {}, stats.uniform(-(a := math.sqrt(6 / (FAN_IN + FAN_OUT))), 2 * a)),
+    ("he_normal", {}, trunc2(math.sqrt(2 / FAN_IN) / 0.87962566103423978)),
+    ("he_uniform", {}, stats.uniform(-(b := math.sqrt(6 / FAN_IN)), 2 * b)),
+    ("lecun_normal", {}, trunc2(math.sqrt(1 / FAN_IN) / 0.87962566103423978)),
+    ("lecun_uniform", {}, stats.uniform(-(c := math.sqrt(3 / FAN_IN)), 2 * c)),
+    ("xavier_normal", {"gain": 2.0}, stats.norm(0, 2 * math.sqrt(2 / (FAN_IN + FAN_OUT)))),
+    ("xavier_uniform", {}, stats.uniform(-a, 2 * a)),
+    ("kaiming_normal", {}, stats.norm(0, math.sqrt(2 / FAN_IN))),
+    (
+        "kaiming_normal",
+        {"mode": "fan_out", "nonlinearity": "tanh"},
+        stats.norm(0, 5 / 3 / math.sqrt(FAN_OUT)),
+    ),
+    ("kaiming_uniform", {}, stats.uniform(-b, 2 * b)),
+    (
+        "kaiming_uniform",
+        {"a": 0.2, "nonlinearity": "leaky_relu"},
+        stats.uniform(-(d := math.sqrt(2 / 1.04) * math.sqrt(3 / FAN_IN)), 2 * d),
+    ),
+    ("uniform_unit_scaling", {"factor": 1.5}, stats.uniform(-(e := 1.5 * c), 2 * e)),
+    (
+        "variance_scaling",
+        {"scale": 3.0, "mode": "fan_out", "distribution": "untruncated_normal"},
+        stats.norm(0, math.sqrt(3 / FAN_OUT)),
+    ),
+    (
+        "variance_scaling",
+        {"scale": 0.5, "mode": "fan_avg", "distribution": "uniform"},
+        stats.uniform(-(f := math.sqrt(1.5 / 350)), 2 * f),
+    ),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("name", "kwargs", "ref"), CASES, ids=[f"{c[0]}{c[1]}" for c in CASES])
+def test_distribution_matches_formula(name, kwargs, ref, dtype):
+    w = init.get(name)(SHAPE, seed=7, dtype=dtype, **kwargs)
+    assert w.shape == SHAPE and w.dtype == np.dtype(dtype)
+    lo, hi = ref.support()
+    assert w.min() >= lo - 1e-6 * abs(lo) and w.max() <= hi + 1e-6 * abs(hi)
+    assert abs(w.mean() - ref.mean()) < 5 * ref.std() / math.sqrt(N)
+    assert abs(w.var() / ref.var() - 1) < 5 * math.sqrt(2 / N) * 1.5
+    assert ks_ok(w, ref.cdf)
+
+
+def test_keras_truncated_normal_has_exact_variance():
+    w = init.variance_scaling((1000, 1000), scale=2.0, seed=1)
+    assert abs(w.var() / (2.0 / 1000) - 1) < 0.01
+    s = math.sqrt(2.0 / 1000) / 0.87962566103423978
+    assert np.abs(w).max() <= 2 * s * (1 + 1e-6)
+
+
+def test_fans_follow_keras():
+    assert init.fan_in_and_fan_out((3, 5)) == (3, 5)
+    assert init.fan_in_and_fan_out((7,)) == (7, 7)
+    assert init.fan_in_and_fan_out(()) == (1, 1)
+    assert init.fan_in_and_fan_out((3, 3, 16, 32)) == (9 * 16, 9 * 32)
+
+
+def test_calculate_gain_is_pytorchs_table():
+    assert init.calculate_gain("linear") == 1
+    assert init.calculate_gain("conv2d") == 1
+    assert init.calculate_gain("sigmoid") == 1
+    assert init.calculate_gain("tanh") == pytest.approx(5 / 3)
+    assert init.calculate_gain("relu") == pytest.approx(math.sqrt(2))
+    assert init.calculate_gain("leaky_relu") == pytest.approx(math.sqrt(2 / (1 + 0.01**2)))
+    assert init.calculate_gain("leaky_relu", 0.2) == pytest.approx(math.sqrt(2 / 1.04))
+    assert init.calculate_gain("selu") == 0.75
+    with pytest.raises(ValueError, match="nonlinearity"):
+        init.calculate_gain("swishy")
+
+
+@pytest.mark.parametrize("shape", [(50, 20), (20, 50), (30, 30), (6, 2, 5)])
+@pytest.mark.parametrize("gain", [1.0, 2.5])
+def test_orthogonal(shape, gain):
+    w = init.orthogonal(shape, gain=gain, seed=3, dtype="float64")
+    m = w.reshape(shape[0], -1)
+    gram = m.T @ m if m.shape[0] >= m.shape[1] else m @ m.T
+    np.testing.assert_allclose(gram, gain**2 * np.eye(gram.shape[0]), atol=1e-10)
+    w32 = init.orthogonal(shape, gain=gain, seed=3)
+    np.testing.assert_allclose(w32, w, rtol=1e-5, atol=1e-6)
+
+
+def test_orthogonal_is_haar_distributed():
+    # the sign correction makes the diagonal of a Haar orthogonal matrix mean zero
+    diag = np.array([np.diag(init.orthogonal((4, 4), seed=s, dtype="float64")) for s in range(400)])
+    assert np.abs(diag.mean(axis=0)).max() < 5 * 0.5 / math.sqrt(400)
+
+
+def test_sparse_zeros_per_column():
+    w = init.sparse((40, 30), sparsity=0.25, std=0.5, seed=2)
+    assert np.all((w == 0).sum(axis=0) == 10)
+    nz = w[w != 0]
+    assert abs(nz.std() - 0.5) < 0.05
+    assert not np.array_equal(w[:, 0] == 0, w[:, 1] == 0)
+
+
+def test_martens_sparse_k_per_unit():
+    w = init.martens_sparse((100, 50), k=15, seed=2)
+    assert np.all((w != 0).sum(axis=0) == 15)
+    small = init.martens_sparse((10, 4), k=15, seed=2)
+    assert np.all(small != 0)
+
+
+def test_constants_and_identity():
+    assert np.all(init.zeros((3, 4)) == 0)
+    assert np.all(init.ones((3, 4), dtype="float64") == 1)
+    assert np.all(init.constant((2, 2), value=0.25) == 0.25)
+    np.testing.assert_array_equal(init.identity((2, 3), gain=3.0), 3.0 * np.eye(2, 3))
+
+
+def test_out_fills_in_place_and_equals_fresh_array():
+    out = np.empty(SHAPE, np.float64)
+    res = init.he_normal(SHAPE, seed=4, out=out)
+    assert res is out
+    np.testing.assert_array_equal(out, init.he_normal(SHAPE, seed=4, dtype="float64"))
+
+
+def test_streams_independent_and_seed_reproducible():
+    a = init.normal((300, 300), seed=1, stream=0)
+    b = init.normal((300, 300), seed=1, stream=1)
+    assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 5 / 300
+    np.testing.assert_array_equal(a, init.normal((300, 300), seed=1, stream=0))
+
+
+def test_get_names_and_aliases():
+    assert init.get("Glorot_Uniform") is init.glorot_uniform
+    assert init.get("xavier-uniform") is init.xavier_uniform
+    assert init.get("he") is init.he_normal
+    assert init.get("kaiming_normal") is init.kaiming_normal
+    f = init.get(init.ones)
+    assert f is init.ones
+    with pytest.raises(ValueError, match="glorot_uniform"):
+        init.get("glorrot")
+    for name in init.names():
+        assert init.get(name)((4, 3), seed=0).shape == (4, 3)
+
+
+BAD = [
+    (lambda: init.normal((3, 3), std=-1.0), ValueError, "std"),
+    (lambda: init.normal((3, 3), std=float("inf")), ValueError, "std"),
+    (lambda: init.truncated_normal((3, 3), a=2.0, b=1.0), ValueError, "a, b"),
+    (lambda: init.uniform((3, 3), low=1.0, high=0.0), ValueError, "low"),
+    (lambda: init.variance_scaling((3, 3), mode="fan_mid"), ValueError, "mode"),
+    (lambda: init.variance_scaling((3, 3), distribution="normalish"), ValueError, "distribution"),
+    (lambda: init.variance_scaling((3, 3), scale=0.0), ValueError, "scale"),
+    (lambda: init.kaiming_normal((3, 3), mode="fan_avg"), ValueError, "mode"),
+    (lambda: init.he_normal((3, 0)), ValueError, "shape"),
+    (lambda: init.he_normal((3, -2)), ValueError, "shape"),
+    (lambda: init.he_normal((3, 2.5)), TypeError, "shape"),
+    (lambda: init.he_normal("3x3"), TypeError, "shape"),
+    (lambda: init.orthogonal((5,)), ValueError, "shape"),
+    (lambda: init.identity((5,)), ValueError, "shape"),
+    (lambda: init.sparse((5,)), ValueError, "shape"),
+    (lambda: init.sparse((5, 5), sparsity=1.5), ValueError, "sparsity"),
+    (lambda: init.martens_sparse((5, 5), k=0), ValueError, "k"),
+    (lambda: init.he_normal((3, 3), out=np.empty((3, 4), np.float32)), ValueError, "out"),
+    (lambda: init.he_normal((3, 3), out=np.empty((3, 3), np.int64)), TypeError, "dtype"),
+    (
+        lambda: init.he_normal((3, 3), dtype="float32", out=np.empty((3, 3))),
+        TypeError,
+        "out",
+    ),
+    (lambda: init.he_normal((3, 3), out=np.empty((3, 6), np.float32)[:, ::2]), ValueError, "out"),
+    (lambda: init.he_normal((3, 3), dtype="float16"), TypeError, "dtype"),
+    (lambda: init.he_normal((3, 3), seed=-1), ValueError, "seed"),
+    (lambda: init.he_normal((3, 3), seed=2**64), ValueError, "seed"),
+    (lambda: init.zeros((3, 3), seed=-5), ValueError, "seed"),
+    (lambda: init.constant((3, 3), value=float("nan")), ValueError, "value"),
+    (lambda: init.get(3), TypeError, "name"),
+]
+
+
+@pytest.mark.parametrize(("call", "exc", "word"), BAD)
+def test_bad_input_names_the_argument(call, exc, word):
+    with pytest.raises(exc, match=word):
+        call()
