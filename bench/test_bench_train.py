@@ -1,0 +1,284 @@
+"""Training throughput and cold start, against same-run baselines.
+
+Run ``pytest bench/test_bench_train.py --benchmark-only --benchmark-json=out.json``
+then ``python bench/report.py out.json`` for the Markdown table of per-step
+medians and ratios.  Workloads:
+
+* ``mnist``: MLP 784-100-100-100-100-10, ReLU, SGD lr 0.01, batches of 128 rows
+  sampled with replacement from 60000 x 784 random float32 data (MNIST's shape),
+  2000 steps for fastinit (fewer for the slower baselines; the report is per step).
+  Peers: the "Deep Learning from Scratch" layered NumPy net in float64 and float32,
+  PyTorch eager and JAX (jit step, lax.scan loop) when importable.
+* ``roofline``: a same-run NumPy sgemm 2048 x 2048 (the BLAS fastinit calls).
+* ``wide``: 784-1024-1024-1024-10, batch 512.
+* ``planar``: 2-4-1 tanh/sigmoid, 400 points, full batch, lr 1.2, 10000 steps,
+  against the classic Coursera notebook code.
+* ``coldstart``: a fresh process (import + MLP + first fit on tiny data) with the
+  numba cache warm and with an empty cache.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import numpy_mlp, peers
+from fastinit import datasets, optim
+from fastinit.model import MLP
+
+MNIST = [784, 100, 100, 100, 100, 10]
+WIDE = [784, 1024, 1024, 1024, 10]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def step_flops(sizes: list[int], batch: int) -> int:
+    """FLOPs of one SGD step: forward, dW, and dX for every layer but the first."""
+    macs = [a * b for a, b in itertools.pairwise(sizes)]
+    return 2 * batch * (2 * sum(macs) + sum(macs[1:]))
+
+
+def _run(benchmark, fn, *, steps, flops, impl, rounds=5):
+    fn(min(steps, 10))  # compile / warm up outside the timing
+    benchmark.extra_info.update(steps=steps, flops=flops * steps, impl=impl)
+    benchmark.pedantic(fn, args=(steps,), rounds=rounds, iterations=1, warmup_rounds=1)
+
+
+def _fastinit(x, y, sizes, batch, dtype="float32"):
+    model = MLP(sizes, activation="relu", init="he_normal", seed=0, dtype=dtype)
+    opt = optim.SGD(0.01)
+
+    def run(steps):
+        return model.fit(
+            x,
+            y,
+            optimizer=opt,
+            batch_size=batch,
+            iterations=steps,
+            sampling="replacement",
+            progress=False,
+        ).loss
+
+    return run
+
+
+def _numpy(x, y, sizes, batch, dtype):
+    net = numpy_mlp.MultiLayerNet(sizes, dtype=dtype)
+    return lambda steps: numpy_mlp.train_sgd(net, x, y, steps, batch_size=batch, lr=0.01)
+
+
+# ----------------------------------------------------------------------------- mnist
+MNIST_FLOPS = step_flops(MNIST, 128)
+
+
+@pytest.mark.benchmark(group="mnist")
+def test_mnist_fastinit(benchmark, mnist_like):
+    _run(
+        benchmark,
+        _fastinit(*mnist_like, MNIST, 128),
+        steps=2000,
+        flops=MNIST_FLOPS,
+        impl="fastinit",
+    )
+
+
+@pytest.mark.benchmark(group="mnist")
+def test_mnist_numpy_f64(benchmark, mnist_like, mnist_like64):
+    _run(
+        benchmark,
+        _numpy(mnist_like64, mnist_like[1], MNIST, 128, np.float64),
+        steps=200,
+        flops=MNIST_FLOPS,
+        impl="numpy_f64",
+    )
+
+
+@pytest.mark.benchmark(group="mnist")
+def test_mnist_numpy_f32(benchmark, mnist_like):
+    _run(
+        benchmark,
+        _numpy(*mnist_like, MNIST, 128, np.float32),
+        steps=400,
+        flops=MNIST_FLOPS,
+        impl="numpy_f32",
+    )
+
+
+@pytest.mark.benchmark(group="mnist")
+@pytest.mark.skipif(not peers.available("torch"), reason="torch not installed")
+def test_mnist_torch_eager(benchmark, mnist_like):
+    run = peers.torch_mlp(*mnist_like, MNIST, lr=0.01, batch=128)
+    _run(benchmark, run, steps=500, flops=MNIST_FLOPS, impl="torch_eager")
+
+
+@pytest.mark.benchmark(group="mnist")
+@pytest.mark.skipif(not peers.available("jax"), reason="jax not installed")
+@pytest.mark.parametrize("scan", [False, True], ids=["jit_step", "scan"])
+def test_mnist_jax(benchmark, mnist_like, scan):
+    run = peers.jax_mlp(*mnist_like, MNIST, lr=0.01, batch=128, scan=scan)
+    if scan:
+        run(2000)  # lax.scan compiles per length: compile the timed length first
+    _run(
+        benchmark,
+        run,
+        steps=2000 if scan else 500,
+        flops=MNIST_FLOPS,
+        impl="jax_scan" if scan else "jax_jit_step",
+    )
+
+
+@pytest.mark.benchmark(group="roofline")
+def test_roofline_sgemm_2048(benchmark):
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2048, 2048), dtype=np.float32), rng.random((2048, 2048), dtype=np.float32)
+    c = np.empty_like(a)
+
+    def run(steps):
+        for _ in range(steps):
+            np.dot(a, b, out=c)
+
+    _run(benchmark, run, steps=5, flops=2 * 2048**3, impl="sgemm_2048", rounds=7)
+
+
+# ----------------------------------------------------------------------------- wide
+WIDE_FLOPS = step_flops(WIDE, 512)
+
+
+@pytest.mark.benchmark(group="wide")
+def test_wide_fastinit(benchmark, mnist_like):
+    _run(
+        benchmark,
+        _fastinit(*mnist_like, WIDE, 512),
+        steps=20,
+        flops=WIDE_FLOPS,
+        impl="fastinit",
+        rounds=3,
+    )
+
+
+@pytest.mark.benchmark(group="wide")
+def test_wide_numpy_f32(benchmark, mnist_like):
+    _run(
+        benchmark,
+        _numpy(*mnist_like, WIDE, 512, np.float32),
+        steps=10,
+        flops=WIDE_FLOPS,
+        impl="numpy_f32",
+        rounds=3,
+    )
+
+
+@pytest.mark.benchmark(group="wide")
+def test_wide_numpy_f64(benchmark, mnist_like, mnist_like64):
+    _run(
+        benchmark,
+        _numpy(mnist_like64, mnist_like[1], WIDE, 512, np.float64),
+        steps=4,
+        flops=WIDE_FLOPS,
+        impl="numpy_f64",
+        rounds=3,
+    )
+
+
+@pytest.mark.benchmark(group="wide")
+@pytest.mark.skipif(not peers.available("torch"), reason="torch not installed")
+def test_wide_torch_eager(benchmark, mnist_like):
+    run = peers.torch_mlp(*mnist_like, WIDE, lr=0.01, batch=512)
+    _run(benchmark, run, steps=20, flops=WIDE_FLOPS, impl="torch_eager", rounds=3)
+
+
+# ----------------------------------------------------------------------------- planar
+@pytest.fixture(scope="module")
+def planar():
+    return datasets.planar()
+
+
+@pytest.mark.benchmark(group="planar")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_planar_fastinit(benchmark, planar, dtype):
+    x, y = planar
+
+    def run(steps):
+        model = MLP(
+            [2, 4, 1], activation="tanh", init=("normal", {"std": 0.01}), seed=2, dtype=dtype
+        )
+        return model.fit(
+            x,
+            y,
+            optimizer=optim.SGD(1.2),
+            sampling="full",
+            iterations=steps,
+            loss="sigmoid_cross_entropy",
+            progress=False,
+        ).loss
+
+    _run(benchmark, run, steps=10000, flops=step_flops([2, 4, 1], 400), impl=f"fastinit_{dtype}")
+
+
+@pytest.mark.benchmark(group="planar")
+def test_planar_numpy_notebook(benchmark, planar):
+    x, y = planar
+    xt, yt = x.T.copy(), y[None, :].astype(np.float64)
+    _run(
+        benchmark,
+        lambda steps: numpy_mlp.planar_model(xt, yt, num_iterations=steps)[1],
+        steps=10000,
+        flops=step_flops([2, 4, 1], 400),
+        impl="numpy_notebook",
+        rounds=3,
+    )
+
+
+# ----------------------------------------------------------------------------- cold start
+COLD = """
+import numpy as np
+from fastinit import MLP
+x = np.random.default_rng(0).random((256, 20), dtype=np.float32)
+y = (x[:, 0] > 0.5).astype(int)
+init = {init}
+MLP([20, 32, 2], init=init).fit(x, y, iterations=20, progress=False)
+"""
+
+
+def _cold(benchmark, impl, *, empty_cache, init, rounds):
+    def run(_steps):
+        env = dict(os.environ)
+        with tempfile.TemporaryDirectory() as tmp:
+            if empty_cache:
+                env["NUMBA_CACHE_DIR"] = tmp
+            subprocess.run(
+                [sys.executable, "-c", COLD.format(init=init)], check=True, env=env, cwd=ROOT
+            )
+
+    if not empty_cache:
+        run(1)  # fills the shared cache
+    benchmark.extra_info.update(steps=1, flops=0, impl=impl)
+    benchmark.pedantic(run, args=(1,), rounds=rounds, iterations=1)
+
+
+@pytest.mark.benchmark(group="coldstart")
+def test_cold_start_warm_cache(benchmark):
+    _cold(benchmark, "warm_cache", empty_cache=False, init='"he_normal"', rounds=5)
+
+
+@pytest.mark.benchmark(group="coldstart")
+def test_cold_start_warm_cache_explicit_weights(benchmark):
+    init = "[np.full((20, 32), 0.1, np.float32), np.full((32, 2), 0.1, np.float32)]"
+    _cold(benchmark, "warm_cache_explicit_init", empty_cache=False, init=init, rounds=5)
+
+
+@pytest.mark.benchmark(group="coldstart")
+def test_cold_start_empty_cache(benchmark):
+    _cold(benchmark, "empty_cache", empty_cache=True, init='"he_normal"', rounds=2)
+
+
+@pytest.mark.benchmark(group="coldstart")
+def test_cold_start_empty_cache_explicit_weights(benchmark):
+    init = "[np.full((20, 32), 0.1, np.float32), np.full((32, 2), 0.1, np.float32)]"
+    _cold(benchmark, "empty_cache_explicit_init", empty_cache=True, init=init, rounds=2)

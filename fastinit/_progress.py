@@ -1,0 +1,70 @@
+"""A tiny text progress bar on stderr, shown only for runs longer than about a second."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class ProgressBar:
+    """``fit  42% |#####       | 840/2000 loss 0.3127 [0.5s<0.7s]``, redrawn in place.
+
+    Parameters
+    ----------
+    total : int
+        Number of iterations of the run.
+    enabled : bool
+        False draws nothing.
+    min_seconds : float
+        The bar appears once the elapsed plus the estimated remaining time
+        exceeds this, so short runs stay silent.
+    stream : file, optional
+        Where to draw (default ``sys.stderr``).
+    """
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        enabled: bool = True,
+        min_seconds: float = 1.0,
+        stream: TextIO | None = None,
+        label: str = "fit",
+        width: int = 24,
+    ) -> None:
+        self.total = max(int(total), 1)
+        self.enabled = enabled
+        self.min_seconds = min_seconds
+        self.stream = stream
+        self.label = label
+        self.width = width
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def update(self, done: int, loss: float | None = None) -> None:
+        """Redraw for ``done`` iterations finished; ``loss`` is the latest value."""
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        remaining = elapsed / done * (self.total - done) if done else float("inf")
+        if not self.shown and elapsed + remaining < self.min_seconds:
+            return
+        self.shown = True
+        filled = self.width * done // self.total
+        bar = "#" * filled + " " * (self.width - filled)
+        tail = "" if loss is None else f" loss {loss:.4g}"
+        eta = f"{remaining:.1f}s" if done else "?"
+        line = f"\r{self.label} {100 * done // self.total:3d}% |{bar}| {done}/{self.total}{tail}"
+        self._write(f"{line} [{elapsed:.1f}s<{eta}]")
+
+    def close(self) -> None:
+        """End the line if the bar was drawn."""
+        if self.shown:
+            self._write("\n")
+            self.shown = False
+
+    def _write(self, text: str) -> None:
+        stream = self.stream if self.stream is not None else sys.stderr
+        stream.write(text)
+        stream.flush()

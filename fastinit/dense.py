@@ -1,0 +1,442 @@
+"""Dense-layer kernels: ``Z = f(X @ W + b)`` forward, ``dX, dW, db`` backward.
+
+Memory layout
+-------------
+All parameters of a network live in one flat array ``params`` of the model
+dtype.  A layer table (int64, one row per layer, columns ``FAN_IN, FAN_OUT,
+W_OFF, B_OFF, ACT``) says where layer k's ``W`` (``fan_in x fan_out``, C order)
+and ``b`` start, and ``act_params`` (float64, ``(n_layers, 2)``) holds the
+activation parameters.  Kernels therefore have the same numba type whatever
+the depth, widths and activations: one compilation per dtype.  The gradients
+use the same layout in a second flat array.
+
+Activations are stored in a flat ``work`` array: for layer k, ``A_k`` (its
+output, ``m x fan_out``) and ``D_k`` (``f'`` at its pre-activation).  The
+backward pass overwrites them in place: ``A_k`` first receives ``dL/dA_k``, then
+``dL/dZ_k = dL/dA_k * D_k``, so training needs no other buffer.
+
+Matrix products
+---------------
+Products of at least ``BLAS_MIN_FLOPS`` multiply-adds go to BLAS ``?gemm``
+(NumPy's own library, see below; transposes passed as flags, no copies);
+smaller ones run in the plain loops below, where the call and packing overhead
+of BLAS would dominate (measured on the planar 2-4-1 network: 5 products of at
+most 1,600 multiply-adds per step).  The bias add and the
+activation are fused into the pass that finishes each row of ``Z``; the
+activation derivative is fused with the column sums giving ``db``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import os
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic
+
+from fastinit.activations import IDENTITY, bias_activate
+
+FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT = range(5)
+LAYER_COLUMNS = 5
+BLAS_MIN_FLOPS = 32768  # multiply-adds; below this the plain loops win (see bench notes)
+
+
+# ----------------------------------------------------------------------------- BLAS
+# Kernels call NumPy's own OpenBLAS through its CBLAS interface, by a function
+# address passed at run time (so the compiled code stays cacheable).  numba's
+# np.dot would call SciPy's bundled OpenBLAS instead: a second library with its
+# own thread pool.  Measured on 2 cores: right after NumPy did any BLAS work, the
+# spinning workers of NumPy's pool made SciPy-BLAS calls 2x slower, and calls
+# alternating between the two libraries took 8 ms instead of 0.17 ms; NumPy's
+# build (0.3.31) was also 10-20% faster on the MNIST shapes than SciPy's
+# (0.3.30).  One library means one pool, shared with the user's NumPy code.
+# Without a NumPy CBLAS (other builds), or with FASTINIT_BLAS=scipy, SciPy's
+# Fortran ?gemm from scipy.linalg.cython_blas is called the same way (np.dot is
+# never compiled: it added ~0.5 s of compile time per kernel).
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+FORTRAN, CBLAS32, CBLAS64 = range(3)  # ABI codes in blas_table()[2]
+_SYMBOLS = (  # (CBLAS name pattern, ABI)
+    ("scipy_cblas_{}gemm64_", CBLAS64),
+    ("cblas_{}gemm64_", CBLAS64),
+    ("scipy_cblas_{}gemm", CBLAS32),
+    ("cblas_{}gemm", CBLAS32),
+)
+
+
+def _numpy_blas_paths() -> list[str]:
+    root = os.path.dirname(np.__file__)
+    patterns = ("../numpy.libs/*blas*", ".dylibs/*blas*", "../numpy.libs/*.dll")
+    return sorted(p for pat in patterns for p in glob.glob(os.path.join(root, pat)))
+
+
+def _numpy_cblas() -> list[int] | None:
+    for path in _numpy_blas_paths():
+        try:
+            lib = ctypes.CDLL(path)  # already loaded by NumPy: the same library instance
+        except OSError:
+            continue
+        for pattern, abi in _SYMBOLS:
+            try:
+                fns = [getattr(lib, pattern.format(t)) for t in "sd"]
+            except AttributeError:
+                continue
+            return [ctypes.cast(f, ctypes.c_void_p).value for f in fns] + [abi]
+    return None
+
+
+@functools.cache
+def blas_table() -> np.ndarray:
+    """``[sgemm address, dgemm address, ABI]``: NumPy's CBLAS, else SciPy's Fortran BLAS."""
+    found = None if os.environ.get("FASTINIT_BLAS", "").lower() == "scipy" else _numpy_cblas()
+    if found is None:
+        found = [get_cython_function_address("scipy.linalg.cython_blas", f"{t}gemm") for t in "sd"]
+        found.append(FORTRAN)
+    return np.array(found, dtype=np.int64)
+
+
+def _call_cblas(builder, fnptr, ints, args):
+    """``cblas_?gemm(RowMajor, ...)`` with its integers converted to ``ints``."""
+    i32 = ir.IntType(32)
+    ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc = args
+    flt, ptr = alpha.type, a.type
+    fnty = ir.FunctionType(
+        ir.VoidType(), [i32, i32, i32, ints, ints, ints, flt, ptr, ints, ptr, ints, flt, ptr, ints]
+    )
+
+    def conv(v, t):
+        return builder.trunc(v, t) if t.width < v.type.width else v
+
+    builder.call(
+        builder.inttoptr(fnptr, fnty.as_pointer()),
+        [
+            ir.Constant(i32, _ROW_MAJOR),
+            conv(ta, i32),
+            conv(tb, i32),
+            conv(m, ints),
+            conv(n, ints),
+            conv(k, ints),
+            alpha,
+            a,
+            conv(lda, ints),
+            b,
+            conv(ldb, ints),
+            beta,
+            c,
+            conv(ldc, ints),
+        ],
+    )
+
+
+def _call_fortran(builder, fnptr, args):
+    """Fortran ``?gemm`` (all arguments by reference, column-major, 32-bit ints).
+
+    Row-major ``C = op(A) op(B)`` is column-major ``C^T = op(B)^T op(A)^T``: the
+    operands swap, the transpose flags stay.
+    """
+    i8, i32 = ir.IntType(8), ir.IntType(32)
+    ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc = args
+
+    def ref(v):  # a stack slot in the entry block: no stack growth when called in a loop
+        return cgutils.alloca_once_value(builder, v)
+
+    def flag(t):  # 112 (Trans) -> 'T', else 'N'
+        is_t = builder.icmp_signed("==", t, ir.Constant(t.type, _TRANS))
+        return ref(builder.select(is_t, ir.Constant(i8, ord("T")), ir.Constant(i8, ord("N"))))
+
+    def int_ref(v):
+        return ref(builder.trunc(v, i32))
+
+    argv = [
+        flag(tb),
+        flag(ta),
+        int_ref(n),
+        int_ref(m),
+        int_ref(k),
+        ref(alpha),
+        b,
+        int_ref(ldb),
+        a,
+        int_ref(lda),
+        ref(beta),
+        c,
+        int_ref(ldc),
+    ]
+    fnty = ir.FunctionType(ir.VoidType(), [v.type for v in argv])
+    builder.call(builder.inttoptr(fnptr, fnty.as_pointer()), argv)
+
+
+@intrinsic
+def _gemm(typingctx, table, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Row-major ``c = alpha * op(a) @ op(b) + beta * c`` through ``blas_table()``."""
+    i64, f64 = types.int64, types.float64
+    sig = types.void(table, i64, i64, i64, i64, i64, f64, a, i64, b, i64, f64, c, i64)
+
+    def codegen(context, builder, signature, args):
+        tab, ta, tb, mm, nn, kk, al, aa, la, bb, lb, be, cc, lc = args
+        dtype = signature.args[7].dtype
+        i64t = ir.IntType(64)
+        data = context.make_array(signature.args[0])(context, builder, tab).data
+        which = 0 if dtype == types.float32 else 1
+        fnptr = builder.load(builder.gep(data, [ir.Constant(i64t, which)]))
+        abi = builder.load(builder.gep(data, [ir.Constant(i64t, 2)]))
+        ptrs = [
+            context.make_array(signature.args[j])(context, builder, v).data
+            for j, v in ((7, aa), (9, bb), (12, cc))
+        ]
+        al = context.cast(builder, al, f64, dtype)
+        be = context.cast(builder, be, f64, dtype)
+        call = (ta, tb, mm, nn, kk, al, ptrs[0], la, ptrs[1], lb, be, ptrs[2], lc)
+        switch = builder.switch(abi, builder.append_basic_block("gemm.fortran"))
+        done = builder.append_basic_block("gemm.done")
+        for code, emit in (
+            (CBLAS64, lambda: _call_cblas(builder, fnptr, i64t, call)),
+            (CBLAS32, lambda: _call_cblas(builder, fnptr, ir.IntType(32), call)),
+        ):
+            block = builder.append_basic_block(f"gemm.abi{code}")
+            switch.add_case(ir.Constant(i64t, code), block)
+            builder.position_at_end(block)
+            emit()
+            builder.branch(done)
+        builder.position_at_end(switch.default)
+        _call_fortran(builder, fnptr, call)
+        builder.branch(done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _ld(a):
+    return a.strides[0] // a.itemsize
+
+
+# ----------------------------------------------------------------------------- leaves
+# Compiled functions are leaves (compiled once, linked into the kernels) or
+# small glue marked inline="always".  numba re-optimizes every linked callee in
+# each caller, so a deep call tree multiplies the compile time (measured: 14 s
+# for a 5-level tree against ~4 s for this flat one).
+
+
+@njit(cache=True, error_model="numpy")
+def gemm_nn(blas, a, b, c):
+    """``c = a @ b``: BLAS for large products, a row-streaming loop for small ones."""
+    m, k = a.shape
+    n = b.shape[1]
+    if m * k * n >= BLAS_MIN_FLOPS:
+        _gemm(blas, _NO_TRANS, _NO_TRANS, m, n, k, 1.0, a, _ld(a), b, _ld(b), 0.0, c, _ld(c))
+        return
+    for i in range(m):
+        row = c[i]
+        row[:] = 0
+        for p in range(k):
+            x = a[i, p]
+            brow = b[p]
+            for j in range(n):
+                row[j] += x * brow[j]
+
+
+@njit(cache=True, error_model="numpy")
+def gemm_tn(blas, a, b, c):
+    """``c = a.T @ b`` for ``a`` (m, k), ``b`` (m, n)."""
+    m, k = a.shape
+    n = b.shape[1]
+    if m * k * n >= BLAS_MIN_FLOPS:
+        _gemm(blas, _TRANS, _NO_TRANS, k, n, m, 1.0, a, _ld(a), b, _ld(b), 0.0, c, _ld(c))
+        return
+    c[:] = 0
+    for i in range(m):
+        brow = b[i]
+        for p in range(k):
+            x = a[i, p]
+            crow = c[p]
+            for j in range(n):
+                crow[j] += x * brow[j]
+
+
+@njit(cache=True, error_model="numpy")
+def gemm_nt(blas, a, b, c):
+    """``c = a @ b.T`` for ``a`` (m, n), ``b`` (k, n)."""
+    m, n = a.shape
+    k = b.shape[0]
+    if m * k * n >= BLAS_MIN_FLOPS:
+        _gemm(blas, _NO_TRANS, _TRANS, m, k, n, 1.0, a, _ld(a), b, _ld(b), 0.0, c, _ld(c))
+        return
+    for i in range(m):
+        arow = a[i]
+        for p in range(k):
+            brow = b[p]
+            s = arow[0] * brow[0]
+            for j in range(1, n):
+                s += arow[j] * brow[j]
+            c[i, p] = s
+
+
+@njit(cache=True, error_model="numpy")
+def scale_and_sum_columns(g, d, db, scale):
+    """``g *= d`` in place if ``scale`` (the activation derivative); ``db = g.sum(axis=0)``."""
+    if scale:
+        gf = g.reshape(g.size)
+        df = d.reshape(d.size)
+        for i in range(gf.shape[0]):  # flat: vectorizes whatever the width
+            gf[i] *= df[i]
+    db[:] = 0
+    for i in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            db[j] += g[i, j]
+
+
+# ----------------------------------------------------------------------------- one layer
+@njit(inline="always", cache=True, error_model="numpy")
+def dense_forward(blas, a, w, b, z, d, code, p0, p1):
+    """``z = f(a @ w + b)`` and ``d = f'(a @ w + b)``.
+
+    Parameters
+    ----------
+    a : (m, fan_in) array
+    w : (fan_in, fan_out) array
+    b : (fan_out,) array
+    z, d : (m, fan_out) arrays, written
+    code, p0, p1 : activation code and parameters (:mod:`fastinit.activations`)
+    """
+    gemm_nn(blas, a, w, d)
+    bias_activate(z, d, b, code, p0, p1)  # one pass: bias, f and f'
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def dense_backward(blas, a, w, g, d, dw, db, code, need_da):
+    """Backward pass of :func:`dense_forward`.
+
+    Parameters
+    ----------
+    a : (m, fan_in) array
+        The layer input; overwritten by ``dL/da = dL/dz @ w.T`` when ``need_da``.
+    w : (fan_in, fan_out) array
+    g : (m, fan_out) array
+        ``dL/dz_out`` (gradient w.r.t. the layer output) on entry, ``dL/dz`` on exit.
+    d : (m, fan_out) array
+        ``f'`` at the pre-activation, from the forward pass.
+    dw, db : arrays shaped like ``w`` and ``b``, written.
+    code : int
+        The activation code (the identity's derivative is not applied).
+    need_da : bool
+        Whether to compute the input gradient (false for the first layer).
+    """
+    scale_and_sum_columns(g, d, db, code != IDENTITY)  # dz = g * f', db = column sums
+    gemm_tn(blas, a, g, dw)
+    if need_da:
+        gemm_nt(blas, g, w, a)
+
+
+# ----------------------------------------------------------------------------- whole network
+@njit(inline="always", cache=True, error_model="numpy")
+def weight(params, layers, k):
+    """View of layer ``k``'s weight matrix in a flat parameter (or gradient) array."""
+    fi = layers[k, FAN_IN]
+    fo = layers[k, FAN_OUT]
+    off = layers[k, W_OFF]
+    return params[off : off + fi * fo].reshape((fi, fo))
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def bias(params, layers, k):
+    """View of layer ``k``'s bias vector."""
+    off = layers[k, B_OFF]
+    return params[off : off + layers[k, FAN_OUT]]
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def block(work, off, m, n):
+    """An (m, n) view of ``work`` starting at ``off``."""
+    return work[off : off + m * n].reshape((m, n))
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def forward_net(blas, params, layers, act_params, first, count, x, work):
+    """Forward pass of layers ``first .. first+count-1`` on ``x`` (m rows).
+
+    ``work`` must hold ``work_size`` elements; layer j's output ``A_j`` and
+    derivative ``D_j`` are consecutive blocks.  Returns the logits block.
+    """
+    m = x.shape[0]
+    a = x
+    off = 0
+    for k in range(first, first + count):
+        n = layers[k, FAN_OUT]
+        z = block(work, off, m, n)
+        w = weight(params, layers, k)
+        b = bias(params, layers, k)
+        dense_forward(
+            blas,
+            a,
+            w,
+            b,
+            z,
+            block(work, off + m * n, m, n),
+            layers[k, ACT],
+            act_params[k, 0],
+            act_params[k, 1],
+        )
+        a = z
+        off += 2 * m * n
+    return a
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def backward_net(blas, params, grads, layers, first, count, x, work):
+    """Backward pass after :func:`forward_net`; ``dL/dlogits`` must be in the logits block.
+
+    Writes every layer's ``dW``, ``db`` into ``grads`` (same layout as ``params``).
+    """
+    m = x.shape[0]
+    off = 0
+    for k in range(first, first + count):
+        off += 2 * m * layers[k, FAN_OUT]
+    for k in range(first + count - 1, first - 1, -1):
+        n = layers[k, FAN_OUT]
+        fan_in = layers[k, FAN_IN]
+        off -= 2 * m * n
+        a = block(work, off - 2 * m * fan_in, m, fan_in) if k > first else x
+        dense_backward(
+            blas,
+            a,
+            weight(params, layers, k),
+            block(work, off, m, n),
+            block(work, off + m * n, m, n),
+            weight(grads, layers, k),
+            bias(grads, layers, k),
+            layers[k, ACT],
+            k > first,
+        )
+
+
+def work_size(layers: np.ndarray, rows: int) -> int:
+    """Elements of ``work`` needed by :func:`forward_net` for ``rows`` rows."""
+    return int(2 * rows * layers[:, FAN_OUT].sum())
+
+
+@njit(cache=True, error_model="numpy")
+def forward_rows(blas, params, layers, act_params, first, count, x, out, xbuf, work):
+    """Logits of every row of ``x`` into ``out``, ``xbuf.shape[0]`` rows at a time.
+
+    ``x`` may be read-only; each block is copied into ``xbuf`` (so every kernel
+    sees the same array type) and ``work`` must hold
+    ``work_size(layers, xbuf.shape[0])`` elements.
+    """
+    n = x.shape[0]
+    rows = xbuf.shape[0]
+    for r0 in range(0, n, rows):
+        m = min(n, r0 + rows) - r0
+        xb = xbuf[:m]
+        for i in range(m):  # explicit loops: slice assignment compiles an error formatter
+            for j in range(x.shape[1]):
+                xb[i, j] = x[r0 + i, j]
+        logits = forward_net(blas, params, layers, act_params, first, count, xb, work)
+        for i in range(m):
+            for j in range(out.shape[1]):
+                out[r0 + i, j] = logits[i, j]

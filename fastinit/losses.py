@@ -1,0 +1,267 @@
+"""Losses computed from logits, numerically stable, with their gradients.
+
+==========================  =========================================================
+name                        loss over a batch of ``m`` rows, ``C`` output units
+==========================  =========================================================
+``softmax_cross_entropy``   ``mean_i [logsumexp(z_i) - z_i[y_i]]``; labels are
+                            integers in ``[0, C)`` or one-hot rows.  PyTorch's
+                            ``CrossEntropyLoss()`` (reduction ``mean``).
+``sigmoid_cross_entropy``   ``mean_i [max(z_i, 0) - z_i y_i + log1p(exp(-|z_i|))]``
+                            for one output unit and targets in [0, 1] (binary
+                            labels).  PyTorch's ``BCEWithLogitsLoss()``.
+``mse``                     ``sum_ij (z_ij - y_ij)**2 / (m C)``: the mean over all
+                            elements, as PyTorch's ``MSELoss()`` (no factor 1/2).
+==========================  =========================================================
+
+The gradients with respect to the logits are ``(softmax(z_i) - onehot(y_i)) / m``,
+``(sigmoid(z_i) - y_i) / m`` and ``2 (z_ij - y_ij) / (m C)``.  The logsumexp
+subtracts the row maximum, so no ``exp`` overflows; per-row terms are computed in
+the model dtype and summed in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from fastinit.activations import fast_exp, log1p_unit, sigmoid_parts
+
+__all__ = ["NAMES", "Loss", "get", "prepare_targets", "value_and_grad"]
+
+SOFTMAX_CE, SIGMOID_CE, MSE = range(3)
+_CODES = {"softmax_cross_entropy": SOFTMAX_CE, "sigmoid_cross_entropy": SIGMOID_CE, "mse": MSE}
+_ALIASES = {"cross_entropy": "softmax_cross_entropy", "bce": "sigmoid_cross_entropy"}
+NAMES: tuple[str, ...] = tuple(_CODES) + tuple(_ALIASES)
+
+
+# ----------------------------------------------------------------------------- compiled
+@njit(inline="always", cache=True, error_model="numpy")
+def _softmax_ce_row(z, label, scale, write_grad):
+    mx = z[0]
+    for j in range(1, z.shape[0]):
+        mx = max(mx, z[j])
+    zy = z[label] - mx
+    s = type(mx)(0.0)
+    if write_grad:
+        for j in range(z.shape[0]):
+            e = fast_exp(z[j] - mx)
+            z[j] = e
+            s += e
+        g = type(mx)(scale) / s
+        for j in range(z.shape[0]):
+            z[j] *= g
+        z[label] -= type(mx)(scale)
+    else:
+        for j in range(z.shape[0]):
+            s += fast_exp(z[j] - mx)
+    return math.log(s) - zy
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _sigmoid_ce_terms(x, target):
+    s, _, e = sigmoid_parts(x)
+    return max(x, type(x)(0.0)) - x * target + log1p_unit(e), s - target
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _sigmoid_ce(z, y_float, rows, write_grad):
+    m = z.shape[0]
+    total = 0.0
+    if write_grad:  # two loops: the branch stays out of the vectorized body
+        scale = type(z[0, 0])(1.0 / m)
+        for i in range(m):
+            loss, g = _sigmoid_ce_terms(z[i, 0], y_float[rows[i], 0])
+            z[i, 0] = g * scale
+            total += loss
+    else:
+        for i in range(m):
+            total += _sigmoid_ce_terms(z[i, 0], y_float[rows[i], 0])[0]
+    return total / m
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _mse_row(z, target, scale, write_grad):
+    s = 0.0
+    for j in range(z.shape[0]):
+        r = z[j] - target[j]
+        s += r * r
+        if write_grad:
+            z[j] = type(r)(2.0 * scale) * r
+    return s
+
+
+@njit(cache=True, error_model="numpy")
+def loss_rows(z, y_int, y_float, rows, code, write_grad):
+    """Mean loss of logits ``z`` (m, C) for targets ``y[rows]``.
+
+    Parameters
+    ----------
+    z : (m, C) array
+        Logits; overwritten by ``dL/dz`` when ``write_grad``.
+    y_int : (n,) int64 array
+        Class labels (softmax cross-entropy), else unused.
+    y_float : (n, C) array
+        Targets (sigmoid cross-entropy, mse), else unused.
+    rows : (m,) int64 array
+        Row ``i`` of ``z`` belongs to sample ``rows[i]``.
+    code : int
+        Loss code.
+    write_grad : bool
+
+    Returns
+    -------
+    float
+        The loss, accumulated in float64.
+    """
+    m = z.shape[0]
+    total = 0.0
+    if code == SOFTMAX_CE:
+        for i in range(m):
+            total += _softmax_ce_row(z[i], y_int[rows[i]], 1.0 / m, write_grad)
+        return total / m
+    if code == SIGMOID_CE:
+        return _sigmoid_ce(z, y_float, rows, write_grad)
+    scale = 1.0 / (m * z.shape[1])
+    for i in range(m):
+        total += _mse_row(z[i], y_float[rows[i]], scale, write_grad)
+    return total * scale
+
+
+# ----------------------------------------------------------------------------- Python side
+@dataclass(frozen=True)
+class Loss:
+    """A loss by canonical name, lowered to an integer ``code`` for the kernels."""
+
+    name: str
+
+    @property
+    def code(self) -> int:
+        """Integer code used inside compiled kernels."""
+        return _CODES[self.name]
+
+
+def get(spec: Any, name: str = "loss") -> Loss:
+    """Resolve a loss name (case-insensitive; aliases ``cross_entropy``, ``bce``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, naming the argument ``name``.
+    """
+    if isinstance(spec, Loss):
+        return spec
+    if not isinstance(spec, str) or spec.lower() not in NAMES:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, NAMES))}, got {spec!r}")
+    return Loss(_ALIASES.get(spec.lower(), spec.lower()))
+
+
+def _class_labels(y: np.ndarray, n_out: int, name: str) -> np.ndarray:
+    if y.ndim == 2:
+        if y.shape[1] != n_out:
+            raise ValueError(f"{name}: one-hot labels need {n_out} columns, got {y.shape[1]}")
+        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            raise ValueError(f"{name}: 2-D labels must be one-hot rows (one 1, zeros elsewhere)")
+        return np.ascontiguousarray(y.argmax(axis=1), dtype=np.int64)
+    if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise ValueError(f"{name}: class labels must be integers, got non-integer values")
+    labels = y.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_out):
+        raise ValueError(
+            f"{name}: labels must lie in [0, {n_out - 1}] for {n_out} output units, "
+            f"got values in [{labels.min()}, {labels.max()}]"
+        )
+    return labels
+
+
+def _float_targets(y: np.ndarray, n_out: int, dtype: np.dtype, name: str) -> np.ndarray:
+    if y.ndim == 1 and n_out == 1:
+        y = y[:, None]
+    if y.ndim != 2 or y.shape[1] != n_out:
+        raise ValueError(f"{name}: expected shape (n, {n_out}), got {y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError(f"{name}: targets must be finite")
+    return np.ascontiguousarray(y, dtype=dtype)
+
+
+def prepare_targets(
+    loss: Loss, y: Any, n: int, n_out: int, dtype: np.dtype, name: str = "y"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate targets for ``loss`` and return the kernel arrays ``(y_int, y_float)``.
+
+    Parameters
+    ----------
+    loss : Loss
+    y : array_like
+        Labels (softmax cross-entropy: integers in ``[0, n_out)`` of shape (n,)
+        or one-hot (n, n_out); sigmoid cross-entropy: (n,) or (n, 1) values in
+        [0, 1]; mse: (n, n_out), or (n,) when ``n_out == 1``).
+    n : int
+        Number of samples (rows of X).
+    n_out : int
+        Output units of the model.
+    dtype : numpy.dtype
+        Model dtype (float targets are cast to it).
+    name : str
+        Argument name for error messages.
+
+    Returns
+    -------
+    y_int : (n,) int64 array (empty unless softmax cross-entropy)
+    y_float : (n, n_out) array of ``dtype`` (empty unless sigmoid CE or mse)
+    """
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf" or y.ndim not in (1, 2):
+        raise ValueError(f"{name}: expected a 1-D or 2-D real array, got {y.dtype} {y.shape}")
+    if y.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} rows to match X, got {y.shape[0]}")
+    y_int = np.zeros(0, np.int64)
+    y_float = np.zeros((0, n_out), dtype)
+    if loss.code == SOFTMAX_CE:
+        if n_out < 2:
+            raise ValueError(
+                "loss: 'softmax_cross_entropy' needs at least 2 output units; "
+                "use 'sigmoid_cross_entropy' for one"
+            )
+        return _class_labels(y, n_out, name), y_float
+    if loss.code == SIGMOID_CE:
+        if n_out != 1:
+            raise ValueError(f"loss: 'sigmoid_cross_entropy' needs 1 output unit, got {n_out}")
+        y_float = _float_targets(y, 1, dtype, name)
+        if y_float.size and (y_float.min() < 0 or y_float.max() > 1):
+            raise ValueError(f"{name}: sigmoid cross-entropy targets must lie in [0, 1]")
+        return y_int, y_float
+    return y_int, _float_targets(y, n_out, dtype, name)
+
+
+def value_and_grad(loss: Any, logits: np.ndarray, y: Any) -> tuple[float, np.ndarray]:
+    """Loss and its gradient with respect to ``logits``, with the training kernel.
+
+    Parameters
+    ----------
+    loss : str or Loss
+        Loss name (see the module table).
+    logits : (m, C) float32 or float64 array
+    y : array_like
+        Targets in the formats of :func:`prepare_targets`.
+
+    Returns
+    -------
+    loss : float
+    grad : numpy.ndarray
+        ``dL/dlogits``, shaped and typed like ``logits``.
+    """
+    spec = get(loss)
+    z = np.asarray(logits)
+    if z.ndim != 2 or z.dtype not in (np.float32, np.float64):
+        raise ValueError(f"logits: expected a 2-D float32/float64 array, got {z.dtype} {z.shape}")
+    if not np.isfinite(z).all():
+        raise ValueError("logits: expected finite values")
+    y_int, y_float = prepare_targets(spec, y, z.shape[0], z.shape[1], z.dtype)
+    grad = np.array(z, order="C")
+    rows = np.arange(z.shape[0], dtype=np.int64)
+    value = loss_rows(grad, y_int, y_float, rows, spec.code, True)
+    return float(value), grad

@@ -1,0 +1,403 @@
+"""``MLP``: a multi-layer perceptron whose training runs in one compiled loop.
+
+Parameters of all layers share one flat array (see :mod:`fastinit.dense`);
+``model.weights`` and ``model.biases`` are list-like views into it, weights
+shaped ``(fan_in, fan_out)`` (``Z = X @ W + b``).  Assigning to them validates
+the shape and copies the values into the model dtype, so weights made
+elsewhere (e.g. a PyTorch ``Linear.weight.T``) can be loaded.
+
+Initialization is reproducible per layer: layer ``k``'s weights are drawn from
+stream ``2 k`` and its biases from stream ``2 k + 1`` of the key ``seed`` (see
+:mod:`fastinit.random`), so the same seed gives the same layer whatever else the
+network contains.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from fastinit import activations as _act
+from fastinit import init as _init
+from fastinit import losses as _losses
+from fastinit import train as _train
+from fastinit._validate import check_dtype, check_int, check_seed
+from fastinit.dense import LAYER_COLUMNS, blas_table, forward_rows
+from fastinit.dense import work_size as _work_size
+from fastinit.train import History
+
+__all__ = ["MLP", "History"]
+
+_ALIGN = 16  # elements: each weight matrix starts on a 64-byte boundary (float32)
+_FORWARD_BLOCK = 1024  # rows per block in forward/predict/evaluate
+_FORMAT = "fastinit.MLP/1"
+
+
+class LayerArrays(Sequence):
+    """List-like access to per-layer views of a model's parameters.
+
+    ``arrays[k]`` is a live view; ``arrays[k] = value`` checks the shape and
+    copies ``value`` into the model (cast to its dtype).
+    """
+
+    def __init__(self, model: MLP, kind: str) -> None:
+        self._model = model
+        self._kind = kind
+
+    def __len__(self) -> int:
+        return len(self._model.sizes) - 1
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(len(self))[k]]
+        return self._model._view(self._kind, k)
+
+    def __setitem__(self, k: int, value: Any) -> None:
+        self._model._assign(self._kind, k, value)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(str(a.shape) for a in self)
+        return f"<{len(self)} {self._kind} arrays: {shapes}>"
+
+
+def _per_layer(spec: Any, n: int, name: str) -> list:
+    """A per-layer list from one spec or a list of ``n`` specs."""
+    if isinstance(spec, list):
+        if len(spec) != n:
+            raise ValueError(f"{name}: expected {n} entries (one per layer), got {len(spec)}")
+        return list(spec)
+    return [spec] * n
+
+
+def _is_pair(spec: Any) -> bool:
+    return isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], dict)
+
+
+def _init_values(spec: Any, shape: tuple, seed: int, stream: int, dtype: np.dtype, name: str):
+    """Values for one parameter array from an initializer spec or an explicit array."""
+    if isinstance(spec, np.ndarray):
+        return spec
+    kwargs: dict = {}
+    if _is_pair(spec):
+        spec, kwargs = spec
+    if not (isinstance(spec, str) or callable(spec)):
+        raise ValueError(
+            f"{name}: expected a name, callable, (name, kwargs) or array, got {spec!r}"
+        )
+    try:
+        fn = _init.get(spec)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: {err}") from None
+    return fn(shape, seed=seed, stream=stream, dtype=dtype.name, **kwargs)
+
+
+class MLP:
+    """A fully connected network: hidden layers with activations, linear output (logits).
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths including input and output, e.g. ``[784, 100, 100, 10]``.
+    activation : str, (name, params) pair, Activation, or list of them
+        One for all hidden layers or one per hidden layer (see
+        :mod:`fastinit.activations`); the output layer is the identity.
+    init : str, callable, (name, kwargs) pair, array, or list of them
+        Weight initializer (a :mod:`fastinit.init` name or callable) for all
+        layers or per layer; an array gives the weights explicitly.
+    bias_init : same forms as ``init``
+        Bias initializer (default ``"zeros"``).
+    seed : int
+        Key of the initializers; layer ``k`` uses streams ``2k`` (W), ``2k+1`` (b).
+    dtype : {"float32", "float64"}
+        Parameter and computation dtype.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: Any = "relu",
+        init: Any = "he_normal",
+        bias_init: Any = "zeros",
+        seed: int = 0,
+        dtype: Any = "float32",
+    ) -> None:
+        self.dtype = _check_dtype(dtype)
+        self.sizes = _check_sizes(sizes)
+        n_layers = len(self.sizes) - 1
+        hidden = _per_layer(activation, n_layers - 1, "activation") if n_layers > 1 else []
+        acts = [_act.get(a, "activation") for a in hidden] + [_act.get("identity")]
+        self.seed = check_seed(seed, "seed")
+        self._allocate(acts)
+        inits = _per_layer(init, n_layers, "init")
+        bias_inits = _per_layer(bias_init, n_layers, "bias_init")
+        for k in range(n_layers):
+            w_shape, b_shape = self._view("weights", k).shape, self._view("biases", k).shape
+            self._assign(
+                "weights", k, _init_values(inits[k], w_shape, seed, 2 * k, self.dtype, "init")
+            )
+            self._assign(
+                "biases",
+                k,
+                _init_values(bias_inits[k], b_shape, seed, 2 * k + 1, self.dtype, "bias_init"),
+            )
+
+    # ------------------------------------------------------------------------- layout
+    def _allocate(self, acts: list) -> None:
+        rows, off = [], 0
+        for k, act in enumerate(acts):
+            fi, fo = self.sizes[k], self.sizes[k + 1]
+            w_off = off
+            b_off = w_off + fi * fo
+            off = -(-(b_off + fo) // _ALIGN) * _ALIGN
+            rows.append((fi, fo, w_off, b_off, act.code))
+        self._layers = np.array(rows, dtype=np.int64).reshape(-1, LAYER_COLUMNS)
+        self._act_params = np.array([a.values for a in acts], dtype=np.float64).reshape(-1, 2)
+        self._activations = acts
+        self._params = _aligned_zeros(off, self.dtype)
+
+    def _view(self, kind: str, k: Any) -> np.ndarray:
+        k = check_int(k, "layer", low=-len(self._layers), high=len(self._layers) - 1) % len(
+            self._layers
+        )
+        return self._split_one(self._params, kind, k)
+
+    def _split_one(self, flat: np.ndarray, kind: str, k: int) -> np.ndarray:
+        fi, fo, w_off, b_off, _ = (int(v) for v in self._layers[k])
+        if kind == "weights":
+            return flat[w_off : w_off + fi * fo].reshape(fi, fo)
+        return flat[b_off : b_off + fo]
+
+    def _split(self, flat: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per-layer ``(W, b)`` views of a flat array in the parameter layout."""
+        return [
+            (self._split_one(flat, "weights", k), self._split_one(flat, "biases", k))
+            for k in range(len(self._layers))
+        ]
+
+    def _assign(self, kind: str, k: Any, value: Any) -> None:
+        target = self._view(kind, k)
+        name = f"{kind}[{k}]"
+        value = np.asarray(value)
+        if value.dtype.kind not in "biuf":
+            raise ValueError(f"{name}: expected a real-valued array, got dtype {value.dtype}")
+        if value.shape != target.shape:
+            raise ValueError(f"{name}: expected shape {target.shape}, got {value.shape}")
+        if not np.isfinite(value).all():
+            raise ValueError(f"{name}: expected finite values")
+        target[...] = value
+
+    # ------------------------------------------------------------------------- attributes
+    @property
+    def weights(self) -> LayerArrays:
+        """Per-layer weight matrices ``(fan_in, fan_out)`` (live views; assignable)."""
+        return LayerArrays(self, "weights")
+
+    @weights.setter
+    def weights(self, values: Sequence[Any]) -> None:
+        self._assign_all("weights", values)
+
+    @property
+    def biases(self) -> LayerArrays:
+        """Per-layer bias vectors ``(fan_out,)`` (live views; assignable)."""
+        return LayerArrays(self, "biases")
+
+    @biases.setter
+    def biases(self, values: Sequence[Any]) -> None:
+        self._assign_all("biases", values)
+
+    def _assign_all(self, kind: str, values: Sequence[Any]) -> None:
+        values = list(values)
+        if len(values) != len(self._layers):
+            raise ValueError(f"{kind}: expected {len(self._layers)} arrays, got {len(values)}")
+        backup = self._params.copy()
+        try:
+            for k, v in enumerate(values):
+                self._assign(kind, k, v)
+        except Exception:
+            self._params[:] = backup  # all or nothing
+            raise
+
+    @property
+    def activations(self) -> list[_act.Activation]:
+        """Activation of every layer (the last is the identity)."""
+        return list(self._activations)
+
+    @property
+    def n_params(self) -> int:
+        """Number of trainable parameters."""
+        return int(sum(fi * fo + fo for fi, fo in zip(self.sizes, self.sizes[1:], strict=False)))
+
+    def __repr__(self) -> str:
+        acts = ",".join(a.name for a in self._activations[:-1]) or "-"
+        return f"MLP(sizes={list(self.sizes)}, activation=[{acts}], dtype={self.dtype.name!r})"
+
+    # ------------------------------------------------------------------------- inference
+    def forward(self, X: Any) -> np.ndarray:
+        """Logits ``(n, sizes[-1])`` of the rows of ``X`` (cast once to the model dtype)."""
+        X = _train.prepare_x(self, X)
+        block = min(X.shape[0], _FORWARD_BLOCK)
+        out = np.empty((X.shape[0], self.sizes[-1]), self.dtype)
+        xbuf = np.empty((block, X.shape[1]), self.dtype)
+        work = np.empty(_work_size(self._layers, block), self.dtype)
+        forward_rows(
+            blas_table(),
+            self._params,
+            self._layers,
+            self._act_params,
+            0,
+            len(self._layers),
+            _train._readonly(X),
+            out,
+            xbuf,
+            work,
+        )
+        return out
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class indices: the argmax of the logits, or ``logit > 0`` for one output unit."""
+        logits = self.forward(X)
+        if logits.shape[1] == 1:
+            return (logits[:, 0] > 0).astype(np.int64)
+        return logits.argmax(axis=1)
+
+    def evaluate(self, X: Any, y: Any, loss: str = "softmax_cross_entropy") -> dict[str, float]:
+        """Loss and accuracy on a data set.
+
+        Accuracy is the fraction of rows whose :meth:`predict` equals the label
+        (softmax CE: the class; sigmoid CE: ``y >= 0.5``; mse: the argmax of the
+        target row, or NaN for a single output unit).
+
+        Returns
+        -------
+        dict
+            ``{"loss": float, "accuracy": float}``.
+        """
+        spec = _losses.get(loss)
+        X = _train.prepare_x(self, X)
+        y_int, y_float = _losses.prepare_targets(spec, y, X.shape[0], self.sizes[-1], self.dtype)
+        logits = self.forward(X)
+        rows = np.arange(X.shape[0], dtype=np.int64)
+        value = _losses.loss_rows(
+            logits, _train._readonly(y_int), _train._readonly(y_float), rows, spec.code, False
+        )
+        predicted = self.predict(X) if spec.code != _losses.MSE else logits.argmax(axis=1)
+        if spec.code == _losses.SOFTMAX_CE:
+            truth = y_int
+        elif spec.code == _losses.SIGMOID_CE:
+            truth = (y_float[:, 0] >= 0.5).astype(np.int64)
+        else:
+            truth = y_float.argmax(axis=1) if self.sizes[-1] > 1 else None
+        accuracy = float("nan") if truth is None else float(np.mean(predicted == truth))
+        return {"loss": float(value), "accuracy": accuracy}
+
+    # ------------------------------------------------------------------------- training
+    def loss_and_grads(
+        self, X: Any, y: Any, loss: str = "softmax_cross_entropy"
+    ) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+        """Full-batch loss and gradients, without updating the model.
+
+        Returns
+        -------
+        loss : float
+        grads : list of (dW, db)
+            One pair per layer, shaped like the weights and biases (NaN when the
+            loss is not finite).
+        """
+        return _train.loss_and_grads(self, X, y, loss)
+
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> History:
+        """Train with minibatch gradient descent in one compiled loop.
+
+        Keyword arguments are those of :func:`fastinit.train.fit_many`
+        (``optimizer``, ``batch_size=128``, ``iterations`` or ``epochs``,
+        ``sampling="replacement"|"shuffle"|"full"``, ``loss``, ``seed``,
+        ``progress``).
+
+        Returns
+        -------
+        History
+            Per-iteration training loss, iterations done, wall time and status
+            (``"ok"``, ``"diverged"``, ``"interrupted"``).
+        """
+        return _train.fit_many([self], X, y, **kwargs)[0]
+
+    # ------------------------------------------------------------------------- files
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the architecture and parameters to an ``.npz`` file (no pickles)."""
+        arrays = {
+            "format": np.array(_FORMAT),
+            "sizes": np.array(self.sizes, dtype=np.int64),
+            "activations": np.array([a.name for a in self._activations]),
+            "activation_params": self._act_params.copy(),
+            "dtype": np.array(self.dtype.name),
+        }
+        for k, (w, b) in enumerate(self._split(self._params)):
+            arrays[f"W{k}"] = w
+            arrays[f"b{k}"] = b
+        np.savez(path, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> MLP:
+        """Read a model written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            If the file is missing, not an ``.npz`` archive, or its contents are
+            inconsistent; the message names the file and the problem.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                contents = {key: data[key] for key in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{os.fspath(path)}: not a readable .npz model file ({err})") from None
+        try:
+            return cls._from_arrays(contents)
+        except (KeyError, ValueError, TypeError) as err:
+            raise ValueError(f"{os.fspath(path)}: invalid fastinit model file: {err}") from None
+
+    @classmethod
+    def _from_arrays(cls, a: dict[str, np.ndarray]) -> MLP:
+        if "format" not in a or str(a["format"]) != _FORMAT:
+            raise ValueError(f"expected format {_FORMAT!r}, got {a.get('format')!r}")
+        sizes = [int(s) for s in a["sizes"]]
+        names = [str(s) for s in a["activations"]]
+        params = np.asarray(a["activation_params"], dtype=np.float64)
+        if len(names) != len(sizes) - 1 or params.shape != (len(names), 2):
+            raise ValueError("activations do not match the layer sizes")
+        acts = [
+            _act.from_values(name, p, "activations") for name, p in zip(names, params, strict=True)
+        ]
+        weights = [a[f"W{k}"] for k in range(len(names))]
+        biases = [a[f"b{k}"] for k in range(len(names))]
+        return cls(sizes, acts[:-1], init=weights, bias_init=biases, dtype=str(a["dtype"]))
+
+
+def _check_dtype(dtype: Any) -> np.dtype:
+    try:
+        return check_dtype(dtype)
+    except TypeError as err:
+        raise ValueError(str(err)) from None
+
+
+def _check_sizes(sizes: Any) -> tuple[int, ...]:
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
+        raise ValueError(f"sizes: expected at least two layer widths, got {sizes!r}")
+    try:
+        return tuple(check_int(s, "sizes", low=1) for s in sizes)
+    except TypeError as err:
+        raise ValueError(str(err)) from None
+
+
+def _aligned_zeros(n: int, dtype: np.dtype) -> np.ndarray:
+    """Zeros whose first element sits on a 64-byte boundary."""
+    raw = np.zeros(n + 64 // dtype.itemsize, dtype)
+    skip = (-raw.ctypes.data % 64) // dtype.itemsize
+    return raw[skip : skip + n]

@@ -1,0 +1,308 @@
+"""Optimizers: hyperparameter holders that lower to an integer code and a float64 array.
+
+The update itself runs inside the compiled training loop
+(:func:`apply_update`), one fused pass over all parameters of a network.  With
+``g`` the gradient plus the L2 term ``weight_decay * p`` (PyTorch's
+``weight_decay``, applied to every parameter, biases included) and ``t`` the
+1-based step count, the formulas are PyTorch's (``torch.optim``, defaults
+``dampening=0``, ``centered=False``, ``amsgrad=False``, ``lr_decay=0``,
+``initial_accumulator_value=0``):
+
+============  ==================================================================
+class         update
+============  ==================================================================
+SGD           ``p -= lr * g``
+Momentum      ``v = momentum * v + g;  p -= lr * v``  (``SGD(momentum=...)``)
+Nesterov      ``v = momentum * v + g;  p -= lr * (g + momentum * v)``
+AdaGrad       ``s += g**2;  p -= lr * g / (sqrt(s) + eps)``, eps = 1e-10
+RMSprop       ``s = decay * s + (1 - decay) g**2;  p -= lr * g / (sqrt(s) + eps)``,
+              decay is PyTorch's ``alpha`` (0.99), eps = 1e-8
+Adam          ``m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g**2;``
+              ``p -= (lr / (1 - b1**t)) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)``,
+              eps = 1e-8 (PyTorch's arrangement of the bias corrections)
+============  ==================================================================
+
+State (``v``, ``s``, ``m``) lives in arrays, zero at the start, owned by the
+optimizer object per model: fitting the same model again with the same
+optimizer object continues from its state, like a PyTorch optimizer; a new
+optimizer object (or a name) starts afresh.  The scalar factors are computed in
+float64 and rounded once to the model dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from numba import njit
+
+from fastinit._validate import check_nonneg, check_positive
+
+__all__ = ["SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "Optimizer", "RMSprop", "get"]
+
+NONE, SGD_CODE, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM = range(7)
+N_HYPER = 6  # lr, a, b, eps, weight_decay, (spare)
+LR, HA, HB, EPS, WD = range(5)
+
+
+# ----------------------------------------------------------------------------- compiled
+@njit(inline="always", cache=True, error_model="numpy")
+def _sgd(p, g, wd, lr):
+    for i in range(p.shape[0]):
+        p[i] -= lr * (g[i] + wd * p[i])
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _momentum(p, g, v, wd, lr, mu, nesterov):
+    for i in range(p.shape[0]):
+        gi = g[i] + wd * p[i]
+        vi = mu * v[i] + gi
+        v[i] = vi
+        p[i] -= lr * (gi + mu * vi) if nesterov else lr * vi
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _adaptive(p, g, s, wd, lr, decay, eps, rho):
+    # s = decay * s + rho * g**2 (AdaGrad: decay = rho = 1); p -= lr * g / (sqrt(s) + eps)
+    for i in range(p.shape[0]):
+        gi = g[i] + wd * p[i]
+        si = decay * s[i] + rho * gi * gi
+        s[i] = si
+        p[i] -= lr * gi / (np.sqrt(si) + eps)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _adam(p, g, m, v, wd, step_size, b1, b2, root_bc2, eps):
+    one = type(b1)(1.0)
+    for i in range(p.shape[0]):
+        gi = g[i] + wd * p[i]
+        mi = b1 * m[i] + (one - b1) * gi
+        vi = b2 * v[i] + (one - b2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] -= step_size * mi / (np.sqrt(vi) / root_bc2 + eps)
+
+
+@njit(cache=True, error_model="numpy")
+def apply_update(code, hyper, step, p, g, s0, s1):
+    """One optimizer step on the flat parameters ``p`` with gradients ``g``.
+
+    Parameters
+    ----------
+    code : int
+        Optimizer code (``NONE`` does nothing).
+    hyper : float64 array
+        ``[lr, a, b, eps, weight_decay, 0]`` (``a``, ``b``: momentum, decay or
+        the betas).
+    step : int
+        1-based index of this step (Adam's bias corrections).
+    p, g, s0, s1 : 1-D arrays of the model dtype
+        Parameters, gradients and the two state slots (unused slots are ignored).
+    """
+    t = type(p[0])
+    lr = t(hyper[LR])
+    wd = t(hyper[WD])
+    if code == SGD_CODE:
+        _sgd(p, g, wd, lr)
+    elif code == MOMENTUM:
+        _momentum(p, g, s0, wd, lr, t(hyper[HA]), False)
+    elif code == NESTEROV:
+        _momentum(p, g, s0, wd, lr, t(hyper[HA]), True)
+    elif code == ADAGRAD:
+        _adaptive(p, g, s0, wd, lr, t(1.0), t(hyper[EPS]), t(1.0))
+    elif code == RMSPROP:
+        decay = hyper[HA]
+        _adaptive(p, g, s0, wd, lr, t(decay), t(hyper[EPS]), t(1.0 - decay))
+    elif code == ADAM:
+        b1 = hyper[HA]
+        b2 = hyper[HB]
+        step_size = hyper[LR] / (1.0 - b1**step)
+        root_bc2 = math.sqrt(1.0 - b2**step)
+        _adam(p, g, s0, s1, wd, t(step_size), t(b1), t(b2), t(root_bc2), t(hyper[EPS]))
+
+
+# ----------------------------------------------------------------------------- Python side
+@dataclass
+class OptimizerState:
+    """Per-model optimizer state: ``slots`` (2, n_params), or (2, 0) when unused, and the step."""
+
+    slots: np.ndarray
+    step: int = 0
+
+
+class Optimizer:
+    """Base class: hyperparameters, their lowering, and per-model state.
+
+    Subclasses set ``code``, ``n_slots`` and implement :meth:`_extra` (the
+    hyperparameters after ``lr``).
+    """
+
+    code: ClassVar[int] = NONE
+    n_slots: ClassVar[int] = 0
+
+    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
+        self.lr = check_positive(lr, "lr")
+        self.weight_decay = check_nonneg(weight_decay, "weight_decay")
+        self._states: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _extra(self) -> tuple[float, float, float]:
+        return 0.0, 0.0, 0.0
+
+    def hyper(self) -> np.ndarray:
+        """The hyperparameters as the kernel's float64 array ``[lr, a, b, eps, wd, 0]``."""
+        a, b, eps = self._extra()
+        return np.array([self.lr, a, b, eps, self.weight_decay, 0.0], dtype=np.float64)
+
+    def state_for(self, model: Any, n_params: int, dtype: np.dtype) -> OptimizerState:
+        """The state this optimizer keeps for ``model`` (created at zero on first use)."""
+        state = self._states.get(model)
+        shape = (2, n_params if self.n_slots else 0)  # two slots; none for plain SGD
+        if state is None or state.slots.shape != shape or state.slots.dtype != dtype:
+            state = OptimizerState(np.zeros(shape, dtype=dtype))
+            self._states[model] = state
+        return state
+
+    def reset(self) -> None:
+        """Forget the state of every model."""
+        self._states = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        fields = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
+
+
+class NoUpdate(Optimizer):
+    """Leaves the parameters alone (used to compute gradients with the training kernel)."""
+
+    code = NONE
+
+    def __init__(self) -> None:
+        super().__init__(1.0)
+
+
+class SGD(Optimizer):
+    """Plain SGD: ``p -= lr * (grad + weight_decay * p)`` (``torch.optim.SGD``)."""
+
+    code = SGD_CODE
+
+    def __init__(self, lr: float = 0.01, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+
+
+class Momentum(Optimizer):
+    """Heavy-ball momentum, ``torch.optim.SGD(momentum=..., dampening=0)``."""
+
+    code = MOMENTUM
+    n_slots = 1
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        self.momentum = _check_unit(momentum, "momentum")
+
+    def _extra(self) -> tuple[float, float, float]:
+        return self.momentum, 0.0, 0.0
+
+
+class Nesterov(Momentum):
+    """Nesterov momentum, ``torch.optim.SGD(momentum=..., nesterov=True)``."""
+
+    code = NESTEROV
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad, ``torch.optim.Adagrad`` (eps 1e-10, no lr decay)."""
+
+    code = ADAGRAD
+    n_slots = 1
+
+    def __init__(self, lr: float = 0.01, eps: float = 1e-10, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        self.eps = check_positive(eps, "eps")
+
+    def _extra(self) -> tuple[float, float, float]:
+        return 0.0, 0.0, self.eps
+
+
+class RMSprop(Optimizer):
+    """RMSprop, ``torch.optim.RMSprop`` (``decay`` is PyTorch's ``alpha``)."""
+
+    code = RMSPROP
+    n_slots = 1
+
+    def __init__(
+        self, lr: float = 0.01, decay: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0
+    ) -> None:
+        super().__init__(lr, weight_decay)
+        self.decay = _check_unit(decay, "decay")
+        self.eps = check_positive(eps, "eps")
+
+    def _extra(self) -> tuple[float, float, float]:
+        return self.decay, 0.0, self.eps
+
+
+class Adam(Optimizer):
+    """Adam with bias correction, ``torch.optim.Adam`` (L2 ``weight_decay``, not AdamW)."""
+
+    code = ADAM
+    n_slots = 2
+
+    def __init__(
+        self,
+        lr: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr, weight_decay)
+        self.beta1 = _check_unit(beta1, "beta1")
+        self.beta2 = _check_unit(beta2, "beta2")
+        self.eps = check_positive(eps, "eps")
+
+    def _extra(self) -> tuple[float, float, float]:
+        return self.beta1, self.beta2, self.eps
+
+
+def _check_unit(value: Any, name: str) -> float:
+    value = check_nonneg(value, name)
+    if value >= 1:
+        raise ValueError(f"{name}: expected a number in [0, 1), got {value}")
+    return value
+
+
+_CLASSES: dict[str, type[Optimizer]] = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "nesterov": Nesterov,
+    "adagrad": AdaGrad,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+}
+NAMES: tuple[str, ...] = tuple(_CLASSES)
+
+
+def get(spec: Any, name: str = "optimizer", **hyper: float) -> Optimizer:
+    """Resolve an optimizer from an instance or a name (PyTorch default hyperparameters).
+
+    Parameters
+    ----------
+    spec : Optimizer or str
+        An optimizer, or one of ``sgd, momentum, nesterov, adagrad, rmsprop, adam``
+        (case-insensitive).
+    name : str
+        Argument name for error messages.
+    **hyper : float
+        Hyperparameters for a named optimizer (e.g. ``lr=0.1``).
+
+    Returns
+    -------
+    Optimizer
+    """
+    if isinstance(spec, Optimizer):
+        return spec
+    if not isinstance(spec, str) or spec.lower() not in _CLASSES:
+        raise ValueError(f"{name}: expected an Optimizer or one of {NAMES}, got {spec!r}")
+    return _CLASSES[spec.lower()](**hyper)

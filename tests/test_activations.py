@@ -1,0 +1,124 @@
+"""Activations: values and derivatives against the NumPy reference and PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastinit import activations
+from tests import reference as ref
+
+NAMES = [
+    "identity",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "gelu_tanh",
+    "softplus",
+    "silu",
+]
+# points away from the kinks at 0 (where one-sided conventions differ)
+GRID = np.concatenate([np.linspace(-12, 12, 241) + 0.013, [-60.0, -25.0, 25.0, 60.0]])
+HUGE = np.array([-3e38, -1e30, -1e10, -1e4, -100.0, 100.0, 1e4, 1e10, 1e30, 3e38])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_matches_reference_float64(name):
+    value, deriv = activations.apply(GRID, name)
+    want_v, want_d = ref.activation(name, GRID)
+    np.testing.assert_allclose(value, want_v, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(deriv, want_d, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_stays_float32_and_is_accurate(name):
+    x = GRID.astype(np.float32)
+    value, deriv = activations.apply(x, name)
+    assert value.dtype == np.float32 and deriv.dtype == np.float32
+    want_v, want_d = ref.activation(name, x.astype(np.float64))
+    np.testing.assert_allclose(value, want_v, rtol=3e-6, atol=1e-6)
+    np.testing.assert_allclose(deriv, want_d, rtol=3e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_derivative_is_the_slope_of_the_value(name):
+    x = np.linspace(-6, 6, 97) + 0.0071
+    h = 1e-6
+    slope = (activations.apply(x + h, name)[0] - activations.apply(x - h, name)[0]) / (2 * h)
+    np.testing.assert_allclose(activations.apply(x, name)[1], slope, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", NAMES)
+def test_large_inputs_stay_finite_with_the_right_limits(name, dtype):
+    value, deriv = activations.apply(HUGE.astype(dtype), name)
+    assert np.isfinite(value).all() and np.isfinite(deriv).all()
+    # saturated limits: the slope at -1e4 and +1e4 is the left and right asymptote's
+    got_v, got_d = activations.apply(np.array([-1e4, 1e4], dtype), name)
+    want_v, want_d = ref.activation(name, np.array([-1e4, 1e4]))
+    np.testing.assert_allclose(got_d, want_d, atol=1e-6)
+    np.testing.assert_allclose(got_v, want_v, rtol=1e-6)
+
+
+def test_parameters_and_pytorch_defaults():
+    assert activations.get("leaky_relu").params == {"negative_slope": 0.01}
+    assert activations.get("elu").params == {"alpha": 1.0}
+    assert activations.get("softplus").params == {"beta": 1.0, "threshold": 20.0}
+    x = GRID
+    for name, params in [
+        ("leaky_relu", {"negative_slope": 0.2}),
+        ("elu", {"alpha": 0.5}),
+        ("softplus", {"beta": 2.0, "threshold": 5.0}),
+    ]:
+        got = activations.apply(x, (name, params))
+        want = ref.activation(name, x, **params)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-10, atol=1e-14)
+
+
+def test_aliases():
+    x = GRID[:20]
+    np.testing.assert_array_equal(activations.apply(x, "swish")[0], activations.apply(x, "silu")[0])
+    assert activations.get("Linear").name == "identity"
+
+
+@pytest.mark.parametrize(
+    "spec, params, match",
+    [
+        ("relux", {}, "activation"),
+        (3, {}, "activation"),
+        ("relu", {"alpha": 1.0}, "activation"),
+        ("elu", {"alpha": float("nan")}, "activation.alpha"),
+        ("softplus", {"beta": 0.0}, "activation.beta"),
+    ],
+)
+def test_bad_activation_raises(spec, params, match):
+    with pytest.raises(ValueError, match=match):
+        activations.get(spec, **params)
+
+
+def test_agrees_with_pytorch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    funcs = {
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "relu": F.relu,
+        "leaky_relu": F.leaky_relu,
+        "elu": F.elu,
+        "selu": F.selu,
+        "gelu": F.gelu,
+        "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+        "softplus": F.softplus,
+        "silu": F.silu,
+    }
+    for name, fn in funcs.items():
+        t = torch.tensor(GRID, requires_grad=True)
+        fn(t).sum().backward()
+        value, deriv = activations.apply(GRID, name)
+        np.testing.assert_allclose(value, fn(t).detach().numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(deriv, t.grad.numpy(), rtol=1e-10, atol=1e-14)

@@ -1,0 +1,94 @@
+"""Losses from logits: values, gradients, stability, label formats and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastinit import losses
+from tests import reference as ref
+
+RNG = np.random.default_rng(7)
+Z = RNG.normal(size=(9, 4)) * 3
+LABELS = RNG.integers(0, 4, size=9)
+BINARY = RNG.integers(0, 2, size=9)
+TARGETS = RNG.normal(size=(9, 4))
+
+
+def _cases():
+    yield "softmax_cross_entropy", Z, LABELS
+    yield "sigmoid_cross_entropy", Z[:, :1], BINARY
+    yield "mse", Z, TARGETS
+
+
+@pytest.mark.parametrize("name, z, y", list(_cases()))
+def test_value_and_grad_match_reference(name, z, y):
+    value, grad = losses.value_and_grad(name, z, y)
+    want_value, want_grad = ref.loss(name, z, y)
+    assert value == pytest.approx(want_value, rel=1e-13)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-16)
+
+
+@pytest.mark.parametrize("name, z, y", list(_cases()))
+def test_float32_logits_give_float32_gradients(name, z, y):
+    value, grad = losses.value_and_grad(name, z.astype(np.float32), y)
+    assert grad.dtype == np.float32
+    want_value, want_grad = ref.loss(name, z.astype(np.float32), y)
+    assert value == pytest.approx(want_value, rel=1e-5)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e6, 1e30])
+def test_cross_entropies_are_stable_for_huge_logits(scale):
+    z = np.array([[1.0, -1.0, 0.5], [-1.0, 1.0, 0.0]]) * scale
+    value, grad = losses.value_and_grad("softmax_cross_entropy", z, [1, 1])
+    assert np.isfinite(value) and np.isfinite(grad).all()
+    assert value == pytest.approx(scale, rel=1e-12)  # row 0 costs 2 * scale, row 1 nothing
+    value, grad = losses.value_and_grad("sigmoid_cross_entropy", z[:, :1], [0, 1])
+    assert np.isfinite(value) and np.isfinite(grad).all()
+    assert value == pytest.approx(scale, rel=1e-12)  # both rows wrong by scale, mean = scale
+
+
+def test_one_hot_labels_equal_integer_labels():
+    onehot = np.eye(4)[LABELS]
+    a = losses.value_and_grad("softmax_cross_entropy", Z, LABELS)
+    b = losses.value_and_grad("softmax_cross_entropy", Z, onehot)
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_mse_is_the_mean_over_all_elements_like_pytorch():
+    value, _ = losses.value_and_grad("mse", Z, TARGETS)
+    assert value == pytest.approx(np.mean((Z - TARGETS) ** 2), rel=1e-13)
+
+
+def test_agrees_with_pytorch():
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(Z, requires_grad=True)
+    torch.nn.functional.cross_entropy(t, torch.tensor(LABELS)).backward()
+    value, grad = losses.value_and_grad("softmax_cross_entropy", Z, LABELS)
+    want = torch.nn.functional.cross_entropy(torch.tensor(Z), torch.tensor(LABELS)).item()
+    assert value == pytest.approx(want, rel=1e-12)
+    np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "name, z, y, match",
+    [
+        ("hinge", Z, LABELS, "loss"),
+        ("softmax_cross_entropy", Z, np.array([0, 1, 2, 3, 4, 0, 0, 0, 0]), "y"),
+        ("softmax_cross_entropy", Z, np.array([0, 1, -1, 3, 0, 0, 0, 0, 0]), "y"),
+        ("softmax_cross_entropy", Z, LABELS[:5], "y"),
+        ("softmax_cross_entropy", Z, LABELS + 0.5, "y"),
+        ("softmax_cross_entropy", Z, np.ones((9, 4)), "y"),
+        ("softmax_cross_entropy", Z[:, :1], BINARY, "loss"),
+        ("sigmoid_cross_entropy", Z, BINARY, "loss"),
+        ("sigmoid_cross_entropy", Z[:, :1], BINARY * 2, "y"),
+        ("mse", Z, TARGETS[:, :2], "y"),
+        ("mse", Z, np.full((9, 4), np.nan), "y"),
+        ("mse", np.full((9, 4), np.inf), TARGETS, "logits"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_argument(name, z, y, match):
+    with pytest.raises(ValueError, match=match):
+        losses.value_and_grad(name, z, y)

@@ -1,0 +1,241 @@
+"""MLP: construction, initialization streams, weights, inference, files and bad input."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import fastinit
+from fastinit import init, optim, train
+from fastinit.model import MLP
+from tests import reference as ref
+
+RNG = np.random.default_rng(1)
+X = RNG.normal(size=(20, 4)).astype(np.float32)
+Y = RNG.integers(0, 3, size=20)
+
+
+def _acts(model: MLP) -> list:
+    return [(a.name, a.params) for a in model.activations[:-1]]
+
+
+# ----------------------------------------------------------------------------- construction
+def test_layer_k_uses_streams_2k_and_2k_plus_1_of_the_seed():
+    model = MLP([4, 8, 3], init="glorot_uniform", bias_init=("normal", {"std": 0.1}), seed=9)
+    for k, (fi, fo) in enumerate([(4, 8), (8, 3)]):
+        w = init.get("glorot_uniform")((fi, fo), seed=9, stream=2 * k, dtype="float32")
+        b = init.get("normal")((fo,), std=0.1, seed=9, stream=2 * k + 1, dtype="float32")
+        np.testing.assert_array_equal(model.weights[k], w)
+        np.testing.assert_array_equal(model.biases[k], b)
+    deeper = MLP([4, 8, 5, 3], init="glorot_uniform", seed=9)
+    np.testing.assert_array_equal(deeper.weights[0], model.weights[0])
+    assert not np.array_equal(MLP([4, 8, 3], seed=10).weights[0], MLP([4, 8, 3], seed=9).weights[0])
+
+
+def test_init_forms_per_layer():
+    w1 = np.full((8, 3), 0.5)
+    model = MLP(
+        [4, 8, 3], init=[("normal", {"std": 2.0}), w1], bias_init=[0.1 * np.ones(8), "ones"]
+    )
+    assert model.weights[0].std() > 1.0
+    np.testing.assert_array_equal(model.weights[1], w1.astype(np.float32))
+    np.testing.assert_allclose(model.biases[0], 0.1)
+    np.testing.assert_array_equal(model.biases[1], 1.0)
+    calls = []
+
+    def custom(shape, *, seed=0, stream=0, dtype=None, out=None):
+        calls.append((shape, seed, stream))
+        return np.full(shape, 0.25)
+
+    model = MLP([4, 8, 3], init=custom, seed=3)
+    assert calls == [((4, 8), 3, 0), ((8, 3), 3, 2)]
+    np.testing.assert_array_equal(model.weights[1], 0.25)
+
+
+def test_activation_per_hidden_layer_and_linear_output():
+    model = MLP([4, 6, 5, 2], activation=["tanh", ("leaky_relu", {"negative_slope": 0.2})])
+    assert [a.name for a in model.activations] == ["tanh", "leaky_relu", "identity"]
+    assert model.activations[1].params == {"negative_slope": 0.2}
+    assert repr(model).startswith("MLP(sizes=[4, 6, 5, 2]")
+    assert fastinit.MLP is MLP and model.n_params == 4 * 6 + 6 + 6 * 5 + 5 + 5 * 2 + 2
+
+
+# ----------------------------------------------------------------------------- weights
+def test_weights_and_biases_are_assignable_and_validated():
+    model = MLP([4, 8, 3])
+    new = RNG.normal(size=(4, 8))
+    model.weights[0] = new  # float64 in, copied into float32
+    assert model.weights[0].dtype == np.float32
+    np.testing.assert_allclose(model.weights[0], new, rtol=1e-7)
+    model.biases = [np.ones(8), np.zeros(3)]
+    np.testing.assert_array_equal(model.biases[0], 1.0)
+    before = model.weights[1].copy()
+    with pytest.raises(ValueError, match=r"weights\[1\].*shape"):
+        model.weights[1] = np.zeros((3, 8))
+    with pytest.raises(ValueError, match="weights"):
+        model.weights = [np.zeros((4, 8))]
+    with pytest.raises(ValueError, match=r"weights\[1\]"):
+        model.weights = [np.zeros((4, 8)), np.full((8, 3), np.nan)]
+    np.testing.assert_array_equal(model.weights[1], before)  # all or nothing
+    assert np.any(model.weights[0] != 0)
+
+
+# ----------------------------------------------------------------------------- inference
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_forward_and_predict_match_reference(dtype):
+    model = MLP([4, 7, 6, 3], activation=["gelu", "sigmoid"], dtype=dtype, seed=2)
+    logits = model.forward(X)
+    assert logits.dtype == np.dtype(dtype)
+    want, _ = ref.forward(list(model.weights), list(model.biases), _acts(model), X)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(logits, want, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(model.predict(X), want.argmax(axis=1))
+
+
+def test_forward_in_blocks_equals_one_block():
+    model = MLP([4, 8, 3], dtype="float64")
+    big = RNG.normal(size=(2500, 4))  # three blocks of rows
+    np.testing.assert_array_equal(model.forward(big)[2400:], model.forward(big[2400:]))
+
+
+def test_single_sigmoid_unit_predicts_positive_logits():
+    model = MLP([4, 5, 1], activation="tanh", seed=4)
+    logits = model.forward(X)[:, 0]
+    np.testing.assert_array_equal(model.predict(X), (logits > 0).astype(int))
+    y = (logits > 0).astype(int)
+    result = model.evaluate(X, y, loss="sigmoid_cross_entropy")
+    assert result["accuracy"] == 1.0
+    assert result["loss"] == pytest.approx(
+        ref.loss("sigmoid_cross_entropy", logits[:, None], y)[0], rel=1e-5
+    )
+
+
+def test_evaluate_matches_reference():
+    model = MLP([4, 8, 3], dtype="float64", seed=8)
+    result = model.evaluate(X, Y)
+    logits, _ = ref.forward(list(model.weights), list(model.biases), _acts(model), X)
+    assert result["loss"] == pytest.approx(
+        ref.loss("softmax_cross_entropy", logits, Y)[0], rel=1e-12
+    )
+    assert result["accuracy"] == pytest.approx(np.mean(logits.argmax(axis=1) == Y))
+
+
+def test_float32_stays_float32_end_to_end():
+    model = MLP([4, 8, 3], dtype="float32")
+    assert train.prepare_x(model, X) is X  # float32 C-contiguous input: no copy
+    _, grads = model.loss_and_grads(X, Y)
+    assert all(g.dtype == np.float32 for pair in grads for g in pair)
+    model.fit(X, Y, iterations=3, batch_size=4, progress=False)
+    assert all(w.dtype == np.float32 for w in model.weights)
+    assert model.forward(X).dtype == np.float32
+
+
+def test_float64_input_is_cast_once_for_a_float32_model():
+    a, b = MLP([4, 8, 3], seed=1), MLP([4, 8, 3], seed=1)
+    np.testing.assert_array_equal(a.forward(X.astype(np.float64)), a.forward(X))
+    ha = a.fit(X.astype(np.float64), Y, iterations=5, batch_size=4, progress=False)
+    hb = b.fit(X, Y, iterations=5, batch_size=4, progress=False)
+    np.testing.assert_array_equal(ha.loss, hb.loss)
+
+
+# ----------------------------------------------------------------------------- files
+def test_save_load_round_trip(tmp_path):
+    model = MLP(
+        [4, 6, 5, 3],
+        activation=[("softplus", {"beta": 2.0, "threshold": 10.0}), "selu"],
+        dtype="float64",
+        seed=6,
+    )
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = MLP.load(path)
+    assert loaded.sizes == model.sizes and loaded.dtype == model.dtype
+    assert loaded.activations == model.activations
+    np.testing.assert_array_equal(loaded.forward(X), model.forward(X))
+
+
+def test_corrupt_or_mismatching_files_raise_value_error_naming_the_file(tmp_path):
+    bad = tmp_path / "corrupt.npz"
+    bad.write_bytes(b"this is not a zip archive")
+    with pytest.raises(ValueError, match=r"corrupt\.npz"):
+        MLP.load(bad)
+    with pytest.raises(ValueError, match=r"missing\.npz"):
+        MLP.load(tmp_path / "missing.npz")
+    model = MLP([4, 6, 3])
+    model.save(tmp_path / "good.npz")
+    arrays = dict(np.load(tmp_path / "good.npz"))
+    for name, change in [
+        ("shape.npz", {"W1": np.zeros((5, 3))}),
+        ("sizes.npz", {"sizes": np.array([4, 6, 2, 3])}),
+        ("format.npz", {"format": np.array("something else")}),
+        ("act.npz", {"activations": np.array(["relu", "nope"])}),
+    ]:
+        np.savez(tmp_path / name, **{**arrays, **change})
+        with pytest.raises(ValueError, match=re.escape(name)):
+            MLP.load(tmp_path / name)
+    del arrays["b0"]
+    np.savez(tmp_path / "key.npz", **arrays)
+    with pytest.raises(ValueError, match=r"key\.npz.*b0"):
+        MLP.load(tmp_path / "key.npz")
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"sizes": [4]}, "sizes"),
+        ({"sizes": [4, 0, 3]}, "sizes"),
+        ({"sizes": [4, 2.5, 3]}, "sizes"),
+        ({"activation": "relux"}, "activation"),
+        ({"activation": ["relu", "tanh"]}, "activation"),
+        ({"init": "nonsense"}, "init"),
+        ({"init": [np.zeros((4, 6))]}, "init"),
+        ({"init": [np.zeros((4, 5)), np.zeros((6, 3))]}, "weights"),
+        ({"bias_init": 3}, "bias_init"),
+        ({"dtype": "float16"}, "dtype"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MLP(**{"sizes": [4, 6, 3], **kwargs})
+
+
+@pytest.mark.parametrize(
+    "x, y, kwargs, match",
+    [
+        (X[:, :3], Y, {}, "X"),
+        (X[:, :, None], Y, {}, "X"),
+        (np.where(X > 1, np.nan, X), Y, {}, "X"),
+        (X, Y[:-1], {}, "y"),
+        (X, np.where(Y == 0, 3, Y), {}, "y"),
+        (X, Y, {"loss": "hinge"}, "loss"),
+        (X, Y, {"optimizer": "lbfgs"}, "optimizer"),
+        (X, Y, {"optimizer": "sgd", "batch_size": 0}, "batch_size"),
+        (X, Y, {"batch_size": -5}, "batch_size"),
+        (X, Y, {"sampling": "bootstrap"}, "sampling"),
+        (X, Y, {"iterations": 3, "epochs": 1}, "iterations"),
+        (X, Y, {"iterations": None}, "iterations"),
+        (X, Y, {"iterations": -1}, "iterations"),
+        (X, Y, {"seed": -1}, "seed"),
+    ],
+)
+def test_bad_fit_arguments_raise_before_any_kernel_runs(x, y, kwargs, match):
+    model = MLP([4, 6, 3])
+    before = model.weights[0].copy()
+    with pytest.raises(ValueError, match=match):
+        model.fit(x, y, **{"iterations": 2, "progress": False, **kwargs})
+    np.testing.assert_array_equal(model.weights[0], before)
+
+
+def test_bad_arguments_of_the_other_methods():
+    model = MLP([4, 6, 3])
+    with pytest.raises(ValueError, match="X"):
+        model.forward(X[:, :2])
+    with pytest.raises(ValueError, match="y"):
+        model.evaluate(X, Y[:3])
+    with pytest.raises(ValueError, match="loss"):
+        model.loss_and_grads(X, Y, loss="nll")
+    with pytest.raises(ValueError, match="lr"):
+        model.fit(X, Y, optimizer=optim.get("sgd", lr=0.0), iterations=1)

@@ -1,0 +1,112 @@
+"""Optimizers: steps against the NumPy reference (PyTorch formulas), state, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastinit import optim
+from fastinit.model import MLP
+from tests import reference as ref
+
+RNG = np.random.default_rng(5)
+X = RNG.normal(size=(8, 3))
+Y = RNG.integers(0, 3, size=8)
+
+CASES = [
+    ("sgd", optim.SGD, {"lr": 0.1}),
+    ("sgd", optim.SGD, {"lr": 0.1, "weight_decay": 0.05}),
+    ("momentum", optim.Momentum, {"lr": 0.1, "momentum": 0.8}),
+    ("nesterov", optim.Nesterov, {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}),
+    ("adagrad", optim.AdaGrad, {"lr": 0.1}),
+    ("rmsprop", optim.RMSprop, {"lr": 0.01, "decay": 0.9}),
+    ("adam", optim.Adam, {"lr": 0.01}),
+    ("adam", optim.Adam, {"lr": 0.01, "beta1": 0.5, "beta2": 0.9, "weight_decay": 0.1}),
+]
+
+
+def _model(dtype: str = "float64") -> MLP:
+    return MLP([3, 5, 3], activation="tanh", init=("normal", {"std": 0.5}), seed=4, dtype=dtype)
+
+
+def _reference_run(model: MLP, name: str, hyper: dict, steps: int) -> list[np.ndarray]:
+    params = [np.array(a, np.float64) for a in (*model.weights, *model.biases)]
+    states = [{} for _ in params]
+    n = len(params) // 2
+    for t in range(1, steps + 1):
+        _, grads = ref.loss_and_grads(
+            params[:n], params[n:], [("tanh", {})], X, Y, "softmax_cross_entropy"
+        )
+        flat = [g for g, _ in grads] + [g for _, g in grads]
+        params = [
+            ref.optimizer_step(name, p, g, s, t, **hyper)
+            for p, g, s in zip(params, flat, states, strict=True)
+        ]
+    return params
+
+
+@pytest.mark.parametrize("name, cls, hyper", CASES)
+def test_steps_match_reference(name, cls, hyper):
+    model = _model()
+    want = _reference_run(model, name, hyper, steps=3)
+    history = model.fit(X, Y, optimizer=cls(**hyper), sampling="full", iterations=3, progress=False)
+    assert history.iterations == 3 and history.status == "ok"
+    for got, exp in zip((*model.weights, *model.biases), want, strict=True):
+        np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name, cls, hyper", CASES[2:3] + CASES[-1:])
+def test_float32_step_is_close_to_float64_reference(name, cls, hyper):
+    model = _model("float32")
+    want = _reference_run(model, name, hyper, steps=2)
+    model.fit(
+        X.astype(np.float32),
+        Y,
+        optimizer=cls(**hyper),
+        sampling="full",
+        iterations=2,
+        progress=False,
+    )
+    for got, exp in zip((*model.weights, *model.biases), want, strict=True):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, exp, rtol=2e-5, atol=2e-6)
+
+
+def test_state_carries_over_between_fits_with_the_same_optimizer():
+    once, twice = _model(), _model()
+    once.fit(X, Y, optimizer=optim.Adam(0.01), sampling="full", iterations=4, progress=False)
+    adam = optim.Adam(0.01)
+    twice.fit(X, Y, optimizer=adam, sampling="full", iterations=2, progress=False)
+    twice.fit(X, Y, optimizer=adam, sampling="full", iterations=2, progress=False)
+    np.testing.assert_array_equal(once.weights[0], twice.weights[0])
+    fresh = _model()
+    fresh.fit(X, Y, optimizer=optim.Adam(0.01), sampling="full", iterations=2, progress=False)
+    fresh.fit(X, Y, optimizer=optim.Adam(0.01), sampling="full", iterations=2, progress=False)
+    assert not np.array_equal(once.weights[0], fresh.weights[0])
+
+
+def test_lowering_to_code_and_hyperparameters():
+    adam = optim.Adam(0.002, beta1=0.8, beta2=0.95, eps=1e-7, weight_decay=0.1)
+    assert adam.code == optim.ADAM
+    np.testing.assert_array_equal(adam.hyper(), [0.002, 0.8, 0.95, 1e-7, 0.1, 0.0])
+    assert optim.get("rmsprop", lr=0.5).decay == 0.99
+    assert isinstance(optim.get("Nesterov"), optim.Nesterov)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: optim.SGD(0.0), "lr"),
+        (lambda: optim.SGD(-1.0), "lr"),
+        (lambda: optim.Adam(float("nan")), "lr"),
+        (lambda: optim.Momentum(0.1, momentum=1.0), "momentum"),
+        (lambda: optim.RMSprop(0.1, decay=-0.1), "decay"),
+        (lambda: optim.Adam(0.1, beta2=1.5), "beta2"),
+        (lambda: optim.AdaGrad(0.1, eps=0.0), "eps"),
+        (lambda: optim.SGD(0.1, weight_decay=-1), "weight_decay"),
+        (lambda: optim.get("lbfgs"), "optimizer"),
+    ],
+)
+def test_bad_hyperparameters_raise(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()

@@ -1,0 +1,233 @@
+"""The compiled training loop: learning, reproducibility, shared batches, divergence, Ctrl-C."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from fastinit import optim, train
+from fastinit._progress import ProgressBar
+from fastinit.model import MLP
+from fastinit.train import fit_many
+
+
+def spiral(n_per_class: int = 100, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved spirals (a classic non-linearly separable 2-class set)."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.25, 3 * np.pi, n_per_class)
+    arms = [np.c_[t * np.cos(t + s), t * np.sin(t + s)] / 10 for s in (0, np.pi)]
+    x = np.concatenate(arms) + rng.normal(scale=0.02, size=(2 * n_per_class, 2))
+    return x.astype(np.float32), np.repeat([0, 1], n_per_class)
+
+
+X, Y = spiral()
+
+
+def test_learns_the_two_spirals():
+    model = MLP([2, 32, 32, 2], activation="relu", init="glorot_uniform", seed=1)
+    before = model.evaluate(X, Y)
+    history = model.fit(
+        X,
+        Y,
+        optimizer=optim.Adam(0.01),
+        batch_size=32,
+        iterations=3000,
+        sampling="shuffle",
+        progress=False,
+    )
+    after = model.evaluate(X, Y)
+    assert history.status == "ok" and history.iterations == 3000 and len(history.loss) == 3000
+    assert before["loss"] > 0.6 and before["accuracy"] < 0.75
+    assert after["loss"] < 0.05 and after["accuracy"] > 0.99
+    assert history.loss[-100:].mean() < 0.1 and history.wall_time > 0
+
+
+def test_learns_xor_with_sigmoid_output_full_batch():
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+    y = np.array([0, 1, 1, 0])
+    model = MLP([2, 8, 1], activation="tanh", init="glorot_uniform", seed=3, dtype="float64")
+    history = model.fit(
+        x,
+        y,
+        optimizer=optim.SGD(0.5),
+        sampling="full",
+        iterations=2000,
+        loss="sigmoid_cross_entropy",
+        progress=False,
+    )
+    assert history.loss[-1] < 0.02 and history.loss[-1] < history.loss[0] / 30
+    np.testing.assert_array_equal(model.predict(x), y)
+
+
+def _fresh(seed: int = 7, **kw) -> MLP:
+    return MLP([2, 16, 2], seed=seed, **kw)
+
+
+@pytest.mark.parametrize("sampling", ["replacement", "shuffle"])
+def test_fit_many_equals_separate_fits_with_the_same_seed(sampling):
+    together = [_fresh(1), _fresh(2, activation="tanh"), _fresh(3)]
+    opts = [optim.SGD(0.1), optim.Momentum(0.05), optim.Adam(0.01)]
+    hist = fit_many(
+        together,
+        X,
+        Y,
+        optimizer=opts,
+        batch_size=24,
+        iterations=40,
+        sampling=sampling,
+        seed=5,
+        progress=False,
+    )
+    alone = [_fresh(1), _fresh(2, activation="tanh"), _fresh(3)]
+    for model, opt, h in zip(
+        alone, [optim.SGD(0.1), optim.Momentum(0.05), optim.Adam(0.01)], hist, strict=True
+    ):
+        h1 = model.fit(
+            X,
+            Y,
+            optimizer=opt,
+            batch_size=24,
+            iterations=40,
+            sampling=sampling,
+            seed=5,
+            progress=False,
+        )
+        np.testing.assert_array_equal(h1.loss, h.loss)
+    for a, b in zip(together, alone, strict=True):
+        for wa, wb in zip(a.weights, b.weights, strict=True):
+            np.testing.assert_array_equal(wa, wb)
+
+
+def test_same_seed_same_run_other_seed_other_batches():
+    runs = [
+        _fresh().fit(X, Y, iterations=30, batch_size=16, seed=s, progress=False) for s in (4, 4, 5)
+    ]
+    np.testing.assert_array_equal(runs[0].loss, runs[1].loss)
+    assert not np.array_equal(runs[0].loss, runs[2].loss)
+
+
+def test_chunking_does_not_change_results(monkeypatch):
+    a = _fresh()
+    ha = a.fit(X, Y, iterations=25, batch_size=8, sampling="shuffle", progress=False)
+    monkeypatch.setattr(train, "_CHUNK_SECONDS", 1e-9)  # one iteration per native call
+    b = _fresh()
+    hb = b.fit(X, Y, iterations=25, batch_size=8, sampling="shuffle", progress=False)
+    np.testing.assert_array_equal(ha.loss, hb.loss)
+    np.testing.assert_array_equal(a.weights[0], b.weights[0])
+
+
+def test_shuffle_visits_every_row_once_per_epoch_and_replacement_draws_in_range():
+    n, batch = 23, 5
+    plan = np.array([0, train.SHUFFLE, batch, 0, 0, -1], dtype=np.int64)
+    key = np.array([9, 0], dtype=np.uint32)
+    idx, perm = np.empty(batch, np.int64), np.empty(n, np.int64)
+    epochs = []
+    for epoch in range(2):
+        seen = []
+        for t in range(epoch * 5, epoch * 5 + 5):  # ceil(23 / 5) = 5 batches per epoch
+            m = train._draw_batch(plan, key, t, n, idx, perm)
+            seen.extend(idx[:m])
+        assert sorted(seen) == list(range(n))
+        epochs.append(seen)
+    assert epochs[0] != epochs[1]
+    plan[train.P_SAMPLING] = train.REPLACEMENT
+    draws = np.concatenate(
+        [idx[: train._draw_batch(plan, key, t, n, idx, perm)].copy() for t in range(200)]
+    )
+    assert draws.min() == 0 and draws.max() == n - 1
+    assert np.abs(np.bincount(draws, minlength=n) / draws.size - 1 / n).max() < 0.02
+
+
+def test_epochs_count_batches_per_epoch():
+    h = _fresh().fit(X, Y, epochs=2, batch_size=64, progress=False)  # 200 rows: 4 batches
+    assert h.iterations == 8
+    h = _fresh().fit(X, Y, epochs=3, sampling="full", progress=False)
+    assert h.iterations == 3
+
+
+def test_huge_learning_rate_diverges_cleanly():
+    model = _fresh(activation="relu")
+    h = model.fit(
+        X * 100, Y, optimizer=optim.SGD(1e30), iterations=50, batch_size=16, progress=False
+    )
+    assert h.status == "diverged"
+    assert h.diverged_at == h.iterations < 50
+    assert len(h.loss) == h.iterations + 1
+    assert np.isfinite(h.loss[:-1]).all() and not np.isfinite(h.loss[-1])
+    survivor = _fresh()
+    hs = fit_many(
+        [_fresh(activation="relu"), survivor],
+        X * 100,
+        Y,
+        optimizer=[optim.SGD(1e30), optim.SGD(0.01)],
+        iterations=50,
+        batch_size=16,
+        progress=False,
+    )
+    assert hs[0].status == "diverged" and hs[1].status == "ok" and hs[1].iterations == 50
+    np.testing.assert_array_equal(hs[0].loss, h.loss)
+
+
+def test_ctrl_c_returns_what_was_recorded_with_a_consistent_model(monkeypatch):
+    real = train.train_chunk
+    calls = []
+
+    def interrupted_after_two_chunks(*args):
+        real(*args)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "_CHUNK_SECONDS", 1e-9)
+    monkeypatch.setattr(train, "train_chunk", interrupted_after_two_chunks)
+    model = _fresh()
+    h = model.fit(X, Y, iterations=100, batch_size=8, progress=False)
+    assert h.status == "interrupted" and h.iterations == len(h.loss) == 5  # chunks of 4, then 1
+    monkeypatch.setattr(train, "train_chunk", real)
+    reference = _fresh()
+    hr = reference.fit(X, Y, iterations=5, batch_size=8, progress=False)
+    np.testing.assert_array_equal(h.loss, hr.loss)
+    np.testing.assert_array_equal(model.weights[0], reference.weights[0])
+
+
+def test_progress_bar():
+    out = io.StringIO()
+    bar = ProgressBar(10, min_seconds=0.0, stream=out)
+    bar.update(5, 0.25)
+    bar.close()
+    text = out.getvalue()
+    assert " 50% " in text and "5/10" in text and "loss 0.25" in text and text.endswith("\n")
+    quiet = io.StringIO()
+    bar = ProgressBar(10, min_seconds=60.0, stream=quiet)
+    bar.update(5, 0.25)
+    bar.close()
+    assert quiet.getvalue() == ""
+
+
+def test_short_runs_print_no_progress(capsys):
+    _fresh().fit(X, Y, iterations=5, progress=True)
+    assert capsys.readouterr().err == ""
+
+
+RUN = """
+import hashlib, numpy as np
+from fastinit.model import MLP
+from fastinit import optim
+rng = np.random.default_rng(0)
+x = rng.normal(size=(300, 64)).astype(np.float32)
+y = rng.integers(0, 10, size=300)
+model = MLP([64, 128, 128, 10], seed=3)
+h = model.fit(x, y, optimizer=optim.Momentum(0.05), batch_size=96, iterations=20, progress=False)
+digest = hashlib.sha256(h.loss.tobytes())
+for w in (*model.weights, *model.biases):
+    digest.update(np.ascontiguousarray(w).tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_results_do_not_depend_on_numbas_thread_count(python_subprocess):
+    one = python_subprocess(RUN, NUMBA_NUM_THREADS="1")
+    two = python_subprocess(RUN, NUMBA_NUM_THREADS="2")
+    assert one.strip() == two.strip() and len(one.strip()) == 64
