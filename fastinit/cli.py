@@ -1,0 +1,249 @@
+"""The ``fastinit`` command line: one subcommand per classic experiment.
+
+``fastinit histogram``, ``fastinit mnist``, ``fastinit planar`` and
+``fastinit symmetry`` each run with the classic defaults, print a table and write
+figures, ``summary.json`` and CSV curves to ``--out`` (default
+``fastinit-results/<experiment>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _names(text: str) -> tuple[str, ...]:
+    items = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return items
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _common(p: argparse.ArgumentParser, experiment: str) -> None:
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("fastinit-results") / experiment,
+        help="directory for the PNG figures, summary.json and CSV curves (default: %(default)s)",
+    )
+    p.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="INIT",
+        help="run this init too, besides --inits (repeatable); any fastinit.init name, "
+        "'std=<s>', 'randn*<s>', 'constant=<v>', 'xavier' or 'he'",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _histogram(sub: Any) -> None:
+    from fastinit.experiments import histogram as h
+
+    p = sub.add_parser(
+        "histogram",
+        help="per-layer activation and gradient histograms at initialization",
+        description=h.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--inits", type=_names, default=h.DEFAULT_INITS,
+                   help="comma-separated init specs (default: %(default)s)")  # fmt: skip
+    p.add_argument("--activations", type=_names, default=h.DEFAULT_ACTIVATIONS,
+                   help="comma-separated activations (default: %(default)s)")  # fmt: skip
+    p.add_argument("--layers", type=int, default=5, help="depth (default: %(default)s)")
+    p.add_argument("--width", type=int, default=100, help="units per layer (default: %(default)s)")
+    p.add_argument("--samples", type=int, default=1000,
+                   help="Gaussian input rows (default: %(default)s)")  # fmt: skip
+    p.add_argument("--bins", type=int, default=30, help="histogram bins (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of inputs and weights")
+    p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    _common(p, "histogram")
+    p.set_defaults(run=_run_histogram)
+
+
+def _run_histogram(a: argparse.Namespace) -> Any:
+    from fastinit.experiments.histogram import run_histogram
+
+    return run_histogram(
+        (*a.inits, *a.add), a.activations, layers=a.layers, width=a.width, samples=a.samples,
+        bins=a.bins, seed=a.seed, dtype=a.dtype, out=a.out,
+    )  # fmt: skip
+
+
+def _mnist(sub: Any) -> None:
+    from fastinit.experiments import mnist as m
+
+    p = sub.add_parser(
+        "mnist",
+        help="MNIST 784-100x4-10: std=0.01 vs Xavier vs He on the same minibatches",
+        description=m.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--inits", type=_names, default=m.DEFAULT_INITS,
+                   help="comma-separated init specs (default: %(default)s)")  # fmt: skip
+    p.add_argument("--activation", default="relu", help="hidden activation (default: relu)")
+    p.add_argument("--hidden", type=_ints, default=(100, 100, 100, 100),
+                   help="hidden widths, comma-separated (default: 100,100,100,100)")  # fmt: skip
+    p.add_argument("--iterations", type=int, default=2000, help="SGD steps (default: 2000)")
+    p.add_argument("--batch-size", type=int, default=128, help="minibatch (default: 128)")
+    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default: 0.01)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="repeat with N seeds; plots mean and spread (default: 1)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="use only the first N training images (default: all 60000)")  # fmt: skip
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    _common(p, "mnist")
+    p.set_defaults(run=_run_mnist)
+
+
+def _run_mnist(a: argparse.Namespace) -> Any:
+    from fastinit.experiments.mnist import run_mnist
+
+    return run_mnist(
+        (*a.inits, *a.add), activation=a.activation, hidden=a.hidden, iterations=a.iterations,
+        batch_size=a.batch_size, lr=a.lr, seeds=a.seeds, seed=a.seed, train_size=a.train_size,
+        dtype=a.dtype, out=a.out, progress=not a.quiet,
+    )  # fmt: skip
+
+
+def _planar(sub: Any) -> None:
+    from fastinit.experiments import planar as pl
+
+    p = sub.add_parser(
+        "planar",
+        help="the planar flower: 2-4-1 tanh/sigmoid with zeros, randn, x0.01, x0.001, x100",
+        description=pl.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--inits", type=_names, default=pl.DEFAULT_INITS,
+                   help="comma-separated init specs (default: %(default)s)")  # fmt: skip
+    p.add_argument("--weights", type=Path, action="append", default=[], metavar="NPZ",
+                   help="also run from explicit initial weights: an .npz with arrays W1 (2, H), "
+                   "b1 (H,), W2 (H, 1), b2 (1,) (repeatable)")  # fmt: skip
+    p.add_argument("--hidden", type=int, default=4, help="hidden units (default: 4)")
+    p.add_argument("--iterations", type=int, default=10000, help="steps (default: 10000)")
+    p.add_argument("--lr", type=float, default=1.2, help="learning rate (default: 1.2)")
+    p.add_argument("--rng", default="notebook", choices=("notebook", "fastinit"),
+                   help="'notebook': randn*s weights drawn exactly as the classic notebook "
+                   "(np.random.seed(2)); 'fastinit': fastinit's generator "
+                   "(default: notebook)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=2, help="seed of the initial weights (default: 2)")
+    p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    _common(p, "planar")
+    p.set_defaults(run=_run_planar)
+
+
+def _load_weights(path: Path) -> list[Any]:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return [f["W1"], f["b1"], f["W2"], f["b2"]]
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"--weights {path}: expected an .npz with W1, b1, W2, b2 ({e})") from e
+
+
+def _run_planar(a: argparse.Namespace) -> Any:
+    from fastinit.experiments.planar import run_planar
+
+    weights = {p.stem: _load_weights(p) for p in a.weights}
+    return run_planar(
+        (*a.inits, *a.add), weights=weights, hidden=a.hidden, iterations=a.iterations, lr=a.lr,
+        rng=a.rng, seed=a.seed, dtype=a.dtype, out=a.out, progress=not a.quiet,
+    )  # fmt: skip
+
+
+def _symmetry(sub: Any) -> None:
+    from fastinit.experiments import symmetry as s
+
+    p = sub.add_parser(
+        "symmetry",
+        help="zero and constant inits keep hidden units identical; random ones don't",
+        description=s.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--inits", type=_names, default=s.DEFAULT_INITS,
+                   help="comma-separated init specs (default: %(default)s)")  # fmt: skip
+    p.add_argument("--hidden", type=_ints, default=(8, 8), help="hidden widths (default: 8,8)")
+    p.add_argument("--activation", default="tanh", help="hidden activation (default: tanh)")
+    p.add_argument("--iterations", type=int, default=2000, help="steps (default: 2000)")
+    p.add_argument("--every", type=int, default=100, help="checkpoint interval (default: 100)")
+    p.add_argument("--lr", type=float, default=0.5, help="learning rate (default: 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random inits (default: 0)")
+    p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    _common(p, "symmetry")
+    p.set_defaults(run=_run_symmetry)
+
+
+def _run_symmetry(a: argparse.Namespace) -> Any:
+    from fastinit.experiments.symmetry import run_symmetry
+
+    return run_symmetry(
+        (*a.inits, *a.add), hidden=a.hidden, activation=a.activation, iterations=a.iterations,
+        every=a.every, lr=a.lr, seed=a.seed, dtype=a.dtype, out=a.out, progress=not a.quiet,
+    )  # fmt: skip
+
+
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_histogram, _mnist, _planar, _symmetry)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fastinit`` argument parser with every subcommand."""
+    import fastinit
+
+    parser = argparse.ArgumentParser(
+        prog="fastinit",
+        description="Reproduce the classic weight-initialization experiments.",
+    )
+    parser.add_argument("--version", action="version", version=f"fastinit {fastinit.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastinit`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 on bad arguments, 130 if interrupted.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.run(args)
+    except (ValueError, TypeError) as e:
+        parser.exit(2, f"fastinit {args.command}: error: {e}\n")
+    except KeyboardInterrupt:
+        print(f"fastinit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    print(result.table())
+    print(f"\nwrote {args.out}/ (figures, summary.json, CSV)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

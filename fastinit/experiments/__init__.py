@@ -1,0 +1,34 @@
+"""The classic weight-initialization experiments, one module each.
+
+=============  =====================================================================
+``histogram``  per-layer activation and gradient histograms of a deep plain network
+``mnist``      MNIST 784-100x4-10: std=0.01 vs Xavier vs He, same minibatches
+``planar``     the planar 'flower': 2-4-1 tanh/sigmoid with zeros, randn, x0.01 ...
+``symmetry``   zero and constant inits never break the symmetry between units
+=============  =====================================================================
+
+Each ``run_*`` function returns a result object (``.table()``, ``.summary()``)
+and, given ``out=DIR``, writes PNG figures, ``summary.json`` (with the full
+configuration and versions) and the raw curves as CSV.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_RUNNERS = {
+    "run_histogram": "histogram",
+    "run_mnist": "mnist",
+    "run_planar": "planar",
+    "run_symmetry": "symmetry",
+}
+
+__all__ = list(_RUNNERS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RUNNERS:
+        module = importlib.import_module(f"fastinit.experiments.{_RUNNERS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'fastinit.experiments' has no attribute {name!r}")

@@ -1,0 +1,205 @@
+"""What every experiment shares: init specs, smoothing, output files, plotting setup."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import fastinit
+from fastinit import init as _init
+
+# ----------------------------------------------------------------------------- init specs
+# The classic experiments name their inits the way the books do:
+#   "std=0.01"         N(0, 0.01^2)                         (MNIST comparison)
+#   "xavier", "he"     N(0, 1/n) and N(0, 2/n), n = fan_in  ("Deep Learning from Scratch")
+#   "randn*0.01"       N(0, 0.01^2) (the planar notebook's randn(...) * s)
+#   "zeros", "ones"    constants; "constant=0.5" any constant
+# Any other name goes to fastinit.init.get (e.g. "glorot_uniform", "orthogonal").
+BOOK_SCALES = {"xavier": 1.0, "he": 2.0}
+_STD = re.compile(r"^(?:std|randn\s*\*|scale)\s*=?\s*([0-9.eE+-]+)$")
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """A named way to draw a layer's weights: ``draw(shape, seed, stream, dtype)``."""
+
+    name: str
+    std: float | None = None  # fixed std (std=..., randn*...)
+    fan_scale: float | None = None  # std = sqrt(fan_scale / fan_in) (book xavier/he)
+    initializer: str | None = None  # a fastinit.init name
+    value: float | None = None  # a constant (constant=...)
+
+    def draw(self, shape: tuple[int, ...], seed: int, stream: int, dtype: str) -> np.ndarray:
+        """Draw an array of ``shape`` for this spec."""
+        if self.value is not None:
+            return _init.constant(shape, value=self.value, seed=seed, stream=stream, dtype=dtype)
+        if self.std is not None:
+            return _init.normal(shape, std=self.std, seed=seed, stream=stream, dtype=dtype)
+        if self.fan_scale is not None:
+            std = math.sqrt(self.fan_scale / shape[0])
+            return _init.normal(shape, std=std, seed=seed, stream=stream, dtype=dtype)
+        return _init.get(self.initializer)(shape, seed=seed, stream=stream, dtype=dtype)
+
+    def initializer_callable(self) -> Callable[..., np.ndarray]:
+        """A ``fastinit.init``-style callable, for ``MLP(init=...)``."""
+
+        def draw(shape, *, seed=0, stream=0, dtype=None, out=None):
+            w = self.draw(tuple(shape), seed, stream, dtype or "float32")
+            if out is None:
+                return w
+            out[...] = w
+            return out
+
+        draw.__name__ = self.name
+        return draw
+
+
+def parse_init(spec: str) -> InitSpec:
+    """Parse an experiment's init spec (see the table above); raise ValueError if unknown.
+
+    Parameters
+    ----------
+    spec : str
+        E.g. ``"std=0.01"``, ``"xavier"``, ``"he"``, ``"randn*100"``, ``"zeros"``,
+        ``"orthogonal"``.
+
+    Returns
+    -------
+    InitSpec
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"init: expected an init name such as 'he' or 'std=0.01', got {spec!r}")
+    text = spec.strip()
+    key = text.lower()
+    if key in BOOK_SCALES:
+        return InitSpec(text, fan_scale=BOOK_SCALES[key])
+    if key == "randn":
+        return InitSpec(text, std=1.0)
+    if key.startswith("constant="):
+        try:
+            value = float(key.split("=", 1)[1])
+        except ValueError:
+            value = float("nan")
+        if not math.isfinite(value):
+            raise ValueError(f"init: expected a finite constant in {spec!r}")
+        return InitSpec(text, value=value)
+    m = _STD.match(key)
+    if m:
+        try:
+            std = float(m.group(1))
+        except ValueError:
+            std = float("nan")
+        if not (math.isfinite(std) and std >= 0):
+            raise ValueError(f"init: expected a finite std >= 0 in {spec!r}")
+        return InitSpec(text, std=std)
+    try:
+        _init.get(key)
+    except ValueError:
+        raise ValueError(
+            f"init: unknown init {spec!r}; use 'std=<s>', 'randn*<s>', 'xavier', 'he' "
+            f"or one of: {', '.join(_init.names())}"
+        ) from None
+    return InitSpec(text, initializer=key)
+
+
+# ----------------------------------------------------------------------------- curves
+def smooth_curve(x: np.ndarray) -> np.ndarray:
+    """Kaiser-window smoothing of a loss curve, as in "Deep Learning from Scratch".
+
+    Window of 11, beta 2, edges mirrored; the output has the input's length.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        1-D curve.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    x = np.asarray(x, dtype=np.float64)
+    window = 11
+    if x.size < window:
+        return x.copy()
+    s = np.r_[x[window - 1 : 0 : -1], x, x[-1:-window:-1]]
+    w = np.kaiser(window, 2)
+    y = np.convolve(w / w.sum(), s, mode="valid")
+    return y[5 : len(y) - 5]
+
+
+# ----------------------------------------------------------------------------- outputs
+@dataclass
+class Output:
+    """Where an experiment writes: PNG figures, summary.json and CSV curves."""
+
+    directory: Path | None
+    written: list[Path] = field(default_factory=list)
+
+    def path(self, name: str) -> Path | None:
+        if self.directory is None:
+            return None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        p = self.directory / name
+        self.written.append(p)
+        return p
+
+    def json(self, name: str, data: dict[str, Any]) -> None:
+        p = self.path(name)
+        if p is not None:
+            _atomic_write(p, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+    def csv(self, name: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        p = self.path(name)
+        if p is None:
+            return
+        tmp = p.with_suffix(p.suffix + ".tmp")
+        with tmp.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+        tmp.replace(p)
+
+    def figure(self, name: str, fig: Any) -> None:
+        p = self.path(name)
+        if p is not None:
+            fig.savefig(p, dpi=110, bbox_inches="tight")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def provenance(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's full configuration plus versions, so it can be re-run exactly."""
+    import numba
+
+    return {
+        "config": config,
+        "fastinit_version": fastinit.__version__,
+        "numpy_version": np.__version__,
+        "numba_version": numba.__version__,
+        "python_version": platform.python_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def pyplot():
+    """matplotlib.pyplot with the non-interactive Agg backend (imported lazily)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -1,0 +1,249 @@
+"""The planar 'flower' exercise: a 2-4-1 tanh/sigmoid network and five initial scales.
+
+The well-known planar-classification exercise: 400 points of two interleaved
+petal classes (:func:`fastinit.datasets.planar`, seed 1 trains, seed 2 tests), a
+network with 4 tanh hidden units and one sigmoid output, cross-entropy cost,
+full-batch gradient descent, lr 1.2, 10000 iterations.  The notebook initializes
+with ``np.random.seed(2)`` then ``W1 = randn(4, 2) * s``, ``W2 = randn(1, 4) * s``
+and zero biases; with ``rng='notebook'`` (the default) fastinit draws exactly
+those numbers (transposed into its ``(fan_in, fan_out)`` layout), so the cost
+curves reproduce the notebook's.
+
+What it shows: zeros never learn (the cost stays at log 2); s=1 learns; s=0.01
+a bit better; s=0.001 ends higher; s=100 saturates tanh and sigmoid, so the
+gradients are near zero and it learns slowly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastinit import datasets, optim
+from fastinit._validate import check_choice, check_int, check_positive, check_seed
+from fastinit.experiments._common import InitSpec, Output, parse_init, provenance, pyplot
+from fastinit.model import MLP
+
+DEFAULT_INITS = ("zeros", "randn", "randn*0.01", "randn*0.001", "randn*100")
+GRID_STEP = 0.01  # the notebook's plot_decision_boundary step
+
+
+@dataclass
+class PlanarResult:
+    """Cost curves, accuracies and decision boundaries per init."""
+
+    config: dict[str, Any]
+    costs: dict[str, np.ndarray] = field(default_factory=dict)
+    train_accuracy: dict[str, float] = field(default_factory=dict)
+    test_accuracy: dict[str, float] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+    models: dict[str, MLP] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The key figures for summary.json."""
+        results = {
+            name: {
+                "final_cost": float(c[-1]),
+                "cost_every_1000": [float(v) for v in c[::1000]],
+                "train_accuracy": self.train_accuracy[name],
+                "test_accuracy": self.test_accuracy[name],
+                "status": self.status[name],
+            }
+            for name, c in self.costs.items()
+        }
+        return {"results": results, **provenance(self.config)}
+
+    def table(self) -> str:
+        """Final cost and accuracies per init, as text."""
+        lines = [f"{'init':<14}{'final cost':>12}{'train acc':>11}{'test acc':>10}", "-" * 47]
+        for name, r in self.summary()["results"].items():
+            lines.append(
+                f"{name:<14}{r['final_cost']:>12.6f}{r['train_accuracy']:>11.4f}"
+                f"{r['test_accuracy']:>10.4f}"
+            )
+        return "\n".join(lines)
+
+
+def notebook_weights(scale: float, hidden: int = 4, seed: int = 2) -> list[np.ndarray]:
+    """The notebook's initial parameters, in fastinit's layout.
+
+    ``np.random.seed(seed); W1 = randn(hidden, 2) * scale; W2 = randn(1, hidden) * scale``,
+    zero biases, drawn from a private ``RandomState`` (numpy's global state is
+    left alone) and returned as ``[W1.T, b1, W2.T, b2]``.
+
+    Parameters
+    ----------
+    scale : float
+        The multiplier ``s``.
+    hidden : int
+        Hidden units.
+    seed : int
+        The legacy NumPy seed.
+
+    Returns
+    -------
+    list of numpy.ndarray
+    """
+    rs = np.random.RandomState(seed)
+    w1 = rs.randn(hidden, 2) * scale
+    w2 = rs.randn(1, hidden) * scale
+    return [w1.T.copy(), np.zeros(hidden), w2.T.copy(), np.zeros(1)]
+
+
+def _initial_model(spec: InitSpec, hidden: int, rng: str, seed: int, dtype: str) -> MLP:
+    sizes = [2, hidden, 1]
+    model = MLP(sizes, activation="tanh", init=spec.initializer_callable(), seed=seed, dtype=dtype)
+    if rng == "notebook" and spec.std is not None:
+        _assign(model, notebook_weights(spec.std, hidden, seed))
+    return model
+
+
+def _assign(model: MLP, params: Sequence[np.ndarray]) -> None:
+    if len(params) != 4:
+        raise ValueError(f"weights: expected [W1, b1, W2, b2], got {len(params)} arrays")
+    model.weights = [np.asarray(params[0]), np.asarray(params[2])]
+    model.biases = [np.asarray(params[1]).reshape(-1), np.asarray(params[3]).reshape(-1)]
+
+
+def run_planar(
+    inits: tuple[str, ...] = DEFAULT_INITS,
+    *,
+    weights: Mapping[str, Sequence[np.ndarray]] | None = None,
+    hidden: int = 4,
+    iterations: int = 10000,
+    lr: float = 1.2,
+    rng: str = "notebook",
+    seed: int = 2,
+    m: int = 400,
+    dtype: str = "float64",
+    out: Any = None,
+    progress: bool = True,
+) -> PlanarResult:
+    """Train the 2-hidden-1 tanh/sigmoid network on the flower data for each init.
+
+    Parameters
+    ----------
+    inits : tuple of str
+        Init specs: ``"zeros"``, ``"randn"``, ``"randn*<s>"``, ``"std=<s>"``,
+        ``"constant=<v>"`` or a :mod:`fastinit.init` name.
+    weights : mapping of str to [W1, b1, W2, b2], optional
+        Explicit initial parameters (``W1`` shaped ``(2, hidden)``, ``W2``
+        ``(hidden, 1)``), run in addition to ``inits`` under the given names.
+    hidden : int
+        Hidden units (4 in the exercise).
+    iterations : int
+        Full-batch gradient descent steps.
+    lr : float
+        Learning rate.
+    rng : {'notebook', 'fastinit'}
+        ``'notebook'`` draws ``randn*s`` / ``std=s`` weights exactly as the
+        notebook does (legacy ``RandomState(seed)``); ``'fastinit'`` uses
+        fastinit's counter-based generator.
+    seed : int
+        Seed of the initial weights (2 in the notebook).
+    m : int
+        Points in each of the training (seed 1) and test (seed 2) sets.
+    dtype : {'float32', 'float64'}
+        Arithmetic type (float64, like the notebook, by default).
+    out : path-like, optional
+        Directory for ``planar_cost.png``, ``planar_boundaries.png``,
+        ``summary.json`` and ``cost_curves.csv``.
+    progress : bool
+        Show a progress bar on runs longer than a second.
+
+    Returns
+    -------
+    PlanarResult
+    """
+    specs = [parse_init(i) for i in inits]
+    hidden = check_int(hidden, "hidden", low=1)
+    iterations = check_int(iterations, "iterations", low=1)
+    lr = check_positive(lr, "lr")
+    rng = check_choice(rng, "rng", ("notebook", "fastinit"))
+    seed = check_seed(seed)
+    x_train, y_train = datasets.planar(1, m)
+    x_test, y_test = datasets.planar(2, m)
+    config = {
+        "experiment": "planar",
+        "inits": list(inits),
+        "explicit_weights": sorted(weights or {}),
+        "sizes": [2, hidden, 1],
+        "activation": "tanh",
+        "loss": "sigmoid_cross_entropy",
+        "iterations": iterations,
+        "optimizer": {"name": "SGD", "lr": lr},
+        "batch": "full",
+        "rng": rng,
+        "seed": seed,
+        "m": m,
+        "dtype": dtype,
+    }
+    result = PlanarResult(config)
+    models = {s.name: _initial_model(s, hidden, rng, seed, dtype) for s in specs}
+    for name, params in (weights or {}).items():
+        models[name] = MLP([2, hidden, 1], activation="tanh", dtype=dtype)
+        _assign(models[name], params)
+    for name, model in models.items():
+        history = model.fit(
+            x_train, y_train, optimizer=optim.SGD(lr), batch_size=m, iterations=iterations,
+            sampling="full", loss="sigmoid_cross_entropy", progress=progress,
+        )  # fmt: skip
+        result.costs[name] = np.asarray(history.loss, dtype=np.float64)
+        result.status[name] = history.status
+        result.train_accuracy[name] = float(np.mean(model.predict(x_train) == y_train))
+        result.test_accuracy[name] = float(np.mean(model.predict(x_test) == y_test))
+        result.models[name] = model
+    if out is not None:
+        _write(result, Output(Path(out)), x_train, y_train)
+    return result
+
+
+def _write(result: PlanarResult, output: Output, x: np.ndarray, y: np.ndarray) -> None:
+    output.json("summary.json", result.summary())
+    names = list(result.costs)
+    n = max(len(c) for c in result.costs.values())
+    rows = [
+        [i, *(float(result.costs[k][i]) if i < len(result.costs[k]) else "" for k in names)]
+        for i in range(n)
+    ]
+    output.csv("cost_curves.csv", ["iteration", *names], rows)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for name in names:
+        ax.plot(result.costs[name], label=name)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("cost")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title("planar 2-4-1 tanh/sigmoid, lr 1.2, full batch")
+    output.figure("planar_cost.png", fig)
+    plt.close(fig)
+    fig = _boundaries(plt, result, x, y)
+    output.figure("planar_boundaries.png", fig)
+    plt.close(fig)
+
+
+def _boundaries(plt, result: PlanarResult, x: np.ndarray, y: np.ndarray):
+    x0, x1 = x[:, 0].min() - 1, x[:, 0].max() + 1
+    y0, y1 = x[:, 1].min() - 1, x[:, 1].max() + 1
+    xx, yy = np.meshgrid(np.arange(x0, x1, GRID_STEP), np.arange(y0, y1, GRID_STEP))
+    grid = np.c_[xx.ravel(), yy.ravel()]
+    names = list(result.models)
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.ravel()[len(names) :]:
+        ax.axis("off")
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        z = result.models[name].predict(grid).reshape(xx.shape)
+        ax.contourf(xx, yy, z, cmap=plt.cm.Spectral, alpha=0.8)
+        ax.scatter(x[:, 0], x[:, 1], c=y, s=8, cmap=plt.cm.Spectral, edgecolors="k", linewidths=0.2)
+        ax.set_title(f"{name}: test acc {result.test_accuracy[name]:.2f}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig

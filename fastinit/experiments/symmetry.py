@@ -1,0 +1,180 @@
+"""Why not zeros or a constant: hidden units that start equal stay equal.
+
+With every weight of a layer equal, every hidden unit computes the same function
+and receives the same gradient, so gradient descent keeps them identical: the
+layer acts as one unit.  (With zeros and tanh, even the gradients of the hidden
+weights are zero, so they never move.)  Random initial weights break the symmetry.
+
+The experiment trains a small tanh network on the planar flower data and
+measures, at checkpoints, the largest difference between any two hidden units'
+incoming weight vectors (``max_i (max_j W[i, j] - min_j W[i, j])`` over the
+columns of each hidden layer's weights, and likewise their outgoing weights):
+exactly 0 throughout for zeros and constants, positive for a random init.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastinit import datasets, optim
+from fastinit._validate import check_int, check_positive, check_seed
+from fastinit.experiments._common import Output, parse_init, provenance, pyplot
+from fastinit.model import MLP
+
+DEFAULT_INITS = ("zeros", "constant=0.5", "randn*0.5")
+
+
+def unit_spread(w: np.ndarray) -> float:
+    """Largest difference between two columns (units) of ``w``, entry by entry."""
+    return float(np.max(w.max(axis=1) - w.min(axis=1)))
+
+
+@dataclass
+class SymmetryResult:
+    """Per init: checkpoints, per-hidden-layer spreads of incoming/outgoing weights, loss."""
+
+    config: dict[str, Any]
+    checkpoints: list[int] = field(default_factory=list)
+    incoming: dict[str, np.ndarray] = field(default_factory=dict)  # (checkpoints, hidden layers)
+    outgoing: dict[str, np.ndarray] = field(default_factory=dict)
+    loss: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def symmetric(self, init: str) -> bool:
+        """True if every hidden layer's units stayed identical at every checkpoint."""
+        return bool(np.all(self.incoming[init] == 0) and np.all(self.outgoing[init] == 0))
+
+    def summary(self) -> dict[str, Any]:
+        """The key figures for summary.json."""
+        results = {
+            name: {
+                "symmetric_throughout": self.symmetric(name),
+                "max_incoming_spread": float(self.incoming[name].max()),
+                "max_outgoing_spread": float(self.outgoing[name].max()),
+                "final_incoming_spread": self.incoming[name][-1].tolist(),
+                "final_loss": float(self.loss[name][-1]),
+            }
+            for name in self.incoming
+        }
+        return {"results": results, "checkpoints": self.checkpoints, **provenance(self.config)}
+
+    def table(self) -> str:
+        """One line per init."""
+        lines = [f"{'init':<16}{'symmetric':>10}{'max spread':>12}{'final loss':>12}", "-" * 50]
+        for name, r in self.summary()["results"].items():
+            spread = max(r["max_incoming_spread"], r["max_outgoing_spread"])
+            lines.append(
+                f"{name:<16}{r['symmetric_throughout']!s:>10}{spread:>12.4g}{r['final_loss']:>12.4f}"
+            )
+        return "\n".join(lines)
+
+
+def run_symmetry(
+    inits: tuple[str, ...] = DEFAULT_INITS,
+    *,
+    hidden: tuple[int, ...] = (8, 8),
+    activation: str = "tanh",
+    iterations: int = 2000,
+    every: int = 100,
+    lr: float = 0.5,
+    seed: int = 0,
+    dtype: str = "float64",
+    out: Any = None,
+    progress: bool = True,
+) -> SymmetryResult:
+    """Train from each init and measure whether hidden units stay identical.
+
+    Parameters
+    ----------
+    inits : tuple of str
+        Init specs (``"zeros"``, ``"constant=<v>"``, ``"randn*<s>"``, any
+        :mod:`fastinit.init` name).  Biases start at zero.
+    hidden : tuple of int
+        Hidden layer widths.
+    activation : str
+        Hidden activation.
+    iterations, every : int
+        Full-batch gradient steps, and the checkpoint interval.
+    lr : float
+        Learning rate.
+    seed : int
+        Seed of random inits.
+    dtype : {'float32', 'float64'}
+        Arithmetic type.
+    out : path-like, optional
+        Directory for ``symmetry.png``, ``summary.json`` and ``spread.csv``.
+    progress : bool
+        Unused for these short runs; kept for a uniform signature.
+
+    Returns
+    -------
+    SymmetryResult
+    """
+    specs = [parse_init(i) for i in inits]
+    iterations = check_int(iterations, "iterations", low=1)
+    every = check_int(every, "every", low=1, high=iterations)
+    lr = check_positive(lr, "lr")
+    seed = check_seed(seed)
+    x, y = datasets.planar(1, 400)
+    sizes = [2, *hidden, 1]
+    config = {
+        "experiment": "symmetry",
+        "inits": list(inits),
+        "sizes": sizes,
+        "activation": activation,
+        "iterations": iterations,
+        "every": every,
+        "optimizer": {"name": "SGD", "lr": lr},
+        "batch": "full",
+        "seed": seed,
+        "dtype": dtype,
+    }
+    result = SymmetryResult(config, checkpoints=list(range(0, iterations + 1, every)))
+    for spec in specs:
+        model = MLP(
+            sizes, activation=activation, init=spec.initializer_callable(), seed=seed, dtype=dtype
+        )
+        inc, outg, losses = [], [], []
+        for step in result.checkpoints:
+            if step:
+                h = model.fit(
+                    x, y, optimizer=optim.SGD(lr), batch_size=len(x), iterations=every,
+                    sampling="full", loss="sigmoid_cross_entropy", progress=False,
+                )  # fmt: skip
+                losses.append(float(h.loss[-1]))
+            else:
+                losses.append(model.evaluate(x, y, loss="sigmoid_cross_entropy")["loss"])
+            inc.append([unit_spread(w) for w in model.weights[:-1]])
+            outg.append([unit_spread(w.T) for w in model.weights[1:]])
+        result.incoming[spec.name] = np.array(inc)
+        result.outgoing[spec.name] = np.array(outg)
+        result.loss[spec.name] = np.array(losses)
+    if out is not None:
+        _write(result, Output(Path(out)))
+    return result
+
+
+def _write(result: SymmetryResult, output: Output) -> None:
+    output.json("summary.json", result.summary())
+    names = list(result.incoming)
+    layers = result.incoming[names[0]].shape[1]
+    header = ["iteration"] + [f"{n}:layer{k + 1}" for n in names for k in range(layers)]
+    rows = [
+        [it, *(float(result.incoming[n][i, k]) for n in names for k in range(layers))]
+        for i, it in enumerate(result.checkpoints)
+    ]
+    output.csv("spread.csv", header, rows)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name in names:
+        ax.plot(result.checkpoints, result.incoming[name].max(axis=1), marker="o", label=name)
+    ax.set_yscale("symlog", linthresh=1e-12)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("max difference between hidden units' weights")
+    ax.legend()
+    ax.set_title("symmetry: units that start equal stay equal")
+    output.figure("symmetry.png", fig)
+    plt.close(fig)
