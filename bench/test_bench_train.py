@@ -110,29 +110,6 @@ def test_mnist_numpy_f32(benchmark, mnist_like):
     )
 
 
-@pytest.mark.benchmark(group="mnist")
-@pytest.mark.skipif(not peers.available("torch"), reason="torch not installed")
-def test_mnist_torch_eager(benchmark, mnist_like):
-    run = peers.torch_mlp(*mnist_like, MNIST, lr=0.01, batch=128)
-    _run(benchmark, run, steps=500, flops=MNIST_FLOPS, impl="torch_eager")
-
-
-@pytest.mark.benchmark(group="mnist")
-@pytest.mark.skipif(not peers.available("jax"), reason="jax not installed")
-@pytest.mark.parametrize("scan", [False, True], ids=["jit_step", "scan"])
-def test_mnist_jax(benchmark, mnist_like, scan):
-    run = peers.jax_mlp(*mnist_like, MNIST, lr=0.01, batch=128, scan=scan)
-    if scan:
-        run(2000)  # lax.scan compiles per length: compile the timed length first
-    _run(
-        benchmark,
-        run,
-        steps=2000 if scan else 500,
-        flops=MNIST_FLOPS,
-        impl="jax_scan" if scan else "jax_jit_step",
-    )
-
-
 @pytest.mark.benchmark(group="roofline")
 def test_roofline_sgemm_2048(benchmark):
     rng = np.random.default_rng(0)
@@ -184,13 +161,6 @@ def test_wide_numpy_f64(benchmark, mnist_like, mnist_like64):
         impl="numpy_f64",
         rounds=3,
     )
-
-
-@pytest.mark.benchmark(group="wide")
-@pytest.mark.skipif(not peers.available("torch"), reason="torch not installed")
-def test_wide_torch_eager(benchmark, mnist_like):
-    run = peers.torch_mlp(*mnist_like, WIDE, lr=0.01, batch=512)
-    _run(benchmark, run, steps=20, flops=WIDE_FLOPS, impl="torch_eager", rounds=3)
 
 
 # ----------------------------------------------------------------------------- planar
@@ -282,3 +252,36 @@ def test_cold_start_empty_cache(benchmark):
 def test_cold_start_empty_cache_explicit_weights(benchmark):
     init = "[np.full((20, 32), 0.1, np.float32), np.full((32, 2), 0.1, np.float32)]"
     _cold(benchmark, "empty_cache_explicit_init", empty_cache=True, init=init, rounds=2)
+
+
+# ----------------------------------------------------------------------------- peers
+# Last in the file: their thread pools (PyTorch OpenMP, XLA) stay around after they
+# run, so they go after every NumPy and fastinit measurement.
+@pytest.mark.benchmark(group="mnist")
+@pytest.mark.skipif(not peers.available("torch"), reason="torch not installed")
+def test_mnist_torch_eager(benchmark, mnist_like):
+    run = peers.torch_mlp(*mnist_like, MNIST, lr=0.01, batch=128)
+    _run(benchmark, run, steps=500, flops=MNIST_FLOPS, impl="torch_eager")
+
+
+@pytest.mark.benchmark(group="mnist")
+@pytest.mark.skipif(not peers.available("jax"), reason="jax not installed")
+@pytest.mark.parametrize("scan", [False, True], ids=["jit_step", "scan"])
+def test_mnist_jax(benchmark, mnist_like, scan):
+    run = peers.jax_mlp(*mnist_like, MNIST, lr=0.01, batch=128, scan=scan)
+    if scan:
+        run(2000)  # lax.scan compiles per length: compile the timed length first
+    _run(
+        benchmark,
+        run,
+        steps=2000 if scan else 500,
+        flops=MNIST_FLOPS,
+        impl="jax_scan" if scan else "jax_jit_step",
+    )
+
+
+@pytest.mark.benchmark(group="wide")
+@pytest.mark.skipif(not peers.available("torch"), reason="torch not installed")
+def test_wide_torch_eager(benchmark, mnist_like):
+    run = peers.torch_mlp(*mnist_like, WIDE, lr=0.01, batch=512)
+    _run(benchmark, run, steps=20, flops=WIDE_FLOPS, impl="torch_eager", rounds=3)

@@ -197,7 +197,7 @@ def _log1p_unit(e):
 
 @njit(inline="always", cache=True, error_model="numpy")
 def sigmoid_parts(z):
-    """``(sigmoid(z), sigmoid(z), 1 - sigmoid(z), exp(-|z|))``; both tails accurate."""
+    """``(sigmoid(z), 1 - sigmoid(z), exp(-|z|))``, each accurate (no ``1 - s`` cancellation)."""
     e = fast_exp(-abs(z))
     q = type(z)(1.0) / (type(z)(1.0) + e)
     s_big = q  # sigmoid(|z|)

@@ -246,26 +246,13 @@ class MLP:
         out = np.empty((X.shape[0], self.sizes[-1]), self.dtype)
         xbuf = np.empty((block, X.shape[1]), self.dtype)
         work = np.empty(_work_size(self._layers, block), self.dtype)
-        forward_rows(
-            blas_table(),
-            self._params,
-            self._layers,
-            self._act_params,
-            0,
-            len(self._layers),
-            _train._readonly(X),
-            out,
-            xbuf,
-            work,
-        )
+        net = (self._params, self._layers, self._act_params)
+        forward_rows(blas_table(), net, 0, len(self._layers), X, out, xbuf, work)
         return out
 
     def predict(self, X: Any) -> np.ndarray:
         """Class indices: the argmax of the logits, or ``logit > 0`` for one output unit."""
-        logits = self.forward(X)
-        if logits.shape[1] == 1:
-            return (logits[:, 0] > 0).astype(np.int64)
-        return logits.argmax(axis=1)
+        return _classes(self.forward(X))
 
     def evaluate(self, X: Any, y: Any, loss: str = "softmax_cross_entropy") -> dict[str, float]:
         """Loss and accuracy on a data set.
@@ -283,11 +270,9 @@ class MLP:
         X = _train.prepare_x(self, X)
         y_int, y_float = _losses.prepare_targets(spec, y, X.shape[0], self.sizes[-1], self.dtype)
         logits = self.forward(X)
-        rows = np.arange(X.shape[0], dtype=np.int64)
-        value = _losses.loss_rows(
-            logits, _train._readonly(y_int), _train._readonly(y_float), rows, spec.code, False
-        )
-        predicted = self.predict(X) if spec.code != _losses.MSE else logits.argmax(axis=1)
+        row_loss = np.empty(len(X), self.dtype)
+        value = _losses.loss_rows(logits, y_int, y_float, spec.code, False, row_loss)
+        predicted = _classes(logits) if spec.code != _losses.MSE else logits.argmax(axis=1)
         if spec.code == _losses.SOFTMAX_CE:
             truth = y_int
         elif spec.code == _losses.SIGMOID_CE:
@@ -378,6 +363,12 @@ class MLP:
         weights = [a[f"W{k}"] for k in range(len(names))]
         biases = [a[f"b{k}"] for k in range(len(names))]
         return cls(sizes, acts[:-1], init=weights, bias_init=biases, dtype=str(a["dtype"]))
+
+
+def _classes(logits: np.ndarray) -> np.ndarray:
+    if logits.shape[1] == 1:
+        return (logits[:, 0] > 0).astype(np.int64)
+    return logits.argmax(axis=1)
 
 
 def _check_dtype(dtype: Any) -> np.dtype:

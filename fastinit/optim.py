@@ -22,6 +22,9 @@ Adam          ``m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g**2;``
               eps = 1e-8 (PyTorch's arrangement of the bias corrections)
 ============  ==================================================================
 
+Plain SGD runs fused into the backward pass: the weight GEMM computes
+``W = (1 - lr * weight_decay) W - lr * A.T @ dZ`` in place (BLAS ``beta`` and
+``alpha``), the same formula, without a gradient array or a separate pass.
 State (``v``, ``s``, ``m``) lives in arrays, zero at the start, owned by the
 optimizer object per model: fitting the same model again with the same
 optimizer object continues from its state, like a PyTorch optimizer; a new

@@ -7,20 +7,31 @@ input, allocates the buffers once, sizes the chunks (about 0.2 s each, so the
 progress bar advances and Ctrl-C is honoured promptly) and builds the
 :class:`History`.
 
-Threading policy (decided by measurement on a 2-core AVX2 machine, numba 0.68,
-SciPy's OpenBLAS 0.3.30; figures in ``bench/``)
------------------------------------------------------------------------------
+Threading policy (decided by measurement on the 2-core AVX2 build machine,
+numba 0.68, NumPy's OpenBLAS 0.3.31; figures and commands in ``bench/``)
+-------------------------------------------------------------------------
 * The training loop and every element-wise kernel are plain (non-parallel)
-  ``@njit`` functions.  BLAS (``np.dot`` inside njit, i.e. SciPy's OpenBLAS)
-  owns the threads: at MNIST sizes its two threads run the GEMMs, which are
-  ~90% of the FLOPs, while the fused element-wise passes (bias + activation,
-  derivative + column sums, the optimizer update) are memory-light and cheap.
-* numba's parallel backend is never entered during training.  Its OpenMP
-  workers spin-wait after a ``prange`` and, sharing 2 cores with OpenBLAS's own
-  spinning workers, made a step 50-100x slower (92 ms instead of 0.86 ms) unless
-  ``OMP_WAIT_POLICY=passive`` was set by hand; a whole step in one
-  ``parallel=True`` function also failed array analysis or produced NaN.  A
-  serial loop needs no environment variable and wins at these sizes anyway.
+  ``@njit`` functions; BLAS owns the threads.  At MNIST sizes the GEMMs are
+  ~90% of the FLOPs and run at the same-run sgemm roofline with OpenBLAS's two
+  threads, while the fused element-wise passes (bias + activation + derivative,
+  derivative product + column sums, the optimizer update) take ~50 us of a
+  ~650 us step serially: a parallel pass could not win much and costs below.
+* numba's parallel backend is never entered during training (only the
+  initializers in :mod:`fastinit.random` use ``prange``, once, before
+  training).  Its OpenMP workers spin-wait after a ``prange`` and, sharing 2
+  cores with OpenBLAS's own spinning workers, made a step 50-100x slower (92 ms
+  instead of 0.86 ms) unless ``OMP_WAIT_POLICY=passive`` was set by hand; a
+  whole step in one ``parallel=True`` function also failed array analysis or
+  produced NaN.  A serial loop needs no environment variable.
+* The GEMMs call NumPy's own OpenBLAS (:mod:`fastinit.dense`), not SciPy's
+  copy that numba's ``np.dot`` would use: one BLAS thread pool in the process
+  instead of two.  With two pools, SciPy-BLAS calls made right after NumPy BLAS
+  work ran 2x slower (NumPy's idle workers spin for ~0.1 s) and alternating
+  calls took 8 ms instead of 0.17 ms.
+* OpenBLAS (NumPy's or SciPy's, and so NumPy and PyTorch code alike) degrades
+  badly when other processes occupy the cores: its two threads wait on each
+  other across scheduler time slices (measured 30-60 ms instead of 0.65-1.5 ms
+  per MNIST step while another job ran).  Benchmark on an idle machine.
 * Every result is a function of the data, the seeds and the iteration number:
   sampling uses the counter-based generator (:mod:`fastinit.random`) and
   nothing depends on numba's thread count (tested with ``NUMBA_NUM_THREADS`` 1
@@ -28,6 +39,17 @@ SciPy's OpenBLAS 0.3.30; figures in ``bench/``)
   different thread counts, so forcing ``OPENBLAS_NUM_THREADS=1`` changes the
   last bits of the GEMMs (measured): runs are bit-reproducible for a given BLAS
   build and thread count, as with any BLAS-backed framework.
+
+Compiled functions and the numba cache
+--------------------------------------
+Networks are flat arrays plus an int64 layer table (:mod:`fastinit.dense`),
+so :func:`train_chunk` has one signature per dtype, whatever the depth, widths,
+activations, loss, optimizer or number of networks (no ``typed.List``, whose
+methods compile on first use and are not cached).  Everything is
+``cache=True``; nothing compiles at import.  numba keys a cached function on
+its own source file only: after editing ``activations``, ``losses``, ``dense``,
+``optim`` or ``random``, clear the cache (``NUMBA_CACHE_DIR``), since
+:func:`train_chunk` embeds their code.
 
 Sampling (all reproducible from ``seed``)
 -----------------------------------------
@@ -99,65 +121,65 @@ def _permute(perm, k0, k1, epoch):
 
 @njit(cache=True, error_model="numpy")
 def _draw_batch(plan, key, t, n, idx, perm):
-    """Fill ``idx`` with the rows of iteration ``t``; returns how many."""
-    mode = plan[P_SAMPLING]
+    """Fill ``idx`` with the rows of iteration ``t`` (not "full"); returns how many."""
     b = plan[P_BATCH]
-    if mode == REPLACEMENT:
+    if plan[P_SAMPLING] == REPLACEMENT:
         for r in range(b):
             idx[r] = uniform_index(key[0], key[1], _STREAM_REPLACEMENT, _ZERO32, t * b + r, n)
         return b
-    if mode == SHUFFLE:
-        per_epoch = (n + b - 1) // b
-        epoch = t // per_epoch
-        if plan[P_EPOCH] != epoch:
-            _permute(perm, key[0], key[1], epoch)
-            plan[P_EPOCH] = epoch
-        start = (t % per_epoch) * b
-        m = min(b, n - start)
-        for r in range(m):  # explicit loops: slice assignment compiles an error formatter
-            idx[r] = perm[start + r]
-        return m
-    for r in range(n):
-        idx[r] = r
-    return n
+    per_epoch = (n + b - 1) // b
+    epoch = t // per_epoch
+    if plan[P_EPOCH] != epoch:
+        _permute(perm, key[0], key[1], epoch)
+        plan[P_EPOCH] = epoch
+    start = (t % per_epoch) * b
+    m = min(b, n - start)
+    for r in range(m):  # explicit loops: slice assignment compiles an error formatter
+        idx[r] = perm[start + r]
+    return m
+
+
+@njit(cache=True, error_model="numpy")
+def _gather(data, idx, m, bufs):
+    """Copy the rows ``idx[:m]`` of the inputs and targets into the batch buffers."""
+    x, y_int, y_float = data
+    xbuf, ybuf_int, ybuf_float = bufs[:3]
+    for r in range(m):
+        i = idx[r]
+        for c in range(x.shape[1]):
+            xbuf[r, c] = x[i, c]
+    if y_int.shape[0]:
+        for r in range(m):
+            ybuf_int[r] = y_int[idx[r]]
+    if y_float.shape[0]:
+        for r in range(m):
+            for c in range(y_float.shape[1]):
+                ybuf_float[r, c] = y_float[idx[r], c]
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _step_model(
-    blas,
-    j,
-    x,
-    y_int,
-    y_float,
-    rows,
-    plan,
-    params,
-    grads,
-    state,
-    layers,
-    act_params,
-    models,
-    opt_codes,
-    opt_hyper,
-    opt_steps,
-    work,
-):
-    """Forward, loss, backward and update of model ``j`` on batch ``x``; returns the loss."""
-    first = models[j, M_FIRST]
-    count = models[j, M_COUNT]
+def _step_model(blas, j, batch, loss_code, net, opt, work, row_loss):
+    """Forward, loss, backward and update of model ``j`` on ``batch``; returns the loss."""
+    x, y_int, y_float = batch
+    params, grads, layers, act_params, models = net
+    codes, hyper, steps, state = opt
+    first, count = models[j, M_FIRST], models[j, M_COUNT]
     logits = forward_net(blas, params, layers, act_params, first, count, x, work)
-    loss = _losses.loss_rows(logits, y_int, y_float, rows, plan[P_LOSS], True)
+    loss = _losses.loss_rows(logits, y_int, y_float, loss_code, True, row_loss)
     if not math.isfinite(loss):
         return loss
-    backward_net(blas, params, grads, layers, first, count, x, work)
-    if opt_codes[j] != _optim.NONE:
-        p0 = models[j, M_PBEGIN]
-        p1 = models[j, M_PEND]
-        opt_steps[j] += 1
+    # plain SGD is fused into the backward pass (the dW GEMM updates W in place)
+    lr = hyper[j, _optim.LR] if codes[j] == _optim.SGD_CODE else 0.0
+    backward_net(blas, params, grads, layers, first, count, x, work, lr, hyper[j, _optim.WD])
+    if codes[j] == _optim.NONE:
+        return loss
+    steps[j] += 1
+    if lr == 0.0:
+        p0, p1 = models[j, M_PBEGIN], models[j, M_PEND]
         _optim.apply_update(
-            opt_codes[j],
-            opt_hyper[j],
-            opt_steps[j],
+            codes[j],
+            hyper[j],
+            steps[j],
             params[p0:p1],
             grads[p0:p1],
             state[0, p0:p1],
@@ -167,73 +189,39 @@ def _step_model(
 
 
 @njit(cache=True, error_model="numpy")
-def train_chunk(
-    blas,
-    x,
-    y_int,
-    y_float,
-    plan,
-    key,
-    params,
-    grads,
-    state,
-    layers,
-    act_params,
-    models,
-    opt_codes,
-    opt_hyper,
-    opt_steps,
-    xbuf,
-    work,
-    idx,
-    perm,
-    losses,
-    status,
-):
+def train_chunk(blas, plan, key, data, net, opt, bufs, record):
     """Run iterations ``plan[P_T0] .. + plan[P_NITER]`` for every live model.
 
-    ``losses[j, t]`` receives model ``j``'s minibatch loss at iteration ``t``
-    (NaN once it has diverged); ``status[j]`` counts its completed updates and
-    the iteration where it diverged (-1 if it has not).
+    ``data = (x, y_int, y_float)``; ``net = (params, grads, layers, act_params,
+    models)``; ``opt = (codes, hyper, steps, state)``; ``bufs = (xbuf,
+    ybuf_int, ybuf_float, row_loss, work, idx, perm)``; ``record = (losses,
+    status)``: ``losses[j, t]`` receives model ``j``'s minibatch loss at
+    iteration ``t`` (NaN once it has diverged), ``status[j]`` counts its
+    completed updates and holds the iteration where it diverged (-1 if none).
+    With "full" sampling the data are used in place (no copy).
     """
+    x, y_int, y_float = data
+    xbuf, ybuf_int, ybuf_float, row_loss, work, idx, perm = bufs
+    losses, status = record
+    models = net[4]
     n = x.shape[0]
-    t0 = plan[P_T0]
-    for t in range(t0, t0 + plan[P_NITER]):
+    for t in range(plan[P_T0], plan[P_T0] + plan[P_NITER]):
         alive = 0
         for j in range(models.shape[0]):
             alive += status[j, S_DIVERGED] < 0
         if alive == 0:
             return
-        m = _draw_batch(plan, key, t, n, idx, perm)
-        xb = xbuf[:m]
-        for r in range(m):
-            src = x[idx[r]]
-            dst = xb[r]
-            for c in range(x.shape[1]):
-                dst[c] = src[c]
+        if plan[P_SAMPLING] == FULL:
+            batch = (x, y_int, y_float)
+        else:
+            m = _draw_batch(plan, key, t, n, idx, perm)
+            _gather(data, idx, m, bufs)
+            batch = (xbuf[:m], ybuf_int[:m], ybuf_float[:m])
         for j in range(models.shape[0]):
             if status[j, S_DIVERGED] >= 0:
                 losses[j, t] = np.nan
                 continue
-            loss = _step_model(
-                blas,
-                j,
-                xb,
-                y_int,
-                y_float,
-                idx[:m],
-                plan,
-                params,
-                grads,
-                state,
-                layers,
-                act_params,
-                models,
-                opt_codes,
-                opt_hyper,
-                opt_steps,
-                work,
-            )
+            loss = _step_model(blas, j, batch, plan[P_LOSS], net, opt, work, row_loss)
             losses[j, t] = loss
             if math.isfinite(loss):
                 status[j, S_DONE] += 1
@@ -284,17 +272,12 @@ class _Run:
     status: np.ndarray
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
-    view = a.view()
-    view.flags.writeable = False  # one numba type for user data, copied or not
-    return view
-
-
 def prepare_x(model: Any, X: Any, name: str = "X") -> np.ndarray:
     """Validate ``X`` against a model and return it C-contiguous in the model dtype.
 
     float32 data for a float32 model is used as is (no copy); other real dtypes
-    (float64, integers such as uint8 pixels) are cast once, here.
+    (float64, integers such as uint8 pixels) are cast once, here, as are
+    read-only or non-contiguous arrays (so the kernels see one array type).
     """
     X = np.asarray(X)
     n_in = model.sizes[0]
@@ -303,6 +286,8 @@ def prepare_x(model: Any, X: Any, name: str = "X") -> np.ndarray:
     if X.ndim != 2 or X.shape[1] != n_in or X.shape[0] == 0:
         raise ValueError(f"{name}: expected shape (n, {n_in}) with n >= 1, got {X.shape}")
     X = np.ascontiguousarray(X, dtype=model.dtype)
+    if not X.flags.writeable:
+        X = X.copy()
     if not np.isfinite(X).all():
         raise ValueError(f"{name}: expected finite values, found NaN or inf")
     return X
@@ -356,6 +341,21 @@ def _layer_tables(models: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.concatenate(tables), np.concatenate(acts), np.array(rows, dtype=np.int64)
 
 
+def _buffers(models: list, X: np.ndarray, y_int, y_float, sampling: int, batch: int) -> tuple:
+    """``(xbuf, ybuf_int, ybuf_float, row_loss, work, idx, perm)`` for one run."""
+    dtype, n = models[0].dtype, X.shape[0]
+    rows = 0 if sampling == FULL else batch  # "full" uses the data in place
+    return (
+        np.empty((rows, X.shape[1]), dtype),
+        np.empty(rows if y_int.size else 0, np.int64),
+        np.empty((rows if y_float.size else 0, y_float.shape[1]), dtype),
+        np.empty(rows or n, dtype),
+        np.empty(max(work_size(m._layers, rows or n) for m in models), dtype),
+        np.empty(rows, np.int64),
+        np.empty(n if sampling == SHUFFLE else 0, dtype=np.int64),
+    )
+
+
 def _build_run(models, opts, X, y_int, y_float, loss, sampling, batch, seed, n_iter) -> _Run:
     dtype = models[0].dtype
     layers, act_params, table = _layer_tables(models)
@@ -367,44 +367,26 @@ def _build_run(models, opts, X, y_int, y_float, loss, sampling, batch, seed, n_i
         state = np.zeros((2, params.size if any(s.slots.size for s in states) else 0), dtype)
         for s, (_, _, p0, p1) in zip(states, table, strict=True):
             state[:, p0:p1] = s.slots if s.slots.size else 0
-    n = X.shape[0]
-    rows = n if sampling == FULL else batch
-    xbuf = np.empty((rows, X.shape[1]), dtype)
-    work = np.empty(max(work_size(m._layers, rows) for m in models), dtype)
-    key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
+    grads = np.zeros_like(params)
+    steps = np.array([s.step for s in states], dtype=np.int64)
+    codes = np.array([o.code for o in opts], np.int64)
+    opt = (codes, np.array([o.hyper() for o in opts]), steps, state)
     plan = np.array([loss.code, sampling, batch, 0, 0, -1], dtype=np.int64)
-    opt_codes = np.array([o.code for o in opts], dtype=np.int64)
-    opt_hyper = np.array([o.hyper() for o in opts])
-    opt_steps = np.array([s.step for s in states], dtype=np.int64)
+    key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
     losses = np.full((len(models), n_iter), np.nan)
     status = np.zeros((len(models), 2), dtype=np.int64)
     status[:, S_DIVERGED] = -1
-    perm = np.empty(n if sampling == SHUFFLE else 0, dtype=np.int64)
-    grads = np.zeros_like(params)
     args = (
         blas_table(),
-        _readonly(X),
-        _readonly(y_int),
-        _readonly(y_float),
         plan,
         key,
-        params,
-        grads,
-        state,
-        layers,
-        act_params,
-        table,
-        opt_codes,
-        opt_hyper,
-        opt_steps,
-        xbuf,
-        work,
-        np.empty(rows, np.int64),
-        perm,
-        losses,
-        status,
+        (X, y_int, y_float),
+        (params, grads, layers, act_params, table),
+        opt,
+        _buffers(models, X, y_int, y_float, sampling, batch),
+        (losses, status),
     )
-    return _Run(args, plan, params, grads, table, state, opt_steps, losses, status)
+    return _Run(args, plan, params, grads, table, state, steps, losses, status)
 
 
 def _write_back(models: list, opts: list, run: _Run) -> None:

@@ -110,3 +110,20 @@ def test_lowering_to_code_and_hyperparameters():
 def test_bad_hyperparameters_raise(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+@pytest.mark.parametrize("hyper", [{"lr": 0.05}, {"lr": 0.05, "weight_decay": 0.1}])
+def test_fused_sgd_on_blas_sized_layers_matches_reference(hyper):
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(32, 20)), rng.integers(0, 10, size=32)
+    model = MLP([20, 40, 10], activation="tanh", init=("normal", {"std": 0.3}), dtype="float64")
+    params = [np.array(a) for a in (*model.weights, *model.biases)]
+    for _ in range(2):
+        acts = [("tanh", {})]
+        _, grads = ref.loss_and_grads(params[:2], params[2:], acts, x, y, "softmax_cross_entropy")
+        flat = [g for g, _ in grads] + [g for _, g in grads]
+        pairs = zip(params, flat, strict=True)
+        params = [ref.optimizer_step("sgd", p, g, {}, 1, **hyper) for p, g in pairs]
+    model.fit(x, y, optimizer=optim.SGD(**hyper), sampling="full", iterations=2, progress=False)
+    for got, exp in zip((*model.weights, *model.biases), params, strict=True):
+        np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-14)

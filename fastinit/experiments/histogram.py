@@ -254,7 +254,11 @@ def _grid(plt, inits, act, kind, counts, edges, layers):
         e = edges[(init, act)]
         for k in range(layers):
             ax = axes[r, k]
-            ax.stairs(counts[(init, act)][k], e, fill=True)
+            c = counts[(init, act)][k]
+            ax.stairs(c, e, fill=True)
+            if kind == "activations" and act != "sigmoid" and e[0] == 0 and c[1:].max() > 0:
+                # as in the book's ReLU figure: clip the spike of zeros at the first bin
+                ax.set_ylim(0, 1.25 * c[1:].max())
             if r == 0:
                 ax.set_title(f"{k + 1}-layer")
             if k == 0:
