@@ -100,6 +100,14 @@ def test_planar_reproduces_the_notebook():
         assert r.test_accuracy[f"randn*{scale}"] == pytest.approx(acc)
 
 
+def test_planar_prints_the_notebooks_published_costs():
+    # "Cost after iteration i" as printed by the classic notebook (n_h = 4, lr 1.2)
+    published = {0: 0.693048, 1000: 0.288083, 2000: 0.254385, 3000: 0.233864}
+    r = run_planar(("randn*0.01",), iterations=3001, progress=False)
+    for i, cost in published.items():
+        assert round(float(r.costs["randn*0.01"][i]), 6) == cost
+
+
 def test_planar_inits_and_files(tmp_path):
     w = notebook_weights(0.5)
     r = run_planar(
