@@ -1,9 +1,10 @@
 """The ``fastinit`` command line: one subcommand per classic experiment.
 
-``fastinit histogram``, ``fastinit mnist``, ``fastinit planar`` and
-``fastinit symmetry`` each run with the classic defaults, print a table and write
-figures, ``summary.json`` and CSV curves to ``--out`` (default
-``fastinit-results/<experiment>``).
+``fastinit histogram``, ``fastinit mnist``, ``fastinit planar``,
+``fastinit symmetry`` and ``fastinit depth`` each run with the classic defaults,
+print a table and write figures, ``summary.json`` and CSV curves to ``--out``
+(default ``fastinit-results/<experiment>``).  ``fastinit sweep`` runs a grid of
+them into SQLite and ``fastinit report`` aggregates it (:mod:`fastinit.sweep`).
 """
 
 from __future__ import annotations
@@ -200,7 +201,11 @@ def _run_symmetry(a: argparse.Namespace) -> Any:
     )  # fmt: skip
 
 
-SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_histogram, _mnist, _planar, _symmetry)
+def subcommands() -> tuple[Callable[[Any], None], ...]:
+    """The functions that add each subcommand to the parser, in help order."""
+    from fastinit.sweep.cli import add_depth, add_report, add_sweep  # imports this module
+
+    return (_histogram, _mnist, _planar, _symmetry, add_depth, add_sweep, add_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fastinit {fastinit.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in SUBCOMMANDS:
+    for add in subcommands():
         add(sub)
     return parser
 
@@ -241,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fastinit {args.command}: interrupted", file=sys.stderr)
         return 130
     print(result.table())
-    print(f"\nwrote {args.out}/ (figures, summary.json, CSV)")
+    footer = getattr(result, "footer", None)
+    print(footer if footer is not None else f"\nwrote {args.out}/ (figures, summary.json, CSV)")
     return 0
 
 

@@ -9,7 +9,7 @@ from fastinit.cli import build_parser, main
 from fastinit.experiments.planar import notebook_weights
 
 
-@pytest.mark.parametrize("command", ["histogram", "mnist", "planar", "symmetry"])
+@pytest.mark.parametrize("command", ["histogram", "mnist", "planar", "symmetry", "depth"])
 def test_help_explains_every_option(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])

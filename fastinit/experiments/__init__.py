@@ -5,6 +5,7 @@
 ``mnist``      MNIST 784-100x4-10: std=0.01 vs Xavier vs He, same minibatches
 ``planar``     the planar 'flower': 2-4-1 tanh/sigmoid with zeros, randn, x0.01 ...
 ``symmetry``   zero and constant inits never break the symmetry between units
+``depth``      signal propagation at init: per-layer std of activations and gradients
 =============  =====================================================================
 
 Each ``run_*`` function returns a result object (``.table()``, ``.summary()``)
@@ -22,6 +23,7 @@ _RUNNERS = {
     "run_mnist": "mnist",
     "run_planar": "planar",
     "run_symmetry": "symmetry",
+    "run_depth": "depth",
 }
 
 __all__ = list(_RUNNERS)

@@ -23,9 +23,9 @@ import numpy as np
 
 from fastinit import activations as _act
 from fastinit import datasets
-from fastinit import random as _rng
 from fastinit._validate import check_int, check_seed
 from fastinit.experiments._common import Output, parse_init, provenance, pyplot
+from fastinit.experiments.depth import TOP_GRADIENT_STREAM, propagate
 
 DEFAULT_INITS = ("std=1", "std=0.01", "xavier", "he")
 DEFAULT_ACTIVATIONS = ("sigmoid", "tanh", "relu")
@@ -103,23 +103,6 @@ def _range(name: str, values: list[np.ndarray]) -> tuple[float, float]:
     return -top, top
 
 
-def _propagate(x, weights, activation):
-    """Forward through the layers, then back-propagate a unit normal gradient."""
-    acts, derivs = [], []
-    a = x
-    for w in weights:
-        a, d = _act.apply(a @ w, activation)
-        acts.append(a)
-        derivs.append(d)
-    g = _rng.fill_normal(np.empty_like(a), 0.0, 1.0, seed=0, stream=1)
-    grads = [None] * len(weights)
-    for k in range(len(weights) - 1, -1, -1):
-        gz = g * derivs[k]
-        grads[k] = gz
-        g = gz @ weights[k].T
-    return acts, derivs, grads
-
-
 def run_histogram(
     inits: tuple[str, ...] = DEFAULT_INITS,
     activations: tuple[str, ...] = DEFAULT_ACTIVATIONS,
@@ -144,7 +127,9 @@ def run_histogram(
     layers, width, samples, bins : int
         Depth, units per layer, number of Gaussian inputs, histogram bins.
     seed : int
-        Seed of the inputs and of the weights (layer k uses stream k).
+        Key of every random draw: the inputs use stream 0, layer k (1-based) stream
+        k, the top-layer gradient stream 2**32.  All normal-based inits of a run
+        share their draws, so they differ only by scale.
     dtype : {'float32', 'float64'}
         Arithmetic type.
     out : path-like, optional
@@ -176,9 +161,11 @@ def run_histogram(
     result = HistogramResult(config)
     x = datasets.gaussian(samples, width, seed=seed, dtype=dtype)
     for spec in specs:
-        weights = [spec.draw((width, width), seed, k, dtype) for k in range(layers)]
+        weights = [spec.draw((width, width), seed, k + 1, dtype) for k in range(layers)]
         for name in activations:
-            acts, derivs, grads = _propagate(x, weights, name)
+            acts, derivs, grads = propagate(
+                x, weights, name, grad_seed=seed, grad_stream=TOP_GRADIENT_STREAM
+            )
             key = (spec.name, name)
             lo, hi = _range(name, acts)
             result.act_edges[key] = np.linspace(lo, hi, bins + 1)

@@ -1,0 +1,580 @@
+"""Signal propagation at initialization: activation and gradient spread versus depth.
+
+Deep plain networks (no biases, ``width`` units per layer) at initialization,
+nothing trained: ``samples`` standard normal inputs go forward through ``L``
+layers, then a standard normal gradient arriving at the top layer's activations
+is back-propagated.  Per layer it records the mean and standard deviation of the
+activations and the standard deviation of the gradient with respect to the
+pre-activations, for every init, activation, network depth ``L`` and seed.
+
+What it shows (He et al. 2015, section 2.2; Glorot & Bengio 2010): with ReLU
+each layer halves the second moment unless the weights have variance 2/n, so
+with Xavier (1/n) the activations shrink by 2**-(L/2) through the network and
+the gradients shrink just as fast on the way back, while He keeps both flat
+over 100 layers; std=0.01 collapses both, std=1 explodes them.  With tanh,
+Xavier keeps the signal alive and He (too large a gain) drives units toward
+saturation.
+
+Random draws (all from :mod:`fastinit.random`, key ``seed``): the inputs are
+stream 0 (:func:`fastinit.datasets.gaussian`), layer ``k`` (1-based) draws its
+weights from stream ``k``, and the top-layer gradient is stream
+``TOP_GRADIENT_STREAM``, the same for every depth.  A deeper network therefore
+shares its first layers with the shallower ones, and the forward statistics of
+its first ``L`` layers equal those of the depth-``L`` network.
+
+The forward/backward helpers (:func:`forward`, :func:`backward`,
+:func:`propagate`) are shared with the histogram experiment's algorithm:
+``propagate(x, weights, activation)`` returns exactly what
+``histogram._propagate`` returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastinit import activations as _act
+from fastinit import datasets
+from fastinit import random as _rng
+from fastinit._progress import ProgressBar
+from fastinit._validate import check_dtype, check_int, check_seed
+from fastinit.experiments._common import Output, parse_init, provenance, pyplot
+
+DEFAULT_INITS = ("std=0.01", "xavier", "he")
+DEFAULT_ACTIVATIONS = ("tanh", "relu")
+DEFAULT_DEPTHS = (10, 20, 50, 100)
+TOP_GRADIENT_STREAM = 2**32  # never a layer's stream
+STATS = ("act_mean", "act_std", "grad_std")
+
+__all__ = [
+    "DepthResult",
+    "backward",
+    "forward",
+    "layer_statistics",
+    "plot_signal",
+    "plot_signal_vs_depth",
+    "propagate",
+    "run_depth",
+]
+
+
+# ----------------------------------------------------------------------------- propagation
+def forward(
+    x: np.ndarray, weights: Sequence[np.ndarray], activation: Any
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Forward pass of a plain network ``a_k = f(a_{k-1} @ W_k)`` (no biases).
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (n, d)
+        Inputs.
+    weights : sequence of numpy.ndarray
+        Layer weights, ``(fan_in, fan_out)``.
+    activation : str, tuple or Activation
+        See :func:`fastinit.activations.get`.
+
+    Returns
+    -------
+    acts, derivs : list of numpy.ndarray
+        Per layer, the activations ``f(z_k)`` and the derivatives ``f'(z_k)``.
+    """
+    acts, derivs = [], []
+    a = x
+    for w in weights:
+        a, d = _act.apply(a @ w, activation)
+        acts.append(a)
+        derivs.append(d)
+    return acts, derivs
+
+
+def backward(
+    grad_top: np.ndarray, weights: Sequence[np.ndarray], derivs: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """Back-propagate a gradient arriving at the top layer's activations.
+
+    Parameters
+    ----------
+    grad_top : numpy.ndarray, shape (n, fan_out of the last layer)
+        ``dL/da_L``.
+    weights : sequence of numpy.ndarray
+        The layer weights used by :func:`forward`.
+    derivs : sequence of numpy.ndarray
+        The derivatives returned by :func:`forward` (only the first
+        ``len(weights)`` are used).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Per layer, the gradient with respect to the pre-activations, ``dL/dz_k``.
+    """
+    grads: list[np.ndarray] = [None] * len(weights)  # type: ignore[list-item]
+    g = grad_top
+    for k in range(len(weights) - 1, -1, -1):
+        gz = g * derivs[k]
+        grads[k] = gz
+        g = gz @ weights[k].T
+    return grads
+
+
+def propagate(
+    x: np.ndarray,
+    weights: Sequence[np.ndarray],
+    activation: Any,
+    *,
+    grad_seed: int = 0,
+    grad_stream: int = 1,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Forward, then back-propagate a standard normal top gradient.
+
+    With the defaults this is the histogram experiment's propagation (the top
+    gradient is stream 1 of key 0), so ``histogram._propagate`` can call it.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Inputs, shape (n, d).
+    weights : sequence of numpy.ndarray
+        Layer weights, ``(fan_in, fan_out)``.
+    activation : str, tuple or Activation
+        Hidden activation of every layer.
+    grad_seed, grad_stream : int
+        Key and stream of the top-layer gradient.
+
+    Returns
+    -------
+    acts, derivs, grads : list of numpy.ndarray
+        Per layer: activations, activation derivatives, and gradients with
+        respect to the pre-activations.
+    """
+    acts, derivs = forward(x, weights, activation)
+    g = _rng.fill_normal(np.empty_like(acts[-1]), 0.0, 1.0, seed=grad_seed, stream=grad_stream)
+    return acts, derivs, backward(g, weights, derivs)
+
+
+def layer_statistics(
+    x: np.ndarray,
+    weights: Sequence[np.ndarray],
+    activation: Any,
+    depths: Sequence[int],
+    grad_top: np.ndarray,
+) -> dict[int, dict[str, np.ndarray]]:
+    """Per-layer statistics of the networks made of the first ``L`` layers, for each ``L``.
+
+    One forward pass through all ``max(depths)`` layers serves every depth; the
+    backward pass runs once per depth, from that depth's top layer.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (n, d)
+        Inputs.
+    weights : sequence of numpy.ndarray
+        At least ``max(depths)`` layer weights.
+    activation : str, tuple or Activation
+        Activation of every layer.
+    depths : sequence of int
+        Network depths, each in [1, len(weights)].
+    grad_top : numpy.ndarray
+        ``dL/da_L`` at the top of every network, shaped like a layer's activations.
+
+    Returns
+    -------
+    dict
+        ``{L: {"act_mean": (L,), "act_std": (L,), "grad_std": (L,)}}``, float64
+        arrays indexed by layer (0-based); non-finite where the signal overflowed.
+    """
+    top = max(depths)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        acts, derivs = forward(x, weights[:top], activation)
+        act_mean = np.array([float(a.mean()) for a in acts])
+        act_std = np.array([float(a.std()) for a in acts])
+        del acts
+        out = {}
+        for depth in depths:
+            grads = backward(grad_top, weights[:depth], derivs)
+            out[depth] = {
+                "act_mean": act_mean[:depth].copy(),
+                "act_std": act_std[:depth].copy(),
+                "grad_std": np.array([float(g.std()) for g in grads]),
+            }
+    return out
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass
+class DepthResult:
+    """Per-layer statistics for every (init, activation, depth) over the seeds.
+
+    Attributes
+    ----------
+    config : dict
+        The full configuration.
+    act_mean, act_std, grad_std : dict
+        ``{(init, activation, depth): array of shape (seeds, depth)}``; row ``r``
+        is seed ``seed + r``, column ``k`` layer ``k + 1``.
+    seconds : float
+        Wall time of the propagation.
+    """
+
+    config: dict[str, Any]
+    act_mean: dict[tuple[str, str, int], np.ndarray] = field(default_factory=dict)
+    act_std: dict[tuple[str, str, int], np.ndarray] = field(default_factory=dict)
+    grad_std: dict[tuple[str, str, int], np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per (init, activation, depth, seed, layer): the raw statistics."""
+        first = self.config["seed"]
+        out = []
+        for key, stds in self.act_std.items():
+            init, act, depth = key
+            for r in range(stds.shape[0]):
+                for k in range(depth):
+                    out.append(
+                        {
+                            "init": init,
+                            "activation": act,
+                            "depth": depth,
+                            "seed": first + r,
+                            "layer": k + 1,
+                            "act_mean": float(self.act_mean[key][r, k]),
+                            "act_std": float(stds[r, k]),
+                            "grad_std": float(self.grad_std[key][r, k]),
+                        }
+                    )
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The key figures for summary.json: per (init, activation, depth), means over seeds."""
+        results = []
+        for key, stds in self.act_std.items():
+            init, act, depth = key
+            grads = self.grad_std[key]
+            with np.errstate(invalid="ignore", over="ignore"):
+                results.append(
+                    {
+                        "init": init,
+                        "activation": act,
+                        "depth": depth,
+                        "act_std_first": _mean(stds[:, 0]),
+                        "act_std_last": _mean(stds[:, -1]),
+                        "grad_std_first": _mean(grads[:, 0]),
+                        "grad_std_last": _mean(grads[:, -1]),
+                        "act_std_per_layer": [_mean(c) for c in stds.T],
+                        "grad_std_per_layer": [_mean(c) for c in grads.T],
+                    }
+                )
+        return {"results": results, "seconds": self.seconds, **provenance(self.config)}
+
+    def table(self) -> str:
+        """Per (init, activation, depth): activation std at the first and last layer,
+        gradient std at the first and last layer (means over seeds)."""
+        head = f"{'init':<12}{'act':<10}{'depth':>6}{'act std 1':>12}{'act std L':>12}"
+        head += f"{'grad std 1':>12}{'grad std L':>12}"
+        lines = [head, "-" * len(head)]
+        for r in self.summary()["results"]:
+            lines.append(
+                f"{r['init']:<12}{r['activation']:<10}{r['depth']:>6}"
+                f"{_fmt(r['act_std_first']):>12}{_fmt(r['act_std_last']):>12}"
+                f"{_fmt(r['grad_std_first']):>12}{_fmt(r['grad_std_last']):>12}"
+            )
+        return "\n".join(lines)
+
+
+def _mean(values: np.ndarray) -> float | None:
+    """Mean of the values, or None if any is not finite (JSON has no inf/NaN)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        return None
+    return float(values.mean())
+
+
+def _fmt(value: float | None) -> str:
+    return "overflow" if value is None else f"{value:.4g}"
+
+
+# ----------------------------------------------------------------------------- experiment
+def _check_depths(depths: Any) -> tuple[int, ...]:
+    if isinstance(depths, (int, np.integer)) and not isinstance(depths, bool):
+        depths = (depths,)
+    if isinstance(depths, str) or not isinstance(depths, Sequence) or not depths:
+        raise TypeError(
+            f"depths: expected a non-empty sequence of positive integers, got {depths!r}"
+        )
+    return tuple(sorted({check_int(d, "depths", low=1) for d in depths}))
+
+
+def run_depth(
+    inits: Sequence[str] = DEFAULT_INITS,
+    activations: Sequence[str] = DEFAULT_ACTIVATIONS,
+    *,
+    depths: Sequence[int] = DEFAULT_DEPTHS,
+    width: int = 128,
+    samples: int = 512,
+    seeds: int = 1,
+    seed: int = 0,
+    dtype: str = "float64",
+    out: Any = None,
+    progress: bool = True,
+) -> DepthResult:
+    """Measure per-layer activation and gradient spread of deep plain networks at init.
+
+    Parameters
+    ----------
+    inits : sequence of str
+        Init specs: ``"std=0.01"``, ``"xavier"`` (std sqrt(1/n)), ``"he"``
+        (std sqrt(2/n)), ``"randn*<s>"`` or any :mod:`fastinit.init` name.
+    activations : sequence of str
+        Activation names from :mod:`fastinit.activations`.
+    depths : sequence of int
+        Network depths (number of layers); one forward pass through the
+        deepest network serves them all.
+    width : int
+        Units per layer (and input dimension).
+    samples : int
+        Number of standard normal input rows.
+    seeds : int
+        Repetitions; repetition ``r`` uses key ``seed + r`` for inputs, weights
+        and the top gradient.
+    seed : int
+        First seed.
+    dtype : {'float32', 'float64'}
+        Arithmetic type.
+    out : path-like, optional
+        Directory for ``summary.json``, ``layer_stats.csv`` and the figures
+        ``depth_<activation>.png`` (per-layer spreads) and
+        ``depth_summary.png`` (spread at the ends versus depth).
+    progress : bool
+        Show a progress bar on runs longer than a second.
+
+    Returns
+    -------
+    DepthResult
+    """
+    specs = [parse_init(i) for i in inits]
+    if not specs:
+        raise ValueError("inits: expected at least one init spec")
+    acts = [_act.get(a, "activations").name for a in activations]
+    if not acts:
+        raise ValueError("activations: expected at least one activation")
+    depths = _check_depths(depths)
+    width = check_int(width, "width", low=1)
+    samples = check_int(samples, "samples", low=1)
+    seeds = check_int(seeds, "seeds", low=1)
+    seed = check_seed(seed)
+    dt = check_dtype(dtype)
+    if seed + seeds - 1 >= 2**64:
+        raise ValueError(f"seed, seeds: seed + seeds - 1 must be < 2**64, got {seed + seeds - 1}")
+    config = {
+        "experiment": "depth",
+        "inits": [s.name for s in specs],
+        "activations": acts,
+        "depths": list(depths),
+        "width": width,
+        "samples": samples,
+        "seeds": seeds,
+        "seed": seed,
+        "dtype": dt.name,
+        "bias": False,
+        "grad": "standard normal dL/da at the top layer",
+    }
+    result = DepthResult(config)
+    collected: dict[tuple[str, str, int], dict[str, list[np.ndarray]]] = {}
+    bar = ProgressBar(seeds * len(specs) * len(acts), enabled=bool(progress), label="depth")
+    start = time.perf_counter()
+    done = 0
+    try:
+        for r in range(seeds):
+            s = seed + r
+            x = datasets.gaussian(samples, width, seed=s, dtype=dt.name)
+            g = _rng.fill_normal(np.empty_like(x), 0.0, 1.0, seed=s, stream=TOP_GRADIENT_STREAM)
+            for spec in specs:
+                weights = [spec.draw((width, width), s, k + 1, dt.name) for k in range(depths[-1])]
+                for act in acts:
+                    stats = layer_statistics(x, weights, act, depths, g)
+                    for depth, values in stats.items():
+                        slot = collected.setdefault((spec.name, act, depth), {n: [] for n in STATS})
+                        for name in STATS:
+                            slot[name].append(values[name])
+                    done += 1
+                    bar.update(done)
+    finally:
+        bar.close()
+    result.seconds = time.perf_counter() - start
+    for init in config["inits"]:
+        for act in acts:
+            for depth in depths:
+                slot = collected[(init, act, depth)]
+                for name in STATS:
+                    getattr(result, name)[(init, act, depth)] = np.array(slot[name])
+    if out is not None:
+        _write(result, Output(Path(out)))
+    return result
+
+
+# ----------------------------------------------------------------------------- figures
+def plot_signal(
+    plt: Any,
+    curves: Mapping[tuple[str, int], tuple[np.ndarray, np.ndarray]],
+    inits: Sequence[str],
+    depths: Sequence[int],
+    title: str,
+) -> Any:
+    """Per-layer activation std (top row) and gradient std (bottom row), one column per depth.
+
+    Parameters
+    ----------
+    plt : module
+        ``matplotlib.pyplot``.
+    curves : mapping
+        ``{(init, depth): (act_std, grad_std)}``, each array ``(seeds, depth)``;
+        a band shows the spread over seeds (min to max), the line the geometric mean.
+    inits : sequence of str
+        Lines, in order.
+    depths : sequence of int
+        Columns, in order.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(
+        2, len(depths), figsize=(3.4 * len(depths), 5.6), squeeze=False, sharey="row"
+    )
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for c, depth in enumerate(depths):
+        for r, label in enumerate(("activation std", "gradient std (dL/dz)")):
+            ax = axes[r, c]
+            for i, init in enumerate(inits):
+                if (init, depth) not in curves:
+                    continue
+                values = np.asarray(curves[(init, depth)][r], dtype=np.float64)
+                _band(ax, values, init, colors[i % len(colors)])
+            ax.set_yscale("log")
+            ax.set_xlabel("layer")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if r == 0:
+                ax.set_title(f"{depth} layers")
+            if c == 0:
+                ax.set_ylabel(label)
+    for row in axes:
+        _clip_decades(row[0], DECADES)
+    axes[0, 0].legend(fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+DECADES = 24  # a log axis shows at most this many decades below its top
+
+
+def _clip_decades(ax: Any, decades: float) -> None:
+    """Keep a log axis within ``decades`` of its top, so that a collapsing curve
+    (std=0.01 at 1e-100) does not flatten the differences between the others."""
+    low, high = ax.get_ylim()
+    if high > 0 and low < high * 10.0**-decades:
+        ax.set_ylim(high * 10.0**-decades, high)
+
+
+def _band(ax: Any, values: np.ndarray, label: str, color: str) -> None:
+    """Geometric mean over seeds with a min-max band, skipping non-finite or zero layers."""
+    values = np.atleast_2d(values)
+    layers = np.arange(1, values.shape[1] + 1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ok = np.isfinite(values) & (values > 0)
+        logs = np.where(ok, np.log(np.where(ok, values, 1.0)), np.nan)
+        keep = ok.all(axis=0)
+        if not keep.any():
+            return
+        center = np.exp(np.nanmean(logs[:, keep], axis=0))
+        ax.plot(layers[keep], center, color=color, label=label)
+        if values.shape[0] > 1:
+            ax.fill_between(
+                layers[keep], values[:, keep].min(axis=0), values[:, keep].max(axis=0),
+                color=color, alpha=0.2, linewidth=0,
+            )  # fmt: skip
+
+
+def plot_signal_vs_depth(
+    plt: Any,
+    ends: Mapping[tuple[str, str, int], tuple[float | None, float | None]],
+    inits: Sequence[str],
+    activations: Sequence[str],
+    depths: Sequence[int],
+) -> Any:
+    """Activation std at the last layer and gradient std at the first, versus network depth.
+
+    Parameters
+    ----------
+    plt : module
+        ``matplotlib.pyplot``.
+    ends : mapping
+        ``{(init, activation, depth): (last-layer act std, first-layer grad std)}``
+        (means over seeds; None or non-finite values are left out).
+    inits, activations, depths : sequence
+        Lines, columns and x values.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, axes = plt.subplots(
+        2, len(activations), figsize=(4.0 * len(activations), 6.0), squeeze=False
+    )
+    for c, act in enumerate(activations):
+        for r, label in enumerate(("activation std, last layer", "gradient std, first layer")):
+            ax = axes[r, c]
+            for init in inits:
+                xs, ys = [], []
+                for depth in depths:
+                    v = ends.get((init, act, depth), (None, None))[r]
+                    if v is not None and np.isfinite(v) and v > 0:
+                        xs.append(depth)
+                        ys.append(v)
+                if xs:
+                    ax.plot(xs, ys, marker="o", label=init)
+            ax.set_yscale("log")
+            _clip_decades(ax, DECADES)
+            ax.set_xlabel("network depth (layers)")
+            if r == 0:
+                ax.set_title(act)
+            if c == 0:
+                ax.set_ylabel(label)
+    axes[0, 0].legend(fontsize="small")
+    fig.suptitle("signal propagation at initialization")
+    fig.tight_layout()
+    return fig
+
+
+def _write(result: DepthResult, output: Output) -> None:
+    output.json("summary.json", result.summary())
+    rows = result.rows()
+    fields = ["init", "activation", "depth", "seed", "layer", *STATS]
+    output.csv("layer_stats.csv", fields, [[r[f] for f in fields] for r in rows])
+    plt = pyplot()
+    cfg = result.config
+    for act in cfg["activations"]:
+        curves = {
+            (init, d): (result.act_std[(init, act, d)], result.grad_std[(init, act, d)])
+            for init in cfg["inits"]
+            for d in cfg["depths"]
+        }
+        title = f"{act}: width {cfg['width']}, {cfg['samples']} inputs, {cfg['seeds']} seed(s)"
+        fig = plot_signal(plt, curves, cfg["inits"], cfg["depths"], title)
+        output.figure(f"depth_{act}.png", fig)
+        plt.close(fig)
+    ends = {
+        (r["init"], r["activation"], r["depth"]): (r["act_std_last"], r["grad_std_first"])
+        for r in result.summary()["results"]
+    }
+    fig = plot_signal_vs_depth(plt, ends, cfg["inits"], cfg["activations"], cfg["depths"])
+    output.figure("depth_summary.png", fig)
+    plt.close(fig)

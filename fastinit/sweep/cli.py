@@ -1,0 +1,218 @@
+"""The ``fastinit sweep``, ``fastinit report`` and ``fastinit depth`` subcommands.
+
+Each ``add_*`` function adds one subparser to the ``fastinit`` command's
+subparsers (``fastinit.cli.SUBCOMMANDS``) and sets ``run`` (called with the
+parsed arguments, returns an object with ``.table()``) and ``out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastinit.cli import _ints, _names
+
+__all__ = ["add_depth", "add_report", "add_sweep"]
+
+SWEEP_HELP = """\
+Run every grid point of SPEC.toml that --db does not hold yet; each finished run
+is committed at once, so an interrupted sweep resumes where it stopped.
+
+A SPEC names an experiment and a grid of its parameters:
+
+    experiment = "planar"              # planar, mnist, histogram or depth
+    [fixed]
+    iterations = 2000
+    [grid]
+    init = ["zeros", "randn*0.01", "xavier", "he"]
+    activation = ["tanh", "relu"]
+    seed = { start = 0, stop = 5 }
+
+`fastinit sweep --list` shows every experiment's parameters and defaults.
+"""
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return n
+
+
+# ----------------------------------------------------------------------------- sweep
+def add_sweep(sub: Any) -> None:
+    """Add the ``sweep`` subcommand.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The ``fastinit`` command's subparsers.
+    """
+    p = sub.add_parser(
+        "sweep",
+        help="run a SPEC.toml grid of runs in parallel into a SQLite database (resumable)",
+        description=SWEEP_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("spec", nargs="?", type=Path, metavar="SPEC.toml", help="the sweep to run")
+    p.add_argument("--db", type=Path, default=Path("results.sqlite"),
+                   help="results database, created if missing (default: %(default)s)")  # fmt: skip
+    p.add_argument("--workers", type=_workers, default=None, metavar="N",
+                   help="worker processes (default: one per core; 0: run in this process); "
+                   "with --dask local, the number of Dask workers")  # fmt: skip
+    p.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="run on a Dask scheduler (tcp://host:8786), or 'local' to start a "
+                   "LocalCluster on 127.0.0.1 (needs fastinit[dask])")  # fmt: skip
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run the configurations recorded as failed again")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true",
+                   help="only count the runs: in the SPEC, already in --db, to do")  # fmt: skip
+    p.add_argument("--list", action="store_true",
+                   help="list the experiments and their parameters, then exit")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_sweep, out=None)
+
+
+@dataclass
+class _Text:
+    """A command result that is only text."""
+
+    text: str
+    footer: str = ""
+
+    def table(self) -> str:
+        return self.text
+
+
+def _list_experiments() -> _Text:
+    from fastinit.sweep.runners import EXPERIMENTS
+
+    lines = []
+    for name, e in EXPERIMENTS.items():
+        if e.hidden:
+            continue
+        lines += [f"{name}: {e.doc}", f"  metrics: {', '.join(e.metrics)}"]
+        for key, p in e.params.items():
+            kind = p.kind + (f" in {{{', '.join(p.choices)}}}" if p.choices else "")
+            default = "unset" if p.default is None else repr(p.default)
+            lines.append(f"  {key:<13} {kind:<38} default {default:<14} {p.help}")
+        lines.append("")
+    return _Text("\n".join(lines).rstrip())
+
+
+def _run_sweep(a: argparse.Namespace) -> Any:
+    from fastinit.sweep.execute import run_sweep
+    from fastinit.sweep.spec import load_spec
+
+    if a.list:
+        return _list_experiments()
+    if a.spec is None:
+        raise ValueError("SPEC.toml: expected the sweep file to run (or --list)")
+    spec = load_spec(a.spec)
+    if a.workers is not None and a.dask is not None and a.dask != "local":
+        raise ValueError("--workers: only with a local pool or --dask local")
+    if a.dry_run:
+        from fastinit.sweep.store import Store
+
+        runs = spec.keyed_runs()
+        with Store(a.db) as store:
+            statuses = store.statuses(k for k, _ in runs)
+        done = {k for k, s in statuses.items() if s != "failed" or not a.retry_failed}
+        failed = sum(s == "failed" for s in statuses.values())
+        return _Text(
+            f"sweep {spec.name!r} ({spec.experiment}): {len(runs)} runs in the SPEC, "
+            f"{len(statuses)} in {a.db} ({failed} failed), {len(runs) - len(done)} to run"
+        )
+    summary = run_sweep(
+        spec, a.db, workers=a.workers, dask=a.dask, retry_failed=a.retry_failed,
+        progress=not a.quiet,
+    )  # fmt: skip
+    summary.footer = f"\nresults in {a.db}; tables and figures: fastinit report {a.db} --out DIR"
+    return summary
+
+
+# ----------------------------------------------------------------------------- report
+def add_report(sub: Any) -> None:
+    """Add the ``report`` subcommand.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The ``fastinit`` command's subparsers.
+    """
+    from fastinit.sweep import report
+
+    p = sub.add_parser(
+        "report",
+        help="aggregate a sweep database over seeds: CSV/Markdown tables and figures",
+        description=report.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("db", type=Path, metavar="DB", help="results database of fastinit sweep")
+    p.add_argument("--out", type=Path, default=Path("fastinit-results") / "report",
+                   help="output directory (default: %(default)s)")  # fmt: skip
+    p.add_argument("--experiment", default=None, help="only this experiment's runs")
+    p.add_argument("--sweep", default=None, metavar="NAME",
+                   help="only the runs recorded by the SPEC of this name")  # fmt: skip
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.set_defaults(run=_run_report)
+
+
+def _run_report(a: argparse.Namespace) -> Any:
+    from fastinit.sweep.report import make_report
+
+    return make_report(
+        a.db, a.out, experiment=a.experiment, sweep=a.sweep, figures=not a.no_figures
+    )
+
+
+# ----------------------------------------------------------------------------- depth
+def add_depth(sub: Any) -> None:
+    """Add the ``depth`` subcommand (:func:`fastinit.experiments.depth.run_depth`).
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The ``fastinit`` command's subparsers.
+    """
+    from fastinit.experiments import depth as d
+
+    p = sub.add_parser(
+        "depth",
+        help="activation and gradient spread per layer of 10- to 100-layer networks at init",
+        description=d.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--inits", type=_names, default=d.DEFAULT_INITS,
+                   help="comma-separated init specs (default: %(default)s)")  # fmt: skip
+    p.add_argument("--activations", type=_names, default=d.DEFAULT_ACTIVATIONS,
+                   help="comma-separated activations (default: %(default)s)")  # fmt: skip
+    p.add_argument("--depths", type=_ints, default=d.DEFAULT_DEPTHS,
+                   help="comma-separated network depths (default: 10,20,50,100)")  # fmt: skip
+    p.add_argument("--width", type=int, default=128, help="units per layer (default: 128)")
+    p.add_argument("--samples", type=int, default=512, help="Gaussian inputs (default: 512)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="repetitions; the figures show their spread (default: 1)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
+    p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    p.add_argument("--out", type=Path, default=Path("fastinit-results") / "depth",
+                   help="directory for the PNG figures, summary.json and CSV "
+                   "(default: %(default)s)")  # fmt: skip
+    p.add_argument("--add", action="append", default=[], metavar="INIT",
+                   help="run this init too, besides --inits (repeatable)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_depth)
+
+
+def _run_depth(a: argparse.Namespace) -> Any:
+    from fastinit.experiments.depth import run_depth
+
+    return run_depth(
+        (*a.inits, *a.add), a.activations, depths=a.depths, width=a.width, samples=a.samples,
+        seeds=a.seeds, seed=a.seed, dtype=a.dtype, out=a.out, progress=not a.quiet,
+    )  # fmt: skip

@@ -1,0 +1,904 @@
+"""Running a sweep: executors (in-process, local process pool, Dask) and the driver loop.
+
+The parent process (the one running ``fastinit sweep``) is the only one that
+touches the database: workers receive a plain configuration dict, run
+:func:`fastinit.sweep.runners.execute` and send a plain result dict back; the
+parent commits each result as it arrives.
+
+Executors
+---------
+``serial``
+    Every run in the sweep process itself, one after the other.
+``local`` (default)
+    A :class:`concurrent.futures.ProcessPoolExecutor` with the ``spawn`` start
+    method (never ``fork``: the parent may already run numba or BLAS threads),
+    one worker per core.  Each worker is started with ``NUMBA_NUM_THREADS`` =
+    cores // workers and ``OPENBLAS_NUM_THREADS`` = ``OMP_NUM_THREADS`` =
+    ``MKL_NUM_THREADS`` = 1 in its environment (set in the parent while the
+    workers are spawned, and again by the worker initializer before anything
+    imports NumPy or numba), so the workers do not oversubscribe the cores.
+    Workers live for the whole sweep and share numba's on-disk cache, so a
+    kernel compiles (or loads from the cache) once per worker, not per run.
+    Workers ignore SIGINT (Ctrl-C is the parent's to handle) and exit on their
+    own when the parent dies, even by SIGKILL.
+``dask``
+    ``--dask ADDRESS`` submits each run as a task to an existing Dask
+    distributed scheduler; ``--dask local`` starts a ``LocalCluster`` on the
+    loopback interface (worker processes, one thread each, no dashboard).
+    Tasks call the installed package's functions, so workers need fastinit
+    installed, nothing else.
+
+Failures
+--------
+A run that raises is recorded as ``failed`` with its traceback, and the sweep
+goes on.  A pool worker that dies (segfault, ``os._exit``, the OOM killer)
+breaks the whole :class:`ProcessPoolExecutor`; the driver then starts a fresh
+pool and **re-queues the runs that were in flight once, each run alone**: a
+run that breaks the pool again while it is the only one in flight is recorded
+as ``failed`` ("worker process died ..."), the others complete normally.  With
+Dask, the scheduler reschedules the task of a lost worker itself and gives up
+after ``distributed.scheduler.allowed-failures`` attempts (KilledWorker),
+which is recorded as ``failed``.
+
+Interruption
+------------
+Every finished run is committed before the next result is handled, so killing
+the sweep (Ctrl-C, SIGTERM, SIGKILL) loses only the runs in flight; rerunning
+the same command runs exactly the missing ones.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import fastinit
+
+__all__ = [
+    "DaskExecutor",
+    "PoolExecutor",
+    "SerialExecutor",
+    "SweepProgress",
+    "SweepSummary",
+    "available_cores",
+    "make_executor",
+    "run_sweep",
+]
+
+BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+Item = tuple[str, dict[str, Any]]  # (key, configuration)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells).
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
+    if hasattr(os, "process_cpu_count"):  # Python 3.13
+        return max(1, os.process_cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def thread_env(numba_threads: int) -> dict[str, str]:
+    """Environment of a worker: numba threads, and one BLAS/OpenMP thread.
+
+    Parameters
+    ----------
+    numba_threads : int
+        Value of ``NUMBA_NUM_THREADS`` (at least 1).
+
+    Returns
+    -------
+    dict
+        ``NUMBA_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``,
+        ``MKL_NUM_THREADS`` (all "1").
+    """
+    env = {var: "1" for var in BLAS_VARS}
+    env["NUMBA_NUM_THREADS"] = str(max(1, int(numba_threads)))
+    return env
+
+
+def configure_threads(numba_threads: int) -> None:
+    """Limit this process's threads; call before NumPy and numba are imported.
+
+    Sets the variables of :func:`thread_env`.  If numba is already imported it
+    lowers its thread count with ``numba.set_num_threads``; if NumPy is already
+    imported and ``threadpoolctl`` is installed, it limits BLAS to one thread.
+
+    Parameters
+    ----------
+    numba_threads : int
+        Threads for numba's parallel kernels.
+    """
+    os.environ.update(thread_env(numba_threads))
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(max(1, min(int(numba_threads), numba.config.NUMBA_NUM_THREADS)))
+    if "numpy" in sys.modules:
+        with contextlib.suppress(ImportError):
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=1, user_api="blas")
+
+
+def _watch_parent() -> None:
+    """Exit this worker process when the parent process dies (even by SIGKILL)."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    parent_pid = os.getppid()
+
+    def watch() -> None:
+        parent.join()  # returns when the parent's end of the spawn pipe closes
+        while os.getppid() == parent_pid:  # a closed pipe alone is not proof: poll
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fastinit-parent-watch", daemon=True).start()
+
+
+def _init_worker(numba_threads: int) -> None:
+    """Initializer of every pool worker (runs before any task)."""
+    configure_threads(numba_threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _watch_parent()
+    from fastinit.sweep import runners
+
+    runners._IN_WORKER = True
+
+
+def _warm() -> int:
+    """A no-op task that makes a fresh worker import the runners; returns its pid."""
+    from fastinit.sweep import runners  # noqa: F401
+
+    return os.getpid()
+
+
+@contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block (for spawning workers)."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def failed_result(reason: str) -> dict[str, Any]:
+    """A result record for a run that produced no result of its own.
+
+    Parameters
+    ----------
+    reason : str
+        Why (stored in the ``error`` column).
+
+    Returns
+    -------
+    dict
+        Shaped like :func:`fastinit.sweep.runners.execute`'s result, status ``failed``.
+    """
+    now = time.time()
+    return {
+        "status": "failed",
+        "metrics": {},
+        "curves": {},
+        "error": reason,
+        "started": None,
+        "finished": now,
+        "wall_time": None,
+        "worker": None,
+        "version": fastinit.__version__,
+    }
+
+
+# ----------------------------------------------------------------------------- executors
+class SerialExecutor:
+    """Runs every configuration in this process, one after the other."""
+
+    name = "serial"
+
+    def __init__(self) -> None:
+        self.workers = 1
+        self.startup_seconds = 0.0
+        self.restarts = 0
+        self.requeued = 0
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def results(self, items: Sequence[Item]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield ``(key, result)`` for each item, in order.
+
+        Parameters
+        ----------
+        items : sequence of (str, dict)
+            ``(key, configuration)`` pairs.
+
+        Yields
+        ------
+        (str, dict)
+            The key and :func:`fastinit.sweep.runners.execute`'s result.
+        """
+        from fastinit.sweep import runners
+
+        for key, config in items:
+            yield key, runners.execute(config)
+
+    def abort(self) -> None:
+        """Nothing to stop."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def describe(self) -> str:
+        """One line for the sweep summary."""
+        return "in-process, sequential"
+
+
+class PoolExecutor:
+    """A local pool of ``spawn`` worker processes (see the module docstring).
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes (default: one per core).
+    numba_threads : int, optional
+        numba threads per worker (default: cores // workers, at least 1).
+    start_method : {'spawn', 'forkserver'}
+        How workers are started.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        numba_threads: int | None = None,
+        start_method: str = "spawn",
+    ) -> None:
+        cores = available_cores()
+        self.workers = max(1, int(workers or cores))
+        self.numba_threads = max(1, int(numba_threads or cores // self.workers))
+        if start_method not in ("spawn", "forkserver"):
+            raise ValueError(
+                f"start_method: expected 'spawn' or 'forkserver', got {start_method!r}"
+            )
+        self.start_method = start_method
+        self.startup_seconds = 0.0
+        self.restarts = 0
+        self.requeued = 0
+        self._pool: Any = None
+
+    def start(self) -> None:
+        """Start the workers and wait until each has imported the runners."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self._pool is not None:
+            return
+        t0 = time.perf_counter()
+        pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context(self.start_method),
+            initializer=_init_worker,
+            initargs=(self.numba_threads,),
+        )
+        try:
+            with _environ(thread_env(self.numba_threads)):
+                warm = [pool.submit(_warm) for _ in range(self.workers)]
+            for f in warm:
+                f.result()
+        except BrokenProcessPool as e:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise RuntimeError(f"the worker processes failed to start: {e}") from e
+        except BaseException:
+            self._kill(pool)
+            raise
+        self._pool = pool
+        self.startup_seconds += time.perf_counter() - t0
+
+    def results(self, items: Sequence[Item]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield ``(key, result)`` as runs finish (in completion order).
+
+        At most ``workers`` runs are in flight.  When a worker dies, the runs in
+        flight are re-queued once to run alone on a fresh pool; one that kills
+        its worker again is yielded as failed.
+
+        Parameters
+        ----------
+        items : sequence of (str, dict)
+            ``(key, configuration)`` pairs.
+
+        Yields
+        ------
+        (str, dict)
+            The key and :func:`fastinit.sweep.runners.execute`'s result.
+        """
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        from fastinit.sweep.runners import execute
+
+        pending = collections.deque(items)
+        suspects: collections.deque[Item] = collections.deque()
+        in_flight: dict[Any, tuple[Item, bool]] = {}  # future -> (item, ran alone)
+        self.start()
+        while pending or suspects or in_flight:
+            broken = False
+            try:
+                while suspects and not in_flight:  # a suspect runs alone
+                    item = suspects[0]
+                    in_flight[self._pool.submit(execute, item[1])] = (item, True)
+                    suspects.popleft()
+                while not suspects and pending and len(in_flight) < self.workers:
+                    item = pending[0]
+                    in_flight[self._pool.submit(execute, item[1])] = (item, False)
+                    pending.popleft()
+            except BrokenProcessPool:
+                broken = True  # the pool broke since the last wait; the item stays queued
+            if not broken:
+                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                for future in done:
+                    item, alone = in_flight.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool as e:
+                        broken = True
+                        if alone:
+                            yield (
+                                item[0],
+                                failed_result(
+                                    "worker process died while running this configuration, "
+                                    f"twice, the second time alone (BrokenProcessPool: {e})"
+                                ),
+                            )
+                        else:
+                            suspects.append(item)
+                            self.requeued += 1
+                        continue
+                    yield item[0], result
+            if broken:
+                # the other runs in flight fail with BrokenProcessPool too, unless their
+                # result arrived first
+                wait(list(in_flight), timeout=30)
+                for future, (item, alone) in list(in_flight.items()):
+                    ok = future.done() and not future.cancelled() and future.exception() is None
+                    if ok:
+                        yield item[0], future.result()
+                    elif alone:
+                        yield (
+                            item[0],
+                            failed_result(
+                                "worker process died while running this configuration, twice, "
+                                "the second time alone (BrokenProcessPool)"
+                            ),
+                        )
+                    else:
+                        suspects.append(item)
+                        self.requeued += 1
+                in_flight.clear()
+                self._restart()
+
+    def _restart(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            self._kill(pool)
+        self.restarts += 1
+        self.start()
+
+    @staticmethod
+    def _kill(pool: Any) -> None:
+        for p in list(getattr(pool, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                p.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def abort(self) -> None:
+        """Stop at once: terminate the workers, drop queued runs."""
+        if self._pool is not None:
+            self._kill(self._pool)
+            self._pool = None
+
+    def close(self) -> None:
+        """Let the workers exit and wait for them."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def describe(self) -> str:
+        """One line for the sweep summary."""
+        return (
+            f"local pool: {self.workers} {self.start_method} workers x "
+            f"{self.numba_threads} numba thread(s)"
+        )
+
+
+_CONFIGURED: list[int] = []
+
+
+def _dask_task(config: dict[str, Any], numba_threads: int) -> dict[str, Any]:
+    """The Dask task: configure this worker process once, then run the configuration."""
+    from fastinit.sweep import runners
+
+    if not _CONFIGURED:
+        configure_threads(numba_threads)
+        runners._IN_WORKER = True
+        _CONFIGURED.append(numba_threads)
+    return runners.execute(config)
+
+
+class DaskExecutor:
+    """Runs every configuration as a task on a Dask distributed cluster.
+
+    Parameters
+    ----------
+    address : str
+        A scheduler address (``tcp://host:8786``), or ``"local"`` to start a
+        ``LocalCluster`` on 127.0.0.1 (worker processes, one thread each).
+    workers : int, optional
+        Workers of a local cluster (default: one per core).
+    numba_threads : int, optional
+        numba threads per worker (default: cores // workers for a local
+        cluster, 1 for a remote one).
+    """
+
+    name = "dask"
+
+    def __init__(
+        self, address: str, workers: int | None = None, numba_threads: int | None = None
+    ) -> None:
+        if not isinstance(address, str) or not address:
+            raise ValueError(f"dask: expected a scheduler address or 'local', got {address!r}")
+        self.address = address
+        cores = available_cores()
+        self.workers = max(1, int(workers or cores))
+        local = address == "local"
+        self.numba_threads = max(1, int(numba_threads or (cores // self.workers if local else 1)))
+        self.startup_seconds = 0.0
+        self.restarts = 0
+        self.requeued = 0
+        self.client: Any = None
+        self.cluster: Any = None
+        self._futures: dict[Any, Item] = {}
+
+    def start(self) -> None:
+        """Connect (or start the local cluster) and wait for the workers."""
+        if self.client is not None:
+            return
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ValueError(
+                "--dask needs the 'distributed' package: pip install 'fastinit[dask]'"
+            ) from None
+        t0 = time.perf_counter()
+        if self.address == "local":
+            import dask
+
+            # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which turns
+            # off glibc's dynamic mmap threshold: every NumPy temporary above 128 KiB is
+            # then mmap-ed and page-faulted afresh (the depth runs took 1.8x longer)
+            with dask.config.set(
+                {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+            ):
+                self.cluster = LocalCluster(
+                    n_workers=self.workers, threads_per_worker=1, processes=True,
+                    host="127.0.0.1", dashboard_address=None,
+                    env=thread_env(self.numba_threads), silence_logs=50,
+                )  # fmt: skip
+            self.client = Client(self.cluster)
+        else:
+            try:
+                self.client = Client(self.address, timeout=30)
+            except OSError as e:
+                raise ValueError(f"dask: cannot reach the scheduler at {self.address} ({e})") from e
+        self.client.wait_for_workers(1, timeout=120)
+        if self.cluster is not None:
+            self.client.wait_for_workers(self.workers, timeout=120)
+        self.workers = max(1, sum(self.client.nthreads().values()))
+        self.client.run(_warm)
+        self.startup_seconds += time.perf_counter() - t0
+
+    def results(self, items: Sequence[Item]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield ``(key, result)`` as tasks finish.
+
+        Up to ``8 x workers`` tasks are submitted ahead (the scheduler queues
+        them); the results of the tasks finished since the last look are
+        gathered in one call.
+
+        Parameters
+        ----------
+        items : sequence of (str, dict)
+            ``(key, configuration)`` pairs.
+
+        Yields
+        ------
+        (str, dict)
+            The key and the task's result (a failed record if the task was lost).
+        """
+        from distributed import as_completed
+
+        self.start()
+        pending = collections.deque(items)
+        window = max(8 * self.workers, 16)
+        token = uuid.uuid4().hex[:8]
+        ac = as_completed()
+
+        def fill() -> None:
+            while pending and len(self._futures) < window:
+                key, config = pending.popleft()
+                future = self.client.submit(
+                    _dask_task, config, self.numba_threads, key=f"fastinit-{key[:16]}-{token}",
+                    pure=False,
+                )  # fmt: skip
+                self._futures[future] = (key, config)
+                ac.add(future)
+
+        fill()
+        for batch in ac.batches():
+            finished = [f for f in batch if f.status == "finished"]
+            try:
+                values = dict(zip(finished, self.client.gather(finished), strict=True))
+            except Exception:  # a result lost with its worker: take them one by one
+                values = {}
+            for future in batch:
+                key, _ = self._futures.pop(future)
+                result = values.get(future)
+                if result is None:
+                    try:
+                        result = future.result()
+                    except Exception as e:  # KilledWorker, CommClosedError, ...
+                        result = failed_result(f"dask: {type(e).__name__}: {e}")
+                future.release()
+                yield key, result
+            fill()
+
+    def abort(self) -> None:
+        """Cancel the tasks in flight and disconnect (a local cluster is shut down)."""
+        if self.client is not None and self._futures:
+            with contextlib.suppress(Exception):
+                self.client.cancel(list(self._futures))
+        self._futures.clear()
+        self.close()
+
+    def close(self) -> None:
+        """Disconnect; shut the local cluster down."""
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close()
+        self.client = self.cluster = None
+
+    def describe(self) -> str:
+        """One line for the sweep summary."""
+        where = "LocalCluster on 127.0.0.1" if self.address == "local" else self.address
+        return f"dask: {where}, {self.workers} worker thread(s)"
+
+
+def make_executor(
+    kind: str = "local", *, workers: int | None = None, dask: str | None = None
+) -> SerialExecutor | PoolExecutor | DaskExecutor:
+    """Build an executor (not started).
+
+    Parameters
+    ----------
+    kind : {'local', 'serial', 'dask'}
+        ``'dask'`` needs ``dask`` (an address or ``'local'``).
+    workers : int, optional
+        Worker processes (default: one per core).
+    dask : str, optional
+        Scheduler address or ``'local'``; implies ``kind='dask'``.
+
+    Returns
+    -------
+    SerialExecutor, PoolExecutor or DaskExecutor
+    """
+    if workers is not None and (isinstance(workers, bool) or int(workers) < 0):
+        raise ValueError(f"workers: expected an integer >= 0, got {workers!r}")
+    if dask is not None:
+        return DaskExecutor(dask, workers or None)
+    if kind == "serial" or workers == 0:
+        return SerialExecutor()
+    if kind == "local":
+        return PoolExecutor(workers or None)
+    raise ValueError(f"executor: expected 'local', 'serial' or 'dask', got {kind!r}")
+
+
+# ----------------------------------------------------------------------------- progress
+class SweepProgress:
+    """``sweep  42% |#####       | 21/50 ok 19 diverged 1 failed 1 [1:02<1:25]`` on stderr.
+
+    Redrawn in place on a terminal; elsewhere (a pipe, a log file) a line at
+    most every ``interval`` seconds and a last one at the end.
+
+    Parameters
+    ----------
+    total : int
+        Runs to do in this sweep.
+    enabled : bool
+        False draws nothing.
+    stream : file, optional
+        Default ``sys.stderr``.
+    interval : float
+        Seconds between lines when not on a terminal.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        interval: float = 10.0,
+        width: int = 24,
+    ) -> None:
+        self.total = max(int(total), 0)
+        self.enabled = enabled and self.total > 0
+        self.stream = stream
+        self.interval = interval
+        self.width = width
+        self.counts = {"ok": 0, "diverged": 0, "failed": 0}
+        self.start = time.perf_counter()
+        self._last = -math.inf
+        self._drawn = False
+        self._shown = 0  # length of the line on screen
+
+    @property
+    def done(self) -> int:
+        """Runs finished so far."""
+        return sum(self.counts.values())
+
+    def restart_clock(self) -> None:
+        """Start the time estimate now (after the workers have started)."""
+        self.start = time.perf_counter()
+
+    def update(self, status: str) -> None:
+        """Count a finished run and redraw."""
+        self.counts[status] = self.counts.get(status, 0) + 1
+        self.draw()
+
+    def line(self) -> str:
+        """The current progress line."""
+        done, total = self.done, max(self.total, 1)
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / done * (self.total - done) if done else None
+        filled = self.width * done // total
+        bar = "#" * filled + " " * (self.width - filled)
+        counts = " ".join(f"{k} {v}" for k, v in self.counts.items())
+        eta = "?" if left is None else _clock(left)
+        return (
+            f"sweep {100 * done // total:3d}% |{bar}| {done}/{self.total} {counts} "
+            f"[{_clock(elapsed)}<{eta}]"
+        )
+
+    def draw(self, force: bool = False) -> None:
+        """Redraw (rate-limited off a terminal)."""
+        if not self.enabled:
+            return
+        stream = self.stream if self.stream is not None else sys.stderr
+        tty = hasattr(stream, "isatty") and stream.isatty()
+        now = time.perf_counter()
+        if tty:
+            line = self.line()
+            stream.write("\r" + line.ljust(self._shown))
+            self._shown = len(line)
+            self._drawn = True
+        elif force or now - self._last >= self.interval or self.done == self.total:
+            stream.write(self.line() + "\n")
+            self._last = now
+        stream.flush()
+
+    def close(self) -> None:
+        """End the line."""
+        if not self.enabled:
+            return
+        stream = self.stream if self.stream is not None else sys.stderr
+        if self._drawn:
+            stream.write("\n")
+            stream.flush()
+            self._drawn = False
+
+
+def _clock(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+# ----------------------------------------------------------------------------- driver
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[None]:
+    """Hold a SIGINT that arrives inside the block; raise KeyboardInterrupt after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received and callable(previous):
+        previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did.
+
+    Attributes
+    ----------
+    name : str
+        The SPEC name.
+    db : pathlib.Path
+        The results database.
+    total : int
+        Runs in the SPEC.
+    skipped : int
+        Runs already recorded (not run again).
+    counts : dict
+        Runs done by this invocation, per status.
+    requeued : int
+        Runs re-queued after a worker died.
+    seconds : float
+        Wall time of this invocation, start-up included.
+    startup_seconds : float
+        Of which starting the workers (or the cluster).
+    executor : str
+        Which executor ran the runs.
+    """
+
+    name: str
+    db: Path
+    total: int
+    skipped: int
+    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "diverged": 0, "failed": 0})
+    requeued: int = 0
+    seconds: float = 0.0
+    startup_seconds: float = 0.0
+    executor: str = ""
+    footer: str = ""
+
+    @property
+    def ran(self) -> int:
+        """Runs finished by this invocation."""
+        return sum(self.counts.values())
+
+    @property
+    def runs_per_minute(self) -> float:
+        """Throughput after start-up (NaN when nothing ran)."""
+        busy = self.seconds - self.startup_seconds
+        return self.ran / busy * 60 if self.ran and busy > 0 else float("nan")
+
+    def table(self) -> str:
+        """A few lines for the terminal."""
+        c = self.counts
+        lines = [
+            f"sweep {self.name!r}: {self.total} runs in the SPEC, {self.skipped} already in "
+            f"{self.db}, {self.ran} run now",
+            f"  ok {c.get('ok', 0)}, diverged {c.get('diverged', 0)}, failed {c.get('failed', 0)}"
+            + (f" ({self.requeued} re-queued after a worker died)" if self.requeued else ""),
+        ]
+        if self.ran:
+            lines.append(
+                f"  {self.seconds:.1f} s ({self.startup_seconds:.1f} s starting workers), "
+                f"{self.runs_per_minute:.1f} runs/min; {self.executor}"
+            )
+        if c.get("failed"):
+            lines.append(f"  failed runs: fastinit report {self.db} (error texts in runs.csv)")
+        return "\n".join(lines)
+
+
+def run_sweep(
+    spec: Any,
+    db: Any,
+    *,
+    executor: Any = None,
+    workers: int | None = None,
+    dask: str | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    stream: TextIO | None = None,
+) -> SweepSummary:
+    """Run every grid point of a SPEC that the database does not hold yet.
+
+    Parameters
+    ----------
+    spec : Spec or path-like
+        A parsed SPEC or a SPEC.toml file.
+    db : Store or path-like
+        The results database (created if missing).
+    executor : executor or str, optional
+        A started or unstarted executor (then it is left open for reuse), or
+        ``'local'``, ``'serial'``; default ``'local'`` (``'dask'`` when
+        ``dask`` is given).
+    workers : int, optional
+        Worker processes (default: one per core; 0 runs in-process).
+    dask : str, optional
+        Dask scheduler address, or ``'local'`` for a LocalCluster.
+    retry_failed : bool
+        Run the configurations recorded as failed again.
+    progress : bool
+        Show the sweep's progress bar on stderr.
+    stream : file, optional
+        Where the progress bar goes (default ``sys.stderr``).
+
+    Returns
+    -------
+    SweepSummary
+    """
+    from fastinit.sweep.spec import Spec, load_spec
+    from fastinit.sweep.store import Store
+
+    t0 = time.perf_counter()
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    store = db if isinstance(db, Store) else Store(db)
+    own_store = store is not db
+    runs = spec.keyed_runs()
+    done = store.done([k for k, _ in runs], retry_failed=retry_failed)
+    todo = [(k, c) for k, c in runs if k not in done]
+    summary = SweepSummary(spec.name, store.path, len(runs), len(done))
+    own_executor = executor is None or isinstance(executor, str)
+    if own_executor:
+        kind = executor or "local"
+        n = workers
+        if n is None and dask is None and kind == "local":
+            n = min(available_cores(), max(len(todo), 1))
+        executor = make_executor(kind, workers=n, dask=dask)
+    summary.executor = executor.describe()
+    bar = SweepProgress(len(todo), enabled=progress, stream=stream)
+    startup0 = executor.startup_seconds
+    requeued0 = executor.requeued
+    try:
+        if todo:
+            executor.start()
+            summary.startup_seconds = executor.startup_seconds - startup0
+            bar.restart_clock()
+            bar.draw(force=True)
+            configs = dict(todo)
+            for key, result in executor.results(todo):
+                with _deferred_interrupt():  # a Ctrl-C never splits a commit
+                    store.record(key, configs[key], result, spec.name)
+                summary.counts[result["status"]] = summary.counts.get(result["status"], 0) + 1
+                bar.update(result["status"])
+    except BaseException:
+        executor.abort()
+        raise
+    finally:
+        bar.close()
+        summary.startup_seconds = executor.startup_seconds - startup0
+        summary.requeued = executor.requeued - requeued0
+        if own_executor:
+            executor.close()
+        if own_store:
+            store.close()
+        summary.seconds = time.perf_counter() - t0
+    return summary

@@ -1,0 +1,580 @@
+"""``fastinit report``: aggregate a results database over seeds; tables and figures.
+
+For each experiment in the database the runs are grouped by their full
+configuration except ``seed``.  Per group and metric: ``mean``, ``std``
+(sample standard deviation, ddof 1; empty for fewer than two values) and
+``count`` over the seeds whose value is a finite number (runs with status
+``ok`` or ``diverged``; a failed run has no metrics), plus the number of runs
+per status.
+
+Files written to ``OUT/`` (``<exp>`` is the experiment name):
+
+* ``summary.json``: every aggregate, per experiment, with the versions used;
+* ``summary.md``: the Markdown tables of every experiment;
+* ``<exp>/summary.csv`` and ``<exp>/summary.md``: one row per group (the CSV
+  has every parameter, the Markdown only those that vary);
+* ``<exp>/runs.csv``: one row per run (parameters, status, metrics, timings,
+  the last line of the error of a failed run);
+* ``<exp>/heatmap_<metric>.png``: mean over seeds, init x activation, one
+  panel per combination of the other varying parameters;
+* ``<exp>/curves_loss.png`` (training experiments): the loss curve per init,
+  mean over seeds with a +-1 std band, one panel per combination of the
+  other varying parameters;
+* ``depth/signal_<activation>.png`` and ``depth/signal_vs_depth.png`` (the
+  ``depth`` and ``histogram`` experiments): per-layer activation and gradient
+  standard deviation for each init and network depth, and the spread at the
+  ends of the network versus depth (see :mod:`fastinit.experiments.depth`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastinit.sweep.runners import EXPERIMENTS
+
+__all__ = ["Group", "ReportResult", "aggregate", "make_report"]
+
+AXES = ("init", "activation")
+PANELS_PER_FIGURE = 12
+
+
+# ----------------------------------------------------------------------------- aggregation
+@dataclass
+class Group:
+    """The runs of one configuration over its seeds.
+
+    Attributes
+    ----------
+    experiment : str
+        Experiment name.
+    params : dict
+        The configuration without ``experiment`` and ``seed``.
+    seeds : list
+        Seeds of the runs, sorted.
+    status : dict
+        Runs per status (``ok``, ``diverged``, ``failed``).
+    stats : dict
+        ``{metric: {"mean": float | None, "std": float | None, "count": int}}``.
+    runs : list of dict
+        The database rows of the group.
+    """
+
+    experiment: str
+    params: dict[str, Any]
+    seeds: list[Any] = field(default_factory=list)
+    status: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    n = len(values)
+    if n == 0:
+        return None, None
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, None
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def _sort_key(value: Any) -> tuple:
+    if value is None:
+        return (0, 0, "")
+    if isinstance(value, bool):
+        return (1, int(value), "")
+    if isinstance(value, (int, float)):
+        return (1, value, "")
+    return (2, 0, json.dumps(value, sort_keys=True))
+
+
+def _param_order(experiment: str, name: str) -> tuple[int, str]:
+    """Parameters in the order the experiment declares them (unknown ones last, by name)."""
+    spec = EXPERIMENTS.get(experiment)
+    names = list(spec.params) if spec is not None else []
+    return (names.index(name) if name in names else len(names), name)
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, list[Group]]:
+    """Group runs by configuration without the seed; mean, std and count per metric.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Database rows (:meth:`fastinit.sweep.store.Store.rows`).
+
+    Returns
+    -------
+    dict
+        ``{experiment: [Group, ...]}``, groups sorted by their parameters.
+    """
+    by_exp: dict[str, dict[str, Group]] = {}
+    for row in rows:
+        config = row["config"]
+        exp = config["experiment"]
+        params = {k: v for k, v in config.items() if k not in ("experiment", "seed")}
+        params = {k: params[k] for k in sorted(params, key=lambda k: _param_order(exp, k))}
+        tag = json.dumps(params, sort_keys=True)
+        groups = by_exp.setdefault(exp, {})
+        g = groups.get(tag)
+        if g is None:
+            g = groups[tag] = Group(exp, params, status={"ok": 0, "diverged": 0, "failed": 0})
+        g.runs.append(row)
+        g.seeds.append(config.get("seed"))
+        g.status[row["status"]] = g.status.get(row["status"], 0) + 1
+    out: dict[str, list[Group]] = {}
+    for exp, groups in sorted(by_exp.items()):
+        for g in groups.values():
+            g.seeds.sort(key=_sort_key)
+            names: list[str] = []
+            for r in g.runs:
+                names += [m for m in r["metrics"] if m not in names]
+            for m in names:
+                values = [
+                    float(r["metrics"][m])
+                    for r in g.runs
+                    if r["status"] != "failed" and _is_number(r["metrics"].get(m))
+                ]
+                mean, std = _mean_std(values)
+                g.stats[m] = {"mean": mean, "std": std, "count": len(values)}
+        out[exp] = sorted(groups.values(), key=lambda g: [_sort_key(v) for v in g.params.values()])
+    return out
+
+
+def varying(groups: Sequence[Group]) -> list[str]:
+    """Parameters (besides the seed) that take more than one value among the groups.
+
+    Parameters
+    ----------
+    groups : sequence of Group
+        Groups of one experiment.
+
+    Returns
+    -------
+    list of str
+        In the experiment's parameter order.
+    """
+    if not groups:
+        return []
+    names = list(groups[0].params)
+    return [
+        n for n in names if len({json.dumps(g.params.get(n), sort_keys=True) for g in groups}) > 1
+    ]
+
+
+def _metric_names(groups: Sequence[Group]) -> list[str]:
+    names: list[str] = []
+    for g in groups:
+        names += [m for m in g.stats if m not in names]
+    return names
+
+
+# ----------------------------------------------------------------------------- tables
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return value
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}"
+
+
+def table_rows(groups: Sequence[Group]) -> tuple[list[str], list[list[Any]]]:
+    """The CSV table: every parameter, status counts, mean/std/count per metric.
+
+    Parameters
+    ----------
+    groups : sequence of Group
+        Groups of one experiment.
+
+    Returns
+    -------
+    header : list of str
+    rows : list of list
+        One per group; empty cells for missing values.
+    """
+    params = list(groups[0].params) if groups else []
+    metrics = _metric_names(groups)
+    header = [*params, "runs", "ok", "diverged", "failed"]
+    for m in metrics:
+        header += [f"{m}_mean", f"{m}_std", f"{m}_count"]
+    rows = []
+    for g in groups:
+        row = [_cell(g.params.get(p)) for p in params]
+        row += [len(g.runs), g.status.get("ok", 0), g.status.get("diverged", 0)]
+        row += [g.status.get("failed", 0)]
+        for m in metrics:
+            s = g.stats.get(m, {"mean": None, "std": None, "count": 0})
+            row += [_cell(s["mean"]), _cell(s["std"]), s["count"]]
+        rows.append(row)
+    return header, rows
+
+
+def markdown(groups: Sequence[Group], title: str) -> str:
+    """A Markdown table: varying parameters, runs per status, mean ± std (n) per metric.
+
+    Parameters
+    ----------
+    groups : sequence of Group
+        Groups of one experiment.
+    title : str
+        Heading.
+
+    Returns
+    -------
+    str
+    """
+    if not groups:
+        return f"## {title}\n\nno runs\n"
+    vary = varying(groups)
+    metrics = _metric_names(groups)
+    fixed = {k: v for k, v in groups[0].params.items() if k not in vary}
+    head = [*vary, "runs", "ok/div/fail", *metrics]
+    lines = [f"## {title}", ""]
+    if fixed:
+        lines += ["Fixed: " + ", ".join(f"`{k}={_cell(v)}`" for k, v in fixed.items()), ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        cells = [str(_cell(g.params.get(p))) for p in vary]
+        cells += [str(len(g.runs)), "/".join(str(g.status.get(s, 0)) for s in _STATUSES)]
+        for m in metrics:
+            s = g.stats.get(m, {"mean": None, "std": None, "count": 0})
+            text = _fmt(s["mean"])
+            if s["std"] is not None:
+                text += f" ± {_fmt(s['std'])}"
+            cells.append(f"{text} ({s['count']})")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_STATUSES = ("ok", "diverged", "failed")
+
+
+def _runs_table(groups: Sequence[Group]) -> tuple[list[str], list[list[Any]]]:
+    runs = [r for g in groups for r in g.runs]
+    params = [k for k in runs[0]["config"] if k != "experiment"] if runs else []
+    metrics: list[str] = []
+    for r in runs:
+        metrics += [m for m in r["metrics"] if m not in metrics]
+    header = ["key", "status", *params, *metrics, "wall_time", "started", "worker", "version"]
+    header.append("error")
+    rows = []
+    for r in runs:
+        error = (r.get("error") or "").strip().splitlines()
+        rows.append(
+            [r["key"], r["status"]]
+            + [_cell(r["config"].get(p)) for p in params]
+            + [_cell(r["metrics"].get(m)) for m in metrics]
+            + [_cell(r.get("wall_time")), _cell(r.get("started")), _cell(r.get("worker"))]
+            + [_cell(r.get("version")), error[-1] if error else ""]
+        )
+    return header, rows
+
+
+# ----------------------------------------------------------------------------- figures
+def _slug(label: str) -> str:
+    """A file-name-safe version of a panel label."""
+    return re.sub(r"[^A-Za-z0-9=.+-]+", "_", label).strip("_") or "all"
+
+
+def _panels(groups: Sequence[Group], exclude: Sequence[str]) -> dict[str, list[Group]]:
+    """Groups split by the varying parameters not in ``exclude`` (one panel each)."""
+    keys = [p for p in varying(groups) if p not in exclude]
+    panels: dict[str, list[Group]] = {}
+    for g in groups:
+        label = ", ".join(f"{k}={_cell(g.params.get(k))}" for k in keys)
+        panels.setdefault(label, []).append(g)
+    return panels
+
+
+def _grid(plt: Any, n: int, size: tuple[float, float]) -> tuple[Any, Any]:
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return fig, axes.ravel()
+
+
+def _chunks(items: list, n: int) -> list[list]:
+    return [items[i : i + n] for i in range(0, len(items), n)] or [[]]
+
+
+def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    spec = EXPERIMENTS.get(exp)
+    present = _metric_names(groups)
+    metrics = [m for m in (spec.metrics if spec else ()) if m in present] or present[:2]
+    panels = list(_panels(groups, ("init", "activation")).items())
+    for metric in metrics:
+        for part, chunk in enumerate(_chunks(panels, PANELS_PER_FIGURE)):
+            if not chunk:
+                continue
+            inits = sorted({str(g.params.get("init")) for _, gs in chunk for g in gs})
+            acts = sorted({str(g.params.get("activation")) for _, gs in chunk for g in gs})
+            fig, axes = _grid(plt, len(chunk), (1.3 * len(acts) + 2.6, 0.5 * len(inits) + 1.6))
+            for ax, (label, gs) in zip(axes, chunk, strict=False):
+                grid = np.full((len(inits), len(acts)), np.nan)
+                std = np.full_like(grid, np.nan)
+                for g in gs:
+                    s = g.stats.get(metric)
+                    if s is None or s["mean"] is None:
+                        continue
+                    i = inits.index(str(g.params.get("init")))
+                    j = acts.index(str(g.params.get("activation")))
+                    grid[i, j] = s["mean"]
+                    std[i, j] = np.nan if s["std"] is None else s["std"]
+                finite = grid[np.isfinite(grid)]
+                norm = None
+                if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
+                    norm = LogNorm(vmin=finite.min(), vmax=finite.max())
+                cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
+                im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
+                for i in range(len(inits)):
+                    for j in range(len(acts)):
+                        text = "n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}"
+                        if np.isfinite(std[i, j]):
+                            text += f"\n±{std[i, j]:.2g}"
+                        color = "black"
+                        if np.isfinite(grid[i, j]):
+                            r, g_, b, _ = cmap(im.norm(grid[i, j]))
+                            color = "black" if 0.299 * r + 0.587 * g_ + 0.114 * b > 0.5 else "white"
+                        ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
+                ax.set_xticks(range(len(acts)), acts, rotation=30, ha="right")
+                ax.set_yticks(range(len(inits)), inits)
+                ax.set_title(label or metric, fontsize=9)
+                fig.colorbar(im, ax=ax, shrink=0.8)
+            suffix = f"_{part + 1}" if len(panels) > PANELS_PER_FIGURE else ""
+            fig.suptitle(f"{exp}: {metric}, mean over seeds (init x activation)")
+            fig.tight_layout()
+            output.figure(f"heatmap_{metric}{suffix}.png", fig)
+            plt.close(fig)
+
+
+def _curves(plt: Any, exp: str, groups: Sequence[Group], output: Any, curve: str) -> None:
+    import numpy as np
+
+    panels = list(_panels(groups, ("init",)).items())
+    if not any(r["curves"].get(curve) for g in groups for r in g.runs):
+        return
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    inits = sorted({str(g.params.get("init")) for g in groups})
+    for part, chunk in enumerate(_chunks(panels, PANELS_PER_FIGURE)):
+        fig, axes = _grid(plt, len(chunk), (5.0, 3.6))
+        for ax, (label, gs) in zip(axes, chunk, strict=False):
+            positive = True
+            for g in gs:
+                curves = [r["curves"].get(curve) for r in g.runs if r["curves"].get(curve)]
+                if not curves:
+                    continue
+                n = max(len(c) for c in curves)
+                a = np.full((len(curves), n), np.nan)
+                for k, c in enumerate(curves):
+                    a[k, : len(c)] = [np.nan if v is None else v for v in c]
+                with np.errstate(invalid="ignore"), _quiet():
+                    mean = np.nanmean(a, axis=0)
+                    sd = np.nanstd(a, axis=0, ddof=1) if len(curves) > 1 else None
+                color = colors[inits.index(str(g.params.get("init"))) % len(colors)]
+                x = np.arange(n)
+                ax.plot(x, mean, color=color, label=f"{g.params.get('init')} ({len(curves)})")
+                if sd is not None:
+                    ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
+                positive &= bool(np.nanmin(a) > 0) if np.isfinite(a).any() else True
+            if positive:
+                ax.set_yscale("log")
+            ax.set_xlabel("iteration")
+            ax.set_ylabel(curve)
+            ax.set_title(label or exp, fontsize=9)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize="x-small")
+        suffix = f"_{part + 1}" if len(panels) > PANELS_PER_FIGURE else ""
+        fig.suptitle(f"{exp}: {curve} per init, mean ± std over seeds (runs)")
+        fig.tight_layout()
+        output.figure(f"curves_{curve}{suffix}.png", fig)
+        plt.close(fig)
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._w.__exit__(*exc)
+
+
+def _signal(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
+    import numpy as np
+
+    from fastinit.experiments.depth import plot_signal, plot_signal_vs_depth
+
+    if not any(r["curves"].get("act_std") for g in groups for r in g.runs):
+        return
+    panels = _panels(groups, ("init", "activation", "depth"))
+    for label, gs in panels.items():
+        suffix = "" if not label else "_" + _slug(label)
+        inits = sorted({str(g.params["init"]) for g in gs})
+        acts = sorted({str(g.params["activation"]) for g in gs})
+        depths = sorted({int(g.params["depth"]) for g in gs})
+        for act in acts:
+            curves = {}
+            for g in gs:
+                if g.params["activation"] != act:
+                    continue
+                rows = [r for r in g.runs if r["curves"].get("act_std")]
+                if not rows:
+                    continue
+                a = np.array([[np.nan if v is None else v for v in r["curves"]["act_std"]]
+                              for r in rows], dtype=np.float64)  # fmt: skip
+                d = np.array([[np.nan if v is None else v for v in r["curves"]["grad_std"]]
+                              for r in rows], dtype=np.float64)  # fmt: skip
+                curves[(str(g.params["init"]), int(g.params["depth"]))] = (a, d)
+            title = f"{exp}, {act}" + (f", {label}" if label else "") + ": spread per layer"
+            fig = plot_signal(plt, curves, inits, depths, title)
+            output.figure(f"signal_{act}{suffix}.png", fig)
+            plt.close(fig)
+        ends = {
+            (str(g.params["init"]), str(g.params["activation"]), int(g.params["depth"])): (
+                g.stats.get("act_std_last", {}).get("mean"),
+                g.stats.get("grad_std_first", {}).get("mean"),
+            )
+            for g in gs
+        }
+        fig = plot_signal_vs_depth(plt, ends, inits, acts, depths)
+        output.figure(f"signal_vs_depth{suffix}.png", fig)
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- report
+@dataclass
+class ReportResult:
+    """What ``fastinit report`` wrote.
+
+    Attributes
+    ----------
+    out : pathlib.Path
+        The output directory.
+    groups : dict
+        ``{experiment: [Group, ...]}``.
+    written : list of pathlib.Path
+        Every file written.
+    """
+
+    out: Path
+    groups: dict[str, list[Group]]
+    written: list[Path] = field(default_factory=list)
+    markdown: str = ""
+
+    @property
+    def footer(self) -> str:
+        """The closing line for the command line."""
+        return f"\nwrote {self.out}/ (summary.md, summary.json, per experiment CSV and figures)"
+
+    def table(self) -> str:
+        """The Markdown tables (what ``summary.md`` holds)."""
+        return self.markdown.rstrip()
+
+
+def make_report(
+    db: Any,
+    out: str | os.PathLike[str],
+    *,
+    experiment: str | None = None,
+    sweep: str | None = None,
+    figures: bool = True,
+) -> ReportResult:
+    """Aggregate a results database over seeds; write tables and figures.
+
+    Parameters
+    ----------
+    db : path-like or Store
+        The results database written by ``fastinit sweep``.
+    out : path-like
+        Output directory (created).
+    experiment : str, optional
+        Only this experiment.
+    sweep : str, optional
+        Only the runs recorded by the SPEC of this name.
+    figures : bool
+        Draw the PNG figures (the tables are always written).
+
+    Returns
+    -------
+    ReportResult
+    """
+    from fastinit.experiments._common import Output, provenance, pyplot
+    from fastinit.sweep.store import Store
+
+    store = db if isinstance(db, Store) else Store(db, readonly=True)
+    try:
+        rows = store.rows(experiment=experiment, sweep=sweep)
+        db_path = store.path
+    finally:
+        if store is not db:
+            store.close()
+    if not rows:
+        what = " and ".join(
+            f"{k} {v!r}" for k, v in (("experiment", experiment), ("sweep", sweep)) if v
+        )
+        raise ValueError(f"db: {db_path} holds no runs" + (f" of {what}" if what else ""))
+    groups = aggregate(rows)
+    top = Output(Path(out))
+    result = ReportResult(Path(out), groups)
+    summary: dict[str, Any] = {"db": str(db_path), "experiments": {}}
+    texts = [f"# Sweep report: {db_path}", ""]
+    plt = pyplot() if figures else None
+    for exp, gs in groups.items():
+        output = Output(Path(out) / exp)
+        header, table = table_rows(gs)
+        output.csv("summary.csv", header, table)
+        output.csv("runs.csv", *_runs_table(gs))
+        text = markdown(gs, exp)
+        md = output.path("summary.md")
+        md.write_text(text)
+        texts.append(text)
+        summary["experiments"][exp] = {
+            "varying": varying(gs),
+            "groups": [
+                {"params": g.params, "seeds": g.seeds, "status": g.status, "stats": g.stats}
+                for g in gs
+            ],
+        }
+        if plt is not None:
+            _heatmaps(plt, exp, gs, output)
+            spec = EXPERIMENTS.get(exp)
+            if spec is not None and spec.curve == "loss":
+                _curves(plt, exp, gs, output, "loss")
+            if any("depth" in g.params for g in gs):
+                _signal(plt, exp, gs, output)
+        result.written += output.written
+    result.markdown = "\n".join(texts)
+    top.path("summary.md").write_text(result.markdown)
+    top.json("summary.json", {**summary, **_versions(provenance)})
+    result.written += top.written
+    return result
+
+
+def _versions(provenance: Any) -> dict[str, Any]:
+    p = provenance({})
+    p.pop("config", None)
+    return p

@@ -1,0 +1,502 @@
+"""One runner per experiment: a flat configuration dict in, metrics and curves out.
+
+Every sweep run is ``execute(config)``: a plain, picklable dict goes to a worker
+(a process of the local pool, a Dask worker or the sweep process itself) and a
+plain dict comes back, so workers need nothing but the installed package.
+
+A configuration is ``{"experiment": name, **parameters}`` with every parameter
+of that experiment present (:func:`full_config` fills the defaults).  The
+parameters of each experiment, their types, defaults and allowed values are
+declared in :data:`EXPERIMENTS`; :mod:`fastinit.sweep.spec` checks SPEC files
+against them.
+
+=============  ===========================================================================
+experiment     one run
+=============  ===========================================================================
+``planar``     the flower data, ``2-width(xdepth)-1`` network, full-batch training,
+               sigmoid cross-entropy; the defaults are ``fastinit planar``'s (tanh,
+               SGD lr 1.2, notebook weights for ``randn*s``)
+``mnist``      MNIST ``784-width(xdepth)-10``, minibatch training, softmax
+               cross-entropy, test accuracy on the 10000 test images
+``histogram``  the histogram experiment's network (``depth`` layers at init):
+               per-layer activation and gradient statistics
+``depth``      :mod:`fastinit.experiments.depth` for one depth and one seed
+``selftest``   no numerics: sleeps, fails, diverges or kills its worker on request
+               (for testing and timing the sweep machinery itself)
+=============  ===========================================================================
+
+Runner results: ``metrics`` (a flat dict of numbers), ``curves`` (named lists:
+``loss`` per iteration for the training experiments; ``act_std``, ``act_mean``
+and ``grad_std`` per layer for ``histogram`` and ``depth``) and ``status``
+(``"ok"``, or ``"diverged"`` when the loss or a statistic became non-finite).
+Non-finite numbers are stored as JSON ``null``.
+
+This module imports neither NumPy nor numba at import time: a worker process
+sets its thread counts first (see :mod:`fastinit.sweep.execute`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastinit
+
+__all__ = ["EXPERIMENTS", "Experiment", "Param", "execute", "full_config", "run"]
+
+STATUSES = ("ok", "diverged", "failed")
+DTYPES = ("float32", "float64")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A sweep parameter: its type, default, and allowed values.
+
+    Attributes
+    ----------
+    kind : {'int', 'float', 'str', 'bool'}
+        TOML type (a float parameter also takes an integer).
+    default : Any
+        Value when the SPEC file does not set it (None: unset, allowed only
+        when ``optional``).
+    low : float, optional
+        Smallest allowed value of a number.
+    choices : tuple of str, optional
+        Allowed strings (compared lower-case).
+    check : {'init', 'activation'}, optional
+        Validate (and, for activations, canonicalize) through fastinit.
+    optional : bool
+        Whether the value may be left unset (None).
+    help : str
+        One line for ``fastinit sweep --list``.
+    """
+
+    kind: str
+    default: Any
+    low: float | None = None
+    choices: tuple[str, ...] | None = None
+    check: str | None = None
+    optional: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment a sweep can run: its parameters, runner and headline metrics."""
+
+    name: str
+    params: dict[str, Param]
+    runner: Callable[[dict[str, Any]], dict[str, Any]]
+    metrics: tuple[str, ...]  # the headline metrics (heatmaps), first is the main one
+    curve: str  # the curve drawn as bands by the report ("" for none)
+    doc: str = ""
+    hidden: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _init(default: str) -> Param:
+    return Param("str", default, check="init", help="init spec: he, xavier, std=0.01, ...")
+
+
+def _activation(default: str) -> Param:
+    return Param("str", default, check="activation", help="hidden activation")
+
+
+def _training(lr: float, seed: int, dtype: str) -> dict[str, Param]:
+    return {
+        "lr": Param("float", lr, low=0.0, help="learning rate"),
+        "optimizer": Param("str", "sgd", choices=OPTIMIZERS, help="optimizer"),
+        "momentum": Param("float", 0.9, low=0.0, help="momentum (momentum, nesterov only)"),
+        "weight_decay": Param("float", 0.0, low=0.0, help="L2 weight decay"),
+        "seed": Param("int", seed, low=0, help="seed of the initial weights (and minibatches)"),
+        "dtype": Param("str", dtype, choices=DTYPES, help="arithmetic type"),
+    }
+
+
+# ----------------------------------------------------------------------------- helpers
+def _finite(value: Any) -> float | None:
+    """A float, or None for NaN/inf (JSON has neither)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _curve(values: Any) -> list[float | None]:
+    return [_finite(v) for v in values]
+
+
+def _optimizer(cfg: dict[str, Any]) -> Any:
+    from fastinit import optim
+
+    name = cfg["optimizer"]
+    hyper: dict[str, float] = {"lr": cfg["lr"], "weight_decay": cfg["weight_decay"]}
+    if name in ("momentum", "nesterov"):
+        hyper["momentum"] = cfg["momentum"]
+    return optim.get(name, "optimizer", **hyper)
+
+
+def _check_interrupted(status: str) -> None:
+    if status == "interrupted":  # fit swallowed a Ctrl-C: do not record a partial run
+        raise KeyboardInterrupt
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist(dtype: str) -> tuple:
+    from fastinit import datasets
+
+    return datasets.load_mnist(dtype=dtype)  # once per worker process and dtype
+
+
+@functools.lru_cache(maxsize=4)
+def _planar_data(m: int) -> tuple:
+    from fastinit import datasets
+
+    return datasets.planar(1, m), datasets.planar(2, m)
+
+
+# ----------------------------------------------------------------------------- runners
+def _run_planar(cfg: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    from fastinit.experiments._common import parse_init
+    from fastinit.experiments.planar import notebook_weights
+    from fastinit.model import MLP
+
+    spec = parse_init(cfg["init"])
+    (x, y), (xt, yt) = _planar_data(cfg["m"])
+    sizes = [2, *([cfg["width"]] * cfg["depth"]), 1]
+    model = MLP(
+        sizes, activation=cfg["activation"], init=spec.initializer_callable(), seed=cfg["seed"],
+        dtype=cfg["dtype"],
+    )  # fmt: skip
+    if cfg["rng"] == "notebook" and spec.std is not None and cfg["depth"] == 1:
+        w1, b1, w2, b2 = notebook_weights(spec.std, cfg["width"], cfg["seed"])
+        model.weights = [w1, w2]
+        model.biases = [b1, b2]
+    history = model.fit(
+        x, y, optimizer=_optimizer(cfg), batch_size=len(x), iterations=cfg["iterations"],
+        sampling="full", loss="sigmoid_cross_entropy", progress=False,
+    )  # fmt: skip
+    _check_interrupted(history.status)
+    loss = np.asarray(history.loss, dtype=np.float64)
+    return {
+        "status": history.status,
+        "metrics": {
+            "final_loss": _finite(loss[-1]) if loss.size else None,
+            "train_accuracy": float(np.mean(model.predict(x) == y)),
+            "test_accuracy": float(np.mean(model.predict(xt) == yt)),
+            "iterations": int(history.iterations),
+        },
+        "curves": {"loss": _curve(loss)},
+    }
+
+
+def _run_mnist(cfg: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    from fastinit.experiments._common import parse_init
+    from fastinit.model import MLP
+
+    spec = parse_init(cfg["init"])
+    (x, t), (xt, tt) = _mnist(cfg["dtype"])
+    if cfg["train_size"] is not None:
+        if cfg["train_size"] > len(x):
+            raise ValueError(f"train_size: expected at most {len(x)}, got {cfg['train_size']}")
+        x, t = x[: cfg["train_size"]], t[: cfg["train_size"]]
+    sizes = [x.shape[1], *([cfg["width"]] * cfg["depth"]), 10]
+    model = MLP(
+        sizes, activation=cfg["activation"], init=spec.initializer_callable(), seed=cfg["seed"],
+        dtype=cfg["dtype"],
+    )  # fmt: skip
+    history = model.fit(
+        x, t, optimizer=_optimizer(cfg), batch_size=cfg["batch_size"],
+        iterations=cfg["iterations"], sampling=cfg["sampling"], seed=cfg["seed"], progress=False,
+    )  # fmt: skip
+    _check_interrupted(history.status)
+    loss = np.asarray(history.loss, dtype=np.float64)
+    tail = loss[-min(100, loss.size) :] if loss.size else loss
+    metrics: dict[str, Any] = {
+        "final_loss": _finite(np.mean(tail)) if tail.size else None,
+        "iterations": int(history.iterations),
+    }
+    if history.status == "ok":
+        test = model.evaluate(xt, tt)
+        metrics["test_loss"] = _finite(test["loss"])
+        metrics["test_accuracy"] = _finite(test["accuracy"])
+    else:
+        metrics["test_loss"] = metrics["test_accuracy"] = None
+    return {"status": history.status, "metrics": metrics, "curves": {"loss": _curve(loss)}}
+
+
+def _signal_result(act_mean: Any, act_std: Any, grad_std: Any, extra: dict) -> dict[str, Any]:
+    import numpy as np
+
+    curves = {
+        "act_mean": _curve(act_mean),
+        "act_std": _curve(act_std),
+        "grad_std": _curve(grad_std),
+    }
+    finite = all(np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in (act_std, grad_std))
+    metrics = {
+        "act_std_first": _finite(act_std[0]),
+        "act_std_last": _finite(act_std[-1]),
+        "grad_std_first": _finite(grad_std[0]),
+        "grad_std_last": _finite(grad_std[-1]),
+        "act_mean_last": _finite(act_mean[-1]),
+        **extra,
+    }
+    return {"status": "ok" if finite else "diverged", "metrics": metrics, "curves": curves}
+
+
+def _run_histogram(cfg: dict[str, Any]) -> dict[str, Any]:
+    from fastinit.experiments.histogram import run_histogram
+
+    r = run_histogram(
+        (cfg["init"],), (cfg["activation"],), layers=cfg["depth"], width=cfg["width"],
+        samples=cfg["samples"], bins=10, seed=cfg["seed"], dtype=cfg["dtype"],
+    )  # fmt: skip
+    stats = r.stats
+    last = stats[-1]
+    extra = {
+        "saturated_last": None if last.saturated is None else _finite(last.saturated),
+        "dead_last": None if last.dead is None else _finite(last.dead),
+    }
+    return _signal_result(
+        [s.act_mean for s in stats], [s.act_std for s in stats], [s.grad_std for s in stats], extra
+    )
+
+
+def _run_depth(cfg: dict[str, Any]) -> dict[str, Any]:
+    from fastinit.experiments.depth import run_depth
+
+    depth = cfg["depth"]
+    r = run_depth(
+        (cfg["init"],), (cfg["activation"],), depths=(depth,), width=cfg["width"],
+        samples=cfg["samples"], seeds=1, seed=cfg["seed"], dtype=cfg["dtype"], progress=False,
+    )  # fmt: skip
+    key = (r.config["inits"][0], cfg["activation"], depth)
+    return _signal_result(r.act_mean[key][0], r.act_std[key][0], r.grad_std[key][0], {})
+
+
+def _run_selftest(cfg: dict[str, Any]) -> dict[str, Any]:
+    if cfg["crash"]:
+        if not _IN_WORKER:
+            raise RuntimeError("crash: refused outside a worker process (it would end the sweep)")
+        os._exit(3)  # the worker dies: the executor must notice
+    if cfg["sleep"]:
+        time.sleep(cfg["sleep"])
+    if cfg["fail"]:
+        raise ValueError(f"selftest: failing on request (seed {cfg['seed']})")
+    n = cfg["iterations"]
+    loss = [1.0 / (1.0 + i + cfg["seed"]) for i in range(n)]
+    status = "ok"
+    if cfg["diverge"]:
+        loss[-1] = float("inf")
+        status = "diverged"
+    return {
+        "status": status,
+        "metrics": {"final_loss": _finite(loss[-1]), "value": float(cfg["seed"]) + cfg["value"]},
+        "curves": {"loss": _curve(loss)},
+    }
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "planar": Experiment(
+        "planar",
+        {
+            "init": _init("randn"),
+            "activation": _activation("tanh"),
+            "width": Param("int", 4, low=1, help="hidden units per layer"),
+            "depth": Param("int", 1, low=1, help="hidden layers"),
+            "iterations": Param("int", 10000, low=1, help="full-batch steps"),
+            **_training(1.2, 2, "float64"),
+            "rng": Param(
+                "str",
+                "notebook",
+                choices=("notebook", "fastinit"),
+                help="'notebook': randn*s drawn as the classic notebook (1 hidden layer)",
+            ),
+            "m": Param("int", 400, low=2, help="points in the training and the test set (even)"),
+        },
+        _run_planar,
+        ("final_loss", "test_accuracy", "train_accuracy"),
+        "loss",
+        "the planar flower, full-batch training",
+    ),
+    "mnist": Experiment(
+        "mnist",
+        {
+            "init": _init("he"),
+            "activation": _activation("relu"),
+            "width": Param("int", 100, low=1, help="hidden units per layer"),
+            "depth": Param("int", 4, low=1, help="hidden layers"),
+            "iterations": Param("int", 2000, low=1, help="minibatch steps"),
+            "batch_size": Param("int", 128, low=1, help="minibatch rows"),
+            "sampling": Param(
+                "str", "replacement", choices=("replacement", "shuffle"), help="minibatch sampling"
+            ),
+            **_training(0.01, 0, "float32"),
+            "train_size": Param(
+                "int",
+                None,
+                low=1,
+                optional=True,
+                help="use only the first N training images (default: all)",
+            ),
+        },
+        _run_mnist,
+        ("final_loss", "test_accuracy"),
+        "loss",
+        "MNIST 784-width(xdepth)-10, minibatch training",
+    ),
+    "histogram": Experiment(
+        "histogram",
+        {
+            "init": _init("he"),
+            "activation": _activation("relu"),
+            "depth": Param("int", 5, low=1, help="layers"),
+            "width": Param("int", 100, low=1, help="units per layer"),
+            "samples": Param("int", 1000, low=1, help="Gaussian input rows"),
+            "seed": Param("int", 0, low=0, help="seed of inputs and weights"),
+            "dtype": Param("str", "float64", choices=DTYPES, help="arithmetic type"),
+        },
+        _run_histogram,
+        ("act_std_last", "grad_std_first"),
+        "act_std",
+        "per-layer statistics of the histogram experiment's network",
+    ),
+    "depth": Experiment(
+        "depth",
+        {
+            "init": _init("he"),
+            "activation": _activation("relu"),
+            "depth": Param("int", 10, low=1, help="layers"),
+            "width": Param("int", 128, low=1, help="units per layer"),
+            "samples": Param("int", 512, low=1, help="Gaussian input rows"),
+            "seed": Param("int", 0, low=0, help="seed of inputs, weights and top gradient"),
+            "dtype": Param("str", "float64", choices=DTYPES, help="arithmetic type"),
+        },
+        _run_depth,
+        ("act_std_last", "grad_std_first"),
+        "act_std",
+        "signal propagation at initialization (fastinit depth)",
+    ),
+    "selftest": Experiment(
+        "selftest",
+        {
+            "init": Param("str", "none", help="a label (not checked)"),
+            "activation": Param("str", "none", help="a label (not checked)"),
+            "seed": Param("int", 0, low=0, help="seed (enters the metrics)"),
+            "value": Param("float", 0.0, help="added to the 'value' metric"),
+            "iterations": Param("int", 10, low=1, help="length of the fake loss curve"),
+            "sleep": Param("float", 0.0, low=0.0, help="seconds to sleep"),
+            "fail": Param("bool", False, help="raise ValueError"),
+            "diverge": Param("bool", False, help="end the loss curve with inf"),
+            "crash": Param("bool", False, help="kill the worker process (os._exit)"),
+        },
+        _run_selftest,
+        ("value", "final_loss"),
+        "loss",
+        "sweep machinery self-test (no numerics)",
+        hidden=True,
+    ),
+}
+
+_IN_WORKER = False  # set by fastinit.sweep.execute in pool and Dask worker processes
+
+
+def full_config(experiment: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``{"experiment": experiment, **defaults, **params}`` (no validation).
+
+    Parameters
+    ----------
+    experiment : str
+        A key of :data:`EXPERIMENTS`.
+    params : dict
+        Parameter values.
+
+    Returns
+    -------
+    dict
+    """
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"experiment: expected one of {sorted(EXPERIMENTS)}, got {experiment!r}")
+    defaults = {k: p.default for k, p in EXPERIMENTS[experiment].params.items()}
+    unknown = set(params) - set(defaults)
+    if unknown:
+        raise ValueError(f"{experiment}: unknown parameters {sorted(unknown)}")
+    return {"experiment": experiment, **defaults, **params}
+
+
+def run(config: dict[str, Any]) -> dict[str, Any]:
+    """Run one configuration in this process; exceptions propagate.
+
+    Parameters
+    ----------
+    config : dict
+        ``{"experiment": name, **parameters}`` with every parameter present.
+
+    Returns
+    -------
+    dict
+        ``{"status": "ok" | "diverged", "metrics": {...}, "curves": {...}}``.
+    """
+    experiment = EXPERIMENTS.get(config.get("experiment"))
+    if experiment is None:
+        raise ValueError(
+            f"experiment: expected one of {sorted(EXPERIMENTS)}, got {config.get('experiment')!r}"
+        )
+    cfg = {k: v for k, v in config.items() if k != "experiment"}
+    missing = set(experiment.params) - set(cfg)
+    if missing:
+        raise ValueError(f"config: missing parameters {sorted(missing)}")
+    return experiment.runner(cfg)
+
+
+def execute(config: dict[str, Any]) -> dict[str, Any]:
+    """Run one configuration and describe the outcome; never raises for a failing run.
+
+    This is the task every executor sends to its workers.
+
+    Parameters
+    ----------
+    config : dict
+        ``{"experiment": name, **parameters}``.
+
+    Returns
+    -------
+    dict
+        ``status`` (ok, diverged or failed), ``metrics``, ``curves``, ``error``
+        (the traceback of a failed run, else None), ``started`` and
+        ``finished`` (Unix times), ``wall_time`` (seconds), ``worker``
+        (host:pid) and ``version`` (of fastinit).
+    """
+    started = time.time()
+    t0 = time.perf_counter()
+    try:
+        out = run(config)
+        status, metrics, curves, error = out["status"], out["metrics"], out["curves"], None
+        if status not in STATUSES:
+            raise ValueError(f"runner returned status {status!r}")
+    except Exception:
+        status, metrics, curves, error = "failed", {}, {}, traceback.format_exc()
+    return {
+        "status": status,
+        "metrics": metrics,
+        "curves": curves,
+        "error": error,
+        "started": started,
+        "finished": time.time(),
+        "wall_time": time.perf_counter() - t0,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "version": fastinit.__version__,
+    }

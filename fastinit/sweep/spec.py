@@ -1,0 +1,484 @@
+"""SPEC.toml files: parsing, checking, grid expansion and configuration hashing.
+
+A SPEC file names one experiment, the parameters that stay fixed and a grid of
+the parameters that vary; every point of the grid is one run::
+
+    experiment = "planar"          # planar, mnist, histogram or depth
+    name = "planar-inits"          # optional: a label stored with each run
+
+    [fixed]                        # optional: one value per parameter
+    iterations = 2000
+    lr = 1.2
+
+    [grid]                         # each parameter: a non-empty list of values
+    init = ["zeros", "randn", "randn*0.01", "xavier", "he"]
+    activation = ["tanh", "relu"]
+    seed = { start = 0, stop = 5 }  # a range of integers: 0, 1, 2, 3, 4
+
+The grid is the Cartesian product of its lists, in file order.  Several grids
+(``[[grid]]`` tables, each combined with ``[fixed]``) give the union of their
+points, duplicates removed.  Parameters left unset take the experiment's
+defaults (``fastinit sweep --list EXPERIMENT`` shows them); a list-valued
+parameter would go in ``[grid]`` as a list of lists.
+
+Each run's configuration is the flat dict ``{"experiment": name, **every
+parameter}``; its key is the SHA-256 of its canonical JSON (sorted keys, no
+spaces, floats as Python writes them), so the same run has the same key
+whichever SPEC file produced it.  The fastinit version is stored with each run
+but is not part of the key.
+
+Errors name the file, the line and the key: TOML syntax errors carry tomllib's
+line and column; for semantic errors (unknown experiment or parameter, wrong
+type, a value out of range, an empty grid list) the line of the key is looked
+up in the file text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastinit.sweep.runners import EXPERIMENTS, Param
+
+__all__ = ["Spec", "SpecError", "canonical_json", "config_key", "load_spec", "parse_spec"]
+
+MAX_RUNS = 1_000_000
+TOP_LEVEL = ("experiment", "name", "description", "fixed", "grid")
+
+
+class SpecError(ValueError):
+    """A malformed SPEC file; the message names the file, the line and the key.
+
+    Attributes
+    ----------
+    key : str or None
+        The dotted key at fault (``"grid.lr"``), if known.
+    line : int or None
+        1-based line number, if known.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.line = line
+
+
+def _toml() -> Any:
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib
+    try:
+        import tomli
+    except ImportError:
+        raise SpecError(
+            "reading SPEC files needs Python 3.11+ (tomllib) or the 'tomli' package "
+            "(pip install tomli)"
+        ) from None
+    return tomli
+
+
+# ----------------------------------------------------------------------------- hashing
+def canonical_json(config: dict[str, Any]) -> str:
+    """The canonical JSON of a configuration: sorted keys, no spaces, no NaN.
+
+    Parameters
+    ----------
+    config : dict
+        A flat configuration (strings, numbers, booleans, None, lists).
+
+    Returns
+    -------
+    str
+    """
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """SHA-256 (hex) of :func:`canonical_json` of the configuration (experiment included).
+
+    Parameters
+    ----------
+    config : dict
+        ``{"experiment": name, **parameters}``.
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+    """
+    if "experiment" not in config:
+        raise ValueError("config: expected an 'experiment' entry")
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- spec
+@dataclass
+class Spec:
+    """A parsed SPEC file.
+
+    Attributes
+    ----------
+    experiment : str
+        The experiment every run executes.
+    name : str
+        A label (the ``name`` key, else the file's stem).
+    fixed : dict
+        Parameters set once, checked and normalized.
+    grids : list of dict
+        One ``{parameter: [values]}`` per grid table, checked and normalized.
+    path : pathlib.Path or None
+        The file read, if any.
+    """
+
+    experiment: str
+    name: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    grids: list[dict[str, list[Any]]] = field(default_factory=list)
+    path: Path | None = None
+    description: str = ""
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run's full configuration, in grid order, without duplicates."""
+        return [config for _, config in self.keyed_runs()]
+
+    def keyed_runs(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(key, configuration)`` for every run, in grid order, without duplicates."""
+        seen: dict[str, dict[str, Any]] = {}
+        for config in self._expand():
+            seen.setdefault(config_key(config), config)
+        return list(seen.items())
+
+    def _expand(self) -> Iterator[dict[str, Any]]:
+        defaults = {k: p.default for k, p in EXPERIMENTS[self.experiment].params.items()}
+        base = {"experiment": self.experiment, **defaults, **self.fixed}
+        for grid in self.grids or [{}]:
+            names = list(grid)
+            for values in itertools.product(*(grid[n] for n in names)):
+                yield {**base, **dict(zip(names, values, strict=True))}
+
+    def __len__(self) -> int:
+        return len(self.keyed_runs())
+
+
+def load_spec(path: str | os.PathLike[str]) -> Spec:
+    """Read and check a SPEC.toml file.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    Spec
+
+    Raises
+    ------
+    SpecError
+        If the file cannot be read or is malformed (the message names the
+        file, the line and the key).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{p}: cannot read the SPEC file ({e})") from None
+    return parse_spec(text, p)
+
+
+def parse_spec(text: str, path: str | os.PathLike[str] | None = None) -> Spec:
+    """Parse and check the text of a SPEC file.
+
+    Parameters
+    ----------
+    text : str
+        TOML text.
+    path : path-like, optional
+        The file name, for messages and the default ``name``.
+
+    Returns
+    -------
+    Spec
+    """
+    where = Path(path) if path is not None else None
+    label = str(where) if where is not None else "<spec>"
+    toml = _toml()
+    try:
+        data = toml.loads(text)
+    except toml.TOMLDecodeError as e:
+        raise _syntax_error(label, text, str(e)) from None
+    return _Checker(text, label).check(data, where)
+
+
+def _syntax_error(label: str, text: str, message: str) -> SpecError:
+    m = re.search(r"at line (\d+), column (\d+)", message)
+    if not m:
+        return SpecError(f"{label}: invalid TOML: {message}")
+    line, col = int(m.group(1)), int(m.group(2))
+    lines = text.splitlines()
+    src = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+    km = re.match(r"""\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.\- ]+?)\s*=""", src)
+    key = km.group(1).strip("\"' ") if km else None
+    what = f" in key {key!r}" if key else ""
+    reason = message[: m.start()].rstrip(" (")
+    return SpecError(
+        f"{label}:{line}:{col}: invalid TOML{what}: {reason}: {src}", key=key, line=line
+    )
+
+
+_HEADER = re.compile(r"""^\s*(\[\[?)\s*([^\]]+?)\s*(\]\]?)""")
+
+
+class _Checker:
+    """Semantic checks with line lookup in the file text."""
+
+    def __init__(self, text: str, label: str) -> None:
+        self.lines = text.splitlines()
+        self.label = label
+
+    # ------------------------------------------------------------------------- lines
+    def _section(self, table: str | None, occurrence: int) -> tuple[int, int] | None:
+        """0-based [start, end) line range of a table's body (top level: before any header)."""
+        headers = []
+        for i, line in enumerate(self.lines):
+            m = _HEADER.match(line)
+            if m and not line.lstrip().startswith("#"):
+                headers.append((i, m.group(2).strip().strip("\"'")))
+        if table is None:
+            return 0, headers[0][0] if headers else len(self.lines)
+        found = [k for k, (_, name) in enumerate(headers) if name == table]
+        if occurrence >= len(found):
+            return None
+        k = found[occurrence]
+        end = headers[k + 1][0] if k + 1 < len(headers) else len(self.lines)
+        return headers[k][0], end
+
+    def line_of(self, table: str | None, key: str | None, occurrence: int = 0) -> int | None:
+        """1-based line of ``key`` in ``table`` (or of the table header), best effort."""
+        pattern = None
+        if key is not None:
+            pattern = re.compile(
+                rf"""^\s*(?:"{re.escape(key)}"|'{re.escape(key)}'|{re.escape(key)})\s*="""
+            )
+        section = self._section(table, occurrence)
+        if section is not None:
+            start, end = section
+            if pattern is not None:
+                for i in range(start, end):
+                    if pattern.match(self.lines[i]):
+                        return i + 1
+            if table is not None:
+                return start + 1
+        if table is not None and key is not None:  # dotted keys or inline tables
+            dotted = re.compile(rf"""^\s*{re.escape(table)}\s*\.\s*{re.escape(key)}\s*=""")
+            for i, line in enumerate(self.lines):
+                if dotted.match(line):
+                    return i + 1
+            inline = re.compile(rf"""^\s*{re.escape(table)}\s*=""")
+            for i, line in enumerate(self.lines):
+                if inline.match(line):
+                    return i + 1
+        return None
+
+    def error(
+        self, message: str, table: str | None, key: str | None, occurrence: int = 0, index: str = ""
+    ) -> SpecError:
+        dotted = ".".join(p for p in (table, key) if p) if table or key else ""
+        if table is not None and index:
+            dotted = f"{table}{index}" + (f".{key}" if key else "")
+        line = self.line_of(table, key, occurrence)
+        at = f"{self.label}:{line}" if line is not None else self.label
+        return SpecError(f"{at}: {dotted}: {message}" if dotted else f"{at}: {message}",
+                         key=dotted or None, line=line)  # fmt: skip
+
+    # ------------------------------------------------------------------------- checks
+    def check(self, data: dict[str, Any], path: Path | None) -> Spec:
+        for key in data:
+            if key not in TOP_LEVEL:
+                raise self.error(
+                    f"unknown key; expected one of {', '.join(TOP_LEVEL)}"
+                    + _suggest(key, TOP_LEVEL),
+                    None,
+                    key,
+                )
+        if "experiment" not in data:
+            raise self.error(
+                "missing key 'experiment'; expected one of " + ", ".join(_public()), None, None
+            )
+        experiment = data["experiment"]
+        if not isinstance(experiment, str) or experiment.lower() not in EXPERIMENTS:
+            raise self.error(
+                f"expected one of {', '.join(map(repr, _public()))}, got {experiment!r}"
+                + (_suggest(experiment, _public()) if isinstance(experiment, str) else ""),
+                None,
+                "experiment",
+            )
+        experiment = experiment.lower()
+        params = EXPERIMENTS[experiment].params
+        name = data.get("name", path.stem if path is not None else experiment)
+        if not isinstance(name, str):
+            raise self.error(f"expected a string, got {name!r}", None, "name")
+        description = data.get("description", "")
+        if not isinstance(description, str):
+            raise self.error(f"expected a string, got {description!r}", None, "description")
+        fixed_table = data.get("fixed", {})
+        if not isinstance(fixed_table, dict):
+            raise self.error("expected a table ([fixed])", None, "fixed")
+        fixed = {
+            key: self._value(value, params, experiment, "fixed", key, 0, "")
+            for key, value in fixed_table.items()
+        }
+        grid_data = data.get("grid", [])
+        tables = [grid_data] if isinstance(grid_data, dict) else grid_data
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            raise self.error("expected a table [grid] or tables [[grid]]", None, "grid")
+        grids = []
+        for n, table in enumerate(tables):
+            index = f"[{n}]" if isinstance(grid_data, list) else ""
+            grid = {}
+            for key, values in table.items():
+                if key in fixed:
+                    raise self.error(
+                        "set both in [fixed] and in the grid; keep one", "grid", key, n, index
+                    )
+                grid[key] = self._axis(values, params, experiment, key, n, index)
+            grids.append(grid)
+        spec = Spec(experiment, name, fixed, grids, path, description)
+        total = sum(math.prod(len(v) for v in grid.values()) for grid in grids or [{}])
+        if total > MAX_RUNS:
+            raise self.error(
+                f"the grid has {total} points; at most {MAX_RUNS} allowed", "grid", None
+            )
+        return spec
+
+    def _axis(
+        self, values: Any, params: dict[str, Param], experiment: str, key: str, n: int, index: str
+    ) -> list[Any]:
+        if key not in params:
+            self._value(None, params, experiment, "grid", key, n, index)  # raises: unknown
+        if isinstance(values, dict):
+            values = self._range(values, key, n, index)
+        if not isinstance(values, list):
+            raise self.error(
+                f"expected a list of values (a grid axis), got {values!r}; "
+                "put single values in [fixed]",
+                "grid", key, n, index,
+            )  # fmt: skip
+        if not values:
+            raise self.error("expected a non-empty list of values, got []", "grid", key, n, index)
+        out, seen = [], set()
+        for v in values:
+            norm = self._value(v, params, experiment, "grid", key, n, index, element=True)
+            tag = json.dumps(norm, sort_keys=True)
+            if tag in seen:
+                raise self.error(f"value {v!r} appears twice", "grid", key, n, index)
+            seen.add(tag)
+            out.append(norm)
+        return out
+
+    def _range(self, table: dict[str, Any], key: str, n: int, index: str) -> list[int]:
+        allowed = {"start", "stop", "step"}
+        bad = set(table) - allowed
+        if bad or "stop" not in table:
+            raise self.error(
+                "expected a list, or a range table {start = 0, stop = N, step = 1} "
+                f"(stop required), got keys {sorted(table)}",
+                "grid", key, n, index,
+            )  # fmt: skip
+        parts = [table.get("start", 0), table["stop"], table.get("step", 1)]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in parts) or parts[2] == 0:
+            raise self.error(
+                f"range: expected integers start, stop and a non-zero step, got {table}",
+                "grid", key, n, index,
+            )  # fmt: skip
+        return list(range(*parts))
+
+    def _value(
+        self,
+        value: Any,
+        params: dict[str, Param],
+        experiment: str,
+        table: str,
+        key: str,
+        n: int,
+        index: str,
+        element: bool = False,
+    ) -> Any:
+        def fail(message: str) -> SpecError:
+            return self.error(message, table, key, n, index)
+
+        if key not in params:
+            raise fail(
+                f"unknown parameter of experiment {experiment!r}; expected one of "
+                f"{', '.join(sorted(params))}" + _suggest(key, params)
+            )
+        p = params[key]
+        got = f"got {value!r}" + (" in the list" if element else "")
+        if p.kind == "bool":
+            if not isinstance(value, bool):
+                raise fail(f"expected true or false, {got}")
+            return value
+        if p.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise fail(f"expected an integer, {got}")
+            if p.low is not None and value < p.low:
+                raise fail(f"expected an integer >= {p.low:g}, {got}")
+            if key == "seed" and value >= 2**64:
+                raise fail(f"expected an integer < 2**64, {got}")
+            return value
+        if p.kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise fail(f"expected a number, {got}")
+            value = float(value)
+            if not math.isfinite(value):
+                raise fail(f"expected a finite number, {got}")
+            if p.low is not None and value < p.low:
+                raise fail(f"expected a number >= {p.low:g}, {got}")
+            if key == "lr" and value <= 0:
+                raise fail(f"expected a number > 0, {got}")
+            return value
+        if not isinstance(value, str) or not value.strip():
+            raise fail(f"expected a non-empty string, {got}")
+        value = value.strip()
+        if p.choices is not None:
+            if value.lower() not in p.choices:
+                raise fail(
+                    f"expected one of {', '.join(map(repr, p.choices))}, {got}"
+                    + _suggest(value.lower(), p.choices)
+                )
+            return value.lower()
+        if p.check == "activation":
+            from fastinit import activations
+
+            try:
+                return activations.get(value, key).name
+            except ValueError as e:
+                raise fail(str(e).removeprefix(f"{key}: ")) from None
+        if p.check == "init":
+            from fastinit.experiments._common import parse_init
+
+            try:
+                parse_init(value)
+            except ValueError as e:
+                raise fail(str(e).removeprefix("init: ")) from None
+        return value
+
+
+def _public() -> list[str]:
+    return [name for name, e in EXPERIMENTS.items() if not e.hidden]
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,129 @@
+"""The depth experiment: per-layer signal propagation at init, against plain NumPy."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from fastinit import datasets, init
+from fastinit import random as frandom
+from fastinit.cli import main
+from fastinit.experiments.depth import (
+    TOP_GRADIENT_STREAM,
+    layer_statistics,
+    run_depth,
+)
+
+WIDTH, SAMPLES = 16, 40
+
+
+def _numpy_oracle(init_std, act, depth, seed, width=WIDTH, samples=SAMPLES):
+    """Forward/backward in plain NumPy with fastinit's draws (streams of the docstring)."""
+    x = datasets.gaussian(samples, width, seed=seed, dtype="float64")
+    ws = [
+        init.normal((width, width), std=init_std(width), seed=seed, stream=k + 1, dtype="float64")
+        for k in range(depth)
+    ]
+    f = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0)}[act]
+    df = {"tanh": lambda z: 1 - np.tanh(z) ** 2, "relu": lambda z: (z > 0).astype(float)}[act]
+    a, zs, acts = x, [], []
+    for w in ws:
+        z = a @ w
+        zs.append(z)
+        a = f(z)
+        acts.append(a)
+    g = frandom.fill_normal(np.empty((samples, width)), seed=seed, stream=TOP_GRADIENT_STREAM)
+    grads = [None] * depth
+    for k in range(depth - 1, -1, -1):
+        gz = g * df(zs[k])
+        grads[k] = gz
+        g = gz @ ws[k].T
+    return [a.std() for a in acts], [a.mean() for a in acts], [g.std() for g in grads]
+
+
+def test_depth_matches_numpy_per_layer_and_seed():
+    r = run_depth(("he", "xavier"), ("tanh", "relu"), depths=(3, 5), width=WIDTH, samples=SAMPLES,
+                  seeds=2, seed=7, progress=False)  # fmt: skip
+    stds = {"he": lambda n: np.sqrt(2 / n), "xavier": lambda n: np.sqrt(1 / n)}
+    for init_name, std in stds.items():
+        for act in ("tanh", "relu"):
+            for depth in (3, 5):
+                key = (init_name, act, depth)
+                assert r.act_std[key].shape == (2, depth)
+                for row, seed in enumerate((7, 8)):
+                    a_std, a_mean, g_std = _numpy_oracle(std, act, depth, seed)
+                    np.testing.assert_allclose(r.act_std[key][row], a_std, rtol=1e-9)
+                    np.testing.assert_allclose(r.act_mean[key][row], a_mean, rtol=1e-9, atol=1e-12)
+                    np.testing.assert_allclose(r.grad_std[key][row], g_std, rtol=1e-9)
+    # a deeper network shares its first layers: same forward statistics
+    np.testing.assert_array_equal(r.act_std[("he", "relu", 5)][:, :3], r.act_std[("he", "relu", 3)])
+
+
+def test_layer_statistics_overflow_is_non_finite_not_an_error():
+    x = datasets.gaussian(20, 16, seed=0, dtype="float64")
+    ws = [init.normal((16, 16), std=1e3, seed=0, stream=k, dtype="float64") for k in range(100)]
+    g = np.ones_like(x)
+    stats = layer_statistics(x, ws, "identity", (100,), g)[100]
+    assert not np.isfinite(stats["act_std"][-1])
+    assert np.isfinite(stats["act_std"][0])
+
+
+def test_he_keeps_relu_signal_xavier_halves_it():
+    # the picture the experiment is for: with ReLU the second moment is multiplied by
+    # 2 * var(w) * n per layer: 1 for He, 1/2 for Xavier (std=sqrt(1/n))
+    r = run_depth(("he", "xavier"), ("relu",), depths=(20,), width=128, samples=128, seeds=3,
+                  progress=False)  # fmt: skip
+    he = r.act_std[("he", "relu", 20)]
+    xavier = r.act_std[("xavier", "relu", 20)]
+    he_ratio = np.exp(np.mean(np.log(he[:, -1] / he[:, 0])))
+    xavier_ratio = np.exp(np.mean(np.log(xavier[:, -1] / xavier[:, 0])))
+    assert 0.4 < he_ratio < 2.5
+    assert xavier_ratio == pytest.approx(2 ** (-19 / 2), rel=0.6)
+    g_he, g_x = r.grad_std[("he", "relu", 20)], r.grad_std[("xavier", "relu", 20)]
+    assert np.all(g_x[:, 0] < 0.01 * g_x[:, -1])  # Xavier's gradient vanishes going down
+    assert np.all(g_he[:, 0] > 0.2 * g_he[:, -1])
+
+
+def test_depth_outputs_table_and_summary(tmp_path):
+    r = run_depth(("std=0.01", "he"), ("tanh",), depths=(2, 4), width=8, samples=10, seeds=2,
+                  out=tmp_path, progress=False)  # fmt: skip
+    for name in ("summary.json", "layer_stats.csv", "depth_tanh.png", "depth_summary.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["config"]["depths"] == [2, 4]
+    he4 = next(x for x in summary["results"] if x["init"] == "he" and x["depth"] == 4)
+    assert he4["act_std_last"] == pytest.approx(r.act_std[("he", "tanh", 4)][:, -1].mean())
+    with (tmp_path / "layer_stats.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 2 * (2 + 4)  # inits x seeds x layers of both depths
+    assert "he" in r.table() and "std=0.01" in r.table()
+
+
+def test_depth_argument_errors():
+    with pytest.raises(ValueError, match="init"):
+        run_depth(("nonsense",), progress=False)
+    with pytest.raises(ValueError, match="activations"):
+        run_depth(("he",), ("nope",), progress=False)
+    with pytest.raises(ValueError, match="depths"):
+        run_depth(("he",), depths=(0,), progress=False)
+    with pytest.raises(TypeError, match="depths"):
+        run_depth(("he",), depths="10", progress=False)
+    with pytest.raises(ValueError, match="width"):
+        run_depth(("he",), width=0, progress=False)
+
+
+def test_depth_command(tmp_path, capsys):
+    code = main(["depth", "--inits", "he", "--add", "xavier", "--activations", "relu",
+                 "--depths", "3,6", "--width", "8", "--samples", "12", "--seeds", "2",
+                 "--out", str(tmp_path), "--quiet"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "xavier" in printed and "grad std" in printed
+    assert (tmp_path / "depth_relu.png").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["depth", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--out", "--inits", "--add", "--seed", "--dtype", "--quiet", "--depths"):
+        assert option in text

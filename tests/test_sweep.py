@@ -1,0 +1,487 @@
+"""fastinit sweep / report: SPEC parsing, executors, the database, resuming, reports."""
+
+import csv
+import io
+import json
+import math
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from fastinit.cli import main
+from fastinit.sweep import runners
+from fastinit.sweep.execute import SerialExecutor, SweepProgress, run_sweep
+from fastinit.sweep.report import make_report
+from fastinit.sweep.spec import SpecError, config_key, load_spec, parse_spec
+from fastinit.sweep.store import Store
+
+DEPTH_SPEC = """\
+experiment = "depth"
+name = "tiny-depth"
+
+[fixed]
+width = 16
+samples = 32
+
+[grid]
+init = ["xavier", "he"]
+activation = ["tanh", "relu"]
+depth = [3, 5]
+seed = { start = 0, stop = 3 }
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def db_rows(db: Path) -> list[dict]:
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    rows = [dict(r) for r in con.execute("SELECT * FROM runs")]
+    con.close()
+    return rows
+
+
+@pytest.fixture(scope="module")
+def depth_db(tmp_path_factory):
+    """The tiny depth sweep, run once on the local process pool (2 workers)."""
+    d = tmp_path_factory.mktemp("depth")
+    spec = write(d, DEPTH_SPEC)
+    summary = run_sweep(spec, d / "results.sqlite", workers=2, progress=False)
+    return spec, d / "results.sqlite", summary
+
+
+# ----------------------------------------------------------------------------- spec
+def test_spec_grid_expansion_defaults_and_keys(tmp_path):
+    spec = parse_spec(
+        textwrap.dedent("""\
+        experiment = "planar"
+        [fixed]
+        iterations = 50
+        lr = 1
+        [[grid]]
+        init = ["zeros", "randn*0.01"]
+        seed = {start = 2, stop = 8, step = 3}
+        [[grid]]
+        init = ["zeros"]
+        seed = [2]
+        activation = ["ReLU"]
+        """),
+        "x.toml",
+    )
+    runs = spec.runs()
+    assert spec.name == "x" and len(runs) == 4 + 1
+    assert [r["seed"] for r in runs[:4]] == [2, 5, 2, 5]
+    assert runs[0] == {**runners.full_config("planar", {}), "iterations": 50, "lr": 1.0,
+                       "init": "zeros", "seed": 2}  # fmt: skip
+    assert isinstance(runs[0]["lr"], float)
+    assert runs[-1]["activation"] == "relu"  # canonical activation names
+    # the key hashes the full configuration, experiment included, independent of key order
+    again = parse_spec('experiment = "planar"\n[grid]\nseed = [2]\ninit = ["zeros"]\n'
+                       '[fixed]\nlr = 1.0\niterations = 50\n')  # fmt: skip
+    assert again.keyed_runs()[0][0] == spec.keyed_runs()[0][0] == config_key(runs[0])
+    assert len(set(dict(spec.keyed_runs()))) == 5
+    other = dict(runs[0], experiment="mnist")
+    assert config_key(other) != config_key(runs[0])
+
+
+def test_duplicate_grid_points_are_one_run():
+    spec = parse_spec('experiment = "depth"\n[[grid]]\nseed = [0, 1]\n[[grid]]\nseed = [1, 2]\n')
+    assert [r["seed"] for r in spec.runs()] == [0, 1, 2]
+
+
+BAD_SPECS = [
+    # (text, words the message must contain, line)
+    ('experiment = "planar"\n[fixed]\nlr = 1.2.3\n', ["lr", "invalid TOML"], 3),
+    ('experiment = "plnar"\n', ["experiment", "did you mean 'planar'"], 1),
+    ('name = "x"\n', ["experiment", "missing"], None),
+    ('experiment = "planar"\nseeds = 3\n', ["seeds", "unknown key"], 2),
+    ('experiment = "planar"\n[grid]\ninit = ["he"]\nlrr = [0.1]\n', ["grid.lrr", "'lr'"], 4),
+    ('experiment = "depth"\n\n[fixed]\nwidth = "wide"\n', ["fixed.width", "integer"], 4),
+    ('experiment = "depth"\n[fixed]\nwidth = 0\n', ["fixed.width", ">= 1"], 3),
+    ('experiment = "depth"\n[grid]\ninit = ["he"]\nseed = []\n', ["grid.seed", "non-empty"], 4),
+    ('experiment = "depth"\n[grid]\ninit = "he"\n', ["grid.init", "list"], 3),
+    ('experiment = "depth"\n[grid]\ninit = ["he", "bogus"]\n', ["grid.init", "bogus"], 3),
+    ('experiment = "depth"\n[grid]\nactivation = ["relu", 3]\n', ["grid.activation", "3"], 3),
+    ('experiment = "depth"\n[grid]\nseed = [1, 1]\n', ["grid.seed", "twice"], 3),
+    (
+        'experiment = "planar"\n[grid]\noptimizer = ["sgd", "adamw"]\n',
+        ["grid.optimizer", "adam"],
+        3,
+    ),
+    ('experiment = "depth"\n[fixed]\nseed = 1\n[grid]\nseed = [1, 2]\n', ["grid.seed", "both"], 5),
+    (
+        'experiment = "depth"\n[[grid]]\nseed = [1]\n\n[[grid]]\ninit = ["he"]\nseed = [-1]\n',
+        ["grid[1].seed", ">= 0"],
+        7,
+    ),
+    ('experiment = "depth"\n[grid]\nseed = {start = 0}\n', ["grid.seed", "stop"], 3),
+]
+
+
+@pytest.mark.parametrize(("text", "words", "line"), BAD_SPECS)
+def test_malformed_spec_names_key_and_line(tmp_path, text, words, line):
+    p = write(tmp_path, text, "bad.toml")
+    with pytest.raises(SpecError) as e:
+        load_spec(p)
+    message = str(e.value)
+    for w in words:
+        assert w in message, message
+    if line is not None:
+        assert e.value.line == line
+        assert f"bad.toml:{line}:" in message
+
+
+def test_malformed_spec_on_the_command_line(tmp_path, capsys):
+    p = write(tmp_path, 'experiment = "depth"\n[grid]\nwidht = [4]\n', "bad.toml")
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", str(p), "--db", str(tmp_path / "r.sqlite")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "bad.toml:3: grid.widht: unknown parameter" in err and "'width'" in err
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+# ----------------------------------------------------------------------------- running
+def test_local_pool_sweep_of_the_depth_experiment(depth_db):
+    spec, db, summary = depth_db
+    assert summary.total == 24 and summary.ran == 24 and summary.counts["ok"] == 24
+    rows = db_rows(db)
+    assert len(rows) == 24
+    assert {r["key"] for r in rows} == {k for k, _ in load_spec(spec).keyed_runs()}
+    workers = {r["worker"] for r in rows}
+    assert 1 <= len(workers) <= 2 and all(not w.endswith(f":{os.getpid()}") for w in workers)
+    import fastinit
+
+    for r in rows:
+        assert r["status"] == "ok" and r["version"] == fastinit.__version__
+        assert r["started"] <= r["finished"] and r["wall_time"] > 0
+        config = json.loads(r["config"])
+        assert config_key(config) == r["key"]
+        curves = json.loads(r["curves"])
+        assert len(curves["act_std"]) == config["depth"]
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+    # the same runs in this process give the same numbers
+    row = rows[5]
+    mine = runners.run(json.loads(row["config"]))
+    assert mine["metrics"] == json.loads(row["metrics"])
+    # resuming: nothing left to do
+    again = run_sweep(spec, db, workers=2, progress=False)
+    assert again.skipped == 24 and again.ran == 0
+
+
+def test_planar_sweep_with_a_run_that_fails(tmp_path):
+    spec = write(tmp_path, """\
+        experiment = "planar"
+        [fixed]
+        iterations = 50
+        [[grid]]
+        init = ["zeros", "randn", "xavier"]
+        seed = [2, 3]
+        [[grid]]
+        init = ["randn"]
+        m = [3]              # odd: datasets.planar raises inside the runner
+        """)  # fmt: skip
+    db = tmp_path / "r.sqlite"
+    # one worker: from an empty numba cache, two would both compile the training loop
+    summary = run_sweep(spec, db, workers=1, progress=False)
+    assert summary.counts == {"ok": 6, "diverged": 0, "failed": 1}
+    rows = {json.dumps(json.loads(r["config"]), sort_keys=True): r for r in db_rows(db)}
+    failed = [r for r in rows.values() if r["status"] == "failed"]
+    assert len(failed) == 1 and "m: expected a positive even integer" in failed[0]["error"]
+    assert "Traceback" in failed[0]["error"]
+    # the stored curve is exactly the planar experiment's
+    from fastinit.experiments.planar import run_planar
+
+    ref = run_planar(("randn",), iterations=50, progress=False)
+    config = runners.full_config("planar", {"init": "randn", "iterations": 50})
+    stored = next(r for r in db_rows(db) if r["key"] == config_key(config))
+    assert json.loads(stored["curves"])["loss"] == pytest.approx(
+        list(ref.costs["randn"]), rel=1e-12
+    )
+    assert json.loads(stored["metrics"])["test_accuracy"] == ref.test_accuracy["randn"]
+    # --retry-failed runs only the failed configuration again
+    again = run_sweep(spec, db, workers=0, retry_failed=True, progress=False)
+    assert again.skipped == 6 and again.counts["failed"] == 1
+    attempts = {r["key"]: r["attempts"] for r in db_rows(db)}
+    assert sorted(attempts.values()) == [1] * 6 + [2]
+
+
+def test_failing_and_dying_workers_do_not_stop_the_sweep(tmp_path):
+    spec = write(tmp_path, """\
+        experiment = "selftest"
+        [[grid]]
+        seed = { start = 0, stop = 6 }
+        [[grid]]
+        seed = [10]
+        fail = [true]
+        [[grid]]
+        seed = [11]
+        crash = [true]       # os._exit in the worker: BrokenProcessPool
+        [[grid]]
+        seed = [12]
+        diverge = [true]
+        """)  # fmt: skip
+    db = tmp_path / "r.sqlite"
+    summary = run_sweep(spec, db, workers=2, progress=False)
+    assert summary.counts == {"ok": 6, "diverged": 1, "failed": 2}
+    assert summary.requeued >= 1
+    by_seed = {json.loads(r["config"])["seed"]: r for r in db_rows(db)}
+    assert len(by_seed) == 9
+    assert "failing on request" in by_seed[10]["error"]
+    assert "worker process died" in by_seed[11]["error"]
+    assert by_seed[12]["status"] == "diverged"
+    assert json.loads(by_seed[12]["curves"])["loss"][-1] is None  # inf stored as null
+    assert all(by_seed[s]["status"] == "ok" for s in range(6))
+
+
+def test_serial_executor_refuses_to_crash_itself(tmp_path):
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\ncrash = [true]\n')
+    summary = run_sweep(spec, tmp_path / "r.sqlite", executor=SerialExecutor(), progress=False)
+    assert summary.counts["failed"] == 1
+    assert "refused outside a worker" in db_rows(tmp_path / "r.sqlite")[0]["error"]
+
+
+def _count(db: Path) -> int:
+    try:
+        con = sqlite3.connect(db, timeout=5)
+        try:
+            return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie is dead
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_killed_mid_sweep_then_resume_runs_each_config_once(tmp_path, sig):
+    spec = write(tmp_path, """\
+        experiment = "selftest"
+        [fixed]
+        sleep = 0.25
+        [grid]
+        seed = { start = 0, stop = 20 }
+        """)  # fmt: skip
+    db = tmp_path / "r.sqlite"
+    cmd = [sys.executable, "-m", "fastinit", "sweep", str(spec), "--db", str(db),
+           "--workers", "2", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while _count(db) < 3:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the sweep wrote no rows"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        code = proc.wait(timeout=30)
+        err = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    if sig == signal.SIGINT:  # the parent stops the workers and exits cleanly
+        assert code == 130 and "interrupted" in err, err
+    else:
+        assert code == -signal.SIGKILL
+    at_kill = db_rows(db)
+    assert 3 <= len(at_kill) < 20
+    # the orphaned workers notice their parent is gone and exit
+    if sys.platform.startswith("linux"):
+        pids = {int(r["worker"].rsplit(":", 1)[1]) for r in at_kill}
+        deadline = time.monotonic() + 20
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in pids)
+    summary = run_sweep(spec, db, workers=2, progress=False)
+    assert summary.skipped == len(at_kill) and summary.ran == 20 - len(at_kill)
+    rows = db_rows(db)
+    assert len(rows) == 20
+    assert {r["key"] for r in rows} == {k for k, _ in load_spec(spec).keyed_runs()}
+    assert all(r["attempts"] == 1 and r["status"] == "ok" for r in rows)
+    before = {r["key"]: r["finished"] for r in at_kill}
+    assert all(r["finished"] == before[r["key"]] for r in rows if r["key"] in before)
+
+
+def test_dask_local_cluster_gives_the_pool_results(depth_db, tmp_path):
+    pytest.importorskip("distributed")
+    spec, pool_db, _ = depth_db
+    db = tmp_path / "dask.sqlite"
+    code = main(["sweep", str(spec), "--db", str(db), "--dask", "local", "--workers", "2",
+                 "--quiet"])  # fmt: skip
+    assert code == 0
+    pool = {r["key"]: (r["status"], r["metrics"], r["curves"]) for r in db_rows(pool_db)}
+    dask = {r["key"]: (r["status"], r["metrics"], r["curves"]) for r in db_rows(db)}
+    assert dask == pool
+    assert all(r["worker"] for r in db_rows(db))
+
+
+# ----------------------------------------------------------------------------- report
+def _independent_aggregate(db: Path) -> dict:
+    """mean / sample std / count per (config without seed, metric), straight from SQL + JSON."""
+    groups: dict = {}
+    con = sqlite3.connect(db)
+    for config, status, metrics in con.execute("SELECT config, status, metrics FROM runs"):
+        c = json.loads(config)
+        c.pop("seed")
+        exp = c.pop("experiment")
+        g = groups.setdefault((exp, json.dumps(c, sort_keys=True)), {"status": [], "m": {}})
+        g["status"].append(status)
+        if status == "failed":
+            continue
+        for k, v in json.loads(metrics).items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                g["m"].setdefault(k, []).append(float(v))
+    con.close()
+    return groups
+
+
+def _check_report_csv(out: Path, db: Path) -> None:
+    expected = _independent_aggregate(db)
+    checked = 0
+    for (exp, params), g in expected.items():
+        with (out / exp / "summary.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        p = json.loads(params)
+        match = [r for r in rows if all(r[k] == (str(v) if not isinstance(v, list) else
+                                                 json.dumps(v)) for k, v in p.items())]  # fmt: skip
+        assert len(match) == 1, (p, rows[:2])
+        row = match[0]
+        assert int(row["runs"]) == len(g["status"])
+        for s in ("ok", "diverged", "failed"):
+            assert int(row[s]) == g["status"].count(s)
+        for metric, values in g["m"].items():
+            assert int(row[f"{metric}_count"]) == len(values)
+            assert float(row[f"{metric}_mean"]) == pytest.approx(
+                statistics.fmean(values), rel=1e-12
+            )
+            if len(values) > 1:
+                assert float(row[f"{metric}_std"]) == pytest.approx(
+                    statistics.stdev(values), rel=1e-9, abs=1e-300
+                )
+            else:
+                assert row[f"{metric}_std"] == ""
+            checked += 1
+    assert checked > 0
+
+
+def test_report_tables_and_figures_match_the_db(depth_db, tmp_path):
+    _, db, _ = depth_db
+    out = tmp_path / "report"
+    code = main(["report", str(db), "--out", str(out)])
+    assert code == 0
+    _check_report_csv(out, db)
+    for name in ("heatmap_act_std_last.png", "heatmap_grad_std_first.png", "signal_relu.png",
+                 "signal_tanh.png", "signal_vs_depth.png", "summary.md", "runs.csv"):  # fmt: skip
+        assert (out / "depth" / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    groups = summary["experiments"]["depth"]["groups"]
+    assert len(groups) == 8 and all(g["seeds"] == [0, 1, 2] for g in groups)
+    assert summary["experiments"]["depth"]["varying"] == ["init", "activation", "depth"]
+    md = (out / "depth" / "summary.md").read_text()
+    g = next(x for x in groups if x["params"]["init"] == "he" and x["params"]["depth"] == 5
+             and x["params"]["activation"] == "relu")  # fmt: skip
+    s = g["stats"]["act_std_last"]
+    assert f"{s['mean']:.4g} ± {s['std']:.4g} (3)" in md
+    with (out / "depth" / "runs.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 24
+
+
+def test_report_of_a_training_sweep_with_failures(tmp_path):
+    spec = write(tmp_path, """\
+        experiment = "selftest"
+        [[grid]]
+        init = ["a", "b"]
+        activation = ["x", "y"]
+        value = [0.5, 1.5]
+        seed = [0, 1, 2]
+        [[grid]]
+        init = ["a"]
+        activation = ["x"]
+        value = [0.5]
+        seed = [3]
+        fail = [true]
+        [[grid]]
+        init = ["b"]
+        activation = ["y"]
+        value = [1.5]
+        seed = [4]
+        diverge = [true]
+        """)  # fmt: skip
+    db = tmp_path / "r.sqlite"
+    run_sweep(spec, db, workers=0, progress=False)
+    out = tmp_path / "out"
+    result = make_report(db, out)
+    _check_report_csv(out, db)
+    names = {p.name for p in result.written}
+    assert {"heatmap_value.png", "heatmap_final_loss.png", "curves_loss.png"} <= names
+    assert "selftest" in result.table()
+    with pytest.raises(ValueError, match="no runs"):
+        make_report(db, tmp_path / "none", experiment="mnist")
+    with pytest.raises(ValueError, match="does not exist"):
+        make_report(tmp_path / "missing.sqlite", tmp_path / "none")
+
+
+# ----------------------------------------------------------------------------- pieces
+def test_store_upsert_and_retry_semantics(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        cfg = runners.full_config("selftest", {"seed": 1})
+        key = config_key(cfg)
+        store.record(key, cfg, runners.execute(dict(cfg, fail=True)), "t")
+        assert store.done([key]) == {key}
+        assert store.done([key], retry_failed=True) == set()
+        store.record(key, cfg, runners.execute(cfg), "t")
+        (row,) = store.rows()
+        assert row["status"] == "ok" and row["attempts"] == 2 and row["error"] is None
+        assert row["config"] == cfg and row["sweep"] == "t"
+    (tmp_path / "junk.sqlite").write_text("not a database")
+    with pytest.raises(ValueError, match="not a fastinit results database"):
+        Store(tmp_path / "junk.sqlite")
+
+
+def test_progress_bar_counts_and_estimates_time_left():
+    stream = io.StringIO()
+    bar = SweepProgress(4, stream=stream, interval=0.0)
+    bar.update("ok")
+    bar.update("failed")
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[-1].startswith("sweep  50% |") and "2/4 ok 1 diverged 0 failed 1" in lines[-1]
+    assert "<" in lines[-1] and "?" not in lines[-1]
+
+
+def test_sweep_command_list_and_dry_run(depth_db, capsys):
+    spec, db, _ = depth_db
+    assert main(["sweep", "--list"]) == 0
+    text = capsys.readouterr().out
+    for word in ("planar", "mnist", "histogram", "depth", "optimizer", "train_size"):
+        assert word in text
+    assert "selftest" not in text
+    assert main(["sweep", str(spec), "--db", str(db), "--dry-run"]) == 0
+    assert "24 runs in the SPEC, 24 in" in capsys.readouterr().out
+
+
+def test_example_spec_is_valid():
+    example = Path(__file__).resolve().parents[1] / "examples" / "sweep_small.toml"
+    spec = load_spec(example)
+    assert spec.experiment == "depth" and 8 <= len(spec) <= 400
