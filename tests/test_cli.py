@@ -64,3 +64,19 @@ def test_bad_arguments_exit_2_naming_the_argument(argv, word, tmp_path, capsys):
 def test_parser_rejects_malformed_lists():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["mnist", "--hidden", "100,x"])
+
+
+def test_import_compiles_nothing(python_subprocess):
+    out = python_subprocess(
+        "import sys, fastinit\n"
+        "print('numba' in sys.modules, 'fastinit.random' in sys.modules)\n"
+        "import fastinit.init, fastinit.model, fastinit.train, fastinit.experiments.mnist\n"
+        "from numba.core.registry import CPUDispatcher\n"
+        "mods = [m for n, m in sys.modules.items() if n.startswith('fastinit')]\n"
+        "compiled = [n for m in mods for n, f in vars(m).items()\n"
+        "            if isinstance(f, CPUDispatcher) and f.signatures]\n"
+        "print(compiled)\n"
+    )
+    first, second = out.splitlines()
+    assert first == "False False"  # the package itself imports no numba at all
+    assert second == "[]"  # and importing the kernel modules compiles nothing

@@ -17,6 +17,7 @@ width as depth grows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -190,14 +191,8 @@ def run_histogram(
                         float(grads[k].std()),
                     )
                 )
-    _write(result, Output(None if out is None else _as_path(out)))
+    _write(result, Output(None if out is None else Path(out)))
     return result
-
-
-def _as_path(out: Any):
-    from pathlib import Path
-
-    return Path(out)
 
 
 def _write(result: HistogramResult, output: Output) -> None:
