@@ -82,7 +82,7 @@ def _run_histogram(a: argparse.Namespace) -> Any:
 
     return run_histogram(
         (*a.inits, *a.add), a.activations, layers=a.layers, width=a.width, samples=a.samples,
-        bins=a.bins, seed=a.seed, dtype=a.dtype, out=a.out,
+        bins=a.bins, seed=a.seed, dtype=a.dtype, out=a.out, progress=not a.quiet,
     )  # fmt: skip
 
 

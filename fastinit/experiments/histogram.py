@@ -24,6 +24,7 @@ import numpy as np
 
 from fastinit import activations as _act
 from fastinit import datasets
+from fastinit._progress import ProgressBar
 from fastinit._validate import check_int, check_seed
 from fastinit.experiments._common import Output, parse_init, provenance, pyplot
 from fastinit.experiments.depth import TOP_GRADIENT_STREAM, propagate
@@ -115,6 +116,7 @@ def run_histogram(
     seed: int = 0,
     dtype: str = "float64",
     out: Any = None,
+    progress: bool = True,
 ) -> HistogramResult:
     """Run the activation/gradient histogram experiment.
 
@@ -135,6 +137,9 @@ def run_histogram(
         Arithmetic type.
     out : path-like, optional
         Directory for the figures, summary.json and the CSV of the table.
+    progress : bool
+        Show a progress bar (pairs measured, then figures drawn) if the run
+        takes more than about a second.
 
     Returns
     -------
@@ -160,6 +165,8 @@ def run_histogram(
         "dtype": dtype,
     }
     result = HistogramResult(config)
+    figures = 2 * len(activations) if out is not None else 0
+    bar = ProgressBar(len(specs) * len(activations) + figures, enabled=progress, label="histogram")
     x = datasets.gaussian(samples, width, seed=seed, dtype=dtype)
     for spec in specs:
         weights = [spec.draw((width, width), seed, k + 1, dtype) for k in range(layers)]
@@ -191,11 +198,13 @@ def run_histogram(
                         float(grads[k].std()),
                     )
                 )
-    _write(result, Output(None if out is None else Path(out)))
+            bar.update(len(result.act_counts))
+    _write(result, Output(None if out is None else Path(out)), bar)
+    bar.close()
     return result
 
 
-def _write(result: HistogramResult, output: Output) -> None:
+def _write(result: HistogramResult, output: Output, bar: ProgressBar) -> None:
     if output.directory is None:
         return
     output.json("summary.json", result.summary())
@@ -218,6 +227,7 @@ def _write(result: HistogramResult, output: Output) -> None:
     output.csv("histograms.csv", ["kind", "init", "activation", "layer", "lo", "hi", "count"], rows)
     plt = pyplot()
     inits = result.config["inits"]
+    done = len(result.act_counts)  # pairs measured; each figure drawn adds one
     for act in result.config["activations"]:
         for kind, counts, edges in (
             ("activations", result.act_counts, result.act_edges),
@@ -226,6 +236,8 @@ def _write(result: HistogramResult, output: Output) -> None:
             fig = _grid(plt, inits, act, kind, counts, edges, result.config["layers"])
             output.figure(f"{kind}_{act}.png", fig)
             plt.close(fig)
+            done += 1
+            bar.update(done)
 
 
 def _grid(plt, inits, act, kind, counts, edges, layers):

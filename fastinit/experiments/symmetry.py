@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fastinit import datasets, optim
+from fastinit._progress import ProgressBar
 from fastinit._validate import check_int, check_positive, check_seed
 from fastinit.experiments._common import Output, parse_init, provenance, pyplot
 from fastinit.model import MLP
@@ -107,7 +108,8 @@ def run_symmetry(
     out : path-like, optional
         Directory for ``symmetry.png``, ``summary.json`` and ``spread.csv``.
     progress : bool
-        Unused for these short runs; kept for a uniform signature.
+        Show a progress bar over all checkpoints if the run takes more than about
+        a second.
 
     Returns
     -------
@@ -133,7 +135,8 @@ def run_symmetry(
         "dtype": dtype,
     }
     result = SymmetryResult(config, checkpoints=list(range(0, iterations + 1, every)))
-    for spec in specs:
+    bar = ProgressBar(len(specs) * iterations, enabled=progress, label="symmetry")
+    for n, spec in enumerate(specs):
         model = MLP(
             sizes, activation=activation, init=spec.initializer_callable(), seed=seed, dtype=dtype
         )
@@ -145,6 +148,7 @@ def run_symmetry(
                     sampling="full", loss="sigmoid_cross_entropy", progress=False,
                 )  # fmt: skip
                 losses.append(float(h.loss[-1]))
+                bar.update(n * iterations + step, losses[-1])
             else:
                 losses.append(model.evaluate(x, y, loss="sigmoid_cross_entropy")["loss"])
             inc.append([unit_spread(w) for w in model.weights[:-1]])
@@ -152,6 +156,7 @@ def run_symmetry(
         result.incoming[spec.name] = np.array(inc)
         result.outgoing[spec.name] = np.array(outg)
         result.loss[spec.name] = np.array(losses)
+    bar.close()
     if out is not None:
         _write(result, Output(Path(out)))
     return result
