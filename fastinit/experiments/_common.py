@@ -9,7 +9,7 @@ import platform
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -143,12 +143,15 @@ class Output:
     """Where an experiment writes: PNG figures, summary.json and CSV curves."""
 
     directory: Path | None
+    written: list[Path] = field(default_factory=list)  # every file written, in order
 
     def path(self, name: str) -> Path | None:
         if self.directory is None:
             return None
         self.directory.mkdir(parents=True, exist_ok=True)
-        return self.directory / name
+        p = self.directory / name
+        self.written.append(p)
+        return p
 
     def json(self, name: str, data: dict[str, Any]) -> None:
         p = self.path(name)
