@@ -247,11 +247,8 @@ def normal(
     -------
     numpy.ndarray
     """
-    mean = check_finite(mean, "mean")
-    std = check_nonneg(std, "std")
-    _rng.split_key(seed, stream)
     shape, out = _target(shape, dtype, out)
-    return _rng.fill_normal(out, mean, std, seed=seed, stream=stream)
+    return _rng.fill_normal(out, mean, std, seed=seed, stream=stream)  # checks the rest
 
 
 def uniform(
@@ -279,13 +276,8 @@ def uniform(
     -------
     numpy.ndarray
     """
-    low = check_finite(low, "low")
-    high = check_finite(high, "high")
-    if low > high:
-        raise ValueError(f"low, high: expected low <= high, got low={low}, high={high}")
-    _rng.split_key(seed, stream)
     shape, out = _target(shape, dtype, out)
-    return _rng.fill_uniform(out, low, high, seed=seed, stream=stream)
+    return _rng.fill_uniform(out, low, high, seed=seed, stream=stream)  # checks the rest
 
 
 def truncated_normal(
@@ -325,13 +317,6 @@ def truncated_normal(
     -------
     numpy.ndarray
     """
-    mean = check_finite(mean, "mean")
-    std = check_positive(std, "std")
-    a = check_finite(a, "a")
-    b = check_finite(b, "b")
-    if not a < b:
-        raise ValueError(f"a, b: expected a < b, got a={a}, b={b}")
-    _rng.split_key(seed, stream)
     shape, out = _target(shape, dtype, out)
     return _rng.fill_truncated_normal(out, mean, std, a, b, seed=seed, stream=stream)
 
