@@ -2,10 +2,15 @@
 
 Subprocess tests inherit NUMBA_CACHE_DIR so that every process of one test run
 shares one on-disk compilation cache (a fresh clone compiles each kernel once).
+
+The CUDA twins run under numba's CUDA simulator unless an NVIDIA driver is
+present (or NUMBA_ENABLE_CUDASIM is set either way by the caller): the switch
+must be in the environment before numba is first imported, hence here.
 """
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import subprocess
 import sys
@@ -15,6 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and ctypes.util.find_library("cuda") is None:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
 
 def run_python(code: str, **env: str) -> str:

@@ -1,0 +1,117 @@
+"""The CUDA device: one place that decides whether ``device="cuda"`` can run.
+
+``numba.cuda`` is imported here, lazily, and nowhere at package import: a
+machine without the ``cuda`` extra or without an NVIDIA driver never touches
+it unless a user asks for ``device="cuda"``, and then gets one clear error
+saying which of the two is missing.
+
+Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before numba is
+imported) every CUDA kernel runs in Python on the CPU: slow, but the same
+code paths, which is how the test suite checks the CUDA twins without a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+DEVICES = ("cpu", "cuda")
+
+_INSTALL_HINT = "install the CUDA extra: pip install 'fastinit[cuda]'"
+
+
+def simulator_enabled() -> bool:
+    """Whether ``NUMBA_ENABLE_CUDASIM`` asks for the CUDA simulator.
+
+    Returns
+    -------
+    bool
+        True when the environment variable is set to a non-zero value.
+    """
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def cuda_module() -> Any:
+    """Import and return ``numba.cuda``, or raise a clear error.
+
+    Returns
+    -------
+    module
+        The ``numba.cuda`` module (from the ``numba-cuda`` package).
+
+    Raises
+    ------
+    RuntimeError
+        When ``numba-cuda`` is not installed, or no usable NVIDIA GPU and
+        driver are present (and the simulator is not enabled).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from numba import cuda
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise RuntimeError(
+            f"device='cuda' needs the numba-cuda package, which is not importable ({exc}); "
+            + _INSTALL_HINT
+        ) from exc
+    if simulator_enabled():
+        return cuda
+    try:
+        available = cuda.is_available()
+    except Exception as exc:  # pragma: no cover - driver-specific failures
+        raise RuntimeError(f"device='cuda' is unusable: the CUDA driver failed ({exc})") from exc
+    if not available:
+        raise RuntimeError(
+            "device='cuda' needs an NVIDIA GPU with its driver, and none was found "
+            "(numba.cuda.is_available() is False: no libcuda, or no CUDA device). "
+            "Use device='cpu', or set NUMBA_ENABLE_CUDASIM=1 to run the CUDA code in "
+            "numba's simulator."
+        )
+    return cuda
+
+
+def check_device(device: Any, name: str = "device") -> str:
+    """Validate a ``device`` argument; for ``"cuda"``, check that CUDA can run.
+
+    Parameters
+    ----------
+    device : {"cpu", "cuda"}
+        The requested device (case-insensitive).
+    name : str
+        Argument name used in error messages.
+
+    Returns
+    -------
+    str
+        ``"cpu"`` or ``"cuda"``.
+
+    Raises
+    ------
+    ValueError
+        When ``device`` is not one of :data:`DEVICES`.
+    RuntimeError
+        When ``device`` is ``"cuda"`` and CUDA is unavailable (see :func:`cuda_module`).
+    """
+    if not isinstance(device, str) or device.lower() not in DEVICES:
+        raise ValueError(f"{name} must be one of {DEVICES}, got {device!r}")
+    device = device.lower()
+    if device == "cuda":
+        cuda_module()
+    return device
+
+
+def is_device_array(a: Any) -> bool:
+    """Whether ``a`` is a numba CUDA device array (without importing numba.cuda).
+
+    Parameters
+    ----------
+    a : object
+        Anything.
+
+    Returns
+    -------
+    bool
+        True for objects exposing ``__cuda_array_interface__`` and ``copy_to_host``.
+    """
+    return hasattr(a, "__cuda_array_interface__") and hasattr(a, "copy_to_host")
