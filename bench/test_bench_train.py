@@ -285,3 +285,11 @@ def test_mnist_jax(benchmark, mnist_like, scan):
 def test_wide_torch_eager(benchmark, mnist_like):
     run = peers.torch_mlp(*mnist_like, WIDE, lr=0.01, batch=512)
     _run(benchmark, run, steps=20, flops=WIDE_FLOPS, impl="torch_eager", rounds=3)
+
+
+@pytest.mark.benchmark(group="wide")
+@pytest.mark.skipif(not peers.available("jax"), reason="jax not installed")
+def test_wide_jax_scan(benchmark, mnist_like):
+    run = peers.jax_mlp(*mnist_like, WIDE, lr=0.01, batch=512, scan=True)
+    run(20)  # lax.scan compiles per length: compile the timed length first
+    _run(benchmark, run, steps=20, flops=WIDE_FLOPS, impl="jax_scan", rounds=3)
