@@ -112,6 +112,9 @@ def is_device_array(a: Any) -> bool:
     Returns
     -------
     bool
-        True for objects exposing ``__cuda_array_interface__`` and ``copy_to_host``.
+        True for numba device arrays: real ones expose ``__cuda_array_interface__``
+        and ``copy_to_host``, the simulator's set ``__cuda_ndarray__``.
     """
+    if getattr(a, "__cuda_ndarray__", False):
+        return True
     return hasattr(a, "__cuda_array_interface__") and hasattr(a, "copy_to_host")

@@ -2,13 +2,22 @@
 
 Every initializer has the signature::
 
-    name(shape, *, <its parameters>, seed=0, stream=0, dtype=None, out=None) -> ndarray
+    name(shape, *, <its parameters>, seed=0, stream=0, dtype=None, out=None, device="cpu")
 
 ``dtype`` is float32 unless ``out`` is given (then ``out.dtype``); with ``out`` the
-array is filled in place and returned.  Random values are pure functions of
-``(seed, stream, element index)`` (see :mod:`fastinit.random`), so they do not
-depend on the number of threads, and two tensors with different ``stream`` are
-independent.
+array is filled in place and returned.
+
+``device="cuda"`` returns a numba CUDA device array (``out``, if given, must be
+one) holding the same bits as the CPU result for the same ``(seed, stream,
+shape, dtype)``.  One wrapper, :func:`_device_aware`, handles the device for every
+initializer: the random fills run as CUDA kernels (:mod:`fastinit.random_cuda`;
+float64 normal and truncated normal are computed on the host and copied, see
+there); ``constant``, ``identity``, ``orthogonal`` (QR), ``sparse`` and
+``martens_sparse`` are computed on the host and copied to the device.
+
+Random values are pure functions of ``(seed, stream, element index)`` (see
+:mod:`fastinit.random`), so they do not depend on the number of threads, and two
+tensors with different ``stream`` are independent.
 
 Shapes follow Keras: a dense weight is ``(fan_in, fan_out)`` (the ``x @ W``
 convention), an N-d kernel is ``(*receptive_field, in, out)``; see
@@ -50,6 +59,8 @@ truncated to [-2, 2], so the variance is exactly ``scale / n``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +69,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastinit import random as _rng
+from fastinit._cuda import check_device, cuda_module, is_device_array
 from fastinit._validate import (
     check_choice,
     check_dtype,
@@ -110,8 +122,96 @@ def _target(
     shape = check_shape(shape, "shape", min_ndim=min_ndim)
     if out is None:
         return shape, np.empty(shape, dtype=check_dtype("float32" if dtype is None else dtype))
+    if _on_device(out):
+        return shape, _check_device_out(out, shape, dtype)
     dt = check_dtype(out.dtype if dtype is None else dtype) if isinstance(out, np.ndarray) else None
     return shape, check_out(out, shape, dt)
+
+
+def _on_device(out: Any) -> bool:
+    """Whether ``out`` is a CUDA device array (an attribute check: imports nothing)."""
+    return out is not None and not isinstance(out, np.ndarray) and is_device_array(out)
+
+
+def _check_device_out(out: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """Check a device ``out`` against the expected shape and dtype (``dtype`` None: its own)."""
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out: expected shape {tuple(shape)}, got {tuple(out.shape)}")
+    expected = check_dtype(out.dtype if dtype is None else dtype)
+    if out.dtype != expected:
+        raise TypeError(f"out: expected dtype {expected}, got {out.dtype}")
+    if not out.is_c_contiguous():
+        raise ValueError("out: expected a C-contiguous device array")
+    return out
+
+
+def _fills(out: Any) -> Any:
+    """The module whose ``fill_*`` functions fill ``out``: the CPU or the CUDA one."""
+    if _on_device(out):
+        from fastinit import random_cuda
+
+        return random_cuda
+    return _rng
+
+
+_DEVICE_DOC = """    device : {'cpu', 'cuda'}
+        Where the result lives.  ``'cuda'`` returns a numba CUDA device array
+        (``out``, if given, must be one) with the CPU result's exact bits; a
+        device ``out`` without ``device`` also means ``'cuda'``.
+"""
+
+
+def _device_aware(fn: Initializer, on_host: bool) -> Initializer:
+    """Give the initializer ``fn`` the ``device`` keyword (the one place handling it).
+
+    ``on_host`` initializers (constant, identity, orthogonal, sparse) are
+    computed on the host and copied to the device; the others receive a device
+    ``out`` and fill it with the CUDA twins of the random fills (``_fills``).
+    Without ``device``, a device ``out`` means ``'cuda'`` (how the initializers
+    that call one another pass the device on).
+    """
+
+    @functools.wraps(fn)
+    def init(shape: tuple[int, ...], **kw: Any) -> Any:
+        out = kw.get("out")
+        dev_out = _on_device(out)
+        device = kw.pop("device", "cuda" if dev_out else "cpu")
+        device = check_device(device)
+        if device == "cpu":
+            if dev_out:
+                raise ValueError("out: a CUDA device array needs device='cuda', got device='cpu'")
+            return fn(shape, **kw)
+        if out is not None and not dev_out:
+            raise ValueError(
+                f"out: device='cuda' needs a numba CUDA device array, got {type(out).__name__}"
+            )
+        cuda = cuda_module()
+        if on_host:
+            dtype = kw.get("dtype")
+            if dtype is None and out is not None:
+                dtype = out.dtype
+            host = fn(shape, **{**kw, "out": None, "dtype": dtype})
+            if out is None:
+                return cuda.to_device(host)
+            _check_device_out(out, host.shape, host.dtype).copy_to_device(host)
+            return out
+        if out is None:
+            dtype = kw.get("dtype")
+            kw["out"] = cuda.device_array(
+                check_shape(shape, "shape"), check_dtype("float32" if dtype is None else dtype)
+            )
+        return fn(shape, **kw)
+
+    params = list(inspect.signature(fn).parameters.values())
+    device = inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default="cpu")
+    init.__signature__ = inspect.Signature([*params, device])
+    doc = fn.__doc__ or ""
+    if "\n\n    Returns\n" in doc:
+        doc = doc.replace("\n\n    Returns\n", "\n" + _DEVICE_DOC + "\n    Returns\n", 1)
+    else:
+        doc += "\n\n``device``: ``'cpu'`` or ``'cuda'``, as for :func:`normal`.\n"
+    init.__doc__ = doc
+    return init
 
 
 # ----------------------------------------------------------------------------- constants
@@ -248,7 +348,7 @@ def normal(
     numpy.ndarray
     """
     shape, out = _target(shape, dtype, out)
-    return _rng.fill_normal(out, mean, std, seed=seed, stream=stream)  # checks the rest
+    return _fills(out).fill_normal(out, mean, std, seed=seed, stream=stream)  # checks the rest
 
 
 def uniform(
@@ -277,7 +377,7 @@ def uniform(
     numpy.ndarray
     """
     shape, out = _target(shape, dtype, out)
-    return _rng.fill_uniform(out, low, high, seed=seed, stream=stream)  # checks the rest
+    return _fills(out).fill_uniform(out, low, high, seed=seed, stream=stream)  # checks the rest
 
 
 def truncated_normal(
@@ -318,7 +418,7 @@ def truncated_normal(
     numpy.ndarray
     """
     shape, out = _target(shape, dtype, out)
-    return _rng.fill_truncated_normal(out, mean, std, a, b, seed=seed, stream=stream)
+    return _fills(out).fill_truncated_normal(out, mean, std, a, b, seed=seed, stream=stream)
 
 
 # ----------------------------------------------------------------------------- variance scaling
@@ -891,6 +991,11 @@ _REGISTRY: dict[str, Initializer] = {
 for _name in ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal"):
     _REGISTRY[_name].__name__ = _REGISTRY[_name].__qualname__ = _name
 lecun_uniform.__name__ = lecun_uniform.__qualname__ = "lecun_uniform"
+# every initializer takes device=; rebinding the module names too makes the ones
+# that call others (variance_scaling -> truncated_normal...) pass a device out on
+_ON_HOST = ("constant", "identity", "orthogonal", "sparse", "martens_sparse")
+for _name, _fn in _REGISTRY.items():
+    _REGISTRY[_name] = globals()[_name] = _device_aware(_fn, _name in _ON_HOST)
 
 ALIASES = {
     "zero": "zeros",

@@ -635,6 +635,40 @@ def fill_truncated_normal(
         ``out``.
     """
     flat = _flat_float(out)
+    consts, tails = truncation_constants(mean, std, a, b, flat.dtype)
+    args = (flat, *consts, *split_key(seed, stream))
+    if flat.dtype == np.float64:
+        _trunc_normal_f64(*args)
+    else:
+        _trunc_normal_f32(*args, tails)
+    return out
+
+
+def truncation_constants(
+    mean: float, std: float, a: float, b: float, dtype: np.dtype
+) -> tuple[tuple[np.floating, ...], bool]:
+    """Validate truncated-normal parameters; return the fill kernels' constants.
+
+    The draw is ``mean + std sqrt(2) erfinv(lo2 + span2 u)`` with ``u`` uniform
+    in [0, 1) and ``lo2, lo2 + span2`` the bounds mapped to (-1, 1) by
+    ``2 Phi(.) - 1`` (clamped strictly inside so erfinv stays finite), then
+    clipped to ``[a, b]``.  Shared by the CPU fills and their CUDA twins.
+
+    Parameters
+    ----------
+    mean, std, a, b : float
+        As in :func:`fill_truncated_normal`.
+    dtype : numpy.dtype
+        float32 or float64: the type of the constants.
+
+    Returns
+    -------
+    constants : tuple
+        ``(lo2, span2, std * sqrt(2), mean, a, b)`` in ``dtype``.
+    tails : bool
+        Whether a float32 fill can reach erfinv's tail branch (beyond about
+        2.5 std; Keras' 2 std never does, so the central polynomial suffices).
+    """
     mean = check_finite(mean, "mean")
     std = check_positive(std, "std")
     a = check_finite(a, "a")
@@ -643,18 +677,12 @@ def fill_truncated_normal(
         raise ValueError(f"a, b: expected a < b, got a={a}, b={b}")
     lo2 = 2.0 * _norm_cdf((a - mean) / std) - 1.0
     hi2 = 2.0 * _norm_cdf((b - mean) / std) - 1.0
-    words = split_key(seed, stream)
-    t = flat.dtype.type
-    # keep the uniform strictly inside (-1, 1) so erfinv stays finite
-    edge = 1.0 - (2.0**-24 if flat.dtype == np.float32 else 2.0**-53)
+    edge = 1.0 - (2.0**-24 if np.dtype(dtype) == np.float32 else 2.0**-53)
     lo2 = min(max(lo2, -edge), edge)
     hi2 = min(max(hi2, -edge), edge)
-    args = (flat, t(lo2), t(hi2 - lo2), t(std * math.sqrt(2.0)), t(mean), t(a), t(b), *words)
-    if flat.dtype == np.float64:
-        _trunc_normal_f64(*args)
-    else:  # within about 2.5 std (Keras' 2 included), erfinv's tail branch is never needed
-        _trunc_normal_f32(*args, max(abs(lo2), abs(hi2)) > fm.CENTRAL_MAX)
-    return out
+    t = np.dtype(dtype).type
+    consts = (t(lo2), t(hi2 - lo2), t(std * math.sqrt(2.0)), t(mean), t(a), t(b))
+    return consts, max(abs(lo2), abs(hi2)) > fm.CENTRAL_MAX
 
 
 def random_bits(n: int, *, seed: int = 0, stream: int = 0) -> np.ndarray:
