@@ -12,9 +12,14 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = ("random", "init", "optim", "activations", "losses", "datasets", "experiments")
-_ATTRS = {"MLP": "fastinit.model", "History": "fastinit.model"}
+_ATTRS = {
+    "MLP": "fastinit.model",
+    "History": "fastinit.model",
+    "diagnose": "fastinit.diagnostics",
+    "Diagnosis": "fastinit.diagnostics",
+}
 
-__all__ = ["History", "MLP", "__version__", *_SUBMODULES]
+__all__ = ["Diagnosis", "History", "MLP", "__version__", "diagnose", *_SUBMODULES]
 
 
 def __getattr__(name: str) -> Any:

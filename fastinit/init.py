@@ -1042,3 +1042,8 @@ def get(name: str | Initializer) -> Initializer:
     if key not in _REGISTRY:
         raise ValueError(f"name: unknown initializer {name!r}; valid names: {', '.join(names())}")
     return _REGISTRY[key]
+
+
+# Data-dependent initialization (needs a model and a batch, so not in the registry).
+from fastinit.lsuv import LSUVRecord as LSUVRecord  # noqa: E402
+from fastinit.lsuv import lsuv as lsuv  # noqa: E402

@@ -89,15 +89,42 @@ from fastinit import losses as _losses
 from fastinit import optim as _optim
 from fastinit._progress import ProgressBar
 from fastinit._validate import check_choice, check_int, check_seed
-from fastinit.dense import B_OFF, W_OFF, backward_net, blas_table, forward_net, work_size
+from fastinit.activations import (
+    ELU,
+    GELU,
+    GELU_TANH,
+    LEAKY_RELU,
+    RELU,
+    SELU,
+    SIGMOID,
+    SILU,
+    TANH,
+    bias_activate,
+)
+from fastinit.dense import (
+    ACT,
+    B_OFF,
+    FAN_OUT,
+    W_OFF,
+    backward_net,
+    bias,
+    blas_table,
+    block,
+    forward_net,
+    gemm_nn,
+    weight,
+    work_size,
+)
 from fastinit.random import uniform_index
 
-__all__ = ["History", "fit_many"]
+__all__ = ["STAT_FIELDS", "History", "fit_many"]
 
 REPLACEMENT, SHUFFLE, FULL = range(3)
 SAMPLINGS = ("replacement", "shuffle", "full")
 # plan columns
-P_LOSS, P_SAMPLING, P_BATCH, P_T0, P_NITER, P_EPOCH = range(6)
+P_LOSS, P_SAMPLING, P_BATCH, P_T0, P_NITER, P_EPOCH, P_STATS_EVERY = range(7)
+# loss code meaning "y_float holds dL/dlogits" (diagnose without targets)
+GIVEN_GRADIENT = -1
 # models columns and status columns
 M_FIRST, M_COUNT, M_PBEGIN, M_PEND = range(4)
 S_DONE, S_DIVERGED = range(2)
@@ -105,6 +132,34 @@ _STREAM_REPLACEMENT = np.uint32(0)
 _STREAM_SHUFFLE = np.uint32(1)
 _ZERO32 = np.uint32(0)
 _CHUNK_SECONDS = 0.2
+
+# ----------------------------------------------------------------------------- layer statistics
+# Per-layer statistics of one forward/backward pass (record_stats and
+# fastinit.diagnose).  Columns of a stats row; NaN where not applicable.
+STAT_FIELDS = (
+    "pre_mean",  # mean of the pre-activations z = a_prev @ W + b (batch x units)
+    "pre_std",  # their standard deviation (ddof 0)
+    "act_mean",  # mean of the activations a = f(z)
+    "act_std",
+    "grad_mean",  # mean of the back-propagated gradient dL/dz
+    "grad_std",
+    "saturated",  # sigmoid: fraction of a < 0.01 or a > 0.99; tanh: |a| > 0.99
+    "inactive",  # ReLU family: fraction of entries with |f'(z)| < 0.05 (relu: f' == 0)
+    "dead",  # ReLU family: fraction of units inactive on every row of the batch
+)
+(
+    F_PRE_MEAN,
+    F_PRE_STD,
+    F_ACT_MEAN,
+    F_ACT_STD,
+    F_GRAD_MEAN,
+    F_GRAD_STD,
+    F_SATURATED,
+    F_INACTIVE,
+    F_DEAD,
+) = range(len(STAT_FIELDS))
+SATURATION = 0.99  # sigmoid: a < 1 - SATURATION or a > SATURATION; tanh: |a| > SATURATION
+INACTIVE_SLOPE = 0.05  # ReLU family: |f'(z)| below this is "inactive" (relu: exactly 0)
 
 
 # ----------------------------------------------------------------------------- compiled
@@ -158,19 +213,159 @@ def _gather(data, idx, m, bufs):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _step_model(blas, j, batch, loss_code, net, opt, work, row_loss):
-    """Forward, loss, backward and update of model ``j`` on ``batch``; returns the loss."""
+def _sum4(v, shift, square):
+    """``sum(v - shift)`` or ``sum((v - shift)**2)`` in float64, four independent chains.
+
+    Four partial sums (elements ``i mod 4``) instead of one, so consecutive
+    additions do not wait on each other; the order is fixed, so the result is
+    deterministic (and independent of the thread count).
+    """
+    n = v.shape[0]
+    n4 = n - n % 4
+    s0 = s1 = s2 = s3 = 0.0
+    for i in range(0, n4, 4):
+        e0, e1, e2, e3 = v[i] - shift, v[i + 1] - shift, v[i + 2] - shift, v[i + 3] - shift
+        if square:
+            e0, e1, e2, e3 = e0 * e0, e1 * e1, e2 * e2, e3 * e3
+        s0 += e0
+        s1 += e1
+        s2 += e2
+        s3 += e3
+    for i in range(n4, n):
+        e = v[i] - shift
+        s0 += e * e if square else e
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, error_model="numpy")
+def mean_std(v):
+    """``(mean, std)`` of a flat array in float64, two passes (ddof 0; no cancellation)."""
+    n = v.shape[0]
+    mean = _sum4(v, 0.0, False) / n
+    return mean, math.sqrt(_sum4(v, mean, True) / n)
+
+
+@njit(cache=True, error_model="numpy")
+def activation_stats(a, d, code, out):
+    """Saturation and inactivity of one layer into ``out[F_SATURATED:F_DEAD + 1]``.
+
+    ``a`` and ``d`` are the layer's activations and derivatives ``f'(z)``, (m, n).
+    Saturated (sigmoid, tanh; NaN otherwise): the fraction of entries with ``a``
+    outside ``[1 - SATURATION, SATURATION]`` (sigmoid) or ``|a| > SATURATION``
+    (tanh).  Inactive and dead (ReLU family: relu, leaky_relu, elu, selu, gelu,
+    gelu_tanh, silu; NaN otherwise): the fraction of entries with ``|f'(z)| <
+    INACTIVE_SLOPE`` (relu: zero output and zero gradient), and of units inactive
+    on every row of the batch (as in :mod:`fastinit.experiments.histogram`).
+    """
+    m, n = a.shape
+    af = a.reshape(a.size)
+    t = type(af[0])
+    hi, lo = t(SATURATION), t(1.0 - SATURATION)
+    hits = 0
+    if code == SIGMOID:
+        for i in range(af.shape[0]):  # integer counts: the loops vectorize
+            hits += (af[i] < lo) | (af[i] > hi)
+        out[F_SATURATED] = hits / (m * n)
+    elif code == TANH:
+        for i in range(af.shape[0]):
+            hits += abs(af[i]) > hi
+        out[F_SATURATED] = hits / (m * n)
+    if code in (RELU, LEAKY_RELU, ELU, SELU, GELU, GELU_TANH, SILU):
+        slope = t(INACTIVE_SLOPE)
+        counts = np.zeros(n, np.int64)
+        for i in range(m):
+            for j in range(n):
+                counts[j] += abs(d[i, j]) < slope
+        inactive = 0
+        dead = 0
+        for j in range(n):
+            inactive += counts[j]
+            dead += counts[j] == m
+        out[F_INACTIVE] = inactive / (m * n)
+        out[F_DEAD] = dead / n
+
+
+@njit(cache=True, error_model="numpy")
+def forward_stats(blas, params, layers, act_params, first, count, x, work, zero, out):
+    """:func:`fastinit.dense.forward_net` taking each layer's statistics on the way.
+
+    The same GEMM and bias loop, then the pre-activations ``z = a_prev @ W + b``
+    (which the forward pass does not keep: it stores only ``f(z)`` and ``f'(z)``)
+    are measured in place before :func:`fastinit.activations.bias_activate`
+    runs with the zero bias ``zero`` (``max(fan_out)`` zeros): no extra GEMM,
+    and the same values as ``forward_net`` (``z + 0 == z``).  Row ``k`` of
+    ``out`` (float64, ``(layers, len(STAT_FIELDS))``) receives layer ``k``'s
+    ``pre_*``, ``act_*``, ``saturated``, ``inactive`` and ``dead`` columns.
+    Returns the logits block, as ``forward_net``.
+    """
+    m = x.shape[0]
+    a = x
+    off = 0
+    for k in range(first, first + count):
+        n = layers[k, FAN_OUT]
+        act = block(work, off, m, n)
+        d = block(work, off + m * n, m, n)
+        gemm_nn(blas, a, weight(params, layers, k), d)
+        b = bias(params, layers, k)
+        for i in range(m):
+            for j in range(n):
+                d[i, j] += b[j]
+        row = out[k]
+        row[F_PRE_MEAN], row[F_PRE_STD] = mean_std(work[off + m * n : off + 2 * m * n])
+        code = layers[k, ACT]
+        bias_activate(act, d, zero[:n], code, act_params[k, 0], act_params[k, 1])
+        row[F_ACT_MEAN], row[F_ACT_STD] = mean_std(work[off : off + m * n])
+        activation_stats(act, d, code, row)
+        a = act
+        off += 2 * m * n
+    return a
+
+
+@njit(cache=True, error_model="numpy")
+def gradient_stats(layers, first, count, m, work, out):
+    """``grad_mean``, ``grad_std`` of ``dL/dz`` per layer, after :func:`backward_net`.
+
+    The backward pass leaves ``dL/dz_k`` in layer ``k``'s derivative block.
+    """
+    off = 0
+    for k in range(first, first + count):
+        n = layers[k, FAN_OUT]
+        out[k, F_GRAD_MEAN], out[k, F_GRAD_STD] = mean_std(work[off + m * n : off + 2 * m * n])
+        off += 2 * m * n
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _step_model(blas, j, batch, loss_code, net, opt, work, row_loss, stats_row, zero, record):
+    """Forward, loss, backward and update of model ``j`` on ``batch``; returns the loss.
+
+    With ``record`` true the layer statistics of this step (weights before the
+    update) go to ``stats_row`` (see :data:`STAT_FIELDS`), the forward pass
+    running as :func:`forward_stats`.
+    """
     x, y_int, y_float = batch
     params, grads, layers, act_params, models = net
     codes, hyper, steps, state = opt
     first, count = models[j, M_FIRST], models[j, M_COUNT]
-    logits = forward_net(blas, params, layers, act_params, first, count, x, work)
-    loss = _losses.loss_rows(logits, y_int, y_float, loss_code, True, row_loss)
+    if record:
+        logits = forward_stats(
+            blas, params, layers, act_params, first, count, x, work, zero, stats_row
+        )
+    else:
+        logits = forward_net(blas, params, layers, act_params, first, count, x, work)
+    if loss_code == GIVEN_GRADIENT:
+        for r in range(logits.shape[0]):
+            for c in range(logits.shape[1]):
+                logits[r, c] = y_float[r, c]
+        loss = 0.0
+    else:
+        loss = _losses.loss_rows(logits, y_int, y_float, loss_code, True, row_loss)
     if not math.isfinite(loss):
         return loss
     # plain SGD is fused into the backward pass (the dW GEMM updates W in place)
     lr = hyper[j, _optim.LR] if codes[j] == _optim.SGD_CODE else 0.0
     backward_net(blas, params, grads, layers, first, count, x, work, lr, hyper[j, _optim.WD])
+    if record:
+        gradient_stats(layers, first, count, x.shape[0], work, stats_row)
     if codes[j] == _optim.NONE:
         return loss
     steps[j] += 1
@@ -195,14 +390,18 @@ def train_chunk(blas, plan, key, data, net, opt, bufs, record):
     ``data = (x, y_int, y_float)``; ``net = (params, grads, layers, act_params,
     models)``; ``opt = (codes, hyper, steps, state)``; ``bufs = (xbuf,
     ybuf_int, ybuf_float, row_loss, work, idx, perm)``; ``record = (losses,
-    status)``: ``losses[j, t]`` receives model ``j``'s minibatch loss at
+    status, stats, zero)``: ``losses[j, t]`` receives model ``j``'s minibatch loss at
     iteration ``t`` (NaN once it has diverged), ``status[j]`` counts its
     completed updates and holds the iteration where it diverged (-1 if none).
+    With ``plan[P_STATS_EVERY] = k > 0``, every iteration ``t`` divisible by
+    ``k`` writes the layer statistics of every live model into ``stats[t // k]``
+    (``(layers of all models, len(STAT_FIELDS))``, rows as in the layer table).
     With "full" sampling the data are used in place (no copy).
     """
     x, y_int, y_float = data
     xbuf, ybuf_int, ybuf_float, row_loss, work, idx, perm = bufs
-    losses, status = record
+    losses, status, stats, zero = record
+    every = plan[P_STATS_EVERY]
     models = net[4]
     n = x.shape[0]
     for t in range(plan[P_T0], plan[P_T0] + plan[P_NITER]):
@@ -217,11 +416,15 @@ def train_chunk(blas, plan, key, data, net, opt, bufs, record):
             m = _draw_batch(plan, key, t, n, idx, perm)
             _gather(data, idx, m, bufs)
             batch = (xbuf[:m], ybuf_int[:m], ybuf_float[:m])
+        record_now = every > 0 and t % every == 0
+        stats_row = stats[t // every if record_now else 0]
         for j in range(models.shape[0]):
             if status[j, S_DIVERGED] >= 0:
                 losses[j, t] = np.nan
                 continue
-            loss = _step_model(blas, j, batch, plan[P_LOSS], net, opt, work, row_loss)
+            loss = _step_model(
+                blas, j, batch, plan[P_LOSS], net, opt, work, row_loss, stats_row, zero, record_now
+            )
             losses[j, t] = loss
             if math.isfinite(loss):
                 status[j, S_DONE] += 1
@@ -247,6 +450,15 @@ class History:
         ``"ok"``, ``"diverged"`` or ``"interrupted"`` (Ctrl-C).
     diverged_at : int or None
         Iteration whose loss was non-finite (``== iterations``), or None.
+    stats : dict of numpy.ndarray or None
+        With ``record_stats=True``: ``"iteration"`` (R,) int64, the iterations
+        ``0, k, 2k, ...`` recorded (``k = stats_every``), and one ``(R, layers)``
+        float64 array per name in :data:`STAT_FIELDS` (``pre_mean``,
+        ``pre_std``, ``act_mean``, ``act_std``, ``grad_mean``, ``grad_std``,
+        ``saturated``, ``inactive``, ``dead``): the statistics of that
+        iteration's minibatch with the weights before its update, defined as in
+        :func:`fastinit.diagnose` (``grad_*`` are of ``dL/dz``).  NaN where not
+        applicable, and for the gradients of a diverged iteration.  None otherwise.
     """
 
     loss: np.ndarray
@@ -255,6 +467,7 @@ class History:
     status: str = "ok"
     diverged_at: int | None = None
     settings: dict[str, Any] = field(default_factory=dict, repr=False)
+    stats: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -270,6 +483,7 @@ class _Run:
     opt_steps: np.ndarray
     losses: np.ndarray
     status: np.ndarray
+    stats: np.ndarray
 
 
 def prepare_x(model: Any, X: Any, name: str = "X") -> np.ndarray:
@@ -356,7 +570,10 @@ def _buffers(models: list, X: np.ndarray, y_int, y_float, sampling: int, batch: 
     )
 
 
-def _build_run(models, opts, X, y_int, y_float, loss, sampling, batch, seed, n_iter) -> _Run:
+def _build_run(
+    models, opts, X, y_int, y_float, loss, sampling, batch, seed, n_iter, stats_every=0
+) -> _Run:
+    """Allocate a run; ``loss`` is a loss spec or a loss code (``GIVEN_GRADIENT``)."""
     dtype = models[0].dtype
     layers, act_params, table = _layer_tables(models)
     states = [o.state_for(m, m._params.size, dtype) for m, o in zip(models, opts, strict=True)]
@@ -371,11 +588,16 @@ def _build_run(models, opts, X, y_int, y_float, loss, sampling, batch, seed, n_i
     steps = np.array([s.step for s in states], dtype=np.int64)
     codes = np.array([o.code for o in opts], np.int64)
     opt = (codes, np.array([o.hyper() for o in opts]), steps, state)
-    plan = np.array([loss.code, sampling, batch, 0, 0, -1], dtype=np.int64)
+    loss_code = loss if isinstance(loss, int) else loss.code
+    plan = np.array([loss_code, sampling, batch, 0, 0, -1, stats_every], dtype=np.int64)
     key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
     losses = np.full((len(models), n_iter), np.nan)
     status = np.zeros((len(models), 2), dtype=np.int64)
     status[:, S_DIVERGED] = -1
+    # a (1, layers, fields) dummy when off: the kernel's argument types never change
+    n_records = -(-n_iter // stats_every) if stats_every else 1
+    stats = np.full((n_records, len(layers), len(STAT_FIELDS)), np.nan)
+    zero = np.zeros(int(layers[:, FAN_OUT].max()) if stats_every else 0, dtype)  # zero biases
     args = (
         blas_table(),
         plan,
@@ -384,9 +606,9 @@ def _build_run(models, opts, X, y_int, y_float, loss, sampling, batch, seed, n_i
         (params, grads, layers, act_params, table),
         opt,
         _buffers(models, X, y_int, y_float, sampling, batch),
-        (losses, status),
+        (losses, status, stats, zero),
     )
-    return _Run(args, plan, params, grads, table, state, steps, losses, status)
+    return _Run(args, plan, params, grads, table, state, steps, losses, status, stats)
 
 
 def _write_back(models: list, opts: list, run: _Run) -> None:
@@ -423,11 +645,26 @@ def _run_chunks(run: _Run, n_iter: int, bar: ProgressBar) -> str:
     return "ok"
 
 
+def layer_stats(run: _Run, j: int, n_iter: int) -> dict[str, np.ndarray]:
+    """Model ``j``'s recorded statistics: ``{"iteration": (R,), field: (R, layers)}``."""
+    every = int(run.plan[P_STATS_EVERY])
+    first, count = int(run.table[j, M_FIRST]), int(run.table[j, M_COUNT])
+    iteration = np.arange(0, n_iter, every, dtype=np.int64)
+    block_ = run.stats[: len(iteration), first : first + count]
+    out = {"iteration": iteration}
+    for f, name in enumerate(STAT_FIELDS):
+        out[name] = block_[:, :, f].copy()
+    return out
+
+
 def _history(run: _Run, j: int, status: str, seconds: float, settings: dict) -> History:
     done, diverged = (int(v) for v in run.status[j])
     recorded = done + (diverged >= 0)
     if diverged >= 0:
         status = "diverged"
+    stats = None
+    if run.plan[P_STATS_EVERY]:
+        stats = layer_stats(run, j, recorded)
     return History(
         loss=run.losses[j, :recorded].copy(),
         iterations=done,
@@ -435,7 +672,45 @@ def _history(run: _Run, j: int, status: str, seconds: float, settings: dict) -> 
         status=status,
         diverged_at=diverged if diverged >= 0 else None,
         settings=settings,
+        stats=stats,
     )
+
+
+def batch_rows(
+    n: int, batch_size: int, iteration: int, *, sampling: str = "replacement", seed: int = 0
+) -> np.ndarray:
+    """The data rows that ``fit``/``fit_many`` use at ``iteration`` (see the module docstring).
+
+    Parameters
+    ----------
+    n : int
+        Rows in the data set.
+    batch_size, sampling, seed
+        As given to :func:`fit_many` (``"shuffle"`` uses ``min(batch_size, n)``).
+    iteration : int
+        Iteration number, >= 0.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Row indices, in batch order (all rows for ``"full"``).
+    """
+    try:
+        n = check_int(n, "n", low=1)
+        batch = check_int(batch_size, "batch_size", low=1)
+        t = check_int(iteration, "iteration", low=0)
+    except TypeError as err:
+        raise ValueError(str(err)) from None
+    mode = SAMPLINGS.index(check_choice(sampling, "sampling", SAMPLINGS))
+    seed = check_seed(seed, "seed")
+    if mode == FULL:
+        return np.arange(n, dtype=np.int64)
+    batch = min(batch, n) if mode == SHUFFLE else batch
+    plan = np.array([0, mode, batch, 0, 0, -1, 0], dtype=np.int64)
+    key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
+    idx = np.empty(batch, np.int64)
+    m = _draw_batch(plan, key, t, n, idx, np.empty(n if mode == SHUFFLE else 0, np.int64))
+    return idx[:m].copy()
 
 
 def fit_many(
@@ -451,6 +726,8 @@ def fit_many(
     loss: str = "softmax_cross_entropy",
     seed: int = 0,
     progress: bool = True,
+    record_stats: bool = False,
+    stats_every: int = 10,
 ) -> list[History]:
     """Train several networks on the same minibatch sequence, in one compiled loop.
 
@@ -483,6 +760,17 @@ def fit_many(
         Key of the minibatch sampling, in [0, 2**64).
     progress : bool
         Show a progress bar on stderr when the run takes more than about 1 s.
+    record_stats : bool
+        Record per-layer statistics (see :data:`STAT_FIELDS` and
+        :func:`fastinit.diagnose`) inside the compiled loop into
+        ``History.stats``: on iterations ``0, k, 2k, ...``, on that iteration's
+        minibatch, with the weights before its update.  A recorded step
+        measures the pre-activations between each GEMM and its activation
+        (no extra GEMM) and makes a few float64 passes over the activations
+        and gradients; training results are unchanged (bit for bit), and
+        without it the loop runs as before.
+    stats_every : int
+        ``k`` above, >= 1 (default 10).
 
     Returns
     -------
@@ -496,12 +784,19 @@ def fit_many(
     mode = SAMPLINGS.index(check_choice(sampling, "sampling", SAMPLINGS))
     batch = check_int(batch_size, "batch_size", low=1)
     seed = check_seed(seed, "seed")
+    if not isinstance(record_stats, (bool, np.bool_)):
+        raise ValueError(f"record_stats: expected True or False, got {record_stats!r}")
+    try:
+        every = check_int(stats_every, "stats_every", low=1)
+    except TypeError as err:
+        raise ValueError(str(err)) from None
+    every = every if record_stats else 0
     Xc = prepare_x(models[0], X)
     n = Xc.shape[0]
     y_int, y_float = _losses.prepare_targets(spec, y, n, models[0].sizes[-1], models[0].dtype)
     batch = min(batch, n) if mode == SHUFFLE else batch
     n_iter = _iterations(iterations, epochs, n, batch, SAMPLINGS[mode])
-    run = _build_run(models, opts, Xc, y_int, y_float, spec, mode, batch, seed, n_iter)
+    run = _build_run(models, opts, Xc, y_int, y_float, spec, mode, batch, seed, n_iter, every)
     bar = ProgressBar(n_iter, enabled=bool(progress))
     try:
         status = _run_chunks(run, n_iter, bar)

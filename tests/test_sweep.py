@@ -127,6 +127,7 @@ BAD_SPECS = [
         7,
     ),
     ('experiment = "depth"\n[grid]\nseed = {start = 0}\n', ["grid.seed", "stop"], 3),
+    ('experiment = "depth"\n[grid]\ninit = ["he", "lsuv"]\n', ["grid.init", "data-dependent"], 3),
 ]
 
 

@@ -24,6 +24,8 @@ from fastinit import init as _init
 #   "xavier", "he"     N(0, 1/n) and N(0, 2/n), n = fan_in  ("Deep Learning from Scratch")
 #   "randn*0.01"       N(0, 0.01^2) (the planar notebook's randn(...) * s)
 #   "zeros", "ones"    constants; "constant=0.5" any constant
+#   "lsuv"             orthogonal here; experiments that train (mnist) then apply
+#                      fastinit.lsuv.lsuv on the first training batch
 # Any other name goes to fastinit.init.get (e.g. "glorot_uniform", "orthogonal").
 BOOK_SCALES = {"xavier": 1.0, "he": 2.0}
 _STD = re.compile(r"^(?:std|randn\s*\*|scale)\s*=?\s*([0-9.eE+-]+)$")
@@ -38,6 +40,7 @@ class InitSpec:
     fan_scale: float | None = None  # std = sqrt(fan_scale / fan_in) (book xavier/he)
     initializer: str | None = None  # a fastinit.init name
     value: float | None = None  # a constant (constant=...)
+    lsuv: bool = False  # LSUV: draw() gives the orthogonal pre-init; the caller rescales
 
     def draw(self, shape: tuple[int, ...], seed: int, stream: int, dtype: str) -> np.ndarray:
         """Draw an array of ``shape`` for this spec."""
@@ -63,15 +66,30 @@ class InitSpec:
         draw.__name__ = self.name
         return draw
 
+    def prepare(self, model: Any, x_batch: np.ndarray) -> None:
+        """Apply the data-dependent part of the spec (LSUV) to a freshly built model.
 
-def parse_init(spec: str) -> InitSpec:
+        Experiments that train call it with the first training batch; a no-op
+        for data-independent specs.
+        """
+        if self.lsuv:
+            from fastinit.lsuv import lsuv
+
+            lsuv(model, x_batch)
+
+
+def parse_init(spec: str, *, data_dependent: bool = True) -> InitSpec:
     """Parse an experiment's init spec (see the table above); raise ValueError if unknown.
 
     Parameters
     ----------
     spec : str
         E.g. ``"std=0.01"``, ``"xavier"``, ``"he"``, ``"randn*100"``, ``"zeros"``,
-        ``"orthogonal"``.
+        ``"orthogonal"``, ``"lsuv"``.
+    data_dependent : bool
+        Whether the caller applies :meth:`InitSpec.prepare` to a model and data
+        (the training experiments); otherwise ``"lsuv"`` is refused with a clear
+        error instead of silently meaning plain orthogonal weights.
 
     Returns
     -------
@@ -85,6 +103,14 @@ def parse_init(spec: str) -> InitSpec:
         return InitSpec(text, fan_scale=BOOK_SCALES[key])
     if key == "randn":
         return InitSpec(text, std=1.0)
+    if key == "lsuv":
+        if not data_dependent:
+            raise ValueError(
+                "init: 'lsuv' is data-dependent (it rescales a model's layers on a training "
+                "batch); use it in the mnist and planar experiments or their sweeps, or call "
+                "fastinit.init.lsuv(model, X_batch) yourself"
+            )
+        return InitSpec(text, initializer="orthogonal", lsuv=True)
     if key.startswith("constant="):
         try:
             value = float(key.split("=", 1)[1])

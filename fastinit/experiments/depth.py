@@ -355,7 +355,7 @@ def run_depth(
     -------
     DepthResult
     """
-    specs = [parse_init(i) for i in inits]
+    specs = [parse_init(i, data_dependent=False) for i in inits]
     if not specs:
         raise ValueError("inits: expected at least one init spec")
     acts = [_act.get(a, "activations").name for a in activations]

@@ -145,7 +145,7 @@ def run_histogram(
     -------
     HistogramResult
     """
-    specs = [parse_init(i) for i in inits]
+    specs = [parse_init(i, data_dependent=False) for i in inits]
     for a in activations:
         _act.get(a)
     layers = check_int(layers, "layers", low=1)

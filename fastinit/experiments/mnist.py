@@ -27,7 +27,7 @@ from fastinit import datasets, optim
 from fastinit._validate import check_int, check_positive, check_seed
 from fastinit.experiments._common import Output, parse_init, provenance, pyplot, smooth_curve
 from fastinit.model import MLP
-from fastinit.train import fit_many
+from fastinit.train import batch_rows, fit_many
 
 DEFAULT_INITS = ("std=0.01", "xavier", "he")
 MARKERS = ("o", "s", "D", "^", "v", "x", "*", "P")
@@ -99,8 +99,8 @@ def run_mnist(
     Parameters
     ----------
     inits : tuple of str
-        Init specs (``"std=0.01"``, ``"xavier"``, ``"he"``, or any
-        :mod:`fastinit.init` name).
+        Init specs (``"std=0.01"``, ``"xavier"``, ``"he"``, ``"lsuv"`` (LSUV on
+        the first training batch), or any :mod:`fastinit.init` name).
     activation : str
         Hidden activation, ReLU by default as in the book.
     hidden : tuple of int
@@ -161,6 +161,9 @@ def run_mnist(
                 dtype=dtype)
             for s in specs
         ]  # fmt: skip
+        first = batch_rows(len(x_train), batch_size, 0, seed=seed + r)  # iteration 0's batch
+        for s, model in zip(specs, models, strict=True):
+            s.prepare(model, x_train[first])
         histories = fit_many(
             models, x_train, t_train, optimizer=optim.SGD(lr), batch_size=batch_size,
             iterations=iterations, sampling="replacement", seed=seed + r, progress=progress,

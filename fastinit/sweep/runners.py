@@ -182,6 +182,7 @@ def _run_planar(cfg: dict[str, Any]) -> dict[str, Any]:
         w1, b1, w2, b2 = notebook_weights(spec.std, cfg["width"], cfg["seed"])
         model.weights = [w1, w2]
         model.biases = [b1, b2]
+    spec.prepare(model, x)  # full batch: LSUV on every row
     history = model.fit(
         x, y, optimizer=_optimizer(cfg), batch_size=len(x), iterations=cfg["iterations"],
         sampling="full", loss="sigmoid_cross_entropy", progress=False,
@@ -205,6 +206,7 @@ def _run_mnist(cfg: dict[str, Any]) -> dict[str, Any]:
 
     from fastinit.experiments._common import parse_init
     from fastinit.model import MLP
+    from fastinit.train import batch_rows
 
     spec = parse_init(cfg["init"])
     (x, t), (xt, tt) = _mnist(cfg["dtype"])
@@ -217,6 +219,8 @@ def _run_mnist(cfg: dict[str, Any]) -> dict[str, Any]:
         sizes, activation=cfg["activation"], init=spec.initializer_callable(), seed=cfg["seed"],
         dtype=cfg["dtype"],
     )  # fmt: skip
+    first = batch_rows(len(x), cfg["batch_size"], 0, sampling=cfg["sampling"], seed=cfg["seed"])
+    spec.prepare(model, x[first])  # LSUV on iteration 0's batch
     history = model.fit(
         x, t, optimizer=_optimizer(cfg), batch_size=cfg["batch_size"],
         iterations=cfg["iterations"], sampling=cfg["sampling"], seed=cfg["seed"], progress=False,

@@ -468,8 +468,8 @@ class _Checker:
         if p.check == "init":
             from fastinit.experiments._common import parse_init
 
-            try:
-                parse_init(value)
+            try:  # only the training experiments apply data-dependent inits (LSUV)
+                parse_init(value, data_dependent=experiment in ("mnist", "planar"))
             except ValueError as e:
                 raise fail(str(e).removeprefix("init: ")) from None
         return value

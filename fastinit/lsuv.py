@@ -1,0 +1,140 @@
+"""Layer-sequential unit-variance (LSUV) initialization.
+
+D. Mishkin and J. Matas, "All you need is a good init", ICLR 2016.  Data
+dependent: start from orthonormal weights, then, layer by layer from the input
+up, measure the variance of the layer's output on a minibatch and rescale::
+
+    W_k <- W_k / sqrt(Var(z_k)),    z_k = a_{k-1} @ W_k + b_k  (pre-activation)
+
+until ``|Var(z_k) - 1| < tol`` or ``max_iter`` rescalings (the paper's
+``Tol_var = 0.1``, ``T_max = 10``).  Each measurement is one pass of the training
+kernel's forward with the statistics of :func:`fastinit.diagnose` (``Var`` is
+``pre_std**2``: over batch x units, ddof 0).  Biases are left as they are
+(zeros by default); the output layer is normalized too, as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fastinit._validate import check_int, check_positive
+
+__all__ = ["LSUVRecord", "lsuv"]
+
+
+@dataclass
+class LSUVRecord:
+    """What :func:`lsuv` did, per layer.
+
+    Attributes
+    ----------
+    initial_variance : numpy.ndarray
+        ``Var(z_k)`` after the orthonormal pre-init (and the rescaling of the
+        layers below ``k``), before layer ``k``'s first rescaling.
+    variance : numpy.ndarray
+        ``Var(z_k)`` at the end.
+    iterations : numpy.ndarray of int
+        Rescalings applied to layer ``k``.
+    converged : numpy.ndarray of bool
+        Whether ``|variance - 1| < tol``.
+    """
+
+    initial_variance: np.ndarray
+    variance: np.ndarray
+    iterations: np.ndarray
+    converged: np.ndarray
+
+
+def lsuv(
+    model: Any,
+    X_batch: Any,
+    tol: float = 0.1,
+    max_iter: int = 10,
+    *,
+    orthonormal: bool = True,
+    return_record: bool = False,
+) -> Any:
+    """LSUV-initialize ``model`` in place on a minibatch (Mishkin & Matas 2016).
+
+    Parameters
+    ----------
+    model : MLP
+        Modified in place.
+    X_batch : array_like, shape (m, n_in)
+        A minibatch of training inputs (the paper uses one batch).
+    tol : float
+        Stop when ``|Var(z_k) - 1| < tol``, > 0.
+    max_iter : int
+        At most this many rescalings per layer, >= 1.
+    orthonormal : bool
+        First replace every weight matrix by
+        ``fastinit.init.orthogonal(shape, seed=model.seed, stream=2k)`` (the
+        model's own seed and streams, so the result is reproducible); False
+        keeps the current weights as the starting point.
+    return_record : bool
+        Also return an :class:`LSUVRecord`.
+
+    Returns
+    -------
+    MLP or (MLP, LSUVRecord)
+        The model (the same object).
+
+    Raises
+    ------
+    ValueError
+        On bad arguments, or when a layer's output variance is zero or not
+        finite (nothing to rescale).
+    """
+    from fastinit import init as _init
+    from fastinit import optim as _optim
+    from fastinit import train as _train
+
+    if not hasattr(model, "_layers"):
+        raise ValueError(f"model: expected an MLP, got {type(model).__name__}")
+    tol = check_positive(tol, "tol")
+    try:
+        max_iter = check_int(max_iter, "max_iter", low=1)
+    except TypeError as err:
+        raise ValueError(str(err)) from None
+    X = _train.prepare_x(model, X_batch, "X_batch")
+    n_layers = len(model.sizes) - 1
+    if orthonormal:
+        for k in range(n_layers):
+            shape = model.weights[k].shape
+            model.weights[k] = _init.orthogonal(
+                shape, seed=model.seed, stream=2 * k, dtype=model.dtype.name
+            )
+    zero = np.zeros((X.shape[0], model.sizes[-1]), model.dtype)  # dL/dlogits: unused
+    run = _train._build_run(
+        [model], [_optim.NoUpdate()], X, np.empty(0, np.int64), zero,
+        _train.GIVEN_GRADIENT, _train.FULL, X.shape[0], 0, 1, 1,
+    )  # fmt: skip
+    params = run.params  # the model's own parameters (one model: no copy)
+
+    def variance(k: int) -> float:
+        run.plan[_train.P_T0], run.plan[_train.P_NITER] = 0, 1
+        run.stats[:] = np.nan
+        _train.train_chunk(*run.args)
+        std = float(run.stats[0, k, _train.F_PRE_STD])
+        if not (math.isfinite(std) and std > 0):
+            raise ValueError(f"lsuv: layer {k} output variance is {std**2!r}; cannot rescale")
+        return std * std
+
+    initial = np.empty(n_layers)
+    final = np.empty(n_layers)
+    iters = np.zeros(n_layers, dtype=np.int64)
+    for k in range(n_layers):
+        w = model._split(params)[k][0]
+        var = initial[k] = variance(k)
+        while abs(var - 1.0) >= tol and iters[k] < max_iter:
+            w *= w.dtype.type(1.0 / math.sqrt(var))
+            iters[k] += 1
+            var = variance(k)
+        final[k] = var
+        model.weights[k] = w.copy()  # through the setter (a device model syncs its copy)
+    record = LSUVRecord(initial, final, iters, np.abs(final - 1.0) < tol)
+    return (model, record) if return_record else model

@@ -1,0 +1,224 @@
+"""fastinit.diagnose and fit(record_stats=True), against an independent NumPy oracle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import fastinit
+from fastinit import optim
+from fastinit import random as _rng
+from fastinit.diagnostics import DEAD, SATURATED, VANISHING
+from fastinit.init import calculate_gain
+from fastinit.model import MLP
+from fastinit.train import STAT_FIELDS, batch_rows, fit_many
+from tests import reference as ref
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((200, 16))
+Y = RNG.integers(0, 5, 200)
+SIZES = [16, 32, 32, 32, 5]
+F64 = "float64"  # one training kernel to compile for most tests (float32: one test)
+RELU_FAMILY = ("relu", "leaky_relu", "elu", "selu", "gelu", "gelu_tanh", "silu")
+
+
+def oracle(model: MLP, x: np.ndarray, y=None, loss="softmax_cross_entropy", grad_top=None):
+    """Per-layer statistics in float64 NumPy, from tests/reference.py's forward/backward."""
+    acts = [(a.name, a.params) for a in model.activations]
+    w = [np.asarray(v, np.float64) for v in model.weights]
+    b = [np.asarray(v, np.float64) for v in model.biases]
+    a = np.asarray(x, np.float64)
+    zs, outs, derivs = [], [], []
+    for k in range(len(w)):
+        z = a @ w[k] + b[k]
+        a, d = ref.activation(acts[k][0], z, **acts[k][1])
+        zs.append(z)
+        outs.append(a)
+        derivs.append(d)
+    g = ref.loss(loss, a, y)[1] if grad_top is None else np.asarray(grad_top, np.float64)
+    dzs = [None] * len(w)
+    for k in range(len(w) - 1, -1, -1):
+        dzs[k] = g * derivs[k]
+        g = dzs[k] @ w[k].T
+    out = {f: np.full(len(w), np.nan) for f in STAT_FIELDS}
+    for k, (name, _) in enumerate(acts):
+        out["pre_mean"][k], out["pre_std"][k] = zs[k].mean(), zs[k].std()
+        out["act_mean"][k], out["act_std"][k] = outs[k].mean(), outs[k].std()
+        out["grad_mean"][k], out["grad_std"][k] = dzs[k].mean(), dzs[k].std()
+        if name == "sigmoid":
+            out["saturated"][k] = np.mean((outs[k] < 0.01) | (outs[k] > 0.99))
+        elif name == "tanh":
+            out["saturated"][k] = np.mean(np.abs(outs[k]) > 0.99)
+        if name in RELU_FAMILY:
+            inactive = np.abs(derivs[k]) < 0.05
+            out["inactive"][k] = inactive.mean()
+            out["dead"][k] = np.all(inactive, axis=0).mean()
+    out["grad_norm"] = np.array([np.linalg.norm(dz) for dz in dzs])
+    return out
+
+
+def check(got, want, rtol):
+    for f in (*STAT_FIELDS, "grad_norm"):
+        # a mean can cancel to ~0 (softmax gradients sum to 0): compare it on the std's scale
+        atol = rtol * want[f.replace("_mean", "_std")].max() if f.endswith("_mean") else 0
+        np.testing.assert_allclose(getattr(got, f), want[f], rtol=rtol, atol=atol, err_msg=f)
+
+
+@pytest.mark.parametrize(
+    ("activation", "loss", "targets"),
+    [
+        (["tanh", "relu", "sigmoid"], "softmax_cross_entropy", Y),
+        (["elu", ("leaky_relu", {"negative_slope": 0.1}), "selu"], "mse", np.eye(5)[Y]),
+        (["gelu", "silu", "softplus"], "softmax_cross_entropy", Y),
+    ],
+)
+def test_statistics_match_numpy_float64(activation, loss, targets):
+    bias = ("normal", {"std": 0.1})
+    model = MLP(SIZES, activation=activation, init="glorot_normal", bias_init=bias, seed=3,
+                dtype="float64")  # fmt: skip
+    d = fastinit.diagnose(model, X, targets, loss=loss)
+    want = oracle(model, X, targets, loss)
+    check(d, want, 1e-9)
+    w = [np.asarray(v, np.float64) for v in model.weights]
+    acts = [(a.name, a.params) for a in model.activations[:-1]]
+    logits = ref.forward(w, list(model.biases), acts, X)[0]
+    assert d.loss == pytest.approx(ref.loss(loss, logits, targets)[0], rel=1e-9)
+    assert d.grad_norm_ratio == pytest.approx(want["grad_norm"][0] / want["grad_norm"][-1])
+    # the dW norms: the reference's explicit backpropagation
+    grads = ref.loss_and_grads(w, list(model.biases), acts, X, targets, loss)[1]
+    np.testing.assert_allclose(d.weight_grad_norm, [np.linalg.norm(g) for g, _ in grads], rtol=1e-9)
+
+
+def test_float32_and_no_targets_use_a_standard_normal_output_gradient():
+    model = MLP(SIZES, activation="relu", init=("normal", {"std": 0.3}), seed=4)  # float32
+    d = fastinit.diagnose(model, X, grad_seed=7)
+    g = _rng.fill_normal(np.empty((len(X), 5), np.float32), 0.0, 1.0, seed=7, stream=0)
+    want = oracle(model, X.astype(np.float32), grad_top=g)
+    for f in ("pre_std", "act_mean", "act_std", "grad_std", "grad_norm"):
+        np.testing.assert_allclose(getattr(d, f), want[f], rtol=1e-4, err_msg=f)
+    assert d.loss is None and "N(0, 1)" in d.gradient
+
+
+def test_std1_sigmoid_network_is_saturated():
+    model = MLP(SIZES, activation="sigmoid", init=("normal", {"std": 1.0}), seed=1, dtype=F64)
+    d = fastinit.diagnose(model, X, Y)
+    assert d.flags["saturation"]
+    assert (d.saturated[:-1] > SATURATED).all()
+    assert any(w.startswith("saturation") for w in d.warnings)
+    assert "xavier_normal" in d.warnings[-1]  # names the recommended init
+
+
+def test_std001_relu_network_has_vanishing_activations():
+    model = MLP(SIZES, activation="relu", init=("normal", {"std": 0.01}), seed=1, dtype=F64)
+    d = fastinit.diagnose(model, X, Y)
+    assert d.flags["vanishing_activations"] and d.flags["vanishing_gradients"]
+    assert d.pre_std[-1] / np.std(X) < VANISHING
+    assert any(w.startswith("vanishing activations") for w in d.warnings)
+    assert not d.flags["saturation"]
+
+
+def test_he_relu_network_is_neither():
+    model = MLP(SIZES, activation="relu", init="he_normal", seed=1, dtype=F64)
+    d = fastinit.diagnose(model, X, Y)
+    assert not any(d.flags.values()), d.warnings
+    assert d.warnings == []
+    assert (d.dead[:-1] <= DEAD).all()
+    assert 0.1 < d.grad_norm_ratio < 10
+
+
+def test_dead_units_are_reported():
+    bias = ("constant", {"value": -20.0})
+    model = MLP([16, 32, 5], activation="relu", init="he_normal", bias_init=bias, dtype=F64)
+    d = fastinit.diagnose(model, X, Y)
+    assert d.dead[0] == 1.0 and d.inactive[0] == 1.0 and d.flags["dead_units"]
+
+
+def test_recommendations_and_report():
+    model = MLP(
+        SIZES, activation=["relu", "tanh", ("leaky_relu", {"negative_slope": 0.2})], dtype=F64
+    )
+    d = fastinit.diagnose(model, X, Y)
+    rec = d.recommended
+    assert rec[0]["init"] == "kaiming_normal" and rec[0]["gain"] == calculate_gain("relu")
+    assert rec[1]["init"] == "xavier_normal" and rec[1]["gain"] == calculate_gain("tanh")
+    assert rec[2]["gain"] == pytest.approx(calculate_gain("leaky_relu", 0.2))
+    assert rec[0]["std"] == pytest.approx(np.sqrt(2 / 16))
+    assert rec[3]["rule"] == "Glorot" and rec[3]["gain"] == 1.0
+    text = str(d)
+    assert "recommended" in text and "kaiming_normal" in text and len(text.splitlines()) >= 6
+    assert text in repr(d)
+    data = json.loads(json.dumps(d.to_dict(), allow_nan=True))
+    assert data["sizes"] == SIZES and len(data["pre_std"]) == 4
+    assert not any(np.isnan(model.weights[0]).ravel())  # the model is untouched
+    before = model._params.copy()
+    fastinit.diagnose(model, X, Y)
+    np.testing.assert_array_equal(model._params, before)
+
+
+def test_bad_input():
+    model = MLP(SIZES, seed=0, dtype=F64)
+    with pytest.raises(ValueError, match="model"):
+        fastinit.diagnose("not a model", X)
+    with pytest.raises(ValueError, match="X"):
+        fastinit.diagnose(model, X[:, :3])
+    with pytest.raises(ValueError, match="loss"):
+        fastinit.diagnose(model, X, Y, loss="hinge")
+
+
+# ----------------------------------------------------------------------------- record_stats
+def test_recorded_stats_equal_diagnose_at_that_iteration():
+    kw = dict(optimizer=optim.SGD(0.05), batch_size=32, sampling="replacement", seed=9,
+              progress=False)  # fmt: skip
+    model = MLP(SIZES, activation=["tanh", "relu", "sigmoid"], seed=2, dtype="float64")
+    hist = model.fit(X, Y, iterations=25, record_stats=True, stats_every=10, **kw)
+    np.testing.assert_array_equal(hist.stats["iteration"], [0, 10, 20])
+    for r, t in enumerate(hist.stats["iteration"]):
+        replay = MLP(SIZES, activation=["tanh", "relu", "sigmoid"], seed=2, dtype="float64")
+        if t:
+            replay.fit(X, Y, iterations=int(t), **kw)
+        rows = batch_rows(len(X), 32, int(t), seed=9)
+        d = fastinit.diagnose(replay, X[rows], Y[rows])
+        for f in STAT_FIELDS:
+            np.testing.assert_allclose(hist.stats[f][r], getattr(d, f), rtol=1e-12, err_msg=f)
+        # and the oracle agrees
+        check(d, oracle(replay, X[rows], Y[rows]), 1e-9)
+
+
+def test_record_stats_does_not_change_training_and_slices_models():
+    def models():
+        return [
+            MLP(SIZES, seed=5, dtype=F64),
+            MLP([16, 8, 5], activation="tanh", seed=6, dtype=F64),
+        ]
+
+    kw = dict(optimizer=optim.Adam(0.01), batch_size=16, iterations=12, sampling="shuffle",
+              seed=1, progress=False)  # fmt: skip
+    plain, recorded = models(), models()
+    h0 = fit_many(plain, X, Y, **kw)
+    h1 = fit_many(recorded, X, Y, record_stats=True, stats_every=1, **kw)
+    for a, b, p, q in zip(plain, recorded, h0, h1, strict=True):
+        np.testing.assert_array_equal(a._params, b._params)
+        np.testing.assert_array_equal(p.loss, q.loss)
+        assert p.stats is None
+    assert h1[0].stats["pre_std"].shape == (12, 4) and h1[1].stats["pre_std"].shape == (12, 2)
+    assert (
+        np.isnan(h1[0].stats["saturated"]).all() and np.isnan(h1[1].stats["saturated"][:, 1]).all()
+    )
+    assert np.isfinite(h1[1].stats["saturated"][:, 0]).all()
+    assert np.isfinite(h1[0].stats["dead"][:, :-1]).all()
+
+
+def test_record_stats_after_divergence_and_bad_input():
+    model = MLP([16, 8, 5], activation="relu", init=("normal", {"std": 1e200}), dtype=F64)
+    h = model.fit(X, Y, iterations=30, record_stats=True, stats_every=3, progress=False)
+    assert h.status == "diverged" and h.diverged_at == 0  # the logits overflow
+    np.testing.assert_array_equal(h.stats["iteration"], [0])
+    assert np.isnan(h.stats["grad_std"]).all()  # no backward pass on a non-finite loss
+    assert not np.isnan(h.stats["pre_std"][0, 0])  # the forward statistics were recorded (inf)
+    for bad in (0, -1, 2.5, "3", True):
+        with pytest.raises(ValueError, match="stats_every"):
+            model.fit(X, Y, iterations=1, record_stats=True, stats_every=bad, progress=False)
+    with pytest.raises(ValueError, match="record_stats"):
+        model.fit(X, Y, iterations=1, record_stats="yes", progress=False)

@@ -1,0 +1,114 @@
+"""LSUV (Mishkin & Matas 2016): unit output variance per layer, checked with NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastinit.lsuv
+from fastinit import init as _init
+from fastinit.experiments import histogram, mnist
+from fastinit.experiments._common import parse_init
+from fastinit.lsuv import LSUVRecord, lsuv
+from fastinit.model import MLP
+from fastinit.train import batch_rows
+from tests import reference as ref
+
+RNG = np.random.default_rng(1)
+X = RNG.standard_normal((128, 24)) * 2.5 + 0.3
+SIZES = [24, 48, 48, 32, 10]
+
+
+def output_variances(model: MLP, x: np.ndarray) -> np.ndarray:
+    """Var(z_k) per layer by the NumPy reference forward (float64)."""
+    a = np.asarray(x, np.float64)
+    out = []
+    for w, b, act in zip(model.weights, model.biases, model.activations, strict=True):
+        z = a @ np.asarray(w, np.float64) + np.asarray(b, np.float64)
+        out.append(z.var())
+        a, _ = ref.activation(act.name, z, **act.params)
+    return np.array(out)
+
+
+@pytest.mark.parametrize(
+    ("activation", "dtype", "tol"),
+    [("relu", "float32", 0.1), ("tanh", "float64", 0.01), ("selu", "float64", 0.05)],
+)
+def test_every_layer_reaches_unit_variance(activation, dtype, tol):
+    model = MLP(SIZES, activation=activation, init=("normal", {"std": 0.01}), seed=3, dtype=dtype)
+    same, record = lsuv(model, X, tol=tol, return_record=True)
+    assert same is model and isinstance(record, LSUVRecord)
+    var = output_variances(model, X.astype(dtype))
+    assert (np.abs(var - 1) < tol).all(), var
+    np.testing.assert_allclose(record.variance, var, rtol=1e-4)
+    assert record.converged.all() and (record.iterations >= 1).any()
+    assert (record.iterations <= 10).all()
+
+
+def test_orthonormal_pre_init_and_rescaling():
+    model = MLP(SIZES, activation="relu", seed=5, dtype="float64")
+    lsuv(model, X, tol=1e9)  # no rescaling: just the orthonormal pre-init
+    for k, w in enumerate(model.weights):
+        want = _init.orthogonal(w.shape, seed=5, stream=2 * k, dtype="float64")
+        np.testing.assert_array_equal(w, want)
+    model2, record = lsuv(MLP(SIZES, activation="relu", seed=5, dtype="float64"), X,
+                          return_record=True)  # fmt: skip
+    for w0, w1 in zip(model.weights, model2.weights, strict=True):
+        ratio = w1 / w0  # every layer only rescaled
+        np.testing.assert_allclose(ratio, ratio.flat[0], rtol=1e-12)
+    assert record.initial_variance[0] == pytest.approx(output_variances(model, X)[0])
+
+
+def test_max_iter_and_keeping_the_weights():
+    model = MLP(SIZES, activation="tanh", init=("normal", {"std": 3.0}), seed=2, dtype="float64")
+    before = [w.copy() for w in model.weights]
+    _, record = lsuv(model, X, tol=1e-6, max_iter=1, orthonormal=False, return_record=True)
+    assert (record.iterations == 1).all()
+    for w0, w1 in zip(before, model.weights, strict=True):
+        r = w1 / w0
+        np.testing.assert_allclose(r, r.flat[0], rtol=1e-5)
+
+
+def test_bad_input():
+    model = MLP(SIZES, seed=0, dtype="float64")
+    for kw, name in (
+        ({"tol": 0}, "tol"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"max_iter": 1.5}, "max_iter"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            lsuv(model, X, **kw)
+    with pytest.raises(ValueError, match="X_batch"):
+        lsuv(model, X[:, :5])
+    with pytest.raises(ValueError, match="model"):
+        lsuv(object(), X)
+    with pytest.raises(ValueError, match="layer 0"):
+        lsuv(model, np.zeros_like(X))
+
+
+def test_usable_by_name_in_the_mnist_experiment(monkeypatch):
+    spec = parse_init("LSUV")
+    assert spec.lsuv and spec.initializer == "orthogonal"
+    calls = []
+
+    def spy(model, batch, **kw):
+        calls.append(batch)
+        return lsuv(model, batch, **kw)
+
+    monkeypatch.setattr(fastinit.lsuv, "lsuv", spy)  # InitSpec.prepare imports it per call
+    r = mnist.run_mnist(("lsuv", "he"), hidden=(16,), iterations=3, batch_size=8, train_size=200,
+                        seed=4, dtype="float64", progress=False)  # fmt: skip
+    assert len(calls) == 1 and set(r.curves) == {"lsuv", "he"}
+    (x_train, _), _ = mnist.datasets.load_mnist(dtype="float64")
+    np.testing.assert_array_equal(calls[0], x_train[:200][batch_rows(200, 8, 0, seed=4)])
+
+
+def test_exported_from_init_and_refused_where_no_model_is_trained():
+    import fastinit.init
+
+    assert fastinit.init.lsuv is lsuv
+    with pytest.raises(ValueError, match="data-dependent"):
+        parse_init("lsuv", data_dependent=False)
+    with pytest.raises(ValueError, match="data-dependent"):
+        histogram.run_histogram(inits=("lsuv",), activations=("tanh",), layers=2, width=4,
+                                samples=8, progress=False)  # fmt: skip
