@@ -24,6 +24,7 @@ import numpy as np
 
 from fastinit import activations as _act
 from fastinit import datasets
+from fastinit import train as _train
 from fastinit._progress import ProgressBar
 from fastinit._validate import check_int, check_seed
 from fastinit.experiments._common import Output, parse_init, provenance, pyplot
@@ -32,7 +33,6 @@ from fastinit.experiments.depth import TOP_GRADIENT_STREAM, propagate
 DEFAULT_INITS = ("std=1", "std=0.01", "xavier", "he")
 DEFAULT_ACTIVATIONS = ("sigmoid", "tanh", "relu")
 _FIXED_RANGE = {"sigmoid": (0.0, 1.0), "relu": (0.0, 1.0), "tanh": (-1.0, 1.0)}
-SATURATION = 0.99  # sigmoid: a < 0.01 or a > 0.99; tanh: |a| > 0.99
 
 
 @dataclass
@@ -82,20 +82,17 @@ class HistogramResult:
         }
 
 
-def _saturated(name: str, a: np.ndarray) -> float | None:
-    if name == "sigmoid":
-        return float(np.mean((a < 1 - SATURATION) | (a > SATURATION)))
-    if name == "tanh":
-        return float(np.mean(np.abs(a) > SATURATION))
-    return None
+def _saturated_and_dead(name: str, a: np.ndarray, deriv: np.ndarray) -> tuple:
+    """Saturated and dead fractions of one layer (None where the activation has none).
 
-
-def _dead(name: str, deriv: np.ndarray) -> float | None:
-    if name not in ("relu", "leaky_relu", "elu", "selu", "gelu", "gelu_tanh", "silu"):
-        return None
-    if name == "relu":
-        return float(np.mean(np.all(deriv == 0, axis=0)))
-    return float(np.mean(np.all(np.abs(deriv) < 0.05, axis=0)))
+    The definitions are those of ``fit(record_stats=True)`` and
+    :func:`fastinit.diagnose`, computed by the same compiled function.
+    """
+    out = np.full(len(_train.STAT_FIELDS), np.nan)
+    code = _act.get(name).code
+    _train.activation_stats(np.ascontiguousarray(a), np.ascontiguousarray(deriv), code, out)
+    sat, dead = out[_train.F_SATURATED], out[_train.F_DEAD]
+    return (None if np.isnan(sat) else float(sat)), (None if np.isnan(dead) else float(dead))
 
 
 def _range(name: str, values: list[np.ndarray]) -> tuple[float, float]:
@@ -193,8 +190,7 @@ def run_histogram(
                         k + 1,
                         float(acts[k].mean()),
                         float(acts[k].std()),
-                        _saturated(name, acts[k]),
-                        _dead(name, derivs[k]),
+                        *_saturated_and_dead(name, acts[k], derivs[k]),
                         float(grads[k].std()),
                     )
                 )
