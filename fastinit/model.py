@@ -25,6 +25,7 @@ from fastinit import activations as _act
 from fastinit import init as _init
 from fastinit import losses as _losses
 from fastinit import train as _train
+from fastinit._cuda import check_device, cuda_module
 from fastinit._validate import check_dtype, check_int, check_seed
 from fastinit.dense import LAYER_COLUMNS, blas_table, forward_rows
 from fastinit.dense import work_size as _work_size
@@ -98,6 +99,60 @@ def _init_values(spec: Any, shape: tuple, seed: int, stream: int, dtype: np.dtyp
     return fn(shape, seed=seed, stream=stream, dtype=dtype.name, **kwargs)
 
 
+def _is_path(spec: Any) -> bool:
+    """``init`` names a file: a PathLike, or a str ending in .npz or holding a separator."""
+    if isinstance(spec, os.PathLike):
+        return True
+    if not isinstance(spec, str):
+        return False
+    seps = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return spec.lower().endswith(".npz") or any(c in spec for c in seps)
+
+
+def _file_layer(data: dict, kinds: tuple[str, ...], k: int, path: str) -> np.ndarray | None:
+    found = [f"{kind}{k}" for kind in kinds if f"{kind}{k}" in data]
+    if len(found) > 1:
+        raise ValueError(f"init: {path} has both {found[0]!r} and {found[1]!r}")
+    return data[found[0]] if found else None
+
+
+def _arrays_from_file(path: Any, sizes: tuple[int, ...]) -> tuple[list, list | None]:
+    """Per-layer weights (and biases, if the file has them all) from an ``.npz`` file."""
+    name = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {key: f[key] for key in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"init: {name} is not a readable .npz file ({err})") from None
+    n_layers = len(sizes) - 1
+    weights, biases = [], []
+    for k in range(n_layers):
+        expected = (sizes[k], sizes[k + 1])
+        w = _file_layer(data, ("W", "weights_"), k, name)
+        if w is None:
+            raise ValueError(
+                f"init: {name} has no weights for layer {k} (key 'W{k}' or 'weights_{k}')"
+            )
+        if w.shape != expected:
+            raise ValueError(
+                f"init: layer {k} weights in {name}: expected shape {expected}, found {w.shape}"
+            )
+        b = _file_layer(data, ("b", "biases_"), k, name)
+        if b is not None and b.shape != expected[1:]:
+            raise ValueError(
+                f"init: layer {k} biases in {name}: expected shape {expected[1:]}, found {b.shape}"
+            )
+        weights.append(w)
+        biases.append(b)
+    if _file_layer(data, ("W", "weights_"), n_layers, name) is not None:
+        raise ValueError(f"init: {name} has more than the model's {n_layers} layers")
+    present = [b is not None for b in biases]
+    if any(present) and not all(present):
+        missing = present.index(False)
+        raise ValueError(f"init: {name} has biases for some layers but not for layer {missing}")
+    return weights, (biases if all(present) else None)
+
+
 class MLP:
     """A fully connected network: hidden layers with activations, linear output (logits).
 
@@ -108,15 +163,34 @@ class MLP:
     activation : str, (name, params) pair, Activation, or list of them
         One for all hidden layers or one per hidden layer (see
         :mod:`fastinit.activations`); the output layer is the identity.
-    init : str, callable, (name, kwargs) pair, array, or list of them
+    init : str, callable, (name, kwargs) pair, array, list of them, or a path
         Weight initializer (a :mod:`fastinit.init` name or callable) for all
-        layers or per layer; an array gives the weights explicitly.
-    bias_init : same forms as ``init``
+        layers or per layer; an array gives the weights explicitly.  A path (a
+        ``PathLike``, or a str ending in ``.npz`` or containing a path
+        separator) loads pretrained weights from an ``.npz`` file, read with
+        ``allow_pickle=False``: a file written by :meth:`save` or any archive
+        with one weight array per layer named ``W0, W1, ...`` (or ``weights_0,
+        weights_1, ...``), shaped ``(fan_in, fan_out)``, and optionally biases
+        ``b0, b1, ...`` (or ``biases_0, ...``).  Shapes are checked layer by
+        layer (the error names the layer, the expected and the found shape);
+        values are cast to ``dtype``.  When the file holds biases for every
+        layer they are loaded too and ``bias_init`` is ignored.  Only the
+        arrays are read: sizes and activations come from the arguments.
+    bias_init : same forms as ``init`` (no path)
         Bias initializer (default ``"zeros"``).
     seed : int
         Key of the initializers; layer ``k`` uses streams ``2k`` (W), ``2k+1`` (b).
     dtype : {"float32", "float64"}
         Parameter and computation dtype.
+    device : {"cpu", "cuda"}
+        Where the parameters live and the model computes.  A ``"cuda"`` model is
+        initialised exactly as on the CPU (same values), then holds its
+        parameters as one flat device array; ``forward``/``predict``/
+        ``evaluate``/``loss_and_grads``/``fit`` run on the device
+        (:mod:`fastinit.train_cuda`) and return host NumPy arrays.  Its
+        ``weights``/``biases`` return host copies (not live views) and assigning
+        to them copies the values to the device.  Without a usable GPU,
+        ``"cuda"`` raises RuntimeError saying why.  See :meth:`to`.
     """
 
     def __init__(
@@ -127,7 +201,10 @@ class MLP:
         bias_init: Any = "zeros",
         seed: int = 0,
         dtype: Any = "float32",
+        device: str = "cpu",
     ) -> None:
+        device = check_device(device, "device")
+        self._dparams = None  # the device copy of _params (device="cuda"), else None
         self.dtype = _check_dtype(dtype)
         self.sizes = _check_sizes(sizes)
         n_layers = len(self.sizes) - 1
@@ -135,6 +212,9 @@ class MLP:
         acts = [_act.get(a, "activation") for a in hidden] + [_act.get("identity")]
         self.seed = check_seed(seed, "seed")
         self._allocate(acts)
+        if _is_path(init):
+            init, file_biases = _arrays_from_file(init, self.sizes)
+            bias_init = bias_init if file_biases is None else file_biases
         inits = _per_layer(init, n_layers, "init")
         bias_inits = _per_layer(bias_init, n_layers, "bias_init")
         for k in range(n_layers):
@@ -147,6 +227,7 @@ class MLP:
                 k,
                 _init_values(bias_inits[k], b_shape, seed, 2 * k + 1, self.dtype, "bias_init"),
             )
+        self.to(device)
 
     # ------------------------------------------------------------------------- layout
     def _allocate(self, acts: list) -> None:
@@ -166,7 +247,8 @@ class MLP:
         k = check_int(k, "layer", low=-len(self._layers), high=len(self._layers) - 1) % len(
             self._layers
         )
-        return self._split_one(self._params, kind, k)
+        view = self._split_one(self._params, kind, k)
+        return view if self._dparams is None else view.copy()  # device: a host copy
 
     def _split_one(self, flat: np.ndarray, kind: str, k: int) -> np.ndarray:
         fi, fo, w_off, b_off, _ = (int(v) for v in self._layers[k])
@@ -191,7 +273,8 @@ class MLP:
             raise ValueError(f"{name}: expected shape {target.shape}, got {value.shape}")
         if not np.isfinite(value).all():
             raise ValueError(f"{name}: expected finite values")
-        target[...] = value
+        self._split_one(self._params, kind, k % len(self._layers))[...] = value
+        self._push()
 
     # ------------------------------------------------------------------------- attributes
     @property
@@ -222,7 +305,41 @@ class MLP:
                 self._assign(kind, k, v)
         except Exception:
             self._params[:] = backup  # all or nothing
+            self._push()
             raise
+
+    # ------------------------------------------------------------------------- device
+    @property
+    def device(self) -> str:
+        """``"cpu"`` or ``"cuda"``: where the parameters live and the model computes."""
+        return "cpu" if self._dparams is None else "cuda"
+
+    def to(self, device: str) -> MLP:
+        """Move the model to ``device`` in place and return it (``self``, not a copy).
+
+        ``"cuda"`` copies the parameters to one flat device array; ``"cpu"``
+        drops it (the host array is kept in sync with the device after every
+        fit and assignment, so nothing is copied back).  Optimizer state lives
+        in the optimizer objects and follows the model either way.
+
+        Raises
+        ------
+        ValueError
+            For a device other than ``"cpu"``/``"cuda"``.
+        RuntimeError
+            For ``"cuda"`` without a usable GPU (see :func:`fastinit._cuda.cuda_module`).
+        """
+        device = check_device(device, "device")
+        if device == "cpu":
+            self._dparams = None
+        elif self._dparams is None:
+            self._dparams = cuda_module().to_device(self._params)
+        return self
+
+    def _push(self) -> None:
+        """Copy the host parameters to the device copy, if there is one."""
+        if self._dparams is not None:
+            self._dparams.copy_to_device(self._params)
 
     @property
     def activations(self) -> list[_act.Activation]:
@@ -241,6 +358,10 @@ class MLP:
     # ------------------------------------------------------------------------- inference
     def forward(self, X: Any) -> np.ndarray:
         """Logits ``(n, sizes[-1])`` of the rows of ``X`` (cast once to the model dtype)."""
+        if self._dparams is not None:
+            from fastinit.train_cuda import forward_cuda
+
+            return forward_cuda(self, X)
         X = _train.prepare_x(self, X)
         block = min(X.shape[0], _FORWARD_BLOCK)
         out = np.empty((X.shape[0], self.sizes[-1]), self.dtype)
@@ -295,6 +416,10 @@ class MLP:
             One pair per layer, shaped like the weights and biases (NaN when the
             loss is not finite).
         """
+        if self._dparams is not None:
+            from fastinit.train_cuda import loss_and_grads_cuda
+
+            return loss_and_grads_cuda(self, X, y, loss)
         return _train.loss_and_grads(self, X, y, loss)
 
     def fit(self, X: Any, y: Any, **kwargs: Any) -> History:
@@ -303,7 +428,10 @@ class MLP:
         Keyword arguments are those of :func:`fastinit.train.fit_many`
         (``optimizer``, ``batch_size=128``, ``iterations`` or ``epochs``,
         ``sampling="replacement"|"shuffle"|"full"``, ``loss``, ``seed``,
-        ``progress``).
+        ``progress``, ``record_stats=False``, ``stats_every=10``).  With
+        ``record_stats=True`` the compiled loop records the per-layer statistics
+        of :func:`fastinit.diagnose` every ``stats_every`` iterations into
+        ``History.stats``, so an init's effect can be watched as training goes.
 
         Returns
         -------
@@ -311,11 +439,15 @@ class MLP:
             Per-iteration training loss, iterations done, wall time and status
             (``"ok"``, ``"diverged"``, ``"interrupted"``).
         """
-        return _train.fit_many([self], X, y, **kwargs)[0]
+        return _train.fit_many([self], X, y, **kwargs)[0]  # dispatches on the device
 
     # ------------------------------------------------------------------------- files
     def save(self, path: str | os.PathLike) -> None:
-        """Write the architecture and parameters to an ``.npz`` file (no pickles)."""
+        """Write the architecture and parameters to an ``.npz`` file (no pickles).
+
+        A device model writes the same file (its host copy, kept in sync); the
+        file holds no device: :meth:`load` returns a CPU model (``.to("cuda")``).
+        """
         arrays = {
             "format": np.array(_FORMAT),
             "sizes": np.array(self.sizes, dtype=np.int64),

@@ -516,6 +516,8 @@ def _check_models(models: Any) -> list:
             raise ValueError(f"models: expected MLP instances, got {type(m).__name__}")
         if m.dtype != first.dtype or m.sizes[0] != first.sizes[0] or m.sizes[-1] != first.sizes[-1]:
             raise ValueError("models: all models need the same dtype, input and output sizes")
+        if getattr(m, "device", "cpu") != getattr(first, "device", "cpu"):
+            raise ValueError("models: all models need to be on the same device (see MLP.to)")
     if len({id(m) for m in models}) != len(models):
         raise ValueError("models: a model appears more than once")
     return list(models)
@@ -779,6 +781,14 @@ def fit_many(
     """
     start = time.perf_counter()
     models = _check_models(models)
+    if getattr(models[0], "device", "cpu") == "cuda":  # all on one device (_check_models)
+        from fastinit.train_cuda import fit_many_cuda
+
+        return fit_many_cuda(
+            models, X, y, optimizer=optimizer, batch_size=batch_size, iterations=iterations,
+            epochs=epochs, sampling=sampling, loss=loss, seed=seed, progress=progress,
+            record_stats=record_stats, stats_every=stats_every,
+        )  # fmt: skip
     opts = _check_optimizers(optimizer, len(models))
     spec = _losses.get(loss)
     mode = SAMPLINGS.index(check_choice(sampling, "sampling", SAMPLINGS))

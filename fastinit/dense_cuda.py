@@ -1,0 +1,384 @@
+"""CUDA twin of :mod:`fastinit.dense`: tiled GEMM, fused forward and backward kernels.
+
+Layout
+------
+The same as on the CPU: a network's parameters are one flat device array,
+located by the int64 layer table (``FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT``) and
+``act_params``; gradients use the same layout in a second flat array, and the
+activations of a batch live in a flat ``work`` array, two blocks per layer
+(``A_k`` then ``D_k``) plus the ``dL/dA`` scratch at the end
+(:func:`fastinit.dense.work_size`).  The host reads the table once and builds
+the list of kernel launches of a forward or backward pass (:func:`forward_launches`,
+:func:`backward_launches`) with their views and launch configurations, so a
+training step is a replay of that list: no allocation, no host round-trip.
+
+Kernels
+-------
+* :func:`gemm_kernel`: ``C = alpha op(A) op(B) + beta C`` for the three cases the
+  CPU uses (NN forward ``X @ W``, TN ``dW = A.T @ dZ``, NT ``dA = dZ @ W.T``),
+  row-major, shared-memory tiles of ``BK`` along the reduction, each block
+  computing a ``BM x BN`` tile with ``TS x TS`` threads and each thread
+  ``RT x RT`` outputs (64 x 64 tiles, 16 x 16 threads, 4 x 4 outputs, BK 16 on a
+  GPU, or 16 x 16 tiles for products too small to give 128 large tiles; 8 x 8
+  tiles of 2 x 2 threads under the simulator, which runs every thread as a
+  Python thread; see :func:`tile_config`), shared tile rows padded by one
+  element against bank conflicts, accumulating in the model dtype (float32 for
+  float32), with bounds checks at the edges.  Tiles are loaded so that
+  consecutive threads read consecutive addresses of the source matrix whatever
+  the transposition.
+* The forward kernel is the NN GEMM with a fused epilogue: ``Z = f(acc + b)``
+  and ``D = f'(acc + b)`` (identity: ``Z = acc + b``, ``D`` unused), one launch
+  per layer.
+* :func:`derivative_sums_kernel`: ``D = G * D`` (``dL/dz``; ``D = G`` for the
+  identity) and ``db = D.sum(axis=0)``, one pass.
+
+Every kernel takes the training loop's one-element divergence flag and returns
+at once when it is non-zero (see :mod:`fastinit.losses_cuda`).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any
+
+import numpy as np
+
+from fastinit._cuda import cuda_module, simulator_enabled
+from fastinit.activations import IDENTITY
+from fastinit.dense import ACT, B_OFF, FAN_IN, FAN_OUT, W_OFF
+
+__all__ = [
+    "Launch",
+    "backward_launches",
+    "configure",
+    "derivative_sums_kernel",
+    "forward_launches",
+    "gemm",
+    "gemm_kernel",
+    "tile_config",
+]
+
+cuda: Any = None  # numba.cuda, set on first use (never at import)
+
+NN, TN, NT = "NN", "TN", "NT"
+
+
+_MIN_BLOCKS = 128  # fewer 64 x 64 tiles than this: use 16 x 16 tiles (more blocks in flight)
+
+
+def tile_config(small: bool = False) -> tuple[int, int, int]:
+    """``(TS, RT, BK)``: threads per tile side, outputs per thread per side, reduction tile.
+
+    GPU: 64 x 64 tiles (16 x 16 threads, 4 x 4 outputs each, BK 16), or with
+    ``small`` 16 x 16 tiles (8 x 8 threads, 2 x 2 outputs, BK 32) for products
+    too small to fill the GPU with the large tiles (MNIST's 128 x 100 layers,
+    the 10-wide output layer).  Simulator: 8 x 8 tiles of 2 x 2 threads, BK 8.
+    """
+    if simulator_enabled():
+        return (2, 4, 8)
+    return (8, 2, 32) if small else (16, 4, 16)
+
+
+def _column_config() -> tuple[int, int]:
+    """Block shape ``(columns, row groups)`` of the derivative/column-sum kernel."""
+    return (8, 1) if simulator_enabled() else (32, 8)
+
+
+@functools.cache
+def gemm_kernel(case: str, epilogue: bool, dtype: str, small: bool = False) -> Any:
+    """The tiled matrix-product kernel for ``case`` in ``("NN", "TN", "NT")``.
+
+    Launch ``kernel[grid, (TS, TS)](a, b, c, alpha, beta, bias, z, code, p0, p1, flag)``
+    with :func:`gemm_grid`.  Without ``epilogue``: ``c = alpha op(a) op(b) +
+    beta c`` (``beta == 0`` ignores the old ``c``); with it (NN only):
+    ``z = f(a @ b + bias)`` and ``c = f'(a @ b + bias)`` for activation ``code``.
+    """
+    if case not in (NN, TN, NT):
+        raise ValueError(f"case: expected 'NN', 'TN' or 'NT', got {case!r}")
+    global cuda  # a module global: the simulator swaps the module in kernels' globals
+    cuda = cuda_module()
+    from numba import types
+
+    from fastinit.activations_cuda import device_functions
+
+    activate = device_functions().activate
+    ts, rt, bk = tile_config(small)
+    bm = ts * rt
+    padded = bm + 1  # shared rows one longer: the column-wise tile stores hit distinct banks
+    nthreads = ts * ts
+    trans_a, trans_b = case == TN, case == NT
+    nbt = types.float32 if dtype == "float32" else types.float64
+    epi = bool(epilogue)
+
+    @cuda.jit
+    def kernel(a, b, c, alpha, beta, bias, z, code, p0, p1, flag):
+        if flag[0] != 0:
+            return
+        a_s = cuda.shared.array((bk, padded), nbt)
+        b_s = cuda.shared.array((bk, padded), nbt)
+        acc = cuda.local.array((rt, rt), nbt)
+        a_r = cuda.local.array(rt, nbt)
+        b_r = cuda.local.array(rt, nbt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * ts + tx
+        row0 = cuda.blockIdx.y * bm
+        col0 = cuda.blockIdx.x * bm
+        if trans_a:
+            m, k = a.shape[1], a.shape[0]
+        else:
+            m, k = a.shape[0], a.shape[1]
+        n = b.shape[0] if trans_b else b.shape[1]
+        zero = nbt(0.0)
+        for r in range(rt):
+            for q in range(rt):
+                acc[r, q] = zero
+        for k0 in range(0, k, bk):
+            for idx in range(tid, bk * bm, nthreads):
+                if trans_a:  # a is (k, m): consecutive threads along m
+                    ii = idx % bm
+                    kk = idx // bm
+                    gi = row0 + ii
+                    gk = k0 + kk
+                    a_s[kk, ii] = a[gk, gi] if (gi < m and gk < k) else zero
+                else:  # a is (m, k): consecutive threads along k
+                    kk = idx % bk
+                    ii = idx // bk
+                    gi = row0 + ii
+                    gk = k0 + kk
+                    a_s[kk, ii] = a[gi, gk] if (gi < m and gk < k) else zero
+                if trans_b:  # b is (n, k): along k
+                    kk = idx % bk
+                    jj = idx // bk
+                    gj = col0 + jj
+                    gk = k0 + kk
+                    b_s[kk, jj] = b[gj, gk] if (gj < n and gk < k) else zero
+                else:  # b is (k, n): along n
+                    jj = idx % bm
+                    kk = idx // bm
+                    gj = col0 + jj
+                    gk = k0 + kk
+                    b_s[kk, jj] = b[gk, gj] if (gj < n and gk < k) else zero
+            cuda.syncthreads()
+            for kk in range(bk):
+                for r in range(rt):
+                    a_r[r] = a_s[kk, ty + r * ts]
+                for q in range(rt):
+                    b_r[q] = b_s[kk, tx + q * ts]
+                for r in range(rt):
+                    for q in range(rt):
+                        acc[r, q] += a_r[r] * b_r[q]
+            cuda.syncthreads()
+        for r in range(rt):
+            i = row0 + ty + r * ts
+            if i < m:
+                for q in range(rt):
+                    j = col0 + tx + q * ts
+                    if j < n:
+                        if epi:
+                            v = acc[r, q] + bias[j]
+                            if code == IDENTITY:
+                                z[i, j] = v
+                            else:
+                                z[i, j], c[i, j] = activate(code, p0, p1, v)
+                        elif beta != 0:
+                            c[i, j] = alpha * acc[r, q] + beta * c[i, j]
+                        else:
+                            c[i, j] = alpha * acc[r, q]
+
+    return kernel
+
+
+def gemm_grid(m: int, n: int) -> tuple[tuple[int, int], tuple[int, int], bool]:
+    """``(grid, block, small)`` of :func:`gemm_kernel` for an ``m x n`` result."""
+    small = False
+    for small in (False, True):
+        ts, rt, _ = tile_config(small)
+        bm = ts * rt
+        grid = ((n + bm - 1) // bm, (m + bm - 1) // bm)
+        if grid[0] * grid[1] >= _MIN_BLOCKS:
+            break
+    return grid, (ts, ts), small
+
+
+@functools.cache
+def derivative_sums_kernel() -> Any:
+    """``kernel[grid, block](g, d, db, code, flag)``: ``d = g * d``, ``db = d.sum(axis=0)``.
+
+    For the identity ``d = g``.  Launch with :func:`column_grid`.
+    """
+    global cuda  # a module global: the simulator swaps the module in kernels' globals
+    cuda = cuda_module()
+    cw, rg = _column_config()
+
+    @cuda.jit
+    def kernel(g, d, db, code, flag):
+        if flag[0] != 0:
+            return
+        part = cuda.shared.array((rg, cw), np.float64)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        j = cuda.blockIdx.x * cw + tx
+        m, n = d.shape
+        s = 0.0
+        if j < n:
+            for i in range(ty, m, rg):
+                v = g[i, j] if code == IDENTITY else g[i, j] * d[i, j]
+                d[i, j] = v
+                s += v
+        part[ty, tx] = s
+        cuda.syncthreads()
+        if ty == 0 and j < n:
+            total = part[0, tx]
+            for r in range(1, rg):
+                total += part[r, tx]
+            db[j] = total
+
+    return kernel
+
+
+def column_grid(n: int) -> tuple[int, tuple[int, int]]:
+    """``(grid, block)`` of :func:`derivative_sums_kernel` for ``n`` columns."""
+    cw, rg = _column_config()
+    return (n + cw - 1) // cw, (cw, rg)
+
+
+def configure(kernel: Any, grid: Any, block: Any) -> Any:
+    """A launcher for ``kernel[grid, block](*args)``, cheap to call many times.
+
+    On a GPU the first call specializes the kernel for its argument types
+    (``kernel.specialize``: later calls skip numba's type dispatch, most of a
+    launch's host cost) and fixes the launch configuration, with numba's
+    low-occupancy warning silenced (the small grids here are deliberate: the
+    loss is one block).  The simulator's ``kernel[...]`` returns the kernel
+    itself with its configuration changed in place, so there it is re-applied
+    per call.
+    """
+    if simulator_enabled():
+        return lambda *args: kernel[grid, block](*args)
+    ready: list = []
+
+    def launch(*args: Any) -> None:
+        if not ready:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*under-utilization")
+                ready.append(kernel.specialize(*args)[grid, block])
+        ready[0](*args)
+
+    return launch
+
+
+class Launch:
+    """One kernel launch with its configuration and arguments bound, replayed by ``()``."""
+
+    __slots__ = ("args", "configured")
+
+    def __init__(self, kernel: Any, grid: Any, block: Any, args: tuple) -> None:
+        self.configured = configure(kernel, grid, block)
+        self.args = args
+
+    def __call__(self) -> None:
+        self.configured(*self.args)
+
+
+def _block(work: Any, off: int, m: int, n: int) -> Any:
+    return work[off : off + m * n].reshape(m, n)
+
+
+def _weight(params: Any, layers: np.ndarray, k: int) -> Any:
+    fi, fo, off = int(layers[k, FAN_IN]), int(layers[k, FAN_OUT]), int(layers[k, W_OFF])
+    return params[off : off + fi * fo].reshape(fi, fo)
+
+
+def _bias(params: Any, layers: np.ndarray, k: int) -> Any:
+    off = int(layers[k, B_OFF])
+    return params[off : off + int(layers[k, FAN_OUT])]
+
+
+def forward_launches(
+    params: Any, layers: np.ndarray, act_params: np.ndarray, x: Any, work: Any, flag: Any
+) -> tuple[list[Launch], Any]:
+    """The launches of a forward pass of ``x`` (m rows) and the logits block.
+
+    Parameters
+    ----------
+    params : device array
+        Flat parameters (layout of :mod:`fastinit.dense`).
+    layers, act_params : numpy arrays
+        The model's layer table and activation parameters (host).
+    x : (m, n_in) device array
+    work : device array of at least ``work_size(layers, m)`` elements
+    flag : one-element int64 device array
+        Divergence flag (zero to run).
+
+    Returns
+    -------
+    launches : list of Launch
+    logits : (m, n_out) device view of ``work``
+    """
+    m = x.shape[0]
+    dtype = np.dtype(params.dtype).name
+    a, off, launches = x, 0, []
+    for k in range(len(layers)):
+        n = int(layers[k, FAN_OUT])
+        z, d = _block(work, off, m, n), _block(work, off + m * n, m, n)
+        grid, block, small = gemm_grid(m, n)
+        p0, p1 = (float(v) for v in act_params[k])
+        one, zero = np.dtype(dtype).type(1.0), np.dtype(dtype).type(0.0)
+        args = (a, _weight(params, layers, k), d, one, zero, _bias(params, layers, k), z)
+        args += (int(layers[k, ACT]), p0, p1, flag)
+        launches.append(Launch(gemm_kernel(NN, True, dtype, small), grid, block, args))
+        a, off = z, off + 2 * m * n
+    return launches, a
+
+
+def backward_launches(
+    params: Any, grads: Any, layers: np.ndarray, x: Any, work: Any, flag: Any
+) -> list[Launch]:
+    """The launches of the backward pass after :func:`forward_launches` (same ``x``, ``work``).
+
+    ``dL/dlogits`` must be in the logits block when they run; they write every
+    layer's ``dW``, ``db`` into ``grads`` (the layout of ``params``).
+    """
+    m = x.shape[0]
+    dtype = np.dtype(params.dtype).name
+    one, zero = np.dtype(dtype).type(1.0), np.dtype(dtype).type(0.0)
+    outs = [int(v) for v in layers[:, FAN_OUT]]
+    top = 2 * m * sum(outs)
+    off = top - 2 * m * outs[-1]
+    g = _block(work, off, m, outs[-1])
+    dsum = derivative_sums_kernel()
+    launches = []
+    for k in range(len(layers) - 1, -1, -1):
+        n, fan_in = outs[k], int(layers[k, FAN_IN])
+        d = _block(work, off + m * n, m, n)
+        dw, db = _weight(grads, layers, k), _bias(grads, layers, k)
+        grid, block = column_grid(n)
+        launches.append(Launch(dsum, grid, block, (g, d, db, int(layers[k, ACT]), flag)))
+        a = _block(work, off - 2 * m * fan_in, m, fan_in) if k > 0 else x
+        grid, block, small = gemm_grid(fan_in, n)
+        args = (a, d, dw, one, zero, db, dw, 0, 0.0, 0.0, flag)
+        launches.append(Launch(gemm_kernel(TN, False, dtype, small), grid, block, args))
+        if k > 0:
+            da = _block(work, top, m, fan_in)
+            grid, block, small = gemm_grid(m, fan_in)
+            args = (d, _weight(params, layers, k), da, one, zero, db, da, 0, 0.0, 0.0, flag)
+            launches.append(Launch(gemm_kernel(NT, False, dtype, small), grid, block, args))
+            g = da
+            off -= 2 * m * fan_in
+    return launches
+
+
+def gemm(case: str, a: Any, b: Any, c: Any, alpha: float = 1.0, beta: float = 0.0) -> None:
+    """``c = alpha op(a) op(b) + beta c`` on device arrays (``case`` "NN", "TN" or "NT").
+
+    Used by the tests and the benchmark; the training loop replays prepared launches.
+    """
+    dtype = np.dtype(c.dtype)
+    m, n = c.shape
+    grid, block, small = gemm_grid(m, n)
+    flag = cuda_module().to_device(np.zeros(1, np.int64))
+    configure(gemm_kernel(case, False, dtype.name, small), grid, block)(
+        a, b, c, dtype.type(alpha), dtype.type(beta), c[0], c, 0, 0.0, 0.0, flag
+    )

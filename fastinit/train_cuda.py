@@ -1,0 +1,490 @@
+"""The training loop for models on ``device="cuda"``: the twin of :mod:`fastinit.train`.
+
+A fit copies the data to the device once, then each iteration is a fixed
+sequence of kernel launches from a host loop, with no host round-trip inside a
+step: one gather kernel (the batch's row indices drawn on the device with
+:func:`fastinit.random_cuda.uniform_index`, the same draws as the CPU, then the
+rows of ``X`` and of the targets copied into the batch buffers), per network
+one fused GEMM + bias + activation kernel per layer
+(:mod:`fastinit.dense_cuda`), one loss kernel writing ``dL/dlogits`` in place
+and the loss into a device record (:mod:`fastinit.losses_cuda`), the backward
+kernels (derivative product + bias sums, ``dW``, ``dA``) and one element-wise
+optimizer update over the flat parameters (:mod:`fastinit.optim_cuda`).  The
+launches, their views and configurations are prepared once per fit (per batch
+height).  The recorded losses and the divergence flags are copied back once
+per chunk of iterations (chunks sized to about 0.2 s as on the CPU), which
+drives the progress bar and Ctrl-C handling.
+
+Results match the CPU: the batches are the same rows (``"replacement"``: draw
+``t * batch_size + r`` of stream 0; ``"shuffle"``: the CPU's Fisher-Yates
+permutation of stream 1, computed on the host by the CPU function once per
+epoch and copied to the device; ``"full"``: the data in place), the formulas are
+the CPU ones, and only float rounding differs (GEMM summation order, libdevice
+``exp``).  The History is built as :func:`fastinit.train.fit_many` builds it.
+
+Divergence (exact CPU semantics)
+--------------------------------
+Each network has a one-element device flag.  The loss kernel sets it to
+``t + 1`` when the loss of iteration ``t`` is not finite; every later kernel of
+that network (backward, update, and the next iterations' forward and loss)
+reads the flag first and returns, so the network is not updated by the step
+whose loss was not finite, its later losses are recorded as NaN, and the host
+learns of it at the end of the chunk without ever waiting inside a step.
+
+Optimizer state
+---------------
+The optimizer object keeps its per-model state on the host as on the CPU
+(:meth:`fastinit.optim.Optimizer.state_for`); a fit copies it to the device at
+the start and back at the end, so CPU and CUDA fits continue each other's
+state.  The model's parameters are copied back to its host mirror at the end of
+the fit (and on Ctrl-C, which keeps every completed update, as on the CPU).
+
+Running the tests on a real GPU
+-------------------------------
+The test suite runs these kernels under numba's CUDA simulator when no driver
+is found; on a machine with an NVIDIA GPU run them for real with::
+
+    NUMBA_ENABLE_CUDASIM=0 python -m pytest tests/test_cuda_train.py
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fastinit import losses as _losses
+from fastinit import optim as _optim
+from fastinit import train as _train
+from fastinit._cuda import cuda_module, simulator_enabled
+from fastinit._progress import ProgressBar
+from fastinit._validate import check_choice, check_int, check_seed
+from fastinit.dense import work_size
+from fastinit.dense_cuda import backward_launches, configure, forward_launches
+from fastinit.train import FULL, REPLACEMENT, SAMPLINGS, SHUFFLE, History
+
+__all__ = ["fit_many_cuda", "forward_cuda", "loss_and_grads_cuda"]
+
+cuda: Any = None  # numba.cuda, set on first use (never at import)
+
+_CHUNK_SECONDS = 0.2
+_FORWARD_BLOCK = 8192  # rows per block in forward/predict on the device
+
+
+def _gather_config(m: int) -> tuple[int, int]:
+    """``(blocks, threads)`` of the gather kernel for ``m`` rows (one block under the simulator)."""
+    return (1, 4) if simulator_enabled() else (min(m, 65535), 128)
+
+
+@functools.cache
+def gather_kernel() -> Any:
+    """The batch gather: ``kernel[blocks, threads](x, y_int, y_float, xbuf, ybi, ybf, perm,
+    k0, k1, mode, t, b, start, m, hi, hf)``.
+
+    For each batch row ``r < m`` (rows shared out over the blocks), a block
+    copies row ``idx[r]`` of ``x`` (and of the integer / float targets when
+    ``hi`` / ``hf``) into row ``r`` of the buffers; ``idx[r]`` is draw ``t * b + r`` of
+    stream 0 (``"replacement"``) or ``perm[start + r]`` (``"shuffle"``).
+    """
+    global cuda  # a module global: the simulator swaps the module in kernels' globals
+    cuda = cuda_module()
+    from numba import types
+
+    from fastinit.random_cuda import uniform_index
+
+    stream = np.uint32(0)
+
+    @cuda.jit
+    def kernel(x, y_int, y_float, xbuf, ybi, ybf, perm, k0, k1, mode, t, b, start, m, hi, hf):
+        row = cuda.shared.array(1, types.int64)
+        tid = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        for r in range(cuda.blockIdx.x, m, cuda.gridDim.x):
+            if tid == 0:
+                if mode == REPLACEMENT:
+                    row[0] = uniform_index(k0, k1, stream, stream, t * b + r, x.shape[0])
+                else:
+                    row[0] = perm[start + r]
+            cuda.syncthreads()
+            i = row[0]
+            for c in range(tid, x.shape[1], nt):
+                xbuf[r, c] = x[i, c]
+            if hi and tid == 0:
+                ybi[r] = y_int[i]
+            if hf:
+                for c in range(tid, y_float.shape[1], nt):
+                    ybf[r, c] = y_float[i, c]
+            cuda.syncthreads()
+
+    return kernel
+
+
+@dataclass
+class _Plan:
+    """The prepared launches of one network for batches of ``m`` rows."""
+
+    forward: list
+    logits: Any
+    backward: list
+    y_int: Any
+    y_float: Any
+
+
+@dataclass
+class _Net:
+    """One network's device arrays for a fit."""
+
+    model: Any
+    params: Any
+    grads: Any
+    work: Any
+    flag: Any
+    slots: Any
+    step0: int
+    plans: dict = field(default_factory=dict)
+
+
+def _device_targets(cuda: Any, y_int: np.ndarray, y_float: np.ndarray, dtype: np.dtype) -> tuple:
+    """Device copies of the targets; an unused one is a (1,)/(1, 1) placeholder (shape[0] == 1)."""
+    yi = y_int if y_int.size else np.zeros(1, np.int64)
+    yf = y_float if y_float.size else np.zeros((1, max(1, y_float.shape[1])), dtype)
+    return cuda.to_device(yi), cuda.to_device(np.ascontiguousarray(yf))
+
+
+def _plan(net: _Net, x: Any, yi: Any, yf: Any) -> _Plan:
+    model = net.model
+    fwd, logits = forward_launches(
+        net.params, model._layers, model._act_params, x, net.work, net.flag
+    )
+    bwd = backward_launches(net.params, net.grads, model._layers, x, net.work, net.flag)
+    return _Plan(fwd, logits, bwd, yi, yf)
+
+
+def _net(cuda: Any, model: Any, opt: Any, rows: int) -> _Net:
+    state = opt.state_for(model, model._params.size, model.dtype)
+    slots = cuda.to_device(state.slots if state.slots.size else np.zeros((2, 1), model.dtype))
+    return _Net(
+        model,
+        model._dparams,
+        cuda.to_device(np.zeros(model._params.size, model.dtype)),
+        cuda.device_array(max(1, work_size(model._layers, rows)), model.dtype),
+        cuda.to_device(np.zeros(1, np.int64)),
+        slots,
+        state.step,
+    )
+
+
+def _check_device_models(models: list) -> None:
+    for m in models:
+        if getattr(m, "device", "cpu") != "cuda":
+            raise ValueError(
+                "models: fit_many_cuda needs models on device='cuda' (use model.to('cuda'))"
+            )
+
+
+def fit_many_cuda(
+    models: Sequence[Any],
+    X: Any,
+    y: Any,
+    *,
+    optimizer: Any = None,
+    batch_size: int = 128,
+    iterations: int | None = None,
+    epochs: int | None = None,
+    sampling: str = "replacement",
+    loss: str = "softmax_cross_entropy",
+    seed: int = 0,
+    progress: bool = True,
+    record_stats: bool = False,
+    stats_every: int = 10,
+) -> list[History]:
+    """Train several device models on the same minibatch sequence, on the GPU.
+
+    The twin of :func:`fastinit.train.fit_many`: same arguments, validation,
+    batches and History; see the module docstring for how a step runs.
+
+    Parameters
+    ----------
+    models : sequence of MLP
+        Models on ``device="cuda"`` with the same dtype and input/output sizes.
+    X : array_like, shape (n, n_in)
+        Inputs (host array; copied to the device once).
+    y : array_like
+        Targets for ``loss`` (see :func:`fastinit.losses.prepare_targets`).
+    optimizer : Optimizer, str or list of them, optional
+        As in :func:`fastinit.train.fit_many` (default ``SGD(lr=0.01)``).
+    batch_size : int
+        Rows per minibatch, >= 1.
+    iterations, epochs : int
+        Exactly one of them.
+    sampling : {"replacement", "shuffle", "full"}
+    loss : str
+    seed : int
+        Key of the minibatch sampling.
+    progress : bool
+        Show the progress bar for runs longer than about 1 s.
+    record_stats, stats_every
+        Accepted for the signature of :func:`fastinit.train.fit_many`; the
+        per-layer statistics are recorded by the CPU loop only, so
+        ``record_stats=True`` raises ValueError (use ``model.to("cpu")``).
+
+    Returns
+    -------
+    list of History
+        One per model.
+    """
+    start_time = time.perf_counter()
+    models = _train._check_models(models)
+    _check_device_models(models)
+    if record_stats is not False:
+        raise ValueError(
+            "record_stats: per-layer statistics are recorded on the CPU only; "
+            "train a model moved with .to('cpu') to record them"
+        )
+    del stats_every  # only meaningful with record_stats
+    opts = _train._check_optimizers(optimizer, len(models))
+    spec = _losses.get(loss)
+    mode = SAMPLINGS.index(check_choice(sampling, "sampling", SAMPLINGS))
+    batch = check_int(batch_size, "batch_size", low=1)
+    seed = check_seed(seed, "seed")
+    Xc = _train.prepare_x(models[0], X)
+    n, dtype = Xc.shape[0], models[0].dtype
+    y_int, y_float = _losses.prepare_targets(spec, y, n, models[0].sizes[-1], dtype)
+    batch = min(batch, n) if mode == SHUFFLE else batch
+    n_iter = _train._iterations(iterations, epochs, n, batch, SAMPLINGS[mode])
+    global cuda  # a module global: the simulator swaps the module in kernels' globals
+    cuda = cuda_module()
+    run = _Run(cuda, models, opts, Xc, y_int, y_float, spec, mode, batch, seed, n_iter)
+    bar = ProgressBar(n_iter, enabled=bool(progress))
+    status = "ok"
+    try:
+        status = run.chunks(bar)
+    finally:
+        run.write_back()
+    seconds = time.perf_counter() - start_time
+    settings = {"loss": spec.name, "sampling": SAMPLINGS[mode], "batch_size": batch, "seed": seed}
+    return [run.history(j, status, seconds, settings) for j in range(len(models))]
+
+
+class _Run:
+    """Device arrays, prepared launches and the host loop of one fit."""
+
+    def __init__(self, cuda, models, opts, Xc, y_int, y_float, spec, mode, batch, seed, n_iter):
+        from fastinit.losses_cuda import loss_kernel, threads
+        from fastinit.optim_cuda import blocks, factors, update_kernel
+        from fastinit.optim_cuda import threads as update_threads
+
+        self.cuda, self.models, self.opts = cuda, models, opts
+        self.mode, self.batch, self.n_iter, self.code = mode, batch, n_iter, spec.code
+        dtype = models[0].dtype
+        self.n = n = Xc.shape[0]
+        self.key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
+        self.x = cuda.to_device(Xc)
+        self.y_int, self.y_float = _device_targets(cuda, y_int, y_float, dtype)
+        rows = n if mode == FULL else batch
+        if mode == FULL:
+            self.xbuf, self.ybi, self.ybf = self.x, self.y_int, self.y_float
+        else:
+            self.xbuf = cuda.device_array((batch, Xc.shape[1]), dtype)
+            self.ybi = cuda.device_array(batch if y_int.size else 1, np.int64)
+            self.ybf = cuda.device_array(
+                (batch if y_float.size else 1, self.y_float.shape[1]), dtype
+            )
+        self.perm_host = np.zeros(n if mode == SHUFFLE else 0, np.int64)
+        self.perm = cuda.to_device(np.zeros(max(1, self.perm_host.size), np.int64))
+        self.epoch = -1
+        self.nets = [_net(cuda, m, o, rows) for m, o in zip(models, opts, strict=True)]
+        self.records = cuda.to_device(np.full((max(1, n_iter), len(models)), np.nan))
+        self.losses = np.full((n_iter, len(models)), np.nan)
+        self.launched = [0] * len(models)  # iterations whose update has been launched
+        self.diverged = [-1] * len(models)
+        self.gather = configure(gather_kernel(), *_gather_config(batch)) if mode != FULL else None
+        self.loss = configure(loss_kernel(), 1, threads())
+        self.update = [
+            configure(update_kernel(), blocks(net.params.shape[0]), update_threads())
+            for net in self.nets
+        ]
+        self.has_int, self.has_float = int(y_int.size > 0), int(y_float.size > 0)
+        self.factors = factors
+        self.hyper = [o.hyper() for o in opts]
+        self.fixed = [
+            None if o.code == _optim.ADAM else factors(o.code, h, 1, dtype)
+            for o, h in zip(opts, self.hyper, strict=True)
+        ]
+
+    def _batch(self, t: int) -> tuple[int, Any, Any, Any]:
+        """Gather iteration ``t``'s batch; returns its rows and the (x, y_int, y_float) views."""
+        if self.mode == FULL:
+            return self.n, self.xbuf, self.ybi, self.ybf
+        b, start, m = self.batch, 0, self.batch
+        if self.mode == SHUFFLE:
+            per_epoch = (self.n + b - 1) // b
+            epoch = t // per_epoch
+            if epoch != self.epoch:
+                _train._permute(self.perm_host, self.key[0], self.key[1], epoch)
+                self.perm.copy_to_device(self.perm_host)
+                self.epoch = epoch
+            start = (t % per_epoch) * b
+            m = min(b, self.n - start)
+        gather = self.gather if m == b else configure(gather_kernel(), *_gather_config(m))
+        gather(
+            self.x,
+            self.y_int,
+            self.y_float,
+            self.xbuf,
+            self.ybi,
+            self.ybf,
+            self.perm,
+            self.key[0],
+            self.key[1],
+            self.mode,
+            t,
+            b,
+            start,
+            m,
+            self.has_int,
+            self.has_float,
+        )
+        yi = self.ybi[:m] if self.has_int else self.ybi
+        yf = self.ybf[:m] if self.has_float else self.ybf
+        return m, self.xbuf[:m], yi, yf
+
+    def step(self, t: int) -> None:
+        """Launch iteration ``t`` for every network not known to have diverged."""
+        m, x, yi, yf = self._batch(t)
+        for j, net in enumerate(self.nets):
+            if self.diverged[j] >= 0:
+                continue
+            plan = net.plans.get(m)
+            if plan is None:
+                plan = net.plans[m] = _plan(net, x, yi, yf)
+            for launch in plan.forward:
+                launch()
+            self.loss(
+                plan.logits, plan.y_int, plan.y_float, self.code, self.records, t, j, net.flag
+            )
+            for launch in plan.backward:
+                launch()
+            opt = self.opts[j]
+            if opt.code != _optim.NONE:
+                f = self.fixed[j]
+                if f is None:
+                    f = self.factors(opt.code, self.hyper[j], net.step0 + t + 1, net.params.dtype)
+                s = net.slots
+                self.update[j](opt.code, net.params, net.grads, s[0], s[1], *f, net.flag)
+            self.launched[j] = t + 1
+
+    def _sync(self, t0: int, t1: int) -> None:
+        """Copy the losses of iterations ``t0 .. t1-1`` and the divergence flags to the host."""
+        if t1 > t0:
+            self.losses[t0:t1] = self.records[t0:t1].copy_to_host()
+        for j, net in enumerate(self.nets):
+            flag = int(net.flag.copy_to_host()[0])
+            if flag and self.diverged[j] < 0:
+                self.diverged[j] = flag - 1
+
+    def chunks(self, bar: ProgressBar) -> str:
+        """Run every iteration chunk by chunk; returns "ok" or "interrupted"."""
+        done, chunk = 0, min(self.n_iter, 4)
+        try:
+            while done < self.n_iter and min(self.diverged) < 0:
+                begin = time.perf_counter()
+                for t in range(done, done + chunk):
+                    self.step(t)
+                self._sync(done, done + chunk)
+                seconds = time.perf_counter() - begin
+                done += chunk
+                recent = self.losses[done - 1, 0]
+                bar.update(done, None if math.isnan(recent) else float(recent))
+                chunk = int(min(max(1, _CHUNK_SECONDS * chunk / max(seconds, 1e-9)), 16 * chunk))
+                chunk = min(chunk, self.n_iter - done)
+        except KeyboardInterrupt:
+            self._sync(done, max(self.launched))
+            return "interrupted"
+        finally:
+            bar.close()
+        return "ok"
+
+    def updates(self, j: int) -> int:
+        """Updates applied to network ``j``."""
+        d = self.diverged[j]
+        return d if d >= 0 else self.launched[j]
+
+    def write_back(self) -> None:
+        """Copy the parameters and optimizer state back to the host (model mirror, optimizer)."""
+        for j, (net, o) in enumerate(zip(self.nets, self.opts, strict=True)):
+            m = net.model
+            m._params[:] = net.params.copy_to_host()
+            state = o.state_for(m, m._params.size, m.dtype)
+            if state.slots.size:
+                state.slots[:] = net.slots.copy_to_host()
+            if o.code != _optim.NONE:
+                state.step = net.step0 + self.updates(j)
+
+    def history(self, j: int, status: str, seconds: float, settings: dict) -> History:
+        """The History of network ``j``, as :func:`fastinit.train.fit_many` builds it."""
+        done, diverged = self.updates(j), self.diverged[j]
+        if diverged >= 0:
+            status = "diverged"
+        return History(
+            loss=self.losses[: done + (diverged >= 0), j].copy(),
+            iterations=done,
+            wall_time=seconds,
+            status=status,
+            diverged_at=diverged if diverged >= 0 else None,
+            settings=settings,
+        )
+
+
+def forward_cuda(model: Any, X: Any) -> np.ndarray:
+    """Logits of the rows of ``X`` for a device model (host array ``(n, sizes[-1])``).
+
+    ``X`` is validated and cast as on the CPU, copied to the device once, and
+    run through the forward kernels in blocks of up to 8192 rows.
+    """
+    global cuda  # a module global: the simulator swaps the module in kernels' globals
+    cuda = cuda_module()
+    Xc = _train.prepare_x(model, X)
+    n = Xc.shape[0]
+    block = min(n, _FORWARD_BLOCK)
+    x = cuda.to_device(Xc)
+    work = cuda.device_array(work_size(model._layers, block), model.dtype)
+    flag = cuda.to_device(np.zeros(1, np.int64))
+    out = np.empty((n, model.sizes[-1]), model.dtype)
+    for r0 in range(0, n, block):
+        r1 = min(n, r0 + block)
+        launches, logits = forward_launches(
+            model._dparams, model._layers, model._act_params, x[r0:r1], work, flag
+        )
+        for launch in launches:
+            launch()
+        out[r0:r1] = logits.copy_to_host()
+    return out
+
+
+def loss_and_grads_cuda(model: Any, X: Any, y: Any, loss: str) -> tuple[float, list]:
+    """Full-batch loss and gradients of a device model (no update), on the device.
+
+    The twin of :func:`fastinit.train.loss_and_grads`: returns the loss and a
+    list of host ``(dW, db)`` pairs (NaN when the loss is not finite).
+    """
+    spec = _losses.get(loss)
+    Xc = _train.prepare_x(model, X)
+    y_int, y_float = _losses.prepare_targets(spec, y, Xc.shape[0], model.sizes[-1], model.dtype)
+    global cuda  # a module global: the simulator swaps the module in kernels' globals
+    cuda = cuda_module()
+    run = _Run(
+        cuda, [model], [_optim.NoUpdate()], Xc, y_int, y_float, spec, FULL, Xc.shape[0], 0, 1
+    )
+    run.step(0)
+    run._sync(0, 1)
+    value = float(run.losses[0, 0])
+    grads = run.nets[0].grads.copy_to_host()
+    if not math.isfinite(value):
+        grads[:] = np.nan
+    return value, model._split(grads)

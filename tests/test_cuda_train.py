@@ -1,0 +1,280 @@
+"""The CUDA training twins against the CPU code, on the same inputs.
+
+Runs under numba's CUDA simulator when no NVIDIA driver is present (see
+``conftest.py``; every CUDA thread is a Python thread there, hence the tiny
+shapes), and on a real GPU with ``NUMBA_ENABLE_CUDASIM=0``.  Oracles are the
+CPU kernels (themselves tested against NumPy/PyTorch formulas elsewhere) and
+NumPy products.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastinit import activations, losses, optim
+from fastinit.model import MLP
+from fastinit.train import fit_many
+
+pytestmark = pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaWarning")
+
+SIZES = [5, 7, 6, 3]
+RTOL, ATOL = 1e-4, 1e-5
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    return rng.standard_normal((14, 5)).astype(np.float32), rng.integers(0, 3, 14)
+
+
+def _pair(dtype: str = "float32", activation=("tanh", "gelu"), **kw) -> tuple[MLP, MLP]:
+    acts = list(activation)
+    cpu = MLP(SIZES, activation=acts, seed=3, dtype=dtype, **kw)
+    return cpu, MLP(SIZES, activation=acts, seed=3, dtype=dtype, device="cuda", **kw)
+
+
+def _close(a, b, dtype="float32") -> None:
+    tol = (RTOL, ATOL) if dtype == "float32" else (1e-10, 1e-12)
+    np.testing.assert_allclose(a, b, rtol=tol[0], atol=tol[1])
+
+
+# ----------------------------------------------------------------------------- kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_activation_value_and_derivative(dtype):
+    from fastinit import activations_cuda
+
+    x = np.concatenate([np.linspace(-12, 12, 25), [-100.0, -30.0, 0.0, 30.0, 100.0]]).astype(dtype)
+    # a few ulps: libdevice's erf/exp against the CPU's (gelu's 1 + erf(z) is ulp-limited)
+    rtol, atol = (2e-6, 4e-7) if dtype == "float32" else (1e-13, 1e-15)
+    for name in activations.NAMES:
+        want = activations.apply(x, name)
+        got = activations_cuda.apply(x, name)
+        for w, g in zip(want, got, strict=True):
+            assert g.dtype == x.dtype
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=name)
+    for spec in [("leaky_relu", {"negative_slope": 0.3}), ("elu", {"alpha": 0.5}),
+                 ("softplus", {"beta": 2.0, "threshold": 5.0})]:  # fmt: skip
+        for w, g in zip(activations.apply(x, spec), activations_cuda.apply(x, spec), strict=True):
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=str(spec))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_loss_value_and_gradient(dtype):
+    from fastinit import losses_cuda
+
+    rng = np.random.default_rng(1)
+    z = (rng.standard_normal((6, 4)) * 5).astype(dtype)
+    cases = [
+        ("softmax_cross_entropy", z, rng.integers(0, 4, 6)),
+        ("sigmoid_cross_entropy", z[:, :1], rng.random(6)),
+        ("mse", z, rng.standard_normal((6, 4))),
+    ]
+    for name, logits, y in cases:
+        want_v, want_g = losses.value_and_grad(name, logits, y)
+        got_v, got_g = losses_cuda.value_and_grad(name, logits, y)
+        assert got_g.dtype == logits.dtype
+        np.testing.assert_allclose(got_v, want_v, rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(got_g, want_g, rtol=1e-5, atol=1e-7, err_msg=name)
+    with pytest.raises(ValueError, match="logits"):
+        losses_cuda.value_and_grad("mse", z[0], z[0])
+
+
+@pytest.mark.parametrize("case", ["NN", "TN", "NT"])
+def test_gemm_cases_match_numpy(case):
+    from fastinit._cuda import cuda_module
+    from fastinit.dense_cuda import gemm
+
+    cuda = cuda_module()
+    rng = np.random.default_rng(2)
+    m, k, n = 9, 11, 10  # several tiles and ragged edges under the simulator's 8 x 8 tiles
+    a = rng.standard_normal((k, m) if case == "TN" else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if case == "NT" else (k, n)).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    op_a = a.T if case == "TN" else a
+    op_b = b.T if case == "NT" else b
+    c = cuda.to_device(c0)
+    gemm(case, cuda.to_device(a), cuda.to_device(b), c, alpha=-0.5, beta=0.25)
+    np.testing.assert_allclose(
+        c.copy_to_host(), -0.5 * op_a @ op_b + 0.25 * c0, rtol=1e-5, atol=1e-5
+    )
+
+
+OPTIMIZERS = [
+    optim.SGD(0.1, weight_decay=0.01),
+    optim.Momentum(0.1, 0.9, weight_decay=0.01),
+    optim.Nesterov(0.1, 0.8),
+    optim.AdaGrad(0.1, weight_decay=0.02),
+    optim.RMSprop(0.05, 0.9),
+    optim.Adam(0.01, 0.8, 0.95, weight_decay=0.01),
+]
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=lambda o: type(o).__name__)
+def test_one_step_of_every_optimizer(opt):
+    from fastinit import optim_cuda
+    from fastinit._cuda import cuda_module
+
+    cuda = cuda_module()
+    rng = np.random.default_rng(3)
+    p, g, s0, s1 = (rng.random(37).astype(np.float32) for _ in range(4))
+    host = [a.copy() for a in (p, g, s0, s1)]
+    dev = [cuda.to_device(a) for a in (p, g, s0, s1)]
+    optim.apply_update(opt.code, opt.hyper(), 3, *host)
+    optim_cuda.apply_update(opt.code, opt.hyper(), 3, *dev)
+    for h, d in zip(host, dev, strict=True):
+        np.testing.assert_allclose(d.copy_to_host(), h, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(host[0], p)  # the step changed the parameters
+
+
+# ----------------------------------------------------------------------------- network
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_forward_and_loss_and_grads_match_cpu(data, dtype):
+    X, y = data
+    cpu, dev = _pair(dtype)
+    assert dev.device == "cuda" and cpu.device == "cpu"
+    logits = dev.forward(X)
+    assert isinstance(logits, np.ndarray) and logits.dtype == np.dtype(dtype)
+    _close(logits, cpu.forward(X), dtype)
+    np.testing.assert_array_equal(dev.predict(X), cpu.predict(X))
+    want, want_grads = cpu.loss_and_grads(X, y)
+    got, got_grads = dev.loss_and_grads(X, y)
+    _close(got, want, dtype)
+    for (dw, db), (cw, cb) in zip(got_grads, want_grads, strict=True):
+        _close(dw, cw, dtype)
+        _close(db, cb, dtype)
+    ev_dev, ev_cpu = dev.evaluate(X, y), cpu.evaluate(X, y)
+    _close(ev_dev["loss"], ev_cpu["loss"], dtype)
+    assert ev_dev["accuracy"] == ev_cpu["accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("sampling", "opt", "loss"),
+    [
+        ("replacement", "momentum", "softmax_cross_entropy"),
+        ("shuffle", "adam", "softmax_cross_entropy"),
+        ("full", "sgd", "mse"),
+    ],
+)
+def test_fit_matches_cpu(data, sampling, opt, loss):
+    X, y = data
+    if loss == "mse":
+        y = np.eye(3, dtype=np.float32)[y]
+    cpu, dev = _pair(activation=("relu", "silu"))
+    kw = dict(batch_size=4, iterations=5, sampling=sampling, loss=loss, seed=11, progress=False)
+    h_cpu = cpu.fit(X, y, optimizer=optim.get(opt, lr=0.05), **kw)
+    h_dev = dev.fit(X, y, optimizer=optim.get(opt, lr=0.05), **kw)
+    assert (h_dev.iterations, h_dev.status, h_dev.diverged_at) == (5, "ok", None)
+    assert h_dev.settings == h_cpu.settings
+    _close(h_dev.loss, h_cpu.loss)
+    for a, b in zip(dev.weights, cpu.weights, strict=True):
+        _close(a, b)
+    assert not np.allclose(h_dev.loss[0], h_dev.loss[-1])  # training moved
+
+
+def test_fit_float64_continues_optimizer_state(data):
+    X, y = data
+    cpu, dev = _pair("float64", activation=("elu", "tanh"))
+    opt_cpu, opt_dev = optim.Adam(0.02), optim.Adam(0.02)
+    kw = dict(batch_size=5, seed=4, progress=False)
+    cpu.fit(X, y, optimizer=opt_cpu, iterations=3, **kw)
+    dev.fit(X, y, optimizer=opt_dev, iterations=2, **kw)
+    dev.fit(X, y, optimizer=opt_dev, iterations=1, **kw)  # Adam state and step carried over
+    # the second device fit restarts the batch sequence: compare with the same on the CPU
+    cpu2 = MLP(SIZES, activation=["elu", "tanh"], seed=3, dtype="float64")
+    opt2 = optim.Adam(0.02)
+    cpu2.fit(X, y, optimizer=opt2, iterations=2, **kw)
+    cpu2.fit(X, y, optimizer=opt2, iterations=1, **kw)
+    assert opt_dev.state_for(dev, dev._params.size, dev.dtype).step == 3
+    for a, b in zip([*dev.weights, *dev.biases], [*cpu2.weights, *cpu2.biases], strict=True):
+        _close(a, b, "float64")
+    assert not np.allclose(dev.weights[0], cpu.weights[0])  # the restart mattered
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the simulator's scalars
+def test_fit_many_cuda_and_divergence_match_cpu(data):
+    from fastinit.train_cuda import fit_many_cuda
+
+    X, y = data
+    y1 = np.eye(3, dtype=np.float32)[y]
+    cpu = [MLP(SIZES, seed=s) for s in (1, 2)]
+    dev = [MLP(SIZES, seed=s, device="cuda") for s in (1, 2)]
+    opts = [optim.SGD(0.05), optim.SGD(1e30)]  # the second blows up
+    kw = dict(batch_size=4, iterations=4, loss="mse", seed=2, progress=False)
+    h_cpu = fit_many(cpu, X, y1, optimizer=opts, **kw)
+    h_dev = fit_many_cuda(dev, X, y1, optimizer=[optim.SGD(0.05), optim.SGD(1e30)], **kw)
+    assert h_cpu[1].status == "diverged"
+    for hc, hd, mc, md in zip(h_cpu, h_dev, cpu, dev, strict=True):
+        assert (hd.status, hd.iterations, hd.diverged_at) == (
+            hc.status,
+            hc.iterations,
+            hc.diverged_at,
+        )
+        assert len(hd.loss) == len(hc.loss)
+        finite = np.isfinite(hc.loss)
+        np.testing.assert_array_equal(np.isfinite(hd.loss), finite)
+        np.testing.assert_allclose(hd.loss[finite], hc.loss[finite], rtol=RTOL)
+        for a, b in zip(md.weights, mc.weights, strict=True):
+            np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+    with pytest.raises(ValueError, match="device='cuda'"):
+        fit_many_cuda(cpu, X, y, iterations=1)
+    with pytest.raises(ValueError, match="record_stats"):
+        dev[0].fit(X, y, iterations=1, record_stats=True)
+    # fastinit.train.fit_many routes device models to the device loop, refuses a mix
+    again = [MLP(SIZES, seed=1, device="cuda")]
+    h_again = fit_many(again, X, y1, optimizer=optim.SGD(0.05), **kw)
+    np.testing.assert_array_equal(h_again[0].loss, h_dev[0].loss)
+    for a, b in zip(again[0].weights, dev[0].weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="same device"):
+        fit_many([cpu[0], dev[0]], X, y1, **kw)
+
+
+# ----------------------------------------------------------------------------- model
+def test_to_round_trip_weights_and_assignment(data):
+    X, _ = data
+    cpu, dev = _pair()
+    model = MLP(SIZES, activation=["tanh", "gelu"], seed=3)
+    assert model.to("cuda") is model and model.device == "cuda"
+    w0 = model.weights[0]
+    w0[:] = 0  # a host copy: the model is unchanged
+    _close(model.forward(X), cpu.forward(X))
+    new = np.full((5, 7), 0.1)
+    model.weights[0] = new  # copied to the device
+    cpu.weights[0] = new
+    _close(model.forward(X), cpu.forward(X))
+    with pytest.raises(ValueError, match="shape"):
+        model.weights[0] = np.zeros((2, 2))
+    assert model.to("cpu") is model and model.device == "cpu"
+    np.testing.assert_array_equal(model.weights[0], new.astype(np.float32))
+    _close(model.forward(X), cpu.forward(X))
+    np.testing.assert_array_equal(
+        dev.to("cpu")._params, MLP(SIZES, ["tanh", "gelu"], seed=3)._params
+    )
+
+
+def test_save_load_device_model(tmp_path, data):
+    X, y = data
+    _, dev = _pair()
+    dev.fit(X, y, iterations=2, batch_size=4, progress=False)
+    path = tmp_path / "m.npz"
+    dev.save(path)
+    loaded = MLP.load(path)
+    assert loaded.device == "cpu"
+    for a, b in zip(loaded.weights, dev.weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    _close(loaded.to("cuda").forward(X), dev.forward(X))
+
+
+def test_cuda_unavailable_gives_a_clear_error(monkeypatch):
+    from fastinit import _cuda
+
+    cuda = _cuda.cuda_module()
+    monkeypatch.setattr(_cuda, "simulator_enabled", lambda: False)
+    monkeypatch.setattr(cuda, "is_available", lambda: False, raising=False)
+    with pytest.raises(RuntimeError, match="NVIDIA GPU"):
+        MLP(SIZES, device="cuda")
+    with pytest.raises(RuntimeError, match="NVIDIA GPU"):
+        MLP(SIZES).to("cuda")
+    with pytest.raises(ValueError, match="device"):
+        MLP(SIZES, device="tpu")
