@@ -109,6 +109,8 @@ def _mnist(sub: Any) -> None:
     p.add_argument("--train-size", type=int, default=None,
                    help="use only the first N training images (default: all 60000)")  # fmt: skip
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="CPU or NVIDIA GPU (needs fastinit[cuda]; default: cpu)")  # fmt: skip
     _common(p, "mnist")
     p.set_defaults(run=_run_mnist)
 
@@ -119,7 +121,7 @@ def _run_mnist(a: argparse.Namespace) -> Any:
     return run_mnist(
         (*a.inits, *a.add), activation=a.activation, hidden=a.hidden, iterations=a.iterations,
         batch_size=a.batch_size, lr=a.lr, seeds=a.seeds, seed=a.seed, train_size=a.train_size,
-        dtype=a.dtype, out=a.out, progress=not a.quiet,
+        dtype=a.dtype, out=a.out, progress=not a.quiet, device=a.device,
     )  # fmt: skip
 
 

@@ -278,3 +278,31 @@ def test_cuda_unavailable_gives_a_clear_error(monkeypatch):
         MLP(SIZES).to("cuda")
     with pytest.raises(ValueError, match="device"):
         MLP(SIZES, device="tpu")
+
+
+# ----------------------------------------------------------------------------- experiments
+def test_mnist_experiment_on_the_device_matches_the_cpu(monkeypatch):
+    from fastinit.experiments import mnist
+
+    rng = np.random.default_rng(5)
+    tiny = (
+        (rng.random((40, 12), dtype=np.float32), rng.integers(0, 10, 40)),
+        (rng.random((9, 12), dtype=np.float32), rng.integers(0, 10, 9)),
+    )
+    monkeypatch.setattr(mnist.datasets, "load_mnist", lambda **kw: tiny)
+    from fastinit import train_cuda
+
+    calls = []
+    real = train_cuda.fit_many_cuda
+    monkeypatch.setattr(
+        train_cuda, "fit_many_cuda", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    kw = dict(hidden=(6,), iterations=3, batch_size=4, seed=1, progress=False)
+    cpu = mnist.run_mnist(("he", "lsuv"), **kw)
+    assert not calls
+    dev = mnist.run_mnist(("he", "lsuv"), device="cuda", **kw)
+    assert dev.config["device"] == "cuda" and calls == [1]
+    for name in ("he", "lsuv"):
+        np.testing.assert_allclose(dev.curves[name], cpu.curves[name], rtol=RTOL, atol=ATOL)
+    with pytest.raises(ValueError, match="device"):
+        mnist.run_mnist(("he",), device="tpu", **kw)
