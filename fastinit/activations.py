@@ -382,8 +382,16 @@ def bias_activate(z, d, b, code, p0, p1):
     for i in range(d.shape[0]):
         for j in range(d.shape[1]):
             d[i, j] += b[j]
-    zf = z.reshape(z.size)
-    df = d.reshape(d.size)
+    activate_flat(z.reshape(z.size), d.reshape(d.size), code, p0, p1)
+
+
+@njit(**_E)
+def activate_flat(zf, df, code, p0, p1):
+    """``zf = f(df)`` and ``df = f'(df)`` on flat arrays (identity: ``zf = df``, ``df`` kept).
+
+    The loops of :func:`bias_activate` and of the feature-major kernels
+    (:mod:`fastinit.narrow`).
+    """
     if code == RELU:  # literal codes: a loop compiled for that code alone
         _map_code(zf, df, RELU, p0, p1)
     elif code == TANH:

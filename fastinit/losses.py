@@ -127,10 +127,17 @@ def loss_rows(z, y_int, y_float, code, write_grad, row_loss):
         scale = 1.0 / (m * z.shape[1])
         for i in range(m):
             row_loss[i] = _mse_row(z[i], y_float[i], scale, write_grad)
-    total = 0.0
-    for i in range(m):
+    total = 0.0  # four partial sums: a quarter of the dependency chain, same result every run
+    t1 = t2 = t3 = 0.0
+    m4 = m - m % 4
+    for i in range(0, m4, 4):
         total += row_loss[i]
-    return total * scale
+        t1 += row_loss[i + 1]
+        t2 += row_loss[i + 2]
+        t3 += row_loss[i + 3]
+    for i in range(m4, m):
+        total += row_loss[i]
+    return ((total + t1) + (t2 + t3)) * scale
 
 
 # ----------------------------------------------------------------------------- Python side

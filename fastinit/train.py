@@ -115,6 +115,7 @@ from fastinit.dense import (
     weight,
     work_size,
 )
+from fastinit.narrow import is_narrow, narrow_step, narrow_work_size
 from fastinit.random import uniform_index
 
 __all__ = ["STAT_FIELDS", "History", "fit_many"]
@@ -126,7 +127,7 @@ P_LOSS, P_SAMPLING, P_BATCH, P_T0, P_NITER, P_EPOCH, P_STATS_EVERY = range(7)
 # loss code meaning "y_float holds dL/dlogits" (diagnose without targets)
 GIVEN_GRADIENT = -1
 # models columns and status columns
-M_FIRST, M_COUNT, M_PBEGIN, M_PEND = range(4)
+M_FIRST, M_COUNT, M_PBEGIN, M_PEND, M_NARROW = range(5)
 S_DONE, S_DIVERGED = range(2)
 _STREAM_REPLACEMENT = np.uint32(0)
 _STREAM_SHUFFLE = np.uint32(1)
@@ -344,8 +345,14 @@ def _step_model(blas, j, batch, loss_code, net, opt, work, row_loss, stats_row, 
     """
     x, y_int, y_float = batch
     params, grads, layers, act_params, models = net
-    codes, hyper, steps, state = opt
+    codes, hyper, steps, _ = opt
     first, count = models[j, M_FIRST], models[j, M_COUNT]
+    if models[j, M_NARROW] and not record and loss_code != GIVEN_GRADIENT:
+        loss = narrow_step(params, grads, layers, act_params, first, count, x, y_int, y_float,
+                           loss_code, work, row_loss)  # fmt: skip
+        if math.isfinite(loss):
+            _update(j, models, opt, params, grads)
+        return loss
     if record:
         logits = forward_stats(
             blas, params, layers, act_params, first, count, x, work, zero, stats_row
@@ -366,21 +373,25 @@ def _step_model(blas, j, batch, loss_code, net, opt, work, row_loss, stats_row, 
     backward_net(blas, params, grads, layers, first, count, x, work, lr, hyper[j, _optim.WD])
     if record:
         gradient_stats(layers, first, count, x.shape[0], work, stats_row)
-    if codes[j] == _optim.NONE:
-        return loss
-    steps[j] += 1
     if lr == 0.0:
-        p0, p1 = models[j, M_PBEGIN], models[j, M_PEND]
-        _optim.apply_update(
-            codes[j],
-            hyper[j],
-            steps[j],
-            params[p0:p1],
-            grads[p0:p1],
-            state[0, p0:p1],
-            state[1, p0:p1],
-        )
+        _update(j, models, opt, params, grads)
+    elif codes[j] != _optim.NONE:
+        steps[j] += 1
     return loss
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _update(j, models, opt, params, grads):
+    """Model ``j``'s optimizer step from the gradients in ``grads`` (none for ``NONE``)."""
+    codes, hyper, steps, state = opt
+    if codes[j] == _optim.NONE:
+        return
+    steps[j] += 1
+    p0, p1 = models[j, M_PBEGIN], models[j, M_PEND]
+    _optim.apply_update(
+        codes[j], hyper[j], steps[j], params[p0:p1], grads[p0:p1], state[0, p0:p1],
+        state[1, p0:p1],
+    )  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
@@ -551,10 +562,16 @@ def _layer_tables(models: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         t[:, B_OFF] += p_off
         tables.append(t)
         acts.append(m._act_params)
-        rows.append((layer_off, len(t), p_off, p_off + m._params.size))
+        narrow = is_narrow(m.sizes)  # the feature-major kernels of fastinit.narrow
+        rows.append((layer_off, len(t), p_off, p_off + m._params.size, narrow))
         p_off += m._params.size
         layer_off += len(t)
     return np.concatenate(tables), np.concatenate(acts), np.array(rows, dtype=np.int64)
+
+
+def _work(model: Any, rows: int) -> int:
+    size = work_size(model._layers, rows)
+    return max(size, narrow_work_size(model._layers, rows)) if is_narrow(model.sizes) else size
 
 
 def _buffers(models: list, X: np.ndarray, y_int, y_float, sampling: int, batch: int) -> tuple:
@@ -566,7 +583,7 @@ def _buffers(models: list, X: np.ndarray, y_int, y_float, sampling: int, batch: 
         np.empty(rows if y_int.size else 0, np.int64),
         np.empty((rows if y_float.size else 0, y_float.shape[1]), dtype),
         np.empty(rows or n, dtype),
-        np.empty(max(work_size(m._layers, rows or n) for m in models), dtype),
+        np.empty(max(_work(m, rows or n) for m in models), dtype),
         np.empty(rows, np.int64),
         np.empty(n if sampling == SHUFFLE else 0, dtype=np.int64),
     )
@@ -584,8 +601,8 @@ def _build_run(
     else:
         params = np.concatenate([m._params for m in models])
         state = np.zeros((2, params.size if any(s.slots.size for s in states) else 0), dtype)
-        for s, (_, _, p0, p1) in zip(states, table, strict=True):
-            state[:, p0:p1] = s.slots if s.slots.size else 0
+        for s, row in zip(states, table, strict=True):
+            state[:, row[M_PBEGIN] : row[M_PEND]] = s.slots if s.slots.size else 0
     grads = np.zeros_like(params)
     steps = np.array([s.step for s in states], dtype=np.int64)
     codes = np.array([o.code for o in opts], np.int64)
@@ -769,7 +786,9 @@ def fit_many(
         minibatch, with the weights before its update.  A recorded step
         measures the pre-activations between each GEMM and its activation
         (no extra GEMM) and makes a few float64 passes over the activations
-        and gradients; training results are unchanged (bit for bit), and
+        and gradients; training results are unchanged (bit for bit; for
+        networks on the feature-major path, :mod:`fastinit.narrow`, recorded
+        steps run the row-major kernels: equal to rounding), and
         without it the loop runs as before.
     stats_every : int
         ``k`` above, >= 1 (default 10).

@@ -198,9 +198,13 @@ def test_record_stats_does_not_change_training_and_slices_models():
     plain, recorded = models(), models()
     h0 = fit_many(plain, X, Y, **kw)
     h1 = fit_many(recorded, X, Y, record_stats=True, stats_every=1, **kw)
-    for a, b, p, q in zip(plain, recorded, h0, h1, strict=True):
-        np.testing.assert_array_equal(a._params, b._params)
-        np.testing.assert_array_equal(p.loss, q.loss)
+    # the first network is bit for bit the same; the second (all widths <= NARROW_MAX)
+    # trains feature-major but records with the row-major kernels: equal to rounding
+    np.testing.assert_array_equal(plain[0]._params, recorded[0]._params)
+    np.testing.assert_array_equal(h0[0].loss, h1[0].loss)
+    np.testing.assert_allclose(plain[1]._params, recorded[1]._params, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(h0[1].loss, h1[1].loss, rtol=1e-12)
+    for p in h0:
         assert p.stats is None
     assert h1[0].stats["pre_std"].shape == (12, 4) and h1[1].stats["pre_std"].shape == (12, 2)
     assert (

@@ -231,3 +231,36 @@ def test_results_do_not_depend_on_numbas_thread_count(python_subprocess):
     one = python_subprocess(RUN, NUMBA_NUM_THREADS="1")
     two = python_subprocess(RUN, NUMBA_NUM_THREADS="2")
     assert one.strip() == two.strip() and len(one.strip()) == 64
+
+
+@pytest.mark.parametrize(
+    ("sizes", "act", "loss", "opt"),
+    [
+        ([2, 4, 1], "tanh", "sigmoid_cross_entropy", optim.SGD(0.5)),
+        ([5, 7, 6, 3], ["relu", "gelu"], "softmax_cross_entropy", optim.Adam(0.01)),
+        ([3, 16, 2], "sigmoid", "mse", optim.Momentum(0.1, weight_decay=0.01)),
+    ],
+)
+def test_tiny_networks_take_the_feature_major_path_with_the_same_results(sizes, act, loss, opt):
+    # widths <= NARROW_MAX train with fastinit.narrow; recording statistics every
+    # iteration forces the row-major BLAS path: both must agree to rounding
+    from fastinit import narrow
+
+    assert narrow.is_narrow(tuple(sizes)) and not narrow.is_narrow((2, narrow.NARROW_MAX + 1))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((37, sizes[0]))
+    y = rng.integers(0, sizes[-1], 37) if loss == "softmax_cross_entropy" else None
+    if y is None:
+        y = (rng.random((37, sizes[-1])) > 0.5).astype(float)
+        y = y[:, 0] if sizes[-1] == 1 else y
+    runs = []
+    for record in (False, True):
+        model = MLP(sizes, activation=act, seed=1, dtype="float64")
+        opt.reset()
+        h = model.fit(x, y, optimizer=opt, batch_size=8, iterations=25, loss=loss, seed=2,
+                      progress=False, record_stats=record, stats_every=1)  # fmt: skip
+        runs.append((h.loss, model.weights, model.biases))
+    (la, wa, ba), (lb, wb, bb) = runs
+    np.testing.assert_allclose(la, lb, rtol=1e-12)
+    for a, b in zip([*wa, *ba], [*wb, *bb], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
