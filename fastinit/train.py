@@ -16,6 +16,10 @@ numba 0.68, NumPy's OpenBLAS 0.3.31; figures and commands in ``bench/``)
   threads, while the fused element-wise passes (bias + activation + derivative,
   derivative product + column sums, the optimizer update) take ~50 us of a
   ~650 us step serially: a parallel pass could not win much and costs below.
+* Tiny networks (every width at most 16, e.g. the planar 2-4-1) call no BLAS:
+  at 2 or 4 columns a GEMM call costs ~1 us whatever it computes and the
+  row-major loops do not vectorize, so they train with the feature-major
+  kernels of :mod:`fastinit.narrow` (12 -> 6 us per planar iteration).
 * numba's parallel backend is never entered during training (only the
   initializers in :mod:`fastinit.random` use ``prange``, once, before
   training).  Its OpenMP workers spin-wait after a ``prange`` and, sharing 2
@@ -48,8 +52,8 @@ activations, loss, optimizer or number of networks (no ``typed.List``, whose
 methods compile on first use and are not cached).  Everything is
 ``cache=True``; nothing compiles at import.  numba keys a cached function on
 its own source file only: after editing ``activations``, ``losses``, ``dense``,
-``optim`` or ``random``, clear the cache (``NUMBA_CACHE_DIR``), since
-:func:`train_chunk` embeds their code.
+``optim``, ``narrow`` or ``random``, clear the cache (``NUMBA_CACHE_DIR``),
+since :func:`train_chunk` embeds their code.
 
 Sampling (all reproducible from ``seed``)
 -----------------------------------------
