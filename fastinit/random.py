@@ -436,18 +436,25 @@ def _trunc_central_f32_run(out, first, lo2, step, scale, mean, a, b, k0, k1, s0,
 
 @njit(parallel=True, cache=True)
 def _trunc_normal_f32(out, lo2, span2, scale, mean, a, b, k0, k1, s0, s1, tails):
+    # tails is None (every draw in erfinv's central range) or True: numba prunes the
+    # "is None" branches before compiling, so each case compiles one run function
     n = out.size
     nb = n // 4
     step = span2 * _F32_UNIT
     for c in prange((nb + _CHUNK - 1) // _CHUNK):
         chunk = out[4 * c * _CHUNK : 4 * min(nb, (c + 1) * _CHUNK)]
-        if tails:
-            _trunc_tails_f32_run(chunk, c * _CHUNK, lo2, step, scale, mean, a, b, k0, k1, s0, s1)
-        else:
+        if tails is None:
             _trunc_central_f32_run(chunk, c * _CHUNK, lo2, step, scale, mean, a, b, k0, k1, s0, s1)
-    v = _trunc4_f32(lo2, step, scale, mean, a, b, k0, k1, s0, s1, nb, True)
-    for j in range(n % 4):
-        out[4 * nb + j] = v[j]
+        else:
+            _trunc_tails_f32_run(chunk, c * _CHUNK, lo2, step, scale, mean, a, b, k0, k1, s0, s1)
+    if n % 4:  # the last, partial block through the same run function (no third copy)
+        rest = np.empty(4, out.dtype)
+        if tails is None:
+            _trunc_central_f32_run(rest, nb, lo2, step, scale, mean, a, b, k0, k1, s0, s1)
+        else:
+            _trunc_tails_f32_run(rest, nb, lo2, step, scale, mean, a, b, k0, k1, s0, s1)
+        for j in range(n % 4):
+            out[4 * nb + j] = rest[j]
 
 
 @njit(inline="always", cache=True)
@@ -640,7 +647,7 @@ def fill_truncated_normal(
     if flat.dtype == np.float64:
         _trunc_normal_f64(*args)
     else:
-        _trunc_normal_f32(*args, tails)
+        _trunc_normal_f32(*args, True if tails else None)
     return out
 
 

@@ -1,5 +1,7 @@
 """fastinit.random: Philox known answers, layout, determinism and distributions."""
 
+import functools
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -38,7 +40,14 @@ def test_counter_layout_of_raw_words():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
-    "fill", [fr.fill_uniform, fr.fill_normal, fr.fill_truncated_normal], ids=lambda f: f.__name__
+    "fill",
+    [
+        fr.fill_uniform,
+        fr.fill_normal,
+        fr.fill_truncated_normal,  # +-2 std: erfinv's central branch only
+        functools.partial(fr.fill_truncated_normal, a=-3.0, b=3.0),  # the tails too
+    ],
+    ids=["uniform", "normal", "truncated_central", "truncated_tails"],
 )
 def test_prefix_property_any_length(fill, dtype):
     """Element i depends on (seed, stream, i) only: a shorter fill is a prefix of a longer one."""
