@@ -49,7 +49,9 @@ Compiled functions and the numba cache
 Networks are flat arrays plus an int64 layer table (:mod:`fastinit.dense`),
 so :func:`train_chunk` has one signature per dtype, whatever the depth, widths,
 activations, loss, optimizer or number of networks (no ``typed.List``, whose
-methods compile on first use and are not cached).  Everything is
+methods compile on first use and are not cached), times at most four for the
+two optional paths (statistics recording, feature-major tiny networks), each
+compiled only when a run uses it.  Everything is
 ``cache=True``; nothing compiles at import.  numba keys a cached function on
 its own source file only: after editing ``activations``, ``losses``, ``dense``,
 ``optim``, ``narrow`` or ``random``, clear the cache (``NUMBA_CACHE_DIR``),
