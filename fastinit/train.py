@@ -844,40 +844,68 @@ def fit_many(
     """
     start = time.perf_counter()
     models = _check_models(models)
-    if getattr(models[0], "device", "cpu") == "cuda":  # all on one device (_check_models)
-        from fastinit.train_cuda import fit_many_cuda
-
-        return fit_many_cuda(
-            models, X, y, optimizer=optimizer, batch_size=batch_size, iterations=iterations,
-            epochs=epochs, sampling=sampling, loss=loss, seed=seed, progress=progress,
-            record_stats=record_stats, stats_every=stats_every,
-        )  # fmt: skip
-    opts = _check_optimizers(optimizer, len(models))
-    spec = _losses.get(loss)
-    mode = SAMPLINGS.index(check_choice(sampling, "sampling", SAMPLINGS))
-    batch = check_int(batch_size, "batch_size", low=1)
-    seed = check_seed(seed, "seed")
     if not isinstance(record_stats, (bool, np.bool_)):
         raise ValueError(f"record_stats: expected True or False, got {record_stats!r}")
     try:
         every = check_int(stats_every, "stats_every", low=1)
     except TypeError as err:
         raise ValueError(str(err)) from None
-    every = every if record_stats else 0
+    fa = _fit_arguments(models, X, y, optimizer, batch_size, iterations, epochs, sampling, loss,
+                        seed)  # fmt: skip
+    bar = ProgressBar(fa.n_iter, enabled=bool(progress))
+    if getattr(models[0], "device", "cpu") == "cuda":  # all on one device (_check_models)
+        if record_stats:
+            raise ValueError(
+                "record_stats: per-layer statistics are recorded on the CPU only; "
+                "train a model moved with .to('cpu') to record them"
+            )
+        from fastinit.train_cuda import run_fit
+
+        return run_fit(models, fa, bar, start)
+    run = _build_run(models, fa.opts, fa.X, fa.y_int, fa.y_float, fa.spec, fa.mode, fa.batch,
+                     fa.seed, fa.n_iter, every if record_stats else 0)  # fmt: skip
+    try:
+        status = _run_chunks(run, fa.n_iter, bar)
+    finally:
+        _write_back(models, fa.opts, run)
+    seconds = time.perf_counter() - start
+    return [_history(run, j, status, seconds, fa.settings()) for j in range(len(models))]
+
+
+@dataclass
+class FitArguments:
+    """The validated arguments of one :func:`fit_many` call, for the CPU and CUDA loops."""
+
+    opts: list
+    spec: Any  # fastinit.losses.Loss
+    mode: int  # index into SAMPLINGS
+    batch: int
+    seed: int
+    X: np.ndarray
+    y_int: np.ndarray
+    y_float: np.ndarray
+    n_iter: int
+
+    def settings(self) -> dict[str, Any]:
+        """What ``History.settings`` records."""
+        return {"loss": self.spec.name, "sampling": SAMPLINGS[self.mode],
+                "batch_size": self.batch, "seed": self.seed}  # fmt: skip
+
+
+def _fit_arguments(models, X, y, optimizer, batch_size, iterations, epochs, sampling, loss,
+                   seed) -> FitArguments:  # fmt: skip
+    """Validate and prepare :func:`fit_many`'s arguments (ValueErrors name the argument)."""
+    opts = _check_optimizers(optimizer, len(models))
+    spec = _losses.get(loss)
+    mode = SAMPLINGS.index(check_choice(sampling, "sampling", SAMPLINGS))
+    batch = check_int(batch_size, "batch_size", low=1)
+    seed = check_seed(seed, "seed")
     Xc = prepare_x(models[0], X)
     n = Xc.shape[0]
     y_int, y_float = _losses.prepare_targets(spec, y, n, models[0].sizes[-1], models[0].dtype)
     batch = min(batch, n) if mode == SHUFFLE else batch
     n_iter = _iterations(iterations, epochs, n, batch, SAMPLINGS[mode])
-    run = _build_run(models, opts, Xc, y_int, y_float, spec, mode, batch, seed, n_iter, every)
-    bar = ProgressBar(n_iter, enabled=bool(progress))
-    try:
-        status = _run_chunks(run, n_iter, bar)
-    finally:
-        _write_back(models, opts, run)
-    seconds = time.perf_counter() - start
-    settings = {"loss": spec.name, "sampling": SAMPLINGS[mode], "batch_size": batch, "seed": seed}
-    return [_history(run, j, status, seconds, settings) for j in range(len(models))]
+    return FitArguments(opts, spec, mode, batch, seed, Xc, y_int, y_float, n_iter)
 
 
 def loss_and_grads(model: Any, X: Any, y: Any, loss: str) -> tuple[float, list]:

@@ -63,12 +63,11 @@ from fastinit import optim as _optim
 from fastinit import train as _train
 from fastinit._cuda import cuda_module, simulator_enabled
 from fastinit._progress import ProgressBar
-from fastinit._validate import check_choice, check_int, check_seed
 from fastinit.dense import work_size
 from fastinit.dense_cuda import backward_launches, configure, forward_launches
-from fastinit.train import FULL, REPLACEMENT, SAMPLINGS, SHUFFLE, History
+from fastinit.train import FULL, REPLACEMENT, SHUFFLE, History
 
-__all__ = ["fit_many_cuda", "forward_cuda", "loss_and_grads_cuda"]
+__all__ = ["fit_many_cuda", "forward_cuda", "loss_and_grads_cuda", "run_fit"]
 
 cuda: Any = None  # numba.cuda, set on first use (never at import)
 
@@ -187,88 +186,55 @@ def _check_device_models(models: list) -> None:
             )
 
 
-def fit_many_cuda(
-    models: Sequence[Any],
-    X: Any,
-    y: Any,
-    *,
-    optimizer: Any = None,
-    batch_size: int = 128,
-    iterations: int | None = None,
-    epochs: int | None = None,
-    sampling: str = "replacement",
-    loss: str = "softmax_cross_entropy",
-    seed: int = 0,
-    progress: bool = True,
-    record_stats: bool = False,
-    stats_every: int = 10,
-) -> list[History]:
+def fit_many_cuda(models: Sequence[Any], X: Any, y: Any, **kwargs: Any) -> list[History]:
     """Train several device models on the same minibatch sequence, on the GPU.
 
-    The twin of :func:`fastinit.train.fit_many`: same arguments, validation,
-    batches and History; see the module docstring for how a step runs.
+    :func:`fastinit.train.fit_many` restricted to models on ``device="cuda"``
+    (it validates the arguments and routes device models to :func:`run_fit`);
+    same keyword arguments, batches and History, except ``record_stats``
+    (CPU only).
+
+    Raises
+    ------
+    ValueError
+        When a model is not on the device, or for the arguments
+        :func:`fastinit.train.fit_many` refuses.
+    """
+    _check_device_models(_train._check_models(models))
+    return _train.fit_many(models, X, y, **kwargs)
+
+
+def run_fit(models: list, fa: Any, bar: ProgressBar, start_time: float) -> list[History]:
+    """The device loop of :func:`fastinit.train.fit_many`, on validated arguments.
 
     Parameters
     ----------
-    models : sequence of MLP
-        Models on ``device="cuda"`` with the same dtype and input/output sizes.
-    X : array_like, shape (n, n_in)
-        Inputs (host array; copied to the device once).
-    y : array_like
-        Targets for ``loss`` (see :func:`fastinit.losses.prepare_targets`).
-    optimizer : Optimizer, str or list of them, optional
-        As in :func:`fastinit.train.fit_many` (default ``SGD(lr=0.01)``).
-    batch_size : int
-        Rows per minibatch, >= 1.
-    iterations, epochs : int
-        Exactly one of them.
-    sampling : {"replacement", "shuffle", "full"}
-    loss : str
-    seed : int
-        Key of the minibatch sampling.
-    progress : bool
-        Show the progress bar for runs longer than about 1 s.
-    record_stats, stats_every
-        Accepted for the signature of :func:`fastinit.train.fit_many`; the
-        per-layer statistics are recorded by the CPU loop only, so
-        ``record_stats=True`` raises ValueError (use ``model.to("cpu")``).
+    models : list of MLP
+        Device models (checked by ``fit_many``).
+    fa : fastinit.train.FitArguments
+        The validated optimizers, loss, sampling, batch size, seed, data and
+        iteration count.
+    bar : ProgressBar
+        Advanced once per chunk, closed at the end.
+    start_time : float
+        ``time.perf_counter()`` when ``fit_many`` was called (for ``wall_time``).
 
     Returns
     -------
     list of History
         One per model.
     """
-    start_time = time.perf_counter()
-    models = _train._check_models(models)
-    _check_device_models(models)
-    if record_stats is not False:
-        raise ValueError(
-            "record_stats: per-layer statistics are recorded on the CPU only; "
-            "train a model moved with .to('cpu') to record them"
-        )
-    del stats_every  # only meaningful with record_stats
-    opts = _train._check_optimizers(optimizer, len(models))
-    spec = _losses.get(loss)
-    mode = SAMPLINGS.index(check_choice(sampling, "sampling", SAMPLINGS))
-    batch = check_int(batch_size, "batch_size", low=1)
-    seed = check_seed(seed, "seed")
-    Xc = _train.prepare_x(models[0], X)
-    n, dtype = Xc.shape[0], models[0].dtype
-    y_int, y_float = _losses.prepare_targets(spec, y, n, models[0].sizes[-1], dtype)
-    batch = min(batch, n) if mode == SHUFFLE else batch
-    n_iter = _train._iterations(iterations, epochs, n, batch, SAMPLINGS[mode])
     global cuda  # a module global: the simulator swaps the module in kernels' globals
     cuda = cuda_module()
-    run = _Run(cuda, models, opts, Xc, y_int, y_float, spec, mode, batch, seed, n_iter)
-    bar = ProgressBar(n_iter, enabled=bool(progress))
+    run = _Run(cuda, models, fa.opts, fa.X, fa.y_int, fa.y_float, fa.spec, fa.mode, fa.batch,
+               fa.seed, fa.n_iter)  # fmt: skip
     status = "ok"
     try:
         status = run.chunks(bar)
     finally:
         run.write_back()
     seconds = time.perf_counter() - start_time
-    settings = {"loss": spec.name, "sampling": SAMPLINGS[mode], "batch_size": batch, "seed": seed}
-    return [run.history(j, status, seconds, settings) for j in range(len(models))]
+    return [run.history(j, status, seconds, fa.settings()) for j in range(len(models))]
 
 
 class _Run:

@@ -293,10 +293,8 @@ def test_mnist_experiment_on_the_device_matches_the_cpu(monkeypatch):
     from fastinit import train_cuda
 
     calls = []
-    real = train_cuda.fit_many_cuda
-    monkeypatch.setattr(
-        train_cuda, "fit_many_cuda", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
+    real = train_cuda.run_fit  # the device loop that fit_many routes device models to
+    monkeypatch.setattr(train_cuda, "run_fit", lambda *a, **k: calls.append(1) or real(*a, **k))
     kw = dict(hidden=(6,), iterations=3, batch_size=4, seed=1, progress=False)
     cpu = mnist.run_mnist(("he", "lsuv"), **kw)
     assert not calls
