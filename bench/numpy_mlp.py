@@ -14,6 +14,8 @@ full batch, with its cross-entropy cost computed every iteration.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
+from itertools import pairwise
 
 import numpy as np
 
@@ -133,6 +135,35 @@ def train_sgd(
             net.params[key] -= lr * g
         losses[i] = loss
     return losses
+
+
+def gemm_floor(sizes: list[int], batch: int, dtype: type = np.float32) -> Callable[[int], None]:
+    """Only the matrix products of one SGD step, ``steps`` times: a floor, not a trainer.
+
+    The products any dense MLP step must compute, with the same shapes and
+    transposes as the step: ``A_{k-1} @ W_k`` (forward), ``A_{k-1}^T @ dZ_k``
+    (dW) for every layer, ``dZ_k @ W_k^T`` (dX) for every layer but the first.
+    They run back to back on fixed buffers through ``np.dot(..., out=)``
+    (NumPy's BLAS, the library fastinit calls), with nothing else: no sampling,
+    bias, activation, loss or update.  A training step that calls this BLAS
+    cannot be faster than this.
+    """
+    rng = np.random.default_rng(0)
+    a = [rng.random((batch, n), dtype=dtype) for n in sizes]  # activations / dZ per layer
+    w = [rng.random((i, o), dtype=dtype) for i, o in pairwise(sizes)]
+    dw = [np.empty_like(wk) for wk in w]
+    dx = [np.empty_like(ak) for ak in a]
+
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            for k, wk in enumerate(w):
+                np.dot(a[k], wk, out=a[k + 1])
+            for k in range(len(w) - 1, -1, -1):
+                np.dot(a[k].T, a[k + 1], out=dw[k])
+                if k:
+                    np.dot(a[k + 1], w[k].T, out=dx[k])
+
+    return run
 
 
 # ----------------------------------------------------------------------------- planar notebook

@@ -8,7 +8,9 @@ medians and ratios.  Workloads:
   sampled with replacement from 60000 x 784 random float32 data (MNIST's shape),
   2000 steps for fastinit (fewer for the slower baselines; the report is per step).
   Peers: the "Deep Learning from Scratch" layered NumPy net in float64 and float32,
-  PyTorch eager and JAX (jit step, lax.scan loop) when importable.
+  PyTorch eager and JAX (jit step, lax.scan loop) when importable.  ``gemm_floor``
+  (also in ``wide``) runs only the step's matrix products through NumPy's BLAS: no
+  implementation calling that BLAS can take less time per step.
 * ``roofline``: a same-run NumPy sgemm 2048 x 2048 (the BLAS fastinit calls).
 * ``wide``: 784-1024-1024-1024-10, batch 512.
 * ``planar``: 2-4-1 tanh/sigmoid, 400 points, full batch, lr 1.2, 10000 steps,
@@ -110,6 +112,18 @@ def test_mnist_numpy_f32(benchmark, mnist_like):
     )
 
 
+@pytest.mark.benchmark(group="mnist")
+def test_mnist_gemm_floor(benchmark):
+    """The step's 14 GEMMs alone (NumPy's BLAS): the floor for any BLAS-based step."""
+    _run(
+        benchmark,
+        numpy_mlp.gemm_floor(MNIST, 128),
+        steps=2000,
+        flops=MNIST_FLOPS,
+        impl="gemm_floor",
+    )
+
+
 @pytest.mark.benchmark(group="roofline")
 def test_roofline_sgemm_2048(benchmark):
     rng = np.random.default_rng(0)
@@ -135,6 +149,18 @@ def test_wide_fastinit(benchmark, mnist_like):
         steps=20,
         flops=WIDE_FLOPS,
         impl="fastinit",
+        rounds=3,
+    )
+
+
+@pytest.mark.benchmark(group="wide")
+def test_wide_gemm_floor(benchmark):
+    _run(
+        benchmark,
+        numpy_mlp.gemm_floor(WIDE, 512),
+        steps=20,
+        flops=WIDE_FLOPS,
+        impl="gemm_floor",
         rounds=3,
     )
 
