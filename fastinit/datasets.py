@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import math
 import os
+import tempfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,8 +34,10 @@ from fastinit._validate import check_dtype, check_int, check_seed
 from fastinit.random import fill_normal
 
 __all__ = [
+    "CACHE_DIR_ENV",
     "MNIST_PAYLOAD_SHA256",
     "MNIST_SHA256",
+    "cache_dir",
     "gaussian",
     "load_idx",
     "load_mnist",
@@ -44,6 +47,12 @@ __all__ = [
 
 #: Environment variable naming a directory with the four standard MNIST files.
 MNIST_DIR_ENV = "FASTINIT_MNIST_DIR"
+
+#: Environment variable naming where decompressed copies of the shipped data are
+#: kept (default ``$XDG_CACHE_HOME/fastinit``, else ``~/.cache/fastinit``); one of
+#: ``0``, ``off``, ``none`` (any case) turns the copies off.
+CACHE_DIR_ENV = "FASTINIT_CACHE_DIR"
+_CACHE_OFF = ("0", "off", "none")
 
 _DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -127,6 +136,12 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     ValueError
         If the magic number, type code, dimensions or payload length are wrong.
     """
+    view = _idx_view(data, name)
+    return view.astype(view.dtype.newbyteorder("="))
+
+
+def _idx_view(data: bytes, name: str) -> np.ndarray:
+    """:func:`parse_idx` without the copy: a read-only view of ``data`` in the file's byte order."""
     if len(data) < 4:
         raise ValueError(
             f"{name}: not an IDX file: {len(data)} bytes, shorter than the magic number"
@@ -159,7 +174,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
             f"{expected} bytes of data, got {got}"
         )
     flat = np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=start)
-    return flat.astype(dtype.newbyteorder("=")).reshape(dims)
+    return flat.reshape(dims)
 
 
 def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -236,6 +251,72 @@ def _parse_file(raw: bytes, path: Path) -> np.ndarray:
     return parse_idx(_decompress(raw, str(path)), str(path))
 
 
+def cache_dir() -> Path | None:
+    """Where decompressed copies of the shipped data are kept, or ``None`` (turned off).
+
+    ``$FASTINIT_CACHE_DIR`` if set (``0``, ``off`` or ``none`` turn the copies
+    off), else ``$XDG_CACHE_HOME/fastinit``, else ``~/.cache/fastinit``.
+
+    Returns
+    -------
+    pathlib.Path or None
+    """
+    value = os.environ.get(CACHE_DIR_ENV)
+    if value is not None and value.strip().lower() in _CACHE_OFF:
+        return None
+    if value:
+        return Path(value)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastinit"
+
+
+def _gzip_trailer(raw: bytes) -> tuple[int, int]:
+    """``(CRC-32, size mod 2**32)`` of the uncompressed data: the last 8 bytes of a gzip file."""
+    return int.from_bytes(raw[-8:-4], "little"), int.from_bytes(raw[-4:], "little")
+
+
+def _read_copy(path: Path, raw: bytes) -> bytes | None:
+    """The decompressed copy of ``raw`` at ``path`` if it is there and matches ``raw``'s trailer."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    crc, size = _gzip_trailer(raw)
+    return data if len(data) % 2**32 == size and zlib.crc32(data) == crc else None
+
+
+def _write_copy(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a temporary file, then a rename); ignore errors."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as f:
+            tmp = Path(f.name)
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _decompress_shipped(raw: bytes, path: Path, sha256: str) -> bytes:
+    """:func:`_decompress` for a checksummed file, through a copy kept in :func:`cache_dir`.
+
+    The copy is named by the file's verified SHA-256 and accepted only when its
+    length and CRC-32 match the gzip trailer of ``raw``; a missing, stale or
+    damaged copy is rebuilt.  Reading it (about 20 ms for the training images)
+    replaces a 0.2 s decompression in every new process.
+    """
+    directory = cache_dir()
+    if directory is None or not raw.startswith(_GZIP_MAGIC):
+        return _decompress(raw, str(path))
+    copy = directory / f"{path.name.removesuffix('.gz')}-{sha256[:16]}"
+    data = _read_copy(copy, raw)
+    if data is None:
+        data = _decompress(raw, str(path))
+        _write_copy(copy, data)
+    return data
+
+
 def _check_mnist_arrays(arrays: dict[str, np.ndarray], paths: dict[str, Path]) -> None:
     """Check that the images and labels of each split have MNIST's types and shapes."""
     for split in ("train", "test"):
@@ -258,6 +339,8 @@ def _check_mnist_arrays(arrays: dict[str, np.ndarray], paths: dict[str, Path]) -
 def _load_arrays(directory: Path, sha256: Mapping[str, str] | None) -> dict[str, np.ndarray]:
     """The four MNIST arrays (uint8, read-only) from ``directory``, cached in-process.
 
+    The shipped copy is decompressed once per machine (:func:`cache_dir`).
+
     ``sha256`` maps file names to the expected SHA-256 of their bytes (``None``
     skips the check).  The cache key includes each file's size and modification
     time, so a changed file is read again.  This is also the tests' hook to run
@@ -268,7 +351,14 @@ def _load_arrays(directory: Path, sha256: Mapping[str, str] | None) -> dict[str,
     key = (stats, None if sha256 is None else tuple(sorted(sha256.items())))
     if key not in _CACHE:
         raws = _read_verified(paths, sha256)
-        arrays = {role: _parse_file(raws[role], p) for role, p in paths.items()}
+        arrays = {}
+        for role, p in paths.items():
+            if sha256 is None:
+                data = _decompress(raws[role], str(p))
+            else:
+                data = _decompress_shipped(raws[role], p, sha256[p.name])
+            view = _idx_view(data, str(p))  # MNIST's arrays are uint8: no byte swap, no copy
+            arrays[role] = view.astype(view.dtype.newbyteorder("="), copy=False)
         _check_mnist_arrays(arrays, paths)
         for a in arrays.values():
             a.flags.writeable = False
@@ -291,9 +381,8 @@ def _mnist_source(path: str | os.PathLike[str] | None) -> tuple[Path, Mapping[st
 
 
 def _images(raw: np.ndarray, normalize: bool, flatten: bool, dtype: np.dtype) -> np.ndarray:
-    x = raw.astype(dtype)
-    if normalize:
-        x /= dtype.type(255)
+    # one pass, converting on the fly: the same values as astype(dtype) / 255
+    x = np.divide(raw, dtype.type(255), dtype=dtype) if normalize else raw.astype(dtype)
     return x.reshape(len(x), -1) if flatten else x.reshape(len(x), 1, *_IMAGE_SHAPE)
 
 
@@ -333,7 +422,8 @@ def load_mnist(
         names ``train-images.idx3-ubyte`` etc. work too).  ``None`` uses the
         environment variable ``FASTINIT_MNIST_DIR`` if set and non-empty,
         else the copy shipped with fastinit.  Checksums are enforced only for
-        the shipped copy; headers, types and shapes are always checked.
+        the shipped copy; headers, types and shapes are always checked.  The
+        shipped copy is decompressed once per machine into :func:`cache_dir`.
 
     Returns
     -------

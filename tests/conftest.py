@@ -1,7 +1,9 @@
 """Shared test setup.
 
 Subprocess tests inherit NUMBA_CACHE_DIR so that every process of one test run
-shares one on-disk compilation cache (a fresh clone compiles each kernel once).
+shares one on-disk compilation cache (a fresh clone compiles each kernel once),
+and FASTINIT_CACHE_DIR so that the decompressed MNIST copy goes beside it, not
+into the home directory.
 
 The CUDA twins run under numba's CUDA simulator unless an NVIDIA driver is
 present (or NUMBA_ENABLE_CUDASIM is set either way by the caller): the switch
@@ -20,6 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
+os.environ.setdefault("FASTINIT_CACHE_DIR", str(ROOT / ".fastinit_cache"))
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and ctypes.util.find_library("cuda") is None:
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 

@@ -322,6 +322,78 @@ def test_damaged_shipped_copy_through_load_mnist(damaged_copy, monkeypatch):
         D.load_mnist(path=damaged_copy)
 
 
+# ----------------------------------------------------------------------------- decompressed copy
+@pytest.fixture
+def fresh_copy_dir(tmp_path, monkeypatch):
+    """An empty FASTINIT_CACHE_DIR and no in-process arrays, so loads go to the files."""
+    monkeypatch.setenv(D.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(D, "_CACHE", {})
+    return tmp_path / "cache"
+
+
+def _load_shipped():
+    return D._load_arrays(D._DATA_DIR, D.MNIST_SHA256)
+
+
+def test_shipped_data_decompressed_once_into_the_cache_dir(fresh_copy_dir, mnist):
+    (x, t), (xt, tt) = D.load_mnist()
+    copies = sorted(p.name for p in fresh_copy_dir.iterdir())
+    assert copies == sorted(f"{n[:-3]}-{D.MNIST_SHA256[n][:16]}" for n in D.MNIST_SHA256)
+    for name in copies:  # the copies are the original MNIST files
+        payload = (fresh_copy_dir / name).read_bytes()
+        assert hashlib.sha256(payload).hexdigest() == D.MNIST_PAYLOAD_SHA256[name[:-17]]
+    for got, want in zip((x, t, xt, tt), (*mnist[0], *mnist[1]), strict=True):
+        np.testing.assert_array_equal(got, want)
+    D._CACHE.clear()
+    mtimes = {p: p.stat().st_mtime_ns for p in fresh_copy_dir.iterdir()}
+    arrays = _load_shipped()  # from the copies: nothing rewritten
+    assert {p: p.stat().st_mtime_ns for p in fresh_copy_dir.iterdir()} == mtimes
+    np.testing.assert_array_equal(arrays["train_labels"], mnist[0][1])
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "empty"])
+def test_damaged_copy_is_rebuilt(fresh_copy_dir, mnist, damage):
+    _load_shipped()
+    D._CACHE.clear()
+    copy = next(fresh_copy_dir.glob("train-labels-*"))
+    data = bytearray(copy.read_bytes())
+    if damage == "flip":
+        data[-1] ^= 0x01  # a label 5 <-> 4 swap would pass every shape check
+    copy.write_bytes(bytes(data[: len(data) // 2] if damage == "truncate" else data))
+    if damage == "empty":
+        copy.write_bytes(b"")
+    np.testing.assert_array_equal(_load_shipped()["train_labels"], mnist[0][1])
+    payload = copy.read_bytes()
+    assert hashlib.sha256(payload).hexdigest() == D.MNIST_PAYLOAD_SHA256["train-labels-idx1-ubyte"]
+
+
+@pytest.mark.parametrize("off", ["0", "off", "None"])
+def test_cache_dir_can_be_turned_off(tmp_path, monkeypatch, off, mnist):
+    monkeypatch.setenv(D.CACHE_DIR_ENV, off)
+    monkeypatch.setattr(D, "_CACHE", {})
+    monkeypatch.chdir(tmp_path)
+    assert D.cache_dir() is None
+    np.testing.assert_array_equal(_load_shipped()["test_labels"], mnist[1][1])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cache_dir_defaults(monkeypatch, tmp_path):
+    monkeypatch.delenv(D.CACHE_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert D.cache_dir() == tmp_path / "fastinit"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert D.cache_dir() == Path.home() / ".cache" / "fastinit"
+
+
+def test_unwritable_cache_dir_still_loads(tmp_path, monkeypatch, mnist):
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")  # the cache "directory" is a file: mkdir fails
+    monkeypatch.setenv(D.CACHE_DIR_ENV, str(blocker / "cache"))
+    monkeypatch.setattr(D, "_CACHE", {})
+    np.testing.assert_array_equal(_load_shipped()["train_labels"], mnist[0][1])
+    assert list(tmp_path.iterdir()) == [blocker]
+
+
 # ----------------------------------------------------------------------------- IDX reader
 @pytest.mark.parametrize(
     ("code", "dtype"),
