@@ -17,6 +17,8 @@ medians and ratios.  Workloads:
   against the classic Coursera notebook code.
 * ``coldstart``: a fresh process (import + MLP + first fit on tiny data) with the
   numba cache warm and with an empty cache.
+* ``script``: the whole MNIST run (``bench/scripts/``: load the shipped MNIST, He
+  init, 2000 steps) as a fresh process, fastinit (cache warm) and JAX.
 """
 
 from __future__ import annotations
@@ -280,6 +282,24 @@ def test_cold_start_empty_cache_explicit_weights(benchmark):
     _cold(benchmark, "empty_cache_explicit_init", empty_cache=True, init=init, rounds=2)
 
 
+# ----------------------------------------------------------------------------- whole script
+def _script(benchmark, name, impl):
+    """``bench/scripts/<name>`` in a fresh process: imports, data, init, 2000 steps, exit."""
+    path = ROOT / "bench" / "scripts" / name
+
+    def run(_steps):
+        subprocess.run([sys.executable, str(path)], check=True, cwd=ROOT, capture_output=True)
+
+    run(1)  # fills numba's cache and the decompressed MNIST copy; JAX keeps no cache
+    benchmark.extra_info.update(steps=1, flops=0, impl=impl)
+    benchmark.pedantic(run, args=(1,), rounds=3, iterations=1)
+
+
+@pytest.mark.benchmark(group="script")
+def test_script_mnist_fastinit(benchmark):
+    _script(benchmark, "mnist_fastinit.py", "fastinit")
+
+
 # ----------------------------------------------------------------------------- peers
 # Last in the file: their thread pools (PyTorch OpenMP, XLA) stay around after they
 # run, so they go after every NumPy and fastinit measurement.
@@ -319,3 +339,9 @@ def test_wide_jax_scan(benchmark, mnist_like):
     run = peers.jax_mlp(*mnist_like, WIDE, lr=0.01, batch=512, scan=True)
     run(20)  # lax.scan compiles per length: compile the timed length first
     _run(benchmark, run, steps=20, flops=WIDE_FLOPS, impl="jax_scan", rounds=3)
+
+
+@pytest.mark.benchmark(group="script")
+@pytest.mark.skipif(not peers.available("jax"), reason="jax not installed")
+def test_script_mnist_jax(benchmark):
+    _script(benchmark, "mnist_jax.py", "jax_scan")
