@@ -35,23 +35,27 @@ FASTINIT = {
 @pytest.mark.parametrize("name", list(FASTINIT))
 def test_fastinit(benchmark, out, name):
     FASTINIT[name](out)  # compile outside the timing
+    benchmark.extra_info["impl"] = f"fastinit {name}"
     benchmark(FASTINIT[name], out)
 
 
 @pytest.mark.benchmark(group="fill-4096x4096-f32")
 def test_baseline_ndarray_fill(benchmark, out):
+    benchmark.extra_info.update(impl="ndarray.fill (memory-write bound)", reference=True)
     benchmark(out.fill, 0.5)
 
 
 @pytest.mark.benchmark(group="fill-4096x4096-f32")
 def test_baseline_numpy_standard_normal(benchmark, out):
     rng = np.random.default_rng(0)
+    benchmark.extra_info["impl"] = "numpy standard_normal"
     benchmark(lambda: rng.standard_normal(SHAPE, dtype=np.float32, out=out))
 
 
 @pytest.mark.benchmark(group="fill-4096x4096-f32")
 def test_baseline_numpy_random(benchmark, out):
     rng = np.random.default_rng(0)
+    benchmark.extra_info["impl"] = "numpy random"
     benchmark(lambda: rng.random(SHAPE, dtype=np.float32, out=out))
 
 
@@ -68,4 +72,5 @@ def test_baseline_torch(benchmark, name):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(2)
     t = torch.empty(SHAPE, dtype=torch.float32)
+    benchmark.extra_info["impl"] = f"torch {name}"
     benchmark(TORCH[name], torch.nn, t)
