@@ -255,7 +255,8 @@ def cache_dir() -> Path | None:
     """Where decompressed copies of the shipped data are kept, or ``None`` (turned off).
 
     ``$FASTINIT_CACHE_DIR`` if set (``0``, ``off`` or ``none`` turn the copies
-    off), else ``$XDG_CACHE_HOME/fastinit``, else ``~/.cache/fastinit``.
+    off), else ``$XDG_CACHE_HOME/fastinit``, else ``~/.cache/fastinit`` (``None``
+    when there is no home directory to find).
 
     Returns
     -------
@@ -266,7 +267,12 @@ def cache_dir() -> Path | None:
         return None
     if value:
         return Path(value)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastinit"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "fastinit"
+    try:
+        return Path.home() / ".cache" / "fastinit"
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry
+        return None
 
 
 def _gzip_trailer(raw: bytes) -> tuple[int, int]:

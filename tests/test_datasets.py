@@ -384,6 +384,12 @@ def test_cache_dir_defaults(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert D.cache_dir() == Path.home() / ".cache" / "fastinit"
 
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", no_home)
+    assert D.cache_dir() is None
+
 
 def test_unwritable_cache_dir_still_loads(tmp_path, monkeypatch, mnist):
     blocker = tmp_path / "a-file"
