@@ -37,13 +37,14 @@ few ulps of libm; erf (gelu) is libm's.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic, overload
 
 from fastinit._validate import check_finite, check_positive
@@ -365,32 +366,86 @@ def _map_code(z, d, code, p0, p1):
         z[i], d[i] = activate(code, p0, p1, d[i])
 
 
-@njit(**_E)
-def bias_activate(z, d, b, code, p0, p1):
-    """``z = f(d + b)`` and ``d = f'(d + b)``, with ``d`` holding ``x @ w`` on entry.
+# ----------------------------------------------------------------------------- dense-layer kernels
+# The dense forward pass calls one compiled kernel per (activation, dtype)
+# through its address (fastinit.dense.call_bias_activate).  A kernel is compiled,
+# or loaded from numba's cache, the first time a network uses its activation: a
+# ReLU network compiles the ReLU loop only, and the training loop that calls the
+# kernels stays one compiled function for every activation.
+_FUNCTIONS = (identity, sigmoid, tanh, relu, leaky_relu, elu, selu, gelu, gelu_tanh, softplus, silu)
+_ITEM_TYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
 
-    ``z`` and ``d`` are C-contiguous (m, n) arrays, ``b`` an (n,) vector.  The
-    bias is added row by row, then ``f`` runs over the flat arrays, so the loop
-    vectorizes whatever ``n`` is (with ``n = 4`` a row-wise loop was 5x slower).
-    ReLU, tanh and sigmoid get their own loop, compiled with the code a
-    constant: LLVM inlines the dispatch and the function and vectorizes (6x, 3x
-    and 3x faster than the loop dispatching per element, measured); each
-    specialization costs compile time, so the rarer activations share the
-    dispatching loop.  For the identity ``z = d + b`` and ``d`` is left as is:
-    the backward pass skips its derivative (:func:`fastinit.dense.dense_backward`).
+
+def _by_code(code, z, p0, p1):  # compiled only, through the overload below
+    """``(f(z), f'(z))`` for the activation ``code``, a compile-time constant."""
+    return activate(code, p0, p1, z)
+
+
+@overload(_by_code, jit_options=_E)
+def _by_code_impl(code, z, p0, p1):
+    if isinstance(code, types.IntegerLiteral):  # types this activation only, not all eleven
+        f = _FUNCTIONS[code.literal_value]
+
+        def impl(code, z, p0, p1):
+            return f(z, p0, p1)
+
+        return impl
+    return None
+
+
+@functools.cache
+def bias_activate_kernel(code: int, dtype: Any) -> int:
+    """Address of the compiled ``z = f(d + b)``, ``d = f'(d + b)`` for one activation.
+
+    Parameters
+    ----------
+    code : int
+        Activation code (``IDENTITY`` ... ``SILU``).
+    dtype : numpy.dtype or str
+        float32 or float64.
+
+    Returns
+    -------
+    int
+        Address of a C function ``void(z, d, b, m, n, p0, p1)``: ``z`` and ``d``
+        point to C-contiguous (m, n) arrays (``d`` holds ``x @ w`` on entry),
+        ``b`` to n biases, ``p0, p1`` are the activation's parameters (float64).
+        The bias is added row by row, then ``f`` runs over the flat arrays, so
+        the loop vectorizes whatever ``n`` is (with ``n = 4`` a row-wise loop was
+        5x slower).  For the identity ``z = d + b`` and ``d`` keeps ``d + b``:
+        the backward pass skips its derivative
+        (:func:`fastinit.dense.dense_backward`).  The address is valid for the
+        life of the process; the kernel is compiled once per (code, dtype) and
+        cached on disk.
     """
-    for i in range(d.shape[0]):
-        for j in range(d.shape[1]):
-            d[i, j] += b[j]
-    activate_flat(z.reshape(z.size), d.reshape(d.size), code, p0, p1)
+    item = types.CPointer(_ITEM_TYPES[np.dtype(dtype)])
+    sig = types.void(item, item, item, types.int64, types.int64, types.float64, types.float64)
+
+    def kernel(z_ptr, d_ptr, b_ptr, m, n, p0, p1):
+        z = carray(z_ptr, (m * n,))
+        d = carray(d_ptr, (m * n,))
+        b = carray(b_ptr, (n,))
+        for i in range(m):
+            for j in range(n):
+                d[i * n + j] += b[j]
+        if code == IDENTITY:  # a constant: numba prunes the other branch
+            for i in range(m * n):
+                z[i] = d[i]
+        else:
+            for i in range(m * n):
+                z[i], d[i] = _by_code(code, d[i], p0, p1)
+
+    return cfunc(sig, **_E)(kernel).address
 
 
 @njit(**_E)
 def activate_flat(zf, df, code, p0, p1):
     """``zf = f(df)`` and ``df = f'(df)`` on flat arrays (identity: ``zf = df``, ``df`` kept).
 
-    The loops of :func:`bias_activate` and of the feature-major kernels
-    (:mod:`fastinit.narrow`).
+    The loop of the feature-major kernels (:mod:`fastinit.narrow`): ReLU, tanh
+    and sigmoid get their own loop, compiled with the code a constant (LLVM
+    inlines the function and vectorizes: 6x, 3x and 3x faster than the loop
+    dispatching per element, measured), the rarer activations share one.
     """
     if code == RELU:  # literal codes: a loop compiled for that code alone
         _map_code(zf, df, RELU, p0, p1)

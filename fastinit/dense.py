@@ -4,11 +4,14 @@ Memory layout
 -------------
 All parameters of a network live in one flat array ``params`` of the model
 dtype.  A layer table (int64, one row per layer, columns ``FAN_IN, FAN_OUT,
-W_OFF, B_OFF, ACT``) says where layer k's ``W`` (``fan_in x fan_out``, C order)
-and ``b`` start, and ``act_params`` (float64, ``(n_layers, 2)``) holds the
-activation parameters.  Kernels therefore have the same numba type whatever
-the depth, widths and activations: one compilation per dtype.  The gradients
-use the same layout in a second flat array.
+W_OFF, B_OFF, ACT, KERNEL``) says where layer k's ``W`` (``fan_in x fan_out``,
+C order) and ``b`` start, its activation code, and the address of its compiled
+bias-and-activation kernel (filled per run by :func:`with_kernels`: a network
+compiles the loops of its own activations only, on first use); ``act_params``
+(float64, ``(n_layers, 2)``) holds the activation parameters.  Kernels
+therefore have the same numba type whatever the depth, widths and activations:
+one compilation per dtype.  The gradients use the same layout in a second flat
+array.
 
 Activations are stored in a flat ``work`` array: for layer k, ``A_k`` (its
 output, ``m x fan_out``) and ``D_k``.  The forward pass writes ``X @ W`` into
@@ -34,6 +37,7 @@ import ctypes
 import functools
 import glob
 import os
+from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -41,10 +45,10 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
 
-from fastinit.activations import IDENTITY, bias_activate
+from fastinit.activations import IDENTITY, bias_activate_kernel
 
-FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT = range(5)
-LAYER_COLUMNS = 5
+FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT, KERNEL = range(6)
+LAYER_COLUMNS = 6
 BLAS_MIN_FLOPS = 512  # multiply-adds; below this a plain loop beats the BLAS call
 
 
@@ -213,6 +217,53 @@ def _gemm(typingctx, table, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta
     return sig, codegen
 
 
+@intrinsic
+def call_bias_activate(typingctx, kernel, z, d, b, p0, p1):
+    """Run the kernel at address ``kernel`` (:func:`with_kernels`) on ``z, d`` (m, n) and ``b``.
+
+    ``z = f(d + b)`` and ``d = f'(d + b)`` (see
+    :func:`fastinit.activations.bias_activate_kernel`); the arrays must be
+    C-contiguous.
+    """
+    sig = types.void(types.int64, z, d, b, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        fnptr, zz, dd, bb, q0, q1 = args
+        arrays = [
+            context.make_array(t)(context, builder, v)
+            for t, v in zip(signature.args[1:4], (zz, dd, bb), strict=True)
+        ]
+        argv = [a.data for a in arrays] + cgutils.unpack_tuple(builder, arrays[0].shape, 2)
+        argv += [q0, q1]
+        fnty = ir.FunctionType(ir.VoidType(), [v.type for v in argv])
+        builder.call(builder.inttoptr(fnptr, fnty.as_pointer()), argv)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def with_kernels(layers: np.ndarray, dtype: Any) -> np.ndarray:
+    """A copy of a layer table with each layer's ``KERNEL`` column filled for ``dtype``.
+
+    The column holds the address of the layer's compiled bias-and-activation
+    kernel (:func:`fastinit.activations.bias_activate_kernel`, compiled on first
+    use); it is 0 in the tables models keep, which compiled code refuses.
+
+    Parameters
+    ----------
+    layers : numpy.ndarray of int64, (n_layers, LAYER_COLUMNS)
+    dtype : numpy.dtype or str
+        The network's float type.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    out = layers.copy()
+    out[:, KERNEL] = [bias_activate_kernel(int(code), dtype) for code in layers[:, ACT]]
+    return out
+
+
 @njit(inline="always", cache=True, error_model="numpy")
 def _ld(a):
     return a.strides[0] // a.itemsize
@@ -303,7 +354,7 @@ def derivative_and_sums(g, d, db, code):
 
 # ----------------------------------------------------------------------------- one layer
 @njit(inline="always", cache=True, error_model="numpy")
-def dense_forward(blas, a, w, b, z, d, code, p0, p1):
+def dense_forward(blas, a, w, b, z, d, kernel, p0, p1):
     """``z = f(a @ w + b)`` and ``d = f'(a @ w + b)``.
 
     Parameters
@@ -312,10 +363,15 @@ def dense_forward(blas, a, w, b, z, d, code, p0, p1):
     w : (fan_in, fan_out) array
     b : (fan_out,) array
     z, d : (m, fan_out) arrays, written
-    code, p0, p1 : activation code and parameters (:mod:`fastinit.activations`)
+    kernel : int
+        The layer's ``KERNEL`` column (:func:`with_kernels`).
+    p0, p1 : float
+        The activation's parameters (:mod:`fastinit.activations`).
     """
+    if kernel == 0:
+        raise ValueError("layer table without kernels: pass it through dense.with_kernels")
     gemm_nn(blas, a, w, d)
-    bias_activate(z, d, b, code, p0, p1)  # one pass: bias, f and f'
+    call_bias_activate(kernel, z, d, b, p0, p1)  # one pass: bias, f and f'
 
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -398,7 +454,7 @@ def forward_net(blas, params, layers, act_params, first, count, x, work):
             b,
             z,
             block(work, off + m * n, m, n),
-            layers[k, ACT],
+            layers[k, KERNEL],
             act_params[k, 0],
             act_params[k, 1],
         )

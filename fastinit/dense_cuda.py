@@ -3,7 +3,8 @@
 Layout
 ------
 The same as on the CPU: a network's parameters are one flat device array,
-located by the int64 layer table (``FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT``) and
+located by the int64 layer table (``FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT``; the CPU's
+``KERNEL`` column is unused here) and
 ``act_params``; gradients use the same layout in a second flat array, and the
 activations of a batch live in a flat ``work`` array, two blocks per layer
 (``A_k`` then ``D_k``) plus the ``dL/dA`` scratch at the end

@@ -27,7 +27,7 @@ from fastinit import losses as _losses
 from fastinit import train as _train
 from fastinit._cuda import check_device, cuda_module
 from fastinit._validate import check_dtype, check_int, check_seed
-from fastinit.dense import LAYER_COLUMNS, blas_table, forward_rows
+from fastinit.dense import LAYER_COLUMNS, blas_table, forward_rows, with_kernels
 from fastinit.dense import work_size as _work_size
 from fastinit.train import History
 
@@ -237,7 +237,7 @@ class MLP:
             w_off = off
             b_off = w_off + fi * fo
             off = -(-(b_off + fo) // _ALIGN) * _ALIGN
-            rows.append((fi, fo, w_off, b_off, act.code))
+            rows.append((fi, fo, w_off, b_off, act.code, 0))  # kernels: per run
         self._layers = np.array(rows, dtype=np.int64).reshape(-1, LAYER_COLUMNS)
         self._act_params = np.array([a.values for a in acts], dtype=np.float64).reshape(-1, 2)
         self._activations = acts
@@ -251,7 +251,7 @@ class MLP:
         return view if self._dparams is None else view.copy()  # device: a host copy
 
     def _split_one(self, flat: np.ndarray, kind: str, k: int) -> np.ndarray:
-        fi, fo, w_off, b_off, _ = (int(v) for v in self._layers[k])
+        fi, fo, w_off, b_off = (int(v) for v in self._layers[k, :4])
         if kind == "weights":
             return flat[w_off : w_off + fi * fo].reshape(fi, fo)
         return flat[b_off : b_off + fo]
@@ -367,7 +367,7 @@ class MLP:
         out = np.empty((X.shape[0], self.sizes[-1]), self.dtype)
         xbuf = np.empty((block, X.shape[1]), self.dtype)
         work = np.empty(_work_size(self._layers, block), self.dtype)
-        net = (self._params, self._layers, self._act_params)
+        net = (self._params, with_kernels(self._layers, self.dtype), self._act_params)
         forward_rows(blas_table(), net, 0, len(self._layers), X, out, xbuf, work)
         return out
 

@@ -105,20 +105,22 @@ from fastinit.activations import (
     SIGMOID,
     SILU,
     TANH,
-    bias_activate,
 )
 from fastinit.dense import (
     ACT,
     B_OFF,
     FAN_OUT,
+    KERNEL,
     W_OFF,
     backward_net,
     bias,
     blas_table,
     block,
+    call_bias_activate,
     forward_net,
     gemm_nn,
     weight,
+    with_kernels,
     work_size,
 )
 from fastinit.narrow import is_narrow, narrow_step, narrow_work_size
@@ -298,9 +300,10 @@ def forward_stats(blas, params, layers, act_params, first, count, x, work, zero,
 
     The same GEMM and bias loop, then the pre-activations ``z = a_prev @ W + b``
     (which the forward pass does not keep: it stores only ``f(z)`` and ``f'(z)``)
-    are measured in place before :func:`fastinit.activations.bias_activate`
-    runs with the zero bias ``zero`` (``max(fan_out)`` zeros): no extra GEMM,
-    and the same values as ``forward_net`` (``z + 0 == z``).  Row ``k`` of
+    are measured in place before the layer's bias-and-activation kernel
+    (:func:`fastinit.dense.call_bias_activate`) runs with the zero bias
+    ``zero`` (``max(fan_out)`` zeros): no extra GEMM, and the same values as
+    ``forward_net`` (``z + 0 == z``).  Row ``k`` of
     ``out`` (float64, ``(layers, len(STAT_FIELDS))``) receives layer ``k``'s
     ``pre_*``, ``act_*``, ``saturated``, ``inactive`` and ``dead`` columns.
     Returns the logits block, as ``forward_net``.
@@ -320,7 +323,8 @@ def forward_stats(blas, params, layers, act_params, first, count, x, work, zero,
         row = out[k]
         row[F_PRE_MEAN], row[F_PRE_STD] = mean_std(work[off + m * n : off + 2 * m * n])
         code = layers[k, ACT]
-        bias_activate(act, d, zero[:n], code, act_params[k, 0], act_params[k, 1])
+        p0, p1 = act_params[k, 0], act_params[k, 1]
+        call_bias_activate(layers[k, KERNEL], act, d, zero[:n], p0, p1)
         row[F_ACT_MEAN], row[F_ACT_STD] = mean_std(work[off : off + m * n])
         activation_stats(act, d, code, row)
         a = act
@@ -599,7 +603,7 @@ def _layer_tables(models: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     tables, acts, rows = [], [], []
     p_off = layer_off = 0
     for m in models:
-        t = m._layers.copy()
+        t = with_kernels(m._layers, m.dtype)
         t[:, W_OFF] += p_off
         t[:, B_OFF] += p_off
         tables.append(t)

@@ -264,3 +264,23 @@ def test_tiny_networks_take_the_feature_major_path_with_the_same_results(sizes, 
     np.testing.assert_allclose(la, lb, rtol=1e-12)
     for a, b in zip([*wa, *ba], [*wb, *bb], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_layer_kernels_are_resolved_per_run_and_required():
+    from fastinit import dense
+
+    m = MLP([6, 5, 4, 3], activation=["tanh", "relu"], init="glorot_uniform")
+    assert (m._layers[:, dense.KERNEL] == 0).all()  # the model keeps no addresses
+    t32 = dense.with_kernels(m._layers, np.float32)
+    t64 = dense.with_kernels(m._layers, np.float64)
+    assert (t32[:, : dense.KERNEL] == m._layers[:, : dense.KERNEL]).all()
+    assert len(set(t32[:, dense.KERNEL])) == 3  # tanh, relu, identity: one kernel each
+    assert not set(t32[:, dense.KERNEL]) & set(t64[:, dense.KERNEL])  # per dtype
+    x = np.ones((2, 6), np.float32)
+    out, work = np.empty((2, 3), np.float32), np.empty(100, np.float32)
+    with pytest.raises(ValueError, match="layer table without kernels"):
+        dense.forward_rows(dense.blas_table(), (m._params, m._layers, m._act_params), 0, 3,
+                           x, out, x.copy(), work)  # fmt: skip
+    dense.forward_rows(dense.blas_table(), (m._params, t32, m._act_params), 0, 3,
+                       x, out, x.copy(), work)  # fmt: skip
+    np.testing.assert_array_equal(out, m.forward(x))
