@@ -354,31 +354,23 @@ def activate(code, p0, p1, z):
     return silu(z, p0, p1)
 
 
-@njit(**_E)
-def _map_code(z, d, code, p0, p1):
-    """``z, d = f(d), f'(d)`` element-wise on flat arrays.
-
-    Reading ``d`` and writing ``z`` keeps the stores unconditional: an in-place
-    ``z = max(z, 0)`` became a conditional store that LLVM did not vectorize
-    (3x slower, measured).
-    """
-    for i in range(z.shape[0]):
-        z[i], d[i] = activate(code, p0, p1, d[i])
-
-
-# ----------------------------------------------------------------------------- dense-layer kernels
-# The dense forward pass calls one compiled kernel per (activation, dtype)
-# through its address (fastinit.dense.call_bias_activate).  A kernel is compiled,
-# or loaded from numba's cache, the first time a network uses its activation: a
-# ReLU network compiles the ReLU loop only, and the training loop that calls the
-# kernels stays one compiled function for every activation.
+# ----------------------------------------------------------------------------- kernels
+# Every loop applying an activation (the dense forward pass, the feature-major
+# kernels of fastinit.narrow, apply()) calls one compiled kernel per
+# (activation, dtype) through its address (call_bias_activate, call_activate).
+# A kernel is compiled, or loaded from numba's cache, the first time something
+# uses its activation: a ReLU network compiles the ReLU loop only, and the
+# training loop that calls the kernels stays one compiled function for every
+# activation.  The loop reads ``d`` and writes ``z``, so the stores are
+# unconditional and it vectorizes (an in-place ``z = max(z, 0)`` became a
+# conditional store that LLVM did not vectorize, 3x slower, measured).
 _FUNCTIONS = (identity, sigmoid, tanh, relu, leaky_relu, elu, selu, gelu, gelu_tanh, softplus, silu)
 _ITEM_TYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
 
 
 def _by_code(code, z, p0, p1):  # compiled only, through the overload below
     """``(f(z), f'(z))`` for the activation ``code``, a compile-time constant."""
-    return activate(code, p0, p1, z)
+    raise NotImplementedError("compiled code only")
 
 
 @overload(_by_code, jit_options=_E)
@@ -394,7 +386,7 @@ def _by_code_impl(code, z, p0, p1):
 
 
 @functools.cache
-def bias_activate_kernel(code: int, dtype: Any) -> int:
+def activation_kernel(code: int, dtype: Any) -> int:
     """Address of the compiled ``z = f(d + b)``, ``d = f'(d + b)`` for one activation.
 
     Parameters
@@ -407,27 +399,29 @@ def bias_activate_kernel(code: int, dtype: Any) -> int:
     Returns
     -------
     int
-        Address of a C function ``void(z, d, b, m, n, p0, p1)``: ``z`` and ``d``
-        point to C-contiguous (m, n) arrays (``d`` holds ``x @ w`` on entry),
-        ``b`` to n biases, ``p0, p1`` are the activation's parameters (float64).
-        The bias is added row by row, then ``f`` runs over the flat arrays, so
-        the loop vectorizes whatever ``n`` is (with ``n = 4`` a row-wise loop was
-        5x slower).  For the identity ``z = d + b`` and ``d`` keeps ``d + b``:
-        the backward pass skips its derivative
+        Address of a C function ``void(z, d, b, m, n, p0, p1, with_bias)``:
+        ``z`` and ``d`` point to C-contiguous (m, n) arrays, ``b`` to n biases,
+        ``p0, p1`` are the activation's parameters (float64).  With ``with_bias``
+        the bias is first added to ``d`` row by row; then ``f`` runs over the
+        flat arrays, so the loop vectorizes whatever ``n`` is (with ``n = 4`` a
+        row-wise loop was 5x slower).  For the identity ``z = d`` and ``d`` is
+        kept (not replaced by ones): the backward pass skips its derivative
         (:func:`fastinit.dense.dense_backward`).  The address is valid for the
         life of the process; the kernel is compiled once per (code, dtype) and
         cached on disk.
     """
     item = types.CPointer(_ITEM_TYPES[np.dtype(dtype)])
-    sig = types.void(item, item, item, types.int64, types.int64, types.float64, types.float64)
+    i64, f64 = types.int64, types.float64
+    sig = types.void(item, item, item, i64, i64, f64, f64, i64)
 
-    def kernel(z_ptr, d_ptr, b_ptr, m, n, p0, p1):
+    def kernel(z_ptr, d_ptr, b_ptr, m, n, p0, p1, with_bias):
         z = carray(z_ptr, (m * n,))
         d = carray(d_ptr, (m * n,))
-        b = carray(b_ptr, (n,))
-        for i in range(m):
-            for j in range(n):
-                d[i * n + j] += b[j]
+        if with_bias:
+            b = carray(b_ptr, (n,))
+            for i in range(m):
+                for j in range(n):
+                    d[i * n + j] += b[j]
         if code == IDENTITY:  # a constant: numba prunes the other branch
             for i in range(m * n):
                 z[i] = d[i]
@@ -438,31 +432,49 @@ def bias_activate_kernel(code: int, dtype: Any) -> int:
     return cfunc(sig, **_E)(kernel).address
 
 
-@njit(**_E)
-def activate_flat(zf, df, code, p0, p1):
-    """``zf = f(df)`` and ``df = f'(df)`` on flat arrays (identity: ``zf = df``, ``df`` kept).
+@intrinsic
+def _call_kernel(typingctx, kernel, z, d, b, m, n, p0, p1, with_bias):
+    """Call the :func:`activation_kernel` at address ``kernel`` on the arrays' data."""
+    i64, f64 = types.int64, types.float64
+    sig = types.void(i64, z, d, b, i64, i64, f64, f64, i64)
 
-    The loop of the feature-major kernels (:mod:`fastinit.narrow`): ReLU, tanh
-    and sigmoid get their own loop, compiled with the code a constant (LLVM
-    inlines the function and vectorizes: 6x, 3x and 3x faster than the loop
-    dispatching per element, measured), the rarer activations share one.
+    def codegen(context, builder, signature, args):
+        fnptr, zz, dd, bb, mm, nn, q0, q1, wb = args
+        data = [
+            context.make_array(t)(context, builder, v).data
+            for t, v in zip(signature.args[1:4], (zz, dd, bb), strict=True)
+        ]
+        argv = [*data, mm, nn, q0, q1, wb]
+        fnty = ir.FunctionType(ir.VoidType(), [v.type for v in argv])
+        builder.call(builder.inttoptr(fnptr, fnty.as_pointer()), argv)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(inline="always", **_E)
+def call_bias_activate(kernel, z, d, b, p0, p1):
+    """``z = f(d + b)``, ``d = f'(d + b)`` on C-contiguous (m, n) ``z, d`` and (n,) ``b``.
+
+    ``kernel`` is the address of the activation's kernel
+    (:func:`activation_kernel`; a layer table's ``KERNEL`` column).
     """
-    if code == RELU:  # literal codes: a loop compiled for that code alone
-        _map_code(zf, df, RELU, p0, p1)
-    elif code == TANH:
-        _map_code(zf, df, TANH, p0, p1)
-    elif code == SIGMOID:
-        _map_code(zf, df, SIGMOID, p0, p1)
-    elif code == IDENTITY:
-        for i in range(zf.shape[0]):
-            zf[i] = df[i]
-    else:
-        _map_code(zf, df, code, p0, p1)
+    if kernel == 0:
+        raise ValueError("no activation kernel: fill the layer table with dense.with_kernels")
+    _call_kernel(kernel, z, d, b, z.shape[0], z.shape[1], p0, p1, 1)
 
 
-@njit(cache=True, error_model="numpy")
-def _apply_kernel(value, deriv, code, p0, p1):
-    _map_code(value, deriv, code, p0, p1)
+@njit(inline="always", **_E)
+def call_activate(kernel, z, d, p0, p1):
+    """``z = f(d)``, ``d = f'(d)`` on C-contiguous flat arrays (the identity keeps ``d``)."""
+    if kernel == 0:
+        raise ValueError("no activation kernel: fill the layer table with dense.with_kernels")
+    _call_kernel(kernel, z, d, d, z.shape[0], 1, p0, p1, 0)
+
+
+@njit(**_E)
+def _apply(kernel, value, deriv, p0, p1):
+    call_activate(kernel, value, deriv, p0, p1)
 
 
 # ----------------------------------------------------------------------------- Python side
@@ -568,5 +580,7 @@ def apply(
         x = x.astype(np.float64)
     deriv = np.array(x, order="C").reshape(-1)  # a fresh writeable copy: the input
     value = np.empty_like(deriv)
-    _apply_kernel(value, deriv, act.code, *act.values)
+    _apply(activation_kernel(act.code, x.dtype), value, deriv, *act.values)
+    if act.code == IDENTITY:  # the kernel keeps d for the backward pass; f' is 1
+        deriv[:] = 1
     return value.reshape(x.shape), deriv.reshape(x.shape)

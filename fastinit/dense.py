@@ -45,7 +45,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
 
-from fastinit.activations import IDENTITY, bias_activate_kernel
+from fastinit.activations import IDENTITY, activation_kernel, call_bias_activate
 
 FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT, KERNEL = range(6)
 LAYER_COLUMNS = 6
@@ -217,36 +217,11 @@ def _gemm(typingctx, table, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta
     return sig, codegen
 
 
-@intrinsic
-def call_bias_activate(typingctx, kernel, z, d, b, p0, p1):
-    """Run the kernel at address ``kernel`` (:func:`with_kernels`) on ``z, d`` (m, n) and ``b``.
-
-    ``z = f(d + b)`` and ``d = f'(d + b)`` (see
-    :func:`fastinit.activations.bias_activate_kernel`); the arrays must be
-    C-contiguous.
-    """
-    sig = types.void(types.int64, z, d, b, types.float64, types.float64)
-
-    def codegen(context, builder, signature, args):
-        fnptr, zz, dd, bb, q0, q1 = args
-        arrays = [
-            context.make_array(t)(context, builder, v)
-            for t, v in zip(signature.args[1:4], (zz, dd, bb), strict=True)
-        ]
-        argv = [a.data for a in arrays] + cgutils.unpack_tuple(builder, arrays[0].shape, 2)
-        argv += [q0, q1]
-        fnty = ir.FunctionType(ir.VoidType(), [v.type for v in argv])
-        builder.call(builder.inttoptr(fnptr, fnty.as_pointer()), argv)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 def with_kernels(layers: np.ndarray, dtype: Any) -> np.ndarray:
     """A copy of a layer table with each layer's ``KERNEL`` column filled for ``dtype``.
 
     The column holds the address of the layer's compiled bias-and-activation
-    kernel (:func:`fastinit.activations.bias_activate_kernel`, compiled on first
+    kernel (:func:`fastinit.activations.activation_kernel`, compiled on first
     use); it is 0 in the tables models keep, which compiled code refuses.
 
     Parameters
@@ -260,7 +235,7 @@ def with_kernels(layers: np.ndarray, dtype: Any) -> np.ndarray:
     numpy.ndarray
     """
     out = layers.copy()
-    out[:, KERNEL] = [bias_activate_kernel(int(code), dtype) for code in layers[:, ACT]]
+    out[:, KERNEL] = [activation_kernel(int(code), dtype) for code in layers[:, ACT]]
     return out
 
 
@@ -368,8 +343,6 @@ def dense_forward(blas, a, w, b, z, d, kernel, p0, p1):
     p0, p1 : float
         The activation's parameters (:mod:`fastinit.activations`).
     """
-    if kernel == 0:
-        raise ValueError("layer table without kernels: pass it through dense.with_kernels")
     gemm_nn(blas, a, w, d)
     call_bias_activate(kernel, z, d, b, p0, p1)  # one pass: bias, f and f'
 

@@ -8,7 +8,7 @@ per unit), every operation is a loop over the ``m`` batch rows, contiguous in
 memory, which LLVM vectorizes:
 
 * forward: ``Z[j, :] = b[j] + sum_p W[p, j] A[p, :]`` (``fan_in`` axpys per unit),
-  then the activation over the flat block (:func:`fastinit.activations.activate_flat`);
+  then the activation over the flat block (:func:`fastinit.activations.call_activate`);
 * backward: ``dZ = dA * f'(Z)`` and ``db[j] = sum(dZ[j, :])`` in one pass,
   ``dW[p, j] = A[p, :] . dZ[j, :]``, ``dA_prev[p, :] = sum_j W[p, j] dZ[j, :]``.
 
@@ -32,8 +32,8 @@ import numpy as np
 from numba import njit
 
 from fastinit import losses as _losses
-from fastinit.activations import IDENTITY, activate_flat
-from fastinit.dense import ACT, FAN_IN, FAN_OUT, bias, block, weight
+from fastinit.activations import IDENTITY, call_activate
+from fastinit.dense import ACT, FAN_IN, FAN_OUT, KERNEL, bias, block, weight
 
 NARROW_MAX = 16  # widest layer (inputs included) taking the feature-major path
 
@@ -62,7 +62,7 @@ def narrow_work_size(layers: np.ndarray, rows: int) -> int:
 
     Parameters
     ----------
-    layers : (n_layers, 5) int64 array
+    layers : (n_layers, LAYER_COLUMNS) int64 array
         The layer table (:mod:`fastinit.dense`).
     rows : int
         Batch rows.
@@ -76,7 +76,7 @@ def narrow_work_size(layers: np.ndarray, rows: int) -> int:
 
 
 @njit(**_E)
-def _dense_t(a, w, b, z, d, code, p0, p1):
+def _dense_t(a, w, b, z, d, kernel, p0, p1):
     """``d = W^T a + b`` (feature-major), then ``z = f(d)``, ``d = f'(d)``."""
     fan_in, fan_out = w.shape
     m = a.shape[1]
@@ -88,7 +88,7 @@ def _dense_t(a, w, b, z, d, code, p0, p1):
             wpj = w[p, j]
             for i in range(m):
                 d[j, i] += wpj * a[p, i]
-    activate_flat(z.reshape(z.size), d.reshape(d.size), code, p0, p1)
+    call_activate(kernel, z.reshape(z.size), d.reshape(d.size), p0, p1)
 
 
 @njit(**_R)
@@ -153,7 +153,7 @@ def narrow_step(params, grads, layers, act_params, first, count, x, y_int, y_flo
         n = layers[k, FAN_OUT]
         z = block(work, off, n, m)
         _dense_t(a, weight(params, layers, k), bias(params, layers, k), z,
-                 block(work, off + m * n, n, m), layers[k, ACT], act_params[k, 0],
+                 block(work, off + m * n, n, m), layers[k, KERNEL], act_params[k, 0],
                  act_params[k, 1])  # fmt: skip
         a = z
         off += 2 * m * n

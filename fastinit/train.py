@@ -105,6 +105,7 @@ from fastinit.activations import (
     SIGMOID,
     SILU,
     TANH,
+    call_bias_activate,
 )
 from fastinit.dense import (
     ACT,
@@ -116,7 +117,6 @@ from fastinit.dense import (
     bias,
     blas_table,
     block,
-    call_bias_activate,
     forward_net,
     gemm_nn,
     weight,
@@ -301,7 +301,7 @@ def forward_stats(blas, params, layers, act_params, first, count, x, work, zero,
     The same GEMM and bias loop, then the pre-activations ``z = a_prev @ W + b``
     (which the forward pass does not keep: it stores only ``f(z)`` and ``f'(z)``)
     are measured in place before the layer's bias-and-activation kernel
-    (:func:`fastinit.dense.call_bias_activate`) runs with the zero bias
+    (:func:`fastinit.activations.call_bias_activate`) runs with the zero bias
     ``zero`` (``max(fan_out)`` zeros): no extra GEMM, and the same values as
     ``forward_net`` (``z + 0 == z``).  Row ``k`` of
     ``out`` (float64, ``(layers, len(STAT_FIELDS))``) receives layer ``k``'s
