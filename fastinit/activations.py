@@ -47,6 +47,7 @@ from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic, overload
 
+from fastinit._native import call_void
 from fastinit._validate import check_finite, check_positive
 
 __all__ = ["NAMES", "Activation", "activate", "apply", "get"]
@@ -432,26 +433,6 @@ def activation_kernel(code: int, dtype: Any) -> int:
     return cfunc(sig, **_E)(kernel).address
 
 
-@intrinsic
-def _call_kernel(typingctx, kernel, z, d, b, m, n, p0, p1, with_bias):
-    """Call the :func:`activation_kernel` at address ``kernel`` on the arrays' data."""
-    i64, f64 = types.int64, types.float64
-    sig = types.void(i64, z, d, b, i64, i64, f64, f64, i64)
-
-    def codegen(context, builder, signature, args):
-        fnptr, zz, dd, bb, mm, nn, q0, q1, wb = args
-        data = [
-            context.make_array(t)(context, builder, v).data
-            for t, v in zip(signature.args[1:4], (zz, dd, bb), strict=True)
-        ]
-        argv = [*data, mm, nn, q0, q1, wb]
-        fnty = ir.FunctionType(ir.VoidType(), [v.type for v in argv])
-        builder.call(builder.inttoptr(fnptr, fnty.as_pointer()), argv)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 @njit(inline="always", **_E)
 def call_bias_activate(kernel, z, d, b, p0, p1):
     """``z = f(d + b)``, ``d = f'(d + b)`` on C-contiguous (m, n) ``z, d`` and (n,) ``b``.
@@ -461,7 +442,7 @@ def call_bias_activate(kernel, z, d, b, p0, p1):
     """
     if kernel == 0:
         raise ValueError("no activation kernel: fill the layer table with dense.with_kernels")
-    _call_kernel(kernel, z, d, b, z.shape[0], z.shape[1], p0, p1, 1)
+    call_void(kernel, (z, d, b, z.shape[0], z.shape[1], p0, p1, 1))
 
 
 @njit(inline="always", **_E)
@@ -469,7 +450,7 @@ def call_activate(kernel, z, d, p0, p1):
     """``z = f(d)``, ``d = f'(d)`` on C-contiguous flat arrays (the identity keeps ``d``)."""
     if kernel == 0:
         raise ValueError("no activation kernel: fill the layer table with dense.with_kernels")
-    _call_kernel(kernel, z, d, d, z.shape[0], 1, p0, p1, 0)
+    call_void(kernel, (z, d, d, z.shape[0], 1, p0, p1, 0))
 
 
 @njit(**_E)

@@ -21,13 +21,16 @@ the model dtype and summed in float64.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import carray, cfunc, njit, types
+from numba.extending import overload
 
+from fastinit._native import call_f64
 from fastinit.activations import fast_exp, log1p_unit, sigmoid_parts
 
 __all__ = ["NAMES", "Loss", "get", "prepare_targets", "value_and_grad"]
@@ -93,40 +96,50 @@ def _mse_row(z, target, scale, write_grad):
 
 
 @njit(cache=True, error_model="numpy")
-def loss_rows(z, y_int, y_float, code, write_grad, row_loss):
-    """Mean loss of logits ``z`` (m, C) for the targets of the same rows.
+def _softmax_ce_rows(z, y_int, y_float, write_grad, row_loss):
+    scale = 1.0 / z.shape[0]
+    for i in range(z.shape[0]):
+        row_loss[i] = _softmax_ce_row(z[i], y_int[i], scale, write_grad)
+    return scale
 
-    Parameters
-    ----------
-    z : (m, C) array
-        Logits; overwritten by ``dL/dz`` when ``write_grad``.
-    y_int : (m,) int64 array
-        Class labels (softmax cross-entropy), else unused.
-    y_float : (m, C) array
-        Targets (sigmoid cross-entropy, mse), else unused.
-    code : int
-        Loss code.
-    write_grad : bool
-    row_loss : (>= m,) array of the dtype of ``z``
-        Scratch for the per-row losses (float64 stores halved the speed of the
-        vectorized sigmoid loop, measured).
 
-    Returns
-    -------
-    float
-        The loss; per-row terms in the dtype of ``z``, their sum in float64.
-    """
+@njit(cache=True, error_model="numpy")
+def _sigmoid_ce_rows(z, y_int, y_float, write_grad, row_loss):
     m = z.shape[0]
-    scale = 1.0 / m
-    if code == SOFTMAX_CE:
-        for i in range(m):
-            row_loss[i] = _softmax_ce_row(z[i], y_int[i], scale, write_grad)
-    elif code == SIGMOID_CE:
-        _sigmoid_ce(z.reshape(m), y_float.reshape(m), row_loss, write_grad)
-    else:
-        scale = 1.0 / (m * z.shape[1])
-        for i in range(m):
-            row_loss[i] = _mse_row(z[i], y_float[i], scale, write_grad)
+    _sigmoid_ce(z.reshape(m), y_float.reshape(m), row_loss, write_grad)
+    return 1.0 / m
+
+
+@njit(cache=True, error_model="numpy")
+def _mse_rows(z, y_int, y_float, write_grad, row_loss):
+    scale = 1.0 / (z.shape[0] * z.shape[1])
+    for i in range(z.shape[0]):
+        row_loss[i] = _mse_row(z[i], y_float[i], scale, write_grad)
+    return scale
+
+
+_ROWS = (_softmax_ce_rows, _sigmoid_ce_rows, _mse_rows)  # by loss code
+
+
+def _rows_by_code(code, z, y_int, y_float, write_grad, row_loss):  # compiled only
+    """Per-row losses of loss ``code`` (a compile-time constant) into ``row_loss``; its scale."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_rows_by_code, jit_options={"cache": True, "error_model": "numpy"})
+def _rows_by_code_impl(code, z, y_int, y_float, write_grad, row_loss):
+    if isinstance(code, types.IntegerLiteral):  # types this loss only
+        rows = _ROWS[code.literal_value]
+
+        def impl(code, z, y_int, y_float, write_grad, row_loss):
+            return rows(z, y_int, y_float, write_grad, row_loss)
+
+        return impl
+    return None
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _scaled_sum(row_loss, m, scale):
     total = 0.0  # four partial sums: a quarter of the dependency chain, same result every run
     t1 = t2 = t3 = 0.0
     m4 = m - m % 4
@@ -138,6 +151,81 @@ def loss_rows(z, y_int, y_float, code, write_grad, row_loss):
     for i in range(m4, m):
         total += row_loss[i]
     return ((total + t1) + (t2 + t3)) * scale
+
+
+_ITEM_TYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
+
+
+@functools.cache
+def loss_kernel(code: int, dtype: Any) -> int:
+    """Address of the compiled mean loss (and gradient) of one loss, for one dtype.
+
+    Compiled on first use (or loaded from numba's cache), so a run compiles
+    only the loss it uses; called through :func:`call_loss`.
+
+    Parameters
+    ----------
+    code : int
+        Loss code (``SOFTMAX_CE``, ``SIGMOID_CE``, ``MSE``).
+    dtype : numpy.dtype or str
+        float32 or float64: the type of the logits, float targets and scratch.
+
+    Returns
+    -------
+    int
+        Address of a C function ``double(z, y_int, y_float, row_loss, m, C,
+        write_grad)`` computing what :func:`call_loss` documents.
+    """
+    item = types.CPointer(_ITEM_TYPES[np.dtype(dtype)])
+    i64 = types.int64
+    sig = types.float64(item, types.CPointer(i64), item, item, i64, i64, i64)
+
+    def kernel(z_ptr, y_int_ptr, y_float_ptr, row_loss_ptr, m, c, write_grad):
+        z = carray(z_ptr, (m, c))
+        # the targets this loss reads; the other array may be empty (a null pointer)
+        y_int = carray(y_int_ptr, (m if code == SOFTMAX_CE else 0,))
+        y_float = carray(y_float_ptr, (0 if code == SOFTMAX_CE else m, c))
+        row_loss = carray(row_loss_ptr, (m,))
+        scale = _rows_by_code(code, z, y_int, y_float, write_grad != 0, row_loss)
+        return _scaled_sum(row_loss, m, scale)
+
+    return cfunc(sig, cache=True, error_model="numpy")(kernel).address
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def call_loss(kernel, z, y_int, y_float, write_grad, row_loss):
+    """Mean loss of logits ``z`` (m, C) for the targets of the same rows.
+
+    Parameters
+    ----------
+    kernel : int
+        :func:`loss_kernel` of the loss and the dtype of ``z``.
+    z : (m, C) C-contiguous array
+        Logits; overwritten by ``dL/dz`` when ``write_grad``.
+    y_int : (m,) int64 array
+        Class labels (softmax cross-entropy), else unused (may be empty).
+    y_float : (m, C) array
+        Targets (sigmoid cross-entropy, mse), else unused (may be empty).
+    write_grad : bool
+    row_loss : (>= m,) array of the dtype of ``z``
+        Scratch for the per-row losses (float64 stores halved the speed of the
+        vectorized sigmoid loop, measured).
+
+    Returns
+    -------
+    float
+        The loss; per-row terms in the dtype of ``z``, their sum in float64.
+    """
+    if kernel == 0:
+        raise ValueError("no loss kernel: pass losses.loss_kernel(code, dtype)")
+    flag = 1 if write_grad else 0
+    return call_f64(kernel, (z, y_int, y_float, row_loss, z.shape[0], z.shape[1], flag))
+
+
+@njit(cache=True, error_model="numpy")
+def loss_value(kernel, z, y_int, y_float, write_grad, row_loss):
+    """:func:`call_loss` for Python callers (``value_and_grad``, ``MLP.evaluate``)."""
+    return call_loss(kernel, z, y_int, y_float, write_grad, row_loss)
 
 
 # ----------------------------------------------------------------------------- Python side
@@ -271,5 +359,6 @@ def value_and_grad(loss: Any, logits: np.ndarray, y: Any) -> tuple[float, np.nda
         raise ValueError("logits: expected finite values")
     y_int, y_float = prepare_targets(spec, y, z.shape[0], z.shape[1], z.dtype)
     grad = np.array(z, order="C")
-    value = loss_rows(grad, y_int, y_float, spec.code, True, np.empty(z.shape[0], z.dtype))
+    kernel = loss_kernel(spec.code, z.dtype)
+    value = loss_value(kernel, grad, y_int, y_float, True, np.empty(z.shape[0], z.dtype))
     return float(value), grad

@@ -392,7 +392,8 @@ class MLP:
         y_int, y_float = _losses.prepare_targets(spec, y, X.shape[0], self.sizes[-1], self.dtype)
         logits = self.forward(X)
         row_loss = np.empty(len(X), self.dtype)
-        value = _losses.loss_rows(logits, y_int, y_float, spec.code, False, row_loss)
+        kernel = _losses.loss_kernel(spec.code, self.dtype)
+        value = _losses.loss_value(kernel, logits, y_int, y_float, False, row_loss)
         predicted = _classes(logits) if spec.code != _losses.MSE else logits.argmax(axis=1)
         if spec.code == _losses.SOFTMAX_CE:
             truth = y_int

@@ -127,7 +127,7 @@ def _grad_t(a, g, d, w, dw, db, da, code):
 
 
 @njit(**_E)
-def narrow_step(params, grads, layers, act_params, first, count, x, y_int, y_float, loss_code,
+def narrow_step(params, grads, layers, act_params, first, count, x, y_int, y_float, loss_kernel,
                 work, row_loss):  # fmt: skip
     """Loss of layers ``first .. first+count-1`` on the rows of ``x``; gradients into ``grads``.
 
@@ -158,12 +158,12 @@ def narrow_step(params, grads, layers, act_params, first, count, x, y_int, y_flo
         a = z
         off += 2 * m * n
     if n_out == 1:  # (1, m) and (m, 1) are the same memory
-        loss = _losses.loss_rows(a.reshape((m, 1)), y_int, y_float, loss_code, True, row_loss)
+        loss = _losses.call_loss(loss_kernel, a.reshape((m, 1)), y_int, y_float, True, row_loss)
     else:  # the loss works on row-major logits
         for c in range(n_out):
             for i in range(m):
                 rows[i, c] = a[c, i]
-        loss = _losses.loss_rows(rows, y_int, y_float, loss_code, True, row_loss)
+        loss = _losses.call_loss(loss_kernel, rows, y_int, y_float, True, row_loss)
         for c in range(n_out):
             for i in range(m):
                 a[c, i] = rows[i, c]  # dL/dlogits, feature-major

@@ -130,8 +130,8 @@ __all__ = ["STAT_FIELDS", "History", "fit_many"]
 
 REPLACEMENT, SHUFFLE, FULL = range(3)
 SAMPLINGS = ("replacement", "shuffle", "full")
-# plan columns
-P_LOSS, P_SAMPLING, P_BATCH, P_T0, P_NITER, P_EPOCH, P_STATS_EVERY = range(7)
+# plan columns (P_LOSS_KERNEL: losses.loss_kernel address, or GIVEN_GRADIENT)
+P_LOSS_KERNEL, P_SAMPLING, P_BATCH, P_T0, P_NITER, P_EPOCH, P_STATS_EVERY = range(7)
 # loss code meaning "y_float holds dL/dlogits" (diagnose without targets)
 GIVEN_GRADIENT = -1
 # models columns and status columns
@@ -346,15 +346,15 @@ def gradient_stats(layers, first, count, m, work, out):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _loss_and_output_grad(logits, y_int, y_float, loss_code, row_loss):
+def _loss_and_output_grad(logits, y_int, y_float, loss_kernel, row_loss):
     """The minibatch loss; ``logits`` becomes ``dL/dlogits`` (given as ``y_float``
     for ``GIVEN_GRADIENT``, whose loss is reported as 0)."""
-    if loss_code == GIVEN_GRADIENT:
+    if loss_kernel == GIVEN_GRADIENT:
         for r in range(logits.shape[0]):
             for c in range(logits.shape[1]):
                 logits[r, c] = y_float[r, c]
         return 0.0
-    return _losses.loss_rows(logits, y_int, y_float, loss_code, True, row_loss)
+    return _losses.call_loss(loss_kernel, logits, y_int, y_float, True, row_loss)
 
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -373,27 +373,27 @@ def _backward_and_update(blas, j, x, net, opt, work):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _step_model(blas, j, batch, loss_code, net, opt, work, row_loss):
+def _step_model(blas, j, batch, loss_kernel, net, opt, work, row_loss):
     """Forward, loss, backward and update of model ``j`` on ``batch``; returns the loss."""
     x, y_int, y_float = batch
     params, _, layers, act_params, models = net
     first, count = models[j, M_FIRST], models[j, M_COUNT]
     logits = forward_net(blas, params, layers, act_params, first, count, x, work)
-    loss = _loss_and_output_grad(logits, y_int, y_float, loss_code, row_loss)
+    loss = _loss_and_output_grad(logits, y_int, y_float, loss_kernel, row_loss)
     if math.isfinite(loss):
         _backward_and_update(blas, j, x, net, opt, work)
     return loss
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _step_recorded(blas, j, batch, loss_code, net, opt, work, row_loss, stats_row, zero):
+def _step_recorded(blas, j, batch, loss_kernel, net, opt, work, row_loss, stats_row, zero):
     """:func:`_step_model` that also writes the layer statistics of this step
     (weights before the update) to ``stats_row`` (see :data:`STAT_FIELDS`)."""
     x, y_int, y_float = batch
     params, _, layers, act_params, models = net
     first, count = models[j, M_FIRST], models[j, M_COUNT]
     logits = forward_stats(blas, params, layers, act_params, first, count, x, work, zero, stats_row)
-    loss = _loss_and_output_grad(logits, y_int, y_float, loss_code, row_loss)
+    loss = _loss_and_output_grad(logits, y_int, y_float, loss_kernel, row_loss)
     if math.isfinite(loss):
         _backward_and_update(blas, j, x, net, opt, work)
         gradient_stats(layers, first, count, x.shape[0], work, stats_row)
@@ -401,13 +401,13 @@ def _step_recorded(blas, j, batch, loss_code, net, opt, work, row_loss, stats_ro
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _step_narrow(j, batch, loss_code, net, opt, work, row_loss):
+def _step_narrow(j, batch, loss_kernel, net, opt, work, row_loss):
     """:func:`_step_model` with the feature-major kernels of :mod:`fastinit.narrow`."""
     x, y_int, y_float = batch
     params, grads, layers, act_params, models = net
     first, count = models[j, M_FIRST], models[j, M_COUNT]
     loss = narrow_step(params, grads, layers, act_params, first, count, x, y_int, y_float,
-                       loss_code, work, row_loss)  # fmt: skip
+                       loss_kernel, work, row_loss)  # fmt: skip
     if math.isfinite(loss):
         _update(j, models, opt, params, grads)
     return loss
@@ -469,19 +469,19 @@ def train_chunk(blas, plan, key, data, net, opt, bufs, record, with_stats, with_
             batch = (xbuf[:m], ybuf_int[:m], ybuf_float[:m])
         record_now = every > 0 and t % every == 0
         stats_row = stats[t // every if record_now else 0]
-        loss_code = plan[P_LOSS]
+        loss_kernel = plan[P_LOSS_KERNEL]
         for j in range(models.shape[0]):
             if status[j, S_DIVERGED] >= 0:
                 losses[j, t] = np.nan
                 continue
             if with_stats is not None and record_now:
                 loss = _step_recorded(
-                    blas, j, batch, loss_code, net, opt, work, row_loss, stats_row, zero
+                    blas, j, batch, loss_kernel, net, opt, work, row_loss, stats_row, zero
                 )
-            elif with_narrow is not None and models[j, M_NARROW] and loss_code != GIVEN_GRADIENT:
-                loss = _step_narrow(j, batch, loss_code, net, opt, work, row_loss)
+            elif with_narrow is not None and models[j, M_NARROW] and loss_kernel != GIVEN_GRADIENT:
+                loss = _step_narrow(j, batch, loss_kernel, net, opt, work, row_loss)
             else:
-                loss = _step_model(blas, j, batch, loss_code, net, opt, work, row_loss)
+                loss = _step_model(blas, j, batch, loss_kernel, net, opt, work, row_loss)
             losses[j, t] = loss
             if math.isfinite(loss):
                 status[j, S_DONE] += 1
@@ -653,8 +653,11 @@ def _build_run(
     steps = np.array([s.step for s in states], dtype=np.int64)
     codes = np.array([o.code for o in opts], np.int64)
     opt = (codes, np.array([o.hyper() for o in opts]), steps, state)
-    loss_code = loss if isinstance(loss, int) else loss.code
-    plan = np.array([loss_code, sampling, batch, 0, 0, -1, stats_every], dtype=np.int64)
+    if isinstance(loss, int):  # GIVEN_GRADIENT
+        loss_kernel = loss
+    else:
+        loss_kernel = _losses.loss_kernel(loss.code, dtype)
+    plan = np.array([loss_kernel, sampling, batch, 0, 0, -1, stats_every], dtype=np.int64)
     key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
     losses = np.full((len(models), n_iter), np.nan)
     status = np.zeros((len(models), 2), dtype=np.int64)

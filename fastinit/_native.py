@@ -1,0 +1,56 @@
+"""Calling compiled C functions by address from numba code.
+
+The per-activation and per-loss kernels (:func:`fastinit.activations.activation_kernel`,
+:func:`fastinit.losses.loss_kernel`) are numba ``cfunc`` objects compiled on
+first use; the training loop receives their addresses in int64 tables and
+calls them through :func:`call_void` and :func:`call_f64`, so its own compiled
+code does not depend on which kernels exist.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+__all__ = ["call_f64", "call_void"]
+
+
+def _lower_args(context, builder, tuple_type, value):
+    """LLVM arguments for a C call: arrays pass their data pointer, scalars themselves."""
+    argv = []
+    for i, t in enumerate(tuple_type):
+        v = builder.extract_value(value, i)
+        argv.append(
+            context.make_array(t)(context, builder, v).data if isinstance(t, types.Array) else v
+        )
+    return argv
+
+
+def _call(restype, name):
+    def typer(typingctx, fnptr, args):
+        """Call the C function at address ``fnptr`` with the tuple ``args``.
+
+        Arrays are passed as pointers to their (C-contiguous) data, int64 and
+        float64 scalars by value, matching the ``cfunc`` signature of the
+        callee; nothing is checked, so callers go through typed wrappers.
+        """
+        if not isinstance(args, types.BaseTuple):
+            return None
+        sig = restype(types.int64, args)
+
+        def codegen(context, builder, signature, llargs):
+            argv = _lower_args(context, builder, signature.args[1], llargs[1])
+            lltype = ir.VoidType() if restype is types.void else ir.DoubleType()
+            fnty = ir.FunctionType(lltype, [v.type for v in argv])
+            result = builder.call(builder.inttoptr(llargs[0], fnty.as_pointer()), argv)
+            return context.get_dummy_value() if restype is types.void else result
+
+        return sig, codegen
+
+    typer.__name__ = typer.__qualname__ = name
+    return intrinsic(typer)
+
+
+call_void = _call(types.void, "call_void")
+call_f64 = _call(types.float64, "call_f64")
