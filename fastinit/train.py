@@ -55,7 +55,7 @@ compiled only when a run uses it.  The activations and the loss are not in it:
 the layer table and the plan carry the addresses of their kernels
 (:func:`fastinit.activations.activation_kernel`,
 :func:`fastinit.losses.loss_kernel`), compiled the first time a run uses them
-(empty cache, 784-100x4-10 ReLU network: 13.6-17 s -> 10.3-10.8 s for the
+(empty cache, a ReLU network: 13.6-17 s -> 10.3-10.8 s for the
 first fit, same bits).  Everything is ``cache=True``; nothing compiles at
 import.  numba keys a cached function on its own source file only: after
 editing ``activations``, ``losses``, ``dense``, ``optim``, ``narrow``,
