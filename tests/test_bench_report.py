@@ -79,3 +79,8 @@ def test_main_writes_the_readme(tmp_path):
     assert "| fastinit | 600.00 us |" in text
     with pytest.raises(SystemExit):
         report.main([str(run), "--readme", str(readme)])
+
+
+def test_groups_filter():
+    text = report.table(RUN, ["roofline"])
+    assert "#### roofline" in text and "#### mnist" not in text
