@@ -9,11 +9,31 @@ code does not depend on which kernels exist.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["call_f64", "call_void"]
+__all__ = ["call_f64", "call_void", "pointer_to"]
+
+_ITEM_TYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
+
+
+def pointer_to(dtype: Any) -> types.CPointer:
+    """The numba pointer type of a kernel's array argument of float ``dtype``.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype or str
+        float32 or float64.
+
+    Returns
+    -------
+    numba.types.CPointer
+    """
+    return types.CPointer(_ITEM_TYPES[np.dtype(dtype)])
 
 
 def _lower_args(context, builder, tuple_type, value):

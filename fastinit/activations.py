@@ -47,7 +47,7 @@ from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic, overload
 
-from fastinit._native import call_void
+from fastinit._native import call_void, pointer_to
 from fastinit._validate import check_finite, check_positive
 
 __all__ = ["NAMES", "Activation", "activate", "apply", "get"]
@@ -366,7 +366,6 @@ def activate(code, p0, p1, z):
 # unconditional and it vectorizes (an in-place ``z = max(z, 0)`` became a
 # conditional store that LLVM did not vectorize, 3x slower, measured).
 _FUNCTIONS = (identity, sigmoid, tanh, relu, leaky_relu, elu, selu, gelu, gelu_tanh, softplus, silu)
-_ITEM_TYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
 
 
 def _by_code(code, z, p0, p1):  # compiled only, through the overload below
@@ -411,7 +410,7 @@ def activation_kernel(code: int, dtype: Any) -> int:
         life of the process; the kernel is compiled once per (code, dtype) and
         cached on disk.
     """
-    item = types.CPointer(_ITEM_TYPES[np.dtype(dtype)])
+    item = pointer_to(dtype)
     i64, f64 = types.int64, types.float64
     sig = types.void(item, item, item, i64, i64, f64, f64, i64)
 

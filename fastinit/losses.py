@@ -30,7 +30,7 @@ import numpy as np
 from numba import carray, cfunc, njit, types
 from numba.extending import overload
 
-from fastinit._native import call_f64
+from fastinit._native import call_f64, pointer_to
 from fastinit.activations import fast_exp, log1p_unit, sigmoid_parts
 
 __all__ = ["NAMES", "Loss", "get", "prepare_targets", "value_and_grad"]
@@ -153,9 +153,6 @@ def _scaled_sum(row_loss, m, scale):
     return ((total + t1) + (t2 + t3)) * scale
 
 
-_ITEM_TYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
-
-
 @functools.cache
 def loss_kernel(code: int, dtype: Any) -> int:
     """Address of the compiled mean loss (and gradient) of one loss, for one dtype.
@@ -176,7 +173,7 @@ def loss_kernel(code: int, dtype: Any) -> int:
         Address of a C function ``double(z, y_int, y_float, row_loss, m, C,
         write_grad)`` computing what :func:`call_loss` documents.
     """
-    item = types.CPointer(_ITEM_TYPES[np.dtype(dtype)])
+    item = pointer_to(dtype)
     i64 = types.int64
     sig = types.float64(item, types.CPointer(i64), item, item, i64, i64, i64)
 
