@@ -19,7 +19,7 @@ BLAS), by rounding only, and is fixed by the compiled code: the results do
 not depend on the number of threads.  The training loop
 (:func:`fastinit.train.train_chunk`) takes this path for networks whose
 widths are all at most ``NARROW_MAX`` when no statistics are being recorded;
-the update is the optimizer's own (:func:`fastinit.optim.apply_update`).
+the update is the optimizer's own kernel (:func:`fastinit.optim.call_update`).
 
 ``work`` holds, per layer, ``Z^T`` and ``D^T`` blocks of ``fan_out * m`` (the
 backward pass overwrites ``Z^T`` with ``dL/dA^T``), then the transposed input

@@ -1,7 +1,7 @@
 """Optimizers: hyperparameter holders that lower to an integer code and a float64 array.
 
 The update itself runs inside the compiled training loop
-(:func:`apply_update`), one fused pass over all parameters of a network.  With
+(:func:`call_update`), one fused pass over all parameters of a network.  With
 ``g`` the gradient plus the L2 term ``weight_decay * p`` (PyTorch's
 ``weight_decay``, applied to every parameter, biases included) and ``t`` the
 1-based step count, the formulas are PyTorch's (``torch.optim``, defaults
@@ -34,14 +34,17 @@ float64 and rounded once to the model dtype.
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from numba import njit
+from numba import carray, cfunc, njit, types
+from numba.extending import overload
 
+from fastinit._native import call_void, pointer_to
 from fastinit._validate import check_nonneg, check_positive
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "Optimizer", "RMSprop", "get"]
@@ -89,42 +92,157 @@ def _adam(p, g, m, v, wd, step_size, b1, b2, root_bc2, eps):
         p[i] -= step_size * mi / (np.sqrt(vi) / root_bc2 + eps)
 
 
+# One step function per optimizer: (hyper, step, p, g, s0, s1), the scalar
+# factors computed in float64 and rounded once to the model dtype.
 @njit(cache=True, error_model="numpy")
-def apply_update(code, hyper, step, p, g, s0, s1):
-    """One optimizer step on the flat parameters ``p`` with gradients ``g``.
+def _sgd_step(hyper, step, p, g, s0, s1):
+    t = type(p[0])
+    _sgd(p, g, t(hyper[WD]), t(hyper[LR]))
+
+
+@njit(cache=True, error_model="numpy")
+def _momentum_step(hyper, step, p, g, s0, s1):
+    t = type(p[0])
+    _momentum(p, g, s0, t(hyper[WD]), t(hyper[LR]), t(hyper[HA]), False)
+
+
+@njit(cache=True, error_model="numpy")
+def _nesterov_step(hyper, step, p, g, s0, s1):
+    t = type(p[0])
+    _momentum(p, g, s0, t(hyper[WD]), t(hyper[LR]), t(hyper[HA]), True)
+
+
+@njit(cache=True, error_model="numpy")
+def _adagrad_step(hyper, step, p, g, s0, s1):
+    t = type(p[0])
+    _adaptive(p, g, s0, t(hyper[WD]), t(hyper[LR]), t(1.0), t(hyper[EPS]), t(1.0))
+
+
+@njit(cache=True, error_model="numpy")
+def _rmsprop_step(hyper, step, p, g, s0, s1):
+    t = type(p[0])
+    decay = hyper[HA]
+    _adaptive(p, g, s0, t(hyper[WD]), t(hyper[LR]), t(decay), t(hyper[EPS]), t(1.0 - decay))
+
+
+@njit(cache=True, error_model="numpy")
+def _adam_step(hyper, step, p, g, s0, s1):
+    t = type(p[0])
+    b1 = hyper[HA]
+    b2 = hyper[HB]
+    step_size = hyper[LR] / (1.0 - b1**step)
+    root_bc2 = math.sqrt(1.0 - b2**step)
+    _adam(p, g, s0, s1, t(hyper[WD]), t(step_size), t(b1), t(b2), t(root_bc2), t(hyper[EPS]))
+
+
+_STEPS = {
+    SGD_CODE: _sgd_step,
+    MOMENTUM: _momentum_step,
+    NESTEROV: _nesterov_step,
+    ADAGRAD: _adagrad_step,
+    RMSPROP: _rmsprop_step,
+    ADAM: _adam_step,
+}
+_SLOTS = {SGD_CODE: 0, MOMENTUM: 1, NESTEROV: 1, ADAGRAD: 1, RMSPROP: 1, ADAM: 2}  # state used
+
+
+def _step_by_code(code, hyper, step, p, g, s0, s1):  # compiled only
+    """The step of optimizer ``code``, a compile-time constant."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_step_by_code, jit_options={"cache": True, "error_model": "numpy"})
+def _step_by_code_impl(code, hyper, step, p, g, s0, s1):
+    if isinstance(code, types.IntegerLiteral):  # types this optimizer only
+        fn = _STEPS[code.literal_value]
+
+        def impl(code, hyper, step, p, g, s0, s1):
+            fn(hyper, step, p, g, s0, s1)
+
+        return impl
+    return None
+
+
+@functools.cache
+def optimizer_kernel(code: int, dtype: Any) -> int:
+    """Address of the compiled update of one optimizer, for one dtype (0 for ``NONE``).
+
+    Compiled on first use (or loaded from numba's cache), so a run compiles
+    only the optimizers it uses; called through :func:`call_update`.
 
     Parameters
     ----------
     code : int
-        Optimizer code (``NONE`` does nothing).
+        Optimizer code (``NONE``, ``SGD_CODE`` ... ``ADAM``).
+    dtype : numpy.dtype or str
+        float32 or float64: the parameters' type.
+
+    Returns
+    -------
+    int
+        Address of a C function ``void(p, g, s0, s1, n, hyper, step)``.
+    """
+    if code == NONE:
+        return 0
+    slots = _SLOTS[code]
+    item = pointer_to(dtype)
+    i64 = types.int64
+    sig = types.void(item, item, item, item, i64, types.CPointer(types.float64), i64)
+
+    def kernel(p_ptr, g_ptr, s0_ptr, s1_ptr, n, hyper_ptr, step):
+        p = carray(p_ptr, (n,))
+        g = carray(g_ptr, (n,))
+        s0 = carray(s0_ptr, (n if slots >= 1 else 0,))  # unused slots may be empty
+        s1 = carray(s1_ptr, (n if slots >= 2 else 0,))
+        hyper = carray(hyper_ptr, (N_HYPER,))
+        _step_by_code(code, hyper, step, p, g, s0, s1)
+
+    return cfunc(sig, cache=True, error_model="numpy")(kernel).address
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def call_update(kernel, hyper, step, p, g, s0, s1):
+    """One optimizer step on the flat parameters ``p`` with gradients ``g``.
+
+    Parameters
+    ----------
+    kernel : int
+        :func:`optimizer_kernel` of the optimizer and the dtype of ``p``.
     hyper : float64 array
         ``[lr, a, b, eps, weight_decay, 0]`` (``a``, ``b``: momentum, decay or
         the betas).
     step : int
         1-based index of this step (Adam's bias corrections).
-    p, g, s0, s1 : 1-D arrays of the model dtype
-        Parameters, gradients and the two state slots (unused slots are ignored).
+    p, g, s0, s1 : 1-D C-contiguous arrays of the model dtype
+        Parameters, gradients and the two state slots (unused slots may be empty).
     """
-    t = type(p[0])
-    lr = t(hyper[LR])
-    wd = t(hyper[WD])
-    if code == SGD_CODE:
-        _sgd(p, g, wd, lr)
-    elif code == MOMENTUM:
-        _momentum(p, g, s0, wd, lr, t(hyper[HA]), False)
-    elif code == NESTEROV:
-        _momentum(p, g, s0, wd, lr, t(hyper[HA]), True)
-    elif code == ADAGRAD:
-        _adaptive(p, g, s0, wd, lr, t(1.0), t(hyper[EPS]), t(1.0))
-    elif code == RMSPROP:
-        decay = hyper[HA]
-        _adaptive(p, g, s0, wd, lr, t(decay), t(hyper[EPS]), t(1.0 - decay))
-    elif code == ADAM:
-        b1 = hyper[HA]
-        b2 = hyper[HB]
-        step_size = hyper[LR] / (1.0 - b1**step)
-        root_bc2 = math.sqrt(1.0 - b2**step)
-        _adam(p, g, s0, s1, wd, t(step_size), t(b1), t(b2), t(root_bc2), t(hyper[EPS]))
+    if kernel == 0:
+        raise ValueError("no optimizer kernel: pass optim.optimizer_kernel(code, dtype)")
+    call_void(kernel, (p, g, s0, s1, p.shape[0], hyper, step))
+
+
+@njit(cache=True, error_model="numpy")
+def _apply(kernel, hyper, step, p, g, s0, s1):
+    call_update(kernel, hyper, step, p, g, s0, s1)
+
+
+def apply_update(code: int, hyper: np.ndarray, step: int, p: Any, g: Any, s0: Any, s1: Any) -> None:
+    """One optimizer step on host arrays, in place (``NONE`` does nothing).
+
+    Parameters
+    ----------
+    code : int
+        Optimizer code.
+    hyper : numpy.ndarray of float64
+        ``Optimizer.hyper()``.
+    step : int
+        1-based index of this step.
+    p, g, s0, s1 : numpy.ndarray
+        Flat C-contiguous parameters, gradients and state slots of one dtype
+        (see :func:`call_update`).
+    """
+    if code != NONE:
+        _apply(optimizer_kernel(code, p.dtype), hyper, step, p, g, s0, s1)
 
 
 # ----------------------------------------------------------------------------- Python side

@@ -366,7 +366,7 @@ def _loss_and_output_grad(logits, y_int, y_float, loss_kernel, row_loss):
 def _backward_and_update(blas, j, x, net, opt, work):
     """Backward pass of model ``j`` after its forward pass and loss, then its update."""
     params, grads, layers, _, models = net
-    codes, hyper, steps, _ = opt
+    codes, hyper, steps, _, _ = opt
     first, count = models[j, M_FIRST], models[j, M_COUNT]
     # plain SGD is fused into the backward pass (the dW GEMM updates W in place)
     lr = hyper[j, _optim.LR] if codes[j] == _optim.SGD_CODE else 0.0
@@ -421,13 +421,13 @@ def _step_narrow(j, batch, loss_kernel, net, opt, work, row_loss):
 @njit(inline="always", cache=True, error_model="numpy")
 def _update(j, models, opt, params, grads):
     """Model ``j``'s optimizer step from the gradients in ``grads`` (none for ``NONE``)."""
-    codes, hyper, steps, state = opt
+    codes, hyper, steps, state, kernels = opt
     if codes[j] == _optim.NONE:
         return
     steps[j] += 1
     p0, p1 = models[j, M_PBEGIN], models[j, M_PEND]
-    _optim.apply_update(
-        codes[j], hyper[j], steps[j], params[p0:p1], grads[p0:p1], state[0, p0:p1],
+    _optim.call_update(
+        kernels[j], hyper[j], steps[j], params[p0:p1], grads[p0:p1], state[0, p0:p1],
         state[1, p0:p1],
     )  # fmt: skip
 
@@ -437,7 +437,7 @@ def train_chunk(blas, plan, key, data, net, opt, bufs, record, with_stats, with_
     """Run iterations ``plan[P_T0] .. + plan[P_NITER]`` for every live model.
 
     ``data = (x, y_int, y_float)``; ``net = (params, grads, layers, act_params,
-    models)``; ``opt = (codes, hyper, steps, state)``; ``bufs = (xbuf,
+    models)``; ``opt = (codes, hyper, steps, state, kernels)``; ``bufs = (xbuf,
     ybuf_int, ybuf_float, row_loss, work, idx, perm)``; ``record = (losses,
     status, stats, zero)``: ``losses[j, t]`` receives model ``j``'s minibatch loss at
     iteration ``t`` (NaN once it has diverged), ``status[j]`` counts its
@@ -657,7 +657,8 @@ def _build_run(
     grads = np.zeros_like(params)
     steps = np.array([s.step for s in states], dtype=np.int64)
     codes = np.array([o.code for o in opts], np.int64)
-    opt = (codes, np.array([o.hyper() for o in opts]), steps, state)
+    kernels = np.array([_optim.optimizer_kernel(o.code, dtype) for o in opts], np.int64)
+    opt = (codes, np.array([o.hyper() for o in opts]), steps, state, kernels)
     if isinstance(loss, int):  # GIVEN_GRADIENT
         loss_kernel = loss
     else:
