@@ -51,13 +51,14 @@ so :func:`train_chunk` has one signature per dtype, whatever the depth, widths,
 activations, loss, optimizer or number of networks (no ``typed.List``, whose
 methods compile on first use and are not cached), times at most four for the
 two optional paths (statistics recording, feature-major tiny networks), each
-compiled only when a run uses it.  The activations and the loss are not in it:
-the layer table and the plan carry the addresses of their kernels
-(:func:`fastinit.activations.activation_kernel`,
-:func:`fastinit.losses.loss_kernel`), compiled the first time a run uses them
-(empty cache, a ReLU network: 13.6-17 s -> 10.3-10.8 s for the
-first fit, same bits).  Everything is ``cache=True``; nothing compiles at
-import.  numba keys a cached function on its own source file only: after
+compiled only when a run uses it.  The activations, the loss and the
+optimizers are not in it: the layer table, the plan and ``opt`` carry the
+addresses of their kernels (:func:`fastinit.activations.activation_kernel`,
+:func:`fastinit.losses.loss_kernel`, :func:`fastinit.optim.optimizer_kernel`),
+compiled the first time a run uses them (empty cache, a ReLU network with SGD:
+13.5-13.7 s -> 10.2-11.6 s of CPU for the first fit, same bits).  Everything
+is ``cache=True``; nothing compiles at import.  numba keys a cached function on
+its own source file only: after
 editing ``activations``, ``losses``, ``dense``, ``optim``, ``narrow``,
 ``_native`` or ``random``, clear the cache (``NUMBA_CACHE_DIR``), since
 :func:`train_chunk` embeds their code.
