@@ -58,9 +58,9 @@ addresses of their kernels (:func:`fastinit.activations.activation_kernel`,
 compiled the first time a run uses them (empty cache, a ReLU network with SGD:
 13.5-13.7 s -> 10.2-11.6 s of CPU for the first fit, same bits).  Everything
 is ``cache=True``; nothing compiles at import.  numba keys a cached function on
-its own source file only: after editing ``activations``, ``losses``, ``dense``, ``optim``, ``narrow``,
-``_native`` or ``random``, clear the cache (``NUMBA_CACHE_DIR``), since
-:func:`train_chunk` embeds their code.
+its own source file only: after editing ``activations``, ``losses``,
+``dense``, ``optim``, ``narrow``, ``_native`` or ``random``, clear the cache
+(``NUMBA_CACHE_DIR``), since :func:`train_chunk` embeds their code.
 
 Sampling (all reproducible from ``seed``)
 -----------------------------------------
