@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import cfunc, types
 from numba.extending import intrinsic
 
-__all__ = ["call_f64", "call_void", "pointer_to"]
+__all__ = ["call_f64", "call_void", "compile_kernel", "pointer_to"]
 
 _ITEM_TYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
 
@@ -74,3 +74,28 @@ def _call(restype, name):
 
 call_void = _call(types.void, "call_void")
 call_f64 = _call(types.float64, "call_f64")
+
+_ALIVE: list[Any] = []  # the compiled kernels: their machine code lives as long as they do
+
+
+def compile_kernel(py_func: Any, sig: Any) -> int:
+    """Compile ``py_func`` as a C function of signature ``sig`` (or load it from numba's cache).
+
+    The compiled object is kept for the life of the process, so the returned
+    address stays valid.
+
+    Parameters
+    ----------
+    py_func : function
+        The kernel body (numba nopython code).
+    sig : numba signature
+        Its C signature.
+
+    Returns
+    -------
+    int
+        The function's address.
+    """
+    compiled = cfunc(sig, cache=True, error_model="numpy")(py_func)
+    _ALIVE.append(compiled)
+    return compiled.address

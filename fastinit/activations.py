@@ -44,10 +44,10 @@ from typing import Any
 
 import numpy as np
 from llvmlite import ir
-from numba import carray, cfunc, njit, types
+from numba import carray, njit, types
 from numba.extending import intrinsic, overload
 
-from fastinit._native import call_void, pointer_to
+from fastinit._native import call_void, compile_kernel, pointer_to
 from fastinit._validate import check_finite, check_positive
 
 __all__ = ["NAMES", "Activation", "activate", "apply", "get"]
@@ -385,7 +385,6 @@ def _by_code_impl(code, z, p0, p1):
     return None
 
 
-@functools.cache
 def activation_kernel(code: int, dtype: Any) -> int:
     """Address of the compiled ``z = f(d + b)``, ``d = f'(d + b)`` for one activation.
 
@@ -410,6 +409,11 @@ def activation_kernel(code: int, dtype: Any) -> int:
         life of the process; the kernel is compiled once per (code, dtype) and
         cached on disk.
     """
+    return _activation_kernel(int(code), np.dtype(dtype).name)
+
+
+@functools.cache
+def _activation_kernel(code: int, dtype: str) -> int:
     item = pointer_to(dtype)
     i64, f64 = types.int64, types.float64
     sig = types.void(item, item, item, i64, i64, f64, f64, i64)
@@ -429,7 +433,7 @@ def activation_kernel(code: int, dtype: Any) -> int:
             for i in range(m * n):
                 z[i], d[i] = _by_code(code, d[i], p0, p1)
 
-    return cfunc(sig, **_E)(kernel).address
+    return compile_kernel(kernel, sig)
 
 
 @njit(inline="always", **_E)

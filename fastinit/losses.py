@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import carray, cfunc, njit, types
+from numba import carray, njit, types
 from numba.extending import overload
 
-from fastinit._native import call_f64, pointer_to
+from fastinit._native import call_f64, compile_kernel, pointer_to
 from fastinit.activations import fast_exp, log1p_unit, sigmoid_parts
 
 __all__ = ["NAMES", "Loss", "get", "prepare_targets", "value_and_grad"]
@@ -153,7 +153,6 @@ def _scaled_sum(row_loss, m, scale):
     return ((total + t1) + (t2 + t3)) * scale
 
 
-@functools.cache
 def loss_kernel(code: int, dtype: Any) -> int:
     """Address of the compiled mean loss (and gradient) of one loss, for one dtype.
 
@@ -173,6 +172,11 @@ def loss_kernel(code: int, dtype: Any) -> int:
         Address of a C function ``double(z, y_int, y_float, row_loss, m, C,
         write_grad)`` computing what :func:`call_loss` documents.
     """
+    return _loss_kernel(int(code), np.dtype(dtype).name)
+
+
+@functools.cache
+def _loss_kernel(code: int, dtype: str) -> int:
     item = pointer_to(dtype)
     i64 = types.int64
     sig = types.float64(item, types.CPointer(i64), item, item, i64, i64, i64)
@@ -186,7 +190,7 @@ def loss_kernel(code: int, dtype: Any) -> int:
         scale = _rows_by_code(code, z, y_int, y_float, write_grad != 0, row_loss)
         return _scaled_sum(row_loss, m, scale)
 
-    return cfunc(sig, cache=True, error_model="numpy")(kernel).address
+    return compile_kernel(kernel, sig)
 
 
 @njit(inline="always", cache=True, error_model="numpy")

@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from numba import carray, cfunc, njit, types
+from numba import carray, njit, types
 from numba.extending import overload
 
-from fastinit._native import call_void, pointer_to
+from fastinit._native import call_void, compile_kernel, pointer_to
 from fastinit._validate import check_nonneg, check_positive
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "Optimizer", "RMSprop", "get"]
@@ -163,7 +163,6 @@ def _step_by_code_impl(code, hyper, step, p, g, s0, s1):
     return None
 
 
-@functools.cache
 def optimizer_kernel(code: int, dtype: Any) -> int:
     """Address of the compiled update of one optimizer, for one dtype (0 for ``NONE``).
 
@@ -182,6 +181,11 @@ def optimizer_kernel(code: int, dtype: Any) -> int:
     int
         Address of a C function ``void(p, g, s0, s1, n, hyper, step)``.
     """
+    return _optimizer_kernel(int(code), np.dtype(dtype).name)
+
+
+@functools.cache
+def _optimizer_kernel(code: int, dtype: str) -> int:
     if code == NONE:
         return 0
     slots = _SLOTS[code]
@@ -197,7 +201,7 @@ def optimizer_kernel(code: int, dtype: Any) -> int:
         hyper = carray(hyper_ptr, (N_HYPER,))
         _step_by_code(code, hyper, step, p, g, s0, s1)
 
-    return cfunc(sig, cache=True, error_model="numpy")(kernel).address
+    return compile_kernel(kernel, sig)
 
 
 @njit(inline="always", cache=True, error_model="numpy")

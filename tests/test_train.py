@@ -284,3 +284,19 @@ def test_layer_kernels_are_resolved_per_run_and_required():
     dense.forward_rows(dense.blas_table(), (m._params, t32, m._act_params), 0, 3,
                        x, out, x.copy(), work)  # fmt: skip
     np.testing.assert_array_equal(out, m.forward(x))
+
+
+def test_kernel_addresses_are_cached_per_code_and_dtype():
+    from fastinit import activations, losses
+    from fastinit import optim as O
+
+    for factory, code in (
+        (activations.activation_kernel, activations.TANH),
+        (losses.loss_kernel, losses.MSE),
+        (O.optimizer_kernel, O.ADAM),
+    ):
+        a = factory(code, np.float32)
+        assert a != 0
+        assert factory(code, "float32") == factory(np.int64(code), np.dtype("float32")) == a
+        assert factory(code, np.float64) != a
+    assert O.optimizer_kernel(O.NONE, np.float32) == 0
