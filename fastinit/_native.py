@@ -9,14 +9,22 @@ code does not depend on which kernels exist.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 from llvmlite import ir
 from numba import cfunc, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
-__all__ = ["call_f64", "call_void", "compile_kernel", "pointer_to"]
+__all__ = [
+    "call_f64",
+    "call_void",
+    "compile_kernel",
+    "dispatch_by_code",
+    "kernel_factory",
+    "pointer_to",
+]
 
 _ITEM_TYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
 
@@ -99,3 +107,58 @@ def compile_kernel(py_func: Any, sig: Any) -> int:
     compiled = cfunc(sig, cache=True, error_model="numpy")(py_func)
     _ALIVE.append(compiled)
     return compiled.address
+
+
+def kernel_factory(build: Any) -> Any:
+    """Decorator: ``build(code, dtype) -> address`` runs once per (code, dtype).
+
+    The wrapped function takes any integer ``code`` and anything
+    ``numpy.dtype`` accepts, and caches the address by ``(int(code),
+    dtype name)``, so ``np.float32``, ``"float32"`` and ``np.dtype("float32")``
+    share one kernel.
+    """
+    cached = functools.cache(build)
+
+    @functools.wraps(build)
+    def address(code: int, dtype: Any) -> int:
+        return cached(int(code), np.dtype(dtype).name)
+
+    return address
+
+
+def dispatch_by_code(table: Any, name: str) -> Any:
+    """A function for compiled code: ``f(code, *args)`` calls ``table[code](*args)``.
+
+    ``code`` must be a compile-time constant (a kernel's closure variable): the
+    overload types ``table[code]`` only, not every entry, which is what keeps a
+    kernel's compile time to the one activation, loss or optimizer it runs.
+
+    Parameters
+    ----------
+    table : sequence or mapping of numba functions, indexed by code
+    name : str
+        The function's name (for error messages).
+
+    Returns
+    -------
+    function
+        Callable from numba code only.
+    """
+
+    def stub(code, *args):
+        raise NotImplementedError(f"{name}: compiled code only")
+
+    stub.__name__ = stub.__qualname__ = name
+
+    @overload(stub, jit_options={"cache": True, "error_model": "numpy"})
+    def _impl(code, *args):
+        if isinstance(code, types.IntegerLiteral):
+            fn = table[code.literal_value]
+
+            def impl(code, *args):
+                return fn(*args)
+
+            return impl
+        return None
+
+    return stub

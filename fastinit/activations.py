@@ -37,7 +37,6 @@ few ulps of libm; erf (gelu) is libm's.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +46,13 @@ from llvmlite import ir
 from numba import carray, njit, types
 from numba.extending import intrinsic, overload
 
-from fastinit._native import call_void, compile_kernel, pointer_to
+from fastinit._native import (
+    call_void,
+    compile_kernel,
+    dispatch_by_code,
+    kernel_factory,
+    pointer_to,
+)
 from fastinit._validate import check_finite, check_positive
 
 __all__ = ["NAMES", "Activation", "activate", "apply", "get"]
@@ -366,25 +371,10 @@ def activate(code, p0, p1, z):
 # unconditional and it vectorizes (an in-place ``z = max(z, 0)`` became a
 # conditional store that LLVM did not vectorize, 3x slower, measured).
 _FUNCTIONS = (identity, sigmoid, tanh, relu, leaky_relu, elu, selu, gelu, gelu_tanh, softplus, silu)
+_by_code = dispatch_by_code(_FUNCTIONS, "activation_by_code")  # f(code, z, p0, p1)
 
 
-def _by_code(code, z, p0, p1):  # compiled only, through the overload below
-    """``(f(z), f'(z))`` for the activation ``code``, a compile-time constant."""
-    raise NotImplementedError("compiled code only")
-
-
-@overload(_by_code, jit_options=_E)
-def _by_code_impl(code, z, p0, p1):
-    if isinstance(code, types.IntegerLiteral):  # types this activation only, not all eleven
-        f = _FUNCTIONS[code.literal_value]
-
-        def impl(code, z, p0, p1):
-            return f(z, p0, p1)
-
-        return impl
-    return None
-
-
+@kernel_factory
 def activation_kernel(code: int, dtype: Any) -> int:
     """Address of the compiled ``z = f(d + b)``, ``d = f'(d + b)`` for one activation.
 
@@ -409,11 +399,6 @@ def activation_kernel(code: int, dtype: Any) -> int:
         life of the process; the kernel is compiled once per (code, dtype) and
         cached on disk.
     """
-    return _activation_kernel(int(code), np.dtype(dtype).name)
-
-
-@functools.cache
-def _activation_kernel(code: int, dtype: str) -> int:
     item = pointer_to(dtype)
     i64, f64 = types.int64, types.float64
     sig = types.void(item, item, item, i64, i64, f64, f64, i64)

@@ -21,16 +21,14 @@ the model dtype and summed in float64.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numba import carray, njit, types
-from numba.extending import overload
 
-from fastinit._native import call_f64, compile_kernel, pointer_to
+from fastinit._native import call_f64, compile_kernel, dispatch_by_code, kernel_factory, pointer_to
 from fastinit.activations import fast_exp, log1p_unit, sigmoid_parts
 
 __all__ = ["NAMES", "Loss", "get", "prepare_targets", "value_and_grad"]
@@ -119,23 +117,8 @@ def _mse_rows(z, y_int, y_float, write_grad, row_loss):
 
 
 _ROWS = (_softmax_ce_rows, _sigmoid_ce_rows, _mse_rows)  # by loss code
-
-
-def _rows_by_code(code, z, y_int, y_float, write_grad, row_loss):  # compiled only
-    """Per-row losses of loss ``code`` (a compile-time constant) into ``row_loss``; its scale."""
-    raise NotImplementedError("compiled code only")
-
-
-@overload(_rows_by_code, jit_options={"cache": True, "error_model": "numpy"})
-def _rows_by_code_impl(code, z, y_int, y_float, write_grad, row_loss):
-    if isinstance(code, types.IntegerLiteral):  # types this loss only
-        rows = _ROWS[code.literal_value]
-
-        def impl(code, z, y_int, y_float, write_grad, row_loss):
-            return rows(z, y_int, y_float, write_grad, row_loss)
-
-        return impl
-    return None
+# f(code, z, y_int, y_float, write_grad, row_loss): per-row losses into row_loss; their scale
+_rows_by_code = dispatch_by_code(_ROWS, "loss_rows_by_code")
 
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -153,6 +136,7 @@ def _scaled_sum(row_loss, m, scale):
     return ((total + t1) + (t2 + t3)) * scale
 
 
+@kernel_factory
 def loss_kernel(code: int, dtype: Any) -> int:
     """Address of the compiled mean loss (and gradient) of one loss, for one dtype.
 
@@ -172,11 +156,6 @@ def loss_kernel(code: int, dtype: Any) -> int:
         Address of a C function ``double(z, y_int, y_float, row_loss, m, C,
         write_grad)`` computing what :func:`call_loss` documents.
     """
-    return _loss_kernel(int(code), np.dtype(dtype).name)
-
-
-@functools.cache
-def _loss_kernel(code: int, dtype: str) -> int:
     item = pointer_to(dtype)
     i64 = types.int64
     sig = types.float64(item, types.CPointer(i64), item, item, i64, i64, i64)

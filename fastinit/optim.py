@@ -34,7 +34,6 @@ float64 and rounded once to the model dtype.
 
 from __future__ import annotations
 
-import functools
 import math
 import weakref
 from dataclasses import dataclass
@@ -42,9 +41,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 from numba import carray, njit, types
-from numba.extending import overload
 
-from fastinit._native import call_void, compile_kernel, pointer_to
+from fastinit._native import call_void, compile_kernel, dispatch_by_code, kernel_factory, pointer_to
 from fastinit._validate import check_nonneg, check_positive
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "Optimizer", "RMSprop", "get"]
@@ -143,26 +141,11 @@ _STEPS = {
     RMSPROP: _rmsprop_step,
     ADAM: _adam_step,
 }
+_step_by_code = dispatch_by_code(_STEPS, "optimizer_step_by_code")  # f(code, hyper, step, ...)
 _SLOTS = {SGD_CODE: 0, MOMENTUM: 1, NESTEROV: 1, ADAGRAD: 1, RMSPROP: 1, ADAM: 2}  # state used
 
 
-def _step_by_code(code, hyper, step, p, g, s0, s1):  # compiled only
-    """The step of optimizer ``code``, a compile-time constant."""
-    raise NotImplementedError("compiled code only")
-
-
-@overload(_step_by_code, jit_options={"cache": True, "error_model": "numpy"})
-def _step_by_code_impl(code, hyper, step, p, g, s0, s1):
-    if isinstance(code, types.IntegerLiteral):  # types this optimizer only
-        fn = _STEPS[code.literal_value]
-
-        def impl(code, hyper, step, p, g, s0, s1):
-            fn(hyper, step, p, g, s0, s1)
-
-        return impl
-    return None
-
-
+@kernel_factory
 def optimizer_kernel(code: int, dtype: Any) -> int:
     """Address of the compiled update of one optimizer, for one dtype (0 for ``NONE``).
 
@@ -181,11 +164,6 @@ def optimizer_kernel(code: int, dtype: Any) -> int:
     int
         Address of a C function ``void(p, g, s0, s1, n, hyper, step)``.
     """
-    return _optimizer_kernel(int(code), np.dtype(dtype).name)
-
-
-@functools.cache
-def _optimizer_kernel(code: int, dtype: str) -> int:
     if code == NONE:
         return 0
     slots = _SLOTS[code]
