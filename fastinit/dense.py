@@ -45,6 +45,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
 
+from fastinit._native import call_void, compile_kernel, pointer_to
 from fastinit.activations import IDENTITY, activation_kernel, call_bias_activate
 
 FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT, KERNEL = range(6)
@@ -64,7 +65,7 @@ BLAS_MIN_FLOPS = 512  # multiply-adds; below this a plain loop beats the BLAS ca
 # Without a NumPy CBLAS (other builds), or with FASTINIT_BLAS=scipy, SciPy's
 # Fortran ?gemm from scipy.linalg.cython_blas is called the same way (np.dot is
 # never compiled: it added ~0.5 s of compile time per kernel).
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 FORTRAN, CBLAS32, CBLAS64 = range(3)  # ABI codes in blas_table()[2]
 _SYMBOLS = (  # (CBLAS name pattern, ABI)
     ("scipy_cblas_{}gemm64_", CBLAS64),
@@ -151,7 +152,7 @@ def _call_fortran(builder, fnptr, args):
         return cgutils.alloca_once_value(builder, v)
 
     def flag(t):  # 112 (Trans) -> 'T', else 'N'
-        is_t = builder.icmp_signed("==", t, ir.Constant(t.type, _TRANS))
+        is_t = builder.icmp_signed("==", t, ir.Constant(t.type, TRANS))
         return ref(builder.select(is_t, ir.Constant(i8, ord("T")), ir.Constant(i8, ord("N"))))
 
     def int_ref(v):
@@ -177,27 +178,20 @@ def _call_fortran(builder, fnptr, args):
 
 
 @intrinsic
-def _gemm(typingctx, table, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    """Row-major ``c = alpha * op(a) @ op(b) + beta * c`` through ``blas_table()``."""
+def _blas_gemm(typingctx, fn, abi, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Row-major ``c = alpha * op(a) @ op(b) + beta * c`` through the BLAS ``?gemm`` at
+    address ``fn`` with ABI ``abi`` (:func:`blas_table`); ``a, b, c`` are pointers."""
     i64, f64 = types.int64, types.float64
-    sig = types.void(table, i64, i64, i64, i64, i64, f64, a, i64, b, i64, f64, c, i64)
+    sig = types.void(i64, i64, i64, i64, i64, i64, i64, f64, a, i64, b, i64, f64, c, i64)
 
     def codegen(context, builder, signature, args):
-        tab, ta, tb, mm, nn, kk, al, aa, la, bb, lb, be, cc, lc = args
-        dtype = signature.args[7].dtype
+        fnptr, abi_code, ta, tb, mm, nn, kk, al, aa, la, bb, lb, be, cc, lc = args
+        dtype = signature.args[8].dtype
         i64t = ir.IntType(64)
-        data = context.make_array(signature.args[0])(context, builder, tab).data
-        which = 0 if dtype == types.float32 else 1
-        fnptr = builder.load(builder.gep(data, [ir.Constant(i64t, which)]))
-        abi = builder.load(builder.gep(data, [ir.Constant(i64t, 2)]))
-        ptrs = [
-            context.make_array(signature.args[j])(context, builder, v).data
-            for j, v in ((7, aa), (9, bb), (12, cc))
-        ]
         al = context.cast(builder, al, f64, dtype)
         be = context.cast(builder, be, f64, dtype)
-        call = (ta, tb, mm, nn, kk, al, ptrs[0], la, ptrs[1], lb, be, ptrs[2], lc)
-        switch = builder.switch(abi, builder.append_basic_block("gemm.fortran"))
+        call = (ta, tb, mm, nn, kk, al, aa, la, bb, lb, be, cc, lc)
+        switch = builder.switch(abi_code, builder.append_basic_block("gemm.fortran"))
         done = builder.append_basic_block("gemm.done")
         for code, emit in (
             (CBLAS64, lambda: _call_cblas(builder, fnptr, i64t, call)),
@@ -239,97 +233,125 @@ def with_kernels(layers: np.ndarray, dtype: Any) -> np.ndarray:
     return out
 
 
+# ----------------------------------------------------------------------------- kernels
+# The matrix product and the backward element-wise pass are C functions
+# (numba cfuncs, one per dtype, compiled or loaded from numba's cache on first
+# use) that the compiled loops call by address from an ``ops`` table
+# (:func:`ops_table`).  A callee compiled as a plain numba function would be
+# linked into every caller's module and optimized and compiled again there
+# (numba re-optimizes each linked callee in each caller): the training loop,
+# the statistics recorder and the inference loop each carried their own copy.
+GEMM, SUMS, BLAS_FN, BLAS_ABI = range(4)  # columns of ops_table()
+
+
+def _gemm_kernel(fn, abi, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """``c = alpha op(a) op(b) + beta c`` (row-major, leading dimensions given)."""
+    if m * n * k >= BLAS_MIN_FLOPS:
+        _blas_gemm(fn, abi, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    if m == 0 or n == 0:
+        return
+    t = type(c[0])
+    a_row, a_col = (1, lda) if ta == TRANS else (lda, 1)  # element (i, p) of op(a)
+    b_row, b_col = (1, ldb) if tb == TRANS else (ldb, 1)  # element (p, j) of op(b)
+    for i in range(m):
+        for j in range(n):
+            s = t(0.0)
+            for p in range(k):
+                s += a[i * a_row + p * a_col] * b[p * b_row + j * b_col]
+            v = s if alpha == 1.0 else t(alpha) * s
+            c[i * ldc + j] = v + t(beta) * c[i * ldc + j] if beta != 0.0 else v
+
+
+def _sums_kernel(g, d, db, m, n, code):
+    """``d = g * d`` (``d = g`` for the identity) and ``db = d.sum(axis=0)``, one pass."""
+    if code == IDENTITY:
+        for i in range(m * n):
+            d[i] = g[i]
+    else:
+        for i in range(m * n):  # flat: vectorizes whatever the width
+            d[i] *= g[i]
+    for j in range(n):
+        db[j] = 0
+    m4 = m - m % 4
+    for i in range(0, m4, 4):  # four rows per pass: a 4x shorter dependency chain for small n
+        for j in range(n):
+            r = i * n + j
+            db[j] += (d[r] + d[r + n]) + (d[r + 2 * n] + d[r + 3 * n])
+    for i in range(m4, m):
+        for j in range(n):
+            db[j] += d[i * n + j]
+
+
+def ops_table(dtype: Any) -> np.ndarray:
+    """The ``ops`` table the compiled dense code takes: kernel and BLAS addresses for ``dtype``.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype or str
+        float32 or float64.
+
+    Returns
+    -------
+    numpy.ndarray of int64, (4,)
+        ``[GEMM, SUMS, BLAS_FN, BLAS_ABI]``: the addresses of the compiled
+        matrix-product kernel (``c = alpha op(a) op(b) + beta c``: BLAS, or a
+        plain loop under ``BLAS_MIN_FLOPS`` multiply-adds) and of the backward
+        element-wise kernel (``dL/dz`` and its column sums), then the BLAS
+        ``?gemm`` they call and its ABI (:func:`blas_table`).  Compiled once per
+        dtype and process (or loaded from numba's cache); valid for the process.
+    """
+    return _ops_table(np.dtype(dtype).name)
+
+
+@functools.cache
+def _ops_table(name: str) -> np.ndarray:
+    item = pointer_to(name)
+    i64, f64 = types.int64, types.float64
+    gemm_sig = types.void(i64, i64, i64, i64, i64, i64, i64, f64, item, i64, item, i64, f64,
+                          item, i64)  # fmt: skip
+    sums_sig = types.void(item, item, item, i64, i64, i64)
+    blas = blas_table()
+    return np.array(
+        [
+            compile_kernel(_gemm_kernel, gemm_sig),
+            compile_kernel(_sums_kernel, sums_sig),
+            blas[0 if name == "float32" else 1],
+            blas[2],
+        ],
+        dtype=np.int64,
+    )
+
+
 @njit(inline="always", cache=True, error_model="numpy")
 def _ld(a):
     return a.strides[0] // a.itemsize
 
 
-# ----------------------------------------------------------------------------- leaves
-# Compiled functions are leaves (compiled once, linked into the kernels) or
-# small glue marked inline="always".  numba re-optimizes every linked callee in
-# each caller, so a deep call tree multiplies the compile time (measured: 14 s
-# for a 5-level tree against ~4 s for this flat one).
+@njit(inline="always", cache=True, error_model="numpy")
+def gemm(ops, ta, a, tb, b, alpha, beta, c):
+    """``c = alpha op(a) @ op(b) + beta c`` (``op`` transposes where ``ta``/``tb`` is ``TRANS``).
 
-
-@njit(cache=True, error_model="numpy")
-def gemm_nn(blas, a, b, c):
-    """``c = a @ b``: BLAS, or a plain loop for tiny products."""
-    m, k = a.shape
-    n = b.shape[1]
-    if m * k * n >= BLAS_MIN_FLOPS:
-        _gemm(blas, _NO_TRANS, _NO_TRANS, m, n, k, 1.0, a, _ld(a), b, _ld(b), 0.0, c, _ld(c))
-        return
-    for i in range(m):
-        for j in range(n):
-            s = a[i, 0] * b[0, j]
-            for p in range(1, k):
-                s += a[i, p] * b[p, j]
-            c[i, j] = s
-
-
-@njit(cache=True, error_model="numpy")
-def gemm_tn(blas, a, b, c, alpha, beta):
-    """``c = alpha * a.T @ b + beta * c`` for ``a`` (m, k), ``b`` (m, n).
-
-    ``beta = 0`` ignores the old ``c`` (as BLAS does); ``alpha = -lr`` and
-    ``beta = 1 - lr * weight_decay`` make it the SGD update of a weight matrix.
+    ``beta = 0`` ignores the old ``c`` (as BLAS does); ``gemm(ops, TRANS, a,
+    NO_TRANS, dz, -lr, 1 - lr * weight_decay, w)`` is the SGD update of a weight
+    matrix.  Rows must be contiguous (C-order arrays or row slices of them).
     """
-    m, k = a.shape
-    n = b.shape[1]
-    if m * k * n >= BLAS_MIN_FLOPS:
-        _gemm(blas, _TRANS, _NO_TRANS, k, n, m, alpha, a, _ld(a), b, _ld(b), beta, c, _ld(c))
-        return
-    t = type(c[0, 0])
-    for p in range(k):
-        for j in range(n):
-            s = a[0, p] * b[0, j]
-            for i in range(1, m):
-                s += a[i, p] * b[i, j]
-            c[p, j] = t(alpha) * s + (t(beta) * c[p, j] if beta != 0 else t(0.0))
+    m, n = c.shape
+    k = a.shape[0] if ta == TRANS else a.shape[1]
+    blas = (ops[BLAS_FN], ops[BLAS_ABI])
+    call_void(ops[GEMM], (*blas, ta, tb, m, n, k, alpha, a, _ld(a), b, _ld(b), beta, c, _ld(c)))
 
 
-@njit(cache=True, error_model="numpy")
-def gemm_nt(blas, a, b, c):
-    """``c = a @ b.T`` for ``a`` (m, n), ``b`` (k, n)."""
-    m, n = a.shape
-    k = b.shape[0]
-    if m * k * n >= BLAS_MIN_FLOPS:
-        _gemm(blas, _NO_TRANS, _TRANS, m, k, n, 1.0, a, _ld(a), b, _ld(b), 0.0, c, _ld(c))
-        return
-    for i in range(m):
-        for p in range(k):
-            s = a[i, 0] * b[p, 0]
-            for j in range(1, n):
-                s += a[i, j] * b[p, j]
-            c[i, p] = s
-
-
-@njit(cache=True, error_model="numpy")
-def derivative_and_sums(g, d, db, code):
+@njit(inline="always", cache=True, error_model="numpy")
+def derivative_and_sums(ops, g, d, db, code):
     """``d = g * d`` (``dL/dz`` from ``dL/da`` and ``f'``; ``d = g`` for the identity)
-    and ``db = d.sum(axis=0)``, in one pass over ``g`` and ``d``."""
-    gf = g.reshape(g.size)
-    df = d.reshape(d.size)
-    if code == IDENTITY:
-        for i in range(gf.shape[0]):
-            df[i] = gf[i]
-    else:
-        for i in range(gf.shape[0]):  # flat: vectorizes whatever the width
-            df[i] *= gf[i]
-    m, n = d.shape
-    db[:] = 0
-    m4 = m - m % 4
-    for i in range(0, m4, 4):  # four rows per pass: a 4x shorter dependency chain for small n
-        for j in range(n):
-            db[j] += (d[i, j] + d[i + 1, j]) + (d[i + 2, j] + d[i + 3, j])
-    for i in range(m4, m):
-        for j in range(n):
-            db[j] += d[i, j]
+    and ``db = d.sum(axis=0)``, in one pass over C-contiguous ``g`` and ``d``."""
+    call_void(ops[SUMS], (g, d, db, d.shape[0], d.shape[1], code))
 
 
 # ----------------------------------------------------------------------------- one layer
 @njit(inline="always", cache=True, error_model="numpy")
-def dense_forward(blas, a, w, b, z, d, kernel, p0, p1):
+def dense_forward(ops, a, w, b, z, d, kernel, p0, p1):
     """``z = f(a @ w + b)`` and ``d = f'(a @ w + b)``.
 
     Parameters
@@ -343,12 +365,12 @@ def dense_forward(blas, a, w, b, z, d, kernel, p0, p1):
     p0, p1 : float
         The activation's parameters (:mod:`fastinit.activations`).
     """
-    gemm_nn(blas, a, w, d)
+    gemm(ops, NO_TRANS, a, NO_TRANS, w, 1.0, 0.0, d)
     call_bias_activate(kernel, z, d, b, p0, p1)  # one pass: bias, f and f'
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def dense_backward(blas, a, w, b, g, d, dw, db, da, code, lr, decay):
+def dense_backward(ops, a, w, b, g, d, dw, db, da, code, lr, decay):
     """Backward pass of :func:`dense_forward`, with the SGD update fused in if ``lr > 0``.
 
     Parameters
@@ -370,16 +392,16 @@ def dense_backward(blas, a, w, b, g, d, dw, db, da, code, lr, decay):
         ``lr > 0``: plain SGD in place, ``w = (1 - lr decay) w - lr a.T @ dz`` inside
         the GEMM and ``b -= lr (db + decay b)``; ``lr = 0``: write ``dw`` instead.
     """
-    derivative_and_sums(g, d, db, code)
+    derivative_and_sums(ops, g, d, db, code)
     if da.shape[0]:
-        gemm_nt(blas, d, w, da)
+        gemm(ops, NO_TRANS, d, TRANS, w, 1.0, 0.0, da)
     if lr > 0:
-        gemm_tn(blas, a, d, w, -lr, 1.0 - lr * decay)
+        gemm(ops, TRANS, a, NO_TRANS, d, -lr, 1.0 - lr * decay, w)
         t = type(b[0])
         for j in range(b.shape[0]):
             b[j] -= t(lr) * (db[j] + t(decay) * b[j])
     else:
-        gemm_tn(blas, a, d, dw, 1.0, 0.0)
+        gemm(ops, TRANS, a, NO_TRANS, d, 1.0, 0.0, dw)
 
 
 # ----------------------------------------------------------------------------- whole network
@@ -406,7 +428,7 @@ def block(work, off, m, n):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def forward_net(blas, params, layers, act_params, first, count, x, work):
+def forward_net(ops, params, layers, act_params, first, count, x, work):
     """Forward pass of layers ``first .. first+count-1`` on ``x`` (m rows).
 
     ``work`` must hold ``work_size`` elements; layer j's output ``A_j`` and
@@ -421,7 +443,7 @@ def forward_net(blas, params, layers, act_params, first, count, x, work):
         w = weight(params, layers, k)
         b = bias(params, layers, k)
         dense_forward(
-            blas,
+            ops,
             a,
             w,
             b,
@@ -437,7 +459,7 @@ def forward_net(blas, params, layers, act_params, first, count, x, work):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def backward_net(blas, params, grads, layers, first, count, x, work, lr, decay):
+def backward_net(ops, params, grads, layers, first, count, x, work, lr, decay):
     """Backward pass after :func:`forward_net`; ``dL/dlogits`` must be in the logits block.
 
     Writes every layer's ``dW``, ``db`` into ``grads`` (same layout as ``params``),
@@ -462,7 +484,7 @@ def backward_net(blas, params, grads, layers, first, count, x, work, lr, decay):
             a = x
             da = block(work, top, 0, fan_in)
         dense_backward(
-            blas,
+            ops,
             a,
             weight(params, layers, k),
             bias(params, layers, k),
@@ -486,7 +508,7 @@ def work_size(layers: np.ndarray, rows: int) -> int:
 
 
 @njit(cache=True, error_model="numpy")
-def forward_rows(blas, net, first, count, x, out, xbuf, work):
+def forward_rows(ops, net, first, count, x, out, xbuf, work):
     """Logits of every row of ``x`` into ``out``, ``xbuf.shape[0]`` rows at a time.
 
     ``net = (params, layers, act_params)``; each block of ``x`` is copied into
@@ -501,7 +523,7 @@ def forward_rows(blas, net, first, count, x, out, xbuf, work):
         for i in range(m):  # explicit loops: slice assignment compiles an error formatter
             for j in range(x.shape[1]):
                 xb[i, j] = x[r0 + i, j]
-        logits = forward_net(blas, params, layers, act_params, first, count, xb, work)
+        logits = forward_net(ops, params, layers, act_params, first, count, xb, work)
         for i in range(m):
             for j in range(out.shape[1]):
                 out[r0 + i, j] = logits[i, j]

@@ -27,7 +27,7 @@ from fastinit import losses as _losses
 from fastinit import train as _train
 from fastinit._cuda import check_device, cuda_module
 from fastinit._validate import check_dtype, check_int, check_seed
-from fastinit.dense import LAYER_COLUMNS, blas_table, forward_rows, with_kernels
+from fastinit.dense import LAYER_COLUMNS, forward_rows, ops_table, with_kernels
 from fastinit.dense import work_size as _work_size
 from fastinit.train import History
 
@@ -368,7 +368,7 @@ class MLP:
         xbuf = np.empty((block, X.shape[1]), self.dtype)
         work = np.empty(_work_size(self._layers, block), self.dtype)
         net = (self._params, with_kernels(self._layers, self.dtype), self._act_params)
-        forward_rows(blas_table(), net, 0, len(self._layers), X, out, xbuf, work)
+        forward_rows(ops_table(self.dtype), net, 0, len(self._layers), X, out, xbuf, work)
         return out
 
     def predict(self, X: Any) -> np.ndarray:

@@ -117,13 +117,14 @@ from fastinit.dense import (
     B_OFF,
     FAN_OUT,
     KERNEL,
+    NO_TRANS,
     W_OFF,
     backward_net,
     bias,
-    blas_table,
     block,
     forward_net,
-    gemm_nn,
+    gemm,
+    ops_table,
     weight,
     with_kernels,
     work_size,
@@ -300,7 +301,7 @@ def activation_stats(a, d, code, out):
 
 
 @njit(cache=True, error_model="numpy")
-def forward_stats(blas, params, layers, act_params, first, count, x, work, zero, out):
+def forward_stats(ops, params, layers, act_params, first, count, x, work, zero, out):
     """:func:`fastinit.dense.forward_net` taking each layer's statistics on the way.
 
     The same GEMM and bias loop, then the pre-activations ``z = a_prev @ W + b``
@@ -320,7 +321,7 @@ def forward_stats(blas, params, layers, act_params, first, count, x, work, zero,
         n = layers[k, FAN_OUT]
         act = block(work, off, m, n)
         d = block(work, off + m * n, m, n)
-        gemm_nn(blas, a, weight(params, layers, k), d)
+        gemm(ops, NO_TRANS, a, NO_TRANS, weight(params, layers, k), 1.0, 0.0, d)
         b = bias(params, layers, k)
         for i in range(m):
             for j in range(n):
@@ -363,14 +364,14 @@ def _loss_and_output_grad(logits, y_int, y_float, loss_kernel, row_loss):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _backward_and_update(blas, j, x, net, opt, work):
+def _backward_and_update(ops, j, x, net, opt, work):
     """Backward pass of model ``j`` after its forward pass and loss, then its update."""
     params, grads, layers, _, models = net
     codes, hyper, steps, _, _ = opt
     first, count = models[j, M_FIRST], models[j, M_COUNT]
     # plain SGD is fused into the backward pass (the dW GEMM updates W in place)
     lr = hyper[j, _optim.LR] if codes[j] == _optim.SGD_CODE else 0.0
-    backward_net(blas, params, grads, layers, first, count, x, work, lr, hyper[j, _optim.WD])
+    backward_net(ops, params, grads, layers, first, count, x, work, lr, hyper[j, _optim.WD])
     if lr == 0.0:
         _update(j, models, opt, params, grads)
     elif codes[j] != _optim.NONE:
@@ -378,29 +379,29 @@ def _backward_and_update(blas, j, x, net, opt, work):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _step_model(blas, j, batch, loss_kernel, net, opt, work, row_loss):
+def _step_model(ops, j, batch, loss_kernel, net, opt, work, row_loss):
     """Forward, loss, backward and update of model ``j`` on ``batch``; returns the loss."""
     x, y_int, y_float = batch
     params, _, layers, act_params, models = net
     first, count = models[j, M_FIRST], models[j, M_COUNT]
-    logits = forward_net(blas, params, layers, act_params, first, count, x, work)
+    logits = forward_net(ops, params, layers, act_params, first, count, x, work)
     loss = _loss_and_output_grad(logits, y_int, y_float, loss_kernel, row_loss)
     if math.isfinite(loss):
-        _backward_and_update(blas, j, x, net, opt, work)
+        _backward_and_update(ops, j, x, net, opt, work)
     return loss
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _step_recorded(blas, j, batch, loss_kernel, net, opt, work, row_loss, stats_row, zero):
+def _step_recorded(ops, j, batch, loss_kernel, net, opt, work, row_loss, stats_row, zero):
     """:func:`_step_model` that also writes the layer statistics of this step
     (weights before the update) to ``stats_row`` (see :data:`STAT_FIELDS`)."""
     x, y_int, y_float = batch
     params, _, layers, act_params, models = net
     first, count = models[j, M_FIRST], models[j, M_COUNT]
-    logits = forward_stats(blas, params, layers, act_params, first, count, x, work, zero, stats_row)
+    logits = forward_stats(ops, params, layers, act_params, first, count, x, work, zero, stats_row)
     loss = _loss_and_output_grad(logits, y_int, y_float, loss_kernel, row_loss)
     if math.isfinite(loss):
-        _backward_and_update(blas, j, x, net, opt, work)
+        _backward_and_update(ops, j, x, net, opt, work)
         gradient_stats(layers, first, count, x.shape[0], work, stats_row)
     return loss
 
@@ -433,7 +434,7 @@ def _update(j, models, opt, params, grads):
 
 
 @njit(cache=True, error_model="numpy")
-def train_chunk(blas, plan, key, data, net, opt, bufs, record, with_stats, with_narrow):
+def train_chunk(ops, plan, key, data, net, opt, bufs, record, with_stats, with_narrow):
     """Run iterations ``plan[P_T0] .. + plan[P_NITER]`` for every live model.
 
     ``data = (x, y_int, y_float)``; ``net = (params, grads, layers, act_params,
@@ -481,12 +482,12 @@ def train_chunk(blas, plan, key, data, net, opt, bufs, record, with_stats, with_
                 continue
             if with_stats is not None and record_now:
                 loss = _step_recorded(
-                    blas, j, batch, loss_kernel, net, opt, work, row_loss, stats_row, zero
+                    ops, j, batch, loss_kernel, net, opt, work, row_loss, stats_row, zero
                 )
             elif with_narrow is not None and models[j, M_NARROW] and loss_kernel != GIVEN_GRADIENT:
                 loss = _step_narrow(j, batch, loss_kernel, net, opt, work, row_loss)
             else:
-                loss = _step_model(blas, j, batch, loss_kernel, net, opt, work, row_loss)
+                loss = _step_model(ops, j, batch, loss_kernel, net, opt, work, row_loss)
             losses[j, t] = loss
             if math.isfinite(loss):
                 status[j, S_DONE] += 1
@@ -673,7 +674,7 @@ def _build_run(
     stats = np.full((n_records, len(layers), len(STAT_FIELDS)), np.nan)
     zero = np.zeros(int(layers[:, FAN_OUT].max()) if stats_every else 0, dtype)  # zero biases
     args = (
-        blas_table(),
+        ops_table(dtype),
         plan,
         key,
         (X, y_int, y_float),

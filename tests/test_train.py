@@ -279,9 +279,9 @@ def test_layer_kernels_are_resolved_per_run_and_required():
     x = np.ones((2, 6), np.float32)
     out, work = np.empty((2, 3), np.float32), np.empty(100, np.float32)
     with pytest.raises(ValueError, match="no activation kernel"):
-        dense.forward_rows(dense.blas_table(), (m._params, m._layers, m._act_params), 0, 3,
+        dense.forward_rows(dense.ops_table(m.dtype), (m._params, m._layers, m._act_params), 0, 3,
                            x, out, x.copy(), work)  # fmt: skip
-    dense.forward_rows(dense.blas_table(), (m._params, t32, m._act_params), 0, 3,
+    dense.forward_rows(dense.ops_table(m.dtype), (m._params, t32, m._act_params), 0, 3,
                        x, out, x.copy(), work)  # fmt: skip
     np.testing.assert_array_equal(out, m.forward(x))
 
