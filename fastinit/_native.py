@@ -1,10 +1,23 @@
-"""Calling compiled C functions by address from numba code.
+"""Calling compiled functions by address from numba code.
 
-The per-activation and per-loss kernels (:func:`fastinit.activations.activation_kernel`,
-:func:`fastinit.losses.loss_kernel`) are numba ``cfunc`` objects compiled on
-first use; the training loop receives their addresses in int64 tables and
-calls them through :func:`call_void` and :func:`call_f64`, so its own compiled
-code does not depend on which kernels exist.
+Two kinds of callee, both compiled (or loaded from numba's cache) on first use
+and called through an address that the compiled caller receives in an int64
+table at run time, so its own compiled code does not depend on which callees
+exist and does not contain them:
+
+* C functions (numba ``cfunc``; :func:`compile_kernel`), called with
+  :func:`call_void` / :func:`call_f64`: the per-activation, per-loss and
+  per-optimizer kernels, the matrix product (:mod:`fastinit.activations`,
+  :mod:`fastinit.losses`, :mod:`fastinit.optim`, :mod:`fastinit.dense`).
+* numba functions of a fixed signature (:func:`native_address`), called with
+  numba's own calling convention (arrays, tuples, exceptions) through a
+  :func:`native_caller`: the forward and backward passes and the minibatch
+  sampler, which several compiled loops share.
+
+Why not plain calls: numba links every callee's LLVM module into each caller's
+and optimizes and compiles it again there, so a function called from three
+loops was compiled four times on an empty cache, and the numba-IR inlining of
+``inline="always"`` callees copies the callee's whole IR at every level.
 """
 
 from __future__ import annotations
@@ -15,6 +28,7 @@ from typing import Any
 import numpy as np
 from llvmlite import ir
 from numba import cfunc, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 __all__ = [
@@ -22,11 +36,29 @@ __all__ = [
     "call_void",
     "compile_kernel",
     "dispatch_by_code",
+    "float_type",
     "kernel_factory",
+    "native_address",
+    "native_caller",
     "pointer_to",
 ]
 
 _ITEM_TYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
+
+
+def float_type(dtype: Any) -> types.Float:
+    """The numba float type of ``dtype`` (a NumPy dtype, its name, or a numba float type).
+
+    Parameters
+    ----------
+    dtype : numpy.dtype, str or numba.types.Float
+        float32 or float64.
+
+    Returns
+    -------
+    numba.types.Float
+    """
+    return dtype if isinstance(dtype, types.Float) else _ITEM_TYPES[np.dtype(dtype)]
 
 
 def pointer_to(dtype: Any) -> types.CPointer:
@@ -41,7 +73,7 @@ def pointer_to(dtype: Any) -> types.CPointer:
     -------
     numba.types.CPointer
     """
-    return types.CPointer(_ITEM_TYPES[np.dtype(dtype)])
+    return types.CPointer(float_type(dtype))
 
 
 def _lower_args(context, builder, tuple_type, value):
@@ -162,3 +194,82 @@ def dispatch_by_code(table: Any, name: str) -> Any:
         return None
 
     return stub
+
+
+def native_address(dispatcher: Any, sig: Any) -> int:
+    """Compile ``dispatcher`` for ``sig`` (or load it from numba's cache); its native address.
+
+    The address is the numba-ABI entry point of the compiled function (not its
+    Python wrapper), for a :func:`native_caller` of the same signature.  The
+    dispatcher keeps the compiled code alive; module-level dispatchers live as
+    long as the process.
+
+    Parameters
+    ----------
+    dispatcher : numba dispatcher
+        An ``@njit`` function.
+    sig : numba signature
+        Its exact signature (return type included).
+
+    Returns
+    -------
+    int
+    """
+    dispatcher.compile(sig)
+    compiled = dispatcher.overloads[tuple(sig.args)]
+    if compiled.signature.return_type != sig.return_type:
+        raise TypeError(f"{dispatcher.__name__}{sig}: compiled to return "
+                        f"{compiled.signature.return_type}")  # fmt: skip
+    return compiled.library.get_pointer_to_function(compiled.fndesc.mangled_name)
+
+
+def native_caller(signature_for: Any, name: str) -> Any:
+    """A function for compiled code: ``f(address, args)`` calls a :func:`native_address`.
+
+    Parameters
+    ----------
+    signature_for : callable
+        ``signature_for(*arg_types) -> numba signature``, evaluated when a
+        caller is compiled: the signature the callee was compiled for (from
+        the caller's argument types, e.g. its float type).  Each argument is
+        converted to it (e.g. a C-contiguous array to an any-layout one); an
+        argument that does not convert is a compile error, not a crash.
+    name : str
+        The function's name (for error messages).
+
+    Returns
+    -------
+    function
+        ``f(address, args_tuple)``, callable from numba code only; returns
+        what the callee returns and re-raises its exceptions.
+    """
+
+    def typer(typingctx, address, args):
+        if not isinstance(args, types.BaseTuple):
+            return None
+        sig = signature_for(*args)
+        if len(sig.args) != len(args):
+            return None
+        for got, want in zip(args, sig.args, strict=True):
+            if got != want and typingctx.can_convert(got, want) is None:
+                return None
+
+        def codegen(context, builder, signature, llargs):
+            got_types = signature.args[1]
+            argv = [
+                context.cast(builder, builder.extract_value(llargs[1], i), got_types[i], want)
+                for i, want in enumerate(sig.args)
+            ]
+            fnty = context.call_conv.get_function_type(sig.return_type, sig.args)
+            fn = builder.inttoptr(llargs[0], fnty.as_pointer())
+            status, result = context.call_conv.call_function(
+                builder, fn, sig.return_type, sig.args, argv
+            )
+            with cgutils.if_unlikely(builder, status.is_error):
+                context.call_conv.return_status_propagate(builder, status)
+            return result
+
+        return sig.return_type(types.int64, args), codegen
+
+    typer.__name__ = typer.__qualname__ = name
+    return intrinsic(typer)

@@ -45,7 +45,14 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
 
-from fastinit._native import call_void, compile_kernel, pointer_to
+from fastinit._native import (
+    call_void,
+    compile_kernel,
+    float_type,
+    native_address,
+    native_caller,
+    pointer_to,
+)
 from fastinit.activations import IDENTITY, activation_kernel, call_bias_activate
 
 FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT, KERNEL = range(6)
@@ -241,7 +248,7 @@ def with_kernels(layers: np.ndarray, dtype: Any) -> np.ndarray:
 # linked into every caller's module and optimized and compiled again there
 # (numba re-optimizes each linked callee in each caller): the training loop,
 # the statistics recorder and the inference loop each carried their own copy.
-GEMM, SUMS, BLAS_FN, BLAS_ABI = range(4)  # columns of ops_table()
+GEMM, SUMS, BLAS_FN, BLAS_ABI, FORWARD, BACKWARD = range(6)  # columns of ops_table()
 
 
 def _gemm_kernel(fn, abi, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
@@ -318,6 +325,8 @@ def _ops_table(name: str) -> np.ndarray:
             compile_kernel(_sums_kernel, sums_sig),
             blas[0 if name == "float32" else 1],
             blas[2],
+            native_address(forward_net, forward_signature(name)),
+            native_address(backward_net, backward_signature(name)),
         ],
         dtype=np.int64,
     )
@@ -427,7 +436,7 @@ def block(work, off, m, n):
     return work[off : off + m * n].reshape((m, n))
 
 
-@njit(inline="always", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def forward_net(ops, params, layers, act_params, first, count, x, work):
     """Forward pass of layers ``first .. first+count-1`` on ``x`` (m rows).
 
@@ -458,7 +467,7 @@ def forward_net(ops, params, layers, act_params, first, count, x, work):
     return a
 
 
-@njit(inline="always", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def backward_net(ops, params, grads, layers, first, count, x, work, lr, decay):
     """Backward pass after :func:`forward_net`; ``dL/dlogits`` must be in the logits block.
 
@@ -501,6 +510,44 @@ def backward_net(ops, params, grads, layers, first, count, x, work, lr, decay):
         off -= 2 * m * fan_in
 
 
+def forward_signature(dtype: Any) -> Any:
+    """The numba signature :func:`forward_net` is compiled for (``dtype``: numba or NumPy).
+
+    Any-layout ``x`` and result (a row slice of a buffer or the data itself);
+    C-contiguous flat ``params`` and ``work``.
+    """
+    dt = float_type(dtype)
+    flat, rows = types.Array(dt, 1, "C"), types.Array(dt, 2, "A")
+    i64 = types.int64
+    return rows(i64[::1], flat, i64[:, ::1], types.float64[:, ::1], i64, i64, rows, flat)
+
+
+def backward_signature(dtype: Any) -> Any:
+    """The numba signature :func:`backward_net` is compiled for."""
+    dt = float_type(dtype)
+    flat, rows = types.Array(dt, 1, "C"), types.Array(dt, 2, "A")
+    i64, f64 = types.int64, types.float64
+    return types.none(i64[::1], flat, flat, i64[:, ::1], i64, i64, rows, flat, f64, f64)
+
+
+_forward_by_address = native_caller(lambda *a: forward_signature(a[1].dtype), "forward_net")
+_backward_by_address = native_caller(lambda *a: backward_signature(a[1].dtype), "backward_net")
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def call_forward_net(ops, params, layers, act_params, first, count, x, work):
+    """:func:`forward_net` through ``ops[FORWARD]`` (compiled once, not into the caller)."""
+    args = (ops, params, layers, act_params, first, count, x, work)
+    return _forward_by_address(ops[FORWARD], args)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def call_backward_net(ops, params, grads, layers, first, count, x, work, lr, decay):
+    """:func:`backward_net` through ``ops[BACKWARD]``."""
+    args = (ops, params, grads, layers, first, count, x, work, lr, decay)
+    _backward_by_address(ops[BACKWARD], args)
+
+
 def work_size(layers: np.ndarray, rows: int) -> int:
     """Elements of ``work`` for ``rows`` rows: two blocks per layer and the dL/dA scratch."""
     scratch = int(layers[1:, FAN_IN].max()) if len(layers) > 1 else 0
@@ -523,7 +570,7 @@ def forward_rows(ops, net, first, count, x, out, xbuf, work):
         for i in range(m):  # explicit loops: slice assignment compiles an error formatter
             for j in range(x.shape[1]):
                 xb[i, j] = x[r0 + i, j]
-        logits = forward_net(ops, params, layers, act_params, first, count, xb, work)
+        logits = call_forward_net(ops, params, layers, act_params, first, count, xb, work)
         for i in range(m):
             for j in range(out.shape[1]):
                 out[r0 + i, j] = logits[i, j]

@@ -94,10 +94,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from fastinit import losses as _losses
 from fastinit import optim as _optim
+from fastinit._native import native_address, native_caller
 from fastinit._progress import ProgressBar
 from fastinit._validate import check_choice, check_int, check_seed
 from fastinit.activations import (
@@ -119,10 +120,10 @@ from fastinit.dense import (
     KERNEL,
     NO_TRANS,
     W_OFF,
-    backward_net,
     bias,
     block,
-    forward_net,
+    call_backward_net,
+    call_forward_net,
     gemm,
     ops_table,
     weight,
@@ -137,7 +138,9 @@ __all__ = ["STAT_FIELDS", "History", "fit_many"]
 REPLACEMENT, SHUFFLE, FULL = range(3)
 SAMPLINGS = ("replacement", "shuffle", "full")
 # plan columns (P_LOSS_KERNEL: losses.loss_kernel address, or GIVEN_GRADIENT)
-P_LOSS_KERNEL, P_SAMPLING, P_BATCH, P_T0, P_NITER, P_EPOCH, P_STATS_EVERY = range(7)
+P_LOSS_KERNEL, P_SAMPLING, P_BATCH, P_T0, P_NITER, P_EPOCH, P_STATS_EVERY, P_DRAW, P_GATHER = range(
+    9
+)
 # loss code meaning "y_float holds dL/dlogits" (diagnose without targets)
 GIVEN_GRADIENT = -1
 # models columns and status columns
@@ -210,10 +213,8 @@ def _draw_batch(plan, key, t, n, idx, perm):
 
 
 @njit(cache=True, error_model="numpy")
-def _gather(data, idx, m, bufs):
+def _gather(x, y_int, y_float, idx, m, xbuf, ybuf_int, ybuf_float):
     """Copy the rows ``idx[:m]`` of the inputs and targets into the batch buffers."""
-    x, y_int, y_float = data
-    xbuf, ybuf_int, ybuf_float = bufs[:3]
     for r in range(m):
         i = idx[r]
         for c in range(x.shape[1]):
@@ -225,6 +226,29 @@ def _gather(data, idx, m, bufs):
         for r in range(m):
             for c in range(y_float.shape[1]):
                 ybuf_float[r, c] = y_float[idx[r], c]
+
+
+def _draw_signature() -> Any:
+    """The numba signature :func:`_draw_batch` is compiled for."""
+    i64 = types.int64
+    return i64(i64[::1], types.uint32[::1], i64, i64, i64[::1], i64[::1])
+
+
+def _gather_signature(dtype: Any) -> Any:
+    """The numba signature :func:`_gather` is compiled for (``dtype``: numba or NumPy)."""
+    dt = (
+        dtype
+        if isinstance(dtype, types.Float)
+        else types.float32
+        if dtype == "float32"
+        else types.float64
+    )
+    rows, i64 = types.Array(dt, 2, "C"), types.int64
+    return types.none(rows, i64[::1], rows, i64[::1], i64, rows, i64[::1], rows)
+
+
+_draw_by_address = native_caller(lambda *a: _draw_signature(), "draw_batch")
+_gather_by_address = native_caller(lambda *a: _gather_signature(a[0].dtype), "gather")
 
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -371,7 +395,7 @@ def _backward_and_update(ops, j, x, net, opt, work):
     first, count = models[j, M_FIRST], models[j, M_COUNT]
     # plain SGD is fused into the backward pass (the dW GEMM updates W in place)
     lr = hyper[j, _optim.LR] if codes[j] == _optim.SGD_CODE else 0.0
-    backward_net(ops, params, grads, layers, first, count, x, work, lr, hyper[j, _optim.WD])
+    call_backward_net(ops, params, grads, layers, first, count, x, work, lr, hyper[j, _optim.WD])
     if lr == 0.0:
         _update(j, models, opt, params, grads)
     elif codes[j] != _optim.NONE:
@@ -384,7 +408,7 @@ def _step_model(ops, j, batch, loss_kernel, net, opt, work, row_loss):
     x, y_int, y_float = batch
     params, _, layers, act_params, models = net
     first, count = models[j, M_FIRST], models[j, M_COUNT]
-    logits = forward_net(ops, params, layers, act_params, first, count, x, work)
+    logits = call_forward_net(ops, params, layers, act_params, first, count, x, work)
     loss = _loss_and_output_grad(logits, y_int, y_float, loss_kernel, row_loss)
     if math.isfinite(loss):
         _backward_and_update(ops, j, x, net, opt, work)
@@ -470,8 +494,10 @@ def train_chunk(ops, plan, key, data, net, opt, bufs, record, with_stats, with_n
         if plan[P_SAMPLING] == FULL:
             batch = (x, y_int, y_float)
         else:
-            m = _draw_batch(plan, key, t, n, idx, perm)
-            _gather(data, idx, m, bufs)
+            m = _draw_by_address(plan[P_DRAW], (plan, key, t, n, idx, perm))
+            _gather_by_address(
+                plan[P_GATHER], (x, y_int, y_float, idx, m, xbuf, ybuf_int, ybuf_float)
+            )
             batch = (xbuf[:m], ybuf_int[:m], ybuf_float[:m])
         record_now = every > 0 and t % every == 0
         stats_row = stats[t // every if record_now else 0]
@@ -664,7 +690,10 @@ def _build_run(
         loss_kernel = loss
     else:
         loss_kernel = _losses.loss_kernel(loss.code, dtype)
-    plan = np.array([loss_kernel, sampling, batch, 0, 0, -1, stats_every], dtype=np.int64)
+    plan = np.array([loss_kernel, sampling, batch, 0, 0, -1, stats_every, 0, 0], dtype=np.int64)
+    if sampling != FULL:
+        plan[P_DRAW] = native_address(_draw_batch, _draw_signature())
+        plan[P_GATHER] = native_address(_gather, _gather_signature(np.dtype(dtype).name))
     key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
     losses = np.full((len(models), n_iter), np.nan)
     status = np.zeros((len(models), 2), dtype=np.int64)
