@@ -181,30 +181,38 @@ INACTIVE_SLOPE = 0.05  # ReLU family: |f'(z)| below this is "inactive" (relu: ex
 
 
 # ----------------------------------------------------------------------------- compiled
-@njit(inline="always", cache=True, error_model="numpy")
-def _permute(perm, k0, k1, epoch):
-    n = perm.shape[0]
-    for i in range(n):
-        perm[i] = i
-    base = epoch * n
-    for i in range(n - 1, 0, -1):
-        j = uniform_index(k0, k1, _STREAM_SHUFFLE, _ZERO32, base + i, i + 1)
-        perm[i], perm[j] = perm[j], perm[i]
-
-
 @njit(cache=True, error_model="numpy")
 def _draw_batch(plan, key, t, n, idx, perm):
-    """Fill ``idx`` with the rows of iteration ``t`` (not "full"); returns how many."""
+    """Fill ``idx`` with the rows of iteration ``t`` (not "full"); returns how many.
+
+    "replacement": draw ``r`` of iteration ``t`` is ``uniform_index`` number
+    ``t * b + r`` of its stream.  "shuffle": a Fisher-Yates permutation per
+    epoch (``perm``, redrawn when the epoch changes: swap ``i`` with number
+    ``epoch * n + i`` in ``[0, i]``, ``i = n-1 .. 1``), read ``b`` rows at a time.
+    One loop draws for both, so the generator is compiled once.
+    """
     b = plan[P_BATCH]
-    if plan[P_SAMPLING] == REPLACEMENT:
-        for r in range(b):
-            idx[r] = uniform_index(key[0], key[1], _STREAM_REPLACEMENT, _ZERO32, t * b + r, n)
+    replacement = plan[P_SAMPLING] == REPLACEMENT
+    if replacement:
+        draws, base, stream = b, t * b, _STREAM_REPLACEMENT
+    else:
+        per_epoch = (n + b - 1) // b
+        epoch = t // per_epoch
+        draws, base, stream = 0, epoch * n, _STREAM_SHUFFLE
+        if plan[P_EPOCH] != epoch:
+            for i in range(n):
+                perm[i] = i
+            draws = n - 1
+            plan[P_EPOCH] = epoch
+    for r in range(draws):
+        i = r if replacement else n - 1 - r
+        j = uniform_index(key[0], key[1], stream, _ZERO32, base + i, n if replacement else i + 1)
+        if replacement:
+            idx[r] = j
+        else:
+            perm[i], perm[j] = perm[j], perm[i]
+    if replacement:
         return b
-    per_epoch = (n + b - 1) // b
-    epoch = t // per_epoch
-    if plan[P_EPOCH] != epoch:
-        _permute(perm, key[0], key[1], epoch)
-        plan[P_EPOCH] = epoch
     start = (t % per_epoch) * b
     m = min(b, n - start)
     for r in range(m):  # explicit loops: slice assignment compiles an error formatter
