@@ -43,6 +43,7 @@ why a uniform fill takes about 3.5x the time of ``ndarray.fill``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import njit, prange
@@ -238,14 +239,21 @@ def uniform_index(key0, key1, stream0, stream1, i, n):
 
 
 # ----------------------------------------------------------------------------- fill kernels
-# A fill is a prange over chunks of _CHUNK blocks; each chunk runs a plain serial
-# loop (``*_run``) over a sub-array indexed from 0 to its size, which LLVM
-# vectorizes.  Measured with numba 0.68: neither the body of a prange loop nor a
-# loop over ``range(start, stop)`` of the whole array vectorizes (1.6-1.7x slower).  Blocks are
-# independent, so the result does not depend on how the chunks are shared out.
-# The last, partial block is written element by element from the same function.
+# A fill is a plain serial loop (``*_run``) over blocks of 4 (float32) or 2
+# (float64) values, indexed from 0 to its size, which LLVM vectorizes.  Large
+# arrays (PARALLEL_MIN elements and up) go to a prange over chunks of _CHUNK
+# blocks, each chunk one ``*_run`` call: measured with numba 0.68, neither the body
+# of a prange loop nor a loop over ``range(start, stop)`` of the whole array
+# vectorizes (1.6-1.7x slower).  Smaller arrays (every layer of the classic
+# experiments: MNIST's largest is 78,400 weights, filled in well under a
+# millisecond) call the run function once: no parallel kernel to compile (about
+# 1 s on an empty cache) and no thread pool started beside BLAS's.  Blocks are
+# independent, so the values do not depend on the path or on how the chunks
+# are shared out; the last, partial block comes from the same run function
+# (:func:`_fill`).
 
 _CHUNK = 4096
+PARALLEL_MIN = 1 << 20  # elements: smaller fills run serially (see _fill)
 
 
 @njit(parallel=True, cache=True)
@@ -277,26 +285,11 @@ def _uniform_f32_run(out, first, low, step, k0, k1, s0, s1):
 
 
 @njit(parallel=True, cache=True)
-def _uniform_f32(out, low, scale, k0, k1, s0, s1):
-    n = out.size
-    nb = n // 4
-    step = scale * _F32_UNIT
+def _uniform_f32(out, low, step, k0, k1, s0, s1):
+    nb = out.size // 4
     for c in prange((nb + _CHUNK - 1) // _CHUNK):
-        _uniform_f32_run(
-            out[4 * c * _CHUNK : 4 * min(nb, (c + 1) * _CHUNK)],
-            c * _CHUNK,
-            low,
-            step,
-            k0,
-            k1,
-            s0,
-            s1,
-        )
-    if n % 4:  # the last, partial block through the run function (no inlined copy here)
-        rest = np.empty(4, out.dtype)
-        _uniform_f32_run(rest, nb, low, step, k0, k1, s0, s1)
-        for j in range(n % 4):
-            out[4 * nb + j] = rest[j]
+        chunk = out[4 * c * _CHUNK : 4 * min(nb, (c + 1) * _CHUNK)]
+        _uniform_f32_run(chunk, c * _CHUNK, low, step, k0, k1, s0, s1)
 
 
 @njit(inline="always", cache=True)
@@ -313,23 +306,10 @@ def _uniform_f64_run(out, first, low, scale, k0, k1, s0, s1):
 
 @njit(parallel=True, cache=True)
 def _uniform_f64(out, low, scale, k0, k1, s0, s1):
-    n = out.size
-    nb = n // 2
+    nb = out.size // 2
     for c in prange((nb + _CHUNK - 1) // _CHUNK):
-        _uniform_f64_run(
-            out[2 * c * _CHUNK : 2 * min(nb, (c + 1) * _CHUNK)],
-            c * _CHUNK,
-            low,
-            scale,
-            k0,
-            k1,
-            s0,
-            s1,
-        )
-    if n % 2:
-        rest = np.empty(2, out.dtype)
-        _uniform_f64_run(rest, nb, low, scale, k0, k1, s0, s1)
-        out[n - 1] = rest[0]
+        chunk = out[2 * c * _CHUNK : 2 * min(nb, (c + 1) * _CHUNK)]
+        _uniform_f64_run(chunk, c * _CHUNK, low, scale, k0, k1, s0, s1)
 
 
 @njit(inline="always", cache=True)
@@ -354,24 +334,10 @@ def _normal_f32_run(out, first, mean, std, k0, k1, s0, s1):
 
 @njit(parallel=True, cache=True)
 def _normal_f32(out, mean, std, k0, k1, s0, s1):
-    n = out.size
-    nb = n // 4
+    nb = out.size // 4
     for c in prange((nb + _CHUNK - 1) // _CHUNK):
-        _normal_f32_run(
-            out[4 * c * _CHUNK : 4 * min(nb, (c + 1) * _CHUNK)],
-            c * _CHUNK,
-            mean,
-            std,
-            k0,
-            k1,
-            s0,
-            s1,
-        )
-    if n % 4:
-        rest = np.empty(4, out.dtype)
-        _normal_f32_run(rest, nb, mean, std, k0, k1, s0, s1)
-        for j in range(n % 4):
-            out[4 * nb + j] = rest[j]
+        chunk = out[4 * c * _CHUNK : 4 * min(nb, (c + 1) * _CHUNK)]
+        _normal_f32_run(chunk, c * _CHUNK, mean, std, k0, k1, s0, s1)
 
 
 @njit(inline="always", cache=True)
@@ -389,23 +355,10 @@ def _normal_f64_run(out, first, mean, std, k0, k1, s0, s1):
 
 @njit(parallel=True, cache=True)
 def _normal_f64(out, mean, std, k0, k1, s0, s1):
-    n = out.size
-    nb = n // 2
+    nb = out.size // 2
     for c in prange((nb + _CHUNK - 1) // _CHUNK):
-        _normal_f64_run(
-            out[2 * c * _CHUNK : 2 * min(nb, (c + 1) * _CHUNK)],
-            c * _CHUNK,
-            mean,
-            std,
-            k0,
-            k1,
-            s0,
-            s1,
-        )
-    if n % 2:
-        rest = np.empty(2, out.dtype)
-        _normal_f64_run(rest, nb, mean, std, k0, k1, s0, s1)
-        out[n - 1] = rest[0]
+        chunk = out[2 * c * _CHUNK : 2 * min(nb, (c + 1) * _CHUNK)]
+        _normal_f64_run(chunk, c * _CHUNK, mean, std, k0, k1, s0, s1)
 
 
 @njit(cache=True)
@@ -445,26 +398,16 @@ def _trunc_central_f32_run(out, first, lo2, step, scale, mean, a, b, k0, k1, s0,
 
 
 @njit(parallel=True, cache=True)
-def _trunc_normal_f32(out, lo2, span2, scale, mean, a, b, k0, k1, s0, s1, tails):
+def _trunc_normal_f32(out, lo2, step, scale, mean, a, b, k0, k1, s0, s1, tails):
     # tails is None (every draw in erfinv's central range) or True: numba prunes the
     # "is None" branches before compiling, so each case compiles one run function
-    n = out.size
-    nb = n // 4
-    step = span2 * _F32_UNIT
+    nb = out.size // 4
     for c in prange((nb + _CHUNK - 1) // _CHUNK):
         chunk = out[4 * c * _CHUNK : 4 * min(nb, (c + 1) * _CHUNK)]
         if tails is None:
             _trunc_central_f32_run(chunk, c * _CHUNK, lo2, step, scale, mean, a, b, k0, k1, s0, s1)
         else:
             _trunc_tails_f32_run(chunk, c * _CHUNK, lo2, step, scale, mean, a, b, k0, k1, s0, s1)
-    if n % 4:  # the last, partial block through the same run function (no third copy)
-        rest = np.empty(4, out.dtype)
-        if tails is None:
-            _trunc_central_f32_run(rest, nb, lo2, step, scale, mean, a, b, k0, k1, s0, s1)
-        else:
-            _trunc_tails_f32_run(rest, nb, lo2, step, scale, mean, a, b, k0, k1, s0, s1)
-        for j in range(n % 4):
-            out[4 * nb + j] = rest[j]
 
 
 @njit(inline="always", cache=True)
@@ -527,14 +470,40 @@ def _trunc2_f64(lo2, span2, scale, mean, a, b, k0, k1, s0, s1, i):
     )
 
 
+@njit(cache=True)
+def _trunc_f64_run(out, first, lo2, span2, scale, mean, a, b, k0, k1, s0, s1):
+    for i in range(out.size // 2):
+        v = _trunc2_f64(lo2, span2, scale, mean, a, b, k0, k1, s0, s1, first + i)
+        out[2 * i], out[2 * i + 1] = v
+
+
 @njit(parallel=True, cache=True)
 def _trunc_normal_f64(out, lo2, span2, scale, mean, a, b, k0, k1, s0, s1):
     # libm-bound (erf, exp, log per element): nothing to vectorize, prange directly
-    n = out.size
-    for i in prange(n // 2):
+    for i in prange(out.size // 2):
         out[2 * i], out[2 * i + 1] = _trunc2_f64(lo2, span2, scale, mean, a, b, k0, k1, s0, s1, i)
-    if n % 2:
-        out[n - 1] = _trunc2_f64(lo2, span2, scale, mean, a, b, k0, k1, s0, s1, n // 2)[0]
+
+
+def _fill(parallel: Any, run: Any, flat: np.ndarray, lanes: int, *params: Any) -> None:
+    """Fill ``flat`` with ``run``'s blocks of ``lanes`` values (block ``i``: ``flat[lanes*i:]``).
+
+    Arrays of ``PARALLEL_MIN`` elements or more go to ``parallel`` (a ``prange``
+    over whole blocks); smaller ones to one serial ``run`` call, so the usual
+    layer sizes neither compile a parallel kernel nor start numba's thread pool.
+    The last, partial block is drawn whole into a scratch block by ``run``.
+    Every block is a function of its index only, so both paths write the same
+    values (tested).
+    """
+    nb = flat.size // lanes
+    whole = flat[: lanes * nb]
+    if flat.size >= PARALLEL_MIN:
+        parallel(whole, *params)
+    else:
+        run(whole, 0, *params)
+    if flat.size % lanes:
+        rest = np.empty(lanes, flat.dtype)
+        run(rest, nb, *params)
+        flat[lanes * nb :] = rest[: flat.size % lanes]
 
 
 # ----------------------------------------------------------------------------- public fills
@@ -574,9 +543,11 @@ def fill_uniform(
     if low > high:
         raise ValueError(f"low, high: expected low <= high, got low={low}, high={high}")
     words = split_key(seed, stream)
-    t = flat.dtype.type
-    kernel = _uniform_f32 if flat.dtype == np.float32 else _uniform_f64
-    kernel(flat, t(low), t(high - low), *words)
+    if flat.dtype == np.float32:  # step = (high - low) 2**-24: one rounding per value
+        step = np.float32(high - low) * _F32_UNIT
+        _fill(_uniform_f32, _uniform_f32_run, flat, 4, np.float32(low), step, *words)
+    else:
+        _fill(_uniform_f64, _uniform_f64_run, flat, 2, float(low), float(high - low), *words)
     return out
 
 
@@ -606,8 +577,10 @@ def fill_normal(
     std = check_nonneg(std, "std")
     words = split_key(seed, stream)
     t = flat.dtype.type
-    kernel = _normal_f32 if flat.dtype == np.float32 else _normal_f64
-    kernel(flat, t(mean), t(std), *words)
+    if flat.dtype == np.float32:
+        _fill(_normal_f32, _normal_f32_run, flat, 4, t(mean), t(std), *words)
+    else:
+        _fill(_normal_f64, _normal_f64_run, flat, 2, t(mean), t(std), *words)
     return out
 
 
@@ -652,12 +625,18 @@ def fill_truncated_normal(
         ``out``.
     """
     flat = _flat_float(out)
-    consts, tails = truncation_constants(mean, std, a, b, flat.dtype)
-    args = (flat, *consts, *split_key(seed, stream))
+    (lo2, span2, *rest), tails = truncation_constants(mean, std, a, b, flat.dtype)
+    words = split_key(seed, stream)
     if flat.dtype == np.float64:
-        _trunc_normal_f64(*args)
-    else:
-        _trunc_normal_f32(*args, True if tails else None)
+        _fill(_trunc_normal_f64, _trunc_f64_run, flat, 2, lo2, span2, *rest, *words)
+        return out
+    run = _trunc_tails_f32_run if tails else _trunc_central_f32_run
+    flag = True if tails else None
+
+    def parallel(whole, *params):
+        _trunc_normal_f32(whole, *params, flag)
+
+    _fill(parallel, run, flat, 4, lo2, span2 * _F32_UNIT, *rest, *words)
     return out
 
 

@@ -38,8 +38,7 @@ def test_counter_layout_of_raw_words():
         assert tuple(bits[4 * block : 4 * block + 4]) == tuple(words)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(
+FILLS = pytest.mark.parametrize(
     "fill",
     [
         fr.fill_uniform,
@@ -49,6 +48,10 @@ def test_counter_layout_of_raw_words():
     ],
     ids=["uniform", "normal", "truncated_central", "truncated_tails"],
 )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@FILLS
 def test_prefix_property_any_length(fill, dtype):
     """Element i depends on (seed, stream, i) only: a shorter fill is a prefix of a longer one."""
     long = fill(np.empty(1037, dtype), seed=11, stream=3)
@@ -59,6 +62,17 @@ def test_prefix_property_any_length(fill, dtype):
     assert np.array_equal(again, long)
     other = fill(np.empty(1037, dtype), seed=11, stream=4)
     assert not np.array_equal(other, long)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@FILLS
+def test_serial_and_parallel_paths_write_the_same_values(fill, dtype, monkeypatch):
+    """Fills under PARALLEL_MIN run serially, larger ones as a prange: same values."""
+    sizes = (1, 3, 4, 7, 4 * 4096 + 5, 9 * 4 * 4096 + 3)  # partial blocks, several chunks
+    serial = [fill(np.empty(n, dtype), seed=2, stream=7) for n in sizes]
+    monkeypatch.setattr(fr, "PARALLEL_MIN", 0)
+    for n, expected in zip(sizes, serial, strict=True):
+        assert np.array_equal(fill(np.empty(n, dtype), seed=2, stream=7), expected)
 
 
 def test_shape_does_not_matter_only_flat_index():
@@ -84,6 +98,7 @@ def test_same_values_for_one_and_two_threads(python_subprocess):
     code = (
         "import numpy as np, numba, hashlib\n"
         "from fastinit import random as fr\n"
+        "fr.PARALLEL_MIN = 1000  # the prange path\n"
         "h = hashlib.sha256()\n"
         "for dt in (np.float32, np.float64):\n"
         "    for f in (fr.fill_uniform, fr.fill_normal, fr.fill_truncated_normal):\n"
