@@ -366,8 +366,9 @@ def _trunc_f32(w, lo2, step, scale, mean, a, b, tails):
     # Not inline="always": typing one copy instead of four per block halved the
     # compile time of a fill (5.0 -> 2.7 s); LLVM still inlines it and folds the
     # constant ``tails`` (same speed and bits, measured).
+    # tails: None (numba prunes the other branch: the central polynomial only) or True
     x = fm.fma(step, u24_f32(w), lo2)  # uniform on [2*cdf(a) - 1, 2*cdf(b) - 1)
-    y = fm.erfinv_f32(x) if tails else fm.erfinv_central_f32(x)
+    y = fm.erfinv_central_f32(x) if tails is None else fm.erfinv_f32(x)
     return min(max(fm.fma(scale, y, mean), a), b)
 
 
@@ -393,7 +394,7 @@ def _trunc_tails_f32_run(out, first, lo2, step, scale, mean, a, b, k0, k1, s0, s
 def _trunc_central_f32_run(out, first, lo2, step, scale, mean, a, b, k0, k1, s0, s1):
     # every |x| <= fm.CENTRAL_MAX: Giles' central branch only, half the work
     for i in range(out.size // 4):
-        v = _trunc4_f32(lo2, step, scale, mean, a, b, k0, k1, s0, s1, first + i, False)
+        v = _trunc4_f32(lo2, step, scale, mean, a, b, k0, k1, s0, s1, first + i, None)
         out[4 * i], out[4 * i + 1], out[4 * i + 2], out[4 * i + 3] = v
 
 
