@@ -29,7 +29,9 @@ import numpy as np
 from llvmlite import ir
 from numba import cfunc, types
 from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
+from numba.np.arrayobj import populate_array
 
 __all__ = [
     "call_f64",
@@ -41,6 +43,7 @@ __all__ = [
     "native_address",
     "native_caller",
     "pointer_to",
+    "view2d",
 ]
 
 _ITEM_TYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
@@ -273,3 +276,38 @@ def native_caller(signature_for: Any, name: str) -> Any:
 
     typer.__name__ = typer.__qualname__ = name
     return intrinsic(typer)
+
+
+@intrinsic
+def view2d(typingctx, flat, offset, rows, cols):
+    """``flat[offset : offset + rows * cols].reshape(rows, cols)`` without the checks.
+
+    A C-contiguous (rows, cols) view of a C-contiguous 1-D array, sharing its
+    memory (and keeping it alive).  numba's ``reshape`` compiles a helper call,
+    a size check and an exception path per use; the forward and backward
+    passes take seven views per layer, so this keeps their compiled code (and
+    compile time) small.  The caller guarantees ``offset + rows * cols <=
+    flat.size`` (:func:`fastinit.dense.work_size` sizes the buffers).
+    """
+    if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"):
+        return None
+    result = flat.copy(ndim=2, layout="C")
+    sig = result(flat, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0])
+        out = context.make_array(signature.return_type)(context, builder)
+        itemsize = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
+        size = context.get_constant(types.intp, itemsize)
+        populate_array(
+            out,
+            data=builder.gep(src.data, [args[1]]),
+            shape=[args[2], args[3]],
+            strides=[builder.mul(args[3], size), size],
+            itemsize=size,
+            meminfo=src.meminfo,
+            parent=src.parent,
+        )
+        return impl_ret_borrowed(context, builder, signature.return_type, out._getvalue())
+
+    return sig, codegen

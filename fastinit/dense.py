@@ -52,6 +52,7 @@ from fastinit._native import (
     native_address,
     native_caller,
     pointer_to,
+    view2d,
 )
 from fastinit.activations import IDENTITY, activation_kernel, call_bias_activate
 
@@ -417,10 +418,7 @@ def dense_backward(ops, a, w, b, g, d, dw, db, da, code, lr, decay):
 @njit(inline="always", cache=True, error_model="numpy")
 def weight(params, layers, k):
     """View of layer ``k``'s weight matrix in a flat parameter (or gradient) array."""
-    fi = layers[k, FAN_IN]
-    fo = layers[k, FAN_OUT]
-    off = layers[k, W_OFF]
-    return params[off : off + fi * fo].reshape((fi, fo))
+    return view2d(params, layers[k, W_OFF], layers[k, FAN_IN], layers[k, FAN_OUT])
 
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -433,7 +431,7 @@ def bias(params, layers, k):
 @njit(inline="always", cache=True, error_model="numpy")
 def block(work, off, m, n):
     """An (m, n) view of ``work`` starting at ``off``."""
-    return work[off : off + m * n].reshape((m, n))
+    return view2d(work, off, m, n)
 
 
 @njit(cache=True, error_model="numpy")
