@@ -44,21 +44,20 @@ NAMES: tuple[str, ...] = tuple(_CODES) + tuple(_ALIASES)
 def _softmax_ce_row(z, label, scale, write_grad):
     mx = z[0]
     for j in range(1, z.shape[0]):
-        mx = max(mx, z[j])
+        if z[j] > mx:  # not max(): one numba function less to compile
+            mx = z[j]
     zy = z[label] - mx
     s = type(mx)(0.0)
-    if write_grad:
-        for j in range(z.shape[0]):
-            e = fast_exp(z[j] - mx)
+    for j in range(z.shape[0]):  # one exp loop (LLVM unswitches write_grad)
+        e = fast_exp(z[j] - mx)
+        s += e
+        if write_grad:
             z[j] = e
-            s += e
+    if write_grad:
         g = type(mx)(scale) / s
         for j in range(z.shape[0]):
             z[j] *= g
         z[label] -= type(mx)(scale)
-    else:
-        for j in range(z.shape[0]):
-            s += fast_exp(z[j] - mx)
     return math.log(s) - zy
 
 
