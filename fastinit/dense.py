@@ -51,6 +51,7 @@ from fastinit._native import (
     float_type,
     native_address,
     native_caller,
+    native_function,
     pointer_to,
     view2d,
 )
@@ -271,8 +272,9 @@ def _gemm_kernel(fn, abi, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
             c[i * ldc + j] = v + t(beta) * c[i * ldc + j] if beta != 0.0 else v
 
 
-def _sums_kernel(g, d, db, m, n, code):
-    """``d = g * d`` (``d = g`` for the identity) and ``db = d.sum(axis=0)``, one pass."""
+def _sums_kernel(g, d, db, m, n, code, b, lr, decay):
+    """``d = g * d`` (``d = g`` for the identity) and ``db = d.sum(axis=0)``, one pass;
+    then, if ``lr > 0``, the SGD step of the biases ``b -= lr (db + decay b)``."""
     if code == IDENTITY:
         for i in range(m * n):
             d[i] = g[i]
@@ -289,6 +291,10 @@ def _sums_kernel(g, d, db, m, n, code):
     for i in range(m4, m):
         for j in range(n):
             db[j] += d[i * n + j]
+    if lr > 0:
+        t = type(b[0])
+        for j in range(n):
+            b[j] -= t(lr) * (db[j] + t(decay) * b[j])
 
 
 def ops_table(dtype: Any) -> np.ndarray:
@@ -318,7 +324,7 @@ def _ops_table(name: str) -> np.ndarray:
     i64, f64 = types.int64, types.float64
     gemm_sig = types.void(i64, i64, i64, i64, i64, i64, i64, f64, item, i64, item, i64, f64,
                           item, i64)  # fmt: skip
-    sums_sig = types.void(item, item, item, i64, i64, i64)
+    sums_sig = types.void(item, item, item, i64, i64, i64, item, f64, f64)
     blas = blas_table()
     return np.array(
         [
@@ -353,10 +359,11 @@ def gemm(ops, ta, a, tb, b, alpha, beta, c):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def derivative_and_sums(ops, g, d, db, code):
+def derivative_and_sums(ops, g, d, db, code, b, lr, decay):
     """``d = g * d`` (``dL/dz`` from ``dL/da`` and ``f'``; ``d = g`` for the identity)
-    and ``db = d.sum(axis=0)``, in one pass over C-contiguous ``g`` and ``d``."""
-    call_void(ops[SUMS], (g, d, db, d.shape[0], d.shape[1], code))
+    and ``db = d.sum(axis=0)``, in one pass over C-contiguous ``g`` and ``d``; with
+    ``lr > 0`` also the plain SGD step of the biases, ``b -= lr (db + decay b)``."""
+    call_void(ops[SUMS], (g, d, db, d.shape[0], d.shape[1], code, b, lr, decay))
 
 
 # ----------------------------------------------------------------------------- one layer
@@ -402,14 +409,11 @@ def dense_backward(ops, a, w, b, g, d, dw, db, da, code, lr, decay):
         ``lr > 0``: plain SGD in place, ``w = (1 - lr decay) w - lr a.T @ dz`` inside
         the GEMM and ``b -= lr (db + decay b)``; ``lr = 0``: write ``dw`` instead.
     """
-    derivative_and_sums(ops, g, d, db, code)
+    derivative_and_sums(ops, g, d, db, code, b, lr, decay)
     if da.shape[0]:
         gemm(ops, NO_TRANS, d, TRANS, w, 1.0, 0.0, da)
-    if lr > 0:
+    if lr > 0:  # w = (1 - lr decay) w - lr a.T @ dz
         gemm(ops, TRANS, a, NO_TRANS, d, -lr, 1.0 - lr * decay, w)
-        t = type(b[0])
-        for j in range(b.shape[0]):
-            b[j] -= t(lr) * (db[j] + t(decay) * b[j])
     else:
         gemm(ops, TRANS, a, NO_TRANS, d, 1.0, 0.0, dw)
 
@@ -434,7 +438,7 @@ def block(work, off, m, n):
     return view2d(work, off, m, n)
 
 
-@njit(cache=True, error_model="numpy")
+@native_function
 def forward_net(ops, params, layers, act_params, first, count, x, work):
     """Forward pass of layers ``first .. first+count-1`` on ``x`` (m rows).
 
@@ -465,7 +469,7 @@ def forward_net(ops, params, layers, act_params, first, count, x, work):
     return a
 
 
-@njit(cache=True, error_model="numpy")
+@native_function
 def backward_net(ops, params, grads, layers, first, count, x, work, lr, decay):
     """Backward pass after :func:`forward_net`; ``dL/dlogits`` must be in the logits block.
 

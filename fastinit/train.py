@@ -98,7 +98,7 @@ from numba import njit, types
 
 from fastinit import losses as _losses
 from fastinit import optim as _optim
-from fastinit._native import native_address, native_caller
+from fastinit._native import native_address, native_caller, native_function
 from fastinit._progress import ProgressBar
 from fastinit._validate import check_choice, check_int, check_seed
 from fastinit.activations import (
@@ -181,7 +181,7 @@ INACTIVE_SLOPE = 0.05  # ReLU family: |f'(z)| below this is "inactive" (relu: ex
 
 
 # ----------------------------------------------------------------------------- compiled
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def _draw_batch(plan, key, t, n, idx, perm):
     """Fill ``idx`` with the rows of iteration ``t`` (not "full"); returns how many.
 
@@ -220,7 +220,7 @@ def _draw_batch(plan, key, t, n, idx, perm):
     return m
 
 
-@njit(cache=True, error_model="numpy")
+@native_function
 def _gather(x, y_int, y_float, idx, m, xbuf, ybuf_int, ybuf_float):
     """Copy the rows ``idx[:m]`` of the inputs and targets into the batch buffers."""
     for r in range(m):
@@ -465,7 +465,7 @@ def _update(j, models, opt, params, grads):
     )  # fmt: skip
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
 def train_chunk(ops, plan, key, data, net, opt, bufs, record, with_stats, with_narrow):
     """Run iterations ``plan[P_T0] .. + plan[P_NITER]`` for every live model.
 
