@@ -98,7 +98,7 @@ from numba import njit, types
 
 from fastinit import losses as _losses
 from fastinit import optim as _optim
-from fastinit._native import native_address, native_caller, native_function
+from fastinit._native import float_type, native_address, native_caller, native_function
 from fastinit._progress import ProgressBar
 from fastinit._validate import check_choice, check_int, check_seed
 from fastinit.activations import (
@@ -137,10 +137,10 @@ __all__ = ["STAT_FIELDS", "History", "fit_many"]
 
 REPLACEMENT, SHUFFLE, FULL = range(3)
 SAMPLINGS = ("replacement", "shuffle", "full")
-# plan columns (P_LOSS_KERNEL: losses.loss_kernel address, or GIVEN_GRADIENT)
-P_LOSS_KERNEL, P_SAMPLING, P_BATCH, P_T0, P_NITER, P_EPOCH, P_STATS_EVERY, P_DRAW, P_GATHER = range(
-    9
-)
+# plan columns (P_LOSS_KERNEL: losses.loss_kernel address, or GIVEN_GRADIENT; P_DRAW,
+# P_GATHER: native addresses of _draw_batch and _gather, 0 for "full" sampling)
+(P_LOSS_KERNEL, P_SAMPLING, P_BATCH, P_T0, P_NITER, P_EPOCH, P_STATS_EVERY, P_DRAW,
+ P_GATHER) = range(9)  # fmt: skip
 # loss code meaning "y_float holds dL/dlogits" (diagnose without targets)
 GIVEN_GRADIENT = -1
 # models columns and status columns
@@ -244,14 +244,7 @@ def _draw_signature() -> Any:
 
 def _gather_signature(dtype: Any) -> Any:
     """The numba signature :func:`_gather` is compiled for (``dtype``: numba or NumPy)."""
-    dt = (
-        dtype
-        if isinstance(dtype, types.Float)
-        else types.float32
-        if dtype == "float32"
-        else types.float64
-    )
-    rows, i64 = types.Array(dt, 2, "C"), types.int64
+    rows, i64 = types.Array(float_type(dtype), 2, "C"), types.int64
     return types.none(rows, i64[::1], rows, i64[::1], i64, rows, i64[::1], rows)
 
 
