@@ -30,6 +30,7 @@ from llvmlite import ir
 from numba import cfunc, njit, types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
+from numba.core.typeconv import Conversion
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 
@@ -270,8 +271,9 @@ def native_caller(signature_for: Any, name: str) -> Any:
         ``signature_for(*arg_types) -> numba signature``, evaluated when a
         caller is compiled: the signature the callee was compiled for (from
         the caller's argument types, e.g. its float type).  Each argument is
-        converted to it (e.g. a C-contiguous array to an any-layout one); an
-        argument that does not convert is a compile error, not a crash.
+        converted to it if that is safe (e.g. a C-contiguous array to an
+        any-layout one); any other argument is a compile error, not a crash or
+        a silent cast.
     name : str
         The function's name (for error messages).
 
@@ -289,8 +291,9 @@ def native_caller(signature_for: Any, name: str) -> Any:
         if len(sig.args) != len(args):
             return None
         for got, want in zip(args, sig.args, strict=True):
-            if got != want and typingctx.can_convert(got, want) is None:
-                return None
+            conversion = typingctx.can_convert(got, want)
+            if got != want and (conversion is None or conversion > Conversion.safe):
+                return None  # e.g. float -> int: a compile error, not a silent cast
 
         def codegen(context, builder, signature, llargs):
             got_types = signature.args[1]

@@ -22,8 +22,9 @@ numba 0.68, NumPy's OpenBLAS 0.3.31; figures and commands in ``bench/``)
   kernels of :mod:`fastinit.narrow` (12 -> 6 us per planar iteration).
 * numba's parallel backend is never entered during training (only the
   initializers in :mod:`fastinit.random` use ``prange``, once, before
-  training).  Its OpenMP workers spin-wait after a ``prange`` and, sharing 2
-  cores with OpenBLAS's own spinning workers, made a step 50-100x slower (92 ms
+  training, and only for arrays of ``PARALLEL_MIN`` elements or more).  Its
+  OpenMP workers spin-wait after a ``prange`` and, sharing 2 cores with
+  OpenBLAS's own spinning workers, made a step 50-100x slower (92 ms
   instead of 0.86 ms) unless ``OMP_WAIT_POLICY=passive`` was set by hand; a
   whole step in one ``parallel=True`` function also failed array analysis or
   produced NaN.  A serial loop needs no environment variable.
@@ -51,16 +52,24 @@ so :func:`train_chunk` has one signature per dtype, whatever the depth, widths,
 activations, loss, optimizer or number of networks (no ``typed.List``, whose
 methods compile on first use and are not cached), times at most four for the
 two optional paths (statistics recording, feature-major tiny networks), each
-compiled only when a run uses it.  The activations, the loss and the
-optimizers are not in it: the layer table, the plan and ``opt`` carry the
-addresses of their kernels (:func:`fastinit.activations.activation_kernel`,
+compiled only when a run uses it.  It contains the loop only: everything it
+calls is compiled separately, once, and called by address (:mod:`fastinit._native`),
+so it is neither inlined into it nor linked, re-optimized and compiled again
+in it, as numba does with ordinary calls.  The activations, the loss and the
+optimizers: the layer table, the plan and ``opt`` carry the addresses of their
+kernels (:func:`fastinit.activations.activation_kernel`,
 :func:`fastinit.losses.loss_kernel`, :func:`fastinit.optim.optimizer_kernel`),
-compiled the first time a run uses them (empty cache, a ReLU network with SGD:
-13.5-13.7 s -> 10.2-11.6 s of CPU for the first fit, same bits).  Everything
-is ``cache=True``; nothing compiles at import.  numba keys a cached function on
-its own source file only: after editing ``activations``, ``losses``,
-``dense``, ``optim``, ``narrow``, ``_native`` or ``random``, clear the cache
-(``NUMBA_CACHE_DIR``), since :func:`train_chunk` embeds their code.
+compiled the first time a run uses them.  The forward and backward passes and
+the matrix product (``ops``, :func:`fastinit.dense.ops_table`; shared with
+inference), the minibatch draw and gather (``plan[P_DRAW]``,
+``plan[P_GATHER]``).  Empty cache, a ReLU network with SGD, first fit:
+13.5-13.7 s of CPU with everything inlined or linked, 10.2-11.6 s with the
+activation, loss and optimizer kernels, about 7.5 s with everything by
+address; same bits.  Everything is ``cache=True``; nothing compiles at import.
+numba keys a cached function on its own source file only: after editing
+``activations``, ``losses``, ``dense``, ``optim``, ``narrow``, ``_native`` or
+``random``, clear the cache (``NUMBA_CACHE_DIR``), since compiled functions
+embed code (and call signatures) from them.
 
 Sampling (all reproducible from ``seed``)
 -----------------------------------------

@@ -1,0 +1,80 @@
+"""Dense kernels called by address: the matrix product, the backward element-wise pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastinit import dense
+
+
+@njit
+def _gemm(ops, ta, a, tb, b, alpha, beta, c):
+    dense.gemm(ops, ta, a, tb, b, alpha, beta, c)
+
+
+@njit
+def _sums(ops, g, d, db, code, b, lr, decay):
+    dense.derivative_and_sums(ops, g, d, db, code, b, lr, decay)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta", [dense.NO_TRANS, dense.TRANS])
+@pytest.mark.parametrize("tb", [dense.NO_TRANS, dense.TRANS])
+@pytest.mark.parametrize("m, n, k", [(3, 2, 5), (1, 1, 1), (16, 24, 40)])  # loop, loop, BLAS
+@pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (-0.5, 0.75)])
+def test_gemm_matches_numpy_for_every_orientation(dtype, ta, tb, m, n, k, alpha, beta):
+    assert (m * n * k >= dense.BLAS_MIN_FLOPS) == ((m, n, k) == (16, 24, 40))
+    rng = np.random.default_rng(m * n * k)
+    a = rng.standard_normal((k, m) if ta == dense.TRANS else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb == dense.TRANS else (k, n)).astype(dtype)
+    c = rng.standard_normal((m, n)).astype(dtype)
+    op_a = a.T if ta == dense.TRANS else a
+    op_b = b.T if tb == dense.TRANS else b
+    expected = alpha * (op_a.astype(np.float64) @ op_b) + (beta * c if beta else 0.0)
+    _gemm(dense.ops_table(dtype), ta, a, tb, b, alpha, beta, c)
+    assert c.dtype == dtype
+    np.testing.assert_allclose(c, expected, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)  # fmt: skip
+
+
+def test_gemm_on_row_slices_uses_the_leading_dimension():
+    """A row slice of a wider buffer: the product must read rows ``lda`` apart."""
+    rng = np.random.default_rng(0)
+    buf = rng.standard_normal((20, 30)).astype(np.float32)
+    a = buf[:, :7]  # 20 x 7, rows 30 apart
+    assert not a.flags.c_contiguous
+    b = rng.standard_normal((7, 9)).astype(np.float32)
+    c = np.zeros((20, 9), np.float32)
+    _gemm(dense.ops_table(np.float32), dense.NO_TRANS, a[:, :], dense.NO_TRANS, b, 1.0, 0.0, c)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("identity", [False, True])
+@pytest.mark.parametrize("lr", [0.0, 0.1])
+def test_derivative_sums_and_fused_bias_step(dtype, identity, lr):
+    rng = np.random.default_rng(3)
+    m, n = 7, 5  # m not a multiple of 4: the unrolled rows and the rest
+    g = rng.standard_normal((m, n)).astype(dtype)
+    d = rng.standard_normal((m, n)).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    db = np.full(n, np.nan, dtype)
+    dz = g.copy() if identity else g * d
+    b_expected = b - dtype(lr) * (dz.sum(axis=0) + dtype(0.01) * b) if lr else b.copy()
+    code = 0 if identity else 3
+    assert (code == dense.IDENTITY) == identity
+    _sums(dense.ops_table(dtype), g, d, db, code, b, lr, 0.01)
+    np.testing.assert_array_equal(d, dz)
+    np.testing.assert_allclose(db, dz.sum(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b, b_expected, rtol=1e-5, atol=1e-6)
+
+
+def test_ops_table_is_one_per_dtype():
+    f32, f64 = dense.ops_table(np.float32), dense.ops_table("float64")
+    assert dense.ops_table("float32") is f32 and dense.ops_table(np.dtype(np.float64)) is f64
+    assert f32.dtype == np.int64 and (f32 != 0).all() and (f64 != 0).all()
+    for col in (dense.GEMM, dense.SUMS, dense.FORWARD, dense.BACKWARD):
+        assert f32[col] != f64[col]
+    assert f32[dense.BLAS_ABI] == f64[dense.BLAS_ABI]
