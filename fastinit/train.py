@@ -229,6 +229,19 @@ def _draw_batch(plan, key, t, n, idx, perm):
     return m
 
 
+def epoch_permutation(n: int, key: np.ndarray, epoch: int) -> np.ndarray:
+    """The order in which "shuffle" sampling visits ``n`` rows in ``epoch`` (int64).
+
+    The permutation :func:`_draw_batch` draws for that epoch (key: the run's
+    ``[seed & 0xFFFFFFFF, seed >> 32]`` as uint32), for the CUDA loop.
+    """
+    plan = np.zeros(P_GATHER + 1, np.int64)
+    plan[P_SAMPLING], plan[P_BATCH], plan[P_EPOCH] = SHUFFLE, n, -1  # one batch per epoch
+    perm = np.empty(n, np.int64)
+    _draw_batch(plan, key, epoch, n, np.empty(n, np.int64), perm)
+    return perm
+
+
 @native_function
 def _gather(x, y_int, y_float, idx, m, xbuf, ybuf_int, ybuf_float):
     """Copy the rows ``idx[:m]`` of the inputs and targets into the batch buffers."""

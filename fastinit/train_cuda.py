@@ -292,7 +292,7 @@ class _Run:
             per_epoch = (self.n + b - 1) // b
             epoch = t // per_epoch
             if epoch != self.epoch:
-                _train._permute(self.perm_host, self.key[0], self.key[1], epoch)
+                self.perm_host[:] = _train.epoch_permutation(self.n, self.key, epoch)
                 self.perm.copy_to_device(self.perm_host)
                 self.epoch = epoch
             start = (t % per_epoch) * b

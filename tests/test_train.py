@@ -118,6 +118,20 @@ def test_chunking_does_not_change_results(monkeypatch):
     np.testing.assert_array_equal(a.weights[0], b.weights[0])
 
 
+def test_epoch_permutation_is_the_order_shuffle_sampling_visits():
+    n, seed, batch = 23, 5, 4
+    key = np.array([seed, 0], dtype=np.uint32)
+    for epoch in range(3):
+        perm = train.epoch_permutation(n, key, epoch)
+        assert sorted(perm) == list(range(n))
+        first = epoch * -(-n // batch)  # the epoch's first iteration
+        rows = [train.batch_rows(n, batch, t, sampling="shuffle", seed=seed) for t in
+                range(first, first + -(-n // batch))]  # fmt: skip
+        np.testing.assert_array_equal(np.concatenate(rows), perm)
+    first_two = [train.epoch_permutation(n, key, e) for e in (0, 1)]
+    assert not np.array_equal(*first_two)
+
+
 def test_shuffle_visits_every_row_once_per_epoch_and_replacement_draws_in_range():
     n, batch = 23, 5
     plan = np.array([0, train.SHUFFLE, batch, 0, 0, -1], dtype=np.int64)
