@@ -307,13 +307,16 @@ def ops_table(dtype: Any) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray of int64, (4,)
-        ``[GEMM, SUMS, BLAS_FN, BLAS_ABI]``: the addresses of the compiled
-        matrix-product kernel (``c = alpha op(a) op(b) + beta c``: BLAS, or a
-        plain loop under ``BLAS_MIN_FLOPS`` multiply-adds) and of the backward
-        element-wise kernel (``dL/dz`` and its column sums), then the BLAS
-        ``?gemm`` they call and its ABI (:func:`blas_table`).  Compiled once per
-        dtype and process (or loaded from numba's cache); valid for the process.
+    numpy.ndarray of int64, (6,)
+        ``[GEMM, SUMS, BLAS_FN, BLAS_ABI, FORWARD, BACKWARD]``: the addresses of
+        the compiled matrix-product kernel (``c = alpha op(a) op(b) + beta c``:
+        BLAS, or a plain loop under ``BLAS_MIN_FLOPS`` multiply-adds) and of the
+        backward element-wise kernel (``dL/dz``, its column sums, the fused SGD
+        step of the biases), the BLAS ``?gemm`` they call and its ABI
+        (:func:`blas_table`), and the native entry points of
+        :func:`forward_net` and :func:`backward_net` (:func:`call_forward_net`,
+        :func:`call_backward_net`).  Compiled once per dtype and process (or
+        loaded from numba's cache); valid for the process.
     """
     return _ops_table(np.dtype(dtype).name)
 
