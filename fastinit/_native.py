@@ -235,7 +235,7 @@ def native_function(py_func: Any) -> NativeFunction:
 
 
 def native_address(function: Any, sig: Any) -> int:
-    """Compile ``dispatcher`` for ``sig`` (or load it from numba's cache); its native address.
+    """Compile ``function`` for ``sig`` (or load it from numba's cache); its native address.
 
     The address is the numba-ABI entry point of the compiled function (not its
     Python wrapper), for a :func:`native_caller` of the same signature.  The
@@ -323,8 +323,8 @@ def view2d(typingctx, flat, offset, rows, cols):
     A C-contiguous (rows, cols) view of a C-contiguous 1-D array, sharing its
     memory (and keeping it alive).  numba's ``reshape`` compiles a helper call,
     a size check and an exception path per use; the forward and backward
-    passes take seven views per layer, so this keeps their compiled code (and
-    compile time) small.  The caller guarantees ``offset + rows * cols <=
+    passes take several views per layer, so this keeps their compiled code
+    (and compile time) small.  The caller guarantees ``offset + rows * cols <=
     flat.size`` (:func:`fastinit.dense.work_size` sizes the buffers).
     """
     if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"):
