@@ -92,7 +92,6 @@ def _mse_row(z, target, scale, write_grad):
     return s
 
 
-@njit(cache=True, error_model="numpy")
 def _softmax_ce_rows(z, y_int, y_float, write_grad, row_loss):
     scale = 1.0 / z.shape[0]
     for i in range(z.shape[0]):
@@ -100,14 +99,12 @@ def _softmax_ce_rows(z, y_int, y_float, write_grad, row_loss):
     return scale
 
 
-@njit(cache=True, error_model="numpy")
 def _sigmoid_ce_rows(z, y_int, y_float, write_grad, row_loss):
     m = z.shape[0]
     _sigmoid_ce(z.reshape(m), y_float.reshape(m), row_loss, write_grad)
     return 1.0 / m
 
 
-@njit(cache=True, error_model="numpy")
 def _mse_rows(z, y_int, y_float, write_grad, row_loss):
     scale = 1.0 / (z.shape[0] * z.shape[1])
     for i in range(z.shape[0]):
@@ -115,7 +112,8 @@ def _mse_rows(z, y_int, y_float, write_grad, row_loss):
     return scale
 
 
-_ROWS = (_softmax_ce_rows, _sigmoid_ce_rows, _mse_rows)  # by loss code
+# by loss code; plain functions: dispatch_by_code compiles the one a kernel uses
+_ROWS = (_softmax_ce_rows, _sigmoid_ce_rows, _mse_rows)
 # f(code, z, y_int, y_float, write_grad, row_loss): per-row losses into row_loss; their scale
 _rows_by_code = dispatch_by_code(_ROWS, "loss_rows_by_code")
 

@@ -91,39 +91,34 @@ def _adam(p, g, m, v, wd, step_size, b1, b2, root_bc2, eps):
 
 
 # One step function per optimizer: (hyper, step, p, g, s0, s1), the scalar
-# factors computed in float64 and rounded once to the model dtype.
-@njit(cache=True, error_model="numpy")
+# factors computed in float64 and rounded once to the model dtype.  Plain
+# functions: dispatch_by_code compiles the one a kernel uses, for compiled callers only.
 def _sgd_step(hyper, step, p, g, s0, s1):
     t = type(p[0])
     _sgd(p, g, t(hyper[WD]), t(hyper[LR]))
 
 
-@njit(cache=True, error_model="numpy")
 def _momentum_step(hyper, step, p, g, s0, s1):
     t = type(p[0])
     _momentum(p, g, s0, t(hyper[WD]), t(hyper[LR]), t(hyper[HA]), False)
 
 
-@njit(cache=True, error_model="numpy")
 def _nesterov_step(hyper, step, p, g, s0, s1):
     t = type(p[0])
     _momentum(p, g, s0, t(hyper[WD]), t(hyper[LR]), t(hyper[HA]), True)
 
 
-@njit(cache=True, error_model="numpy")
 def _adagrad_step(hyper, step, p, g, s0, s1):
     t = type(p[0])
     _adaptive(p, g, s0, t(hyper[WD]), t(hyper[LR]), t(1.0), t(hyper[EPS]), t(1.0))
 
 
-@njit(cache=True, error_model="numpy")
 def _rmsprop_step(hyper, step, p, g, s0, s1):
     t = type(p[0])
     decay = hyper[HA]
     _adaptive(p, g, s0, t(hyper[WD]), t(hyper[LR]), t(decay), t(hyper[EPS]), t(1.0 - decay))
 
 
-@njit(cache=True, error_model="numpy")
 def _adam_step(hyper, step, p, g, s0, s1):
     t = type(p[0])
     b1 = hyper[HA]
