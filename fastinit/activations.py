@@ -46,6 +46,7 @@ from llvmlite import ir
 from numba import carray, njit, types
 from numba.extending import intrinsic, overload
 
+from fastinit import _fastmath as fm
 from fastinit._native import (
     call_void,
     compile_kernel,
@@ -134,7 +135,7 @@ def _exp_parts(x):
 
         def exp_parts_f32(x):
             under = x < f(-87.0)  # exp underflows: 2**n = 0 gives exp 0, expm1 -1
-            x = min(max(x, f(-87.0)), f(88.5))
+            x = fm.clamp(x, f(-87.0), f(88.5))
             n = np.floor(x * f(_LOG2E) + f(0.5))
             r = x - n * f(0.693359375) + n * f(2.12194440e-4)
             p = f(1.9875691500e-4)
@@ -150,7 +151,7 @@ def _exp_parts(x):
 
         def exp_parts_f64(x):
             under = x < -708.0
-            x = min(max(x, -708.0), 709.0)
+            x = fm.clamp(x, -708.0, 709.0)
             n = np.floor(x * _LOG2E + 0.5)
             r = x - n * 0.693145751953125 - n * 1.42860682030941723212e-6
             p = _TAYLOR_EXP[0]
@@ -266,7 +267,7 @@ def tanh(z, p0, p1):
 def elu(z, p0, p1):
     """``z`` or ``alpha (exp(z) - 1)`` with ``alpha = p0``; derivative ``alpha exp(z)``."""
     t = type(z)
-    ex, em = exp_and_expm1(min(z, t(0.0)))
+    ex, em = exp_and_expm1(fm.min2(z, t(0.0)))
     alpha = t(p0)
     return (z, t(1.0)) if z > 0 else (alpha * em, alpha * ex)
 
@@ -293,7 +294,7 @@ def gelu_tanh(z, p0, p1):
     """``0.5 z (1 + tanh(u))``, ``u = sqrt(2/pi) (z + 0.044715 z**3)`` (cubic on z in [-10, 10])."""
     t = type(z)
     one, half = t(1.0), t(0.5)
-    zc = min(max(z, t(-_GELU_CLAMP)), t(_GELU_CLAMP))
+    zc = fm.clamp(z, t(-_GELU_CLAMP), t(_GELU_CLAMP))
     k, c = t(_GELU_K), t(_GELU_C)
     th, dth = _tanh_parts(k * (zc + c * zc * zc * zc))
     return half * z * (one + th), half * (one + th) + half * zc * dth * k * (
@@ -310,7 +311,7 @@ def softplus(z, p0, p1):
     s, _, e = sigmoid_parts(bz)
     if bz > t(p1):
         return z, t(1.0)
-    return (max(bz, t(0.0)) + log1p_unit(e)) / beta, s
+    return (fm.max2(bz, t(0.0)) + log1p_unit(e)) / beta, s
 
 
 @njit(**_E)

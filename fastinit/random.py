@@ -235,7 +235,7 @@ def uniform_index(key0, key1, stream0, stream1, i, n):
     """Integer in [0, n) for draw ``i`` of a stream (float64 uniform layout)."""
     w0, w1, w2, w3 = block_words(key0, key1, stream0, stream1, i >> 1)
     u = uniform_f64(w0, w1) if (i & 1) == 0 else uniform_f64(w2, w3)
-    return min(np.int64(u * n), n - 1)
+    return fm.min2(np.int64(u * n), n - 1)
 
 
 # ----------------------------------------------------------------------------- fill kernels
@@ -369,7 +369,7 @@ def _trunc_f32(w, lo2, step, scale, mean, a, b, tails):
     # tails: None (numba prunes the other branch: the central polynomial only) or True
     x = fm.fma(step, u24_f32(w), lo2)  # uniform on [2*cdf(a) - 1, 2*cdf(b) - 1)
     y = fm.erfinv_central_f32(x) if tails is None else fm.erfinv_f32(x)
-    return min(max(fm.fma(scale, y, mean), a), b)
+    return fm.clamp(fm.fma(scale, y, mean), a, b)
 
 
 @njit(inline="always", cache=True)
@@ -466,8 +466,8 @@ def _trunc2_f64(lo2, span2, scale, mean, a, b, k0, k1, s0, s1, i):
     x0 = lo2 + span2 * uniform_f64(w0, w1)
     x1 = lo2 + span2 * uniform_f64(w2, w3)
     return (
-        min(max(mean + scale * _erfinv_f64(x0), a), b),
-        min(max(mean + scale * _erfinv_f64(x1), a), b),
+        fm.clamp(mean + scale * _erfinv_f64(x0), a, b),
+        fm.clamp(mean + scale * _erfinv_f64(x1), a, b),
     )
 
 
