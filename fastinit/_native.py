@@ -247,6 +247,9 @@ def native_function(py_func: Any) -> NativeFunction:
     return NativeFunction(py_func)
 
 
+_ADDRESSES: dict[tuple[Any, Any], int] = {}  # (dispatcher, signature) -> address
+
+
 def native_address(function: Any, sig: Any) -> int:
     """Compile ``function`` for ``sig`` (or load it from numba's cache); its native address.
 
@@ -267,12 +270,15 @@ def native_address(function: Any, sig: Any) -> int:
     int
     """
     dispatcher = function.dispatcher if isinstance(function, NativeFunction) else function
-    dispatcher.compile(sig)
-    compiled = dispatcher.overloads[tuple(sig.args)]
-    if compiled.signature.return_type != sig.return_type:
-        raise TypeError(f"{dispatcher.py_func.__name__}{sig}: compiled to return "
-                        f"{compiled.signature.return_type}")  # fmt: skip
-    return compiled.library.get_pointer_to_function(compiled.fndesc.mangled_name)
+    key = (dispatcher, sig)
+    if key not in _ADDRESSES:  # the lookups below cost ~0.1 ms: once per process
+        dispatcher.compile(sig)
+        compiled = dispatcher.overloads[tuple(sig.args)]
+        if compiled.signature.return_type != sig.return_type:
+            raise TypeError(f"{dispatcher.py_func.__name__}{sig}: compiled to return "
+                            f"{compiled.signature.return_type}")  # fmt: skip
+        _ADDRESSES[key] = compiled.library.get_pointer_to_function(compiled.fndesc.mangled_name)
+    return _ADDRESSES[key]
 
 
 def native_caller(signature_for: Any, name: str) -> Any:

@@ -96,6 +96,7 @@ re-raise, so a notebook keeps the partial curve).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -268,6 +269,13 @@ def _gather_signature(dtype: Any) -> Any:
     """The numba signature :func:`_gather` is compiled for (``dtype``: numba or NumPy)."""
     rows, i64 = types.Array(float_type(dtype), 2, "C"), types.int64
     return types.none(rows, i64[::1], rows, i64[::1], i64, rows, i64[::1], rows)
+
+
+@functools.cache
+def _sampler_addresses(dtype_name: str) -> tuple[int, int]:
+    """Native addresses of :func:`_draw_batch` and :func:`_gather` (compiled on first use)."""
+    draw = native_address(_draw_batch, _draw_signature())
+    return draw, native_address(_gather, _gather_signature(dtype_name))
 
 
 _draw_by_address = native_caller(lambda *a: _draw_signature(), "draw_batch")
@@ -715,8 +723,7 @@ def _build_run(
         loss_kernel = _losses.loss_kernel(loss.code, dtype)
     plan = np.array([loss_kernel, sampling, batch, 0, 0, -1, stats_every, 0, 0], dtype=np.int64)
     if sampling != FULL:
-        plan[P_DRAW] = native_address(_draw_batch, _draw_signature())
-        plan[P_GATHER] = native_address(_gather, _gather_signature(np.dtype(dtype).name))
+        plan[P_DRAW], plan[P_GATHER] = _sampler_addresses(np.dtype(dtype).name)
     key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
     losses = np.full((len(models), n_iter), np.nan)
     status = np.zeros((len(models), 2), dtype=np.int64)
