@@ -151,6 +151,7 @@ SAMPLINGS = ("replacement", "shuffle", "full")
 # P_GATHER: native addresses of _draw_batch and _gather, 0 for "full" sampling)
 (P_LOSS_KERNEL, P_SAMPLING, P_BATCH, P_T0, P_NITER, P_EPOCH, P_STATS_EVERY, P_DRAW,
  P_GATHER) = range(9)  # fmt: skip
+PLAN_COLUMNS = 9
 # loss code meaning "y_float holds dL/dlogits" (diagnose without targets)
 GIVEN_GRADIENT = -1
 # models columns and status columns
@@ -230,14 +231,32 @@ def _draw_batch(plan, key, t, n, idx, perm):
     return m
 
 
-def epoch_permutation(n: int, key: np.ndarray, epoch: int) -> np.ndarray:
-    """The order in which "shuffle" sampling visits ``n`` rows in ``epoch`` (int64).
+def _plan(sampling: int, batch: int) -> np.ndarray:
+    """A plan (int64, ``PLAN_COLUMNS``) for ``sampling`` and ``batch``; no epoch drawn yet."""
+    plan = np.zeros(PLAN_COLUMNS, np.int64)
+    plan[P_SAMPLING], plan[P_BATCH], plan[P_EPOCH] = sampling, batch, -1
+    return plan
 
-    The permutation :func:`_draw_batch` draws for that epoch (key: the run's
-    ``[seed & 0xFFFFFFFF, seed >> 32]`` as uint32), for the CUDA loop.
+
+def epoch_permutation(n: int, key: np.ndarray, epoch: int) -> np.ndarray:
+    """The order in which "shuffle" sampling visits ``n`` rows in ``epoch``.
+
+    Parameters
+    ----------
+    n : int
+        Rows in the data set.
+    key : numpy.ndarray of uint32, (2,)
+        The run's key, ``[seed & 0xFFFFFFFF, seed >> 32]``.
+    epoch : int
+        Epoch number, >= 0.
+
+    Returns
+    -------
+    numpy.ndarray of int64, (n,)
+        The permutation :func:`_draw_batch` draws for that epoch (used by the
+        CUDA loop, which gathers on the device).
     """
-    plan = np.zeros(P_GATHER + 1, np.int64)
-    plan[P_SAMPLING], plan[P_BATCH], plan[P_EPOCH] = SHUFFLE, n, -1  # one batch per epoch
+    plan = _plan(SHUFFLE, n)  # one batch per epoch: iteration ``epoch`` starts it
     perm = np.empty(n, np.int64)
     _draw_batch(plan, key, epoch, n, np.empty(n, np.int64), perm)
     return perm
@@ -721,7 +740,8 @@ def _build_run(
         loss_kernel = loss
     else:
         loss_kernel = _losses.loss_kernel(loss.code, dtype)
-    plan = np.array([loss_kernel, sampling, batch, 0, 0, -1, stats_every, 0, 0], dtype=np.int64)
+    plan = _plan(sampling, batch)
+    plan[P_LOSS_KERNEL], plan[P_STATS_EVERY] = loss_kernel, stats_every
     if sampling != FULL:
         plan[P_DRAW], plan[P_GATHER] = _sampler_addresses(np.dtype(dtype).name)
     key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
@@ -842,7 +862,7 @@ def batch_rows(
     if mode == FULL:
         return np.arange(n, dtype=np.int64)
     batch = min(batch, n) if mode == SHUFFLE else batch
-    plan = np.array([0, mode, batch, 0, 0, -1, 0], dtype=np.int64)
+    plan = _plan(mode, batch)
     key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
     idx = np.empty(batch, np.int64)
     m = _draw_batch(plan, key, t, n, idx, np.empty(n if mode == SHUFFLE else 0, np.int64))
