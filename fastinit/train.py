@@ -151,7 +151,7 @@ SAMPLINGS = ("replacement", "shuffle", "full")
 # P_GATHER: native addresses of _draw_batch and _gather, 0 for "full" sampling)
 (P_LOSS_KERNEL, P_SAMPLING, P_BATCH, P_T0, P_NITER, P_EPOCH, P_STATS_EVERY, P_DRAW,
  P_GATHER) = range(9)  # fmt: skip
-PLAN_COLUMNS = 9
+PLAN_COLUMNS = P_GATHER + 1
 # loss code meaning "y_float holds dL/dlogits" (diagnose without targets)
 GIVEN_GRADIENT = -1
 # models columns and status columns
