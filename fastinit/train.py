@@ -28,6 +28,14 @@ numba 0.68, NumPy's OpenBLAS 0.3.31; figures and commands in ``bench/``)
   instead of 0.86 ms) unless ``OMP_WAIT_POLICY=passive`` was set by hand; a
   whole step in one ``parallel=True`` function also failed array analysis or
   produced NaN.  A serial loop needs no environment variable.
+* Measured and not adopted (branch ``exp/row-chunks``): the batch split into
+  row chunks run on numba's threads (forward and ``dL/dz`` per chunk, ``dW``
+  per share of rows, one ``prange`` region per part) with OpenBLAS set to one
+  thread for the fit.  Two chunks of 64 rows ran 1.8x faster than one after
+  the other, but the MNIST step only went from 515-533 to 486-509 us (OpenBLAS's
+  own two threads already run these GEMMs at ~90% of two single-threaded
+  calls), while the first fit with an empty cache grew by 1.5-2 s of
+  compilation.
 * The GEMMs call NumPy's own OpenBLAS (:mod:`fastinit.dense`), not SciPy's
   copy that numba's ``np.dot`` would use: one BLAS thread pool in the process
   instead of two.  With two pools, SciPy-BLAS calls made right after NumPy BLAS
