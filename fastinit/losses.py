@@ -118,21 +118,6 @@ _ROWS = (_softmax_ce_rows, _sigmoid_ce_rows, _mse_rows)
 _rows_by_code = dispatch_by_code(_ROWS, "loss_rows_by_code")
 
 
-@njit(inline="always", cache=True, error_model="numpy")
-def _scaled_sum(row_loss, m, scale):
-    total = 0.0  # four partial sums: a quarter of the dependency chain, same result every run
-    t1 = t2 = t3 = 0.0
-    m4 = m - m % 4
-    for i in range(0, m4, 4):
-        total += row_loss[i]
-        t1 += row_loss[i + 1]
-        t2 += row_loss[i + 2]
-        t3 += row_loss[i + 3]
-    for i in range(m4, m):
-        total += row_loss[i]
-    return ((total + t1) + (t2 + t3)) * scale
-
-
 @kernel_factory
 def loss_kernel(code: int, dtype: Any) -> int:
     """Address of the compiled mean loss (and gradient) of one loss, for one dtype.
@@ -164,7 +149,7 @@ def loss_kernel(code: int, dtype: Any) -> int:
         y_float = carray(y_float_ptr, (0 if code == SOFTMAX_CE else m, c))
         row_loss = carray(row_loss_ptr, (m,))
         scale = _rows_by_code(code, z, y_int, y_float, write_grad != 0, row_loss)
-        return _scaled_sum(row_loss, m, scale)
+        return fm.sum4(row_loss, 0.0, False) * scale  # float64, a fixed order
 
     return compile_kernel(kernel, sig)
 

@@ -114,6 +114,7 @@ from typing import Any
 import numpy as np
 from numba import njit, types
 
+from fastinit import _fastmath as fm
 from fastinit import losses as _losses
 from fastinit import optim as _optim
 from fastinit._native import float_type, native_address, native_caller, native_function
@@ -309,37 +310,12 @@ _draw_by_address = native_caller(lambda *a: _draw_signature(), "draw_batch")
 _gather_by_address = native_caller(lambda *a: _gather_signature(a[0].dtype), "gather")
 
 
-@njit(inline="always", cache=True, error_model="numpy")
-def _sum4(v, shift, square):
-    """``sum(v - shift)`` or ``sum((v - shift)**2)`` in float64, four independent chains.
-
-    Four partial sums (elements ``i mod 4``) instead of one, so consecutive
-    additions do not wait on each other; the order is fixed, so the result is
-    deterministic (and independent of the thread count).
-    """
-    n = v.shape[0]
-    n4 = n - n % 4
-    s0 = s1 = s2 = s3 = 0.0
-    for i in range(0, n4, 4):
-        e0, e1, e2, e3 = v[i] - shift, v[i + 1] - shift, v[i + 2] - shift, v[i + 3] - shift
-        if square:
-            e0, e1, e2, e3 = e0 * e0, e1 * e1, e2 * e2, e3 * e3
-        s0 += e0
-        s1 += e1
-        s2 += e2
-        s3 += e3
-    for i in range(n4, n):
-        e = v[i] - shift
-        s0 += e * e if square else e
-    return (s0 + s1) + (s2 + s3)
-
-
 @njit(cache=True, error_model="numpy")
 def mean_std(v):
     """``(mean, std)`` of a flat array in float64, two passes (ddof 0; no cancellation)."""
     n = v.shape[0]
-    mean = _sum4(v, 0.0, False) / n
-    return mean, math.sqrt(_sum4(v, mean, True) / n)
+    mean = fm.sum4(v, 0.0, False) / n
+    return mean, math.sqrt(fm.sum4(v, mean, True) / n)
 
 
 @njit(cache=True, error_model="numpy")
