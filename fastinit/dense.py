@@ -16,10 +16,12 @@ array.
 Activations are stored in a flat ``work`` array: for layer k, ``A_k`` (its
 output, ``m x fan_out``) and ``D_k``.  The forward pass writes ``X @ W`` into
 ``D_k``, then one pass adds the bias and writes ``A_k = f(.)`` and
-``D_k = f'(.)``.  The backward pass overwrites them in place: ``A_k`` first
-receives ``dL/dA_k``, then ``dL/dZ_k = dL/dA_k * D_k`` (in the pass that also
-sums its columns into ``db``), and ``dL/dA_{k-1}`` overwrites ``A_{k-1}``
-once ``dW_k`` is computed, so training needs no other buffer.
+``D_k = f'(.)``.  The backward pass starts from ``dL/dlogits`` in the last
+``A`` block; each layer's ``D_k`` becomes ``dL/dZ_k = dL/dA_k * D_k`` (in the
+pass that also sums its columns into ``db``), ``dL/dA_{k-1} = dL/dZ_k @ W_k.T``
+goes to one scratch block after the layers (``m`` rows of the widest hidden
+fan-in, :func:`work_size`), and ``A_{k-1}`` stays for ``dW_k = A_{k-1}.T @
+dL/dZ_k``; training needs no other buffer.
 
 Matrix products
 ---------------
