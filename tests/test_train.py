@@ -134,7 +134,7 @@ def test_epoch_permutation_is_the_order_shuffle_sampling_visits():
 
 def test_shuffle_visits_every_row_once_per_epoch_and_replacement_draws_in_range():
     n, batch = 23, 5
-    plan = np.array([0, train.SHUFFLE, batch, 0, 0, -1], dtype=np.int64)
+    plan = train._plan(train.SHUFFLE, batch)
     key = np.array([9, 0], dtype=np.uint32)
     idx, perm = np.empty(batch, np.int64), np.empty(n, np.int64)
     epochs = []
