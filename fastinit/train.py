@@ -150,7 +150,7 @@ from fastinit.dense import (
     work_size,
 )
 from fastinit.narrow import is_narrow, narrow_step, narrow_work_size
-from fastinit.random import uniform_index
+from fastinit.random import split_key, uniform_index
 
 __all__ = ["STAT_FIELDS", "History", "fit_many"]
 
@@ -247,6 +247,22 @@ def _plan(sampling: int, batch: int) -> np.ndarray:
     return plan
 
 
+def run_key(seed: int) -> np.ndarray:
+    """The key a run's minibatch draws use: ``[seed & 0xFFFFFFFF, seed >> 32]`` (uint32).
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed, in [0, 2**64).
+
+    Returns
+    -------
+    numpy.ndarray of uint32, (2,)
+        The key words of :func:`fastinit.random.split_key` (stream 0).
+    """
+    return np.array(split_key(seed, 0)[:2], dtype=np.uint32)
+
+
 def epoch_permutation(n: int, key: np.ndarray, epoch: int) -> np.ndarray:
     """The order in which "shuffle" sampling visits ``n`` rows in ``epoch``.
 
@@ -255,7 +271,7 @@ def epoch_permutation(n: int, key: np.ndarray, epoch: int) -> np.ndarray:
     n : int
         Rows in the data set.
     key : numpy.ndarray of uint32, (2,)
-        The run's key, ``[seed & 0xFFFFFFFF, seed >> 32]``.
+        The run's key (:func:`run_key`).
     epoch : int
         Epoch number, >= 0.
 
@@ -728,7 +744,7 @@ def _build_run(
     plan[P_LOSS_KERNEL], plan[P_STATS_EVERY] = loss_kernel, stats_every
     if sampling != FULL:
         plan[P_DRAW], plan[P_GATHER] = _sampler_addresses(np.dtype(dtype).name)
-    key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
+    key = run_key(seed)
     losses = np.full((len(models), n_iter), np.nan)
     status = np.zeros((len(models), 2), dtype=np.int64)
     status[:, S_DIVERGED] = -1
@@ -847,7 +863,7 @@ def batch_rows(
         return np.arange(n, dtype=np.int64)
     batch = min(batch, n) if mode == SHUFFLE else batch
     plan = _plan(mode, batch)
-    key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
+    key = run_key(seed)
     idx = np.empty(batch, np.int64)
     m = _draw_batch(plan, key, t, n, idx, np.empty(n if mode == SHUFFLE else 0, np.int64))
     return idx[:m].copy()

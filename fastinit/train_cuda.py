@@ -249,7 +249,7 @@ class _Run:
         self.mode, self.batch, self.n_iter, self.code = mode, batch, n_iter, spec.code
         dtype = models[0].dtype
         self.n = n = Xc.shape[0]
-        self.key = np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
+        self.key = _train.run_key(seed)
         self.x = cuda.to_device(Xc)
         self.y_int, self.y_float = _device_targets(cuda, y_int, y_float, dtype)
         rows = n if mode == FULL else batch

@@ -118,6 +118,14 @@ def test_chunking_does_not_change_results(monkeypatch):
     np.testing.assert_array_equal(a.weights[0], b.weights[0])
 
 
+def test_run_key_splits_the_seed_into_low_and_high_words():
+    key = train.run_key(2**40 + 7)
+    assert key.dtype == np.uint32 and key.tolist() == [7, 2**8]
+    assert train.run_key(2**64 - 1).tolist() == [2**32 - 1, 2**32 - 1]
+    with pytest.raises(ValueError, match="seed"):
+        train.run_key(-1)
+
+
 def test_epoch_permutation_is_the_order_shuffle_sampling_visits():
     n, seed, batch = 23, 5, 4
     key = np.array([seed, 0], dtype=np.uint32)
