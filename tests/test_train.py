@@ -269,6 +269,7 @@ def test_results_do_not_depend_on_numbas_thread_count(python_subprocess):
         ([2, 4, 1], "tanh", "sigmoid_cross_entropy", optim.SGD(0.5)),
         ([5, 7, 6, 3], ["relu", "gelu"], "softmax_cross_entropy", optim.Adam(0.01)),
         ([3, 16, 2], "sigmoid", "mse", optim.Momentum(0.1, weight_decay=0.01)),
+        ([1, 3, 1, 2], "tanh", "softmax_cross_entropy", optim.SGD(0.1)),  # 1-wide sums
     ],
 )
 def test_tiny_networks_take_the_feature_major_path_with_the_same_results(sizes, act, loss, opt):
