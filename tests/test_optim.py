@@ -55,6 +55,45 @@ def test_steps_match_reference(name, cls, hyper):
         np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-14)
 
 
+# fastinit's hyperparameter names -> torch.optim's (the reference above restates the
+# formulas; this checks them against PyTorch itself, where it is installed)
+_TORCH = {
+    "sgd": ("SGD", {}),
+    "momentum": ("SGD", {}),
+    "nesterov": ("SGD", {"nesterov": True}),
+    "adagrad": ("Adagrad", {}),
+    "rmsprop": ("RMSprop", {}),
+    "adam": ("Adam", {}),
+}
+
+
+@pytest.mark.parametrize("name, cls, hyper", CASES)
+def test_twenty_steps_match_pytorch(name, cls, hyper):
+    torch = pytest.importorskip("torch")
+    model = _model()
+    model.biases = [b + 0.1 for b in model.biases]  # nonzero biases: their decay shows
+    leaves = [
+        torch.tensor(a, dtype=torch.float64, requires_grad=True)
+        for a in (*model.weights, *model.biases)
+    ]
+    klass, extra = _TORCH[name]
+    kw = dict(hyper, **extra)
+    if "decay" in kw:
+        kw["alpha"] = kw.pop("decay")
+    if "beta1" in kw:
+        kw["betas"] = (kw.pop("beta1"), kw.pop("beta2"))
+    opt = getattr(torch.optim, klass)(leaves, **kw)
+    x, y = torch.tensor(X), torch.tensor(Y)
+    for _ in range(20):
+        opt.zero_grad()
+        hidden = torch.tanh(x @ leaves[0] + leaves[2])
+        torch.nn.functional.cross_entropy(hidden @ leaves[1] + leaves[3], y).backward()
+        opt.step()
+    model.fit(X, Y, optimizer=cls(**hyper), sampling="full", iterations=20, progress=False)
+    for got, exp in zip((*model.weights, *model.biases), leaves, strict=True):
+        np.testing.assert_allclose(got, exp.detach().numpy(), rtol=1e-12, atol=1e-13)
+
+
 @pytest.mark.parametrize("name, cls, hyper", CASES[2:3] + CASES[-1:])
 def test_float32_step_is_close_to_float64_reference(name, cls, hyper):
     model = _model("float32")
