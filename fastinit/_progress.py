@@ -10,6 +10,12 @@ from typing import TextIO
 class ProgressBar:
     """``fit  42% |#####       | 840/2000 loss 0.3127 [0.5s<0.7s]``, redrawn in place.
 
+    The first update of a run (the first chunk of iterations, which on a first
+    run includes seconds of compilation) only starts the clock: the rate, the
+    time left and whether the run is long enough to draw the bar at all come
+    from the updates after it, so a short run stays silent however long its
+    compilation took, and the estimate is not inflated by it.
+
     Parameters
     ----------
     total : int
@@ -17,8 +23,9 @@ class ProgressBar:
     enabled : bool
         False draws nothing.
     min_seconds : float
-        The bar appears once the elapsed plus the estimated remaining time
-        exceeds this, so short runs stay silent.
+        The bar appears once the time since the first update plus the
+        estimated remaining time reaches this, so short runs stay silent; 0
+        draws from the first update on (its time left reads ``?``).
     stream : file, optional
         Where to draw (default ``sys.stderr``).
     """
@@ -41,20 +48,31 @@ class ProgressBar:
         self.width = width
         self.start = time.perf_counter()
         self.shown = False
+        self.first: tuple[float, int] | None = None  # (elapsed, done) at the first update
 
     def update(self, done: int, loss: float | None = None) -> None:
         """Redraw for ``done`` iterations finished; ``loss`` is the latest value."""
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self.start
-        remaining = elapsed / done * (self.total - done) if done else float("inf")
-        if not self.shown and elapsed + remaining < self.min_seconds:
-            return
+        if self.first is None and done:
+            self.first = (elapsed, done)
+        left = self.total - done
+        measured = self.first is not None and done > self.first[1]
+        remaining = float("inf") if left else 0.0
+        if measured:
+            since = elapsed - self.first[0]
+            remaining = since / (done - self.first[1]) * left
+        if not self.shown and self.min_seconds > 0:
+            # the first update's time is mostly compilation on a first run: the bar
+            # waits for a rate, then appears if the run is long without it
+            if not measured or since + remaining < self.min_seconds:
+                return
         self.shown = True
         filled = self.width * done // self.total
         bar = "#" * filled + " " * (self.width - filled)
         tail = "" if loss is None else f" loss {loss:.4g}"
-        eta = f"{remaining:.1f}s" if done else "?"
+        eta = f"{remaining:.1f}s" if measured or not left else "?"
         line = f"\r{self.label} {100 * done // self.total:3d}% |{bar}| {done}/{self.total}{tail}"
         self._write(f"{line} [{elapsed:.1f}s<{eta}]")
 

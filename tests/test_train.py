@@ -236,6 +236,19 @@ def test_progress_bar():
     assert quiet.getvalue() == ""
 
 
+def test_progress_estimate_leaves_out_the_first_chunk(monkeypatch):
+    # the first chunk of a first run is mostly compilation: 4 iterations in 5 s, then
+    # 10 in 0.01 s: 86 left take about 0.09 s, not the 107 s that 5.01 s / 14 suggests
+    clock = iter([0.0, 5.0, 5.01])
+    monkeypatch.setattr("fastinit._progress.time.perf_counter", lambda: next(clock))
+    out = io.StringIO()
+    bar = ProgressBar(100, min_seconds=0.0, stream=out)
+    bar.update(4, 2.3)
+    bar.update(14, 2.2)
+    first, second = out.getvalue().split("\r")[1:]
+    assert first.endswith("[5.0s<?]") and second.endswith("[5.0s<0.1s]")
+
+
 def test_short_runs_print_no_progress(capsys):
     _fresh().fit(X, Y, iterations=5, progress=True)
     assert capsys.readouterr().err == ""
