@@ -109,7 +109,9 @@ _ATANH2_F32 = tuple(np.float32(2.0 / (2 * k + 1)) for k in range(4, -1, -1))
 
 # round(x / ln2) by the shifter: adding 1.5 * 2**52 (float32: 2**23) rounds to an
 # integer, which the low bits of the sum then hold: 2**n is built from them (no
-# floor, no float -> int conversion: float64 tanh with its derivative 2.9 -> 2.6 ns)
+# floor, no float -> int conversion: float64 tanh with its derivative 2.9 -> 2.6 ns).
+# It needs IEEE arithmetic: no caller of exp_parts may compile with fastmath
+# (reassociation would fold (y + S) - S into y).
 _SHIFT32 = np.float32(1.5 * 2.0**23)
 _SHIFT64 = 1.5 * 2.0**52
 
