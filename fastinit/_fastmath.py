@@ -38,6 +38,10 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from fastinit import _cache
+
+_cache.install()  # numba's cache saves, safe between processes (before anything compiles)
+
 F = np.float32
 
 

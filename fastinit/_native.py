@@ -35,6 +35,10 @@ from numba.core.typeconv import Conversion
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 
+from fastinit import _cache
+
+_cache.install()  # numba's cache saves, safe between processes (before anything compiles)
+
 __all__ = [
     "call_f64",
     "call_void",

@@ -1,0 +1,133 @@
+"""numba's cache saved by two processes at once (fastinit._cache)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numba.core.caching as caching
+
+from fastinit import _cache
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# two closures of one function share an index file, as fastinit's per-code kernels do
+MODULE = """
+from numba import njit
+
+def make(k):
+    def f(x):
+        return x * k
+    return njit(cache=True)(f)
+"""
+
+# Saves ``make(k)`` into the cache; the window between reading the index and writing
+# the data is widened and aligned with the other process (a barrier, 1 s at most),
+# in the order that made numba's own save map the second key to the first one's code.
+RACER = """
+import json, os, sys, time
+import fastinit._native  # installs fastinit._cache
+import numba.core.caching as c
+
+role, k, barrier = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+cls = c.IndexDataCacheFile
+save, load_index, save_index, save_data = (cls.save, cls._load_index, cls._save_index,
+                                           cls._save_data)
+span, saving = [], []  # the save's first read of the index, its last write
+
+
+def wait_for_other():
+    open(f"{barrier}.{role}", "w").close()
+    t0 = time.time()
+    while not os.path.exists(f"{barrier}.{1 - role}") and time.time() - t0 < 1:
+        time.sleep(0.005)
+
+
+def flagged_save(self, key, data):
+    saving.append(True)
+    save(self, key, data)
+
+
+def timed_load_index(self):
+    if saving:
+        span.append(time.time())
+    return load_index(self)
+
+
+def slow_save_index(self, overloads):
+    wait_for_other()
+    time.sleep(0.1 * role)
+    save_index(self, overloads)
+    span.append(time.time())
+
+
+def slow_save_data(self, name, data):
+    time.sleep(0.3 * (1 - role))
+    save_data(self, name, data)
+    span.append(time.time())
+
+
+cls.save, cls._load_index = flagged_save, timed_load_index
+cls._save_index, cls._save_data = slow_save_index, slow_save_data
+import racemod
+print(json.dumps({"value": racemod.make(k)(1.0), "span": [min(span), max(span)]}))
+"""
+
+CHECK = """
+import json
+import fastinit._native
+import racemod
+a, b = racemod.make(2.0), racemod.make(3.0)
+print(json.dumps([a(1.0), b(1.0), sum(a.stats.cache_hits.values()),
+                  sum(b.stats.cache_hits.values())]))
+"""
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
+    return env
+
+
+def test_concurrent_saves_of_one_function_keep_each_key_with_its_code(tmp_path):
+    (tmp_path / "racemod.py").write_text(MODULE)
+    env = _env(tmp_path)
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(role), str(k), str(tmp_path / "barrier")],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for role, k in ((0, 2.0), (1, 3.0))
+    ]
+    outs = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in racers]
+    assert [o["value"] for o in outs] == [2.0, 3.0]
+    (a0, a1), (b0, b1) = (o["span"] for o in outs)
+    assert a1 <= b0 or b1 <= a0, "the two saves overlapped: no lock"
+    check = subprocess.run(
+        [sys.executable, "-c", CHECK], env=env, cwd=tmp_path, capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    # each key loads from the cache, and loads its own code
+    assert json.loads(check.stdout.strip().splitlines()[-1]) == [2.0, 3.0, 1, 1]
+
+
+def test_install_is_idempotent_and_replaces_numbas_save():
+    assert _cache.install() and _cache.install()
+    assert caching.IndexDataCacheFile.save is _cache.locked_save
+
+
+def test_save_goes_on_without_a_lock_file(tmp_path, monkeypatch):
+    # an unwritable lock file (here: a directory in its place) does not stop the save
+    (tmp_path / _cache.LOCK_NAME).mkdir()
+    files = caching.IndexDataCacheFile(str(tmp_path), "f-1.py311", ("stamp", 1))
+    files.save(("key", 1), {"code": 1})
+    files.save(("key", 2), {"code": 2})
+    assert files.load(("key", 1)) == {"code": 1}
+    assert files.load(("key", 2)) == {"code": 2}
+    assert sorted(p.name for p in tmp_path.glob("*.nbc")) == ["f-1.py311.1.nbc", "f-1.py311.2.nbc"]
