@@ -114,6 +114,7 @@ from typing import Any
 import numpy as np
 from numba import njit, types
 
+from fastinit import _compile_helper
 from fastinit import _fastmath as fm
 from fastinit import losses as _losses
 from fastinit import optim as _optim
@@ -135,6 +136,7 @@ from fastinit.activations import (
 from fastinit.dense import (
     ACT,
     B_OFF,
+    BACKWARD,
     FAN_OUT,
     KERNEL,
     NO_TRANS,
@@ -839,6 +841,19 @@ def _build_run(
 ) -> _Run:
     """Allocate a run; ``loss`` is a loss spec or a loss code (``GIVEN_GRADIENT``)."""
     dtype = models[0].dtype
+    helper = _compile_helper.start(np.dtype(dtype).name)
+    try:
+        return _allocate_run(models, opts, X, y_int, y_float, loss, sampling, batch, seed,
+                             n_iter, stats_every, helper)  # fmt: skip
+    finally:
+        if helper is not None:
+            helper.close()
+
+
+def _allocate_run(
+    models, opts, X, y_int, y_float, loss, sampling, batch, seed, n_iter, stats_every, helper
+) -> _Run:
+    dtype = models[0].dtype
     layers, act_params, table = _layer_tables(models)
     states = [o.state_for(m, m._params.size, dtype) for m, o in zip(models, opts, strict=True)]
     if len(models) == 1:
@@ -859,8 +874,6 @@ def _build_run(
         loss_kernel = _losses.loss_kernel(loss.code, dtype)
     plan = _plan(sampling, batch)
     plan[P_LOSS_KERNEL], plan[P_STATS_EVERY] = loss_kernel, stats_every
-    if sampling != FULL:
-        plan[P_DRAW], plan[P_GATHER] = _sampler_addresses(np.dtype(dtype).name)
     key = run_key(seed)
     losses = np.full((len(models), n_iter), np.nan)
     status = np.zeros((len(models), 2), dtype=np.int64)
@@ -870,7 +883,7 @@ def _build_run(
     stats = np.full((n_records, len(layers), len(STAT_FIELDS)), np.nan)
     zero = np.zeros(int(layers[:, FAN_OUT].max()) if stats_every else 0, dtype)  # zero biases
     args = (
-        ops_table(dtype),
+        np.zeros(BACKWARD + 1, np.int64),  # the ops table, filled by _link_kernels
         plan,
         key,
         (X, y_int, y_float),
@@ -881,7 +894,26 @@ def _build_run(
         True if stats_every else None,  # with_stats
         True if table[:, M_NARROW].any() else None,  # with_narrow
     )
-    return _Run(args, plan, params, grads, table, state, steps, losses, status, stats)
+    run = _Run(args, plan, params, grads, table, state, steps, losses, status, stats)
+    _link_kernels(run, np.dtype(dtype).name, sampling != FULL, helper)
+    return run
+
+
+def _link_kernels(run: _Run, dtype_name: str, sampled: bool, helper: Any) -> None:
+    """Put the dense kernels' and the sampler's addresses into the run.
+
+    With a compile helper (:mod:`fastinit._compile_helper`) compiling the
+    dense kernels, first compile :func:`train_chunk` for the run's argument
+    types and the sampler, then wait for the helper and load its kernels from
+    the cache.
+    """
+    if helper is not None:
+        train_chunk.compile(tuple(train_chunk.typeof_pyval(a) for a in run.args))
+    if sampled:
+        run.plan[P_DRAW], run.plan[P_GATHER] = _sampler_addresses(dtype_name)
+    if helper is not None:
+        helper.wait()
+    run.args[0][:] = ops_table(dtype_name)
 
 
 def _write_back(models: list, opts: list, run: _Run) -> None:

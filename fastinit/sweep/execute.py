@@ -96,7 +96,7 @@ def available_cores() -> int:
 
 
 def thread_env(numba_threads: int) -> dict[str, str]:
-    """Environment of a worker: numba threads, and one BLAS/OpenMP thread.
+    """Environment of a worker: numba threads, one BLAS/OpenMP thread, no compile helper.
 
     Parameters
     ----------
@@ -107,10 +107,13 @@ def thread_env(numba_threads: int) -> dict[str, str]:
     -------
     dict
         ``NUMBA_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``,
-        ``MKL_NUM_THREADS`` (all "1").
+        ``MKL_NUM_THREADS`` (all "1"), and ``FASTINIT_COMPILE_HELPER=0``: the
+        workers already fill the cores, a second compiling process each would
+        only compete with them (:mod:`fastinit._compile_helper`).
     """
     env = {var: "1" for var in BLAS_VARS}
     env["NUMBA_NUM_THREADS"] = str(max(1, int(numba_threads)))
+    env["FASTINIT_COMPILE_HELPER"] = "0"
     return env
 
 

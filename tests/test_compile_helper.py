@@ -1,0 +1,101 @@
+"""The process that compiles the dense kernels beside a first fit (fastinit._compile_helper)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastinit import MLP, _compile_helper
+from fastinit import train as _train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FIT = """
+import json
+import numpy as np
+from fastinit import MLP, dense
+x = np.random.default_rng(0).random((64, 5), dtype=np.float32)
+y = (x[:, 0] > 0.5).astype(int)
+h = MLP([5, 8, 2], seed=3).fit(x, y, iterations=12, progress=False)
+stats = dense.backward_net.dispatcher.stats
+print(json.dumps({"loss": h.loss.tolist(), "hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values())}))
+"""
+
+
+def _data():
+    x = np.random.default_rng(0).random((64, 5), dtype=np.float32)
+    return x, (x[:, 0] > 0.5).astype(int)
+
+
+def test_empty_cache_fit_loads_the_dense_kernels_the_helper_compiled(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop(_compile_helper.ENV, None)
+    out = subprocess.run(
+        [sys.executable, "-c", FIT], env=env, cwd=ROOT, capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    x, y = _data()
+    want = MLP([5, 8, 2], seed=3).fit(x, y, iterations=12, progress=False).loss
+    assert got["loss"] == want.tolist()  # the same bits as compiled in one process
+    if _compile_helper._usable_cores() >= 2:
+        # backward_net came from the cache: the helper compiled it meanwhile
+        assert (got["hits"], got["misses"]) == (1, 0)
+    else:
+        assert (got["hits"], got["misses"]) == (0, 1)
+
+
+def test_no_helper_when_disabled_or_the_kernels_are_cached(monkeypatch):
+    x, y = _data()
+    MLP([5, 8, 2]).fit(x, y, iterations=2, progress=False)  # the kernels are in the cache
+    monkeypatch.setattr(_compile_helper, "_CHECKED", set())
+    assert _compile_helper.start("float32") is None
+    monkeypatch.setattr(_compile_helper, "_CHECKED", set())
+    monkeypatch.setenv(_compile_helper.ENV, "0")
+    monkeypatch.setattr(_compile_helper, "_in_cache", lambda *a: pytest.fail("looked"))
+    assert _compile_helper.start("float32") is None
+
+
+def test_a_failed_helper_leaves_its_share_to_this_process(monkeypatch):
+    helper = _compile_helper.Helper(subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
+    monkeypatch.setattr(_compile_helper, "start", lambda dtype_name: helper)
+    x, y = _data()
+    a = MLP([5, 8, 2], seed=1)
+    b = MLP([5, 8, 2], seed=1)
+    h = a.fit(x, y, iterations=5, progress=False)
+    assert helper.process.returncode == 3
+    monkeypatch.undo()
+    assert h.loss.tolist() == b.fit(x, y, iterations=5, progress=False).loss.tolist()
+    assert h.status == "ok"
+
+
+def test_an_interrupted_fit_kills_its_helper(monkeypatch):
+    helper = _compile_helper.Helper(
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    )
+    monkeypatch.setattr(_compile_helper, "start", lambda dtype_name: helper)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_train, "_allocate_run", interrupted)
+    x, y = _data()
+    with pytest.raises(KeyboardInterrupt):
+        MLP([5, 8, 2]).fit(x, y, iterations=5, progress=False)
+    assert helper.process.returncode is not None  # killed and reaped, not left running
+
+
+def test_a_helper_past_its_timeout_is_killed(monkeypatch):
+    monkeypatch.setattr(_compile_helper, "_TIMEOUT", 0.2)
+    helper = _compile_helper.Helper(
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    )
+    assert helper.wait() is False
+    assert helper.process.returncode is not None
