@@ -46,20 +46,22 @@ _NEEDED = ("_load_index", "_save_index", "_save_data", "_data_name")
 
 @contextlib.contextmanager
 def _exclusive(directory: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``directory/LOCK_NAME`` (no lock if it cannot be opened)."""
+    """Hold an exclusive lock on ``directory/LOCK_NAME``; unlocked if that fails."""
     try:
         fd = os.open(os.path.join(directory, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o666)
     except OSError:
-        yield
-        return
+        fd = None
     try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        else:
-            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+        if fd is not None:
+            with contextlib.suppress(OSError):  # e.g. msvcrt gives up after 10 s
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                else:
+                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
         yield
     finally:
-        os.close(fd)  # releases the lock
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 def locked_save(self: Any, key: Any, data: Any) -> None:

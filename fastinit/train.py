@@ -839,7 +839,11 @@ def _buffers(models: list, X: np.ndarray, y_int, y_float, sampling: int, batch: 
 def _build_run(
     models, opts, X, y_int, y_float, loss, sampling, batch, seed, n_iter, stats_every=0
 ) -> _Run:
-    """Allocate a run; ``loss`` is a loss spec or a loss code (``GIVEN_GRADIENT``)."""
+    """Allocate a run; ``loss`` is a loss spec or a loss code (``GIVEN_GRADIENT``).
+
+    On an empty cache, a helper process compiles the dense kernels meanwhile
+    (:mod:`fastinit._compile_helper`); it is killed if this fails or is interrupted.
+    """
     dtype = models[0].dtype
     helper = _compile_helper.start(np.dtype(dtype).name)
     try:
@@ -853,6 +857,7 @@ def _build_run(
 def _allocate_run(
     models, opts, X, y_int, y_float, loss, sampling, batch, seed, n_iter, stats_every, helper
 ) -> _Run:
+    """:func:`_build_run` with its helper (or None)."""
     dtype = models[0].dtype
     layers, act_params, table = _layer_tables(models)
     states = [o.state_for(m, m._params.size, dtype) for m, o in zip(models, opts, strict=True)]
