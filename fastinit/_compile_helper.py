@@ -10,9 +10,10 @@ spawns ``python -m fastinit._compile_helper DTYPE``, which compiles
 and saves it to the cache; this process meanwhile compiles the activation,
 loss and optimizer kernels, the training loop and the minibatch sampler, then
 waits for the helper and loads its share from the cache.  Empty cache, a ReLU
-network with SGD on a loaded 2-core host: the first ``fit`` took 4.2-4.4 s
-instead of 6.2-7.4 s (the helper's share: its start-up, ~0.7 s, and the
-dense kernels; the sampler, ~0.8 s, balanced the two better here than there).
+network with SGD on a loaded 2-core host: the first ``fit`` took 4.1-5.0 s
+instead of 6.1-7.6 s.  The helper starts up in ~0.7 s, then compiles the
+dense kernels; the sampler (~0.8 s) is compiled here: in the helper, this
+process waited 0.5-2.2 s for it after compiling the training loop.
 
 The compiled code is the same either way (the cache holds what a single process
 would have compiled; two processes saving at once are made safe by
