@@ -73,7 +73,9 @@ inference), the minibatch draw and gather (``plan[P_DRAW]``,
 ``plan[P_GATHER]``).  Empty cache, a ReLU network with SGD, first fit:
 13.5-13.7 s of CPU with everything inlined or linked, 10.2-11.6 s with the
 activation, loss and optimizer kernels, about 7.5 s with everything by
-address; same bits.  Everything is ``cache=True``; nothing compiles at import.
+address; same bits.  On an empty cache a helper process compiles the dense
+kernels meanwhile (:mod:`fastinit._compile_helper`), so the first fit uses
+both cores.  Everything is ``cache=True``; nothing compiles at import.
 numba keys a cached function on its own source file only: after editing
 ``activations``, ``losses``, ``dense``, ``optim``, ``narrow``, ``_native`` or
 ``random``, clear the cache (``NUMBA_CACHE_DIR``), since compiled functions
