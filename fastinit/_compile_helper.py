@@ -28,13 +28,14 @@ core), or with ``FASTINIT_COMPILE_HELPER=0`` in the environment.
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
 from typing import Any
 
 import fastinit
 
-__all__ = ["ENV", "Helper", "main", "start"]
+__all__ = ["ENV", "Helper", "helper_env", "main", "start"]
 
 ENV = "FASTINIT_COMPILE_HELPER"
 _TIMEOUT = 300.0  # seconds; past this the helper is killed and its share compiled here
@@ -91,6 +92,30 @@ def _in_cache(function: Any, sig: Any) -> bool:
     return any(key[0] == sig and key[1] == magic for key in index)
 
 
+def helper_env() -> dict[str, str]:
+    """The helper's environment: this one, no helper of its own, and this fastinit.
+
+    The directory holding the imported ``fastinit`` goes first on ``PYTHONPATH``
+    (a source checkout imported from a script's ``sys.path``), unless it is a
+    site-packages directory, which the same interpreter searches anyway: put
+    first, it would shadow the user's own ``PYTHONPATH`` for every package.
+
+    Returns
+    -------
+    dict of str
+    """
+    env = dict(os.environ, **{ENV: "0"})
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastinit.__file__)))
+    try:
+        dirs = [*site.getsitepackages(), site.getusersitepackages()]
+    except AttributeError:  # an old virtualenv's site module
+        dirs = []
+    sites = {os.path.abspath(p) for p in dirs}
+    if root not in sites:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
 def start(dtype_name: str) -> Helper | None:
     """Start a helper for a run of ``dtype_name`` if the cache lacks its dense kernels.
 
@@ -113,13 +138,10 @@ def start(dtype_name: str) -> Helper | None:
     _CHECKED.add(dtype_name)
     if _in_cache(dense.backward_net, dense.backward_signature(dtype_name)):
         return None
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastinit.__file__)))
-    env = dict(os.environ, **{ENV: "0"})
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", "fastinit._compile_helper", dtype_name],
-            env=env,
+            env=helper_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

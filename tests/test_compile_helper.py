@@ -99,3 +99,15 @@ def test_a_helper_past_its_timeout_is_killed(monkeypatch):
     )
     assert helper.wait() is False
     assert helper.process.returncode is not None
+
+
+def test_helper_env_puts_this_fastinit_first_unless_it_is_installed(monkeypatch, tmp_path):
+    import site
+
+    monkeypatch.setenv("PYTHONPATH", "/user/path")
+    root = str(ROOT)
+    env = _compile_helper.helper_env()
+    assert env["PYTHONPATH"] == os.pathsep.join([root, "/user/path"])
+    assert env[_compile_helper.ENV] == "0"
+    monkeypatch.setattr(site, "getsitepackages", lambda: [root])
+    assert _compile_helper.helper_env()["PYTHONPATH"] == "/user/path"
