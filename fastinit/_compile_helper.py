@@ -19,7 +19,9 @@ The compiled code is the same either way (the cache holds what a single process
 would have compiled; two processes saving at once are made safe by
 :mod:`fastinit._cache`), so results do not depend on whether a helper ran.  A
 helper that fails, is killed or is missing leaves its share uncompiled, and
-this process compiles it as before.  No helper is started when the cache
+this process compiles it as before; an interrupted fit kills its helper; a
+helper whose parent was killed finishes its few seconds of compilation and
+exits.  No helper is started when the cache
 already holds the dense kernels, with fewer than two usable cores, when numba
 has no usable cache, from a sweep's pool workers (they already fill every
 core), or with ``FASTINIT_COMPILE_HELPER=0`` in the environment.
