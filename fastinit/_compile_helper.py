@@ -36,6 +36,7 @@ import sys
 from typing import Any
 
 import fastinit
+from fastinit._system import available_cores
 
 __all__ = ["ENV", "Helper", "helper_env", "main", "start"]
 
@@ -74,13 +75,6 @@ class Helper:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def _in_cache(function: Any, sig: Any) -> bool:
@@ -133,11 +127,11 @@ def start(dtype_name: str) -> Helper | None:
     """
     from fastinit import dense
 
-    if os.environ.get(ENV, "1") == "0" or not sys.executable or _usable_cores() < 2:
-        return None
     if dtype_name in _CHECKED:  # once per process and dtype: later fits find the kernels
         return None
     _CHECKED.add(dtype_name)
+    if os.environ.get(ENV, "1") == "0" or not sys.executable or available_cores() < 2:
+        return None
     if _in_cache(dense.backward_net, dense.backward_signature(dtype_name)):
         return None
     try:

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import fastinit
+from fastinit._system import available_cores
 
 __all__ = [
     "DaskExecutor",
@@ -78,21 +79,6 @@ __all__ = [
 
 BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 Item = tuple[str, dict[str, Any]]  # (key, configuration)
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS tells).
-
-    Returns
-    -------
-    int
-        At least 1.
-    """
-    if hasattr(os, "process_cpu_count"):  # Python 3.13
-        return max(1, os.process_cpu_count() or 1)
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def thread_env(numba_threads: int) -> dict[str, str]:
