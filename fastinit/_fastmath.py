@@ -38,9 +38,10 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from fastinit import _cache
+from fastinit import _cache, _first_use
 
 _cache.install()  # numba's cache saves, safe between processes (before anything compiles)
+_first_use.install()  # numba's first use without importing scipy.linalg
 
 F = np.float32
 

@@ -35,9 +35,10 @@ from numba.core.typeconv import Conversion
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 
-from fastinit import _cache
+from fastinit import _cache, _first_use
 
 _cache.install()  # numba's cache saves, safe between processes (before anything compiles)
+_first_use.install()  # numba's first use without importing scipy.linalg
 
 __all__ = [
     "call_f64",
