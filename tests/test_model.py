@@ -10,6 +10,7 @@ import pytest
 
 import fastinit
 from fastinit import init, optim, train
+from fastinit._validate import all_finite
 from fastinit.model import MLP
 from tests import reference as ref
 
@@ -271,3 +272,25 @@ def test_bad_arguments_of_the_other_methods():
         model.loss_and_grads(X, Y, loss="nll")
     with pytest.raises(ValueError, match="lr"):
         model.fit(X, Y, optimizer=optim.get("sgd", lr=0.0), iterations=1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_all_finite_is_exact_when_the_shortcut_sum_overflows(dtype):
+    big = np.finfo(dtype).max
+    cases = {
+        (): True,
+        (1.0, -2.0, 3.5): True,
+        (big, big, -1.0): True,  # finite values whose sum overflows
+        (-big, -big): True,
+        (1.0, np.nan, 2.0): False,
+        (np.inf, 1.0): False,
+        (-np.inf, 1.0): False,
+        (np.inf, -np.inf): False,  # sum NaN
+        (big, big, np.nan): False,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for values, expected in cases.items():
+            a = np.array(values, dtype=dtype).reshape(-1, 1)
+            assert all_finite(a) is expected, values
+            assert all_finite(np.repeat(a, 3, axis=1)) is expected, values
