@@ -30,7 +30,7 @@ from numba import carray, njit, types
 
 from fastinit import _fastmath as fm
 from fastinit._native import call_f64, compile_kernel, dispatch_by_code, kernel_factory, pointer_to
-from fastinit._validate import cast_finite
+from fastinit._validate import all_finite, cast_finite
 from fastinit.activations import fast_exp, log1p_unit, sigmoid_parts
 
 __all__ = ["NAMES", "Loss", "get", "prepare_targets", "value_and_grad"]
@@ -342,7 +342,7 @@ def value_and_grad(loss: Any, logits: np.ndarray, y: Any) -> tuple[float, np.nda
     z = np.asarray(logits)
     if z.ndim != 2 or z.dtype not in (np.float32, np.float64):
         raise ValueError(f"logits: expected a 2-D float32/float64 array, got {z.dtype} {z.shape}")
-    if not np.isfinite(z).all():
+    if not all_finite(z):
         raise ValueError("logits: expected finite values")
     y_int, y_float = prepare_targets(spec, y, z.shape[0], z.shape[1], z.dtype)
     grad = np.array(z, order="C")

@@ -25,6 +25,7 @@ import numpy as np
 
 from fastinit import losses as _losses
 from fastinit._cuda import cuda_module, simulator_enabled
+from fastinit._validate import all_finite
 
 __all__ = ["loss_kernel", "value_and_grad"]
 
@@ -163,7 +164,7 @@ def value_and_grad(loss: Any, logits: np.ndarray, y: Any) -> tuple[float, np.nda
     z = np.asarray(logits)
     if z.ndim != 2 or z.dtype not in (np.float32, np.float64):
         raise ValueError(f"logits: expected a 2-D float32/float64 array, got {z.dtype} {z.shape}")
-    if not np.isfinite(z).all():
+    if not all_finite(z):
         raise ValueError("logits: expected finite values")
     y_int, y_float = _losses.prepare_targets(spec, y, z.shape[0], z.shape[1], z.dtype)
     global cuda  # a module global: the simulator swaps the module in kernels' globals
