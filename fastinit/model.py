@@ -318,7 +318,9 @@ class MLP:
         self._assign_all("biases", values)
 
     def _assign_all(self, kind: str, values: Sequence[Any]) -> None:
-        values = list(values)
+        # values may be this model's own views (a swap of layers): copy those first,
+        # or an earlier assignment would overwrite a later value before it is read
+        values = [np.array(v) if np.may_share_memory(v, self._params) else v for v in list(values)]
         if len(values) != len(self._layers):
             raise ValueError(f"{kind}: expected {len(self._layers)} arrays, got {len(values)}")
         with self._all_or_nothing():
@@ -609,6 +611,13 @@ class MLP:
             raise ValueError(f"unexpected arrays {extra}, missing {missing}")
         weights = [a[f"W{k}"] for k in range(len(names))]
         biases = [a[f"b{k}"] for k in range(len(names))]
+        # the arrays must match sizes before MLP(sizes) allocates anything
+        for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            if w.shape != (sizes[k], sizes[k + 1]) or b.shape != (sizes[k + 1],):
+                raise ValueError(
+                    f"W{k}, b{k}: shapes {w.shape}, {b.shape} do not match sizes "
+                    f"{sizes[k]} -> {sizes[k + 1]}"
+                )
         return cls(sizes, acts[:-1], init=weights, bias_init=biases, dtype=str(a["dtype"]))
 
 

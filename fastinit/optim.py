@@ -231,6 +231,25 @@ class OptimizerState:
     step: int = 0
 
 
+def _check_unit(value: Any, name: str) -> float:
+    value = check_nonneg(value, name)
+    if value >= 1:
+        raise ValueError(f"{name}: expected a number in [0, 1), got {value}")
+    return value
+
+
+# Every hyperparameter's check, applied whenever it is assigned (in __init__ or later).
+_CHECKS = {
+    "lr": check_positive,
+    "weight_decay": check_nonneg,
+    "momentum": _check_unit,
+    "decay": _check_unit,
+    "beta1": _check_unit,
+    "beta2": _check_unit,
+    "eps": check_positive,
+}
+
+
 class Optimizer:
     """Base class: hyperparameters, their lowering, and per-model state.
 
@@ -249,9 +268,15 @@ class Optimizer:
     n_slots: ClassVar[int] = 0
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
-        self.lr = check_positive(lr, "lr")
-        self.weight_decay = check_nonneg(weight_decay, "weight_decay")
+        self.lr = lr
+        self.weight_decay = weight_decay
         self._states: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A hyperparameter changed after construction (a learning-rate schedule
+        # between fits) is checked like one given to __init__.
+        check = _CHECKS.get(name)
+        super().__setattr__(name, value if check is None else check(value, name))
 
     def _extra(self) -> tuple[float, float, float]:
         return 0.0, 0.0, 0.0
@@ -351,7 +376,7 @@ class Momentum(Optimizer):
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
-        self.momentum = _check_unit(momentum, "momentum")
+        self.momentum = momentum
 
     def _extra(self) -> tuple[float, float, float]:
         return self.momentum, 0.0, 0.0
@@ -395,7 +420,7 @@ class AdaGrad(Optimizer):
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-10, weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
-        self.eps = check_positive(eps, "eps")
+        self.eps = eps
 
     def _extra(self) -> tuple[float, float, float]:
         return 0.0, 0.0, self.eps
@@ -425,8 +450,8 @@ class RMSprop(Optimizer):
         self, lr: float = 0.01, decay: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0
     ) -> None:
         super().__init__(lr, weight_decay)
-        self.decay = _check_unit(decay, "decay")
-        self.eps = check_positive(eps, "eps")
+        self.decay = decay
+        self.eps = eps
 
     def _extra(self) -> tuple[float, float, float]:
         return self.decay, 0.0, self.eps
@@ -464,19 +489,12 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr, weight_decay)
-        self.beta1 = _check_unit(beta1, "beta1")
-        self.beta2 = _check_unit(beta2, "beta2")
-        self.eps = check_positive(eps, "eps")
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
 
     def _extra(self) -> tuple[float, float, float]:
         return self.beta1, self.beta2, self.eps
-
-
-def _check_unit(value: Any, name: str) -> float:
-    value = check_nonneg(value, name)
-    if value >= 1:
-        raise ValueError(f"{name}: expected a number in [0, 1), got {value}")
-    return value
 
 
 _CLASSES: dict[str, type[Optimizer]] = {

@@ -186,6 +186,7 @@ def test_corrupt_or_mismatching_files_raise_value_error_naming_the_file(tmp_path
         ("output.npz", {"activations": np.array(["relu", "relu"])}),
         ("float_sizes.npz", {"sizes": np.array([4.0, 6.0, 3.0])}),
         ("extra.npz", {"W2": np.zeros((3, 3))}),
+        ("huge.npz", {"sizes": np.array([4, 10**12, 3])}),  # refused before allocating
     ]:
         np.savez(tmp_path / name, **{**arrays, **change})
         with pytest.raises(ValueError, match=re.escape(name)):
@@ -294,3 +295,16 @@ def test_all_finite_is_exact_when_the_shortcut_sum_overflows(dtype):
             a = np.array(values, dtype=dtype).reshape(-1, 1)
             assert all_finite(a) is expected, values
             assert all_finite(np.repeat(a, 3, axis=1)) is expected, values
+
+
+def test_assigning_the_models_own_layers_in_another_order_swaps_them():
+    model = MLP([4, 4, 4, 4], seed=0)
+    w0, w1, w2 = (w.copy() for w in model.weights)
+    model.weights = [model.weights[2], model.weights[1], model.weights[0]]
+    for got, want in zip(model.weights, (w2, w1, w0), strict=True):
+        np.testing.assert_array_equal(got, want)
+    b = [v.copy() + k for k, v in enumerate(model.biases)]
+    model.biases = b
+    model.biases = list(reversed(model.biases))
+    for got, want in zip(model.biases, reversed(b), strict=True):
+        np.testing.assert_array_equal(got, want)

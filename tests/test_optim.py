@@ -156,6 +156,26 @@ def test_bad_hyperparameters_raise(make, match):
         make()
 
 
+@pytest.mark.parametrize(
+    "cls, name, value",
+    [
+        (optim.SGD, "lr", -0.1),
+        (optim.SGD, "lr", float("nan")),
+        (optim.Momentum, "momentum", 1.5),
+        (optim.Adam, "beta1", 1.0),
+        (optim.RMSprop, "eps", 0.0),
+        (optim.AdaGrad, "weight_decay", -1.0),
+    ],
+)
+def test_hyperparameters_changed_after_construction_are_checked(cls, name, value):
+    opt = cls(0.1)
+    opt.lr = 0.05  # a learning-rate schedule between fits
+    assert opt.hyper()[optim.LR] == 0.05
+    with pytest.raises(ValueError, match=name):
+        setattr(opt, name, value)
+    assert opt.hyper()[optim.LR] == 0.05  # the bad value was not stored
+
+
 @pytest.mark.parametrize("hyper", [{"lr": 0.05}, {"lr": 0.05, "weight_decay": 0.1}])
 def test_fused_sgd_on_blas_sized_layers_matches_reference(hyper):
     rng = np.random.default_rng(9)
