@@ -245,3 +245,25 @@ def test_unwritable_out_fails_before_training(tmp_path, monkeypatch):
     made = prepare_output(tmp_path / "a" / "b")
     assert made == [tmp_path / "a" / "b", tmp_path / "a"]
     assert prepare_output(tmp_path / "a" / "b") == []
+
+
+def test_planar_and_symmetry_apply_lsuv():
+    kw = {"iterations": 20, "progress": False}
+    r = run_planar(("lsuv", "orthogonal"), **kw)
+    assert not np.array_equal(r.costs["lsuv"], r.costs["orthogonal"])
+    s = run_symmetry(("lsuv", "orthogonal"), every=10, **kw)
+    assert s.summary()["results"]["lsuv"] != s.summary()["results"]["orthogonal"]
+
+
+def test_output_writes_all_files_or_none(tmp_path):
+    (tmp_path / "old.csv").write_text("kept")
+    with pytest.raises(KeyboardInterrupt), Output(tmp_path) as output:
+        output.json("summary.json", {"a": 1})
+        output.csv("new.csv", ["x"], [[1]])
+        raise KeyboardInterrupt  # Ctrl-C while writing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.csv"]
+    with Output(tmp_path) as output:
+        output.json("summary.json", {"a": 1})
+        output.csv("old.csv", ["x"], [[1]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.csv", "summary.json"]
+    assert (tmp_path / "old.csv").read_text().splitlines() == ["x", "1"]

@@ -7,6 +7,7 @@ import json
 import math
 import platform
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -278,48 +279,66 @@ def prepare_output(out: Any, option: str = "out") -> list[Path]:
 
 @dataclass
 class Output:
-    """Where an experiment writes: PNG figures, summary.json and CSV curves."""
+    """Where an experiment writes: PNG figures, summary.json and CSV curves.
+
+    Used as a context manager, the files are written into a hidden staging
+    directory inside ``directory`` and renamed into place only when the block
+    ends without an exception: an experiment interrupted (Ctrl-C) or failing
+    while it writes leaves none of its files, and a reader never sees half a file.
+    Without ``with``, each file is written in place.
+    """
 
     directory: Path | None
     written: list[Path] = field(default_factory=list)  # every file written, in order
+    staging: Path | None = None
+
+    def __enter__(self) -> Output:
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.staging = Path(tempfile.mkdtemp(prefix=".writing-", dir=self.directory))
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if self.staging is None:
+            return
+        try:
+            if exc_type is None:
+                for p in self.written:
+                    (self.staging / p.name).replace(p)
+        finally:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
 
     def path(self, name: str) -> Path | None:
-        """The path of file ``name`` in the directory (created), recorded as written."""
+        """Where to write file ``name`` (its final path is recorded as written)."""
         if self.directory is None:
             return None
         self.directory.mkdir(parents=True, exist_ok=True)
-        p = self.directory / name
-        self.written.append(p)
-        return p
+        final = self.directory / name
+        if final not in self.written:
+            self.written.append(final)
+        return final if self.staging is None else self.staging / name
 
     def json(self, name: str, data: dict[str, Any]) -> None:
         """Write ``data`` as JSON, non-finite numbers as ``null`` (:func:`json_safe`)."""
         p = self.path(name)
         if p is not None:
             text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False)
-            _atomic_write(p, text + "\n")
+            p.write_text(text + "\n")
 
     def csv(self, name: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         p = self.path(name)
         if p is None:
             return
-        tmp = p.with_suffix(p.suffix + ".tmp")
-        with tmp.open("w", newline="") as f:
+        with p.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(header)
             w.writerows(rows)
-        tmp.replace(p)
 
     def figure(self, name: str, fig: Any) -> None:
         p = self.path(name)
         if p is not None:
             fig.savefig(p, dpi=110, bbox_inches="tight")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def provenance(config: dict[str, Any]) -> dict[str, Any]:

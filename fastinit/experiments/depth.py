@@ -439,7 +439,8 @@ def run_depth(
                 for name in STATS:
                     getattr(result, name)[(init, act, depth)] = np.array(slot[name])
     if out is not None:
-        _write(result, Output(Path(out)))
+        with Output(Path(out)) as output:  # all files or none
+            _write(result, output)
     return result
 
 

@@ -235,7 +235,8 @@ def run_histogram(
                     )
                 )
             bar.update(len(result.act_counts))
-    _write(result, Output(None if out is None else Path(out)), bar)
+    with Output(None if out is None else Path(out)) as output:  # all files or none
+        _write(result, output, bar)
     bar.close()
     return result
 

@@ -136,11 +136,14 @@ def notebook_weights(scale: float, hidden: int = 4, seed: int = 2) -> list[np.nd
     return [w1.T.copy(), np.zeros(hidden), w2.T.copy(), np.zeros(1)]
 
 
-def _initial_model(spec: InitSpec, hidden: int, rng: str, seed: int, dtype: str) -> MLP:
+def _initial_model(
+    spec: InitSpec, hidden: int, rng: str, seed: int, dtype: str, x: np.ndarray
+) -> MLP:
     sizes = [2, hidden, 1]
     model = MLP(sizes, activation="tanh", init=spec.initializer_callable(), seed=seed, dtype=dtype)
     if rng == "notebook" and spec.std is not None:
         _assign(model, notebook_weights(spec.std, hidden, seed))
+    spec.prepare(model, x)  # full batch: LSUV on every row, as in the sweep
     return model
 
 
@@ -232,7 +235,7 @@ def run_planar(
     }
     prepare_output(out)
     result = PlanarResult(config)
-    models = {s.name: _initial_model(s, hidden, rng, seed, dtype) for s in specs}
+    models = {s.name: _initial_model(s, hidden, rng, seed, dtype, x_train) for s in specs}
     for name, params in (weights or {}).items():
         models[name] = MLP([2, hidden, 1], activation="tanh", dtype=dtype)
         _assign(models[name], params)
@@ -248,7 +251,8 @@ def run_planar(
         result.test_accuracy[name] = float(np.mean(model.predict(x_test) == y_test))
         result.models[name] = model
     if out is not None:
-        _write(result, Output(Path(out)), x_train, y_train)
+        with Output(Path(out)) as output:  # all files or none
+            _write(result, output, x_train, y_train)
     return result
 
 

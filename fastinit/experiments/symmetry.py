@@ -232,6 +232,7 @@ def run_symmetry(
         model = MLP(
             sizes, activation=activation, init=spec.initializer_callable(), seed=seed, dtype=dtype
         )
+        spec.prepare(model, x)  # full batch: LSUV on every row
         inc, outg, losses = [], [], []
         previous = 0
         for step in result.checkpoints:
@@ -253,7 +254,8 @@ def run_symmetry(
         result.loss[spec.name] = np.array(losses)
     bar.close()
     if out is not None:
-        _write(result, Output(Path(out)))
+        with Output(Path(out)) as output:  # all files or none
+            _write(result, output)
     return result
 
 
