@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -199,7 +200,7 @@ def _load_weights(path: Path) -> list[Any]:
     try:
         with np.load(path, allow_pickle=False) as f:
             return [f["W1"], f["b1"], f["W2"], f["b2"]]
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise ValueError(f"--weights {path}: expected an .npz with W1, b1, W2, b2 ({e})") from e
 
 
@@ -312,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         created = _prepare_out(getattr(args, "out", None))  # before any computing
         result = args.run(args)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, OSError) as e:  # OSError: a missing or unusable file
         _remove_empty(created)
         parser.exit(2, f"fastinit {args.command}: error: {e}\n")
     except KeyboardInterrupt:

@@ -370,15 +370,16 @@ def _load_arrays(directory: Path, sha256: Mapping[str, str] | None) -> dict[str,
 
 def _mnist_source(path: str | os.PathLike[str] | None) -> tuple[Path, Mapping[str, str] | None]:
     """The directory to read and the checksums to enforce (only for the shipped copy)."""
+    name = "path"
     if path is None:
-        path = os.environ.get(MNIST_DIR_ENV) or None
+        path, name = os.environ.get(MNIST_DIR_ENV) or None, MNIST_DIR_ENV
     if path is None:
         return _DATA_DIR, MNIST_SHA256
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a directory name or None, got {path!r}")
     directory = Path(path)
     if not directory.is_dir():
-        raise FileNotFoundError(f"path: {directory} is not a directory")
+        raise FileNotFoundError(f"{name}: {directory} is not a directory")
     return directory, None
 
 

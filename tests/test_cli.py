@@ -223,3 +223,34 @@ def test_mnist_diverged_runs_write_valid_json_without_warnings(tmp_path, capsys)
     assert he["final_loss_std"] is None and he["final_loss_count"] == 0
     assert xavier["per_seed"]["status"] == ["ok"] and xavier["final_loss"] > 0
     assert summary["iterations_per_second"] > 0
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip archive"])
+def test_unreadable_weights_file_is_a_one_line_error(tmp_path, capsys, content):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(content)
+    with pytest.raises(SystemExit) as e:
+        main(["planar", "--weights", str(bad), "--iterations", "5",
+              "--out", str(tmp_path / "out"), "--quiet"])  # fmt: skip
+    assert e.value.code == 2
+    assert "--weights" in capsys.readouterr().err
+
+
+def test_missing_mnist_directory_from_the_environment_is_a_one_line_error(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("FASTINIT_MNIST_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit) as e:
+        main(["mnist", "--iterations", "5", "--out", str(tmp_path / "out"), "--quiet"])
+    assert e.value.code == 2
+    assert "FASTINIT_MNIST_DIR" in capsys.readouterr().err
+
+
+def test_sweep_db_under_a_file_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    spec = tmp_path / "spec.toml"
+    spec.write_text('experiment = "planar"\n[fixed]\niterations = 5\n')
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", str(spec), "--db", str(tmp_path / "afile" / "x.sqlite")])
+    assert e.value.code == 2
+    assert "db" in capsys.readouterr().err

@@ -134,7 +134,10 @@ class Store:
         if readonly and not self.path.is_file():
             raise ValueError(f"db: {self.path} does not exist")
         if not readonly:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ValueError(f"db: cannot create {self.path.parent} ({e.strerror})") from e
         try:
             self.conn = sqlite3.connect(self.path, timeout=30)
             if not readonly:
