@@ -35,10 +35,12 @@ loops below.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import glob
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -105,6 +107,56 @@ def _numpy_cblas() -> list[int] | None:
                 continue
             return [ctypes.cast(f, ctypes.c_void_p).value for f in fns] + [abi]
     return None
+
+
+_THREAD_SYMBOLS = (  # OpenBLAS's thread-count functions, as NumPy's wheels name them
+    "scipy_openblas_{}_num_threads64_",
+    "scipy_openblas_{}_num_threads",
+    "openblas_{}_num_threads",
+)
+
+
+@functools.cache
+def _openblas_thread_functions() -> tuple[Any, Any] | None:
+    for path in _numpy_blas_paths():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for pattern in _THREAD_SYMBOLS:
+            try:
+                get, put = getattr(lib, pattern.format("get")), getattr(lib, pattern.format("set"))
+            except AttributeError:
+                continue
+            get.restype, put.argtypes, put.restype = ctypes.c_int, [ctypes.c_int], None
+            return get, put
+    return None
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run NumPy's OpenBLAS (and its LAPACK) on one thread inside the block.
+
+    OpenBLAS's LAPACK (``np.linalg.qr``) gives different last bits on one and on
+    two threads; on one thread its results do not depend on
+    ``OPENBLAS_NUM_THREADS``.  The previous count is restored on exit.  Nothing
+    is changed for a NumPy built on another BLAS.
+
+    Yields
+    ------
+    None
+    """
+    functions = _openblas_thread_functions()
+    if functions is None:
+        yield
+        return
+    get, put = functions
+    before = get()
+    put(1)
+    try:
+        yield
+    finally:
+        put(before)
 
 
 @functools.cache

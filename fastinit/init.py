@@ -886,7 +886,8 @@ def orthogonal(
     that shape (transposed if ``rows < cols``) is factored as ``QR`` (float64),
     ``Q`` is multiplied by ``sign(diag(R))`` so it is Haar-distributed,
     transposed back, and scaled by ``gain``.  Hence ``W^T W = gain^2 I`` when
-    ``rows >= cols`` and ``W W^T = gain^2 I`` otherwise.
+    ``rows >= cols`` and ``W W^T = gain^2 I`` otherwise.  The QR runs NumPy's
+    OpenBLAS on one thread, whose bits do not depend on ``OPENBLAS_NUM_THREADS``.
 
     Parameters
     ----------
@@ -907,7 +908,10 @@ def orthogonal(
     rows, cols = math.prod(shape[:-1]), shape[-1]
     flat = np.empty((max(rows, cols), min(rows, cols)))
     _rng.fill_normal(flat, 0.0, 1.0, seed=seed, stream=stream)
-    q, r = np.linalg.qr(flat)
+    from fastinit.dense import one_blas_thread
+
+    with one_blas_thread():  # LAPACK's bits would depend on OpenBLAS's thread count
+        q, r = np.linalg.qr(flat)
     q *= np.sign(np.diag(r))
     if rows < cols:
         q = q.T

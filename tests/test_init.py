@@ -229,3 +229,34 @@ BAD = [
 def test_bad_input_names_the_argument(call, exc, word):
     with pytest.raises(exc, match=word):
         call()
+
+
+def test_orthogonal_does_not_depend_on_openblas_threads(python_subprocess):
+    # OpenBLAS's QR gives other last bits on two threads (e.g. 77% of a 300x200 float64)
+    code = (
+        "import hashlib\n"
+        "from fastinit import init\n"
+        "h = hashlib.sha256()\n"
+        "for shape in ((300, 200), (200, 300)):\n"
+        "    h.update(init.orthogonal(shape, seed=1, dtype='float64').tobytes())\n"
+        "print(h.hexdigest())\n"
+    )
+    one = python_subprocess(code, OPENBLAS_NUM_THREADS="1")
+    two = python_subprocess(code, OPENBLAS_NUM_THREADS="2")
+    assert one == two
+
+
+def test_one_blas_thread_restores_the_thread_count():
+    from fastinit.dense import _openblas_thread_functions, one_blas_thread
+
+    functions = _openblas_thread_functions()
+    if functions is None:  # a NumPy without OpenBLAS: nothing to switch
+        with one_blas_thread():
+            pass
+        return
+    get, _ = functions
+    before = get()
+    with pytest.raises(RuntimeError), one_blas_thread():
+        assert get() == 1
+        raise RuntimeError
+    assert get() == before
