@@ -267,3 +267,25 @@ def test_output_writes_all_files_or_none(tmp_path):
         output.csv("old.csv", ["x"], [[1]])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.csv", "summary.json"]
     assert (tmp_path / "old.csv").read_text().splitlines() == ["x", "1"]
+
+
+def test_histogram_and_depth_use_canonical_activation_names():
+    from fastinit.experiments.depth import run_depth
+
+    kw = {"layers": 2, "width": 8, "samples": 16, "bins": 10}
+    typed = run_histogram(("std=1",), activations=("Sigmoid",), **kw)
+    canonical = run_histogram(("std=1",), activations=("sigmoid",), **kw)
+    assert typed.config["activations"] == ["sigmoid"]
+    edges = typed.act_edges[("std=1", "sigmoid")]
+    np.testing.assert_array_equal(edges, canonical.act_edges[("std=1", "sigmoid")])
+    assert (edges[0], edges[-1]) == (0.0, 1.0)  # the book's range for sigmoid
+    for repeated in (("relu", "relu"), ("relu", "ReLU")):
+        with pytest.raises(ValueError, match="activations: 'relu' is given twice"):
+            run_histogram(("he",), activations=repeated, **kw)
+        with pytest.raises(ValueError, match="activations: 'relu' is given twice"):
+            run_depth(("he",), activations=repeated, depths=(2,), width=4, samples=4)
+
+
+def test_symmetry_default_every_fits_a_short_run():
+    r = run_symmetry(("zeros",), iterations=50, progress=False)  # every defaults to 100
+    assert r.checkpoints[-1] == 50

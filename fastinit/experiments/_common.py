@@ -141,6 +141,31 @@ def parse_init(spec: str, *, data_dependent: bool = True) -> InitSpec:
     return InitSpec(text, initializer=key)
 
 
+def parse_activations(activations: Sequence[str]) -> list[str]:
+    """Canonical activation names (``"ReLU"`` -> ``"relu"``); raise ValueError on a repeated one.
+
+    Parameters
+    ----------
+    activations : sequence of str
+        Names or aliases from :func:`fastinit.activations.get`.
+
+    Returns
+    -------
+    list of str
+    """
+    from fastinit import activations as _act
+
+    if isinstance(activations, str):
+        raise ValueError(f"activations: expected a sequence of names, got {activations!r}")
+    names = [_act.get(a, "activations").name for a in activations]
+    if not names:
+        raise ValueError("activations: expected at least one activation")
+    for k, name in enumerate(names):
+        if name in names[:k]:
+            raise ValueError(f"activations: {name!r} is given twice; give each activation once")
+    return names
+
+
 def parse_inits(inits: Sequence[str], *, data_dependent: bool = True) -> list[InitSpec]:
     """Parse every init spec of an experiment; raise ValueError on a repeated one.
 

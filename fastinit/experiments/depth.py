@@ -43,7 +43,14 @@ from fastinit import datasets
 from fastinit import random as _rng
 from fastinit._progress import ProgressBar
 from fastinit._validate import check_dtype, check_int, check_seed
-from fastinit.experiments._common import Output, parse_inits, prepare_output, provenance, pyplot
+from fastinit.experiments._common import (
+    Output,
+    parse_activations,
+    parse_inits,
+    prepare_output,
+    provenance,
+    pyplot,
+)
 
 DEFAULT_INITS = ("std=0.01", "xavier", "he")
 DEFAULT_ACTIVATIONS = ("tanh", "relu")
@@ -384,9 +391,7 @@ def run_depth(
     specs = parse_inits(inits, data_dependent=False)
     if not specs:
         raise ValueError("inits: expected at least one init spec")
-    acts = [_act.get(a, "activations").name for a in activations]
-    if not acts:
-        raise ValueError("activations: expected at least one activation")
+    acts = parse_activations(activations)
     depths = _check_depths(depths)
     width = check_int(width, "width", low=1)
     samples = check_int(samples, "samples", low=1)

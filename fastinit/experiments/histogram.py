@@ -29,6 +29,7 @@ from fastinit._progress import ProgressBar
 from fastinit._validate import check_int, check_seed
 from fastinit.experiments._common import (
     Output,
+    parse_activations,
     parse_inits,
     prepare_output,
     provenance,
@@ -182,8 +183,7 @@ def run_histogram(
     HistogramResult
     """
     specs = parse_inits(inits, data_dependent=False)
-    for a in activations:
-        _act.get(a)
+    activations = tuple(parse_activations(activations))
     layers = check_int(layers, "layers", low=1)
     width = check_int(width, "width", low=1)
     samples = check_int(samples, "samples", low=1)
