@@ -393,6 +393,9 @@ def uniform(
 ) -> np.ndarray:
     """Draws from U[low, high), PyTorch ``uniform_`` defaults.
 
+    In float32, ``high`` itself can come out of rounding ``low + (high - low) u``
+    (as in PyTorch).
+
     Parameters
     ----------
     shape : tuple of int
@@ -915,7 +918,7 @@ def orthogonal(
     q *= np.sign(np.diag(r))
     if rows < cols:
         q = q.T
-    out.reshape(rows, cols)[...] = gain * q
+    out.reshape(rows, cols)[...] = check_representable(gain, "gain", out.dtype) * q
     return out
 
 

@@ -289,3 +289,10 @@ def test_histogram_and_depth_use_canonical_activation_names():
 def test_symmetry_default_every_fits_a_short_run():
     r = run_symmetry(("zeros",), iterations=50, progress=False)  # every defaults to 100
     assert r.checkpoints[-1] == 50
+
+
+def test_planar_notebook_seed_must_fit_numpys_legacy_generator():
+    with pytest.raises(ValueError, match="seed: rng 'notebook'"):
+        run_planar(("randn*0.01",), iterations=1, seed=2**32, progress=False)
+    r = run_planar(("randn*0.01",), iterations=1, seed=2**32, rng="fastinit", progress=False)
+    assert np.isfinite(r.costs["randn*0.01"]).all()

@@ -260,3 +260,10 @@ def test_one_blas_thread_restores_the_thread_count():
         assert get() == 1
         raise RuntimeError
     assert get() == before
+
+
+def test_orthogonal_gain_must_fit_the_dtype():
+    with pytest.raises(ValueError, match="gain"):
+        init.orthogonal((4, 4), gain=1e39, dtype="float32")
+    w = init.orthogonal((4, 4), gain=1e39, dtype="float64")
+    np.testing.assert_allclose((w / 1e39).T @ (w / 1e39), np.eye(4), atol=1e-12)

@@ -101,6 +101,13 @@ def test_duplicate_grid_points_are_one_run():
     assert [r["seed"] for r in spec.runs()] == [0, 1, 2]
 
 
+def test_init_names_are_stored_as_parse_init_reads_them():
+    spec = parse_spec('experiment = "planar"\n[grid]\ninit = ["He", " Xavier"]\n')
+    assert [r["init"] for r in spec.runs()] == ["he", "xavier"]
+    with pytest.raises(SpecError, match="twice"):
+        parse_spec('experiment = "planar"\n[grid]\ninit = ["xavier", "Xavier"]\n')
+
+
 BAD_SPECS = [
     # (text, words the message must contain, line)
     ('experiment = "planar"\n[fixed]\nlr = 1.2.3\n', ["lr", "invalid TOML"], 3),

@@ -23,9 +23,8 @@ shares its first layers with the shallower ones, and the forward statistics of
 its first ``L`` layers equal those of the depth-``L`` network.
 
 The forward/backward helpers (:func:`forward`, :func:`backward`,
-:func:`propagate`) are shared with the histogram experiment's algorithm:
-``propagate(x, weights, activation)`` returns exactly what
-``histogram._propagate`` returns.
+:func:`propagate`) are shared with the histogram experiment, which calls
+``propagate`` for its per-layer histograms.
 """
 
 from __future__ import annotations
@@ -139,7 +138,7 @@ def propagate(
     """Forward, then back-propagate a standard normal top gradient.
 
     With the defaults this is the histogram experiment's propagation (the top
-    gradient is stream 1 of key 0), so ``histogram._propagate`` can call it.
+    gradient is stream 1 of key 0), which :mod:`fastinit.experiments.histogram` calls.
 
     Parameters
     ----------

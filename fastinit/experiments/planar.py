@@ -216,6 +216,8 @@ def run_planar(
     lr = check_positive(lr, "lr")
     rng = check_choice(rng, "rng", ("notebook", "fastinit"))
     seed = check_seed(seed)
+    if rng == "notebook" and seed >= 2**32:  # NumPy's legacy RandomState
+        raise ValueError(f"seed: rng 'notebook' takes seeds in [0, 2**32), got {seed}")
     x_train, y_train = datasets.planar(1, m)
     x_test, y_test = datasets.planar(2, m)
     config = {

@@ -1,7 +1,7 @@
 """The ``fastinit sweep``, ``fastinit report`` and ``fastinit depth`` subcommands.
 
 Each ``add_*`` function adds one subparser to the ``fastinit`` command's
-subparsers (``fastinit.cli.SUBCOMMANDS``) and sets ``run`` (called with the
+subparsers (``fastinit.cli.subcommands()``) and sets ``run`` (called with the
 parsed arguments, returns an object with ``.table()``) and ``out``.
 """
 

@@ -18,7 +18,7 @@ the parameters that vary; every point of the grid is one run::
 The grid is the Cartesian product of its lists, in file order.  Several grids
 (``[[grid]]`` tables, each combined with ``[fixed]``) give the union of their
 points, duplicates removed.  Parameters left unset take the experiment's
-defaults (``fastinit sweep --list EXPERIMENT`` shows them); a list-valued
+defaults (``fastinit sweep --list`` shows them, for every experiment); a list-valued
 parameter would go in ``[grid]`` as a list of lists.
 
 Each run's configuration is the flat dict ``{"experiment": name, **every
@@ -509,6 +509,7 @@ class _Checker:
                 parse_init(value, data_dependent=experiment in ("mnist", "planar"))
             except ValueError as e:
                 raise fail(str(e).removeprefix("init: ")) from None
+            return valid(value.strip().lower())  # as parse_init reads it: "He" is "he"
         return valid(value)
 
 
