@@ -231,7 +231,9 @@ class MLP:
         self.dtype = _check_dtype(dtype)
         self.sizes = _check_sizes(sizes)
         n_layers = len(self.sizes) - 1
-        hidden = _per_layer(activation, n_layers - 1, "activation") if n_layers > 1 else []
+        if not isinstance(activation, list):  # checked even with no hidden layer to use it
+            _act.get(activation, "activation")
+        hidden = _per_layer(activation, n_layers - 1, "activation")
         acts = [_act.get(a, "activation") for a in hidden] + [_act.get("identity")]
         self.seed = check_seed(seed, "seed")
         self._allocate(acts)

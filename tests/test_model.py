@@ -308,3 +308,11 @@ def test_assigning_the_models_own_layers_in_another_order_swaps_them():
     model.biases = list(reversed(model.biases))
     for got, want in zip(model.biases, reversed(b), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_one_layer_network_checks_its_activation_too():
+    with pytest.raises(ValueError, match="activation"):
+        MLP([3, 2], activation="nonsense")
+    with pytest.raises(ValueError, match="activation"):
+        MLP([3, 2], activation=["relu"])  # no hidden layer
+    assert MLP([3, 2], activation=[]).sizes == (3, 2)
