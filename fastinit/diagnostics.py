@@ -30,11 +30,13 @@ Warnings, with these thresholds (module constants):
 * non-finite statistics (overflow).
 
 Recommended init per layer (from the activation it feeds): He
-(``kaiming_normal``, std ``gain / sqrt(fan_in)``) for the ReLU family, Glorot
+(``kaiming_normal``, std ``gain / sqrt(fan_in)``) for relu, leaky_relu, elu,
+gelu, gelu_tanh, silu and softplus, Glorot
 (``xavier_normal``, std ``gain sqrt(2 / (fan_in + fan_out))``) for tanh,
 sigmoid and the linear output layer, LeCun (``lecun_normal``, std
 ``1 / sqrt(fan_in)``, Klambauer et al. 2017) for SELU; gains from
-:func:`fastinit.init.calculate_gain` (relu for elu/gelu/silu, an approximation).
+:func:`fastinit.init.calculate_gain` (relu's for elu, gelu, gelu_tanh, silu and
+softplus, an approximation).
 """
 
 from __future__ import annotations

@@ -668,7 +668,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 def _fan_avg_scale(gain: float) -> float:
     # variance gain^2 * 2 / (fan_in + fan_out) == scale / fan_avg with scale = gain^2
-    gain = check_finite(gain, "gain")
+    gain = check_nonneg(gain, "gain")  # as PyTorch, which rejects the negative std
     return check_representable(gain * gain, "gain**2", np.dtype(np.float64))
 
 
@@ -692,7 +692,7 @@ def xavier_normal(
     shape : tuple of int
         Array shape.
     gain : float
-        Multiplier of the std (see :func:`calculate_gain`).
+        Multiplier of the std, finite and >= 0 (see :func:`calculate_gain`).
     seed, stream, dtype, out
         As for :func:`normal`.
 
@@ -724,7 +724,7 @@ def xavier_uniform(
     shape : tuple of int
         Array shape.
     gain : float
-        Multiplier of the bound (see :func:`calculate_gain`).
+        Multiplier of the bound, finite and >= 0 (see :func:`calculate_gain`).
     seed, stream, dtype, out
         As for :func:`normal`.
 

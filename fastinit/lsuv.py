@@ -88,6 +88,8 @@ def lsuv(
     ValueError
         On bad arguments, or when a layer's output variance is zero or not
         finite (nothing to rescale).
+    TypeError
+        If ``orthonormal`` or ``return_record`` is not a bool.
     """
     from fastinit import train as _train
 

@@ -267,3 +267,10 @@ def test_orthogonal_gain_must_fit_the_dtype():
         init.orthogonal((4, 4), gain=1e39, dtype="float32")
     w = init.orthogonal((4, 4), gain=1e39, dtype="float64")
     np.testing.assert_allclose((w / 1e39).T @ (w / 1e39), np.eye(4), atol=1e-12)
+
+
+@pytest.mark.parametrize("fill", [init.xavier_normal, init.xavier_uniform])
+def test_xavier_refuses_a_negative_gain_as_pytorch_does(fill):
+    with pytest.raises(ValueError, match="gain"):
+        fill((3, 4), gain=-1.0)
+    assert not fill((3, 4), gain=0.0).any()
