@@ -127,3 +127,9 @@ def test_depth_command(tmp_path, capsys):
     text = capsys.readouterr().out
     for option in ("--out", "--inits", "--add", "--seed", "--dtype", "--quiet", "--depths"):
         assert option in text
+
+
+def test_depth_table_columns_never_run_together():
+    r = run_depth(("glorot_uniform",), ("leaky_relu",), depths=(2,), width=4, samples=4)
+    row = r.table().splitlines()[2].split()
+    assert row[:3] == ["glorot_uniform", "leaky_relu", "2"] and len(row) == 7

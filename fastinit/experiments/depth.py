@@ -49,6 +49,7 @@ from fastinit.experiments._common import (
     prepare_output,
     provenance,
     pyplot,
+    text_table,
 )
 
 DEFAULT_INITS = ("std=0.01", "xavier", "he")
@@ -305,16 +306,14 @@ class DepthResult:
             A header, a rule and one line per row; a mean that is not finite
             shows as ``overflow``.
         """
-        head = f"{'init':<12}{'act':<10}{'depth':>6}{'act std 1':>12}{'act std L':>12}"
-        head += f"{'grad std 1':>12}{'grad std L':>12}"
-        lines = [head, "-" * len(head)]
-        for r in self.summary()["results"]:
-            lines.append(
-                f"{r['init']:<12}{r['activation']:<10}{r['depth']:>6}"
-                f"{_fmt(r['act_std_first']):>12}{_fmt(r['act_std_last']):>12}"
-                f"{_fmt(r['grad_std_first']):>12}{_fmt(r['grad_std_last']):>12}"
-            )
-        return "\n".join(lines)
+        header = ["init", "act", "depth", "act std 1", "act std L", "grad std 1", "grad std L"]
+        rows = [
+            [r["init"], r["activation"], str(r["depth"])]
+            + [_fmt(r[k]) for k in ("act_std_first", "act_std_last", "grad_std_first")]
+            + [_fmt(r["grad_std_last"])]
+            for r in self.summary()["results"]
+        ]
+        return text_table(header, rows, "<<>>>>>")
 
 
 def _mean(values: np.ndarray) -> float | None:
