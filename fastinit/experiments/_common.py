@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import platform
@@ -309,8 +310,9 @@ class Output:
     Used as a context manager, the files are written into a hidden staging
     directory inside ``directory`` and renamed into place only when the block
     ends without an exception: an experiment interrupted (Ctrl-C) or failing
-    while it writes leaves none of its files, and a reader never sees half a file.
-    Without ``with``, each file is written in place.
+    while it writes leaves none of its files.  Without ``with`` (the sweep
+    report), JSON and CSV files are each written to a temporary file and renamed,
+    so a reader never sees half of one.
     """
 
     directory: Path | None
@@ -349,21 +351,29 @@ class Output:
         p = self.path(name)
         if p is not None:
             text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False)
-            p.write_text(text + "\n")
+            _atomic_write(p, text + "\n")
 
     def csv(self, name: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         p = self.path(name)
         if p is None:
             return
-        with p.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            w.writerows(rows)
+        text = io.StringIO(newline="")
+        w = csv.writer(text)
+        w.writerow(header)
+        w.writerows(rows)
+        _atomic_write(p, text.getvalue())
 
     def figure(self, name: str, fig: Any) -> None:
         p = self.path(name)
         if p is not None:
             fig.savefig(p, dpi=110, bbox_inches="tight")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, newline="")
+    tmp.replace(path)
 
 
 def provenance(config: dict[str, Any]) -> dict[str, Any]:

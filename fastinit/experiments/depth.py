@@ -307,10 +307,9 @@ class DepthResult:
             shows as ``overflow``.
         """
         header = ["init", "act", "depth", "act std 1", "act std L", "grad std 1", "grad std L"]
+        stats = ("act_std_first", "act_std_last", "grad_std_first", "grad_std_last")
         rows = [
-            [r["init"], r["activation"], str(r["depth"])]
-            + [_fmt(r[k]) for k in ("act_std_first", "act_std_last", "grad_std_first")]
-            + [_fmt(r["grad_std_last"])]
+            [r["init"], r["activation"], str(r["depth"]), *(_fmt(r[k]) for k in stats)]
             for r in self.summary()["results"]
         ]
         return text_table(header, rows, "<<>>>>>")
