@@ -124,12 +124,19 @@ def notebook_weights(scale: float, hidden: int = 4, seed: int = 2) -> list[np.nd
     hidden : int
         Hidden units.
     seed : int
-        The legacy NumPy seed.
+        The legacy NumPy seed, in [0, 2**32).
 
     Returns
     -------
     list of numpy.ndarray
+
+    Raises
+    ------
+    ValueError
+        Naming ``seed``, if it is outside NumPy's legacy range.
     """
+    if not 0 <= seed < 2**32:  # the experiment and the sweep runner both come here
+        raise ValueError(f"seed: rng 'notebook' takes seeds in [0, 2**32), got {seed}")
     rs = np.random.RandomState(seed)
     w1 = rs.randn(hidden, 2) * scale
     w2 = rs.randn(1, hidden) * scale
@@ -216,8 +223,6 @@ def run_planar(
     lr = check_positive(lr, "lr")
     rng = check_choice(rng, "rng", ("notebook", "fastinit"))
     seed = check_seed(seed)
-    if rng == "notebook" and seed >= 2**32:  # NumPy's legacy RandomState
-        raise ValueError(f"seed: rng 'notebook' takes seeds in [0, 2**32), got {seed}")
     x_train, y_train = datasets.planar(1, m)
     x_test, y_test = datasets.planar(2, m)
     config = {
