@@ -496,20 +496,47 @@ def variance_scaling(
     numpy.ndarray
     """
     scale = check_positive(scale, "scale")
+    kw = {"seed": seed, "stream": stream, "dtype": dtype, "out": out}
+    return _variance_scaling(shape, scale, mode, distribution, kw, ("scale", scale))
+
+
+def _variance_scaling(shape, scale, mode, distribution, kw, source) -> np.ndarray:
+    """``variance_scaling`` with ``scale`` > 0; ``source`` = (name, value) the user gave."""
     mode = check_choice(mode, "mode", _MODES)
     distribution = check_choice(distribution, "distribution", _DISTRIBUTIONS)
     shape = check_shape(shape)
     fan_in, fan_out = fan_in_and_fan_out(shape)
     fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
     variance = scale / max(1.0, fan)
-    kw = {"seed": seed, "stream": stream, "dtype": dtype, "out": out}
     if distribution == "truncated_normal":
         s = math.sqrt(variance) / TRUNCATED_NORMAL_STD
+        _check_reach(2.0 * s, source, kw)
         return truncated_normal(shape, mean=0.0, std=s, a=-2.0 * s, b=2.0 * s, **kw)
     if distribution == "untruncated_normal":
+        _check_reach(_rng.Z_MAX * math.sqrt(variance), source, kw)
         return normal(shape, mean=0.0, std=math.sqrt(variance), **kw)
     limit = math.sqrt(3.0 * variance)
+    _check_reach(2.0 * limit, source, kw)
     return uniform(shape, low=-limit, high=limit, **kw)
+
+
+def _check_reach(reach: float, source: tuple[str, float], kw: dict[str, Any]) -> None:
+    """Raise naming the user's parameter when the fill needs a magnitude ``reach`` (its
+    largest draw, or a uniform's span) beyond the target dtype, before the fill would
+    name its own ``std`` or ``low``."""
+    dtype, out = kw["dtype"], kw["out"]
+    if dtype is None and out is not None:  # a bad ``out`` is left to the fill to name
+        dtype = getattr(out, "dtype", None)
+        if dtype not in (np.float32, np.float64):
+            return
+    dtype = check_dtype("float32" if dtype is None else dtype)
+    top = float(np.finfo(dtype).max)
+    if not reach <= top:
+        name, value = source
+        raise ValueError(
+            f"{name}: {value:.4g} is too large for this shape in {dtype}: the fill needs "
+            f"{reach:.4g}, beyond the range ({top:.4g})"
+        )
 
 
 _KERAS_DOC = """{doc}
@@ -700,9 +727,9 @@ def xavier_normal(
     -------
     numpy.ndarray
     """
-    return _scaled(
-        shape, _fan_avg_scale(gain), "fan_avg", "untruncated_normal", seed, stream, dtype, out
-    )
+    scale = _fan_avg_scale(gain)
+    source = ("gain", gain)
+    return _scaled(shape, scale, "fan_avg", "untruncated_normal", seed, stream, dtype, out, source)
 
 
 def xavier_uniform(
@@ -732,7 +759,8 @@ def xavier_uniform(
     -------
     numpy.ndarray
     """
-    return _scaled(shape, _fan_avg_scale(gain), "fan_avg", "uniform", seed, stream, dtype, out)
+    scale = _fan_avg_scale(gain)
+    return _scaled(shape, scale, "fan_avg", "uniform", seed, stream, dtype, out, ("gain", gain))
 
 
 def _kaiming_scale(a: float, mode: str, nonlinearity: str) -> tuple[float, str]:
@@ -776,7 +804,7 @@ def kaiming_normal(
     numpy.ndarray
     """
     scale, mode = _kaiming_scale(a, mode, nonlinearity)
-    return _scaled(shape, scale, mode, "untruncated_normal", seed, stream, dtype, out)
+    return _scaled(shape, scale, mode, "untruncated_normal", seed, stream, dtype, out, ("a", a))
 
 
 def kaiming_uniform(
@@ -812,23 +840,16 @@ def kaiming_uniform(
     numpy.ndarray
     """
     scale, mode = _kaiming_scale(a, mode, nonlinearity)
-    return _scaled(shape, scale, mode, "uniform", seed, stream, dtype, out)
+    return _scaled(shape, scale, mode, "uniform", seed, stream, dtype, out, ("a", a))
 
 
-def _scaled(shape, scale, mode, distribution, seed, stream, dtype, out) -> np.ndarray:
-    """``variance_scaling``, allowing scale 0 (a gain of 0 gives zeros)."""
+def _scaled(shape, scale, mode, distribution, seed, stream, dtype, out, source) -> np.ndarray:
+    """``variance_scaling``, allowing scale 0 (a gain of 0 gives zeros); ``source`` is the
+    (name, value) pair the scale came from, named if the draws would overflow."""
+    kw = {"seed": seed, "stream": stream, "dtype": dtype, "out": out}
     if scale == 0.0:
-        return zeros(shape, seed=seed, stream=stream, dtype=dtype, out=out)
-    return variance_scaling(
-        shape,
-        scale=scale,
-        mode=mode,
-        distribution=distribution,
-        seed=seed,
-        stream=stream,
-        dtype=dtype,
-        out=out,
-    )
+        return zeros(shape, **kw)
+    return _variance_scaling(shape, scale, mode, distribution, kw, source)
 
 
 def uniform_unit_scaling(
@@ -864,6 +885,7 @@ def uniform_unit_scaling(
     shape = check_shape(shape)
     input_size = math.prod(shape[:-1])  # 1 for () and 1-D shapes (the empty product)
     limit = factor * math.sqrt(3.0 / input_size)
+    _check_reach(2.0 * limit, ("factor", factor), {"dtype": dtype, "out": out})
     return uniform(shape, low=-limit, high=limit, seed=seed, stream=stream, dtype=dtype, out=out)
 
 

@@ -724,13 +724,11 @@ def uniform_constants(low: float, high: float, dtype: np.dtype) -> tuple[np.floa
 Z_MAX = 9.0
 
 
-def normal_constants(
-    mean: float, std: float, dtype: np.dtype, *, positive: bool = False
-) -> tuple[float, float]:
-    """Validate a normal's ``mean`` and ``std`` (> 0 if ``positive``, else >= 0).
+def normal_constants(mean: float, std: float, dtype: np.dtype) -> tuple[float, float]:
+    """Validate a normal's ``mean`` and ``std`` (>= 0).
 
     Every draw must fit ``dtype``: ``|mean| + Z_MAX std`` within its range.
-    Shared by the normal and truncated-normal fills and their CUDA twins.
+    Shared by the normal fill and its CUDA twin.
 
     Parameters
     ----------
@@ -738,8 +736,6 @@ def normal_constants(
         As in :func:`fill_normal`.
     dtype : numpy.dtype
         float32 or float64.
-    positive : bool
-        Whether ``std`` must be > 0.
 
     Returns
     -------
@@ -747,7 +743,7 @@ def normal_constants(
         ``(mean, std)``.
     """
     mean = check_finite(mean, "mean")
-    std = check_positive(std, "std") if positive else check_nonneg(std, "std")
+    std = check_nonneg(std, "std")
     check_representable(abs(mean) + Z_MAX * std, f"mean, std: |mean| + {Z_MAX:g} std", dtype)
     return mean, std
 
@@ -824,7 +820,8 @@ def fill_truncated_normal(
     std : float
         Finite standard deviation > 0 of the untruncated normal.
     a, b : float
-        Finite absolute bounds, ``a < b``.
+        Finite absolute bounds, ``a < b``.  ``mean``, ``sqrt(2) std``, ``a``, ``b``
+        and the bounds' distances from ``mean`` must fit ``out``'s dtype.
     seed, stream : int
         Key and stream, each in [0, 2**64).
 
@@ -889,11 +886,16 @@ def truncation_constants(
         interval is too far in one tail for the inverse CDF in ``dtype``).
     """
     dtype = np.dtype(dtype)
-    mean, std = normal_constants(mean, std, dtype, positive=True)
+    mean = check_representable(check_finite(mean, "mean"), "mean", dtype)
+    std = check_positive(std, "std")
+    check_representable(std * math.sqrt(2.0), "std: sqrt(2) std", dtype)
     a = check_representable(check_finite(a, "a"), "a", dtype)
     b = check_representable(check_finite(b, "b"), "b", dtype)
     if not a < b:
         raise ValueError(f"a, b: expected a < b, got a={a}, b={b}")
+    # every draw lies in [a, b], so the kernels' mean + offset needs |a - mean| and |b - mean|
+    # to fit (the untruncated normal's Z_MAX std rule would refuse bounded draws)
+    check_representable(max(b - mean, mean - a), "a, b: distance of a bound from mean", dtype)
     alpha, beta = (a - mean) / std, (b - mean) / std
     lo2 = 2.0 * _norm_cdf(alpha) - 1.0
     hi2 = 2.0 * _norm_cdf(beta) - 1.0

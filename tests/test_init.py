@@ -274,3 +274,40 @@ def test_xavier_refuses_a_negative_gain_as_pytorch_does(fill):
     with pytest.raises(ValueError, match="gain"):
         fill((3, 4), gain=-1.0)
     assert not fill((3, 4), gain=0.0).any()
+
+
+@pytest.mark.parametrize(
+    ("call", "word"),
+    [
+        (lambda dt: init.variance_scaling((3, 4), scale=1e80, dtype=dt), "scale"),
+        (
+            lambda dt: init.variance_scaling((3, 4), scale=1e80, distribution="uniform", dtype=dt),
+            "scale",
+        ),
+        (
+            lambda dt: init.variance_scaling(
+                (3, 4), scale=1e80, distribution="untruncated_normal", out=np.empty((3, 4), dt)
+            ),
+            "scale",
+        ),
+        (lambda dt: init.xavier_normal((3, 4), gain=1e40, dtype=dt), "gain"),
+        (lambda dt: init.xavier_uniform((3, 4), gain=1e40, dtype=dt), "gain"),
+        (lambda dt: init.uniform_unit_scaling((3, 4), factor=1e40, dtype=dt), "factor"),
+    ],
+)
+def test_a_scale_too_large_for_float32_is_named_not_the_fills_parameter(call, word):
+    # the fills' own names (std, low, "mean, std") are not arguments of these functions
+    with pytest.raises(ValueError, match=rf"^{word}: .*float32"):
+        call(np.float32)
+    assert np.isfinite(call(np.float64)).all()  # the same scale fits float64
+
+
+def test_truncated_normal_with_a_huge_std_but_bounded_draws_is_allowed():
+    # the draws lie in [a, b]; only sqrt(2) std and the bounds' distances must fit float32
+    x = init.truncated_normal((100_000,), std=1e38, a=-1.0, b=1.0, seed=2)
+    assert x.dtype == np.float32 and x.min() >= -1.0 and x.max() <= 1.0
+    assert abs(x.var() - 1 / 3) < 0.01  # std >> b - a: uniform on [-1, 1]
+    with pytest.raises(ValueError, match="std"):
+        init.truncated_normal((3,), std=3e38, a=-1.0, b=1.0)
+    with pytest.raises(ValueError, match="a, b"):
+        init.truncated_normal((3,), mean=1e38, a=-3e38, b=1.0)
