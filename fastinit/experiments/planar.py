@@ -143,14 +143,48 @@ def notebook_weights(scale: float, hidden: int = 4, seed: int = 2) -> list[np.nd
     return [w1.T.copy(), np.zeros(hidden), w2.T.copy(), np.zeros(1)]
 
 
-def _initial_model(
-    spec: InitSpec, hidden: int, rng: str, seed: int, dtype: str, x: np.ndarray
+def initial_model(
+    spec: InitSpec,
+    sizes: Sequence[int],
+    *,
+    activation: str = "tanh",
+    rng: str = "notebook",
+    seed: int = 2,
+    dtype: str = "float64",
+    x: np.ndarray,
 ) -> MLP:
-    sizes = [2, hidden, 1]
-    model = MLP(sizes, activation="tanh", init=spec.initializer_callable(), seed=seed, dtype=dtype)
-    if rng == "notebook" and spec.std is not None:
-        _assign(model, notebook_weights(spec.std, hidden, seed))
-    spec.prepare(model, x)  # full batch: LSUV on every row, as in the sweep
+    """The network an init spec starts from, as ``fastinit planar`` and its sweep build it.
+
+    With ``rng='notebook'`` a ``randn*s`` (or ``std=s``) spec on one hidden layer
+    draws the classic notebook's weights (:func:`notebook_weights`); otherwise
+    fastinit's own streams.  LSUV (``spec.prepare``) runs on all of ``x``.
+
+    Parameters
+    ----------
+    spec : InitSpec
+        A parsed init spec (:func:`fastinit.experiments._common.parse_init`).
+    sizes : sequence of int
+        ``[2, hidden..., 1]``.
+    activation : str
+        Hidden activation.
+    rng : {'notebook', 'fastinit'}
+        Which generator draws ``randn*s`` weights.
+    seed : int
+        Seed of the weights.
+    dtype : {'float32', 'float64'}
+        Parameter type.
+    x : numpy.ndarray
+        The training inputs (used by data-dependent inits).
+
+    Returns
+    -------
+    MLP
+    """
+    init = spec.initializer_callable()
+    model = MLP(list(sizes), activation=activation, init=init, seed=seed, dtype=dtype)
+    if rng == "notebook" and spec.std is not None and len(sizes) == 3:
+        _assign(model, notebook_weights(spec.std, sizes[1], seed))
+    spec.prepare(model, x)  # full batch: LSUV on every row
     return model
 
 
@@ -242,7 +276,10 @@ def run_planar(
     }
     prepare_output(out)
     result = PlanarResult(config)
-    models = {s.name: _initial_model(s, hidden, rng, seed, dtype, x_train) for s in specs}
+    models = {
+        s.name: initial_model(s, [2, hidden, 1], rng=rng, seed=seed, dtype=dtype, x=x_train)
+        for s in specs
+    }
     for name, params in (weights or {}).items():
         models[name] = MLP([2, hidden, 1], activation="tanh", dtype=dtype)
         _assign(models[name], params)

@@ -194,21 +194,13 @@ def _run_planar(cfg: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     from fastinit.experiments._common import parse_init
-    from fastinit.experiments.planar import notebook_weights
-    from fastinit.model import MLP
+    from fastinit.experiments.planar import initial_model
 
-    spec = parse_init(cfg["init"])
     (x, y), (xt, yt) = _planar_data(cfg["m"])
-    sizes = [2, *([cfg["width"]] * cfg["depth"]), 1]
-    model = MLP(
-        sizes, activation=cfg["activation"], init=spec.initializer_callable(), seed=cfg["seed"],
-        dtype=cfg["dtype"],
+    model = initial_model(
+        parse_init(cfg["init"]), [2, *([cfg["width"]] * cfg["depth"]), 1],
+        activation=cfg["activation"], rng=cfg["rng"], seed=cfg["seed"], dtype=cfg["dtype"], x=x,
     )  # fmt: skip
-    if cfg["rng"] == "notebook" and spec.std is not None and cfg["depth"] == 1:
-        w1, b1, w2, b2 = notebook_weights(spec.std, cfg["width"], cfg["seed"])
-        model.weights = [w1, w2]
-        model.biases = [b1, b2]
-    spec.prepare(model, x)  # full batch: LSUV on every row
     history = model.fit(
         x, y, optimizer=_optimizer(cfg), batch_size=len(x), iterations=cfg["iterations"],
         sampling="full", loss="sigmoid_cross_entropy", progress=False,
