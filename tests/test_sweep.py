@@ -142,7 +142,32 @@ BAD_SPECS = [
         ["grid.train_size", "at most 60000", "got 100000"],
         3,
     ),
+    # combinations every such run would reject: the notebook's RandomState takes 32-bit seeds
+    (
+        'experiment = "planar"\n[fixed]\nseed = 4294967296\n[grid]\ninit = ["he", "randn*3"]\n',
+        ["fixed.seed", "[0, 2**32)", "'randn*3'"],
+        3,
+    ),
+    (
+        'experiment = "planar"\n[[grid]]\nseed = [0]\n[[grid]]\nseed = [1, 4294967297]\n',
+        ["grid[1].seed", "4294967297", "'randn'", "rng = 'fastinit'"],
+        5,
+    ),
 ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'experiment = "planar"\n[fixed]\nseed = 4294967296\nrng = "fastinit"\n',
+        'experiment = "planar"\n[fixed]\nseed = 4294967296\ninit = "he"\n',
+        'experiment = "planar"\n[fixed]\nseed = 4294967296\ndepth = 2\n',
+        'experiment = "planar"\n[[grid]]\nseed = [4294967296]\nrng = ["fastinit"]\n'
+        '[[grid]]\nseed = [4294967297]\ninit = ["zeros"]\n',
+    ],
+)
+def test_a_large_seed_is_accepted_where_the_notebook_generator_is_not_used(tmp_path, text):
+    assert load_spec(write(tmp_path, text, "ok.toml")).keyed_runs()
 
 
 @pytest.mark.parametrize(("text", "words", "line"), BAD_SPECS)

@@ -108,6 +108,10 @@ class Experiment:
     doc: str = ""
     hidden: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # called by the SPEC check with each grid's axes ({parameter: [values]}, defaults and
+    # [fixed] included; every combination is run); raises ValueError("<key>: ...") for a
+    # combination the run itself would reject
+    check_grid: Callable[[dict[str, list[Any]]], None] | None = None
 
 
 def _init(default: str) -> Param:
@@ -171,6 +175,21 @@ def _check_planar_m(m: int) -> None:
     from fastinit import datasets
 
     datasets.check_planar_size(m)
+
+
+def _check_planar_grid(axes: dict[str, list[Any]]) -> None:
+    """Refuse a seed the notebook generator cannot take in a combination that draws from it."""
+    from fastinit.experiments._common import parse_init
+
+    big = [seed for seed in axes["seed"] if seed >= 2**32]
+    if not big or "notebook" not in axes["rng"] or 1 not in axes["depth"]:
+        return
+    for init in axes["init"]:
+        if parse_init(init).std is not None:  # randn*s: the notebook's RandomState draws it
+            raise ValueError(
+                f"seed: rng 'notebook' takes seeds in [0, 2**32), got {big[0]} with init "
+                f"{init!r} and depth 1; set rng = 'fastinit' for larger seeds"
+            )
 
 
 def _check_train_size(train_size: int, available: int | None = None) -> None:
@@ -358,6 +377,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         ("final_loss", "test_accuracy", "train_accuracy"),
         "loss",
         "the planar flower, full-batch training",
+        check_grid=_check_planar_grid,
     ),
     "mnist": Experiment(
         "mnist",

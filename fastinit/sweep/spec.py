@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastinit.sweep.runners import EXPERIMENTS, Param
+from fastinit.sweep.runners import EXPERIMENTS, Experiment, Param
 
 __all__ = ["Spec", "SpecError", "canonical_json", "config_key", "load_spec", "parse_spec"]
 
@@ -382,6 +382,7 @@ class _Checker:
                     )
                 grid[key] = self._axis(values, params, experiment, key, n, index)
             grids.append(grid)
+        self._check_combinations(EXPERIMENTS[experiment], fixed, grids, isinstance(grid_data, list))
         spec = Spec(experiment, name, fixed, grids, path, description)
         total = sum(math.prod(len(v) for v in grid.values()) for grid in grids or [{}])
         if total > MAX_RUNS:
@@ -389,6 +390,23 @@ class _Checker:
                 f"the grid has {total} points; at most {MAX_RUNS} allowed", "grid", None
             )
         return spec
+
+    def _check_combinations(
+        self, experiment: Experiment, fixed: dict[str, Any], grids: list[dict], listed: bool
+    ) -> None:
+        """Run the experiment's ``check_grid`` on each grid's full axes."""
+        if experiment.check_grid is None:
+            return
+        for n, grid in enumerate(grids or [{}]):
+            axes = {key: [p.default] for key, p in experiment.params.items()}
+            axes |= {key: [value] for key, value in fixed.items()} | grid
+            try:
+                experiment.check_grid(axes)
+            except ValueError as e:
+                key, _, message = str(e).partition(": ")
+                if key in grid:
+                    raise self.error(message, "grid", key, n, f"[{n}]" if listed else "") from None
+                raise self.error(message, "fixed" if key in fixed else None, key) from None
 
     def _axis(
         self, values: Any, params: dict[str, Param], experiment: str, key: str, n: int, index: str
