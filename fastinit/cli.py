@@ -103,9 +103,9 @@ def _histogram(sub: Any) -> None:
         description=h.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--inits", type=_names, default=h.DEFAULT_INITS,
+    p.add_argument("--inits", type=_names, default=",".join(h.DEFAULT_INITS),
                    help="comma-separated init specs (default: %(default)s)")  # fmt: skip
-    p.add_argument("--activations", type=_names, default=h.DEFAULT_ACTIVATIONS,
+    p.add_argument("--activations", type=_names, default=",".join(h.DEFAULT_ACTIVATIONS),
                    help="comma-separated activations (default: %(default)s)")  # fmt: skip
     p.add_argument("--layers", type=int, default=5, help="depth (default: %(default)s)")
     p.add_argument("--width", type=int, default=100, help="units per layer (default: %(default)s)")
@@ -136,7 +136,7 @@ def _mnist(sub: Any) -> None:
         description=m.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--inits", type=_names, default=m.DEFAULT_INITS,
+    p.add_argument("--inits", type=_names, default=",".join(m.DEFAULT_INITS),
                    help="comma-separated init specs (default: %(default)s)")  # fmt: skip
     p.add_argument("--activation", default="relu", help="hidden activation (default: relu)")
     p.add_argument("--hidden", type=_ints, default=(100, 100, 100, 100),
@@ -176,7 +176,7 @@ def _planar(sub: Any) -> None:
         description=pl.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--inits", type=_names, default=pl.DEFAULT_INITS,
+    p.add_argument("--inits", type=_names, default=",".join(pl.DEFAULT_INITS),
                    help="comma-separated init specs (default: %(default)s)")  # fmt: skip
     p.add_argument("--weights", type=Path, action="append", default=[], metavar="NPZ",
                    help="also run from explicit initial weights: an .npz with arrays W1 (2, H), "
@@ -234,7 +234,7 @@ def _symmetry(sub: Any) -> None:
         description=s.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--inits", type=_names, default=s.DEFAULT_INITS,
+    p.add_argument("--inits", type=_names, default=",".join(s.DEFAULT_INITS),
                    help="comma-separated init specs (default: %(default)s)")  # fmt: skip
     p.add_argument("--hidden", type=_ints, default=(8, 8), help="hidden widths (default: 8,8)")
     p.add_argument("--activation", default="tanh", help="hidden activation (default: tanh)")

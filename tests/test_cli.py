@@ -18,6 +18,22 @@ def test_help_explains_every_option(command, capsys):
     text = capsys.readouterr().out
     for option in ("--out", "--inits", "--add", "--seed", "--dtype", "--quiet"):
         assert option in text
+    assert "('" not in text  # list defaults read as the option takes them: a,b,c
+
+
+@pytest.mark.parametrize(
+    ("command", "module"),
+    [("histogram", "histogram"), ("mnist", "mnist"), ("planar", "planar"),
+     ("symmetry", "symmetry"), ("depth", "depth")],
+)  # fmt: skip
+def test_default_lists_parse_to_the_experiments_defaults(command, module):
+    import importlib
+
+    defaults = importlib.import_module(f"fastinit.experiments.{module}")
+    a = build_parser().parse_args([command])
+    assert a.inits == tuple(defaults.DEFAULT_INITS)
+    if hasattr(a, "activations"):
+        assert a.activations == tuple(defaults.DEFAULT_ACTIVATIONS)
 
 
 def test_planar_command_writes_its_files(tmp_path, capsys):

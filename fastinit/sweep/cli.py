@@ -190,9 +190,9 @@ def add_depth(sub: Any) -> None:
         description=d.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--inits", type=_names, default=d.DEFAULT_INITS,
+    p.add_argument("--inits", type=_names, default=",".join(d.DEFAULT_INITS),
                    help="comma-separated init specs (default: %(default)s)")  # fmt: skip
-    p.add_argument("--activations", type=_names, default=d.DEFAULT_ACTIVATIONS,
+    p.add_argument("--activations", type=_names, default=",".join(d.DEFAULT_ACTIVATIONS),
                    help="comma-separated activations (default: %(default)s)")  # fmt: skip
     p.add_argument("--depths", type=_ints, default=d.DEFAULT_DEPTHS,
                    help="comma-separated network depths (default: 10,20,50,100)")  # fmt: skip
