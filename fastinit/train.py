@@ -1110,8 +1110,9 @@ def fit_many(
     """
     start = time.perf_counter()
     models = _check_models(models)
-    if not isinstance(record_stats, (bool, np.bool_)):
-        raise ValueError(f"record_stats: expected True or False, got {record_stats!r}")
+    for name, flag in (("record_stats", record_stats), ("progress", progress)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name}: expected True or False, got {flag!r}")
     try:
         every = check_int(stats_every, "stats_every", low=1)
     except TypeError as err:

@@ -10,6 +10,7 @@ import pytest
 
 from fastinit import datasets, init
 from fastinit.experiments._common import Output, parse_init, prepare_output, smooth_curve
+from fastinit.experiments.depth import run_depth
 from fastinit.experiments.histogram import HistogramResult, LayerStats, run_histogram
 from fastinit.experiments.mnist import MnistResult, run_mnist
 from fastinit.experiments.planar import notebook_weights, run_planar
@@ -270,8 +271,6 @@ def test_output_writes_all_files_or_none(tmp_path):
 
 
 def test_histogram_and_depth_use_canonical_activation_names():
-    from fastinit.experiments.depth import run_depth
-
     kw = {"layers": 2, "width": 8, "samples": 16, "bins": 10}
     typed = run_histogram(("std=1",), activations=("Sigmoid",), **kw)
     canonical = run_histogram(("std=1",), activations=("sigmoid",), **kw)
@@ -284,6 +283,21 @@ def test_histogram_and_depth_use_canonical_activation_names():
             run_histogram(("he",), activations=repeated, **kw)
         with pytest.raises(ValueError, match="activations: 'relu' is given twice"):
             run_depth(("he",), activations=repeated, depths=(2,), width=4, samples=4)
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        lambda: run_histogram(("he",), layers=1, width=2, samples=2, progress="no"),
+        lambda: run_mnist(("he",), hidden=(2,), iterations=1, train_size=8, progress="no"),
+        lambda: run_planar(("zeros",), iterations=1, progress="no"),
+        lambda: run_symmetry(("zeros",), iterations=1, progress="no"),
+        lambda: run_depth(("he",), depths=(2,), width=2, samples=2, progress="no"),
+    ],
+)
+def test_experiments_refuse_a_progress_that_is_not_a_bool(run, tmp_path):
+    with pytest.raises(TypeError, match="progress: expected True or False"):
+        run()
 
 
 def test_symmetry_default_every_fits_a_short_run():

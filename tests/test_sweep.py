@@ -636,3 +636,11 @@ def test_example_spec_is_valid():
     example = Path(__file__).resolve().parents[1] / "examples" / "sweep_small.toml"
     spec = load_spec(example)
     assert spec.experiment == "depth" and 8 <= len(spec) <= 400
+
+
+@pytest.mark.parametrize("flag", ["progress", "retry_failed"])
+def test_run_sweep_flags_must_be_bools(tmp_path, flag):
+    spec = write(tmp_path, 'experiment = "planar"\n[fixed]\niterations = 1\n', "s.toml")
+    with pytest.raises(TypeError, match=f"{flag}: expected True or False"):
+        run_sweep(spec, tmp_path / "r.sqlite", workers=0, **{flag: "no"})
+    assert not (tmp_path / "r.sqlite").exists()  # refused before the store is opened

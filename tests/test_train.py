@@ -236,6 +236,16 @@ def test_progress_bar():
     assert quiet.getvalue() == ""
 
 
+@pytest.mark.parametrize("flag", ["no", None, 0])
+def test_progress_must_be_a_bool(flag):
+    m = MLP([2, 3, 2])
+    x, y = np.zeros((4, 2), np.float32), np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match="progress: expected True or False"):
+        m.fit(x, y, optimizer=optim.SGD(0.1), iterations=1, progress=flag)
+    with pytest.raises(ValueError, match="progress"):
+        fit_many([m], x, y, optimizer=optim.SGD(0.1), iterations=1, progress=flag)
+
+
 def test_progress_estimate_leaves_out_the_first_chunk(monkeypatch):
     # the first chunk of a first run is mostly compilation: 4 iterations in 5 s, then
     # 10 in 0.01 s: 86 left take about 0.09 s, not the 107 s that 5.01 s / 14 suggests

@@ -41,7 +41,7 @@ from fastinit import activations as _act
 from fastinit import datasets
 from fastinit import random as _rng
 from fastinit._progress import ProgressBar
-from fastinit._validate import check_dtype, check_int, check_seed
+from fastinit._validate import check_bool, check_dtype, check_int, check_seed
 from fastinit.experiments._common import (
     Output,
     parse_activations,
@@ -390,6 +390,7 @@ def run_depth(
         raise ValueError("inits: expected at least one init spec")
     acts = parse_activations(activations)
     depths = _check_depths(depths)
+    progress = check_bool(progress, "progress")
     width = check_int(width, "width", low=1)
     samples = check_int(samples, "samples", low=1)
     seeds = check_int(seeds, "seeds", low=1)
@@ -413,7 +414,7 @@ def run_depth(
     prepare_output(out)
     result = DepthResult(config)
     collected: dict[tuple[str, str, int], dict[str, list[np.ndarray]]] = {}
-    bar = ProgressBar(seeds * len(specs) * len(acts), enabled=bool(progress), label="depth")
+    bar = ProgressBar(seeds * len(specs) * len(acts), enabled=progress, label="depth")
     start = time.perf_counter()
     done = 0
     try:

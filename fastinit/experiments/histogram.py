@@ -26,7 +26,7 @@ from fastinit import activations as _act
 from fastinit import datasets
 from fastinit import train as _train
 from fastinit._progress import ProgressBar
-from fastinit._validate import check_int, check_seed
+from fastinit._validate import check_bool, check_int, check_seed
 from fastinit.experiments._common import (
     Output,
     parse_activations,
@@ -184,6 +184,7 @@ def run_histogram(
     """
     specs = parse_inits(inits, data_dependent=False)
     activations = tuple(parse_activations(activations))
+    progress = check_bool(progress, "progress")
     layers = check_int(layers, "layers", low=1)
     width = check_int(width, "width", low=1)
     samples = check_int(samples, "samples", low=1)

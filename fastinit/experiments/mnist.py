@@ -31,7 +31,7 @@ import numpy as np
 
 from fastinit import datasets, optim
 from fastinit._cuda import check_device
-from fastinit._validate import check_int, check_positive, check_seed
+from fastinit._validate import check_bool, check_int, check_positive, check_seed
 from fastinit.experiments._common import (
     Output,
     parse_inits,
@@ -216,6 +216,7 @@ def run_mnist(
     """
     device = check_device(device, "device")
     specs = parse_inits(inits)
+    progress = check_bool(progress, "progress")
     iterations = check_int(iterations, "iterations", low=1)
     seeds = check_int(seeds, "seeds", low=1)
     seed = check_seed(seed)

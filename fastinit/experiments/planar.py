@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from fastinit import datasets, optim
-from fastinit._validate import check_choice, check_int, check_positive, check_seed
+from fastinit._validate import check_bool, check_choice, check_int, check_positive, check_seed
 from fastinit.experiments._common import (
     InitSpec,
     Output,
@@ -252,6 +252,7 @@ def run_planar(
                 f"weights: {name!r} is also the name of an init in inits; give each run "
                 "its own name"
             )
+    progress = check_bool(progress, "progress")
     hidden = check_int(hidden, "hidden", low=1)
     iterations = check_int(iterations, "iterations", low=1)
     lr = check_positive(lr, "lr")

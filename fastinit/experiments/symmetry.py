@@ -22,7 +22,7 @@ import numpy as np
 
 from fastinit import datasets, optim
 from fastinit._progress import ProgressBar
-from fastinit._validate import check_int, check_positive, check_seed
+from fastinit._validate import check_bool, check_int, check_positive, check_seed
 from fastinit.experiments._common import (
     Output,
     parse_inits,
@@ -207,6 +207,7 @@ def run_symmetry(
     SymmetryResult
     """
     specs = parse_inits(inits)
+    progress = check_bool(progress, "progress")
     iterations = check_int(iterations, "iterations", low=1)
     every = min(check_int(every, "every", low=1), iterations)  # the default 100 on a short run
     lr = check_positive(lr, "lr")

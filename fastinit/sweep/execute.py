@@ -65,6 +65,7 @@ from typing import Any, TextIO
 
 import fastinit
 from fastinit._system import available_cores
+from fastinit._validate import check_bool
 
 __all__ = [
     "DaskExecutor",
@@ -898,6 +899,8 @@ def run_sweep(
     from fastinit.sweep.store import Store
 
     t0 = time.perf_counter()
+    progress = check_bool(progress, "progress")
+    retry_failed = check_bool(retry_failed, "retry_failed")
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     store = db if isinstance(db, Store) else Store(db)
     own_store = store is not db
