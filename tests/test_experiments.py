@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import os
 import warnings
 
 import numpy as np
@@ -246,6 +247,34 @@ def test_unwritable_out_fails_before_training(tmp_path, monkeypatch):
     made = prepare_output(tmp_path / "a" / "b")
     assert made == [tmp_path / "a" / "b", tmp_path / "a"]
     assert prepare_output(tmp_path / "a" / "b") == []
+
+
+def test_staging_left_by_a_killed_writer_is_removed_by_the_next(tmp_path):
+    import subprocess
+    import sys
+
+    from fastinit.experiments._common import _host
+
+    code = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from fastinit.experiments._common import Output\n"
+        "with Output(Path(sys.argv[1])) as output:\n"
+        "    output.json('summary.json', {'a': 1})\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)  # no __exit__: the staging stays\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=False)
+    assert run.returncode == -9
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".writing-")
+    live = tmp_path / f".writing-{_host()}-{os.getpid()}-live"  # a writer still running
+    other = tmp_path / ".writing-otherhost-1-x"  # another machine's, on a shared disk
+    live.mkdir()
+    other.mkdir()
+    with Output(tmp_path) as output:
+        output.json("summary.json", {"a": 2})
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(["summary.json", live.name, other.name])
 
 
 def test_planar_and_symmetry_apply_lsuv():

@@ -6,9 +6,11 @@ import csv
 import io
 import json
 import math
+import os
 import platform
 import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -322,7 +324,9 @@ class Output:
     def __enter__(self) -> Output:
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self.staging = Path(tempfile.mkdtemp(prefix=".writing-", dir=self.directory))
+            _remove_abandoned_staging(self.directory)
+            prefix = f"{_STAGING}{_host()}-{os.getpid()}-"
+            self.staging = Path(tempfile.mkdtemp(prefix=prefix, dir=self.directory))
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
@@ -367,6 +371,34 @@ class Output:
         p = self.path(name)
         if p is not None:
             fig.savefig(p, dpi=110, bbox_inches="tight")
+
+
+_STAGING = ".writing-"  # staging directories: .writing-<host>-<pid>-<random>
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def _remove_abandoned_staging(directory: Path) -> None:
+    """Remove staging directories left by killed processes (SIGKILL skips ``__exit__``).
+
+    Only those of this host whose process is gone; another live writer's stays.
+    """
+    for d in directory.glob(f"{_STAGING}{_host()}-*-*"):
+        pid = d.name.removeprefix(f"{_STAGING}{_host()}-").split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
 
 
 def _atomic_write(path: Path, text: str) -> None:
