@@ -252,13 +252,12 @@ def _class_labels(y: np.ndarray, n_out: int, name: str) -> np.ndarray:
         return np.array(y.argmax(axis=1), dtype=np.int64)
     if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
         raise ValueError(f"{name}: class labels must be integers, got non-integer values")
-    labels = y.astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= n_out):
+    if y.size and (y.min() < 0 or y.max() >= n_out):  # before the cast: 1e300 or 2**64-1 wrap
         raise ValueError(
             f"{name}: labels must lie in [0, {n_out - 1}] for {n_out} output units, "
-            f"got values in [{labels.min()}, {labels.max()}]"
+            f"got values in [{y.min().item()!r}, {y.max().item()!r}]"
         )
-    return labels
+    return y.astype(np.int64)
 
 
 def _float_targets(y: np.ndarray, n_out: int, dtype: np.dtype, name: str) -> np.ndarray:

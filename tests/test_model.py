@@ -275,6 +275,23 @@ def test_bad_arguments_of_the_other_methods():
         model.fit(X, Y, optimizer=optim.get("sgd", lr=0.0), iterations=1)
 
 
+@pytest.mark.parametrize(
+    ("labels", "shown"),
+    [
+        (np.array([0.0, 1e300]), "[0.0, 1e+300]"),  # wrapped to a negative int64 before
+        (np.array([-1e300, 1.0]), "[-1e+300, 1.0]"),
+        (np.array([0, 2**64 - 1], np.uint64), "[0, 18446744073709551615]"),  # wrapped to -1
+        (np.array([0, 3], np.int8), "[0, 3]"),
+    ],
+)
+def test_out_of_range_labels_are_reported_as_given(labels, shown):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy cast warning either
+        with pytest.raises(ValueError) as e:
+            MLP([4, 3]).evaluate(X[:2], labels)
+    assert str(e.value).endswith(f"got values in {shown}")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_all_finite_is_exact_when_the_shortcut_sum_overflows(dtype):
     big = np.finfo(dtype).max
