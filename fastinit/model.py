@@ -44,7 +44,8 @@ class LayerArrays(Sequence):
     """List-like access to per-layer views of a model's parameters.
 
     ``arrays[k]`` is a live view; ``arrays[k] = value`` checks the shape and
-    copies ``value`` into the model (cast to its dtype).
+    copies ``value`` into the model (cast to its dtype); ``arrays[i:j] = values``
+    assigns several layers, all or none of them.
 
     Parameters
     ----------
@@ -67,8 +68,11 @@ class LayerArrays(Sequence):
             return [self[i] for i in range(len(self))[k]]
         return self._model._view(self._kind, k)
 
-    def __setitem__(self, k: int, value: Any) -> None:
-        self._model._assign(self._kind, k, value)
+    def __setitem__(self, k: int | slice, value: Any) -> None:
+        if isinstance(k, slice):  # several layers at once, all or nothing
+            self._model._assign_many(self._kind, range(len(self))[k], value)
+        else:
+            self._model._assign(self._kind, k, value)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[i] for i in range(len(self)))
@@ -76,6 +80,12 @@ class LayerArrays(Sequence):
     def __repr__(self) -> str:
         shapes = ", ".join(str(a.shape) for a in self)
         return f"<{len(self)} {self._kind} arrays: {shapes}>"
+
+
+def _slice_text(layers: range) -> str:
+    """``range(1, 3)`` as ``1:3`` (with ``:step`` when not 1), for messages."""
+    text = f"{layers.start}:{layers.stop}"
+    return text if layers.step == 1 else f"{text}:{layers.step}"
 
 
 def _per_layer(spec: Any, n: int, name: str) -> list:
@@ -320,13 +330,17 @@ class MLP:
         self._assign_all("biases", values)
 
     def _assign_all(self, kind: str, values: Sequence[Any]) -> None:
+        self._assign_many(kind, range(len(self._layers)), values)
+
+    def _assign_many(self, kind: str, layers: range, values: Sequence[Any]) -> None:
+        name = kind if len(layers) == len(self._layers) else f"{kind}[{_slice_text(layers)}]"
         # values may be this model's own views (a swap of layers): copy those first,
         # or an earlier assignment would overwrite a later value before it is read
         values = [np.array(v) if np.may_share_memory(v, self._params) else v for v in list(values)]
-        if len(values) != len(self._layers):
-            raise ValueError(f"{kind}: expected {len(self._layers)} arrays, got {len(values)}")
+        if len(values) != len(layers):
+            raise ValueError(f"{name}: expected {len(layers)} arrays, got {len(values)}")
         with self._all_or_nothing():
-            for k, v in enumerate(values):
+            for k, v in zip(layers, values, strict=True):
                 self._assign(kind, k, v)
 
     @contextlib.contextmanager

@@ -327,6 +327,26 @@ def test_assigning_the_models_own_layers_in_another_order_swaps_them():
         np.testing.assert_array_equal(got, want)
 
 
+def test_a_slice_of_layers_is_assignable_all_or_nothing():
+    model = MLP([3, 4, 5, 2], seed=0)
+    w0, w1 = (w.copy() for w in model.weights[:2])
+    model.weights[1:] = [np.ones((4, 5)), np.full((5, 2), 2.0)]
+    np.testing.assert_array_equal(model.weights[0], w0)
+    assert model.weights[1].sum() == 20 and model.weights[2].sum() == 20
+    with pytest.raises(ValueError, match=r"weights\[1:3\]: expected 2 arrays, got 1"):
+        model.weights[1:3] = [w1]
+    with pytest.raises(ValueError, match=r"weights\[2\]: expected shape \(5, 2\)"):
+        model.weights[::2] = [np.zeros((3, 4)), np.zeros((4, 2))]  # the second is wrong
+    np.testing.assert_array_equal(model.weights[0], w0)  # the first was restored
+    model.biases[:2] = [model.biases[1][:4] + 1, [*model.biases[0].tolist(), 5.0]]
+    assert model.biases[0].tolist() == [1.0] * 4 and model.biases[1].tolist() == [0.0] * 4 + [5]
+    same = MLP([4, 4, 4, 4], seed=0)
+    v0, v1, _ = (w.copy() for w in same.weights)
+    same.weights[0:2] = [same.weights[1], same.weights[0]]  # its own views: swapped
+    np.testing.assert_array_equal(same.weights[0], v1)
+    np.testing.assert_array_equal(same.weights[1], v0)
+
+
 def test_one_layer_network_checks_its_activation_too():
     with pytest.raises(ValueError, match="activation"):
         MLP([3, 2], activation="nonsense")
