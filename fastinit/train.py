@@ -1107,6 +1107,14 @@ def fit_many(
     -------
     list of History
         One per model.
+
+    Raises
+    ------
+    ValueError
+        For bad input, naming the argument, before any kernel runs.
+    MemoryError
+        Naming ``iterations`` (or ``epochs``) and ``batch_size`` when the run's
+        loss history or minibatch buffers cannot be allocated.
     """
     start = time.perf_counter()
     models = _check_models(models)
@@ -1129,8 +1137,16 @@ def fit_many(
         from fastinit.train_cuda import run_fit
 
         return run_fit(models, fa, bar, start)
-    run = _build_run(models, fa.opts, fa.X, fa.y_int, fa.y_float, fa.spec, fa.mode, fa.batch,
-                     fa.seed, fa.n_iter, every if record_stats else 0)  # fmt: skip
+    try:
+        run = _build_run(models, fa.opts, fa.X, fa.y_int, fa.y_float, fa.spec, fa.mode, fa.batch,
+                         fa.seed, fa.n_iter, every if record_stats else 0)  # fmt: skip
+    except MemoryError:
+        length = "iterations" if epochs is None else "epochs"
+        raise MemoryError(
+            f"{length}, batch_size: this run's buffers cannot be allocated (a loss history of "
+            f"{fa.n_iter} iterations for {len(models)} model(s), {8 * fa.n_iter * len(models):.3g}"
+            f" bytes; minibatches of {fa.batch} rows); use fewer {length} or a smaller batch_size"
+        ) from None
     try:
         status = _run_chunks(run, fa.n_iter, bar)
     finally:

@@ -236,6 +236,15 @@ def test_progress_bar():
     assert quiet.getvalue() == ""
 
 
+@pytest.mark.parametrize(("length", "value"), [("iterations", 10**15), ("epochs", 10**15)])
+def test_a_run_too_long_to_allocate_names_its_length(length, value):
+    # 8e15 bytes of loss history: beyond any address space, so it fails at once
+    m = MLP([2, 3, 2])
+    x, y = np.zeros((4, 2), np.float32), np.zeros(4, np.int64)
+    with pytest.raises(MemoryError, match=rf"^{length}, batch_size: .*fewer {length}"):
+        m.fit(x, y, optimizer=optim.SGD(0.1), progress=False, **{length: value})
+
+
 @pytest.mark.parametrize("flag", ["no", None, 0])
 def test_progress_must_be_a_bool(flag):
     m = MLP([2, 3, 2])
