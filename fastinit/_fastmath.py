@@ -91,25 +91,25 @@ def bits_float(typingctx, i):
 # numba compiles as functions of their own, once per argument type and process
 # (about 0.05-0.1 s each on an empty cache).
 @njit(inline="always", cache=True)
-def max2(a, b):
+def max2(a: float, b: float) -> float:
     """``max(a, b)`` (numba's builtin semantics)."""
     return b if b > a else a
 
 
 @njit(inline="always", cache=True)
-def min2(a, b):
+def min2(a: float, b: float) -> float:
     """``min(a, b)`` (numba's builtin semantics)."""
     return b if b < a else a
 
 
 @njit(inline="always", cache=True)
-def clamp(x, lo, hi):
+def clamp(x: float, lo: float, hi: float) -> float:
     """``min(max(x, lo), hi)`` (numba's builtin semantics)."""
     return min2(max2(x, lo), hi)
 
 
 @njit(inline="always", cache=True)
-def sum4(v, shift, square):
+def sum4(v: np.ndarray, shift: float, square: bool) -> float:
     """``sum(v - shift)`` or ``sum((v - shift)**2)`` in float64, four independent chains.
 
     Four partial sums (elements ``i mod 4``) instead of one, so consecutive
@@ -172,7 +172,7 @@ _I127 = np.int32(127)
 
 
 @njit(inline="always", cache=True)
-def log_f32(y):
+def log_f32(y: float) -> float:
     """Natural log of a normal positive float32 ``y`` (used on [2**-126, 1]).
 
     ``y = m * 2**e`` with ``m`` in [sqrt(1/2), sqrt(2)) is read off the bits in
@@ -199,7 +199,7 @@ _HALF_QUADRANT = np.int32(1 << 21)
 
 
 @njit(inline="always", cache=True)
-def sincos_2pi(k):
+def sincos_2pi(k: int) -> tuple[float, float]:
     """``(cos, sin)`` of ``2*pi*k / 2**24`` for an integer phase ``k`` in [0, 2**24).
 
     The quadrant and the remainder are split exactly in integers, so the
@@ -260,7 +260,7 @@ CENTRAL_MAX = 0.99  # |x| <= this keeps w = -log(1 - x^2) < 3.92, inside Giles' 
 
 
 @njit(inline="always", cache=True)
-def erfinv_f32(x):
+def erfinv_f32(x: float) -> float:
     """Inverse error function of a float32 ``x`` in (-1, 1) (Giles 2011).
 
     Both of Giles' branches are evaluated and one is selected, so the loop that
@@ -273,7 +273,7 @@ def erfinv_f32(x):
 
 
 @njit(inline="always", cache=True)
-def erfinv_central_f32(x):
+def erfinv_central_f32(x: float) -> float:
     """:func:`erfinv_f32` for ``|x| <= CENTRAL_MAX`` only: Giles' central branch.
 
     Half the work of :func:`erfinv_f32` (no square root, no second polynomial)

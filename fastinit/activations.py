@@ -447,7 +447,7 @@ def silu(z, p0, p1):
 
 
 @njit(**_E)
-def activate(code, p0, p1, z):
+def activate(code: int, p0: float, p1: float, z: float) -> tuple[float, float]:
     """Value and derivative of activation ``code`` at ``z``.
 
     Parameters

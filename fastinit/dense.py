@@ -412,7 +412,16 @@ def _ld(a):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def gemm(ops, ta, a, tb, b, alpha, beta, c):
+def gemm(
+    ops: np.ndarray,
+    ta: int,
+    a: np.ndarray,
+    tb: int,
+    b: np.ndarray,
+    alpha: float,
+    beta: float,
+    c: np.ndarray,
+) -> None:
     """``c = alpha op(a) @ op(b) + beta c`` (``op`` transposes where ``ta``/``tb`` is ``TRANS``).
 
     ``beta = 0`` ignores the old ``c`` (as BLAS does); ``gemm(ops, TRANS, a,
@@ -439,7 +448,16 @@ def gemm(ops, ta, a, tb, b, alpha, beta, c):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def derivative_and_sums(ops, g, d, db, code, b, lr, decay):
+def derivative_and_sums(
+    ops: np.ndarray,
+    g: np.ndarray,
+    d: np.ndarray,
+    db: np.ndarray,
+    code: int,
+    b: np.ndarray,
+    lr: float,
+    decay: float,
+) -> None:
     """``d = g * d`` (``dL/dz``) and ``db = d.sum(axis=0)``, in one pass.
 
     ``d = g * d`` is ``dL/dz`` from ``dL/da`` and ``f'`` (``d = g`` for the
@@ -468,7 +486,17 @@ def derivative_and_sums(ops, g, d, db, code, b, lr, decay):
 
 # ----------------------------------------------------------------------------- one layer
 @njit(inline="always", cache=True, error_model="numpy")
-def dense_forward(ops, a, w, b, z, d, kernel, p0, p1):
+def dense_forward(
+    ops: np.ndarray,
+    a: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    z: np.ndarray,
+    d: np.ndarray,
+    kernel: int,
+    p0: float,
+    p1: float,
+) -> None:
     """``z = f(a @ w + b)`` and ``d = f'(a @ w + b)``.
 
     Parameters
@@ -489,7 +517,20 @@ def dense_forward(ops, a, w, b, z, d, kernel, p0, p1):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def dense_backward(ops, a, w, b, g, d, dw, db, da, code, lr, decay):
+def dense_backward(
+    ops: np.ndarray,
+    a: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    g: np.ndarray,
+    d: np.ndarray,
+    dw: np.ndarray,
+    db: np.ndarray,
+    da: np.ndarray,
+    code: int,
+    lr: float,
+    decay: float,
+) -> None:
     """Backward pass of :func:`dense_forward`, with the SGD update fused in if ``lr > 0``.
 
     Parameters
@@ -524,7 +565,7 @@ def dense_backward(ops, a, w, b, g, d, dw, db, da, code, lr, decay):
 
 # ----------------------------------------------------------------------------- whole network
 @njit(inline="always", cache=True, error_model="numpy")
-def weight(params, layers, k):
+def weight(params: np.ndarray, layers: np.ndarray, k: int) -> np.ndarray:
     """View of layer ``k``'s weight matrix in a flat parameter (or gradient) array.
 
     Parameters
@@ -545,7 +586,7 @@ def weight(params, layers, k):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def bias(params, layers, k):
+def bias(params: np.ndarray, layers: np.ndarray, k: int) -> np.ndarray:
     """View of layer ``k``'s bias vector.
 
     Parameters
@@ -563,7 +604,7 @@ def bias(params, layers, k):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def block(work, off, m, n):
+def block(work: np.ndarray, off: int, m: int, n: int) -> np.ndarray:
     """An (m, n) view of ``work`` starting at ``off``.
 
     Parameters
@@ -747,7 +788,16 @@ _backward_by_address = native_caller(lambda *a: backward_signature(a[1].dtype), 
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def call_forward_net(ops, params, layers, act_params, first, count, x, work):
+def call_forward_net(
+    ops: np.ndarray,
+    params: np.ndarray,
+    layers: np.ndarray,
+    act_params: np.ndarray,
+    first: int,
+    count: int,
+    x: np.ndarray,
+    work: np.ndarray,
+) -> np.ndarray:
     """:func:`forward_net` through ``ops[FORWARD]`` (compiled once, not into the caller).
 
     Parameters
@@ -765,7 +815,18 @@ def call_forward_net(ops, params, layers, act_params, first, count, x, work):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def call_backward_net(ops, params, grads, layers, first, count, x, work, lr, decay):
+def call_backward_net(
+    ops: np.ndarray,
+    params: np.ndarray,
+    grads: np.ndarray,
+    layers: np.ndarray,
+    first: int,
+    count: int,
+    x: np.ndarray,
+    work: np.ndarray,
+    lr: float,
+    decay: float,
+) -> None:
     """:func:`backward_net` through ``ops[BACKWARD]``.
 
     Parameters
@@ -797,7 +858,16 @@ def work_size(layers: np.ndarray, rows: int) -> int:
 
 
 @njit(cache=True, error_model="numpy")
-def forward_rows(ops, net, first, count, x, out, xbuf, work):
+def forward_rows(
+    ops: np.ndarray,
+    net: tuple,
+    first: int,
+    count: int,
+    x: np.ndarray,
+    out: np.ndarray,
+    xbuf: np.ndarray,
+    work: np.ndarray,
+) -> None:
     """Logits of every row of ``x`` into ``out``, ``xbuf.shape[0]`` rows at a time.
 
     ``net = (params, layers, act_params)``; each block of ``x`` is copied into

@@ -140,8 +140,20 @@ def _grad_t(a, g, d, w, dw, db, da, code):
 
 
 @njit(**_E)
-def narrow_step(params, grads, layers, act_params, first, count, x, y_int, y_float, loss_kernel,
-                work, row_loss):  # fmt: skip
+def narrow_step(
+    params: np.ndarray,
+    grads: np.ndarray,
+    layers: np.ndarray,
+    act_params: np.ndarray,
+    first: int,
+    count: int,
+    x: np.ndarray,
+    y_int: np.ndarray,
+    y_float: np.ndarray,
+    loss_kernel: int,
+    work: np.ndarray,
+    row_loss: np.ndarray,
+) -> float:
     """Loss of layers ``first .. first+count-1`` on the rows of ``x``; gradients into ``grads``.
 
     ``x`` is row-major ``(m, n_in)`` as everywhere else; it is transposed into

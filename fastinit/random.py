@@ -110,7 +110,9 @@ def _philox(c0, c1, c2, c3, k0, k1):
 
 
 @njit(cache=True)
-def philox4x32_10(counter, key):
+def philox4x32_10(
+    counter: tuple[int, int, int, int], key: tuple[int, int]
+) -> tuple[np.uint32, np.uint32, np.uint32, np.uint32]:
     """Philox4x32 with 10 rounds (Salmon et al., SC'11).
 
     Parameters
@@ -118,7 +120,9 @@ def philox4x32_10(counter, key):
     counter : tuple of 4 ints
         The 128-bit counter as four 32-bit words (low word first).
     key : tuple of 2 ints
-        The 64-bit key as two 32-bit words.
+        The 64-bit key as two 32-bit words.  Each word is taken modulo 2**32,
+        unchecked: this is the kernels' building block, compiled into them
+        (:func:`split_key` splits a 64-bit seed into checked words).
 
     Returns
     -------
