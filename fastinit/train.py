@@ -122,7 +122,7 @@ from fastinit import losses as _losses
 from fastinit import optim as _optim
 from fastinit._native import float_type, native_address, native_caller, native_function
 from fastinit._progress import ProgressBar
-from fastinit._validate import cast_finite, check_choice, check_int, check_seed
+from fastinit._validate import cast_finite, check_bool, check_choice, check_int, check_seed
 from fastinit.activations import (
     ELU,
     GELU,
@@ -1118,10 +1118,9 @@ def fit_many(
     """
     start = time.perf_counter()
     models = _check_models(models)
-    for name, flag in (("record_stats", record_stats), ("progress", progress)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise ValueError(f"{name}: expected True or False, got {flag!r}")
-    try:
+    try:  # the bad-input rule of fit: ValueError, whatever the kind of mistake
+        check_bool(record_stats, "record_stats")
+        check_bool(progress, "progress")
         every = check_int(stats_every, "stats_every", low=1)
     except TypeError as err:
         raise ValueError(str(err)) from None
