@@ -72,6 +72,35 @@ class InitSpec:
         draw.__name__ = self.name
         return draw
 
+    def build_model(
+        self, sizes: Sequence[int], *, activation: str, seed: int, dtype: str, x_batch: np.ndarray
+    ) -> Any:
+        """An ``MLP`` drawn with this spec, then prepared (LSUV) on ``x_batch``.
+
+        Parameters
+        ----------
+        sizes : sequence of int
+            Layer sizes.
+        activation : str
+            Hidden activation.
+        seed : int
+            Seed of the weights.
+        dtype : {'float32', 'float64'}
+            Parameter type.
+        x_batch : numpy.ndarray
+            The rows a data-dependent spec is fitted on (see :meth:`prepare`).
+
+        Returns
+        -------
+        fastinit.MLP
+        """
+        from fastinit.model import MLP
+
+        init = self.initializer_callable()
+        model = MLP(list(sizes), activation=activation, init=init, seed=seed, dtype=dtype)
+        self.prepare(model, x_batch)
+        return model
+
     def prepare(self, model: Any, x_batch: np.ndarray) -> None:
         """Apply the data-dependent part of the spec (LSUV) to a freshly built model.
 

@@ -41,7 +41,6 @@ from fastinit.experiments._common import (
     smooth_curve,
     text_table,
 )
-from fastinit.model import MLP
 from fastinit.train import batch_rows, fit_many
 
 DEFAULT_INITS = ("std=0.01", "xavier", "he")
@@ -249,15 +248,12 @@ def run_mnist(
     total_time = 0.0
     iterations_run = 0
     for r in range(seeds):
+        first = batch_rows(len(x_train), batch_size, 0, seed=seed + r)  # iteration 0's batch
         models = [
-            MLP(sizes, activation=activation, init=s.initializer_callable(), seed=seed + r,
-                dtype=dtype)
+            s.build_model(sizes, activation=activation, seed=seed + r, dtype=dtype,
+                          x_batch=x_train[first]).to(device)
             for s in specs
         ]  # fmt: skip
-        first = batch_rows(len(x_train), batch_size, 0, seed=seed + r)  # iteration 0's batch
-        for s, model in zip(specs, models, strict=True):
-            s.prepare(model, x_train[first])
-            model.to(device)
         histories = fit_many(
             models, x_train, t_train, optimizer=optim.SGD(lr), batch_size=batch_size,
             iterations=iterations, sampling="replacement", seed=seed + r, progress=progress,

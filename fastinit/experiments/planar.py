@@ -180,11 +180,9 @@ def initial_model(
     -------
     MLP
     """
-    init = spec.initializer_callable()
-    model = MLP(list(sizes), activation=activation, init=init, seed=seed, dtype=dtype)
-    if rng == "notebook" and spec.std is not None and len(sizes) == 3:
+    model = spec.build_model(sizes, activation=activation, seed=seed, dtype=dtype, x_batch=x)
+    if rng == "notebook" and spec.std is not None and len(sizes) == 3:  # randn*s: never LSUV
         _assign(model, notebook_weights(spec.std, sizes[1], seed))
-    spec.prepare(model, x)  # full batch: LSUV on every row
     return model
 
 

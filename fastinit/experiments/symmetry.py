@@ -31,7 +31,6 @@ from fastinit.experiments._common import (
     pyplot,
     text_table,
 )
-from fastinit.model import MLP
 
 DEFAULT_INITS = ("zeros", "constant=0.5", "randn*0.5")
 
@@ -230,10 +229,8 @@ def run_symmetry(
     result = SymmetryResult(config, checkpoints=checkpoints(iterations, every))
     bar = ProgressBar(len(specs) * iterations, enabled=progress, label="symmetry")
     for n, spec in enumerate(specs):
-        model = MLP(
-            sizes, activation=activation, init=spec.initializer_callable(), seed=seed, dtype=dtype
-        )
-        spec.prepare(model, x)  # full batch: LSUV on every row
+        # full batch: LSUV on every row
+        model = spec.build_model(sizes, activation=activation, seed=seed, dtype=dtype, x_batch=x)
         inc, outg, losses = [], [], []
         previous = 0
         for step in result.checkpoints:

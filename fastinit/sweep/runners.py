@@ -242,7 +242,6 @@ def _run_mnist(cfg: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     from fastinit.experiments._common import parse_init
-    from fastinit.model import MLP
     from fastinit.train import batch_rows
 
     spec = parse_init(cfg["init"])
@@ -251,12 +250,11 @@ def _run_mnist(cfg: dict[str, Any]) -> dict[str, Any]:
         _check_train_size(cfg["train_size"], len(x))
         x, t = x[: cfg["train_size"]], t[: cfg["train_size"]]
     sizes = [x.shape[1], *([cfg["width"]] * cfg["depth"]), 10]
-    model = MLP(
-        sizes, activation=cfg["activation"], init=spec.initializer_callable(), seed=cfg["seed"],
-        dtype=cfg["dtype"],
-    )  # fmt: skip
     first = batch_rows(len(x), cfg["batch_size"], 0, sampling=cfg["sampling"], seed=cfg["seed"])
-    spec.prepare(model, x[first])  # LSUV on iteration 0's batch
+    model = spec.build_model(  # LSUV on iteration 0's batch
+        sizes, activation=cfg["activation"], seed=cfg["seed"], dtype=cfg["dtype"],
+        x_batch=x[first],
+    )  # fmt: skip
     history = model.fit(
         x, t, optimizer=_optimizer(cfg), batch_size=cfg["batch_size"],
         iterations=cfg["iterations"], sampling=cfg["sampling"], seed=cfg["seed"], progress=False,
