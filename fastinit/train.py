@@ -1114,7 +1114,9 @@ def fit_many(
         For bad input, naming the argument, before any kernel runs.
     MemoryError
         Naming ``iterations`` (or ``epochs``) and ``batch_size`` when the run's
-        loss history or minibatch buffers cannot be allocated.
+        loss history or minibatch buffers cannot be allocated (on the CPU or
+        the device), or ``X`` when a device model's inputs do not fit in the
+        device's memory.
     """
     start = time.perf_counter()
     models = _check_models(models)
@@ -1140,12 +1142,7 @@ def fit_many(
         run = _build_run(models, fa.opts, fa.X, fa.y_int, fa.y_float, fa.spec, fa.mode, fa.batch,
                          fa.seed, fa.n_iter, every if record_stats else 0)  # fmt: skip
     except MemoryError:
-        length = "iterations" if epochs is None else "epochs"
-        raise MemoryError(
-            f"{length}, batch_size: this run's buffers cannot be allocated (a loss history of "
-            f"{fa.n_iter} iterations for {len(models)} model(s), {8 * fa.n_iter * len(models):.3g}"
-            f" bytes; minibatches of {fa.batch} rows); use fewer {length} or a smaller batch_size"
-        ) from None
+        raise fa.allocation_error(len(models)) from None
     try:
         status = _run_chunks(run, fa.n_iter, bar)
     finally:
@@ -1167,6 +1164,28 @@ class FitArguments:
     y_int: np.ndarray
     y_float: np.ndarray
     n_iter: int
+    length: str  # "iterations" or "epochs": the argument that set n_iter
+
+    def allocation_error(self, n_models: int) -> MemoryError:
+        """The error for a run whose buffers cannot be allocated, naming its arguments.
+
+        Parameters
+        ----------
+        n_models : int
+            Networks trained together (one loss history each).
+
+        Returns
+        -------
+        MemoryError
+            Naming ``iterations`` (or ``epochs``) and ``batch_size``, with the
+            loss history's size.
+        """
+        return MemoryError(
+            f"{self.length}, batch_size: this run's buffers cannot be allocated (a loss history "
+            f"of {self.n_iter} iterations for {n_models} model(s), {8 * self.n_iter * n_models:.3g}"
+            f" bytes; minibatches of {self.batch} rows); use fewer {self.length} or a smaller "
+            "batch_size"
+        )
 
     def settings(self) -> dict[str, Any]:
         """What ``History.settings`` records.
@@ -1193,7 +1212,8 @@ def _fit_arguments(models, X, y, optimizer, batch_size, iterations, epochs, samp
     y_int, y_float = _losses.prepare_targets(spec, y, n, models[0].sizes[-1], models[0].dtype)
     batch = min(batch, n) if mode == SHUFFLE else batch
     n_iter = _iterations(iterations, epochs, n, batch, SAMPLINGS[mode])
-    return FitArguments(opts, spec, mode, batch, seed, Xc, y_int, y_float, n_iter)
+    length = "iterations" if epochs is None else "epochs"
+    return FitArguments(opts, spec, mode, batch, seed, Xc, y_int, y_float, n_iter, length)
 
 
 def loss_and_grads(model: Any, X: Any, y: Any, loss: str) -> tuple[float, list]:

@@ -254,11 +254,25 @@ def run_fit(models: list, fa: Any, bar: ProgressBar, start_time: float) -> list[
     -------
     list of History
         One per model.
+
+    Raises
+    ------
+    MemoryError
+        When the device (or the host) cannot hold the run: naming ``X`` when the
+        inputs do not fit (:func:`upload_inputs`), else naming ``iterations``
+        (or ``epochs``) and ``batch_size``.
     """
     global cuda  # a module global: the simulator swaps the module in kernels' globals
     cuda = cuda_module()
-    run = _Run(cuda, models, fa.opts, fa.X, fa.y_int, fa.y_float, fa.spec, fa.mode, fa.batch,
-               fa.seed, fa.n_iter)  # fmt: skip
+    try:
+        run = _Run(cuda, models, fa.opts, fa.X, fa.y_int, fa.y_float, fa.spec, fa.mode, fa.batch,
+                   fa.seed, fa.n_iter)  # fmt: skip
+    except InputsTooLarge:
+        raise
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        raise fa.allocation_error(len(models)) from None
     status = "ok"
     try:
         status = run.chunks(bar)
@@ -266,6 +280,64 @@ def run_fit(models: list, fa: Any, bar: ProgressBar, start_time: float) -> list[
         run.write_back()
     seconds = time.perf_counter() - start_time
     return [run.history(j, status, seconds, fa.settings()) for j in range(len(models))]
+
+
+class InputsTooLarge(MemoryError):
+    """The inputs ``X`` do not fit in the device's memory."""
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` says that host or device memory ran out.
+
+    Parameters
+    ----------
+    err : BaseException
+        An error raised while allocating.
+
+    Returns
+    -------
+    bool
+        True for a ``MemoryError`` (the host, or the simulator's device) and for
+        a CUDA driver error with code 2, ``CUDA_ERROR_OUT_OF_MEMORY``.
+    """
+    if isinstance(err, MemoryError):
+        return True
+    try:
+        return int(getattr(err, "code", -1)) == 2
+    except (TypeError, ValueError):
+        return False
+
+
+def upload_inputs(cuda: Any, Xc: np.ndarray) -> Any:
+    """Copy the validated inputs to the device, naming ``X`` when they do not fit.
+
+    Parameters
+    ----------
+    cuda : module
+        ``numba.cuda`` or its simulator (:func:`fastinit._cuda.cuda_module`).
+    Xc : numpy.ndarray, shape (n, n_in)
+        Inputs prepared by :func:`fastinit.train.prepare_x`.
+
+    Returns
+    -------
+    DeviceNDArray
+        ``Xc`` on the device.
+
+    Raises
+    ------
+    InputsTooLarge
+        A ``MemoryError`` naming ``X`` and its size, when the device is out of
+        memory.
+    """
+    try:
+        return cuda.to_device(Xc)
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        raise InputsTooLarge(
+            f"X: {Xc.shape[0]} rows of inputs ({Xc.nbytes:.3g} bytes) do not fit in the "
+            "device's memory; use fewer rows, or train a model moved with .to('cpu')"
+        ) from None
 
 
 class _Run:
@@ -281,7 +353,7 @@ class _Run:
         dtype = models[0].dtype
         self.n = n = Xc.shape[0]
         self.key = _train.run_key(seed)
-        self.x = cuda.to_device(Xc)
+        self.x = upload_inputs(cuda, Xc)
         self.y_int, self.y_float = _device_targets(cuda, y_int, y_float, dtype)
         rows = n if mode == FULL else batch
         if mode == FULL:
@@ -461,7 +533,7 @@ def forward_cuda(model: Any, X: Any) -> np.ndarray:
     Xc = _train.prepare_x(model, X)
     n = Xc.shape[0]
     block = min(n, _FORWARD_BLOCK)
-    x = cuda.to_device(Xc)
+    x = upload_inputs(cuda, Xc)
     work = cuda.device_array(work_size(model._layers, block), model.dtype)
     flag = cuda.to_device(np.zeros(1, np.int64))
     out = np.empty((n, model.sizes[-1]), model.dtype)

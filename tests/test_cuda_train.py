@@ -9,6 +9,8 @@ NumPy products.
 
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 import pytest
 
@@ -305,3 +307,47 @@ def test_mnist_experiment_on_the_device_matches_the_cpu(monkeypatch):
         np.testing.assert_allclose(dev.curves[name], cpu.curves[name], rtol=RTOL, atol=ATOL)
     with pytest.raises(ValueError, match="device"):
         mnist.run_mnist(("he",), device="tpu", **kw)
+
+
+@pytest.mark.parametrize(("length", "value"), [("iterations", 10**15), ("epochs", 10**15)])
+def test_a_device_run_too_long_to_allocate_names_its_length(length, value):
+    # 8e15 bytes of loss history: refused at once, as on the CPU
+    m = MLP([2, 3, 2]).to("cuda")
+    x, y = np.zeros((4, 2), np.float32), np.zeros(4, np.int64)
+    with pytest.raises(MemoryError, match=rf"^{length}, batch_size: .*fewer {length}"):
+        m.fit(x, y, optimizer=optim.SGD(0.1), progress=False, **{length: value})
+
+
+class _DriverError(Exception):
+    """What numba.cuda's driver raises (``CudaAPIError``: a ``code``, here an enum)."""
+
+    def __init__(self, code, msg):
+        super().__init__(code, msg)
+        self.code, self.msg = code, msg
+
+
+class _FullDevice:
+    """A ``cuda`` module whose device memory is full: the driver's out-of-memory error."""
+
+    @staticmethod
+    def to_device(array):
+        oom = enum.IntEnum("CUresult", {"CUDA_ERROR_OUT_OF_MEMORY": 2})
+        raise _DriverError(oom.CUDA_ERROR_OUT_OF_MEMORY, "Call to cuMemAlloc results in OOM")
+
+
+class _BrokenDevice:
+    """A ``cuda`` module whose driver fails for another reason (code 999: unknown)."""
+
+    @staticmethod
+    def to_device(array):
+        raise _DriverError(999, "CUDA_ERROR_UNKNOWN")
+
+
+def test_inputs_too_large_for_the_device_name_x():
+    from fastinit.train_cuda import upload_inputs
+
+    x = np.zeros((5, 3), np.float32)
+    with pytest.raises(MemoryError, match=r"^X: 5 rows of inputs \(60 bytes\) do not fit"):
+        upload_inputs(_FullDevice, x)
+    with pytest.raises(_DriverError):  # not a memory error: passed on as it is
+        upload_inputs(_BrokenDevice, x)
