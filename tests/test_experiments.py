@@ -277,6 +277,50 @@ def test_staging_left_by_a_killed_writer_is_removed_by_the_next(tmp_path):
     assert names == sorted(["summary.json", live.name, other.name])
 
 
+def test_unstaged_writes_leave_no_temporary_files(tmp_path, monkeypatch):
+    import builtins
+    import subprocess
+    import sys
+
+    from fastinit.experiments import _common
+
+    code = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from fastinit.experiments import _common\n"
+        "Path.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # before the rename\n"
+        "_common.Output(Path(sys.argv[1])).json('report.json', {'a': 1})\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=False)
+    assert run.returncode == -9
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".report.json.") and left[0].endswith(".tmp")
+    live = tmp_path / f".report.json.{_common._host()}-{os.getpid()}-live.tmp"  # a live writer's
+    live.write_text("")
+    output = Output(tmp_path)  # no ``with``: each file is written and renamed at once
+    output.json("report.json", {"a": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["report.json", live.name])
+    assert json.loads((tmp_path / "report.json").read_text()) == {"a": 2}
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o666 & ~_umask()
+    live.unlink()
+
+    def full_disk(file, *args, **kwargs):  # the temporary file is created, then the disk fills
+        builtins.open(file, *args, **kwargs).close()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_common, "open", full_disk, raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        output.csv("curves.csv", ["x"], [[1]])
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_planar_and_symmetry_apply_lsuv():
     kw = {"iterations": 20, "progress": False}
     r = run_planar(("lsuv", "orthogonal"), **kw)

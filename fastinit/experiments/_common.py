@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import math
 import os
 import platform
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -342,8 +344,9 @@ class Output:
     directory inside ``directory`` and renamed into place only when the block
     ends without an exception: an experiment interrupted (Ctrl-C) or failing
     while it writes leaves none of its files.  Without ``with`` (the sweep
-    report), JSON and CSV files are each written to a temporary file and renamed,
-    so a reader never sees half of one.
+    report), JSON and CSV files are each written to a temporary file of their own
+    and renamed, so a reader never sees half of one (a killed writer's temporary
+    file is removed by the next write of that file).
     """
 
     directory: Path | None
@@ -414,10 +417,18 @@ def _remove_abandoned_staging(directory: Path) -> None:
 
     Only those of this host whose process is gone; another live writer's stays.
     """
-    for d in directory.glob(f"{_STAGING}{_host()}-*-*"):
-        pid = d.name.removeprefix(f"{_STAGING}{_host()}-").split("-", 1)[0]
+    for d in _abandoned(directory, f"{_STAGING}{_host()}-"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _abandoned(directory: Path, prefix: str, suffix: str = "") -> list[Path]:
+    """Entries ``<prefix><pid>-<any><suffix>`` of ``directory`` whose process is gone."""
+    found = []
+    for p in directory.glob(f"{glob.escape(prefix)}*-*{suffix}"):
+        pid = p.name.removeprefix(prefix).split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(d, ignore_errors=True)
+            found.append(p)
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -431,10 +442,23 @@ def _alive(pid: int) -> bool:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, newline="")
-    tmp.replace(path)
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    The temporary file, ``.<name>.<host>-<pid>-<random>.tmp``, is this call's own
+    (two writers of one file never share one), removed if the write fails, and,
+    if a killed process left one, removed by the next write of ``path``.
+    """
+    prefix = f".{path.name}.{_host()}-"
+    for old in _abandoned(path.parent, prefix, ".tmp"):
+        old.unlink(missing_ok=True)
+    tmp = path.with_name(f"{prefix}{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="") as f:  # the umask's mode, as open()
+            f.write(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def provenance(config: dict[str, Any]) -> dict[str, Any]:
