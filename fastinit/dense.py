@@ -40,6 +40,7 @@ import ctypes
 import functools
 import glob
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -139,8 +140,11 @@ def one_blas_thread() -> Iterator[None]:
 
     OpenBLAS's LAPACK (``np.linalg.qr``) gives different last bits on one and on
     two threads; on one thread its results do not depend on
-    ``OPENBLAS_NUM_THREADS``.  The previous count is restored on exit.  Nothing
-    is changed for a NumPy built on another BLAS.
+    ``OPENBLAS_NUM_THREADS``.  The previous count is restored on exit.  The
+    setting is process-wide, so blocks in different Python threads take turns
+    (a lock): overlapping, the later one would have saved the first one's 1 and
+    restored it last, leaving OpenBLAS on one thread for good.  Nothing is
+    changed for a NumPy built on another BLAS.
 
     Yields
     ------
@@ -151,12 +155,16 @@ def one_blas_thread() -> Iterator[None]:
         yield
         return
     get, put = functions
-    before = get()
-    put(1)
-    try:
-        yield
-    finally:
-        put(before)
+    with _ONE_BLAS_THREAD:
+        before = get()
+        put(1)
+        try:
+            yield
+        finally:
+            put(before)
+
+
+_ONE_BLAS_THREAD = threading.RLock()  # held by the thread inside one_blas_thread (reentrant)
 
 
 @functools.cache

@@ -1,6 +1,7 @@
 """fastinit.init: every initializer's distribution against its formula and scipy."""
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -254,12 +255,36 @@ def test_one_blas_thread_restores_the_thread_count():
         with one_blas_thread():
             pass
         return
-    get, _ = functions
+    get, put = functions
     before = get()
     with pytest.raises(RuntimeError), one_blas_thread():
         assert get() == 1
         raise RuntimeError
     assert get() == before
+    put(2)  # two Python threads' blocks overlapping in time, then nested blocks
+    try:
+        first_in, second_in, first_out = (threading.Event() for _ in range(3))
+
+        seen = []
+
+        def second():
+            first_in.wait()
+            with one_blas_thread(), one_blas_thread():
+                second_in.set()
+                first_out.wait(5.0)  # without a lock: leave after the first block
+                seen.append(get())
+            seen.append(get())
+
+        worker = threading.Thread(target=second)
+        worker.start()
+        with one_blas_thread():
+            first_in.set()
+            second_in.wait(0.3)  # without a lock the second block is inside by now
+        first_out.set()
+        worker.join()
+        assert seen == [1, 2] and get() == 2
+    finally:
+        put(before)
 
 
 def test_orthogonal_gain_must_fit_the_dtype():
