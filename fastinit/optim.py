@@ -22,9 +22,13 @@ Adam          ``m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g**2;``
               eps = 1e-8 (PyTorch's arrangement of the bias corrections)
 ============  ==================================================================
 
-Plain SGD runs fused into the backward pass: the weight GEMM computes
-``W = (1 - lr * weight_decay) W - lr * A.T @ dZ`` in place (BLAS ``beta`` and
-``alpha``), the same formula, without a gradient array or a separate pass.
+Plain SGD without weight decay runs fused into the backward pass: the weight
+GEMM computes ``W = W - lr * A.T @ dZ`` in place (BLAS ``alpha`` and
+``beta = 1``), the same formula, without a gradient array or a separate pass.
+With weight decay it runs as the others do: the decay factor ``1 - lr *
+weight_decay`` as BLAS's ``beta`` would be rounded to float32 once for the whole
+run (``lr * weight_decay = 1e-8`` rounds to no decay at all), where PyTorch's
+``p - lr * (g + weight_decay * p)`` rounds each step's terms.
 State (``v``, ``s``, ``m``) lives in arrays, zero at the start, owned by the
 optimizer object per model: fitting the same model again with the same
 optimizer object continues from its state, like a PyTorch optimizer; a new

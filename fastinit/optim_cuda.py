@@ -4,9 +4,10 @@ Same codes (``SGD_CODE`` ... ``ADAM``), the same ``hyper`` array
 ``[lr, a, b, eps, weight_decay, 0]`` and step semantics (``step`` is the
 1-based index of this step; Adam's bias corrections use it), the same formulas
 (PyTorch's, see :mod:`fastinit.optim`), with the scalar factors computed on the
-host in float64 and rounded once to the model dtype.  On the CPU plain SGD is
-fused into the weight GEMM (``W = (1 - lr wd) W - lr A.T dZ``); here it is this
-kernel's ``p -= lr (g + wd p)``, the same formula.
+host in float64 and rounded once to the model dtype.  On the CPU plain SGD
+without weight decay is fused into the weight GEMM (``W = W - lr A.T dZ``); here
+it is this kernel's ``p -= lr (g + wd p)``, the same formula (and the CPU's with
+weight decay).
 
 The kernel also takes the one-element divergence flag of the training loop
 (:mod:`fastinit.losses_cuda`): a non-zero flag leaves everything untouched.

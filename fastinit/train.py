@@ -500,8 +500,11 @@ def _backward_and_update(ops, j, x, net, opt, work):
     params, grads, layers, _, models = net
     codes, hyper, steps, _, _ = opt
     first, count = models[j, M_FIRST], models[j, M_COUNT]
-    # plain SGD is fused into the backward pass (the dW GEMM updates W in place)
-    lr = hyper[j, _optim.LR] if codes[j] == _optim.SGD_CODE else 0.0
+    # plain SGD without weight decay is fused into the backward pass (the dW GEMM
+    # updates W in place); with decay, BLAS's beta = 1 - lr * wd rounded to float32
+    # would bias the decay (lr * wd = 1e-8 rounds it away), so it runs unfused
+    fused = codes[j] == _optim.SGD_CODE and hyper[j, _optim.WD] == 0.0
+    lr = hyper[j, _optim.LR] if fused else 0.0
     call_backward_net(ops, params, grads, layers, first, count, x, work, lr, hyper[j, _optim.WD])
     if lr == 0.0:
         _update(j, models, opt, params, grads)

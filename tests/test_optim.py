@@ -191,3 +191,20 @@ def test_fused_sgd_on_blas_sized_layers_matches_reference(hyper):
     model.fit(x, y, optimizer=optim.SGD(**hyper), sampling="full", iterations=2, progress=False)
     for got, exp in zip((*model.weights, *model.biases), params, strict=True):
         np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(("lr_wd", "tol"), [(1e-7, 0.05), (1e-8, 0.2)])
+def test_float32_sgd_weight_decay_is_not_rounded_away(lr_wd, tol):
+    # one step with and without decay differ by lr * wd * W; BLAS's beta = 1 - lr * wd
+    # in float32 made it 1.19e-7 (19% too much) for 1e-7 and 0 for 1e-8
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(64, 64)).astype(np.float32), rng.integers(0, 10, size=64)
+    weights = []
+    for wd in (0.0, lr_wd / 1e-3):
+        model = MLP([64, 256, 10], seed=1)  # float32, wide: the BLAS path
+        start = np.array(model.weights[0], np.float64)
+        opt = optim.SGD(1e-3, weight_decay=wd)
+        model.fit(x, y, optimizer=opt, sampling="full", iterations=1, progress=False)
+        weights.append(np.array(model.weights[0], np.float64))
+    decay = np.sum((weights[0] - weights[1]) * start) / np.sum(start * start)
+    assert abs(decay / lr_wd - 1.0) < tol
