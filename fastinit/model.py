@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -140,7 +141,7 @@ def _read_npz(path: Any, problem: str) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` archive (no pickles); else ValueError ``problem (why)``."""
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise ValueError(f"{problem} ({err})") from None
     except ValueError:  # np.load's reading of a file that is no .npy/.npz: "pickled data"
         data = None
@@ -149,8 +150,8 @@ def _read_npz(path: Any, problem: str) -> dict[str, np.ndarray]:
     try:
         with data:
             return {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{problem} ({err})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"{problem} ({err})") from None  # zlib: a damaged compressed member
 
 
 def _arrays_from_file(path: Any, sizes: tuple[int, ...]) -> tuple[list, list | None]:
@@ -612,6 +613,8 @@ class MLP:
         if a["sizes"].ndim != 1 or a["sizes"].dtype.kind not in "iu":
             raise ValueError(f"sizes: expected a 1-D integer array, got {a['sizes']!r}")
         sizes = [int(s) for s in a["sizes"]]
+        if len(sizes) < 2:
+            raise ValueError(f"sizes: expected at least two layer widths, got {sizes}")
         names = [str(s) for s in a["activations"]]
         params = np.asarray(a["activation_params"], dtype=np.float64)
         if len(names) != len(sizes) - 1 or params.shape != (len(names), 2):

@@ -187,10 +187,25 @@ def test_corrupt_or_mismatching_files_raise_value_error_naming_the_file(tmp_path
         ("float_sizes.npz", {"sizes": np.array([4.0, 6.0, 3.0])}),
         ("extra.npz", {"W2": np.zeros((3, 3))}),
         ("huge.npz", {"sizes": np.array([4, 10**12, 3])}),  # refused before allocating
+        (
+            "one_width.npz",
+            {
+                "sizes": np.array([4]),
+                "activations": np.array([], "<U8"),
+                "activation_params": np.zeros((0, 2)),
+            },
+        ),
     ]:
         np.savez(tmp_path / name, **{**arrays, **change})
         with pytest.raises(ValueError, match=re.escape(name)):
             MLP.load(tmp_path / name)
+    np.savez_compressed(tmp_path / "packed.npz", **arrays)
+    raw = bytearray((tmp_path / "packed.npz").read_bytes())
+    raw[100] ^= 0xFF  # inside W0's deflated data: zlib fails before the CRC check
+    (tmp_path / "damaged.npz").write_bytes(bytes(raw))
+    for load in (MLP.load, lambda path: MLP([4, 6, 3], init=path)):
+        with pytest.raises(ValueError, match=r"damaged\.npz.* readable \.npz"):
+            load(tmp_path / "damaged.npz")
     np.save(tmp_path / "plain.npy", np.zeros(3))  # a .npy, not an archive
     with pytest.raises(ValueError, match=r"plain\.npy: not a readable \.npz model file \(not a"):
         MLP.load(tmp_path / "plain.npy")
