@@ -15,6 +15,7 @@ network contains.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import zipfile
 import zlib
@@ -246,7 +247,10 @@ class MLP:
             _act.get(activation, "activation")
         hidden = _per_layer(activation, n_layers - 1, "activation")
         acts = [_act.get(a, "activation") for a in hidden] + [_act.get("identity")]
-        self.seed = check_seed(seed, "seed")
+        try:  # the constructor's rule: ValueError for any bad argument
+            self.seed = check_seed(seed, "seed")
+        except TypeError as err:
+            raise ValueError(str(err)) from None
         self._allocate(acts)
         if _is_path(init):
             init, file_biases = _arrays_from_file(init, self.sizes)
@@ -668,9 +672,13 @@ def _check_sizes(sizes: Any) -> tuple[int, ...]:
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
         raise ValueError(f"sizes: expected at least two layer widths, got {sizes!r}")
     try:
-        return tuple(check_int(s, "sizes", low=1) for s in sizes)
+        checked = tuple(check_int(s, "sizes", low=1) for s in sizes)
     except TypeError as err:
         raise ValueError(str(err)) from None
+    n_params = sum(a * b + b for a, b in itertools.pairwise(checked))
+    if 8 * n_params > np.iinfo(np.intp).max:  # numpy's limit on an array's bytes
+        raise ValueError(f"sizes: {n_params} parameters are more than any array can hold")
+    return checked
 
 
 def _aligned_zeros(n: int, dtype: np.dtype) -> np.ndarray:

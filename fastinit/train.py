@@ -1205,6 +1205,21 @@ class FitArguments:
 def _fit_arguments(models, X, y, optimizer, batch_size, iterations, epochs, sampling, loss,
                    seed) -> FitArguments:  # fmt: skip
     """Validate and prepare :func:`fit_many`'s arguments (ValueErrors name the argument)."""
+    try:  # the bad-input rule of fit: ValueError, whatever the kind of mistake
+        fa = _checked_arguments(models, X, y, optimizer, batch_size, iterations, epochs,
+                                sampling, loss, seed)  # fmt: skip
+    except TypeError as err:
+        raise ValueError(str(err)) from None
+    # sizes no array can have (numpy's limit: intp bytes) fail here, not as "array is too big"
+    row_bytes = max(8, fa.X.shape[1] * fa.X.itemsize)  # a gathered row, or its int64 index
+    if max(8 * fa.n_iter * len(models), fa.batch * row_bytes) > np.iinfo(np.intp).max:
+        raise fa.allocation_error(len(models))
+    return fa
+
+
+def _checked_arguments(models, X, y, optimizer, batch_size, iterations, epochs, sampling, loss,
+                       seed) -> FitArguments:  # fmt: skip
+    """:func:`_fit_arguments` before the size check; may raise TypeError."""
     opts = _check_optimizers(optimizer, len(models))
     spec = _losses.get(loss)
     mode = SAMPLINGS.index(check_choice(sampling, "sampling", SAMPLINGS))

@@ -222,6 +222,8 @@ def test_corrupt_or_mismatching_files_raise_value_error_naming_the_file(tmp_path
         ({"sizes": [4]}, "sizes"),
         ({"sizes": [4, 0, 3]}, "sizes"),
         ({"sizes": [4, 2.5, 3]}, "sizes"),
+        ({"sizes": [4, 2**62, 3]}, "sizes: .* parameters are more than any array can hold"),
+        ({"seed": 1.5}, "seed"),
         ({"activation": "relux"}, "activation"),
         ({"activation": ["relu", "tanh"]}, "activation"),
         ({"init": "nonsense"}, "init"),

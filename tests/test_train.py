@@ -245,6 +245,28 @@ def test_a_run_too_long_to_allocate_names_its_length(length, value):
         m.fit(x, y, optimizer=optim.SGD(0.1), progress=False, **{length: value})
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"batch_size": 2.0, "iterations": 1}, ValueError, "batch_size: expected an integer"),
+        ({"iterations": 1.5}, ValueError, "iterations: expected an integer"),
+        ({"epochs": 1.5}, ValueError, "epochs: expected an integer"),
+        ({"seed": 1.0, "iterations": 1}, ValueError, "seed: expected an integer"),
+        ({"iterations": 2**61}, MemoryError, "^iterations, batch_size: .*fewer iterations"),
+        ({"epochs": 2**62}, MemoryError, "^epochs, batch_size: .*fewer epochs"),
+        ({"batch_size": 2**62, "iterations": 1}, MemoryError, "smaller batch_size"),
+        ({"batch_size": 2**63, "iterations": 1}, MemoryError, "smaller batch_size"),
+    ],
+)
+def test_fit_names_the_argument_of_any_mistake(kwargs, error, match):
+    # ValueError for every kind of bad value (fit's rule), and sizes no array can
+    # have refused as the MemoryError that names them, not as NumPy's errors
+    m = MLP([2, 3, 2])
+    x, y = np.zeros((4, 2), np.float32), np.zeros(4, np.int64)
+    with pytest.raises(error, match=match):
+        m.fit(x, y, optimizer=optim.SGD(0.1), progress=False, **kwargs)
+
+
 @pytest.mark.parametrize("flag", ["no", None, 0])
 def test_progress_must_be_a_bool(flag):
     m = MLP([2, 3, 2])
