@@ -301,9 +301,10 @@ def diagnose(
         A batch of inputs (a few hundred rows is plenty).
     y : array_like, optional
         Targets for ``loss``.  Without them the gradient arriving at the output
-        (``dL/dlogits``) is standard normal, drawn from stream 0 of key
-        ``grad_seed`` (:func:`fastinit.random.fill_normal`), as in the depth
-        experiment.
+        (``dL/dlogits``) is standard normal, drawn from stream
+        :data:`fastinit.random.TOP_GRADIENT_STREAM` of key ``grad_seed``
+        (:func:`fastinit.random.fill_normal`), as in the depth experiment: a
+        stream no layer's weights use, so the gradient is independent of them.
     loss : str
         Loss used with ``y``.
     grad_seed : int
@@ -324,7 +325,7 @@ def diagnose(
         y_int = np.empty(0, np.int64)
         y_float = np.empty((n, n_out), model.dtype)
         seed = check_seed(grad_seed, "grad_seed")
-        _rng.fill_normal(y_float, 0.0, 1.0, seed=seed, stream=0)
+        _rng.fill_normal(y_float, 0.0, 1.0, seed=seed, stream=_rng.TOP_GRADIENT_STREAM)
         source = f"N(0, 1) (no targets; key {grad_seed})"
     else:
         code = spec

@@ -16,6 +16,10 @@ One Philox call maps a 128-bit counter and a 64-bit key to four 32-bit words::
 
 ``stream`` names an independent tensor (layer k's weights, its biases, the
 minibatch indices of a run...), so adding a tensor never changes another one.
+A model draws layer k's weights from stream ``2k`` and its biases from
+``2k + 1`` of its seed; :data:`TOP_GRADIENT_STREAM` (``2**32``), never a layer's,
+holds the standard normal output gradients of :func:`fastinit.diagnose` and the
+depth experiment, so they are independent of the weights of the same seed.
 Within a stream, element ``i`` of a flat array uses:
 
 =========================  ===========  =============================================
@@ -368,6 +372,7 @@ def uniform_index(key0, key1, stream0, stream1, i, n):
 
 _CHUNK = 4096
 PARALLEL_MIN = 1 << 20  # elements: smaller fills run serially (see _fill)
+TOP_GRADIENT_STREAM = 2**32  # N(0, 1) output gradients: never a layer's stream (2k, 2k + 1)
 
 
 @njit(parallel=True, cache=True)

@@ -94,11 +94,24 @@ def test_statistics_match_numpy_float64(activation, loss, targets):
 def test_float32_and_no_targets_use_a_standard_normal_output_gradient():
     model = MLP(SIZES, activation="relu", init=("normal", {"std": 0.3}), seed=4)  # float32
     d = fastinit.diagnose(model, X, grad_seed=7)
-    g = _rng.fill_normal(np.empty((len(X), 5), np.float32), 0.0, 1.0, seed=7, stream=0)
+    g = _rng.fill_normal(np.empty((len(X), 5), np.float32), 0.0, 1.0, seed=7, stream=2**32)
     want = oracle(model, X.astype(np.float32), grad_top=g)
     for f in ("pre_std", "act_mean", "act_std", "grad_std", "grad_norm"):
         np.testing.assert_allclose(getattr(d, f), want[f], rtol=1e-4, err_msg=f)
     assert d.loss is None and "N(0, 1)" in d.gradient
+
+
+def test_the_output_gradient_is_not_drawn_from_the_weights_stream():
+    # seed 0 for both (the defaults): stream 0 of key 0 holds layer 0's weights
+    model = MLP([20, 50, 5], init=("normal", {"std": 1.0}), seed=0, dtype="float64")
+    X20 = np.random.default_rng(2).normal(size=(64, 20))
+    d = fastinit.diagnose(model, X20, grad_seed=0)
+    same = _rng.fill_normal(np.empty((64, 5)), 0.0, 1.0, seed=0, stream=0)
+    assert np.array_equal(same.ravel(), model.weights[0].ravel()[:320])  # the collision
+    g = _rng.fill_normal(np.empty((64, 5)), 0.0, 1.0, seed=0, stream=2**32)
+    want = oracle(model, X20, grad_top=g)
+    np.testing.assert_allclose(d.grad_norm, want["grad_norm"], rtol=1e-9)
+    assert abs(np.corrcoef(g.ravel(), model.weights[0].ravel()[:320])[0, 1]) < 0.2
 
 
 def test_std1_sigmoid_network_is_saturated():

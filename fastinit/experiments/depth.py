@@ -55,7 +55,7 @@ from fastinit.experiments._common import (
 DEFAULT_INITS = ("std=0.01", "xavier", "he")
 DEFAULT_ACTIVATIONS = ("tanh", "relu")
 DEFAULT_DEPTHS = (10, 20, 50, 100)
-TOP_GRADIENT_STREAM = 2**32  # never a layer's stream
+TOP_GRADIENT_STREAM = _rng.TOP_GRADIENT_STREAM  # never a layer's stream
 STATS = ("act_mean", "act_std", "grad_std")
 
 __all__ = [
