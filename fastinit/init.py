@@ -394,14 +394,16 @@ def uniform(
     """Draws from U[low, high), PyTorch ``uniform_`` defaults.
 
     In float32, ``high`` itself can come out of rounding ``low + (high - low) u``
-    (as in PyTorch).
+    (as in PyTorch), nothing above it.
 
     Parameters
     ----------
     shape : tuple of int
         Array shape.
     low, high : float
-        Bounds, finite, ``low <= high``.
+        Bounds, finite, ``low <= high``; in float32, ``high - low`` is 0 or at
+        least ``2**-102`` (about 2e-31, see
+        :func:`fastinit.random.uniform_constants`).
     seed, stream, dtype, out
         As for :func:`normal`.
 

@@ -705,7 +705,12 @@ def uniform_constants(low: float, high: float, dtype: np.dtype) -> tuple[np.floa
     """Validate uniform bounds; return ``(low, high - low)`` in ``dtype``.
 
     Shared by the CPU fill and its CUDA twin.  Every value must fit ``dtype``:
-    ``low``, ``high`` and the span (else the fill would write inf).
+    ``low``, ``high`` and the span (else the fill would write inf).  The span
+    is that of the bounds rounded to ``dtype``, so that ``low + span * u`` with
+    ``u < 1`` never rounds above ``high`` (``float32(high) - float32(low)`` can
+    be smaller than ``float32(high - low)``).  In float32 a non-zero span must
+    be at least ``2**-102`` (about 2e-31): the fill's spacing ``span * 2**-24``
+    must be a normal number, else the draws would be wrong, not just coarse.
 
     Parameters
     ----------
@@ -722,10 +727,22 @@ def uniform_constants(low: float, high: float, dtype: np.dtype) -> tuple[np.floa
     high = check_finite(high, "high")
     if low > high:
         raise ValueError(f"low, high: expected low <= high, got low={low}, high={high}")
-    for name, value in (("low", low), ("high", high), ("high - low", high - low)):
-        check_representable(value, name, np.dtype(dtype))
-    t = np.dtype(dtype).type
-    return t(low), t(high - low)
+    dtype = np.dtype(dtype)
+    check_representable(low, "low", dtype)
+    check_representable(high, "high", dtype)
+    t = dtype.type
+    span = float(t(high)) - float(t(low))  # exact for float32 bounds
+    check_representable(span, "high - low", dtype)
+    if dtype == np.float32 and 0.0 < span < _F32_MIN_SPAN:
+        raise ValueError(
+            f"high - low: expected 0 or at least {_F32_MIN_SPAN:.3g} in float32 (the spacing of "
+            f"the draws, (high - low) 2**-24, must be a normal number), got {span:.4g}; "
+            "use float64"
+        )
+    return t(low), t(span)
+
+
+_F32_MIN_SPAN = 2.0**-102  # 2**-24 of it is float32's smallest normal number, 2**-126
 
 
 # the largest |z| a normal fill draws: Box-Muller's sqrt(-2 ln u) at the smallest

@@ -130,6 +130,29 @@ def test_uniform_matches_scipy(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("low", "high"), [(0.3, 0.30001), (-0.7, 0.2), (1e-3, 3.0)])
+def test_uniform_stays_within_the_bounds_rounded_to_the_dtype(dtype, low, high):
+    # float32(0.3) + float32(0.30001 - 0.3) lies above float32(0.30001): 141 of 1e6
+    # draws came out above high when the span was rounded from the float64 difference
+    x = fr.fill_uniform(np.empty(1_000_000, dtype), low, high, seed=0)
+    assert dtype(low) <= x.min() and x.max() <= dtype(high)
+    sigma = (high - low) / np.sqrt(12 * x.size)  # of the mean of U(low, high) draws
+    assert abs(x.mean(dtype=np.float64) - (low + high) / 2) < 5 * sigma
+
+
+def test_float32_uniform_refuses_a_span_its_spacing_cannot_hold():
+    # (high - low) 2**-24 subnormal: 1e-36 gave draws up to 1.011 high, 1e-38 all zeros
+    for high in (1e-36, 1e-38):
+        with pytest.raises(ValueError, match=r"high - low: expected 0 or at least 1.97e-31"):
+            fr.fill_uniform(np.empty(10, np.float32), 0.0, high)
+    x = fr.fill_uniform(np.empty(100_000, np.float32), 0.0, 1e-30, seed=0)  # a normal spacing
+    assert x.max() <= np.float32(1e-30) and abs(x.mean(dtype=np.float64) / 5e-31 - 1) < 0.01
+    y = fr.fill_uniform(np.empty(10, np.float64), 0.0, 1e-36, seed=0)  # float64 holds it
+    assert (y <= 1e-36).all() and y.max() > 5e-37
+    assert (fr.fill_uniform(np.empty(3, np.float32), 2.0, 2.0) == 2.0).all()  # no span: low
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     ("mean", "std", "a", "b"), [(0, 1, -2, 2), (1, 3, -1, 0.5), (0, 1, 1, 5), (0, 1, 3.5, 10)]
 )
