@@ -688,7 +688,9 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         return math.sqrt(2.0)
     if name == "leaky_relu":
         slope = 0.01 if param is None else check_finite(param, "param")
-        return math.sqrt(2.0 / (1 + slope**2))
+        if abs(slope) < 1e150:
+            return math.sqrt(2.0 / (1 + slope**2))
+        return math.sqrt(2.0) / abs(slope)  # 1 + slope**2 would overflow; equal to rounding
     if name == "selu":
         return 3.0 / 4
     valid = ", ".join(repr(n) for n in (*_GAIN_ONE, "tanh", "relu", "leaky_relu", "selu"))
@@ -767,7 +769,7 @@ def xavier_uniform(
 
 def _kaiming_scale(a: float, mode: str, nonlinearity: str) -> tuple[float, str]:
     mode = check_choice(mode, "mode", ("fan_in", "fan_out"))
-    return calculate_gain(nonlinearity, a) ** 2, mode
+    return calculate_gain(nonlinearity, check_finite(a, "a")) ** 2, mode
 
 
 def kaiming_normal(

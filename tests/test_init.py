@@ -102,6 +102,19 @@ def test_calculate_gain_is_pytorchs_table():
     assert init.calculate_gain("selu") == 0.75
     with pytest.raises(ValueError, match="nonlinearity"):
         init.calculate_gain("swishy")
+    # a slope whose square overflows: sqrt(2) / |slope|, as the formula is to rounding
+    assert init.calculate_gain("leaky_relu", 1e200) == pytest.approx(math.sqrt(2) * 1e-200)
+    assert init.calculate_gain("leaky_relu", -1e155) == pytest.approx(math.sqrt(2) * 1e-155)
+
+
+@pytest.mark.parametrize("fill", [init.kaiming_normal, init.kaiming_uniform])
+def test_kaiming_names_a_when_it_is_bad(fill):
+    with pytest.raises(ValueError, match=r"^a: expected a finite number, got nan"):
+        fill((3, 3), a=float("nan"))
+    with pytest.raises(TypeError, match=r"^a: expected a real number"):
+        fill((3, 3), a="0.1")
+    w = fill((300, 300), a=1e200, seed=0)  # gain sqrt(2) 1e-200: std underflows to 0
+    assert w.dtype == np.float32 and not np.any(w)
 
 
 @pytest.mark.parametrize("shape", [(50, 20), (20, 50), (30, 30), (6, 2, 5)])
