@@ -305,7 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         Exit status: 0 on success, 2 on bad arguments (an unusable ``--out``
-        or ``--device`` included), 130 if interrupted (nothing written).
+        or ``--device`` included, and sizes whose buffers cannot be allocated),
+        130 if interrupted (nothing written).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -313,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         created = _prepare_out(getattr(args, "out", None))  # before any computing
         result = args.run(args)
-    except (ValueError, TypeError, OSError) as e:  # OSError: a missing or unusable file
+    # OSError: a missing or unusable file; MemoryError: fit's, naming iterations or batch_size
+    except (ValueError, TypeError, OSError, MemoryError) as e:
         _remove_empty(created)
         parser.exit(2, f"fastinit {args.command}: error: {e}\n")
     except KeyboardInterrupt:

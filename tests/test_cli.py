@@ -69,13 +69,32 @@ def test_histogram_command(tmp_path):
         (["planar", "--lr", "-1", "--iterations", "5"], "lr"),
         (["mnist", "--iterations", "0"], "iterations"),
         (["histogram", "--activations", "relux"], "activation"),
+        # fit's MemoryError: one line, like the other bad values
+        (["planar", "--inits", "zeros", "--iterations", str(10**14)], "iterations, batch_size"),
+        (["mnist", "--batch-size", str(10**8), "--iterations", "1"], "smaller batch_size"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_argument(argv, word, tmp_path, capsys):
+    out = tmp_path / "out"
     with pytest.raises(SystemExit) as e:
-        main([*argv, "--out", str(tmp_path), "--quiet"])
+        main([*argv, "--out", str(out), "--quiet"])
     assert e.value.code == 2
-    assert word in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert word in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # created for the run, removed again
+
+
+def test_mnist_seed_range_is_checked_before_training(tmp_path, capsys, monkeypatch):
+    from fastinit.experiments import mnist
+
+    def fit_many(*args, **kwargs):
+        raise AssertionError("trained although the last seed is out of range")
+
+    monkeypatch.setattr(mnist, "fit_many", fit_many)
+    with pytest.raises(SystemExit) as e:
+        main(["mnist", "--seed", str(2**64 - 1), "--seeds", "2", "--out", str(tmp_path), "--quiet"])
+    assert e.value.code == 2
+    assert "seed, seeds: seed + seeds - 1 must be < 2**64" in capsys.readouterr().err
 
 
 def test_parser_rejects_malformed_lists():

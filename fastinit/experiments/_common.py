@@ -24,6 +24,7 @@ import numpy as np
 
 import fastinit
 from fastinit import init as _init
+from fastinit._validate import check_int, check_seed
 from fastinit.sweep.store import json_safe
 
 # ----------------------------------------------------------------------------- init specs
@@ -75,7 +76,13 @@ class InitSpec:
         return draw
 
     def build_model(
-        self, sizes: Sequence[int], *, activation: str, seed: int, dtype: str, x_batch: np.ndarray
+        self,
+        sizes: Sequence[int],
+        *,
+        activation: str,
+        seed: int,
+        dtype: str,
+        x_batch: np.ndarray | None,
     ) -> Any:
         """An ``MLP`` drawn with this spec, then prepared (LSUV) on ``x_batch``.
 
@@ -89,8 +96,9 @@ class InitSpec:
             Seed of the weights.
         dtype : {'float32', 'float64'}
             Parameter type.
-        x_batch : numpy.ndarray
-            The rows a data-dependent spec is fitted on (see :meth:`prepare`).
+        x_batch : numpy.ndarray or None
+            The rows a data-dependent spec is fitted on (see :meth:`prepare`);
+            None only for a spec that is not (``lsuv`` False).
 
         Returns
         -------
@@ -289,6 +297,36 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str)
 
     head = line(header)
     return "\n".join([head, "-" * len(head), *(line(r) for r in rows)])
+
+
+def check_seed_range(seed: Any, seeds: Any) -> tuple[int, int]:
+    """Check ``seed`` and ``seeds`` of an experiment repeated with seeds ``seed, seed + 1, ...``.
+
+    Parameters
+    ----------
+    seed : int
+        The first seed, in [0, 2**64).
+    seeds : int
+        Repetitions, >= 1.
+
+    Returns
+    -------
+    (int, int)
+        ``(seed, seeds)``.
+
+    Raises
+    ------
+    ValueError
+        If the last seed, ``seed + seeds - 1``, is 2**64 or more (checked
+        before anything runs).
+    TypeError
+        If either is not an integer.
+    """
+    seeds = check_int(seeds, "seeds", low=1)
+    seed = check_seed(seed)
+    if seed + seeds - 1 >= 2**64:
+        raise ValueError(f"seed, seeds: seed + seeds - 1 must be < 2**64, got {seed + seeds - 1}")
+    return seed, seeds
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -41,9 +41,10 @@ from fastinit import activations as _act
 from fastinit import datasets
 from fastinit import random as _rng
 from fastinit._progress import ProgressBar
-from fastinit._validate import check_bool, check_dtype, check_int, check_seed
+from fastinit._validate import check_bool, check_dtype, check_int
 from fastinit.experiments._common import (
     Output,
+    check_seed_range,
     parse_activations,
     parse_inits,
     prepare_output,
@@ -393,11 +394,8 @@ def run_depth(
     progress = check_bool(progress, "progress")
     width = check_int(width, "width", low=1)
     samples = check_int(samples, "samples", low=1)
-    seeds = check_int(seeds, "seeds", low=1)
-    seed = check_seed(seed)
+    seed, seeds = check_seed_range(seed, seeds)
     dt = check_dtype(dtype)
-    if seed + seeds - 1 >= 2**64:
-        raise ValueError(f"seed, seeds: seed + seeds - 1 must be < 2**64, got {seed + seeds - 1}")
     config = {
         "experiment": "depth",
         "inits": [s.name for s in specs],

@@ -31,9 +31,10 @@ import numpy as np
 
 from fastinit import datasets, optim
 from fastinit._cuda import check_device
-from fastinit._validate import check_bool, check_int, check_positive, check_seed
+from fastinit._validate import check_bool, check_int, check_positive
 from fastinit.experiments._common import (
     Output,
+    check_seed_range,
     parse_inits,
     prepare_output,
     provenance,
@@ -217,8 +218,7 @@ def run_mnist(
     specs = parse_inits(inits)
     progress = check_bool(progress, "progress")
     iterations = check_int(iterations, "iterations", low=1)
-    seeds = check_int(seeds, "seeds", low=1)
-    seed = check_seed(seed)
+    seed, seeds = check_seed_range(seed, seeds)
     lr = check_positive(lr, "lr")
     (x_train, t_train), (x_test, t_test) = datasets.load_mnist(dtype=dtype)
     if train_size is not None:
@@ -247,11 +247,14 @@ def run_mnist(
     status = {s.name: [] for s in specs}
     total_time = 0.0
     iterations_run = 0
+    data_dependent = any(s.lsuv for s in specs)
     for r in range(seeds):
-        first = batch_rows(len(x_train), batch_size, 0, seed=seed + r)  # iteration 0's batch
+        x_first = None  # iteration 0's batch, copied only for LSUV
+        if data_dependent:
+            x_first = x_train[batch_rows(len(x_train), batch_size, 0, seed=seed + r)]
         models = [
             s.build_model(sizes, activation=activation, seed=seed + r, dtype=dtype,
-                          x_batch=x_train[first]).to(device)
+                          x_batch=x_first).to(device)
             for s in specs
         ]  # fmt: skip
         histories = fit_many(
