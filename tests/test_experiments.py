@@ -321,6 +321,16 @@ def _umask() -> int:
     return mask
 
 
+def test_init_names_are_recorded_as_parsed(tmp_path):
+    # results are keyed by the parsed name; the raw " lecun_normal" failed at the figures
+    kw = {"out": tmp_path, "progress": False}
+    h = run_histogram(("he", " lecun_normal"), ("relu",), layers=1, width=4, samples=8, **kw)
+    assert h.config["inits"] == ["he", "lecun_normal"]
+    assert (tmp_path / "activations_relu.png").exists()
+    p = run_planar((" zeros",), iterations=2, **kw)
+    assert p.config["inits"] == ["zeros"] and list(p.costs) == ["zeros"]
+
+
 def test_planar_and_symmetry_apply_lsuv():
     kw = {"iterations": 20, "progress": False}
     r = run_planar(("lsuv", "orthogonal"), **kw)

@@ -398,7 +398,7 @@ def run_depth(
     dt = check_dtype(dtype)
     config = {
         "experiment": "depth",
-        "inits": [s.name for s in specs],
+        "inits": [s.name for s in specs],  # as parsed: results are keyed by these names
         "activations": acts,
         "depths": list(depths),
         "width": width,

@@ -192,7 +192,7 @@ def run_histogram(
     seed = check_seed(seed)
     config = {
         "experiment": "histogram",
-        "inits": list(inits),
+        "inits": [s.name for s in specs],  # as parsed: results are keyed by these names
         "activations": list(activations),
         "layers": layers,
         "width": width,

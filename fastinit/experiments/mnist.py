@@ -227,7 +227,7 @@ def run_mnist(
     sizes = [x_train.shape[1], *hidden, 10]
     config = {
         "experiment": "mnist",
-        "inits": list(inits),
+        "inits": [s.name for s in specs],  # as parsed: results are keyed by these names
         "activation": activation,
         "sizes": sizes,
         "iterations": iterations,

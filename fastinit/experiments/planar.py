@@ -260,7 +260,7 @@ def run_planar(
     x_test, y_test = datasets.planar(2, m)
     config = {
         "experiment": "planar",
-        "inits": list(inits),
+        "inits": [s.name for s in specs],  # as parsed: results are keyed by these names
         "explicit_weights": sorted(weights or {}),
         "sizes": [2, hidden, 1],
         "activation": "tanh",

@@ -215,7 +215,7 @@ def run_symmetry(
     sizes = [2, *hidden, 1]
     config = {
         "experiment": "symmetry",
-        "inits": list(inits),
+        "inits": [s.name for s in specs],  # as parsed: results are keyed by these names
         "sizes": sizes,
         "activation": activation,
         "iterations": iterations,
