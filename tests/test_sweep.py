@@ -134,6 +134,12 @@ BAD_SPECS = [
         7,
     ),
     ('experiment = "depth"\n[grid]\nseed = {start = 0}\n', ["grid.seed", "stop"], 3),
+    # counted, not built: a list of 10**10 seeds would exhaust the memory first
+    (
+        'experiment = "depth"\n[grid]\nseed = {start = 0, stop = 10000000000}\n',
+        ["grid.seed", "range: 10000000000 values", "at most 1000000"],
+        3,
+    ),
     ('experiment = "depth"\n[grid]\ninit = ["he", "lsuv"]\n', ["grid.init", "data-dependent"], 3),
     # values every run would reject at run time (datasets.planar, the MNIST training set)
     ('experiment = "planar"\n[fixed]\nm = 401\n', ["fixed.m", "positive even integer", "401"], 3),

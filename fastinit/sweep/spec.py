@@ -448,7 +448,13 @@ class _Checker:
                 f"range: expected integers start, stop and a non-zero step, got {table}",
                 "grid", key, n, index,
             )  # fmt: skip
-        return list(range(*parts))
+        values = range(*parts)
+        if len(values) > MAX_RUNS:  # refused before a list of them is built
+            raise self.error(
+                f"range: {len(values)} values; a grid has at most {MAX_RUNS} points",
+                "grid", key, n, index,
+            )  # fmt: skip
+        return list(values)
 
     def _value(
         self,
