@@ -331,6 +331,24 @@ def test_init_names_are_recorded_as_parsed(tmp_path):
     assert p.config["inits"] == ["zeros"] and list(p.costs) == ["zeros"]
 
 
+def test_a_diverged_planar_init_has_no_accuracy(tmp_path, monkeypatch):
+    from fastinit.model import MLP
+
+    fit = MLP.fit
+
+    def diverging_fit(self, *args, **kwargs):  # the loss of the tanh network stays finite
+        history = fit(self, *args, **kwargs)
+        history.status = "diverged"
+        return history
+
+    monkeypatch.setattr(MLP, "fit", diverging_fit)
+    r = run_planar(("he",), iterations=5, out=tmp_path, progress=False)
+    assert math.isnan(r.train_accuracy["he"]) and math.isnan(r.test_accuracy["he"])
+    assert r.table().splitlines()[-1].split()[-2:] == ["n/a", "n/a"]
+    summary = json.loads((tmp_path / "summary.json").read_text())["results"]["he"]
+    assert summary["train_accuracy"] is None and summary["status"] == "diverged"
+
+
 def test_planar_and_symmetry_apply_lsuv():
     kw = {"iterations": 20, "progress": False}
     r = run_planar(("lsuv", "orthogonal"), **kw)

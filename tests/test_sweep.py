@@ -255,6 +255,15 @@ def test_local_pool_sweep_of_the_depth_experiment(depth_db):
     assert again.skipped == 24 and again.ran == 0
 
 
+def test_a_diverged_planar_run_has_no_accuracy():
+    # as the mnist runner: the predictions of non-finite weights are not an accuracy
+    params = {"init": "he", "activation": "relu", "lr": 1e6, "iterations": 300, "rng": "fastinit"}
+    result = runners.run(runners.full_config("planar", params))
+    assert result["status"] == "diverged" and result["metrics"]["iterations_done"] < 300
+    assert result["metrics"]["train_accuracy"] is None
+    assert result["metrics"]["test_accuracy"] is None
+
+
 def test_planar_sweep_with_a_run_that_fails(tmp_path, monkeypatch):
     spec = write(tmp_path, """\
         experiment = "planar"

@@ -16,6 +16,7 @@ gradients are near zero and it learns slowly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,8 @@ class PlanarResult:
     costs : dict of str -> numpy.ndarray
         Per init (or ``--weights`` name), the cost of every iteration.
     train_accuracy, test_accuracy : dict of str -> float
-        Accuracy of the trained network on the training set and the seed-2 set.
+        Accuracy of the trained network on the training set and the seed-2 set
+        (NaN for a diverged run, as in ``fastinit mnist`` and the sweeps).
     status : dict of str -> str
         Each run's ``History.status``.
     models : dict of str -> MLP
@@ -96,18 +98,22 @@ class PlanarResult:
         -------
         str
             The aligned table, one line per init; ``n/a`` for a final cost that is
-            not finite.
+            not finite and for a diverged run's accuracies.
         """
         rows = [
             (
                 name,
                 "n/a" if r["final_cost"] is None else f"{r['final_cost']:.6f}",
-                f"{r['train_accuracy']:.4f}",
-                f"{r['test_accuracy']:.4f}",
+                "n/a" if r["train_accuracy"] is None else f"{r['train_accuracy']:.4f}",
+                "n/a" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}",
             )
             for name, r in json_safe(self.summary()["results"]).items()
         ]
         return text_table(("init", "final cost", "train acc", "test acc"), rows, "<>>>")
+
+
+def _accuracy(model: MLP, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(model.predict(x) == y))
 
 
 def notebook_weights(scale: float, hidden: int = 4, seed: int = 2) -> list[np.ndarray]:
@@ -290,8 +296,10 @@ def run_planar(
         history.raise_if_interrupted()  # Ctrl-C: stop, train no more inits, write nothing
         result.costs[name] = np.asarray(history.loss, dtype=np.float64)
         result.status[name] = history.status
-        result.train_accuracy[name] = float(np.mean(model.predict(x_train) == y_train))
-        result.test_accuracy[name] = float(np.mean(model.predict(x_test) == y_test))
+        # a diverged network (non-finite weights) has no accuracy: its predictions are noise
+        ok = history.status == "ok"
+        result.train_accuracy[name] = _accuracy(model, x_train, y_train) if ok else math.nan
+        result.test_accuracy[name] = _accuracy(model, x_test, y_test) if ok else math.nan
         result.models[name] = model
     if out is not None:
         with Output(Path(out)) as output:  # all files or none
@@ -339,7 +347,8 @@ def _boundaries(plt, result: PlanarResult, x: np.ndarray, y: np.ndarray):
         z = result.models[name].predict(grid).reshape(xx.shape)
         ax.contourf(xx, yy, z, cmap=plt.cm.Spectral, alpha=0.8)
         ax.scatter(x[:, 0], x[:, 1], c=y, s=8, cmap=plt.cm.Spectral, edgecolors="k", linewidths=0.2)
-        ax.set_title(f"{name}: test acc {result.test_accuracy[name]:.2f}")
+        acc = result.test_accuracy[name]
+        ax.set_title(f"{name}: test acc {acc:.2f}" if math.isfinite(acc) else f"{name}: diverged")
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()

@@ -32,6 +32,8 @@ and ``grad_std`` per layer for ``histogram`` and ``depth``) and ``status``
 Non-finite numbers are stored as JSON ``null``.  No metric shares a name with a
 parameter: the training experiments report the iterations completed as
 ``iterations_done`` (fewer than the ``iterations`` parameter for a diverged run).
+A diverged run of planar or mnist has no accuracy (``null``): its non-finite
+weights predict noise, which the report would average in.
 
 This module imports neither NumPy nor numba at import time: a worker process
 sets its thread counts first (see :mod:`fastinit.sweep.execute`).
@@ -226,12 +228,13 @@ def _run_planar(cfg: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     history.raise_if_interrupted()  # fit caught a Ctrl-C: record no partial run
     loss = np.asarray(history.loss, dtype=np.float64)
+    ok = history.status == "ok"  # a diverged network has no accuracy (as in _run_mnist)
     return {
         "status": history.status,
         "metrics": {
             "final_loss": _finite(loss[-1]) if loss.size else None,
-            "train_accuracy": float(np.mean(model.predict(x) == y)),
-            "test_accuracy": float(np.mean(model.predict(xt) == yt)),
+            "train_accuracy": float(np.mean(model.predict(x) == y)) if ok else None,
+            "test_accuracy": float(np.mean(model.predict(xt) == yt)) if ok else None,
             "iterations_done": int(history.iterations),
         },
         "curves": {"loss": _curve(loss)},
