@@ -349,6 +349,21 @@ def test_a_diverged_planar_init_has_no_accuracy(tmp_path, monkeypatch):
     assert summary["train_accuracy"] is None and summary["status"] == "diverged"
 
 
+def test_symmetry_losses_are_those_of_the_checkpoints_weights():
+    from fastinit import optim
+
+    r = run_symmetry(("randn*0.5",), iterations=3, every=1, progress=False)
+    model = parse_init("randn*0.5").build_model(
+        [2, 8, 8, 1], activation="tanh", seed=0, dtype="float64", x_batch=None
+    )
+    x, y = datasets.planar(1, 400)
+    h = model.fit(x, y, optimizer=optim.SGD(0.5), batch_size=400, iterations=3,
+                  sampling="full", loss="sigmoid_cross_entropy", progress=False)  # fmt: skip
+    final = model.evaluate(x, y, loss="sigmoid_cross_entropy")["loss"]
+    # the loss before each update, then after the last: one value per checkpoint 0..3
+    np.testing.assert_allclose(r.loss["randn*0.5"], [*h.loss, final], rtol=1e-12)
+
+
 def test_planar_and_symmetry_apply_lsuv():
     kw = {"iterations": 20, "progress": False}
     r = run_planar(("lsuv", "orthogonal"), **kw)

@@ -241,10 +241,11 @@ def run_symmetry(
                 )  # fmt: skip
                 h.raise_if_interrupted()  # Ctrl-C: stop here, write nothing
                 previous = step
-                losses.append(float(h.loss[-1]))
+            # the loss of the weights measured at this checkpoint; h.loss[-1] was the
+            # loss before the chunk's last update
+            losses.append(model.evaluate(x, y, loss="sigmoid_cross_entropy")["loss"])
+            if step:
                 bar.update(n * iterations + step, losses[-1])
-            else:
-                losses.append(model.evaluate(x, y, loss="sigmoid_cross_entropy")["loss"])
             inc.append([unit_spread(w) for w in model.weights[:-1]])
             outg.append([unit_spread(w.T) for w in model.weights[1:]])
         result.incoming[spec.name] = np.array(inc)
