@@ -364,6 +364,20 @@ def test_symmetry_losses_are_those_of_the_checkpoints_weights():
     np.testing.assert_allclose(r.loss["randn*0.5"], [*h.loss, final], rtol=1e-12)
 
 
+def test_a_rerun_removes_its_own_stale_files_and_nothing_else(tmp_path):
+    kw = {"layers": 1, "width": 4, "samples": 8, "out": tmp_path, "progress": False}
+    run_histogram(("he",), ("relu", "tanh"), **kw)
+    run_planar(("zeros",), iterations=2, out=tmp_path, progress=False)  # another experiment
+    planar_files = {"planar_cost.png", "planar_boundaries.png", "cost_curves.csv"}
+    (tmp_path / "mine.txt").write_text("the user's")
+    assert (tmp_path / "activations_tanh.png").exists()
+    run_histogram(("he",), ("relu",), **kw)  # tanh's figures are from the old run: removed
+    names = {p.name for p in tmp_path.iterdir() if not p.name.startswith(".")}
+    assert "activations_tanh.png" not in names and "gradients_tanh.png" not in names
+    assert {"activations_relu.png", "gradients_relu.png", "mine.txt"} <= names
+    assert planar_files <= names  # planar's own files are not histogram's to remove
+
+
 def test_planar_and_symmetry_apply_lsuv():
     kw = {"iterations": 20, "progress": False}
     r = run_planar(("lsuv", "orthogonal"), **kw)

@@ -506,6 +506,21 @@ def test_report_tables_and_figures_match_the_db(depth_db, tmp_path):
         assert len(list(csv.DictReader(f))) == 24
 
 
+def test_a_new_report_removes_the_old_ones_files_only(depth_db, tmp_path):
+    _, db, _ = depth_db
+    out = tmp_path / "report"
+    make_report(db, out)
+    mine = out / "depth" / "notes.txt"  # the user's own file in the report directory
+    mine.write_text("keep")
+    assert (out / "depth" / "signal_relu.png").exists()
+    make_report(db, out, figures=False)
+    left = sorted(p.name for p in (out / "depth").iterdir() if not p.name.startswith("."))
+    assert left == ["notes.txt", "runs.csv", "summary.csv", "summary.md"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "depth", "summary.json", "summary.md"
+    ]  # fmt: skip
+
+
 def test_report_of_a_training_sweep_with_failures(tmp_path):
     spec = write(tmp_path, """\
         experiment = "selftest"

@@ -381,13 +381,16 @@ class Output:
     Used as a context manager, the files are written into a hidden staging
     directory inside ``directory`` and renamed into place only when the block
     ends without an exception: an experiment interrupted (Ctrl-C) or failing
-    while it writes leaves none of its files.  Without ``with`` (the sweep
-    report), JSON and CSV files are each written to a temporary file of their own
+    while it writes leaves none of its files.  With an ``owner`` (the
+    experiment's name), the files that owner wrote into ``directory`` last time
+    and not this time are then removed (see :meth:`_remove_stale`).  Without ``with``,
+    JSON and CSV files are each written to a temporary file of their own
     and renamed, so a reader never sees half of one (a killed writer's temporary
     file is removed by the next write of that file).
     """
 
     directory: Path | None
+    owner: str | None = None  # e.g. "mnist": keeps a list of the files it wrote here
     written: list[Path] = field(default_factory=list)  # every file written, in order
     staging: Path | None = None
 
@@ -406,9 +409,31 @@ class Output:
             if exc_type is None:
                 for p in self.written:
                     (self.staging / p.name).replace(p)
+                self._remove_stale()
         finally:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
+
+    def _remove_stale(self) -> None:
+        """Remove the files this owner wrote here last time and not this time.
+
+        A re-run with other settings (fewer activations, no figures) would
+        otherwise leave the old run's figures beside the new summary.  Only
+        names from the owner's own list (``.fastinit-<owner>-files.json``) are
+        removed: another experiment's files, or the user's, stay.
+        """
+        if self.owner is None or self.directory is None:
+            return
+        listing = self.directory / f".fastinit-{self.owner}-files.json"
+        names = sorted(p.name for p in self.written)
+        try:
+            before = json.loads(listing.read_text())
+        except (OSError, ValueError):
+            before = []
+        for name in set(before if isinstance(before, list) else []) - set(names):
+            if isinstance(name, str) and name == Path(name).name and not name.startswith("."):
+                (self.directory / name).unlink(missing_ok=True)
+        _atomic_write(listing, json.dumps(names) + "\n")
 
     def path(self, name: str) -> Path | None:
         """Where to write file ``name`` (its final path is recorded as written)."""
@@ -426,6 +451,12 @@ class Output:
         if p is not None:
             text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False)
             _atomic_write(p, text + "\n")
+
+    def text(self, name: str, text: str) -> None:
+        """Write ``text`` (UTF-8) as file ``name``."""
+        p = self.path(name)
+        if p is not None:
+            _atomic_write(p, text)
 
     def csv(self, name: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         p = self.path(name)

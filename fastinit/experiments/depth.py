@@ -440,7 +440,7 @@ def run_depth(
                 for name in STATS:
                     getattr(result, name)[(init, act, depth)] = np.array(slot[name])
     if out is not None:
-        with Output(Path(out)) as output:  # all files or none
+        with Output(Path(out), "depth") as output:  # all files or none
             _write(result, output)
     return result
 

@@ -236,7 +236,7 @@ def run_histogram(
                     )
                 )
             bar.update(len(result.act_counts))
-    with Output(None if out is None else Path(out)) as output:  # all files or none
+    with Output(None if out is None else Path(out), "histogram") as output:  # all or none
         _write(result, output, bar)
     bar.close()
     return result

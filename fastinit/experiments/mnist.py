@@ -280,7 +280,7 @@ def run_mnist(
     # the updates applied (a diverged network stops early), per second
     result.iterations_per_second = iterations_run / max(total_time, 1e-12)
     if out is not None:
-        with Output(Path(out)) as output:  # all files or none
+        with Output(Path(out), "mnist") as output:  # all files or none
             _write(result, output)
     return result
 

@@ -302,7 +302,7 @@ def run_planar(
         result.test_accuracy[name] = _accuracy(model, x_test, y_test) if ok else math.nan
         result.models[name] = model
     if out is not None:
-        with Output(Path(out)) as output:  # all files or none
+        with Output(Path(out), "planar") as output:  # all files or none
             _write(result, output, x_train, y_train)
     return result
 

@@ -253,7 +253,7 @@ def run_symmetry(
         result.loss[spec.name] = np.array(losses)
     bar.close()
     if out is not None:
-        with Output(Path(out)) as output:  # all files or none
+        with Output(Path(out), "symmetry") as output:  # all files or none
             _write(result, output)
     return result
 

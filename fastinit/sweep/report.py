@@ -601,40 +601,45 @@ def make_report(
         )
         raise ValueError(f"db: {db_path} holds no runs" + (f" of {what}" if what else ""))
     groups = aggregate(rows)
-    top = Output(Path(out))
     result = ReportResult(Path(out), groups, figures=figures)
     summary: dict[str, Any] = {"db": str(db_path), "experiments": {}}
     texts = [f"# Sweep report: {db_path}", ""]
     plt = pyplot() if figures else None
+    # each directory's files all or none; a previous report's files not written again
+    # (figures of groups now gone, or every figure after --no-figures) are removed
     for exp, gs in groups.items():
-        output = Output(Path(out) / exp)
-        header, table = table_rows(gs)
-        output.csv("summary.csv", header, table)
-        output.csv("runs.csv", *_runs_table(gs))
-        text = markdown(gs, exp)
-        md = output.path("summary.md")
-        md.write_text(text)
-        texts.append(text)
-        summary["experiments"][exp] = {
-            "varying": varying(gs),
-            "groups": [
-                {"params": g.params, "seeds": g.seeds, "status": g.status, "stats": g.stats}
-                for g in gs
-            ],
-        }
-        if plt is not None:
-            _heatmaps(plt, exp, gs, output)
-            spec = EXPERIMENTS.get(exp)
-            if spec is not None and spec.curve == "loss":
-                _curves(plt, exp, gs, output, "loss")
-            if any("depth" in g.params for g in gs):
-                _signal(plt, exp, gs, output)
+        with Output(Path(out) / exp, "report") as output:
+            texts.append(_experiment_report(plt, exp, gs, output, summary))
         result.written += output.written
     result.markdown = "\n".join(texts)
-    top.path("summary.md").write_text(result.markdown)
-    top.json("summary.json", {**summary, **_versions(provenance)})
+    with Output(Path(out), "report") as top:
+        top.text("summary.md", result.markdown)
+        top.json("summary.json", {**summary, **_versions(provenance)})
     result.written += top.written
     return result
+
+
+def _experiment_report(plt: Any, exp: str, gs: list, output: Any, summary: dict) -> str:
+    """Write one experiment's tables (and figures, if ``plt``); return its markdown."""
+    header, table = table_rows(gs)
+    output.csv("summary.csv", header, table)
+    output.csv("runs.csv", *_runs_table(gs))
+    text = markdown(gs, exp)
+    output.text("summary.md", text)
+    summary["experiments"][exp] = {
+        "varying": varying(gs),
+        "groups": [
+            {"params": g.params, "seeds": g.seeds, "status": g.status, "stats": g.stats} for g in gs
+        ],
+    }
+    if plt is not None:
+        _heatmaps(plt, exp, gs, output)
+        spec = EXPERIMENTS.get(exp)
+        if spec is not None and spec.curve == "loss":
+            _curves(plt, exp, gs, output, "loss")
+        if any("depth" in g.params for g in gs):
+            _signal(plt, exp, gs, output)
+    return text
 
 
 def _versions(provenance: Any) -> dict[str, Any]:
