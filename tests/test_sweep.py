@@ -101,6 +101,19 @@ def test_duplicate_grid_points_are_one_run():
     assert [r["seed"] for r in spec.runs()] == [0, 1, 2]
 
 
+def test_momentum_is_one_value_for_optimizers_without_momentum():
+    spec = parse_spec(
+        'experiment = "planar"\n[grid]\noptimizer = ["sgd", "momentum", "adam"]\n'
+        "momentum = [0.5, 0.9]\n"
+    )
+    runs = [(r["optimizer"], r["momentum"]) for r in spec.runs()]
+    assert runs == [("sgd", 0.9), ("momentum", 0.5), ("momentum", 0.9), ("adam", 0.9)]
+    assert len(spec) == 4  # not 6: sgd and adam ignore momentum
+    # the default momentum keeps the keys a database recorded before this rule
+    old = runners.full_config("planar", {"optimizer": "sgd"})
+    assert config_key(old) == spec.keyed_runs()[0][0]
+
+
 def test_init_names_are_stored_as_parse_init_reads_them():
     spec = parse_spec('experiment = "planar"\n[grid]\ninit = ["He", " Xavier"]\n')
     assert [r["init"] for r in spec.runs()] == ["he", "xavier"]

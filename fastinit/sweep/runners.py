@@ -463,6 +463,30 @@ EXPERIMENTS: dict[str, Experiment] = {
 _IN_WORKER = False  # set by fastinit.sweep.execute in pool and Dask worker processes
 
 
+def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the parameters its run does not read set to their defaults.
+
+    Grid points that differ only in such a parameter are one run (one key):
+    ``momentum`` beside an optimizer other than momentum or nesterov.  Its
+    default, not a blank, keeps the keys of runs recorded before this rule.
+
+    Parameters
+    ----------
+    config : dict
+        A full configuration (:func:`full_config`).
+
+    Returns
+    -------
+    dict
+        A new dict if anything changed, else ``config``.
+    """
+    if "momentum" in config and config.get("optimizer") not in ("momentum", "nesterov"):
+        default = EXPERIMENTS[config["experiment"]].params["momentum"].default
+        if config["momentum"] != default:
+            return {**config, "momentum": default}
+    return config
+
+
 def full_config(experiment: str, params: dict[str, Any]) -> dict[str, Any]:
     """``{"experiment": experiment, **defaults, **params}`` (no validation).
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastinit.sweep.runners import EXPERIMENTS, Experiment, Param
+from fastinit.sweep.runners import EXPERIMENTS, Experiment, Param, canonical_config
 
 __all__ = ["Spec", "SpecError", "canonical_json", "config_key", "load_spec", "parse_spec"]
 
@@ -180,7 +180,9 @@ class Spec:
         list of (str, dict)
             :func:`config_key` of each configuration and the configuration (as in
             :meth:`runs`); a configuration repeated in the grids appears once,
-            where it first occurs.
+            where it first occurs.  Configurations are canonical
+            (:func:`fastinit.sweep.runners.canonical_config`): ``momentum`` with
+            ``optimizer = "sgd"`` is one run, whatever the momentum.
         """
         seen: dict[str, dict[str, Any]] = {}
         for config in self._expand():
@@ -193,7 +195,7 @@ class Spec:
         for grid in self.grids or [{}]:
             names = list(grid)
             for values in itertools.product(*(grid[n] for n in names)):
-                yield {**base, **dict(zip(names, values, strict=True))}
+                yield canonical_config({**base, **dict(zip(names, values, strict=True))})
 
     def __len__(self) -> int:
         return len(self.keyed_runs())
