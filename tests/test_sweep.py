@@ -435,6 +435,16 @@ def test_killed_mid_sweep_then_resume_runs_each_config_once(tmp_path, sig):
     assert all(r["finished"] == before[r["key"]] for r in rows if r["key"] in before)
 
 
+def test_a_malformed_dask_address_names_the_option(depth_db, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    spec, _, _ = depth_db
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", str(spec), "--db", str(tmp_path / "d.sqlite"), "--dask", "bogus"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "dask: cannot reach the scheduler at 'bogus'" in err and "tcp://host:8786" in err
+
+
 def test_dask_local_cluster_gives_the_pool_results(depth_db, tmp_path):
     pytest.importorskip("distributed")
     spec, pool_db, _ = depth_db

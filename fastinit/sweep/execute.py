@@ -517,8 +517,11 @@ class DaskExecutor:
         else:
             try:
                 self.client = Client(self.address, timeout=30)
-            except OSError as e:
-                raise ValueError(f"dask: cannot reach the scheduler at {self.address} ({e})") from e
+            except (OSError, ValueError) as e:  # ValueError: a malformed address
+                raise ValueError(
+                    f"dask: cannot reach the scheduler at {self.address!r} ({e}); expected "
+                    "a scheduler address such as tcp://host:8786, or 'local'"
+                ) from e
         self.client.wait_for_workers(1, timeout=120)
         if self.cluster is not None:
             self.client.wait_for_workers(self.workers, timeout=120)

@@ -24,7 +24,7 @@ Files written to ``OUT/`` (``<exp>`` is the experiment name):
 * ``<exp>/curves_loss.png`` (training experiments): the loss curve per init,
   mean over seeds with a +-1 std band, one panel per combination of the
   other varying parameters;
-* ``depth/signal_<activation>.png`` and ``depth/signal_vs_depth.png`` (the
+* ``<exp>/signal_<activation>.png`` and ``<exp>/signal_vs_depth.png`` (the
   ``depth`` and ``histogram`` experiments): per-layer activation and gradient
   standard deviation for each init and network depth, and the spread at the
   ends of the network versus depth (see :mod:`fastinit.experiments.depth`).
