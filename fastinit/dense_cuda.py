@@ -157,8 +157,8 @@ def gemm_kernel(case: str, epilogue: bool, dtype: str, small: bool = False) -> A
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         tid = ty * ts + tx
-        row0 = cuda.blockIdx.y * bm
-        col0 = cuda.blockIdx.x * bm
+        row0 = cuda.blockIdx.x * bm  # rows on x: up to 2**31 - 1 tiles (y allows 65535)
+        col0 = cuda.blockIdx.y * bm
         if trans_a:
             m, k = a.shape[1], a.shape[0]
         else:
@@ -235,21 +235,36 @@ def gemm_grid(m: int, n: int) -> tuple[tuple[int, int], tuple[int, int], bool]:
     Returns
     -------
     grid : tuple of int
-        ``(column tiles, row tiles)``.
+        ``(row tiles, column tiles)``: the rows (a batch, or every row of a
+        full-batch run) on the grid's x axis, which CUDA allows 2**31 - 1
+        blocks; y allows 65535, 4,194,240 rows of 64-row tiles.
     block : tuple of int
         ``(TS, TS)`` threads (:func:`tile_config`).
     small : bool
         Whether the small tiles are used: the large ones would give fewer than
         ``_MIN_BLOCKS`` blocks.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` needs more than 65535 column tiles (a layer millions of units wide).
     """
     small = False
     for small in (False, True):
         ts, rt, _ = tile_config(small)
         bm = ts * rt
-        grid = ((n + bm - 1) // bm, (m + bm - 1) // bm)
+        grid = ((m + bm - 1) // bm, (n + bm - 1) // bm)
         if grid[0] * grid[1] >= _MIN_BLOCKS:
             break
+    if grid[1] > _MAX_GRID_Y:
+        raise ValueError(
+            f"sizes: a product with {n} columns needs {grid[1]} column tiles; CUDA allows "
+            f"{_MAX_GRID_Y}"
+        )
     return grid, (ts, ts), small
+
+
+_MAX_GRID_Y = 65535  # blocks along a CUDA grid's y (and z) axis, on every GPU
 
 
 @functools.cache
@@ -500,9 +515,27 @@ def gemm(case: str, a: Any, b: Any, c: Any, alpha: float = 1.0, beta: float = 0.
         The result, updated in place.
     alpha, beta : float, defaults 1.0 and 0.0
         The scale of the product and of the old ``c`` (``beta == 0`` ignores it).
+
+    Raises
+    ------
+    ValueError
+        If ``case`` is unknown or the shapes or dtypes do not match: the kernel
+        takes its sizes from ``a`` and ``b`` and would read and write out of
+        bounds.
     """
+    if case not in ("NN", "TN", "NT"):
+        raise ValueError(f"case: expected 'NN', 'TN' or 'NT', got {case!r}")
+    if not (len(a.shape) == len(b.shape) == len(c.shape) == 2):
+        raise ValueError(f"a, b, c: expected 2-D arrays, got {a.shape}, {b.shape}, {c.shape}")
+    (m, k) = a.shape[::-1] if case == "TN" else a.shape
+    (k2, n) = b.shape[::-1] if case == "NT" else b.shape
+    if k != k2 or tuple(c.shape) != (m, n):
+        raise ValueError(
+            f"a, b, c: op(a) {m}x{k} times op(b) {k2}x{n} does not give c's {tuple(c.shape)}"
+        )
     dtype = np.dtype(c.dtype)
-    m, n = c.shape
+    if np.dtype(a.dtype) != dtype or np.dtype(b.dtype) != dtype:
+        raise ValueError(f"a, b: expected c's dtype {dtype}, got {a.dtype} and {b.dtype}")
     grid, block, small = gemm_grid(m, n)
     flag = cuda_module().to_device(np.zeros(1, np.int64))
     configure(gemm_kernel(case, False, dtype.name, small), grid, block)(

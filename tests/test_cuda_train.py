@@ -85,12 +85,14 @@ def test_every_loss_value_and_gradient(dtype):
 
 @pytest.mark.parametrize("case", ["NN", "TN", "NT"])
 def test_gemm_cases_match_numpy(case):
-    from fastinit._cuda import cuda_module
+    from fastinit._cuda import cuda_module, simulator_enabled
     from fastinit.dense_cuda import gemm
 
     cuda = cuda_module()
     rng = np.random.default_rng(2)
-    m, k, n = 9, 11, 10  # several tiles and ragged edges under the simulator's 8 x 8 tiles
+    # several tiles and ragged edges: under the simulator's 8 x 8 tiles, and on a GPU
+    # the 64 x 64 tiles with several reduction steps (the 9 x 11 x 10 case fits in one)
+    m, k, n = (9, 11, 10) if simulator_enabled() else (130, 70, 140)
     a = rng.standard_normal((k, m) if case == "TN" else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if case == "NT" else (k, n)).astype(np.float32)
     c0 = rng.standard_normal((m, n)).astype(np.float32)
@@ -101,6 +103,33 @@ def test_gemm_cases_match_numpy(case):
     np.testing.assert_allclose(
         c.copy_to_host(), -0.5 * op_a @ op_b + 0.25 * c0, rtol=1e-5, atol=1e-5
     )
+
+
+def test_gemm_refuses_operands_that_do_not_match():
+    from fastinit._cuda import cuda_module
+    from fastinit.dense_cuda import gemm
+
+    cuda = cuda_module()
+    a, c = cuda.to_device(np.ones((3, 5), np.float32)), cuda.to_device(np.ones((3, 2), np.float32))
+    with pytest.raises(ValueError, match=r"op\(a\) 3x5 times op\(b\) 4x2"):
+        gemm("NN", a, cuda.to_device(np.ones((4, 2), np.float32)), c)  # read past b
+    b = cuda.to_device(np.ones((5, 2), np.float32))
+    with pytest.raises(ValueError, match=r"does not give c's \(2, 2\)"):
+        gemm("NN", a, b, cuda.to_device(np.ones((4, 2), np.float32))[:2])  # write past c
+    with pytest.raises(ValueError, match="dtype"):
+        gemm("NN", a, cuda.to_device(np.ones((5, 2))), c)
+    with pytest.raises(ValueError, match="case"):
+        gemm("TT", a, b, c)
+
+
+def test_gemm_grid_puts_rows_on_the_axis_without_the_65535_limit(monkeypatch):
+    from fastinit import dense_cuda
+
+    monkeypatch.setattr(dense_cuda, "simulator_enabled", lambda: False)  # the GPU's tiles
+    grid, block, small = dense_cuda.gemm_grid(5_000_000, 10)  # a full batch of 5e6 rows
+    assert grid == (78125, 1) and block == (16, 16) and not small
+    with pytest.raises(ValueError, match="sizes: a product with 5000000 columns"):
+        dense_cuda.gemm_grid(10, 5_000_000)
 
 
 OPTIMIZERS = [
