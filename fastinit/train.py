@@ -1180,14 +1180,21 @@ class FitArguments:
         Returns
         -------
         MemoryError
-            Naming ``iterations`` (or ``epochs``) and ``batch_size``, with the
-            loss history's size.
+            Naming ``iterations`` (or ``epochs``) and ``batch_size`` (``X`` with
+            ``sampling="full"``, whose steps work on every row), with the loss
+            history's size.
         """
+        history = (f"a loss history of {self.n_iter} iterations for {n_models} model(s), "
+                   f"{8 * self.n_iter * n_models:.3g} bytes")  # fmt: skip
+        if self.mode == FULL:  # batch_size is not used: every step works on all of X
+            return MemoryError(
+                f"{self.length}, X: this run's buffers cannot be allocated ({history}; work "
+                f"arrays for all {self.X.shape[0]} rows of X, the full batch); use fewer "
+                f"{self.length} or fewer rows"
+            )
         return MemoryError(
-            f"{self.length}, batch_size: this run's buffers cannot be allocated (a loss history "
-            f"of {self.n_iter} iterations for {n_models} model(s), {8 * self.n_iter * n_models:.3g}"
-            f" bytes; minibatches of {self.batch} rows); use fewer {self.length} or a smaller "
-            "batch_size"
+            f"{self.length}, batch_size: this run's buffers cannot be allocated ({history}; "
+            f"minibatches of {self.batch} rows); use fewer {self.length} or a smaller batch_size"
         )
 
     def settings(self) -> dict[str, Any]:
@@ -1212,7 +1219,8 @@ def _fit_arguments(models, X, y, optimizer, batch_size, iterations, epochs, samp
         raise ValueError(str(err)) from None
     # sizes no array can have (numpy's limit: intp bytes) fail here, not as "array is too big"
     row_bytes = max(8, fa.X.shape[1] * fa.X.itemsize)  # a gathered row, or its int64 index
-    if max(8 * fa.n_iter * len(models), fa.batch * row_bytes) > np.iinfo(np.intp).max:
+    batch_bytes = 0 if fa.mode == FULL else fa.batch * row_bytes  # full: X is the batch
+    if max(8 * fa.n_iter * len(models), batch_bytes) > np.iinfo(np.intp).max:
         raise fa.allocation_error(len(models))
     return fa
 

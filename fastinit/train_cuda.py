@@ -567,15 +567,31 @@ def loss_and_grads_cuda(model: Any, X: Any, y: Any, loss: str) -> tuple[float, l
         The mean loss over the rows of ``X``.
     grads : list of (dW, db)
         One pair of host arrays per layer, shaped like the weights and biases.
+
+    Raises
+    ------
+    MemoryError
+        Naming ``X`` when its rows or the full-batch work arrays do not fit in
+        the device's memory.
     """
     spec = _losses.get(loss)
     Xc = _train.prepare_x(model, X)
     y_int, y_float = _losses.prepare_targets(spec, y, Xc.shape[0], model.sizes[-1], model.dtype)
     global cuda  # a module global: the simulator swaps the module in kernels' globals
     cuda = cuda_module()
-    run = _Run(
-        cuda, [model], [_optim.NoUpdate()], Xc, y_int, y_float, spec, FULL, Xc.shape[0], 0, 1
-    )
+    try:
+        run = _Run(
+            cuda, [model], [_optim.NoUpdate()], Xc, y_int, y_float, spec, FULL, Xc.shape[0], 0, 1
+        )
+    except InputsTooLarge:
+        raise
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        raise MemoryError(
+            f"X: the work arrays of a full-batch pass over {Xc.shape[0]} rows do not fit in the "
+            "device's memory; use fewer rows"
+        ) from None
     run.step(0)
     run._sync(0, 1)
     value = float(run.losses[0, 0])

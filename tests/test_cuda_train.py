@@ -347,6 +347,18 @@ def test_a_device_run_too_long_to_allocate_names_its_length(length, value):
         m.fit(x, y, optimizer=optim.SGD(0.1), progress=False, **{length: value})
 
 
+def test_loss_and_grads_beyond_the_device_memory_names_x(monkeypatch):
+    from fastinit import train_cuda
+
+    def full(*args, **kwargs):  # the device is out of memory for the full-batch arrays
+        raise MemoryError
+
+    m = MLP([2, 3, 2]).to("cuda")
+    monkeypatch.setattr(train_cuda, "_Run", full)
+    with pytest.raises(MemoryError, match=r"^X: the work arrays of a full-batch pass over 4 rows"):
+        m.loss_and_grads(np.zeros((4, 2), np.float32), np.zeros(4, np.int64))
+
+
 class _DriverError(Exception):
     """What numba.cuda's driver raises (``CudaAPIError``: a ``code``, here an enum)."""
 

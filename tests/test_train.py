@@ -267,6 +267,20 @@ def test_fit_names_the_argument_of_any_mistake(kwargs, error, match):
         m.fit(x, y, optimizer=optim.SGD(0.1), progress=False, **kwargs)
 
 
+def test_a_full_batch_run_too_large_names_x_not_batch_size(monkeypatch):
+    from fastinit import train
+
+    m = MLP([2, 3, 2])
+    x, y = np.zeros((4, 2), np.float32), np.zeros(4, np.int64)
+
+    def no_memory(*args, **kwargs):  # the n-row work arrays of a huge X
+        raise MemoryError
+
+    monkeypatch.setattr(train, "_build_run", no_memory)
+    with pytest.raises(MemoryError, match=r"^iterations, X: .*all 4 rows of X.*fewer rows$"):
+        m.fit(x, y, sampling="full", iterations=1, batch_size=2**63, progress=False)
+
+
 @pytest.mark.parametrize("flag", ["no", None, 0])
 def test_progress_must_be_a_bool(flag):
     m = MLP([2, 3, 2])
