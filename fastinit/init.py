@@ -141,7 +141,7 @@ def _check_device_out(out: Any, shape: tuple[int, ...], dtype: Any) -> Any:
     """Check a device ``out`` against the expected shape and dtype (``dtype`` None: its own)."""
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"out: expected shape {tuple(shape)}, got {tuple(out.shape)}")
-    expected = check_dtype(out.dtype if dtype is None else dtype)
+    expected = check_dtype(out.dtype, "out") if dtype is None else check_dtype(dtype)
     if out.dtype != expected:
         raise TypeError(f"out: expected dtype {expected}, got {out.dtype}")
     if not out.is_c_contiguous():

@@ -28,7 +28,7 @@ from fastinit import activations as _act
 from fastinit import init as _init
 from fastinit import losses as _losses
 from fastinit import train as _train
-from fastinit._cuda import check_device, cuda_module
+from fastinit._cuda import check_device, cuda_module, is_device_array
 from fastinit._validate import cast_finite, check_dtype, check_int, check_seed
 from fastinit.dense import LAYER_COLUMNS, forward_rows, ops_table, with_kernels
 from fastinit.dense import work_size as _work_size
@@ -107,6 +107,8 @@ def _init_values(spec: Any, shape: tuple, seed: int, stream: int, dtype: np.dtyp
     """Values for one parameter array from an initializer spec or an explicit array."""
     if isinstance(spec, np.ndarray):
         return spec
+    if is_device_array(spec):  # e.g. init.he_normal(..., device="cuda"), as assignment takes
+        return spec.copy_to_host()
     kwargs: dict = {}
     if _is_pair(spec):
         spec, kwargs = spec

@@ -285,6 +285,19 @@ def test_to_round_trip_weights_and_assignment(data):
     )
 
 
+def test_device_arrays_are_accepted_as_init_values(data):
+    from fastinit import init
+
+    X, _ = data
+    w0 = init.he_normal((5, 7), seed=9, device="cuda")  # a device array, as assignment takes
+    model = MLP(SIZES, activation=["tanh", "gelu"], init=[w0, "xavier_normal", "he_normal"],
+                device="cuda")  # fmt: skip
+    np.testing.assert_array_equal(model.weights[0], init.he_normal((5, 7), seed=9))
+    cpu = MLP(SIZES, activation=["tanh", "gelu"], init=[w0.copy_to_host(), "xavier_normal",
+              "he_normal"])  # fmt: skip
+    _close(model.forward(X), cpu.forward(X))
+
+
 def test_save_load_device_model(tmp_path, data):
     X, y = data
     _, dev = _pair()
