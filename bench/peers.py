@@ -102,21 +102,25 @@ def jax_mlp(
         p = jax.tree_util.tree_map(lambda a, g: a - lr * g, p, grads)
         return p, loss
 
+    def keyed_step(p, key):  # the jit step carries its key: no host-side slicing per step
+        key, sub = jax.random.split(key)
+        p, loss = step(p, sub)
+        return p, key, loss
+
     state = {"params": params, "key": jax.random.PRNGKey(seed + 1)}
     if scan:
         many = jax.jit(lambda p, keys: jax.lax.scan(step, p, keys), donate_argnums=0)
     else:
-        one = jax.jit(step, donate_argnums=0)
+        one = jax.jit(keyed_step, donate_argnums=0)
 
     def run(steps: int) -> np.ndarray:
         state["key"], sub = jax.random.split(state["key"])
-        keys = jax.random.split(sub, steps)
         if scan:
-            state["params"], losses = many(state["params"], keys)
+            state["params"], losses = many(state["params"], jax.random.split(sub, steps))
             return np.asarray(losses)
         losses = []
-        for i in range(steps):
-            state["params"], loss = one(state["params"], keys[i])
+        for _ in range(steps):  # keys[i] of a device array was an eager dispatch per step
+            state["params"], sub, loss = one(state["params"], sub)
             losses.append(loss)
         return np.asarray(jnp.stack(losses))
 

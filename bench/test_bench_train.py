@@ -12,8 +12,9 @@ medians and ratios.  Workloads:
   product more per step than the others: its rows count those FLOPs, and it costs
   that code about 10% (float32) to 15% (float64) of its step),
   PyTorch eager and JAX (jit step, lax.scan loop) when importable.  ``gemm_floor``
-  (also in ``wide``) runs only the step's matrix products through NumPy's BLAS: no
-  implementation calling that BLAS can take less time per step.
+  (also in ``wide``) runs only the step's matrix products through NumPy's BLAS: what
+  they cost in the same run (an estimate, not a bound: see
+  :func:`bench.numpy_mlp.gemm_floor`).
 * ``roofline``: a same-run NumPy sgemm 2048 x 2048 (the BLAS fastinit calls).
 * ``wide``: 784-1024-1024-1024-10, batch 512.
 * ``planar``: 2-4-1 tanh/sigmoid, 400 points, full batch, lr 1.2, 10000 steps,
@@ -59,9 +60,24 @@ def step_flops(sizes: list[int], batch: int, *, input_grad: bool = False) -> int
 
 
 def _run(benchmark, fn, *, steps, flops, impl, rounds=5):
-    fn(min(steps, 10))  # compile / warm up outside the timing
+    warm = min(steps, 10)
+    _check_losses(fn(warm), warm, impl)  # compile / warm up outside the timing
     benchmark.extra_info.update(steps=steps, flops=flops * steps, impl=impl)
-    benchmark.pedantic(fn, args=(steps,), rounds=rounds, iterations=1, warmup_rounds=1)
+    losses = benchmark.pedantic(fn, args=(steps,), rounds=rounds, iterations=1, warmup_rounds=1)
+    _check_losses(losses, steps, impl)
+
+
+def _check_losses(losses, steps, impl):
+    """A trainer's result: one finite loss per step, or the timing is not a speed.
+
+    A diverged fastinit run stops early (2 steps of 2000 timed as 46 us "per
+    step"); the products-only runs (``gemm_floor``, the sgemm) return None.
+    """
+    if losses is None:
+        return
+    losses = np.asarray(losses)
+    assert losses.shape == (steps,), f"{impl}: {losses.shape} losses for {steps} steps"
+    assert np.isfinite(losses).all(), f"{impl}: a non-finite loss; its timing means nothing"
 
 
 def _fastinit(x, y, sizes, batch, dtype="float32"):
@@ -305,7 +321,9 @@ def _script(benchmark, name, impl):
     def run(_steps):
         subprocess.run([sys.executable, str(path)], check=True, cwd=ROOT, capture_output=True)
 
-    run(1)  # fills numba's cache and the decompressed MNIST copy; JAX keeps no cache
+    # fills numba's cache and fastinit's decompressed MNIST copy; JAX's persistent
+    # compilation cache is off unless configured (jax_compilation_cache_dir), as run here
+    run(1)
     benchmark.extra_info.update(steps=1, flops=0, impl=impl)
     benchmark.pedantic(run, args=(1,), rounds=3, iterations=1)
 
