@@ -1118,8 +1118,8 @@ def fit_many(
     MemoryError
         Naming ``iterations`` (or ``epochs``) and ``batch_size`` when the run's
         loss history or minibatch buffers cannot be allocated (on the CPU or
-        the device), or ``X`` when a device model's inputs do not fit in the
-        device's memory.
+        the device; ``X`` instead of ``batch_size`` with ``sampling="full"``),
+        or ``X`` when a device model's inputs do not fit in the device's memory.
     """
     start = time.perf_counter()
     models = _check_models(models)
