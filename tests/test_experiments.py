@@ -249,23 +249,30 @@ def test_unwritable_out_fails_before_training(tmp_path, monkeypatch):
     assert prepare_output(tmp_path / "a" / "b") == []
 
 
-def test_staging_left_by_a_killed_writer_is_removed_by_the_next(tmp_path):
+def _left_by_a_killed_writer(directory, body: str) -> list[str]:
+    """Run ``body`` (it SIGKILLs itself) in a fresh process; the names left in ``directory``."""
     import subprocess
     import sys
-
-    from fastinit.experiments._common import _host
 
     code = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
         "from fastinit.experiments._common import Output\n"
-        "with Output(Path(sys.argv[1])) as output:\n"
+        "out = Path(sys.argv[1])\n"
+    ) + body
+    run = subprocess.run([sys.executable, "-c", code, str(directory)], check=False)
+    assert run.returncode == -9
+    return [p.name for p in directory.iterdir()]
+
+
+def test_staging_left_by_a_killed_writer_is_removed_by_the_next(tmp_path):
+    from fastinit.experiments._common import _host
+
+    left = _left_by_a_killed_writer(tmp_path, (
+        "with Output(out) as output:\n"
         "    output.json('summary.json', {'a': 1})\n"
         "    os.kill(os.getpid(), signal.SIGKILL)  # no __exit__: the staging stays\n"
-    )
-    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=False)
-    assert run.returncode == -9
-    left = [p.name for p in tmp_path.iterdir()]
+    ))  # fmt: skip
     assert len(left) == 1 and left[0].startswith(".writing-")
     live = tmp_path / f".writing-{_host()}-{os.getpid()}-live"  # a writer still running
     other = tmp_path / ".writing-otherhost-1-x"  # another machine's, on a shared disk
@@ -279,21 +286,13 @@ def test_staging_left_by_a_killed_writer_is_removed_by_the_next(tmp_path):
 
 def test_unstaged_writes_leave_no_temporary_files(tmp_path, monkeypatch):
     import builtins
-    import subprocess
-    import sys
 
     from fastinit.experiments import _common
 
-    code = (
-        "import os, signal, sys\n"
-        "from pathlib import Path\n"
-        "from fastinit.experiments import _common\n"
+    left = _left_by_a_killed_writer(tmp_path, (
         "Path.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # before the rename\n"
-        "_common.Output(Path(sys.argv[1])).json('report.json', {'a': 1})\n"
-    )
-    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=False)
-    assert run.returncode == -9
-    left = [p.name for p in tmp_path.iterdir()]
+        "Output(out).json('report.json', {'a': 1})\n"
+    ))  # fmt: skip
     assert len(left) == 1 and left[0].startswith(".report.json.") and left[0].endswith(".tmp")
     live = tmp_path / f".report.json.{_common._host()}-{os.getpid()}-live.tmp"  # a live writer's
     live.write_text("")
