@@ -18,8 +18,11 @@ is imported, before anything compiles) replaces ``IndexDataCacheFile.save`` with
 holds an exclusive lock on ``fastinit-save.lock`` in the cache directory
 (``fcntl.flock``; ``msvcrt.locking`` on Windows) from reading the index to
 writing it, and writes the data file *before* the index entry that names it.
-It applies to every numba function of the process (a save takes milliseconds;
-nothing else changes).  Where the lock file cannot be opened, the save goes
+It applies to every numba CPU function of the process (a save takes
+milliseconds; nothing else changes); numba-cuda's ``@cuda.jit(cache=True)``
+kernels save through numba-cuda's own cache class, which is not replaced (each
+of fastinit's is compiled for one signature, so no two saves of one kernel
+race for the same index).  Where the lock file cannot be opened, the save goes
 on unlocked, as numba's own does.  With a numba whose cache classes lack
 the methods used here, nothing is replaced.
 """
@@ -46,11 +49,23 @@ _NEEDED = ("_load_index", "_save_index", "_save_data", "_data_name")
 
 @contextlib.contextmanager
 def _exclusive(directory: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``directory/LOCK_NAME``; unlocked if that fails."""
-    try:
-        fd = os.open(os.path.join(directory, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:
-        fd = None
+    """Hold an exclusive lock on ``directory/LOCK_NAME``; unlocked if that fails.
+
+    The file is made writable by everyone who can write the directory (the
+    umask would leave another user's saves, in a shared cache, unable to open
+    it); ``flock`` also locks a descriptor opened read-only, the fallback.
+    """
+    path = os.path.join(directory, LOCK_NAME)
+    fd = None
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        try:
+            fd = os.open(path, flags, 0o666)
+        except OSError:
+            continue
+        if flags & os.O_CREAT and hasattr(os, "fchmod"):
+            with contextlib.suppress(OSError):  # not the owner: the owner's save did it
+                os.fchmod(fd, 0o666)
+        break
     try:
         if fd is not None:
             with contextlib.suppress(OSError):  # e.g. msvcrt gives up after 10 s

@@ -131,3 +131,29 @@ def test_save_goes_on_without_a_lock_file(tmp_path, monkeypatch):
     assert files.load(("key", 1)) == {"code": 1}
     assert files.load(("key", 2)) == {"code": 2}
     assert sorted(p.name for p in tmp_path.glob("*.nbc")) == ["f-1.py311.1.nbc", "f-1.py311.2.nbc"]
+
+
+def test_the_lock_serves_every_user_of_a_shared_cache(tmp_path, monkeypatch):
+    with _cache._exclusive(str(tmp_path)):
+        pass
+    lock = tmp_path / _cache.LOCK_NAME
+    assert lock.stat().st_mode & 0o777 == 0o666  # not the umask's 0o644: others open it too
+    # a user who cannot open it for writing still locks it, through a read-only descriptor
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(_cache.os, "open", read_only)
+    probe = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while another holds it\n"
+    )
+    with _cache._exclusive(str(tmp_path)):
+        held = subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True)
+    assert held.returncode != 0 and b"BlockingIOError" in held.stderr
+    free = subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True)
+    assert free.returncode == 0
