@@ -88,13 +88,21 @@ def pointer_to(dtype: Any) -> types.CPointer:
 
 
 def _lower_args(context, builder, tuple_type, value):
-    """LLVM arguments for a C call: arrays pass their data pointer, scalars themselves."""
+    """LLVM arguments for a C call: arrays pass their data pointer, integers (and
+    bools) go as int64 and reals as float64, the only scalar types of the
+    callees' signatures (a float32 was passed as 4 bytes and read as garbage).
+    An integer meant for a float64 slot must be converted by the wrapper
+    (``float(alpha)``): nothing here knows the slot's type."""
     argv = []
     for i, t in enumerate(tuple_type):
         v = builder.extract_value(value, i)
-        argv.append(
-            context.make_array(t)(context, builder, v).data if isinstance(t, types.Array) else v
-        )
+        if isinstance(t, types.Array):
+            v = context.make_array(t)(context, builder, v).data
+        elif isinstance(t, (types.Integer, types.Boolean)):
+            v = context.cast(builder, v, t, types.int64)
+        elif isinstance(t, types.Float):
+            v = context.cast(builder, v, t, types.float64)
+        argv.append(v)
     return argv
 
 
@@ -102,9 +110,11 @@ def _call(restype, name):
     def typer(typingctx, fnptr, args):
         """Call the C function at address ``fnptr`` with the tuple ``args``.
 
-        Arrays are passed as pointers to their (C-contiguous) data, int64 and
-        float64 scalars by value, matching the ``cfunc`` signature of the
-        callee; nothing is checked, so callers go through typed wrappers.
+        Arrays are passed as pointers to their (C-contiguous) data, integer
+        scalars as int64 and real ones as float64, by value, matching the
+        ``cfunc`` signatures of the callees (which take no other scalar types);
+        the positions and the arrays' dtypes are not checked, so callers go
+        through typed wrappers.
         """
         if not isinstance(args, types.BaseTuple):
             return None

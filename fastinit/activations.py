@@ -571,7 +571,7 @@ def call_bias_activate(kernel, z, d, b, p0, p1):
     """
     if kernel == 0:
         raise ValueError("no activation kernel: fill the layer table with dense.with_kernels")
-    call_void(kernel, (z, d, b, z.shape[0], z.shape[1], p0, p1, 1))
+    call_void(kernel, (z, d, b, z.shape[0], z.shape[1], float(p0), float(p1), 1))
 
 
 @njit(inline="always", **_E)
@@ -592,7 +592,7 @@ def call_activate(kernel, z, d, p0, p1):
     """
     if kernel == 0:
         raise ValueError("no activation kernel: fill the layer table with dense.with_kernels")
-    call_void(kernel, (z, d, d, z.shape[0], 1, p0, p1, 0))
+    call_void(kernel, (z, d, d, z.shape[0], 1, float(p0), float(p1), 0))
 
 
 @njit(**_E)

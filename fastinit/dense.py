@@ -452,7 +452,8 @@ def gemm(
     m, n = c.shape
     k = a.shape[0] if ta == TRANS else a.shape[1]
     blas = (ops[BLAS_FN], ops[BLAS_ABI])
-    call_void(ops[GEMM], (*blas, ta, tb, m, n, k, alpha, a, _ld(a), b, _ld(b), beta, c, _ld(c)))
+    args = (*blas, ta, tb, m, n, k, float(alpha), a, _ld(a), b, _ld(b), float(beta), c, _ld(c))
+    call_void(ops[GEMM], args)
 
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -489,7 +490,7 @@ def derivative_and_sums(
     lr, decay : float
         Learning rate (0: no update) and weight decay of the bias step.
     """
-    call_void(ops[SUMS], (g, d, db, d.shape[0], d.shape[1], code, b, lr, decay))
+    call_void(ops[SUMS], (g, d, db, d.shape[0], d.shape[1], code, b, float(lr), float(decay)))
 
 
 # ----------------------------------------------------------------------------- one layer

@@ -78,3 +78,22 @@ def test_ops_table_is_one_per_dtype():
     for col in (dense.GEMM, dense.SUMS, dense.FORWARD, dense.BACKWARD):
         assert f32[col] != f64[col]
     assert f32[dense.BLAS_ABI] == f64[dense.BLAS_ABI]
+
+
+def test_scalars_of_any_numeric_type_reach_the_kernels_as_int64_and_float64(python_subprocess):
+    # a Python int for alpha (a float64 slot) was passed as an int64 and crashed the
+    # process; a float32 was passed as a 4-byte float and read as garbage
+    code = (
+        "import numpy as np\n"
+        "from tests.test_dense import _gemm\n"
+        "from fastinit import dense\n"
+        "a, b = np.arange(6.0).reshape(2, 3), np.ones((3, 2))\n"
+        "N = dense.NO_TRANS\n"
+        "for alpha, beta in [(1, 0), (np.float32(2.0), np.int32(0)), (np.int8(1), 0.0)]:\n"
+        "    c = np.zeros((2, 2))\n"
+        "    _gemm(dense.ops_table('float64'), N, a, N, b, alpha, beta, c)\n"
+        "    print(c.ravel().tolist())\n"
+    )
+    lines = python_subprocess(code).split("\n")
+    one, two = "[3.0, 3.0, 12.0, 12.0]", "[6.0, 6.0, 24.0, 24.0]"
+    assert lines[:3] == [one, two, one]
