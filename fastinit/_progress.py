@@ -83,6 +83,11 @@ class ProgressBar:
             self.shown = False
 
     def _write(self, text: str) -> None:
+        """Draw ``text``; a stream that cannot be written (``sys.stderr`` None under
+        pythonw, a closed pipe) turns the bar off instead of failing the run."""
         stream = self.stream if self.stream is not None else sys.stderr
-        stream.write(text)
-        stream.flush()
+        try:
+            stream.write(text)
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # None, broken pipe, closed file
+            self.enabled = self.shown = False

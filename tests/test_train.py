@@ -281,6 +281,25 @@ def test_a_full_batch_run_too_large_names_x_not_batch_size(monkeypatch):
         m.fit(x, y, sampling="full", iterations=1, batch_size=2**63, progress=False)
 
 
+@pytest.mark.parametrize("stream", [None, "closed"])
+def test_an_unwritable_stderr_turns_the_bar_off_not_the_run(stream, monkeypatch):
+    import io
+    import sys
+
+    if stream == "closed":
+        stream = io.StringIO()
+        stream.close()  # write raises ValueError, as a closed pipe raises OSError
+    monkeypatch.setattr(sys, "stderr", stream)  # None: pythonw, a service
+    bar = ProgressBar(10, min_seconds=0.0)
+    bar.update(5, 0.25)  # would raise AttributeError / ValueError
+    bar.close()
+    assert not bar.enabled
+    m = MLP([2, 3, 2])
+    x, y = np.zeros((4, 2), np.float32), np.zeros(4, np.int64)
+    h = m.fit(x, y, optimizer=optim.SGD(0.1), iterations=3, progress=True)
+    assert h.status == "ok" and h.iterations == 3
+
+
 @pytest.mark.parametrize("flag", ["no", None, 0])
 def test_progress_must_be_a_bool(flag):
     m = MLP([2, 3, 2])
