@@ -68,7 +68,11 @@ def check_finite(value: Any, name: str) -> float:
     """Return ``value`` as a finite float, or raise."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: expected a real number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise ValueError(f"{name}: expected a finite number, got an integer beyond the "
+                         "float range") from None  # fmt: skip
     if not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value}")
     return value

@@ -1126,7 +1126,7 @@ def fit_many(
     try:  # the bad-input rule of fit: ValueError, whatever the kind of mistake
         check_bool(record_stats, "record_stats")
         check_bool(progress, "progress")
-        every = check_int(stats_every, "stats_every", low=1)
+        every = check_int(stats_every, "stats_every", low=1, high=2**63 - 1)  # int64
     except TypeError as err:
         raise ValueError(str(err)) from None
     fa = _fit_arguments(models, X, y, optimizer, batch_size, iterations, epochs, sampling, loss,

@@ -208,3 +208,12 @@ def test_float32_sgd_weight_decay_is_not_rounded_away(lr_wd, tol):
         weights.append(np.array(model.weights[0], np.float64))
     decay = np.sum((weights[0] - weights[1]) * start) / np.sum(start * start)
     assert abs(decay / lr_wd - 1.0) < tol
+
+
+def test_an_integer_beyond_the_float_range_is_a_value_error_naming_it():
+    from fastinit import init
+
+    with pytest.raises(ValueError, match=r"^lr: expected a finite number, got an integer beyond"):
+        optim.SGD(lr=10**400)
+    with pytest.raises(ValueError, match=r"^std: expected a finite number"):
+        init.normal((3, 3), std=10**5000)  # past int's 4300-digit str limit too

@@ -256,6 +256,11 @@ def test_a_run_too_long_to_allocate_names_its_length(length, value):
         ({"epochs": 2**62}, MemoryError, "^epochs, batch_size: .*fewer epochs"),
         ({"batch_size": 2**62, "iterations": 1}, MemoryError, "smaller batch_size"),
         ({"batch_size": 2**63, "iterations": 1}, MemoryError, "smaller batch_size"),
+        (
+            {"iterations": 1, "record_stats": True, "stats_every": 2**64},
+            ValueError,
+            r"stats_every: expected an integer in \[1, ",
+        ),
     ],
 )
 def test_fit_names_the_argument_of_any_mistake(kwargs, error, match):
