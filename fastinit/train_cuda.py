@@ -49,10 +49,11 @@ is found; on a machine with an NVIDIA GPU run them for real with::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,15 +265,9 @@ def run_fit(models: list, fa: Any, bar: ProgressBar, start_time: float) -> list[
     """
     global cuda  # a module global: the simulator swaps the module in kernels' globals
     cuda = cuda_module()
-    try:
+    with _memory_error(lambda: fa.allocation_error(len(models))):
         run = _Run(cuda, models, fa.opts, fa.X, fa.y_int, fa.y_float, fa.spec, fa.mode, fa.batch,
                    fa.seed, fa.n_iter)  # fmt: skip
-    except InputsTooLarge:
-        raise
-    except Exception as err:
-        if not out_of_memory(err):
-            raise
-        raise fa.allocation_error(len(models)) from None
     status = "ok"
     try:
         status = run.chunks(bar)
@@ -329,15 +324,27 @@ def upload_inputs(cuda: Any, Xc: np.ndarray) -> Any:
         A ``MemoryError`` naming ``X`` and its size, when the device is out of
         memory.
     """
-    try:
+    message = (
+        f"X: {Xc.shape[0]} rows of inputs ({Xc.nbytes:.3g} bytes) do not fit in the "
+        "device's memory; use fewer rows, or train a model moved with .to('cpu')"
+    )
+    with _memory_error(lambda: InputsTooLarge(message)):
         return cuda.to_device(Xc)
+
+
+@contextlib.contextmanager
+def _memory_error(make: Any) -> Iterator[None]:
+    """Replace an out-of-memory error (:func:`out_of_memory`) raised in the block by
+    ``make()``, one that names the arguments to change; :class:`InputsTooLarge`,
+    already named, and every other error pass unchanged."""
+    try:
+        yield
+    except InputsTooLarge:
+        raise
     except Exception as err:
         if not out_of_memory(err):
             raise
-        raise InputsTooLarge(
-            f"X: {Xc.shape[0]} rows of inputs ({Xc.nbytes:.3g} bytes) do not fit in the "
-            "device's memory; use fewer rows, or train a model moved with .to('cpu')"
-        ) from None
+        raise make() from None
 
 
 class _Run:
@@ -579,19 +586,12 @@ def loss_and_grads_cuda(model: Any, X: Any, y: Any, loss: str) -> tuple[float, l
     y_int, y_float = _losses.prepare_targets(spec, y, Xc.shape[0], model.sizes[-1], model.dtype)
     global cuda  # a module global: the simulator swaps the module in kernels' globals
     cuda = cuda_module()
-    try:
+    message = (f"X: the work arrays of a full-batch pass over {Xc.shape[0]} rows do not fit in "
+               "the device's memory; use fewer rows")  # fmt: skip
+    with _memory_error(lambda: MemoryError(message)):
         run = _Run(
             cuda, [model], [_optim.NoUpdate()], Xc, y_int, y_float, spec, FULL, Xc.shape[0], 0, 1
         )
-    except InputsTooLarge:
-        raise
-    except Exception as err:
-        if not out_of_memory(err):
-            raise
-        raise MemoryError(
-            f"X: the work arrays of a full-batch pass over {Xc.shape[0]} rows do not fit in the "
-            "device's memory; use fewer rows"
-        ) from None
     run.step(0)
     run._sync(0, 1)
     value = float(run.losses[0, 0])

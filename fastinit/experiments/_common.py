@@ -447,10 +447,9 @@ class Output:
 
     def json(self, name: str, data: dict[str, Any]) -> None:
         """Write ``data`` as JSON, non-finite numbers as ``null`` (:func:`json_safe`)."""
-        p = self.path(name)
-        if p is not None:
+        if self.directory is not None:
             text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False)
-            _atomic_write(p, text + "\n")
+            self.text(name, text + "\n")
 
     def text(self, name: str, text: str) -> None:
         """Write ``text`` (UTF-8) as file ``name``."""
@@ -459,14 +458,14 @@ class Output:
             _atomic_write(p, text)
 
     def csv(self, name: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        p = self.path(name)
-        if p is None:
+        """Write ``header`` and ``rows`` as CSV file ``name``."""
+        if self.directory is None:
             return
         text = io.StringIO(newline="")
         w = csv.writer(text)
         w.writerow(header)
         w.writerows(rows)
-        _atomic_write(p, text.getvalue())
+        self.text(name, text.getvalue())
 
     def figure(self, name: str, fig: Any) -> None:
         p = self.path(name)
