@@ -191,7 +191,7 @@ def _estrin12(x, a):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def fast_exp(x):
+def fast_exp(x: float) -> float:
     """``exp(x)`` for ``x <= 0`` (0 below the normal range), vectorizable.
 
     Parameters
@@ -209,7 +209,7 @@ def fast_exp(x):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def exp_and_expm1(x):
+def exp_and_expm1(x: float) -> tuple[float, float]:
     """``(exp(x), expm1(x))``, both to full relative precision, from one reduction.
 
     Parameters
@@ -268,7 +268,7 @@ def _log1p_unit(e):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def sigmoid_parts(z):
+def sigmoid_parts(z: float) -> tuple[float, float, float]:
     """``(sigmoid(z), 1 - sigmoid(z), exp(-|z|))``, each accurate (no ``1 - s`` cancellation).
 
     Parameters
@@ -343,14 +343,14 @@ def _activation_doc(p0: str | None = None, p1: str | None = None) -> Callable:
 
 @njit(**_E)
 @_activation_doc()
-def identity(z, p0, p1):
+def identity(z: float, p0: float, p1: float) -> tuple[float, float]:
     """``z``; derivative 1."""
     return z, type(z)(1.0)
 
 
 @njit(**_E)
 @_activation_doc()
-def relu(z, p0, p1):
+def relu(z: float, p0: float, p1: float) -> tuple[float, float]:
     """``max(z, 0)``; derivative 1 for ``z > 0`` else 0; NaN stays NaN (PyTorch)."""
     t = type(z)
     return (t(0.0) if z <= 0 else z), (t(1.0) if z > 0 else t(0.0))
@@ -358,7 +358,7 @@ def relu(z, p0, p1):
 
 @njit(**_E)
 @_activation_doc(p0="``negative_slope``.", p1="Unused.")
-def leaky_relu(z, p0, p1):
+def leaky_relu(z: float, p0: float, p1: float) -> tuple[float, float]:
     """``z`` or ``negative_slope * z`` (``p0``); slope for ``z <= 0`` (PyTorch)."""
     slope = type(z)(p0)
     return (z, type(z)(1.0)) if z > 0 else (z * slope, slope)
@@ -366,7 +366,7 @@ def leaky_relu(z, p0, p1):
 
 @njit(**_E)
 @_activation_doc()
-def sigmoid(z, p0, p1):
+def sigmoid(z: float, p0: float, p1: float) -> tuple[float, float]:
     """``1 / (1 + exp(-z))``; derivative ``s (1 - s)`` with both factors accurate."""
     s, rest, _ = sigmoid_parts(z)
     return s, s * rest
@@ -374,14 +374,14 @@ def sigmoid(z, p0, p1):
 
 @njit(**_E)
 @_activation_doc()
-def tanh(z, p0, p1):
+def tanh(z: float, p0: float, p1: float) -> tuple[float, float]:
     """``tanh(z)``; derivative ``1 - tanh(z)**2``."""
     return _tanh_parts(z)
 
 
 @njit(**_E)
 @_activation_doc(p0="``alpha``.", p1="Unused.")
-def elu(z, p0, p1):
+def elu(z: float, p0: float, p1: float) -> tuple[float, float]:
     """``z`` or ``alpha (exp(z) - 1)`` with ``alpha = p0``; derivative ``alpha exp(z)``."""
     t = type(z)
     ex, em = exp_and_expm1(fm.min2(z, t(0.0)))
@@ -391,7 +391,7 @@ def elu(z, p0, p1):
 
 @njit(**_E)
 @_activation_doc()
-def selu(z, p0, p1):
+def selu(z: float, p0: float, p1: float) -> tuple[float, float]:
     """``scale * elu(z, alpha)`` with PyTorch's constants."""
     value, slope = elu(z, _SELU_ALPHA, p1)
     scale = type(z)(_SELU_SCALE)
@@ -400,7 +400,7 @@ def selu(z, p0, p1):
 
 @njit(**_E)
 @_activation_doc()
-def gelu(z, p0, p1):
+def gelu(z: float, p0: float, p1: float) -> tuple[float, float]:
     """``z Phi(z)`` (exact erf form); derivative ``Phi(z) + z phi(z)``."""
     t = type(z)
     cdf = t(0.5) * (t(1.0) + math.erf(z * t(_SQRT_HALF)))
@@ -410,7 +410,7 @@ def gelu(z, p0, p1):
 
 @njit(**_E)
 @_activation_doc()
-def gelu_tanh(z, p0, p1):
+def gelu_tanh(z: float, p0: float, p1: float) -> tuple[float, float]:
     """``0.5 z (1 + tanh(u))``, ``u = sqrt(2/pi) (z + 0.044715 z**3)`` (cubic on z in [-10, 10])."""
     t = type(z)
     one, half = t(1.0), t(0.5)
@@ -427,7 +427,7 @@ def gelu_tanh(z, p0, p1):
     p0="``beta``, > 0.",
     p1="``threshold``: above it (in ``beta z``) the value is ``z``, the derivative 1.",
 )
-def softplus(z, p0, p1):
+def softplus(z: float, p0: float, p1: float) -> tuple[float, float]:
     """``log(1 + exp(beta z)) / beta`` (``beta = p0``), ``z`` where ``beta z > p1``."""
     t = type(z)
     beta = t(p0)
@@ -440,7 +440,7 @@ def softplus(z, p0, p1):
 
 @njit(**_E)
 @_activation_doc()
-def silu(z, p0, p1):
+def silu(z: float, p0: float, p1: float) -> tuple[float, float]:
     """``z sigmoid(z)``; derivative ``s (1 + z (1 - s))``."""
     s, rest, _ = sigmoid_parts(z)
     return z * s, s * (type(z)(1.0) + z * rest)
@@ -548,7 +548,9 @@ def activation_kernel(code: int, dtype: Any) -> int:
 
 
 @njit(inline="always", **_E)
-def call_bias_activate(kernel, z, d, b, p0, p1):
+def call_bias_activate(
+    kernel: int, z: np.ndarray, d: np.ndarray, b: np.ndarray, p0: float, p1: float
+) -> None:
     """``z = f(d + b)``, ``d = f'(d + b)`` on C-contiguous (m, n) ``z, d`` and (n,) ``b``.
 
     ``kernel`` is the address of the activation's kernel
@@ -575,7 +577,7 @@ def call_bias_activate(kernel, z, d, b, p0, p1):
 
 
 @njit(inline="always", **_E)
-def call_activate(kernel, z, d, p0, p1):
+def call_activate(kernel: int, z: np.ndarray, d: np.ndarray, p0: float, p1: float) -> None:
     """``z = f(d)``, ``d = f'(d)`` on C-contiguous flat arrays (the identity keeps ``d``).
 
     Parameters

@@ -156,7 +156,14 @@ def loss_kernel(code: int, dtype: Any) -> int:
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def call_loss(kernel, z, y_int, y_float, write_grad, row_loss):
+def call_loss(
+    kernel: int,
+    z: np.ndarray,
+    y_int: np.ndarray,
+    y_float: np.ndarray,
+    write_grad: bool,
+    row_loss: np.ndarray,
+) -> float:
     """Mean loss of logits ``z`` (m, C) for the targets of the same rows.
 
     Parameters
@@ -186,7 +193,14 @@ def call_loss(kernel, z, y_int, y_float, write_grad, row_loss):
 
 
 @njit(cache=True, error_model="numpy")
-def loss_value(kernel, z, y_int, y_float, write_grad, row_loss):
+def loss_value(
+    kernel: int,
+    z: np.ndarray,
+    y_int: np.ndarray,
+    y_float: np.ndarray,
+    write_grad: bool,
+    row_loss: np.ndarray,
+) -> float:
     """:func:`call_loss` for Python callers (``value_and_grad``, ``MLP.evaluate``).
 
     Parameters
@@ -205,7 +219,14 @@ def loss_value(kernel, z, y_int, y_float, write_grad, row_loss):
 # ----------------------------------------------------------------------------- Python side
 @dataclass(frozen=True)
 class Loss:
-    """A loss by canonical name, lowered to an integer ``code`` for the kernels."""
+    """A loss by canonical name, lowered to an integer ``code`` for the kernels.
+
+    Attributes
+    ----------
+    name : str
+        The canonical name (``"softmax_cross_entropy"``, ``"sigmoid_cross_entropy"``
+        or ``"mse"``).
+    """
 
     name: str
 

@@ -188,7 +188,15 @@ def optimizer_kernel(code: int, dtype: Any) -> int:
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def call_update(kernel, hyper, step, p, g, s0, s1):
+def call_update(
+    kernel: int,
+    hyper: np.ndarray,
+    step: int,
+    p: np.ndarray,
+    g: np.ndarray,
+    s0: np.ndarray,
+    s1: np.ndarray,
+) -> None:
     """One optimizer step on the flat parameters ``p`` with gradients ``g``.
 
     Parameters
@@ -235,7 +243,15 @@ def apply_update(code: int, hyper: np.ndarray, step: int, p: Any, g: Any, s0: An
 # ----------------------------------------------------------------------------- Python side
 @dataclass
 class OptimizerState:
-    """Per-model optimizer state: ``slots`` (2, n_params), or (2, 0) when unused, and the step."""
+    """Per-model optimizer state.
+
+    Attributes
+    ----------
+    slots : numpy.ndarray, (2, n_params), or (2, 0) when the optimizer keeps none
+        The two state slots (velocity; Adam's moments; AdaGrad's and RMSprop's sums).
+    step : int
+        Updates taken so far (Adam's bias corrections).
+    """
 
     slots: np.ndarray
     step: int = 0

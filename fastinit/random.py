@@ -155,7 +155,9 @@ def _block_lanes(key0, key1, stream0, stream1, block):
 
 
 @njit(inline="always", cache=True)
-def block_words(key0, key1, stream0, stream1, block):
+def block_words(
+    key0: int, key1: int, stream0: int, stream1: int, block: int
+) -> tuple[int, int, int, int]:
     """The four words of ``block`` (an int64 >= 0) in a stream; for use in kernels.
 
     Parameters
@@ -216,7 +218,7 @@ _TWOPI = 2.0 * math.pi
 
 
 @njit(inline="always", cache=True)
-def u24(w):
+def u24(w: int) -> int:
     """Integer in [0, 2**24) from the top 24 bits of a word (or of a uint64's low half).
 
     Parameters
@@ -233,7 +235,7 @@ def u24(w):
 
 
 @njit(inline="always", cache=True)
-def u24_f32(w):
+def u24_f32(w: int) -> float:
     """``u24(w)`` as a float32, exactly.
 
     Parameters
@@ -250,7 +252,7 @@ def u24_f32(w):
 
 
 @njit(inline="always", cache=True)
-def uniform_f32(w):
+def uniform_f32(w: int) -> float:
     """float32 uniform in [0, 1) from one word (24 bits).
 
     Parameters
@@ -267,7 +269,7 @@ def uniform_f32(w):
 
 
 @njit(inline="always", cache=True)
-def uniform_f64(hi, lo):
+def uniform_f64(hi: int, lo: int) -> float:
     """float64 uniform in [0, 1) from two words (53 bits).
 
     Parameters
@@ -288,7 +290,7 @@ def uniform_f64(hi, lo):
 
 
 @njit(inline="always", cache=True)
-def box_muller_f32(w_radius, w_angle):
+def box_muller_f32(w_radius: int, w_angle: int) -> tuple[float, float]:
     """Two float32 standard normals from two words (branch-free, vectorizable).
 
     Parameters
@@ -310,7 +312,7 @@ def box_muller_f32(w_radius, w_angle):
 
 
 @njit(inline="always", cache=True)
-def box_muller_f64(w0, w1, w2, w3):
+def box_muller_f64(w0: int, w1: int, w2: int, w3: int) -> tuple[float, float]:
     """Two float64 standard normals from four words.
 
     Parameters
@@ -333,7 +335,7 @@ def box_muller_f64(w0, w1, w2, w3):
 
 
 @njit(inline="always", cache=True)
-def uniform_index(key0, key1, stream0, stream1, i, n):
+def uniform_index(key0: int, key1: int, stream0: int, stream1: int, i: int, n: int) -> int:
     """Integer in [0, n) for draw ``i`` of a stream (float64 uniform layout).
 
     Parameters

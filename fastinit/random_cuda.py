@@ -98,7 +98,7 @@ _2_26 = _U64(67108864)
 
 # ----------------------------------------------------------------------------- Philox
 @cuda.jit(device=True)
-def philox_round(c0, c1, c2, c3, k0, k1):
+def philox_round(c0: int, c1: int, c2: int, c3: int, k0: int, k1: int) -> tuple[int, int, int, int]:
     """One Philox4x32 round on uint64 lanes whose low 32 bits are the words.
 
     The body of one iteration of the CPU's ``fastinit.random._philox_lanes`` loop.
@@ -121,7 +121,7 @@ def philox_round(c0, c1, c2, c3, k0, k1):
 
 
 @cuda.jit(device=True)
-def philox_lanes(c0, c1, c2, c3, k0, k1):
+def philox_lanes(c0: int, c1: int, c2: int, c3: int, k0: int, k1: int) -> tuple[int, int, int, int]:
     """Twin of ``fastinit.random._philox_lanes``: Philox4x32-10 on uint64 lanes.
 
     Only the low 32 bits of the inputs and of the four results are meaningful.
@@ -146,7 +146,9 @@ def philox_lanes(c0, c1, c2, c3, k0, k1):
 
 
 @cuda.jit(device=True)
-def block_words(key0, key1, stream0, stream1, block):
+def block_words(
+    key0: int, key1: int, stream0: int, stream1: int, block: int
+) -> tuple[int, int, int, int]:
     """Twin of :func:`fastinit.random.block_words`: the four words of ``block``.
 
     Returned as uint64 holding 32-bit values.
@@ -172,7 +174,7 @@ def block_words(key0, key1, stream0, stream1, block):
 
 
 @cuda.jit(device=True)
-def u24_f32(w):
+def u24_f32(w: int) -> float:
     """The top 24 bits of a word as a float32, exactly.
 
     Device version of :func:`fastinit.random.u24_f32`.
@@ -191,7 +193,7 @@ def u24_f32(w):
 
 
 @cuda.jit(device=True)
-def uniform_f32(w):
+def uniform_f32(w: int) -> float:
     """Twin of :func:`fastinit.random.uniform_f32`: float32 uniform in [0, 1).
 
     Parameters
@@ -208,7 +210,7 @@ def uniform_f32(w):
 
 
 @cuda.jit(device=True)
-def uniform_f64(hi, lo):
+def uniform_f64(hi: int, lo: int) -> float:
     """Twin of :func:`fastinit.random.uniform_f64`: float64 uniform in [0, 1) (53 bits).
 
     Parameters
@@ -229,7 +231,7 @@ def uniform_f64(hi, lo):
 
 
 @cuda.jit(device=True)
-def uniform_index(key0, key1, stream0, stream1, i, n):
+def uniform_index(key0: int, key1: int, stream0: int, stream1: int, i: int, n: int) -> int:
     """Twin of :func:`fastinit.random.uniform_index`: an integer in [0, n) for draw ``i``.
 
     Same block/word layout (block ``i // 2``, words (0, 1) for even ``i``,
@@ -259,7 +261,7 @@ def uniform_index(key0, key1, stream0, stream1, i, n):
 
 
 @cuda.jit(device=True)
-def box_muller_f32(w_radius, w_angle):
+def box_muller_f32(w_radius: int, w_angle: int) -> tuple[float, float]:
     """Twin of :func:`fastinit.random.box_muller_f32`: two float32 standard normals.
 
     Parameters

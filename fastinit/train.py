@@ -331,7 +331,7 @@ _gather_by_address = native_caller(lambda *a: _gather_signature(a[0].dtype), "ga
 
 
 @njit(cache=True, error_model="numpy")
-def mean_std(v):
+def mean_std(v: np.ndarray) -> tuple[float, float]:
     """``(mean, std)`` of a flat array in float64, two passes (ddof 0; no cancellation).
 
     Parameters
@@ -351,7 +351,7 @@ def mean_std(v):
 
 
 @njit(cache=True, error_model="numpy")
-def activation_stats(a, d, code, out):
+def activation_stats(a: np.ndarray, d: np.ndarray, code: int, out: np.ndarray) -> None:
     """Saturation and inactivity of one layer into ``out[F_SATURATED:F_DEAD + 1]``.
 
     ``a`` and ``d`` are the layer's activations and derivatives ``f'(z)``, (m, n).
@@ -403,7 +403,18 @@ def activation_stats(a, d, code, out):
 
 
 @njit(cache=True, error_model="numpy")
-def forward_stats(ops, params, layers, act_params, first, count, x, work, zero, out):
+def forward_stats(
+    ops: np.ndarray,
+    params: np.ndarray,
+    layers: np.ndarray,
+    act_params: np.ndarray,
+    first: int,
+    count: int,
+    x: np.ndarray,
+    work: np.ndarray,
+    zero: bool,
+    out: np.ndarray,
+) -> np.ndarray:
     """:func:`fastinit.dense.forward_net` taking each layer's statistics on the way.
 
     The same GEMM and bias loop, then the pre-activations ``z = a_prev @ W + b``
@@ -456,7 +467,9 @@ def forward_stats(ops, params, layers, act_params, first, count, x, work, zero, 
 
 
 @njit(cache=True, error_model="numpy")
-def gradient_stats(layers, first, count, m, work, out):
+def gradient_stats(
+    layers: np.ndarray, first: int, count: int, m: int, work: np.ndarray, out: np.ndarray
+) -> None:
     """``grad_mean``, ``grad_std`` of ``dL/dz`` per layer, after :func:`backward_net`.
 
     The backward pass leaves ``dL/dz_k`` in layer ``k``'s derivative block.
@@ -568,7 +581,18 @@ def _update(j, models, opt, params, grads):
 
 
 @njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)
-def train_chunk(ops, plan, key, data, net, opt, bufs, record, with_stats, with_narrow):
+def train_chunk(
+    ops: np.ndarray,
+    plan: np.ndarray,
+    key: np.ndarray,
+    data: tuple,
+    net: tuple,
+    opt: tuple,
+    bufs: tuple,
+    record: tuple,
+    with_stats: bool | None,
+    with_narrow: bool | None,
+) -> None:
     """Run iterations ``plan[P_T0] .. + plan[P_NITER]`` for every live model.
 
     Parameters
@@ -676,6 +700,8 @@ class History:
         ``"ok"``, ``"diverged"`` or ``"interrupted"`` (Ctrl-C).
     diverged_at : int or None
         Iteration whose loss was non-finite (``== iterations``), or None.
+    settings : dict
+        The run's ``loss``, ``sampling``, ``batch_size`` and ``seed``.
     stats : dict of numpy.ndarray or None
         With ``record_stats=True``: ``"iteration"`` (R,) int64, the iterations
         ``0, k, 2k, ...`` recorded (``k = stats_every``), and one ``(R, layers)``
@@ -1156,18 +1182,38 @@ def fit_many(
 
 @dataclass
 class FitArguments:
-    """The validated arguments of one :func:`fit_many` call, for the CPU and CUDA loops."""
+    """The validated arguments of one :func:`fit_many` call, for the CPU and CUDA loops.
+
+    Attributes
+    ----------
+    opts : list of fastinit.optim.Optimizer
+        One optimizer per model.
+    spec : fastinit.losses.Loss
+        The loss.
+    mode : int
+        The sampling, an index into ``SAMPLINGS``.
+    batch, seed : int
+        Rows per step and the sampling seed.
+    X : numpy.ndarray
+        The inputs, C-contiguous in the models' dtype.
+    y_int, y_float : numpy.ndarray
+        The targets as the loss kernels take them (:func:`fastinit.losses.prepare_targets`).
+    n_iter : int
+        Iterations to run.
+    length : str
+        ``"iterations"`` or ``"epochs"``: the argument that set ``n_iter``.
+    """
 
     opts: list
-    spec: Any  # fastinit.losses.Loss
-    mode: int  # index into SAMPLINGS
+    spec: Any
+    mode: int
     batch: int
     seed: int
     X: np.ndarray
     y_int: np.ndarray
     y_float: np.ndarray
     n_iter: int
-    length: str  # "iterations" or "epochs": the argument that set n_iter
+    length: str
 
     def allocation_error(self, n_models: int) -> MemoryError:
         """The error for a run whose buffers cannot be allocated, naming its arguments.

@@ -45,15 +45,31 @@ _FIXED_RANGE = {"sigmoid": (0.0, 1.0), "relu": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 
 @dataclass
 class LayerStats:
-    """Statistics of one layer for one (init, activation) pair."""
+    """Statistics of one layer for one (init, activation) pair.
+
+    Attributes
+    ----------
+    init, activation : str
+        The pair, as parsed.
+    layer : int
+        The layer, 1-based.
+    act_mean, act_std : float
+        Mean and standard deviation of the layer's activations.
+    saturated : float or None
+        Fraction of activations in a flat tail (sigmoid, tanh); None for others.
+    dead : float or None
+        Fraction of units inactive on every input (ReLU family); None for others.
+    grad_std : float
+        Standard deviation of the backpropagated gradient ``dL/dz``.
+    """
 
     init: str
     activation: str
     layer: int
     act_mean: float
     act_std: float
-    saturated: float | None  # fraction of activations in a flat tail (sigmoid/tanh)
-    dead: float | None  # fraction of units inactive on every input (ReLU family)
+    saturated: float | None
+    dead: float | None
     grad_std: float
 
 

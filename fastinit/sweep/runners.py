@@ -48,7 +48,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import fastinit
@@ -100,19 +100,37 @@ class Param:
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment a sweep can run: its parameters, runner and headline metrics."""
+    """An experiment a sweep can run: its parameters, runner and headline metrics.
+
+    Attributes
+    ----------
+    name : str
+        The experiment's name in a SPEC file and on the command line.
+    params : dict of str to Param
+        Its parameters, in the order runs are keyed.
+    runner : callable
+        Runs one configuration (a dict of every parameter) and returns its result.
+    metrics : tuple of str
+        The headline metrics (the report's heatmaps); the first is the main one.
+    curve : str
+        The curve the report draws as bands over seeds ("" for none).
+    doc : str
+        One line for ``fastinit sweep --list``.
+    hidden : bool
+        Left out of ``--list`` (test-only experiments).
+    check_grid : callable or None
+        Called by the SPEC check with each grid's axes (``{parameter: [values]}``,
+        defaults and ``[fixed]`` included; every combination is run); raises
+        ``ValueError("<key>: ...")`` for a combination the run itself would reject.
+    """
 
     name: str
     params: dict[str, Param]
     runner: Callable[[dict[str, Any]], dict[str, Any]]
-    metrics: tuple[str, ...]  # the headline metrics (heatmaps), first is the main one
-    curve: str  # the curve drawn as bands by the report ("" for none)
+    metrics: tuple[str, ...]
+    curve: str
     doc: str = ""
     hidden: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-    # called by the SPEC check with each grid's axes ({parameter: [values]}, defaults and
-    # [fixed] included; every combination is run); raises ValueError("<key>: ...") for a
-    # combination the run itself would reject
     check_grid: Callable[[dict[str, list[Any]]], None] | None = None
 
 
