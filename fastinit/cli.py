@@ -60,11 +60,11 @@ def _check_device(device: str) -> None:
         raise ValueError(f"--device {device}: {e}") from None
 
 
-def _prepare_out(out: Path | None) -> list[Path]:
+def _prepare_out(out: Path | None, command: str) -> list[Path]:
     """Create ``--out`` before any computing; ValueError naming the option if unusable."""
     from fastinit.experiments._common import prepare_output
 
-    return prepare_output(out, "--out")
+    return prepare_output(out, "--out", owner=command)
 
 
 def _remove_empty(directories: Sequence[Path]) -> None:
@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     created: list[Path] = []
     try:
-        created = _prepare_out(getattr(args, "out", None))  # before any computing
+        created = _prepare_out(getattr(args, "out", None), args.command)  # before computing
         result = args.run(args)
     # OSError: a missing or unusable file; MemoryError: fit's, naming iterations or batch_size
     except (ValueError, TypeError, OSError, MemoryError) as e:

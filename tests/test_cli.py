@@ -183,6 +183,19 @@ def test_unwritable_out_is_a_clear_error_before_any_work(argv, tmp_path, monkeyp
     assert taken.read_text() == "not a directory"
 
 
+def test_two_experiments_given_one_out_is_a_clear_error(tmp_path, capsys):
+    main(["symmetry", "--iterations", "2", "--every", "1", "--out", str(tmp_path), "--quiet"])
+    summary = (tmp_path / "summary.json").read_bytes()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["planar", "--iterations", "2", "--out", str(tmp_path), "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastinit planar: error: --out {str(tmp_path)!r}: summary.json")
+    assert "`fastinit symmetry`" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "summary.json").read_bytes() == summary
+
+
 def test_out_under_a_file_is_a_clear_error(tmp_path, capsys):
     taken = tmp_path / "a-file"
     taken.write_text("")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from tests.conftest import ROOT, run_python
@@ -52,9 +53,9 @@ def test_layer_stats_shows_the_glorot_and_he_spreads() -> None:
     assert all(0.5 < s < 2.0 for s in relu["he sqrt(2/n)"]), relu
     # ... std=1 explodes it (about sqrt(n/2) = 7x per layer) and std=0.01 makes it vanish
     big, small = relu["normal std=1"], relu["normal std=0.01"]
-    assert all(b2 / b1 > 5 for b1, b2 in zip(big, big[1:], strict=False)), big
-    assert all(s2 / s1 < 0.2 for s1, s2 in zip(small, small[1:], strict=False)), small
+    assert all(b2 / b1 > 5 for b1, b2 in itertools.pairwise(big)), big
+    assert all(s2 / s1 < 0.2 for s1, s2 in itertools.pairwise(small)), small
     # tanh saturates near 1 with std=1 and shrinks layer by layer with Xavier (Glorot 2010)
     assert all(0.8 < s <= 1.0 for s in tanh["normal std=1"]), tanh
     xavier = tanh["xavier sqrt(1/n)"]
-    assert all(s2 < s1 for s1, s2 in zip(xavier, xavier[1:], strict=False)), xavier
+    assert all(s2 < s1 for s1, s2 in itertools.pairwise(xavier)), xavier

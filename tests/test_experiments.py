@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from fastinit import datasets, init
+from fastinit import MLP, datasets, init
 from fastinit.experiments._common import Output, parse_init, prepare_output, smooth_curve
 from fastinit.experiments.depth import run_depth
 from fastinit.experiments.histogram import HistogramResult, LayerStats, run_histogram
@@ -322,11 +322,11 @@ def _umask() -> int:
 
 def test_init_names_are_recorded_as_parsed(tmp_path):
     # results are keyed by the parsed name; the raw " lecun_normal" failed at the figures
-    kw = {"out": tmp_path, "progress": False}
-    h = run_histogram(("he", " lecun_normal"), ("relu",), layers=1, width=4, samples=8, **kw)
+    kw = {"layers": 1, "width": 4, "samples": 8, "out": tmp_path / "h", "progress": False}
+    h = run_histogram(("he", " lecun_normal"), ("relu",), **kw)
     assert h.config["inits"] == ["he", "lecun_normal"]
-    assert (tmp_path / "activations_relu.png").exists()
-    p = run_planar((" zeros",), iterations=2, **kw)
+    assert (tmp_path / "h" / "activations_relu.png").exists()
+    p = run_planar((" zeros",), iterations=2, out=tmp_path / "p", progress=False)
     assert p.config["inits"] == ["zeros"] and list(p.costs) == ["zeros"]
 
 
@@ -366,7 +366,9 @@ def test_symmetry_losses_are_those_of_the_checkpoints_weights():
 def test_a_rerun_removes_its_own_stale_files_and_nothing_else(tmp_path):
     kw = {"layers": 1, "width": 4, "samples": 8, "out": tmp_path, "progress": False}
     run_histogram(("he",), ("relu", "tanh"), **kw)
-    run_planar(("zeros",), iterations=2, out=tmp_path, progress=False)  # another experiment
+    with Output(tmp_path, "planar") as output:  # another command's files, no summary.json
+        for name in ("planar_cost.png", "planar_boundaries.png", "cost_curves.csv"):
+            output.text(name, "planar's")
     planar_files = {"planar_cost.png", "planar_boundaries.png", "cost_curves.csv"}
     (tmp_path / "mine.txt").write_text("the user's")
     assert (tmp_path / "activations_tanh.png").exists()
@@ -375,6 +377,39 @@ def test_a_rerun_removes_its_own_stale_files_and_nothing_else(tmp_path):
     assert "activations_tanh.png" not in names and "gradients_tanh.png" not in names
     assert {"activations_relu.png", "gradients_relu.png", "mine.txt"} <= names
     assert planar_files <= names  # planar's own files are not histogram's to remove
+
+
+def test_a_second_experiment_in_the_same_directory_is_refused_before_it_runs(tmp_path, monkeypatch):
+    run_symmetry(("zeros",), iterations=2, every=1, out=tmp_path, progress=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def fit(*args, **kwargs):
+        raise AssertionError("trained although its summary.json would replace symmetry's")
+
+    monkeypatch.setattr(MLP, "fit", fit)
+    with pytest.raises(ValueError) as e:
+        run_planar(("zeros",), iterations=2, out=tmp_path, progress=False)
+    assert str(e.value).startswith(f"out {str(tmp_path)!r}: summary.json there is the output ")
+    assert "`fastinit symmetry`" in str(e.value)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    monkeypatch.undo()
+    run_symmetry(("zeros",), iterations=3, every=1, out=tmp_path, progress=False)  # its own: ok
+    assert (tmp_path / "summary.json").read_bytes() != before["summary.json"]
+
+
+def test_output_never_replaces_a_file_another_owner_wrote(tmp_path):
+    with Output(tmp_path, "a") as output:
+        output.text("shared.csv", "a's")
+    with pytest.raises(ValueError, match=r"shared.csv there is the output of `fastinit a`"):
+        with Output(tmp_path, "b") as output:
+            output.text("b.csv", "b's")
+            output.text("shared.csv", "b's")
+    assert (tmp_path / "shared.csv").read_text() == "a's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".fastinit-a-files.json", "shared.csv"]
+    (tmp_path / "shared.csv").unlink()  # removed by the user: b may write it now
+    with Output(tmp_path, "b") as output:
+        output.text("shared.csv", "b's")
+    assert (tmp_path / "shared.csv").read_text() == "b's"
 
 
 def test_planar_and_symmetry_apply_lsuv():

@@ -330,12 +330,14 @@ def check_seed_range(seed: Any, seeds: Any) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- outputs
-def prepare_output(out: Any, option: str = "out") -> list[Path]:
+def prepare_output(out: Any, option: str = "out", owner: str | None = None) -> list[Path]:
     """Create the output directory ``out`` and check that files can be written in it.
 
     The experiments call it before any computing, so that an unusable ``out``
     (an existing file, a read-only or virtual file system) fails at once
-    rather than after the run.
+    rather than after the run.  With an ``owner``, a ``summary.json`` there
+    that another command wrote (two experiments given one ``--out``) is refused
+    too, instead of being replaced after the run (see :class:`Output`).
 
     Parameters
     ----------
@@ -343,6 +345,8 @@ def prepare_output(out: Any, option: str = "out") -> list[Path]:
         The directory; None does nothing.
     option : str
         Name of the argument in the error message (``"--out"`` on the command line).
+    owner : str, optional
+        The command that will write there (``"mnist"``, ``"report"``, ...).
 
     Returns
     -------
@@ -353,7 +357,8 @@ def prepare_output(out: Any, option: str = "out") -> list[Path]:
     Raises
     ------
     ValueError
-        Naming ``option``, when the directory cannot be created or written to.
+        Naming ``option``, when the directory cannot be created or written to, or
+        holds another command's ``summary.json``.
     """
     if out is None:
         return []
@@ -371,7 +376,50 @@ def prepare_output(out: Any, option: str = "out") -> list[Path]:
             f"{option} {str(path)!r}: expected a directory that can be created and written "
             f"to ({reason})"
         ) from None
+    if owner is not None:
+        check_unclaimed(path, owner, ["summary.json"], option)
     return [d for d in missing if d.is_dir()]
+
+
+def check_unclaimed(directory: Path, owner: str, names: list[str], option: str = "out") -> None:
+    """Refuse to replace files that another command wrote into ``directory``.
+
+    Each command lists the files it writes in ``.fastinit-<owner>-files.json``
+    (:meth:`Output._remove_stale`); a name in another command's list that still
+    exists there is that command's output, which this one would silently replace
+    (every experiment writes ``summary.json``).
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        The output directory.
+    owner : str
+        The command about to write there.
+    names : list of str
+        The file names it will write.
+    option : str
+        Name of the directory's argument in the error message.
+
+    Raises
+    ------
+    ValueError
+        Naming ``option``, the first such file and the command that wrote it.
+    """
+    for listing in sorted(directory.glob(".fastinit-*-files.json")):
+        other = listing.name.removeprefix(".fastinit-").removesuffix("-files.json")
+        if other == owner:
+            continue
+        try:
+            theirs = json.loads(listing.read_text())
+        except (OSError, ValueError):
+            continue
+        for name in names:
+            if isinstance(theirs, list) and name in theirs and (directory / name).exists():
+                raise ValueError(
+                    f"{option} {str(directory)!r}: {name} there is the output of "
+                    f"`fastinit {other}`, which this {owner} run would replace; give each "
+                    f"command its own directory (the default) or remove that file first"
+                )
 
 
 @dataclass
@@ -383,7 +431,9 @@ class Output:
     ends without an exception: an experiment interrupted (Ctrl-C) or failing
     while it writes leaves none of its files.  With an ``owner`` (the
     experiment's name), the files that owner wrote into ``directory`` last time
-    and not this time are then removed (see :meth:`_remove_stale`).  Without ``with``,
+    and not this time are then removed (see :meth:`_remove_stale`), and a file
+    another owner wrote there is never replaced: the block raises ValueError
+    (:func:`check_unclaimed`) and leaves every file as it was.  Without ``with``,
     JSON and CSV files are each written to a temporary file of their own
     and renamed, so a reader never sees half of one (a killed writer's temporary
     file is removed by the next write of that file).
@@ -407,6 +457,8 @@ class Output:
             return
         try:
             if exc_type is None:
+                if self.owner is not None:  # before any file is moved into place
+                    check_unclaimed(self.directory, self.owner, [p.name for p in self.written])
                 for p in self.written:
                     (self.staging / p.name).replace(p)
                 self._remove_stale()

@@ -409,7 +409,7 @@ def run_depth(
         "bias": False,
         "grad": "standard normal dL/da at the top layer",
     }
-    prepare_output(out)
+    prepare_output(out, owner="depth")
     result = DepthResult(config)
     collected: dict[tuple[str, str, int], dict[str, list[np.ndarray]]] = {}
     bar = ProgressBar(seeds * len(specs) * len(acts), enabled=progress, label="depth")

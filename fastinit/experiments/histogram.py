@@ -217,7 +217,7 @@ def run_histogram(
         "seed": seed,
         "dtype": dtype,
     }
-    prepare_output(out)
+    prepare_output(out, owner="histogram")
     result = HistogramResult(config)
     figures = 2 * len(activations) if out is not None else 0
     bar = ProgressBar(len(specs) * len(activations) + figures, enabled=progress, label="histogram")

@@ -240,7 +240,7 @@ def run_mnist(
         "dtype": dtype,
         "device": device,
     }
-    prepare_output(out)
+    prepare_output(out, owner="mnist")
     result = MnistResult(config)
     curves = {s.name: [] for s in specs}
     accs = {s.name: [] for s in specs}

@@ -279,7 +279,7 @@ def run_planar(
         "m": m,
         "dtype": dtype,
     }
-    prepare_output(out)
+    prepare_output(out, owner="planar")
     result = PlanarResult(config)
     models = {
         s.name: initial_model(s, [2, hidden, 1], rng=rng, seed=seed, dtype=dtype, x=x_train)

@@ -225,7 +225,7 @@ def run_symmetry(
         "seed": seed,
         "dtype": dtype,
     }
-    prepare_output(out)
+    prepare_output(out, owner="symmetry")
     result = SymmetryResult(config, checkpoints=checkpoints(iterations, every))
     bar = ProgressBar(len(specs) * iterations, enabled=progress, label="symmetry")
     for n, spec in enumerate(specs):
