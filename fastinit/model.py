@@ -415,8 +415,14 @@ class MLP:
         return int(sum(fi * fo + fo for fi, fo in zip(self.sizes, self.sizes[1:], strict=False)))
 
     def __repr__(self) -> str:
-        acts = ",".join(a.name for a in self._activations[:-1]) or "-"
-        return f"MLP(sizes={list(self.sizes)}, activation=[{acts}], dtype={self.dtype.name!r})"
+        def text(a: Any) -> str:
+            params = ", ".join(f"{k}={v!r}" for k, v in a.params.items())
+            return f"{a.name}({params})" if params else a.name
+
+        acts = ", ".join(text(a) for a in self._activations[:-1])
+        device = "" if self.device == "cpu" else f", device={self.device!r}"
+        dtype = self.dtype.name
+        return f"MLP(sizes={list(self.sizes)}, activation=[{acts}], dtype={dtype!r}{device})"
 
     # ------------------------------------------------------------------------- inference
     def forward(self, X: Any) -> np.ndarray:

@@ -60,7 +60,10 @@ def test_activation_per_hidden_layer_and_linear_output():
     model = MLP([4, 6, 5, 2], activation=["tanh", ("leaky_relu", {"negative_slope": 0.2})])
     assert [a.name for a in model.activations] == ["tanh", "leaky_relu", "identity"]
     assert model.activations[1].params == {"negative_slope": 0.2}
-    assert repr(model).startswith("MLP(sizes=[4, 6, 5, 2]")
+    assert repr(model) == (
+        "MLP(sizes=[4, 6, 5, 2], activation=[tanh, leaky_relu(negative_slope=0.2)], "
+        "dtype='float32')"
+    )
     assert fastinit.MLP is MLP and model.n_params == 4 * 6 + 6 + 6 * 5 + 5 + 5 * 2 + 2
 
 
