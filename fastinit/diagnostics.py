@@ -308,23 +308,32 @@ def diagnose(
     loss : str
         Loss used with ``y``.
     grad_seed : int
-        Key of the output gradient without ``y``.
+        Key of the output gradient without ``y``, an integer in ``[0, 2**64)``
+        (checked with targets too, as ``loss`` is).
 
     Returns
     -------
     Diagnosis
         Prints as a table; ``.warnings`` lists the findings.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not an MLP, or ``X``, ``y``, ``loss`` or ``grad_seed``
+        is invalid (the message names it).
+    TypeError
+        If ``grad_seed`` is not an integer.
     """
     if not hasattr(model, "_layers"):
         raise ValueError(f"model: expected an MLP, got {type(model).__name__}")
     Xc = _train.prepare_x(model, X)
     n, n_out = Xc.shape[0], model.sizes[-1]
     spec = _losses.get(loss)  # checked with or without targets
+    seed = check_seed(grad_seed, "grad_seed")  # likewise, used or not
     if y is None:
         code: Any = _train.GIVEN_GRADIENT
         y_int = np.empty(0, np.int64)
         y_float = np.empty((n, n_out), model.dtype)
-        seed = check_seed(grad_seed, "grad_seed")
         _rng.fill_normal(y_float, 0.0, 1.0, seed=seed, stream=_rng.TOP_GRADIENT_STREAM)
         source = f"N(0, 1) (no targets; key {grad_seed})"
     else:

@@ -86,10 +86,12 @@ def lsuv(
     Raises
     ------
     ValueError
-        On bad arguments, or when a layer's output variance is zero or not
-        finite (nothing to rescale).
+        On bad arguments (``max_iter`` not an integer included), or when a
+        layer's output variance on ``X_batch`` is zero or not finite (nothing
+        to rescale); the model is then left as it was.
     TypeError
-        If ``orthonormal`` or ``return_record`` is not a bool.
+        If ``tol`` is not a real number, or ``orthonormal`` or
+        ``return_record`` is not a bool.
     """
     from fastinit import train as _train
 
@@ -134,7 +136,16 @@ def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: 
         _train.train_chunk(*run.args)
         std = float(run.stats[0, k, _train.F_PRE_STD])
         if not (math.isfinite(std) and std > 0):
-            raise ValueError(f"lsuv: layer {k} output variance is {std**2!r}; cannot rescale")
+            why = (
+                "the pre-activations are constant over X_batch (dead units below it, constant "
+                f"inputs, or too few rows: X_batch has {X.shape[0]})"
+                if std == 0
+                else "the pre-activations overflowed (weights or X_batch far too large)"
+            )
+            raise ValueError(
+                f"lsuv: layer {k}'s pre-activation variance on X_batch is {std * std!r}, "
+                f"expected a finite positive one to rescale: {why}"
+            )
         return std * std
 
     initial = np.empty(n_layers)

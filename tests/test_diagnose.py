@@ -184,6 +184,15 @@ def test_bad_input():
         fastinit.diagnose(model, X, grad_seed=-1)
 
 
+def test_grad_seed_is_checked_with_targets_too():
+    # as loss is: a bad argument is an error whether or not this call uses it
+    model = MLP(SIZES, seed=0, dtype=F64)
+    with pytest.raises(ValueError, match="grad_seed"):
+        fastinit.diagnose(model, X, Y, grad_seed=-1)
+    with pytest.raises(TypeError, match="grad_seed"):
+        fastinit.diagnose(model, X, Y, grad_seed=1.5)
+
+
 def test_a_non_finite_loss_gives_nan_gradients_not_zeros():
     model = MLP(SIZES, activation="relu", init=("normal", {"std": 1e100}), seed=1, dtype=F64)
     d = fastinit.diagnose(model, X, Y)

@@ -97,6 +97,20 @@ def test_bad_input():
     np.testing.assert_array_equal(dead._params, before)
 
 
+def test_a_layer_with_nothing_to_rescale_says_why():
+    # one row and one output unit: the output layer's variance is 0 whatever the weights
+    model = MLP([24, 8, 1], seed=0, dtype="float64")
+    with pytest.raises(ValueError, match=r"layer 1's .*constant over X_batch.*X_batch has 1"):
+        lsuv(model, X[:1])
+    # overflow (float32): not "constant", and the model is kept
+    model = MLP([24, 8, 3], seed=0, dtype="float32")
+    model.weights[0] = np.full((24, 8), 1e38, np.float32)
+    before = model._params.copy()
+    with pytest.raises(ValueError, match=r"layer 0's .* is (inf|nan).*overflowed"):
+        lsuv(model, np.abs(X), orthonormal=False)
+    np.testing.assert_array_equal(model._params, before)
+
+
 def test_usable_by_name_in_the_mnist_experiment(monkeypatch):
     spec = parse_init("LSUV")
     assert spec.lsuv and spec.initializer == "orthogonal"
