@@ -16,6 +16,7 @@ kernel's forward with the statistics of :func:`fastinit.diagnose` (``Var`` is
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,13 @@ def lsuv(
     -------
     MLP or (MLP, LSUVRecord)
         The model (the same object).
+
+    Warns
+    -----
+    RuntimeWarning
+        For each layer whose variance is not within ``1 +- tol`` after
+        ``max_iter`` rescalings (``record.converged`` is False there), e.g. when
+        nonzero biases alone give ``Var(z) > 1 + tol``: biases are left as they are.
 
     Raises
     ------
@@ -160,4 +168,12 @@ def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: 
             var = variance(k)
         final[k] = var
         model.weights[k] = w.copy()  # through the setter (a device model syncs its copy)
+        if not abs(var - 1.0) < tol:
+            warnings.warn(
+                f"lsuv: layer {k}'s pre-activation variance is {var:.4g} after {max_iter} "
+                f"rescalings, not within 1 +- {tol:g} (nonzero biases set a floor that "
+                "rescaling W cannot cross); training starts from these weights",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     return LSUVRecord(initial, final, iters, np.abs(final - 1.0) < tol)

@@ -111,6 +111,24 @@ def test_a_layer_with_nothing_to_rescale_says_why():
     np.testing.assert_array_equal(model._params, before)
 
 
+def test_a_layer_that_cannot_reach_unit_variance_warns():
+    # biases of std 2 alone give Var(z) ~ 4: no rescaling of W reaches 1 +- 0.1
+    model = MLP([24, 16, 16, 3], activation="tanh", bias_init=("normal", {"std": 2.0}), seed=0,
+                dtype="float64")  # fmt: skip
+    with pytest.warns(RuntimeWarning) as caught:
+        _, record = lsuv(model, X, max_iter=4, return_record=True)
+    layers = np.flatnonzero(~record.converged)
+    assert len(layers) >= 1
+    assert [str(w.message).split(" pre-activation")[0] for w in caught] == [
+        f"lsuv: layer {k}'s" for k in layers
+    ]
+    assert all("after 4 rescalings, not within 1 +- 0.1" in str(w.message) for w in caught)
+    assert [w.filename for w in caught] == [__file__] * len(caught)  # points at the caller
+    var = output_variances(model, X)
+    np.testing.assert_allclose(record.variance, var, rtol=1e-9)
+    assert (var[~record.converged] > 1.1).all()
+
+
 def test_usable_by_name_in_the_mnist_experiment(monkeypatch):
     spec = parse_init("LSUV")
     assert spec.lsuv and spec.initializer == "orthogonal"
