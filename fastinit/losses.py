@@ -362,6 +362,8 @@ def value_and_grad(loss: Any, logits: np.ndarray, y: Any) -> tuple[float, np.nda
     z = np.asarray(logits)
     if z.ndim != 2 or z.dtype not in (np.float32, np.float64):
         raise ValueError(f"logits: expected a 2-D float32/float64 array, got {z.dtype} {z.shape}")
+    if z.size == 0:  # the mean over no rows (or no units) is 0 / 0
+        raise ValueError(f"logits: expected at least one row and one column, got {z.shape}")
     if not all_finite(z):
         raise ValueError("logits: expected finite values")
     y_int, y_float = prepare_targets(spec, y, z.shape[0], z.shape[1], z.dtype)

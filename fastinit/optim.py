@@ -44,6 +44,7 @@ float64 and rounded once to the model dtype.
 
 from __future__ import annotations
 
+import inspect
 import math
 import weakref
 from dataclasses import dataclass
@@ -89,12 +90,12 @@ def _adaptive(p, g, s, wd, lr, decay, eps, rho):
 
 
 @njit(inline="always", cache=True, error_model="numpy")
-def _adam(p, g, m, v, wd, step_size, b1, b2, root_bc2, eps):
-    one = type(b1)(1.0)
+def _adam(p, g, m, v, wd, step_size, b1, c1, b2, c2, root_bc2, eps):
+    # c1 = 1 - b1, c2 = 1 - b2 from float64: 1 - float32(0.99999) is 1.3e-3 off
     for i in range(p.shape[0]):
         gi = g[i] + wd * p[i]
-        mi = b1 * m[i] + (one - b1) * gi
-        vi = b2 * v[i] + (one - b2) * gi * gi
+        mi = b1 * m[i] + c1 * gi
+        vi = b2 * v[i] + c2 * gi * gi
         m[i] = mi
         v[i] = vi
         p[i] -= step_size * mi / (np.sqrt(vi) / root_bc2 + eps)
@@ -135,7 +136,8 @@ def _adam_step(hyper, step, p, g, s0, s1):
     b2 = hyper[HB]
     step_size = hyper[LR] / (1.0 - b1**step)
     root_bc2 = math.sqrt(1.0 - b2**step)
-    _adam(p, g, s0, s1, t(hyper[WD]), t(step_size), t(b1), t(b2), t(root_bc2), t(hyper[EPS]))
+    wd, eps = t(hyper[WD]), t(hyper[EPS])
+    _adam(p, g, s0, s1, wd, t(step_size), t(b1), t(1.0 - b1), t(b2), t(1.0 - b2), t(root_bc2), eps)
 
 
 _STEPS = {
@@ -351,6 +353,21 @@ class Optimizer:
         """Forget the state of every model."""
         self._states = weakref.WeakKeyDictionary()
 
+    # A WeakKeyDictionary does not pickle (nor travel to a process pool): the
+    # state goes as (model, state) pairs, so a model pickled with its optimizer
+    # continues from its state, as a PyTorch optimizer pickled with its parameters.
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in vars(self).items() if k != "_states"}
+        state["_states"] = list(self._states.items())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        pairs = state.pop("_states", [])
+        for key, value in state.items():
+            setattr(self, key, value)  # checked, as in __init__
+        self._states = weakref.WeakKeyDictionary(pairs)
+
     def __repr__(self) -> str:
         fields = {k: v for k, v in vars(self).items() if not k.startswith("_")}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
@@ -553,9 +570,27 @@ def get(spec: Any, name: str = "optimizer", **hyper: float) -> Optimizer:
     Returns
     -------
     Optimizer
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, a hyperparameter the named class does not take, or
+        hyperparameters given with an instance (naming ``name``).
     """
     if isinstance(spec, Optimizer):
+        if hyper:  # not silently dropped: an instance keeps its own hyperparameters
+            raise ValueError(
+                f"{name}: hyperparameters {sorted(hyper)} are for an optimizer given by "
+                f"name; got an Optimizer instance, {spec!r}"
+            )
         return spec
     if not isinstance(spec, str) or spec.lower() not in _CLASSES:
         raise ValueError(f"{name}: expected an Optimizer or one of {NAMES}, got {spec!r}")
-    return _CLASSES[spec.lower()](**hyper)
+    cls = _CLASSES[spec.lower()]
+    accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
+    unknown = sorted(set(hyper) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"{name}: {spec!r} takes the hyperparameters {accepted}, got {unknown} as well"
+        )
+    return cls(**hyper)

@@ -87,6 +87,9 @@ def test_agrees_with_pytorch():
         ("mse", Z, TARGETS[:, :2], "y"),
         ("mse", Z, np.full((9, 4), np.nan), "y"),
         ("mse", np.full((9, 4), np.inf), TARGETS, "logits"),
+        ("softmax_cross_entropy", Z[:0], LABELS[:0], "logits"),  # was a NaN loss
+        ("sigmoid_cross_entropy", Z[:0, :1], BINARY[:0], "logits"),
+        ("mse", Z[:, :0], TARGETS[:, :0], "logits"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(name, z, y, match):

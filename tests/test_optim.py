@@ -217,3 +217,43 @@ def test_an_integer_beyond_the_float_range_is_a_value_error_naming_it():
         optim.SGD(lr=10**400)
     with pytest.raises(ValueError, match=r"^std: expected a finite number"):
         init.normal((3, 3), std=10**5000)  # past int's 4300-digit str limit too
+
+
+@pytest.mark.parametrize("beta1, beta2", [(0.9, 0.99999), (0.99, 0.999999)])
+def test_float32_adam_with_betas_near_one_follows_the_float64_reference(beta1, beta2):
+    # 1 - beta2 must come from float64: 1 - float32(0.99999) is 1.3e-3 too large,
+    # which moved 20 steps 7e-4 (beta2 = 0.999999: 7e-3) of their length off course
+    rng = np.random.default_rng(11)
+    g = rng.normal(size=(20, 500)) * rng.choice([1e-3, 1.0, 1e2], size=(20, 500))
+    start = rng.normal(size=500).astype(np.float32)
+    hyper = {"lr": 0.01, "beta1": beta1, "beta2": beta2}
+    opt = optim.Adam(**hyper)
+    p, state = start.copy(), np.zeros((2, 500), np.float32)
+    want, ref_state = start.astype(np.float64), {}
+    for t in range(1, 21):
+        optim.apply_update(opt.code, opt.hyper(), t, p, g[t - 1].astype(np.float32), *state)
+        want = ref.optimizer_step("adam", want, g[t - 1].astype(np.float32), ref_state, t, **hyper)
+    assert p.dtype == np.float32
+    assert np.max(np.abs(p - want)) / np.max(np.abs(want - start)) < 5e-5
+
+
+def test_get_rejects_hyperparameters_it_would_ignore():
+    with pytest.raises(ValueError, match=r"^optimizer: .*\['lr'\].*instance"):
+        optim.get(optim.SGD(0.1), lr=0.5)  # was SGD(lr=0.1), the 0.5 dropped
+    with pytest.raises(ValueError, match=r"^optimizer: 'adam' takes .*\['momentum'\]"):
+        optim.get("adam", lr=0.1, momentum=0.9)  # was a TypeError from Adam.__init__
+    assert optim.get("nesterov", lr=0.5, momentum=0.5).momentum == 0.5
+
+
+def test_an_optimizer_pickles_and_a_model_pickled_with_it_keeps_its_state():
+    import pickle
+
+    opt = pickle.loads(pickle.dumps(optim.Adam(0.02, beta2=0.99, weight_decay=0.1)))
+    np.testing.assert_array_equal(opt.hyper(), optim.Adam(0.02, 0.9, 0.99, 1e-8, 0.1).hyper())
+    model = _model()
+    model.fit(X, Y, optimizer=opt, sampling="full", iterations=2, progress=False)
+    copy, copy_opt = pickle.loads(pickle.dumps((model, opt)))
+    for m, o in ((model, opt), (copy, copy_opt)):
+        m.fit(X, Y, optimizer=o, sampling="full", iterations=2, progress=False)
+    np.testing.assert_array_equal(copy._params, model._params)
+    assert copy_opt.state_for(copy, copy._params.size, copy.dtype).step == 4
