@@ -59,11 +59,13 @@ def blocks(n: int) -> int:
 
 
 def factors(code: int, hyper: np.ndarray, step: int, dtype: Any) -> tuple:
-    """The kernel's scalars ``(lr, wd, a, b, c, eps)`` for one step, rounded to ``dtype``.
+    """The kernel's scalars ``(lr, wd, a, ac, b, bc, c, eps)`` for one step, rounded to ``dtype``.
 
     ``a, b, c``: momentum (momentum, Nesterov); ``decay, 1 - decay`` (RMSprop;
     ``1, 1`` for AdaGrad); ``b1, b2, sqrt(1 - b2**step)`` (Adam, whose ``lr``
-    is then the step size ``lr / (1 - b1**step)``).
+    is then the step size ``lr / (1 - b1**step)``).  ``ac, bc``: Adam's
+    ``1 - b1, 1 - b2``, from float64 (``1 - float32(0.99999)`` is 1.3e-3 off),
+    as :mod:`fastinit.optim` does.
 
     Parameters
     ----------
@@ -78,12 +80,12 @@ def factors(code: int, hyper: np.ndarray, step: int, dtype: Any) -> tuple:
 
     Returns
     -------
-    tuple of six scalars of ``dtype``
-        ``(lr, wd, a, b, c, eps)``; ``a, b, c`` are 0 where unused, ``eps`` is ``hyper``'s.
+    tuple of eight scalars of ``dtype``
+        ``(lr, wd, a, ac, b, bc, c, eps)``; 0 where unused, ``eps`` is ``hyper``'s.
     """
     t = np.dtype(dtype).type
     lr, ha, hb, eps, wd = (float(v) for v in hyper[:5])
-    a = b = c = 0.0
+    a = ac = b = bc = c = 0.0
     if code in (MOMENTUM, NESTEROV):
         a = ha
     elif code == ADAGRAD:
@@ -91,14 +93,14 @@ def factors(code: int, hyper: np.ndarray, step: int, dtype: Any) -> tuple:
     elif code == RMSPROP:
         a, b = ha, 1.0 - ha
     elif code == ADAM:
-        a, b, c = ha, hb, math.sqrt(1.0 - hb**step)
+        a, ac, b, bc, c = ha, 1.0 - ha, hb, 1.0 - hb, math.sqrt(1.0 - hb**step)
         lr = lr / (1.0 - ha**step)
-    return t(lr), t(wd), t(a), t(b), t(c), t(eps)
+    return t(lr), t(wd), t(a), t(ac), t(b), t(bc), t(c), t(eps)
 
 
 @functools.cache
 def update_kernel() -> Any:
-    """``update[blocks(p.size), threads()](code, p, g, s0, s1, lr, wd, a, b, c, eps, flag)``.
+    """``update[blocks(p.size), threads()](code, p, g, s0, s1, *factors(...), flag)``.
 
     A grid-stride loop over the flat parameters; the scalars come from :func:`factors`.
 
@@ -111,10 +113,9 @@ def update_kernel() -> Any:
     cuda = cuda_module()
 
     @cuda.jit
-    def kernel(code, p, g, s0, s1, lr, wd, a, b, c, eps, flag):
+    def kernel(code, p, g, s0, s1, lr, wd, a, ac, b, bc, c, eps, flag):
         if flag[0] != 0:
             return
-        one = type(lr)(1.0)
         for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
             pi = p[i]
             gi = g[i] + wd * pi
@@ -129,8 +130,8 @@ def update_kernel() -> Any:
                 s0[i] = si
                 p[i] = pi - lr * gi / (math.sqrt(si) + eps)
             elif code == ADAM:
-                mi = a * s0[i] + (one - a) * gi
-                vi = b * s1[i] + (one - b) * gi * gi
+                mi = a * s0[i] + ac * gi
+                vi = b * s1[i] + bc * gi * gi
                 s0[i] = mi
                 s1[i] = vi
                 p[i] = pi - lr * mi / (math.sqrt(vi) / c + eps)

@@ -159,6 +159,24 @@ def test_one_step_of_every_optimizer(opt):
     assert not np.allclose(host[0], p)  # the step changed the parameters
 
 
+def test_adam_with_betas_near_one_matches_cpu_from_a_fresh_state():
+    # 1 - beta comes from float64 on both (1 - float32(0.999999) is 1% off): v = (1 - b2) g**2
+    from fastinit import optim_cuda
+    from fastinit._cuda import cuda_module
+
+    cuda = cuda_module()
+    opt = optim.Adam(0.01, 0.99, 0.999999)
+    rng = np.random.default_rng(5)
+    p, g = (rng.normal(size=37).astype(np.float32) for _ in range(2))
+    host = [p.copy(), g, np.zeros(37, np.float32), np.zeros(37, np.float32)]
+    dev = [cuda.to_device(a) for a in host]
+    optim.apply_update(opt.code, opt.hyper(), 1, *host)
+    optim_cuda.apply_update(opt.code, opt.hyper(), 1, *dev)
+    for h, d in zip(host, dev, strict=True):
+        np.testing.assert_allclose(d.copy_to_host(), h, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(host[3], (1 - 0.999999) * g.astype(np.float64) ** 2, rtol=1e-6)
+
+
 # ----------------------------------------------------------------------------- network
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_forward_and_loss_and_grads_match_cpu(data, dtype):
