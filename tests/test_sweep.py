@@ -130,6 +130,8 @@ BAD_SPECS = [
     ('experiment = "planar"\n[grid]\ninit = ["he"]\nlrr = [0.1]\n', ["grid.lrr", "'lr'"], 4),
     ('experiment = "depth"\n\n[fixed]\nwidth = "wide"\n', ["fixed.width", "integer"], 4),
     ('experiment = "depth"\n[fixed]\nwidth = 0\n', ["fixed.width", ">= 1"], 3),
+    # lr must be > 0: a negative one is told so (not ">= 0", which 0 then fails)
+    ('experiment = "planar"\n[fixed]\nlr = -1\n', ["fixed.lr", "number > 0, got -1"], 3),
     ('experiment = "depth"\n[grid]\ninit = ["he"]\nseed = []\n', ["grid.seed", "non-empty"], 4),
     ('experiment = "depth"\n[grid]\ninit = "he"\n', ["grid.init", "list"], 3),
     ('experiment = "depth"\n[grid]\ninit = ["he", "bogus"]\n', ["grid.init", "bogus"], 3),
@@ -657,6 +659,61 @@ def test_store_upsert_and_retry_semantics(tmp_path):
     (tmp_path / "junk.sqlite").write_text("not a database")
     with pytest.raises(ValueError, match="not a fastinit results database"):
         Store(tmp_path / "junk.sqlite")
+
+
+def test_a_concurrent_sweeps_result_does_not_replace_a_recorded_run(tmp_path):
+    """Two sweeps of one database: a run the other one recorded meanwhile keeps its row."""
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1, 2]\n')
+    db = tmp_path / "r.sqlite"
+
+    class Racing(SerialExecutor):
+        def results(self, items):
+            for key, config in items:
+                with Store(db) as other:  # the other sweep records this run first (ok) ...
+                    other.record(key, config, runners.execute(config), "other")
+                yield key, runners.execute(dict(config, fail=True))  # ... this one fails it
+
+    summary = run_sweep(spec, db, executor=Racing(), progress=False)
+    assert summary.counts["failed"] == 3 and summary.concurrent == 3
+    assert "3 of them recorded meanwhile by another sweep" in summary.table()
+    rows = db_rows(db)
+    assert len(rows) == 3
+    assert all(r["status"] == "ok" and r["attempts"] == 1 and r["sweep"] == "other" for r in rows)
+    # a failed row is still replaced (--retry-failed), and counted as a second attempt
+    with Store(db) as store:
+        cfg = runners.full_config("selftest", {"seed": 9})
+        key = config_key(cfg)
+        assert store.record(key, cfg, runners.execute(dict(cfg, fail=True)), keep_done=True)
+        assert store.record(key, cfg, runners.execute(cfg), keep_done=True)
+        assert not store.record(key, cfg, runners.execute(cfg), keep_done=True)
+        (row,) = [r for r in store.rows() if r["key"] == key]
+        assert row["status"] == "ok" and row["attempts"] == 2
+
+
+def test_a_database_of_another_program_is_left_alone(tmp_path, capsys):
+    db = tmp_path / "other.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE people (name TEXT)")
+    con.commit()
+    con.close()
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1]\n')
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", str(spec), "--db", str(db), "--dry-run"])
+    assert e.value.code == 2
+    assert "not a fastinit results database (it holds the tables people)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not a fastinit results database"):
+        run_sweep(spec, db, workers=0, progress=False)
+    con = sqlite3.connect(db)
+    tables = [n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+    con.close()
+    assert tables == ["people"] and mode == "delete"
+    # an empty file is an empty database: a dry run counts, a sweep fills it
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    assert main(["sweep", str(spec), "--db", str(empty), "--dry-run"]) == 0
+    assert "2 runs in the SPEC, 0 in" in capsys.readouterr().out
+    assert run_sweep(spec, empty, workers=0, progress=False).counts["ok"] == 2
 
 
 def test_progress_bar_counts_and_estimates_time_left():

@@ -121,8 +121,8 @@ def _run_sweep(a: argparse.Namespace) -> Any:
 
         runs = spec.keyed_runs()
         statuses = {}
-        if Path(a.db).exists():  # a dry run creates no database
-            with Store(a.db) as store:
+        if Path(a.db).is_file() and Path(a.db).stat().st_size:  # a dry run writes nothing
+            with Store(a.db, readonly=True) as store:
                 statuses = store.statuses(k for k, _ in runs)
         done = {k for k, s in statuses.items() if s != "failed" or not a.retry_failed}
         failed = sum(s == "failed" for s in statuses.values())

@@ -44,7 +44,10 @@ Interruption
 ------------
 Every finished run is committed before the next result is handled, so killing
 the sweep (Ctrl-C, SIGTERM, SIGKILL) loses only the runs in flight; rerunning
-the same command runs exactly the missing ones.
+the same command runs exactly the missing ones.  Two sweeps writing one
+database at the same time each run what was missing when they started; a run
+recorded ``ok`` or ``diverged`` by one keeps that row (the other's result of the
+same run, a failure included, does not replace it).
 """
 
 from __future__ import annotations
@@ -802,6 +805,9 @@ class SweepSummary:
         Runs done by this invocation, per status.
     requeued : int
         Runs re-queued after a worker died.
+    concurrent : int
+        Runs done by this invocation that another sweep writing the same
+        database had recorded (ok or diverged) in the meantime; its row was kept.
     seconds : float
         Wall time of this invocation, start-up included.
     startup_seconds : float
@@ -818,6 +824,7 @@ class SweepSummary:
     skipped: int
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "diverged": 0, "failed": 0})
     requeued: int = 0
+    concurrent: int = 0
     seconds: float = 0.0
     startup_seconds: float = 0.0
     executor: str = ""
@@ -850,6 +857,11 @@ class SweepSummary:
             f"  ok {c.get('ok', 0)}, diverged {c.get('diverged', 0)}, failed {c.get('failed', 0)}"
             + (f" ({self.requeued} re-queued after a worker died)" if self.requeued else ""),
         ]
+        if self.concurrent:
+            lines.append(
+                f"  {self.concurrent} of them recorded meanwhile by another sweep of {self.db} "
+                "(its results kept)"
+            )
         if self.ran:
             lines.append(
                 f"  {self.seconds:.1f} s ({self.startup_seconds:.1f} s starting workers), "
@@ -931,7 +943,9 @@ def run_sweep(
             configs = dict(todo)
             for key, result in executor.results(todo):
                 with _deferred_interrupt():  # a Ctrl-C never splits a commit
-                    store.record(key, configs[key], result, spec.name)
+                    written = store.record(key, configs[key], result, spec.name, keep_done=True)
+                if not written:  # a concurrent sweep recorded this run first: its row stays
+                    summary.concurrent += 1
                 summary.counts[result["status"]] = summary.counts.get(result["status"], 0) + 1
                 bar.update(result["status"])
     except BaseException:

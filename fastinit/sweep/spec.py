@@ -505,10 +505,10 @@ class _Checker:
             value = float(value)
             if not math.isfinite(value):
                 raise fail(f"expected a finite number, {got}")
-            if p.low is not None and value < p.low:
-                raise fail(f"expected a number >= {p.low:g}, {got}")
             if key == "lr" and value <= 0:
                 raise fail(f"expected a number > 0, {got}")
+            if p.low is not None and value < p.low:
+                raise fail(f"expected a number >= {p.low:g}, {got}")
             return valid(value)
         if not isinstance(value, str) or not value.strip():
             raise fail(f"expected a non-empty string, {got}")

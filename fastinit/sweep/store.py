@@ -76,6 +76,8 @@ _UPSERT = (
     + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("key", "attempts"))
     + ", attempts = runs.attempts + 1"
 )
+# the same, but an ok or diverged row stays as it is (a concurrent sweep recorded it first)
+_UPSERT_KEEP_DONE = _UPSERT + " WHERE runs.status = 'failed'"
 
 
 def json_safe(value: Any) -> Any:
@@ -140,10 +142,14 @@ class Store:
                 raise ValueError(f"db: cannot create {self.path.parent} ({e.strerror})") from e
         try:
             self.conn = sqlite3.connect(self.path, timeout=30)
+            self._check_foreign()  # before anything is written, WAL mode included
             if not readonly:
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
-                self.conn.executescript(_SCHEMA)
+                # one transaction: a sweep starting beside this one sees no half-made schema
+                self.conn.execute("BEGIN IMMEDIATE")
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self.conn.execute(statement)
                 self.conn.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
@@ -158,6 +164,19 @@ class Store:
             raise ValueError(
                 f"db: {self.path} has schema version {version and version[0]}, "
                 f"expected {SCHEMA_VERSION}"
+            )
+
+    def _check_foreign(self) -> None:
+        """Refuse (and close) a database that holds tables but not fastinit's ``meta``."""
+        tables = {
+            name
+            for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if tables and "meta" not in tables:  # another program's database: leave it alone
+            self.conn.close()
+            raise ValueError(
+                f"db: {self.path} is not a fastinit results database (it holds the "
+                f"tables {', '.join(sorted(tables))}); choose another file"
             )
 
     def __enter__(self) -> Store:
@@ -256,8 +275,14 @@ class Store:
 
     # ------------------------------------------------------------------------- writing
     def record(
-        self, key: str, config: dict[str, Any], result: dict[str, Any], sweep: str | None = None
-    ) -> None:
+        self,
+        key: str,
+        config: dict[str, Any],
+        result: dict[str, Any],
+        sweep: str | None = None,
+        *,
+        keep_done: bool = False,
+    ) -> bool:
         """Write one finished run and commit.
 
         Parameters
@@ -270,6 +295,17 @@ class Store:
             What :func:`fastinit.sweep.runners.execute` returned.
         sweep : str, optional
             The SPEC name.
+        keep_done : bool
+            Leave a row already recorded ``ok`` or ``diverged`` as it is (what
+            ``fastinit sweep`` does: a sweep writing the same database at the
+            same time may have recorded this run since this one started; its
+            result is not replaced, by a failure least of all, nor counted
+            twice in ``attempts``).  A ``failed`` row is always replaced.
+
+        Returns
+        -------
+        bool
+            Whether the row was written (False: ``keep_done`` kept the row there).
         """
         values = (
             key,
@@ -289,7 +325,8 @@ class Store:
             time.time(),
         )
         with self.conn:
-            self.conn.execute(_UPSERT, values)
+            cursor = self.conn.execute(_UPSERT_KEEP_DONE if keep_done else _UPSERT, values)
+        return cursor.rowcount > 0
 
 
 def _dumps_config(config: dict[str, Any]) -> str:
