@@ -10,6 +10,7 @@ them into SQLite and ``fastinit report`` aggregates it (:mod:`fastinit.sweep`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import zipfile
 from collections.abc import Callable, Sequence
@@ -306,7 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         Exit status: 0 on success, 2 on bad arguments (an unusable ``--out``
         or ``--device`` included, and sizes whose buffers cannot be allocated),
-        130 if interrupted (nothing written).
+        130 if interrupted (nothing written), 1 if standard output was closed
+        before the table was printed (``fastinit ... | head``; the files are written).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -322,9 +324,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _remove_empty(created)
         print(f"fastinit {args.command}: interrupted", file=sys.stderr)
         return 130
-    print(result.table())
     footer = getattr(result, "footer", None)
-    print(footer if footer is not None else f"\nwrote {args.out}/ (figures, summary.json, CSV)")
+    try:
+        print(result.table())
+        print(footer if footer is not None else f"\nwrote {args.out}/ (figures, summary.json, CSV)")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `fastinit ... | head`: the reader left; the files are written
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush does not fail again
+        return 1
     return 0
 
 

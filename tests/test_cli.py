@@ -1,6 +1,7 @@
 """The fastinit command line."""
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -194,6 +195,26 @@ def test_two_experiments_given_one_out_is_a_clear_error(tmp_path, capsys):
     assert err.startswith(f"fastinit planar: error: --out {str(tmp_path)!r}: summary.json")
     assert "`fastinit symmetry`" in err and len(err.splitlines()) == 1
     assert (tmp_path / "summary.json").read_bytes() == summary
+
+
+def test_a_reader_that_left_is_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `fastinit ... | head` after head has exited: every write fails
+    cmd = [sys.executable, "-m", "fastinit", "symmetry", "--iterations", "2", "--every", "1",
+           "--out", str(tmp_path), "--quiet"]  # fmt: skip
+    try:
+        done = subprocess.run(cmd, stdout=write_end, stderr=subprocess.PIPE, cwd=ROOT,
+                              timeout=600, text=True)  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == 1
+    assert (tmp_path / "summary.json").exists()  # the run's files are written all the same
 
 
 def test_out_under_a_file_is_a_clear_error(tmp_path, capsys):
