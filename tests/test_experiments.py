@@ -228,6 +228,11 @@ def test_repeated_inits_are_refused():
         run_symmetry(("zeros", "ZEROS"), iterations=2, every=1, progress=False)
     with pytest.raises(ValueError, match="inits"):
         run_histogram(("he", "xavier", "he"), layers=1, width=4, samples=4)
+    # one draw under two spellings: trained twice, reported as two inits
+    with pytest.raises(ValueError, match=r"'std=0.01' is given twice \(also as 'randn\*1e-2'\)"):
+        run_planar(("std=0.01", "randn*1e-2"), iterations=2, progress=False)
+    with pytest.raises(ValueError, match=r"'randn' is given twice \(also as 'std=1'\)"):
+        run_depth(("randn", "std=1"), depths=(2,), width=4, samples=4)
     with pytest.raises(ValueError, match="weights"):
         run_planar(("zeros",), weights={"zeros": notebook_weights(1.0)}, iterations=2)
 

@@ -137,6 +137,11 @@ BAD_SPECS = [
     ('experiment = "depth"\n[grid]\ninit = ["he", "bogus"]\n', ["grid.init", "bogus"], 3),
     ('experiment = "depth"\n[grid]\nactivation = ["relu", 3]\n', ["grid.activation", "3"], 3),
     ('experiment = "depth"\n[grid]\nseed = [1, 1]\n', ["grid.seed", "twice"], 3),
+    (  # two spellings of one draw would run and report one init twice
+        'experiment = "planar"\n[grid]\ninit = ["std=0.01", "randn*1e-2"]\n',
+        ["grid.init", "'randn*1e-2' is the same init as 'std=0.01'"],
+        3,
+    ),
     (
         'experiment = "planar"\n[grid]\noptimizer = ["sgd", "adamw"]\n',
         ["grid.optimizer", "adam"],

@@ -51,6 +51,11 @@ class InitSpec:
     value: float | None = None  # a constant (constant=...)
     lsuv: bool = False  # LSUV: draw() gives the orthogonal pre-init; the caller rescales
 
+    @property
+    def meaning(self) -> tuple:
+        """What the spec draws, whatever its spelling (``std=0.01`` and ``randn*0.01`` alike)."""
+        return (self.std, self.fan_scale, self.initializer, self.value, self.lsuv)
+
     def draw(self, shape: tuple[int, ...], seed: int, stream: int, dtype: str) -> np.ndarray:
         """Draw an array of ``shape`` for this spec."""
         if self.value is not None:
@@ -213,7 +218,9 @@ def parse_inits(inits: Sequence[str], *, data_dependent: bool = True) -> list[In
 
     Results are keyed by init name, so an init given twice would be trained
     twice but reported once (or counted twice); it is refused instead.  Names
-    are compared case-insensitively, as :func:`parse_init` reads them.
+    are compared case-insensitively, as :func:`parse_init` reads them, and
+    two spellings of one draw (``std=0.01``, ``std=1e-2``, ``randn*0.01``) are
+    the same init.
 
     Parameters
     ----------
@@ -230,13 +237,13 @@ def parse_inits(inits: Sequence[str], *, data_dependent: bool = True) -> list[In
     if isinstance(inits, str):
         raise ValueError(f"inits: expected a sequence of init specs, got the string {inits!r}")
     specs = [parse_init(i, data_dependent=data_dependent) for i in inits]
-    seen: dict[str, str] = {}
+    seen: dict[Any, str] = {}
     for s in specs:
-        key = s.name.lower()
-        if key in seen:
-            also = "" if seen[key] == s.name else f" (also as {s.name!r})"
-            raise ValueError(f"inits: {seen[key]!r} is given twice{also}; give each init once")
-        seen[key] = s.name
+        for key in (s.name.lower(), s.meaning):
+            if key in seen:
+                also = "" if seen[key] == s.name else f" (also as {s.name!r})"
+                raise ValueError(f"inits: {seen[key]!r} is given twice{also}; give each init once")
+            seen[key] = s.name
     return specs
 
 

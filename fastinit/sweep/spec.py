@@ -425,13 +425,22 @@ class _Checker:
             )  # fmt: skip
         if not values:
             raise self.error("expected a non-empty list of values, got []", "grid", key, n, index)
-        out, seen = [], set()
+        out, seen = [], {}
         for v in values:
             norm = self._value(v, params, experiment, "grid", key, n, index, element=True)
             tag = json.dumps(norm, sort_keys=True)
             if tag in seen:
                 raise self.error(f"value {v!r} appears twice", "grid", key, n, index)
-            seen.add(tag)
+            seen[tag] = v
+            if params[key].check == "init":  # two spellings of one draw: one run twice
+                from fastinit.experiments._common import parse_init
+
+                meaning = repr(parse_init(norm).meaning)
+                if meaning in seen:
+                    raise self.error(
+                        f"value {v!r} is the same init as {seen[meaning]!r}", "grid", key, n, index
+                    )
+                seen[meaning] = v
             out.append(norm)
         return out
 
