@@ -171,7 +171,7 @@ def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: 
         if not abs(var - 1.0) < tol:
             warnings.warn(
                 f"lsuv: layer {k}'s pre-activation variance is {var:.4g} after {max_iter} "
-                f"rescalings, not within 1 +- {tol:g} (nonzero biases set a floor that "
+                f"rescalings, not within 1 +- {tol:g} (e.g. nonzero biases, a floor that "
                 "rescaling W cannot cross); training starts from these weights",
                 RuntimeWarning,
                 stacklevel=3,
