@@ -412,7 +412,7 @@ def forward_stats(
     count: int,
     x: np.ndarray,
     work: np.ndarray,
-    zero: bool,
+    zero: np.ndarray,
     out: np.ndarray,
 ) -> np.ndarray:
     """:func:`fastinit.dense.forward_net` taking each layer's statistics on the way.
