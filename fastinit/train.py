@@ -822,6 +822,25 @@ def _check_optimizers(optimizer: Any, n_models: int) -> list:
     return [_optim.get(optimizer)] * n_models
 
 
+def _check_in_range(opt: Any, dtype: np.dtype) -> None:
+    """Refuse a hyperparameter that the model dtype rounds to 0 or to infinity.
+
+    The kernels round ``lr``, ``eps`` and ``weight_decay`` to the model dtype once:
+    in float32 an ``lr`` of 1e-50 would train nothing and an ``eps`` of 1e-50
+    would divide 0 by 0 (NaN) where a gradient is 0.
+    """
+    finfo = np.finfo(dtype)
+    low, high = float(finfo.smallest_subnormal), float(finfo.max)  # float32 scalars would cast
+    for name in ("lr", "eps", "weight_decay"):
+        value = float(getattr(opt, name, 0.0))
+        if value > 0 and not low <= value <= high:
+            rounded = "0" if value < low else "infinity"
+            raise ValueError(
+                f"optimizer: {name}={value:g} is outside the {dtype} range of the model "
+                f"([{low:.3g}, {high:.3g}]; it would round to {rounded})"
+            )
+
+
 def _iterations(iterations: Any, epochs: Any, n: int, batch: int, sampling: str) -> int:
     if (iterations is None) == (epochs is None):
         raise ValueError("iterations, epochs: give exactly one of them")
@@ -1275,6 +1294,8 @@ def _checked_arguments(models, X, y, optimizer, batch_size, iterations, epochs, 
                        seed) -> FitArguments:  # fmt: skip
     """:func:`_fit_arguments` before the size check; may raise TypeError."""
     opts = _check_optimizers(optimizer, len(models))
+    for opt in opts:
+        _check_in_range(opt, models[0].dtype)
     spec = _losses.get(loss)
     mode = SAMPLINGS.index(check_choice(sampling, "sampling", SAMPLINGS))
     batch = check_int(batch_size, "batch_size", low=1)

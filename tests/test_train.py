@@ -423,3 +423,23 @@ def test_kernel_addresses_are_cached_per_code_and_dtype():
         assert factory(code, "float32") == factory(np.int64(code), np.dtype("float32")) == a
         assert factory(code, np.float64) != a
     assert O.optimizer_kernel(O.NONE, np.float32) == 0
+
+
+@pytest.mark.parametrize(
+    ("opt", "name"),
+    [
+        (optim.SGD(1e-50), "lr"),  # rounds to 0 in float32: nothing would train
+        (optim.Adam(0.01, eps=1e-50), "eps"),  # 0 / 0 where a gradient is 0
+        (optim.SGD(0.01, weight_decay=1e39), "weight_decay"),  # float32 infinity
+    ],
+)
+def test_a_hyperparameter_outside_the_model_dtype_is_refused(opt, name):
+    X = np.random.default_rng(0).normal(size=(8, 3))
+    y = np.arange(8) % 2
+    model = MLP([3, 4, 2], seed=0, dtype="float32")
+    before = model._params.copy()
+    with pytest.raises(ValueError, match=rf"^optimizer: {name}=\S+ is outside the float32 range"):
+        model.fit(X, y, optimizer=opt, iterations=2, progress=False)
+    np.testing.assert_array_equal(model._params, before)
+    wide = MLP([3, 4, 2], seed=0, dtype="float64")  # representable there: trains
+    wide.fit(X, y, optimizer=opt, iterations=2, progress=False)
