@@ -124,6 +124,8 @@ def test_init_names_are_stored_as_parse_init_reads_them():
 BAD_SPECS = [
     # (text, words the message must contain, line)
     ('experiment = "planar"\n[fixed]\nlr = 1.2.3\n', ["lr", "invalid TOML"], 3),
+    # a list never closed: tomllib says "at end of document"; the line is where the value starts
+    ('experiment = "planar"\n[grid]\ninit = ["he",\n\n', ["init", "the file ends inside it"], 3),
     ('experiment = "plnar"\n', ["experiment", "did you mean 'planar'"], 1),
     ('name = "x"\n', ["experiment", "missing"], None),
     ('experiment = "planar"\nseeds = 3\n', ["seeds", "unknown key"], 2),

@@ -252,16 +252,21 @@ def parse_spec(text: str, path: str | os.PathLike[str] | None = None) -> Spec:
 
 
 def _syntax_error(label: str, text: str, message: str) -> SpecError:
-    m = re.search(r"at line (\d+), column (\d+)", message)
-    if not m:
-        return SpecError(f"{label}: invalid TOML: {message}")
-    line, col = int(m.group(1)), int(m.group(2))
     lines = text.splitlines()
+    filled = [k for k, s in enumerate(lines, 1) if s.strip()]
+    m = re.search(r"at line (\d+), column (\d+)", message)
+    if m:
+        line, col = int(m.group(1)), int(m.group(2))
+        reason = message[: m.start()].rstrip(" (")
+    elif "(at end of document)" in message and filled:  # a list or string never closed
+        line, col = filled[-1], 1
+        reason = message.replace(" (at end of document)", "") + ": the file ends inside it"
+    else:
+        return SpecError(f"{label}: invalid TOML: {message}")
     src = lines[line - 1].strip() if 0 < line <= len(lines) else ""
     km = re.match(r"""\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.\- ]+?)\s*=""", src)
     key = km.group(1).strip("\"' ") if km else None
     what = f" in key {key!r}" if key else ""
-    reason = message[: m.start()].rstrip(" (")
     return SpecError(
         f"{label}:{line}:{col}: invalid TOML{what}: {reason}: {src}", key=key, line=line
     )
