@@ -126,6 +126,7 @@ BAD_SPECS = [
     ('experiment = "planar"\n[fixed]\nlr = 1.2.3\n', ["lr", "invalid TOML"], 3),
     # a list never closed: tomllib says "at end of document"; the line is where the value starts
     ('experiment = "planar"\n[grid]\ninit = ["he",\n\n', ["init", "the file ends inside it"], 3),
+    ('experiment = "planar"\n[grid]\ninit = [\n  "he",\n  "xavier",\n', ["init", "ends inside"], 3),
     ('experiment = "plnar"\n', ["experiment", "did you mean 'planar'"], 1),
     ('name = "x"\n', ["experiment", "missing"], None),
     ('experiment = "planar"\nseeds = 3\n', ["seeds", "unknown key"], 2),

@@ -253,18 +253,20 @@ def parse_spec(text: str, path: str | os.PathLike[str] | None = None) -> Spec:
 
 def _syntax_error(label: str, text: str, message: str) -> SpecError:
     lines = text.splitlines()
-    filled = [k for k, s in enumerate(lines, 1) if s.strip()]
+    assignment = re.compile(r"""\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.\- ]+?)\s*=""")
     m = re.search(r"at line (\d+), column (\d+)", message)
     if m:
         line, col = int(m.group(1)), int(m.group(2))
         reason = message[: m.start()].rstrip(" (")
-    elif "(at end of document)" in message and filled:  # a list or string never closed
-        line, col = filled[-1], 1
+    elif "(at end of document)" in message and text.strip():  # a list or string never closed
+        filled = [k for k, s in enumerate(lines, 1) if s.strip()]
+        starts = [k for k in filled if assignment.match(lines[k - 1])]
+        line, col = (starts or filled)[-1], 1  # the last assignment: where the value starts
         reason = message.replace(" (at end of document)", "") + ": the file ends inside it"
     else:
         return SpecError(f"{label}: invalid TOML: {message}")
     src = lines[line - 1].strip() if 0 < line <= len(lines) else ""
-    km = re.match(r"""\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.\- ]+?)\s*=""", src)
+    km = assignment.match(src)
     key = km.group(1).strip("\"' ") if km else None
     what = f" in key {key!r}" if key else ""
     return SpecError(
