@@ -127,6 +127,8 @@ BAD_SPECS = [
     # a list never closed: tomllib says "at end of document"; the line is where the value starts
     ('experiment = "planar"\n[grid]\ninit = ["he",\n\n', ["init", "the file ends inside it"], 3),
     ('experiment = "planar"\n[grid]\ninit = [\n  "he",\n  "xavier",\n', ["init", "ends inside"], 3),
+    ('experiment = "planar"\n[fixed.sub]\nx = 1\n', ["fixed.sub", "unknown parameter"], 2),
+    ('experiment = "planar"\n[fixed]\nlr = 1.0\n[fixed.sub]\nx = 1\n', ["fixed.sub"], 4),
     ('experiment = "plnar"\n', ["experiment", "did you mean 'planar'"], 1),
     ('name = "x"\n', ["experiment", "missing"], None),
     ('experiment = "planar"\nseeds = 3\n', ["seeds", "unknown key"], 2),

@@ -309,14 +309,17 @@ class _Checker:
                 rf"""^\s*(?:"{re.escape(key)}"|'{re.escape(key)}'|{re.escape(key)})\s*="""
             )
         section = self._section(table, occurrence)
-        if section is not None:
-            start, end = section
-            if pattern is not None:
-                for i in range(start, end):
-                    if pattern.match(self.lines[i]):
-                        return i + 1
-            if table is not None:
-                return start + 1
+        if section is not None and pattern is not None:
+            for i in range(section[0], section[1]):
+                if pattern.match(self.lines[i]):
+                    return i + 1
+        if table is not None and key is not None:  # a sub-table: [fixed.sub]
+            header = re.compile(rf"""^\s*\[\s*{re.escape(table)}\s*\.\s*{re.escape(key)}\s*\]""")
+            for i, line in enumerate(self.lines):
+                if header.match(line):
+                    return i + 1
+        if section is not None and table is not None:
+            return section[0] + 1
         if table is not None and key is not None:  # dotted keys or inline tables
             dotted = re.compile(rf"""^\s*{re.escape(table)}\s*\.\s*{re.escape(key)}\s*=""")
             for i, line in enumerate(self.lines):
