@@ -22,7 +22,6 @@ import gzip
 import hashlib
 import math
 import os
-import tempfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from fastinit._files import write_bytes
 from fastinit._validate import check_bool, check_dtype, check_int, check_seed
 from fastinit.random import fill_normal
 
@@ -287,17 +287,17 @@ def _read_copy(path: Path, raw: bytes) -> bytes | None:
 
 
 def _write_copy(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (a temporary file, then a rename); ignore errors."""
-    tmp = None
+    """Write ``data`` to ``path`` whole or not at all (:func:`fastinit._files.replacing`).
+
+    The copy gets the default permissions (``0o666`` less the umask), so that a
+    cache directory shared between users serves them all; errors are ignored
+    (the copy is a cache), an interrupt is not, and leaves no temporary file.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as f:
-            tmp = Path(f.name)
-            f.write(data)
-        os.replace(tmp, path)
+        write_bytes(path, data)
     except OSError:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+        pass
 
 
 def _decompress_shipped(raw: bytes, path: Path, sha256: str) -> bytes:

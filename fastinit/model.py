@@ -20,7 +20,7 @@ import os
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from fastinit import init as _init
 from fastinit import losses as _losses
 from fastinit import train as _train
 from fastinit._cuda import check_device, cuda_module, is_device_array
+from fastinit._files import replacing
 from fastinit._validate import cast_finite, check_dtype, check_int, check_seed
 from fastinit.dense import LAYER_COLUMNS, forward_rows, ops_table, with_kernels
 from fastinit.dense import work_size as _work_size
@@ -140,8 +141,9 @@ def _file_layer(data: dict, kinds: tuple[str, ...], k: int, path: str) -> np.nda
     return data[found[0]] if found else None
 
 
-def _read_npz(path: Any, problem: str) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` archive (no pickles); else ValueError ``problem (why)``."""
+def _read_npz(path: Any, problem: str, keys: Any = None) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` archive (no pickles), or only those whose name is in
+    ``keys`` (others are never read); else ValueError ``problem (why)``."""
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
@@ -152,16 +154,21 @@ def _read_npz(path: Any, problem: str) -> dict[str, np.ndarray]:
         raise ValueError(f"{problem} (not a NumPy .npz archive)")
     try:
         with data:
-            return {key: data[key] for key in data.files}
+            return {key: data[key] for key in data.files if keys is None or key in keys}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise ValueError(f"{problem} ({err})") from None  # zlib: a damaged compressed member
 
 
 def _arrays_from_file(path: Any, sizes: tuple[int, ...]) -> tuple[list, list | None]:
     """Per-layer weights (and biases, if the file has them all) from an ``.npz`` file."""
+    path = _npz_path(path)
     name = os.fspath(path)
-    data = _read_npz(path, f"init: {name} is not a readable .npz file")
     n_layers = len(sizes) - 1
+    # only the layers' arrays are read: other keys of another tool's file may be anything
+    wanted = {
+        f"{kind}{k}" for kind in ("W", "weights_", "b", "biases_") for k in range(n_layers + 1)
+    }
+    data = _read_npz(path, f"init: {name} is not a readable .npz file", wanted)
     weights, biases = [], []
     for k in range(n_layers):
         expected = (sizes[k], sizes[k + 1])
@@ -567,17 +574,21 @@ class MLP:
         return _train.fit_many([self], X, y, **kwargs)[0]  # dispatches on the device
 
     # ------------------------------------------------------------------------- files
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike | IO[bytes]) -> None:
         """Write the architecture and parameters to an ``.npz`` file (no pickles).
 
         A device model writes the same file (its host copy, kept in sync); the
         file holds no device: :meth:`load` returns a CPU model (``.to("cuda")``).
+        The file is written under a temporary name in the same directory, then
+        renamed over ``path``: an existing file is replaced whole or, if the
+        save fails or is interrupted, left as it was.
 
         Parameters
         ----------
-        path : str or os.PathLike
+        path : str, os.PathLike or binary file object
             File to write; like ``numpy.savez``, ``.npz`` is appended to a name
-            without it (and :meth:`load` finds it by the same name).
+            without it (and :meth:`load` finds it by the same name).  A file
+            object open for binary writing is written directly.
         """
         arrays = {
             "format": np.array(_FORMAT),
@@ -589,16 +600,22 @@ class MLP:
         for k, (w, b) in enumerate(self._split(self._params)):
             arrays[f"W{k}"] = w
             arrays[f"b{k}"] = b
-        np.savez(path, **arrays)
+        if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+            np.savez(path, **arrays)  # a file object (or a bytes name): as numpy does
+            return
+        name = os.fspath(path)
+        with replacing(name if name.endswith(".npz") else name + ".npz", keep_mode=True) as f:
+            np.savez(f, **arrays)  # a symlink written through, an existing file's mode kept
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> MLP:
+    def load(cls, path: str | os.PathLike | IO[bytes]) -> MLP:
         """Read a model written by :meth:`save`.
 
         Parameters
         ----------
-        path : str or os.PathLike
-            The file, or the name given to :meth:`save` (without ``.npz``).
+        path : str, os.PathLike or binary file object
+            The file, or the name given to :meth:`save` (without ``.npz``), or
+            a seekable file object open for binary reading.
 
         Returns
         -------
@@ -612,11 +629,12 @@ class MLP:
             inconsistent; the message names the file and the problem.
         """
         path = _npz_path(path)
-        contents = _read_npz(path, f"{os.fspath(path)}: not a readable .npz model file")
+        name = _file_name(path)
+        contents = _read_npz(path, f"{name}: not a readable .npz model file")
         try:
             return cls._from_arrays(contents)
         except (KeyError, ValueError, TypeError) as err:
-            raise ValueError(f"{os.fspath(path)}: invalid fastinit model file: {err}") from None
+            raise ValueError(f"{name}: invalid fastinit model file: {err}") from None
 
     @classmethod
     def _from_arrays(cls, a: dict[str, np.ndarray]) -> MLP:
@@ -652,10 +670,21 @@ class MLP:
         return cls(sizes, acts[:-1], init=weights, bias_init=biases, dtype=str(a["dtype"]))
 
 
-def _npz_path(path: str | os.PathLike) -> str | os.PathLike:
+def _file_name(path: Any) -> str:
+    """What to call ``path`` (a name or a file object) in error messages."""
+    if isinstance(path, (str, os.PathLike)):
+        return str(os.fspath(path))
+    return str(getattr(path, "name", None) or f"<{type(path).__name__}>")
+
+
+def _npz_path(path: Any) -> Any:
     """``path``, or ``path + ".npz"`` where that is what :meth:`MLP.save` wrote
-    (``np.savez`` appends the suffix to a name without it)."""
+    (``np.savez`` appends the suffix to a name without it); a file object as it is."""
+    if not isinstance(path, (str, os.PathLike)):
+        return path
     name = os.fspath(path)
+    if isinstance(name, bytes):
+        return path
     if not os.path.exists(name) and not name.endswith(".npz") and os.path.exists(name + ".npz"):
         return name + ".npz"
     return path

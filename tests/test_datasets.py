@@ -367,6 +367,26 @@ def test_damaged_copy_is_rebuilt(fresh_copy_dir, mnist, damage):
     assert hashlib.sha256(payload).hexdigest() == D.MNIST_PAYLOAD_SHA256["train-labels-idx1-ubyte"]
 
 
+def test_copies_get_default_permissions(fresh_copy_dir, mnist):
+    # a cache shared between users must be readable by them: the mode open() gives
+    fresh_copy_dir.mkdir()
+    reference = fresh_copy_dir / "reference"
+    reference.write_bytes(b"")
+    D.load_mnist()
+    modes = {p.name: p.stat().st_mode & 0o777 for p in fresh_copy_dir.iterdir()}
+    assert len(modes) == 5 and set(modes.values()) == {modes["reference"]}
+
+
+def test_interrupted_copy_leaves_no_temporary_file(fresh_copy_dir, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(D.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        D._write_copy(fresh_copy_dir / "copy", b"data")
+    assert list(fresh_copy_dir.iterdir()) == []
+
+
 @pytest.mark.parametrize("off", ["0", "off", "None"])
 def test_cache_dir_can_be_turned_off(tmp_path, monkeypatch, off, mnist):
     monkeypatch.setenv(D.CACHE_DIR_ENV, off)

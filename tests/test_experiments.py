@@ -290,12 +290,13 @@ def test_staging_left_by_a_killed_writer_is_removed_by_the_next(tmp_path):
 
 
 def test_unstaged_writes_leave_no_temporary_files(tmp_path, monkeypatch):
-    import builtins
+    import io
 
+    from fastinit import _files
     from fastinit.experiments import _common
 
     left = _left_by_a_killed_writer(tmp_path, (
-        "Path.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # before the rename\n"
+        "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # before the rename\n"
         "Output(out).json('report.json', {'a': 1})\n"
     ))  # fmt: skip
     assert len(left) == 1 and left[0].startswith(".report.json.") and left[0].endswith(".tmp")
@@ -308,11 +309,15 @@ def test_unstaged_writes_leave_no_temporary_files(tmp_path, monkeypatch):
     assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o666 & ~_umask()
     live.unlink()
 
-    def full_disk(file, *args, **kwargs):  # the temporary file is created, then the disk fills
-        builtins.open(file, *args, **kwargs).close()
-        raise OSError(28, "No space left on device")
+    class FullDisk(io.BytesIO):  # the temporary file is created, then the disk fills
+        def __init__(self, fd, mode):
+            super().__init__()
+            os.close(fd)
 
-    monkeypatch.setattr(_common, "open", full_disk, raising=False)
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_files.os, "fdopen", FullDisk)
     with pytest.raises(OSError, match="No space left"):
         output.csv("curves.csv", ["x"], [[1]])
     monkeypatch.undo()

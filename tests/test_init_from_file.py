@@ -101,3 +101,23 @@ def test_bad_files(tmp_path):
     # a plain name is still an initializer name
     with pytest.raises(ValueError, match="unknown initializer"):
         MLP(SIZES, init="weights")
+
+
+def test_name_without_suffix_as_save_and_load_take_it(tmp_path):
+    src = MLP(SIZES, seed=4)
+    src.save(tmp_path / "m")  # writes m.npz, which MLP.load(tmp_path / "m") reads
+    for path in (tmp_path / "m", str(tmp_path / "m")):
+        np.testing.assert_array_equal(MLP(SIZES, init=path).weights[1], src.weights[1])
+
+
+def test_other_keys_are_not_read(tmp_path):
+    # another tool's file: extra arrays, one of them pickled, which allow_pickle=False refuses
+    w, _ = arrays()
+    np.savez(tmp_path / "tool.npz", **{f"W{k}": v for k, v in enumerate(w)},
+             config=np.array([{"lr": 0.1}], dtype=object), step=np.array(7))  # fmt: skip
+    m = MLP(SIZES, init=tmp_path / "tool.npz", dtype="float64")
+    np.testing.assert_array_equal(m.weights[2], w[2])
+    np.savez(tmp_path / "pickled_w.npz", **{f"W{k}": v for k, v in enumerate(w[:2])},
+             W2=np.array([[object()]], dtype=object))  # fmt: skip
+    with pytest.raises(ValueError, match="readable"):  # a needed array is never unpickled
+        MLP(SIZES, init=tmp_path / "pickled_w.npz")

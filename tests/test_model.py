@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -171,6 +173,61 @@ def test_save_and_load_agree_on_a_name_without_suffix(tmp_path):
     np.testing.assert_array_equal(loaded.forward(X), model.forward(X))
 
 
+def test_interrupted_save_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    old = MLP([4, 6, 3], seed=1, dtype="float64")
+    old.save(path)
+    calls = []
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while numpy writes the third array
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return write_array(*args, **kwargs)
+
+    write_array = np.lib.format.write_array
+    monkeypatch.setattr(np.lib.format, "write_array", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        MLP([4, 6, 3], seed=2, dtype="float64").save(path)
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary file left
+    loaded = MLP.load(path)
+    for a, b in zip(loaded.weights, old.weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_save_permissions_and_symlinks_as_numpy(tmp_path):
+    model = MLP([4, 6, 3], seed=1)
+    np.savez(tmp_path / "numpy.npz", a=np.zeros(1))
+    model.save(tmp_path / "new.npz")
+    mode = (tmp_path / "numpy.npz").stat().st_mode & 0o777
+    assert (tmp_path / "new.npz").stat().st_mode & 0o777 == mode
+    (tmp_path / "new.npz").chmod(0o600)  # an existing file keeps its permissions
+    model.save(tmp_path / "new.npz")
+    assert (tmp_path / "new.npz").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "link.npz").symlink_to(tmp_path / "new.npz")  # written through, as numpy does
+    MLP([4, 6, 3], seed=2).save(tmp_path / "link.npz")
+    assert (tmp_path / "link.npz").is_symlink()
+    np.testing.assert_array_equal(
+        MLP.load(tmp_path / "new.npz").weights[0], MLP([4, 6, 3], seed=2).weights[0]
+    )
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "no" / "m.npz"))):
+        model.save(tmp_path / "no" / "m.npz")  # the error names the file, not a temporary one
+
+
+def test_save_and_load_file_objects(tmp_path):
+    model = MLP([4, 6, 3], activation="tanh", seed=3)
+    buffer = io.BytesIO()
+    model.save(buffer)
+    buffer.seek(0)
+    np.testing.assert_array_equal(MLP.load(buffer).forward(X), model.forward(X))
+    model.save(tmp_path / "m.npz")
+    with open(tmp_path / "m.npz", "rb") as f:
+        np.testing.assert_array_equal(MLP.load(f).forward(X), model.forward(X))
+    with pytest.raises(ValueError, match=r"<BytesIO>: not a readable \.npz model file"):
+        MLP.load(io.BytesIO(b"junk"))
+
+
 def test_corrupt_or_mismatching_files_raise_value_error_naming_the_file(tmp_path):
     bad = tmp_path / "corrupt.npz"
     bad.write_bytes(b"this is not a zip archive")
@@ -204,7 +261,10 @@ def test_corrupt_or_mismatching_files_raise_value_error_naming_the_file(tmp_path
             MLP.load(tmp_path / name)
     np.savez_compressed(tmp_path / "packed.npz", **arrays)
     raw = bytearray((tmp_path / "packed.npz").read_bytes())
-    raw[100] ^= 0xFF  # inside W0's deflated data: zlib fails before the CRC check
+    with zipfile.ZipFile(tmp_path / "packed.npz") as z:  # W0: read by both loaders
+        w0 = z.getinfo("W0.npy")
+    raw[w0.header_offset + 30 + len(w0.filename) + len(w0.extra) + w0.compress_size // 2] ^= 0xFF
+    # (inside W0's deflated data: zlib fails before the CRC check)
     (tmp_path / "damaged.npz").write_bytes(bytes(raw))
     for load in (MLP.load, lambda path: MLP([4, 6, 3], init=path)):
         with pytest.raises(ValueError, match=r"damaged\.npz.* readable \.npz"):

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import json
 import math
 import os
 import platform
 import re
-import secrets
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +21,9 @@ import numpy as np
 
 import fastinit
 from fastinit import init as _init
+from fastinit._files import abandoned as _abandoned
+from fastinit._files import host as _host
+from fastinit._files import write_bytes
 from fastinit._validate import check_int, check_seed
 from fastinit.sweep.store import json_safe
 
@@ -492,7 +492,7 @@ class Output:
         for name in set(before if isinstance(before, list) else []) - set(names):
             if isinstance(name, str) and name == Path(name).name and not name.startswith("."):
                 (self.directory / name).unlink(missing_ok=True)
-        _atomic_write(listing, json.dumps(names) + "\n")
+        write_bytes(listing, (json.dumps(names) + "\n").encode("utf-8"))
 
     def path(self, name: str) -> Path | None:
         """Where to write file ``name`` (its final path is recorded as written)."""
@@ -514,7 +514,7 @@ class Output:
         """Write ``text`` (UTF-8) as file ``name``."""
         p = self.path(name)
         if p is not None:
-            _atomic_write(p, text)
+            write_bytes(p, text.encode("utf-8"))
 
     def csv(self, name: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Write ``header`` and ``rows`` as CSV file ``name``."""
@@ -535,10 +535,6 @@ class Output:
 _STAGING = ".writing-"  # staging directories: .writing-<host>-<pid>-<random>
 
 
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
-
-
 def _remove_abandoned_staging(directory: Path) -> None:
     """Remove staging directories left by killed processes (SIGKILL skips ``__exit__``).
 
@@ -546,46 +542,6 @@ def _remove_abandoned_staging(directory: Path) -> None:
     """
     for d in _abandoned(directory, f"{_STAGING}{_host()}-"):
         shutil.rmtree(d, ignore_errors=True)
-
-
-def _abandoned(directory: Path, prefix: str, suffix: str = "") -> list[Path]:
-    """Entries ``<prefix><pid>-<any><suffix>`` of ``directory`` whose process is gone."""
-    found = []
-    for p in directory.glob(f"{glob.escape(prefix)}*-*{suffix}"):
-        pid = p.name.removeprefix(prefix).split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            found.append(p)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. another user's process: alive
-        return True
-    return True
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
-
-    The temporary file, ``.<name>.<host>-<pid>-<random>.tmp``, is this call's own
-    (two writers of one file never share one), removed if the write fails, and,
-    if a killed process left one, removed by the next write of ``path``.
-    """
-    prefix = f".{path.name}.{_host()}-"
-    for old in _abandoned(path.parent, prefix, ".tmp"):
-        old.unlink(missing_ok=True)
-    tmp = path.with_name(f"{prefix}{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="") as f:  # the umask's mode, as open()
-            f.write(text)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def provenance(config: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,131 @@
+"""Files written whole or not at all: a temporary file beside the target, renamed over it.
+
+One mechanism for every file fastinit writes in place of another: the
+experiments' JSON and CSV (:mod:`fastinit.experiments._common`), the cached MNIST
+copies (:mod:`fastinit.datasets`) and model files (:meth:`fastinit.MLP.save`).
+A reader sees the old file or the new one, never half of one, and a write that
+fails or is interrupted (Ctrl-C included) leaves the old file as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import re
+import secrets
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+def host() -> str:
+    """This machine's name as it may appear in a file name (temporary files carry it).
+
+    Returns
+    -------
+    str
+        The host name, characters other than letters, digits and dots as ``_``.
+    """
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def abandoned(directory: Path, prefix: str, suffix: str = "") -> list[Path]:
+    """Entries ``<prefix><pid>-<any><suffix>`` of ``directory`` whose process is gone.
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        Where to look.
+    prefix, suffix : str
+        What the names start (up to the process id) and end with; the prefix
+        should carry :func:`host`, as process ids are only known on this machine.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The entries whose process no longer runs (a live writer's stay).
+    """
+    found = []
+    for p in directory.glob(f"{glob.escape(prefix)}*-*{suffix}"):
+        pid = p.name.removeprefix(prefix).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            found.append(p)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike[str], *, keep_mode: bool = False) -> Iterator[IO[bytes]]:
+    """A binary file to write that replaces ``path`` when the block ends without an exception.
+
+    The temporary file, ``.<name>.<host>-<pid>-<random>.tmp`` beside the target,
+    is this call's own (two writers never share one); it is removed whatever
+    stops the block, and one left by a killed process of this host is removed by
+    the next write of ``path``.  A symlink is written through (its target is
+    replaced, the link stays).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to replace (or create).
+    keep_mode : bool
+        Give the new file an existing file's permissions; otherwise, as for any
+        new file, ``0o666`` less the umask.
+
+    Yields
+    ------
+    binary file object
+        Open for writing; closed before the rename.
+
+    Raises
+    ------
+    OSError
+        Naming ``path`` (not the temporary file) when the file cannot be created.
+    """
+    asked = os.fspath(path)
+    target = Path(os.path.realpath(asked))
+    prefix = f".{target.name}.{host()}-"
+    for old in abandoned(target.parent, prefix, ".tmp"):
+        old.unlink(missing_ok=True)
+    tmp = target.with_name(f"{prefix}{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror, asked) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if keep_mode:
+                with contextlib.suppress(OSError):
+                    os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+            yield f
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: str | os.PathLike[str], data: Any) -> None:
+    """Replace ``path`` with ``data`` through :func:`replacing`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    data : bytes-like
+        Its new contents.
+    """
+    with replacing(path) as f:
+        f.write(data)
