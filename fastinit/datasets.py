@@ -262,7 +262,7 @@ def cache_dir() -> Path | None:
     if value is not None and value.strip().lower() in _CACHE_OFF:
         return None
     if value:
-        return Path(value)
+        return Path(value).expanduser()  # "~/x" set where no shell expands it (a Docker ENV)
     if os.environ.get("XDG_CACHE_HOME"):
         return Path(os.environ["XDG_CACHE_HOME"]) / "fastinit"
     try:
@@ -377,7 +377,7 @@ def _mnist_source(path: str | os.PathLike[str] | None) -> tuple[Path, Mapping[st
         return _DATA_DIR, MNIST_SHA256
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a directory name or None, got {path!r}")
-    directory = Path(path)
+    directory = Path(path).expanduser()
     if not directory.is_dir():
         raise FileNotFoundError(f"{name}: {directory} is not a directory")
     return directory, None

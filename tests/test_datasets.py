@@ -510,3 +510,13 @@ def test_planar_size_check_and_the_training_set_count():
             D.check_planar_size(bad)
     (x, _), _ = D.load_mnist()
     assert D.mnist_train_size() == len(x) == 60000
+
+
+def test_a_tilde_in_the_environment_is_the_home_directory(tmp_path, monkeypatch):
+    # set where no shell expands it (a Docker ENV, a systemd unit): not a directory named "~"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv(D.CACHE_DIR_ENV, "~/cache")
+    assert D.cache_dir() == tmp_path / "cache"
+    (tmp_path / "mine").mkdir()
+    monkeypatch.setenv(D.MNIST_DIR_ENV, "~/mine")
+    assert D._mnist_source(None) == (tmp_path / "mine", None)
