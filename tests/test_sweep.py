@@ -764,3 +764,45 @@ def test_run_sweep_flags_must_be_bools(tmp_path, flag):
     with pytest.raises(TypeError, match=f"{flag}: expected True or False"):
         run_sweep(spec, tmp_path / "r.sqlite", workers=0, **{flag: "no"})
     assert not (tmp_path / "r.sqlite").exists()  # refused before the store is opened
+
+
+def test_concurrent_sweeps_share_the_work(tmp_path, monkeypatch):
+    """A run another sweep finished after this one started is not run again here."""
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1, 2]\n')
+    db = tmp_path / "r.sqlite"
+    execute, ran = runners.execute, []
+
+    def racing(config):
+        ran.append(config["seed"])
+        if len(ran) == 1:  # meanwhile, another sweep of the database finishes seeds 1 and 2
+            with Store(db) as other:
+                for seed in (1, 2):
+                    cfg = runners.full_config("selftest", {"seed": seed})
+                    other.record(config_key(cfg), cfg, execute(cfg), "other")
+        return execute(config)
+
+    monkeypatch.setattr(runners, "execute", racing)
+    summary = run_sweep(spec, db, workers=0, progress=False)
+    assert ran == [0] and summary.ran == 1 and summary.taken == 2
+    assert "2 more recorded meanwhile by another sweep" in summary.table()
+    rows = db_rows(db)
+    assert len(rows) == 3 and all(r["attempts"] == 1 and r["status"] == "ok" for r in rows)
+    assert sorted(r["sweep"] for r in rows) == sorted(["other", "other", load_spec(spec).name])
+
+
+def test_the_process_pool_asks_before_each_submission(tmp_path):
+    from fastinit.sweep.execute import make_executor
+
+    items = [(f"k{s}", runners.full_config("selftest", {"seed": s})) for s in range(4)]
+    asked = []
+
+    def skip(key):
+        asked.append(key)
+        return key in ("k1", "k2")
+
+    executor = make_executor("local", workers=1)
+    try:
+        got = sorted(key for key, _ in executor.results(items, skip=skip))
+    finally:
+        executor.close()
+    assert got == ["k0", "k3"] and sorted(asked) == ["k0", "k1", "k2", "k3"]

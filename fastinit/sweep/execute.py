@@ -45,15 +45,17 @@ Interruption
 Every finished run is committed before the next result is handled, so killing
 the sweep (Ctrl-C, SIGTERM, SIGKILL) loses only the runs in flight; rerunning
 the same command runs exactly the missing ones.  Two sweeps writing one
-database at the same time each run what was missing when they started; a run
-recorded ``ok`` or ``diverged`` by one keeps that row (the other's result of the
-same run, a failure included, does not replace it).
+database at the same time share the work: before a run starts, each checks
+that the other has not recorded it ``ok`` or ``diverged`` since; a run both
+started keeps the first row recorded (the other's result, a failure included,
+does not replace it).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import inspect
 import math
 import os
 import signal
@@ -61,7 +63,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -223,13 +225,18 @@ class SerialExecutor:
     def start(self) -> None:
         """Nothing to start."""
 
-    def results(self, items: Sequence[Item]) -> Iterator[tuple[str, dict[str, Any]]]:
+    def results(
+        self, items: Sequence[Item], skip: Callable[[str], bool] | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield ``(key, result)`` for each item, in order.
 
         Parameters
         ----------
         items : sequence of (str, dict)
             ``(key, configuration)`` pairs.
+        skip : callable, optional
+            Asked with each key just before its run starts; True drops the run
+            (another sweep of the database recorded it meanwhile).
 
         Yields
         ------
@@ -239,7 +246,8 @@ class SerialExecutor:
         from fastinit.sweep import runners
 
         for key, config in items:
-            yield key, runners.execute(config)
+            if skip is None or not skip(key):
+                yield key, runners.execute(config)
 
     def abort(self) -> None:
         """Nothing to stop."""
@@ -321,7 +329,9 @@ class PoolExecutor:
         self._pool = pool
         self.startup_seconds += time.perf_counter() - t0
 
-    def results(self, items: Sequence[Item]) -> Iterator[tuple[str, dict[str, Any]]]:
+    def results(
+        self, items: Sequence[Item], skip: Callable[[str], bool] | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield ``(key, result)`` as runs finish (in completion order).
 
         At most ``workers`` runs are in flight.  When a worker dies, the runs in
@@ -332,6 +342,8 @@ class PoolExecutor:
         ----------
         items : sequence of (str, dict)
             ``(key, configuration)`` pairs.
+        skip : callable, optional
+            Asked with each key just before it is submitted; True drops the run.
 
         Yields
         ------
@@ -356,6 +368,9 @@ class PoolExecutor:
                     suspects.popleft()
                 while not suspects and pending and len(in_flight) < self.workers:
                     item = pending[0]
+                    if skip is not None and skip(item[0]):
+                        pending.popleft()
+                        continue
                     in_flight[self._pool.submit(execute, item[1])] = (item, False)
                     pending.popleft()
             except BrokenProcessPool:
@@ -532,7 +547,9 @@ class DaskExecutor:
         self.client.run(_warm)
         self.startup_seconds += time.perf_counter() - t0
 
-    def results(self, items: Sequence[Item]) -> Iterator[tuple[str, dict[str, Any]]]:
+    def results(
+        self, items: Sequence[Item], skip: Callable[[str], bool] | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield ``(key, result)`` as tasks finish.
 
         Up to ``8 x workers`` tasks are submitted ahead (the scheduler queues
@@ -543,6 +560,8 @@ class DaskExecutor:
         ----------
         items : sequence of (str, dict)
             ``(key, configuration)`` pairs.
+        skip : callable, optional
+            Asked with each key just before it is submitted; True drops the run.
 
         Yields
         ------
@@ -560,6 +579,8 @@ class DaskExecutor:
         def fill() -> None:
             while pending and len(self._futures) < window:
                 key, config = pending.popleft()
+                if skip is not None and skip(key):
+                    continue
                 future = self.client.submit(
                     _dask_task, config, self.numba_threads, key=f"fastinit-{key[:16]}-{token}",
                     pure=False,
@@ -808,6 +829,9 @@ class SweepSummary:
     concurrent : int
         Runs done by this invocation that another sweep writing the same
         database had recorded (ok or diverged) in the meantime; its row was kept.
+    taken : int
+        Runs that another sweep writing the same database recorded (ok or
+        diverged) after this one started and before their turn came: not run.
     seconds : float
         Wall time of this invocation, start-up included.
     startup_seconds : float
@@ -825,6 +849,7 @@ class SweepSummary:
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "diverged": 0, "failed": 0})
     requeued: int = 0
     concurrent: int = 0
+    taken: int = 0
     seconds: float = 0.0
     startup_seconds: float = 0.0
     executor: str = ""
@@ -857,6 +882,11 @@ class SweepSummary:
             f"  ok {c.get('ok', 0)}, diverged {c.get('diverged', 0)}, failed {c.get('failed', 0)}"
             + (f" ({self.requeued} re-queued after a worker died)" if self.requeued else ""),
         ]
+        if self.taken:
+            lines.append(
+                f"  {self.taken} more recorded meanwhile by another sweep of {self.db} "
+                "(not run again)"
+            )
         if self.concurrent:
             lines.append(
                 f"  {self.concurrent} of them recorded meanwhile by another sweep of {self.db} "
@@ -941,7 +971,17 @@ def run_sweep(
             bar.restart_clock()
             bar.draw(force=True)
             configs = dict(todo)
-            for key, result in executor.results(todo):
+
+            def taken(key: str) -> bool:  # another sweep of the database finished it meanwhile
+                if store.status(key) not in ("ok", "diverged"):
+                    return False
+                summary.taken += 1
+                bar.update("elsewhere")
+                return True
+
+            accepts_skip = "skip" in inspect.signature(executor.results).parameters
+            results = executor.results(todo, skip=taken) if accepts_skip else executor.results(todo)
+            for key, result in results:
                 with _deferred_interrupt():  # a Ctrl-C never splits a commit
                     written = store.record(key, configs[key], result, spec.name, keep_done=True)
                 if not written:  # a concurrent sweep recorded this run first: its row stays

@@ -209,6 +209,22 @@ class Store:
             return found
         return {k: found[k] for k in keys if k in found}
 
+    def status(self, key: str) -> str | None:
+        """The status recorded for one run (one indexed lookup), or None.
+
+        Parameters
+        ----------
+        key : str
+            Configuration key.
+
+        Returns
+        -------
+        str or None
+            ``"ok"``, ``"diverged"``, ``"failed"``, or None if the run has no row.
+        """
+        row = self.conn.execute("SELECT status FROM runs WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
     def done(self, keys: Iterable[str], *, retry_failed: bool = False) -> set[str]:
         """The keys among ``keys`` that need no run.
 
