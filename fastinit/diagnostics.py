@@ -60,6 +60,7 @@ VANISHING = 0.1  # pre-activation std / input std below this: vanishing
 EXPLODING = 10.0  # ... above this: exploding; the same bounds for the gradient-norm ratio
 SATURATED = 0.1  # saturated fraction of a sigmoid/tanh layer above this: warn
 DEAD = 0.1  # dead fraction of a ReLU-family layer's units above this: warn
+FEW_ROWS = 16  # fewer rows: a live unit may be off on all of them by chance (p ~ 2**-rows)
 _HE_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "silu", "softplus")
 
 
@@ -120,6 +121,8 @@ class Diagnosis:
         ``grad_norm[0] / grad_norm[-1]``.
     input_std : float
         Std of the batch ``X``.
+    rows : int
+        Rows of the batch ``X``.
     loss : float or None
         The loss on the batch (None without targets).
     gradient : str
@@ -152,6 +155,7 @@ class Diagnosis:
     input_std: float
     loss: float | None
     gradient: str
+    rows: int = 0
     recommended: list[dict[str, Any]] = field(default_factory=list)
     flags: dict[str, bool] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -270,6 +274,12 @@ def _findings(d: Diagnosis) -> None:
         w.append(
             f"dead units: {d.dead[k]:.0%} of layer {k}'s {d.activations[k]} units are inactive "
             f"on every row of the batch (threshold {DEAD:.0%}); they get no gradient"
+            + (
+                f" (with only {d.rows} rows a live unit can be off on all of them by chance: "
+                "diagnose a few hundred)"
+                if 0 < d.rows < FEW_ROWS
+                else ""
+            )
         )
     if any(flags.values()):
         recs = sorted({f"{a}: {r['init']} (gain {r['gain']:.3g})"
@@ -370,6 +380,7 @@ def diagnose(
         input_std=float(np.std(Xc, dtype=np.float64)),
         loss=None if y is None else value,
         gradient=source,
+        rows=n,
         recommended=[
             recommended_init(a, model.sizes[k], model.sizes[k + 1]) for k, a in enumerate(acts)
         ],

@@ -259,3 +259,15 @@ def test_record_stats_after_divergence_and_bad_input():
             model.fit(X, Y, iterations=1, record_stats=True, stats_every=bad, progress=False)
     with pytest.raises(ValueError, match="record_stats"):
         model.fit(X, Y, iterations=1, record_stats="yes", progress=False)
+
+
+def test_dead_units_on_a_few_rows_say_the_batch_is_too_small():
+    # one row: every ReLU unit below zero there is "inactive on every row" (half of them)
+    model = MLP([16, 64, 3], activation="relu", seed=0, dtype=F64)
+    few = fastinit.diagnose(model, X[:1])
+    assert few.rows == 1 and few.flags["dead_units"]
+    (warning,) = [w for w in few.warnings if w.startswith("dead units")]
+    assert "with only 1 rows a live unit can be off on all of them by chance" in warning
+    many = fastinit.diagnose(model, X)
+    assert many.rows == X.shape[0] and not many.flags["dead_units"]
+    assert not any("by chance" in w for w in many.warnings)
