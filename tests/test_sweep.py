@@ -677,7 +677,7 @@ def test_a_concurrent_sweeps_result_does_not_replace_a_recorded_run(tmp_path):
     db = tmp_path / "r.sqlite"
 
     class Racing(SerialExecutor):
-        def results(self, items):
+        def results(self, items, skip=None):
             for key, config in items:
                 with Store(db) as other:  # the other sweep records this run first (ok) ...
                     other.record(key, config, runners.execute(config), "other")

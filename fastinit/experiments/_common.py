@@ -412,8 +412,9 @@ def check_unclaimed(directory: Path, owner: str, names: list[str], option: str =
     ValueError
         Naming ``option``, the first such file and the command that wrote it.
     """
-    for listing in sorted(directory.glob(".fastinit-*-files.json")):
-        other = listing.name.removeprefix(".fastinit-").removesuffix("-files.json")
+    head, tail = _LISTING.split("{}")
+    for listing in sorted(directory.glob(_LISTING.format("*"))):
+        other = listing.name.removeprefix(head).removesuffix(tail)
         if other == owner:
             continue
         try:
@@ -483,7 +484,7 @@ class Output:
         """
         if self.owner is None or self.directory is None:
             return
-        listing = self.directory / f".fastinit-{self.owner}-files.json"
+        listing = self.directory / _LISTING.format(self.owner)
         names = sorted(p.name for p in self.written)
         try:
             before = json.loads(listing.read_text())
@@ -533,6 +534,7 @@ class Output:
 
 
 _STAGING = ".writing-"  # staging directories: .writing-<host>-<pid>-<random>
+_LISTING = ".fastinit-{}-files.json"  # the files an owner wrote into a directory
 
 
 def _remove_abandoned_staging(directory: Path) -> None:

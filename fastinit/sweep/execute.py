@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import inspect
 import math
 import os
 import signal
@@ -922,9 +921,10 @@ def run_sweep(
     db : Store or path-like
         The results database (created if missing).
     executor : executor or str, optional
-        A started or unstarted executor (then it is left open for reuse), or
-        ``'local'``, ``'serial'``; default ``'local'`` (``'dask'`` when
-        ``dask`` is given).
+        A started or unstarted executor (then it is left open for reuse; its
+        ``results(items, skip=...)`` is asked before each run whether another
+        sweep recorded it meanwhile), or ``'local'``, ``'serial'``; default
+        ``'local'`` (``'dask'`` when ``dask`` is given).
     workers : int, optional
         Worker processes (default: one per core; 0 runs in-process).
     dask : str, optional
@@ -979,9 +979,7 @@ def run_sweep(
                 bar.update("elsewhere")
                 return True
 
-            accepts_skip = "skip" in inspect.signature(executor.results).parameters
-            results = executor.results(todo, skip=taken) if accepts_skip else executor.results(todo)
-            for key, result in results:
+            for key, result in executor.results(todo, skip=taken):
                 with _deferred_interrupt():  # a Ctrl-C never splits a commit
                     written = store.record(key, configs[key], result, spec.name, keep_done=True)
                 if not written:  # a concurrent sweep recorded this run first: its row stays
