@@ -17,13 +17,27 @@ means slower than it).  GFLOP/s uses ``extra_info["flops"]``; the roofline colum
 divides by the same run's sgemm 2048 x 2048 rate in its best round (the host's load
 moves the medians, and a slow median GEMM would flatter every row); GB/s columns appear for the GPU
 fills (``extra_info["fill_gbps"]``, against a same-run device copy).
+
+With ``--targets``, the report is instead the training-backend issue's nine targets
+across several saved runs (``python bench/report.py --targets
+'bench/results/cpu-train-*.json' --readme README.md --section targets``): each
+run's figure for each target, whether it was met, and over the runs that count the
+range and how many met it.  A run counts unless its file name carries a reason
+after its date and time (``cpu-train-2026-11-23-0829-loaded-host.json``): the
+host was loaded during it, and its figures say more about the other tenant than
+about the code.  The sgemm's best round and the NumPy notebook's planar step are
+shown beside each run, the two figures that tell a loaded host.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
+import re
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -114,6 +128,234 @@ def table(data: dict, groups_shown: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def _per_step(groups: dict[str, list[dict]], group: str, impl: str) -> float | None:
+    """Median seconds per step (or per run) of ``impl`` in ``group``; None if not measured."""
+    return next((r["per_step"] for r in groups.get(group, []) if r["impl"] == impl), None)
+
+
+def _speedup(group: str, peer: str, ref: str = "fastinit") -> Callable[[dict], float | None]:
+    def measure(groups: dict[str, list[dict]]) -> float | None:
+        mine, theirs = _per_step(groups, group, ref), _per_step(groups, group, peer)
+        return theirs / mine if mine and theirs else None
+
+    return measure
+
+
+def _slowest(group: str, *impls: str) -> Callable[[dict], float | None]:
+    def measure(groups: dict[str, list[dict]]) -> float | None:
+        times = [_per_step(groups, group, impl) for impl in impls]
+        return None if None in times else max(times)
+
+    return measure
+
+
+def _roofline_share(groups: dict[str, list[dict]]) -> float | None:
+    step = next((r for r in groups.get("mnist", []) if r["impl"] == "fastinit"), None)
+    roof = _roof(groups)
+    return 100 * step["gflops"] / roof if step and step["gflops"] and roof else None
+
+
+def _roof(groups: dict[str, list[dict]]) -> float | None:
+    """The sgemm's best round in GFLOP/s: a peak the machine showed in this run."""
+    return next((r["best_gflops"] for r in groups.get("roofline", []) if r["gflops"]), None)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of the training-backend issue.
+
+    Attributes
+    ----------
+    label : str
+        What is measured, as the summary's row names it.
+    short : str
+        Its column heading in the table of runs.
+    goal : float
+        The value to reach.
+    unit : str
+        ``"x"`` (a speed-up), ``"%"`` or ``"s"``.
+    at_least : bool
+        True if the value must be at least ``goal``, False if at most.
+    measure : Callable[[dict], float | None]
+        The value in one run's groups (None if the run lacks a benchmark it needs).
+    """
+
+    label: str
+    short: str
+    goal: float
+    unit: str
+    at_least: bool
+    measure: Callable[[dict], float | None]
+
+    def met(self, value: float) -> bool:
+        """Whether ``value`` reaches the goal.
+
+        Parameters
+        ----------
+        value : float
+            The target's value in one run.
+
+        Returns
+        -------
+        bool
+            True if it reaches the goal.
+        """
+        return value >= self.goal if self.at_least else value <= self.goal
+
+    def show(self, value: float | None) -> str:
+        """``value`` formatted in the target's unit ("-" for a run without it).
+
+        Parameters
+        ----------
+        value : float or None
+            The target's value in one run.
+
+        Returns
+        -------
+        str
+            The value with its unit.
+        """
+        if value is None:
+            return "-"
+        return {"x": f"{value:.2f}x", "%": f"{value:.1f}%", "s": f"{value:.2f} s"}[self.unit]
+
+
+TARGETS = (
+    Target("MNIST step vs torch eager", "torch", 2.5, "x", True, _speedup("mnist", "torch_eager")),
+    Target("MNIST step vs JAX scan", "JAX scan", 1.7, "x", True, _speedup("mnist", "jax_scan")),
+    Target(
+        "MNIST step vs NumPy float64", "NumPy f64", 4.0, "x", True, _speedup("mnist", "numpy_f64")
+    ),
+    Target("MNIST step, % of sgemm roofline", "roofline", 60.0, "%", True, _roofline_share),
+    Target("wide step vs JAX scan", "wide", 1.0, "x", True, _speedup("wide", "jax_scan")),
+    Target(
+        "planar vs NumPy notebook",
+        "planar",
+        10.0,
+        "x",
+        True,
+        _speedup("planar", "numpy_notebook", "fastinit_float32"),
+    ),
+    Target(
+        "start, warm cache (slower of two)",
+        "warm start",
+        1.5,
+        "s",
+        False,
+        _slowest("coldstart", "warm_cache", "warm_cache_explicit_init"),
+    ),
+    Target(
+        "start, empty cache (slower of two)",
+        "empty cache",
+        8.0,
+        "s",
+        False,
+        _slowest("coldstart", "empty_cache", "empty_cache_explicit_init"),
+    ),
+    Target(
+        "MNIST script, fresh process", "script", 2.9, "s", False, _slowest("script", "fastinit")
+    ),
+)
+
+_RUN_NAME = re.compile(r"-(\d{4}-\d{2}-\d{2})-(\d{4})(?:-(.+))?$")
+
+
+def left_out_reason(path: Path) -> str | None:
+    """Why a saved run is left out of the ranges (its file name's tail), or None if it counts.
+
+    Parameters
+    ----------
+    path : Path
+        A saved run, named ``...-YYYY-MM-DD-HHMM[-reason].json``.
+
+    Returns
+    -------
+    str or None
+        The reason with dashes as spaces (``"loaded host"``), or None.
+
+    Raises
+    ------
+    ValueError
+        If the name does not end with a date and a time.
+    """
+    match = _RUN_NAME.search(path.stem)
+    if match is None:
+        raise ValueError(f"run {str(path)!r}: expected a name ending -YYYY-MM-DD-HHMM[-reason]")
+    return match.group(3).replace("-", " ") if match.group(3) else None
+
+
+def _range(values: list[float], target: Target) -> str:
+    return f"{target.show(min(values))} - {target.show(max(values))}" if values else "-"
+
+
+def targets_table(runs: dict[str, dict]) -> str:
+    """The issue's targets over several saved runs: a summary and one row per run.
+
+    Parameters
+    ----------
+    runs : dict[str, dict]
+        pytest-benchmark JSON documents by file path, in time order.
+
+    Returns
+    -------
+    str
+        Markdown: per target its goal, the range and the count of runs that met it
+        over the runs that count, and its figure in the last run that counts; then
+        each run's figures, missed ones marked, with its sgemm best round and the
+        NumPy notebook's planar step (a loaded host shows in both).
+    """
+    counted = {path: data for path, data in runs.items() if left_out_reason(Path(path)) is None}
+    values = {path: [t.measure(_rows(data)) for t in TARGETS] for path, data in runs.items()}
+    last = list(counted)[-1] if counted else None
+    lines = [
+        f"Over {len(counted)} runs that count, of {len(runs)} saved.",
+        "",
+        "| target | goal | range | met in | last counted run |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for i, target in enumerate(TARGETS):
+        seen = [values[path][i] for path in counted if values[path][i] is not None]
+        goal = ("≥ " if target.at_least else "≤ ") + target.show(target.goal)
+        met = sum(target.met(v) for v in seen)
+        latest = target.show(values[last][i]) if last else "-"
+        lines.append(
+            f"| {target.label} | {goal} | {_range(seen, target)} | {met} of {len(seen)} "
+            f"| {latest} |"
+        )
+    lines += ["", "Each run (✗: missed):", ""]
+    heads = ["run (UTC)", "commit", "sgemm best", "notebook", "counted"]
+    heads += [t.short for t in TARGETS]
+    rule = "|---|---|---:|---:|---" + "|---:" * len(TARGETS) + "|"
+    lines += ["| " + " | ".join(heads) + " |", rule]
+    for path, data in runs.items():
+        groups = _rows(data)
+        commit = data.get("commit_info", {})
+        roof, notebook = _roof(groups), _per_step(groups, "planar", "numpy_notebook")
+        cells = [
+            data.get("datetime", "?")[:16].replace("T", " "),
+            commit.get("id", "?")[:7] + (" (dirty)" if commit.get("dirty") else ""),
+            f"{roof:.1f}" if roof else "-",
+            _time(notebook) if notebook else "-",
+            left_out_reason(Path(path)) or "yes",
+        ]
+        for target, value in zip(TARGETS, values[path], strict=True):
+            missed = value is not None and not target.met(value)
+            cells.append(target.show(value) + (" ✗" if missed else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _expand(patterns: list[str]) -> list[str]:
+    """Paths matching the glob patterns, sorted (a pattern matching nothing is an error)."""
+    paths = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern))
+        if not found:
+            raise SystemExit(f"report.py: no file matches {pattern!r}")
+        paths += found
+    return sorted(set(paths), key=lambda p: _RUN_NAME.search(Path(p).stem).groups()[:2])
+
+
 def splice(text: str, section: str, report: str) -> str:
     """``text`` with the lines between the ``bench:section`` markers replaced by ``report``.
 
@@ -136,22 +378,41 @@ def splice(text: str, section: str, report: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Print the report of a ``--benchmark-json`` file, or write it into a README section."""
+    """Print the report of ``--benchmark-json`` files, or write it into a README section.
+
+    Parameters
+    ----------
+    argv : list[str] or None
+        Command-line arguments (default: ``sys.argv[1:]``).
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("json", type=Path, help="file written by pytest --benchmark-json")
+    parser.add_argument("json", nargs="+", help="file(s) written by pytest --benchmark-json")
     parser.add_argument("--readme", type=Path, help="Markdown file to write the report into")
     parser.add_argument("--section", help="the NAME of its <!-- bench:NAME --> markers")
     parser.add_argument("--groups", help="comma-separated benchmark groups to show (default: all)")
+    parser.add_argument(
+        "--targets", action="store_true", help="the issue's targets over runs (globs allowed)"
+    )
     args = parser.parse_args(argv)
     if (args.readme is None) != (args.section is None):
         parser.error("--readme and --section go together")
-    shown = args.groups.split(",") if args.groups else None
-    report = table(json.loads(args.json.read_text()), shown)
+    if args.targets:
+        paths = _expand(args.json)
+        report = targets_table({p: json.loads(Path(p).read_text()) for p in paths})
+    elif len(args.json) == 1:
+        shown = args.groups.split(",") if args.groups else None
+        report = table(json.loads(Path(args.json[0]).read_text()), shown)
+    else:
+        parser.error("one run at a time, or several with --targets")
     if args.readme is None:
         print(report)
         return
-    command = f"python bench/report.py {args.json} --readme {args.readme} --section {args.section}"
+    command = "python bench/report.py " + " ".join(
+        f"'{j}'" if any(c in j for c in "*?[") else j for j in args.json
+    )
+    command += f" --readme {args.readme} --section {args.section}"
     command += f" --groups {args.groups}" if args.groups else ""
+    command += " --targets" if args.targets else ""
     report = f"Generated by `{command}`.\n\n{report}"
     args.readme.write_text(splice(args.readme.read_text(), args.section, report))
 
