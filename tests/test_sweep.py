@@ -18,6 +18,7 @@ import pytest
 
 from fastinit.cli import main
 from fastinit.sweep import runners
+from fastinit.sweep import spec as spec_module
 from fastinit.sweep.execute import SerialExecutor, SweepProgress, run_sweep
 from fastinit.sweep.report import make_report
 from fastinit.sweep.spec import SpecError, config_key, load_spec, parse_spec
@@ -184,6 +185,38 @@ BAD_SPECS = [
         ["grid[1].seed", "4294967297", "'randn'", "rng = 'fastinit'"],
         5,
     ),
+    # sizes and counts beyond the kernels' int64 (seeds: the generators' uint64)
+    ('experiment = "depth"\n[fixed]\nwidth = 9223372036854775808\n', ["fixed.width", "< 2**63"], 3),
+    ('experiment = "depth"\n[grid]\nseed = [18446744073709551616]\n', ["grid.seed", "< 2**64"], 3),
+    # an integer beyond the float range is no finite number (not an OverflowError)
+    ('experiment = "planar"\n[fixed]\nlr = 1' + "0" * 400 + "\n", ["fixed.lr", "finite"], 3),
+    # a range of more values than len() can count; an empty range says why it is empty
+    (
+        'experiment = "depth"\n[grid]\nseed = {start = 0, stop = 18446744073709551615}\n',
+        ["grid.seed", "range: 18446744073709551615 values", "at most 1000000"],
+        3,
+    ),
+    (
+        'experiment = "depth"\n[grid]\nseed = {start = 3, stop = 0}\n',
+        ["grid.seed", "range: expected at least one value", "step of 1 needs stop > start"],
+        3,
+    ),
+    # values fastinit.optim and fit refuse: every such run would fail
+    (
+        'experiment = "planar"\n[fixed]\noptimizer = "momentum"\nmomentum = 1.0\n',
+        ["fixed.momentum", "expected a number in [0, 1), got 1.0"],
+        4,
+    ),
+    (
+        'experiment = "mnist"\n[fixed]\nlr = 1e-50\n[grid]\ndtype = ["float64", "float32"]\n',
+        ["fixed.lr", "dtype 'float32'", "round 1e-50 to 0"],
+        3,
+    ),
+    (
+        'experiment = "planar"\n[grid]\ndtype = ["float32"]\nweight_decay = [0, 1e39]\n',
+        ["grid.weight_decay", "expected 0 or a number in", "round 1e+39 to infinity"],
+        4,
+    ),
 ]
 
 
@@ -248,6 +281,211 @@ def test_values_the_runs_would_reject_fail_the_dry_run(tmp_path, monkeypatch, ca
                     '[fixed]\niterations = 1\n')  # fmt: skip
     assert [r["train_size"] for r in ok.runs()] == [1, 60000]
     assert parse_spec('experiment = "planar"\n[grid]\nm = [2, 402]\n').grids[0]["m"] == [2, 402]
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('experiment = "depth"\n[fixed]\nwidth = 4\nwidth = 5', 4),  # a key set twice
+        ('experiment = "depth"\n[fixed]\nwidth = 4\nwidth', 4),  # no '='
+    ],
+    ids=["key-set-twice", "no-value"],
+)
+def test_an_error_on_a_last_line_without_newline_is_placed_on_it(text, line):
+    """tomllib says "at end of document" there: it is no value the file ends inside."""
+    with pytest.raises(SpecError) as e:
+        parse_spec(text, "bad.toml")
+    assert e.value.line == line and f"bad.toml:{line}:" in str(e.value)
+    assert "ends inside" not in str(e.value), str(e.value)
+    assert parse_spec(text.rsplit("\n", 1)[0]).fixed == {"width": 4}
+
+
+def test_negative_zero_is_zero():
+    """-0.0 == 0.0: one run, one key, not a second run of the same configuration."""
+    zero = parse_spec('experiment = "planar"\n[fixed]\nweight_decay = 0.0\n').keyed_runs()
+    minus = parse_spec('experiment = "planar"\n[fixed]\nweight_decay = -0.0\n').keyed_runs()
+    assert minus == zero
+    assert math.copysign(1.0, minus[0][1]["weight_decay"]) == 1.0
+    with pytest.raises(SpecError, match=r"grid\.weight_decay: value -0\.0 appears twice"):
+        parse_spec('experiment = "planar"\n[grid]\nweight_decay = [0.0, -0.0]\n')
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lr_and_weight_decay_are_refused_exactly_where_fit_refuses_them(dtype):
+    import numpy as np
+
+    from fastinit import optim, train
+
+    finfo = np.finfo(dtype)
+    tiny, top = float(finfo.smallest_subnormal), float(finfo.max)
+    for value in (tiny, tiny * 1.5, tiny / 1.5, top, top / 2, top * 1.5):
+        if not 0 < value < math.inf:  # not a SPEC value (a float64 bound halved or doubled)
+            continue
+        try:
+            train._check_in_range(optim.SGD(value, weight_decay=value), np.dtype(dtype))
+            fit_accepts = True
+        except ValueError:
+            fit_accepts = False
+        text = f'experiment = "planar"\n[fixed]\ndtype = "{dtype}"\nlr = {value!r}\n'
+        for key in ("lr", "weight_decay"):
+            try:
+                parse_spec(text.replace("lr =", f"{key} ="))
+                spec_accepts = True
+            except SpecError as e:
+                assert f"fixed.{key}: expected" in str(e) and dtype in str(e)
+                spec_accepts = False
+            assert spec_accepts == fit_accepts, (key, value, dtype)
+
+
+# ----------------------------------------------------------------------------- sizes
+@pytest.fixture
+def memory(monkeypatch):
+    """The memory this machine has available, as the SPEC check sees it: 1 GiB."""
+    monkeypatch.setattr(spec_module, "_available_memory", lambda: 2**30)
+    return 2**30
+
+
+@pytest.mark.parametrize(
+    ("text", "words", "line"),
+    [
+        (  # the largest network of the grid: its weights alone are 80 GB
+            'experiment = "planar"\n[fixed]\ndepth = 3\n[grid]\nwidth = [4, 100000]\n',
+            ["grid.width", "got 100000", "the largest run of the grid", "parameters and gr"],
+            5,
+        ),
+        (
+            'experiment = "depth"\n[[grid]]\ndepth = [10]\n\n[[grid]]\nwidth = [64]\n'
+            "depth = [10, 1000000]\n",
+            ["grid[1].depth", "got 1000000", "activations"],
+            7,
+        ),
+        (
+            'experiment = "histogram"\n[fixed]\nwidth = 1000\n[grid]\nsamples = [100, 10000000]\n',
+            ["grid.samples", "got 10000000", "activations"],
+            5,
+        ),
+        ('experiment = "planar"\n[fixed]\nm = 10000000000\n', ["fixed.m", "data"], 3),
+        (  # one float64 loss per step, and History's copy
+            'experiment = "mnist"\n[fixed]\niterations = 100000000000\n',
+            ["fixed.iterations", "loss curve " + spec_module._bytes(runners.CURVE_BYTES * 10**11)],
+            3,
+        ),
+        (
+            'experiment = "mnist"\n[fixed]\nbatch_size = 1000000000\n',
+            ["fixed.batch_size", "got 1000000000", "activations"],
+            3,
+        ),
+    ],
+)
+def test_a_grid_whose_largest_run_does_not_fit_in_memory_is_refused(memory, text, words, line):
+    with pytest.raises(SpecError) as e:
+        parse_spec(text, "big.toml")
+    message = str(e.value)
+    for w in [*words, "fit in memory", f"more than the {spec_module._bytes(memory)} of memory"]:
+        assert w in message, message
+    assert e.value.line == line and f"big.toml:{line}:" in message
+
+
+def test_a_shuffled_batch_is_at_most_the_training_set(memory, monkeypatch):
+    """``sampling = "shuffle"`` gathers min(batch_size, images) rows: that run fits."""
+    monkeypatch.delenv("FASTINIT_MNIST_DIR", raising=False)  # the shipped MNIST
+    text = 'experiment = "mnist"\n[fixed]\nbatch_size = 1000000000\nsampling = "shuffle"\n'
+    assert len(parse_spec(text)) == 1
+    with pytest.raises(SpecError, match=r"<spec>:3: fixed\.batch_size: .* got 1000000000"):
+        parse_spec(text.replace("shuffle", "replacement"))
+
+
+def test_the_memory_bound_is_the_largest_runs_footprint(memory):
+    """The largest run (widest, float64, with optimizer state) fits exactly, not a byte more."""
+    text = (
+        'experiment = "planar"\n[fixed]\ndepth = 2\n[grid]\nwidth = [4, 512]\n'
+        'dtype = ["float32", "float64"]\noptimizer = ["sgd", "adam"]\n'
+    )
+    largest = runners.full_config(
+        "planar", {"depth": 2, "width": 512, "dtype": "float64", "optimizer": "adam"}
+    )
+    need = sum(runners.EXPERIMENTS["planar"].footprint(largest).values())
+    assert len(parse_spec(text, memory=need)) == 8
+    with pytest.raises(SpecError, match=r"<spec>:5: grid.width: .* got 512: .*optimizer state"):
+        parse_spec(text, memory=need - 1)
+    assert need < memory  # the machine's memory (the fixture's) holds it
+    assert len(parse_spec(text)) == 8
+
+
+def test_beyond_what_any_process_can_allocate_is_refused_everywhere(tmp_path, capsys):
+    """Even for other machines' memory (a Dask cluster): 10**22 weights fit nowhere."""
+    text = 'experiment = "depth"\n[fixed]\nwidth = 100000000000\n'
+    with pytest.raises(SpecError, match=r"<spec>:3: fixed.width: .*any process can allocate"):
+        parse_spec(text, memory=math.inf)
+    p = write(tmp_path, text, "big.toml")
+    for dask in ([], ["--dask", "tcp://127.0.0.1:9"]):
+        with pytest.raises(SystemExit) as e:
+            main(["sweep", str(p), "--db", str(tmp_path / "r.sqlite"), "--dry-run", *dask])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "big.toml:3: fixed.width: expected a value small enough" in err, err
+        assert "Traceback" not in err
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_runs_on_a_dask_cluster_are_not_bounded_by_this_machines_memory(memory, tmp_path,
+                                                                         capsys):  # fmt: skip
+    p = write(tmp_path, 'experiment = "depth"\n[fixed]\nwidth = 100000\n', "wide.toml")
+    with pytest.raises(SystemExit):  # 10 layers of 10**10 float64 weights: 745 GiB here
+        main(["sweep", str(p), "--db", str(tmp_path / "r.sqlite"), "--dry-run"])
+    assert "wide.toml:3: fixed.width:" in capsys.readouterr().err
+    assert main(["sweep", str(p), "--db", str(tmp_path / "r.sqlite"), "--dry-run",
+                 "--dask", "tcp://127.0.0.1:9"]) == 0  # fmt: skip
+    assert "1 runs in the SPEC" in capsys.readouterr().out
+    assert len(parse_spec(p.read_text(), memory=math.inf)) == 1
+
+    class Given(SerialExecutor):  # records what the cluster would run, runs nothing
+        def results(self, items, skip=None):
+            given.extend(config["width"] for _, config in items)
+            yield from ()
+
+    given = []
+    with pytest.raises(SpecError, match=r"fixed\.width"):
+        run_sweep(p, tmp_path / "r.sqlite", executor=Given(), progress=False)
+    run_sweep(p, tmp_path / "r.sqlite", executor=Given(), dask="tcp://127.0.0.1:9",
+              progress=False)  # fmt: skip
+    assert given == [100000]
+
+
+def test_the_available_memory_is_what_this_machine_has():
+    available = spec_module._available_memory()
+    if available is None:
+        pytest.skip("this system does not tell")
+    assert 0 < available <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.parametrize(
+    ("experiment", "params"),
+    [
+        ("depth", {"width": 128, "depth": 20, "samples": 256}),
+        ("histogram", {"width": 128, "depth": 8, "samples": 256, "dtype": "float32"}),
+        ("planar", {"width": 64, "depth": 3, "iterations": 300, "m": 800, "optimizer": "adam"}),
+        (
+            "mnist",
+            {"width": 256, "depth": 2, "iterations": 20, "batch_size": 512, "train_size": 2000},
+        ),
+    ],
+)
+def test_a_footprint_is_a_lower_bound_of_what_the_run_allocates(experiment, params):
+    """Never above the run's peak (the check refuses no run that fits), nor far below."""
+    import tracemalloc  # NumPy reports its arrays to it
+
+    config = runners.full_config(experiment, params)
+    runners.run({**config, "iterations": 1} if "iterations" in config else config)  # compiled
+    runners._planar_data.cache_clear()  # the data set is part of a planar run's footprint
+    tracemalloc.start()
+    try:
+        runners.run(config)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    parts = runners.EXPERIMENTS[experiment].footprint(config)
+    assert peak / 2 < sum(parts.values()) <= peak, (peak, parts)
 
 
 # ----------------------------------------------------------------------------- running

@@ -8,6 +8,7 @@ parsed arguments, returns an object with ``.table()``) and ``out``.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,8 @@ def _run_sweep(a: argparse.Namespace) -> Any:
         return _list_experiments()
     if a.spec is None:
         raise ValueError("SPEC.toml: expected the sweep file to run (or --list)")
-    spec = load_spec(a.spec)
+    remote = a.dask is not None and a.dask != "local"  # runs on other machines' memory
+    spec = load_spec(a.spec, memory=math.inf if remote else None)
     if a.workers is not None and a.dask is not None and a.dask != "local":
         raise ValueError("--workers: only with a local pool or --dask local")
     if a.dry_run:

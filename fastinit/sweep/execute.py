@@ -946,7 +946,8 @@ def run_sweep(
     t0 = time.perf_counter()
     progress = check_bool(progress, "progress")
     retry_failed = check_bool(retry_failed, "retry_failed")
-    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    if not isinstance(spec, Spec):  # a remote cluster's runs need its memory, not this one's
+        spec = load_spec(spec, memory=math.inf if dask not in (None, "local") else None)
     store = db if isinstance(db, Store) else Store(db)
     own_store = store is not db
     runs = spec.keyed_runs()

@@ -42,6 +42,7 @@ sets its thread counts first (see :mod:`fastinit.sweep.execute`).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 import socket
@@ -57,6 +58,13 @@ __all__ = ["EXPERIMENTS", "Experiment", "Param", "execute", "full_config", "run"
 
 STATUSES = ("ok", "diverged", "failed")
 DTYPES = ("float32", "float64")
+ITEMSIZE = {"float32": 4, "float64": 8}
+SEED_MAX = 2**64 - 1  # the random generators' keys are uint64
+MNIST_INPUTS, MNIST_CLASSES = 784, 10  # 28 x 28 pixels; digits
+# bytes per iteration of a loss curve: in training, the kernels' float64 array and
+# History's copy of it; selftest's list of Python floats (an 8-byte pointer to a
+# 24-byte float) and the result's list of them
+CURVE_BYTES, LIST_CURVE_BYTES = 8 + 8, 8 + 24 + 8
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
 
@@ -73,6 +81,9 @@ class Param:
         when ``optional``).
     low : float, optional
         Smallest allowed value of a number.
+    high : int, optional
+        Largest allowed value of an integer (default: ``2**63 - 1``, the int64
+        the kernels take sizes and counts in).
     choices : tuple of str, optional
         Allowed strings (compared lower-case).
     check : {'init', 'activation'}, optional
@@ -96,6 +107,7 @@ class Param:
     optional: bool = False
     help: str = ""
     validate: Callable[[Any], None] | None = None
+    high: int | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,13 @@ class Experiment:
         Called by the SPEC check with each grid's axes (``{parameter: [values]}``,
         defaults and ``[fixed]`` included; every combination is run); raises
         ``ValueError("<key>: ...")`` for a combination the run itself would reject.
+    footprint : callable or None
+        Called by the SPEC check with a full configuration; returns the bytes of
+        the arrays its run allocates that grow with the parameters, by part
+        (``{"parameters": ..., "activations": ..., ...}``): an estimate from
+        below, non-decreasing in every number and independent of the strings
+        other than those with ``choices`` (so the grid's largest run is found by
+        trying only those).
     """
 
     name: str
@@ -132,6 +151,7 @@ class Experiment:
     doc: str = ""
     hidden: bool = False
     check_grid: Callable[[dict[str, list[Any]]], None] | None = None
+    footprint: Callable[[dict[str, Any]], dict[str, int]] | None = None
 
 
 def _init(default: str) -> Param:
@@ -142,13 +162,29 @@ def _activation(default: str) -> Param:
     return Param("str", default, check="activation", help="hidden activation")
 
 
+def _seed(text: str, default: int = 0) -> Param:
+    return Param("int", default, low=0, high=SEED_MAX, help=text)
+
+
+def _check_momentum(momentum: float) -> None:
+    """Refuse a momentum ``fastinit.optim`` rejects (the optimizer's own range, [0, 1))."""
+    if not momentum < 1:
+        raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
+
+
 def _training(lr: float, seed: int, dtype: str) -> dict[str, Param]:
     return {
         "lr": Param("float", lr, low=0.0, help="learning rate"),
         "optimizer": Param("str", "sgd", choices=OPTIMIZERS, help="optimizer"),
-        "momentum": Param("float", 0.9, low=0.0, help="momentum (momentum, nesterov only)"),
+        "momentum": Param(
+            "float",
+            0.9,
+            low=0.0,
+            validate=_check_momentum,
+            help="momentum in [0, 1) (momentum, nesterov only)",
+        ),
         "weight_decay": Param("float", 0.0, low=0.0, help="L2 weight decay"),
-        "seed": Param("int", seed, low=0, help="seed of the initial weights (and minibatches)"),
+        "seed": _seed("seed of the initial weights (and minibatches)", seed),
         "dtype": Param("str", dtype, choices=DTYPES, help="arithmetic type"),
     }
 
@@ -201,6 +237,7 @@ def _check_planar_grid(axes: dict[str, list[Any]]) -> None:
     """Refuse a seed the notebook generator cannot take in a combination that draws from it."""
     from fastinit.experiments._common import parse_init
 
+    _check_training_grid(axes)
     big = [seed for seed in axes["seed"] if seed >= 2**32]
     if not big or "notebook" not in axes["rng"] or 1 not in axes["depth"]:
         return
@@ -210,6 +247,28 @@ def _check_planar_grid(axes: dict[str, list[Any]]) -> None:
                 f"seed: rng 'notebook' takes seeds in [0, 2**32), got {big[0]} with init "
                 f"{init!r} and depth 1; set rng = 'fastinit' for larger seeds"
             )
+
+
+def _check_training_grid(axes: dict[str, list[Any]]) -> None:
+    """Refuse an ``lr`` or ``weight_decay`` that a grid's dtype rounds to 0 or to infinity.
+
+    ``fit`` refuses them (:func:`fastinit.train.fit_many`: the kernels round these
+    hyperparameters to the model dtype once), so every such run would fail.
+    """
+    import numpy as np
+
+    for dtype in axes["dtype"]:
+        finfo = np.finfo(dtype)
+        low, high = float(finfo.smallest_subnormal), float(finfo.max)
+        for key in ("lr", "weight_decay"):
+            for value in axes[key]:
+                if value > 0 and not low <= value <= high:
+                    rounded = "0" if value < low else "infinity"
+                    zero = "0 or " if key == "weight_decay" else ""
+                    raise ValueError(
+                        f"{key}: expected {zero}a number in [{low:.3g}, {high:.3g}] with dtype "
+                        f"{dtype!r} (it would round {value:g} to {rounded}), got {value:g}"
+                    )
 
 
 def _check_train_size(train_size: int, available: int | None = None) -> None:
@@ -226,6 +285,74 @@ def _check_train_size(train_size: int, available: int | None = None) -> None:
             f"train_size: expected at most {available} (the MNIST training images), "
             f"got {train_size}"
         )
+
+
+# ----------------------------------------------------------------------------- footprints
+def _mlp_footprint(
+    cfg: dict[str, Any], sizes: list[int], rows: int, gathered: bool
+) -> dict[str, int]:
+    """Bytes of a training run of an MLP of ``sizes`` on batches of ``rows`` rows.
+
+    The arrays of :func:`fastinit.train.fit_many`: parameters and gradients, the
+    optimizer's two slots (none for plain SGD), the forward/backward work array
+    (``fastinit.dense.work_size``), the per-row losses and, for minibatches
+    (``gathered``), the batch's inputs; and the loss curve.
+    """
+    b = ITEMSIZE[cfg["dtype"]]
+    n_params = sum((fan_in + 1) * fan_out for fan_in, fan_out in itertools.pairwise(sizes))
+    work = rows * (2 * sum(sizes[1:]) + max(sizes[1:-1], default=0))
+    batch = rows * (1 + (sizes[0] if gathered else 0))
+    return {
+        "parameters and gradients": 2 * n_params * b,
+        "optimizer state": 0 if cfg["optimizer"] == "sgd" else 2 * n_params * b,
+        "activations": (work + batch) * b,
+        "loss curve": CURVE_BYTES * cfg["iterations"],
+    }
+
+
+def _planar_footprint(cfg: dict[str, Any]) -> dict[str, int]:
+    sizes = [2, *([cfg["width"]] * cfg["depth"]), 1]
+    out = _mlp_footprint(cfg, sizes, cfg["m"], False)  # full batch: all m rows, in place
+    out["data"] = 2 * cfg["m"] * (2 * 8 + 8)  # training and test sets: float64 points, labels
+    return out
+
+
+def _mnist_footprint(cfg: dict[str, Any]) -> dict[str, int]:
+    rows = cfg["batch_size"]
+    if cfg["sampling"] == "shuffle":  # a shuffled batch is at most the data set
+        n = cfg["train_size"]
+        if n is None:
+            try:
+                from fastinit import datasets
+
+                n = datasets.mnist_train_size()
+            except (OSError, ValueError):  # unreadable data: each run records the error
+                n = 0
+        rows = min(rows, n)
+    sizes = [MNIST_INPUTS, *([cfg["width"]] * cfg["depth"]), MNIST_CLASSES]
+    return _mlp_footprint(cfg, sizes, rows, True)
+
+
+def _signal_footprint(cfg: dict[str, Any], arrays_per_layer: int) -> dict[str, int]:
+    """Bytes of a histogram or depth run: weights, then per layer ``samples x width`` arrays."""
+    b, width, depth = ITEMSIZE[cfg["dtype"]], cfg["width"], cfg["depth"]
+    signal = cfg["samples"] * width * b
+    return {
+        "parameters": depth * width * width * b,
+        "activations": (arrays_per_layer * depth + 2) * signal,  # + the inputs, top gradient
+    }
+
+
+def _histogram_footprint(cfg: dict[str, Any]) -> dict[str, int]:
+    return _signal_footprint(cfg, 3)  # activations, derivatives, gradients of every layer
+
+
+def _depth_footprint(cfg: dict[str, Any]) -> dict[str, int]:
+    return _signal_footprint(cfg, 2)  # derivatives kept, with activations then gradients
+
+
+def _selftest_footprint(cfg: dict[str, Any]) -> dict[str, int]:
+    return {"loss curve": LIST_CURVE_BYTES * cfg["iterations"]}
 
 
 # ----------------------------------------------------------------------------- runners
@@ -270,7 +397,7 @@ def _run_mnist(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg["train_size"] is not None:
         _check_train_size(cfg["train_size"], len(x))
         x, t = x[: cfg["train_size"]], t[: cfg["train_size"]]
-    sizes = [x.shape[1], *([cfg["width"]] * cfg["depth"]), 10]
+    sizes = [x.shape[1], *([cfg["width"]] * cfg["depth"]), MNIST_CLASSES]
     first = batch_rows(len(x), cfg["batch_size"], 0, sampling=cfg["sampling"], seed=cfg["seed"])
     model = spec.build_model(  # LSUV on iteration 0's batch
         sizes, activation=cfg["activation"], seed=cfg["seed"], dtype=cfg["dtype"],
@@ -397,6 +524,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         "loss",
         "the planar flower, full-batch training",
         check_grid=_check_planar_grid,
+        footprint=_planar_footprint,
     ),
     "mnist": Experiment(
         "mnist",
@@ -424,6 +552,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         ("final_loss", "test_accuracy"),
         "loss",
         "MNIST 784-width(xdepth)-10, minibatch training",
+        check_grid=_check_training_grid,
+        footprint=_mnist_footprint,
     ),
     "histogram": Experiment(
         "histogram",
@@ -433,13 +563,14 @@ EXPERIMENTS: dict[str, Experiment] = {
             "depth": Param("int", 5, low=1, help="layers"),
             "width": Param("int", 100, low=1, help="units per layer"),
             "samples": Param("int", 1000, low=1, help="Gaussian input rows"),
-            "seed": Param("int", 0, low=0, help="seed of inputs and weights"),
+            "seed": _seed("seed of inputs and weights"),
             "dtype": Param("str", "float64", choices=DTYPES, help="arithmetic type"),
         },
         _run_histogram,
         ("act_std_last", "grad_std_first"),
         "act_std",
         "per-layer statistics of the histogram experiment's network",
+        footprint=_histogram_footprint,
     ),
     "depth": Experiment(
         "depth",
@@ -449,20 +580,21 @@ EXPERIMENTS: dict[str, Experiment] = {
             "depth": Param("int", 10, low=1, help="layers"),
             "width": Param("int", 128, low=1, help="units per layer"),
             "samples": Param("int", 512, low=1, help="Gaussian input rows"),
-            "seed": Param("int", 0, low=0, help="seed of inputs, weights and top gradient"),
+            "seed": _seed("seed of inputs, weights and top gradient"),
             "dtype": Param("str", "float64", choices=DTYPES, help="arithmetic type"),
         },
         _run_depth,
         ("act_std_last", "grad_std_first"),
         "act_std",
         "signal propagation at initialization (fastinit depth)",
+        footprint=_depth_footprint,
     ),
     "selftest": Experiment(
         "selftest",
         {
             "init": Param("str", "none", help="a label (not checked)"),
             "activation": Param("str", "none", help="a label (not checked)"),
-            "seed": Param("int", 0, low=0, help="seed (enters the metrics)"),
+            "seed": _seed("seed (enters the metrics)"),
             "value": Param("float", 0.0, help="added to the 'value' metric"),
             "iterations": Param("int", 10, low=1, help="length of the fake loss curve"),
             "sleep": Param("float", 0.0, low=0.0, help="seconds to sleep"),
@@ -475,6 +607,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         "loss",
         "sweep machinery self-test (no numerics)",
         hidden=True,
+        footprint=_selftest_footprint,
     ),
 }
 

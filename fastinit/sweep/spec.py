@@ -30,8 +30,17 @@ but is not part of the key.
 Errors name the file, the line and the key: TOML syntax errors carry tomllib's
 line and column; for semantic errors (unknown experiment or parameter, wrong
 type, a value out of range or one the run would reject, such as an odd planar
-``m`` or an MNIST ``train_size`` above the training images there are, an empty
-grid list) the line of the key is looked up in the file text.
+``m``, an MNIST ``train_size`` above the training images there are, or an
+``lr`` the dtype rounds to 0; an empty grid list) the line of the key is looked
+up in the file text.
+
+Sizes are bounded before anything runs: integers fit the kernels' int64 (seeds
+the generators' uint64), and the largest run of each grid must fit in memory:
+its footprint (parameters and gradients, optimizer state, activations, the loss
+curve; ``Experiment.footprint``, an estimate from below) is compared with the
+memory available on this machine (``MemAvailable``, cgroup limits, ``ulimit
+-v``).  The error names the size that SPEC sets whose smallest value would
+shrink that run most, with the estimate by part.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ from fastinit.sweep.runners import EXPERIMENTS, Experiment, Param, canonical_con
 __all__ = ["Spec", "SpecError", "canonical_json", "config_key", "load_spec", "parse_spec"]
 
 MAX_RUNS = 1_000_000
+INT64_MAX = 2**63 - 1  # the largest size or count the kernels take
 TOP_LEVEL = ("experiment", "name", "description", "fixed", "grid")
 
 
@@ -201,13 +211,16 @@ class Spec:
         return len(self.keyed_runs())
 
 
-def load_spec(path: str | os.PathLike[str]) -> Spec:
+def load_spec(path: str | os.PathLike[str], *, memory: float | None = None) -> Spec:
     """Read and check a SPEC.toml file.
 
     Parameters
     ----------
     path : path-like
         The file.
+    memory : float, optional
+        Bytes one run may use, as in :func:`parse_spec` (default: the memory
+        available on this machine now).
 
     Returns
     -------
@@ -224,10 +237,12 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{p}: cannot read the SPEC file ({e})") from None
-    return parse_spec(text, p)
+    return parse_spec(text, p, memory=memory)
 
 
-def parse_spec(text: str, path: str | os.PathLike[str] | None = None) -> Spec:
+def parse_spec(
+    text: str, path: str | os.PathLike[str] | None = None, *, memory: float | None = None
+) -> Spec:
     """Parse and check the text of a SPEC file.
 
     Parameters
@@ -236,10 +251,20 @@ def parse_spec(text: str, path: str | os.PathLike[str] | None = None) -> Spec:
         TOML text.
     path : path-like, optional
         The file name, for messages and the default ``name``.
+    memory : float, optional
+        Bytes one run may use: the largest run of each grid (its estimated
+        footprint, ``Experiment.footprint``) must fit.  Default: the memory
+        available on this machine now; ``math.inf`` for runs on other machines
+        (a Dask cluster), checking only what no process can allocate (2**63 bytes).
 
     Returns
     -------
     Spec
+
+    Raises
+    ------
+    SpecError
+        If the text is malformed (the message names the line and the key).
     """
     where = Path(path) if path is not None else None
     label = str(where) if where is not None else "<spec>"
@@ -247,8 +272,14 @@ def parse_spec(text: str, path: str | os.PathLike[str] | None = None) -> Spec:
     try:
         data = toml.loads(text)
     except toml.TOMLDecodeError as e:
-        raise _syntax_error(label, text, str(e)) from None
-    return _Checker(text, label).check(data, where)
+        message = str(e)
+        if "(at end of document)" in message and not text.endswith("\n"):
+            try:  # an error on a last line without a newline (a key set twice, a value
+                toml.loads(text + "\n")  # missing): placed on its line and column with one
+            except toml.TOMLDecodeError as again:
+                message = str(again)
+        raise _syntax_error(label, text, message) from None
+    return _Checker(text, label, memory).check(data, where)
 
 
 def _syntax_error(label: str, text: str, message: str) -> SpecError:
@@ -280,9 +311,10 @@ _HEADER = re.compile(r"""^\s*(\[\[?)\s*([^\]]+?)\s*(\]\]?)""")
 class _Checker:
     """Semantic checks with line lookup in the file text."""
 
-    def __init__(self, text: str, label: str) -> None:
+    def __init__(self, text: str, label: str, memory: float | None = None) -> None:
         self.lines = text.splitlines()
         self.label = label
+        self.memory = memory
 
     # ------------------------------------------------------------------------- lines
     def _section(self, table: str | None, occurrence: int) -> tuple[int, int] | None:
@@ -395,6 +427,7 @@ class _Checker:
                 grid[key] = self._axis(values, params, experiment, key, n, index)
             grids.append(grid)
         self._check_combinations(EXPERIMENTS[experiment], fixed, grids, isinstance(grid_data, list))
+        self._check_footprint(EXPERIMENTS[experiment], fixed, grids, isinstance(grid_data, list))
         spec = Spec(experiment, name, fixed, grids, path, description)
         total = sum(math.prod(len(v) for v in grid.values()) for grid in grids or [{}])
         if total > MAX_RUNS:
@@ -419,6 +452,47 @@ class _Checker:
                 if key in grid:
                     raise self.error(message, "grid", key, n, f"[{n}]" if listed else "") from None
                 raise self.error(message, "fixed" if key in fixed else None, key) from None
+
+    def _check_footprint(
+        self, experiment: Experiment, fixed: dict[str, Any], grids: list[dict], listed: bool
+    ) -> None:
+        """Refuse a grid whose largest run would not fit in the memory a run may use."""
+        if experiment.footprint is None:
+            return
+        available = _available_memory() if self.memory is None else self.memory
+        limit = sys.maxsize if available is None else min(available, sys.maxsize)
+        if limit == sys.maxsize:
+            beyond = "more than any process can allocate (2**63 bytes)"
+        elif self.memory is None:
+            beyond = f"more than the {_bytes(limit)} of memory available on this machine"
+        else:
+            beyond = f"more than the {_bytes(limit)} of memory a run may use"
+        params = experiment.params
+        for n, grid in enumerate(grids or [{}]):
+            axes = {key: [p.default] for key, p in params.items()}
+            axes |= {key: [value] for key, value in fixed.items()} | grid
+            config, parts = _largest_run(experiment, axes)
+            total = sum(parts.values())
+            if total <= limit:
+                continue
+            need = f"needs about {_bytes(total)} ({_parts(parts)}), {beyond}"
+            # blame the size the SPEC sets whose smallest value would shrink that run most
+            drops = {}
+            for key in (*grid, *fixed):
+                p = params[key]
+                if p.kind == "int" and p.low is not None:
+                    smaller = experiment.footprint({**config, key: int(p.low)})
+                    drops[key] = total - sum(smaller.values())
+            key = max(drops, key=drops.__getitem__, default=None)
+            if key is None or drops[key] <= 0:
+                raise self.error(f"the largest run {need}", None, None)
+            message = (
+                f"expected a value small enough for the runs to fit in memory, got "
+                f"{config[key]}: the largest run{' of the grid' if key in grid else ''} {need}"
+            )
+            if key in grid:
+                raise self.error(message, "grid", key, n, f"[{n}]" if listed else "")
+            raise self.error(message, "fixed", key)
 
     def _axis(
         self, values: Any, params: dict[str, Param], experiment: str, key: str, n: int, index: str
@@ -469,13 +543,22 @@ class _Checker:
                 f"range: expected integers start, stop and a non-zero step, got {table}",
                 "grid", key, n, index,
             )  # fmt: skip
-        values = range(*parts)
-        if len(values) > MAX_RUNS:  # refused before a list of them is built
+        start, stop, step = parts
+        # counted, not len(range): that overflows beyond 2**63 values (and a list of them
+        # would exhaust the memory first)
+        count = max(0, (stop - start + step - (1 if step > 0 else -1)) // step)
+        if count > MAX_RUNS:
             raise self.error(
-                f"range: {len(values)} values; a grid has at most {MAX_RUNS} points",
+                f"range: {count} values; a grid has at most {MAX_RUNS} points",
                 "grid", key, n, index,
             )  # fmt: skip
-        return list(values)
+        if not count:
+            raise self.error(
+                f"range: expected at least one value, got none from {table} (a step of "
+                f"{step} needs stop {'>' if step > 0 else '<'} start)",
+                "grid", key, n, index,
+            )  # fmt: skip
+        return list(range(start, stop, step))
 
     def _value(
         self,
@@ -515,13 +598,17 @@ class _Checker:
                 raise fail(f"expected an integer, {got}")
             if p.low is not None and value < p.low:
                 raise fail(f"expected an integer >= {p.low:g}, {got}")
-            if key == "seed" and value >= 2**64:
-                raise fail(f"expected an integer < 2**64, {got}")
+            high = INT64_MAX if p.high is None else p.high
+            if value > high:  # beyond the kernels' int64 (the generators' uint64 for seeds)
+                raise fail(f"expected an integer < 2**{high.bit_length()}, {got}")
             return valid(value)
         if p.kind == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise fail(f"expected a number, {got}")
-            value = float(value)
+            try:
+                value = float(value) + 0.0  # + 0.0: -0.0 is 0.0, one run and one key
+            except OverflowError:  # an integer beyond the float range
+                raise fail(f"expected a finite number, {got}") from None
             if not math.isfinite(value):
                 raise fail(f"expected a finite number, {got}")
             if key == "lr" and value <= 0:
@@ -556,6 +643,110 @@ class _Checker:
                 raise fail(str(e).removeprefix("init: ")) from None
             return valid(value.strip().lower())  # as parse_init reads it: "He" is "he"
         return valid(value)
+
+
+def _largest_run(
+    experiment: Experiment, axes: dict[str, list[Any]]
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """The configuration of a grid with the largest footprint, and that footprint.
+
+    A footprint is non-decreasing in every number (``Experiment.footprint``):
+    the largest run takes each axis' largest number and one of the combinations
+    of the parameters with a few choices (dtype, optimizer, sampling, booleans).
+    """
+    params = experiment.params
+    tried = [k for k, v in axes.items() if params[k].choices or params[k].kind == "bool"]
+    base = {key: values[0] for key, values in axes.items()}
+    for key, values in axes.items():
+        if params[key].kind in ("int", "float") and None not in values:
+            base[key] = max(values)
+    best: tuple[dict[str, Any], dict[str, int]] | None = None
+    for combination in itertools.product(*(dict.fromkeys(axes[k]) for k in tried)):
+        config = {**base, **dict(zip(tried, combination, strict=True))}
+        parts = experiment.footprint(config)  # type: ignore[misc]
+        if best is None or sum(parts.values()) > sum(best[1].values()):
+            best = config, parts
+    assert best is not None  # product() of non-empty axes has a first combination
+    return best
+
+
+def _parts(parts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {_bytes(size)}" for name, size in parts.items() if size)
+
+
+def _bytes(size: float) -> str:
+    """``size`` bytes in binary units, 3 significant digits: ``'1.5 GiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1000:
+            return f"{size:.3g} {unit}"
+        size /= 1024
+    return f"{size:.3g} EiB"
+
+
+def _available_memory() -> int | None:
+    """Bytes this process could allocate now, or None where the system does not tell.
+
+    The least of: the memory the kernel reports available (``MemAvailable`` of
+    ``/proc/meminfo``, else the free physical pages, else all of them), what
+    the process's memory cgroups (v1 or v2) leave (limit - usage + the inactive
+    file cache they may reclaim), and the address-space limit (``ulimit -v``).
+    """
+    found = []
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+        found.append(int(re.search(r"^MemAvailable:\s*(\d+) kB", meminfo, re.M)[1]) * 1024)
+    except (OSError, TypeError, ValueError):  # no such file, or no MemAvailable line
+        for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):  # free, else all (macOS)
+            try:
+                found.append(os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE"))
+                break
+            except (AttributeError, OSError, ValueError):
+                pass
+    found += _cgroup_headroom()
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            found.append(soft)
+    except (ImportError, OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def _cgroup_headroom() -> list[int]:
+    """What each memory cgroup of this process and its ancestors leaves, in bytes."""
+    try:
+        membership = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    kinds = {  # version: (mount, limit file, usage file, reclaimable entry of memory.stat)
+        2: (Path("/sys/fs/cgroup"), "memory.max", "memory.current", "inactive_file"),
+        1: (Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes", "memory.usage_in_bytes",
+            "total_inactive_file"),
+    }  # fmt: skip
+    out = []
+    for line in membership:
+        number, controllers, path = [*line.split(":", 2), "", ""][:3]
+        version = 2 if number == "0" and not controllers else 1
+        if version == 1 and "memory" not in controllers.split(","):
+            continue
+        root, limit_file, usage_file, reclaimable = kinds[version]
+        folder = root / path.lstrip("/")
+        while True:  # the process's group and every ancestor mounted here
+            try:
+                limit = (folder / limit_file).read_text().strip()
+                if limit != "max":
+                    usage = int((folder / usage_file).read_text())
+                    stat = (folder / "memory.stat").read_text()
+                    m = re.search(rf"^{reclaimable} (\d+)", stat, re.M)
+                    out.append(max(0, int(limit) - usage + (int(m[1]) if m else 0)))
+            except (OSError, ValueError):
+                pass
+            if folder == root or root not in folder.parents:
+                break
+            folder = folder.parent
+    return out
 
 
 def _public() -> list[str]:
