@@ -14,8 +14,10 @@ import glob
 import os
 import re
 import secrets
+import signal
 import socket
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -129,3 +131,28 @@ def write_bytes(path: str | os.PathLike[str], data: Any) -> None:
     """
     with replacing(path) as f:
         f.write(data)
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold a SIGINT (Ctrl-C) that arrives inside the block; raise it after the block.
+
+    For steps that must not be split: moving a run's files into place together,
+    committing a sweep's row.  Outside the main thread (where Python delivers no
+    signal) the block runs as it is.
+
+    Yields
+    ------
+    None
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received and callable(previous):
+        previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt

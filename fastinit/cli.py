@@ -77,6 +77,45 @@ def _remove_empty(directories: Sequence[Path]) -> None:
             return
 
 
+def _committed(out: Path | None, command: str) -> tuple[int, int] | None:
+    """An identity of the list of files ``command`` last wrote into ``out`` (None if none).
+
+    Every run that writes its files rewrites that list (a new file), so a
+    change of identity during the run says its files were written.
+    """
+    from fastinit.experiments._common import _LISTING
+
+    if out is None:
+        return None
+    try:
+        st = (out / _LISTING.format(command)).stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
+
+
+def _interrupted(a: argparse.Namespace, before: tuple[int, int] | None, removed: bool) -> str:
+    """What an interrupted command kept, for its message on standard error."""
+    out = getattr(a, "out", None)
+    if a.command == "sweep":
+        db = getattr(a, "db", None)
+        return (
+            f"the runs finished so far are in {str(db)!r}; run the same command again to "
+            "run the rest"
+        )
+    if out is None:
+        return "nothing written"
+    now = _committed(out, a.command)
+    if now is not None and now != before:  # the Ctrl-C came while its files were renamed
+        return f"its files were written to {str(out)!r} all the same"
+    lost = "nothing written: the results computed so far are discarded"
+    if removed:
+        return f"{lost}, and {str(out)!r}, made for this run, is removed again"
+    if before is not None:
+        return f"{lost}; {str(out)!r} keeps the earlier `fastinit {a.command}` run's files"
+    return f"{lost}; {str(out)!r} is as it was"
+
+
 def _common(p: argparse.ArgumentParser, experiment: str) -> None:
     p.add_argument(
         "--out",
@@ -195,14 +234,20 @@ def _planar(sub: Any) -> None:
     p.set_defaults(run=_run_planar)
 
 
-def _load_weights(path: Path) -> list[Any]:
+def _load_weights(path: Path, hidden: int) -> list[Any]:
     import numpy as np
+
+    from fastinit.experiments.planar import check_weights
 
     try:
         with np.load(path, allow_pickle=False) as f:
-            return [f["W1"], f["b1"], f["W2"], f["b2"]]
+            params = [f["W1"], f["b1"], f["W2"], f["b2"]]
     except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise ValueError(f"--weights {path}: expected an .npz with W1, b1, W2, b2 ({e})") from e
+    try:
+        return check_weights(params, hidden, f"--weights {path}")
+    except ValueError as e:  # a shape for another --hidden
+        raise ValueError(f"{e} (--hidden is {hidden})") from None
 
 
 def _run_planar(a: argparse.Namespace) -> Any:
@@ -219,7 +264,7 @@ def _run_planar(a: argparse.Namespace) -> Any:
                 f"--weights: {str(path)!r} would run as {name!r}, also an init of --inits or "
                 "--add; rename the file"
             )
-        weights[name] = _load_weights(path)
+        weights[name] = _load_weights(path, a.hidden)
     return run_planar(
         inits, weights=weights, hidden=a.hidden, iterations=a.iterations, lr=a.lr,
         rng=a.rng, seed=a.seed, dtype=a.dtype, out=a.out, progress=not a.quiet,
@@ -307,14 +352,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         Exit status: 0 on success, 2 on bad arguments (an unusable ``--out``
         or ``--device`` included, and sizes whose buffers cannot be allocated),
-        130 if interrupted (nothing written), 1 if standard output was closed
-        before the table was printed (``fastinit ... | head``; the files are written).
+        130 if interrupted (nothing written, unless the files were already
+        being renamed into place; standard error says what was kept), 1 if
+        standard output was closed before the table was printed
+        (``fastinit ... | head``; the files are written).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    out = getattr(args, "out", None)
     created: list[Path] = []
+    before = _committed(out, args.command)
     try:
-        created = _prepare_out(getattr(args, "out", None), args.command)  # before computing
+        created = _prepare_out(out, args.command)  # before computing
+        if before is not None:
+            print(
+                f"fastinit {args.command}: {str(out)!r} holds an earlier run's files; this "
+                "run replaces them when it ends (Ctrl-C before then keeps them)",
+                file=sys.stderr,
+            )
         result = args.run(args)
     # OSError: a missing or unusable file; MemoryError: fit's, naming iterations or batch_size
     except (ValueError, TypeError, OSError, MemoryError) as e:
@@ -322,7 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"fastinit {args.command}: error: {e}\n")
     except KeyboardInterrupt:
         _remove_empty(created)
-        print(f"fastinit {args.command}: interrupted", file=sys.stderr)
+        removed = bool(created) and not created[0].exists()
+        kept = _interrupted(args, before, removed)
+        print(f"fastinit {args.command}: interrupted; {kept}", file=sys.stderr)
         return 130
     footer = getattr(result, "footer", None)
     try:

@@ -323,3 +323,103 @@ def test_sweep_db_under_a_file_is_a_one_line_error(tmp_path, capsys):
         main(["sweep", str(spec), "--db", str(tmp_path / "afile" / "x.sqlite")])
     assert e.value.code == 2
     assert "db" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- audit 3 fixes
+def _ctrl_c_in_fit(monkeypatch):
+    from fastinit.model import MLP
+
+    monkeypatch.setattr(MLP, "fit", _interrupted)
+
+
+def test_ctrl_c_says_that_nothing_was_written_and_the_new_directory_is_gone(
+    tmp_path, monkeypatch, capsys
+):
+    _ctrl_c_in_fit(monkeypatch)
+    out = tmp_path / "new" / "out"
+    assert main(["planar", "--iterations", "5", "--out", str(out), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("fastinit planar: interrupted; nothing written")
+    assert f"{str(out)!r}" in err and "removed" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "new").exists()
+
+
+def test_ctrl_c_keeps_an_earlier_runs_files_and_says_so(tmp_path, monkeypatch, capsys):
+    assert main(["planar", "--iterations", "3", "--out", str(tmp_path), "--quiet"]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    capsys.readouterr()
+    _ctrl_c_in_fit(monkeypatch)
+    assert main(["planar", "--iterations", "5", "--out", str(tmp_path), "--quiet"]) == 130
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("fastinit planar: interrupted; nothing written")
+    assert f"{str(tmp_path)!r} keeps the earlier `fastinit planar` run's files" in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_ctrl_c_while_the_files_are_renamed_writes_them_all_and_says_so(
+    tmp_path, monkeypatch, capsys
+):
+    import signal
+    from pathlib import Path
+
+    assert main(["symmetry", "--iterations", "2", "--every", "1", "--out", str(tmp_path),
+                 "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    replace = Path.replace
+    calls = []
+
+    def replace_then_ctrl_c(self, target):
+        calls.append(self.name)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace_then_ctrl_c)
+    code = main(["symmetry", "--iterations", "3", "--every", "1", "--out", str(tmp_path),
+                 "--quiet"])  # fmt: skip
+    monkeypatch.undo()
+    assert code == 130 and len(calls) >= 3
+    err = capsys.readouterr().err.splitlines()[-1]
+    written = f"its files were written to {str(tmp_path)!r} all the same"
+    assert err == f"fastinit symmetry: interrupted; {written}"
+    assert json.loads((tmp_path / "summary.json").read_text())["config"]["iterations"] == 3
+    with (tmp_path / "spread.csv").open() as f:
+        assert f.read().splitlines()[-1].startswith("3,")  # the new run's, like summary.json
+
+
+def test_ctrl_c_in_a_sweep_says_where_the_finished_runs_are(tmp_path, monkeypatch, capsys):
+    import fastinit.sweep.execute
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fastinit.sweep.execute, "run_sweep", ctrl_c)
+    spec = tmp_path / "spec.toml"
+    spec.write_text('experiment = "planar"\n[fixed]\niterations = 5\n')
+    db = tmp_path / "runs.sqlite"
+    assert main(["sweep", str(spec), "--db", str(db), "--workers", "0", "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert f"the runs finished so far are in {str(db)!r}" in err and "again" in err
+
+
+def test_a_rerun_into_the_same_out_says_it_replaces_the_earlier_files(tmp_path, capsys):
+    argv = ["symmetry", "--iterations", "2", "--every", "1", "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""  # a new directory: nothing to say
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"{str(tmp_path)!r} holds an earlier run's files" in err
+    assert "Ctrl-C before then keeps them" in err
+
+
+def test_planar_weights_for_another_hidden_size_name_the_file_and_the_array(tmp_path, capsys):
+    wide = {"W1": np.zeros((2, 5)), "b1": np.zeros(5), "W2": np.zeros((5, 1)), "b2": np.zeros(1)}
+    np.savez(tmp_path / "wide.npz", **wide)
+    argv = ["planar", "--weights", str(tmp_path / "wide.npz"), "--iterations", "2", "--quiet"]
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path / "out")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--weights {tmp_path / 'wide.npz'}: W1: expected shape (2, 4)" in err
+    assert "(--hidden is 4)" in err and len(err.splitlines()) == 1
+    assert main([*argv, "--hidden", "5", "--out", str(tmp_path / "out")]) == 0

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -484,3 +485,239 @@ def test_planar_notebook_seed_must_fit_numpys_legacy_generator():
         run_planar(("randn*0.01",), iterations=1, seed=2**32, progress=False)
     r = run_planar(("randn*0.01",), iterations=1, seed=2**32, rng="fastinit", progress=False)
     assert np.isfinite(r.costs["randn*0.01"]).all()
+
+
+# ----------------------------------------------------------------------------- audit 3 fixes
+_NOT_A_BOOL = [
+    lambda: run_histogram(("he",), layers=1, width=2, samples=2, progress=1),
+    lambda: run_mnist(("he",), hidden=(2,), iterations=1, train_size=8, progress=1),
+    lambda: run_planar(("zeros",), iterations=1, progress=1),
+    lambda: run_symmetry(("zeros",), iterations=1, progress=1),
+    lambda: run_depth(("he",), depths=(2,), width=2, samples=2, progress=1),
+]
+
+
+def _fit_error(**kwargs) -> Exception:
+    """The exception MLP.fit raises for one bad argument (the oracle of the experiments')."""
+    model = MLP([2, 2, 1], activation="tanh", seed=0)
+    x, y = datasets.planar(1, 8)
+    args = {"iterations": 1, "batch_size": 8, "loss": "sigmoid_cross_entropy", "progress": False}
+    with pytest.raises(Exception) as e:
+        model.fit(x, y, **{**args, **kwargs})
+    return e.value
+
+
+@pytest.mark.parametrize("run", _NOT_A_BOOL)
+def test_a_non_bool_progress_raises_what_fit_raises_for_it(run):
+    fit_error = _fit_error(progress=1)
+    with pytest.raises(Exception) as e:
+        run()
+    assert isinstance(e.value, type(fit_error)), (type(e.value), type(fit_error))
+    assert isinstance(e.value, TypeError)  # and what fastinit raises for a wrong type
+    assert str(e.value).startswith("progress: ")
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "run"),
+    [
+        ("iterations", 2.5, lambda: run_planar(("zeros",), iterations=2.5, progress=False)),
+        ("seed", 1.0, lambda: run_planar(("zeros",), iterations=1, seed=1.0, progress=False)),
+        (
+            "batch_size",
+            2.5,
+            lambda: run_mnist(
+                ("he",), hidden=(2,), iterations=1, train_size=8, batch_size=2.5, progress=False
+            ),
+        ),
+    ],
+)
+def test_a_mistyped_argument_passed_on_to_fit_raises_what_fit_raises(argument, value, run):
+    fit_error = _fit_error(**{argument: value})
+    with pytest.raises(Exception) as e:
+        run()
+    assert isinstance(e.value, type(fit_error)) and isinstance(e.value, TypeError)
+    assert str(e.value).startswith(f"{argument}: ")
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        lambda: run_histogram((), ("relu",), layers=1, width=2, samples=2, progress=False),
+        lambda: run_mnist((), hidden=(2,), iterations=1, train_size=8, progress=False),
+        lambda: run_planar((), iterations=1, progress=False),
+        lambda: run_symmetry((), iterations=1, progress=False),
+        lambda: run_depth((), depths=(2,), width=2, samples=2, progress=False),
+    ],
+)
+def test_no_init_at_all_is_refused_naming_inits(run):
+    # it ran nothing and reported an empty table, or failed later (an IndexError, "models")
+    with pytest.raises(ValueError, match="inits: expected at least one init"):
+        run()
+
+
+def test_planar_runs_explicit_weights_alone():
+    r = run_planar((), weights={"mine": notebook_weights(0.5)}, iterations=3, progress=False)
+    assert list(r.costs) == ["mine"]
+
+
+def test_hidden_widths_are_checked_naming_hidden():
+    with pytest.raises(ValueError, match=r"hidden: expected at least 1 hidden layer"):
+        run_symmetry(("zeros",), hidden=(), iterations=1, progress=False)  # nothing to compare
+    with pytest.raises(TypeError, match="hidden: expected a sequence"):
+        run_symmetry(("zeros",), hidden=8, iterations=1, progress=False)
+    with pytest.raises(ValueError, match=r"hidden: expected an integer in \[1, inf\], got 0"):
+        run_mnist(("he",), hidden=(0,), iterations=1, train_size=8, progress=False)
+    with pytest.raises(TypeError, match="hidden: expected an integer, got True"):
+        run_mnist(("he",), hidden=(True,), iterations=1, train_size=8, progress=False)
+    r = run_symmetry(("zeros",), hidden=np.array([3, 2]), iterations=1, progress=False)
+    assert r.config["sizes"] == [2, 3, 2, 1]
+
+
+def test_a_dtype_given_as_a_numpy_type_is_recorded_by_name(tmp_path):
+    # the config held the class numpy.float32, which summary.json could not hold
+    h = run_histogram(("he",), ("relu",), layers=1, width=4, samples=8, dtype=np.float32,
+                      out=tmp_path / "h", progress=False)  # fmt: skip
+    assert h.config["dtype"] == "float32"
+    assert json.loads((tmp_path / "h" / "summary.json").read_text())["config"]["dtype"] == "float32"
+    s = run_symmetry(("zeros",), iterations=2, every=1, dtype=np.float64, out=tmp_path / "s",
+                     progress=False)  # fmt: skip
+    assert s.config["dtype"] == "float64"
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        lambda: run_histogram(("he",), ("relu",), layers=1, width=2, samples=2, dtype="x"),
+        lambda: run_planar(("zeros",), iterations=1, dtype="x", progress=False),
+        lambda: run_symmetry(("zeros",), iterations=1, dtype="x", progress=False),
+        lambda: run_depth(("he",), depths=(2,), width=2, samples=2, dtype="x", progress=False),
+    ],
+)
+def test_a_bad_dtype_raises_the_same_in_every_experiment(run):
+    # planar raised ValueError, the others TypeError
+    with pytest.raises(TypeError, match="dtype: expected 'float32' or 'float64', got 'x'"):
+        run()
+
+
+def test_planar_explicit_weights_are_checked_naming_the_run():
+    good = notebook_weights(0.5)
+    with pytest.raises(TypeError, match="weights: expected run names"):
+        run_planar(("zeros",), weights={1: good}, iterations=1, progress=False)
+    wide = [np.zeros((2, 5)), np.zeros(5), np.zeros((5, 1)), np.zeros(1)]
+    with pytest.raises(ValueError, match=r"weights\['mine'\]: W1: expected shape \(2, 4\)"):
+        run_planar(("zeros",), weights={"mine": wide}, iterations=1, progress=False)
+    bad = [good[0], good[1], np.full((4, 1), np.nan), good[3]]
+    with pytest.raises(ValueError, match=r"weights\['mine'\]: W2: expected finite values"):
+        run_planar(("zeros",), weights={"mine": bad}, iterations=1, progress=False)
+    r = run_planar((), weights={"mine": wide}, hidden=5, iterations=2, progress=False)
+    assert r.config["sizes"] == [2, 5, 1]
+
+
+def test_planar_cost_figure_is_titled_with_the_runs_network_and_lr(tmp_path, monkeypatch):
+    titles = {}
+
+    def figure(self, name, fig):
+        titles[name] = fig.axes[0].get_title()
+
+    monkeypatch.setattr(Output, "figure", figure)
+    r = run_planar(("zeros",), hidden=3, lr=0.5, iterations=2, out=tmp_path, progress=False)
+    sizes = "-".join(map(str, r.config["sizes"]))
+    assert sizes == "2-3-1"
+    assert f"planar {sizes} " in titles["planar_cost.png"]
+    assert f"lr {r.config['optimizer']['lr']:g}," in titles["planar_cost.png"]  # not 2-4-1, 1.2
+
+
+def test_histogram_of_an_overflowing_signal_reports_overflow(tmp_path):
+    # std=1e300 overflows at the first layer; elu's range came from the inf values:
+    # "supplied range of [nan, nan] is not finite", after a page of NumPy warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = run_histogram(("std=1e300", "he"), ("elu", "relu"), layers=3, width=4, samples=8,
+                          bins=5, out=tmp_path, progress=False)  # fmt: skip
+    stats = {(s.init, s.activation, s.layer): s for s in r.stats}
+    assert not math.isfinite(stats[("std=1e300", "elu", 3)].act_std)
+    lines = [x for x in r.table().splitlines() if x.startswith("std=1e300")]
+    assert lines and all("overflow" in x for x in lines[1:])
+    assert all(len(x.split()) == 8 for x in r.table().splitlines()[2:])  # columns kept
+    # the histograms count the finite values, in a range taken from them
+    x = datasets.gaussian(8, 4, seed=0, dtype="float64")
+    w = init.normal((4, 4), std=1e300, seed=0, stream=1, dtype="float64")
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = x @ w
+        a = np.where(z > 0, z, np.expm1(np.minimum(z, 0)))  # elu
+    finite = np.abs(a[np.isfinite(a)])
+    top = float(np.percentile(finite, 99.9)) if finite.size else 1.0
+    edges = r.act_edges[("std=1e300", "elu")]
+    assert edges[-1] >= top * (1 - 1e-12)  # deeper layers may only widen it
+    he = [stats[("he", "relu", k)] for k in (1, 2, 3)]
+    assert all(math.isfinite(s.act_std) for s in he)  # the other init is untouched
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["config"]["inits"] == ["std=1e300", "he"]
+
+
+class _Bar:
+    """A progress bar that records whether its line was ended."""
+
+    made: ClassVar[list["_Bar"]] = []
+
+    def __init__(self, *args, **kwargs):
+        self.closed = False
+        _Bar.made.append(self)
+
+    def update(self, *args, **kwargs):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+def test_an_interrupted_histogram_or_symmetry_ends_its_progress_line(monkeypatch):
+    # "fastinit histogram: interrupted" was printed on the bar's unfinished line
+    from fastinit.experiments import histogram, symmetry
+    from fastinit.train import History
+
+    monkeypatch.setattr(histogram, "ProgressBar", _Bar)
+    monkeypatch.setattr(symmetry, "ProgressBar", _Bar)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(histogram, "propagate", ctrl_c)
+    _Bar.made.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run_histogram(("he",), ("relu",), layers=1, width=2, samples=2)
+    assert [b.closed for b in _Bar.made] == [True]
+    monkeypatch.setattr(
+        MLP, "fit", lambda *a, **k: History(np.array([0.7]), 1, 0.0, status="interrupted")
+    )
+    _Bar.made.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run_symmetry(("zeros",), iterations=4, every=2)
+    assert [b.closed for b in _Bar.made] == [True]
+
+
+def test_ctrl_c_while_files_are_renamed_into_place_never_mixes_two_runs(tmp_path, monkeypatch):
+    import signal
+    from pathlib import Path
+
+    with Output(tmp_path, "a") as output:
+        output.text("summary.json", "old")
+        output.text("curves.csv", "old")
+    replace = Path.replace
+    calls = []
+
+    def replace_then_ctrl_c(self, target):
+        calls.append(self.name)
+        if len(calls) == 2:  # the first file is in place: a real SIGINT arrives
+            signal.raise_signal(signal.SIGINT)
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt), Output(tmp_path, "a") as output:
+        output.text("summary.json", "new")
+        output.text("curves.csv", "new")
+    monkeypatch.undo()
+    assert calls == ["summary.json", "curves.csv"]
+    texts = {n: (tmp_path / n).read_text() for n in ("summary.json", "curves.csv")}
+    assert texts == {"summary.json": "new", "curves.csv": "new"}  # not one new, one old
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".writing-")]

@@ -1044,3 +1044,20 @@ def test_the_process_pool_asks_before_each_submission(tmp_path):
     finally:
         executor.close()
     assert got == ["k0", "k3"] and sorted(asked) == ["k0", "k1", "k2", "k3"]
+
+
+def test_a_sweeps_histogram_run_draws_no_progress_bar(monkeypatch):
+    # a sweep worker's stderr is not a terminal the user watches: no bar in it
+    import fastinit.experiments.histogram as histogram
+
+    seen = {}
+    real = histogram.run_histogram
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(histogram, "run_histogram", spy)
+    cfg = runners.full_config("histogram", {"depth": 2, "width": 8, "samples": 16})
+    assert runners.run(cfg)["status"] == "ok"
+    assert seen["progress"] is False

@@ -12,7 +12,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,75 @@ import numpy as np
 import fastinit
 from fastinit import init as _init
 from fastinit._files import abandoned as _abandoned
+from fastinit._files import deferred_interrupt, write_bytes
 from fastinit._files import host as _host
-from fastinit._files import write_bytes
 from fastinit._validate import check_int, check_seed
 from fastinit.sweep.store import json_safe
+
+
+# ----------------------------------------------------------------------------- arguments
+class BadArgumentTypeError(TypeError, ValueError):
+    """An experiment's argument of the wrong type (``progress=1``, ``iterations=2.5``).
+
+    Both a ``TypeError``, as :mod:`fastinit._validate` raises for a wrong type,
+    and a ``ValueError``, as ``MLP.fit`` and :func:`fastinit.train.fit_many`
+    raise for every bad argument: the experiments pass ``progress``,
+    ``iterations``, ``batch_size``, ``lr`` and ``seed`` on to fit, and one bad
+    value is caught by the same ``except`` whether given to fit or to an experiment.
+    """
+
+
+@contextmanager
+def checking_arguments() -> Iterator[None]:
+    """Raise a ``TypeError`` of the argument checks in the block as :class:`BadArgumentTypeError`.
+
+    Yields
+    ------
+    None
+    """
+    try:
+        yield
+    except BadArgumentTypeError:
+        raise
+    except TypeError as e:
+        raise BadArgumentTypeError(str(e)) from None
+
+
+def check_hidden(hidden: Any, *, min_layers: int = 0) -> tuple[int, ...]:
+    """Check the hidden widths of an experiment's network (``hidden=(100, 100)``).
+
+    Parameters
+    ----------
+    hidden : sequence of int
+        One positive width per hidden layer.
+    min_layers : int
+        The fewest hidden layers the experiment can use.
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    TypeError
+        Naming ``hidden``, if it is not a sequence of integers (a single int
+        included: one layer is ``(n,)``).
+    ValueError
+        Naming ``hidden``, for a width < 1 or fewer than ``min_layers`` layers.
+    """
+    if isinstance(hidden, np.ndarray) and hidden.ndim == 1:
+        hidden = hidden.tolist()
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+        raise TypeError(
+            f"hidden: expected a sequence of hidden layer widths such as (100, 100), got {hidden!r}"
+        )
+    widths = tuple(check_int(h, "hidden", low=1) for h in hidden)
+    if len(widths) < min_layers:
+        raise ValueError(
+            f"hidden: expected at least {min_layers} hidden layer(s), got {tuple(widths)!r}"
+        )
+    return widths
+
 
 # ----------------------------------------------------------------------------- init specs
 # The classic experiments name their inits the way the books do:
@@ -213,8 +279,10 @@ def parse_activations(activations: Sequence[str]) -> list[str]:
     return names
 
 
-def parse_inits(inits: Sequence[str], *, data_dependent: bool = True) -> list[InitSpec]:
-    """Parse every init spec of an experiment; raise ValueError on a repeated one.
+def parse_inits(
+    inits: Sequence[str], *, data_dependent: bool = True, allow_empty: bool = False
+) -> list[InitSpec]:
+    """Parse every init spec of an experiment; raise ValueError on a repeated one or none.
 
     Results are keyed by init name, so an init given twice would be trained
     twice but reported once (or counted twice); it is refused instead.  Names
@@ -228,6 +296,9 @@ def parse_inits(inits: Sequence[str], *, data_dependent: bool = True) -> list[In
         Init specs, as for :func:`parse_init`.
     data_dependent : bool
         Passed to :func:`parse_init`.
+    allow_empty : bool
+        Accept no init at all (``run_planar`` with explicit ``weights``);
+        otherwise an empty ``inits`` is a ValueError.
 
     Returns
     -------
@@ -237,6 +308,8 @@ def parse_inits(inits: Sequence[str], *, data_dependent: bool = True) -> list[In
     if isinstance(inits, str):
         raise ValueError(f"inits: expected a sequence of init specs, got the string {inits!r}")
     specs = [parse_init(i, data_dependent=data_dependent) for i in inits]
+    if not specs and not allow_empty:
+        raise ValueError("inits: expected at least one init spec, such as 'he' or 'std=0.01'")
     seen: dict[Any, str] = {}
     for s in specs:
         for key in (s.name.lower(), s.meaning):
@@ -437,9 +510,12 @@ class Output:
     Used as a context manager, the files are written into a hidden staging
     directory inside ``directory`` and renamed into place only when the block
     ends without an exception: an experiment interrupted (Ctrl-C) or failing
-    while it writes leaves none of its files.  With an ``owner`` (the
-    experiment's name), the files that owner wrote into ``directory`` last time
-    and not this time are then removed (see :meth:`_remove_stale`), and a file
+    while it writes leaves none of its files; a Ctrl-C while they are being
+    renamed into place is held until every one is (then raised), so the
+    directory never mixes this run's files with the last run's.  With an
+    ``owner`` (the experiment's name), the files that owner wrote into
+    ``directory`` last time and not this time are then removed (see
+    :meth:`_remove_stale`), and a file
     another owner wrote there is never replaced: the block raises ValueError
     (:func:`check_unclaimed`) and leaves every file as it was.  Without ``with``,
     JSON and CSV files are each written to a temporary file of their own
@@ -467,9 +543,10 @@ class Output:
             if exc_type is None:
                 if self.owner is not None:  # before any file is moved into place
                     check_unclaimed(self.directory, self.owner, [p.name for p in self.written])
-                for p in self.written:
-                    (self.staging / p.name).replace(p)
-                self._remove_stale()
+                with deferred_interrupt():  # a Ctrl-C never leaves half the files replaced
+                    for p in self.written:
+                        (self.staging / p.name).replace(p)
+                    self._remove_stale()
         finally:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None

@@ -45,6 +45,7 @@ from fastinit._validate import check_bool, check_dtype, check_int
 from fastinit.experiments._common import (
     Output,
     check_seed_range,
+    checking_arguments,
     parse_activations,
     parse_inits,
     prepare_output,
@@ -139,8 +140,9 @@ def propagate(
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Forward, then back-propagate a standard normal top gradient.
 
-    With the defaults this is the histogram experiment's propagation (the top
-    gradient is stream 1 of key 0), which :mod:`fastinit.experiments.histogram` calls.
+    The histogram experiment (:mod:`fastinit.experiments.histogram`) calls it
+    with ``grad_seed=seed`` and ``grad_stream=TOP_GRADIENT_STREAM``, as
+    :func:`run_depth` draws its top gradient; the defaults draw stream 1 of key 0.
 
     Parameters
     ----------
@@ -385,17 +387,27 @@ def run_depth(
     Returns
     -------
     DepthResult
+
+    Raises
+    ------
+    ValueError
+        For a bad argument, naming it, before anything is computed or written;
+        one of the wrong type (``progress=1``) raises an error that is both a
+        ``ValueError``, as ``MLP.fit`` raises, and a ``TypeError``.
+    KeyboardInterrupt
+        On Ctrl-C, with nothing written: ``out`` keeps the files it held (one
+        that comes while the files are renamed into place is raised once they
+        all are).
     """
-    specs = parse_inits(inits, data_dependent=False)
-    if not specs:
-        raise ValueError("inits: expected at least one init spec")
-    acts = parse_activations(activations)
-    depths = _check_depths(depths)
-    progress = check_bool(progress, "progress")
-    width = check_int(width, "width", low=1)
-    samples = check_int(samples, "samples", low=1)
-    seed, seeds = check_seed_range(seed, seeds)
-    dt = check_dtype(dtype)
+    with checking_arguments():  # a wrong type: TypeError, and ValueError as in fit
+        specs = parse_inits(inits, data_dependent=False)
+        acts = parse_activations(activations)
+        depths = _check_depths(depths)
+        progress = check_bool(progress, "progress")
+        width = check_int(width, "width", low=1)
+        samples = check_int(samples, "samples", low=1)
+        seed, seeds = check_seed_range(seed, seeds)
+        dt = check_dtype(dtype)
     config = {
         "experiment": "depth",
         "inits": [s.name for s in specs],  # as parsed: results are keyed by these names

@@ -26,9 +26,10 @@ from fastinit import activations as _act
 from fastinit import datasets
 from fastinit import train as _train
 from fastinit._progress import ProgressBar
-from fastinit._validate import check_bool, check_int, check_seed
+from fastinit._validate import check_bool, check_dtype, check_int, check_seed
 from fastinit.experiments._common import (
     Output,
+    checking_arguments,
     parse_activations,
     parse_inits,
     prepare_output,
@@ -104,7 +105,9 @@ class HistogramResult:
         -------
         str
             Header, a rule, then one line per (init, activation, layer); ``-``
-            where the activation has no saturated or dead fraction.
+            where the activation has no saturated or dead fraction, ``overflow``
+            where a statistic is not finite (the signal overflowed, as in
+            ``fastinit depth``).
         """
         header = ("init", "act", "layer", "mean", "std", "saturated", "dead", "grad std")
         rows = [
@@ -112,11 +115,11 @@ class HistogramResult:
                 s.init,
                 s.activation,
                 str(s.layer),
-                f"{s.act_mean:.4f}",
-                f"{s.act_std:.4f}",
+                _fmt(s.act_mean),
+                _fmt(s.act_std),
                 "-" if s.saturated is None else f"{s.saturated:.3f}",
                 "-" if s.dead is None else f"{s.dead:.3f}",
-                f"{s.grad_std:.3g}",
+                "overflow" if not np.isfinite(s.grad_std) else f"{s.grad_std:.3g}",
             )
             for s in self.stats
         ]
@@ -138,6 +141,13 @@ class HistogramResult:
         }
 
 
+def _fmt(value: float) -> str:
+    """A mean or std for the table: 4 decimals, 4 digits beyond a million, or ``overflow``."""
+    if not np.isfinite(value):
+        return "overflow"
+    return f"{value:.4f}" if abs(value) < 1e6 else f"{value:.4g}"
+
+
 def _saturated_and_dead(name: str, a: np.ndarray, deriv: np.ndarray) -> tuple:
     """Saturated and dead fractions of one layer (None where the activation has none).
 
@@ -152,9 +162,24 @@ def _saturated_and_dead(name: str, a: np.ndarray, deriv: np.ndarray) -> tuple:
 
 
 def _range(name: str, values: list[np.ndarray]) -> tuple[float, float]:
+    """The histogram range of an activation: the book's, or +-(99.9th percentile of |v|)."""
     if name in _FIXED_RANGE:
         return _FIXED_RANGE[name]
-    top = max(float(np.percentile(np.abs(v), 99.9)) for v in values) or 1.0
+    return _symmetric_range(values, 99.9)
+
+
+def _symmetric_range(values: list[np.ndarray], percentile: float) -> tuple[float, float]:
+    """``(-top, top)``: ``top`` the largest layer's ``percentile`` of its finite ``|v|``.
+
+    Values that overflowed (inf, NaN) are left out, and land in no bin; 1 if
+    none is finite or all are 0.
+    """
+    tops = []
+    for v in values:
+        finite = np.abs(v[np.isfinite(v)])
+        if finite.size:
+            tops.append(float(np.percentile(finite, percentile)))
+    top = max(tops, default=0.0) or 1.0
     return -top, top
 
 
@@ -197,15 +222,28 @@ def run_histogram(
     Returns
     -------
     HistogramResult
+
+    Raises
+    ------
+    ValueError
+        For a bad argument, naming it, before anything is computed or written;
+        one of the wrong type (``progress=1``) raises an error that is both a
+        ``ValueError``, as ``MLP.fit`` raises, and a ``TypeError``.
+    KeyboardInterrupt
+        On Ctrl-C, with nothing written: ``out`` keeps the files it held (one
+        that comes while the files are renamed into place is raised once they
+        all are).
     """
-    specs = parse_inits(inits, data_dependent=False)
-    activations = tuple(parse_activations(activations))
-    progress = check_bool(progress, "progress")
-    layers = check_int(layers, "layers", low=1)
-    width = check_int(width, "width", low=1)
-    samples = check_int(samples, "samples", low=1)
-    bins = check_int(bins, "bins", low=1)
-    seed = check_seed(seed)
+    with checking_arguments():  # a wrong type: TypeError, and ValueError as in fit
+        specs = parse_inits(inits, data_dependent=False)
+        activations = tuple(parse_activations(activations))
+        progress = check_bool(progress, "progress")
+        layers = check_int(layers, "layers", low=1)
+        width = check_int(width, "width", low=1)
+        samples = check_int(samples, "samples", low=1)
+        bins = check_int(bins, "bins", low=1)
+        seed = check_seed(seed)
+        dtype = check_dtype(dtype).name
     config = {
         "experiment": "histogram",
         "inits": [s.name for s in specs],  # as parsed: results are keyed by these names
@@ -221,41 +259,57 @@ def run_histogram(
     result = HistogramResult(config)
     figures = 2 * len(activations) if out is not None else 0
     bar = ProgressBar(len(specs) * len(activations) + figures, enabled=progress, label="histogram")
-    x = datasets.gaussian(samples, width, seed=seed, dtype=dtype)
+    try:  # the bar's line ends however the run ends (Ctrl-C, an error)
+        _measure(result, specs, activations, bar)
+        with Output(None if out is None else Path(out), "histogram") as output:  # all or none
+            _write(result, output, bar)
+    finally:
+        bar.close()
+    return result
+
+
+def _measure(result: HistogramResult, specs: list, activations: tuple, bar: ProgressBar) -> None:
+    """Propagate through each init's network per activation; fill ``result``.
+
+    A signal that overflows (``std=1e300``) gives non-finite statistics, as in
+    ``fastinit depth``, without NumPy's warnings; its histograms count the
+    finite values only.
+    """
+    cfg = result.config
+    layers, width, bins = cfg["layers"], cfg["width"], cfg["bins"]
+    seed, dtype = cfg["seed"], cfg["dtype"]
+    x = datasets.gaussian(cfg["samples"], width, seed=seed, dtype=dtype)
     for spec in specs:
         weights = [spec.draw((width, width), seed, k + 1, dtype) for k in range(layers)]
         for name in activations:
-            acts, derivs, grads = propagate(
-                x, weights, name, grad_seed=seed, grad_stream=TOP_GRADIENT_STREAM
-            )
-            key = (spec.name, name)
-            lo, hi = _range(name, acts)
-            result.act_edges[key] = np.linspace(lo, hi, bins + 1)
-            result.act_counts[key] = np.array(
-                [np.histogram(a, bins, range=(lo, hi))[0] for a in acts]
-            )
-            top = max(float(np.abs(g).max()) for g in grads) or 1.0
-            result.grad_edges[key] = np.linspace(-top, top, bins + 1)
-            result.grad_counts[key] = np.array(
-                [np.histogram(g, bins, range=(-top, top))[0] for g in grads]
-            )
-            for k in range(layers):
-                result.stats.append(
-                    LayerStats(
-                        spec.name,
-                        name,
-                        k + 1,
-                        float(acts[k].mean()),
-                        float(acts[k].std()),
-                        *_saturated_and_dead(name, acts[k], derivs[k]),
-                        float(grads[k].std()),
-                    )
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+                acts, derivs, grads = propagate(
+                    x, weights, name, grad_seed=seed, grad_stream=TOP_GRADIENT_STREAM
                 )
+                key = (spec.name, name)
+                lo, hi = _range(name, acts)
+                result.act_edges[key] = np.linspace(lo, hi, bins + 1)
+                result.act_counts[key] = np.array(
+                    [np.histogram(a, bins, range=(lo, hi))[0] for a in acts]
+                )
+                lo, hi = _symmetric_range(grads, 100.0)
+                result.grad_edges[key] = np.linspace(lo, hi, bins + 1)
+                result.grad_counts[key] = np.array(
+                    [np.histogram(g, bins, range=(lo, hi))[0] for g in grads]
+                )
+                for k in range(layers):
+                    result.stats.append(
+                        LayerStats(
+                            spec.name,
+                            name,
+                            k + 1,
+                            float(acts[k].mean()),
+                            float(acts[k].std()),
+                            *_saturated_and_dead(name, acts[k], derivs[k]),
+                            float(grads[k].std()),
+                        )
+                    )
             bar.update(len(result.act_counts))
-    with Output(None if out is None else Path(out), "histogram") as output:  # all or none
-        _write(result, output, bar)
-    bar.close()
-    return result
 
 
 def _write(result: HistogramResult, output: Output, bar: ProgressBar) -> None:

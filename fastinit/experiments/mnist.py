@@ -29,12 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from fastinit import activations as _act
 from fastinit import datasets, optim
 from fastinit._cuda import check_device
-from fastinit._validate import check_bool, check_int, check_positive
+from fastinit._validate import check_bool, check_dtype, check_int, check_positive
 from fastinit.experiments._common import (
     Output,
+    check_hidden,
     check_seed_range,
+    checking_arguments,
     parse_inits,
     prepare_output,
     provenance,
@@ -213,13 +216,31 @@ def run_mnist(
     Returns
     -------
     MnistResult
+
+    Raises
+    ------
+    ValueError
+        For a bad argument, naming it, before anything is computed or written;
+        one of the wrong type (``progress=1``) raises an error that is both a
+        ``ValueError``, as ``MLP.fit`` raises, and a ``TypeError``.
+    KeyboardInterrupt
+        On Ctrl-C, with nothing written: ``out`` keeps the files it held (one
+        that comes while the files are renamed into place is raised once they
+        all are).
     """
-    device = check_device(device, "device")
-    specs = parse_inits(inits)
-    progress = check_bool(progress, "progress")
-    iterations = check_int(iterations, "iterations", low=1)
-    seed, seeds = check_seed_range(seed, seeds)
-    lr = check_positive(lr, "lr")
+    with checking_arguments():  # a wrong type: TypeError, and ValueError as fit raises
+        device = check_device(device, "device")
+        specs = parse_inits(inits)
+        _act.get(activation, "activation")  # checked before the data is loaded
+        hidden = check_hidden(hidden)
+        progress = check_bool(progress, "progress")
+        iterations = check_int(iterations, "iterations", low=1)
+        batch_size = check_int(batch_size, "batch_size", low=1)
+        seed, seeds = check_seed_range(seed, seeds)
+        lr = check_positive(lr, "lr")
+        dtype = check_dtype(dtype).name
+        if train_size is not None:
+            train_size = check_int(train_size, "train_size", low=1)
     (x_train, t_train), (x_test, t_test) = datasets.load_mnist(dtype=dtype)
     if train_size is not None:
         train_size = check_int(train_size, "train_size", low=1, high=len(x_train))
@@ -304,7 +325,7 @@ def _write(result: MnistResult, output: Output) -> None:
         marker = MARKERS[k % len(MARKERS)]
         ax.plot(x, mean, marker=marker, markevery=100, label=name)
         if seeds > 1:
-            sd = smooth.std(axis=0)
+            sd = smooth.std(axis=0, ddof=1)  # as summary.json and `fastinit report`
             ax.fill_between(x, mean - sd, mean + sd, alpha=0.2)
     ax.set_xlabel("iterations")
     ax.set_ylabel("loss")

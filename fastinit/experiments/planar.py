@@ -25,10 +25,18 @@ from typing import Any
 import numpy as np
 
 from fastinit import datasets, optim
-from fastinit._validate import check_bool, check_choice, check_int, check_positive, check_seed
+from fastinit._validate import (
+    check_bool,
+    check_choice,
+    check_dtype,
+    check_int,
+    check_positive,
+    check_seed,
+)
 from fastinit.experiments._common import (
     InitSpec,
     Output,
+    checking_arguments,
     json_safe,
     parse_inits,
     prepare_output,
@@ -192,6 +200,54 @@ def initial_model(
     return model
 
 
+PARAMS = ("W1", "b1", "W2", "b2")
+
+
+def check_weights(params: Any, hidden: int, name: str = "weights") -> list[np.ndarray]:
+    """Check explicit initial parameters ``[W1, b1, W2, b2]`` of the 2-hidden-1 network.
+
+    Parameters
+    ----------
+    params : sequence of array_like
+        ``W1`` shaped ``(2, hidden)``, ``b1`` ``(hidden,)``, ``W2`` ``(hidden, 1)``,
+        ``b2`` ``(1,)``.
+    hidden : int
+        Hidden units of the network they start.
+    name : str
+        What to call them in an error (``"weights['mine']"``, ``"--weights mine.npz"``).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        The four arrays.
+
+    Raises
+    ------
+    TypeError
+        Naming ``name``, if ``params`` is not a sequence of four arrays of
+        real numbers.
+    ValueError
+        Naming ``name`` and the array, for a shape that does not fit ``hidden``
+        or a value that is not finite.
+    """
+    if isinstance(params, (str, bytes, np.ndarray)) or not isinstance(params, Sequence):
+        raise TypeError(f"{name}: expected [W1, b1, W2, b2], got {type(params).__name__}")
+    if len(params) != 4:
+        raise ValueError(f"{name}: expected [W1, b1, W2, b2], got {len(params)} arrays")
+    arrays = [np.asarray(a) for a in params]
+    shapes = ((2, hidden), (hidden,), (hidden, 1), (1,))
+    for label, a, shape in zip(PARAMS, arrays, shapes, strict=True):
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{name}: {label}: expected real numbers, got dtype {a.dtype}")
+        if a.shape != shape:
+            raise ValueError(
+                f"{name}: {label}: expected shape {shape} for hidden={hidden}, got {a.shape}"
+            )
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name}: {label}: expected finite values, found NaN or inf")
+    return arrays
+
+
 def _assign(model: MLP, params: Sequence[np.ndarray]) -> None:
     if len(params) != 4:
         raise ValueError(f"weights: expected [W1, b1, W2, b2], got {len(params)} arrays")
@@ -219,10 +275,12 @@ def run_planar(
     ----------
     inits : tuple of str
         Init specs: ``"zeros"``, ``"randn"``, ``"randn*<s>"``, ``"std=<s>"``,
-        ``"constant=<v>"`` or a :mod:`fastinit.init` name.
+        ``"constant=<v>"`` or a :mod:`fastinit.init` name; at least one,
+        unless ``weights`` are given.
     weights : mapping of str to [W1, b1, W2, b2], optional
-        Explicit initial parameters (``W1`` shaped ``(2, hidden)``, ``W2``
-        ``(hidden, 1)``), run in addition to ``inits`` under the given names.
+        Explicit initial parameters (``W1`` shaped ``(2, hidden)``, ``b1``
+        ``(hidden,)``, ``W2`` ``(hidden, 1)``, ``b2`` ``(1,)``; see
+        :func:`check_weights`), run in addition to ``inits`` under the given names.
     hidden : int
         Hidden units (4 in the exercise).
     iterations : int
@@ -248,26 +306,50 @@ def run_planar(
     Returns
     -------
     PlanarResult
+
+    Raises
+    ------
+    ValueError
+        For a bad argument, naming it, before anything is computed or written;
+        one of the wrong type (``progress=1``) raises an error that is both a
+        ``ValueError``, as ``MLP.fit`` raises, and a ``TypeError``.
+    KeyboardInterrupt
+        On Ctrl-C, with nothing written: ``out`` keeps the files it held (one
+        that comes while the files are renamed into place is raised once they
+        all are).
     """
-    specs = parse_inits(inits)
-    for name in weights or {}:
-        if any(name.lower() == s.name.lower() for s in specs):
-            raise ValueError(
-                f"weights: {name!r} is also the name of an init in inits; give each run "
-                "its own name"
+    with checking_arguments():  # a wrong type: TypeError, and ValueError as fit raises
+        if weights is None:
+            weights = {}
+        if not isinstance(weights, Mapping):
+            raise TypeError(
+                f"weights: expected a mapping of run names to [W1, b1, W2, b2], "
+                f"got {type(weights).__name__}"
             )
-    progress = check_bool(progress, "progress")
-    hidden = check_int(hidden, "hidden", low=1)
-    iterations = check_int(iterations, "iterations", low=1)
-    lr = check_positive(lr, "lr")
-    rng = check_choice(rng, "rng", ("notebook", "fastinit"))
-    seed = check_seed(seed)
+        specs = parse_inits(inits, allow_empty=bool(weights))
+        progress = check_bool(progress, "progress")
+        hidden = check_int(hidden, "hidden", low=1)
+        iterations = check_int(iterations, "iterations", low=1)
+        lr = check_positive(lr, "lr")
+        rng = check_choice(rng, "rng", ("notebook", "fastinit"))
+        seed = check_seed(seed)
+        m = datasets.check_planar_size(m)
+        dtype = check_dtype(dtype).name
+        for name in weights:
+            if not isinstance(name, str) or not name.strip():
+                raise TypeError(f"weights: expected run names (non-empty str), got {name!r}")
+            if any(name.lower() == s.name.lower() for s in specs):
+                raise ValueError(
+                    f"weights: {name!r} is also the name of an init in inits; give each run "
+                    "its own name"
+                )
+        weights = {n: check_weights(w, hidden, f"weights[{n!r}]") for n, w in weights.items()}
     x_train, y_train = datasets.planar(1, m)
     x_test, y_test = datasets.planar(2, m)
     config = {
         "experiment": "planar",
         "inits": [s.name for s in specs],  # as parsed: results are keyed by these names
-        "explicit_weights": sorted(weights or {}),
+        "explicit_weights": sorted(weights),
         "sizes": [2, hidden, 1],
         "activation": "tanh",
         "loss": "sigmoid_cross_entropy",
@@ -285,7 +367,7 @@ def run_planar(
         s.name: initial_model(s, [2, hidden, 1], rng=rng, seed=seed, dtype=dtype, x=x_train)
         for s in specs
     }
-    for name, params in (weights or {}).items():
+    for name, params in weights.items():
         models[name] = MLP([2, hidden, 1], activation="tanh", dtype=dtype)
         _assign(models[name], params)
     for name, model in models.items():
@@ -324,7 +406,9 @@ def _write(result: PlanarResult, output: Output, x: np.ndarray, y: np.ndarray) -
     ax.set_ylabel("cost")
     ax.set_yscale("log")
     ax.legend()
-    ax.set_title("planar 2-4-1 tanh/sigmoid, lr 1.2, full batch")
+    cfg = result.config
+    sizes = "-".join(map(str, cfg["sizes"]))
+    ax.set_title(f"planar {sizes} tanh/sigmoid, lr {cfg['optimizer']['lr']:g}, full batch")
     output.figure("planar_cost.png", fig)
     plt.close(fig)
     fig = _boundaries(plt, result, x, y)

@@ -20,11 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from fastinit import activations as _act
 from fastinit import datasets, optim
 from fastinit._progress import ProgressBar
-from fastinit._validate import check_bool, check_int, check_positive, check_seed
+from fastinit._validate import check_bool, check_dtype, check_int, check_positive, check_seed
 from fastinit.experiments._common import (
     Output,
+    check_hidden,
+    checking_arguments,
     parse_inits,
     prepare_output,
     provenance,
@@ -184,7 +187,7 @@ def run_symmetry(
         Init specs (``"zeros"``, ``"constant=<v>"``, ``"randn*<s>"``, any
         :mod:`fastinit.init` name).  Biases start at zero.
     hidden : tuple of int
-        Hidden layer widths.
+        Hidden layer widths (at least one layer: the units compared are hidden).
     activation : str
         Hidden activation.
     iterations, every : int
@@ -204,13 +207,28 @@ def run_symmetry(
     Returns
     -------
     SymmetryResult
+
+    Raises
+    ------
+    ValueError
+        For a bad argument, naming it, before anything is computed or written;
+        one of the wrong type (``progress=1``) raises an error that is both a
+        ``ValueError``, as ``MLP.fit`` raises, and a ``TypeError``.
+    KeyboardInterrupt
+        On Ctrl-C, with nothing written: ``out`` keeps the files it held (one
+        that comes while the files are renamed into place is raised once they
+        all are).
     """
-    specs = parse_inits(inits)
-    progress = check_bool(progress, "progress")
-    iterations = check_int(iterations, "iterations", low=1)
-    every = min(check_int(every, "every", low=1), iterations)  # the default 100 on a short run
-    lr = check_positive(lr, "lr")
-    seed = check_seed(seed)
+    with checking_arguments():  # a wrong type: TypeError, and ValueError as fit raises
+        specs = parse_inits(inits)
+        hidden = check_hidden(hidden, min_layers=1)
+        _act.get(activation, "activation")
+        progress = check_bool(progress, "progress")
+        iterations = check_int(iterations, "iterations", low=1)
+        every = min(check_int(every, "every", low=1), iterations)  # the default 100, short run
+        lr = check_positive(lr, "lr")
+        seed = check_seed(seed)
+        dtype = check_dtype(dtype).name
     x, y = datasets.planar(1, 400)
     sizes = [2, *hidden, 1]
     config = {
@@ -228,6 +246,23 @@ def run_symmetry(
     prepare_output(out, owner="symmetry")
     result = SymmetryResult(config, checkpoints=checkpoints(iterations, every))
     bar = ProgressBar(len(specs) * iterations, enabled=progress, label="symmetry")
+    try:  # the bar's line ends however the run ends (Ctrl-C, an error)
+        _train(result, specs, x, y, bar)
+    finally:
+        bar.close()
+    if out is not None:
+        with Output(Path(out), "symmetry") as output:  # all files or none
+            _write(result, output)
+    return result
+
+
+def _train(
+    result: SymmetryResult, specs: list, x: np.ndarray, y: np.ndarray, bar: ProgressBar
+) -> None:
+    """Train from each init, measuring the spreads at every checkpoint; fill ``result``."""
+    cfg = result.config
+    sizes, activation, seed, dtype = cfg["sizes"], cfg["activation"], cfg["seed"], cfg["dtype"]
+    lr, iterations = cfg["optimizer"]["lr"], cfg["iterations"]
     for n, spec in enumerate(specs):
         # full batch: LSUV on every row
         model = spec.build_model(sizes, activation=activation, seed=seed, dtype=dtype, x_batch=x)
@@ -251,11 +286,6 @@ def run_symmetry(
         result.incoming[spec.name] = np.array(inc)
         result.outgoing[spec.name] = np.array(outg)
         result.loss[spec.name] = np.array(losses)
-    bar.close()
-    if out is not None:
-        with Output(Path(out), "symmetry") as output:  # all files or none
-            _write(result, output)
-    return result
 
 
 def _write(result: SymmetryResult, output: Output) -> None:

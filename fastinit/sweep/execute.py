@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import fastinit
+from fastinit._files import deferred_interrupt
 from fastinit._system import available_cores
 from fastinit._validate import check_bool
 
@@ -791,22 +792,6 @@ def _clock(seconds: float) -> str:
 
 
 # ----------------------------------------------------------------------------- driver
-@contextlib.contextmanager
-def _deferred_interrupt() -> Iterator[None]:
-    """Hold a SIGINT that arrives inside the block; raise KeyboardInterrupt after it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received and callable(previous):
-        previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
-
-
 @dataclass
 class SweepSummary:
     """What a sweep did.
@@ -981,7 +966,7 @@ def run_sweep(
                 return True
 
             for key, result in executor.results(todo, skip=taken):
-                with _deferred_interrupt():  # a Ctrl-C never splits a commit
+                with deferred_interrupt():  # a Ctrl-C never splits a commit
                     written = store.record(key, configs[key], result, spec.name, keep_done=True)
                 if not written:  # a concurrent sweep recorded this run first: its row stays
                     summary.concurrent += 1
