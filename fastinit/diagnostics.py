@@ -12,9 +12,25 @@ pre-activations ``z_k``, of the activations ``a_k`` and of the back-propagated
 gradient ``dL/dz_k`` (with respect to the pre-activations); the saturated
 fraction (sigmoid: ``a < 0.01`` or ``a > 0.99``; tanh: ``|a| > 0.99``); for the
 ReLU family (relu, leaky_relu, elu, selu, gelu, gelu_tanh, silu) the inactive
-fraction (entries with ``|f'(z)| < 0.05``; for relu, exactly the zero outputs)
-and the dead fraction (units inactive on every row of the batch); the
-Frobenius norms of ``dL/dz_k`` and of ``dL/dW_k``.
+fraction (entries with ``|f'(z)| < 0.05``: almost no gradient passes them) and
+the dead fraction (units inactive on every row of the batch); the Frobenius
+norms of ``dL/dz_k`` and of ``dL/dW_k``.
+
+What "inactive" means per activation (slope below
+:data:`fastinit.train.INACTIVE_SLOPE` = 0.05): relu, exactly the zero outputs
+(``z <= 0``); leaky_relu, every ``z <= 0`` when ``negative_slope < 0.05`` (the
+default 0.01 passes 1% of the gradient), never otherwise; elu (``alpha = 1``)
+and selu, their flat tail (``z < -3.0`` and ``z < -3.56``).  gelu, gelu_tanh
+and silu have no region of exact zeros and a slope that changes sign:
+``|f'(z)| < 0.05`` holds in their flat negative tail (gelu ``z < -2.35``,
+silu ``z < -4.08``) and in a narrow band around the sign change (gelu
+``-0.88 < z < -0.65``, silu ``-1.56 < z < -1.08``): about 8% of standard
+normal entries, so their inactive fraction is not relu's 50%.  A unit is dead
+only if it is inactive on every row: one whose pre-activation varies over a
+batch of a few hundred rows cannot stay inside the band, so a healthy gelu or
+silu layer has no dead units, while one pushed into the tail (a large negative
+bias, or exploding pre-activations of one sign) is reported.  On a few rows
+any unit can be inactive on all of them by chance (see ``FEW_ROWS``).
 
 Warnings, with these thresholds (module constants):
 
@@ -27,7 +43,24 @@ Warnings, with these thresholds (module constants):
   activations are saturated;
 * dead units: more than ``DEAD = 10%`` of a ReLU-family layer's units are
   inactive on the whole batch;
+* unnormalized input: the std of ``X`` (over all its entries) is outside
+  ``[1 / INPUT_SCALE, INPUT_SCALE] = [0.1, 10]``, or its mean is more than
+  ``INPUT_OFFSET = 1`` std from 0.  Fan-in scaled inits assume inputs of about
+  zero mean and unit variance.  At another scale a saturating activation (raw
+  pixels 0..255 saturate tanh and sigmoid) or the biases change the ratios
+  above whatever the weights, and an offset adds to the first layer's std and
+  makes each unit's pre-activation keep one sign over most rows (dead ReLU
+  units in the next layers): the vanishing / exploding findings then name the
+  input as a possible cause instead of blaming the weights, and the note
+  recommends normalizing ``X`` per feature (MNIST scaled to [0, 1], mean 0.13
+  and std 0.30, is not flagged);
 * non-finite statistics (overflow).
+
+With fewer than ``FEW_ROWS = 16`` rows no finding but the non-finite one is
+made (their flags are False, ``few_rows`` is True, and a warning says so): a
+std over one or two rows says little (a one-unit layer's std over one row is 0
+whatever the weights) and a live ReLU unit is off on every one of ``r`` rows
+with probability about ``2**-r``.  The statistics are measured all the same.
 
 Recommended init per layer (from the activation it feeds): He
 (``kaiming_normal``, std ``gain / sqrt(fan_in)``) for relu, leaky_relu, elu,
@@ -47,20 +80,45 @@ from typing import Any
 
 import numpy as np
 
+from fastinit import activations as _act
 from fastinit import losses as _losses
 from fastinit import optim as _optim
 from fastinit import random as _rng
 from fastinit import train as _train
-from fastinit._validate import check_seed
+from fastinit._validate import check_int, check_seed
 from fastinit.init import calculate_gain
 
-__all__ = ["DEAD", "EXPLODING", "SATURATED", "VANISHING", "Diagnosis", "diagnose"]
+__all__ = [
+    "DEAD",
+    "EXPLODING",
+    "FEW_ROWS",
+    "FLAGS",
+    "INPUT_OFFSET",
+    "INPUT_SCALE",
+    "SATURATED",
+    "VANISHING",
+    "Diagnosis",
+    "diagnose",
+]
 
 VANISHING = 0.1  # pre-activation std / input std below this: vanishing
 EXPLODING = 10.0  # ... above this: exploding; the same bounds for the gradient-norm ratio
 SATURATED = 0.1  # saturated fraction of a sigmoid/tanh layer above this: warn
 DEAD = 0.1  # dead fraction of a ReLU-family layer's units above this: warn
-FEW_ROWS = 16  # fewer rows: a live unit may be off on all of them by chance (p ~ 2**-rows)
+INPUT_SCALE = 10.0  # input std outside [1 / INPUT_SCALE, INPUT_SCALE]: not at unit scale
+INPUT_OFFSET = 1.0  # |input mean| above this many input stds: not centered
+FEW_ROWS = 16  # fewer rows: no finding but overflow (a live unit may be off on all of them)
+# the findings about the init: any of them adds the recommended inits to the warnings
+_INIT_FLAGS = (
+    "vanishing_activations",
+    "exploding_activations",
+    "vanishing_gradients",
+    "exploding_gradients",
+    "saturation",
+    "dead_units",
+    "non_finite",
+)
+FLAGS = (*_INIT_FLAGS, "unnormalized_input", "few_rows")  # the keys of Diagnosis.flags
 _HE_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "silu", "softplus")
 
 
@@ -69,17 +127,29 @@ def recommended_init(activation: Any, fan_in: int, fan_out: int) -> dict[str, An
 
     Parameters
     ----------
-    activation : Activation
-        The layer's activation (``identity`` for the output layer).
+    activation : str, tuple or Activation
+        The layer's activation (``identity`` for the output layer), as
+        :func:`fastinit.activations.get` takes it: ``"relu"``,
+        ``("leaky_relu", {"negative_slope": 0.2})`` or an Activation.
     fan_in, fan_out : int
-        The layer's widths.
+        The layer's widths, >= 1.
 
     Returns
     -------
     dict
         ``{"rule": "He" | "Glorot" | "LeCun", "init": fastinit.init name,
         "gain": float, "std": the weight std it gives}``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation, or a width below 1 (the message names it).
+    TypeError
+        If ``fan_in`` or ``fan_out`` is not an integer.
     """
+    activation = _act.get(activation, "activation")
+    fan_in = check_int(fan_in, "fan_in", low=1)
+    fan_out = check_int(fan_out, "fan_out", low=1)
     name = activation.name
     if name in _HE_FAMILY:
         if name == "leaky_relu":
@@ -123,6 +193,8 @@ class Diagnosis:
         Std of the batch ``X``.
     rows : int
         Rows of the batch ``X``.
+    input_mean : float
+        Mean of the batch ``X``.
     loss : float or None
         The loss on the batch (None without targets).
     gradient : str
@@ -130,9 +202,11 @@ class Diagnosis:
     recommended : list of dict
         Per layer, :func:`recommended_init`.
     flags : dict of bool
-        ``vanishing_activations``, ``exploding_activations``,
-        ``vanishing_gradients``, ``exploding_gradients``, ``saturation``,
-        ``dead_units``, ``non_finite``.
+        One per name in :data:`FLAGS`: ``vanishing_activations``,
+        ``exploding_activations``, ``vanishing_gradients``,
+        ``exploding_gradients``, ``saturation``, ``dead_units``, ``non_finite``,
+        ``unnormalized_input`` and ``few_rows`` (fewer than :data:`FEW_ROWS`
+        rows: every flag but ``non_finite`` is then False, not judged).
     warnings : list of str
         The findings in plain English (empty when all is well).
     """
@@ -156,6 +230,7 @@ class Diagnosis:
     loss: float | None
     gradient: str
     rows: int = 0
+    input_mean: float = math.nan
     recommended: list[dict[str, Any]] = field(default_factory=list)
     flags: dict[str, bool] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -220,73 +295,140 @@ class Diagnosis:
 
 
 def _findings(d: Diagnosis) -> None:
-    """Fill ``d.flags`` and ``d.warnings``."""
-    gain = d.pre_std / d.input_std if d.input_std > 0 else np.full_like(d.pre_std, np.nan)
-    with np.errstate(invalid="ignore"):
-        finite = bool(np.isfinite(d.pre_std).all() and np.isfinite(d.grad_std).all())
+    """Fill ``d.flags`` (every name in :data:`FLAGS`) and ``d.warnings``."""
+    flags = dict.fromkeys(FLAGS, False)
+    warnings: list[str] = []
+    few_rows = 0 < d.rows < FEW_ROWS
+    unnormalized = not few_rows and _unnormalized(d.input_mean, d.input_std)
+    if not (np.isfinite(d.pre_std).all() and np.isfinite(d.grad_std).all()):
+        flags["non_finite"] = True
+        cause = _input_cause(d) if unnormalized else "the weights are far too large"
+        warnings.append(f"non-finite statistics: the signal overflowed: {cause}")
+    if few_rows:
+        flags["few_rows"] = True
+        warnings.append(
+            f"few rows: X has {d.rows} rows, fewer than {FEW_ROWS}, so no finding on the "
+            "activations, gradients, saturation, dead units or input scale is made: a std "
+            "over so few rows says little (a one-unit layer's std over one row is 0), and a "
+            "live unit can be inactive on all of them by chance; the statistics are measured "
+            "all the same: diagnose a few hundred rows"
+        )
+    else:
+        _signal_findings(d, unnormalized, flags, warnings)
+        _unit_findings(d, flags, warnings)
+        if unnormalized:
+            flags["unnormalized_input"] = True
+            warnings.append(_unnormalized_warning(d))
+    if any(flags[name] for name in _INIT_FLAGS):
+        recs = sorted({f"{a}: {r['init']} (gain {r['gain']:.3g})"
+                       for a, r in zip(d.activations, d.recommended, strict=True)})  # fmt: skip
+        warnings.append("the theory recommends " + "; ".join(recs))
+    d.flags = flags
+    d.warnings = warnings
+
+
+def _unnormalized(mean: float, std: float) -> bool:
+    """Whether inputs of this mean and std are far from zero mean and unit variance."""
+    return not 1.0 / INPUT_SCALE <= std <= INPUT_SCALE or abs(mean) > INPUT_OFFSET * std
+
+
+def _input_cause(d: Diagnosis) -> str:
+    """The cause to name instead of the weights when the input is far from unit scale."""
+    return (
+        f"the input is far from unit scale (mean {d.input_mean:.3g}, std {d.input_std:.3g}), "
+        "which alone can cause this: normalize it and diagnose again before changing the weights"
+    )
+
+
+def _unnormalized_warning(d: Diagnosis) -> str:
+    """The note recommending input normalization."""
+    return (
+        f"unnormalized input: X has mean {d.input_mean:.3g} and std {d.input_std:.3g} (over all "
+        f"its entries), far from unit scale (std outside [{1 / INPUT_SCALE:g}, {INPUT_SCALE:g}] "
+        f"or mean more than {INPUT_OFFSET:g} std from 0); the inits assume inputs of about zero "
+        "mean and unit variance: normalize every feature, (x - mean) / std with the training "
+        "set's mean and std, then diagnose again"
+    )
+
+
+def _layers_text(layers: np.ndarray, n_layers: int) -> str:
+    """``from layer k on`` if ``layers`` are all layers from ``k``, else ``at layers i, j``."""
+    first = int(layers[0])
+    if len(layers) == n_layers - first:
+        return f"from layer {first} on"
+    return ("at layer " if len(layers) == 1 else "at layers ") + ", ".join(map(str, layers))
+
+
+def _signal_findings(d: Diagnosis, unnormalized: bool, flags: dict, warnings: list) -> None:
+    """Vanishing / exploding activations and gradients into ``flags`` and ``warnings``."""
+    n_layers = len(d.pre_std)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = d.pre_std / d.input_std if d.input_std > 0 else np.full(n_layers, np.nan)
         low = np.flatnonzero(gain < VANISHING)
         high = np.flatnonzero(gain > EXPLODING)
-        sat = np.flatnonzero(d.saturated > SATURATED)
-        dead = np.flatnonzero(d.dead > DEAD)
-    ratio = d.grad_norm_ratio
-    flags = {
-        "vanishing_activations": low.size > 0,
-        "exploding_activations": high.size > 0,
-        "vanishing_gradients": bool(ratio < VANISHING),
-        "exploding_gradients": bool(ratio > EXPLODING),
-        "saturation": sat.size > 0,
-        "dead_units": dead.size > 0,
-        "non_finite": not finite,
-    }
-    w = []
-    if not finite:
-        w.append("non-finite statistics: the signal overflowed (weights far too large)")
     if low.size:
         k = int(low[0])
-        w.append(
+        flags["vanishing_activations"] = True
+        cause = _input_cause(d) if unnormalized else "the weights are too small"
+        warnings.append(
             f"vanishing activations: the pre-activation std falls below {VANISHING} x the "
-            f"input std from layer {k} on ({gain[k]:.2g} x at layer {k}, "
-            f"{gain[-1]:.2g} x at the output): the weights are too small"
+            f"input std {_layers_text(low, n_layers)} ({gain[k]:.2g} x at layer {k}, "
+            f"{gain[-1]:.2g} x at the output): {cause}"
         )
     if high.size:
         k = int(high[0])
-        w.append(
+        flags["exploding_activations"] = True
+        cause = _input_cause(d) if unnormalized else "the weights are too large"
+        warnings.append(
             f"exploding activations: the pre-activation std exceeds {EXPLODING:g} x the "
-            f"input std from layer {k} on ({gain[k]:.3g} x at layer {k}): the weights are "
-            "too large"
+            f"input std {_layers_text(high, n_layers)} ({gain[k]:.3g} x at layer {k}): {cause}"
         )
-    if flags["vanishing_gradients"]:
-        w.append(
+    ratio = d.grad_norm_ratio
+    if ratio < VANISHING:
+        flags["vanishing_gradients"] = True
+        warnings.append(
             f"vanishing gradients: ||dL/dz|| at the first layer is {ratio:.2g} x that at the "
             f"last (threshold {VANISHING}): the first layers will barely learn"
         )
-    if flags["exploding_gradients"]:
-        w.append(
+    if ratio > EXPLODING:
+        flags["exploding_gradients"] = True
+        warnings.append(
             f"exploding gradients: ||dL/dz|| at the first layer is {ratio:.3g} x that at the "
             f"last (threshold {EXPLODING:g})"
         )
-    for k in sat:
-        w.append(
+
+
+def _unit_findings(d: Diagnosis, flags: dict, warnings: list) -> None:
+    """Saturated and dead units into ``flags`` and ``warnings``."""
+    with np.errstate(invalid="ignore"):
+        saturated = np.flatnonzero(d.saturated > SATURATED)
+        dead = np.flatnonzero(d.dead > DEAD)
+    flags["saturation"] = saturated.size > 0
+    flags["dead_units"] = dead.size > 0
+    for k in saturated:
+        warnings.append(
             f"saturation: {d.saturated[k]:.0%} of layer {k}'s {d.activations[k]} activations "
             f"are in a flat tail (threshold {SATURATED:.0%}); their gradient is nearly zero"
         )
     for k in dead:
-        w.append(
+        warnings.append(
             f"dead units: {d.dead[k]:.0%} of layer {k}'s {d.activations[k]} units are inactive "
-            f"on every row of the batch (threshold {DEAD:.0%}); they get no gradient"
-            + (
-                f" (with only {d.rows} rows a live unit can be off on all of them by chance: "
-                "diagnose a few hundred)"
-                if 0 < d.rows < FEW_ROWS
-                else ""
-            )
+            f"(|f'(z)| < {_train.INACTIVE_SLOPE:g}) on every row of the batch (threshold "
+            f"{DEAD:.0%}); they get almost no gradient"
         )
-    if any(flags.values()):
-        recs = sorted({f"{a}: {r['init']} (gain {r['gain']:.3g})"
-                       for a, r in zip(d.activations, d.recommended, strict=True)})  # fmt: skip
-        w.append("the theory recommends " + "; ".join(recs))
-    d.flags = flags
-    d.warnings = w
+
+
+def _mean_std(values: np.ndarray) -> tuple[float, float]:
+    """Mean and std (ddof 0, float64) of finite ``values``; scaled first where a sum or a
+    square overflows (weights of 1e200 have a std of about 1e200, not inf)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float(np.mean(values, dtype=np.float64))
+        std = float(np.std(values, dtype=np.float64))
+        if not (math.isfinite(mean) and math.isfinite(std)):
+            top = float(np.max(np.abs(values)))
+            scaled = np.divide(values, top, dtype=np.float64)
+            mean, std = top * float(np.mean(scaled)), top * float(np.std(scaled))
+    return mean, std
 
 
 def diagnose(
@@ -308,7 +450,10 @@ def diagnose(
     model : MLP
         The network (not modified).
     X : array_like, shape (n, n_in)
-        A batch of inputs (a few hundred rows is plenty).
+        A batch of inputs (a few hundred rows is plenty; with fewer than
+        :data:`FEW_ROWS` the statistics are measured but no finding is made,
+        except an overflow).  Normalize it as for training: its scale is judged
+        too (``unnormalized_input``).
     y : array_like, optional
         Targets for ``loss``.  Without them the gradient arriving at the output
         (``dL/dlogits``) is standard normal, drawn from stream
@@ -361,13 +506,15 @@ def diagnose(
     stats = _train.layer_stats(run, 0, 1)
     row = {name: stats[name][0] for name in _train.STAT_FIELDS}
     units = np.array([n * s for s in model.sizes[1:]], dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow gives inf or NaN, no warning
         grad_norm = np.sqrt(units * (row["grad_mean"] ** 2 + row["grad_std"] ** 2))
         ratio = float(grad_norm[0] / grad_norm[-1]) if grad_norm[-1] > 0 else float("nan")
         grads = model._split(run.grads)
         wg = np.array(
             [math.sqrt(float(np.sum(np.square(dw, dtype=np.float64)))) for dw, _ in grads]
         )
+    weight_std = np.array([_mean_std(w)[1] for w in model.weights])
+    input_mean, input_std = _mean_std(Xc)
     acts = model.activations
     d = Diagnosis(
         sizes=tuple(model.sizes),
@@ -375,9 +522,10 @@ def diagnose(
         **row,
         grad_norm=grad_norm,
         weight_grad_norm=wg,
-        weight_std=np.array([float(np.std(w, dtype=np.float64)) for w in model.weights]),
+        weight_std=weight_std,
         grad_norm_ratio=ratio,
-        input_std=float(np.std(Xc, dtype=np.float64)),
+        input_std=input_std,
+        input_mean=input_mean,
         loss=None if y is None else value,
         gradient=source,
         rows=n,

@@ -7,16 +7,19 @@ up, measure the variance of the layer's output on a minibatch and rescale::
     W_k <- W_k / sqrt(Var(z_k)),    z_k = a_{k-1} @ W_k + b_k  (pre-activation)
 
 until ``|Var(z_k) - 1| < tol`` or ``max_iter`` rescalings (the paper's
-``Tol_var = 0.1``, ``T_max = 10``).  Each measurement is one pass of the training
-kernel's forward with the statistics of :func:`fastinit.diagnose` (``Var`` is
-``pre_std**2``: over batch x units, ddof 0).  Biases are left as they are
-(zeros by default); the output layer is normalized too, as in the paper.
+``Tol_var = 0.1``, ``T_max = 10``).  Each measurement of layer ``k`` is a
+forward pass of layers ``0 .. k`` only (no backward pass), with the statistics
+function of the training kernel, :func:`fastinit.train.forward_stats`: ``Var``
+is the ``pre_std**2`` that :func:`fastinit.diagnose` reports, bit for bit (over
+batch x units, ddof 0).  Biases are left as they are (zeros by default); the
+output layer is normalized too, as in the paper.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,8 +124,6 @@ def lsuv(
 def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: bool) -> Any:
     """LSUV's loop over the layers (changes ``model``); returns the :class:`LSUVRecord`."""
     from fastinit import init as _init
-    from fastinit import optim as _optim
-    from fastinit import train as _train
 
     n_layers = len(model.sizes) - 1
     if orthonormal:
@@ -131,36 +132,12 @@ def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: 
             model.weights[k] = _init.orthogonal(
                 shape, seed=model.seed, stream=2 * k, dtype=model.dtype.name
             )
-    zero = np.zeros((X.shape[0], model.sizes[-1]), model.dtype)  # dL/dlogits: unused
-    run = _train._build_run(
-        [model], [_optim.NoUpdate()], X, np.empty(0, np.int64), zero,
-        _train.GIVEN_GRADIENT, _train.FULL, X.shape[0], 0, 1, 1,
-    )  # fmt: skip
-    params = run.params  # the model's own parameters (one model: no copy)
-
-    def variance(k: int) -> float:
-        run.plan[_train.P_T0], run.plan[_train.P_NITER] = 0, 1
-        run.stats[:] = np.nan
-        _train.train_chunk(*run.args)
-        std = float(run.stats[0, k, _train.F_PRE_STD])
-        if not (math.isfinite(std) and std > 0):
-            why = (
-                "the pre-activations are constant over X_batch (dead units below it, constant "
-                f"inputs, or too few rows: X_batch has {X.shape[0]})"
-                if std == 0
-                else "the pre-activations overflowed (weights or X_batch far too large)"
-            )
-            raise ValueError(
-                f"lsuv: layer {k}'s pre-activation variance on X_batch is {std * std!r}, "
-                f"expected a finite positive one to rescale: {why}"
-            )
-        return std * std
-
+    variance = _variance_meter(model, X)
     initial = np.empty(n_layers)
     final = np.empty(n_layers)
     iters = np.zeros(n_layers, dtype=np.int64)
     for k in range(n_layers):
-        w = model._split(params)[k][0]
+        w = model._split(model._params)[k][0]
         var = initial[k] = variance(k)
         while abs(var - 1.0) >= tol and iters[k] < max_iter:
             w *= w.dtype.type(1.0 / math.sqrt(var))
@@ -177,3 +154,44 @@ def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: 
                 stacklevel=3,
             )
     return LSUVRecord(initial, final, iters, np.abs(final - 1.0) < tol)
+
+
+def _variance_meter(model: Any, X: np.ndarray) -> Callable[[int], float]:
+    """``variance(k)``: ``Var(z_k)`` on ``X`` at the model's current parameters.
+
+    A forward pass of layers ``0 .. k`` only, with the statistics of
+    :func:`fastinit.train.forward_stats` (the function the training kernel
+    records them with, so the variance is the one ``fit(record_stats=True)``
+    and :func:`fastinit.diagnose` report, bit for bit): no backward pass, and
+    nothing above layer ``k``.  Raises ValueError when the variance is zero or
+    not finite (nothing to rescale).
+    """
+    from fastinit import dense as _dense
+    from fastinit import train as _train
+
+    layers = _dense.with_kernels(model._layers, model.dtype)
+    ops = _dense.ops_table(model.dtype)
+    work = np.empty(_dense.work_size(layers, X.shape[0]), model.dtype)
+    zero = np.zeros(int(layers[:, _dense.FAN_OUT].max()), model.dtype)  # the kernel's zero bias
+    stats = np.full((len(layers), len(_train.STAT_FIELDS)), np.nan)
+
+    def variance(k: int) -> float:
+        stats[k] = np.nan
+        _train.forward_stats(
+            ops, model._params, layers, model._act_params, 0, k + 1, X, work, zero, stats
+        )
+        std = float(stats[k, _train.F_PRE_STD])
+        if not (math.isfinite(std) and std > 0):
+            why = (
+                "the pre-activations are constant over X_batch (dead units below it, constant "
+                f"inputs, or too few rows: X_batch has {X.shape[0]})"
+                if std == 0
+                else "the pre-activations overflowed (weights or X_batch far too large)"
+            )
+            raise ValueError(
+                f"lsuv: layer {k}'s pre-activation variance on X_batch is {std * std!r}, "
+                f"expected a finite positive one to rescale: {why}"
+            )
+        return std * std
+
+    return variance

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import pytest
 import fastinit
 from fastinit import optim
 from fastinit import random as _rng
-from fastinit.diagnostics import DEAD, SATURATED, VANISHING
+from fastinit.diagnostics import DEAD, FEW_ROWS, FLAGS, SATURATED, VANISHING, recommended_init
 from fastinit.init import calculate_gain
 from fastinit.model import MLP
 from fastinit.train import STAT_FIELDS, batch_rows, fit_many
@@ -170,6 +171,22 @@ def test_recommendations_and_report():
     np.testing.assert_array_equal(model._params, before)
 
 
+def test_recommended_init_takes_names_and_checks_its_arguments():
+    leaky = ("leaky_relu", {"negative_slope": 0.2})
+    model = MLP([16, 8, 8, 3], activation=["selu", leaky], dtype=F64)
+    for act, spec in zip(model.activations, ["selu", leaky, "linear"], strict=True):
+        assert recommended_init(spec, 8, 3) == recommended_init(act, 8, 3)
+    rec = recommended_init("tanh", 20, 5)
+    assert rec["init"] == "xavier_normal"
+    assert rec["std"] == pytest.approx(calculate_gain("tanh") * np.sqrt(2 / 25))
+    with pytest.raises(ValueError, match="activation: expected one of"):
+        recommended_init("rleu", 8, 3)
+    with pytest.raises(ValueError, match=r"fan_in: expected an integer in \[1, inf\], got 0"):
+        recommended_init("relu", 0, 3)
+    with pytest.raises(TypeError, match="fan_out: expected an integer"):
+        recommended_init("relu", 8, 3.0)
+
+
 def test_bad_input():
     model = MLP(SIZES, seed=0, dtype=F64)
     with pytest.raises(ValueError, match="model"):
@@ -261,13 +278,126 @@ def test_record_stats_after_divergence_and_bad_input():
         model.fit(X, Y, iterations=1, record_stats="yes", progress=False)
 
 
-def test_dead_units_on_a_few_rows_say_the_batch_is_too_small():
-    # one row: every ReLU unit below zero there is "inactive on every row" (half of them)
-    model = MLP([16, 64, 3], activation="relu", seed=0, dtype=F64)
-    few = fastinit.diagnose(model, X[:1])
-    assert few.rows == 1 and few.flags["dead_units"]
-    (warning,) = [w for w in few.warnings if w.startswith("dead units")]
-    assert "with only 1 rows a live unit can be off on all of them by chance" in warning
-    many = fastinit.diagnose(model, X)
-    assert many.rows == X.shape[0] and not many.flags["dead_units"]
-    assert not any("by chance" in w for w in many.warnings)
+# ----------------------------------------------------------------------------- few rows
+@pytest.mark.parametrize(
+    ("sizes", "activation", "rows"),
+    [
+        ([16, 64, 64, 1], "relu", 1),  # a one-unit output's std over one row is 0: "vanishing"
+        ([16, 64, 3], "relu", 1),  # half the units are off on that row: "dead"
+        ([16, 64, 64, 3], "relu", 3),
+        ([16, 64, 64, 3], "gelu", 1),
+        ([16, 64, 64, 3], "silu", 1),
+        ([16, 64, 64, 1], "relu", FEW_ROWS - 1),
+    ],
+)
+def test_few_rows_make_no_finding_but_are_measured(sizes, activation, rows):
+    model = MLP(sizes, activation=activation, seed=0, dtype=F64)
+    few = fastinit.diagnose(model, X[:rows], grad_seed=1)
+    g = _rng.fill_normal(np.empty((rows, sizes[-1])), 0.0, 1.0, seed=1, stream=2**32)
+    want = oracle(model, X[:rows], grad_top=g)
+    check(few, want, 1e-9)  # the statistics are measured all the same
+    assert not any(few.flags.get(f) for f in FLAGS[:-1]), few.warnings
+    assert few.rows == rows and few.flags["few_rows"] and set(few.flags) == set(FLAGS)
+    (warning,) = few.warnings
+    assert warning.startswith(f"few rows: X has {rows} rows, fewer than {FEW_ROWS}")
+    assert "no finding" in warning and "diagnose a few hundred rows" in warning
+    # what the findings would have said is noise: on the whole batch this model is healthy
+    many = fastinit.diagnose(model, X, grad_seed=1)
+    assert not any(many.flags.values()) and many.warnings == [], many.warnings
+
+
+def test_few_rows_still_report_an_overflow():
+    model = MLP([16, 8, 5], activation="relu", init=("normal", {"std": 1e200}), dtype=F64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy overflow warning: the overflow is a finding
+        d = fastinit.diagnose(model, X[:2], Y[:2])
+    assert np.isnan(d.grad_std).all()
+    # the weights themselves are finite: so is their std (the squares overflow, not the std)
+    want = [np.std(w / 1e200) * 1e200 for w in model.weights]
+    np.testing.assert_allclose(d.weight_std, want, rtol=1e-12)
+    assert d.flags["non_finite"] and d.flags["few_rows"]
+    assert [w.split(":")[0] for w in d.warnings] == ["non-finite statistics", "few rows", "the "
+                                                     "theory recommends identity"]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- input scale
+def normalized(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(axis=0)) / x.std(axis=0)
+
+
+SCALE_RNG = np.random.default_rng(5)
+PIXELS = SCALE_RNG.integers(0, 256, (200, 16)).astype(np.float64)  # raw 8-bit pixel values
+UNNORMALIZED = [
+    ("tanh", "glorot_normal", PIXELS),  # layer 0 saturates: layer 1 "vanishes" vs std 74
+    ("sigmoid", "glorot_normal", 1e-3 * X),  # sigmoid's 0.5 offset "explodes" vs std 1e-3
+    ("relu", "he_normal", 200.0 + 10.0 * X),  # the offset "explodes" layer 0
+    ("relu", "he_normal", SCALE_RNG.random((200, 16))),  # all-positive: dead units downstream
+]
+
+
+@pytest.mark.parametrize(("activation", "init", "x"), UNNORMALIZED)
+def test_unnormalized_input_is_named_as_the_cause_not_the_weights(activation, init, x):
+    model = MLP(SIZES, activation=activation, init=init, seed=1, dtype=F64)
+    d = fastinit.diagnose(model, x)
+    assert not any("the weights are too" in w for w in d.warnings), d.warnings
+    assert d.input_mean == pytest.approx(x.mean(), rel=1e-12)
+    assert d.input_std == pytest.approx(x.std(), rel=1e-12)
+    assert d.flags["unnormalized_input"]
+    (note,) = [w for w in d.warnings if w.startswith("unnormalized input")]
+    assert f"mean {x.mean():.3g} and std {x.std():.3g}" in note and "normalize" in note
+    for w in d.warnings:
+        if w.startswith(("vanishing activations", "exploding activations")):
+            assert f"the input is far from unit scale (mean {x.mean():.3g}" in w
+    # the oracle: with the input normalized, the same weights keep every layer's std
+    # within 10x of the input's, and the diagnosis finds nothing about the activations
+    want = oracle(model, normalized(x), grad_top=np.ones((len(x), SIZES[-1])))
+    assert (VANISHING < want["pre_std"]).all() and (want["pre_std"] < 10).all()
+    fixed = fastinit.diagnose(model, normalized(x))
+    assert not fixed.flags["unnormalized_input"] and not fixed.flags["dead_units"]
+    assert not fixed.flags["vanishing_activations"] and not fixed.flags["exploding_activations"]
+
+
+def test_unit_scale_inputs_are_not_flagged():
+    model = MLP(SIZES, activation="tanh", init="glorot_normal", seed=1, dtype=F64)
+    mnist_like = np.random.default_rng(6).random((200, 16)) ** 4  # mean 0.2 < std 0.27
+    for x in (X, mnist_like, 5.0 * X, 0.2 * X):
+        d = fastinit.diagnose(model, x)
+        assert abs(x.mean()) <= x.std() and not d.flags["unnormalized_input"], d.warnings
+    std001 = MLP(SIZES, activation="relu", init=("normal", {"std": 0.01}), seed=1, dtype=F64)
+    d = fastinit.diagnose(std001, X)  # at unit scale, the weights are to blame
+    assert any(w.endswith("the weights are too small") for w in d.warnings)
+
+
+def test_vanishing_activations_name_the_layers_that_vanish():
+    # layer 1's weights are 250x too small, layer 2's 250x too large: only layer 1 vanishes
+    init = ["he_normal", ("normal", {"std": 1e-3}), ("normal", {"std": 62.5}), "he_normal"]
+    model = MLP(SIZES, activation="relu", init=init, seed=1, dtype=F64)
+    want = oracle(model, X, grad_top=np.ones((200, 5)))
+    low = np.flatnonzero(want["pre_std"] / X.std() < VANISHING)
+    assert list(low) == [1]
+    d = fastinit.diagnose(model, X, Y)
+    (w,) = [w for w in d.warnings if w.startswith("vanishing activations")]
+    assert "x the input std at layer 1 (" in w and "from layer" not in w
+    deep = MLP(SIZES, activation="relu", init=("normal", {"std": 0.01}), seed=1, dtype=F64)
+    (w,) = [w for w in fastinit.diagnose(deep, X).warnings if w.startswith("vanishing act")]
+    assert "x the input std from layer 0 on (" in w  # every layer
+
+
+# ----------------------------------------------------------------------------- gelu, silu
+@pytest.mark.parametrize("activation", ["gelu", "gelu_tanh", "silu"])
+def test_dead_units_without_an_exact_zero_region(activation):
+    # healthy: |f'(z)| < 0.05 in the band around the slope's sign change catches about 8%
+    # of the entries, but no unit stays in it over the batch
+    model = MLP(SIZES, activation=activation, init="he_normal", seed=1, dtype=F64)
+    d = fastinit.diagnose(model, X, Y)
+    want = oracle(model, X, Y)
+    np.testing.assert_allclose(d.inactive[:-1], want["inactive"][:-1], rtol=1e-12)
+    assert (0.02 < want["inactive"][:-1]).all() and (want["dead"][:-1] == 0).all()
+    assert (d.dead[:-1] == 0).all() and not d.flags["dead_units"]
+    # really dead: a bias of -12 holds every unit of layer 0 in the flat negative tail
+    bias = [("constant", {"value": -12.0}), "zeros", "zeros"]
+    dead = MLP([16, 32, 32, 5], activation=activation, bias_init=bias, seed=1, dtype=F64)
+    d = fastinit.diagnose(dead, X, Y)
+    want = oracle(dead, X, Y)
+    assert want["dead"][0] == 1.0 and d.dead[0] == 1.0 and d.flags["dead_units"]
+    assert any(w.startswith(f"dead units: 100% of layer 0's {activation}") for w in d.warnings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import fastinit
 import fastinit.lsuv
 from fastinit import init as _init
 from fastinit.experiments import histogram, mnist
@@ -43,6 +44,80 @@ def test_every_layer_reaches_unit_variance(activation, dtype, tol):
     np.testing.assert_allclose(record.variance, var, rtol=1e-4)
     assert record.converged.all() and (record.iterations >= 1).any()
     assert (record.iterations <= 10).all()
+
+
+def lsuv_by_diagnose(model: MLP, x: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """LSUV as lsuv ran before it went forward-only: every Var(z_k) from fastinit.diagnose,
+    a recorded step of the training kernel (forward and backward pass); returns the
+    initial and final variances."""
+    for k, w in enumerate(model.weights):
+        model.weights[k] = _init.orthogonal(w.shape, seed=model.seed, stream=2 * k,
+                                            dtype=model.dtype.name)  # fmt: skip
+
+    def variance(k: int) -> float:
+        std = float(fastinit.diagnose(model, x).pre_std[k])
+        return std * std
+
+    initial, final = [], []
+    for k in range(len(model.weights)):
+        w = model.weights[k]  # a live view
+        var = variance(k)
+        initial.append(var)
+        for _ in range(10):
+            if abs(var - 1.0) < tol:
+                break
+            w *= w.dtype.type(1.0 / np.sqrt(var))
+            var = variance(k)
+        final.append(var)
+    return np.array(initial), np.array(final)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "activation", "dtype", "rows"),
+    [
+        (SIZES, "relu", "float32", 128),
+        (SIZES, "tanh", "float64", 128),
+        ([24, 8, 8, 3], "sigmoid", "float32", 20),  # narrow: trains feature-major
+        ([24, 64, 64, 64, 10], "selu", "float64", 7),
+    ],
+)
+def test_bit_identical_to_measuring_with_the_training_step(sizes, activation, dtype, rows):
+    def model() -> MLP:
+        return MLP(sizes, activation=activation, bias_init=("normal", {"std": 0.1}), seed=4,
+                   dtype=dtype)  # fmt: skip
+
+    x = X[:rows].astype(dtype)
+    got, record = lsuv(model(), x, return_record=True)
+    want = model()
+    initial, final = lsuv_by_diagnose(want, x, tol=0.1)
+    np.testing.assert_array_equal(got._params, want._params)
+    np.testing.assert_array_equal(record.initial_variance, initial)
+    np.testing.assert_array_equal(record.variance, final)
+    # and the independent NumPy forward pass agrees (to rounding)
+    np.testing.assert_allclose(record.variance, output_variances(got, x), rtol=1e-4)
+
+
+def test_measurements_are_forward_passes_up_to_the_layer(monkeypatch):
+    import fastinit.train as train
+
+    def no_training_step(*args):
+        raise AssertionError("lsuv ran a training step (a backward pass it does not need)")
+
+    passes = []
+    forward_stats = train.forward_stats
+
+    def spy(ops, params, layers, act_params, first, count, *rest):
+        passes.append((first, count))
+        return forward_stats(ops, params, layers, act_params, first, count, *rest)
+
+    monkeypatch.setattr(train, "train_chunk", no_training_step)
+    monkeypatch.setattr(train, "forward_stats", spy)
+    model = MLP(SIZES, activation="relu", init=("normal", {"std": 0.01}), seed=3,
+                dtype="float64")  # fmt: skip
+    _, record = lsuv(model, X, orthonormal=False, return_record=True)
+    # one pass per measurement (the first, then one per rescaling), through layer k only
+    want = [(0, k + 1) for k, n in enumerate(record.iterations) for _ in range(n + 1)]
+    assert passes == want and (record.iterations >= 1).all()
 
 
 def test_orthonormal_pre_init_and_rescaling():
