@@ -11,7 +11,7 @@ is linear): mean and standard deviation (ddof 0, over batch x units) of the
 pre-activations ``z_k``, of the activations ``a_k`` and of the back-propagated
 gradient ``dL/dz_k`` (with respect to the pre-activations); the saturated
 fraction (sigmoid: ``a < 0.01`` or ``a > 0.99``; tanh: ``|a| > 0.99``); for the
-ReLU family (relu, leaky_relu, elu, selu, gelu, gelu_tanh, silu) the inactive
+ReLU family (relu, leaky_relu, elu, selu, gelu, gelu_tanh, silu, softplus) the inactive
 fraction (entries with ``|f'(z)| < 0.05``: almost no gradient passes them) and
 the dead fraction (units inactive on every row of the batch); the Frobenius
 norms of ``dL/dz_k`` and of ``dL/dW_k``.
@@ -20,7 +20,8 @@ What "inactive" means per activation (slope below
 :data:`fastinit.train.INACTIVE_SLOPE` = 0.05): relu, exactly the zero outputs
 (``z <= 0``); leaky_relu, every ``z <= 0`` when ``negative_slope < 0.05`` (the
 default 0.01 passes 1% of the gradient), never otherwise; elu (``alpha = 1``)
-and selu, their flat tail (``z < -3.0`` and ``z < -3.56``).  gelu, gelu_tanh
+and selu, their flat tail (``z < -3.0`` and ``z < -3.56``); softplus, whose
+slope is ``sigmoid(beta z)``, its tail ``z < -2.94 / beta``.  gelu, gelu_tanh
 and silu have no region of exact zeros and a slope that changes sign:
 ``|f'(z)| < 0.05`` holds in their flat negative tail (gelu ``z < -2.35``,
 silu ``z < -4.08``) and in a narrow band around the sign change (gelu

@@ -132,6 +132,7 @@ from fastinit.activations import (
     SELU,
     SIGMOID,
     SILU,
+    SOFTPLUS,
     TANH,
     call_bias_activate,
 )
@@ -358,7 +359,7 @@ def activation_stats(a: np.ndarray, d: np.ndarray, code: int, out: np.ndarray) -
     Saturated (sigmoid, tanh; NaN otherwise): the fraction of entries with ``a``
     outside ``[1 - SATURATION, SATURATION]`` (sigmoid) or ``|a| > SATURATION``
     (tanh).  Inactive and dead (ReLU family: relu, leaky_relu, elu, selu, gelu,
-    gelu_tanh, silu; NaN otherwise): the fraction of entries with ``|f'(z)| <
+    gelu_tanh, silu, softplus; NaN otherwise): the fraction of entries with ``|f'(z)| <
     INACTIVE_SLOPE`` (relu: zero output and zero gradient), and of units inactive
     on every row of the batch (as in :mod:`fastinit.experiments.histogram`).
 
@@ -387,7 +388,7 @@ def activation_stats(a: np.ndarray, d: np.ndarray, code: int, out: np.ndarray) -
         for i in range(af.shape[0]):
             hits += abs(af[i]) > hi
         out[F_SATURATED] = hits / (m * n)
-    if code in (RELU, LEAKY_RELU, ELU, SELU, GELU, GELU_TANH, SILU):
+    if code in (RELU, LEAKY_RELU, ELU, SELU, GELU, GELU_TANH, SILU, SOFTPLUS):
         slope = t(INACTIVE_SLOPE)
         counts = np.zeros(n, np.int64)
         for i in range(m):

@@ -22,7 +22,7 @@ X = RNG.standard_normal((200, 16))
 Y = RNG.integers(0, 5, 200)
 SIZES = [16, 32, 32, 32, 5]
 F64 = "float64"  # one training kernel to compile for most tests (float32: one test)
-RELU_FAMILY = ("relu", "leaky_relu", "elu", "selu", "gelu", "gelu_tanh", "silu")
+RELU_FAMILY = ("relu", "leaky_relu", "elu", "selu", "gelu", "gelu_tanh", "silu", "softplus")
 
 
 def oracle(model: MLP, x: np.ndarray, y=None, loss="softmax_cross_entropy", grad_top=None):
@@ -401,3 +401,17 @@ def test_dead_units_without_an_exact_zero_region(activation):
     want = oracle(dead, X, Y)
     assert want["dead"][0] == 1.0 and d.dead[0] == 1.0 and d.flags["dead_units"]
     assert any(w.startswith(f"dead units: 100% of layer 0's {activation}") for w in d.warnings)
+
+
+def test_softplus_units_held_in_the_flat_tail_are_dead():
+    # softplus's slope is sigmoid(z): below 0.05 for z < -2.94, a smooth relu's zero region
+    model = MLP(SIZES, activation="softplus", init="he_normal", seed=1, dtype=F64)
+    d = fastinit.diagnose(model, X, Y)
+    want = oracle(model, X, Y)
+    np.testing.assert_allclose(d.inactive[:-1], want["inactive"][:-1], rtol=1e-12)
+    assert (d.dead[:-1] == 0).all() and not d.flags["dead_units"]
+    bias = [("constant", {"value": -12.0}), "zeros", "zeros"]
+    dead = MLP([16, 32, 32, 5], activation="softplus", bias_init=bias, seed=1, dtype=F64)
+    d = fastinit.diagnose(dead, X, Y)
+    assert oracle(dead, X, Y)["dead"][0] == 1.0 and d.dead[0] == 1.0
+    assert any(w.startswith("dead units: 100% of layer 0's softplus") for w in d.warnings)
