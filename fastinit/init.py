@@ -55,6 +55,20 @@ uniform_unit_scaling   U(-l, l)             l = factor sqrt(3 / prod(shape[:-1])
 Keras' truncated normal is cut at two standard deviations; its standard
 deviation is divided by 0.87962566103423978, the std of a standard normal
 truncated to [-2, 2], so the variance is exactly ``scale / n``.
+
+The Keras normals (``glorot_normal``, ``he_normal``, ``lecun_normal``) are that
+truncated normal; the PyTorch normals (``xavier_normal``, ``kaiming_normal``) are
+untruncated, as ``torch.nn.init.xavier_normal_`` and ``kaiming_normal_`` are: same
+variance, different distributions (no draw of ``he_normal`` lies beyond
+``2 sqrt(2 / fan_in) / 0.8796``).  The alias ``msra`` (Caffe's ``MSRAFiller``, the
+Gaussian of He et al. 2015) is ``kaiming_normal``; ``he`` is Keras' ``he_normal``.
+
+Shapes are tuples of positive integers: a zero-size shape is refused
+(``ValueError`` naming ``shape``), where PyTorch's initializers leave an empty
+tensor as it is and Keras returns an empty array.  Shapes with fewer than two
+dimensions get Keras' fans (:func:`fan_in_and_fan_out`), also under the PyTorch
+names, where PyTorch and JAX refuse them; ``orthogonal``, ``identity``,
+``sparse`` and ``martens_sparse`` need a matrix, as in both frameworks.
 """
 
 from __future__ import annotations
@@ -95,6 +109,14 @@ _DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
 # ----------------------------------------------------------------------------- helpers
 def fan_in_and_fan_out(shape: tuple[int, ...]) -> tuple[int, int]:
     """Fan-in and fan-out of a weight shape, Keras convention.
+
+    Keras' ``compute_fans``: a weight ``(*receptive_field, in, out)`` has
+    ``fan_in = in * prod(receptive_field)`` and ``fan_out = out *
+    prod(receptive_field)``.  These are PyTorch's
+    ``_calculate_fan_in_and_fan_out`` fans of the same layer's weight, laid out
+    ``(out, in, *receptive_field)`` there (``(out, in)`` for a dense layer), and
+    JAX's with its default axes.  PyTorch and JAX refuse shapes with fewer than
+    two dimensions; Keras' rule below is used for them.
 
     Parameters
     ----------
@@ -393,8 +415,10 @@ def uniform(
 ) -> np.ndarray:
     """Draws from U[low, high), PyTorch ``uniform_`` defaults.
 
-    In float32, ``high`` itself can come out of rounding ``low + (high - low) u``
-    (as in PyTorch), nothing above it.
+    ``high`` itself can come out of rounding ``low + (high - low) u`` to the
+    dtype (as in PyTorch), nothing above it, in float32 and float64 alike: where
+    the spacing of the draws, ``(high - low) 2**-24`` or ``2**-53``, is finer than
+    the dtype's spacing near ``high`` (e.g. a span of a few ulps of ``high``).
 
     Parameters
     ----------
@@ -479,6 +503,10 @@ def variance_scaling(
       ``s = sqrt(scale / n) / 0.87962566103423978`` (the truncation's std correction);
     - ``untruncated_normal``: N(0, scale / n);
     - ``uniform``: U(-l, l) with ``l = sqrt(3 scale / n)``.
+
+    ``distribution='normal'`` is refused as ambiguous: Keras' and TensorFlow's
+    ``VarianceScaling`` read it as ``truncated_normal``, JAX's ``variance_scaling``
+    as ``untruncated_normal``.
 
     Parameters
     ----------
@@ -602,7 +630,9 @@ glorot_normal = _keras(
     "truncated_normal",
     "Glorot (Xavier) normal, Keras: truncated normal with variance 2 / (fan_in + fan_out).\n\n"
     "X. Glorot and Y. Bengio, 'Understanding the difficulty of training deep feedforward\n"
-    "neural networks', AISTATS 2010.  For tanh and sigmoid networks.",
+    "neural networks', AISTATS 2010.  For tanh and sigmoid networks.  Keras'\n"
+    "``GlorotNormal``: N(0, s^2) cut at +-2 s, s = sqrt(2 / (fan_in + fan_out)) / 0.8796...;\n"
+    "PyTorch's ``xavier_normal_`` is untruncated: :func:`xavier_normal`, same variance.",
 )
 glorot_uniform = _keras(
     1.0,
@@ -617,7 +647,10 @@ he_normal = _keras(
     "truncated_normal",
     "He normal, Keras: truncated normal with variance 2 / fan_in.\n\n"
     "K. He, X. Zhang, S. Ren and J. Sun, 'Delving deep into rectifiers', ICCV 2015.\n"
-    "For ReLU-family networks: keeps the activations' second moment constant with depth.",
+    "For ReLU-family networks: keeps the activations' second moment constant with depth.\n"
+    "Keras' ``HeNormal``: N(0, s^2) cut at +-2 s, s = sqrt(2 / fan_in) / 0.87962566103423978.\n"
+    "The paper's Gaussian and PyTorch's ``kaiming_normal_`` are untruncated: that is\n"
+    ":func:`kaiming_normal` (alias ``msra``), same variance.",
 )
 he_uniform = _keras(
     2.0,
@@ -631,7 +664,9 @@ lecun_normal = _keras(
     "truncated_normal",
     "LeCun normal, Keras: truncated normal with variance 1 / fan_in.\n\n"
     "Y. LeCun, L. Bottou, G. Orr and K.-R. Mueller, 'Efficient BackProp', 1998;\n"
-    "the init of self-normalizing (SELU) networks (Klambauer et al., NeurIPS 2017).",
+    "the init of self-normalizing (SELU) networks (Klambauer et al., NeurIPS 2017).\n"
+    "Keras' ``LecunNormal``: N(0, s^2) cut at +-2 s, s = sqrt(1 / fan_in) / 0.8796...;\n"
+    "the untruncated N(0, 1 / fan_in) is ``kaiming_normal(nonlinearity='linear')``.",
 )
 lecun_uniform = _keras(
     1.0,
@@ -716,7 +751,10 @@ def xavier_normal(
 
     X. Glorot and Y. Bengio, 'Understanding the difficulty of training deep
     feedforward neural networks', AISTATS 2010.  ``variance_scaling(scale=gain^2,
-    mode='fan_avg', distribution='untruncated_normal')``.
+    mode='fan_avg', distribution='untruncated_normal')``.  Untruncated, as
+    ``torch.nn.init.xavier_normal_``; Keras' ``GlorotNormal`` is a truncated
+    normal of the same variance (:func:`glorot_normal`).  Fans from
+    :func:`fan_in_and_fan_out` (shapes below 2-D included, which PyTorch refuses).
 
     Parameters
     ----------
@@ -748,7 +786,8 @@ def xavier_uniform(
     """Xavier uniform, PyTorch: U(-l, l), ``l = gain sqrt(6 / (fan_in + fan_out))``.
 
     X. Glorot and Y. Bengio, AISTATS 2010.  ``variance_scaling(scale=gain^2,
-    mode='fan_avg', distribution='uniform')``.
+    mode='fan_avg', distribution='uniform')``; with ``gain=1``, Keras'
+    ``GlorotUniform``.
 
     Parameters
     ----------
@@ -788,7 +827,11 @@ def kaiming_normal(
     K. He, X. Zhang, S. Ren and J. Sun, 'Delving deep into rectifiers: surpassing
     human-level performance on ImageNet classification', ICCV 2015.
     ``gain = calculate_gain(nonlinearity, a)``; PyTorch's defaults (leaky_relu with
-    a = 0) give ``gain = sqrt(2)``, i.e. variance ``2 / fan_in``.
+    a = 0) give ``gain = sqrt(2)``, i.e. variance ``2 / fan_in``.  Untruncated,
+    as ``torch.nn.init.kaiming_normal_``, the paper and Caffe's ``MSRAFiller``
+    (alias ``msra``); Keras' ``HeNormal`` is a truncated normal of the same
+    variance (:func:`he_normal`, alias ``he``).  ``fan`` from
+    :func:`fan_in_and_fan_out` (shapes below 2-D included, which PyTorch refuses).
 
     Parameters
     ----------
@@ -824,7 +867,8 @@ def kaiming_uniform(
 ) -> np.ndarray:
     """Kaiming (He) uniform, PyTorch: U(-l, l), ``l = gain sqrt(3 / fan)``.
 
-    K. He et al., ICCV 2015.  Parameters as for :func:`kaiming_normal`.
+    K. He et al., ICCV 2015.  ``l = sqrt(3) std`` of :func:`kaiming_normal`, as in
+    ``torch.nn.init.kaiming_uniform_``; with the defaults, Keras' ``HeUniform``.
 
     Parameters
     ----------
@@ -985,11 +1029,15 @@ def sparse(
 ) -> np.ndarray:
     """Sparse normal matrix, PyTorch ``sparse_``: N(0, std^2) with zeros in every column.
 
-    In each column, ``ceil(sparsity * rows)`` distinct entries are set to zero;
-    with fastinit's ``(fan_in, fan_out)`` layout a column holds one unit's
-    incoming weights.  J. Martens, 'Deep learning via Hessian-free optimization',
-    ICML 2010.  The normal values use draws ``0 .. size-1`` of the stream and the
-    zero positions its float64 draws from ``2 * size`` on.
+    In each column, ``ceil(sparsity * rows)`` distinct entries are set to zero
+    (``math.ceil`` of the float64 product, as PyTorch); with fastinit's
+    ``(fan_in, fan_out)`` layout a column holds one unit's incoming weights, the
+    sense of Martens' sparse init.  PyTorch's ``sparse_`` applied to the same
+    layer's ``(out, in)`` weight zeros ``ceil(sparsity * fan_out)`` of each
+    input's outgoing weights instead: that is ``sparse((fan_out, fan_in)).T``.
+    J. Martens, 'Deep learning via Hessian-free optimization', ICML 2010.  The
+    normal values use draws ``0 .. size-1`` of the stream and the zero positions
+    its float64 draws from ``2 * size`` on.
 
     Parameters
     ----------
@@ -1105,7 +1153,7 @@ ALIASES = {
     "glorot": "glorot_uniform",
     "xavier": "xavier_uniform",
     "he": "he_normal",
-    "msra": "he_normal",
+    "msra": "kaiming_normal",  # Caffe's MSRAFiller: untruncated N(0, 2 / fan_in)
     "kaiming": "kaiming_normal",
     "lecun": "lecun_normal",
     "orthogonal_": "orthogonal",

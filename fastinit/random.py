@@ -167,7 +167,8 @@ def block_words(
     stream0, stream1 : numpy.uint32
         The stream's low and high 32-bit words (as from :func:`split_key`).
     block : int
-        The block index, in [0, 2**64): the counter's low two words.
+        The block index: the counter's low two words.  An int64 >= 0 (what a
+        Python int becomes), or a uint64 for blocks from 2**63 on.
 
     Returns
     -------
@@ -690,8 +691,10 @@ def fill_uniform(
     numpy.ndarray
         ``out``.  Element ``i`` is ``low + (high - low) * u_i`` with ``u_i`` the
         stream's i-th uniform in [0, 1) (see the module docstring for the
-        layout); in float32 that sum can round up to ``high`` itself (as in
-        PyTorch's ``uniform_``), so the values lie in [low, high].
+        layout); in either dtype that sum can round up to ``high`` itself (as in
+        PyTorch's ``uniform_``), never above it, so the values lie in [low, high].
+        That takes a spacing of the draws, ``(high - low) 2**-24`` (float32) or
+        ``2**-53`` (float64), finer than the dtype's spacing near ``high``.
     """
     flat = _flat_float(out)
     low, span = uniform_constants(low, high, flat.dtype)
@@ -780,6 +783,13 @@ def fill_normal(
     out: np.ndarray, mean: float = 0.0, std: float = 1.0, *, seed: int = 0, stream: int = 0
 ) -> np.ndarray:
     """Fill ``out`` in place with N(mean, std**2) draws of a stream (Box-Muller).
+
+    G. E. P. Box and M. E. Muller, 'A note on the generation of random normal
+    deviates', Ann. Math. Statist. 29, 1958: ``z = sqrt(-2 log(1 - u)) cos(2 pi v)``
+    (and ``sin``) for two uniforms.  The radius is largest at the smallest
+    ``1 - u``: ``|z| <= sqrt(48 log 2)``, about 5.77, in float32 (24-bit ``u``)
+    and ``sqrt(106 log 2)``, about 8.57, in float64 (53 bits); a true normal
+    exceeds 5.77 with probability 8e-9.
 
     Parameters
     ----------

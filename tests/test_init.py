@@ -84,6 +84,84 @@ def test_keras_truncated_normal_has_exact_variance():
     assert np.abs(w).max() <= 2 * s * (1 + 1e-6)
 
 
+def test_keras_constant_is_the_std_of_a_standard_normal_cut_at_two():
+    assert init.TRUNCATED_NORMAL_STD == pytest.approx(stats.truncnorm(-2, 2).std(), rel=1e-15)
+
+
+ND = (5, 5, 64, 32)  # (kh, kw, in, out): fans 25 * 64 and 25 * 32
+ND_IN, ND_OUT = 25 * 64, 25 * 32
+TANH_LIMIT = 5 / 3 * math.sqrt(3 / ND_IN)  # kaiming_uniform: gain sqrt(3 / fan_in)
+ND_CASES = [
+    ("kaiming_normal", {"mode": "fan_out"}, stats.norm(0, math.sqrt(2 / ND_OUT))),
+    ("kaiming_uniform", {"nonlinearity": "tanh"}, stats.uniform(-TANH_LIMIT, 2 * TANH_LIMIT)),
+    ("he_uniform", {}, stats.uniform(-(h := math.sqrt(6 / ND_IN)), 2 * h)),
+    ("glorot_normal", {}, trunc2(math.sqrt(2 / (ND_IN + ND_OUT)) / 0.87962566103423978)),
+    ("xavier_normal", {}, stats.norm(0, math.sqrt(2 / (ND_IN + ND_OUT)))),
+    ("lecun_normal", {}, trunc2(math.sqrt(1 / ND_IN) / 0.87962566103423978)),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "ref"), ND_CASES, ids=[c[0] for c in ND_CASES])
+def test_nd_kernels_use_the_receptive_field_in_both_fans(name, kwargs, ref):
+    w = init.get(name)(ND, seed=3, dtype="float64", **kwargs)
+    lo, hi = ref.support()
+    assert lo <= w.min() and w.max() <= hi
+    assert abs(w.var() / ref.var() - 1) < 5 * math.sqrt(2 / w.size) * 1.5
+    assert ks_ok(w, ref.cdf)
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (3, 3, 16, 32), (2, 4, 6, 8, 10), (7, 1, 1)])
+def test_fans_are_pytorchs_for_the_same_layer(shape):
+    # PyTorch lays the same weight out (out, in, *receptive_field)
+    torch = pytest.importorskip("torch")
+    fans = getattr(torch.nn.init, "_calculate_fan_in_and_fan_out", None)
+    if fans is None:
+        pytest.skip("this PyTorch has no _calculate_fan_in_and_fan_out")
+    torch_shape = (shape[-1], shape[-2], *shape[:-2])
+    assert init.fan_in_and_fan_out(shape) == fans(torch.empty(torch_shape))
+
+
+def test_shapes_below_2d_get_keras_fans_under_every_name():
+    # PyTorch and JAX refuse them; Keras' compute_fans: (n,) -> (n, n), () -> (1, 1)
+    n = 20_000
+    x = init.xavier_uniform((n,), seed=1, dtype="float64")
+    limit = math.sqrt(6 / (n + n))
+    assert 0.99 * limit < np.abs(x).max() <= limit
+    y = init.kaiming_normal((n,), seed=1, dtype="float64")
+    assert ks_ok(y, stats.norm(0, math.sqrt(2 / n)).cdf)
+    z = init.kaiming_uniform((), seed=1, dtype="float64")
+    assert z.shape == () and abs(z) <= math.sqrt(6)
+
+
+@pytest.mark.parametrize(
+    ("keras", "pytorch", "kwargs", "variance"),
+    [
+        ("he_normal", "kaiming_normal", {}, 2 / FAN_IN),
+        ("glorot_normal", "xavier_normal", {}, 2 / (FAN_IN + FAN_OUT)),
+        ("lecun_normal", "kaiming_normal", {"nonlinearity": "linear"}, 1 / FAN_IN),
+    ],
+)
+def test_keras_normals_are_truncated_and_pytorch_normals_are_not(keras, pytorch, kwargs, variance):
+    # same variance; Keras cuts at 2 s with s = sqrt(variance) / 0.8796, PyTorch does not
+    k = init.get(keras)(SHAPE, seed=3, dtype="float64")
+    t = init.get(pytorch)(SHAPE, seed=3, dtype="float64", **kwargs)
+    cut = 2 * math.sqrt(variance) / 0.87962566103423978
+    assert np.abs(k).max() <= cut
+    beyond = stats.norm(0, math.sqrt(variance)).sf(cut) * 2 * N  # about 2.3% of the draws
+    assert abs((np.abs(t) > cut).sum() - beyond) < 5 * math.sqrt(beyond)
+    for w in (k, t):
+        assert abs(w.var() / variance - 1) < 5 * math.sqrt(2 / N) * 1.5
+
+
+def test_msra_is_the_untruncated_gaussian_of_he_et_al():
+    # Caffe's MSRAFiller (He et al. 2015): N(0, 2 / fan_in), as kaiming_normal's defaults;
+    # it was Keras' truncated he_normal
+    assert init.get("msra") is init.kaiming_normal
+    w = init.get("MSRA")(SHAPE, seed=5, dtype="float64")
+    assert ks_ok(w, stats.norm(0, math.sqrt(2 / FAN_IN)).cdf)
+    assert np.abs(w).max() > 2 * math.sqrt(2 / FAN_IN) / 0.87962566103423978
+
+
 def test_fans_follow_keras():
     assert init.fan_in_and_fan_out((3, 5)) == (3, 5)
     assert init.fan_in_and_fan_out((7,)) == (7, 7)
@@ -102,9 +180,26 @@ def test_calculate_gain_is_pytorchs_table():
     assert init.calculate_gain("selu") == 0.75
     with pytest.raises(ValueError, match="nonlinearity"):
         init.calculate_gain("swishy")
+    for name in ("conv1d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"):
+        assert init.calculate_gain(name) == 1
     # a slope whose square overflows: sqrt(2) / |slope|, as the formula is to rounding
     assert init.calculate_gain("leaky_relu", 1e200) == pytest.approx(math.sqrt(2) * 1e-200)
     assert init.calculate_gain("leaky_relu", -1e155) == pytest.approx(math.sqrt(2) * 1e-155)
+
+
+def test_calculate_gain_matches_torch():
+    torch = pytest.importorskip("torch")
+    names = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+             "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu")  # fmt: skip
+    for name in names:
+        for param in (None, 0, 0.2, -3.0, 1e3):
+            expected = torch.nn.init.calculate_gain(name, param)
+            assert init.calculate_gain(name, param) == pytest.approx(expected, rel=1e-15)
+    for name in ("gelu", "swish"):
+        with pytest.raises(ValueError):
+            torch.nn.init.calculate_gain(name)
+        with pytest.raises(ValueError, match="nonlinearity"):
+            init.calculate_gain(name)
 
 
 @pytest.mark.parametrize("fill", [init.kaiming_normal, init.kaiming_uniform])
@@ -154,6 +249,18 @@ def test_sparse_zeros_per_column():
     nz = w[w != 0]
     assert abs(nz.std() - 0.5) < 0.05
     assert not np.array_equal(w[:, 0] == 0, w[:, 1] == 0)
+
+
+@pytest.mark.parametrize(
+    ("sparsity", "rows"), [(0.07, 100), (0.28, 25), (1 / 3, 9), (0.05, 3), (0.0, 5), (1.0, 7)]
+)
+def test_sparse_zero_count_is_pytorchs(sparsity, rows):
+    # ceil of the float64 product, as torch: 0.07 * 100 = 7.000000000000001 gives 8 zeros
+    w = init.sparse((rows, 6), sparsity=sparsity, std=1.0, seed=1, dtype="float64")
+    assert np.all((w == 0).sum(axis=0) == math.ceil(sparsity * rows))
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.init.sparse_(torch.empty(rows, 6, dtype=torch.float64), sparsity, std=1.0)
+    np.testing.assert_array_equal((w == 0).sum(axis=0), (ref == 0).sum(dim=0).numpy())
 
 
 def test_martens_sparse_k_per_unit():
@@ -236,6 +343,30 @@ BAD = [
     (lambda: init.zeros((3, 3), seed=-5), ValueError, "seed"),
     (lambda: init.constant((3, 3), value=float("nan")), ValueError, "value"),
     (lambda: init.get(3), TypeError, "name"),
+    (lambda: init.normal((True, 3)), TypeError, "^shape: "),  # a bool is not a dimension
+    (lambda: init.he_normal((0,)), ValueError, "^shape: "),  # zero-size: refused, not a no-op
+    (lambda: init.orthogonal((3, 0)), ValueError, "^shape: "),
+    (lambda: init.orthogonal(()), ValueError, "^shape: "),
+    (lambda: init.sparse((2, 3, 4)), ValueError, "^shape: "),
+    (lambda: init.normal((3, 3), std=float("nan")), ValueError, "^std: "),
+    (lambda: init.normal((3, 3), std=True), TypeError, "^std: "),
+    (lambda: init.truncated_normal((3, 3), std=0.0), ValueError, "^std: "),
+    (lambda: init.truncated_normal((3, 3), a=float("nan")), ValueError, "^a: "),
+    (lambda: init.sparse((5, 5), sparsity=-0.1), ValueError, "^sparsity: "),
+    (lambda: init.sparse((5, 5), sparsity=float("nan")), ValueError, "^sparsity: "),
+    (lambda: init.sparse((5, 5), sparsity=True), TypeError, "^sparsity: "),
+    (lambda: init.sparse((5, 5), std=-1.0), ValueError, "^std: "),
+    (lambda: init.xavier_normal((3, 3), gain=float("nan")), ValueError, "^gain: "),
+    (lambda: init.orthogonal((3, 3), gain=float("inf")), ValueError, "^gain: "),
+    (lambda: init.uniform_unit_scaling((3, 3), factor=0.0), ValueError, "^factor: "),
+    (lambda: init.kaiming_normal((3, 3), nonlinearity="gelu"), ValueError, "^nonlinearity: "),
+    (lambda: init.kaiming_uniform((3, 3), nonlinearity=None), ValueError, "^nonlinearity: "),
+    (lambda: init.calculate_gain("leaky_relu", True), TypeError, "^param: "),
+    (lambda: init.variance_scaling((3, 3), distribution="normal"), ValueError, "^distribution: "),
+    (lambda: init.he_normal((3, 3), dtype="int32"), TypeError, "^dtype: "),
+    (lambda: init.he_normal((3, 3), dtype=bool), TypeError, "^dtype: "),
+    (lambda: init.orthogonal((3, 3), dtype=np.complex128), TypeError, "^dtype: "),
+    (lambda: init.normal((3, 3), stream=-1), ValueError, "^stream: "),
 ]
 
 

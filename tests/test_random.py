@@ -29,6 +29,55 @@ def test_philox_known_answers(counter, key, expected):
     assert tuple(int(w) for w in fr.philox4x32_10(counter, key)) == expected
 
 
+def philox_reference(counter, key):
+    """Philox4x32-10 written from Salmon et al., SC'11 (Random123's philox.h), in Python ints.
+
+    NumPy's ``numpy.random.Philox`` is Philox4x64-10 (64-bit words), so its raw
+    output cannot serve as the reference for the 4x32 variant.
+    """
+    mask = 0xFFFFFFFF
+    (c0, c1, c2, c3), (k0, k1) = counter, key
+    for r in range(10):
+        if r:  # the key is bumped between rounds
+            k0, k1 = (k0 + 0x9E3779B9) & mask, (k1 + 0xBB67AE85) & mask
+        p0, p1 = 0xD2511F53 * c0, 0xCD9E8D57 * c2  # mulhilo: 64-bit products
+        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 & mask, (p0 >> 32) ^ c3 ^ k1, p0 & mask
+    return c0, c1, c2, c3
+
+
+@pytest.mark.parametrize(("counter", "key", "expected"), KAT)
+def test_reference_reproduces_the_known_answers(counter, key, expected):
+    assert philox_reference(counter, key) == expected
+
+
+def test_philox_matches_the_reference_on_random_counters_and_keys():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        counter = tuple(int(x) for x in rng.integers(0, 2**32, 4))
+        key = tuple(int(x) for x in rng.integers(0, 2**32, 2))
+        assert tuple(int(w) for w in fr.philox4x32_10(counter, key)) == philox_reference(
+            counter, key
+        )
+
+
+def test_kernel_blocks_match_the_reference_past_32_bit_block_indices():
+    # the kernels' block counter spans two words (block >> 32 is the second)
+    seed, stream = 0xFEDCBA9876543210, (0xDEADBEEF << 32) | 0x12345678
+    key = (seed & 0xFFFFFFFF, seed >> 32)
+    words = fr.split_key(seed, stream)
+    for block in (0, 1, 2**32 - 1, 2**32, 2**32 + 3, 2**40 + 17, 2**62 + 5, 2**64 - 1):
+        index = np.uint64(block) if block >= 2**63 else block  # a Python int is an int64
+        got = tuple(int(w) for w in fr.block_words(*words, index))
+        counter = (block & 0xFFFFFFFF, block >> 32, 0x12345678, 0xDEADBEEF)
+        assert got == philox_reference(counter, key)
+    bits = fr.random_bits(4 * 5, seed=seed, stream=stream)
+    for block in range(5):
+        counter = (block, 0, 0x12345678, 0xDEADBEEF)
+        assert tuple(int(w) for w in bits[4 * block : 4 * block + 4]) == philox_reference(
+            counter, key
+        )
+
+
 def test_counter_layout_of_raw_words():
     seed, stream = 0x0123456789ABCDEF, (7 << 32) | 5
     bits = fr.random_bits(4 * 3, seed=seed, stream=stream)
@@ -103,6 +152,12 @@ def test_same_values_for_one_and_two_threads(python_subprocess):
         "for dt in (np.float32, np.float64):\n"
         "    for f in (fr.fill_uniform, fr.fill_normal, fr.fill_truncated_normal):\n"
         "        h.update(f(np.empty(100_003, dt), seed=3, stream=1).tobytes())\n"
+        "    # the deep-tail rejection sampler's prange\n"
+        "    x = fr.fill_truncated_normal(np.empty(20_003, dt), 0.0, 1.0, 6.0, 7.0, seed=3)\n"
+        "    h.update(x.tobytes())\n"
+        "from fastinit import init  # the sparse initializers' prange over columns\n"
+        "h.update(init.sparse((300, 200), sparsity=0.3, seed=2).tobytes())\n"
+        "h.update(init.martens_sparse((300, 200), seed=2).tobytes())\n"
         "print(numba.get_num_threads(), h.hexdigest())\n"
     )
     one = python_subprocess(code, NUMBA_NUM_THREADS="1").split()
@@ -138,6 +193,17 @@ def test_uniform_stays_within_the_bounds_rounded_to_the_dtype(dtype, low, high):
     assert dtype(low) <= x.min() and x.max() <= dtype(high)
     sigma = (high - low) / np.sqrt(12 * x.size)  # of the mean of U(low, high) draws
     assert abs(x.mean(dtype=np.float64) - (low + high) / 2) < 5 * sigma
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uniform_rounds_to_high_where_the_dtype_cannot_resolve_the_span(dtype):
+    # a span of one ulp: low + span u rounds to nearest, so the draws with u > 1/2 give
+    # high itself, in float64 as in float32 (as PyTorch's uniform_); none lies above
+    low = dtype(1.0)
+    high = np.nextafter(low, dtype(2.0))
+    x = fr.fill_uniform(np.empty(20_000, dtype), float(low), float(high), seed=4)
+    assert set(np.unique(x).tolist()) == {float(low), float(high)}
+    assert abs((x == high).mean() - 0.5) < 5 * 0.5 / np.sqrt(x.size)
 
 
 def test_float32_uniform_refuses_a_span_its_spacing_cannot_hold():
@@ -199,6 +265,24 @@ def test_normal_tails_are_finite():
     x = fr.fill_normal(np.empty(2_000_000, np.float32), seed=6)
     assert np.isfinite(x).all()
     assert 4.5 < np.abs(x).max() < 7.0
+    for t in (3.0, 4.0):  # the tail mass, where the float32 log and sin/cos matter most
+        expected = 2 * stats.norm.sf(t) * x.size
+        assert abs((np.abs(x) > t).sum() - expected) < 5 * np.sqrt(expected)
+
+
+@pytest.mark.parametrize(("dtype", "bits"), [(np.float32, 24), (np.float64, 53)])
+def test_box_muller_radius_is_bounded_by_the_smallest_uniform(dtype, bits):
+    # the largest |z|: 1 - u = 2**-bits, radius sqrt(-2 log 2**-bits); u = 0: radius 0, not NaN
+    top = np.uint32(0xFFFFFFFF)
+    if dtype == np.float32:
+        largest = fr.box_muller_f32(top, np.uint32(0))[0]
+        zero = fr.box_muller_f32(np.uint32(0), np.uint32(0x12345678))
+    else:
+        largest = fr.box_muller_f64(top, top, np.uint32(0), np.uint32(0))[0]
+        zero = fr.box_muller_f64(*(np.uint32(w) for w in (0, 0, 0x12345678, 0)))
+    radius = np.sqrt(-2 * np.log(2.0**-bits))
+    assert largest == pytest.approx(radius, rel=1e-6) and largest <= fr.Z_MAX
+    assert zero == (0.0, 0.0)
 
 
 @pytest.mark.parametrize(
