@@ -251,8 +251,9 @@ def cache_dir() -> Path | None:
     """Where decompressed copies of the shipped data are kept, or ``None`` (turned off).
 
     ``$FASTINIT_CACHE_DIR`` if set (``0``, ``off`` or ``none`` turn the copies
-    off), else ``$XDG_CACHE_HOME/fastinit``, else ``~/.cache/fastinit`` (``None``
-    when there is no home directory to find).
+    off), else ``$XDG_CACHE_HOME/fastinit`` (if an absolute path: the XDG Base
+    Directory specification says to ignore a relative one), else
+    ``~/.cache/fastinit`` (``None`` when there is no home directory to find).
 
     Returns
     -------
@@ -263,8 +264,9 @@ def cache_dir() -> Path | None:
         return None
     if value:
         return Path(value).expanduser()  # "~/x" set where no shell expands it (a Docker ENV)
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "fastinit"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):  # a relative one is invalid (XDG spec): not the cwd's
+        return Path(xdg) / "fastinit"
     try:
         return Path.home() / ".cache" / "fastinit"
     except (RuntimeError, KeyError):  # no HOME and no passwd entry
@@ -465,7 +467,9 @@ def planar(seed: int = 1, m: int = 400) -> tuple[np.ndarray, np.ndarray]:
     The same algorithm and draws as the exercise's ``load_planar_dataset``
     (``np.random.seed(seed)`` followed by ``np.random.randn`` calls), but from a
     local ``numpy.random.RandomState(seed)``, so numpy's global random state is
-    left alone.  Seed 1 gives the exercise's training set, seed 2 its test set.
+    left alone.  Seed 1 with ``m=400`` gives the exercise's data set (the one it
+    trains and reports accuracy on); fastinit's planar experiment and sweeps
+    use seed 2 as a held-out test set, which the exercise does not have.
 
     Parameters
     ----------

@@ -30,7 +30,7 @@ from fastinit import losses as _losses
 from fastinit import train as _train
 from fastinit._cuda import check_device, cuda_module, is_device_array
 from fastinit._files import replacing
-from fastinit._validate import cast_finite, check_dtype, check_int, check_seed
+from fastinit._validate import all_finite, cast_finite, check_dtype, check_int, check_seed
 from fastinit.dense import LAYER_COLUMNS, forward_rows, ops_table, with_kernels
 from fastinit.dense import work_size as _work_size
 from fastinit.train import History
@@ -43,12 +43,18 @@ _FORMAT = "fastinit.MLP/1"
 _FILE_KEYS = ("format", "sizes", "activations", "activation_params", "dtype")  # + W<k>, b<k>
 
 
+class _LayerIndexError(IndexError, ValueError):
+    """A layer index out of range: an IndexError, as from a list (and a ValueError,
+    what fastinit raised before, as NumPy's ``AxisError`` is both)."""
+
+
 class LayerArrays(Sequence):
     """List-like access to per-layer views of a model's parameters.
 
     ``arrays[k]`` is a live view; ``arrays[k] = value`` checks the shape and
-    copies ``value`` into the model (cast to its dtype); ``arrays[i:j] = values``
-    assigns several layers, all or none of them.
+    that the values are finite, and copies ``value`` into the model (cast to
+    its dtype); ``arrays[i:j] = values`` assigns several layers, all or none of
+    them.  A layer index out of range raises IndexError, as a list does.
 
     Parameters
     ----------
@@ -91,13 +97,21 @@ def _slice_text(layers: range) -> str:
     return text if layers.step == 1 else f"{text}:{layers.step}"
 
 
-def _per_layer(spec: Any, n: int, name: str) -> list:
-    """A per-layer list from one spec or a list of ``n`` specs."""
+def _per_layer(spec: Any, n: int, name: str, per: str = "layer") -> list:
+    """A per-layer list from one spec or a list of ``n`` specs (one per ``per``)."""
     if isinstance(spec, list):
         if len(spec) != n:
-            raise ValueError(f"{name}: expected {n} entries (one per layer), got {len(spec)}")
+            raise ValueError(f"{name}: expected {n} entries (one per {per}), got {len(spec)}")
         return list(spec)
     return [spec] * n
+
+
+def _activation(spec: Any) -> _act.Activation:
+    """:func:`fastinit.activations.get`, with the constructor's ValueError for any bad spec."""
+    try:
+        return _act.get(spec, "activation")
+    except TypeError as err:  # a parameter of the wrong type
+        raise ValueError(str(err)) from None
 
 
 def _is_pair(spec: Any) -> bool:
@@ -121,7 +135,18 @@ def _init_values(spec: Any, shape: tuple, seed: int, stream: int, dtype: np.dtyp
         fn = _init.get(spec)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name}: {err}") from None
-    return fn(shape, seed=seed, stream=stream, dtype=dtype.name, **kwargs)
+    reserved = sorted(set(kwargs) & {"seed", "stream", "dtype", "out"})
+    if reserved:
+        raise ValueError(
+            f"{name}: expected initializer parameters without {', '.join(map(repr, reserved))} "
+            "(the model passes its seed, the layer's stream and its dtype)"
+        )
+    if not isinstance(spec, str):  # the caller's own function: its errors are its own
+        return fn(shape, seed=seed, stream=stream, dtype=dtype.name, **kwargs)
+    try:  # a fastinit initializer: a bad parameter is a bad argument of the constructor
+        return fn(shape, seed=seed, stream=stream, dtype=dtype.name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: {spec!r}: {err}") from None
 
 
 def _is_path(spec: Any) -> bool:
@@ -253,9 +278,9 @@ class MLP:
         self.sizes = _check_sizes(sizes)
         n_layers = len(self.sizes) - 1
         if not isinstance(activation, list):  # checked even with no hidden layer to use it
-            _act.get(activation, "activation")
-        hidden = _per_layer(activation, n_layers - 1, "activation")
-        acts = [_act.get(a, "activation") for a in hidden] + [_act.get("identity")]
+            _activation(activation)
+        hidden = _per_layer(activation, n_layers - 1, "activation", "hidden layer")
+        acts = [_activation(a) for a in hidden] + [_act.get("identity")]
         try:  # the constructor's rule: ValueError for any bad argument
             self.seed = check_seed(seed, "seed")
         except TypeError as err:
@@ -266,16 +291,14 @@ class MLP:
             bias_init = bias_init if file_biases is None else file_biases
         inits = _per_layer(init, n_layers, "init")
         bias_inits = _per_layer(bias_init, n_layers, "bias_init")
+        w_name = "init[{}]" if isinstance(init, list) else "init"  # a list: name the layer
+        b_name = "bias_init[{}]" if isinstance(bias_init, list) else "bias_init"
         for k in range(n_layers):
             w_shape, b_shape = self._view("weights", k).shape, self._view("biases", k).shape
-            self._assign(
-                "weights", k, _init_values(inits[k], w_shape, seed, 2 * k, self.dtype, "init")
-            )
-            self._assign(
-                "biases",
-                k,
-                _init_values(bias_inits[k], b_shape, seed, 2 * k + 1, self.dtype, "bias_init"),
-            )
+            w = _init_values(inits[k], w_shape, seed, 2 * k, self.dtype, w_name.format(k))
+            self._assign("weights", k, w)
+            b = _init_values(bias_inits[k], b_shape, seed, 2 * k + 1, self.dtype, b_name.format(k))
+            self._assign("biases", k, b)
         self.to(device)
 
     # ------------------------------------------------------------------------- layout
@@ -293,9 +316,11 @@ class MLP:
         self._params = _aligned_zeros(off, self.dtype)
 
     def _view(self, kind: str, k: Any) -> np.ndarray:
-        k = check_int(k, "layer", low=-len(self._layers), high=len(self._layers) - 1) % len(
-            self._layers
-        )
+        n = len(self._layers)
+        try:
+            k = check_int(k, "layer", low=-n, high=n - 1) % n
+        except ValueError as err:  # out of range: what a list raises
+            raise _LayerIndexError(str(err)) from None
         view = self._split_one(self._params, kind, k)
         return view if self._dparams is None else view.copy()  # device: a host copy
 
@@ -315,7 +340,7 @@ class MLP:
     def _assign(self, kind: str, k: Any, value: Any) -> None:
         target = self._view(kind, k)
         name = f"{kind}[{k}]"
-        value = np.asarray(value)
+        value = _as_array(value, name, f"an array of shape {target.shape}")
         if value.dtype.kind not in "biuf":
             raise ValueError(f"{name}: expected a real-valued array, got dtype {value.dtype}")
         if value.shape != target.shape:
@@ -348,11 +373,22 @@ class MLP:
 
     def _assign_many(self, kind: str, layers: range, values: Sequence[Any]) -> None:
         name = kind if len(layers) == len(self._layers) else f"{kind}[{_slice_text(layers)}]"
-        # values may be this model's own views (a swap of layers): copy those first,
-        # or an earlier assignment would overwrite a later value before it is read
-        values = [np.array(v) if np.may_share_memory(v, self._params) else v for v in list(values)]
+        try:
+            values = list(values)
+        except TypeError:  # not iterable (None, a number)
+            raise ValueError(
+                f"{name}: expected a sequence of {len(layers)} arrays (one per layer), "
+                f"got {values!r}"
+            ) from None
         if len(values) != len(layers):
             raise ValueError(f"{name}: expected {len(layers)} arrays, got {len(values)}")
+        # values may be this model's own views (a swap of layers): copy those first,
+        # or an earlier assignment would overwrite a later value before it is read
+        values = [
+            _as_array(v, f"{kind}[{k}]", f"an array of shape {self._view(kind, k).shape}")
+            for k, v in zip(layers, values, strict=True)
+        ]
+        values = [np.array(v) if np.may_share_memory(v, self._params) else v for v in values]
         with self._all_or_nothing():
             for k, v in zip(layers, values, strict=True):
                 self._assign(kind, k, v)
@@ -432,6 +468,9 @@ class MLP:
         return f"MLP(sizes={list(self.sizes)}, activation=[{acts}], dtype={dtype!r}{device})"
 
     # ------------------------------------------------------------------------- inference
+    def _as_inputs(self, X: Any) -> np.ndarray:
+        return _as_array(X, "X", f"an array of shape (n, {self.sizes[0]})")
+
     def forward(self, X: Any) -> np.ndarray:
         """Logits ``(n, sizes[-1])`` of the rows of ``X`` (cast once to the model dtype).
 
@@ -447,6 +486,7 @@ class MLP:
             The network's outputs (no final activation); a host array on either
             device.
         """
+        X = self._as_inputs(X)
         if self._dparams is not None:
             from fastinit.train_cuda import forward_cuda
 
@@ -471,7 +511,11 @@ class MLP:
         Returns
         -------
         numpy.ndarray of int64, (n,)
-            The predicted class of every row (0 or 1 for one output unit).
+            The predicted class of every row (0 or 1 for one output unit).  A
+            row whose logits hold NaN (parameters that are not finite, or an
+            overflow inside the network) has no class; it gets NumPy's
+            ``argmax`` (the first NaN's index), or 0 for one output unit, and
+            :meth:`evaluate` reports a NaN accuracy.
         """
         return _classes(self.forward(X))
 
@@ -480,7 +524,9 @@ class MLP:
 
         Accuracy is the fraction of rows whose :meth:`predict` equals the label
         (softmax CE: the class; sigmoid CE: ``y >= 0.5``; mse: the argmax of the
-        target row, or NaN for a single output unit).
+        target row, or NaN for a single output unit).  It is NaN, like the loss,
+        when a logit is NaN (parameters that are not finite, or an overflow
+        inside the network): such a row has no predicted class.
 
         Parameters
         ----------
@@ -502,7 +548,8 @@ class MLP:
             ``{"loss": float, "accuracy": float}``.
         """
         spec = _losses.get(loss)
-        X = _train.prepare_x(self, X)
+        X = _train.prepare_x(self, self._as_inputs(X))
+        y = _as_array(y, "y", "a 1-D or 2-D array of targets")
         y_int, y_float = _losses.prepare_targets(spec, y, X.shape[0], self.sizes[-1], self.dtype)
         logits = self.forward(X)
         row_loss = np.empty(len(X), self.dtype)
@@ -515,7 +562,10 @@ class MLP:
             truth = (y_float[:, 0] >= 0.5).astype(np.int64)
         else:
             truth = y_float.argmax(axis=1) if self.sizes[-1] > 1 else None
-        accuracy = float("nan") if truth is None else float(np.mean(predicted == truth))
+        if truth is None or np.isnan(logits).any():  # a NaN logit: that row has no class
+            accuracy = float("nan")
+        else:
+            accuracy = float(np.mean(predicted == truth))
         return {"loss": float(value), "accuracy": accuracy}
 
     # ------------------------------------------------------------------------- training
@@ -536,6 +586,8 @@ class MLP:
             One pair per layer, shaped like the weights and biases (NaN when the
             loss is not finite).
         """
+        X = self._as_inputs(X)
+        y = _as_array(y, "y", "a 1-D or 2-D array of targets")
         if self._dparams is not None:
             from fastinit.train_cuda import loss_and_grads_cuda
 
@@ -589,6 +641,14 @@ class MLP:
             File to write; like ``numpy.savez``, ``.npz`` is appended to a name
             without it (and :meth:`load` finds it by the same name).  A file
             object open for binary writing is written directly.
+
+        Raises
+        ------
+        ValueError
+            If a parameter is NaN or infinite (written through a view, or by a
+            training update that overflowed), naming the array: :meth:`load`
+            refuses such values, so nothing is written and an existing file is
+            left as it was.
         """
         arrays = {
             "format": np.array(_FORMAT),
@@ -600,6 +660,17 @@ class MLP:
         for k, (w, b) in enumerate(self._split(self._params)):
             arrays[f"W{k}"] = w
             arrays[f"b{k}"] = b
+        if not all_finite(self._params):  # load would refuse the file: write nothing
+            bad = next(
+                f"{kind}[{k}]"
+                for k, pair in enumerate(self._split(self._params))
+                for kind, a in zip(("weights", "biases"), pair, strict=True)
+                if not all_finite(a)
+            )
+            raise ValueError(
+                f"{bad}: expected finite values to save, found NaN or inf (load would refuse "
+                "the file); nothing was written"
+            )
         if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
             np.savez(path, **arrays)  # a file object (or a bytes name): as numpy does
             return
@@ -688,6 +759,15 @@ def _npz_path(path: Any) -> Any:
     if not os.path.exists(name) and not name.endswith(".npz") and os.path.exists(name + ".npz"):
         return name + ".npz"
     return path
+
+
+def _as_array(value: Any, name: str, expected: str) -> np.ndarray:
+    """``np.asarray(value)``, or ValueError ``name: expected <expected> (why)`` for a
+    ragged nested list, whose NumPy message names no argument."""
+    try:
+        return np.asarray(value)
+    except ValueError as err:
+        raise ValueError(f"{name}: expected {expected} ({err})") from None
 
 
 def _classes(logits: np.ndarray) -> np.ndarray:

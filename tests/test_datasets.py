@@ -520,3 +520,15 @@ def test_a_tilde_in_the_environment_is_the_home_directory(tmp_path, monkeypatch)
     (tmp_path / "mine").mkdir()
     monkeypatch.setenv(D.MNIST_DIR_ENV, "~/mine")
     assert D._mnist_source(None) == (tmp_path / "mine", None)
+
+
+def test_a_relative_xdg_cache_home_is_ignored(monkeypatch, tmp_path):
+    # the XDG Base Directory spec: a relative path in these variables is invalid, ignore it
+    # (else the 54 MB copies would land under whatever directory the process runs in)
+    monkeypatch.delenv(D.CACHE_DIR_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for relative in ("cache", "~/cache", "./cache"):
+        monkeypatch.setenv("XDG_CACHE_HOME", relative)
+        assert D.cache_dir() == tmp_path / ".cache" / "fastinit"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert D.cache_dir() == tmp_path / "xdg" / "fastinit"

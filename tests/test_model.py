@@ -433,3 +433,144 @@ def test_one_layer_network_checks_its_activation_too():
     with pytest.raises(ValueError, match="activation"):
         MLP([3, 2], activation=["relu"])  # no hidden layer
     assert MLP([3, 2], activation=[]).sizes == (3, 2)
+
+
+# ----------------------------------------------------------------------------- audit
+def test_a_layer_index_out_of_range_is_an_index_error_as_for_a_list():
+    model = MLP([4, 6, 3])
+    for bad in (2, -3):
+        message = rf"layer: expected an integer in \[-2, 1\], got {bad}"
+        with pytest.raises(IndexError, match=message):
+            model.weights[bad]
+        with pytest.raises(IndexError, match="layer"):
+            model.biases[bad] = np.zeros(3)
+    with pytest.raises(ValueError, match="layer"):  # still what it raised before
+        model.biases[5]
+    with pytest.raises(TypeError, match="layer: expected an integer"):
+        model.weights[1.0]
+    shapes, k = [], 0
+    while True:  # the list idiom: index until IndexError
+        try:
+            shapes.append(model.weights[k].shape)
+        except IndexError:
+            break
+        k += 1
+    assert shapes == [(4, 6), (6, 3)]
+
+
+def _raising_init(shape, *, seed=0, stream=0, dtype=None, out=None):
+    raise TypeError("the caller's own bug")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"init": ("normal", {"std": "a"})}, r"^init: 'normal': std: expected a real number"),
+        ({"bias_init": ("normal", {"std": -1.0})}, r"^bias_init: 'normal': std: expected a"),
+        ({"init": ["he_normal", ("normal", {"sd": 1.0}), "zeros"]}, r"^init\[1\]: .*'sd'"),
+        ({"bias_init": "orthogonal"}, r"^bias_init: 'orthogonal': shape: expected at least 2"),
+        ({"init": ("normal", {"seed": 3})}, r"^init: expected initializer parameters without 'se"),
+        ({"bias_init": ("zeros", {"dtype": "float64"})}, r"^bias_init: .* without 'dtype'"),
+        (
+            {"activation": ("leaky_relu", {"negative_slope": "x"})},
+            r"^activation\.negative_slope: expected a real number",
+        ),
+        ({"activation": ["relu"]}, r"^activation: expected 2 entries \(one per hidden layer\)"),
+    ],
+)
+def test_bad_initializer_and_activation_parameters_are_value_errors_naming_the_argument(
+    kwargs, match
+):
+    with pytest.raises(ValueError, match=match):
+        MLP(**{"sizes": [4, 6, 5, 3], **kwargs})
+
+
+def test_a_callables_own_errors_are_not_rewritten():
+    with pytest.raises(TypeError, match=r"^the caller's own bug$"):
+        MLP([4, 3], init=_raising_init)
+
+
+def test_assigning_non_arrays_names_the_argument_and_changes_nothing():
+    model = MLP([4, 6, 3], seed=1)
+    before = [w.copy() for w in model.weights]
+    with pytest.raises(ValueError, match=r"^weights: expected a sequence of 2 arrays"):
+        model.weights = None
+    with pytest.raises(ValueError, match=r"^biases\[1:2\]: expected a sequence of 1 arrays"):
+        model.biases[1:] = 3.0
+    with pytest.raises(ValueError, match=r"^weights\[0\]: expected an array of shape \(4, 6\)"):
+        model.weights[0] = [[1.0] * 6] * 3 + [[1.0] * 5]  # a ragged nested list
+    with pytest.raises(ValueError, match=r"^weights\[1\]: expected an array of shape \(6, 3\)"):
+        model.weights = [np.ones((4, 6)), [[1.0, 2.0], [3.0]]]
+    for got, want in zip(model.weights, before, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_assigning_lists_of_the_models_own_rows_swaps_layers():
+    # lists of row views alias the parameters as much as the views themselves
+    model = MLP([4, 4, 4, 4], seed=3)
+    w0, w1, w2 = (w.copy() for w in model.weights)
+    model.weights = [list(model.weights[2]), list(model.weights[1]), list(model.weights[0])]
+    for got, want in zip(model.weights, (w2, w1, w0), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_save_refuses_parameters_that_load_would_refuse(tmp_path):
+    path = tmp_path / "model.npz"
+    good = MLP([4, 6, 3], seed=1)
+    good.save(path)
+    saved = path.read_bytes()
+    model = MLP([4, 6, 3], seed=2)
+    model.weights[0][1, 2] = np.nan  # a live view: written through, unchecked
+    with pytest.raises(ValueError, match=r"^weights\[0\]: expected finite values to save"):
+        model.save(path)
+    assert path.read_bytes() == saved  # the previous checkpoint survives
+    with pytest.raises(ValueError, match="finite"):
+        MLP([4, 6, 3], init=[w for w in model.weights])  # what load would have done
+    model.weights[0] = good.weights[0]
+    model.biases[1][0] = np.inf
+    buffer = io.BytesIO()
+    with pytest.raises(ValueError, match=r"^biases\[1\]: expected finite values to save"):
+        model.save(buffer)
+    assert buffer.getvalue() == b""
+    model.biases[1] = good.biases[1]
+    model.save(path)  # finite again: saved and loaded
+    np.testing.assert_array_equal(MLP.load(path).forward(X), model.forward(X))
+
+
+def test_evaluate_accuracy_is_nan_when_a_logit_is_nan():
+    model = MLP([4, 6, 3], seed=5)
+    y = model.predict(X)
+    assert model.evaluate(X, y)["accuracy"] == 1.0
+    model.weights[1][2, 0] = np.nan  # every row's logit 0 is now NaN
+    assert np.isnan(model.forward(X)[:, 0]).all()
+    result = model.evaluate(X, y)
+    assert np.isnan(result["loss"]) and np.isnan(result["accuracy"])
+    assert np.isnan(model.evaluate(X, np.eye(3)[y], loss="mse")["accuracy"])
+    # finite parameters, NaN from an overflow: relu(inf) * 0 in the second layer
+    wide = MLP([1, 1, 2], init=[np.full((1, 1), 3e38), np.array([[1.0, 0.0]])])
+    x = np.array([[10.0], [-1.0]], np.float32)
+    logits = wide.forward(x)
+    assert np.isnan(logits[0, 1]) and np.isfinite(logits[1]).all()
+    assert np.isnan(wide.evaluate(x, [0, 0])["accuracy"])
+    single = MLP([4, 5, 1], activation="tanh", seed=4)
+    labels = single.predict(X)
+    assert single.evaluate(X, labels, loss="sigmoid_cross_entropy")["accuracy"] == 1.0
+    single.biases[1][0] = np.nan
+    result = single.evaluate(X, labels, loss="sigmoid_cross_entropy")
+    assert np.isnan(result["accuracy"])
+
+
+def test_ragged_inputs_and_targets_name_the_argument():
+    model = MLP([2, 3])
+    ragged = [[1.0, 2.0], [3.0]]
+    for method in (model.forward, model.predict):
+        with pytest.raises(ValueError, match=r"^X: expected an array of shape \(n, 2\) \("):
+            method(ragged)
+    with pytest.raises(ValueError, match=r"^X: expected an array of shape \(n, 2\)"):
+        model.evaluate(ragged, [0, 1])
+    with pytest.raises(ValueError, match=r"^y: expected a 1-D or 2-D array of targets \("):
+        model.evaluate(np.ones((2, 2)), [[0, 1, 0], [1]])
+    with pytest.raises(ValueError, match=r"^y: expected a 1-D or 2-D array of targets"):
+        model.loss_and_grads(np.ones((2, 2)), [[0, 1, 0], [1]])
+    with pytest.raises(ValueError, match=r"^X: expected an array of shape \(n, 2\)"):
+        model.loss_and_grads(ragged, [0, 1])
