@@ -122,7 +122,14 @@ from fastinit import losses as _losses
 from fastinit import optim as _optim
 from fastinit._native import float_type, native_address, native_caller, native_function
 from fastinit._progress import ProgressBar
-from fastinit._validate import cast_finite, check_bool, check_choice, check_int, check_seed
+from fastinit._validate import (
+    all_finite,
+    cast_finite,
+    check_bool,
+    check_choice,
+    check_int,
+    check_seed,
+)
 from fastinit.activations import (
     ELU,
     GELU,
@@ -692,7 +699,9 @@ class History:
     ----------
     loss : numpy.ndarray of float64
         Minibatch loss of every iteration run, before that iteration's update.
-        After a divergence its last entry is the non-finite loss.
+        After a divergence its last entry is the non-finite loss, except when
+        the last update applied left non-finite parameters after a finite loss
+        (then ``diverged_at == iterations == len(loss)``).
     iterations : int
         Updates applied.
     wall_time : float
@@ -700,7 +709,9 @@ class History:
     status : str
         ``"ok"``, ``"diverged"`` or ``"interrupted"`` (Ctrl-C).
     diverged_at : int or None
-        Iteration whose loss was non-finite (``== iterations``), or None.
+        Iteration whose loss was non-finite (``== iterations``), or None.  A
+        run whose last update left non-finite weights diverged at the next
+        iteration, ``iterations``, whose loss would be the first non-finite one.
     settings : dict
         The run's ``loss``, ``sampling``, ``batch_size`` and ``seed``.
     stats : dict of numpy.ndarray or None
@@ -1034,11 +1045,42 @@ def layer_stats(run: _Run, j: int, n_iter: int) -> dict[str, np.ndarray]:
     return out
 
 
-def _history(run: _Run, j: int, status: str, seconds: float, settings: dict) -> History:
+def outcome(status: str, done: int, diverged: int, params: np.ndarray) -> tuple[str, int | None]:
+    """A run's ``History.status`` and ``diverged_at``, on the CPU and the GPU alike.
+
+    Divergence is seen in the loss, which is computed before each update; an
+    update that leaves non-finite parameters after a finite loss (the last one,
+    or one that overflowed just before Ctrl-C) is caught here instead, from the
+    parameters written back: the run diverged at iteration ``done``, whose loss
+    would have been the first non-finite one.
+
+    Parameters
+    ----------
+    status : str
+        ``"ok"`` or ``"interrupted"``: how the loop ended.
+    done : int
+        Updates applied.
+    diverged : int
+        Iteration whose loss was non-finite, -1 if none.
+    params : numpy.ndarray
+        The model's parameters after the run.
+
+    Returns
+    -------
+    tuple of (str, int or None)
+        The status (``"diverged"`` if either sign says so) and ``diverged_at``.
+    """
+    if diverged >= 0:
+        return "diverged", diverged
+    if not all_finite(params):
+        return "diverged", done
+    return status, None
+
+
+def _history(run: _Run, model: Any, j: int, status: str, seconds: float, settings: dict) -> History:
     done, diverged = (int(v) for v in run.status[j])
     recorded = done + (diverged >= 0)
-    if diverged >= 0:
-        status = "diverged"
+    status, diverged_at = outcome(status, done, diverged, model._params)
     stats = None
     if run.plan[P_STATS_EVERY]:
         stats = layer_stats(run, j, recorded)
@@ -1047,7 +1089,7 @@ def _history(run: _Run, j: int, status: str, seconds: float, settings: dict) -> 
         iterations=done,
         wall_time=seconds,
         status=status,
-        diverged_at=diverged if diverged >= 0 else None,
+        diverged_at=diverged_at,
         settings=settings,
         stats=stats,
     )
@@ -1197,7 +1239,8 @@ def fit_many(
     finally:
         _write_back(models, fa.opts, run)
     seconds = time.perf_counter() - start
-    return [_history(run, j, status, seconds, fa.settings()) for j in range(len(models))]
+    settings = fa.settings()
+    return [_history(run, m, j, status, seconds, settings) for j, m in enumerate(models)]
 
 
 @dataclass

@@ -504,15 +504,15 @@ class _Run:
 
     def history(self, j: int, status: str, seconds: float, settings: dict) -> History:
         """The History of network ``j``, as :func:`fastinit.train.fit_many` builds it."""
-        done, diverged = self.updates(j), self.diverged[j]
-        if diverged >= 0:
-            status = "diverged"
+        done, diverged = self.updates(j), int(self.diverged[j])
+        params = self.nets[j].model._params  # the host mirror, after write_back
+        status, diverged_at = _train.outcome(status, done, diverged, params)
         return History(
             loss=self.losses[: done + (diverged >= 0), j].copy(),
             iterations=done,
             wall_time=seconds,
             status=status,
-            diverged_at=diverged if diverged >= 0 else None,
+            diverged_at=diverged_at,
             settings=settings,
         )
 

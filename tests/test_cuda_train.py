@@ -242,6 +242,17 @@ def test_fit_float64_continues_optimizer_state(data):
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the simulator's scalars
+def test_a_last_update_that_overflows_the_weights_diverges_on_the_device_too(data):
+    X, y = data
+    cpu, dev = _pair(activation=("relu", "relu"))
+    kw = dict(optimizer=optim.SGD(1e38), iterations=1, sampling="full", progress=False)
+    h_cpu, h_dev = cpu.fit(X * 100, y, **kw), dev.fit(X * 100, y, **kw)
+    assert not all(np.isfinite(w).all() for w in dev.weights)  # the premise
+    assert np.isfinite(h_dev.loss).all() and len(h_dev.loss) == 1
+    assert (h_dev.status, h_dev.diverged_at) == (h_cpu.status, h_cpu.diverged_at) == ("diverged", 1)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the simulator's scalars
 def test_fit_many_cuda_and_divergence_match_cpu(data):
     from fastinit.train_cuda import fit_many_cuda
 

@@ -192,6 +192,20 @@ def test_huge_learning_rate_diverges_cleanly():
     np.testing.assert_array_equal(hs[0].loss, h.loss)
 
 
+def test_a_last_update_that_overflows_the_weights_is_a_divergence():
+    # the loss is computed before each update: iteration 0's is finite, and its update
+    # (lr 1e38) leaves infinite weights; the run diverged at iteration 1, not "ok"
+    model = MLP([X.shape[1], 64, 3], activation="relu", seed=0)
+    h = model.fit(X * 100, Y, optimizer=optim.SGD(1e38), iterations=1, sampling="full",
+                  progress=False)  # fmt: skip
+    assert not all(np.isfinite(w).all() for w in model.weights)  # the premise
+    assert np.isfinite(h.loss).all() and len(h.loss) == h.iterations == 1
+    assert h.status == "diverged" and h.diverged_at == 1
+    ok = MLP([X.shape[1], 64, 3], activation="relu", seed=0)
+    h = ok.fit(X, Y, optimizer=optim.SGD(0.01), iterations=1, sampling="full", progress=False)
+    assert (h.status, h.diverged_at) == ("ok", None)
+
+
 def test_overflowing_relu_network_diverges_instead_of_training_on_zeros():
     # std 1e30: the third layer's pre-activations are inf - inf = NaN; relu keeps NaN
     # (it once returned 0 there, and the run reported a finite loss of ln(classes))
