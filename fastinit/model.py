@@ -415,7 +415,9 @@ class MLP:
 
         ``"cuda"`` copies the parameters to one flat device array; ``"cpu"``
         drops it (the host array is kept in sync with the device after every
-        fit and assignment, so nothing is copied back).  Optimizer state lives
+        fit and assignment, so nothing is copied back).  Views of the weights
+        taken on the CPU (``w = model.weights[0]``) stop being views on the
+        move to ``"cuda"``: writing into them no longer changes the model.  Optimizer state lives
         in the optimizer objects and follows the model either way.
 
         Parameters
@@ -440,6 +442,11 @@ class MLP:
             self._dparams = None
         elif self._dparams is None:
             self._dparams = cuda_module().to_device(self._params)
+            # views handed out on the CPU must not write into the mirror the device
+            # no longer reads: they keep the old array, the model a copy of it
+            host = _aligned_zeros(self._params.size, self.dtype)
+            host[:] = self._params
+            self._params = host
         return self
 
     def _push(self) -> None:

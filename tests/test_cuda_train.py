@@ -434,3 +434,15 @@ def test_inputs_too_large_for_the_device_name_x():
         upload_inputs(_FullDevice, x)
     with pytest.raises(_DriverError):  # not a memory error: passed on as it is
         upload_inputs(_BrokenDevice, x)
+
+
+def test_views_taken_on_the_cpu_stop_writing_into_a_model_moved_to_the_gpu(data):
+    X, _ = data
+    model = MLP(SIZES, seed=3)
+    view = model.weights[0]
+    before = model.forward(X)
+    model.to("cuda")
+    view[:] = 0.0  # the model's weights on the device are not this array any more
+    assert (model.weights[0] != 0).any()
+    _close(model.forward(X), before)
+    _close(model.to("cpu").forward(X), before)
