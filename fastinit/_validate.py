@@ -165,3 +165,32 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, name: str = "ou
     if not out.flags.writeable:
         raise ValueError(f"{name}: expected a writeable array")
     return out
+
+
+def as_array(value: Any, name: str, expected: str) -> np.ndarray:
+    """``np.asarray(value)``, naming ``name`` when NumPy cannot make an array of it.
+
+    A ragged nested list raises NumPy's ValueError, whose message names no argument.
+
+    Parameters
+    ----------
+    value : array_like
+        What the caller passed.
+    name : str
+        The argument's name, for the message.
+    expected : str
+        What was expected (``"an array of shape (n, 784)"``), for the message.
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    ValueError
+        ``name: expected <expected> (NumPy's reason)``.
+    """
+    try:
+        return np.asarray(value)
+    except ValueError as err:
+        raise ValueError(f"{name}: expected {expected} ({err})") from None

@@ -30,7 +30,7 @@ from numba import carray, njit, types
 
 from fastinit import _fastmath as fm
 from fastinit._native import call_f64, compile_kernel, dispatch_by_code, kernel_factory, pointer_to
-from fastinit._validate import all_finite, cast_finite
+from fastinit._validate import all_finite, as_array, cast_finite
 from fastinit.activations import fast_exp, log1p_unit, sigmoid_parts
 
 __all__ = ["NAMES", "Loss", "get", "prepare_targets", "value_and_grad"]
@@ -317,7 +317,7 @@ def prepare_targets(
     y_int : (n,) int64 array (empty unless softmax cross-entropy)
     y_float : (n, n_out) array of ``dtype`` (empty unless sigmoid CE or mse)
     """
-    y = np.asarray(y)
+    y = as_array(y, name, "a 1-D or 2-D array of targets")
     if y.dtype.kind not in "biuf" or y.ndim not in (1, 2):
         raise ValueError(f"{name}: expected a 1-D or 2-D real array, got {y.dtype} {y.shape}")
     if y.shape[0] != n:

@@ -30,7 +30,7 @@ from fastinit import losses as _losses
 from fastinit import train as _train
 from fastinit._cuda import check_device, cuda_module, is_device_array
 from fastinit._files import replacing
-from fastinit._validate import all_finite, cast_finite, check_dtype, check_int, check_seed
+from fastinit._validate import all_finite, as_array, cast_finite, check_dtype, check_int, check_seed
 from fastinit.dense import LAYER_COLUMNS, forward_rows, ops_table, with_kernels
 from fastinit.dense import work_size as _work_size
 from fastinit.train import History
@@ -340,7 +340,7 @@ class MLP:
     def _assign(self, kind: str, k: Any, value: Any) -> None:
         target = self._view(kind, k)
         name = f"{kind}[{k}]"
-        value = _as_array(value, name, f"an array of shape {target.shape}")
+        value = as_array(value, name, f"an array of shape {target.shape}")
         if value.dtype.kind not in "biuf":
             raise ValueError(f"{name}: expected a real-valued array, got dtype {value.dtype}")
         if value.shape != target.shape:
@@ -385,7 +385,7 @@ class MLP:
         # values may be this model's own views (a swap of layers): copy those first,
         # or an earlier assignment would overwrite a later value before it is read
         values = [
-            _as_array(v, f"{kind}[{k}]", f"an array of shape {self._view(kind, k).shape}")
+            as_array(v, f"{kind}[{k}]", f"an array of shape {self._view(kind, k).shape}")
             for k, v in zip(layers, values, strict=True)
         ]
         values = [np.array(v) if np.may_share_memory(v, self._params) else v for v in values]
@@ -476,7 +476,7 @@ class MLP:
 
     # ------------------------------------------------------------------------- inference
     def _as_inputs(self, X: Any) -> np.ndarray:
-        return _as_array(X, "X", f"an array of shape (n, {self.sizes[0]})")
+        return as_array(X, "X", f"an array of shape (n, {self.sizes[0]})")
 
     def forward(self, X: Any) -> np.ndarray:
         """Logits ``(n, sizes[-1])`` of the rows of ``X`` (cast once to the model dtype).
@@ -556,7 +556,7 @@ class MLP:
         """
         spec = _losses.get(loss)
         X = _train.prepare_x(self, self._as_inputs(X))
-        y = _as_array(y, "y", "a 1-D or 2-D array of targets")
+        y = as_array(y, "y", "a 1-D or 2-D array of targets")
         y_int, y_float = _losses.prepare_targets(spec, y, X.shape[0], self.sizes[-1], self.dtype)
         logits = self.forward(X)
         row_loss = np.empty(len(X), self.dtype)
@@ -594,7 +594,7 @@ class MLP:
             loss is not finite).
         """
         X = self._as_inputs(X)
-        y = _as_array(y, "y", "a 1-D or 2-D array of targets")
+        y = as_array(y, "y", "a 1-D or 2-D array of targets")
         if self._dparams is not None:
             from fastinit.train_cuda import loss_and_grads_cuda
 
@@ -766,15 +766,6 @@ def _npz_path(path: Any) -> Any:
     if not os.path.exists(name) and not name.endswith(".npz") and os.path.exists(name + ".npz"):
         return name + ".npz"
     return path
-
-
-def _as_array(value: Any, name: str, expected: str) -> np.ndarray:
-    """``np.asarray(value)``, or ValueError ``name: expected <expected> (why)`` for a
-    ragged nested list, whose NumPy message names no argument."""
-    try:
-        return np.asarray(value)
-    except ValueError as err:
-        raise ValueError(f"{name}: expected {expected} ({err})") from None
 
 
 def _classes(logits: np.ndarray) -> np.ndarray:

@@ -124,6 +124,7 @@ from fastinit._native import float_type, native_address, native_caller, native_f
 from fastinit._progress import ProgressBar
 from fastinit._validate import (
     all_finite,
+    as_array,
     cast_finite,
     check_bool,
     check_choice,
@@ -798,8 +799,8 @@ def prepare_x(model: Any, X: Any, name: str = "X") -> np.ndarray:
         For a non-real dtype, a wrong shape, or values that are not finite (or
         overflow the model dtype), naming ``name``.
     """
-    X = np.asarray(X)
     n_in = model.sizes[0]
+    X = as_array(X, name, f"an array of shape (n, {n_in})")
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{name}: expected a real-valued array, got dtype {X.dtype}")
     if X.ndim != 2 or X.shape[1] != n_in or X.shape[0] == 0:

@@ -574,3 +574,7 @@ def test_ragged_inputs_and_targets_name_the_argument():
         model.loss_and_grads(np.ones((2, 2)), [[0, 1, 0], [1]])
     with pytest.raises(ValueError, match=r"^X: expected an array of shape \(n, 2\)"):
         model.loss_and_grads(ragged, [0, 1])
+    with pytest.raises(ValueError, match=r"^X: expected an array of shape \(n, 2\) \("):
+        model.fit(ragged, [0, 1], iterations=1, progress=False)
+    with pytest.raises(ValueError, match=r"^y: expected a 1-D or 2-D array of targets \("):
+        model.fit(np.ones((2, 2)), [[0, 1, 0], [1]], iterations=1, progress=False)
