@@ -94,7 +94,7 @@ def check_device(device: Any, name: str = "device") -> str:
         When ``device`` is ``"cuda"`` and CUDA is unavailable (see :func:`cuda_module`).
     """
     if not isinstance(device, str) or device.lower() not in DEVICES:
-        raise ValueError(f"{name} must be one of {DEVICES}, got {device!r}")
+        raise ValueError(f"{name}: expected one of {DEVICES}, got {device!r}")
     device = device.lower()
     if device == "cuda":
         cuda_module()

@@ -163,7 +163,7 @@ def test_device_parameters_reach_the_fill(cuda):
 
 
 def test_device_errors(cuda, monkeypatch):
-    with pytest.raises(ValueError, match="device must be one of"):
+    with pytest.raises(ValueError, match=r"^device: expected one of \(.cpu., .cuda.\)"):
         I.normal((2, 2), device="gpu")
     with pytest.raises(ValueError, match="device='cuda' needs a numba CUDA device array"):
         I.he_normal((2, 2), device="cuda", out=np.empty((2, 2), np.float32))
