@@ -379,6 +379,8 @@ def _mnist_source(path: str | os.PathLike[str] | None) -> tuple[Path, Mapping[st
         return _DATA_DIR, MNIST_SHA256
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a directory name or None, got {path!r}")
+    if not os.fspath(path):  # Path("") is the working directory; an empty variable is unset
+        raise ValueError("path: expected a directory name or None, got ''")
     directory = Path(path).expanduser()
     if not directory.is_dir():
         raise FileNotFoundError(f"{name}: {directory} is not a directory")

@@ -532,3 +532,8 @@ def test_a_relative_xdg_cache_home_is_ignored(monkeypatch, tmp_path):
         assert D.cache_dir() == tmp_path / ".cache" / "fastinit"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert D.cache_dir() == tmp_path / "xdg" / "fastinit"
+
+
+def test_an_empty_mnist_path_is_refused_not_read_as_the_working_directory():
+    with pytest.raises(ValueError, match=r"^path: expected a directory name or None, got ''"):
+        D.load_mnist(path="")
