@@ -4,17 +4,28 @@ For each experiment in the database the runs are grouped by their full
 configuration except ``seed``.  Per group and metric: ``mean``, ``std``
 (sample standard deviation, ddof 1; empty for fewer than two values) and
 ``count`` over the seeds whose value is a finite number (runs with status
-``ok`` or ``diverged``; a failed run has no metrics), plus the number of runs
-per status.
+``ok`` or ``diverged``; a failed run has no metrics; NaN and infinities are
+left out), plus the number of runs per status.  Mean and std are computed in
+exact arithmetic and rounded once.  Runs recorded by different fastinit
+versions are pooled like seeds (the Markdown says so).  ``--sweep NAME``
+selects runs by the SPEC that recorded them: a grid point that another SPEC
+had already recorded is not run again and keeps that SPEC's name (it is left
+out of ``--sweep NAME``'s report).
 
-Files written to ``OUT/`` (``<exp>`` is the experiment name):
+Files written to ``OUT/`` (``<exp>`` is the experiment name), all replaced
+together once the report is complete (an interrupted or refused report leaves
+the previous one as it was):
 
-* ``summary.json``: every aggregate, per experiment, with the versions used;
+* ``summary.json``: every aggregate, per experiment, with the fastinit
+  versions that recorded the runs and the versions the report ran with;
 * ``summary.md``: the Markdown tables of every experiment;
 * ``<exp>/summary.csv`` and ``<exp>/summary.md``: one row per group (the CSV
-  has every parameter, the Markdown only those that vary);
-* ``<exp>/runs.csv``: one row per run (parameters, status, metrics, timings,
-  the last line of the error of a failed run); every column name is unique:
+  has every parameter, the Markdown only those that vary; cells of the
+  Markdown are ``mean ± std (count)``, each with at least 4 significant
+  digits and more where two values of a column would print alike);
+* ``<exp>/runs.csv``: one row per run (parameters, status, metrics,
+  ``wall_time`` in seconds, ``started`` in Unix time, the last line of the
+  error of a failed run); every column name is unique:
   parameters keep their names, metrics are named as the runner reports them
   (``final_loss``, ``iterations_done``, ...; a metric named like another column
   gets the suffix ``_metric``), and ``summary.csv`` has ``<metric>_mean``,
@@ -32,10 +43,13 @@ Files written to ``OUT/`` (``<exp>`` is the experiment name):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+import sqlite3
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +86,8 @@ class Group:
         ``{metric: {"mean": float | None, "std": float | None, "count": int}}``.
     runs : list of dict
         The database rows of the group.
+    versions : dict
+        Runs per fastinit version that recorded them (``{version: runs}``).
     """
 
     experiment: str
@@ -80,6 +96,7 @@ class Group:
     status: dict[str, int] = field(default_factory=dict)
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    versions: dict[str, int] = field(default_factory=dict)
 
 
 def _is_number(v: Any) -> bool:
@@ -89,6 +106,11 @@ def _is_number(v: Any) -> bool:
 def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (ddof 1) over seeds, as every report shows them.
 
+    Both are computed in exact rational arithmetic (:func:`statistics.mean`,
+    :func:`statistics.stdev`) and rounded once: identical values have a std
+    of exactly 0 and their own value as mean, and values near the float range's
+    ends (exploding signals) neither overflow nor lose their spread.
+
     Parameters
     ----------
     values : sequence of float
@@ -97,15 +119,20 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     Returns
     -------
     (float or None, float or None)
-        ``(None, None)`` for no values; the std is None for fewer than two.
+        ``(None, None)`` for no values; the std is None for fewer than two
+        (infinity only if it exceeds the largest float, as for values of both
+        signs near it).
     """
-    n = len(values)
-    if n == 0:
+    data = [float(v) for v in values]
+    if not data:
         return None, None
-    mean = math.fsum(values) / n
-    if n < 2:
+    mean = statistics.mean(data)
+    if len(data) < 2:
         return mean, None
-    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    try:
+        return mean, statistics.stdev(data)
+    except OverflowError:
+        return mean, math.inf
 
 
 def _sort_key(value: Any) -> tuple:
@@ -166,10 +193,13 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, list[Group]]:
         g.runs.append(row)
         g.seeds.append(config.get("seed"))
         g.status[row["status"]] = g.status.get(row["status"], 0) + 1
+        version = str(row.get("version") or "unknown")
+        g.versions[version] = g.versions.get(version, 0) + 1
     out: dict[str, list[Group]] = {}
     for exp, groups in sorted(by_exp.items()):
         for g in groups.values():
             g.seeds.sort(key=_sort_key)
+            g.versions = {v: g.versions[v] for v in sorted(g.versions, key=_version_key)}
             names: list[str] = []
             for r in g.runs:
                 names += [m for m in r["metrics"] if m not in names]
@@ -181,8 +211,26 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, list[Group]]:
                 ]
                 mean, std = mean_std(values)
                 g.stats[m] = {"mean": mean, "std": std, "count": len(values)}
-        out[exp] = sorted(groups.values(), key=lambda g: [_sort_key(v) for v in g.params.values()])
+        # rows of an older version may lack a parameter: every group is sorted by every name
+        params = _param_names(list(groups.values()))
+        out[exp] = sorted(
+            groups.values(), key=lambda g: [_sort_key(g.params.get(p)) for p in params]
+        )
     return out
+
+
+def _param_names(groups: Sequence[Group]) -> list[str]:
+    """Every parameter of any group, in the experiment's order (not only the first group's)."""
+    names: list[str] = []
+    for g in groups:
+        names += [n for n in g.params if n not in names]
+    exp = groups[0].experiment if groups else ""
+    return sorted(names, key=lambda n: _param_order(exp, n))
+
+
+def _version_key(version: str) -> list:
+    """``0.9.0`` before ``0.10.0``: digit runs compare as numbers."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", version)]
 
 
 def varying(groups: Sequence[Group]) -> list[str]:
@@ -198,12 +246,11 @@ def varying(groups: Sequence[Group]) -> list[str]:
     list of str
         In the experiment's parameter order.
     """
-    if not groups:
-        return []
-    names = list(groups[0].params)
-    return [
-        n for n in names if len({json.dumps(g.params.get(n), sort_keys=True) for g in groups}) > 1
-    ]
+
+    def value(g: Group, name: str) -> str | None:  # a parameter a row lacks: a value of its own
+        return json.dumps(g.params[name], sort_keys=True) if name in g.params else None
+
+    return [n for n in _param_names(groups) if len({value(g, n) for g in groups}) > 1]
 
 
 def _metric_names(groups: Sequence[Group]) -> list[str]:
@@ -222,10 +269,19 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | None, digits: int = 4) -> str:
     if value is None:
         return "-"
-    return f"{value:.4g}"
+    return f"{value:.{digits}g}"
+
+
+def _digits(values: Sequence[float | None], least: int = 4) -> int:
+    """Significant digits, at least ``least``, that print different values differently."""
+    distinct = {v for v in values if v is not None and math.isfinite(v)}
+    for digits in range(least, 17):
+        if len({f"{v:.{digits}g}" for v in distinct}) == len(distinct):
+            return digits
+    return 17  # every float prints differently with 17
 
 
 def table_rows(groups: Sequence[Group]) -> tuple[list[str], list[list[Any]]]:
@@ -242,7 +298,7 @@ def table_rows(groups: Sequence[Group]) -> tuple[list[str], list[list[Any]]]:
     rows : list of list
         One per group; empty cells for missing values.
     """
-    params = list(groups[0].params) if groups else []
+    params = _param_names(groups)
     metrics = _metric_names(groups)
     header = [*params, "runs", "ok", "diverged", "failed"]
     for m in metrics:
@@ -262,6 +318,11 @@ def table_rows(groups: Sequence[Group]) -> tuple[list[str], list[list[Any]]]:
 def markdown(groups: Sequence[Group], title: str) -> str:
     """A Markdown table: varying parameters, runs per status, mean ± std (n) per metric.
 
+    A line under the table says what the cells are; another, when the runs were
+    recorded by more than one fastinit version, which ones (they are pooled).
+    Means and stds have at least 4 significant digits, more in a column where
+    two different values would otherwise print alike.
+
     Parameters
     ----------
     groups : sequence of Group
@@ -277,9 +338,16 @@ def markdown(groups: Sequence[Group], title: str) -> str:
         return f"## {title}\n\nno runs\n"
     vary = varying(groups)
     metrics = _metric_names(groups)
-    fixed = {k: v for k, v in groups[0].params.items() if k not in vary}
+    params = _param_names(groups)
+    fixed = {k: groups[0].params[k] for k in params if k not in vary}
     head = [*vary, "runs", "ok/div/fail"]
-    head += _metric_columns(metrics, [*head, *groups[0].params])
+    head += _metric_columns(metrics, [*head, *params])
+    empty = {"mean": None, "std": None, "count": 0}
+    digits = {
+        (m, part): _digits([g.stats.get(m, empty)[part] for g in groups])
+        for m in metrics
+        for part in ("mean", "std")
+    }
     lines = [f"## {title}", ""]
     if fixed:
         lines += ["Fixed: " + ", ".join(f"`{k}={_cell(v)}`" for k, v in fixed.items()), ""]
@@ -288,13 +356,35 @@ def markdown(groups: Sequence[Group], title: str) -> str:
         cells = [str(_cell(g.params.get(p))) for p in vary]
         cells += [str(len(g.runs)), "/".join(str(g.status.get(s, 0)) for s in _STATUSES)]
         for m in metrics:
-            s = g.stats.get(m, {"mean": None, "std": None, "count": 0})
-            text = _fmt(s["mean"])
+            s = g.stats.get(m, empty)
+            text = _fmt(s["mean"], digits[m, "mean"])
             if s["std"] is not None:
-                text += f" ± {_fmt(s['std'])}"
+                text += f" ± {_fmt(s['std'], digits[m, 'std'])}"
             cells.append(f"{text} ({s['count']})")
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += ["", _LEGEND]
+    versions = _count_versions(groups)
+    if len(versions) > 1:
+        runs = ", ".join(f"{v} ({n} run{'' if n == 1 else 's'})" for v, n in versions.items())
+        lines += ["", f"Runs recorded by fastinit {runs}: pooled like seeds (runs.csv: version)."]
     return "\n".join(lines) + "\n"
+
+
+_LEGEND = (
+    "Cells: mean ± sample standard deviation (ddof 1) over seeds (n: the runs with a "
+    "finite value of that metric; no ± for n = 1, `-` for n = 0). Failed runs have no "
+    "metrics: they count in ok/div/fail only. A diverged run counts in each metric it "
+    "reported as a finite number; NaN and infinite values (stored as null) are left out."
+)
+
+
+def _count_versions(groups: Sequence[Group]) -> dict[str, int]:
+    """Runs per fastinit version over ``groups``, versions in order."""
+    counts: dict[str, int] = {}
+    for g in groups:
+        for v, n in g.versions.items():
+            counts[v] = counts.get(v, 0) + n
+    return {v: counts[v] for v in sorted(counts, key=_version_key)}
 
 
 _STATUSES = ("ok", "diverged", "failed")
@@ -310,7 +400,9 @@ _RUN_COLUMNS = ("key", "status", "wall_time", "started", "worker", "version", "e
 
 def _runs_table(groups: Sequence[Group]) -> tuple[list[str], list[list[Any]]]:
     runs = [r for g in groups for r in g.runs]
-    params = [k for k in runs[0]["config"] if k != "experiment"] if runs else []
+    params: list[str] = []  # every run's parameters (an older version's rows may lack one)
+    for r in runs:
+        params += [k for k in r["config"] if k != "experiment" and k not in params]
     metrics: list[str] = []
     for r in runs:
         metrics += [m for m in r["metrics"] if m not in metrics]
@@ -386,6 +478,7 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
                     grid[i, j] = s["mean"]
                     std[i, j] = np.nan if s["std"] is None else s["std"]
                 finite = grid[np.isfinite(grid)]
+                digits = _digits(finite.tolist(), least=3)
                 norm = None
                 if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
                     norm = LogNorm(vmin=finite.min(), vmax=finite.max())
@@ -393,7 +486,7 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
                 im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
                 for i in range(len(inits)):
                     for j in range(len(acts)):
-                        text = "n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}"
+                        text = "n/a" if np.isnan(grid[i, j]) else _fmt(grid[i, j], digits)
                         if np.isfinite(std[i, j]):
                             text += f"\n±{std[i, j]:.2g}"
                         color = "black"
@@ -403,8 +496,10 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
                         ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
                 ax.set_xticks(range(len(acts)), acts, rotation=30, ha="right")
                 ax.set_yticks(range(len(inits)), inits)
+                ax.set_xlabel("activation")
+                ax.set_ylabel("init")
                 ax.set_title(label or metric, fontsize=9)
-                fig.colorbar(im, ax=ax, shrink=0.8)
+                fig.colorbar(im, ax=ax, shrink=0.8, label=f"{metric}, mean over seeds")
             suffix = f"_{part + 1}" if len(panels) > PANELS_PER_FIGURE else ""
             fig.suptitle(f"{exp}: {metric}, mean over seeds (init x activation)")
             fig.tight_layout()
@@ -505,6 +600,8 @@ def _signal(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
             for g in gs
         }
         fig = plot_signal_vs_depth(plt, ends, inits, acts, depths)
+        where = f"{exp}, {label}" if label else exp  # one figure per panel: say which
+        fig.suptitle(f"{where}: signal propagation at initialization, mean over seeds")
         output.figure(f"signal_vs_depth{suffix}.png", fig)
         plt.close(fig)
 
@@ -584,39 +681,88 @@ def make_report(
     Returns
     -------
     ReportResult
+
+    Raises
+    ------
+    ValueError
+        Naming ``db`` when it is missing, a directory, not a fastinit results
+        database, unreadable, or holds no runs (of ``experiment`` / ``sweep``:
+        the message lists the names it does hold); naming the directory when
+        another command's files there would be replaced (then no file of this
+        report is written).
     """
-    from fastinit.experiments._common import Output, provenance, pyplot
+    from fastinit._files import deferred_interrupt
+    from fastinit.experiments._common import Output, check_unclaimed, provenance, pyplot
     from fastinit.sweep.store import Store
 
+    if not isinstance(db, Store) and Path(db).is_dir():
+        raise ValueError(f"db: {db} is a directory, not a results database file")
     store = db if isinstance(db, Store) else Store(db, readonly=True)
     try:
-        rows = store.rows(experiment=experiment, sweep=sweep)
         db_path = store.path
+        try:
+            rows = store.rows(experiment=experiment, sweep=sweep)
+            if not rows:
+                raise ValueError(_no_runs(store, experiment, sweep))
+        except sqlite3.DatabaseError as e:  # another program's `meta` table, a damaged file
+            raise ValueError(f"db: {db_path}: cannot read its runs ({e})") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"db: {db_path}: cannot read its runs (bad JSON: {e})") from None
     finally:
         if store is not db:
             store.close()
-    if not rows:
-        what = " and ".join(
-            f"{k} {v!r}" for k, v in (("experiment", experiment), ("sweep", sweep)) if v
-        )
-        raise ValueError(f"db: {db_path} holds no runs" + (f" of {what}" if what else ""))
     groups = aggregate(rows)
     result = ReportResult(Path(out), groups, figures=figures)
     summary: dict[str, Any] = {"db": str(db_path), "experiments": {}}
     texts = [f"# Sweep report: {db_path}", ""]
     plt = pyplot() if figures else None
-    # each directory's files all or none; a previous report's files not written again
-    # (figures of groups now gone, or every figure after --no-figures) are removed
-    for exp, gs in groups.items():
-        with Output(Path(out) / exp, "report") as output:
-            texts.append(_experiment_report(plt, exp, gs, output, summary))
+    root = Path(out)
+    made = [d for d in (*(root / exp for exp in groups), root, *root.parents) if not d.exists()]
+    # Every file is staged first and the directories are all renamed into place at the
+    # end, summary.md/json last, with a Ctrl-C held until they all are: an interrupted
+    # or failing report leaves the last one whole, never one directory new and one old.
+    # A previous report's files not written again (figures of groups now gone, or every
+    # figure after --no-figures) are then removed.
+    try:
+        with contextlib.ExitStack() as stack:
+            top = stack.enter_context(Output(root, "report"))
+            outputs = []
+            for exp, gs in groups.items():
+                outputs.append(stack.enter_context(Output(root / exp, "report")))
+                texts.append(_experiment_report(plt, exp, gs, outputs[-1], summary))
+            result.markdown = "\n".join(texts)
+            top.text("summary.md", result.markdown)
+            top.json("summary.json", {**summary, **_versions(provenance)})
+            for output in (top, *outputs):  # refuse before any directory is replaced
+                check_unclaimed(output.directory, "report", [p.name for p in output.written])
+            with deferred_interrupt():
+                stack.close()  # the experiments' directories, then the top one
+    except BaseException:
+        for d in made:  # deepest first: the directories this call made, if left empty
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+    for output in outputs:
         result.written += output.written
-    result.markdown = "\n".join(texts)
-    with Output(Path(out), "report") as top:
-        top.text("summary.md", result.markdown)
-        top.json("summary.json", {**summary, **_versions(provenance)})
     result.written += top.written
     return result
+
+
+def _no_runs(store: Any, experiment: str | None, sweep: str | None) -> str:
+    """The error for a database, or a selection of it, without runs: what it does hold."""
+    if experiment is None and sweep is None:
+        return f"db: {store.path} holds no runs; no run of a sweep has finished yet"
+    held = store.conn.execute("SELECT DISTINCT experiment, sweep FROM runs").fetchall()
+    asked = [
+        (f"--{k}", v) for k, v in (("experiment", experiment), ("sweep", sweep)) if v is not None
+    ]
+    text = f"db: {store.path} holds no runs of " + " and ".join(f"{k} {v!r}" for k, v in asked)
+    for option, i in (("--experiment", 0), ("--sweep", 1)):
+        if option in dict(asked):
+            names = sorted({row[i] for row in held if row[i] is not None})
+            what = option.removeprefix("--")
+            text += f"; its {what}s: " + (", ".join(map(repr, names)) or "none")
+    return text
 
 
 def _experiment_report(plt: Any, exp: str, gs: list, output: Any, summary: dict) -> str:
@@ -628,8 +774,16 @@ def _experiment_report(plt: Any, exp: str, gs: list, output: Any, summary: dict)
     output.text("summary.md", text)
     summary["experiments"][exp] = {
         "varying": varying(gs),
+        "run_versions": _count_versions(gs),
         "groups": [
-            {"params": g.params, "seeds": g.seeds, "status": g.status, "stats": g.stats} for g in gs
+            {
+                "params": g.params,
+                "seeds": g.seeds,
+                "status": g.status,
+                "stats": g.stats,
+                "versions": g.versions,
+            }
+            for g in gs
         ],
     }
     if plt is not None:

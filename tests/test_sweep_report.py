@@ -1,0 +1,459 @@
+"""fastinit report: aggregates checked against oracles computed from the raw database rows.
+
+The databases are written through :class:`fastinit.sweep.store.Store` with
+made-up results (no numerics run), so each test controls every value; the
+oracles read the rows back with ``sqlite3`` and ``json`` and aggregate them with
+:mod:`statistics` (exact rational arithmetic), independently of the report code.
+"""
+
+import csv
+import json
+import math
+import random
+import re
+import sqlite3
+import statistics
+from pathlib import Path
+
+import pytest
+
+from fastinit.cli import main
+from fastinit.experiments import _common
+from fastinit.sweep import report as report_module
+from fastinit.sweep import runners
+from fastinit.sweep.report import make_report, mean_std
+from fastinit.sweep.spec import config_key
+from fastinit.sweep.store import Store
+
+
+def record(
+    store: Store,
+    experiment: str,
+    params: dict,
+    metrics: dict | None = None,
+    *,
+    status: str = "ok",
+    curves: dict | None = None,
+    version: str = "9.9.9",
+    sweep: str = "s",
+    drop: tuple = (),
+) -> None:
+    """Record one made-up run; ``drop``: parameters left out (a row of an older version)."""
+    config = runners.full_config(experiment, params)
+    for name in drop:
+        config.pop(name)
+    result = {
+        "status": status,
+        "metrics": metrics or {},
+        "curves": curves or {},
+        "error": "Traceback ...\nValueError: boom" if status == "failed" else None,
+        "started": 1.0,
+        "finished": 2.0,
+        "wall_time": 1.0,
+        "worker": "host:1",
+        "version": version,
+    }
+    store.record(config_key(config), config, result, sweep)
+
+
+def oracle(db: Path) -> dict:
+    """``{(experiment, params JSON): {"status": [...], "values": {metric: [...]}}}`` from SQL."""
+    groups: dict = {}
+    con = sqlite3.connect(db)
+    for config, status, metrics in con.execute("SELECT config, status, metrics FROM runs"):
+        c = json.loads(config)
+        c.pop("seed")
+        exp = c.pop("experiment")
+        g = groups.setdefault((exp, json.dumps(c, sort_keys=True)), {"status": [], "values": {}})
+        g["status"].append(status)
+        for k, v in json.loads(metrics).items():
+            values = g["values"].setdefault(k, [])
+            if status != "failed" and isinstance(v, (int, float)) and math.isfinite(v):
+                values.append(float(v))
+    con.close()
+    return groups
+
+
+def summary_rows(out: Path, experiment: str) -> list[dict]:
+    with (out / experiment / "summary.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def find(rows: list[dict], params: dict) -> dict:
+    def cell(v):
+        return "" if v is None else json.dumps(v) if isinstance(v, list) else str(v)
+
+    match = [r for r in rows if all(r.get(k) == cell(v) for k, v in params.items())]
+    assert len(match) == 1, (params, rows)
+    return match[0]
+
+
+def md_cells(md: str, column: str) -> list[str]:
+    """The cells of one column of the (single) Markdown table in ``md``."""
+    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    i = head.index(column)
+    return [[c.strip() for c in ln.strip("|").split("|")][i] for ln in lines[2:]]
+
+
+# ----------------------------------------------------------------------------- aggregates
+VALUES = {  # value per seed of metric x; each list one group (selftest's `value` parameter)
+    0.0: [0.1, 0.1, 0.1],  # identical seeds: std exactly 0, mean exactly 0.1
+    1.0: [1e160, 2e160, 4e160],  # exploding signals: squares overflow a float
+    2.0: [1e308, 1.5e308],  # a sum that overflows a float
+    3.0: [1.0, 1.0 + 2**-52],  # a spread of one ulp
+    4.0: [0.3],  # n = 1: no std
+    5.0: [2.5, -7.25, 1e-300, 3.0],
+}
+
+
+def test_mean_and_std_are_exact_over_the_db_rows(tmp_path):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for value, xs in VALUES.items():
+            for seed, x in enumerate(xs):
+                record(store, "selftest", {"value": value, "seed": seed}, {"x": x, "y": seed})
+        # failed (no metrics) and diverged (a non-finite metric is stored null) runs
+        record(store, "selftest", {"value": 0.0, "seed": 7}, status="failed")
+        record(store, "selftest", {"value": 5.0, "seed": 8}, {"x": math.inf, "y": 8},
+               status="diverged")  # fmt: skip
+        record(store, "selftest", {"value": 5.0, "seed": 9}, {"x": math.nan, "y": 9})
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    rows = summary_rows(out, "selftest")
+    summary = json.loads((out / "summary.json").read_text())["experiments"]["selftest"]
+    expected = oracle(db)
+    assert len(rows) == len(expected) == len(VALUES) == len(summary["groups"])
+    for (_, params), g in expected.items():
+        p = json.loads(params)
+        row = find(rows, {"value": p["value"]})
+        (js,) = [x for x in summary["groups"] if x["params"]["value"] == p["value"]]
+        assert int(row["runs"]) == len(g["status"])
+        for s in ("ok", "diverged", "failed"):
+            assert int(row[s]) == g["status"].count(s) == js["status"][s]
+        for metric, values in g["values"].items():
+            mean = statistics.mean(values)
+            std = statistics.stdev(values) if len(values) > 1 else None
+            assert int(row[f"{metric}_count"]) == len(values) == js["stats"][metric]["count"]
+            # exact, and the CSV and the JSON round-trip to the same float
+            assert float(row[f"{metric}_mean"]) == mean == js["stats"][metric]["mean"]
+            if std is None:
+                assert row[f"{metric}_std"] == "" and js["stats"][metric]["std"] is None
+            else:
+                assert float(row[f"{metric}_std"]) == std == js["stats"][metric]["std"]
+    x = {json.loads(p)["value"]: g["values"]["x"] for (_, p), g in expected.items()}
+    assert x[5.0] == [2.5, -7.25, 1e-300, 3.0]  # the diverged run's inf and the NaN left out
+    assert float(find(rows, {"value": 0.0})["x_std"]) == 0.0
+
+
+def test_mean_std_matches_exact_arithmetic():
+    rng = random.Random(0)
+    cases = [list(v) for v in VALUES.values()]
+    for _ in range(300):
+        n = rng.randint(1, 12)
+        scale = 10.0 ** rng.randint(-300, 300)
+        center = rng.choice([0.0, 1.0, -3.0, 1e6])
+        cases.append([(center + rng.gauss(0, 1) * rng.choice([1.0, 1e-12])) * scale
+                      for _ in range(n)])  # fmt: skip
+    for values in cases:
+        mean, std = mean_std(values)
+        assert mean == statistics.mean(values), values
+        assert std == (statistics.stdev(values) if len(values) > 1 else None), values
+    assert mean_std([]) == (None, None)
+    assert mean_std([1.7e308, -1.7e308]) == (0.0, math.inf)  # a std beyond the float range
+
+
+# ----------------------------------------------------------------------------- markdown
+def test_markdown_prints_different_means_differently(tmp_path):
+    db = tmp_path / "r.sqlite"
+    means = {"a": [0.123456, 0.123456], "b": [0.123459, 0.123459], "c": [0.5], "d": [2.0, 4.0]}
+    with Store(db) as store:
+        for init, xs in means.items():
+            for seed, x in enumerate(xs):
+                record(store, "selftest", {"init": init, "seed": seed}, {"x": x})
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    md = (out / "selftest" / "summary.md").read_text()
+    cells = dict(zip(md_cells(md, "init"), md_cells(md, "x"), strict=True))
+    printed = {init: re.match(r"(\S+)", c).group(1) for init, c in cells.items()}
+    assert printed["a"] != printed["b"], cells
+    for init, xs in means.items():  # each printed mean is the mean rounded, not another value
+        digits = len(re.sub(r"e.*|^-|\.", "", printed[init]).lstrip("0"))
+        assert printed[init] == f"{statistics.mean(xs):.{max(digits, 1)}g}", cells
+    assert printed["c"] == "0.5" and cells["c"] == "0.5 (1)"
+    assert cells["d"] == f"3 ± {statistics.stdev([2.0, 4.0]):.4g} (2)"
+
+
+def test_markdown_says_what_the_numbers_are(tmp_path):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for seed in range(3):
+            record(store, "selftest", {"seed": seed}, {"x": seed})
+    out = tmp_path / "out"
+    result = make_report(db, out, figures=False)
+    md = (out / "selftest" / "summary.md").read_text()
+    for words in ("mean ± sample standard deviation (ddof 1)", "n:", "Failed runs",
+                  "diverged", "NaN"):  # fmt: skip
+        assert words in md, md
+    assert md in result.markdown
+
+
+def test_pooling_runs_of_several_versions_is_said(tmp_path):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for seed in range(3):
+            record(store, "selftest", {"seed": seed}, {"x": seed}, version="0.1.0")
+        record(store, "selftest", {"seed": 3}, {"x": 3}, version="0.2.0")
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    md = (out / "selftest" / "summary.md").read_text()
+    assert "fastinit 0.1.0 (3 runs), 0.2.0 (1 run)" in md, md
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["experiments"]["selftest"]["run_versions"] == {"0.1.0": 3, "0.2.0": 1}
+    (group,) = summary["experiments"]["selftest"]["groups"]
+    assert group["versions"] == {"0.1.0": 3, "0.2.0": 1}
+
+
+# ----------------------------------------------------------------------------- grouping
+def test_only_seeds_are_pooled(tmp_path):
+    """Runs that differ in anything but the seed are separate groups, whatever the value."""
+    db = tmp_path / "r.sqlite"
+    variants = [
+        {},
+        {"lr": 0.5},
+        {"dtype": "float32"},
+        {"width": 8},
+        {"optimizer": "momentum", "momentum": 0.9},  # sgd's momentum is recorded as 0.9 too
+        {"optimizer": "momentum", "momentum": 0.5},
+        {"weight_decay": 1e-4},
+    ]
+    with Store(db) as store:
+        for i, v in enumerate(variants):
+            for seed in range(2):
+                record(store, "planar", {**v, "seed": seed}, {"final_loss": i + seed / 10})
+    out = tmp_path / "out"
+    result = make_report(db, out, figures=False)
+    rows = summary_rows(out, "planar")
+    assert len(rows) == len(result.groups["planar"]) == len(variants)
+    for i, v in enumerate(variants):
+        config = runners.full_config("planar", v)
+        row = find(rows, {k: val for k, val in config.items() if k not in ("experiment", "seed")})
+        assert row["runs"] == "2" and float(row["final_loss_mean"]) == i + 0.05
+
+
+def test_a_parameter_missing_from_older_rows_keeps_its_column(tmp_path):
+    """Rows of an older version without a parameter: every column is still there."""
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for seed in range(2):  # recorded first, as an older version would have
+            record(store, "planar", {"seed": seed}, {"final_loss": 1.0 + seed}, drop=("rng",))
+        for rng_name, loss in (("notebook", 2.0), ("fastinit", 3.0)):
+            for seed in range(2):
+                record(store, "planar", {"seed": seed, "rng": rng_name}, {"final_loss": loss})
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    rows = summary_rows(out, "planar")
+    assert [r["rng"] for r in rows] == ["", "fastinit", "notebook"], rows
+    assert [float(r["final_loss_mean"]) for r in rows] == [1.5, 3.0, 2.0]
+    md = (out / "planar" / "summary.md").read_text()
+    assert md_cells(md, "rng") == ["", "fastinit", "notebook"], md
+    with (out / "planar" / "runs.csv").open(newline="") as f:
+        runs = list(csv.DictReader(f))
+    assert [r["rng"] for r in runs] == ["", "", "fastinit", "fastinit", "notebook", "notebook"]
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_a_db_that_cannot_be_read_is_an_error_naming_it(tmp_path, capsys):
+    meta_only = tmp_path / "meta.sqlite"  # another program's `meta` table, no `runs`
+    con = sqlite3.connect(meta_only)
+    con.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.commit()
+    con.close()
+    directory = tmp_path / "adir.sqlite"
+    directory.mkdir()
+    bad_json = tmp_path / "bad.sqlite"  # a damaged row
+    with Store(bad_json) as store:
+        record(store, "selftest", {"seed": 0}, {"x": 1.0})
+    con = sqlite3.connect(bad_json)
+    con.execute("UPDATE runs SET metrics = '{\"x\": 1.0'")
+    con.commit()
+    con.close()
+    cases = [
+        (meta_only, "cannot read its runs (no such table: runs)"),
+        (directory, "is a directory"),
+        (bad_json, "cannot read its runs (bad JSON"),
+    ]
+    for db, words in cases:
+        with pytest.raises(SystemExit) as e:
+            main(["report", str(db), "--out", str(tmp_path / "out"), "--no-figures"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert f"db: {db}" in err and words in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_filters_matching_nothing_say_what_the_db_holds(tmp_path, capsys):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        record(store, "selftest", {"seed": 0}, {"x": 1}, sweep="first")
+        record(store, "planar", {"seed": 0}, {"final_loss": 1}, sweep="second")
+    cases = [
+        (["--sweep", "nope"], "no runs of --sweep 'nope'; its sweeps: 'first', 'second'"),
+        (["--experiment", "depht"],
+         "no runs of --experiment 'depht'; its experiments: 'planar', 'selftest'"),
+        (["--experiment", "planar", "--sweep", "first"],
+         "no runs of --experiment 'planar' and --sweep 'first'; its experiments: 'planar', "
+         "'selftest'; its sweeps: 'first', 'second'"),
+    ]  # fmt: skip
+    for args, words in cases:
+        with pytest.raises(SystemExit) as e:
+            main(["report", str(db), "--out", str(tmp_path / "out"), "--no-figures", *args])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert words in err and str(db) in err and "Traceback" not in err, err
+    empty = tmp_path / "empty.sqlite"
+    Store(empty).close()  # a sweep killed before its first run finished
+    with pytest.raises(ValueError, match="holds no runs; no run of a sweep has finished yet"):
+        make_report(empty, tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- interruption
+def _two_experiments(db: Path, seeds: range) -> None:
+    with Store(db) as store:
+        for seed in seeds:
+            record(store, "planar", {"seed": seed}, {"final_loss": 1.0 + seed})
+            record(store, "selftest", {"seed": seed}, {"x": 2.0 * seed})
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file()}  # fmt: skip
+
+
+def test_an_interrupted_report_leaves_the_previous_one_whole(tmp_path, monkeypatch):
+    db = tmp_path / "r.sqlite"
+    _two_experiments(db, range(2))
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    before = _files(out)
+    _two_experiments(db, range(2, 4))  # every table changes
+    markdown = report_module.markdown
+
+    def interrupted(groups, title):
+        if title == "selftest":  # the second experiment, after planar's files are written
+            raise KeyboardInterrupt
+        return markdown(groups, title)
+
+    monkeypatch.setattr(report_module, "markdown", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make_report(db, out, figures=False)
+    assert _files(out) == before  # no directory replaced, no staging directory left
+    assert not [p for p in out.rglob(".writing-*")]
+    fresh = tmp_path / "fresh"
+    with pytest.raises(KeyboardInterrupt):
+        make_report(db, fresh, figures=False)
+    assert not fresh.exists() or not any(fresh.iterdir()), list(fresh.rglob("*"))
+    monkeypatch.setattr(report_module, "markdown", markdown)
+    make_report(db, out, figures=False)
+    assert len(summary_rows(out, "planar")) == 1 and _files(out) != before
+
+
+@pytest.mark.parametrize("refused", ["planar", "selftest"])
+def test_a_refused_directory_leaves_every_directory_as_it_was(tmp_path, refused):
+    """Another command's file in one experiment's directory: nothing is replaced anywhere."""
+    db = tmp_path / "r.sqlite"
+    _two_experiments(db, range(2))
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    (out / refused / ".fastinit-planar-files.json").write_text('["summary.md"]')
+    before = _files(out)
+    _two_experiments(db, range(2, 4))
+    with pytest.raises(ValueError, match="output of `fastinit planar`"):
+        make_report(db, out, figures=False)
+    assert _files(out) == before
+
+
+# ----------------------------------------------------------------------------- figures
+def _captured_figures(monkeypatch) -> dict:
+    figures: dict = {}
+    figure = _common.Output.figure
+
+    def capture(self, name, fig):
+        figures[name] = {
+            "suptitle": fig._suptitle.get_text() if fig._suptitle else "",
+            "axes": [(ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes],
+            "texts": [[t.get_text() for t in ax.texts] for ax in fig.axes],
+        }
+        figure(self, name, fig)
+
+    monkeypatch.setattr(_common.Output, "figure", capture)
+    return figures
+
+
+def test_heatmap_axes_and_colorbars_are_labelled(tmp_path, monkeypatch):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for i, init in enumerate(("a", "b")):
+            for j, act in enumerate(("x", "y")):
+                for seed in range(2):
+                    value = 0.12345 + 0.00001 * (2 * i + j)  # alike to 3 significant digits
+                    record(store, "selftest", {"init": init, "activation": act, "seed": seed},
+                           {"value": value, "final_loss": 0.25})  # fmt: skip
+    figures = _captured_figures(monkeypatch)
+    make_report(db, tmp_path / "out")
+    heat = figures["heatmap_value.png"]
+    (panel, colorbar) = heat["axes"]
+    assert panel[1:] == ("activation", "init"), heat
+    assert "value" in colorbar[2] and "mean over seeds" in colorbar[2], heat
+    means = [t.split("\n")[0] for t in heat["texts"][0]]  # row by row: a/x, a/y, b/x, b/y
+    assert len(set(means)) == 4, means
+    expected = [0.12345 + 0.00001 * k for k in range(4)]
+    assert [float(m) for m in means] == pytest.approx(expected, abs=0.6e-5), means
+
+
+def test_signal_figures_name_their_panel(tmp_path, monkeypatch):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for width in (16, 32):
+            for init in ("he", "xavier"):
+                for depth in (2, 3):
+                    for seed in range(2):
+                        act = [1.0 + seed] * depth
+                        record(
+                            store, "depth",
+                            {"width": width, "init": init, "depth": depth, "seed": seed},
+                            {"act_std_last": act[-1], "grad_std_first": 0.5},
+                            curves={"act_std": act, "grad_std": [0.5] * depth,
+                                    "act_mean": [0.0] * depth},
+                        )  # fmt: skip
+    figures = _captured_figures(monkeypatch)
+    make_report(db, tmp_path / "out")
+    for width in (16, 32):
+        title = figures[f"signal_vs_depth_width={width}.png"]["suptitle"]
+        assert f"width={width}" in title and "depth" in title and "mean over seeds" in title
+
+
+def test_exploding_signals_of_a_real_depth_sweep_are_aggregated(tmp_path):
+    """std=10 ReLU over 100 layers: activations near 1e175 (squares beyond the float range)."""
+    from fastinit.sweep.execute import run_sweep
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'experiment = "depth"\n[fixed]\nwidth = 64\nsamples = 8\nactivation = "relu"\n'
+        'depth = 100\n[grid]\ninit = ["std=10"]\nseed = [0, 1, 2]\n'
+    )
+    db = tmp_path / "r.sqlite"
+    run_sweep(spec, db, workers=0, progress=False)
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    (g,) = oracle(db).values()
+    (row,) = summary_rows(out, "depth")
+    big = [m for m, v in g["values"].items() if len(v) > 1 and max(map(abs, v)) > 1e160]
+    assert big, g["values"]  # the case this test is about
+    for metric, values in g["values"].items():
+        assert int(row[f"{metric}_count"]) == len(values)
+        if values:
+            assert float(row[f"{metric}_mean"]) == statistics.mean(values)
+        if len(values) > 1:
+            assert float(row[f"{metric}_std"]) == statistics.stdev(values)
