@@ -110,15 +110,15 @@ def test_nd_kernels_use_the_receptive_field_in_both_fans(name, kwargs, ref):
     assert ks_ok(w, ref.cdf)
 
 
-@pytest.mark.parametrize("shape", [(3, 5), (3, 3, 16, 32), (2, 4, 6, 8, 10), (7, 1, 1)])
-def test_fans_are_pytorchs_for_the_same_layer(shape):
+def test_fans_are_pytorchs_for_the_same_layer():
     # PyTorch lays the same weight out (out, in, *receptive_field)
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")  # an optional second oracle (closed form: above)
     fans = getattr(torch.nn.init, "_calculate_fan_in_and_fan_out", None)
     if fans is None:
         pytest.skip("this PyTorch has no _calculate_fan_in_and_fan_out")
-    torch_shape = (shape[-1], shape[-2], *shape[:-2])
-    assert init.fan_in_and_fan_out(shape) == fans(torch.empty(torch_shape))
+    for shape in [(3, 5), (3, 3, 16, 32), (2, 4, 6, 8, 10), (7, 1, 1)]:
+        torch_shape = (shape[-1], shape[-2], *shape[:-2])
+        assert init.fan_in_and_fan_out(shape) == fans(torch.empty(torch_shape)), shape
 
 
 def test_shapes_below_2d_get_keras_fans_under_every_name():
@@ -167,6 +167,8 @@ def test_fans_follow_keras():
     assert init.fan_in_and_fan_out((7,)) == (7, 7)
     assert init.fan_in_and_fan_out(()) == (1, 1)
     assert init.fan_in_and_fan_out((3, 3, 16, 32)) == (9 * 16, 9 * 32)
+    assert init.fan_in_and_fan_out((2, 4, 6, 8, 10)) == (48 * 8, 48 * 10)
+    assert init.fan_in_and_fan_out((7, 1, 1)) == (7, 7)
 
 
 def test_calculate_gain_is_pytorchs_table():
@@ -254,13 +256,18 @@ def test_sparse_zeros_per_column():
 @pytest.mark.parametrize(
     ("sparsity", "rows"), [(0.07, 100), (0.28, 25), (1 / 3, 9), (0.05, 3), (0.0, 5), (1.0, 7)]
 )
-def test_sparse_zero_count_is_pytorchs(sparsity, rows):
+def test_sparse_zero_count_is_the_ceiling_of_the_product(sparsity, rows):
     # ceil of the float64 product, as torch: 0.07 * 100 = 7.000000000000001 gives 8 zeros
     w = init.sparse((rows, 6), sparsity=sparsity, std=1.0, seed=1, dtype="float64")
     assert np.all((w == 0).sum(axis=0) == math.ceil(sparsity * rows))
-    torch = pytest.importorskip("torch")
-    ref = torch.nn.init.sparse_(torch.empty(rows, 6, dtype=torch.float64), sparsity, std=1.0)
-    np.testing.assert_array_equal((w == 0).sum(axis=0), (ref == 0).sum(dim=0).numpy())
+
+
+def test_sparse_zero_count_is_pytorchs():
+    torch = pytest.importorskip("torch")  # an optional second oracle
+    for sparsity, rows in [(0.07, 100), (0.28, 25), (1 / 3, 9), (0.05, 3), (0.0, 5), (1.0, 7)]:
+        w = init.sparse((rows, 6), sparsity=sparsity, std=1.0, seed=1, dtype="float64")
+        ref = torch.nn.init.sparse_(torch.empty(rows, 6, dtype=torch.float64), sparsity, std=1.0)
+        np.testing.assert_array_equal((w == 0).sum(axis=0), (ref == 0).sum(dim=0).numpy())
 
 
 def test_martens_sparse_k_per_unit():
