@@ -457,3 +457,21 @@ def test_exploding_signals_of_a_real_depth_sweep_are_aggregated(tmp_path):
             assert float(row[f"{metric}_mean"]) == statistics.mean(values)
         if len(values) > 1:
             assert float(row[f"{metric}_std"]) == statistics.stdev(values)
+
+
+def test_a_parameter_the_optimizer_does_not_read_is_not_shown_as_a_value(tmp_path):
+    # sgd runs record momentum at its default (one run key); the table must not read as
+    # if they used momentum 0.9
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for opt, momentum in (("sgd", 0.9), ("momentum", 0.5), ("momentum", 0.9)):
+            params = {"optimizer": opt, "momentum": momentum, "seed": 0}
+            record(store, "planar", params, {"final_loss": 0.1})
+        record(store, "mnist", {"optimizer": "sgd", "seed": 0}, {"final_loss": 0.2})
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    md = (out / "planar" / "summary.md").read_text()
+    cells = list(zip(md_cells(md, "optimizer"), md_cells(md, "momentum"), strict=True))
+    assert sorted(cells) == [("momentum", "0.5"), ("momentum", "0.9"), ("sgd", "-")], md
+    fixed = (out / "mnist" / "summary.md").read_text().split("\n|")[0]
+    assert "momentum" not in fixed and "`optimizer=sgd`" in fixed, fixed

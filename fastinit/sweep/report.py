@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastinit.sweep.runners import EXPERIMENTS
+from fastinit.sweep.runners import EXPERIMENTS, unused_params
 
 __all__ = ["Group", "ReportResult", "aggregate", "make_report", "mean_std"]
 
@@ -339,7 +339,9 @@ def markdown(groups: Sequence[Group], title: str) -> str:
     vary = varying(groups)
     metrics = _metric_names(groups)
     params = _param_names(groups)
-    fixed = {k: groups[0].params[k] for k in params if k not in vary}
+    unused = [set(unused_params(g.params)) for g in groups]
+    unused_by_all = set.intersection(*unused) if unused else set()
+    fixed = {k: groups[0].params[k] for k in params if k not in vary and k not in unused_by_all}
     head = [*vary, "runs", "ok/div/fail"]
     head += _metric_columns(metrics, [*head, *params])
     empty = {"mean": None, "std": None, "count": 0}
@@ -353,7 +355,8 @@ def markdown(groups: Sequence[Group], title: str) -> str:
         lines += ["Fixed: " + ", ".join(f"`{k}={_cell(v)}`" for k, v in fixed.items()), ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
-        cells = [str(_cell(g.params.get(p))) for p in vary]
+        unused = unused_params(g.params)  # recorded at its default: "-", not a value
+        cells = ["-" if p in unused else str(_cell(g.params.get(p))) for p in vary]
         cells += [str(len(g.runs)), "/".join(str(g.status.get(s, 0)) for s in _STATUSES)]
         for m in metrics:
             s = g.stats.get(m, empty)

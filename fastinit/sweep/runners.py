@@ -631,11 +631,29 @@ def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
     dict
         A new dict if anything changed, else ``config``.
     """
+    params = EXPERIMENTS[config["experiment"]].params
+    reset = {k: params[k].default for k in unused_params(config) if config[k] != params[k].default}
+    return {**config, **reset} if reset else config
+
+
+def unused_params(config: dict[str, Any]) -> tuple[str, ...]:
+    """The parameters a run of ``config`` does not read (recorded at their defaults).
+
+    ``momentum`` beside an optimizer other than momentum or nesterov.
+
+    Parameters
+    ----------
+    config : dict
+        A configuration, or a report group's parameters (``optimizer`` among them).
+
+    Returns
+    -------
+    tuple of str
+        Their names (empty if the run reads every parameter).
+    """
     if "momentum" in config and config.get("optimizer") not in ("momentum", "nesterov"):
-        default = EXPERIMENTS[config["experiment"]].params["momentum"].default
-        if config["momentum"] != default:
-            return {**config, "momentum": default}
-    return config
+        return ("momentum",)
+    return ()
 
 
 def full_config(experiment: str, params: dict[str, Any]) -> dict[str, Any]:
