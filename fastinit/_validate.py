@@ -194,3 +194,21 @@ def as_array(value: Any, name: str, expected: str) -> np.ndarray:
         return np.asarray(value)
     except ValueError as err:
         raise ValueError(f"{name}: expected {expected} ({err})") from None
+
+
+def dtype_range(dtype: Any) -> tuple[float, float]:
+    """The positive values ``dtype`` holds without rounding them to 0 or to infinity.
+
+    Parameters
+    ----------
+    dtype : numpy dtype or name
+        A float dtype.
+
+    Returns
+    -------
+    tuple of (float, float)
+        Its smallest subnormal and its largest finite value, as Python floats (a
+        float32 scalar would cast what it is compared with).
+    """
+    finfo = np.finfo(dtype)
+    return float(finfo.smallest_subnormal), float(finfo.max)

@@ -130,6 +130,7 @@ from fastinit._validate import (
     check_choice,
     check_int,
     check_seed,
+    dtype_range,
 )
 from fastinit.activations import (
     ELU,
@@ -842,8 +843,7 @@ def _check_in_range(opt: Any, dtype: np.dtype) -> None:
     in float32 an ``lr`` of 1e-50 would train nothing and an ``eps`` of 1e-50
     would divide 0 by 0 (NaN) where a gradient is 0.
     """
-    finfo = np.finfo(dtype)
-    low, high = float(finfo.smallest_subnormal), float(finfo.max)  # float32 scalars would cast
+    low, high = dtype_range(dtype)
     for name in ("lr", "eps", "weight_decay"):
         value = float(getattr(opt, name, 0.0))
         if value > 0 and not low <= value <= high:

@@ -255,11 +255,10 @@ def _check_training_grid(axes: dict[str, list[Any]]) -> None:
     ``fit`` refuses them (:func:`fastinit.train.fit_many`: the kernels round these
     hyperparameters to the model dtype once), so every such run would fail.
     """
-    import numpy as np
+    from fastinit._validate import dtype_range
 
     for dtype in axes["dtype"]:
-        finfo = np.finfo(dtype)
-        low, high = float(finfo.smallest_subnormal), float(finfo.max)
+        low, high = dtype_range(dtype)
         for key in ("lr", "weight_decay"):
             for value in axes[key]:
                 if value > 0 and not low <= value <= high:
