@@ -6,8 +6,9 @@ raises ``ValueError`` or ``TypeError`` naming the argument and what was expected
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -212,3 +213,29 @@ def dtype_range(dtype: Any) -> tuple[float, float]:
     """
     finfo = np.finfo(dtype)
     return float(finfo.smallest_subnormal), float(finfo.max)
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type (``progress=1``, ``iterations=2.5``).
+
+    Both a ``TypeError``, as the checks in this module raise for a wrong type, and
+    a ``ValueError``, the rule of ``MLP``, ``fit`` and the experiments for any bad
+    argument, so one ``except`` catches a bad value whichever function got it (as
+    NumPy's ``AxisError`` is both an IndexError and a ValueError).
+    """
+
+
+@contextlib.contextmanager
+def value_errors() -> Iterator[None]:
+    """Raise the ``TypeError`` of an argument check in the block as :class:`ArgumentTypeError`.
+
+    Yields
+    ------
+    None
+    """
+    try:
+        yield
+    except ArgumentTypeError:
+        raise
+    except TypeError as err:
+        raise ArgumentTypeError(str(err)) from None

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from fastinit._validate import check_bool, check_int, check_positive
+from fastinit._validate import check_bool, check_int, check_positive, value_errors
 
 __all__ = ["LSUVRecord", "lsuv"]
 
@@ -109,10 +109,8 @@ def lsuv(
     if not hasattr(model, "_layers"):
         raise ValueError(f"model: expected an MLP, got {type(model).__name__}")
     tol = check_positive(tol, "tol")
-    try:
+    with value_errors():
         max_iter = check_int(max_iter, "max_iter", low=1)
-    except TypeError as err:
-        raise ValueError(str(err)) from None
     orthonormal = check_bool(orthonormal, "orthonormal")
     return_record = check_bool(return_record, "return_record")
     X = _train.prepare_x(model, X_batch, "X_batch")

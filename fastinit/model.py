@@ -30,7 +30,15 @@ from fastinit import losses as _losses
 from fastinit import train as _train
 from fastinit._cuda import check_device, cuda_module, is_device_array
 from fastinit._files import replacing
-from fastinit._validate import all_finite, as_array, cast_finite, check_dtype, check_int, check_seed
+from fastinit._validate import (
+    all_finite,
+    as_array,
+    cast_finite,
+    check_dtype,
+    check_int,
+    check_seed,
+    value_errors,
+)
 from fastinit.dense import LAYER_COLUMNS, forward_rows, ops_table, with_kernels
 from fastinit.dense import work_size as _work_size
 from fastinit.train import History
@@ -108,10 +116,8 @@ def _per_layer(spec: Any, n: int, name: str, per: str = "layer") -> list:
 
 def _activation(spec: Any) -> _act.Activation:
     """:func:`fastinit.activations.get`, with the constructor's ValueError for any bad spec."""
-    try:
+    with value_errors():  # a parameter of the wrong type
         return _act.get(spec, "activation")
-    except TypeError as err:  # a parameter of the wrong type
-        raise ValueError(str(err)) from None
 
 
 def _is_pair(spec: Any) -> bool:
@@ -281,10 +287,8 @@ class MLP:
             _activation(activation)
         hidden = _per_layer(activation, n_layers - 1, "activation", "hidden layer")
         acts = [_activation(a) for a in hidden] + [_act.get("identity")]
-        try:  # the constructor's rule: ValueError for any bad argument
+        with value_errors():  # the constructor's rule: ValueError for any bad argument
             self.seed = check_seed(seed, "seed")
-        except TypeError as err:
-            raise ValueError(str(err)) from None
         self._allocate(acts)
         if _is_path(init):
             init, file_biases = _arrays_from_file(init, self.sizes)
@@ -775,10 +779,8 @@ def _classes(logits: np.ndarray) -> np.ndarray:
 
 
 def _check_dtype(dtype: Any) -> np.dtype:
-    try:
+    with value_errors():
         return check_dtype(dtype)
-    except TypeError as err:
-        raise ValueError(str(err)) from None
 
 
 def _check_sizes(sizes: Any) -> tuple[int, ...]:

@@ -131,6 +131,7 @@ from fastinit._validate import (
     check_int,
     check_seed,
     dtype_range,
+    value_errors,
 )
 from fastinit.activations import (
     ELU,
@@ -1115,12 +1116,10 @@ def batch_rows(
     numpy.ndarray of int64
         Row indices, in batch order (all rows for ``"full"``).
     """
-    try:
+    with value_errors():
         n = check_int(n, "n", low=1)
         batch = check_int(batch_size, "batch_size", low=1)
         t = check_int(iteration, "iteration", low=0)
-    except TypeError as err:
-        raise ValueError(str(err)) from None
     mode = SAMPLINGS.index(check_choice(sampling, "sampling", SAMPLINGS))
     seed = check_seed(seed, "seed")
     if mode == FULL:
@@ -1212,12 +1211,10 @@ def fit_many(
     """
     start = time.perf_counter()
     models = _check_models(models)
-    try:  # the bad-input rule of fit: ValueError, whatever the kind of mistake
+    with value_errors():  # the bad-input rule of fit: ValueError, whatever the mistake
         check_bool(record_stats, "record_stats")
         check_bool(progress, "progress")
         every = check_int(stats_every, "stats_every", low=1, high=2**63 - 1)  # int64
-    except TypeError as err:
-        raise ValueError(str(err)) from None
     fa = _fit_arguments(models, X, y, optimizer, batch_size, iterations, epochs, sampling, loss,
                         seed)  # fmt: skip
     bar = ProgressBar(fa.n_iter, enabled=bool(progress))
@@ -1322,11 +1319,9 @@ class FitArguments:
 def _fit_arguments(models, X, y, optimizer, batch_size, iterations, epochs, sampling, loss,
                    seed) -> FitArguments:  # fmt: skip
     """Validate and prepare :func:`fit_many`'s arguments (ValueErrors name the argument)."""
-    try:  # the bad-input rule of fit: ValueError, whatever the kind of mistake
+    with value_errors():  # the bad-input rule of fit: ValueError, whatever the mistake
         fa = _checked_arguments(models, X, y, optimizer, batch_size, iterations, epochs,
                                 sampling, loss, seed)  # fmt: skip
-    except TypeError as err:
-        raise ValueError(str(err)) from None
     # sizes no array can have (numpy's limit: intp bytes) fail here, not as "array is too big"
     row_bytes = max(8, fa.X.shape[1] * fa.X.itemsize)  # a gathered row, or its int64 index
     batch_bytes = 0 if fa.mode == FULL else fa.batch * row_bytes  # full: X is the batch

@@ -12,8 +12,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,33 +29,6 @@ from fastinit.sweep.store import json_safe
 
 
 # ----------------------------------------------------------------------------- arguments
-class BadArgumentTypeError(TypeError, ValueError):
-    """An experiment's argument of the wrong type (``progress=1``, ``iterations=2.5``).
-
-    Both a ``TypeError``, as :mod:`fastinit._validate` raises for a wrong type,
-    and a ``ValueError``, as ``MLP.fit`` and :func:`fastinit.train.fit_many`
-    raise for every bad argument: the experiments pass ``progress``,
-    ``iterations``, ``batch_size``, ``lr`` and ``seed`` on to fit, and one bad
-    value is caught by the same ``except`` whether given to fit or to an experiment.
-    """
-
-
-@contextmanager
-def checking_arguments() -> Iterator[None]:
-    """Raise a ``TypeError`` of the argument checks in the block as :class:`BadArgumentTypeError`.
-
-    Yields
-    ------
-    None
-    """
-    try:
-        yield
-    except BadArgumentTypeError:
-        raise
-    except TypeError as e:
-        raise BadArgumentTypeError(str(e)) from None
-
-
 def check_hidden(hidden: Any, *, min_layers: int = 0) -> tuple[int, ...]:
     """Check the hidden widths of an experiment's network (``hidden=(100, 100)``).
 

@@ -41,11 +41,10 @@ from fastinit import activations as _act
 from fastinit import datasets
 from fastinit import random as _rng
 from fastinit._progress import ProgressBar
-from fastinit._validate import check_bool, check_dtype, check_int
+from fastinit._validate import check_bool, check_dtype, check_int, value_errors
 from fastinit.experiments._common import (
     Output,
     check_seed_range,
-    checking_arguments,
     parse_activations,
     parse_inits,
     prepare_output,
@@ -399,7 +398,7 @@ def run_depth(
         that comes while the files are renamed into place is raised once they
         all are).
     """
-    with checking_arguments():  # a wrong type: TypeError, and ValueError as in fit
+    with value_errors():  # a wrong type: TypeError, and ValueError as in fit
         specs = parse_inits(inits, data_dependent=False)
         acts = parse_activations(activations)
         depths = _check_depths(depths)

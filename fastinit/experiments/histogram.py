@@ -26,10 +26,9 @@ from fastinit import activations as _act
 from fastinit import datasets
 from fastinit import train as _train
 from fastinit._progress import ProgressBar
-from fastinit._validate import check_bool, check_dtype, check_int, check_seed
+from fastinit._validate import check_bool, check_dtype, check_int, check_seed, value_errors
 from fastinit.experiments._common import (
     Output,
-    checking_arguments,
     parse_activations,
     parse_inits,
     prepare_output,
@@ -234,7 +233,7 @@ def run_histogram(
         that comes while the files are renamed into place is raised once they
         all are).
     """
-    with checking_arguments():  # a wrong type: TypeError, and ValueError as in fit
+    with value_errors():  # a wrong type: TypeError, and ValueError as in fit
         specs = parse_inits(inits, data_dependent=False)
         activations = tuple(parse_activations(activations))
         progress = check_bool(progress, "progress")

@@ -32,12 +32,11 @@ import numpy as np
 from fastinit import activations as _act
 from fastinit import datasets, optim
 from fastinit._cuda import check_device
-from fastinit._validate import check_bool, check_dtype, check_int, check_positive
+from fastinit._validate import check_bool, check_dtype, check_int, check_positive, value_errors
 from fastinit.experiments._common import (
     Output,
     check_hidden,
     check_seed_range,
-    checking_arguments,
     parse_inits,
     prepare_output,
     provenance,
@@ -228,7 +227,7 @@ def run_mnist(
         that comes while the files are renamed into place is raised once they
         all are).
     """
-    with checking_arguments():  # a wrong type: TypeError, and ValueError as fit raises
+    with value_errors():  # a wrong type: TypeError, and ValueError as fit raises
         device = check_device(device, "device")
         specs = parse_inits(inits)
         _act.get(activation, "activation")  # checked before the data is loaded

@@ -32,11 +32,11 @@ from fastinit._validate import (
     check_int,
     check_positive,
     check_seed,
+    value_errors,
 )
 from fastinit.experiments._common import (
     InitSpec,
     Output,
-    checking_arguments,
     json_safe,
     parse_inits,
     prepare_output,
@@ -318,7 +318,7 @@ def run_planar(
         that comes while the files are renamed into place is raised once they
         all are).
     """
-    with checking_arguments():  # a wrong type: TypeError, and ValueError as fit raises
+    with value_errors():  # a wrong type: TypeError, and ValueError as fit raises
         if weights is None:
             weights = {}
         if not isinstance(weights, Mapping):

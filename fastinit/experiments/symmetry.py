@@ -23,11 +23,17 @@ import numpy as np
 from fastinit import activations as _act
 from fastinit import datasets, optim
 from fastinit._progress import ProgressBar
-from fastinit._validate import check_bool, check_dtype, check_int, check_positive, check_seed
+from fastinit._validate import (
+    check_bool,
+    check_dtype,
+    check_int,
+    check_positive,
+    check_seed,
+    value_errors,
+)
 from fastinit.experiments._common import (
     Output,
     check_hidden,
-    checking_arguments,
     parse_inits,
     prepare_output,
     provenance,
@@ -219,7 +225,7 @@ def run_symmetry(
         that comes while the files are renamed into place is raised once they
         all are).
     """
-    with checking_arguments():  # a wrong type: TypeError, and ValueError as fit raises
+    with value_errors():  # a wrong type: TypeError, and ValueError as fit raises
         specs = parse_inits(inits)
         hidden = check_hidden(hidden, min_layers=1)
         _act.get(activation, "activation")
