@@ -2,7 +2,12 @@
 
 Each is imported only if importable; neither is a dependency.  Every runner
 trains the same architecture with SGD on minibatches of random rows (sampled
-with replacement) and records the loss of every step, like ``fastinit``.
+with replacement, drawn and gathered inside the timed loop) and records the loss
+of every step, like ``fastinit``, on as many threads as fastinit's BLAS
+(:func:`default_threads`; XLA sizes its pool the same way).  The step functions
+(:func:`torch_step`, :func:`jax_step`) are what the runners call;
+``tests/test_bench_peers.py`` checks that 3 of their steps from fastinit's
+weights on fastinit's batches give fastinit's losses and weights.
 """
 
 from __future__ import annotations
@@ -21,6 +26,53 @@ def available(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+def default_threads() -> int:
+    """The CPUs this process may run on: what NumPy's OpenBLAS, and so fastinit, uses.
+
+    ``os.cpu_count()`` counts the machine's CPUs, not those the process is allowed
+    (``taskset``, a container's cpuset): a peer sized from it would run more
+    threads than fastinit's BLAS does.
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def torch_step(sizes: list[int], *, lr: float, weights=None, seed: int = 0):
+    """PyTorch eager: ``nn.Sequential`` of Linear/ReLU, ``CrossEntropyLoss``, ``optim.SGD``.
+
+    Returns ``(model, step)``: ``step(xb, yb)`` takes one SGD step on a batch of
+    tensors and returns the loss tensor.  ``weights``: optional ``[(W, b), ...]``
+    with ``W`` as ``(fan_in, fan_out)`` (fastinit's layout), else PyTorch's init.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    layers: list = []
+    for k in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[k], sizes[k + 1]))
+        if k < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    if weights is not None:
+        linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+        with torch.no_grad():
+            for lin, (w, b) in zip(linears, weights, strict=True):
+                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(np.asarray(w).T)))
+                lin.bias.copy_(torch.from_numpy(np.asarray(b)))
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return model, step
+
+
 def torch_mlp(
     x: np.ndarray,
     y: np.ndarray,
@@ -31,19 +83,15 @@ def torch_mlp(
     threads: int | None = None,
     seed: int = 0,
 ) -> Runner:
-    """PyTorch eager: ``nn.Sequential`` of Linear/ReLU, ``CrossEntropyLoss``, ``optim.SGD``."""
+    """:func:`torch_step` on batches of ``batch`` rows drawn with replacement.
+
+    ``threads``: PyTorch's intra-op threads, by default :func:`default_threads`
+    (the count NumPy's OpenBLAS runs fastinit's products on).
+    """
     import torch
 
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-    torch.manual_seed(seed)
-    layers: list = []
-    for k in range(len(sizes) - 1):
-        layers.append(torch.nn.Linear(sizes[k], sizes[k + 1]))
-        if k < len(sizes) - 2:
-            layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    torch.set_num_threads(threads or default_threads())
+    _, step = torch_step(sizes, lr=lr, seed=seed)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
     gen = torch.Generator().manual_seed(seed)
 
@@ -51,25 +99,32 @@ def torch_mlp(
         record = torch.empty(steps)
         for i in range(steps):
             idx = torch.randint(0, xt.shape[0], (batch,), generator=gen)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            record[i] = loss.detach()
+            record[i] = step(xt[idx], yt[idx]).detach()
         return record.numpy()
 
     return run
 
 
-def _jax_setup(x, y, sizes, seed):
+def jax_step(sizes: list[int], *, lr: float, weights=None, seed: int = 0):
+    """JAX: the SGD step of the MLP, to be traced into ``jax.jit`` or ``lax.scan``.
+
+    Returns ``(params, update)``: ``update(params, xb, yb) -> (params, loss)``,
+    softmax cross-entropy from the logits (mean over the batch), plain SGD.
+    ``weights``: optional ``[(W, b), ...]`` with ``W`` as ``(fan_in, fan_out)``,
+    else He-normal weights and zero biases.
+    """
     import jax
     import jax.numpy as jnp
 
-    keys = jax.random.split(jax.random.PRNGKey(seed), len(sizes))
-    params = [
-        (jax.random.normal(k, (a, b), jnp.float32) * np.sqrt(2.0 / a), jnp.zeros(b, jnp.float32))
-        for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=False)
-    ]
+    if weights is None:
+        keys = jax.random.split(jax.random.PRNGKey(seed), len(sizes))
+        normal = jax.random.normal
+        params = [
+            (normal(k, (a, b), jnp.float32) * np.sqrt(2.0 / a), jnp.zeros(b, jnp.float32))
+            for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=False)
+        ]
+    else:
+        params = [(jnp.asarray(w, jnp.float32), jnp.asarray(b, jnp.float32)) for w, b in weights]
 
     def loss_fn(params, xb, yb):
         h = xb
@@ -78,7 +133,11 @@ def _jax_setup(x, y, sizes, seed):
         logits = h @ params[-1][0] + params[-1][1]
         return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), yb[:, None], axis=1))
 
-    return jax, jnp, params, loss_fn, jnp.asarray(x), jnp.asarray(y.astype(np.int32))
+    def update(p, xb, yb):
+        loss, grads = jax.value_and_grad(loss_fn)(p, xb, yb)
+        return jax.tree_util.tree_map(lambda a, g: a - lr * g, p, grads), loss
+
+    return params, update
 
 
 def jax_mlp(
@@ -92,15 +151,16 @@ def jax_mlp(
     seed: int = 0,
 ) -> Runner:
     """JAX: a jitted SGD step called from Python, or the whole loop in one ``lax.scan``."""
-    jax, jnp, params, loss_fn, xj, yj = _jax_setup(x, y, sizes, seed)
+    import jax
+    import jax.numpy as jnp
+
+    params, update = jax_step(sizes, lr=lr, seed=seed)
+    xj, yj = jnp.asarray(x), jnp.asarray(y.astype(np.int32))
     n = xj.shape[0]
 
-    def step(carry, key):
-        p = carry
+    def step(p, key):
         idx = jax.random.randint(key, (batch,), 0, n)
-        loss, grads = jax.value_and_grad(loss_fn)(p, xj[idx], yj[idx])
-        p = jax.tree_util.tree_map(lambda a, g: a - lr * g, p, grads)
-        return p, loss
+        return update(p, xj[idx], yj[idx])
 
     def keyed_step(p, key):  # the jit step carries its key: no host-side slicing per step
         key, sub = jax.random.split(key)
@@ -117,11 +177,14 @@ def jax_mlp(
         state["key"], sub = jax.random.split(state["key"])
         if scan:
             state["params"], losses = many(state["params"], jax.random.split(sub, steps))
-            return np.asarray(losses)
-        losses = []
-        for _ in range(steps):  # keys[i] of a device array was an eager dispatch per step
-            state["params"], sub, loss = one(state["params"], sub)
-            losses.append(loss)
-        return np.asarray(jnp.stack(losses))
+        else:
+            losses = []
+            for _ in range(steps):  # keys[i] of a device array was an eager dispatch per step
+                state["params"], sub, loss = one(state["params"], sub)
+                losses.append(loss)
+            losses = jnp.stack(losses)
+        # async dispatch: the last update is done too before the timer stops
+        jax.block_until_ready(state["params"])
+        return np.asarray(losses)
 
     return run

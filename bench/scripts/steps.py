@@ -19,7 +19,6 @@ or XLA compiling the scan).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -45,9 +44,8 @@ def main(argv: list[str] | None = None) -> None:
         run = _fastinit(x, y, MNIST, 128)
     elif args.impl == "jax_scan":
         run = peers.jax_mlp(x, y, MNIST, lr=0.01, batch=128, scan=True)
-    else:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        run = peers.torch_mlp(x, y, MNIST, lr=0.01, batch=128, threads=threads)
+    else:  # as many threads as the CPUs allowed (taskset): peers.default_threads
+        run = peers.torch_mlp(x, y, MNIST, lr=0.01, batch=128)
     run(args.steps)  # compiles (lax.scan: per length) and warms up
     per_step = []
     for _ in range(args.rounds):

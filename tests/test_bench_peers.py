@@ -1,0 +1,190 @@
+"""The training benchmarks' peers do fastinit's work: same step, same data, same threads.
+
+``bench/test_bench_train.py`` judges fastinit by ratios against PyTorch, JAX and
+textbook NumPy code timed in the same run; a ratio means something only if every
+peer computes the same step.  Here each peer's step function (the one its
+benchmark runner calls) takes 3 SGD steps from fastinit's initial weights on the
+batches fastinit draws, and its losses and weight updates must match fastinit's
+to float32 rounding.  The planar notebook baseline must be the notebook's code,
+and fastinit's planar run the same computation.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from bench import numpy_mlp, peers
+from bench.test_bench_train import MNIST, MNIST_FLOPS, MNIST_NUMPY_FLOPS, WIDE, step_flops
+from fastinit import datasets, optim, train
+from fastinit.model import MLP
+from tests import notebook_planar  # the tests' oracle of the notebook
+
+STEPS, BATCH, LR = 3, 128, 0.01
+
+
+@pytest.fixture(scope="module")
+def mnist_reference():
+    """fastinit's 3 steps, as the benchmark runs them, on 1000 random MNIST-shaped rows."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((1000, 784), dtype=np.float32), rng.integers(0, 10, 1000)
+    model = MLP(MNIST, activation="relu", init="he_normal", seed=0)
+    w0 = [(np.array(w), np.array(b)) for w, b in zip(model.weights, model.biases, strict=True)]
+    losses = model.fit(
+        x, y, optimizer=optim.SGD(LR), batch_size=BATCH, iterations=STEPS,
+        sampling="replacement", progress=False,
+    ).loss  # fmt: skip
+    w1 = [(np.array(w), np.array(b)) for w, b in zip(model.weights, model.biases, strict=True)]
+    rows = [train.batch_rows(len(x), BATCH, t, seed=0) for t in range(STEPS)]
+    return x, y, rows, w0, losses, w1
+
+
+def _same_work(name, losses, weights, mnist_reference, loss_rtol=2e-6):
+    """Losses equal to float32 rounding; every update equal to 1e-4 of its size."""
+    _, _, _, w0, ref_losses, ref_w = mnist_reference
+    np.testing.assert_allclose(np.asarray(losses, np.float64), ref_losses, rtol=loss_rtol,
+                               err_msg=name)  # fmt: skip
+    for k, ((w, b), (rw, rb), (w_0, b_0)) in enumerate(zip(weights, ref_w, w0, strict=True)):
+        for got, ref, start, what in ((w, rw, w_0, "W"), (b, rb, b_0, "b")):
+            got = np.asarray(got, np.float64)
+            assert got.shape == ref.shape, f"{name}: {what}{k + 1} {got.shape} != {ref.shape}"
+            step, ref_step = got - start, ref.astype(np.float64) - start
+            scale = np.abs(ref_step).max()
+            assert scale > 0, f"{name}: {what}{k + 1} did not move"
+            assert np.abs(step - ref_step).max() <= 1e-4 * scale, f"{name}: {what}{k + 1} update"
+
+
+def test_torch_step_is_fastinits(mnist_reference):
+    torch = pytest.importorskip("torch")
+    x, y, rows, w0, _, _ = mnist_reference
+    model, step = peers.torch_step(MNIST, lr=LR, weights=w0)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    losses = [step(xt[torch.from_numpy(r)], yt[torch.from_numpy(r)]).item() for r in rows]
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    weights = [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in linears]
+    _same_work("torch", losses, weights, mnist_reference)
+
+
+def test_jax_step_is_fastinits(mnist_reference):
+    jax = pytest.importorskip("jax")
+    x, y, rows, w0, _, _ = mnist_reference
+    params, update = peers.jax_step(MNIST, lr=LR, weights=w0)
+    update = jax.jit(update)
+    losses = []
+    for r in rows:
+        params, loss = update(params, x[r], y[r].astype(np.int32))
+        losses.append(float(loss))
+    assert all(a.dtype == np.float32 for layer in params for a in layer)
+    _same_work("jax", losses, params, mnist_reference)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_step_is_fastinits(mnist_reference, dtype):
+    x, y, rows, w0, _, _ = mnist_reference
+    net = numpy_mlp.MultiLayerNet(MNIST, dtype=dtype)
+    for k, (w, b) in enumerate(w0, 1):  # in place: the Affine layers hold these arrays
+        net.params[f"W{k}"][...] = w
+        net.params[f"b{k}"][...] = b
+    xd = x.astype(dtype)
+    losses = [numpy_mlp.sgd_step(net, xd[r], y[r], LR) for r in rows]
+    assert all(p.dtype == dtype for p in net.params.values())
+    weights = [(net.params[f"W{k}"], net.params[f"b{k}"]) for k in range(1, len(MNIST))]
+    # the book adds 1e-7 inside the log: about 4e-7 of a loss near 2.4
+    _same_work(f"numpy_{np.dtype(dtype).name}", losses, weights, mnist_reference, loss_rtol=1e-6)
+
+
+@pytest.mark.parametrize("peer", ["torch", "jax_jit_step", "jax_scan"])
+def test_peer_runners_train(peer):
+    """The benchmarked runners (on a small net: XLA compiles in seconds): a finite loss a step."""
+    pytest.importorskip(peer.split("_")[0])
+    rng = np.random.default_rng(1)
+    x, y = rng.random((100, 16), dtype=np.float32), rng.integers(0, 3, 100)
+    if peer == "torch":
+        run = peers.torch_mlp(x, y, [16, 8, 3], lr=LR, batch=8)
+    else:
+        run = peers.jax_mlp(x, y, [16, 8, 3], lr=LR, batch=8, scan=peer == "jax_scan")
+    for steps in (3, 4):
+        losses = run(steps)
+        assert losses.shape == (steps,) and np.isfinite(losses).all()
+
+
+def test_torch_threads_are_the_cpus_allowed(monkeypatch):
+    """PyTorch runs as many threads as the CPUs the process may use, like NumPy's OpenBLAS.
+
+    ``os.cpu_count()`` counts the machine's CPUs even under ``taskset`` or a
+    container's cpuset: the runner used it, so a peer could run more threads
+    than fastinit's BLAS on fewer cores.
+    """
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert peers.default_threads() == 2
+    torch = pytest.importorskip("torch")  # and the runner gives that count to torch
+    before = torch.get_num_threads()
+    x, y = np.zeros((10, 4), np.float32), np.zeros(10, np.int64)
+    try:
+        peers.torch_mlp(x, y, [4, 3, 2], lr=LR, batch=4)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_step_flops():
+    """Forward and dW for every layer, dX for every layer but the first (2 FLOPs a MAC)."""
+    fwd = 784 * 100 + 3 * 100 * 100 + 100 * 10
+    assert MNIST_FLOPS == 2 * 128 * (fwd + fwd + (3 * 100 * 100 + 100 * 10)) == 63_948_800
+    assert MNIST_NUMPY_FLOPS == MNIST_FLOPS + 2 * 128 * 784 * 100  # the book's unused dX
+    wide = 784 * 1024 + 2 * 1024 * 1024 + 1024 * 10
+    assert step_flops(WIDE, 512) == 2 * 512 * (2 * wide + wide - 784 * 1024)
+    assert step_flops([2, 4, 1], 400) == 2 * 400 * (2 * (8 + 4) + 4)
+
+
+# ----------------------------------------------------------------------------- planar
+def test_planar_baseline_is_the_notebook(monkeypatch):
+    """The notebook's four functions each iteration, its data types, its initialization."""
+    x, y = datasets.planar()
+    X, Y = numpy_mlp.planar_data(x, y)
+    assert X.shape == (2, 400) and X.dtype == np.float64 and not X.flags.c_contiguous
+    assert Y.shape == (1, 400) and Y.dtype == np.uint8  # load_planar_dataset's labels
+    calls = dict.fromkeys(
+        ["forward_propagation", "compute_cost", "backward_propagation", "update_parameters"], 0
+    )
+
+    def counting(name):
+        f = getattr(numpy_mlp, name)
+
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return f(*args, **kwargs)
+
+        return counted
+
+    for name in calls:
+        monkeypatch.setattr(numpy_mlp, name, counting(name))
+    p, costs = numpy_mlp.planar_model(X, Y, num_iterations=200)
+    monkeypatch.undo()
+    assert calls == dict.fromkeys(calls, 200)
+    p_ref, costs_ref = notebook_planar.nn_model(X, Y, 4, 200)
+    np.testing.assert_array_equal(costs, costs_ref)
+    for k in p_ref:
+        np.testing.assert_array_equal(p[k], p_ref[k])
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-12), ("float32", 1e-6)])
+def test_planar_fastinit_is_the_notebook(dtype, rtol):
+    """fastinit's planar benchmark settings compute the notebook's iterations."""
+    x, y = datasets.planar()
+    X, Y = numpy_mlp.planar_data(x, y)
+    p0 = numpy_mlp.initialize_parameters(2, 4, 1)
+    p, costs = numpy_mlp.planar_model(X, Y, num_iterations=50, parameters=dict(p0))
+    model = MLP([2, 4, 1], activation="tanh", init=("normal", {"std": 0.01}), seed=2, dtype=dtype)
+    model.weights = [p0["W1"].T, p0["W2"].T]
+    losses = model.fit(
+        x, y, optimizer=optim.SGD(1.2), sampling="full", iterations=50,
+        loss="sigmoid_cross_entropy", progress=False,
+    ).loss  # fmt: skip
+    np.testing.assert_allclose(losses, costs, rtol=rtol)
+    np.testing.assert_allclose(model.weights[0], p["W1"].T, rtol=10 * rtol, atol=10 * rtol)
+    np.testing.assert_allclose(model.biases[1], p["b2"].ravel(), rtol=10 * rtol, atol=10 * rtol)
