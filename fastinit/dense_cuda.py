@@ -40,6 +40,7 @@ at once when it is non-zero (see :mod:`fastinit.losses_cuda`).
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from typing import Any
 
@@ -52,6 +53,7 @@ from fastinit.dense import ACT, B_OFF, FAN_IN, FAN_OUT, W_OFF
 __all__ = [
     "Launch",
     "backward_launches",
+    "check_launch",
     "configure",
     "derivative_sums_kernel",
     "forward_launches",
@@ -247,8 +249,11 @@ def gemm_grid(m: int, n: int) -> tuple[tuple[int, int], tuple[int, int], bool]:
     Raises
     ------
     ValueError
-        If ``n`` needs more than 65535 column tiles (a layer millions of units wide).
+        If ``n`` needs more than 65535 column tiles (a layer millions of units
+        wide), or the result is empty (``m`` or ``n`` is 0: no block to launch).
     """
+    if m < 1 or n < 1:  # a zero-size grid is a launch error on a GPU (the simulator runs it)
+        raise ValueError(f"sizes: a {m} x {n} product has no tiles to launch")
     small = False
     for small in (False, True):
         ts, rt, _ = tile_config(small)
@@ -264,7 +269,49 @@ def gemm_grid(m: int, n: int) -> tuple[tuple[int, int], tuple[int, int], bool]:
     return grid, (ts, ts), small
 
 
-_MAX_GRID_Y = 65535  # blocks along a CUDA grid's y (and z) axis, on every GPU
+_MAX_GRID = (2**31 - 1, 65535, 65535)  # blocks along a CUDA grid's x, y, z axes, every GPU
+_MAX_GRID_Y = _MAX_GRID[1]
+_MAX_BLOCK = (1024, 1024, 64)  # threads along a block's x, y, z axes
+_MAX_THREADS = 1024  # threads per block
+
+
+def _dims(dims: Any) -> tuple[int, ...]:
+    """A grid or block given as an int or a 1- to 3-tuple, as ``(x, y, z)``."""
+    values = [int(v) for v in (dims if isinstance(dims, (tuple, list)) else (dims,))]
+    return (*values, 1, 1, 1)[:3]
+
+
+def check_launch(grid: Any, block: Any) -> None:
+    """Refuse a launch configuration that a GPU refuses, wherever it runs.
+
+    The CUDA simulator launches any grid (a zero-size one runs nothing, one
+    past the hardware's limits runs every block), so :func:`configure`, which
+    every kernel of the training loop goes through, checks here what the
+    driver would refuse with ``CUDA_ERROR_INVALID_VALUE``: tests under the
+    simulator then fail as a GPU run would.
+
+    Parameters
+    ----------
+    grid, block : int or tuple of int
+        Blocks per grid axis and threads per block axis (1 to 3 of each).
+
+    Raises
+    ------
+    ValueError
+        If an axis has no block or thread, more blocks than CUDA allows on it
+        (2**31 - 1 on x, 65535 on y and z), more threads than a block axis
+        allows (1024, 1024, 64), or the block more than 1024 threads.
+    """
+    g, b = _dims(grid), _dims(block)
+    if min(g) < 1 or min(b) < 1:
+        raise ValueError(f"launch: grid {g} and block {b} must have at least 1 on every axis")
+    if any(v > lim for v, lim in zip(g, _MAX_GRID, strict=True)):
+        raise ValueError(f"launch: grid {g} exceeds CUDA's {_MAX_GRID} blocks per axis")
+    if any(v > lim for v, lim in zip(b, _MAX_BLOCK, strict=True)) or math.prod(b) > _MAX_THREADS:
+        raise ValueError(
+            f"launch: block {b} exceeds CUDA's {_MAX_BLOCK} threads per axis or "
+            f"{_MAX_THREADS} per block"
+        )
 
 
 @functools.cache
@@ -352,7 +399,14 @@ def configure(kernel: Any, grid: Any, block: Any) -> Any:
     callable
         ``launch(*args)``: launches ``kernel[grid, block](*args)``, returns None.
         Later calls must pass arguments of the same types as the first.
+
+    Raises
+    ------
+    ValueError
+        For a configuration a GPU refuses (:func:`check_launch`), under the
+        simulator too.
     """
+    check_launch(grid, block)
     if simulator_enabled():
         return lambda *args: kernel[grid, block](*args)
     ready: list = []
@@ -512,7 +566,7 @@ def gemm(case: str, a: Any, b: Any, c: Any, alpha: float = 1.0, beta: float = 0.
     a, b : 2-D device arrays
         The operands, of ``c``'s dtype.
     c : (m, n) device array
-        The result, updated in place.
+        The result, updated in place (an empty one, ``m`` or ``n`` 0, launches nothing).
     alpha, beta : float, defaults 1.0 and 0.0
         The scale of the product and of the old ``c`` (``beta == 0`` ignores it).
 
@@ -536,6 +590,8 @@ def gemm(case: str, a: Any, b: Any, c: Any, alpha: float = 1.0, beta: float = 0.
     dtype = np.dtype(c.dtype)
     if np.dtype(a.dtype) != dtype or np.dtype(b.dtype) != dtype:
         raise ValueError(f"a, b: expected c's dtype {dtype}, got {a.dtype} and {b.dtype}")
+    if m == 0 or n == 0:  # c is empty: nothing to write, and no block to launch
+        return
     grid, block, small = gemm_grid(m, n)
     flag = cuda_module().to_device(np.zeros(1, np.int64))
     configure(gemm_kernel(case, False, dtype.name, small), grid, block)(

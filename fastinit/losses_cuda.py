@@ -157,6 +157,12 @@ def value_and_grad(loss: Any, logits: np.ndarray, y: Any) -> tuple[float, np.nda
     loss : float
     grad : numpy.ndarray
         ``dL/dlogits`` (host array), shaped and typed like ``logits``.
+
+    Raises
+    ------
+    ValueError
+        For logits that are not a 2-D float32/float64 array with at least one
+        row and one column of finite values, or targets that do not match them.
     """
     from fastinit.dense_cuda import configure
 
@@ -164,6 +170,8 @@ def value_and_grad(loss: Any, logits: np.ndarray, y: Any) -> tuple[float, np.nda
     z = np.asarray(logits)
     if z.ndim != 2 or z.dtype not in (np.float32, np.float64):
         raise ValueError(f"logits: expected a 2-D float32/float64 array, got {z.dtype} {z.shape}")
+    if z.size == 0:  # the mean over no rows (or no units) is 0 / 0: the CPU twin's check
+        raise ValueError(f"logits: expected at least one row and one column, got {z.shape}")
     if not all_finite(z):
         raise ValueError("logits: expected finite values")
     y_int, y_float = _losses.prepare_targets(spec, y, z.shape[0], z.shape[1], z.dtype)

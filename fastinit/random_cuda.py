@@ -398,11 +398,15 @@ _THREADS = 32 if simulator_enabled() else 256
 _MAX_GRID = 8192  # x 256 threads: enough to fill any current GPU, then grid-stride
 
 
+def _grid(nblocks: int) -> int:
+    """CUDA blocks of a fill over ``nblocks`` Philox blocks (one thread each, then grid-stride)."""
+    return min((nblocks + _THREADS - 1) // _THREADS, _MAX_GRID)
+
+
 def _launch(kernel: Any, nblocks: int, *args: Any) -> None:
     """Launch ``kernel`` over ``nblocks`` Philox blocks (nothing when there are none)."""
     if nblocks > 0:
-        grid = min((nblocks + _THREADS - 1) // _THREADS, _MAX_GRID)
-        kernel[grid, _THREADS](*args)
+        kernel[_grid(nblocks), _THREADS](*args)
 
 
 # ----------------------------------------------------------------------------- public fills

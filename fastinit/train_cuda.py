@@ -541,7 +541,10 @@ def forward_cuda(model: Any, X: Any) -> np.ndarray:
     n = Xc.shape[0]
     block = min(n, _FORWARD_BLOCK)
     x = upload_inputs(cuda, Xc)
-    work = cuda.device_array(work_size(model._layers, block), model.dtype)
+    message = (f"model: the work arrays of a forward pass over {block} rows of a network "
+               f"of widths {list(model.sizes)} do not fit in the device's memory")  # fmt: skip
+    with _memory_error(lambda: MemoryError(message)):
+        work = cuda.device_array(work_size(model._layers, block), model.dtype)
     flag = cuda.to_device(np.zeros(1, np.int64))
     out = np.empty((n, model.sizes[-1]), model.dtype)
     for r0 in range(0, n, block):

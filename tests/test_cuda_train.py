@@ -83,6 +83,23 @@ def test_every_loss_value_and_gradient(dtype):
         losses_cuda.value_and_grad("mse", z[0], z[0])
 
 
+@pytest.mark.parametrize(
+    ("loss", "shape"),
+    [("mse", (0, 3)), ("mse", (3, 0)), ("softmax_cross_entropy", (0, 3)),
+     ("sigmoid_cross_entropy", (0, 1))],
+)  # fmt: skip
+def test_the_loss_of_empty_logits_is_refused_as_on_the_cpu(loss, shape):
+    # the mean over no rows is 0 / 0: a ZeroDivisionError in the simulator, a silent NaN
+    # on a GPU (numba-cuda's numpy error model); the CPU twin refuses the logits
+    from fastinit import losses_cuda
+
+    z = np.zeros(shape, np.float32)
+    y = np.zeros(shape[0], np.int64) if loss == "softmax_cross_entropy" else z.copy()
+    for value_and_grad in (losses.value_and_grad, losses_cuda.value_and_grad):
+        with pytest.raises(ValueError, match=r"^logits: expected at least one row and one column"):
+            value_and_grad(loss, z, y)
+
+
 @pytest.mark.parametrize("case", ["NN", "TN", "NT"])
 def test_gemm_cases_match_numpy(case):
     from fastinit._cuda import cuda_module, simulator_enabled
@@ -130,6 +147,127 @@ def test_gemm_grid_puts_rows_on_the_axis_without_the_65535_limit(monkeypatch):
     assert grid == (78125, 1) and block == (16, 16) and not small
     with pytest.raises(ValueError, match="sizes: a product with 5000000 columns"):
         dense_cuda.gemm_grid(10, 5_000_000)
+
+
+def test_gemm_of_an_empty_result_launches_no_empty_grid(monkeypatch):
+    # a zero-size grid is a launch error on a GPU, which the simulator runs as a no-op
+    from fastinit import dense_cuda
+    from fastinit._cuda import cuda_module
+
+    cuda = cuda_module()
+    grids = []
+    real = dense_cuda.configure
+    monkeypatch.setattr(dense_cuda, "configure", lambda k, g, b: grids.append(g) or real(k, g, b))
+    for m, k, n in [(0, 3, 2), (3, 2, 0), (0, 0, 0)]:
+        a, b, c = (cuda.to_device(np.ones(s, np.float32)) for s in [(m, k), (k, n), (m, n)])
+        dense_cuda.gemm("NN", a, b, c, beta=0.5)
+        assert c.copy_to_host().shape == (m, n)
+    assert grids == []  # nothing to compute: no launch at all
+    with pytest.raises(ValueError, match=r"sizes: a 3 x 0 product has no tiles"):
+        dense_cuda.gemm_grid(3, 0)
+    c = cuda.to_device(np.full((3, 2), 2.0, np.float32))  # k = 0: the empty sum, c = beta c
+    empty = cuda.to_device(np.ones((3, 0), np.float32))
+    dense_cuda.gemm("NN", empty, cuda.to_device(np.ones((0, 2), np.float32)), c, 3.0, 0.5)
+    np.testing.assert_array_equal(c.copy_to_host(), np.ones((3, 2), np.float32))
+    assert len(grids) == 1 and min(np.atleast_1d(grids[0])) >= 1
+
+
+def test_launch_configurations_a_gpu_refuses_are_refused_under_the_simulator_too():
+    # the simulator runs a zero-size grid (as nothing), 65536 tiles on y, 2048 threads a
+    # block; the driver refuses each (CUDA_ERROR_INVALID_VALUE): configure refuses them first
+    from fastinit.dense_cuda import configure, derivative_sums_kernel
+
+    kernel = derivative_sums_kernel()
+    bad = [(0, 32), ((4, 0), (8, 8)), ((1, 65536), (8, 8)), ((1, 1, 65536), 32), (2**31, 32),
+           (1, 0), (1, 1025), (1, (32, 33)), (1, (1, 1, 65)), (1, (2048, 1))]  # fmt: skip
+    for grid, block in bad:
+        with pytest.raises(ValueError, match=r"^launch: "):
+            configure(kernel, grid, block)
+    for grid, block in [((2**31 - 1, 65535, 65535), 1024), (1, (32, 32)), (1, (1, 16, 64))]:
+        configure(kernel, grid, block)  # CUDA's limits themselves are allowed
+
+
+def test_launch_configurations_of_the_largest_shapes_stay_within_cuda_limits(monkeypatch):
+    # computed without launching, with the GPU's tiles and blocks: a batch (or a full
+    # batch) of 60000 rows through 4096-unit layers, a 4096 x 4096 or 1e8-element fill
+    from fastinit import dense_cuda, losses_cuda, optim_cuda, random_cuda, train_cuda
+    from fastinit.dense_cuda import check_launch
+
+    for module in (dense_cuda, losses_cuda, optim_cuda, train_cuda):
+        monkeypatch.setattr(module, "simulator_enabled", lambda: False)
+    monkeypatch.setattr(random_cuda, "_THREADS", 256)
+    rows, units = [1, 128, 60000, 5_000_000], [1, 10, 784, 4096]
+    # Z and dA: (rows, units); dW: (fan_in, units)
+    for shape in [(m, n) for m in rows for n in units] + [(f, n) for f in units for n in units]:
+        grid, block, small = dense_cuda.gemm_grid(*shape)
+        check_launch(grid, block)
+        ts, rt, _ = dense_cuda.tile_config(small)
+        assert grid[0] * ts * rt >= shape[0] and grid[1] * ts * rt >= shape[1]
+    for m in rows:
+        check_launch(*train_cuda._gather_config(m))
+    for n in units:
+        grid, block = dense_cuda.column_grid(n)
+        check_launch(grid, block)
+        assert grid * block[0] >= n
+    for n in (1, 4096 * 4096 + 4096, 10**9):
+        check_launch(optim_cuda.blocks(n), optim_cuda.threads())
+    for size in (1, 4096 * 4096, 10**8, 2**31 + 5):
+        for per_block in (4, 2):  # float32 (4 values per Philox block), float64 (2)
+            check_launch(random_cuda._grid((size + per_block - 1) // per_block), 256)
+    check_launch(1, losses_cuda.threads())
+
+
+@pytest.fixture
+def gpu_shapes(monkeypatch):
+    """The GPU's tiles and blocks under the simulator, which otherwise runs smaller ones.
+
+    The simulator's 8 x 8 GEMM tiles have BK == BM, and its column-sum blocks one row
+    group: an index mixing the two, or the reduction over row groups, is only run here.
+    """
+    from fastinit import dense_cuda, losses_cuda
+    from fastinit._cuda import simulator_enabled
+
+    if not simulator_enabled():
+        pytest.skip("on a GPU every other test runs these shapes")
+    built = (dense_cuda.gemm_kernel, dense_cuda.derivative_sums_kernel, losses_cuda.loss_kernel)
+    gpu_tiles = {False: (16, 4, 16), True: (8, 2, 32)}  # (TS, RT, BK) of tile_config on a GPU
+    monkeypatch.setattr(dense_cuda, "tile_config", lambda small=False: gpu_tiles[small])
+    monkeypatch.setattr(dense_cuda, "_column_config", lambda: (32, 8))
+    monkeypatch.setattr(losses_cuda, "threads", lambda: 128)
+    for cache in built:
+        cache.cache_clear()
+    yield dense_cuda
+    for cache in built:  # rebuilt with the simulator's shapes (monkeypatch undoes after this)
+        cache.cache_clear()
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["64x64_tiles", "16x16_tiles"])
+def test_kernels_with_the_gpu_tiles_and_blocks(gpu_shapes, monkeypatch, small, data):
+    from fastinit._cuda import cuda_module
+
+    cuda = cuda_module()
+    monkeypatch.setattr(gpu_shapes, "_MIN_BLOCKS", 10**9 if small else 1)
+    rng = np.random.default_rng(4)
+    m, k, n = 70, 37, 18  # partial row and column tiles, 3 (2) reduction steps of BK 16 (32)
+    for case in ("NN", "TN", "NT"):
+        a = rng.standard_normal((k, m) if case == "TN" else (m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if case == "NT" else (k, n)).astype(np.float32)
+        c0 = rng.standard_normal((m, n)).astype(np.float32)
+        c = cuda.to_device(c0)
+        gpu_shapes.gemm(case, cuda.to_device(a), cuda.to_device(b), c, alpha=-0.5, beta=0.25)
+        want = -0.5 * (a.T if case == "TN" else a) @ (b.T if case == "NT" else b) + 0.25 * c0
+        np.testing.assert_allclose(c.copy_to_host(), want, rtol=1e-5, atol=1e-5, err_msg=case)
+    if not small:
+        return  # the rest does not depend on the tiles: run once
+    # the fused forward, the 128-thread loss and the column sums over 8 row groups
+    X, y = data
+    cpu, dev = _pair()
+    want, want_grads = cpu.loss_and_grads(X, y)
+    got, got_grads = dev.loss_and_grads(X, y)
+    _close(got, want)
+    for (dw, db), (cw, cb) in zip(got_grads, want_grads, strict=True):
+        _close(dw, cw)
+        _close(db, cb)
 
 
 OPTIMIZERS = [
@@ -446,3 +584,23 @@ def test_views_taken_on_the_cpu_stop_writing_into_a_model_moved_to_the_gpu(data)
     assert (model.weights[0] != 0).any()
     _close(model.forward(X), before)
     _close(model.to("cpu").forward(X), before)
+
+
+def test_forward_work_arrays_beyond_the_device_memory_name_the_model(monkeypatch):
+    from fastinit import train_cuda
+
+    real = train_cuda.cuda_module()
+
+    class FullForWork:  # room for the inputs, not for the forward pass's work array
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        @staticmethod
+        def device_array(*args, **kwargs):
+            _FullDevice.to_device(None)
+
+    m = MLP([2, 3, 2]).to("cuda")
+    monkeypatch.setattr(train_cuda, "cuda", getattr(train_cuda, "cuda", real), raising=False)
+    monkeypatch.setattr(train_cuda, "cuda_module", FullForWork)
+    with pytest.raises(MemoryError, match=r"^model: the work arrays of a forward pass over 4 rows"):
+        m.forward(np.zeros((4, 2), np.float32))
