@@ -23,6 +23,7 @@ from fastinit.sweep.execute import SerialExecutor, SweepProgress, run_sweep
 from fastinit.sweep.report import make_report
 from fastinit.sweep.spec import SpecError, config_key, load_spec, parse_spec
 from fastinit.sweep.store import Store
+from tests.test_sweep_report import oracle as report_oracle
 
 DEPTH_SPEC = """\
 experiment = "depth"
@@ -709,27 +710,8 @@ def test_dask_local_cluster_gives_the_pool_results(depth_db, tmp_path):
 
 
 # ----------------------------------------------------------------------------- report
-def _independent_aggregate(db: Path) -> dict:
-    """mean / sample std / count per (config without seed, metric), straight from SQL + JSON."""
-    groups: dict = {}
-    con = sqlite3.connect(db)
-    for config, status, metrics in con.execute("SELECT config, status, metrics FROM runs"):
-        c = json.loads(config)
-        c.pop("seed")
-        exp = c.pop("experiment")
-        g = groups.setdefault((exp, json.dumps(c, sort_keys=True)), {"status": [], "m": {}})
-        g["status"].append(status)
-        if status == "failed":
-            continue
-        for k, v in json.loads(metrics).items():
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                g["m"].setdefault(k, []).append(float(v))
-    con.close()
-    return groups
-
-
 def _check_report_csv(out: Path, db: Path) -> None:
-    expected = _independent_aggregate(db)
+    expected = report_oracle(db)  # statuses and finite values per group, from SQL + JSON
     checked = 0
     for (exp, params), g in expected.items():
         with (out / exp / "summary.csv").open() as f:
@@ -742,8 +724,10 @@ def _check_report_csv(out: Path, db: Path) -> None:
         assert int(row["runs"]) == len(g["status"])
         for s in ("ok", "diverged", "failed"):
             assert int(row[s]) == g["status"].count(s)
-        for metric, values in g["m"].items():
+        for metric, values in g["values"].items():
             assert int(row[f"{metric}_count"]) == len(values)
+            if not values:
+                continue
             assert float(row[f"{metric}_mean"]) == pytest.approx(
                 statistics.fmean(values), rel=1e-12
             )
