@@ -1051,10 +1051,11 @@ def outcome(status: str, done: int, diverged: int, params: np.ndarray) -> tuple[
     """A run's ``History.status`` and ``diverged_at``, on the CPU and the GPU alike.
 
     Divergence is seen in the loss, which is computed before each update; an
-    update that leaves non-finite parameters after a finite loss (the last one,
-    or one that overflowed just before Ctrl-C) is caught here instead, from the
-    parameters written back: the run diverged at iteration ``done``, whose loss
-    would have been the first non-finite one.
+    update that leaves non-finite parameters after a finite loss (the last one
+    before the run ended) is caught here instead, from the parameters written
+    back: the run diverged at iteration ``done``, whose loss would have been the
+    first non-finite one.  An interrupted run stays ``"interrupted"`` (so that
+    ``History.raise_if_interrupted`` raises the Ctrl-C), with that ``diverged_at``.
 
     Parameters
     ----------
@@ -1070,12 +1071,13 @@ def outcome(status: str, done: int, diverged: int, params: np.ndarray) -> tuple[
     Returns
     -------
     tuple of (str, int or None)
-        The status (``"diverged"`` if either sign says so) and ``diverged_at``.
+        The status (``"diverged"`` if either sign says so, unless interrupted)
+        and ``diverged_at``.
     """
     if diverged >= 0:
         return "diverged", diverged
-    if not all_finite(params):
-        return "diverged", done
+    if not all_finite(params):  # a Ctrl-C stays one: raise_if_interrupted must raise it
+        return ("interrupted" if status == "interrupted" else "diverged"), done
     return status, None
 
 

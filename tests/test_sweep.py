@@ -1030,18 +1030,21 @@ def test_the_process_pool_asks_before_each_submission(tmp_path):
     assert got == ["k0", "k3"] and sorted(asked) == ["k0", "k1", "k2", "k3"]
 
 
-def test_a_sweeps_histogram_run_draws_no_progress_bar(monkeypatch):
+@pytest.mark.parametrize("experiment", ["histogram", "depth"])
+def test_a_sweeps_signal_run_draws_no_progress_bar(monkeypatch, experiment):
     # a sweep worker's stderr is not a terminal the user watches: no bar in it
-    import fastinit.experiments.histogram as histogram
+    import importlib
 
+    module = importlib.import_module(f"fastinit.experiments.{experiment}")
+    name = f"run_{experiment}"
     seen = {}
-    real = histogram.run_histogram
+    real = getattr(module, name)
 
     def spy(*args, **kwargs):
         seen.update(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(histogram, "run_histogram", spy)
-    cfg = runners.full_config("histogram", {"depth": 2, "width": 8, "samples": 16})
+    monkeypatch.setattr(module, name, spy)
+    cfg = runners.full_config(experiment, {"depth": 2, "width": 8, "samples": 16})
     assert runners.run(cfg)["status"] == "ok"
     assert seen["progress"] is False

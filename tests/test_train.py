@@ -236,6 +236,25 @@ def test_ctrl_c_returns_what_was_recorded_with_a_consistent_model(monkeypatch):
     np.testing.assert_array_equal(model.weights[0], reference.weights[0])
 
 
+def test_ctrl_c_after_an_overflowing_update_is_still_a_ctrl_c(monkeypatch):
+    # the chunk ran (its update left infinite weights after a finite loss), then Ctrl-C:
+    # the History must still re-raise the interrupt, and say where the weights overflowed
+    real = train.train_chunk
+
+    def then_interrupted(*args):
+        real(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_chunk", then_interrupted)
+    model = MLP([X.shape[1], 64, 3], activation="relu", seed=0)
+    h = model.fit(X * 100, Y, optimizer=optim.SGD(1e38), iterations=1, sampling="full",
+                  progress=False)  # fmt: skip
+    assert not all(np.isfinite(w).all() for w in model.weights)  # the premise
+    assert (h.status, h.diverged_at) == ("interrupted", 1)
+    with pytest.raises(KeyboardInterrupt):
+        h.raise_if_interrupted()
+
+
 def test_progress_bar():
     out = io.StringIO()
     bar = ProgressBar(10, min_seconds=0.0, stream=out)

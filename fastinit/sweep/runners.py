@@ -466,7 +466,7 @@ def _run_depth(cfg: dict[str, Any]) -> dict[str, Any]:
     depth = cfg["depth"]
     r = run_depth(
         (cfg["init"],), (cfg["activation"],), depths=(depth,), width=cfg["width"],
-        samples=cfg["samples"], seeds=1, seed=cfg["seed"], dtype=cfg["dtype"],
+        samples=cfg["samples"], seeds=1, seed=cfg["seed"], dtype=cfg["dtype"], progress=False,
     )  # fmt: skip
     key = (r.config["inits"][0], cfg["activation"], depth)
     return _signal_result(r.act_mean[key][0], r.act_std[key][0], r.grad_std[key][0], {})
