@@ -246,8 +246,10 @@ def _load_weights(path: Path, hidden: int) -> list[Any]:
         raise ValueError(f"--weights {path}: expected an .npz with W1, b1, W2, b2 ({e})") from e
     try:
         return check_weights(params, hidden, f"--weights {path}")
-    except ValueError as e:  # a shape for another --hidden
-        raise ValueError(f"{e} (--hidden is {hidden})") from None
+    except ValueError as e:
+        if "expected shape" not in str(e):  # NaN, a missing array: not about --hidden
+            raise
+        raise ValueError(f"{e} (--hidden is {hidden})") from None  # a shape for another --hidden
 
 
 def _run_planar(a: argparse.Namespace) -> Any:

@@ -423,3 +423,15 @@ def test_planar_weights_for_another_hidden_size_name_the_file_and_the_array(tmp_
     assert f"--weights {tmp_path / 'wide.npz'}: W1: expected shape (2, 4)" in err
     assert "(--hidden is 4)" in err and len(err.splitlines()) == 1
     assert main([*argv, "--hidden", "5", "--out", str(tmp_path / "out")]) == 0
+
+
+def test_planar_weights_with_nan_say_so_without_blaming_hidden(tmp_path, capsys):
+    bad = {"W1": np.full((2, 4), np.nan), "b1": np.zeros(4), "W2": np.zeros((4, 1)),
+           "b2": np.zeros(1)}  # fmt: skip
+    np.savez(tmp_path / "nan.npz", **bad)
+    argv = ["planar", "--weights", str(tmp_path / "nan.npz"), "--iterations", "2", "--quiet"]
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path / "out")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "W1: expected finite values" in err and "--hidden" not in err
