@@ -4,7 +4,7 @@ Each is imported only if importable; neither is a dependency.  Every runner
 trains the same architecture with SGD on minibatches of random rows (sampled
 with replacement, drawn and gathered inside the timed loop) and records the loss
 of every step, like ``fastinit``, on as many threads as fastinit's BLAS
-(:func:`default_threads`; XLA sizes its pool the same way).  The step functions
+(``fastinit._system.available_cores``; XLA sizes its pool the same way).  The step functions
 (:func:`torch_step`, :func:`jax_step`) are what the runners call;
 ``tests/test_bench_peers.py`` checks that 3 of their steps from fastinit's
 weights on fastinit's batches give fastinit's losses and weights.
@@ -13,10 +13,11 @@ weights on fastinit's batches give fastinit's losses and weights.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable
 
 import numpy as np
+
+from fastinit._system import available_cores
 
 Runner = Callable[[int], np.ndarray]  # run(n_steps) -> losses
 
@@ -24,18 +25,6 @@ Runner = Callable[[int], np.ndarray]  # run(n_steps) -> losses
 def available(name: str) -> bool:
     """Whether a module can be imported, without importing it."""
     return importlib.util.find_spec(name) is not None
-
-
-def default_threads() -> int:
-    """The CPUs this process may run on: what NumPy's OpenBLAS, and so fastinit, uses.
-
-    ``os.cpu_count()`` counts the machine's CPUs, not those the process is allowed
-    (``taskset``, a container's cpuset): a peer sized from it would run more
-    threads than fastinit's BLAS does.
-    """
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def torch_step(sizes: list[int], *, lr: float, weights=None, seed: int = 0):
@@ -85,12 +74,12 @@ def torch_mlp(
 ) -> Runner:
     """:func:`torch_step` on batches of ``batch`` rows drawn with replacement.
 
-    ``threads``: PyTorch's intra-op threads, by default :func:`default_threads`
+    ``threads``: PyTorch's intra-op threads, by default ``available_cores()``
     (the count NumPy's OpenBLAS runs fastinit's products on).
     """
     import torch
 
-    torch.set_num_threads(threads or default_threads())
+    torch.set_num_threads(threads or available_cores())
     _, step = torch_step(sizes, lr=lr, seed=seed)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
     gen = torch.Generator().manual_seed(seed)

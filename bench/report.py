@@ -353,6 +353,8 @@ def _expand(patterns: list[str]) -> list[str]:
         if not found:
             raise SystemExit(f"report.py: no file matches {pattern!r}")
         paths += found
+    for path in paths:
+        left_out_reason(Path(path))  # a name without its date and time: ValueError, named
     return sorted(set(paths), key=lambda p: _RUN_NAME.search(Path(p).stem).groups()[:2])
 
 
@@ -397,7 +399,10 @@ def main(argv: list[str] | None = None) -> None:
     if (args.readme is None) != (args.section is None):
         parser.error("--readme and --section go together")
     if args.targets:
-        paths = _expand(args.json)
+        try:
+            paths = _expand(args.json)
+        except ValueError as err:
+            parser.error(str(err))
         report = targets_table({p: json.loads(Path(p).read_text()) for p in paths})
     elif len(args.json) == 1:
         shown = args.groups.split(",") if args.groups else None

@@ -19,6 +19,7 @@ import pytest
 from bench import numpy_mlp, peers
 from bench.test_bench_train import MNIST, MNIST_FLOPS, MNIST_NUMPY_FLOPS, WIDE, step_flops
 from fastinit import datasets, optim, train
+from fastinit._system import available_cores
 from fastinit.model import MLP
 from tests import notebook_planar  # the tests' oracle of the notebook
 
@@ -120,7 +121,7 @@ def test_torch_threads_are_the_cpus_allowed(monkeypatch):
     """
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert peers.default_threads() == 2
+    assert available_cores() == 2
     torch = pytest.importorskip("torch")  # and the runner gives that count to torch
     before = torch.get_num_threads()
     x, y = np.zeros((10, 4), np.float32), np.zeros(10, np.int64)

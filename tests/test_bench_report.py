@@ -202,6 +202,10 @@ def test_main_writes_the_targets_with_the_pattern_it_read(tmp_path):
         report.main([pattern, str(readme)])
     with pytest.raises(SystemExit, match="no file matches"):
         report.main([str(tmp_path / "none-*.json"), "--targets"])
+    undated = tmp_path / "cpu-train.json"
+    undated.write_text(json.dumps(_run(0.5e-3, "2026-11-23T01:00")))
+    with pytest.raises(SystemExit):  # named, not an AttributeError from the sort
+        report.main([str(undated), "--targets"])
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"

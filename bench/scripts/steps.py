@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         run = _fastinit(x, y, MNIST, 128)
     elif args.impl == "jax_scan":
         run = peers.jax_mlp(x, y, MNIST, lr=0.01, batch=128, scan=True)
-    else:  # as many threads as the CPUs allowed (taskset): peers.default_threads
+    else:  # as many threads as the CPUs allowed (taskset): available_cores
         run = peers.torch_mlp(x, y, MNIST, lr=0.01, batch=128)
     run(args.steps)  # compiles (lax.scan: per length) and warms up
     per_step = []
