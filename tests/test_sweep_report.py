@@ -13,6 +13,7 @@ import random
 import re
 import sqlite3
 import statistics
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,32 @@ def oracle(db: Path) -> dict:
     return groups
 
 
+def exact_mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample std (ddof 1) in rational arithmetic, each rounded once to a float.
+
+    The oracle of ``mean_std``, independent of :mod:`statistics`: exact sums of
+    :class:`fractions.Fraction`, the square root of the exact variance to 80 bits
+    (an integer square root), then rounded; inf past the float range.
+    """
+    if not values:
+        return None, None
+    q = [Fraction(v) for v in values]
+    mean = sum(q) / len(q)
+    if len(q) < 2:
+        return float(mean), None
+    var = sum((x - mean) ** 2 for x in q) / (len(q) - 1)
+    bits = 80 - (var.numerator.bit_length() - var.denominator.bit_length()) // 2
+    num, den = var.numerator, var.denominator
+    if bits >= 0:
+        root = Fraction(math.isqrt(num * 4**bits // den), 2**bits)
+    else:  # a huge variance: fewer fractional bits than none
+        root = Fraction(math.isqrt(num // (den * 4**-bits)) * 2**-bits)
+    try:
+        return float(mean), float(root)
+    except OverflowError:
+        return float(mean), math.inf
+
+
 def summary_rows(out: Path, experiment: str) -> list[dict]:
     with (out / experiment / "summary.csv").open(newline="") as f:
         return list(csv.DictReader(f))
@@ -132,8 +159,7 @@ def test_mean_and_std_are_exact_over_the_db_rows(tmp_path):
         for s in ("ok", "diverged", "failed"):
             assert int(row[s]) == g["status"].count(s) == js["status"][s]
         for metric, values in g["values"].items():
-            mean = statistics.mean(values)
-            std = statistics.stdev(values) if len(values) > 1 else None
+            mean, std = exact_mean_std(values)
             assert int(row[f"{metric}_count"]) == len(values) == js["stats"][metric]["count"]
             # exact, and the CSV and the JSON round-trip to the same float
             assert float(row[f"{metric}_mean"]) == mean == js["stats"][metric]["mean"]
@@ -156,9 +182,7 @@ def test_mean_std_matches_exact_arithmetic():
         cases.append([(center + rng.gauss(0, 1) * rng.choice([1.0, 1e-12])) * scale
                       for _ in range(n)])  # fmt: skip
     for values in cases:
-        mean, std = mean_std(values)
-        assert mean == statistics.mean(values), values
-        assert std == (statistics.stdev(values) if len(values) > 1 else None), values
+        assert mean_std(values) == exact_mean_std(values), values
     assert mean_std([]) == (None, None)
     assert mean_std([1.7e308, -1.7e308]) == (0.0, math.inf)  # a std beyond the float range
 
@@ -453,10 +477,11 @@ def test_exploding_signals_of_a_real_depth_sweep_are_aggregated(tmp_path):
     assert big, g["values"]  # the case this test is about
     for metric, values in g["values"].items():
         assert int(row[f"{metric}_count"]) == len(values)
+        mean, std = exact_mean_std(values)
         if values:
-            assert float(row[f"{metric}_mean"]) == statistics.mean(values)
+            assert float(row[f"{metric}_mean"]) == mean
         if len(values) > 1:
-            assert float(row[f"{metric}_std"]) == statistics.stdev(values)
+            assert float(row[f"{metric}_std"]) == std
 
 
 def test_a_parameter_the_optimizer_does_not_read_is_not_shown_as_a_value(tmp_path):
