@@ -341,6 +341,34 @@ def prepare_targets(
     return y_int, _float_targets(y, n_out, dtype, name)
 
 
+def check_logits(logits: Any) -> np.ndarray:
+    """``logits`` as an array, checked as :func:`value_and_grad` and its CUDA twin need it.
+
+    Parameters
+    ----------
+    logits : array_like
+        2-D float32 or float64, at least one row and one column, finite.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``np.asarray(logits)``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``logits`` and what was expected.
+    """
+    z = np.asarray(logits)
+    if z.ndim != 2 or z.dtype not in (np.float32, np.float64):
+        raise ValueError(f"logits: expected a 2-D float32/float64 array, got {z.dtype} {z.shape}")
+    if z.size == 0:  # the mean over no rows (or no units) is 0 / 0
+        raise ValueError(f"logits: expected at least one row and one column, got {z.shape}")
+    if not all_finite(z):
+        raise ValueError("logits: expected finite values")
+    return z
+
+
 def value_and_grad(loss: Any, logits: np.ndarray, y: Any) -> tuple[float, np.ndarray]:
     """Loss and its gradient with respect to ``logits``, with the training kernel.
 
@@ -359,13 +387,7 @@ def value_and_grad(loss: Any, logits: np.ndarray, y: Any) -> tuple[float, np.nda
         ``dL/dlogits``, shaped and typed like ``logits``.
     """
     spec = get(loss)
-    z = np.asarray(logits)
-    if z.ndim != 2 or z.dtype not in (np.float32, np.float64):
-        raise ValueError(f"logits: expected a 2-D float32/float64 array, got {z.dtype} {z.shape}")
-    if z.size == 0:  # the mean over no rows (or no units) is 0 / 0
-        raise ValueError(f"logits: expected at least one row and one column, got {z.shape}")
-    if not all_finite(z):
-        raise ValueError("logits: expected finite values")
+    z = check_logits(logits)
     y_int, y_float = prepare_targets(spec, y, z.shape[0], z.shape[1], z.dtype)
     grad = np.array(z, order="C")
     kernel = loss_kernel(spec.code, z.dtype)

@@ -25,7 +25,6 @@ import numpy as np
 
 from fastinit import losses as _losses
 from fastinit._cuda import cuda_module, simulator_enabled
-from fastinit._validate import all_finite
 
 __all__ = ["loss_kernel", "value_and_grad"]
 
@@ -167,13 +166,7 @@ def value_and_grad(loss: Any, logits: np.ndarray, y: Any) -> tuple[float, np.nda
     from fastinit.dense_cuda import configure
 
     spec = _losses.get(loss)
-    z = np.asarray(logits)
-    if z.ndim != 2 or z.dtype not in (np.float32, np.float64):
-        raise ValueError(f"logits: expected a 2-D float32/float64 array, got {z.dtype} {z.shape}")
-    if z.size == 0:  # the mean over no rows (or no units) is 0 / 0: the CPU twin's check
-        raise ValueError(f"logits: expected at least one row and one column, got {z.shape}")
-    if not all_finite(z):
-        raise ValueError("logits: expected finite values")
+    z = _losses.check_logits(logits)  # the CPU twin's checks
     y_int, y_float = _losses.prepare_targets(spec, y, z.shape[0], z.shape[1], z.dtype)
     global cuda  # a module global: the simulator swaps the module in kernels' globals
     cuda = cuda_module()
