@@ -29,7 +29,7 @@ def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
 
 def check_representable(value: float, name: str, dtype: np.dtype) -> float:
     """Return ``value`` if its magnitude fits ``dtype`` (finite once cast), or raise."""
-    top = float(np.finfo(dtype).max)
+    top = dtype_range(dtype)[1]
     if not abs(value) <= top:
         raise ValueError(f"{name}: expected a magnitude within the {dtype} range ({top:.4g}), "
                          f"got {value:.4g}")  # fmt: skip
@@ -239,3 +239,28 @@ def value_errors() -> Iterator[None]:
         raise
     except TypeError as err:
         raise ArgumentTypeError(str(err)) from None
+
+
+def check_unit_interval(value: Any, name: str) -> float:
+    """Return ``value`` if it is a real number in [0, 1) (a momentum, a decay), or raise.
+
+    Parameters
+    ----------
+    value : float
+        The number to check.
+    name : str
+        The argument's name, for the message.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        For a number outside [0, 1) (``check_nonneg``'s errors for the rest).
+    """
+    value = check_nonneg(value, name)
+    if value >= 1:
+        raise ValueError(f"{name}: expected a number in [0, 1), got {value}")
+    return value

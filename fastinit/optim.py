@@ -54,7 +54,7 @@ import numpy as np
 from numba import carray, njit, types
 
 from fastinit._native import call_void, compile_kernel, dispatch_by_code, kernel_factory, pointer_to
-from fastinit._validate import check_nonneg, check_positive
+from fastinit._validate import check_nonneg, check_positive, check_unit_interval
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "Optimizer", "RMSprop", "get"]
 
@@ -259,21 +259,14 @@ class OptimizerState:
     step: int = 0
 
 
-def _check_unit(value: Any, name: str) -> float:
-    value = check_nonneg(value, name)
-    if value >= 1:
-        raise ValueError(f"{name}: expected a number in [0, 1), got {value}")
-    return value
-
-
 # Every hyperparameter's check, applied whenever it is assigned (in __init__ or later).
 _CHECKS = {
     "lr": check_positive,
     "weight_decay": check_nonneg,
-    "momentum": _check_unit,
-    "decay": _check_unit,
-    "beta1": _check_unit,
-    "beta2": _check_unit,
+    "momentum": check_unit_interval,
+    "decay": check_unit_interval,
+    "beta1": check_unit_interval,
+    "beta2": check_unit_interval,
     "eps": check_positive,
 }
 

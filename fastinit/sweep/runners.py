@@ -167,9 +167,10 @@ def _seed(text: str, default: int = 0) -> Param:
 
 
 def _check_momentum(momentum: float) -> None:
-    """Refuse a momentum ``fastinit.optim`` rejects (the optimizer's own range, [0, 1))."""
-    if not momentum < 1:
-        raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
+    """Refuse a momentum ``fastinit.optim`` rejects (its own check: [0, 1))."""
+    from fastinit._validate import check_unit_interval
+
+    check_unit_interval(momentum, "momentum")
 
 
 def _training(lr: float, seed: int, dtype: str) -> dict[str, Param]:
