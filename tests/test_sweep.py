@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from fastinit._system import available_memory
 from fastinit.cli import main
 from fastinit.sweep import runners
 from fastinit.sweep import spec as spec_module
@@ -342,7 +343,7 @@ def test_lr_and_weight_decay_are_refused_exactly_where_fit_refuses_them(dtype):
 @pytest.fixture
 def memory(monkeypatch):
     """The memory this machine has available, as the SPEC check sees it: 1 GiB."""
-    monkeypatch.setattr(spec_module, "_available_memory", lambda: 2**30)
+    monkeypatch.setattr(spec_module, "available_memory", lambda: 2**30)
     return 2**30
 
 
@@ -454,7 +455,7 @@ def test_runs_on_a_dask_cluster_are_not_bounded_by_this_machines_memory(memory, 
 
 
 def test_the_available_memory_is_what_this_machine_has():
-    available = spec_module._available_memory()
+    available = available_memory()
     if available is None:
         pytest.skip("this system does not tell")
     assert 0 < available <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

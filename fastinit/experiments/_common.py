@@ -489,7 +489,8 @@ class Output:
     ``directory`` last time and not this time are then removed (see
     :meth:`_remove_stale`), and a file
     another owner wrote there is never replaced: the block raises ValueError
-    (:func:`check_unclaimed`) and leaves every file as it was.  Without ``with``,
+    (:func:`check_unclaimed`) and leaves every file as it was.  A command writing
+    several directories commits them together (:func:`commit_all`).  Without ``with``,
     JSON and CSV files are each written to a temporary file of their own
     and renamed, so a reader never sees half of one (a killed writer's temporary
     file is removed by the next write of that file).
@@ -509,17 +510,44 @@ class Output:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
-        if self.staging is None:
+        if self.staging is None:  # not staged, or already committed (:func:`commit_all`)
             return
         try:
             if exc_type is None:
-                if self.owner is not None:  # before any file is moved into place
-                    check_unclaimed(self.directory, self.owner, [p.name for p in self.written])
-                with deferred_interrupt():  # a Ctrl-C never leaves half the files replaced
-                    for p in self.written:
-                        (self.staging / p.name).replace(p)
-                    self._remove_stale()
+                commit_all([self])
         finally:
+            self._discard()
+
+    def check(self) -> None:
+        """Refuse, before any file is moved into place, to replace another owner's file.
+
+        Does nothing without an ``owner`` or once committed.
+
+        Raises
+        ------
+        ValueError
+            As :func:`check_unclaimed`, naming the first such file.
+        """
+        if self.staging is not None and self.owner is not None:
+            check_unclaimed(self.directory, self.owner, [p.name for p in self.written])
+
+    def commit(self) -> None:
+        """Move the staged files into place, remove stale ones and the staging directory.
+
+        Does nothing when not staged or already committed.  Call it through
+        :func:`commit_all`, which checks first and holds a Ctrl-C until the
+        files are all in place.
+        """
+        if self.staging is None:
+            return
+        for p in self.written:
+            (self.staging / p.name).replace(p)
+        self._remove_stale()
+        self._discard()
+
+    def _discard(self) -> None:
+        """Remove the staging directory, with whatever it still holds."""
+        if self.staging is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
 
@@ -580,6 +608,31 @@ class Output:
         p = self.path(name)
         if p is not None:
             fig.savefig(p, dpi=110, bbox_inches="tight")
+
+
+def commit_all(outputs: Sequence[Output]) -> None:
+    """Move the staged files of every output into place, or of none.
+
+    Every output is checked (:meth:`Output.check`) before any file is moved,
+    and a Ctrl-C while they are moved is held until all are (then raised): a
+    command writing several directories never leaves one new and one old.
+
+    Parameters
+    ----------
+    outputs : sequence of Output
+        Entered (``with``) outputs, committed in this order.
+
+    Raises
+    ------
+    ValueError
+        When a file of one of them would replace another command's (then no
+        file of any is moved).
+    """
+    for output in outputs:
+        output.check()
+    with deferred_interrupt():  # a Ctrl-C never leaves half the files replaced
+        for output in outputs:
+            output.commit()
 
 
 _STAGING = ".writing-"  # staging directories: .writing-<host>-<pid>-<random>

@@ -8,7 +8,6 @@ parsed arguments, returns an object with ``.table()``) and ``out``.
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,15 +107,15 @@ def _list_experiments() -> _Text:
 
 def _run_sweep(a: argparse.Namespace) -> Any:
     from fastinit.sweep.execute import run_sweep
-    from fastinit.sweep.spec import load_spec
+    from fastinit.sweep.spec import load_spec, run_memory
 
     if a.list:
         return _list_experiments()
     if a.spec is None:
         raise ValueError("SPEC.toml: expected the sweep file to run (or --list)")
-    remote = a.dask is not None and a.dask != "local"  # runs on other machines' memory
-    spec = load_spec(a.spec, memory=math.inf if remote else None)
-    if a.workers is not None and a.dask is not None and a.dask != "local":
+    memory = run_memory(a.dask)  # not None: a remote cluster, runs on other machines' memory
+    spec = load_spec(a.spec, memory=memory)
+    if a.workers is not None and memory is not None:
         raise ValueError("--workers: only with a local pool or --dask local")
     if a.dry_run:
         from fastinit.sweep.store import Store

@@ -925,14 +925,14 @@ def run_sweep(
     -------
     SweepSummary
     """
-    from fastinit.sweep.spec import Spec, load_spec
+    from fastinit.sweep.spec import Spec, load_spec, run_memory
     from fastinit.sweep.store import Store
 
     t0 = time.perf_counter()
     progress = check_bool(progress, "progress")
     retry_failed = check_bool(retry_failed, "retry_failed")
     if not isinstance(spec, Spec):  # a remote cluster's runs need its memory, not this one's
-        spec = load_spec(spec, memory=math.inf if dask not in (None, "local") else None)
+        spec = load_spec(spec, memory=run_memory(dask))
     store = db if isinstance(db, Store) else Store(db)
     own_store = store is not db
     runs = spec.keyed_runs()

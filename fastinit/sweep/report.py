@@ -691,11 +691,10 @@ def make_report(
         Naming ``db`` when it is missing, a directory, not a fastinit results
         database, unreadable, or holds no runs (of ``experiment`` / ``sweep``:
         the message lists the names it does hold); naming the directory when
-        another command's files there would be replaced (then no file of this
-        report is written).
+        it cannot be created or written to, or when another command's files
+        there would be replaced (then no file of this report is written).
     """
-    from fastinit._files import deferred_interrupt
-    from fastinit.experiments._common import Output, check_unclaimed, provenance, pyplot
+    from fastinit.experiments._common import Output, commit_all, prepare_output, provenance, pyplot
     from fastinit.sweep.store import Store
 
     if not isinstance(db, Store) and Path(db).is_dir():
@@ -720,7 +719,7 @@ def make_report(
     texts = [f"# Sweep report: {db_path}", ""]
     plt = pyplot() if figures else None
     root = Path(out)
-    made = [d for d in (*(root / exp for exp in groups), root, *root.parents) if not d.exists()]
+    made = prepare_output(root, "out", owner="report")  # deepest first
     # Every file is staged first and the directories are all renamed into place at the
     # end, summary.md/json last, with a Ctrl-C held until they all are: an interrupted
     # or failing report leaves the last one whole, never one directory new and one old.
@@ -731,15 +730,13 @@ def make_report(
             top = stack.enter_context(Output(root, "report"))
             outputs = []
             for exp, gs in groups.items():
+                made[:0] = prepare_output(root / exp, "out")
                 outputs.append(stack.enter_context(Output(root / exp, "report")))
                 texts.append(_experiment_report(plt, exp, gs, outputs[-1], summary))
             result.markdown = "\n".join(texts)
             top.text("summary.md", result.markdown)
             top.json("summary.json", {**summary, **_versions(provenance)})
-            for output in (top, *outputs):  # refuse before any directory is replaced
-                check_unclaimed(output.directory, "report", [p.name for p in output.written])
-            with deferred_interrupt():
-                stack.close()  # the experiments' directories, then the top one
+            commit_all([*reversed(outputs), top])  # the experiments' directories, then the top
     except BaseException:
         for d in made:  # deepest first: the directories this call made, if left empty
             with contextlib.suppress(OSError):

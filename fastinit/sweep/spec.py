@@ -58,9 +58,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastinit._system import available_memory
 from fastinit.sweep.runners import EXPERIMENTS, Experiment, Param, canonical_config
 
-__all__ = ["Spec", "SpecError", "canonical_json", "config_key", "load_spec", "parse_spec"]
+__all__ = [
+    "Spec",
+    "SpecError",
+    "canonical_json",
+    "config_key",
+    "load_spec",
+    "parse_spec",
+    "run_memory",
+]
 
 MAX_RUNS = 1_000_000
 INT64_MAX = 2**63 - 1  # the largest size or count the kernels take
@@ -459,7 +468,7 @@ class _Checker:
         """Refuse a grid whose largest run would not fit in the memory a run may use."""
         if experiment.footprint is None:
             return
-        available = _available_memory() if self.memory is None else self.memory
+        available = available_memory() if self.memory is None else self.memory
         limit = sys.maxsize if available is None else min(available, sys.maxsize)
         if limit == sys.maxsize:
             beyond = "more than any process can allocate (2**63 bytes)"
@@ -600,7 +609,8 @@ class _Checker:
                 raise fail(f"expected an integer >= {p.low:g}, {got}")
             high = INT64_MAX if p.high is None else p.high
             if value > high:  # beyond the kernels' int64 (the generators' uint64 for seeds)
-                raise fail(f"expected an integer < 2**{high.bit_length()}, {got}")
+                bound = f"< 2**{high.bit_length()}" if high & (high + 1) == 0 else f"<= {high}"
+                raise fail(f"expected an integer {bound}, {got}")
             return valid(value)
         if p.kind == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -683,70 +693,24 @@ def _bytes(size: float) -> str:
     return f"{size:.3g} EiB"
 
 
-def _available_memory() -> int | None:
-    """Bytes this process could allocate now, or None where the system does not tell.
+def run_memory(dask: str | None) -> float | None:
+    """The bytes one run may use, as the ``memory`` of :func:`load_spec`, given ``dask``.
 
-    The least of: the memory the kernel reports available (``MemAvailable`` of
-    ``/proc/meminfo``, else the free physical pages, else all of them), what
-    the process's memory cgroups (v1 or v2) leave (limit - usage + the inactive
-    file cache they may reclaim), and the address-space limit (``ulimit -v``).
+    Runs on a Dask cluster other than ``'local'`` use other machines' memory:
+    bounded only by what a process can allocate.  Runs on this machine (a
+    local pool or ``'local'``) are bounded by the memory available here.
+
+    Parameters
+    ----------
+    dask : str or None
+        Dask scheduler address, ``'local'`` for a LocalCluster, None for none.
+
+    Returns
+    -------
+    float or None
+        ``math.inf`` for a remote cluster; None (this machine's memory) otherwise.
     """
-    found = []
-    try:
-        meminfo = Path("/proc/meminfo").read_text()
-        found.append(int(re.search(r"^MemAvailable:\s*(\d+) kB", meminfo, re.M)[1]) * 1024)
-    except (OSError, TypeError, ValueError):  # no such file, or no MemAvailable line
-        for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):  # free, else all (macOS)
-            try:
-                found.append(os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE"))
-                break
-            except (AttributeError, OSError, ValueError):
-                pass
-    found += _cgroup_headroom()
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if soft != resource.RLIM_INFINITY:
-            found.append(soft)
-    except (ImportError, OSError, ValueError):
-        pass
-    return min(found) if found else None
-
-
-def _cgroup_headroom() -> list[int]:
-    """What each memory cgroup of this process and its ancestors leaves, in bytes."""
-    try:
-        membership = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return []
-    kinds = {  # version: (mount, limit file, usage file, reclaimable entry of memory.stat)
-        2: (Path("/sys/fs/cgroup"), "memory.max", "memory.current", "inactive_file"),
-        1: (Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes", "memory.usage_in_bytes",
-            "total_inactive_file"),
-    }  # fmt: skip
-    out = []
-    for line in membership:
-        number, controllers, path = [*line.split(":", 2), "", ""][:3]
-        version = 2 if number == "0" and not controllers else 1
-        if version == 1 and "memory" not in controllers.split(","):
-            continue
-        root, limit_file, usage_file, reclaimable = kinds[version]
-        folder = root / path.lstrip("/")
-        while True:  # the process's group and every ancestor mounted here
-            try:
-                limit = (folder / limit_file).read_text().strip()
-                if limit != "max":
-                    usage = int((folder / usage_file).read_text())
-                    stat = (folder / "memory.stat").read_text()
-                    m = re.search(rf"^{reclaimable} (\d+)", stat, re.M)
-                    out.append(max(0, int(limit) - usage + (int(m[1]) if m else 0)))
-            except (OSError, ValueError):
-                pass
-            if folder == root or root not in folder.parents:
-                break
-            folder = folder.parent
-    return out
+    return math.inf if dask is not None and dask != "local" else None
 
 
 def _public() -> list[str]:
