@@ -8,7 +8,8 @@ up, measure the variance of the layer's output on a minibatch and rescale::
 
 until ``|Var(z_k) - 1| < tol`` or ``max_iter`` rescalings (the paper's
 ``Tol_var = 0.1``, ``T_max = 10``).  Each measurement of layer ``k`` is a
-forward pass of layers ``0 .. k`` only (no backward pass), with the statistics
+forward pass of layer ``k`` only (no backward pass) on the activations of layer
+``k - 1`` at its final weights, computed once, with the statistics
 function of the training kernel, :func:`fastinit.train.forward_stats`: ``Var``
 is the ``pre_std**2`` that :func:`fastinit.diagnose` reports, bit for bit (over
 batch x units, ddof 0).  Biases are left as they are (zeros by default); the
@@ -157,26 +158,39 @@ def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: 
 def _variance_meter(model: Any, X: np.ndarray) -> Callable[[int], float]:
     """``variance(k)``: ``Var(z_k)`` on ``X`` at the model's current parameters.
 
-    A forward pass of layers ``0 .. k`` only, with the statistics of
+    A forward pass of layer ``k`` alone, with the statistics of
     :func:`fastinit.train.forward_stats` (the function the training kernel
     records them with, so the variance is the one ``fit(record_stats=True)``
     and :func:`fastinit.diagnose` report, bit for bit): no backward pass, and
-    nothing above layer ``k``.  Raises ValueError when the variance is zero or
-    not finite (nothing to rescale).
+    nothing above layer ``k``.  Its input ``a_{k-1}`` is the output that the last
+    ``variance(k - 1)`` left in the work array, in layer ``k - 1``'s blocks of
+    :func:`fastinit.dense.forward_net`'s layout (``variance(k)`` runs layer
+    ``k`` on ``work[off_k:]``, writing no lower layer's blocks): layers are
+    measured from the input up, and layer ``k - 1``'s weights do not change
+    after its last measurement, so layers ``0 .. k - 1`` are computed once, not
+    once per measurement of every layer above them.  Raises ValueError when the
+    variance is zero or not finite (nothing to rescale).
     """
     from fastinit import dense as _dense
     from fastinit import train as _train
 
     layers = _dense.with_kernels(model._layers, model.dtype)
     ops = _dense.ops_table(model.dtype)
-    work = np.empty(_dense.work_size(layers, X.shape[0]), model.dtype)
-    zero = np.zeros(int(layers[:, _dense.FAN_OUT].max()), model.dtype)  # the kernel's zero bias
+    m = X.shape[0]
+    fan_out = layers[:, _dense.FAN_OUT]
+    # forward_net's layout: layer k's activation and derivative blocks from offset[k]
+    offset = np.concatenate(([0], np.cumsum(2 * m * fan_out))).tolist()
+    work = np.empty(offset[-1], model.dtype)
+    zero = np.zeros(int(fan_out.max()), model.dtype)  # the kernel's zero bias
     stats = np.full((len(layers), len(_train.STAT_FIELDS)), np.nan)
 
     def variance(k: int) -> float:
+        # a_{k-1}: X, or layer k - 1's activation block at its final weights
+        a = X if k == 0 else work[offset[k - 1] : offset[k - 1] + m * fan_out[k - 1]]
+        a = a.reshape(m, -1)
         stats[k] = np.nan
         _train.forward_stats(
-            ops, model._params, layers, model._act_params, 0, k + 1, X, work, zero, stats
+            ops, model._params, layers, model._act_params, k, 1, a, work[offset[k] :], zero, stats
         )
         std = float(stats[k, _train.F_PRE_STD])
         if not (math.isfinite(std) and std > 0):

@@ -298,7 +298,7 @@ class MLP:
         w_name = "init[{}]" if isinstance(init, list) else "init"  # a list: name the layer
         b_name = "bias_init[{}]" if isinstance(bias_init, list) else "bias_init"
         for k in range(n_layers):
-            w_shape, b_shape = self._view("weights", k).shape, self._view("biases", k).shape
+            w_shape, b_shape = self._shape("weights", k), self._shape("biases", k)
             w = _init_values(inits[k], w_shape, seed, 2 * k, self.dtype, w_name.format(k))
             self._assign("weights", k, w)
             b = _init_values(bias_inits[k], b_shape, seed, 2 * k + 1, self.dtype, b_name.format(k))
@@ -319,13 +319,21 @@ class MLP:
         self._activations = acts
         self._params = _aligned_zeros(off, self.dtype)
 
-    def _view(self, kind: str, k: Any) -> np.ndarray:
+    def _layer(self, k: Any) -> int:
+        """Layer index ``k`` (negative counts from the end) checked and made non-negative."""
         n = len(self._layers)
         try:
-            k = check_int(k, "layer", low=-n, high=n - 1) % n
+            return check_int(k, "layer", low=-n, high=n - 1) % n
         except ValueError as err:  # out of range: what a list raises
             raise _LayerIndexError(str(err)) from None
-        view = self._split_one(self._params, kind, k)
+
+    def _shape(self, kind: str, k: int) -> tuple[int, ...]:
+        """Shape of layer ``k``'s (a checked index) weights or biases, as :meth:`_split_one`'s."""
+        fi, fo = (int(v) for v in self._layers[k, :2])
+        return (fi, fo) if kind == "weights" else (fo,)
+
+    def _view(self, kind: str, k: Any) -> np.ndarray:
+        view = self._split_one(self._params, kind, self._layer(k))
         return view if self._dparams is None else view.copy()  # device: a host copy
 
     def _split_one(self, flat: np.ndarray, kind: str, k: int) -> np.ndarray:
@@ -342,15 +350,16 @@ class MLP:
         ]
 
     def _assign(self, kind: str, k: Any, value: Any) -> None:
-        target = self._view(kind, k)
+        index = self._layer(k)
+        shape = self._shape(kind, index)
         name = f"{kind}[{k}]"
-        value = as_array(value, name, f"an array of shape {target.shape}")
+        value = as_array(value, name, f"an array of shape {shape}")
         if value.dtype.kind not in "biuf":
             raise ValueError(f"{name}: expected a real-valued array, got dtype {value.dtype}")
-        if value.shape != target.shape:
-            raise ValueError(f"{name}: expected shape {target.shape}, got {value.shape}")
+        if value.shape != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {value.shape}")
         value = cast_finite(value, self.dtype, name)
-        self._split_one(self._params, kind, k % len(self._layers))[...] = value
+        self._split_one(self._params, kind, index)[...] = value
         self._push()
 
     # ------------------------------------------------------------------------- attributes
@@ -389,7 +398,7 @@ class MLP:
         # values may be this model's own views (a swap of layers): copy those first,
         # or an earlier assignment would overwrite a later value before it is read
         values = [
-            as_array(v, f"{kind}[{k}]", f"an array of shape {self._view(kind, k).shape}")
+            as_array(v, f"{kind}[{k}]", f"an array of shape {self._shape(kind, k)}")
             for k, v in zip(layers, values, strict=True)
         ]
         values = [np.array(v) if np.may_share_memory(v, self._params) else v for v in values]
@@ -479,9 +488,6 @@ class MLP:
         return f"MLP(sizes={list(self.sizes)}, activation=[{acts}], dtype={dtype!r}{device})"
 
     # ------------------------------------------------------------------------- inference
-    def _as_inputs(self, X: Any) -> np.ndarray:
-        return as_array(X, "X", f"an array of shape (n, {self.sizes[0]})")
-
     def forward(self, X: Any) -> np.ndarray:
         """Logits ``(n, sizes[-1])`` of the rows of ``X`` (cast once to the model dtype).
 
@@ -497,8 +503,7 @@ class MLP:
             The network's outputs (no final activation); a host array on either
             device.
         """
-        X = self._as_inputs(X)
-        if self._dparams is not None:
+        if self._dparams is not None:  # forward_cuda checks X (prepare_x) as below
             from fastinit.train_cuda import forward_cuda
 
             return forward_cuda(self, X)
@@ -559,8 +564,7 @@ class MLP:
             ``{"loss": float, "accuracy": float}``.
         """
         spec = _losses.get(loss)
-        X = _train.prepare_x(self, self._as_inputs(X))
-        y = as_array(y, "y", "a 1-D or 2-D array of targets")
+        X = _train.prepare_x(self, X)
         y_int, y_float = _losses.prepare_targets(spec, y, X.shape[0], self.sizes[-1], self.dtype)
         logits = self.forward(X)
         row_loss = np.empty(len(X), self.dtype)
@@ -597,9 +601,7 @@ class MLP:
             One pair per layer, shaped like the weights and biases (NaN when the
             loss is not finite).
         """
-        X = self._as_inputs(X)
-        y = as_array(y, "y", "a 1-D or 2-D array of targets")
-        if self._dparams is not None:
+        if self._dparams is not None:  # both check X and y (prepare_x, prepare_targets)
             from fastinit.train_cuda import loss_and_grads_cuda
 
             return loss_and_grads_cuda(self, X, y, loss)

@@ -106,17 +106,20 @@ def test_measurements_are_forward_passes_up_to_the_layer(monkeypatch):
     passes = []
     forward_stats = train.forward_stats
 
-    def spy(ops, params, layers, act_params, first, count, *rest):
-        passes.append((first, count))
-        return forward_stats(ops, params, layers, act_params, first, count, *rest)
+    def spy(ops, params, layers, act_params, first, count, x, *rest):
+        passes.append((first, count, x.shape))
+        return forward_stats(ops, params, layers, act_params, first, count, x, *rest)
 
     monkeypatch.setattr(train, "train_chunk", no_training_step)
     monkeypatch.setattr(train, "forward_stats", spy)
     model = MLP(SIZES, activation="relu", init=("normal", {"std": 0.01}), seed=3,
                 dtype="float64")  # fmt: skip
     _, record = lsuv(model, X, orthonormal=False, return_record=True)
-    # one pass per measurement (the first, then one per rescaling), through layer k only
-    want = [(0, k + 1) for k, n in enumerate(record.iterations) for _ in range(n + 1)]
+    # one pass per measurement (the first, then one per rescaling), of layer k only, on
+    # the activations of layer k - 1 (the layers below are not run again)
+    want = [
+        (k, 1, (len(X), SIZES[k])) for k, n in enumerate(record.iterations) for _ in range(n + 1)
+    ]
     assert passes == want and (record.iterations >= 1).all()
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from fastinit import datasets, optim
 from fastinit._validate import (
+    as_array,
     check_bool,
     check_choice,
     check_dtype,
@@ -230,29 +231,38 @@ def check_weights(params: Any, hidden: int, name: str = "weights") -> list[np.nd
         Naming ``name`` and the array, for a shape that does not fit ``hidden``
         or a value that is not finite.
     """
+    arrays, _ = _checked(params, hidden, name, "float64")
+    return arrays
+
+
+_SLOTS = (("weights", 0), ("biases", 0), ("weights", 1), ("biases", 1))  # of W1, b1, W2, b2
+
+
+def _checked(params: Any, hidden: int, name: str, dtype: str) -> tuple[list[np.ndarray], MLP]:
+    """:func:`check_weights`'s arrays and the ``dtype`` network they start; the shapes and
+    values are checked by the model's own assignment, its errors named ``name: W1: ...``."""
     if isinstance(params, (str, bytes, np.ndarray)) or not isinstance(params, Sequence):
         raise TypeError(f"{name}: expected [W1, b1, W2, b2], got {type(params).__name__}")
     if len(params) != 4:
         raise ValueError(f"{name}: expected [W1, b1, W2, b2], got {len(params)} arrays")
-    arrays = [np.asarray(a) for a in params]
-    shapes = ((2, hidden), (hidden,), (hidden, 1), (1,))
-    for label, a, shape in zip(PARAMS, arrays, shapes, strict=True):
-        if a.dtype.kind not in "biuf":
+    model = MLP([2, hidden, 1], activation="tanh", init="zeros", dtype=dtype)
+    arrays = []
+    for label, value, (kind, k) in zip(PARAMS, params, _SLOTS, strict=True):
+        a = as_array(value, f"{name}: {label}", "an array of real numbers")
+        if a.dtype.kind not in "biuf":  # a TypeError, as documented (the model's is a ValueError)
             raise TypeError(f"{name}: {label}: expected real numbers, got dtype {a.dtype}")
-        if a.shape != shape:
-            raise ValueError(
-                f"{name}: {label}: expected shape {shape} for hidden={hidden}, got {a.shape}"
-            )
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name}: {label}: expected finite values, found NaN or inf")
-    return arrays
+        try:
+            getattr(model, kind)[k] = a  # the shape, and finite in dtype
+        except ValueError as err:  # "weights[0]: expected ...": name the run and the array
+            raise ValueError(f"{name}: {label}: {str(err).partition(': ')[2]}") from None
+        arrays.append(a)
+    return arrays, model
 
 
 def _assign(model: MLP, params: Sequence[np.ndarray]) -> None:
-    if len(params) != 4:
-        raise ValueError(f"weights: expected [W1, b1, W2, b2], got {len(params)} arrays")
-    model.weights = [np.asarray(params[0]), np.asarray(params[2])]
-    model.biases = [np.asarray(params[1]).reshape(-1), np.asarray(params[3]).reshape(-1)]
+    """Load ``[W1, b1, W2, b2]`` (:func:`notebook_weights`) into ``model``."""
+    model.weights = params[0::2]
+    model.biases = params[1::2]
 
 
 def run_planar(
@@ -343,7 +353,8 @@ def run_planar(
                     f"weights: {name!r} is also the name of an init in inits; give each run "
                     "its own name"
                 )
-        weights = {n: check_weights(w, hidden, f"weights[{n!r}]") for n, w in weights.items()}
+        # the networks are made here, before anything is computed or written
+        explicit = {n: _checked(w, hidden, f"weights[{n!r}]", dtype)[1] for n, w in weights.items()}
     x_train, y_train = datasets.planar(1, m)
     x_test, y_test = datasets.planar(2, m)
     config = {
@@ -367,9 +378,7 @@ def run_planar(
         s.name: initial_model(s, [2, hidden, 1], rng=rng, seed=seed, dtype=dtype, x=x_train)
         for s in specs
     }
-    for name, params in weights.items():
-        models[name] = MLP([2, hidden, 1], activation="tanh", dtype=dtype)
-        _assign(models[name], params)
+    models.update(explicit)
     for name, model in models.items():
         history = model.fit(
             x_train, y_train, optimizer=optim.SGD(lr), batch_size=m, iterations=iterations,
