@@ -16,15 +16,36 @@ version of the source.
 :func:`install` (run when :mod:`fastinit._native` or :mod:`fastinit._fastmath`
 is imported, before anything compiles) replaces ``IndexDataCacheFile.save`` with one that
 holds an exclusive lock on ``fastinit-save.lock`` in the cache directory
-(``fcntl.flock``; ``msvcrt.locking`` on Windows) from reading the index to
+(``fcntl.flock``, released by the system when the process ends however it
+ends, so no stale lock outlives a crash; ``msvcrt.locking`` on Windows,
+unlocked before the file is closed) from reading the index to
 writing it, and writes the data file *before* the index entry that names it.
 It applies to every numba CPU function of the process (a save takes
 milliseconds; nothing else changes); numba-cuda's ``@cuda.jit(cache=True)``
 kernels save through numba-cuda's own cache class, which is not replaced (each
 of fastinit's is compiled for one signature, so no two saves of one kernel
 race for the same index).  Where the lock file cannot be opened, the save goes
-on unlocked, as numba's own does.  With a numba whose cache classes lack
-the methods used here, nothing is replaced.
+on unlocked, as numba's own does.
+
+It also makes a damaged cache a cache miss rather than an error.  numba
+unpickles the index and data files unguarded, so one truncated or garbled file
+(a full disk, a crash or power loss before the file reached the disk, a
+half-copied cache directory) made every later process that loads or saves that
+function fail with ``UnpicklingError``/``EOFError``, until the file was deleted
+by hand.  With :func:`load_index` and :func:`load` an index that cannot be
+unpickled reads as empty and a data file that cannot be unpickled as missing:
+the function is compiled again, and its save replaces the damaged file.
+
+And where numba finds no writable cache directory at all (``NUMBA_CACHE_DIR``,
+the source tree and the user's cache directory all read-only, as on a
+read-only container or AWS Lambda), numba's ``cache=True`` raises
+``RuntimeError: cannot cache function ...: no locator available`` when the
+function is defined, which made ``import fastinit.train`` fail; fastinit's own
+functions (not others) are then compiled without a cache instead, with one
+:class:`RuntimeWarning` per process.
+
+With a numba whose cache classes lack the methods used here, nothing is
+replaced.
 """
 
 from __future__ import annotations
@@ -32,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,10 +63,12 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
     import msvcrt
 
-__all__ = ["LOCK_NAME", "install", "locked_save"]
+__all__ = ["LOCK_NAME", "install", "load", "load_index", "locked_save"]
 
 LOCK_NAME = "fastinit-save.lock"
-_NEEDED = ("_load_index", "_save_index", "_save_data", "_data_name")
+_NEEDED = ("load", "_load_index", "_load_data", "_save_index", "_save_data", "_data_name")
+_NUMBA: dict[str, Any] = {}  # numba's own methods that install() replaced
+_WARNED: list[bool] = []  # the no-cache warning was given
 
 
 @contextlib.contextmanager
@@ -66,6 +90,7 @@ def _exclusive(directory: str) -> Iterator[None]:
             with contextlib.suppress(OSError):  # not the owner: the owner's save did it
                 os.fchmod(fd, 0o666)
         break
+    windows_lock = False
     try:
         if fd is not None:
             with contextlib.suppress(OSError):  # e.g. msvcrt gives up after 10 s
@@ -73,10 +98,15 @@ def _exclusive(directory: str) -> Iterator[None]:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                 else:
                     msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                    windows_lock = True
         yield
     finally:
+        if windows_lock:  # Windows frees a lock left at close only "eventually": unlock now
+            with contextlib.suppress(OSError):
+                os.lseek(fd, 0, os.SEEK_SET)  # the byte locked, at the start
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
         if fd is not None:
-            os.close(fd)  # releases the lock
+            os.close(fd)  # releases flock's lock
 
 
 def locked_save(self: Any, key: Any, data: Any) -> None:
@@ -103,8 +133,91 @@ def locked_save(self: Any, key: Any, data: Any) -> None:
             self._save_index(overloads)
 
 
+def load_index(self: Any) -> dict:
+    """``IndexDataCacheFile._load_index``; an index that cannot be unpickled reads as empty.
+
+    Parameters
+    ----------
+    self : numba.core.caching.IndexDataCacheFile
+        One function's cache files.
+
+    Returns
+    -------
+    dict
+        Index key -> data file name; empty (as numba's own for an index of
+        another numba version) where the file is truncated or garbled.  An
+        error reading the file (``OSError``) still propagates.
+    """
+    try:
+        return _NUMBA["_load_index"](self)
+    except OSError:
+        raise
+    except Exception:  # UnpicklingError, EOFError, ValueError, ... from a damaged file
+        return {}
+
+
+def load(self: Any, key: Any) -> Any:
+    """``IndexDataCacheFile.load``; a data file that cannot be unpickled is a cache miss.
+
+    Parameters
+    ----------
+    self : numba.core.caching.IndexDataCacheFile
+        One function's cache files.
+    key : tuple
+        The overload's index key.
+
+    Returns
+    -------
+    object or None
+        What numba stored for ``key``; None (compile it again) where the
+        index lacks it or its data file is missing, truncated or garbled.
+    """
+    name = self._load_index().get(key)
+    if name is None:
+        return None
+    try:
+        return self._load_data(name)
+    except Exception:  # removed meanwhile (numba's own case, OSError) or damaged
+        return None
+
+
+def _fastinits(function: Any) -> bool:
+    """Whether ``function`` (a Python function) is defined in fastinit."""
+    return str(getattr(function, "__module__", None) or "").split(".")[0] == "fastinit"
+
+
+def _cache_or_none(enable_caching: Any, attribute: str) -> Any:
+    """``enable_caching`` of a numba dispatcher class that leaves fastinit's own
+    functions uncached, with a warning, where numba finds no cache directory."""
+
+    def enable(self: Any) -> None:
+        try:
+            enable_caching(self)
+        except RuntimeError as error:
+            if "no locator available" not in str(error) or not _fastinits(getattr(self, attribute)):
+                raise
+            from numba.core.caching import NullCache
+
+            self._cache = NullCache()
+            if not _WARNED:
+                _WARNED.append(True)
+                warnings.warn(
+                    f"fastinit: numba found no writable cache directory ({error}); "
+                    "compiling without a cache, so every process compiles again. "
+                    "Set NUMBA_CACHE_DIR to a writable directory to cache.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+    enable.fastinit = True  # type: ignore[attr-defined]
+    return enable
+
+
 def install() -> bool:
-    """Replace numba's cache save by :func:`locked_save` (idempotent).
+    """Replace numba's cache save and load by :func:`locked_save`, :func:`load`
+    and :func:`load_index`, and its ``enable_caching`` by one that lets
+    fastinit's functions go uncached where no cache directory is writable
+    (idempotent).
 
     Returns
     -------
@@ -113,11 +226,18 @@ def install() -> bool:
         whose cache classes lack the methods it uses).
     """
     from numba.core import caching
+    from numba.core.ccallback import CFunc
+    from numba.core.dispatcher import Dispatcher
 
+    for dispatcher, attribute in ((Dispatcher, "py_func"), (CFunc, "_pyfunc")):
+        method = getattr(dispatcher, "enable_caching", None)
+        if method is not None and not getattr(method, "fastinit", False):
+            dispatcher.enable_caching = _cache_or_none(method, attribute)
     cls = caching.IndexDataCacheFile
     if cls.save is locked_save:
         return True
     if not all(hasattr(cls, name) for name in _NEEDED):
         return False
-    cls.save = locked_save
+    _NUMBA["_load_index"] = cls._load_index
+    cls.save, cls.load, cls._load_index = locked_save, load, load_index
     return True

@@ -23,8 +23,10 @@ this process compiles it as before; an interrupted fit kills its helper; a
 helper whose parent was killed finishes its few seconds of compilation and
 exits.  No helper is started when the cache
 already holds the dense kernels, with fewer than two usable cores, when numba
-has no usable cache, from a sweep's pool workers (they already fill every
-core), or with ``FASTINIT_COMPILE_HELPER=0`` in the environment.
+has no usable cache, in a frozen application (its executable would run the
+application again, not the helper), from a sweep's pool workers (they already fill every
+core), or with ``FASTINIT_COMPILE_HELPER`` set to ``0``, ``false``, ``no`` or
+``off`` (any case) in the environment; unset or empty, it is on.
 """
 
 from __future__ import annotations
@@ -38,11 +40,24 @@ from typing import Any
 import fastinit
 from fastinit._system import available_cores
 
-__all__ = ["ENV", "Helper", "helper_env", "main", "start"]
+__all__ = ["ENV", "Helper", "enabled", "helper_env", "main", "start"]
 
 ENV = "FASTINIT_COMPILE_HELPER"
 _TIMEOUT = 300.0  # seconds; past this the helper is killed and its share compiled here
 _CHECKED: set[str] = set()  # dtypes whose cache this process has looked at
+_OFF = frozenset({"0", "false", "no", "off"})
+
+
+def enabled() -> bool:
+    """Whether ``FASTINIT_COMPILE_HELPER`` allows a helper.
+
+    Returns
+    -------
+    bool
+        False for ``0``, ``false``, ``no`` or ``off`` (any case, surrounding
+        blanks ignored); True when unset, empty or anything else.
+    """
+    return os.environ.get(ENV, "").strip().lower() not in _OFF
 
 
 class Helper:
@@ -130,7 +145,14 @@ def start(dtype_name: str) -> Helper | None:
     if dtype_name in _CHECKED:  # once per process and dtype: later fits find the kernels
         return None
     _CHECKED.add(dtype_name)
-    if os.environ.get(ENV, "1") == "0" or not sys.executable or available_cores() < 2:
+    # a frozen application's executable (PyInstaller and the like) runs the application
+    # itself, not ``-m fastinit._compile_helper``
+    if (
+        not enabled()
+        or not sys.executable
+        or getattr(sys, "frozen", False)
+        or available_cores() < 2
+    ):
         return None
     if _in_cache(dense.backward_net, dense.backward_signature(dtype_name)):
         return None

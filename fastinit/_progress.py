@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TextIO
@@ -15,6 +16,11 @@ class ProgressBar:
     time left and whether the run is long enough to draw the bar at all come
     from the updates after it, so a short run stays silent however long its
     compilation took, and the estimate is not inflated by it.
+
+    A redraw that is shorter than the line before it (the time left losing a
+    digit, a loss printed with fewer) is padded with blanks over the old
+    line's end; on a terminal the line is cut to the terminal's width, read at
+    every redraw, since a line that wraps cannot be redrawn in place.
 
     Parameters
     ----------
@@ -49,6 +55,7 @@ class ProgressBar:
         self.start = time.perf_counter()
         self.shown = False
         self.first: tuple[float, int] | None = None  # (elapsed, done) at the first update
+        self.drawn = 0  # length of the line on screen
 
     def update(self, done: int, loss: float | None = None) -> None:
         """Redraw for ``done`` iterations finished; ``loss`` is the latest value."""
@@ -73,14 +80,37 @@ class ProgressBar:
         bar = "#" * filled + " " * (self.width - filled)
         tail = "" if loss is None else f" loss {loss:.4g}"
         eta = f"{remaining:.1f}s" if measured or not left else "?"
-        line = f"\r{self.label} {100 * done // self.total:3d}% |{bar}| {done}/{self.total}{tail}"
-        self._write(f"{line} [{elapsed:.1f}s<{eta}]")
+        line = f"{self.label} {100 * done // self.total:3d}% |{bar}| {done}/{self.total}{tail}"
+        self._write(self._fit(f"{line} [{elapsed:.1f}s<{eta}]"))
 
     def close(self) -> None:
         """End the line if the bar was drawn."""
         if self.shown:
             self._write("\n")
             self.shown = False
+            self.drawn = 0
+
+    def _fit(self, line: str) -> str:
+        """``line`` to draw over the current one: cut to the terminal's width,
+        padded with blanks over the end of a longer line before it."""
+        columns = self._columns()
+        if columns:
+            line = line[: columns - 1]  # the last column would wrap on some terminals
+        pad = self.drawn - len(line)
+        if columns:
+            pad = min(pad, columns - 1 - len(line))
+        self.drawn = len(line)
+        return "\r" + line + " " * max(pad, 0)
+
+    def _columns(self) -> int | None:
+        """The terminal's width where the bar draws to a terminal, else None."""
+        stream = self.stream if self.stream is not None else sys.stderr
+        try:
+            if not stream.isatty():
+                return None
+            return os.get_terminal_size(stream.fileno()).columns or None
+        except (AttributeError, OSError, ValueError):  # None, no fileno, closed, no size
+            return None
 
     def _write(self, text: str) -> None:
         """Draw ``text``; a stream that cannot be written (``sys.stderr`` None under

@@ -157,3 +157,97 @@ def test_the_lock_serves_every_user_of_a_shared_cache(tmp_path, monkeypatch):
     assert held.returncode != 0 and b"BlockingIOError" in held.stderr
     free = subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True)
     assert free.returncode == 0
+
+
+def _saved(tmp_path: Path) -> caching.IndexDataCacheFile:
+    _cache.install()
+    files = caching.IndexDataCacheFile(str(tmp_path), "f-1.py311", ("stamp", 1))
+    files.save(("key", 1), {"code": 1})
+    files.save(("key", 2), {"code": 2})
+    return files
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_a_damaged_index_reads_as_empty_and_the_next_save_repairs_it(tmp_path):
+    files = _saved(tmp_path)
+    _truncate(tmp_path / "f-1.py311.nbi")  # numba: UnpicklingError on every load and save
+    assert files.load(("key", 1)) is None  # a cache miss: numba compiles it again
+    files.save(("key", 1), {"code": 1})
+    assert files.load(("key", 1)) == {"code": 1}
+    (tmp_path / "f-1.py311.nbi").write_bytes(b"")  # EOFError for numba
+    assert files.load(("key", 2)) is None
+
+
+def test_a_damaged_data_file_is_a_cache_miss_and_the_next_save_repairs_it(tmp_path):
+    files = _saved(tmp_path)
+    _truncate(tmp_path / "f-1.py311.1.nbc")
+    assert files.load(("key", 1)) is None
+    assert files.load(("key", 2)) == {"code": 2}
+    files.save(("key", 1), {"code": 1})
+    assert files.load(("key", 1)) == {"code": 1}
+    assert sorted(p.name for p in tmp_path.glob("*.nbc")) == ["f-1.py311.1.nbc", "f-1.py311.2.nbc"]
+
+
+def test_a_process_recompiles_over_a_damaged_cache(tmp_path):
+    (tmp_path / "racemod.py").write_text(MODULE)
+    env = _env(tmp_path)
+
+    def check():
+        out = subprocess.run(
+            [sys.executable, "-c", CHECK], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert check()[:2] == [2.0, 3.0]  # fills the cache
+    (index,) = (tmp_path / "cache").rglob("*.nbi")
+    data = sorted(index.parent.glob("*.nbc"))
+    _truncate(data[0])
+    assert check()[:2] == [2.0, 3.0]  # compiles the damaged one again, and saves it
+    assert check() == [2.0, 3.0, 1, 1]  # repaired
+    _truncate(index)
+    assert check()[:2] == [2.0, 3.0]
+    assert check() == [2.0, 3.0, 1, 1]
+
+
+def test_fastinit_compiles_uncached_where_numba_has_no_cache_directory(tmp_path):
+    (tmp_path / "file").write_text("")
+    env = dict(_env(tmp_path), NUMBA_CACHE_DIR=str(tmp_path / "file" / "cache"))
+    env["NUMBA_CACHE_LOCATOR_CLASSES"] = "UserProvidedCacheLocator"  # the only one, unusable
+    script = (
+        "import warnings\n"
+        "warnings.simplefilter('always')\n"
+        "from fastinit import _fastmath\n"  # defines cache=True functions on import
+        "print(_fastmath.max2(1.0, 2.0))\n"
+        "import racemod\n"  # not fastinit's: numba's own error
+        "racemod.make(2.0)\n"
+    )
+    (tmp_path / "racemod.py").write_text(MODULE)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.stdout.split() == ["2.0"]
+    assert out.stderr.count("RuntimeWarning: fastinit: numba found no writable cache") == 1
+    assert "RuntimeError: cannot cache function 'make.<locals>.f'" in out.stderr
+
+
+def test_the_windows_lock_is_released_before_the_file_is_closed(tmp_path, monkeypatch):
+    # Windows frees a byte-range lock left on a closed file only when it gets to it,
+    # so the next save could wait its 10 s for it
+    calls = []
+
+    class Msvcrt:
+        LK_LOCK, LK_UNLCK = 1, 0
+
+        @staticmethod
+        def locking(fd, mode, nbytes):
+            calls.append((mode, nbytes, os.lseek(fd, 0, os.SEEK_CUR)))
+
+    monkeypatch.setattr(_cache, "fcntl", None)
+    monkeypatch.setattr(_cache, "msvcrt", Msvcrt, raising=False)
+    with _cache._exclusive(str(tmp_path)):
+        assert calls == [(Msvcrt.LK_LOCK, 1, 0)]
+    assert calls == [(Msvcrt.LK_LOCK, 1, 0), (Msvcrt.LK_UNLCK, 1, 0)]

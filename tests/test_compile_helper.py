@@ -112,3 +112,84 @@ def test_helper_env_puts_this_fastinit_first_unless_it_is_installed(monkeypatch,
     assert env[_compile_helper.ENV] == "0"
     monkeypatch.setattr(site, "getsitepackages", lambda: [root])
     assert _compile_helper.helper_env()["PYTHONPATH"] == "/user/path"
+
+
+@pytest.mark.parametrize("value", ["0", "false", "False", "no", "OFF", " off "])
+def test_the_switch_reads_the_usual_spellings_of_off(monkeypatch, value):
+    monkeypatch.setenv(_compile_helper.ENV, value)
+    assert not _compile_helper.enabled()
+    monkeypatch.setattr(_compile_helper, "_CHECKED", set())
+    monkeypatch.setattr(_compile_helper, "_in_cache", lambda *a: pytest.fail("looked"))
+    assert _compile_helper.start("float32") is None
+
+
+@pytest.mark.parametrize("value", [None, "", "1", "true", "yes", "on"])
+def test_the_switch_is_on_unless_turned_off(monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv(_compile_helper.ENV, raising=False)
+    else:
+        monkeypatch.setenv(_compile_helper.ENV, value)
+    assert _compile_helper.enabled()
+
+
+def test_no_helper_in_a_frozen_application(monkeypatch):
+    # its sys.executable runs the application, which would start again in the background
+    monkeypatch.delenv(_compile_helper.ENV, raising=False)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(_compile_helper, "_CHECKED", set())
+    monkeypatch.setattr(_compile_helper, "_in_cache", lambda *a: pytest.fail("looked"))
+    assert _compile_helper.start("float32") is None
+
+
+# fastinit._progress (the fit's progress bar) has no test file of its own to hold these
+
+
+def _screen(text: str) -> str:
+    """What a terminal shows after ``text``: each ``\\r`` returns to column 0 and
+    overwrites only the characters it writes."""
+    row: list[str] = []
+    for part in text.split("\r"):
+        row[: len(part)] = part
+    return "".join(row)
+
+
+def test_a_shorter_redraw_of_the_progress_bar_leaves_no_tail(monkeypatch):
+    import io
+
+    from fastinit import _progress
+
+    clock = iter([0.0, 1.0, 11.0, 12.0])
+    monkeypatch.setattr(_progress.time, "perf_counter", lambda: next(clock))
+    out = io.StringIO()  # not a terminal: padded, not cut
+    bar = _progress.ProgressBar(2000, min_seconds=0.0, stream=out)
+    bar.update(100, 0.3127)
+    bar.update(200, 0.3127)  # [11.0s<180.0s]
+    bar.update(1900, 0.25)  # [12.0s<0.6s]: 5 characters shorter
+    assert _screen(out.getvalue()).rstrip().endswith("1900/2000 loss 0.25 [12.0s<0.6s]")
+
+
+def test_the_progress_bar_fits_a_narrow_terminal(monkeypatch):
+    import io
+
+    from fastinit import _progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+        def fileno(self):
+            return 2
+
+    columns = [40]
+    monkeypatch.setattr(
+        _progress.os, "get_terminal_size", lambda fd: os.terminal_size((columns[0], 24))
+    )
+    out = Terminal()
+    bar = _progress.ProgressBar(2000, min_seconds=0.0, stream=out)
+    bar.update(100, 0.3127)
+    bar.update(200, 0.3127)
+    columns[0] = 30  # the terminal narrowed
+    bar.update(300, 0.3127)
+    draws = out.getvalue().split("\r")[1:]
+    assert [len(d) for d in draws] == [39, 39, 29]
+    assert draws[0].startswith("fit   5% |#")
