@@ -11,6 +11,14 @@
 Each ``run_*`` function returns a result object (``.table()``, ``.summary()``)
 and, given ``out=DIR``, writes PNG figures, ``summary.json`` (with the full
 configuration and versions) and the raw curves as CSV.
+
+Every ``run_*`` checks all its arguments before anything is computed or
+written: a bad one raises ``ValueError`` naming it, and one of the wrong type
+(``progress=1``) an error that is both a ``ValueError``, as ``MLP.fit`` raises,
+and a ``TypeError`` (:func:`fastinit._validate.value_errors`).  On Ctrl-C
+(``KeyboardInterrupt``) nothing is written: ``out`` keeps the files it held,
+and a Ctrl-C that comes while the files are renamed into place is raised once
+they all are (:func:`fastinit.experiments._common.commit_all`).
 """
 
 from __future__ import annotations

@@ -320,13 +320,9 @@ def run_planar(
     Raises
     ------
     ValueError
-        For a bad argument, naming it, before anything is computed or written;
-        one of the wrong type (``progress=1``) raises an error that is both a
-        ``ValueError``, as ``MLP.fit`` raises, and a ``TypeError``.
+        For a bad argument, naming it, before anything runs (see :mod:`fastinit.experiments`).
     KeyboardInterrupt
-        On Ctrl-C, with nothing written: ``out`` keeps the files it held (one
-        that comes while the files are renamed into place is raised once they
-        all are).
+        On Ctrl-C, with nothing written.
     """
     with value_errors():  # a wrong type: TypeError, and ValueError as fit raises
         if weights is None:
