@@ -573,9 +573,9 @@ def gemm(case: str, a: Any, b: Any, c: Any, alpha: float = 1.0, beta: float = 0.
     Raises
     ------
     ValueError
-        If ``case`` is unknown or the shapes or dtypes do not match: the kernel
+        If ``case`` is unknown, the shapes or dtypes do not match (the kernel
         takes its sizes from ``a`` and ``b`` and would read and write out of
-        bounds.
+        bounds) or the dtype is not float32 or float64.
     """
     if case not in ("NN", "TN", "NT"):
         raise ValueError(f"case: expected 'NN', 'TN' or 'NT', got {case!r}")
@@ -588,6 +588,8 @@ def gemm(case: str, a: Any, b: Any, c: Any, alpha: float = 1.0, beta: float = 0.
             f"a, b, c: op(a) {m}x{k} times op(b) {k2}x{n} does not give c's {tuple(c.shape)}"
         )
     dtype = np.dtype(c.dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"c: expected float32 or float64, got {dtype}")
     if np.dtype(a.dtype) != dtype or np.dtype(b.dtype) != dtype:
         raise ValueError(f"a, b: expected c's dtype {dtype}, got {a.dtype} and {b.dtype}")
     if m == 0 or n == 0:  # c is empty: nothing to write, and no block to launch

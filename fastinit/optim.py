@@ -223,6 +223,58 @@ def _apply(kernel, hyper, step, p, g, s0, s1):
     call_update(kernel, hyper, step, p, g, s0, s1)
 
 
+def check_update(
+    code: int, hyper: Any, step: Any, p: Any, g: Any, s0: Any, s1: Any, *, contiguous: bool
+) -> None:
+    """Check the operands of one optimizer step (:func:`apply_update` and its CUDA twin).
+
+    The kernels take their length from ``p`` and read ``g`` and the state slots
+    the optimizer uses at the same indices (the CPU kernel through raw
+    pointers): a shorter operand would be read and written out of bounds.
+
+    Parameters
+    ----------
+    code : int
+        Optimizer code (``NONE`` ... ``ADAM``).
+    hyper : array
+        ``Optimizer.hyper()``: ``N_HYPER`` float64 values.
+    step : int
+        1-based index of this step.
+    p, g, s0, s1 : arrays (host or device)
+        Parameters, gradients and the two state slots.  ``g`` and the slots the
+        optimizer uses (none for SGD, ``s0`` for momentum, Nesterov, AdaGrad
+        and RMSprop, both for Adam) must have ``p``'s 1-D shape and dtype;
+        unused slots are not read.
+    contiguous : bool
+        Whether the operands must also be C-contiguous (the CPU kernel reads
+        them as flat memory; the CUDA kernel indexes them).
+
+    Raises
+    ------
+    ValueError
+        Naming the operand and what was expected.
+    """
+    if code != NONE and code not in _SLOTS:
+        raise ValueError(f"code: expected an optimizer code 0-{ADAM}, got {code!r}")
+    hyper_shape = tuple(getattr(hyper, "shape", ()))
+    if hyper_shape != (N_HYPER,) or np.dtype(getattr(hyper, "dtype", None)) != np.float64:
+        raise ValueError(
+            f"hyper: expected {N_HYPER} float64 values (Optimizer.hyper()), got "
+            f"{getattr(hyper, 'dtype', type(hyper).__name__)} of shape {hyper_shape}"
+        )
+    if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 1:
+        raise ValueError(f"step: expected an integer >= 1, got {step!r}")
+    dtype = np.dtype(p.dtype)
+    if dtype not in (np.float32, np.float64) or len(p.shape) != 1:
+        raise ValueError(f"p: expected a 1-D float32 or float64 array, got {dtype} {p.shape}")
+    used = (("g", g), ("s0", s0), ("s1", s1))[: 1 + _SLOTS.get(code, 0)]
+    for name, a in (("p", p), *used):
+        if tuple(a.shape) != tuple(p.shape) or np.dtype(a.dtype) != dtype:
+            raise ValueError(f"{name}: expected p's {dtype} {p.shape}, got {a.dtype} {a.shape}")
+        if contiguous and not a.flags.c_contiguous:
+            raise ValueError(f"{name}: expected a C-contiguous array, got a strided view")
+
+
 def apply_update(code: int, hyper: np.ndarray, step: int, p: Any, g: Any, s0: Any, s1: Any) -> None:
     """One optimizer step on host arrays, in place (``NONE`` does nothing).
 
@@ -236,8 +288,14 @@ def apply_update(code: int, hyper: np.ndarray, step: int, p: Any, g: Any, s0: An
         1-based index of this step.
     p, g, s0, s1 : numpy.ndarray
         Flat C-contiguous parameters, gradients and state slots of one dtype
-        (see :func:`call_update`).
+        (see :func:`call_update`; unused slots are not read).
+
+    Raises
+    ------
+    ValueError
+        If the operands do not fit (:func:`check_update`).
     """
+    check_update(code, hyper, step, p, g, s0, s1, contiguous=True)
     if code != NONE:
         _apply(optimizer_kernel(code, p.dtype), hyper, step, p, g, s0, s1)
 

@@ -151,11 +151,17 @@ def apply_update(code: int, hyper: np.ndarray, step: int, p: Any, g: Any, s0: An
     step : int
         1-based index of this step.
     p, g, s0, s1 : 1-D device arrays of the model dtype
-        Parameters, gradients and the two state slots (pass any array of the
-        dtype for unused slots).
+        Parameters, gradients and the two state slots (unused slots are not
+        read: pass any 1-D array of the dtype).
+
+    Raises
+    ------
+    ValueError
+        If the operands do not fit (:func:`fastinit.optim.check_update`).
     """
     from fastinit.dense_cuda import configure
 
+    _optim.check_update(code, hyper, step, p, g, s0, s1, contiguous=False)
     if code == _optim.NONE or p.shape[0] == 0:
         return
     global cuda  # a module global: the simulator swaps the module in kernels' globals

@@ -17,6 +17,7 @@ import pytest
 from fastinit import activations, losses, optim
 from fastinit.model import MLP
 from fastinit.train import fit_many
+from tests.test_optim import BAD_UPDATES
 
 pytestmark = pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaWarning")
 
@@ -137,6 +138,9 @@ def test_gemm_refuses_operands_that_do_not_match():
         gemm("NN", a, cuda.to_device(np.ones((5, 2))), c)
     with pytest.raises(ValueError, match="case"):
         gemm("TT", a, b, c)
+    ints = [cuda.to_device(np.ones(shape, np.int32)) for shape in ((3, 5), (5, 2), (3, 2))]
+    with pytest.raises(ValueError, match=r"^c: expected float32 or float64, got int32"):
+        gemm("NN", *ints)  # no integer kernel: the tiles accumulate in c's type
 
 
 def test_gemm_grid_puts_rows_on_the_axis_without_the_65535_limit(monkeypatch):
@@ -604,3 +608,15 @@ def test_forward_work_arrays_beyond_the_device_memory_name_the_model(monkeypatch
     monkeypatch.setattr(train_cuda, "cuda_module", FullForWork)
     with pytest.raises(MemoryError, match=r"^model: the work arrays of a forward pass over 4 rows"):
         m.forward(np.zeros((4, 2), np.float32))
+
+
+@pytest.mark.parametrize(("case", "ops", "name"), BAD_UPDATES, ids=[c[0] for c in BAD_UPDATES])
+def test_apply_update_refuses_operands_that_do_not_fit(case, ops, name):
+    # the CPU twin's cases (tests/test_optim.py) on device arrays
+    from fastinit import optim_cuda
+    from fastinit._cuda import cuda_module
+
+    cuda = cuda_module()
+    dev = {k: cuda.to_device(v) if k in ("p", "g", "s0", "s1") else v for k, v in ops.items()}
+    with pytest.raises(ValueError, match=rf"^{name}: expected"):
+        optim_cuda.apply_update(**dev)

@@ -257,3 +257,44 @@ def test_an_optimizer_pickles_and_a_model_pickled_with_it_keeps_its_state():
         m.fit(X, Y, optimizer=o, sampling="full", iterations=2, progress=False)
     np.testing.assert_array_equal(copy._params, model._params)
     assert copy_opt.state_for(copy, copy._params.size, copy.dtype).step == 4
+
+
+def _update_operands(code: int = optim.ADAM, n: int = 6, **change) -> dict:
+    """Operands of one update, every one fitting, with ``change`` replacing some."""
+    ops = {"code": code, "hyper": optim.Adam(0.01).hyper(), "step": 1}
+    ops.update({k: np.zeros(n, np.float32) for k in ("p", "g", "s0", "s1")})
+    ops.update(change)
+    return ops
+
+
+# (what is wrong, operands, the argument the error must name): each would make the
+# kernel read or write out of bounds, misread the memory, or index a missing code
+BAD_UPDATES = [
+    ("short g", _update_operands(g=np.zeros(5, np.float32)), "g"),
+    ("long g", _update_operands(g=np.zeros(7, np.float32)), "g"),
+    ("short s0", _update_operands(optim.MOMENTUM, s0=np.zeros(2, np.float32)), "s0"),
+    ("short s1 (Adam)", _update_operands(s1=np.zeros(0, np.float32)), "s1"),
+    ("g float64", _update_operands(g=np.zeros(6)), "g"),
+    ("p 2-D", _update_operands(p=np.zeros((2, 3), np.float32)), "p"),
+    ("p int", _update_operands(p=np.zeros(6, np.int32)), "p"),
+    ("short hyper", _update_operands(hyper=np.zeros(3)), "hyper"),
+    ("float32 hyper", _update_operands(hyper=np.zeros(optim.N_HYPER, np.float32)), "hyper"),
+    ("step 0", _update_operands(step=0), "step"),
+    ("unknown code", _update_operands(code=99), "code"),
+]
+
+
+@pytest.mark.parametrize(("case", "ops", "name"), BAD_UPDATES, ids=[c[0] for c in BAD_UPDATES])
+def test_apply_update_refuses_operands_that_do_not_fit(case, ops, name):
+    with pytest.raises(ValueError, match=rf"^{name}: expected"):
+        optim.apply_update(**ops)
+
+
+def test_apply_update_refuses_a_strided_view_and_ignores_unused_slots():
+    p = np.zeros(12, np.float32)[::2]
+    with pytest.raises(ValueError, match=r"^p: expected a C-contiguous"):
+        optim.apply_update(**_update_operands(p=p))
+    ops = _update_operands(optim.SGD_CODE, s0=np.zeros(0), s1=np.zeros(0))  # SGD reads no slot
+    ops["g"][:] = 1.0
+    optim.apply_update(**{**ops, "hyper": optim.SGD(0.5).hyper()})
+    np.testing.assert_array_equal(ops["p"], np.full(6, -0.5, np.float32))
