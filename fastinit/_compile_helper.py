@@ -21,7 +21,8 @@ would have compiled; two processes saving at once are made safe by
 helper that fails, is killed or is missing leaves its share uncompiled, and
 this process compiles it as before; an interrupted fit kills its helper; a
 helper whose parent was killed finishes its few seconds of compilation and
-exits.  No helper is started when the cache
+exits, and one that outlives ``_TIMEOUT`` (a compilation that hangs, with no
+parent left to kill it) ends itself (:func:`exit_after`).  No helper is started when the cache
 already holds the dense kernels, with fewer than two usable cores, when numba
 has no usable cache, in a frozen application (its executable would run the
 application again, not the helper), from a sweep's pool workers (they already fill every
@@ -35,12 +36,13 @@ import os
 import site
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import fastinit
 from fastinit._system import available_cores
 
-__all__ = ["ENV", "Helper", "enabled", "helper_env", "main", "start"]
+__all__ = ["ENV", "Helper", "enabled", "exit_after", "helper_env", "main", "start"]
 
 ENV = "FASTINIT_COMPILE_HELPER"
 _TIMEOUT = 300.0  # seconds; past this the helper is killed and its share compiled here
@@ -169,6 +171,31 @@ def start(dtype_name: str) -> Helper | None:
     return Helper(process)
 
 
+def exit_after(seconds: float, status: int = 3) -> threading.Timer:
+    """End this process with ``status`` after ``seconds``, whatever it is doing.
+
+    The helper's own timeout: its parent kills it past ``_TIMEOUT``, but a
+    parent that was killed first cannot.  A cache file it was writing is then
+    left incomplete, which :mod:`fastinit._cache` reads as a cache miss.
+
+    Parameters
+    ----------
+    seconds : float
+        Time from now.
+    status : int, default 3
+        The exit status.
+
+    Returns
+    -------
+    threading.Timer
+        The started daemon timer (``cancel()`` stops it).
+    """
+    timer = threading.Timer(seconds, os._exit, args=(status,))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def main(argv: list[str]) -> int:
     """The helper: compile (or load) the dense kernels of a dtype into the cache.
 
@@ -183,6 +210,7 @@ def main(argv: list[str]) -> int:
         Exit status (0: done).
     """
     (dtype_name,) = argv
+    exit_after(_TIMEOUT)
     from fastinit import dense
 
     dense.ops_table(dtype_name)

@@ -102,6 +102,28 @@ def test_a_helper_past_its_timeout_is_killed(monkeypatch):
     assert helper.process.returncode is not None
 
 
+def test_an_orphaned_helper_ends_itself_past_its_timeout():
+    # its parent, killed, cannot kill it: a hung compilation must not live on
+    code = (
+        "import time; from fastinit import _compile_helper as h\n"
+        "h.exit_after(0.3)\n"
+        "time.sleep(60)  # stands for a compilation that hangs\n"
+    )
+    env = _compile_helper.helper_env()
+    done = subprocess.run([sys.executable, "-c", code], env=env, timeout=50)
+    assert done.returncode == 3
+
+
+def test_the_helper_arms_its_own_timeout_before_compiling(monkeypatch):
+    armed = []
+    monkeypatch.setattr(_compile_helper, "exit_after", lambda s: armed.append(s))
+    from fastinit import dense
+
+    monkeypatch.setattr(dense, "ops_table", lambda name: armed.append(name))
+    assert _compile_helper.main(["float64"]) == 0
+    assert armed == [_compile_helper._TIMEOUT, "float64"]
+
+
 def test_helper_env_puts_this_fastinit_first_unless_it_is_installed(monkeypatch, tmp_path):
     import site
 
