@@ -134,6 +134,10 @@ BAD_SPECS = [
     ('experiment = "planar"\n[fixed]\nlr = 1.0\n[fixed.sub]\nx = 1\n', ["fixed.sub"], 4),
     ('experiment = "plnar"\n', ["experiment", "did you mean 'planar'"], 1),
     ('name = "x"\n', ["experiment", "missing"], None),
+    # the label stored with each run: a name of blanks labels nothing
+    ('experiment = "depth"\nname = ""\n', ["name: expected a non-empty string, got ''"], 2),
+    ('experiment = "depth"\n\nname = "  "\n', ["name: expected a non-empty string"], 3),
+    ('experiment = "depth"\nname = 3\n', ["name: expected a non-empty string, got 3"], 2),
     ('experiment = "planar"\nseeds = 3\n', ["seeds", "unknown key"], 2),
     ('experiment = "planar"\n[grid]\ninit = ["he"]\nlrr = [0.1]\n', ["grid.lrr", "'lr'"], 4),
     ('experiment = "depth"\n\n[fixed]\nwidth = "wide"\n', ["fixed.width", "integer"], 4),
@@ -452,6 +456,33 @@ def test_runs_on_a_dask_cluster_are_not_bounded_by_this_machines_memory(memory, 
     run_sweep(p, tmp_path / "r.sqlite", executor=Given(), dask="tcp://127.0.0.1:9",
               progress=False)  # fmt: skip
     assert given == [100000]
+
+
+def test_a_local_pool_runs_only_as_many_workers_as_fit_in_memory(tmp_path, monkeypatch,
+                                                                  capsys):  # fmt: skip
+    """4 workers asked, memory for 2.5 of the largest run: 2 run at once, and it is said."""
+    text = 'experiment = "selftest"\n[grid]\niterations = [10, 1000]\nseed = [0, 1]\n'
+    p = write(tmp_path, text, "pool.toml")
+    need = runners.LIST_CURVE_BYTES * 1000  # the largest run's footprint: its loss curve
+    available = [need * 5 // 2]
+    monkeypatch.setattr(spec_module, "available_memory", lambda: available[0])
+    assert main(["sweep", str(p), "--db", str(tmp_path / "r.sqlite"), "--workers", "4",
+                 "--quiet"]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert "4 run now" in captured.out and "local pool: 2 spawn workers" in captured.out
+    notes = [line for line in captured.err.splitlines() if "workers" in line]
+    assert notes == [
+        f"fastinit sweep: running 2 workers, not the 4 requested: each run may need "
+        f"{spec_module._bytes(need)} (the largest run of the SPEC), and 4 at once more than "
+        f"the {spec_module._bytes(need * 5 // 2)} of memory available"
+    ], captured.err
+    spec = load_spec(p)
+    for memory, workers in [(4 * need, 4), (4 * need - 1, 3), (need, 1), (need // 2, 1)]:
+        available[0] = memory  # less than one run: it shrank since the SPEC was read
+        fit, note = spec_module.workers_in_memory(spec, 4)
+        assert fit == workers and bool(note) == (workers < 4), (memory, fit, note)
+    available[0] = None  # the system does not tell: as asked
+    assert spec_module.workers_in_memory(spec, 4) == (4, "")
 
 
 def test_the_available_memory_is_what_this_machine_has():

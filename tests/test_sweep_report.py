@@ -383,6 +383,41 @@ def test_an_interrupted_report_leaves_the_previous_one_whole(tmp_path, monkeypat
     assert len(summary_rows(out, "planar")) == 1 and _files(out) != before
 
 
+def test_a_report_of_fewer_experiments_removes_the_previous_reports_other_directories(
+    tmp_path, monkeypatch
+):
+    """Filtered to planar: selftest/ of the last report goes, what it did not write stays."""
+    db = tmp_path / "r.sqlite"
+    _two_experiments(db, range(2))
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    (out / "mine.txt").write_text("keep")  # the user's file and directories beside the report
+    (out / "depth").mkdir()  # named like an experiment, not written by a report
+    (out / "depth" / "summary.md").write_text("keep")
+    markdown = report_module.markdown
+
+    def interrupted(groups, title):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_module, "markdown", interrupted)
+    before = _files(out)
+    with pytest.raises(KeyboardInterrupt):  # an interrupted report removes nothing either
+        make_report(db, out, experiment="planar", figures=False)
+    assert _files(out) == before
+    monkeypatch.setattr(report_module, "markdown", markdown)
+    make_report(db, out, experiment="planar", figures=False)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "depth", "mine.txt", "planar", "summary.json", "summary.md"
+    ]  # fmt: skip
+    assert (out / "depth" / "summary.md").read_text() == "keep"
+    assert (out / "mine.txt").read_text() == "keep"
+    make_report(db, out, figures=False)  # both again; the user's file in selftest/ stays
+    (out / "selftest" / "notes.txt").write_text("keep")
+    make_report(db, out, experiment="planar", figures=False)
+    assert [p.name for p in (out / "selftest").iterdir()] == ["notes.txt"]
+    assert set(json.loads((out / "summary.json").read_text())["experiments"]) == {"planar"}
+
+
 @pytest.mark.parametrize("refused", ["planar", "selftest"])
 def test_a_refused_directory_leaves_every_directory_as_it_was(tmp_path, refused):
     """Another command's file in one experiment's directory: nothing is replaced anywhere."""

@@ -12,8 +12,11 @@ Executors
 ``local`` (default)
     A :class:`concurrent.futures.ProcessPoolExecutor` with the ``spawn`` start
     method (never ``fork``: the parent may already run numba or BLAS threads),
-    one worker per core.  Each worker is started with ``NUMBA_NUM_THREADS`` =
-    cores // workers and ``OPENBLAS_NUM_THREADS`` = ``OMP_NUM_THREADS`` =
+    one worker per core (at most one per run to do, and no more than the
+    memory available holds the SPEC's largest run at once: fewer, at least
+    one, said on stderr; :func:`fastinit.sweep.spec.workers_in_memory`).  Each
+    worker is started with ``NUMBA_NUM_THREADS`` = cores // workers and
+    ``OPENBLAS_NUM_THREADS`` = ``OMP_NUM_THREADS`` =
     ``MKL_NUM_THREADS`` = 1 in its environment (set in the parent while the
     workers are spawned, and again by the worker initializer before anything
     imports NumPy or numba), so the workers do not oversubscribe the cores.
@@ -886,6 +889,18 @@ class SweepSummary:
         return "\n".join(lines)
 
 
+def _workers_in_memory(spec: Any, workers: Any) -> Any:
+    """``workers`` pool workers, or as many as fit in memory at once (said on stderr)."""
+    from fastinit.sweep.spec import workers_in_memory
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 2:
+        return workers  # 0: in-process; make_executor refuses what is not a count
+    fit, note = workers_in_memory(spec, workers)
+    if note:
+        print(note, file=sys.stderr)
+    return fit
+
+
 def run_sweep(
     spec: Any,
     db: Any,
@@ -911,7 +926,9 @@ def run_sweep(
         sweep recorded it meanwhile), or ``'local'``, ``'serial'``; default
         ``'local'`` (``'dask'`` when ``dask`` is given).
     workers : int, optional
-        Worker processes (default: one per core; 0 runs in-process).
+        Worker processes (default: one per core; 0 runs in-process).  A local
+        pool runs fewer (at least one, said on stderr) when that many of the
+        SPEC's largest run would not fit in the memory available at once.
     dask : str, optional
         Dask scheduler address, or ``'local'`` for a LocalCluster.
     retry_failed : bool
@@ -945,6 +962,8 @@ def run_sweep(
         n = workers
         if n is None and dask is None and kind == "local":
             n = min(available_cores(), max(len(todo), 1))
+        if dask is None and kind == "local" and todo:
+            n = _workers_in_memory(spec, n)
         executor = make_executor(kind, workers=n, dask=dask)
     summary.executor = executor.describe()
     bar = SweepProgress(len(todo), enabled=progress, stream=stream)

@@ -14,7 +14,11 @@ out of ``--sweep NAME``'s report).
 
 Files written to ``OUT/`` (``<exp>`` is the experiment name), all replaced
 together once the report is complete (an interrupted or refused report leaves
-the previous one as it was):
+the previous one as it was).  A report of fewer experiments than the previous
+one in ``OUT`` (``--experiment``, ``--sweep``, another database) removes, in
+that same step, the files the previous report wrote in the other experiments'
+directories (those its ``summary.json`` lists), then each such directory if
+nothing else is left in it; nothing a report did not write is removed:
 
 * ``summary.json``: every aggregate, per experiment, with the fastinit
   versions that recorded the runs and the versions the report ran with;
@@ -694,6 +698,7 @@ def make_report(
         it cannot be created or written to, or when another command's files
         there would be replaced (then no file of this report is written).
     """
+    from fastinit._files import deferred_interrupt
     from fastinit.experiments._common import Output, commit_all, prepare_output, provenance, pyplot
     from fastinit.sweep.store import Store
 
@@ -724,7 +729,9 @@ def make_report(
     # end, summary.md/json last, with a Ctrl-C held until they all are: an interrupted
     # or failing report leaves the last one whole, never one directory new and one old.
     # A previous report's files not written again (figures of groups now gone, or every
-    # figure after --no-figures) are then removed.
+    # figure after --no-figures, or every file of an experiment now left out) are then
+    # removed, in the same step.
+    stale = sorted(_previous_experiments(root) - set(groups))
     try:
         with contextlib.ExitStack() as stack:
             top = stack.enter_context(Output(root, "report"))
@@ -736,7 +743,10 @@ def make_report(
             result.markdown = "\n".join(texts)
             top.text("summary.md", result.markdown)
             top.json("summary.json", {**summary, **_versions(provenance)})
-            commit_all([*reversed(outputs), top])  # the experiments' directories, then the top
+            emptied = [stack.enter_context(Output(root / exp, "report")) for exp in stale]
+            with deferred_interrupt():  # the experiments, those left out emptied, the top
+                commit_all([*reversed(outputs), *emptied, top])
+                _remove_emptied(emptied)
     except BaseException:
         for d in made:  # deepest first: the directories this call made, if left empty
             with contextlib.suppress(OSError):
@@ -746,6 +756,46 @@ def make_report(
         result.written += output.written
     result.written += top.written
     return result
+
+
+def _previous_experiments(root: Path) -> set[str]:
+    """The experiment directories of ``root`` that the report last written there recorded.
+
+    The experiments of its ``summary.json``, if the report's list of the files it
+    wrote in ``root`` names that file (a summary.json of the user's or of another
+    command names nothing to remove), each a directory (not a link) of ``root``.
+    """
+    from fastinit.experiments._common import _LISTING
+
+    try:
+        listed = json.loads((root / _LISTING.format("report")).read_text())
+        if not isinstance(listed, list) or "summary.json" not in listed:
+            return set()
+        experiments = json.loads((root / "summary.json").read_text()).get("experiments")
+    except (OSError, ValueError, AttributeError):  # AttributeError: JSON other than an object
+        return set()
+    return {
+        exp
+        for exp in (experiments if isinstance(experiments, dict) else ())
+        if exp and exp == Path(exp).name and not exp.startswith(".")
+        and (root / exp).is_dir() and not (root / exp).is_symlink()
+    }  # fmt: skip
+
+
+def _remove_emptied(outputs: Sequence[Any]) -> None:
+    """Remove the directories of committed ``Output``s that wrote nothing, if nothing is left.
+
+    Their commit removed the files the previous report listed there; the list
+    (now empty) goes too, then the directory unless the user's files are in it.
+    """
+    from fastinit.experiments._common import _LISTING
+
+    for output in outputs:
+        listing = output.directory / _LISTING.format("report")
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(listing.read_text()) == []:
+                listing.unlink()
+            output.directory.rmdir()
 
 
 def _no_runs(store: Any, experiment: str | None, sweep: str | None) -> str:

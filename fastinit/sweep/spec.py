@@ -4,7 +4,7 @@ A SPEC file names one experiment, the parameters that stay fixed and a grid of
 the parameters that vary; every point of the grid is one run::
 
     experiment = "planar"          # planar, mnist, histogram or depth
-    name = "planar-inits"          # optional: a label stored with each run
+    name = "planar-inits"          # optional: a label stored with each run (non-empty)
 
     [fixed]                        # optional: one value per parameter
     iterations = 2000
@@ -40,7 +40,10 @@ its footprint (parameters and gradients, optimizer state, activations, the loss
 curve; ``Experiment.footprint``, an estimate from below) is compared with the
 memory available on this machine (``MemAvailable``, cgroup limits, ``ulimit
 -v``).  The error names the size that SPEC sets whose smallest value would
-shrink that run most, with the estimate by part.
+shrink that run most, with the estimate by part.  A local pool of N workers runs
+N runs at once: when N times that footprint does not fit in the memory
+available as the pool starts, the sweep runs the most workers that fit (at
+least one) and says so on stderr (:func:`workers_in_memory`).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ __all__ = [
     "load_spec",
     "parse_spec",
     "run_memory",
+    "workers_in_memory",
 ]
 
 MAX_RUNS = 1_000_000
@@ -408,8 +412,8 @@ class _Checker:
         experiment = experiment.lower()
         params = EXPERIMENTS[experiment].params
         name = data.get("name", path.stem if path is not None else experiment)
-        if not isinstance(name, str):
-            raise self.error(f"expected a string, got {name!r}", None, "name")
+        if not isinstance(name, str) or not name.strip():  # the label stored with each run
+            raise self.error(f"expected a non-empty string, got {name!r}", None, "name")
         description = data.get("description", "")
         if not isinstance(description, str):
             raise self.error(f"expected a string, got {description!r}", None, "description")
@@ -452,8 +456,7 @@ class _Checker:
         if experiment.check_grid is None:
             return
         for n, grid in enumerate(grids or [{}]):
-            axes = {key: [p.default] for key, p in experiment.params.items()}
-            axes |= {key: [value] for key, value in fixed.items()} | grid
+            axes = _axes(experiment, fixed, grid)
             try:
                 experiment.check_grid(axes)
             except ValueError as e:
@@ -478,9 +481,7 @@ class _Checker:
             beyond = f"more than the {_bytes(limit)} of memory a run may use"
         params = experiment.params
         for n, grid in enumerate(grids or [{}]):
-            axes = {key: [p.default] for key, p in params.items()}
-            axes |= {key: [value] for key, value in fixed.items()} | grid
-            config, parts = _largest_run(experiment, axes)
+            config, parts = _largest_run(experiment, _axes(experiment, fixed, grid))
             total = sum(parts.values())
             if total <= limit:
                 continue
@@ -655,6 +656,12 @@ class _Checker:
         return valid(value)
 
 
+def _axes(experiment: Experiment, fixed: dict[str, Any], grid: dict) -> dict[str, list[Any]]:
+    """Every parameter's values in one grid: the default, else the fixed value, else the grid's."""
+    axes = {key: [p.default] for key, p in experiment.params.items()}
+    return axes | {key: [value] for key, value in fixed.items()} | grid
+
+
 def _largest_run(
     experiment: Experiment, axes: dict[str, list[Any]]
 ) -> tuple[dict[str, Any], dict[str, int]]:
@@ -711,6 +718,47 @@ def run_memory(dask: str | None) -> float | None:
         ``math.inf`` for a remote cluster; None (this machine's memory) otherwise.
     """
     return math.inf if dask is not None and dask != "local" else None
+
+
+def workers_in_memory(spec: Spec, workers: int) -> tuple[int, str]:
+    """How many of ``workers`` runs of ``spec`` fit in this machine's memory at once.
+
+    A local pool of ``workers`` processes runs that many runs at once; each may
+    be the largest run of the SPEC (its ``Experiment.footprint``, as checked
+    per run by :func:`parse_spec`).  The memory available is read now (it may
+    have shrunk since the SPEC was read).
+
+    Parameters
+    ----------
+    spec : Spec
+        The sweep to run.
+    workers : int
+        The workers asked for (>= 1).
+
+    Returns
+    -------
+    workers : int
+        ``workers`` if they fit (or nothing tells the footprint or the memory),
+        else the largest count that fits, at least 1.
+    note : str
+        ``""``, or the line saying what was reduced and why (for stderr).
+    """
+    experiment = EXPERIMENTS[spec.experiment]
+    available = available_memory()
+    if experiment.footprint is None or available is None or workers <= 1:
+        return workers, ""
+    need = max(
+        sum(_largest_run(experiment, _axes(experiment, spec.fixed, grid))[1].values())
+        for grid in spec.grids or [{}]
+    )
+    if need * workers <= available:
+        return workers, ""
+    fit = max(1, int(available // need))  # need > 0 here: 0 bytes fit any count
+    return fit, (
+        f"fastinit sweep: running {fit} worker{'' if fit == 1 else 's'}, not the {workers} "
+        f"requested: each run may need {_bytes(need)} (the largest run of the SPEC), and "
+        f"{workers} at once more than the {_bytes(available)} of memory available"
+    )
 
 
 def _public() -> list[str]:
