@@ -9,7 +9,15 @@ from typing import TextIO
 
 
 class ProgressBar:
-    """``fit  42% |#####       | 840/2000 loss 0.3127 [0.5s<0.7s]``, redrawn in place.
+    """``fit  42% |#####       | 840/2000 loss 0.3127 [0.5s<0.7s]``, on stderr.
+
+    On a terminal the line is redrawn in place (``\\r``) at every update.  On a
+    stream that is not one (``isatty()`` false or unavailable: a log file, a
+    pipe, nohup, CI, a sweep worker's captured stderr) the bar writes no
+    ``\\r`` and no padding, only whole lines: one when an update crosses a tenth
+    of the run (10%, 20%, ..., 100%; one line however many tenths it crosses),
+    and at :meth:`close` the last state if its line was not written (a run
+    stopped between two tenths).  A finished run's last line reads 100%.
 
     The first update of a run (the first chunk of iterations, which on a first
     run includes seconds of compilation) only starts the clock: the rate, the
@@ -17,10 +25,11 @@ class ProgressBar:
     from the updates after it, so a short run stays silent however long its
     compilation took, and the estimate is not inflated by it.
 
-    A redraw that is shorter than the line before it (the time left losing a
-    digit, a loss printed with fewer) is padded with blanks over the old
-    line's end; on a terminal the line is cut to the terminal's width, read at
-    every redraw, since a line that wraps cannot be redrawn in place.
+    On a terminal, a redraw that is shorter than the line before it (the time
+    left losing a digit, a loss printed with fewer) is padded with blanks over
+    the old line's end, and the line is cut to the terminal's width, read at
+    every redraw (where it can be read), since a line that wraps cannot be
+    redrawn in place.
 
     Parameters
     ----------
@@ -33,7 +42,12 @@ class ProgressBar:
         estimated remaining time reaches this, so short runs stay silent; 0
         draws from the first update on (its time left reads ``?``).
     stream : file, optional
-        Where to draw (default ``sys.stderr``).
+        Where to draw (default ``sys.stderr``); whether it is a terminal is
+        asked at every update.
+    label : str
+        The word before the percentage.
+    width : int
+        Characters of the bar between the ``|``.
     """
 
     def __init__(
@@ -56,6 +70,8 @@ class ProgressBar:
         self.shown = False
         self.first: tuple[float, int] | None = None  # (elapsed, done) at the first update
         self.drawn = 0  # length of the line on screen
+        self.tenths = 0  # tenths of the run written as lines, not on a terminal
+        self.tail = ""  # what close() writes: the end of the line, or a last line
 
     def update(self, done: int, loss: float | None = None) -> None:
         """Redraw for ``done`` iterations finished; ``loss`` is the latest value."""
@@ -81,14 +97,30 @@ class ProgressBar:
         tail = "" if loss is None else f" loss {loss:.4g}"
         eta = f"{remaining:.1f}s" if measured or not left else "?"
         line = f"{self.label} {100 * done // self.total:3d}% |{bar}| {done}/{self.total}{tail}"
-        self._write(self._fit(f"{line} [{elapsed:.1f}s<{eta}]"))
+        line = f"{line} [{elapsed:.1f}s<{eta}]"
+        if self._terminal():
+            self.tail = "\n"
+            self._write(self._fit(line))
+        else:
+            self._log(line, 10 * done // self.total)
 
     def close(self) -> None:
-        """End the line if the bar was drawn."""
+        """End the line if the bar was drawn (on a file: write the last state if not written)."""
         if self.shown:
-            self._write("\n")
+            if self.tail:
+                self._write(self.tail)
             self.shown = False
             self.drawn = 0
+            self.tail = ""
+
+    def _log(self, line: str, tenths: int) -> None:
+        """Not on a terminal: write ``line`` whole if it crosses a tenth, else keep it for close."""
+        if tenths > self.tenths:
+            self.tenths = tenths
+            self.tail = ""
+            self._write(line + "\n")
+        else:
+            self.tail = line + "\n"
 
     def _fit(self, line: str) -> str:
         """``line`` to draw over the current one: cut to the terminal's width,
@@ -102,14 +134,20 @@ class ProgressBar:
         self.drawn = len(line)
         return "\r" + line + " " * max(pad, 0)
 
-    def _columns(self) -> int | None:
-        """The terminal's width where the bar draws to a terminal, else None."""
+    def _terminal(self) -> bool:
+        """Whether the bar draws to a terminal (``isatty()``; False where it fails)."""
         stream = self.stream if self.stream is not None else sys.stderr
         try:
-            if not stream.isatty():
-                return None
+            return bool(stream.isatty())
+        except (AttributeError, OSError, ValueError):  # None, no isatty, closed
+            return False
+
+    def _columns(self) -> int | None:
+        """The terminal's width, or None where it cannot be read."""
+        stream = self.stream if self.stream is not None else sys.stderr
+        try:
             return os.get_terminal_size(stream.fileno()).columns or None
-        except (AttributeError, OSError, ValueError):  # None, no fileno, closed, no size
+        except (AttributeError, OSError, ValueError):  # no fileno, closed, no size
             return None
 
     def _write(self, text: str) -> None:

@@ -126,18 +126,27 @@ def cast_finite(values: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
     return out
 
 
-def check_shape(shape: Any, name: str = "shape", *, min_ndim: int = 0) -> tuple[int, ...]:
-    """Return ``shape`` as a tuple of positive ints with at least ``min_ndim`` entries."""
+def check_shape(
+    shape: Any, name: str = "shape", *, min_ndim: int = 0, allow_zero: bool = False
+) -> tuple[int, ...]:
+    """Return ``shape`` as a tuple of positive ints with at least ``min_ndim`` entries.
+
+    With ``allow_zero``, dimensions may also be 0 (an empty array's shape).
+    """
+    kind = "non-negative" if allow_zero else "positive"
+    expected = f"{name}: expected a tuple of {kind} integers, got"
+    given = shape
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
     if not isinstance(shape, Sequence) or isinstance(shape, str):
-        raise TypeError(f"{name}: expected a tuple of positive integers, got {shape!r}")
+        raise TypeError(f"{expected} {shape!r}")
+    given = given if given is not shape else tuple(shape)  # an int is named as given
     dims = []
     for d in shape:
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
-            raise TypeError(f"{name}: expected a tuple of positive integers, got {tuple(shape)!r}")
-        if d <= 0:
-            raise ValueError(f"{name}: expected a tuple of positive integers, got {tuple(shape)!r}")
+            raise TypeError(f"{expected} {given!r}")
+        if d < 0 or (d == 0 and not allow_zero):
+            raise ValueError(f"{expected} {given!r}")
         dims.append(int(d))
     if len(dims) < min_ndim:
         raise ValueError(

@@ -63,9 +63,13 @@ variance, different distributions (no draw of ``he_normal`` lies beyond
 ``2 sqrt(2 / fan_in) / 0.8796``).  The alias ``msra`` (Caffe's ``MSRAFiller``, the
 Gaussian of He et al. 2015) is ``kaiming_normal``; ``he`` is Keras' ``he_normal``.
 
-Shapes are tuples of positive integers: a zero-size shape is refused
-(``ValueError`` naming ``shape``), where PyTorch's initializers leave an empty
-tensor as it is and Keras returns an empty array.  Shapes with fewer than two
+Shapes are tuples of non-negative integers.  A shape with a zero dimension,
+such as ``(0, 5)`` or ``(0,)``, gives an empty array of that shape and dtype
+(on the device too, where no kernel is launched), without a warning: nothing
+is drawn, and the other arguments are checked as for any shape.  PyTorch's initializers leave
+an empty tensor as it is (with a warning) and Keras and JAX return an empty
+array.  A negative or non-integer dimension is refused (``ValueError`` or
+``TypeError`` naming ``shape``).  Shapes with fewer than two
 dimensions get Keras' fans (:func:`fan_in_and_fan_out`), also under the PyTorch
 names, where PyTorch and JAX refuse them; ``orthogonal``, ``identity``,
 ``sparse`` and ``martens_sparse`` need a matrix, as in both frameworks.
@@ -123,7 +127,9 @@ def fan_in_and_fan_out(shape: tuple[int, ...]) -> tuple[int, int]:
     shape : tuple of int
         ``()`` and ``(n,)`` give ``(1, 1)`` and ``(n, n)``; ``(fan_in, fan_out)``
         for a dense layer; ``(*receptive_field, in, out)`` for convolutions, where
-        both fans are multiplied by ``prod(receptive_field)``.
+        both fans are multiplied by ``prod(receptive_field)``.  Dimensions are
+        non-negative: a zero-size shape has a zero fan, as in Keras (the
+        initializers divide by ``max(1, fan)``).
 
     Returns
     -------
@@ -132,7 +138,7 @@ def fan_in_and_fan_out(shape: tuple[int, ...]) -> tuple[int, int]:
     """
     if isinstance(shape, (tuple, list)) and len(shape) == 0:
         return 1, 1
-    shape = check_shape(shape)
+    shape = check_shape(shape, allow_zero=True)
     if len(shape) == 1:
         return shape[0], shape[0]
     receptive = math.prod(shape[:-2])
@@ -143,7 +149,7 @@ def _target(
     shape: Any, dtype: Any, out: np.ndarray | None, min_ndim: int = 0
 ) -> tuple[tuple[int, ...], np.ndarray]:
     """Validate shape, dtype and out; return the shape and the array to fill."""
-    shape = check_shape(shape, "shape", min_ndim=min_ndim)
+    shape = check_shape(shape, "shape", min_ndim=min_ndim, allow_zero=True)
     if out is None:
         return shape, np.empty(shape, dtype=check_dtype("float32" if dtype is None else dtype))
     if _on_device(out):
@@ -193,6 +199,8 @@ def _device_aware(fn: Initializer, on_host: bool) -> Initializer:
     ``on_host`` initializers (constant, identity, orthogonal, sparse) are
     computed on the host and copied to the device; the others receive a device
     ``out`` and fill it with the CUDA twins of the random fills (``_fills``).
+    A zero-size shape is computed on the host (which checks the arguments) and
+    gives an empty device array: no kernel is launched, nothing is copied.
     Without ``device``, a device ``out`` means ``'cuda'`` (how the initializers
     that call one another pass the device on).
     """
@@ -212,20 +220,22 @@ def _device_aware(fn: Initializer, on_host: bool) -> Initializer:
                 f"out: device='cuda' needs a numba CUDA device array, got {type(out).__name__}"
             )
         cuda = cuda_module()
-        if on_host:
+        empty = 0 in check_shape(shape, allow_zero=True)
+        if on_host or empty:  # an empty array: no kernel, nothing to copy
             dtype = kw.get("dtype")
             if dtype is None and out is not None:
                 dtype = out.dtype
             host = fn(shape, **{**kw, "out": None, "dtype": dtype})
             if out is None:
                 return cuda.to_device(host)
-            _check_device_out(out, host.shape, host.dtype).copy_to_device(host)
+            _check_device_out(out, host.shape, host.dtype)
+            if host.size:  # the simulator's copy of an empty N-d array fails on its strides
+                out.copy_to_device(host)
             return out
         if out is None:
             dtype = kw.get("dtype")
-            kw["out"] = cuda.device_array(
-                check_shape(shape, "shape"), check_dtype("float32" if dtype is None else dtype)
-            )
+            dims = check_shape(shape, allow_zero=True)
+            kw["out"] = cuda.device_array(dims, check_dtype("float32" if dtype is None else dtype))
         return fn(shape, **kw)
 
     sig = inspect.signature(fn)
@@ -534,7 +544,7 @@ def _variance_scaling(shape, scale, mode, distribution, kw, source) -> np.ndarra
     """``variance_scaling`` with ``scale`` > 0; ``source`` = (name, value) the user gave."""
     mode = check_choice(mode, "mode", _MODES)
     distribution = check_choice(distribution, "distribution", _DISTRIBUTIONS)
-    shape = check_shape(shape)
+    shape = check_shape(shape, allow_zero=True)
     fan_in, fan_out = fan_in_and_fan_out(shape)
     fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
     variance = scale / max(1.0, fan)
@@ -912,7 +922,7 @@ def uniform_unit_scaling(
     """TF1 ``uniform_unit_scaling_initializer``: U(-l, l), ``l = factor sqrt(3 / input_size)``.
 
     ``input_size = max(prod(shape[:-1]), 1)`` (the fan-in of a dense ``(fan_in,
-    fan_out)`` weight; 1 for a 1-D or scalar shape, as in TensorFlow).
+    fan_out)`` weight; 1 for a 1-D, scalar or ``(0, n)`` shape, as in TensorFlow).
     D. Sussillo and L. F. Abbott, 'Random walk initialization for training very
     deep feedforward networks', 2014.
 
@@ -930,8 +940,8 @@ def uniform_unit_scaling(
     numpy.ndarray
     """
     factor = check_positive(factor, "factor")
-    shape = check_shape(shape)
-    input_size = math.prod(shape[:-1])  # 1 for () and 1-D shapes (the empty product)
+    shape = check_shape(shape, allow_zero=True)
+    input_size = max(math.prod(shape[:-1]), 1)  # () and 1-D shapes: the empty product
     limit = factor * math.sqrt(3.0 / input_size)
     _check_reach(2.0 * limit, ("factor", factor), {"dtype": dtype, "out": out})
     return uniform(shape, low=-limit, high=limit, seed=seed, stream=stream, dtype=dtype, out=out)

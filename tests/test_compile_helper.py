@@ -182,7 +182,12 @@ def test_a_shorter_redraw_of_the_progress_bar_leaves_no_tail(monkeypatch):
 
     clock = iter([0.0, 1.0, 11.0, 12.0])
     monkeypatch.setattr(_progress.time, "perf_counter", lambda: next(clock))
-    out = io.StringIO()  # not a terminal: padded, not cut
+
+    class Unsized(io.StringIO):  # a terminal of unknown width: padded, not cut
+        def isatty(self):
+            return True
+
+    out = Unsized()  # (a stream that is not a terminal gets whole lines, no padding)
     bar = _progress.ProgressBar(2000, min_seconds=0.0, stream=out)
     bar.update(100, 0.3127)
     bar.update(200, 0.3127)  # [11.0s<180.0s]

@@ -1,13 +1,15 @@
 """fastinit.init: every initializer's distribution against its formula and scipy."""
 
 import math
+import re
 import threading
+import warnings
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from fastinit import init
+from fastinit import _cuda, init
 
 SHAPE = (400, 300)  # fan_in, fan_out
 FAN_IN, FAN_OUT = SHAPE
@@ -320,7 +322,6 @@ BAD = [
     (lambda: init.variance_scaling((3, 3), distribution="normalish"), ValueError, "distribution"),
     (lambda: init.variance_scaling((3, 3), scale=0.0), ValueError, "scale"),
     (lambda: init.kaiming_normal((3, 3), mode="fan_avg"), ValueError, "mode"),
-    (lambda: init.he_normal((3, 0)), ValueError, "shape"),
     (lambda: init.he_normal((3, -2)), ValueError, "shape"),
     (lambda: init.he_normal((3, 2.5)), TypeError, "shape"),
     (lambda: init.he_normal("3x3"), TypeError, "shape"),
@@ -351,9 +352,18 @@ BAD = [
     (lambda: init.constant((3, 3), value=float("nan")), ValueError, "value"),
     (lambda: init.get(3), TypeError, "name"),
     (lambda: init.normal((True, 3)), TypeError, "^shape: "),  # a bool is not a dimension
-    (lambda: init.he_normal((0,)), ValueError, "^shape: "),  # zero-size: refused, not a no-op
-    (lambda: init.orthogonal((3, 0)), ValueError, "^shape: "),
     (lambda: init.orthogonal(()), ValueError, "^shape: "),
+    (lambda: init.orthogonal((0,)), ValueError, "^shape: .*at least 2"),  # empty, but 1-D
+    (lambda: init.identity((0, 2, 3)), ValueError, "^shape: identity needs a 2-D"),
+    # an empty shape draws nothing but checks the other arguments all the same
+    (lambda: init.he_normal((0, 5), seed=-1), ValueError, "^seed: "),
+    (lambda: init.normal((0, 5), std=-1.0), ValueError, "^std: "),
+    (lambda: init.uniform((5, 0), low=1.0, high=0.0), ValueError, "^low, high: "),
+    (lambda: init.sparse((0, 5), sparsity=1.5), ValueError, "^sparsity: "),
+    (lambda: init.constant((0,), value=float("inf")), ValueError, "^value: "),
+    (lambda: init.xavier_uniform((0, 5), gain=-1.0), ValueError, "^gain: "),
+    (lambda: init.normal((0, 5), out=np.empty((5, 0), np.float32)), ValueError, "^out: "),
+    (lambda: init.normal((0, 5), device="tpu"), ValueError, "^device: "),
     (lambda: init.sparse((2, 3, 4)), ValueError, "^shape: "),
     (lambda: init.normal((3, 3), std=float("nan")), ValueError, "^std: "),
     (lambda: init.normal((3, 3), std=True), TypeError, "^std: "),
@@ -487,3 +497,80 @@ def test_truncated_normal_with_a_huge_std_but_bounded_draws_is_allowed():
         init.truncated_normal((3,), std=3e38, a=-1.0, b=1.0)
     with pytest.raises(ValueError, match="a, b"):
         init.truncated_normal((3,), mean=1e38, a=-3e38, b=1.0)
+
+
+# ----------------------------------------------------------------------------- zero-size shapes
+EMPTY_SHAPES = [(0, 5), (5, 0), (0,), (2, 0, 3), (0, 0)]
+
+
+def _filled(shape):
+    """``shape`` with its zeros replaced: the non-empty shape of the same rank."""
+    return tuple(d or 2 for d in shape)
+
+
+@pytest.mark.parametrize("shape", EMPTY_SHAPES)
+@pytest.mark.parametrize("name", init.names())  # every canonical name and alias, via get
+def test_a_zero_size_shape_gives_an_empty_array(name, shape):
+    # PyTorch leaves an empty tensor as it is, Keras and JAX return an empty array; a
+    # rank the initializer refuses (identity's (0,)) is refused as for the same rank
+    # without zeros, with the same error
+    fill = init.get(name)
+    try:
+        before = fill((4, 3), seed=7, stream=2)
+        fill(_filled(shape), seed=7)
+    except ValueError as err:
+        with pytest.raises(ValueError, match=r"^shape: "):
+            fill(shape, seed=7)
+        assert str(err).startswith("shape: ")
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        default = fill(shape, seed=7, stream=2)
+        wide = fill(list(shape), seed=7, stream=2, dtype="float64")
+        out = np.empty(shape, np.float64)
+        assert fill(shape, seed=7, out=out) is out
+    assert default.shape == shape and default.dtype == np.float32
+    assert wide.shape == shape and wide.dtype == np.float64
+    # nothing drawn, nothing changed: the same seed then gives the same values
+    assert np.array_equal(fill((4, 3), seed=7, stream=2), before)
+
+
+def test_fans_of_a_zero_size_shape_are_kerass():
+    assert init.fan_in_and_fan_out((0, 5)) == (0, 5)
+    assert init.fan_in_and_fan_out((3, 0, 4)) == (0, 12)
+    assert init.fan_in_and_fan_out((0,)) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("shape", "exc", "shown"),
+    [
+        ((0, -1), ValueError, "(0, -1)"),
+        ((-1, 0), ValueError, "(-1, 0)"),
+        (-3, ValueError, "got -3"),
+        ((0, 2.5), TypeError, "(0, 2.5)"),
+        ((0, True), TypeError, "(0, True)"),
+        ((0, None), TypeError, "(0, None)"),
+        ("0x3", TypeError, "'0x3'"),
+    ],
+)
+def test_a_zero_size_shape_still_refuses_bad_dimensions(shape, exc, shown):
+    # zeros are allowed; negative and non-integer dimensions are refused as before,
+    # the error naming the shape as given
+    for fill in (init.he_normal, init.orthogonal, init.constant, init.fan_in_and_fan_out):
+        with pytest.raises(exc, match=rf"^shape: .*{re.escape(shown)}"):
+            fill(shape)
+
+
+@pytest.mark.parametrize("name", init.names())
+def test_a_zero_size_shape_on_cuda_gives_an_empty_device_array(name):
+    fill = init.get(name)
+    try:
+        fill((2, 2), seed=1)
+    except ValueError:  # refuses a 2-D shape
+        return
+    for dtype in (np.float32, np.float64):
+        dev = fill((0, 3), seed=1, dtype=dtype, device="cuda")
+        assert dev.shape == (0, 3) and dev.dtype == dtype
+        assert dev.copy_to_host().shape == (0, 3)
+        out = _cuda.cuda_module().device_array((3, 0), dtype)
+        assert fill((3, 0), seed=1, out=out) is out

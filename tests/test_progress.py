@@ -1,0 +1,107 @@
+"""fastinit._progress: the progress bar on a terminal and on a file or a pipe.
+
+More of its tests (padding, the terminal's width, the first chunk's time, an
+unwritable stderr) live in test_train.py and test_compile_helper.py.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+
+import pytest
+
+from fastinit import _progress
+from fastinit._progress import ProgressBar
+
+
+class Terminal(io.StringIO):
+    """A terminal of unknown width (no ``fileno``): the bar redraws in place."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+class Writer:
+    """A stream with ``write`` and ``flush`` only: ``isatty`` unavailable."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    """One second per reading of the clock (the bar reads it once per update)."""
+    ticks = itertools.count()
+    monkeypatch.setattr(_progress.time, "perf_counter", lambda: float(next(ticks)))
+
+
+def _run(stream, dones, total=100, min_seconds=0.0, close=True) -> str:
+    bar = ProgressBar(total, min_seconds=min_seconds, stream=stream)
+    for done in dones:
+        bar.update(done, 0.5)
+    if close:
+        bar.close()
+    return stream.text if isinstance(stream, Writer) else stream.getvalue()
+
+
+def _percents(text: str) -> list[int]:
+    return [int(line.split("%")[0].split()[-1]) for line in text.splitlines()]
+
+
+def test_a_file_gets_whole_lines_one_per_tenth_of_the_run():
+    # a log, nohup, CI, a worker's captured stderr: no \r, no padding, whole lines
+    text = _run(io.StringIO(), range(1, 101))
+    assert "\r" not in text and text.endswith("\n")
+    assert _percents(text) == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert all(line == line.rstrip() for line in text.split("\n"))
+    assert text.splitlines()[-1].startswith("fit 100% |" + "#" * 24 + "| 100/100 loss 0.5 [")
+
+
+def test_a_file_gets_one_line_per_update_however_many_tenths_it_crosses():
+    text = _run(io.StringIO(), [5, 37, 38, 100])
+    assert _percents(text) == [37, 100]
+    assert "37/100" in text.splitlines()[0]
+
+
+def test_the_last_line_on_a_file_is_where_the_run_stopped():
+    # interrupted or diverged: close() writes the state reached, once
+    out = io.StringIO()
+    bar = ProgressBar(100, min_seconds=0.0, stream=out)
+    for done in (12, 25, 42):
+        bar.update(done, 0.5)
+    bar.close()
+    bar.close()
+    assert _percents(out.getvalue()) == [12, 25, 42]
+    assert out.getvalue().splitlines()[-1].split(" [")[0].endswith("42/100 loss 0.5")
+
+
+def test_a_finished_run_on_a_file_ends_with_a_single_100_percent_line():
+    text = _run(io.StringIO(), [3, 50, 100])
+    assert _percents(text) == [50, 100]
+    assert text.count("100/100") == 1
+
+
+def test_a_stream_without_isatty_is_not_a_terminal():
+    text = _run(Writer(), [30, 60, 100])
+    assert "\r" not in text and _percents(text) == [30, 60, 100]
+
+
+@pytest.mark.parametrize("stream", [io.StringIO, Terminal])
+def test_a_short_run_stays_silent_on_a_file_and_on_a_terminal(stream):
+    assert _run(stream(), [10, 50, 100], min_seconds=60.0) == ""
+
+
+def test_a_terminal_still_gets_a_redraw_per_update():
+    out = Terminal()
+    text = _run(out, [5, 37, 38, 100])
+    draws = text.split("\r")
+    assert draws[0] == "" and len(draws) == 5 and text.endswith("\n")
+    assert [int(d.split("%")[0].split()[-1]) for d in draws[1:]] == [5, 37, 38, 100]
+    assert text.count("\n") == 1  # the line close() ends
