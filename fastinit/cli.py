@@ -38,16 +38,31 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _inits(a: argparse.Namespace) -> tuple[str, ...]:
-    """The inits of ``--inits`` then ``--add``; ValueError naming the option on a repeat."""
-    seen: dict[str, str] = {}
-    for option, names in (("--inits", a.inits), ("--add", a.add)):
-        for name in names:
-            key = name.strip().lower()
-            if key in seen:
-                raise ValueError(
-                    f"{option}: {name.strip()!r} is already in {seen[key]}; give each init once"
-                )
-            seen[key] = option
+    """The inits of ``--inits`` then ``--add``.
+
+    Raises ValueError naming the option of an unknown init, or of one that
+    repeats an earlier one (by name, or by the weights it draws: ``std=0.01``
+    and ``randn*0.01``), with the earlier one and its option.
+    """
+    from fastinit.experiments._common import first_repeat, parse_init
+
+    given = [("--inits", name) for name in a.inits] + [("--add", name) for name in a.add]
+    specs = []
+    for option, name in given:
+        try:
+            specs.append(parse_init(name))  # lsuv too: the experiment says where it is refused
+        except ValueError as e:
+            raise ValueError(f"{option}: {str(e).removeprefix('init: ')}") from None
+    repeat = first_repeat(specs)
+    if repeat is not None:
+        (earlier_option, earlier), (option, name) = (given[k] for k in repeat)
+        name, earlier = name.strip(), earlier.strip()
+        same = (
+            f"is already in {earlier_option}"
+            if name.lower() == earlier.lower()
+            else f"draws the same weights as {earlier!r} of {earlier_option}"
+        )
+        raise ValueError(f"{option}: {name!r} {same}; give each init once")
     return (*a.inits, *a.add)
 
 
@@ -66,15 +81,6 @@ def _prepare_out(out: Path | None, command: str) -> list[Path]:
     from fastinit.experiments._common import prepare_output
 
     return prepare_output(out, "--out", owner=command)
-
-
-def _remove_empty(directories: Sequence[Path]) -> None:
-    """Remove the directories ``_prepare_out`` created if the run left them empty."""
-    for d in directories:  # deepest first
-        try:
-            d.rmdir()
-        except OSError:
-            return
 
 
 def _committed(out: Path | None, command: str) -> tuple[int, int] | None:
@@ -134,6 +140,32 @@ def _common(p: argparse.ArgumentParser, experiment: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _dtype(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--dtype", default=default, choices=("float32", "float64"),
+                   help="arithmetic type (default: %(default)s)")  # fmt: skip
+
+
+def _state_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append ``(default: ...)`` to every option's help that does not state its default.
+
+    Every subcommand's options, those added by other modules included; an
+    option without a default (None, off, nothing repeated) is left alone.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _state_defaults(sub)
+            continue
+        default = action.default
+        if not action.option_strings or default is None or default is False:
+            continue
+        if default == [] or default == argparse.SUPPRESS or "default" in (action.help or ""):
+            continue
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+        stated = f"default: {shown}".replace("%", "%%")  # help is a %-format
+        action.help = f"{action.help} ({stated})" if action.help else stated
+
+
 def _histogram(sub: Any) -> None:
     from fastinit.experiments import histogram as h
 
@@ -152,8 +184,9 @@ def _histogram(sub: Any) -> None:
     p.add_argument("--samples", type=int, default=1000,
                    help="Gaussian input rows (default: %(default)s)")  # fmt: skip
     p.add_argument("--bins", type=int, default=30, help="histogram bins (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of inputs and weights")
-    p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of inputs and weights (default: %(default)s)")  # fmt: skip
+    _dtype(p, "float64")
     _common(p, "histogram")
     p.set_defaults(run=_run_histogram)
 
@@ -189,7 +222,7 @@ def _mnist(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
     p.add_argument("--train-size", type=int, default=None,
                    help="use only the first N training images (default: all 60000)")  # fmt: skip
-    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    _dtype(p, "float32")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="CPU or NVIDIA GPU (needs fastinit[cuda]; default: cpu)")  # fmt: skip
     _common(p, "mnist")
@@ -229,7 +262,7 @@ def _planar(sub: Any) -> None:
                    "(np.random.seed(2)); 'fastinit': fastinit's generator "
                    "(default: notebook)")  # fmt: skip
     p.add_argument("--seed", type=int, default=2, help="seed of the initial weights (default: 2)")
-    p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    _dtype(p, "float64")
     _common(p, "planar")
     p.set_defaults(run=_run_planar)
 
@@ -290,7 +323,7 @@ def _symmetry(sub: Any) -> None:
     p.add_argument("--every", type=int, default=100, help="checkpoint interval (default: 100)")
     p.add_argument("--lr", type=float, default=0.5, help="learning rate (default: 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed of random inits (default: 0)")
-    p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    _dtype(p, "float64")
     _common(p, "symmetry")
     p.set_defaults(run=_run_symmetry)
 
@@ -326,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
         With ``--version`` and the required subcommands of :func:`subcommands`
-        (the chosen one in ``command``).
+        (the chosen one in ``command``); every option's help states its default.
     """
     import fastinit
 
@@ -338,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in subcommands():
         add(sub)
+    _state_defaults(parser)
     return parser
 
 
@@ -359,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         standard output was closed before the table was printed
         (``fastinit ... | head``; the files are written).
     """
+    from fastinit.experiments._common import remove_empty
+
     parser = build_parser()
     args = parser.parse_args(argv)
     out = getattr(args, "out", None)
@@ -375,10 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.run(args)
     # OSError: a missing or unusable file; MemoryError: fit's, naming iterations or batch_size
     except (ValueError, TypeError, OSError, MemoryError) as e:
-        _remove_empty(created)
+        remove_empty(created)
         parser.exit(2, f"fastinit {args.command}: error: {e}\n")
     except KeyboardInterrupt:
-        _remove_empty(created)
+        remove_empty(created)
         removed = bool(created) and not created[0].exists()
         kept = _interrupted(args, before, removed)
         print(f"fastinit {args.command}: interrupted; {kept}", file=sys.stderr)

@@ -22,6 +22,34 @@ def test_help_explains_every_option(command, capsys):
     assert "('" not in text  # list defaults read as the option takes them: a,b,c
 
 
+def _shown(default) -> str:
+    """A default as the option takes it: a list of ints comma-separated."""
+    return ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+
+
+@pytest.mark.parametrize(
+    "command", ["histogram", "mnist", "planar", "symmetry", "depth", "sweep", "report"]
+)
+def test_every_option_with_a_default_states_it(command):
+    # `fastinit histogram --help` did not say that --seed is 0, nor any --dtype its default
+    import argparse
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    p = sub.choices[command]
+    checked = 0
+    for action in p._actions:
+        default = action.default
+        if not action.option_strings or default is None or default is False:
+            continue
+        if default == [] or default == argparse.SUPPRESS:  # repeatable options, --help
+            continue
+        text = " ".join(p._get_formatter()._expand_help(action).split()) if action.help else ""
+        assert f"default: {_shown(default)}" in text, (action.option_strings, text)
+        checked += 1
+    assert checked >= (1 if command in ("sweep", "report") else 6)
+
+
 @pytest.mark.parametrize(
     ("command", "module"),
     [("histogram", "histogram"), ("mnist", "mnist"), ("planar", "planar"),
@@ -258,6 +286,34 @@ def test_duplicate_inits_are_refused_naming_the_option(argv, option, tmp_path, c
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert option in err and "once" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["mnist", "--inits", "std=0.01", "--add", "randn*0.01"],
+         "--add: 'randn*0.01' draws the same weights as 'std=0.01' of --inits"),
+        (["histogram", "--inits", "he", "--add", "std=1e-2", "--add", "std=0.01"],
+         "--add: 'std=0.01' draws the same weights as 'std=1e-2' of --add"),
+        (["planar", "--add", "std=0"],
+         "--add: 'std=0' draws the same weights as 'zeros' of --inits"),
+        (["symmetry", "--inits", "zeros,constant=0"],
+         "--inits: 'constant=0' draws the same weights as 'zeros' of --inits"),
+        (["planar", "--inits", "zeros", "--add", "ZEROS"], "--add: 'ZEROS' is already in --inits"),
+        (["planar", "--add", "nonsense"], "--add: unknown init 'nonsense'"),
+        (["depth", "--inits", "he", "--add", "HE"], "--add: 'HE' is already in --inits"),
+    ],
+)  # fmt: skip
+def test_a_repeated_or_unknown_added_init_is_an_error_naming_its_option(argv, message, tmp_path,
+                                                                        capsys):  # fmt: skip
+    # --add randn*0.01 beside --inits std=0.01 was reported as "inits: ... is given twice"
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path / "out"), "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastinit {argv[0]}: error: {message}"), err
+    assert "once" in err or "unknown" in err
     assert not (tmp_path / "out").exists()
 
 

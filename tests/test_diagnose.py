@@ -415,3 +415,91 @@ def test_softplus_units_held_in_the_flat_tail_are_dead():
     d = fastinit.diagnose(dead, X, Y)
     assert oracle(dead, X, Y)["dead"][0] == 1.0 and d.dead[0] == 1.0
     assert any(w.startswith("dead units: 100% of layer 0's softplus") for w in d.warnings)
+
+
+# ----------------------------------------------------------------------------- per-feature scale
+def badly_scaled(rows: int = 300) -> np.ndarray:
+    """100 features of std 0.3, feature 7 of std 50: 167 x the others, yet over all
+    entries mean ~0 and std ~5, at unit scale by the pooled rule."""
+    x = 0.3 * np.random.default_rng(7).standard_normal((rows, 100))
+    x[:, 7] *= 50 / 0.3
+    x[:, 3] = 2.5  # a constant feature: no scale, left out of the ratios
+    return x
+
+
+def test_features_on_very_different_scales_are_flagged():
+    from fastinit.diagnostics import FEATURE_SCALE, INPUT_SCALE
+
+    x = badly_scaled()
+    assert 1 / INPUT_SCALE < x.std() < INPUT_SCALE and abs(x.mean()) < x.std()  # pooled: fine
+    stds = x.std(axis=0)
+    live = np.delete(stds, 3)
+    model = MLP([100, 32, 5], activation="relu", init="he_normal", seed=1, dtype=F64)
+    d = fastinit.diagnose(model, x)
+    np.testing.assert_allclose(d.feature_std, stds, rtol=1e-12)
+    assert d.feature_std[3] == 0.0  # exactly, although 2.5 summed 300 times is not 750
+    assert d.feature_std_ratio == pytest.approx(live.max() / live.min(), rel=1e-12)
+    median = np.sort(live)[(len(live) - 1) // 2]
+    assert d.feature_std_dominance == pytest.approx(live.max() / median, rel=1e-12)
+    assert d.feature_std_dominance > FEATURE_SCALE and d.widest_feature == 7
+    assert d.flags["unnormalized_input"]
+    (note,) = [w for w in d.warnings if w.startswith("unnormalized input")]
+    assert "feature 7" in note and f"{d.feature_std_dominance:.3g} x the median" in note
+    assert "normalize every feature" in note
+    # normalized per feature: nothing to say
+    fixed = (x - x.mean(axis=0)) / np.where(stds > 0, stds, 1.0)
+    assert not fastinit.diagnose(model, fixed).flags["unnormalized_input"]
+
+
+def test_sparse_features_at_one_scale_are_not_flagged():
+    # MNIST's border pixels: rarely inked, so their std is 1000x below the central ones';
+    # a feature far below the others is not a bad scale (it adds little to the signal)
+    from fastinit import datasets
+
+    rng = np.random.default_rng(8)
+    x = rng.random((300, 40)) ** 4
+    x[:, :10] = 0.0
+    x[rng.integers(0, 300, 10), np.arange(10)] = 0.004  # one faint pixel each
+    (mnist, _), _ = datasets.load_mnist(dtype="float32")
+    model = MLP([40, 32, 5], activation="relu", init="he_normal", seed=1, dtype=F64)
+    d = fastinit.diagnose(model, x)
+    assert d.feature_std_ratio > 100 and not d.flags["unnormalized_input"], d.warnings
+    big = MLP([784, 100, 10], activation="relu", init="he_normal", seed=1)
+    d = fastinit.diagnose(big, mnist[:1000])
+    assert d.feature_std_ratio > 100 and not d.flags["unnormalized_input"], d.warnings
+
+
+def test_per_feature_statistics_stay_fast_on_mnist_sized_inputs():
+    import time
+
+    from fastinit.diagnostics import feature_std
+
+    x = np.random.default_rng(9).random((60000, 784), dtype=np.float32)
+    feature_std(x[:10])  # compiled
+    start = time.perf_counter()
+    got = feature_std(x)
+    seconds = time.perf_counter() - start
+    np.testing.assert_allclose(got, x.std(axis=0, dtype=np.float64), rtol=1e-6)
+    assert seconds < 0.5, seconds
+
+
+# ----------------------------------------------------------------------------- dead causes
+def test_vanishing_activations_caused_by_dead_units_name_them_not_the_weights():
+    # He weights (the recommended scale) but a bias of -20 kills every unit of layer 0:
+    # layer 1's pre-activations are its bias alone, so they "vanish" from layer 1 on
+    bias = [("constant", {"value": -20.0}), "zeros", "zeros"]
+    model = MLP([16, 32, 32, 5], activation="relu", init="he_normal", bias_init=bias, dtype=F64)
+    want = oracle(model, X, Y)
+    assert want["dead"][0] == 1.0 and want["pre_std"][1] / X.std() < VANISHING
+    d = fastinit.diagnose(model, X, Y)
+    (w,) = [w for w in d.warnings if w.startswith("vanishing activations")]
+    assert "100% of layer 0's relu units are dead" in w, w
+    assert "the weights are too small" not in w
+    # dead units above the layer that vanishes do not explain it: the weights are blamed
+    bias = ["zeros", "zeros", ("constant", {"value": -20.0}), "zeros"]
+    small = MLP(SIZES, activation="relu", init=("normal", {"std": 0.01}), bias_init=bias,
+                seed=1, dtype=F64)  # fmt: skip
+    d = fastinit.diagnose(small, X, Y)
+    assert d.dead[2] == 1.0
+    (w,) = [w for w in d.warnings if w.startswith("vanishing activations")]
+    assert w.endswith("the weights are too small"), w

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import re
 import warnings
 from typing import ClassVar
 
@@ -11,7 +12,13 @@ import numpy as np
 import pytest
 
 from fastinit import MLP, datasets, init
-from fastinit.experiments._common import Output, parse_init, prepare_output, smooth_curve
+from fastinit.experiments._common import (
+    Output,
+    parse_init,
+    parse_inits,
+    prepare_output,
+    smooth_curve,
+)
 from fastinit.experiments.depth import run_depth
 from fastinit.experiments.histogram import HistogramResult, LayerStats, run_histogram
 from fastinit.experiments.mnist import MnistResult, run_mnist
@@ -721,3 +728,83 @@ def test_ctrl_c_while_files_are_renamed_into_place_never_mixes_two_runs(tmp_path
     texts = {n: (tmp_path / n).read_text() for n in ("summary.json", "curves.csv")}
     assert texts == {"summary.json": "new", "curves.csv": "new"}  # not one new, one old
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".writing-")]
+
+
+# ----------------------------------------------------------------------------- failed runs
+_FAILING = [  # (what the run calls after prepare_output, the run into ``out``)
+    ("fastinit.experiments.histogram.propagate",
+     lambda out: run_histogram(("he",), ("relu",), layers=1, width=2, samples=2, out=out,
+                               progress=False)),
+    ("fastinit.experiments.depth.layer_statistics",
+     lambda out: run_depth(("he",), ("relu",), depths=(2,), width=2, samples=2, out=out,
+                           progress=False)),
+    ("fastinit.experiments.mnist.fit_many",
+     lambda out: run_mnist(("he",), hidden=(2,), iterations=1, train_size=8, out=out,
+                           progress=False)),
+    ("fastinit.model.MLP.fit",
+     lambda out: run_planar(("zeros",), iterations=1, out=out, progress=False)),
+    ("fastinit.model.MLP.fit",
+     lambda out: run_symmetry(("zeros",), iterations=1, out=out, progress=False)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])
+@pytest.mark.parametrize(("target", "run"), _FAILING)
+def test_a_failed_run_removes_the_directories_it_made(target, run, error, tmp_path, monkeypatch):
+    # from Python (the CLI already did), a run that failed after creating ``out``
+    # left the empty directories behind
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(target, fail)
+    (tmp_path / "kept").mkdir()  # existed before: stays, although empty
+    with pytest.raises(type(error)):
+        run(tmp_path / "a" / "b")
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(type(error)):
+        run(tmp_path / "kept" / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+    assert list((tmp_path / "kept").iterdir()) == []
+
+
+def test_a_failed_run_never_removes_a_directory_holding_anything(tmp_path, monkeypatch):
+    out = tmp_path / "a" / "b"
+
+    def drop_a_file_then_fail(*args, **kwargs):
+        (out / "notes.txt").write_text("the user's")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("fastinit.model.MLP.fit", drop_a_file_then_fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_planar(("zeros",), iterations=1, out=out, progress=False)
+    assert (out / "notes.txt").read_text() == "the user's"
+
+
+# ----------------------------------------------------------------------------- zero inits
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("zeros", "std=0"), ("zero", "randn*0"), ("constant=0", "std=0.0"), ("ones", "constant=1"),
+     ("ZEROS", "constant=-0"), ("gaussian", "normal")],
+)  # fmt: skip
+def test_spellings_of_one_constant_draw_are_one_init(first, second):
+    # 'zeros' and 'std=0' draw the same all-zero weights, but were two inits (run twice)
+    for a, b in ((first, second), (second, first)):
+        with pytest.raises(
+            ValueError, match=re.escape(f"inits: {a!r} is given twice (also as {b!r})")
+        ):
+            parse_inits((a, b))
+    assert parse_init(first).draw((3, 2), 0, 1, "float64").tolist() == (
+        parse_init(second).draw((3, 2), 0, 1, "float64").tolist()
+    )
+
+
+def test_symmetry_is_measured_on_the_weights_whatever_the_inits_name():
+    # std=0 and constant=v are recognised as symmetric by their weights, like "zeros"
+    kwargs = {"hidden": (3,), "iterations": 20, "every": 10, "progress": False}
+    r = run_symmetry(("std=0", "constant=0.3", "randn*0.5"), **kwargs)
+    zeros = run_symmetry(("zeros",), **kwargs)
+    assert r.symmetric("std=0") and r.symmetric("constant=0.3")
+    assert not r.symmetric("randn*0.5")
+    np.testing.assert_array_equal(r.incoming["std=0"], zeros.incoming["zeros"])
+    np.testing.assert_array_equal(r.loss["std=0"], zeros.loss["zeros"])
+    assert r.summary()["results"]["std=0"]["symmetric_throughout"] is True

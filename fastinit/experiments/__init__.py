@@ -18,7 +18,11 @@ written: a bad one raises ``ValueError`` naming it, and one of the wrong type
 and a ``TypeError`` (:func:`fastinit._validate.value_errors`).  On Ctrl-C
 (``KeyboardInterrupt``) nothing is written: ``out`` keeps the files it held,
 and a Ctrl-C that comes while the files are renamed into place is raised once
-they all are (:func:`fastinit.experiments._common.commit_all`).
+they all are (:func:`fastinit.experiments._common.commit_all`).  A run that
+fails or is interrupted after creating ``out`` removes the directories it
+created if they are still empty, as the ``fastinit`` command does; one that
+existed before, or holds anything, stays
+(:func:`fastinit.experiments._common.prepared_output`).
 """
 
 from __future__ import annotations

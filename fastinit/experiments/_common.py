@@ -12,7 +12,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ def check_hidden(hidden: Any, *, min_layers: int = 0) -> tuple[int, ...]:
 #                      fastinit.lsuv.lsuv on the first training batch
 # Any other name goes to fastinit.init.get (e.g. "glorot_uniform", "orthogonal").
 BOOK_SCALES = {"xavier": 1.0, "he": 2.0}
+_CONSTANTS = {"zeros": 0.0, "ones": 1.0}  # fastinit.init's constant initializers
 _STD = re.compile(r"^(?:std|randn\s*\*|scale)\s*=?\s*([0-9.eE+-]+)$")
 
 
@@ -91,8 +93,21 @@ class InitSpec:
 
     @property
     def meaning(self) -> tuple:
-        """What the spec draws, whatever its spelling (``std=0.01`` and ``randn*0.01`` alike)."""
-        return (self.std, self.fan_scale, self.initializer, self.value, self.lsuv)
+        """What the spec draws, whatever its spelling (``std=0.01`` and ``randn*0.01`` alike).
+
+        Every spelling of one constant draw means the same: ``zeros``, ``zero``,
+        ``std=0``, ``randn*0`` and ``constant=0`` all draw zeros, ``ones`` and
+        ``constant=1`` ones; an initializer alias means its canonical name.
+        """
+        initializer = _init.ALIASES.get(self.initializer, self.initializer)
+        value = self.value
+        if self.std == 0:
+            value = 0.0
+        elif initializer in _CONSTANTS:
+            value, initializer = _CONSTANTS[initializer], None
+        if value is not None:
+            return (None, None, None, value + 0.0, False)  # + 0.0: -0.0 is 0.0
+        return (self.std, self.fan_scale, initializer, None, self.lsuv)
 
     def draw(self, shape: tuple[int, ...], seed: int, stream: int, dtype: str) -> np.ndarray:
         """Draw an array of ``shape`` for this spec."""
@@ -282,14 +297,39 @@ def parse_inits(
     specs = [parse_init(i, data_dependent=data_dependent) for i in inits]
     if not specs and not allow_empty:
         raise ValueError("inits: expected at least one init spec, such as 'he' or 'std=0.01'")
-    seen: dict[Any, str] = {}
-    for s in specs:
-        for key in (s.name.lower(), s.meaning):
-            if key in seen:
-                also = "" if seen[key] == s.name else f" (also as {s.name!r})"
-                raise ValueError(f"inits: {seen[key]!r} is given twice{also}; give each init once")
-            seen[key] = s.name
+    repeat = first_repeat(specs)
+    if repeat is not None:
+        first, again = (specs[k].name for k in repeat)
+        also = "" if first == again else f" (also as {again!r})"
+        raise ValueError(f"inits: {first!r} is given twice{also}; give each init once")
     return specs
+
+
+def first_repeat(specs: Sequence[InitSpec]) -> tuple[int, int] | None:
+    """The first init spec that repeats an earlier one, as :func:`parse_inits` refuses it.
+
+    Two specs are one init when their names are equal case-insensitively or
+    they draw the same weights (:attr:`InitSpec.meaning`).
+
+    Parameters
+    ----------
+    specs : sequence of InitSpec
+        Parsed specs, in order.
+
+    Returns
+    -------
+    (int, int) or None
+        The indices of the earlier spec and of the first one repeating it;
+        None when every spec is a different init.
+    """
+    seen: dict[Any, int] = {}
+    for k, spec in enumerate(specs):
+        keys = (spec.name.lower(), spec.meaning)
+        for key in keys:
+            if key in seen:
+                return seen[key], k
+        seen.update(dict.fromkeys(keys, k))
+    return None
 
 
 # ----------------------------------------------------------------------------- curves
@@ -431,6 +471,59 @@ def prepare_output(out: Any, option: str = "out", owner: str | None = None) -> l
     if owner is not None:
         check_unclaimed(path, owner, ["summary.json"], option)
     return [d for d in missing if d.is_dir()]
+
+
+def remove_empty(directories: Sequence[Path]) -> None:
+    """Remove the directories :func:`prepare_output` created, as far as they are empty.
+
+    Parameters
+    ----------
+    directories : sequence of pathlib.Path
+        Its return value, deepest first: each is removed only if empty, and
+        the first that is not (or is gone) stops the removal, so a directory
+        holding anything, and every one above it, stays.
+    """
+    for d in directories:  # deepest first
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
+@contextmanager
+def prepared_output(out: Any, owner: str, option: str = "out") -> Iterator[list[Path]]:
+    """:func:`prepare_output` for a run, undone if the run fails.
+
+    Every experiment runs inside it: when the block raises (an error, or
+    Ctrl-C), the directories that were created for this run are removed again
+    if they are still empty (:func:`remove_empty`), as the command line does;
+    one that existed before, or that holds anything, stays.
+
+    Parameters
+    ----------
+    out : path-like or None
+        The output directory; None does nothing.
+    owner : str
+        The experiment that will write there.
+    option : str
+        Name of the argument in an error message.
+
+    Yields
+    ------
+    list of pathlib.Path
+        The directories created, deepest first.
+
+    Raises
+    ------
+    ValueError
+        As :func:`prepare_output`, before the block runs.
+    """
+    created = prepare_output(out, option, owner=owner)
+    try:
+        yield created
+    except BaseException:  # KeyboardInterrupt included
+        remove_empty(created)
+        raise
 
 
 def check_unclaimed(directory: Path, owner: str, names: list[str], option: str = "out") -> None:

@@ -47,7 +47,7 @@ from fastinit.experiments._common import (
     check_seed_range,
     parse_activations,
     parse_inits,
-    prepare_output,
+    prepared_output,
     provenance,
     pyplot,
     text_table,
@@ -416,8 +416,20 @@ def run_depth(
         "bias": False,
         "grad": "standard normal dL/da at the top layer",
     }
-    prepare_output(out, owner="depth")
     result = DepthResult(config)
+    with prepared_output(out, "depth"):  # a failed run removes what it made
+        _measure(result, specs, progress)
+        if out is not None:
+            with Output(Path(out), "depth") as output:  # all files or none
+                _write(result, output)
+    return result
+
+
+def _measure(result: DepthResult, specs: list, progress: bool) -> None:
+    """Propagate through every init's network per seed and activation; fill ``result``."""
+    cfg = result.config
+    acts, depths, width, samples = cfg["activations"], cfg["depths"], cfg["width"], cfg["samples"]
+    seed, seeds, dtype = cfg["seed"], cfg["seeds"], cfg["dtype"]
     collected: dict[tuple[str, str, int], dict[str, list[np.ndarray]]] = {}
     bar = ProgressBar(seeds * len(specs) * len(acts), enabled=progress, label="depth")
     start = time.perf_counter()
@@ -425,10 +437,10 @@ def run_depth(
     try:
         for r in range(seeds):
             s = seed + r
-            x = datasets.gaussian(samples, width, seed=s, dtype=dt.name)
+            x = datasets.gaussian(samples, width, seed=s, dtype=dtype)
             g = _rng.fill_normal(np.empty_like(x), 0.0, 1.0, seed=s, stream=TOP_GRADIENT_STREAM)
             for spec in specs:
-                weights = [spec.draw((width, width), s, k + 1, dt.name) for k in range(depths[-1])]
+                weights = [spec.draw((width, width), s, k + 1, dtype) for k in range(depths[-1])]
                 for act in acts:
                     stats = layer_statistics(x, weights, act, depths, g)
                     for depth, values in stats.items():
@@ -440,16 +452,12 @@ def run_depth(
     finally:
         bar.close()
     result.seconds = time.perf_counter() - start
-    for init in config["inits"]:
+    for init in cfg["inits"]:
         for act in acts:
             for depth in depths:
                 slot = collected[(init, act, depth)]
                 for name in STATS:
                     getattr(result, name)[(init, act, depth)] = np.array(slot[name])
-    if out is not None:
-        with Output(Path(out), "depth") as output:  # all files or none
-            _write(result, output)
-    return result
 
 
 # ----------------------------------------------------------------------------- figures

@@ -31,7 +31,7 @@ from fastinit.experiments._common import (
     Output,
     parse_activations,
     parse_inits,
-    prepare_output,
+    prepared_output,
     provenance,
     pyplot,
     text_table,
@@ -250,16 +250,17 @@ def run_histogram(
         "seed": seed,
         "dtype": dtype,
     }
-    prepare_output(out, owner="histogram")
     result = HistogramResult(config)
     figures = 2 * len(activations) if out is not None else 0
-    bar = ProgressBar(len(specs) * len(activations) + figures, enabled=progress, label="histogram")
-    try:  # the bar's line ends however the run ends (Ctrl-C, an error)
-        _measure(result, specs, activations, bar)
-        with Output(None if out is None else Path(out), "histogram") as output:  # all or none
-            _write(result, output, bar)
-    finally:
-        bar.close()
+    with prepared_output(out, "histogram"):  # a failed run removes what it made
+        bar = ProgressBar(len(specs) * len(activations) + figures, enabled=progress,
+                          label="histogram")  # fmt: skip
+        try:  # the bar's line ends however the run ends (Ctrl-C, an error)
+            _measure(result, specs, activations, bar)
+            with Output(None if out is None else Path(out), "histogram") as output:  # all or none
+                _write(result, output, bar)
+        finally:
+            bar.close()
     return result
 
 

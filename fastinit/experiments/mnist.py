@@ -38,7 +38,7 @@ from fastinit.experiments._common import (
     check_hidden,
     check_seed_range,
     parse_inits,
-    prepare_output,
+    prepared_output,
     provenance,
     pyplot,
     smooth_curve,
@@ -256,8 +256,22 @@ def run_mnist(
         "dtype": dtype,
         "device": device,
     }
-    prepare_output(out, owner="mnist")
     result = MnistResult(config)
+    with prepared_output(out, "mnist"):  # a failed run removes what it made
+        _train(result, specs, (x_train, t_train), (x_test, t_test), progress)
+        if out is not None:
+            with Output(Path(out), "mnist") as output:  # all files or none
+                _write(result, output)
+    return result
+
+
+def _train(result: MnistResult, specs: list, train: tuple, test: tuple, progress: bool) -> None:
+    """Train every init's network, seed after seed, as ``result.config`` says; fill ``result``."""
+    (x_train, t_train), (x_test, t_test) = train, test
+    cfg = result.config
+    sizes, activation, dtype, device = cfg["sizes"], cfg["activation"], cfg["dtype"], cfg["device"]
+    seed, seeds, iterations = cfg["seed"], cfg["seeds"], cfg["iterations"]
+    batch_size, lr = cfg["batch_size"], cfg["optimizer"]["lr"]
     curves = {s.name: [] for s in specs}
     accs = {s.name: [] for s in specs}
     status = {s.name: [] for s in specs}
@@ -295,10 +309,6 @@ def run_mnist(
         result.status[name] = status[name]
     # the updates applied (a diverged network stops early), per second
     result.iterations_per_second = iterations_run / max(total_time, 1e-12)
-    if out is not None:
-        with Output(Path(out), "mnist") as output:  # all files or none
-            _write(result, output)
-    return result
 
 
 def _write(result: MnistResult, output: Output) -> None:

@@ -40,7 +40,7 @@ from fastinit.experiments._common import (
     Output,
     json_safe,
     parse_inits,
-    prepare_output,
+    prepared_output,
     provenance,
     pyplot,
     text_table,
@@ -368,17 +368,30 @@ def run_planar(
         "m": m,
         "dtype": dtype,
     }
-    prepare_output(out, owner="planar")
     result = PlanarResult(config)
-    models = {
-        s.name: initial_model(s, [2, hidden, 1], rng=rng, seed=seed, dtype=dtype, x=x_train)
-        for s in specs
-    }
-    models.update(explicit)
+    with prepared_output(out, "planar"):  # a failed run removes what it made
+        models = {
+            s.name: initial_model(s, [2, hidden, 1], rng=rng, seed=seed, dtype=dtype, x=x_train)
+            for s in specs
+        }
+        models.update(explicit)
+        _train(result, models, (x_train, y_train), (x_test, y_test), progress)
+        if out is not None:
+            with Output(Path(out), "planar") as output:  # all files or none
+                _write(result, output, x_train, y_train)
+    return result
+
+
+def _train(result: PlanarResult, models: dict[str, MLP], train: tuple, test: tuple,
+           progress: bool) -> None:  # fmt: skip
+    """Train each network full-batch as ``result.config`` says; fill ``result``."""
+    (x_train, y_train), (x_test, y_test) = train, test
+    lr, iterations = result.config["optimizer"]["lr"], result.config["iterations"]
     for name, model in models.items():
         history = model.fit(
-            x_train, y_train, optimizer=optim.SGD(lr), batch_size=m, iterations=iterations,
-            sampling="full", loss="sigmoid_cross_entropy", progress=progress,
+            x_train, y_train, optimizer=optim.SGD(lr), batch_size=len(x_train),
+            iterations=iterations, sampling="full", loss="sigmoid_cross_entropy",
+            progress=progress,
         )  # fmt: skip
         history.raise_if_interrupted()  # Ctrl-C: stop, train no more inits, write nothing
         result.costs[name] = np.asarray(history.loss, dtype=np.float64)
@@ -388,10 +401,6 @@ def run_planar(
         result.train_accuracy[name] = _accuracy(model, x_train, y_train) if ok else math.nan
         result.test_accuracy[name] = _accuracy(model, x_test, y_test) if ok else math.nan
         result.models[name] = model
-    if out is not None:
-        with Output(Path(out), "planar") as output:  # all files or none
-            _write(result, output, x_train, y_train)
-    return result
 
 
 def _write(result: PlanarResult, output: Output, x: np.ndarray, y: np.ndarray) -> None:

@@ -10,6 +10,10 @@ measures, at checkpoints, the largest difference between any two hidden units'
 incoming weight vectors (``max_i (max_j W[i, j] - min_j W[i, j])`` over the
 columns of each hidden layer's weights, and likewise their outgoing weights):
 exactly 0 throughout for zeros and constants, positive for a random init.
+Whether an init stayed symmetric is read from these measured spreads, never
+from its name: ``std=0``, ``randn*0`` or ``constant=0`` is found symmetric
+exactly as ``zeros`` is (and, drawing the same weights, is the same init:
+two of them in one run are refused).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from fastinit.experiments._common import (
     Output,
     check_hidden,
     parse_inits,
-    prepare_output,
+    prepared_output,
     provenance,
     pyplot,
     text_table,
@@ -245,16 +249,16 @@ def run_symmetry(
         "seed": seed,
         "dtype": dtype,
     }
-    prepare_output(out, owner="symmetry")
     result = SymmetryResult(config, checkpoints=checkpoints(iterations, every))
-    bar = ProgressBar(len(specs) * iterations, enabled=progress, label="symmetry")
-    try:  # the bar's line ends however the run ends (Ctrl-C, an error)
-        _train(result, specs, x, y, bar)
-    finally:
-        bar.close()
-    if out is not None:
-        with Output(Path(out), "symmetry") as output:  # all files or none
-            _write(result, output)
+    with prepared_output(out, "symmetry"):  # a failed run removes what it made
+        bar = ProgressBar(len(specs) * iterations, enabled=progress, label="symmetry")
+        try:  # the bar's line ends however the run ends (Ctrl-C, an error)
+            _train(result, specs, x, y, bar)
+        finally:
+            bar.close()
+        if out is not None:
+            with Output(Path(out), "symmetry") as output:  # all files or none
+                _write(result, output)
     return result
 
 

@@ -203,7 +203,8 @@ def add_depth(sub: Any) -> None:
     p.add_argument("--seeds", type=int, default=1,
                    help="repetitions; the figures show their spread (default: 1)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
-    p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
+                   help="arithmetic type (default: %(default)s)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("fastinit-results") / "depth",
                    help="directory for the PNG figures, summary.json and CSV "
                    "(default: %(default)s)")  # fmt: skip
@@ -214,9 +215,10 @@ def add_depth(sub: Any) -> None:
 
 
 def _run_depth(a: argparse.Namespace) -> Any:
+    from fastinit.cli import _inits  # --inits then --add, an error naming the option
     from fastinit.experiments.depth import run_depth
 
     return run_depth(
-        (*a.inits, *a.add), a.activations, depths=a.depths, width=a.width, samples=a.samples,
+        _inits(a), a.activations, depths=a.depths, width=a.width, samples=a.samples,
         seeds=a.seeds, seed=a.seed, dtype=a.dtype, out=a.out, progress=not a.quiet,
     )  # fmt: skip
