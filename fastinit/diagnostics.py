@@ -67,8 +67,13 @@ Warnings, with these thresholds (module constants):
   central pixels') is at the same scale when it is active and adds little to
   the signal.  The ratio of the largest to the smallest non-constant feature
   std is reported all the same (``feature_std_ratio``), with every feature's
-  std (``feature_std``, from :func:`feature_std`, compiled: about 0.03 s on
-  60000 x 784 float32, 0.05 s in float64);
+  std (``feature_std``, from :func:`feature_moments`, compiled: about 0.03 s
+  on 60000 x 784 float32, 0.05 s in float64);
+* a feature far off center (also ``unnormalized_input``): its mean's magnitude
+  is more than ``FEATURE_SCALE`` times the median non-constant feature's std
+  (one column around 40, the rest of std 0.3, which the pooled statistics
+  average away): it adds a large offset to every first-layer unit.  A constant
+  column of ones (a bias input) is not;
 * non-finite statistics (overflow).
 
 With fewer than ``FEW_ROWS = 16`` rows no finding but the non-finite one is
@@ -116,6 +121,7 @@ __all__ = [
     "VANISHING",
     "Diagnosis",
     "diagnose",
+    "feature_moments",
     "feature_std",
 ]
 
@@ -225,6 +231,15 @@ class Diagnosis:
         the smaller of the two middle ones), judged against :data:`FEATURE_SCALE`.
     widest_feature : int
         The column with the largest std (-1 if every feature is constant).
+    feature_mean : numpy.ndarray
+        Per input feature, its mean over the batch (:func:`feature_moments`).
+    feature_offset_dominance : float
+        The largest feature mean's magnitude over the median non-constant
+        feature std, judged against :data:`FEATURE_SCALE` (NaN if every feature
+        is constant).
+    offset_feature : int
+        The column with the largest mean magnitude (-1 if every feature is
+        constant).
     loss : float or None
         The loss on the batch (None without targets).
     gradient : str
@@ -261,10 +276,13 @@ class Diagnosis:
     gradient: str
     rows: int = 0
     input_mean: float = math.nan
+    feature_mean: np.ndarray = field(default_factory=lambda: np.empty(0))
     feature_std: np.ndarray = field(default_factory=lambda: np.empty(0))
     feature_std_ratio: float = math.nan
     feature_std_dominance: float = math.nan
     widest_feature: int = -1
+    feature_offset_dominance: float = math.nan
+    offset_feature: int = -1
     recommended: list[dict[str, Any]] = field(default_factory=list)
     flags: dict[str, bool] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -375,6 +393,11 @@ def _badly_scaled(d: Diagnosis) -> bool:
     return d.feature_std_dominance > FEATURE_SCALE  # False for NaN: every feature constant
 
 
+def _off_center(d: Diagnosis) -> bool:
+    """Whether one feature's mean is far beyond the median feature's std (:data:`FEATURE_SCALE`)."""
+    return d.feature_offset_dominance > FEATURE_SCALE  # False for NaN
+
+
 def _input_problems(d: Diagnosis) -> list[str]:
     """What is wrong with the input's scale, as causes to name (empty when nothing is)."""
     problems = []
@@ -386,6 +409,11 @@ def _input_problems(d: Diagnosis) -> list[str]:
         problems.append(
             f"the input's features are on very different scales (feature {d.widest_feature}'s "
             f"std is {d.feature_std_dominance:.3g} x the median feature's)"
+        )
+    if _off_center(d):
+        problems.append(
+            f"one of the input's features is far off center (feature {d.offset_feature}'s "
+            f"mean is {d.feature_offset_dominance:.3g} x the median feature's std)"
         )
     return problems
 
@@ -415,6 +443,13 @@ def _unnormalized_warning(d: Diagnosis) -> str:
             f"{widest / d.feature_std_dominance:.3g} (threshold {FEATURE_SCALE:g}; the "
             f"non-constant feature stds span a factor {d.feature_std_ratio:.3g}): it dominates "
             "the first layer's signal"
+        )
+    if _off_center(d):
+        k = d.offset_feature
+        found.append(
+            f"X's feature {k} has mean {d.feature_mean[k]:.3g}, "
+            f"{d.feature_offset_dominance:.3g} x the median feature's std (threshold "
+            f"{FEATURE_SCALE:g}): it adds a large offset to every first-layer unit"
         )
     return (
         "unnormalized input: " + "; ".join(found) + "; the inits assume inputs of about zero "
@@ -520,8 +555,8 @@ def _mean_std(values: np.ndarray) -> tuple[float, float]:
 
 
 @njit(cache=True, error_model="numpy")
-def _feature_std(x: np.ndarray) -> np.ndarray:
-    """:func:`feature_std` of a C-contiguous 2-D float array with at least one row."""
+def _feature_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`feature_moments` of a C-contiguous 2-D float array with at least one row."""
     n, d = x.shape
     mean = np.zeros(d)
     varies = np.zeros(d, dtype=np.bool_)
@@ -535,17 +570,17 @@ def _feature_std(x: np.ndarray) -> np.ndarray:
         for j in range(d):
             e = x[i, j] - mean[j]
             ss[j] += e * e
-    return np.where(varies, np.sqrt(ss / n), 0.0)
+    return np.where(varies, mean, x[0].astype(np.float64)), np.where(varies, np.sqrt(ss / n), 0.0)
 
 
-def feature_std(x: Any) -> np.ndarray:
-    """The standard deviation of every feature (column) of ``x``, ddof 0, in float64.
+def feature_moments(x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and the standard deviation (ddof 0) of every feature (column) of ``x``.
 
     Two compiled passes over the rows, summing in float64 without a temporary
     copy of ``x`` (about 0.03 s for 60000 x 784 float32, 0.05 s in float64).
-    A constant feature's std is exactly 0 (the mean of n equal values need not
-    equal them in floating point); values so large that their squares overflow
-    are scaled first.
+    A constant feature's std is exactly 0 and its mean its value (the mean of
+    n equal values need not equal them in floating point); values so large
+    that their squares overflow are scaled first.
 
     Parameters
     ----------
@@ -554,7 +589,7 @@ def feature_std(x: Any) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray of float64, shape (d,)
+    mean, std : numpy.ndarray of float64, shape (d,)
 
     Raises
     ------
@@ -570,23 +605,49 @@ def feature_std(x: Any) -> np.ndarray:
     if x.dtype.kind != "f":
         x = x.astype(np.float64)
     x = np.ascontiguousarray(x)
-    std = _feature_std(x)
+    mean, std = _feature_moments(x)
     if not np.isfinite(std).all():  # a square overflowed: scale each feature by its largest
         top = np.max(np.abs(x), axis=0).astype(np.float64)
-        std = top * _feature_std(x / np.where(top > 0, top, 1.0))
-    return std
+        mean, std = _feature_moments(x / np.where(top > 0, top, 1.0))
+        mean, std = top * mean, top * std
+    return mean, std
 
 
-def _feature_spread(std: np.ndarray) -> tuple[float, float, int]:
+def feature_std(x: Any) -> np.ndarray:
+    """The standard deviation (ddof 0) of every feature (column) of ``x``, in float64.
+
+    :func:`feature_moments`' second half (see there).
+
+    Parameters
+    ----------
+    x : array_like, shape (n, d)
+        Finite real values, n >= 1.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (d,)
+
+    Raises
+    ------
+    ValueError
+        Naming ``x``, if it is not a 2-D array of real numbers with a row.
+    """
+    return feature_moments(x)[1]
+
+
+def _feature_spread(mean: np.ndarray, std: np.ndarray) -> tuple[float, float, int, float, int]:
     """``(largest / smallest, largest / lower median, column of the largest)`` of the
-    non-constant features' stds; ``(nan, nan, -1)`` when every feature is constant."""
+    non-constant features' stds, then ``(largest |mean| / that median, its column)``;
+    NaNs and -1s when every feature is constant."""
     live = std[std > 0]
     if live.size == 0:
-        return math.nan, math.nan, -1
+        return math.nan, math.nan, -1, math.nan, -1
     middle = (live.size - 1) // 2
     median = float(np.partition(live, middle)[middle])
     top = float(live.max())
-    return top / float(live.min()), top / median, int(np.argmax(std))
+    off = int(np.argmax(np.abs(mean)))
+    spread = top / float(live.min()), top / median, int(np.argmax(std))
+    return (*spread, abs(float(mean[off])) / median, off)
 
 
 def diagnose(
@@ -673,8 +734,8 @@ def diagnose(
         )
     weight_std = np.array([_mean_std(w)[1] for w in model.weights])
     input_mean, input_std = _mean_std(Xc)
-    fstd = feature_std(Xc)
-    ratio_f, dominance, widest = _feature_spread(fstd)
+    fmean, fstd = feature_moments(Xc)
+    ratio_f, dominance, widest, offset, off_center = _feature_spread(fmean, fstd)
     acts = model.activations
     d = Diagnosis(
         sizes=tuple(model.sizes),
@@ -686,10 +747,13 @@ def diagnose(
         grad_norm_ratio=ratio,
         input_std=input_std,
         input_mean=input_mean,
+        feature_mean=fmean,
         feature_std=fstd,
         feature_std_ratio=ratio_f,
         feature_std_dominance=dominance,
         widest_feature=widest,
+        feature_offset_dominance=offset,
+        offset_feature=off_center,
         loss=None if y is None else value,
         gradient=source,
         rows=n,

@@ -451,6 +451,31 @@ def test_features_on_very_different_scales_are_flagged():
     assert not fastinit.diagnose(model, fixed).flags["unnormalized_input"]
 
 
+def test_a_feature_far_off_center_is_flagged():
+    # one feature around 40 among 300 of std 0.3: the pooled mean (0.13) and std (2.3)
+    # and every feature's std look fine, yet it adds a 40 x w offset to every unit
+    from fastinit.diagnostics import FEATURE_SCALE, INPUT_OFFSET, INPUT_SCALE
+
+    x = 0.3 * np.random.default_rng(9).standard_normal((400, 300))
+    x[:, 11] += 40.0
+    assert 1 / INPUT_SCALE < x.std() < INPUT_SCALE and abs(x.mean()) < INPUT_OFFSET * x.std()
+    model = MLP([300, 32, 5], activation="relu", init="he_normal", seed=1, dtype=F64)
+    d = fastinit.diagnose(model, x)
+    assert d.feature_std_dominance < FEATURE_SCALE  # the stds alone are at one scale
+    np.testing.assert_allclose(d.feature_mean, x.mean(axis=0), rtol=1e-12, atol=1e-15)
+    median = np.sort(x.std(axis=0))[(300 - 1) // 2]
+    assert d.feature_offset_dominance == pytest.approx(abs(x[:, 11].mean()) / median, rel=1e-12)
+    assert d.feature_offset_dominance > FEATURE_SCALE and d.offset_feature == 11
+    assert d.flags["unnormalized_input"]
+    (note,) = [w for w in d.warnings if w.startswith("unnormalized input")]
+    assert "feature 11 has mean 40" in note and "normalize every feature" in note
+    # centred per feature: nothing to say
+    assert not fastinit.diagnose(model, x - x.mean(axis=0)).flags["unnormalized_input"]
+    # a constant column of ones (a bias input) is near the others' scale: not flagged
+    ones = np.hstack([x[:, :11], np.ones((400, 1)), x[:, 12:]])
+    assert not fastinit.diagnose(model, ones).flags["unnormalized_input"]
+
+
 def test_sparse_features_at_one_scale_are_not_flagged():
     # MNIST's border pixels: rarely inked, so their std is 1000x below the central ones';
     # a feature far below the others is not a bad scale (it adds little to the signal)
