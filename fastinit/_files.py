@@ -53,12 +53,29 @@ def abandoned(directory: Path, prefix: str, suffix: str = "") -> list[Path]:
     found = []
     for p in directory.glob(f"{glob.escape(prefix)}*-*{suffix}"):
         pid = p.name.removeprefix(prefix).split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             found.append(p)
     return found
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still runs (another user's counts).
+
+    POSIX: ``os.kill(pid, 0)``.  Windows asks ``OpenProcess`` and
+    ``GetExitCodeProcess`` instead: there ``os.kill(pid, 0)`` would send the
+    process a Ctrl-C (``signal.CTRL_C_EVENT`` is 0).
+
+    Parameters
+    ----------
+    pid : int
+        A process id.
+
+    Returns
+    -------
+    bool
+    """
+    if os.name == "nt":
+        return _windows_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -66,6 +83,22 @@ def _alive(pid: int) -> bool:
     except OSError:  # e.g. another user's process: alive
         return True
     return True
+
+
+def _windows_alive(pid: int) -> bool:
+    import ctypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return ctypes.get_last_error() == 5  # ERROR_ACCESS_DENIED: it exists
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True
+        return code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 @contextlib.contextmanager

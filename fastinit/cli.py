@@ -89,12 +89,12 @@ def _committed(out: Path | None, command: str) -> tuple[int, int] | None:
     Every run that writes its files rewrites that list (a new file), so a
     change of identity during the run says its files were written.
     """
-    from fastinit.experiments._common import _LISTING
+    from fastinit.experiments._common import LISTING
 
     if out is None:
         return None
     try:
-        st = (out / _LISTING.format(command)).stat()
+        st = (out / LISTING.format(command)).stat()
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns)

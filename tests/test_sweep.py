@@ -485,6 +485,41 @@ def test_a_local_pool_runs_only_as_many_workers_as_fit_in_memory(tmp_path, monke
     assert spec_module.workers_in_memory(spec, 4) == (4, "")
 
 
+def test_a_local_dask_cluster_runs_only_as_many_workers_as_fit_in_memory(tmp_path, monkeypatch,
+                                                                          capsys):  # fmt: skip
+    """--dask local runs its workers on this machine: the local pool's memory cap applies."""
+    from fastinit.sweep import execute as execute_module
+
+    text = 'experiment = "selftest"\n[grid]\niterations = [10, 1000]\nseed = [0, 1]\n'
+    p = write(tmp_path, text, "dask.toml")
+    need = runners.LIST_CURVE_BYTES * 1000
+    monkeypatch.setattr(spec_module, "available_memory", lambda: need * 5 // 2)
+    monkeypatch.setattr(execute_module, "available_cores", lambda: 4)
+    made = []
+
+    class Given(SerialExecutor):  # records nothing, runs nothing: no cluster is started
+        def results(self, items, skip=None):
+            yield from ()
+
+    def factory(kind="local", *, workers=None, dask=None):
+        made.append((workers, dask))
+        return Given()
+
+    monkeypatch.setattr(execute_module, "make_executor", factory)
+    for i, (workers, dask, expected) in enumerate([
+        (4, "local", 2),  # asked for 4, 2 fit
+        (None, "local", 2),  # one per core (4), 2 fit
+        (1, "local", 1),
+        (None, "tcp://127.0.0.1:9", None),  # a remote cluster's workers have their own memory
+    ]):  # fmt: skip
+        made.clear()
+        run_sweep(p, tmp_path / f"r{i}.sqlite", dask=dask, workers=workers, progress=False)
+        assert made == [(expected, dask)], (workers, dask)
+        err = capsys.readouterr().err
+        asked = workers or 4
+        assert (f"running 2 workers, not the {asked} requested" in err) == (expected == 2), err
+
+
 def test_the_available_memory_is_what_this_machine_has():
     available = available_memory()
     if available is None:
@@ -1080,3 +1115,243 @@ def test_a_sweeps_signal_run_draws_no_progress_bar(monkeypatch, experiment):
     cfg = runners.full_config(experiment, {"depth": 2, "width": 8, "samples": 16})
     assert runners.run(cfg)["status"] == "ok"
     assert seen["progress"] is False
+
+
+# ----------------------------------------------------------------------------- claims
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # reaped: the pid names no process now
+    return proc.pid
+
+
+def _claims(db: Path) -> list[dict]:
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    rows = [dict(r) for r in con.execute("SELECT * FROM claims")]
+    con.close()
+    return rows
+
+
+def test_two_sweeps_of_one_database_never_run_a_claimed_run_twice(tmp_path, monkeypatch):
+    """A second sweep started while the first runs seed 0 skips seed 0, says so, runs the rest."""
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1, 2]\n')
+    db = tmp_path / "r.sqlite"
+    execute, ran, other = runners.execute, [], []
+
+    def racing(config):
+        ran.append(config["seed"])
+        if not other:  # while the first sweep runs its first run, a second sweep starts
+            other.append(None)
+            claims = _claims(db)
+            assert len(claims) == 1 and claims[0]["pid"] == os.getpid(), claims
+            assert claims[0]["started"] <= claims[0]["lease"] <= time.time()
+            other[0] = run_sweep(spec, db, workers=0, progress=False)
+        return execute(config)
+
+    monkeypatch.setattr(runners, "execute", racing)
+    first = run_sweep(spec, db, workers=0, progress=False)
+    second = other[0]
+    assert sorted(ran) == [0, 1, 2]  # each run computed once, by one sweep or the other
+    assert second.ran == 2 and second.running_elsewhere == 1 and second.taken == 0
+    assert "1 more being run by another sweep" in second.table()
+    assert "it will record them" in second.table()
+    assert first.ran == 1 and first.taken == 2 and first.running_elsewhere == 0
+    assert "being run by another sweep" not in first.table()
+    rows = db_rows(db)
+    assert len(rows) == 3 and all(r["attempts"] == 1 and r["status"] == "ok" for r in rows)
+    assert _claims(db) == []  # every claim released as its run was recorded
+
+
+def test_claims_of_live_and_stale_claimants(tmp_path):
+    """A live claim is refused; a dead pid's (this host) or an expired lease's is taken over."""
+    from fastinit.sweep.store import LEASE_SECONDS, Claimant
+
+    cfg = runners.full_config("selftest", {"seed": 0})
+    key = config_key(cfg)
+    with Store(tmp_path / "r.sqlite") as a, Store(tmp_path / "r.sqlite") as b:
+        me, other = Claimant(), Claimant()
+        assert a.claim(key, other) == "claimed"
+        assert b.claim(key, me) == "busy"  # this process, another sweep: alive
+        assert a.claim(key, other) == "claimed"  # its own claim again
+        a.release(other)
+        assert a.claims() == {}
+        for holder, live in [
+            (Claimant(pid=_dead_pid()), False),  # this host, its process is gone
+            (Claimant(host="elsewhere.example", pid=_dead_pid()), True),  # a pid of another host
+        ]:  # fmt: skip
+            assert a.claim(key, holder) == "claimed"
+            assert b.claim(key, me) == ("busy" if live else "claimed"), holder
+            if live:  # another host's claim goes stale when its lease is not renewed
+                a.renew(holder)
+                b.conn.execute("UPDATE claims SET lease = lease - ?", (LEASE_SECONDS + 1,))
+                b.conn.commit()
+                assert b.claim(key, me) == "claimed"
+            (claim,) = a.claims().values()
+            assert (claim["host"], claim["pid"], claim["token"]) == (me.host, me.pid, me.token)
+            b.release(me)
+        # recording a run releases its claimant's claim in the same transaction, no other
+        assert b.claim(key, me) == "claimed"
+        a.record(key, cfg, runners.execute(cfg), "t", claimant=other)
+        assert list(a.claims()) == [key]
+        a.record(key, cfg, runners.execute(cfg), "t", claimant=me)
+        assert a.claims() == {}
+        assert b.claim(key, me) == "recorded"  # nothing to run
+
+
+def test_a_sweep_takes_over_the_claims_of_a_dead_sweep(tmp_path):
+    from fastinit.sweep.store import Claimant
+
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1, 2]\n')
+    db = tmp_path / "r.sqlite"
+    dead = Claimant(pid=_dead_pid())
+    with Store(db) as store:
+        for key, _ in load_spec(spec).keyed_runs():
+            assert store.claim(key, dead) == "claimed"
+    summary = run_sweep(spec, db, workers=0, progress=False)
+    assert summary.ran == 3 and summary.running_elsewhere == 0
+    assert _claims(db) == [] and len(db_rows(db)) == 3
+
+
+def test_a_live_claim_is_skipped_until_it_goes_stale(tmp_path):
+    """A run another live sweep holds is reported, not run; once that sweep is gone it runs."""
+    from fastinit.sweep.store import Claimant
+
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1, 2]\n')
+    db = tmp_path / "r.sqlite"
+    (key, _), *_ = load_spec(spec).keyed_runs()
+    holder = Claimant()  # another sweep of this process: alive
+    with Store(db) as store:
+        assert store.claim(key, holder) == "claimed"
+    summary = run_sweep(spec, db, workers=0, progress=False)
+    assert summary.ran == 2 and summary.running_elsewhere == 1
+    table = summary.table()
+    assert f"1 more being run by another sweep of {db} ({holder.host}:{holder.pid})" in table
+    assert [c["token"] for c in _claims(db)] == [holder.token]  # its claim stays
+    assert key not in {r["key"] for r in db_rows(db)}
+    with Store(db) as store:  # the other sweep is interrupted: its claim is released
+        store.release(holder)
+    summary = run_sweep(spec, db, workers=0, progress=False)
+    assert summary.ran == 1 and summary.skipped == 2 and summary.running_elsewhere == 0
+
+
+def test_a_claim_taken_over_during_the_sweep_is_run_at_its_end(tmp_path, monkeypatch):
+    """The other sweep dies while this one runs: its run is picked up in the same sweep."""
+    from fastinit.sweep.store import Claimant
+
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1, 2]\n')
+    db = tmp_path / "r.sqlite"
+    keyed = load_spec(spec).keyed_runs()
+    holder = Claimant()
+    with Store(db) as store:
+        assert store.claim(keyed[0][0], holder) == "claimed"
+    execute, ran = runners.execute, []
+
+    def dying(config):  # the other sweep's process is gone once this one ran a run
+        ran.append(config["seed"])
+        with Store(db) as store:
+            store.release(holder)
+        return execute(config)
+
+    monkeypatch.setattr(runners, "execute", dying)
+    summary = run_sweep(spec, db, workers=0, progress=False)
+    assert sorted(ran) == [0, 1, 2] and ran[-1] == keyed[0][1]["seed"]  # the last: once free
+    assert summary.ran == 3 and summary.running_elsewhere == 0
+
+
+@pytest.mark.parametrize("how", ["failed", "KeyboardInterrupt", "executor error"])
+def test_claims_are_released_when_a_run_fails_or_the_sweep_stops(tmp_path, monkeypatch, how):
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1, 2]\n')
+    db = tmp_path / "r.sqlite"
+    execute, held = runners.execute, []
+
+    def run(config):
+        held.append(len(_claims(db)))  # this run is claimed while it runs
+        if how == "KeyboardInterrupt" and len(held) == 2:
+            raise KeyboardInterrupt
+        return execute(dict(config, fail=True))
+
+    class Broken(SerialExecutor):  # the executor itself fails after two runs
+        def results(self, items, skip=None):
+            for n, item in enumerate(super().results(items, skip)):
+                yield item
+                if n == 1:
+                    raise RuntimeError("the cluster went away")
+
+    monkeypatch.setattr(runners, "execute", run)
+    if how == "failed":
+        summary = run_sweep(spec, db, workers=0, progress=False)
+        assert summary.counts["failed"] == 3
+    else:
+        error = KeyboardInterrupt if how == "KeyboardInterrupt" else RuntimeError
+        executor = Broken() if how == "executor error" else None
+        with pytest.raises(error):
+            run_sweep(spec, db, workers=0, executor=executor, progress=False)
+    assert held and all(n == 1 for n in held), held
+    assert _claims(db) == []
+
+
+def test_the_lease_of_a_sweeps_claims_is_renewed_while_it_runs(tmp_path):
+    from fastinit.sweep.store import Claimant, keep_alive
+
+    db = tmp_path / "r.sqlite"
+    me = Claimant()
+    with Store(db) as store:
+        assert store.claim("k", me) == "claimed"
+        store.conn.execute("UPDATE claims SET lease = 0")
+        store.conn.commit()
+        with keep_alive(db, me, interval=0.01):
+            deadline = time.monotonic() + 10
+            while store.claims()["k"]["lease"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert time.time() - store.claims()["k"]["lease"] < 10
+
+
+def test_two_sweep_processes_run_each_config_once(tmp_path):
+    """Two `fastinit sweep` commands on one database at once: every run computed once."""
+    spec = write(tmp_path, """\
+        experiment = "selftest"
+        [fixed]
+        sleep = 0.3
+        [grid]
+        seed = { start = 0, stop = 16 }
+        """)  # fmt: skip
+    db = tmp_path / "r.sqlite"
+    cmd = [sys.executable, "-m", "fastinit", "sweep", str(spec), "--db", str(db),
+           "--workers", "1", "--quiet"]  # fmt: skip
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while _count(db) < 1:  # the first is under way (a run in flight) before the second
+            assert first.poll() is None, first.stderr.read()
+            assert time.monotonic() < deadline, "the sweep wrote no rows"
+            time.sleep(0.02)
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0 and second.returncode == 0, (err, second.stderr)
+    ran = [int(o.split(" run now")[0].rsplit(", ", 1)[1]) for o in (out, second.stdout)]
+    assert sum(ran) == 16, (out, second.stdout)
+    assert "(its results kept)" not in out + second.stdout  # nothing computed twice
+    rows = db_rows(db)
+    assert len(rows) == 16 and all(r["attempts"] == 1 and r["status"] == "ok" for r in rows)
+    assert _claims(db) == []
+
+
+def test_a_process_is_alive_until_it_exits_and_windows_is_never_sent_a_signal(monkeypatch):
+    from fastinit import _files
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert _files.alive(child.pid) and _files.alive(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    assert not _files.alive(child.pid)
+    # on Windows os.kill(pid, 0) is a Ctrl-C (signal.CTRL_C_EVENT == 0) to the claimant
+    monkeypatch.setattr(_files.os, "name", "nt")
+    monkeypatch.setattr(_files.os, "kill", lambda *a: pytest.fail(f"os.kill{a} on Windows"))
+    asked = []
+    monkeypatch.setattr(_files, "_windows_alive", lambda pid: asked.append(pid) or False)
+    assert not _files.alive(1234) and asked == [1234]

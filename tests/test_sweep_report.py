@@ -418,6 +418,19 @@ def test_a_report_of_fewer_experiments_removes_the_previous_reports_other_direct
     assert set(json.loads((out / "summary.json").read_text())["experiments"]) == {"planar"}
 
 
+def test_a_report_lists_the_files_it_wrote_in_each_directory(tmp_path):
+    """The listing file (``_common.LISTING``) names the files the report wrote there."""
+    db = tmp_path / "r.sqlite"
+    _two_experiments(db, range(2))
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    for directory in (out, out / "planar", out / "selftest"):
+        listed = json.loads((directory / _common.LISTING.format("report")).read_text())
+        written = sorted(p.name for p in directory.iterdir()
+                         if p.is_file() and not p.name.startswith("."))  # fmt: skip
+        assert sorted(listed) == written and written, directory
+
+
 @pytest.mark.parametrize("refused", ["planar", "selftest"])
 def test_a_refused_directory_leaves_every_directory_as_it_was(tmp_path, refused):
     """Another command's file in one experiment's directory: nothing is replaced anywhere."""
@@ -425,7 +438,7 @@ def test_a_refused_directory_leaves_every_directory_as_it_was(tmp_path, refused)
     _two_experiments(db, range(2))
     out = tmp_path / "out"
     make_report(db, out, figures=False)
-    (out / refused / ".fastinit-planar-files.json").write_text('["summary.md"]')
+    (out / refused / _common.LISTING.format("planar")).write_text('["summary.md"]')
     before = _files(out)
     _two_experiments(db, range(2, 4))
     with pytest.raises(ValueError, match="output of `fastinit planar`"):

@@ -550,8 +550,8 @@ def check_unclaimed(directory: Path, owner: str, names: list[str], option: str =
     ValueError
         Naming ``option``, the first such file and the command that wrote it.
     """
-    head, tail = _LISTING.split("{}")
-    for listing in sorted(directory.glob(_LISTING.format("*"))):
+    head, tail = LISTING.split("{}")
+    for listing in sorted(directory.glob(LISTING.format("*"))):
         other = listing.name.removeprefix(head).removesuffix(tail)
         if other == owner:
             continue
@@ -654,7 +654,7 @@ class Output:
         """
         if self.owner is None or self.directory is None:
             return
-        listing = self.directory / _LISTING.format(self.owner)
+        listing = self.directory / LISTING.format(self.owner)
         names = sorted(p.name for p in self.written)
         try:
             before = json.loads(listing.read_text())
@@ -729,7 +729,11 @@ def commit_all(outputs: Sequence[Output]) -> None:
 
 
 _STAGING = ".writing-"  # staging directories: .writing-<host>-<pid>-<random>
-_LISTING = ".fastinit-{}-files.json"  # the files an owner wrote into a directory
+#: Name of the listing file of an owner (a command: ``planar``, ``report``, ...) in an
+#: output directory, ``.format(owner)``: a JSON list of the names of the files that
+#: owner last wrote into that directory.  A later run of the same owner removes the
+#: listed files it no longer writes; another owner refuses to replace a listed file.
+LISTING = ".fastinit-{}-files.json"
 
 
 def _remove_abandoned_staging(directory: Path) -> None:

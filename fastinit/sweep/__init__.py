@@ -13,6 +13,7 @@ module             what
                    configuration keys (SHA-256 of canonical JSON)
 ``runners``        one runner per experiment: flat config dict -> metrics and curves
 ``store``          the SQLite results database (WAL; one row per run, committed on arrival)
+                   and the claims of the runs sweeps are running now
 ``execute``        executors (in-process, local spawn pool, Dask) and :func:`run_sweep`
 ``report``         aggregation over seeds, CSV/Markdown tables, figures
 ``cli``            the ``sweep``, ``report`` and ``depth`` subcommands

@@ -27,7 +27,9 @@ Executors
 ``dask``
     ``--dask ADDRESS`` submits each run as a task to an existing Dask
     distributed scheduler; ``--dask local`` starts a ``LocalCluster`` on the
-    loopback interface (worker processes, one thread each, no dashboard).
+    loopback interface (worker processes, one thread each, no dashboard; one
+    per core unless ``--workers`` says, and, as a local pool, no more than the
+    memory available holds of the SPEC's largest run at once).
     Tasks call the installed package's functions, so workers need fastinit
     installed, nothing else.
 
@@ -47,11 +49,31 @@ Interruption
 ------------
 Every finished run is committed before the next result is handled, so killing
 the sweep (Ctrl-C, SIGTERM, SIGKILL) loses only the runs in flight; rerunning
-the same command runs exactly the missing ones.  Two sweeps writing one
-database at the same time share the work: before a run starts, each checks
-that the other has not recorded it ``ok`` or ``diverged`` since; a run both
-started keeps the first row recorded (the other's result, a failure included,
-does not replace it).
+the same command runs exactly the missing ones.
+
+Concurrent sweeps
+-----------------
+Several sweeps may write one database at once (the same or overlapping SPECs,
+from two terminals or from machines sharing the file system): they share the
+work and compute no run twice.  Just before a run is handed to the executor
+(a pool worker, or a Dask task submitted, up to ``8 x workers`` ahead) the
+sweep claims it in the database's ``claims`` table
+(:meth:`fastinit.sweep.store.Store.claim`, one ``BEGIN IMMEDIATE``
+transaction): a run recorded ``ok`` or ``diverged`` meanwhile is not run
+(``taken`` in the summary), a run another live sweep claimed is skipped.  A
+thread renews the lease of the sweep's claims every 30 s; a claim is stale,
+and taken over, when its sweep's process is gone (this host: its pid no longer
+runs) or its lease is older than
+:data:`fastinit.sweep.store.LEASE_SECONDS` (300 s; any host).  After a pass
+over its runs, the sweep offers the skipped ones again (a claim gone stale
+meanwhile is taken over and run) until a pass claims nothing; those still held
+are counted in the summary (``running_elsewhere``: the other sweep will record
+them).  A claim is released in the transaction that records its run (ok,
+diverged or failed), and every claim of the sweep when it stops (an error,
+Ctrl-C; a SIGKILL leaves them to go stale).  A run that two sweeps computed
+all the same (a stale claim taken over from a sweep that was still alive, an
+executor that does not ask ``skip``) keeps the first row recorded: the other's
+result, a failure included, does not replace it.
 """
 
 from __future__ import annotations
@@ -61,6 +83,7 @@ import contextlib
 import math
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -239,7 +262,7 @@ class SerialExecutor:
             ``(key, configuration)`` pairs.
         skip : callable, optional
             Asked with each key just before its run starts; True drops the run
-            (another sweep of the database recorded it meanwhile).
+            (another sweep of the database recorded or claimed it meanwhile).
 
         Yields
         ------
@@ -819,6 +842,11 @@ class SweepSummary:
     taken : int
         Runs that another sweep writing the same database recorded (ok or
         diverged) after this one started and before their turn came: not run.
+    running_elsewhere : int
+        Runs not run because another live sweep of the same database claimed
+        them (it is running them and will record them).
+    claimants : list of str
+        ``host:pid`` of the sweeps holding those runs at the end.
     seconds : float
         Wall time of this invocation, start-up included.
     startup_seconds : float
@@ -837,6 +865,8 @@ class SweepSummary:
     requeued: int = 0
     concurrent: int = 0
     taken: int = 0
+    running_elsewhere: int = 0
+    claimants: list[str] = field(default_factory=list)
     seconds: float = 0.0
     startup_seconds: float = 0.0
     executor: str = ""
@@ -874,6 +904,12 @@ class SweepSummary:
                 f"  {self.taken} more recorded meanwhile by another sweep of {self.db} "
                 "(not run again)"
             )
+        if self.running_elsewhere:
+            by = f" ({', '.join(self.claimants)})" if self.claimants else ""
+            lines.append(
+                f"  {self.running_elsewhere} more being run by another sweep of {self.db}{by}: "
+                "not run here, it will record them (run this command again to check)"
+            )
         if self.concurrent:
             lines.append(
                 f"  {self.concurrent} of them recorded meanwhile by another sweep of {self.db} "
@@ -901,6 +937,79 @@ def _workers_in_memory(spec: Any, workers: Any) -> Any:
     return fit
 
 
+def _own_executor(spec: Any, kind: str | None, workers: Any, dask: str | None, todo: int) -> Any:
+    """The executor ``run_sweep`` makes: workers on this machine capped by its memory."""
+    kind = kind or "local"
+    n = workers
+    if n is None and dask is None and kind == "local":
+        n = min(available_cores(), max(todo, 1))
+    if not n and dask == "local":  # a LocalCluster: one worker per core unless told
+        n = available_cores()
+    if todo and (dask == "local" or (dask is None and kind == "local")):
+        n = _workers_in_memory(spec, n)
+    return make_executor(kind, workers=n, dask=dask)
+
+
+def _run_claimed(
+    executor: Any,
+    todo: list[Item],
+    store: Any,
+    name: str,
+    summary: SweepSummary,
+    bar: SweepProgress,
+) -> None:
+    """Run ``todo`` on ``executor``, claiming each run first (module docstring: Concurrent sweeps).
+
+    Runs another live sweep holds are skipped, then offered again after each
+    pass that claimed something (a claim gone stale is taken over, a run recorded
+    meanwhile counts as taken); those still held at the end are counted in
+    ``summary.running_elsewhere``.  Every claim left is released on the way out.
+    """
+    from fastinit.sweep.store import Claimant, keep_alive
+
+    configs = dict(todo)
+    claimant = Claimant()
+    busy: set[str] = set()
+    claimed = [0]
+
+    def skip(key: str) -> bool:  # asked by the executor just before the run starts
+        state = store.claim(key, claimant)
+        busy.discard(key)
+        if state == "claimed":
+            claimed[0] += 1
+            return False
+        if state == "busy":
+            busy.add(key)
+        else:  # another sweep of the database recorded it meanwhile
+            summary.taken += 1
+            bar.update("elsewhere")
+        return True
+
+    items = todo
+    try:
+        with keep_alive(store.path, claimant):
+            while items:
+                before = claimed[0]
+                for key, result in executor.results(items, skip=skip):
+                    with deferred_interrupt():  # a Ctrl-C never splits a commit
+                        written = store.record(
+                            key, configs[key], result, name, keep_done=True, claimant=claimant
+                        )
+                    if not written:  # a concurrent sweep recorded this run first: its row stays
+                        summary.concurrent += 1
+                    summary.counts[result["status"]] = summary.counts.get(result["status"], 0) + 1
+                    bar.update(result["status"])
+                items = [(k, c) for k, c in todo if k in busy] if claimed[0] > before else []
+    finally:
+        with deferred_interrupt(), contextlib.suppress(sqlite3.Error):
+            store.release(claimant)  # as far as possible: a claim left behind goes stale
+    summary.running_elsewhere = len(busy)
+    holders = store.claims(busy).values()
+    summary.claimants = sorted({f"{c['host']}:{c['pid']}" for c in holders})
+    for _ in busy:
+        bar.update("elsewhere")
+
+
 def run_sweep(
     spec: Any,
     db: Any,
@@ -922,13 +1031,15 @@ def run_sweep(
         The results database (created if missing).
     executor : executor or str, optional
         A started or unstarted executor (then it is left open for reuse; its
-        ``results(items, skip=...)`` is asked before each run whether another
-        sweep recorded it meanwhile), or ``'local'``, ``'serial'``; default
-        ``'local'`` (``'dask'`` when ``dask`` is given).
+        ``results(items, skip=...)`` calls ``skip(key)`` before each run, which
+        claims the run, or says to drop it: another sweep recorded or claimed
+        it meanwhile), or ``'local'``, ``'serial'``; default ``'local'``
+        (``'dask'`` when ``dask`` is given).
     workers : int, optional
         Worker processes (default: one per core; 0 runs in-process).  A local
-        pool runs fewer (at least one, said on stderr) when that many of the
-        SPEC's largest run would not fit in the memory available at once.
+        pool or ``dask='local'`` runs fewer (at least one, said on stderr) when
+        that many of the SPEC's largest run would not fit in the memory
+        available at once.
     dask : str, optional
         Dask scheduler address, or ``'local'`` for a LocalCluster.
     retry_failed : bool
@@ -958,13 +1069,7 @@ def run_sweep(
     summary = SweepSummary(spec.name, store.path, len(runs), len(done))
     own_executor = executor is None or isinstance(executor, str)
     if own_executor:
-        kind = executor or "local"
-        n = workers
-        if n is None and dask is None and kind == "local":
-            n = min(available_cores(), max(len(todo), 1))
-        if dask is None and kind == "local" and todo:
-            n = _workers_in_memory(spec, n)
-        executor = make_executor(kind, workers=n, dask=dask)
+        executor = _own_executor(spec, executor, workers, dask, len(todo))
     summary.executor = executor.describe()
     bar = SweepProgress(len(todo), enabled=progress, stream=stream)
     startup0 = executor.startup_seconds
@@ -975,22 +1080,7 @@ def run_sweep(
             summary.startup_seconds = executor.startup_seconds - startup0
             bar.restart_clock()
             bar.draw(force=True)
-            configs = dict(todo)
-
-            def taken(key: str) -> bool:  # another sweep of the database finished it meanwhile
-                if store.status(key) not in ("ok", "diverged"):
-                    return False
-                summary.taken += 1
-                bar.update("elsewhere")
-                return True
-
-            for key, result in executor.results(todo, skip=taken):
-                with deferred_interrupt():  # a Ctrl-C never splits a commit
-                    written = store.record(key, configs[key], result, spec.name, keep_done=True)
-                if not written:  # a concurrent sweep recorded this run first: its row stays
-                    summary.concurrent += 1
-                summary.counts[result["status"]] = summary.counts.get(result["status"], 0) + 1
-                bar.update(result["status"])
+            _run_claimed(executor, todo, store, spec.name, summary, bar)
     except BaseException:
         executor.abort()
         raise

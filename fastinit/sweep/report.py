@@ -765,10 +765,10 @@ def _previous_experiments(root: Path) -> set[str]:
     wrote in ``root`` names that file (a summary.json of the user's or of another
     command names nothing to remove), each a directory (not a link) of ``root``.
     """
-    from fastinit.experiments._common import _LISTING
+    from fastinit.experiments._common import LISTING
 
     try:
-        listed = json.loads((root / _LISTING.format("report")).read_text())
+        listed = json.loads((root / LISTING.format("report")).read_text())
         if not isinstance(listed, list) or "summary.json" not in listed:
             return set()
         experiments = json.loads((root / "summary.json").read_text()).get("experiments")
@@ -788,10 +788,10 @@ def _remove_emptied(outputs: Sequence[Any]) -> None:
     Their commit removed the files the previous report listed there; the list
     (now empty) goes too, then the directory unless the user's files are in it.
     """
-    from fastinit.experiments._common import _LISTING
+    from fastinit.experiments._common import LISTING
 
     for output in outputs:
-        listing = output.directory / _LISTING.format("report")
+        listing = output.directory / LISTING.format("report")
         with contextlib.suppress(OSError, ValueError):
             if json.loads(listing.read_text()) == []:
                 listing.unlink()

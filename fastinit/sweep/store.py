@@ -24,23 +24,57 @@ finished run, and a rerun skips every key already present.  WAL mode lets
 ``fastinit report`` read while a sweep writes; ``synchronous=NORMAL`` keeps
 every committed transaction across a crash of the process (only a power loss
 may drop the last ones).
+
+Table ``claims`` (one row per run a sweep is running now)::
+
+    key        TEXT PRIMARY KEY  the run's configuration key
+    host       TEXT              host name of the claimant (the sweep process)
+    pid        INTEGER           its process id
+    token      TEXT              random id of the claimant (two sweeps of one process differ)
+    started    REAL              Unix time of the claim
+    lease      REAL              Unix time the claimant last renewed the claim
+
+Several sweeps may write one database at once (two terminals, or machines
+sharing a file system).  Before a run starts, its sweep claims it
+(:meth:`Store.claim`): one ``BEGIN IMMEDIATE`` transaction (SQLite's write
+lock is the only lock) that reads the run's row and claim and writes the claim
+only if the run is not recorded ok or diverged and no other *live* claimant
+holds it.  A claim is stale, and taken over, when its claimant's process is
+gone (same host: the pid no longer runs) or its lease is more than
+:data:`LEASE_SECONDS` old (any host: a live sweep renews the lease of all its
+claims every ``LEASE_SECONDS / 10``, :func:`keep_alive`; hosts' clocks must
+agree to well within that; SQLite documents that WAL mode does not work over
+a network file system, so sweeps on several machines are better one sweep on a
+Dask cluster).  :meth:`Store.record` releases the claim in the
+transaction that writes the run's row, so another sweep sees the run either
+claimed or recorded, never neither; :meth:`Store.release` drops every claim
+of a sweep that stops (an error, Ctrl-C).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "Store", "json_safe"]
+from fastinit._files import alive
+from fastinit._files import host as _host
+
+__all__ = ["LEASE_SECONDS", "SCHEMA_VERSION", "Claimant", "Store", "json_safe", "keep_alive"]
 
 SCHEMA_VERSION = 1
 DONE = ("ok", "diverged", "failed")
+#: Seconds after its last renewal that a claim of a run is stale, whatever its host.
+LEASE_SECONDS = 300.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -62,7 +96,16 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs (experiment, status);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (
+    key     TEXT PRIMARY KEY,
+    host    TEXT NOT NULL,
+    pid     INTEGER NOT NULL,
+    token   TEXT NOT NULL,
+    started REAL NOT NULL,
+    lease   REAL NOT NULL
+);
 """
+_CLAIM_COLUMNS = ("host", "pid", "token", "started", "lease")
 
 _COLUMNS = (
     "key", "experiment", "sweep", "config", "status", "metrics", "curves", "error", "started",
@@ -112,6 +155,85 @@ def json_safe(value: Any) -> Any:
 
 def _dumps(value: Any) -> str:
     return json.dumps(json_safe(value), separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """Who claims runs in the ``claims`` table: one sweep (by default this process, anew).
+
+    Attributes
+    ----------
+    host : str
+        Host name (:func:`fastinit._files.host`).
+    pid : int
+        Process id on that host.
+    token : str
+        Random id: two sweeps of one process (two
+        :func:`fastinit.sweep.execute.run_sweep` calls) differ.
+    """
+
+    host: str = field(default_factory=_host)
+    pid: int = field(default_factory=os.getpid)
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}"
+
+
+def _stale(claim: dict[str, Any], now: float) -> bool:
+    """Whether a claim's claimant is gone: its lease expired, or its process on this host."""
+    if now - claim["lease"] > LEASE_SECONDS:
+        return True
+    return claim["host"] == _host() and not alive(claim["pid"])
+
+
+@contextlib.contextmanager
+def keep_alive(
+    path: str | os.PathLike[str], claimant: Claimant, interval: float = LEASE_SECONDS / 10
+) -> Iterator[None]:
+    """Renew the lease of ``claimant``'s claims every ``interval`` seconds during the block.
+
+    A daemon thread with its own connection to the database; a renewal that
+    finds the database locked, or fails otherwise, waits for the next one.
+
+    Parameters
+    ----------
+    path : path-like
+        The results database.
+    claimant : Claimant
+        Whose claims.
+    interval : float
+        Seconds between renewals (well under :data:`LEASE_SECONDS`).
+
+    Yields
+    ------
+    None
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        conn = None
+        try:
+            while not stop.wait(interval):
+                with contextlib.suppress(sqlite3.Error):
+                    conn = conn or sqlite3.connect(path, timeout=interval)
+                    with conn:
+                        _renew(conn, claimant)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    thread = threading.Thread(target=beat, name="fastinit-sweep-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _renew(conn: sqlite3.Connection, claimant: Claimant) -> None:
+    conn.execute("UPDATE claims SET lease = ? WHERE token = ?", (time.time(), claimant.token))
 
 
 class Store:
@@ -289,7 +411,88 @@ class Store:
         """
         return dict(self.conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"))
 
+    def claims(self, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The runs claimed now (by live sweeps, or stale claims not yet taken over).
+
+        Parameters
+        ----------
+        keys : iterable of str, optional
+            Only these keys (default: every claim).
+
+        Returns
+        -------
+        dict
+            ``{key: {"host", "pid", "token", "started", "lease"}}``.
+        """
+        rows = self.conn.execute(f"SELECT key, {', '.join(_CLAIM_COLUMNS)} FROM claims")
+        found = {key: dict(zip(_CLAIM_COLUMNS, rest, strict=True)) for key, *rest in rows}
+        return found if keys is None else {k: found[k] for k in keys if k in found}
+
     # ------------------------------------------------------------------------- writing
+    def claim(self, key: str, claimant: Claimant) -> str:
+        """Claim a run before it starts, unless it is recorded or another live sweep holds it.
+
+        One ``BEGIN IMMEDIATE`` transaction: of two sweeps claiming one run at
+        once, one claims it, the other finds it claimed.
+
+        Parameters
+        ----------
+        key : str
+            The configuration key.
+        claimant : Claimant
+            This sweep.
+
+        Returns
+        -------
+        str
+            ``"claimed"`` (now ``claimant``'s: unclaimed, claimed by ``claimant``
+            already, or a stale claim taken over), ``"recorded"`` (recorded ok or
+            diverged: nothing to run) or ``"busy"`` (another live claimant's).
+        """
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            state = self._claim(key, claimant)
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
+        return state
+
+    def _claim(self, key: str, claimant: Claimant) -> str:
+        if self.status(key) in ("ok", "diverged"):
+            return "recorded"
+        now = time.time()
+        held = self.claims([key]).get(key)
+        if held is not None and held["token"] != claimant.token and not _stale(held, now):
+            return "busy"
+        self.conn.execute(
+            "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?)",
+            (key, claimant.host, claimant.pid, claimant.token, now, now),
+        )
+        return "claimed"
+
+    def renew(self, claimant: Claimant) -> None:
+        """Renew the lease of every claim of ``claimant`` (now), and commit.
+
+        Parameters
+        ----------
+        claimant : Claimant
+            Whose claims.
+        """
+        with self.conn:
+            _renew(self.conn, claimant)
+
+    def release(self, claimant: Claimant) -> None:
+        """Drop every claim of ``claimant`` (a sweep that stops), and commit.
+
+        Parameters
+        ----------
+        claimant : Claimant
+            Whose claims.
+        """
+        with self.conn:
+            self.conn.execute("DELETE FROM claims WHERE token = ?", (claimant.token,))
+
     def record(
         self,
         key: str,
@@ -298,6 +501,7 @@ class Store:
         sweep: str | None = None,
         *,
         keep_done: bool = False,
+        claimant: Claimant | None = None,
     ) -> bool:
         """Write one finished run and commit.
 
@@ -317,6 +521,9 @@ class Store:
             same time may have recorded this run since this one started; its
             result is not replaced, by a failure least of all, nor counted
             twice in ``attempts``).  A ``failed`` row is always replaced.
+        claimant : Claimant, optional
+            Release this claimant's claim of the run in the same transaction
+            (another claimant's claim stays).
 
         Returns
         -------
@@ -342,7 +549,12 @@ class Store:
         )
         with self.conn:
             cursor = self.conn.execute(_UPSERT_KEEP_DONE if keep_done else _UPSERT, values)
-        return cursor.rowcount > 0
+            written = cursor.rowcount > 0
+            if claimant is not None:
+                self.conn.execute(
+                    "DELETE FROM claims WHERE key = ? AND token = ?", (key, claimant.token)
+                )
+        return written
 
 
 def _dumps_config(config: dict[str, Any]) -> str:
