@@ -1198,6 +1198,22 @@ def test_claims_of_live_and_stale_claimants(tmp_path):
         assert b.claim(key, me) == "recorded"  # nothing to run
 
 
+def test_a_claim_of_an_earlier_process_with_this_pid_is_stale(tmp_path):
+    # a container restarted with the same host name runs the sweep as pid 1 again
+    from fastinit.sweep.store import Claimant
+
+    key = config_key(runners.full_config("selftest", {"seed": 0}))
+    with Store(tmp_path / "r.sqlite") as store:
+        me = Claimant()
+        with store.conn:  # the claim a killed process with this pid left behind
+            store.conn.execute(
+                "INSERT INTO claims VALUES (?, ?, ?, ?, ?, ?)",
+                (key, me.host, me.pid, "0" * 32, time.time(), time.time()),
+            )
+        assert store.claim(key, me) == "claimed"
+        assert store.claims()[key]["token"] == me.token
+
+
 def test_a_sweep_takes_over_the_claims_of_a_dead_sweep(tmp_path):
     from fastinit.sweep.store import Claimant
 

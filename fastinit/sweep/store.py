@@ -40,7 +40,8 @@ sharing a file system).  Before a run starts, its sweep claims it
 lock is the only lock) that reads the run's row and claim and writes the claim
 only if the run is not recorded ok or diverged and no other *live* claimant
 holds it.  A claim is stale, and taken over, when its claimant's process is
-gone (same host: the pid no longer runs) or its lease is more than
+gone (same host: the pid no longer runs, or it is this process's pid reused
+by an earlier process, its token held by no claimant here) or its lease is more than
 :data:`LEASE_SECONDS` old (any host: a live sweep renews the lease of all its
 claims every ``LEASE_SECONDS / 10``, :func:`keep_alive`; hosts' clocks must
 agree to well within that; SQLite documents that WAL mode does not work over
@@ -61,6 +62,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,15 +178,31 @@ class Claimant:
     pid: int = field(default_factory=os.getpid)
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
+    def __post_init__(self) -> None:
+        _CLAIMANTS[self.token] = self  # while this object lives, its claims are live here
+
     def __str__(self) -> str:
         return f"{self.host}:{self.pid}"
 
 
+_CLAIMANTS: weakref.WeakValueDictionary[str, Claimant] = weakref.WeakValueDictionary()
+
+
 def _stale(claim: dict[str, Any], now: float) -> bool:
-    """Whether a claim's claimant is gone: its lease expired, or its process on this host."""
+    """Whether a claim's claimant is gone: its lease expired, or its process on this host.
+
+    A claim with this process's host and pid but a token no claimant of this
+    process holds was made by an earlier process that had the same pid (a
+    container restarted with the same host name runs its command as pid 1
+    again): gone too.
+    """
     if now - claim["lease"] > LEASE_SECONDS:
         return True
-    return claim["host"] == _host() and not alive(claim["pid"])
+    if claim["host"] != _host():
+        return False
+    if claim["pid"] == os.getpid():
+        return claim["token"] not in _CLAIMANTS
+    return not alive(claim["pid"])
 
 
 @contextlib.contextmanager
