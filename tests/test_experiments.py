@@ -808,3 +808,86 @@ def test_symmetry_is_measured_on_the_weights_whatever_the_inits_name():
     np.testing.assert_array_equal(r.incoming["std=0"], zeros.incoming["zeros"])
     np.testing.assert_array_equal(r.loss["std=0"], zeros.loss["zeros"])
     assert r.summary()["results"]["std=0"]["symmetric_throughout"] is True
+
+
+def _figure_panels(monkeypatch):
+    """Record, as each figure is saved, its file name and every panel's plotted histogram."""
+    from matplotlib.figure import Figure
+
+    saved = {}
+    savefig = Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        panels = {}
+        for ax in fig.axes:
+            row, col = ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start
+            panels[(row, col)] = [
+                (p.get_data().values.copy(), p.get_data().edges.copy(), p.get_facecolor())
+                for p in ax.patches
+            ] + [ax.get_title(), ax.get_ylabel()]
+        saved[os.path.basename(path)] = (fig.get_suptitle(), panels)
+        return savefig(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return saved
+
+
+def test_histogram_figures_plot_the_counts_of_the_csv(tmp_path, monkeypatch):
+    from matplotlib import colors, rcParams
+
+    saved = _figure_panels(monkeypatch)
+    inits, acts, layers = ("std=1", "xavier", "he"), ("sigmoid", "relu"), 3
+    run_histogram(inits, acts, layers=layers, width=20, samples=50, bins=7, out=tmp_path,
+                  progress=False)  # fmt: skip
+    names = {f"{kind}_{act}.png" for kind in ("activations", "gradients") for act in acts}
+    assert set(saved) == names
+    assert names <= {p.name for p in tmp_path.iterdir()}
+    with open(tmp_path / "histograms.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    first = colors.to_rgba(rcParams["axes.prop_cycle"].by_key()["color"][0])
+    for act in acts:
+        for kind, csv_kind in (("activations", "activation"), ("gradients", "gradient")):
+            suptitle, panels = saved[f"{kind}_{act}.png"]
+            assert suptitle == f"{act}: {kind} per layer"
+            assert len(panels) == len(inits) * layers
+            for r, name in enumerate(inits):
+                for k in range(layers):
+                    mine = [
+                        row for row in rows
+                        if (row["kind"], row["init"], row["activation"], row["layer"])
+                        == (csv_kind, name, act, str(k + 1))
+                    ]  # fmt: skip
+                    (values, edges, color), title, ylabel = panels[(r, k)]  # one histogram
+                    assert values.tolist() == [int(row["count"]) for row in mine]
+                    np.testing.assert_allclose(edges[:-1], [float(row["lo"]) for row in mine])
+                    np.testing.assert_allclose(edges[1:], [float(row["hi"]) for row in mine])
+                    assert color[:3] == pytest.approx(first[:3])  # every panel the first colour
+                    assert title == (f"{k + 1}-layer" if r == 0 else "")
+                    assert ylabel == (name if k == 0 else "")
+
+
+def test_histogram_figures_share_one_grid_and_are_drawn_once(tmp_path, monkeypatch):
+    # the figures took 7 of the command's 11 s: a new grid of axes per figure, and
+    # savefig drew each twice (to lay it out, then to render it) at another dpi
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    calls = {"draw": 0, "axes": 0, "dpi": set()}
+    draw, axes_init = Figure.draw, Axes.__init__
+
+    def counted_draw(fig, renderer):
+        calls["draw"] += 1
+        calls["dpi"].add(fig.dpi)
+        return draw(fig, renderer)
+
+    def counted_axes(ax, *args, **kwargs):
+        calls["axes"] += 1
+        return axes_init(ax, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "draw", counted_draw)
+    monkeypatch.setattr(Axes, "__init__", counted_axes)
+    run_histogram(("std=1", "he"), ("sigmoid", "tanh", "relu"), layers=3, width=10,
+                  samples=20, bins=5, out=tmp_path, progress=False)  # fmt: skip
+    assert calls["draw"] == 6  # one per figure
+    assert calls["axes"] == 2 * 3  # one grid of inits x layers for all six
+    assert len(calls["dpi"]) == 1  # drawn at the dpi it was laid out at

@@ -698,9 +698,39 @@ class Output:
         self.text(name, text.getvalue())
 
     def figure(self, name: str, fig: Any) -> None:
-        p = self.path(name)
-        if p is not None:
-            fig.savefig(p, dpi=110, bbox_inches="tight")
+        """Write ``fig`` as PNG file ``name``, cropped to its tight box, drawing it once.
+
+        The image ``savefig(bbox_inches="tight")`` gives (the tight bounding
+        box padded by ``savefig.pad_inches``, at :data:`FIGURE_DPI`), rendered
+        in one draw: ``savefig`` draws the figure once more first, to find
+        that box, and, for a figure made at another dpi, lays its text out
+        twice.  A figure with a layout engine still to run at draw time
+        (``layout="constrained"``) is saved by ``savefig`` as it is.
+
+        Parameters
+        ----------
+        name : str
+            The file name.
+        fig : matplotlib.figure.Figure
+            A figure on an Agg canvas (:func:`pyplot`), laid out already
+            (``tight_layout``), best made at :data:`FIGURE_DPI` (its dpi is set to it).
+        """
+        import matplotlib
+        from matplotlib.layout_engine import PlaceHolderLayoutEngine
+
+        path = self.path(name)
+        if path is None:
+            return
+        engine = fig.get_layout_engine()  # tight_layout() leaves a placeholder: nothing to run
+        if engine is not None and not isinstance(engine, PlaceHolderLayoutEngine):
+            fig.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight")
+            return
+        fig.set_layout_engine(None)  # with any engine, savefig draws once more to lay out
+        if fig.dpi != FIGURE_DPI:
+            fig.set_dpi(FIGURE_DPI)
+        box = fig.get_tightbbox(fig.canvas.get_renderer())
+        pad = matplotlib.rcParams["savefig.pad_inches"]  # as savefig pads its tight box
+        fig.savefig(path, dpi=FIGURE_DPI, bbox_inches=box.padded(pad))
 
 
 def commit_all(outputs: Sequence[Output]) -> None:
@@ -728,6 +758,7 @@ def commit_all(outputs: Sequence[Output]) -> None:
             output.commit()
 
 
+FIGURE_DPI = 110  # every figure's resolution; create figures at it (``dpi=FIGURE_DPI``)
 _STAGING = ".writing-"  # staging directories: .writing-<host>-<pid>-<random>
 #: Name of the listing file of an owner (a command: ``planar``, ``report``, ...) in an
 #: output directory, ``.format(owner)``: a JSON list of the names of the files that

@@ -43,6 +43,7 @@ from fastinit import random as _rng
 from fastinit._progress import ProgressBar
 from fastinit._validate import check_bool, check_dtype, check_int, value_errors
 from fastinit.experiments._common import (
+    FIGURE_DPI,
     Output,
     check_seed_range,
     parse_activations,
@@ -491,8 +492,9 @@ def plot_signal(
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(
-        2, len(depths), figsize=(3.4 * len(depths), 5.6), squeeze=False, sharey="row"
-    )
+        2, len(depths), figsize=(3.4 * len(depths), 5.6), squeeze=False, sharey="row",
+        dpi=FIGURE_DPI,
+    )  # fmt: skip
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for c, depth in enumerate(depths):
         for r, label in enumerate(("activation std", "gradient std (dL/dz)")):
@@ -571,8 +573,9 @@ def plot_signal_vs_depth(
     matplotlib.figure.Figure
     """
     fig, axes = plt.subplots(
-        2, len(activations), figsize=(4.0 * len(activations), 6.0), squeeze=False
-    )
+        2, len(activations), figsize=(4.0 * len(activations), 6.0), squeeze=False,
+        dpi=FIGURE_DPI,
+    )  # fmt: skip
     for c, act in enumerate(activations):
         for r, label in enumerate(("activation std, last layer", "gradient std, first layer")):
             ax = axes[r, c]

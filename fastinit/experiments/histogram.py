@@ -28,6 +28,7 @@ from fastinit import train as _train
 from fastinit._progress import ProgressBar
 from fastinit._validate import check_bool, check_dtype, check_int, check_seed, value_errors
 from fastinit.experiments._common import (
+    FIGURE_DPI,
     Output,
     parse_activations,
     parse_inits,
@@ -330,39 +331,69 @@ def _write(result: HistogramResult, output: Output, bar: ProgressBar) -> None:
             ]
     output.csv("histograms.csv", ["kind", "init", "activation", "layer", "lo", "hi", "count"], rows)
     plt = pyplot()
-    inits = result.config["inits"]
+    cfg = result.config
+    fig, axes = _grid(plt, cfg["inits"], cfg["layers"])
     done = len(result.act_counts)  # pairs measured; each figure drawn adds one
-    for act in result.config["activations"]:
-        for kind, counts, edges in (
-            ("activations", result.act_counts, result.act_edges),
-            ("gradients", result.grad_counts, result.grad_edges),
-        ):
-            fig = _grid(plt, inits, act, kind, counts, edges, result.config["layers"])
-            output.figure(f"{kind}_{act}.png", fig)
-            plt.close(fig)
-            done += 1
-            bar.update(done)
+    try:
+        for act in cfg["activations"]:
+            for kind, counts, edges in (
+                ("activations", result.act_counts, result.act_edges),
+                ("gradients", result.grad_counts, result.grad_edges),
+            ):
+                _plot(fig, axes, cfg["inits"], act, kind, counts, edges)
+                output.figure(f"{kind}_{act}.png", fig)
+                done += 1
+                bar.update(done)
+    finally:
+        plt.close(fig)
 
 
-def _grid(plt, inits, act, kind, counts, edges, layers):
+def _grid(plt: Any, inits: list[str], layers: int) -> tuple[Any, np.ndarray]:
+    """The one figure every histogram of a run is drawn on: a row per init, a column per layer.
+
+    Built once and redrawn by :func:`_plot` for each activation and kind:
+    making its axes anew for each figure took as long as drawing them.
+    """
     fig, axes = plt.subplots(
-        len(inits), layers, figsize=(2.4 * layers, 1.9 * len(inits)), squeeze=False
-    )
+        len(inits), layers, figsize=(2.4 * layers, 1.9 * len(inits)), squeeze=False,
+        dpi=FIGURE_DPI,
+    )  # fmt: skip
     for r, init in enumerate(inits):
-        e = edges[(init, act)]
         for k in range(layers):
             ax = axes[r, k]
-            c = counts[(init, act)][k]
-            ax.stairs(c, e, fill=True)
-            if kind == "activations" and act != "sigmoid" and e[0] == 0 and c[1:].max() > 0:
-                # as in the book's ReLU figure: clip the spike of zeros at the first bin
-                ax.set_ylim(0, 1.25 * c[1:].max())
             if r == 0:
                 ax.set_title(f"{k + 1}-layer")
             if k == 0:
                 ax.set_ylabel(init)
             else:
                 ax.set_yticks([])
+    return fig, axes
+
+
+def _plot(fig: Any, axes: np.ndarray, inits: list[str], act: str, kind: str,
+          counts: dict, edges: dict) -> None:  # fmt: skip
+    """Draw the ``kind`` histograms of ``act`` on the grid, laid out as on a new figure.
+
+    The previous figure's histograms, limits and colour cycle are cleared and
+    the layout starts from a new figure's, so each figure is the one a fresh
+    grid would give.
+    """
+    import matplotlib
+
+    sides = ("left", "bottom", "right", "top", "wspace", "hspace")
+    fig.subplots_adjust(**{s: matplotlib.rcParams[f"figure.subplot.{s}"] for s in sides})
+    for r, init in enumerate(inits):
+        e = edges[(init, act)]
+        for k, c in enumerate(counts[(init, act)]):
+            ax = axes[r, k]
+            for patch in list(ax.patches):
+                patch.remove()
+            ax.relim()
+            ax.set_autoscale_on(True)
+            ax.set_prop_cycle(None)  # the first colour, as on new axes
+            ax.stairs(c, e, fill=True)
+            if kind == "activations" and act != "sigmoid" and e[0] == 0 and c[1:].max() > 0:
+                # as in the book's ReLU figure: clip the spike of zeros at the first bin
+                ax.set_ylim(0, 1.25 * c[1:].max())
     fig.suptitle(f"{act}: {kind} per layer")
     fig.tight_layout()
-    return fig

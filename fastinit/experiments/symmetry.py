@@ -36,6 +36,7 @@ from fastinit._validate import (
     value_errors,
 )
 from fastinit.experiments._common import (
+    FIGURE_DPI,
     Output,
     check_hidden,
     parse_inits,
@@ -308,7 +309,7 @@ def _write(result: SymmetryResult, output: Output) -> None:
     ]
     output.csv("spread.csv", header, rows)
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=FIGURE_DPI)
     for name in names:
         (line,) = ax.plot(
             result.checkpoints, result.incoming[name].max(axis=1), marker="o",
