@@ -891,3 +891,23 @@ def test_histogram_figures_share_one_grid_and_are_drawn_once(tmp_path, monkeypat
     assert calls["draw"] == 6  # one per figure
     assert calls["axes"] == 2 * 3  # one grid of inits x layers for all six
     assert len(calls["dpi"]) == 1  # drawn at the dpi it was laid out at
+
+
+@pytest.mark.parametrize("data_dependent", [True, False])
+def test_an_unknown_init_lists_every_accepted_form_once(data_dependent):
+    from fastinit import init
+    from fastinit.experiments._common import parse_init
+
+    with pytest.raises(ValueError, match="unknown init 'bogus'") as e:
+        parse_init("bogus", data_dependent=data_dependent)
+    message = str(e.value)
+    listed = [
+        w.strip(" '") for w in message.split("; use ")[1].replace(" or one of: ", ", ").split(",")
+    ]
+    assert len(listed) == len(set(listed)), listed  # 'xavier' and 'he' were listed twice
+    assert {"constant=<v>", "std=<s>", "xavier", "he"} <= set(listed)
+    assert ("lsuv" in listed) == data_dependent  # accepted by the training experiments only
+    assert set(init.names()) - {"randn"} <= set(listed)
+    for name in listed:  # every form listed is accepted
+        if "<" not in name and (name != "lsuv" or data_dependent):
+            parse_init(name, data_dependent=data_dependent)

@@ -234,9 +234,12 @@ def parse_init(spec: str, *, data_dependent: bool = True) -> InitSpec:
     try:
         _init.get(key)
     except ValueError:
+        forms = ["std=<s>", "randn*<s>", "constant=<v>", *BOOK_SCALES]
+        forms += ["lsuv"] if data_dependent else []
+        others = [n for n in _init.names() if n not in (*BOOK_SCALES, "randn")]
         raise ValueError(
-            f"init: unknown init {spec!r}; use 'std=<s>', 'randn*<s>', 'xavier', 'he' "
-            f"or one of: {', '.join(_init.names())}"
+            f"init: unknown init {spec!r}; use {', '.join(map(repr, forms))} "
+            f"or one of: {', '.join(others)}"
         ) from None
     return InitSpec(text, initializer=key)
 
