@@ -208,6 +208,24 @@ def test_markdown_prints_different_means_differently(tmp_path):
     assert cells["d"] == f"3 ± {statistics.stdev([2.0, 4.0]):.4g} (2)"
 
 
+def test_markdown_prints_stds_with_four_digits_whatever_the_means_need(tmp_path):
+    # stds differing only in their last bits printed with 15 digits (0.0297771594308387)
+    db = tmp_path / "r.sqlite"
+    base = [0.6, 0.7, 0.8]
+    with Store(db) as store:
+        for init, scale in (("a", 1.0), ("b", 1.0 + 2e-15)):
+            for seed, x in enumerate(base):
+                record(store, "selftest", {"init": init, "seed": seed}, {"x": x * scale})
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    md = (out / "selftest" / "summary.md").read_text()
+    cells = md_cells(md, "x")
+    assert len(cells) == 2 and len({c.split(" ± ")[0] for c in cells}) == 2, cells  # means apart
+    for c in cells:
+        std = re.search(r"± (\S+) \(3\)", c).group(1)
+        assert std == f"{statistics.stdev(base):.4g}", cells  # the same to 4 digits
+
+
 def test_markdown_says_what_the_numbers_are(tmp_path):
     db = tmp_path / "r.sqlite"
     with Store(db) as store:

@@ -279,6 +279,9 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+STD_DIGITS = 4  # significant digits of a printed std
+
+
 def _digits(values: Sequence[float | None], least: int = 4) -> int:
     """Significant digits, at least ``least``, that print different values differently."""
     distinct = {v for v in values if v is not None and math.isfinite(v)}
@@ -324,8 +327,8 @@ def markdown(groups: Sequence[Group], title: str) -> str:
 
     A line under the table says what the cells are; another, when the runs were
     recorded by more than one fastinit version, which ones (they are pooled).
-    Means and stds have at least 4 significant digits, more in a column where
-    two different values would otherwise print alike.
+    Means have at least 4 significant digits, more in a column where two
+    different means would otherwise print alike; stds have 4 (``STD_DIGITS``).
 
     Parameters
     ----------
@@ -349,11 +352,7 @@ def markdown(groups: Sequence[Group], title: str) -> str:
     head = [*vary, "runs", "ok/div/fail"]
     head += _metric_columns(metrics, [*head, *params])
     empty = {"mean": None, "std": None, "count": 0}
-    digits = {
-        (m, part): _digits([g.stats.get(m, empty)[part] for g in groups])
-        for m in metrics
-        for part in ("mean", "std")
-    }
+    digits = {m: _digits([g.stats.get(m, empty)["mean"] for g in groups]) for m in metrics}
     lines = [f"## {title}", ""]
     if fixed:
         lines += ["Fixed: " + ", ".join(f"`{k}={_cell(v)}`" for k, v in fixed.items()), ""]
@@ -364,9 +363,9 @@ def markdown(groups: Sequence[Group], title: str) -> str:
         cells += [str(len(g.runs)), "/".join(str(g.status.get(s, 0)) for s in _STATUSES)]
         for m in metrics:
             s = g.stats.get(m, empty)
-            text = _fmt(s["mean"], digits[m, "mean"])
-            if s["std"] is not None:
-                text += f" ± {_fmt(s['std'], digits[m, 'std'])}"
+            text = _fmt(s["mean"], digits[m])
+            if s["std"] is not None:  # a spread: 4 significant digits say all it can
+                text += f" ± {_fmt(s['std'], STD_DIGITS)}"
             cells.append(f"{text} ({s['count']})")
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", _LEGEND]
