@@ -206,7 +206,7 @@ def _cache_or_none(enable_caching: Any, attribute: str) -> Any:
                     "compiling without a cache, so every process compiles again. "
                     "Set NUMBA_CACHE_DIR to a writable directory to cache.",
                     RuntimeWarning,
-                    stacklevel=2,
+                    stacklevel=_caller_level(),
                 )
 
     enable.fastinit = True  # type: ignore[attr-defined]
@@ -241,3 +241,24 @@ def install() -> bool:
     _NUMBA["_load_index"] = cls._load_index
     cls.save, cls.load, cls._load_index = locked_save, load, load_index
     return True
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside fastinit, numba and the import
+    machinery: the user's line that imported fastinit (or called it).
+
+    ``warnings.warn`` does not count the import system's frames
+    (``importlib._bootstrap``) in a ``stacklevel`` above 1; neither does this.
+    """
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        name = frame.f_code.co_filename
+        internal = "importlib" in name and "_bootstrap" in name
+        if not (internal or name.startswith(here) or f"{os.sep}numba{os.sep}" in name):
+            return level
+        frame = frame.f_back
+        level += 0 if internal else 1
+    return 1

@@ -231,6 +231,8 @@ def test_fastinit_compiles_uncached_where_numba_has_no_cache_directory(tmp_path)
     )
     assert out.stdout.split() == ["2.0"]
     assert out.stderr.count("RuntimeWarning: fastinit: numba found no writable cache") == 1
+    # the warning names the user's import, not a line of numba's
+    assert "<string>:3: RuntimeWarning: fastinit: numba found" in out.stderr, out.stderr
     assert "RuntimeError: cannot cache function 'make.<locals>.f'" in out.stderr
 
 
