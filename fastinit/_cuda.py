@@ -62,13 +62,24 @@ def cuda_module() -> Any:
     except Exception as exc:  # pragma: no cover - driver-specific failures
         raise RuntimeError(f"device='cuda' is unusable: the CUDA driver failed ({exc})") from exc
     if not available:
+        # numba's own bundled numba.cuda imports without the numba-cuda package
+        package = ""
+        if not _numba_cuda_installed():
+            package = f"; nor is numba-cuda installed: {_INSTALL_HINT}"
         raise RuntimeError(
             "device='cuda' needs an NVIDIA GPU with its driver, and none was found "
-            "(numba.cuda.is_available() is False: no libcuda, or no CUDA device). "
+            f"(numba.cuda.is_available() is False: no libcuda, or no CUDA device){package}. "
             "Use device='cpu', or set NUMBA_ENABLE_CUDASIM=1 to run the CUDA code in "
             "numba's simulator."
         )
     return cuda
+
+
+def _numba_cuda_installed() -> bool:
+    """Whether the ``numba-cuda`` package (the ``cuda`` extra) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("numba_cuda") is not None
 
 
 def check_device(device: Any, name: str = "device") -> str:

@@ -191,6 +191,11 @@ def test_device_errors(cuda, monkeypatch):
 def test_cuda_unavailable_raises_a_clear_error(cuda, monkeypatch):
     monkeypatch.setattr(_cuda, "simulator_enabled", lambda: False)
     monkeypatch.setattr(cuda, "is_available", lambda: False)
-    with pytest.raises(RuntimeError, match="needs an NVIDIA GPU"):
+    with pytest.raises(RuntimeError, match="needs an NVIDIA GPU") as e:
         I.he_normal((3, 3), device="cuda")
+    assert "numba-cuda" not in str(e.value)  # installed here
     assert I.he_normal((3, 3)).shape == (3, 3)  # the CPU is unaffected
+    # without the cuda extra, numba's bundled numba.cuda imports: the error says both
+    monkeypatch.setattr(_cuda, "_numba_cuda_installed", lambda: False)
+    with pytest.raises(RuntimeError, match=r"nor is numba-cuda installed: .*fastinit\[cuda\]"):
+        I.he_normal((3, 3), device="cuda")
