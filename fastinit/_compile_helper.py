@@ -196,13 +196,16 @@ def exit_after(seconds: float, status: int = 3) -> threading.Timer:
     return timer
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], timeout: float | None = _TIMEOUT) -> int:
     """The helper: compile (or load) the dense kernels of a dtype into the cache.
 
     Parameters
     ----------
     argv : list of str
         ``[dtype_name]``.
+    timeout : float or None
+        Seconds after which this process ends itself (:func:`exit_after`, armed
+        first); None arms nothing (a caller that is not the helper process).
 
     Returns
     -------
@@ -210,7 +213,8 @@ def main(argv: list[str]) -> int:
         Exit status (0: done).
     """
     (dtype_name,) = argv
-    exit_after(_TIMEOUT)
+    if timeout is not None:
+        exit_after(timeout)
     from fastinit import dense
 
     dense.ops_table(dtype_name)

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from fastinit._cuda import cuda_module, simulator_enabled
+from fastinit._validate import DTYPES
 from fastinit.activations import IDENTITY
 from fastinit.dense import ACT, B_OFF, FAN_IN, FAN_OUT, W_OFF
 
@@ -588,7 +589,7 @@ def gemm(case: str, a: Any, b: Any, c: Any, alpha: float = 1.0, beta: float = 0.
             f"a, b, c: op(a) {m}x{k} times op(b) {k2}x{n} does not give c's {tuple(c.shape)}"
         )
     dtype = np.dtype(c.dtype)
-    if dtype not in (np.float32, np.float64):
+    if dtype not in DTYPES.values():
         raise ValueError(f"c: expected float32 or float64, got {dtype}")
     if np.dtype(a.dtype) != dtype or np.dtype(b.dtype) != dtype:
         raise ValueError(f"a, b: expected c's dtype {dtype}, got {a.dtype} and {b.dtype}")

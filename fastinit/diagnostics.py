@@ -122,7 +122,6 @@ __all__ = [
     "Diagnosis",
     "diagnose",
     "feature_moments",
-    "feature_std",
 ]
 
 VANISHING = 0.1  # pre-activation std / input std below this: vanishing
@@ -222,7 +221,7 @@ class Diagnosis:
         Mean of the batch ``X``.
     feature_std : numpy.ndarray
         Per input feature (column of ``X``), its std over the batch (ddof 0;
-        exactly 0 for a constant feature), :func:`feature_std`.
+        exactly 0 for a constant feature), :func:`feature_moments`.
     feature_std_ratio : float
         The largest over the smallest non-constant feature std (NaN if every
         feature is constant).
@@ -611,28 +610,6 @@ def feature_moments(x: Any) -> tuple[np.ndarray, np.ndarray]:
         mean, std = _feature_moments(x / np.where(top > 0, top, 1.0))
         mean, std = top * mean, top * std
     return mean, std
-
-
-def feature_std(x: Any) -> np.ndarray:
-    """The standard deviation (ddof 0) of every feature (column) of ``x``, in float64.
-
-    :func:`feature_moments`' second half (see there).
-
-    Parameters
-    ----------
-    x : array_like, shape (n, d)
-        Finite real values, n >= 1.
-
-    Returns
-    -------
-    numpy.ndarray of float64, shape (d,)
-
-    Raises
-    ------
-    ValueError
-        Naming ``x``, if it is not a 2-D array of real numbers with a row.
-    """
-    return feature_moments(x)[1]
 
 
 def _feature_spread(mean: np.ndarray, std: np.ndarray) -> tuple[float, float, int, float, int]:

@@ -220,8 +220,8 @@ def _device_aware(fn: Initializer, on_host: bool) -> Initializer:
                 f"out: device='cuda' needs a numba CUDA device array, got {type(out).__name__}"
             )
         cuda = cuda_module()
-        empty = 0 in check_shape(shape, allow_zero=True)
-        if on_host or empty:  # an empty array: no kernel, nothing to copy
+        dims = check_shape(shape, allow_zero=True)
+        if on_host or 0 in dims:  # an empty array: no kernel, nothing to copy
             dtype = kw.get("dtype")
             if dtype is None and out is not None:
                 dtype = out.dtype
@@ -234,7 +234,6 @@ def _device_aware(fn: Initializer, on_host: bool) -> Initializer:
             return out
         if out is None:
             dtype = kw.get("dtype")
-            dims = check_shape(shape, allow_zero=True)
             kw["out"] = cuda.device_array(dims, check_dtype("float32" if dtype is None else dtype))
         return fn(shape, **kw)
 

@@ -54,7 +54,13 @@ import numpy as np
 from numba import carray, njit, types
 
 from fastinit._native import call_void, compile_kernel, dispatch_by_code, kernel_factory, pointer_to
-from fastinit._validate import check_nonneg, check_positive, check_unit_interval
+from fastinit._validate import (
+    DTYPES,
+    check_int,
+    check_nonneg,
+    check_positive,
+    check_unit_interval,
+)
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "Optimizer", "RMSprop", "get"]
 
@@ -253,6 +259,8 @@ def check_update(
     ------
     ValueError
         Naming the operand and what was expected.
+    TypeError
+        If ``step`` is not an integer.
     """
     if code != NONE and code not in _SLOTS:
         raise ValueError(f"code: expected an optimizer code 0-{ADAM}, got {code!r}")
@@ -262,10 +270,9 @@ def check_update(
             f"hyper: expected {N_HYPER} float64 values (Optimizer.hyper()), got "
             f"{getattr(hyper, 'dtype', type(hyper).__name__)} of shape {hyper_shape}"
         )
-    if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 1:
-        raise ValueError(f"step: expected an integer >= 1, got {step!r}")
+    check_int(step, "step", low=1)
     dtype = np.dtype(p.dtype)
-    if dtype not in (np.float32, np.float64) or len(p.shape) != 1:
+    if dtype not in DTYPES.values() or len(p.shape) != 1:
         raise ValueError(f"p: expected a 1-D float32 or float64 array, got {dtype} {p.shape}")
     used = (("g", g), ("s0", s0), ("s1", s1))[: 1 + _SLOTS.get(code, 0)]
     for name, a in (("p", p), *used):

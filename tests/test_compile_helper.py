@@ -122,6 +122,8 @@ def test_the_helper_arms_its_own_timeout_before_compiling(monkeypatch):
     monkeypatch.setattr(dense, "ops_table", lambda name: armed.append(name))
     assert _compile_helper.main(["float64"]) == 0
     assert armed == [_compile_helper._TIMEOUT, "float64"]
+    assert _compile_helper.main(["float32"], timeout=None) == 0  # another caller: no timer
+    assert armed == [_compile_helper._TIMEOUT, "float64", "float32"]
 
 
 def test_helper_env_puts_this_fastinit_first_unless_it_is_installed(monkeypatch, tmp_path):

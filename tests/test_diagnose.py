@@ -497,7 +497,7 @@ def test_sparse_features_at_one_scale_are_not_flagged():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
 def test_feature_moments_match_numpy(dtype):
     # the speed is measured in bench/test_bench_stats.py (feature_moments vs np.std)
-    from fastinit.diagnostics import feature_moments, feature_std
+    from fastinit.diagnostics import feature_moments
 
     x = (np.random.default_rng(9).random((3000, 784)) * 255).astype(dtype)
     x[:, 5] = 7  # a constant feature: std exactly 0, mean exactly its value
@@ -506,7 +506,6 @@ def test_feature_moments_match_numpy(dtype):
     np.testing.assert_allclose(mean, x.mean(axis=0, dtype=np.float64), rtol=1e-6)
     np.testing.assert_allclose(std, x.std(axis=0, dtype=np.float64), rtol=1e-6)
     assert std[5] == 0.0 and mean[5] == 7.0
-    np.testing.assert_array_equal(feature_std(x), std)
     huge = np.array([[1e300, 1.0], [-1e300, 3.0]])  # squares overflow: scaled first
     np.testing.assert_allclose(feature_moments(huge)[1], [1e300, 1.0], rtol=1e-12)
 
