@@ -62,7 +62,7 @@ def alive(pid: int) -> bool:
     """Whether process ``pid`` of this machine still runs (another user's counts).
 
     POSIX: ``os.kill(pid, 0)``.  Windows asks ``OpenProcess`` and
-    ``GetExitCodeProcess`` instead: there ``os.kill(pid, 0)`` would send the
+    ``WaitForSingleObject`` instead: there ``os.kill(pid, 0)`` would send the
     process a Ctrl-C (``signal.CTRL_C_EVENT`` is 0).
 
     Parameters
@@ -85,18 +85,44 @@ def alive(pid: int) -> bool:
     return True
 
 
-def _windows_alive(pid: int) -> bool:
+_SYNCHRONIZE = 0x00100000  # access right: wait on the process handle
+_PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
+_WAIT_OBJECT_0 = 0  # WaitForSingleObject: the handle is signaled, the process has ended
+_ERROR_ACCESS_DENIED = 5
+
+
+def _kernel32() -> Any:
+    """Windows' kernel32 with the signatures :func:`_windows_alive` calls (a HANDLE is 64-bit)."""
     import ctypes
+    from ctypes import wintypes
 
     kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
-    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    kernel32.OpenProcess.restype = wintypes.HANDLE
+    kernel32.OpenProcess.argtypes = [wintypes.DWORD, wintypes.BOOL, wintypes.DWORD]
+    kernel32.WaitForSingleObject.restype = wintypes.DWORD
+    kernel32.WaitForSingleObject.argtypes = [wintypes.HANDLE, wintypes.DWORD]
+    kernel32.CloseHandle.restype = wintypes.BOOL
+    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+    return kernel32
+
+
+def _windows_alive(pid: int) -> bool:
+    """Windows: whether the process's handle is not yet signaled (it ends signaled).
+
+    Not ``GetExitCodeProcess``: its ``STILL_ACTIVE`` (259) is also a legal exit code.
+    A wait that fails (``WAIT_FAILED``) counts as alive: a live claimant taken
+    for dead would have its runs computed twice; a dead one taken for alive
+    only waits for its lease to expire.
+    """
+    import ctypes
+
+    kernel32 = _kernel32()
+    access = _PROCESS_QUERY_LIMITED_INFORMATION | _SYNCHRONIZE
+    handle = kernel32.OpenProcess(access, False, pid)
     if not handle:
-        return ctypes.get_last_error() == 5  # ERROR_ACCESS_DENIED: it exists
+        return ctypes.get_last_error() == _ERROR_ACCESS_DENIED  # type: ignore[attr-defined]
     try:
-        code = ctypes.c_ulong()
-        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
-            return True
-        return code.value == 259  # STILL_ACTIVE
+        return kernel32.WaitForSingleObject(handle, 0) != _WAIT_OBJECT_0
     finally:
         kernel32.CloseHandle(handle)
 

@@ -24,7 +24,7 @@ def available_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def available_memory() -> int | None:
+def available_memory(*, per_process: bool = True) -> int | None:
     """Bytes this process could allocate now, or None where the system does not tell.
 
     The least of: the memory the kernel reports available (``MemAvailable`` of
@@ -32,32 +32,49 @@ def available_memory() -> int | None:
     the process's memory cgroups (v1 or v2) leave (limit - usage + the inactive
     file cache they may reclaim), and the address-space limit (``ulimit -v``).
 
+    Parameters
+    ----------
+    per_process : bool
+        Count the limits each process has on its own (the address-space
+        limit).  False gives the memory this process and its children share:
+        what N worker processes divide among them (each has its own
+        address-space limit).
+
     Returns
     -------
     int or None
         Bytes; None when none of these can be read.
     """
-    found: list[int] = []
+    found = [_kernel_available(), *_cgroup_headroom()]
+    if per_process:
+        found.append(_address_space_limit())
+    found = [size for size in found if size is not None]
+    return min(found) if found else None
+
+
+def _kernel_available() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo``, else the free physical pages, else all of them."""
     try:
         meminfo = Path("/proc/meminfo").read_text()
-        found.append(int(re.search(r"^MemAvailable:\s*(\d+) kB", meminfo, re.M)[1]) * 1024)
+        return int(re.search(r"^MemAvailable:\s*(\d+) kB", meminfo, re.M)[1]) * 1024
     except (OSError, TypeError, ValueError):  # no such file, or no MemAvailable line
         for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):  # free, else all (macOS)
             try:
-                found.append(os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE"))
-                break
+                return os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE")
             except (AttributeError, OSError, ValueError):
                 pass
-    found += _cgroup_headroom()
+    return None
+
+
+def _address_space_limit() -> int | None:
+    """This process's address-space limit (``ulimit -v``, ``RLIMIT_AS``), None if unlimited."""
     try:
         import resource
 
         soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if soft != resource.RLIM_INFINITY:
-            found.append(soft)
     except (ImportError, OSError, ValueError):
-        pass
-    return min(found) if found else None
+        return None
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def _cgroup_headroom() -> list[int]:

@@ -347,7 +347,7 @@ def test_lr_and_weight_decay_are_refused_exactly_where_fit_refuses_them(dtype):
 @pytest.fixture
 def memory(monkeypatch):
     """The memory this machine has available, as the SPEC check sees it: 1 GiB."""
-    monkeypatch.setattr(spec_module, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(spec_module, "available_memory", lambda **kw: 2**30)
     return 2**30
 
 
@@ -465,7 +465,7 @@ def test_a_local_pool_runs_only_as_many_workers_as_fit_in_memory(tmp_path, monke
     p = write(tmp_path, text, "pool.toml")
     need = runners.LIST_CURVE_BYTES * 1000  # the largest run's footprint: its loss curve
     available = [need * 5 // 2]
-    monkeypatch.setattr(spec_module, "available_memory", lambda: available[0])
+    monkeypatch.setattr(spec_module, "available_memory", lambda **kw: available[0])
     assert main(["sweep", str(p), "--db", str(tmp_path / "r.sqlite"), "--workers", "4",
                  "--quiet"]) == 0  # fmt: skip
     captured = capsys.readouterr()
@@ -493,7 +493,7 @@ def test_a_local_dask_cluster_runs_only_as_many_workers_as_fit_in_memory(tmp_pat
     text = 'experiment = "selftest"\n[grid]\niterations = [10, 1000]\nseed = [0, 1]\n'
     p = write(tmp_path, text, "dask.toml")
     need = runners.LIST_CURVE_BYTES * 1000
-    monkeypatch.setattr(spec_module, "available_memory", lambda: need * 5 // 2)
+    monkeypatch.setattr(spec_module, "available_memory", lambda **kw: need * 5 // 2)
     monkeypatch.setattr(execute_module, "available_cores", lambda: 4)
     made = []
 
@@ -518,6 +518,36 @@ def test_a_local_dask_cluster_runs_only_as_many_workers_as_fit_in_memory(tmp_pat
         err = capsys.readouterr().err
         asked = workers or 4
         assert (f"running 2 workers, not the {asked} requested" in err) == (expected == 2), err
+
+
+def test_workers_share_the_machines_memory_not_each_processes_address_space(monkeypatch):
+    """``ulimit -v`` bounds one run (each worker has its own), not the pool's N runs at once."""
+    from fastinit import _system
+
+    need = runners.LIST_CURVE_BYTES * 1000  # the largest run's footprint: its loss curve
+    sources = {"_kernel_available": 64 * need, "_address_space_limit": 4 * need}
+    for name, size in sources.items():
+        monkeypatch.setattr(_system, name, lambda size=size: size)
+    monkeypatch.setattr(_system, "_cgroup_headroom", lambda: [48 * need])
+    assert _system.available_memory() == 4 * need
+    assert _system.available_memory(per_process=False) == 48 * need
+    text = 'experiment = "selftest"\n[grid]\niterations = [10, 1000]\nseed = [0, 1]\n'
+    spec = parse_spec(text)
+    assert spec_module.workers_in_memory(spec, 8) == (8, "")  # 8 x need: within 48 x need
+    monkeypatch.setattr(_system, "_cgroup_headroom", lambda: [6 * need])
+    assert spec_module.workers_in_memory(spec, 8)[0] == 6  # the cgroup is shared: it caps
+    with pytest.raises(SpecError, match="of memory available on this machine"):
+        parse_spec(text.replace("1000]", "5000]"))  # one run beyond ulimit -v: refused
+
+
+def test_the_pools_memory_check_uses_the_footprint_found_when_the_spec_was_read(monkeypatch):
+    text = 'experiment = "selftest"\n[grid]\niterations = [10, 1000]\nseed = [0, 1]\n'
+    spec = parse_spec(text)
+    need = runners.LIST_CURVE_BYTES * 1000
+    assert spec.largest_run_bytes == need
+    monkeypatch.setattr(spec_module, "_largest_run", lambda *a: pytest.fail("computed again"))
+    monkeypatch.setattr(spec_module, "available_memory", lambda **kw: 2 * need)
+    assert spec_module.workers_in_memory(spec, 4)[0] == 2
 
 
 def test_the_available_memory_is_what_this_machine_has():
@@ -1164,7 +1194,7 @@ def test_two_sweeps_of_one_database_never_run_a_claimed_run_twice(tmp_path, monk
 
 def test_claims_of_live_and_stale_claimants(tmp_path):
     """A live claim is refused; a dead pid's (this host) or an expired lease's is taken over."""
-    from fastinit.sweep.store import LEASE_SECONDS, Claimant
+    from fastinit.sweep.store import LEASE_SECONDS, Claimant, renew
 
     cfg = runners.full_config("selftest", {"seed": 0})
     key = config_key(cfg)
@@ -1182,7 +1212,7 @@ def test_claims_of_live_and_stale_claimants(tmp_path):
             assert a.claim(key, holder) == "claimed"
             assert b.claim(key, me) == ("busy" if live else "claimed"), holder
             if live:  # another host's claim goes stale when its lease is not renewed
-                a.renew(holder)
+                renew(a.conn, holder)
                 b.conn.execute("UPDATE claims SET lease = lease - ?", (LEASE_SECONDS + 1,))
                 b.conn.commit()
                 assert b.claim(key, me) == "claimed"
@@ -1199,19 +1229,46 @@ def test_claims_of_live_and_stale_claimants(tmp_path):
 
 
 def test_a_claim_of_an_earlier_process_with_this_pid_is_stale(tmp_path):
-    # a container restarted with the same host name runs the sweep as pid 1 again
-    from fastinit.sweep.store import Claimant
+    """Another claimant with this host and pid: busy while its lease is renewed, then stale.
+
+    A container restarted with the same host name runs the sweep as pid 1 again (the
+    earlier one's claims go stale after 2 renewal intervals, not LEASE_SECONDS); two
+    such containers running at once each renew their own claims: neither takes them.
+    """
+    from fastinit.sweep.store import RENEW_SECONDS, Claimant
 
     key = config_key(runners.full_config("selftest", {"seed": 0}))
     with Store(tmp_path / "r.sqlite") as store:
         me = Claimant()
-        with store.conn:  # the claim a killed process with this pid left behind
-            store.conn.execute(
-                "INSERT INTO claims VALUES (?, ?, ?, ?, ?, ?)",
-                (key, me.host, me.pid, "0" * 32, time.time(), time.time()),
-            )
-        assert store.claim(key, me) == "claimed"
-        assert store.claims()[key]["token"] == me.token
+        for age, state in [(0, "busy"), (2 * RENEW_SECONDS + 1, "claimed")]:
+            with store.conn:  # the claim of another process that has (or had) this pid
+                store.conn.execute(
+                    "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?)",
+                    (key, me.host, me.pid, "0" * 32, time.time() - age, time.time() - age),
+                )
+            assert store.claim(key, me) == state, age
+            token = me.token if state == "claimed" else "0" * 32
+            assert store.claims()[key]["token"] == token
+
+
+def test_a_claim_reads_its_run_and_claim_by_key(tmp_path):
+    """Claiming one run looks up its row and its claim by key, in one statement: no scan."""
+    from fastinit.sweep.store import Claimant
+
+    other = Claimant(host="elsewhere.example")
+    with Store(tmp_path / "r.sqlite") as store:
+        for i in range(50):
+            assert store.claim(f"held{i}", other) == "claimed"
+        seen: list[str] = []
+        store.conn.set_trace_callback(seen.append)
+        assert store.claim("k", Claimant()) == "claimed"
+        assert list(store.claims(["k", "held3", "none"])) == ["k", "held3"]
+        store.conn.set_trace_callback(None)
+        selects = [q for q in seen if q.lstrip().upper().startswith("SELECT")]
+        assert len(selects) == 1 + 3, seen  # the claim's, then one per key asked
+        for query in selects:
+            plan = " ".join(r[-1] for r in store.conn.execute(f"EXPLAIN QUERY PLAN {query}"))
+            assert "SCAN claims" not in plan and "SCAN runs" not in plan, (query, plan)
 
 
 def test_a_sweep_takes_over_the_claims_of_a_dead_sweep(tmp_path):
@@ -1322,12 +1379,34 @@ def test_the_lease_of_a_sweeps_claims_is_renewed_while_it_runs(tmp_path):
         assert time.time() - store.claims()["k"]["lease"] < 10
 
 
+def test_leaving_keep_alive_is_prompt_while_the_write_lock_is_held(tmp_path, monkeypatch):
+    """A renewal waiting for the database's write lock gives up within about a second."""
+    import threading
+
+    from fastinit.sweep import store as store_module
+    from fastinit.sweep.store import Claimant, keep_alive
+
+    db = tmp_path / "r.sqlite"
+    me, renewing = Claimant(), threading.Event()
+    renew = store_module.renew
+    monkeypatch.setattr(store_module, "renew", lambda *a: renewing.set() or renew(*a))
+    with Store(db) as store, Store(db) as other:
+        assert store.claim("k", me) == "claimed"
+        other.conn.execute("BEGIN IMMEDIATE")  # another sweep writes (and holds the lock)
+        with keep_alive(db, me, interval=2.5):
+            assert renewing.wait(10), "no renewal"
+            time.sleep(0.1)  # the renewal waits for the lock
+            t0 = time.monotonic()
+        assert time.monotonic() - t0 < 2.0
+        other.conn.rollback()
+
+
 def test_two_sweep_processes_run_each_config_once(tmp_path):
     """Two `fastinit sweep` commands on one database at once: every run computed once."""
     spec = write(tmp_path, """\
         experiment = "selftest"
         [fixed]
-        sleep = 0.3
+        sleep = 0.4
         [grid]
         seed = { start = 0, stop = 16 }
         """)  # fmt: skip
@@ -1349,6 +1428,9 @@ def test_two_sweep_processes_run_each_config_once(tmp_path):
     assert first.returncode == 0 and second.returncode == 0, (err, second.stderr)
     ran = [int(o.split(" run now")[0].rsplit(", ", 1)[1]) for o in (out, second.stdout)]
     assert sum(ran) == 16, (out, second.stdout)
+    # each computed some: the two ran at once (a second sweep started after the first
+    # ended would find every run recorded, and this test would test nothing)
+    assert min(ran) > 0, (out, second.stdout)
     assert "(its results kept)" not in out + second.stdout  # nothing computed twice
     rows = db_rows(db)
     assert len(rows) == 16 and all(r["attempts"] == 1 and r["status"] == "ok" for r in rows)
@@ -1371,3 +1453,63 @@ def test_a_process_is_alive_until_it_exits_and_windows_is_never_sent_a_signal(mo
     asked = []
     monkeypatch.setattr(_files, "_windows_alive", lambda pid: asked.append(pid) or False)
     assert not _files.alive(1234) and asked == [1234]
+
+
+def test_windows_asks_whether_the_process_handle_is_signaled(monkeypatch):
+    """Windows: OpenProcess with a HANDLE result, WaitForSingleObject(handle, 0), CloseHandle.
+
+    An exit code of 259 (STILL_ACTIVE) is a legal one: it is not asked.
+    """
+    import ctypes
+    from ctypes import wintypes
+
+    from fastinit import _files
+
+    class Function:
+        def __init__(self, name, calls, result):
+            self.name, self.calls, self.result = name, calls, result
+            self.restype = ctypes.c_int  # ctypes' default: a C int (a 64-bit HANDLE truncated)
+            self.argtypes = None
+
+        def __call__(self, *args):
+            self.calls.append((self.name, *args))
+            return self.result
+
+    class Kernel32:
+        def __init__(self, handle, wait):
+            self.calls = []
+            self.OpenProcess = Function("OpenProcess", self.calls, handle)
+            self.WaitForSingleObject = Function("WaitForSingleObject", self.calls, wait)
+            self.CloseHandle = Function("CloseHandle", self.calls, 1)
+            self.GetExitCodeProcess = Function("GetExitCodeProcess", self.calls, 1)
+
+    handle = 2**40 + 8  # a handle beyond 32 bits
+    for kernel32, last_error, expected in [
+        (Kernel32(handle, 0x102), 0, True),  # WAIT_TIMEOUT: running
+        (Kernel32(handle, 0), 0, False),  # WAIT_OBJECT_0: exited
+        (Kernel32(handle, 0xFFFFFFFF), 0, True),  # WAIT_FAILED: alive, its lease decides
+        (Kernel32(None, 0), 5, True),  # ERROR_ACCESS_DENIED: another user's, running
+        (Kernel32(None, 0), 87, False),  # ERROR_INVALID_PARAMETER: no such process
+    ]:  # fmt: skip
+        loaded = []
+
+        def win_dll(name, kernel32=kernel32, loaded=loaded, **kw):
+            loaded.append((name, kw))
+            return kernel32
+
+        monkeypatch.setattr(ctypes, "WinDLL", win_dll, raising=False)
+        monkeypatch.setattr(ctypes, "get_last_error", lambda e=last_error: e, raising=False)
+        assert _files._windows_alive(1234) is expected, kernel32.calls
+        assert loaded == [("kernel32", {"use_last_error": True})]
+        assert kernel32.OpenProcess.restype is wintypes.HANDLE
+        assert kernel32.OpenProcess.argtypes == [wintypes.DWORD, wintypes.BOOL, wintypes.DWORD]
+        assert kernel32.WaitForSingleObject.argtypes == [wintypes.HANDLE, wintypes.DWORD]
+        assert kernel32.WaitForSingleObject.restype is wintypes.DWORD
+        assert kernel32.CloseHandle.argtypes == [wintypes.HANDLE]
+        opened = ("OpenProcess", 0x1000 | 0x00100000, False, 1234)  # QUERY_LIMITED | SYNCHRONIZE
+        if kernel32.OpenProcess.result is None:
+            assert kernel32.calls == [opened]
+        else:
+            assert kernel32.calls == [
+                opened, ("WaitForSingleObject", handle, 0), ("CloseHandle", handle)
+            ]  # fmt: skip

@@ -61,10 +61,15 @@ sweep claims it in the database's ``claims`` table
 (:meth:`fastinit.sweep.store.Store.claim`, one ``BEGIN IMMEDIATE``
 transaction): a run recorded ``ok`` or ``diverged`` meanwhile is not run
 (``taken`` in the summary), a run another live sweep claimed is skipped.  A
-thread renews the lease of the sweep's claims every 30 s; a claim is stale,
-and taken over, when its sweep's process is gone (this host: its pid no longer
-runs) or its lease is older than
-:data:`fastinit.sweep.store.LEASE_SECONDS` (300 s; any host).  After a pass
+thread renews the lease of the sweep's claims every 30 s
+(:data:`fastinit.sweep.store.RENEW_SECONDS`); a claim is stale, and taken
+over, when its sweep's process is gone (this host: its pid no longer runs) or
+its lease is older than :data:`fastinit.sweep.store.LEASE_SECONDS` (300 s; any
+host).  A claim with this host and this process's pid but made by another
+sweep (an earlier process that had the pid: a container restarted with the
+same host name runs its sweep as pid 1 again) is stale once its lease is older
+than 60 s (2 renewals missed): a live sweep with that host and pid, of this
+process or of a container running at the same time, renews it.  After a pass
 over its runs, the sweep offers the skipped ones again (a claim gone stale
 meanwhile is taken over and run) until a pass claims nothing; those still held
 are counted in the summary (``running_elsewhere``: the other sweep will record
@@ -929,8 +934,8 @@ def _workers_in_memory(spec: Any, workers: Any) -> Any:
     """``workers`` pool workers, or as many as fit in memory at once (said on stderr)."""
     from fastinit.sweep.spec import workers_in_memory
 
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 2:
-        return workers  # 0: in-process; make_executor refuses what is not a count
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        return workers  # make_executor refuses what is not a count
     fit, note = workers_in_memory(spec, workers)
     if note:
         print(note, file=sys.stderr)

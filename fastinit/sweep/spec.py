@@ -175,6 +175,10 @@ class Spec:
         The file read, if any.
     description : str
         The SPEC's free-text ``description`` key ("" if none).
+    largest_run_bytes : int or None
+        The estimated footprint of the SPEC's largest run, in bytes
+        (``Experiment.footprint``, found by :func:`parse_spec`); None where the
+        experiment tells none.
     """
 
     experiment: str
@@ -183,6 +187,7 @@ class Spec:
     grids: list[dict[str, list[Any]]] = field(default_factory=list)
     path: Path | None = None
     description: str = ""
+    largest_run_bytes: int | None = None
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run's full configuration, in grid order, without duplicates.
@@ -440,8 +445,10 @@ class _Checker:
                 grid[key] = self._axis(values, params, experiment, key, n, index)
             grids.append(grid)
         self._check_combinations(EXPERIMENTS[experiment], fixed, grids, isinstance(grid_data, list))
-        self._check_footprint(EXPERIMENTS[experiment], fixed, grids, isinstance(grid_data, list))
-        spec = Spec(experiment, name, fixed, grids, path, description)
+        largest = self._check_footprint(
+            EXPERIMENTS[experiment], fixed, grids, isinstance(grid_data, list)
+        )
+        spec = Spec(experiment, name, fixed, grids, path, description, largest)
         total = sum(math.prod(len(v) for v in grid.values()) for grid in grids or [{}])
         if total > MAX_RUNS:
             raise self.error(
@@ -467,10 +474,14 @@ class _Checker:
 
     def _check_footprint(
         self, experiment: Experiment, fixed: dict[str, Any], grids: list[dict], listed: bool
-    ) -> None:
-        """Refuse a grid whose largest run would not fit in the memory a run may use."""
+    ) -> int | None:
+        """Refuse a grid whose largest run would not fit in the memory a run may use.
+
+        Returns the footprint of the largest run of all grids (None: the
+        experiment tells none).
+        """
         if experiment.footprint is None:
-            return
+            return None
         available = available_memory() if self.memory is None else self.memory
         limit = sys.maxsize if available is None else min(available, sys.maxsize)
         if limit == sys.maxsize:
@@ -480,9 +491,11 @@ class _Checker:
         else:
             beyond = f"more than the {_bytes(limit)} of memory a run may use"
         params = experiment.params
+        largest = 0
         for n, grid in enumerate(grids or [{}]):
             config, parts = _largest_run(experiment, _axes(experiment, fixed, grid))
             total = sum(parts.values())
+            largest = max(largest, total)
             if total <= limit:
                 continue
             need = f"needs about {_bytes(total)} ({_parts(parts)}), {beyond}"
@@ -503,6 +516,7 @@ class _Checker:
             if key in grid:
                 raise self.error(message, "grid", key, n, f"[{n}]" if listed else "")
             raise self.error(message, "fixed", key)
+        return largest
 
     def _axis(
         self, values: Any, params: dict[str, Param], experiment: str, key: str, n: int, index: str
@@ -724,9 +738,11 @@ def workers_in_memory(spec: Spec, workers: int) -> tuple[int, str]:
     """How many of ``workers`` runs of ``spec`` fit in this machine's memory at once.
 
     A local pool of ``workers`` processes runs that many runs at once; each may
-    be the largest run of the SPEC (its ``Experiment.footprint``, as checked
-    per run by :func:`parse_spec`).  The memory available is read now (it may
-    have shrunk since the SPEC was read).
+    be the largest run of the SPEC (``Spec.largest_run_bytes``, found by
+    :func:`parse_spec`, which checks that one run fits the memory this process
+    may use, ``ulimit -v`` included).  The memory they share is read now (it
+    may have shrunk since the SPEC was read): what the kernel and the memory
+    cgroups leave, not the address-space limit, which each worker has on its own.
 
     Parameters
     ----------
@@ -738,20 +754,17 @@ def workers_in_memory(spec: Spec, workers: int) -> tuple[int, str]:
     Returns
     -------
     workers : int
-        ``workers`` if they fit (or nothing tells the footprint or the memory),
+        ``workers`` if they fit (or nothing tells the footprint or the memory;
+        a Spec made by hand, without ``largest_run_bytes``, included),
         else the largest count that fits, at least 1.
     note : str
         ``""``, or the line saying what was reduced and why (for stderr).
     """
-    experiment = EXPERIMENTS[spec.experiment]
-    available = available_memory()
-    if experiment.footprint is None or available is None or workers <= 1:
+    need = spec.largest_run_bytes
+    if need is None or workers <= 1:
         return workers, ""
-    need = max(
-        sum(_largest_run(experiment, _axes(experiment, spec.fixed, grid))[1].values())
-        for grid in spec.grids or [{}]
-    )
-    if need * workers <= available:
+    available = available_memory(per_process=False)
+    if available is None or need * workers <= available:
         return workers, ""
     fit = max(1, int(available // need))  # need > 0 here: 0 bytes fit any count
     return fit, (

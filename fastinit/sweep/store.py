@@ -40,16 +40,21 @@ sharing a file system).  Before a run starts, its sweep claims it
 lock is the only lock) that reads the run's row and claim and writes the claim
 only if the run is not recorded ok or diverged and no other *live* claimant
 holds it.  A claim is stale, and taken over, when its claimant's process is
-gone (same host: the pid no longer runs, or it is this process's pid reused
-by an earlier process, its token held by no claimant here) or its lease is more than
+gone (same host: the pid no longer runs) or its lease is more than
 :data:`LEASE_SECONDS` old (any host: a live sweep renews the lease of all its
-claims every ``LEASE_SECONDS / 10``, :func:`keep_alive`; hosts' clocks must
+claims every :data:`RENEW_SECONDS`, :func:`keep_alive`; hosts' clocks must
 agree to well within that; SQLite documents that WAL mode does not work over
 a network file system, so sweeps on several machines are better one sweep on a
-Dask cluster).  :meth:`Store.record` releases the claim in the
-transaction that writes the run's row, so another sweep sees the run either
-claimed or recorded, never neither; :meth:`Store.release` drops every claim
-of a sweep that stops (an error, Ctrl-C).
+Dask cluster).  A claim with this process's host and pid but another
+claimant's token is stale once its lease is more than 2 x
+:data:`RENEW_SECONDS` old: an earlier process that had this pid (a container
+restarted with the same host name runs its sweep as pid 1 again) renews it no
+more, while another live sweep of this process, or of a container running at
+the same time with the same host name (pid 1 too), does.  :meth:`Store.record`
+releases the claim in the transaction that writes the run's row, so another
+sweep sees the run either claimed or recorded, never neither;
+:meth:`Store.release` drops every claim of a sweep that stops (an error,
+Ctrl-C).
 """
 
 from __future__ import annotations
@@ -62,7 +67,6 @@ import sqlite3
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,12 +75,19 @@ from typing import Any
 from fastinit._files import alive
 from fastinit._files import host as _host
 
-__all__ = ["LEASE_SECONDS", "SCHEMA_VERSION", "Claimant", "Store", "json_safe", "keep_alive"]
+__all__ = [
+    "LEASE_SECONDS", "RENEW_SECONDS", "SCHEMA_VERSION", "Claimant", "Store", "json_safe",
+    "keep_alive", "renew",
+]  # fmt: skip
 
 SCHEMA_VERSION = 1
 DONE = ("ok", "diverged", "failed")
 #: Seconds after its last renewal that a claim of a run is stale, whatever its host.
 LEASE_SECONDS = 300.0
+#: Seconds between two renewals of a live sweep's claims (:func:`keep_alive`).
+RENEW_SECONDS = LEASE_SECONDS / 10
+# Seconds a renewal waits for the database's write lock (a missed one waits for the next).
+_RENEW_BUSY_SECONDS = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -108,6 +119,12 @@ CREATE TABLE IF NOT EXISTS claims (
 );
 """
 _CLAIM_COLUMNS = ("host", "pid", "token", "started", "lease")
+# one run's status and claim (NULLs where none), two lookups by primary key in one statement
+_CLAIM_STATE = (
+    f"SELECT r.status, {', '.join(f'c.{name}' for name in _CLAIM_COLUMNS)}"
+    " FROM (SELECT ? AS key) AS k LEFT JOIN runs AS r ON r.key = k.key"
+    " LEFT JOIN claims AS c ON c.key = k.key"
+)
 
 _COLUMNS = (
     "key", "experiment", "sweep", "config", "status", "metrics", "curves", "error", "started",
@@ -178,41 +195,38 @@ class Claimant:
     pid: int = field(default_factory=os.getpid)
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
-    def __post_init__(self) -> None:
-        _CLAIMANTS[self.token] = self  # while this object lives, its claims are live here
-
     def __str__(self) -> str:
         return f"{self.host}:{self.pid}"
 
 
-_CLAIMANTS: weakref.WeakValueDictionary[str, Claimant] = weakref.WeakValueDictionary()
-
-
 def _stale(claim: dict[str, Any], now: float) -> bool:
-    """Whether a claim's claimant is gone: its lease expired, or its process on this host.
+    """Whether another claimant's claim is gone: its lease expired, or its process on this host.
 
-    A claim with this process's host and pid but a token no claimant of this
-    process holds was made by an earlier process that had the same pid (a
-    container restarted with the same host name runs its command as pid 1
-    again): gone too.
+    A claim with this process's host and pid (and another token) is
+    another sweep of this process, of an earlier process that had this pid, or
+    of a container running at the same time with the same host name: stale once
+    not renewed for 2 renewal intervals (module docstring).
     """
-    if now - claim["lease"] > LEASE_SECONDS:
+    age = now - claim["lease"]
+    if age > LEASE_SECONDS:
         return True
     if claim["host"] != _host():
         return False
     if claim["pid"] == os.getpid():
-        return claim["token"] not in _CLAIMANTS
+        return age > 2 * RENEW_SECONDS
     return not alive(claim["pid"])
 
 
 @contextlib.contextmanager
 def keep_alive(
-    path: str | os.PathLike[str], claimant: Claimant, interval: float = LEASE_SECONDS / 10
+    path: str | os.PathLike[str], claimant: Claimant, interval: float = RENEW_SECONDS
 ) -> Iterator[None]:
     """Renew the lease of ``claimant``'s claims every ``interval`` seconds during the block.
 
     A daemon thread with its own connection to the database; a renewal that
-    finds the database locked, or fails otherwise, waits for the next one.
+    finds the database locked for about a second (another sweep writes), or
+    fails otherwise, waits for the next one.  The block ends as promptly (the
+    renewal under way, if any, gives up within that second).
 
     Parameters
     ----------
@@ -221,7 +235,8 @@ def keep_alive(
     claimant : Claimant
         Whose claims.
     interval : float
-        Seconds between renewals (well under :data:`LEASE_SECONDS`).
+        Seconds between renewals (default :data:`RENEW_SECONDS`; well under
+        :data:`LEASE_SECONDS`).
 
     Yields
     ------
@@ -234,9 +249,8 @@ def keep_alive(
         try:
             while not stop.wait(interval):
                 with contextlib.suppress(sqlite3.Error):
-                    conn = conn or sqlite3.connect(path, timeout=interval)
-                    with conn:
-                        _renew(conn, claimant)
+                    conn = conn or sqlite3.connect(path, timeout=_RENEW_BUSY_SECONDS)
+                    renew(conn, claimant)
         finally:
             if conn is not None:
                 conn.close()
@@ -250,8 +264,18 @@ def keep_alive(
         thread.join()
 
 
-def _renew(conn: sqlite3.Connection, claimant: Claimant) -> None:
-    conn.execute("UPDATE claims SET lease = ? WHERE token = ?", (time.time(), claimant.token))
+def renew(conn: sqlite3.Connection, claimant: Claimant) -> None:
+    """Renew the lease of every claim of ``claimant`` (now), and commit (:func:`keep_alive`).
+
+    Parameters
+    ----------
+    conn : sqlite3.Connection
+        A connection to the results database (no transaction open).
+    claimant : Claimant
+        Whose claims.
+    """
+    with conn:
+        conn.execute("UPDATE claims SET lease = ? WHERE token = ?", (time.time(), claimant.token))
 
 
 class Store:
@@ -442,9 +466,13 @@ class Store:
         dict
             ``{key: {"host", "pid", "token", "started", "lease"}}``.
         """
-        rows = self.conn.execute(f"SELECT key, {', '.join(_CLAIM_COLUMNS)} FROM claims")
-        found = {key: dict(zip(_CLAIM_COLUMNS, rest, strict=True)) for key, *rest in rows}
-        return found if keys is None else {k: found[k] for k in keys if k in found}
+        query = f"SELECT key, {', '.join(_CLAIM_COLUMNS)} FROM claims"
+        if keys is None:
+            rows = self.conn.execute(query).fetchall()
+        else:  # one lookup by primary key each: the table may hold many claims
+            query += " WHERE key = ?"
+            rows = [row for key in keys for row in self.conn.execute(query, (key,))]
+        return {key: dict(zip(_CLAIM_COLUMNS, rest, strict=True)) for key, *rest in rows}
 
     # ------------------------------------------------------------------------- writing
     def claim(self, key: str, claimant: Claimant) -> str:
@@ -477,10 +505,11 @@ class Store:
         return state
 
     def _claim(self, key: str, claimant: Claimant) -> str:
-        if self.status(key) in ("ok", "diverged"):
+        status, *claim = self.conn.execute(_CLAIM_STATE, (key,)).fetchone()
+        if status in ("ok", "diverged"):
             return "recorded"
         now = time.time()
-        held = self.claims([key]).get(key)
+        held = dict(zip(_CLAIM_COLUMNS, claim, strict=True)) if claim[0] is not None else None
         if held is not None and held["token"] != claimant.token and not _stale(held, now):
             return "busy"
         self.conn.execute(
@@ -488,17 +517,6 @@ class Store:
             (key, claimant.host, claimant.pid, claimant.token, now, now),
         )
         return "claimed"
-
-    def renew(self, claimant: Claimant) -> None:
-        """Renew the lease of every claim of ``claimant`` (now), and commit.
-
-        Parameters
-        ----------
-        claimant : Claimant
-            Whose claims.
-        """
-        with self.conn:
-            _renew(self.conn, claimant)
 
     def release(self, claimant: Claimant) -> None:
         """Drop every claim of ``claimant`` (a sweep that stops), and commit.
