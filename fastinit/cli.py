@@ -18,6 +18,26 @@ from pathlib import Path
 from typing import Any
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that states every option's default: ``--seed SEED  ... (default: 0)``.
+
+    As :class:`argparse.ArgumentDefaultsHelpFormatter`, but an option without a
+    default to state (None, off, nothing repeated, ``--help``), a positional and
+    a help that speaks of its default already are left alone; a tuple is shown
+    as the option takes it (``100,100``); descriptions keep their line breaks.
+    Every ``fastinit`` parser uses it (``formatter_class=HelpFormatter``).
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text, default = action.help, action.default
+        if not text or not action.option_strings or "default" in text:
+            return text
+        if default is None or default is False or default == [] or default == argparse.SUPPRESS:
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"  # help is a %-format
+
+
 def _names(text: str) -> tuple[str, ...]:
     items = tuple(s.strip() for s in text.split(",") if s.strip())
     if not items:
@@ -37,33 +57,11 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
-def _inits(a: argparse.Namespace) -> tuple[str, ...]:
-    """The inits of ``--inits`` then ``--add``.
+def _inits(a: argparse.Namespace) -> list[Any]:
+    """The parsed inits of ``--inits`` then ``--add`` (errors name the option)."""
+    from fastinit.experiments._common import parse_init_options
 
-    Raises ValueError naming the option of an unknown init, or of one that
-    repeats an earlier one (by name, or by the weights it draws: ``std=0.01``
-    and ``randn*0.01``), with the earlier one and its option.
-    """
-    from fastinit.experiments._common import first_repeat, parse_init
-
-    given = [("--inits", name) for name in a.inits] + [("--add", name) for name in a.add]
-    specs = []
-    for option, name in given:
-        try:
-            specs.append(parse_init(name))  # lsuv too: the experiment says where it is refused
-        except ValueError as e:
-            raise ValueError(f"{option}: {str(e).removeprefix('init: ')}") from None
-    repeat = first_repeat(specs)
-    if repeat is not None:
-        (earlier_option, earlier), (option, name) = (given[k] for k in repeat)
-        name, earlier = name.strip(), earlier.strip()
-        same = (
-            f"is already in {earlier_option}"
-            if name.lower() == earlier.lower()
-            else f"draws the same weights as {earlier!r} of {earlier_option}"
-        )
-        raise ValueError(f"{option}: {name!r} {same}; give each init once")
-    return (*a.inits, *a.add)
+    return parse_init_options({"--inits": a.inits, "--add": a.add})
 
 
 def _check_device(device: str) -> None:
@@ -127,7 +125,7 @@ def _common(p: argparse.ArgumentParser, experiment: str) -> None:
         "--out",
         type=Path,
         default=Path("fastinit-results") / experiment,
-        help="directory for the PNG figures, summary.json and CSV curves (default: %(default)s)",
+        help="directory for the PNG figures, summary.json and CSV curves",
     )
     p.add_argument(
         "--add",
@@ -142,28 +140,7 @@ def _common(p: argparse.ArgumentParser, experiment: str) -> None:
 
 def _dtype(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--dtype", default=default, choices=("float32", "float64"),
-                   help="arithmetic type (default: %(default)s)")  # fmt: skip
-
-
-def _state_defaults(parser: argparse.ArgumentParser) -> None:
-    """Append ``(default: ...)`` to every option's help that does not state its default.
-
-    Every subcommand's options, those added by other modules included; an
-    option without a default (None, off, nothing repeated) is left alone.
-    """
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                _state_defaults(sub)
-            continue
-        default = action.default
-        if not action.option_strings or default is None or default is False:
-            continue
-        if default == [] or default == argparse.SUPPRESS or "default" in (action.help or ""):
-            continue
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
-        stated = f"default: {shown}".replace("%", "%%")  # help is a %-format
-        action.help = f"{action.help} ({stated})" if action.help else stated
+                   help="arithmetic type")  # fmt: skip
 
 
 def _histogram(sub: Any) -> None:
@@ -173,19 +150,19 @@ def _histogram(sub: Any) -> None:
         "histogram",
         help="per-layer activation and gradient histograms at initialization",
         description=h.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--inits", type=_names, default=",".join(h.DEFAULT_INITS),
-                   help="comma-separated init specs (default: %(default)s)")  # fmt: skip
+                   help="comma-separated init specs")  # fmt: skip
     p.add_argument("--activations", type=_names, default=",".join(h.DEFAULT_ACTIVATIONS),
-                   help="comma-separated activations (default: %(default)s)")  # fmt: skip
-    p.add_argument("--layers", type=int, default=5, help="depth (default: %(default)s)")
-    p.add_argument("--width", type=int, default=100, help="units per layer (default: %(default)s)")
+                   help="comma-separated activations")  # fmt: skip
+    p.add_argument("--layers", type=int, default=5, help="depth")
+    p.add_argument("--width", type=int, default=100, help="units per layer")
     p.add_argument("--samples", type=int, default=1000,
-                   help="Gaussian input rows (default: %(default)s)")  # fmt: skip
-    p.add_argument("--bins", type=int, default=30, help="histogram bins (default: %(default)s)")
+                   help="Gaussian input rows")  # fmt: skip
+    p.add_argument("--bins", type=int, default=30, help="histogram bins")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed of inputs and weights (default: %(default)s)")  # fmt: skip
+                   help="seed of inputs and weights")  # fmt: skip
     _dtype(p, "float64")
     _common(p, "histogram")
     p.set_defaults(run=_run_histogram)
@@ -207,24 +184,24 @@ def _mnist(sub: Any) -> None:
         "mnist",
         help="MNIST 784-100x4-10: std=0.01 vs Xavier vs He on the same minibatches",
         description=m.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--inits", type=_names, default=",".join(m.DEFAULT_INITS),
-                   help="comma-separated init specs (default: %(default)s)")  # fmt: skip
-    p.add_argument("--activation", default="relu", help="hidden activation (default: relu)")
+                   help="comma-separated init specs")  # fmt: skip
+    p.add_argument("--activation", default="relu", help="hidden activation")
     p.add_argument("--hidden", type=_ints, default=(100, 100, 100, 100),
-                   help="hidden widths, comma-separated (default: 100,100,100,100)")  # fmt: skip
-    p.add_argument("--iterations", type=int, default=2000, help="SGD steps (default: 2000)")
-    p.add_argument("--batch-size", type=int, default=128, help="minibatch (default: 128)")
-    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default: 0.01)")
+                   help="hidden widths, comma-separated")  # fmt: skip
+    p.add_argument("--iterations", type=int, default=2000, help="SGD steps")
+    p.add_argument("--batch-size", type=int, default=128, help="minibatch")
+    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate")
     p.add_argument("--seeds", type=int, default=1,
-                   help="repeat with N seeds; plots mean and spread (default: 1)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
+                   help="repeat with N seeds; plots mean and spread")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--train-size", type=int, default=None,
                    help="use only the first N training images (default: all 60000)")  # fmt: skip
     _dtype(p, "float32")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                   help="CPU or NVIDIA GPU (needs fastinit[cuda]; default: cpu)")  # fmt: skip
+                   help="CPU, or an NVIDIA GPU with fastinit[cuda] installed")  # fmt: skip
     _common(p, "mnist")
     p.set_defaults(run=_run_mnist)
 
@@ -247,21 +224,20 @@ def _planar(sub: Any) -> None:
         "planar",
         help="the planar flower: 2-4-1 tanh/sigmoid with zeros, randn, x0.01, x0.001, x100",
         description=pl.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--inits", type=_names, default=",".join(pl.DEFAULT_INITS),
-                   help="comma-separated init specs (default: %(default)s)")  # fmt: skip
+                   help="comma-separated init specs")  # fmt: skip
     p.add_argument("--weights", type=Path, action="append", default=[], metavar="NPZ",
                    help="also run from explicit initial weights: an .npz with arrays W1 (2, H), "
                    "b1 (H,), W2 (H, 1), b2 (1,) (repeatable)")  # fmt: skip
-    p.add_argument("--hidden", type=int, default=4, help="hidden units (default: 4)")
-    p.add_argument("--iterations", type=int, default=10000, help="steps (default: 10000)")
-    p.add_argument("--lr", type=float, default=1.2, help="learning rate (default: 1.2)")
+    p.add_argument("--hidden", type=int, default=4, help="hidden units")
+    p.add_argument("--iterations", type=int, default=10000, help="steps")
+    p.add_argument("--lr", type=float, default=1.2, help="learning rate")
     p.add_argument("--rng", default="notebook", choices=("notebook", "fastinit"),
                    help="'notebook': randn*s weights drawn exactly as the classic notebook "
-                   "(np.random.seed(2)); 'fastinit': fastinit's generator "
-                   "(default: notebook)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=2, help="seed of the initial weights (default: 2)")
+                   "(np.random.seed(2)); 'fastinit': fastinit's generator")  # fmt: skip
+    p.add_argument("--seed", type=int, default=2, help="seed of the initial weights")
     _dtype(p, "float64")
     _common(p, "planar")
     p.set_defaults(run=_run_planar)
@@ -294,7 +270,7 @@ def _run_planar(a: argparse.Namespace) -> Any:
         name = path.stem
         if name in weights:
             raise ValueError(f"--weights: two files are named {name!r}; give each run its own name")
-        if name.lower() in (i.strip().lower() for i in inits):
+        if name.lower() in (spec.name.lower() for spec in inits):
             raise ValueError(
                 f"--weights: {str(path)!r} would run as {name!r}, also an init of --inits or "
                 "--add; rename the file"
@@ -313,16 +289,16 @@ def _symmetry(sub: Any) -> None:
         "symmetry",
         help="zero and constant inits keep hidden units identical; random ones don't",
         description=s.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--inits", type=_names, default=",".join(s.DEFAULT_INITS),
-                   help="comma-separated init specs (default: %(default)s)")  # fmt: skip
-    p.add_argument("--hidden", type=_ints, default=(8, 8), help="hidden widths (default: 8,8)")
-    p.add_argument("--activation", default="tanh", help="hidden activation (default: tanh)")
-    p.add_argument("--iterations", type=int, default=2000, help="steps (default: 2000)")
-    p.add_argument("--every", type=int, default=100, help="checkpoint interval (default: 100)")
-    p.add_argument("--lr", type=float, default=0.5, help="learning rate (default: 0.5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random inits (default: 0)")
+                   help="comma-separated init specs")  # fmt: skip
+    p.add_argument("--hidden", type=_ints, default=(8, 8), help="hidden widths")
+    p.add_argument("--activation", default="tanh", help="hidden activation")
+    p.add_argument("--iterations", type=int, default=2000, help="steps")
+    p.add_argument("--every", type=int, default=100, help="checkpoint interval")
+    p.add_argument("--lr", type=float, default=0.5, help="learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of random inits")
     _dtype(p, "float64")
     _common(p, "symmetry")
     p.set_defaults(run=_run_symmetry)
@@ -359,19 +335,20 @@ def build_parser() -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
         With ``--version`` and the required subcommands of :func:`subcommands`
-        (the chosen one in ``command``); every option's help states its default.
+        (the chosen one in ``command``); every option's help states its default
+        (:class:`HelpFormatter`).
     """
     import fastinit
 
     parser = argparse.ArgumentParser(
         prog="fastinit",
         description="Reproduce the classic weight-initialization experiments.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fastinit {fastinit.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in subcommands():
         add(sub)
-    _state_defaults(parser)
     return parser
 
 

@@ -13,10 +13,13 @@ import pytest
 
 from fastinit import MLP, datasets, init
 from fastinit.experiments._common import (
+    FIGURE_DPI,
     Output,
     parse_init,
+    parse_init_options,
     parse_inits,
     prepare_output,
+    pyplot,
     smooth_curve,
 )
 from fastinit.experiments.depth import run_depth
@@ -796,6 +799,83 @@ def test_spellings_of_one_constant_draw_are_one_init(first, second):
     assert parse_init(first).draw((3, 2), 0, 1, "float64").tolist() == (
         parse_init(second).draw((3, 2), 0, 1, "float64").tolist()
     )
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("constant", "zeros"), ("normal", "std=1"), ("gaussian", "randn"), ("normal", "randn*1"),
+     ("variance_scaling", "lecun_normal"), ("ones", "constant=1"), ("orthogonal_", "orthogonal"),
+     ("constant", "std=0")],
+)  # fmt: skip
+def test_spellings_of_one_draw_are_one_init(first, second):
+    # 'constant' and 'zeros', 'normal' and 'std=1', 'gaussian' and 'randn' draw the same
+    # weights, but were two inits (run twice, reported as two)
+    for a, b in ((first, second), (second, first)):
+        with pytest.raises(
+            ValueError, match=re.escape(f"inits: {a!r} is given twice (also as {b!r})")
+        ):
+            parse_inits((a, b))
+    for shape, dtype in (((4, 7), "float32"), ((9, 2), "float64")):
+        w1, w2 = (parse_init(s).draw(shape, 3, 5, dtype) for s in (first, second))
+        assert w1.tobytes() == (w2 + 0).tobytes()  # + 0: -0.0 is 0.0
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("glorot_normal", "xavier_normal"),  # Keras' truncated normal, PyTorch's untruncated one
+     ("he_normal", "kaiming_normal"), ("he", "he_normal"), ("xavier", "xavier_normal"),
+     # the book's N(0, 2 / fan_in) and kaiming_normal's: one variance, std rounded differently
+     ("he", "kaiming_normal"),
+     ("std=0.01", "std=0.0100001"), ("kaiming_normal", "kaiming_uniform"),
+     ("lsuv", "orthogonal")],  # the same pre-init, then rescaled on data
+)  # fmt: skip
+def test_different_draws_are_different_inits(first, second):
+    specs = parse_inits((first, second))
+    assert [s.name for s in specs] == [first, second]
+    assert specs[0].meaning != specs[1].meaning
+
+
+def test_parse_init_options_names_the_option_and_the_earlier_entry():
+    specs = parse_init_options({"--inits": ("he", "std=0.01"), "--add": ("zeros",)})
+    assert [s.name for s in specs] == ["he", "std=0.01", "zeros"]
+    assert parse_inits(specs) == specs  # parsed specs pass through: parsed once
+    for options, message in [
+        ({"--inits": ("zeros",), "--add": ("constant",)},
+         "--add: 'constant' draws the same weights as 'zeros' of --inits; give each init once"),
+        ({"--inits": ("he", "std=1e-2"), "--add": ("HE",)}, "--add: 'HE' is already in --inits"),
+        ({"--inits": ("normal", "randn")}, "--inits: 'randn' draws the same weights as 'normal'"),
+        ({"--inits": ("he",), "--add": ("nonsense",)}, "--add: unknown init 'nonsense'"),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parse_init_options(options)
+    # lsuv parsed for a training experiment is still refused by one that does not train
+    with pytest.raises(ValueError, match="'lsuv' is data-dependent"):
+        run_depth(parse_init_options({"--inits": ("lsuv",)}), depths=(2,), width=4, samples=4)
+
+
+def test_every_figure_is_made_at_figure_dpi(tmp_path, monkeypatch):
+    # planar's and the report's figures were made at matplotlib's 100 dpi, then set to
+    # FIGURE_DPI when saved: their text laid out twice
+    from fastinit.sweep import report
+
+    dpis = {}
+    figure = Output.figure
+
+    def record(self, name, fig):
+        dpis[name] = fig.dpi
+        return figure(self, name, fig)
+
+    monkeypatch.setattr(Output, "figure", record)
+    run_planar(("zeros", "he"), iterations=5, out=tmp_path / "p", progress=False)
+    run_symmetry(("zeros",), hidden=(3,), iterations=4, every=2, out=tmp_path / "s",
+                 progress=False)  # fmt: skip
+    run_histogram(("he",), ("tanh",), layers=2, width=4, samples=8, out=tmp_path / "h")
+    run_depth(("he",), ("tanh",), depths=(2,), width=4, samples=4, out=tmp_path / "d")
+    assert {"planar_cost.png", "planar_boundaries.png", "symmetry.png"} <= set(dpis)
+    assert len(dpis) >= 6 and set(dpis.values()) == {FIGURE_DPI}, dpis
+    fig, _ = report._grid(pyplot(), 2, (3.0, 2.0))
+    assert fig.dpi == FIGURE_DPI
+    pyplot().close(fig)
 
 
 def test_symmetry_is_measured_on_the_weights_whatever_the_inits_name():

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,12 @@ def check_hidden(hidden: Any, *, min_layers: int = 0) -> tuple[int, ...]:
 #                      fastinit.lsuv.lsuv on the first training batch
 # Any other name goes to fastinit.init.get (e.g. "glorot_uniform", "orthogonal").
 BOOK_SCALES = {"xavier": 1.0, "he": 2.0}
-_CONSTANTS = {"zeros": 0.0, "ones": 1.0}  # fastinit.init's constant initializers
+_MEANING_SHAPES = ((6, 3), (3, 5))  # InitSpec.meaning: fan_in != fan_out, both ways
+_LSUV_HERE = (
+    "init: {!r} is data-dependent (it rescales a model's layers on a training batch); use "
+    "it in the mnist and planar experiments or their sweeps, or call "
+    "fastinit.init.lsuv(model, X_batch) yourself"
+)
 _STD = re.compile(r"^(?:std|randn\s*\*|scale)\s*=?\s*([0-9.eE+-]+)$")
 
 
@@ -91,23 +97,19 @@ class InitSpec:
     value: float | None = None  # a constant (constant=...)
     lsuv: bool = False  # LSUV: draw() gives the orthogonal pre-init; the caller rescales
 
-    @property
-    def meaning(self) -> tuple:
-        """What the spec draws, whatever its spelling (``std=0.01`` and ``randn*0.01`` alike).
+    @cached_property
+    def meaning(self) -> tuple[bytes, bool]:
+        """What the spec draws, whatever its spelling: two specs are one init when equal.
 
-        Every spelling of one constant draw means the same: ``zeros``, ``zero``,
-        ``std=0``, ``randn*0`` and ``constant=0`` all draw zeros, ``ones`` and
-        ``constant=1`` ones; an initializer alias means its canonical name.
+        The bytes of :meth:`draw` on two small float64 shapes whose fan-in and
+        fan-out differ, (6, 3) and (3, 5), seed 0 (-0.0 read as 0.0), and the
+        LSUV flag: ``std=0.01`` and ``randn*0.01``, ``zeros``, ``constant`` and
+        ``std=0``, ``normal``, ``gaussian``, ``randn`` and ``std=1``, an alias and
+        its name, are each one init; ``he`` (the book's N(0, 2 / fan_in)) and
+        ``kaiming_normal`` (its std rounded differently) are two.
         """
-        initializer = _init.ALIASES.get(self.initializer, self.initializer)
-        value = self.value
-        if self.std == 0:
-            value = 0.0
-        elif initializer in _CONSTANTS:
-            value, initializer = _CONSTANTS[initializer], None
-        if value is not None:
-            return (None, None, None, value + 0.0, False)  # + 0.0: -0.0 is 0.0
-        return (self.std, self.fan_scale, initializer, None, self.lsuv)
+        draws = (self.draw(shape, 0, 0, "float64") + 0.0 for shape in _MEANING_SHAPES)
+        return b"".join(w.tobytes() for w in draws), self.lsuv
 
     def draw(self, shape: tuple[int, ...], seed: int, stream: int, dtype: str) -> np.ndarray:
         """Draw an array of ``shape`` for this spec."""
@@ -181,14 +183,15 @@ class InitSpec:
             lsuv(model, x_batch)
 
 
-def parse_init(spec: str, *, data_dependent: bool = True) -> InitSpec:
+def parse_init(spec: str | InitSpec, *, data_dependent: bool = True) -> InitSpec:
     """Parse an experiment's init spec (see the table above); raise ValueError if unknown.
 
     Parameters
     ----------
-    spec : str
+    spec : str or InitSpec
         E.g. ``"std=0.01"``, ``"xavier"``, ``"he"``, ``"randn*100"``, ``"zeros"``,
-        ``"orthogonal"``, ``"lsuv"``.
+        ``"orthogonal"``, ``"lsuv"``; an :class:`InitSpec` (parsed already, as
+        :func:`parse_init_options` gives them) is returned as it is.
     data_dependent : bool
         Whether the caller applies :meth:`InitSpec.prepare` to a model and data
         (the training experiments); otherwise ``"lsuv"`` is refused with a clear
@@ -198,6 +201,10 @@ def parse_init(spec: str, *, data_dependent: bool = True) -> InitSpec:
     -------
     InitSpec
     """
+    if isinstance(spec, InitSpec):
+        if spec.lsuv and not data_dependent:
+            raise ValueError(_LSUV_HERE.format(spec.name))
+        return spec
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"init: expected an init name such as 'he' or 'std=0.01', got {spec!r}")
     text = spec.strip()
@@ -207,13 +214,8 @@ def parse_init(spec: str, *, data_dependent: bool = True) -> InitSpec:
     if key == "randn":
         return InitSpec(text, std=1.0)
     if key == "lsuv":
-        if not data_dependent:
-            raise ValueError(
-                "init: 'lsuv' is data-dependent (it rescales a model's layers on a training "
-                "batch); use it in the mnist and planar experiments or their sweeps, or call "
-                "fastinit.init.lsuv(model, X_batch) yourself"
-            )
-        return InitSpec(text, initializer="orthogonal", lsuv=True)
+        return parse_init(InitSpec(text, initializer="orthogonal", lsuv=True),
+                          data_dependent=data_dependent)  # fmt: skip
     if key.startswith("constant="):
         try:
             value = float(key.split("=", 1)[1])
@@ -270,20 +272,20 @@ def parse_activations(activations: Sequence[str]) -> list[str]:
 
 
 def parse_inits(
-    inits: Sequence[str], *, data_dependent: bool = True, allow_empty: bool = False
+    inits: Sequence[str | InitSpec], *, data_dependent: bool = True, allow_empty: bool = False
 ) -> list[InitSpec]:
     """Parse every init spec of an experiment; raise ValueError on a repeated one or none.
 
     Results are keyed by init name, so an init given twice would be trained
-    twice but reported once (or counted twice); it is refused instead.  Names
-    are compared case-insensitively, as :func:`parse_init` reads them, and
-    two spellings of one draw (``std=0.01``, ``std=1e-2``, ``randn*0.01``) are
-    the same init.
+    twice but reported once (or counted twice); it is refused instead.  Two
+    specs are one init when they draw the same weights (:attr:`InitSpec.meaning`):
+    ``he`` and ``HE``, ``std=0.01``, ``std=1e-2`` and ``randn*0.01``, ``zeros``
+    and ``constant``.
 
     Parameters
     ----------
-    inits : sequence of str
-        Init specs, as for :func:`parse_init`.
+    inits : sequence of str or InitSpec
+        Init specs, as for :func:`parse_init` (parsed ones pass through).
     data_dependent : bool
         Passed to :func:`parse_init`.
     allow_empty : bool
@@ -308,11 +310,56 @@ def parse_inits(
     return specs
 
 
+def parse_init_options(options: dict[str, Sequence[str]]) -> list[InitSpec]:
+    """Parse the inits of several command-line options, in order (``--inits`` then ``--add``).
+
+    Each init is parsed once here; the experiments take the parsed specs as
+    they are (:func:`parse_inits`), refusing ``lsuv`` where they do not train.
+
+    Parameters
+    ----------
+    options : dict of str to sequence of str
+        Each option's name and its init specs, in the order they are run.
+
+    Returns
+    -------
+    list of InitSpec
+        Every option's specs, in order.
+
+    Raises
+    ------
+    ValueError
+        Naming the option of an unknown init, or of one that repeats an
+        earlier one (the same name, or the same weights, :func:`first_repeat`),
+        with that earlier one and its option.
+    """
+    for option, names in options.items():
+        if isinstance(names, str):
+            raise ValueError(f"{option}: expected a sequence of init specs, got {names!r}")
+    given = [(option, name) for option, names in options.items() for name in names]
+    specs = []
+    for option, name in given:
+        try:
+            specs.append(parse_init(name))
+        except ValueError as e:
+            raise ValueError(f"{option}: {str(e).removeprefix('init: ')}") from None
+    repeat = first_repeat(specs)
+    if repeat is not None:
+        (earlier_option, earlier), (option, name) = ((given[k][0], specs[k].name) for k in repeat)
+        same = (
+            f"is already in {earlier_option}"
+            if name.lower() == earlier.lower()
+            else f"draws the same weights as {earlier!r} of {earlier_option}"
+        )
+        raise ValueError(f"{option}: {name!r} {same}; give each init once")
+    return specs
+
+
 def first_repeat(specs: Sequence[InitSpec]) -> tuple[int, int] | None:
     """The first init spec that repeats an earlier one, as :func:`parse_inits` refuses it.
 
-    Two specs are one init when their names are equal case-insensitively or
-    they draw the same weights (:attr:`InitSpec.meaning`).
+    Two specs are one init when they draw the same weights
+    (:attr:`InitSpec.meaning`), whatever their names.
 
     Parameters
     ----------
@@ -325,13 +372,11 @@ def first_repeat(specs: Sequence[InitSpec]) -> tuple[int, int] | None:
         The indices of the earlier spec and of the first one repeating it;
         None when every spec is a different init.
     """
-    seen: dict[Any, int] = {}
+    seen: dict[tuple[bytes, bool], int] = {}
     for k, spec in enumerate(specs):
-        keys = (spec.name.lower(), spec.meaning)
-        for key in keys:
-            if key in seen:
-                return seen[key], k
-        seen.update(dict.fromkeys(keys, k))
+        if spec.meaning in seen:
+            return seen[spec.meaning], k
+        seen[spec.meaning] = k
     return None
 
 
@@ -710,13 +755,18 @@ class Output:
         twice.  A figure with a layout engine still to run at draw time
         (``layout="constrained"``) is saved by ``savefig`` as it is.
 
+        This changes the caller's figure: its placeholder layout engine (the
+        one ``tight_layout`` leaves) is removed, and its dpi is set to
+        :data:`FIGURE_DPI`.  Make figures with :func:`subplots` (already at
+        that dpi) and close them after.
+
         Parameters
         ----------
         name : str
             The file name.
         fig : matplotlib.figure.Figure
             A figure on an Agg canvas (:func:`pyplot`), laid out already
-            (``tight_layout``), best made at :data:`FIGURE_DPI` (its dpi is set to it).
+            (``tight_layout``), best made at :data:`FIGURE_DPI` (:func:`subplots`).
         """
         import matplotlib
         from matplotlib.layout_engine import PlaceHolderLayoutEngine
@@ -761,7 +811,7 @@ def commit_all(outputs: Sequence[Output]) -> None:
             output.commit()
 
 
-FIGURE_DPI = 110  # every figure's resolution; create figures at it (``dpi=FIGURE_DPI``)
+FIGURE_DPI = 110  # every figure's resolution; create figures at it (:func:`subplots`)
 _STAGING = ".writing-"  # staging directories: .writing-<host>-<pid>-<random>
 #: Name of the listing file of an owner (a command: ``planar``, ``report``, ...) in an
 #: output directory, ``.format(owner)``: a JSON list of the names of the files that
@@ -801,3 +851,24 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def subplots(plt: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """``plt.subplots(*args, **kwargs)`` at :data:`FIGURE_DPI`, as every figure is made.
+
+    A figure made at the dpi it is saved at (:meth:`Output.figure`) is laid
+    out once; one made at matplotlib's default would have its text laid out
+    again when saved.
+
+    Parameters
+    ----------
+    plt : module
+        ``matplotlib.pyplot`` (:func:`pyplot`).
+    *args, **kwargs
+        As for ``plt.subplots``, without ``dpi``.
+
+    Returns
+    -------
+    (matplotlib.figure.Figure, Axes or numpy.ndarray of Axes)
+    """
+    return plt.subplots(*args, dpi=FIGURE_DPI, **kwargs)

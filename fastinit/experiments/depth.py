@@ -43,7 +43,6 @@ from fastinit import random as _rng
 from fastinit._progress import ProgressBar
 from fastinit._validate import check_bool, check_dtype, check_int, value_errors
 from fastinit.experiments._common import (
-    FIGURE_DPI,
     Output,
     check_seed_range,
     parse_activations,
@@ -51,6 +50,7 @@ from fastinit.experiments._common import (
     prepared_output,
     provenance,
     pyplot,
+    subplots,
     text_table,
 )
 
@@ -491,10 +491,9 @@ def plot_signal(
     """
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(
-        2, len(depths), figsize=(3.4 * len(depths), 5.6), squeeze=False, sharey="row",
-        dpi=FIGURE_DPI,
-    )  # fmt: skip
+    fig, axes = subplots(
+        plt, 2, len(depths), figsize=(3.4 * len(depths), 5.6), squeeze=False, sharey="row"
+    )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for c, depth in enumerate(depths):
         for r, label in enumerate(("activation std", "gradient std (dL/dz)")):
@@ -572,10 +571,9 @@ def plot_signal_vs_depth(
     -------
     matplotlib.figure.Figure
     """
-    fig, axes = plt.subplots(
-        2, len(activations), figsize=(4.0 * len(activations), 6.0), squeeze=False,
-        dpi=FIGURE_DPI,
-    )  # fmt: skip
+    fig, axes = subplots(
+        plt, 2, len(activations), figsize=(4.0 * len(activations), 6.0), squeeze=False
+    )
     for c, act in enumerate(activations):
         for r, label in enumerate(("activation std, last layer", "gradient std, first layer")):
             ax = axes[r, c]

@@ -28,13 +28,13 @@ from fastinit import train as _train
 from fastinit._progress import ProgressBar
 from fastinit._validate import check_bool, check_dtype, check_int, check_seed, value_errors
 from fastinit.experiments._common import (
-    FIGURE_DPI,
     Output,
     parse_activations,
     parse_inits,
     prepared_output,
     provenance,
     pyplot,
+    subplots,
     text_table,
 )
 from fastinit.experiments.depth import TOP_GRADIENT_STREAM, propagate
@@ -354,10 +354,9 @@ def _grid(plt: Any, inits: list[str], layers: int) -> tuple[Any, np.ndarray]:
     Built once and redrawn by :func:`_plot` for each activation and kind:
     making its axes anew for each figure took as long as drawing them.
     """
-    fig, axes = plt.subplots(
-        len(inits), layers, figsize=(2.4 * layers, 1.9 * len(inits)), squeeze=False,
-        dpi=FIGURE_DPI,
-    )  # fmt: skip
+    fig, axes = subplots(
+        plt, len(inits), layers, figsize=(2.4 * layers, 1.9 * len(inits)), squeeze=False
+    )
     for r, init in enumerate(inits):
         for k in range(layers):
             ax = axes[r, k]

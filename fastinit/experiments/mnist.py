@@ -34,7 +34,6 @@ from fastinit import datasets, optim
 from fastinit._cuda import check_device
 from fastinit._validate import check_bool, check_dtype, check_int, check_positive, value_errors
 from fastinit.experiments._common import (
-    FIGURE_DPI,
     Output,
     check_hidden,
     check_seed_range,
@@ -43,6 +42,7 @@ from fastinit.experiments._common import (
     provenance,
     pyplot,
     smooth_curve,
+    subplots,
     text_table,
 )
 from fastinit.train import batch_rows, fit_many
@@ -323,7 +323,7 @@ def _write(result: MnistResult, output: Output) -> None:
     rows = [[i, *(float(c[i]) for c in columns)] for i in range(result.config["iterations"])]
     output.csv("loss_curves.csv", header, rows)
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=FIGURE_DPI)
+    fig, ax = subplots(plt, figsize=(6.4, 4.8))
     x = np.arange(result.config["iterations"])
     for k, name in enumerate(names):
         smooth = np.array([smooth_curve(c) for c in result.curves[name]])

@@ -43,6 +43,7 @@ from fastinit.experiments._common import (
     prepared_output,
     provenance,
     pyplot,
+    subplots,
     text_table,
 )
 from fastinit.model import MLP
@@ -413,7 +414,7 @@ def _write(result: PlanarResult, output: Output, x: np.ndarray, y: np.ndarray) -
     ]
     output.csv("cost_curves.csv", ["iteration", *names], rows)
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = subplots(plt, figsize=(6.4, 4.4))
     for name in names:
         ax.plot(result.costs[name], label=name)
     ax.set_xlabel("iteration")
@@ -438,7 +439,7 @@ def _boundaries(plt, result: PlanarResult, x: np.ndarray, y: np.ndarray):
     names = list(result.models)
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = subplots(plt, rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
     for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     for ax, name in zip(axes.ravel(), names, strict=False):

@@ -36,13 +36,13 @@ from fastinit._validate import (
     value_errors,
 )
 from fastinit.experiments._common import (
-    FIGURE_DPI,
     Output,
     check_hidden,
     parse_inits,
     prepared_output,
     provenance,
     pyplot,
+    subplots,
     text_table,
 )
 
@@ -309,7 +309,7 @@ def _write(result: SymmetryResult, output: Output) -> None:
     ]
     output.csv("spread.csv", header, rows)
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=FIGURE_DPI)
+    fig, ax = subplots(plt, figsize=(6.4, 4.2))
     for name in names:
         (line,) = ax.plot(
             result.checkpoints, result.incoming[name].max(axis=1), marker="o",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastinit.cli import _ints, _names
+from fastinit.cli import HelpFormatter, _ints, _names
 
 __all__ = ["add_depth", "add_report", "add_sweep"]
 
@@ -57,11 +57,11 @@ def add_sweep(sub: Any) -> None:
         "sweep",
         help="run a SPEC.toml grid of runs in parallel into a SQLite database (resumable)",
         description=SWEEP_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("spec", nargs="?", type=Path, metavar="SPEC.toml", help="the sweep to run")
     p.add_argument("--db", type=Path, default=Path("results.sqlite"),
-                   help="results database, created if missing (default: %(default)s)")  # fmt: skip
+                   help="results database, created if missing")  # fmt: skip
     p.add_argument("--workers", type=_workers, default=None, metavar="N",
                    help="worker processes (default: one per core; fewer when the memory "
                    "cannot hold that many runs at once; 0: run in this process); "
@@ -155,11 +155,11 @@ def add_report(sub: Any) -> None:
         "report",
         help="aggregate a sweep database over seeds: CSV/Markdown tables and figures",
         description=report.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("db", type=Path, metavar="DB", help="results database of fastinit sweep")
     p.add_argument("--out", type=Path, default=Path("fastinit-results") / "report",
-                   help="output directory (default: %(default)s)")  # fmt: skip
+                   help="output directory")  # fmt: skip
     p.add_argument("--experiment", default=None, help="only this experiment's runs")
     p.add_argument("--sweep", default=None, metavar="NAME",
                    help="only the runs recorded by the SPEC of this name")  # fmt: skip
@@ -190,24 +190,23 @@ def add_depth(sub: Any) -> None:
         "depth",
         help="activation and gradient spread per layer of 10- to 100-layer networks at init",
         description=d.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--inits", type=_names, default=",".join(d.DEFAULT_INITS),
-                   help="comma-separated init specs (default: %(default)s)")  # fmt: skip
+                   help="comma-separated init specs")  # fmt: skip
     p.add_argument("--activations", type=_names, default=",".join(d.DEFAULT_ACTIVATIONS),
-                   help="comma-separated activations (default: %(default)s)")  # fmt: skip
+                   help="comma-separated activations")  # fmt: skip
     p.add_argument("--depths", type=_ints, default=d.DEFAULT_DEPTHS,
-                   help="comma-separated network depths (default: 10,20,50,100)")  # fmt: skip
-    p.add_argument("--width", type=int, default=128, help="units per layer (default: 128)")
-    p.add_argument("--samples", type=int, default=512, help="Gaussian inputs (default: 512)")
+                   help="comma-separated network depths")  # fmt: skip
+    p.add_argument("--width", type=int, default=128, help="units per layer")
+    p.add_argument("--samples", type=int, default=512, help="Gaussian inputs")
     p.add_argument("--seeds", type=int, default=1,
-                   help="repetitions; the figures show their spread (default: 1)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
+                   help="repetitions; the figures show their spread")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
-                   help="arithmetic type (default: %(default)s)")  # fmt: skip
+                   help="arithmetic type")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("fastinit-results") / "depth",
-                   help="directory for the PNG figures, summary.json and CSV "
-                   "(default: %(default)s)")  # fmt: skip
+                   help="directory for the PNG figures, summary.json and CSV")  # fmt: skip
     p.add_argument("--add", action="append", default=[], metavar="INIT",
                    help="run this init too, besides --inits (repeatable)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -215,10 +214,11 @@ def add_depth(sub: Any) -> None:
 
 
 def _run_depth(a: argparse.Namespace) -> Any:
-    from fastinit.cli import _inits  # --inits then --add, an error naming the option
+    from fastinit.experiments._common import parse_init_options
     from fastinit.experiments.depth import run_depth
 
+    inits = parse_init_options({"--inits": a.inits, "--add": a.add})  # errors name the option
     return run_depth(
-        _inits(a), a.activations, depths=a.depths, width=a.width, samples=a.samples,
+        inits, a.activations, depths=a.depths, width=a.width, samples=a.samples,
         seeds=a.seeds, seed=a.seed, dtype=a.dtype, out=a.out, progress=not a.quiet,
     )  # fmt: skip

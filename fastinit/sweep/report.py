@@ -447,7 +447,9 @@ def _panels(groups: Sequence[Group], exclude: Sequence[str]) -> dict[str, list[G
 def _grid(plt: Any, n: int, size: tuple[float, float]) -> tuple[Any, Any]:
     cols = min(n, 4)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    from fastinit.experiments._common import subplots
+
+    fig, axes = subplots(plt, rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     return fig, axes.ravel()
