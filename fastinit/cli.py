@@ -26,7 +26,25 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     a help that speaks of its default already are left alone; a tuple is shown
     as the option takes it (``100,100``); descriptions keep their line breaks.
     Every ``fastinit`` parser uses it (``formatter_class=HelpFormatter``).
+
+    Parameters
+    ----------
+    prog : str
+        The program name, as for :class:`argparse.HelpFormatter`.
+    indent_increment, max_help_position : int
+        Indentation of nested sections, and the column where help text starts.
+    width : int, optional
+        Line width (default: the terminal's, less 2).
     """
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text, default = action.help, action.default
