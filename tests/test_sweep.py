@@ -1513,3 +1513,18 @@ def test_windows_asks_whether_the_process_handle_is_signaled(monkeypatch):
             assert kernel32.calls == [
                 opened, ("WaitForSingleObject", handle, 0), ("CloseHandle", handle)
             ]  # fmt: skip
+
+
+def test_a_dry_run_counts_the_runs_another_sweep_is_running(tmp_path, capsys):
+    from fastinit.sweep.store import Claimant
+
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1, 2]\n')
+    db = tmp_path / "r.sqlite"
+    keys = [k for k, _ in load_spec(spec).keyed_runs()]
+    other = Claimant(host="elsewhere.example", pid=4321)
+    with Store(db) as store:
+        assert store.claim(keys[1], other) == "claimed"
+    assert main(["sweep", str(spec), "--db", str(db), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "3 runs in the SPEC, 0 in" in out and "3 to run" in out
+    assert "1 of them claimed by another sweep (elsewhere.example:4321)" in out, out

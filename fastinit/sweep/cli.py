@@ -8,6 +8,8 @@ parsed arguments, returns an object with ``.table()``) and ``out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +74,8 @@ def add_sweep(sub: Any) -> None:
     p.add_argument("--retry-failed", action="store_true",
                    help="run the configurations recorded as failed again")  # fmt: skip
     p.add_argument("--dry-run", action="store_true",
-                   help="only count the runs: in the SPEC, already in --db, to do")  # fmt: skip
+                   help="only count the runs: in the SPEC, already in --db, to do, and "
+                   "claimed by another sweep")  # fmt: skip
     p.add_argument("--list", action="store_true",
                    help="list the experiments and their parameters, then exit")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -122,16 +125,22 @@ def _run_sweep(a: argparse.Namespace) -> Any:
         from fastinit.sweep.store import Store
 
         runs = spec.keyed_runs()
-        statuses = {}
+        statuses, claims = {}, {}
         if Path(a.db).is_file() and Path(a.db).stat().st_size:  # a dry run writes nothing
             with Store(a.db, readonly=True) as store:
                 statuses = store.statuses(k for k, _ in runs)
+                with contextlib.suppress(sqlite3.OperationalError):  # a database before claims
+                    claims = store.claims(k for k, _ in runs if k not in statuses)
         done = {k for k, s in statuses.items() if s != "failed" or not a.retry_failed}
         failed = sum(s == "failed" for s in statuses.values())
-        return _Text(
+        text = (
             f"sweep {spec.name!r} ({spec.experiment}): {len(runs)} runs in the SPEC, "
             f"{len(statuses)} in {a.db} ({failed} failed), {len(runs) - len(done)} to run"
         )
+        if claims:
+            holders = ", ".join(sorted({f"{c['host']}:{c['pid']}" for c in claims.values()}))
+            text += f" ({len(claims)} of them claimed by another sweep ({holders}))"
+        return _Text(text)
     summary = run_sweep(
         spec, a.db, workers=a.workers, dask=a.dask, retry_failed=a.retry_failed,
         progress=not a.quiet,
