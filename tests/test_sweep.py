@@ -1390,14 +1390,15 @@ def test_leaving_keep_alive_is_prompt_while_the_write_lock_is_held(tmp_path, mon
     me, renewing = Claimant(), threading.Event()
     renew = store_module.renew
     monkeypatch.setattr(store_module, "renew", lambda *a: renewing.set() or renew(*a))
+    monkeypatch.setattr(store_module, "_RENEW_BUSY_SECONDS", 0.2)  # wide margins on a busy host
     with Store(db) as store, Store(db) as other:
         assert store.claim("k", me) == "claimed"
         other.conn.execute("BEGIN IMMEDIATE")  # another sweep writes (and holds the lock)
-        with keep_alive(db, me, interval=2.5):
-            assert renewing.wait(10), "no renewal"
+        with keep_alive(db, me, interval=4.0):  # the lock was waited for this long
+            assert renewing.wait(20), "no renewal"
             time.sleep(0.1)  # the renewal waits for the lock
             t0 = time.monotonic()
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < 2.5  # the busy timeout (0.2 s), not the interval
         other.conn.rollback()
 
 
