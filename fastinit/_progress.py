@@ -135,12 +135,8 @@ class ProgressBar:
         return "\r" + line + " " * max(pad, 0)
 
     def _terminal(self) -> bool:
-        """Whether the bar draws to a terminal (``isatty()``; False where it fails)."""
-        stream = self.stream if self.stream is not None else sys.stderr
-        try:
-            return bool(stream.isatty())
-        except (AttributeError, OSError, ValueError):  # None, no isatty, closed
-            return False
+        """Whether the bar draws to a terminal (:func:`is_terminal`)."""
+        return is_terminal(self.stream)
 
     def _columns(self) -> int | None:
         """The terminal's width, or None where it cannot be read."""
@@ -151,11 +147,53 @@ class ProgressBar:
             return None
 
     def _write(self, text: str) -> None:
-        """Draw ``text``; a stream that cannot be written (``sys.stderr`` None under
-        pythonw, a closed pipe) turns the bar off instead of failing the run."""
-        stream = self.stream if self.stream is not None else sys.stderr
-        try:
-            stream.write(text)
-            stream.flush()
-        except (AttributeError, OSError, ValueError):  # None, broken pipe, closed file
+        """Draw ``text``; a stream that cannot be written turns the bar off (:func:`write`)."""
+        if not write(self.stream, text):
             self.enabled = self.shown = False
+
+
+def is_terminal(stream: TextIO | None) -> bool:
+    """Whether a progress bar on ``stream`` draws to a terminal.
+
+    Parameters
+    ----------
+    stream : file or None
+        The stream; None means ``sys.stderr``.
+
+    Returns
+    -------
+    bool
+        ``stream.isatty()``; False where it cannot be asked (``sys.stderr`` None
+        under pythonw, no ``isatty``, a closed file).
+    """
+    stream = stream if stream is not None else sys.stderr
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):  # None, no isatty, closed
+        return False
+
+
+def write(stream: TextIO | None, text: str) -> bool:
+    """Write and flush ``text`` for a progress bar, never failing the run it reports.
+
+    Parameters
+    ----------
+    stream : file or None
+        The stream; None means ``sys.stderr``.
+    text : str
+        What to write.
+
+    Returns
+    -------
+    bool
+        False when the stream cannot be written (``sys.stderr`` None under
+        pythonw, a pipe its reader closed, ``... 2>&1 | head``, a closed file):
+        the bar should turn itself off.
+    """
+    stream = stream if stream is not None else sys.stderr
+    try:
+        stream.write(text)
+        stream.flush()
+    except (AttributeError, OSError, ValueError):  # None, broken pipe, closed file
+        return False
+    return True

@@ -1529,3 +1529,31 @@ def test_a_dry_run_counts_the_runs_another_sweep_is_running(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3 runs in the SPEC, 0 in" in out and "3 to run" in out
     assert "1 of them claimed by another sweep (elsewhere.example:4321)" in out, out
+
+
+def test_a_sweep_progress_bar_that_cannot_write_turns_itself_off(tmp_path, monkeypatch):
+    # `fastinit sweep ... 2>&1 | head` closes the pipe: the sweep must go on, not die
+    class Broken(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    class Closed(io.StringIO):
+        def isatty(self):
+            raise ValueError("I/O operation on closed file")
+
+    for stream in (Broken(), Closed()):
+        bar = SweepProgress(3, stream=stream, interval=0.0)
+        bar.update("ok")
+        bar.update("failed")
+        bar.close()
+    monkeypatch.setattr(sys, "stderr", None)  # pythonw
+    bar = SweepProgress(3, interval=0.0)
+    bar.update("ok")
+    bar.close()
+    assert not bar.enabled
+    # and a whole sweep with its bar on a broken stream records every run
+    spec = load_spec(write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1, 2]\n'))
+    summary = run_sweep(spec, tmp_path / "r.sqlite", executor="serial", stream=Broken())
+    assert summary.counts["ok"] == 3
+    with Store(tmp_path / "r.sqlite") as store:
+        assert store.count() == {"ok": 3}

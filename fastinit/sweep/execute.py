@@ -100,6 +100,7 @@ from typing import Any, TextIO
 
 import fastinit
 from fastinit._files import deferred_interrupt
+from fastinit._progress import is_terminal, write
 from fastinit._system import available_cores
 from fastinit._validate import check_bool
 
@@ -791,28 +792,26 @@ class SweepProgress:
         """
         if not self.enabled:
             return
-        stream = self.stream if self.stream is not None else sys.stderr
-        tty = hasattr(stream, "isatty") and stream.isatty()
         now = time.perf_counter()
-        if tty:
+        if is_terminal(self.stream):
             line = self.line()
-            stream.write("\r" + line.ljust(self._shown))
+            self._write("\r" + line.ljust(self._shown))
             self._shown = len(line)
             self._drawn = True
         elif force or now - self._last >= self.interval or self.done == self.total:
-            stream.write(self.line() + "\n")
+            self._write(self.line() + "\n")
             self._last = now
-        stream.flush()
 
     def close(self) -> None:
         """End the line."""
-        if not self.enabled:
-            return
-        stream = self.stream if self.stream is not None else sys.stderr
-        if self._drawn:
-            stream.write("\n")
-            stream.flush()
-            self._drawn = False
+        if self.enabled and self._drawn:
+            self._write("\n")
+        self._drawn = False
+
+    def _write(self, text: str) -> None:
+        """Draw ``text``; a stream that cannot be written turns the bar off (the sweep goes on)."""
+        if not write(self.stream, text):
+            self.enabled = False
 
 
 def _clock(seconds: float) -> str:
