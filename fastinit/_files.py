@@ -10,6 +10,7 @@ fails or is interrupted (Ctrl-C included) leaves the old file as it was.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import re
@@ -91,6 +92,7 @@ _WAIT_OBJECT_0 = 0  # WaitForSingleObject: the handle is signaled, the process h
 _ERROR_ACCESS_DENIED = 5
 
 
+@functools.cache
 def _kernel32() -> Any:
     """Windows' kernel32 with the signatures :func:`_windows_alive` calls (a HANDLE is 64-bit)."""
     import ctypes

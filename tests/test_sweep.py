@@ -1,6 +1,7 @@
 """fastinit sweep / report: SPEC parsing, executors, the database, resuming, reports."""
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -545,9 +546,14 @@ def test_the_pools_memory_check_uses_the_footprint_found_when_the_spec_was_read(
     spec = parse_spec(text)
     need = runners.LIST_CURVE_BYTES * 1000
     assert spec.largest_run_bytes == need
+    largest_run = spec_module._largest_run
     monkeypatch.setattr(spec_module, "_largest_run", lambda *a: pytest.fail("computed again"))
     monkeypatch.setattr(spec_module, "available_memory", lambda **kw: 2 * need)
     assert spec_module.workers_in_memory(spec, 4)[0] == 2
+    # a Spec made by hand (no footprint recorded) has its largest run found when asked
+    monkeypatch.setattr(spec_module, "_largest_run", largest_run)
+    by_hand = dataclasses.replace(spec, largest_run_bytes=None)
+    assert spec_module.workers_in_memory(by_hand, 4)[0] == 2
 
 
 def test_the_available_memory_is_what_this_machine_has():
@@ -1232,15 +1238,15 @@ def test_a_claim_of_an_earlier_process_with_this_pid_is_stale(tmp_path):
     """Another claimant with this host and pid: busy while its lease is renewed, then stale.
 
     A container restarted with the same host name runs the sweep as pid 1 again (the
-    earlier one's claims go stale after 2 renewal intervals, not LEASE_SECONDS); two
+    earlier one's claims go stale after LEASE_SECONDS / 2, five renewals missed); two
     such containers running at once each renew their own claims: neither takes them.
     """
-    from fastinit.sweep.store import RENEW_SECONDS, Claimant
+    from fastinit.sweep.store import LEASE_SECONDS, Claimant
 
     key = config_key(runners.full_config("selftest", {"seed": 0}))
     with Store(tmp_path / "r.sqlite") as store:
         me = Claimant()
-        for age, state in [(0, "busy"), (2 * RENEW_SECONDS + 1, "claimed")]:
+        for age, state in [(0, "busy"), (2 * 30 + 1, "busy"), (LEASE_SECONDS / 2 + 1, "claimed")]:
             with store.conn:  # the claim of another process that has (or had) this pid
                 store.conn.execute(
                     "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?)",
@@ -1499,6 +1505,7 @@ def test_windows_asks_whether_the_process_handle_is_signaled(monkeypatch):
             return kernel32
 
         monkeypatch.setattr(ctypes, "WinDLL", win_dll, raising=False)
+        _files._kernel32.cache_clear()  # loaded once per process
         monkeypatch.setattr(ctypes, "get_last_error", lambda e=last_error: e, raising=False)
         assert _files._windows_alive(1234) is expected, kernel32.calls
         assert loaded == [("kernel32", {"use_last_error": True})]
@@ -1514,6 +1521,7 @@ def test_windows_asks_whether_the_process_handle_is_signaled(monkeypatch):
             assert kernel32.calls == [
                 opened, ("WaitForSingleObject", handle, 0), ("CloseHandle", handle)
             ]  # fmt: skip
+    _files._kernel32.cache_clear()  # no fake left behind
 
 
 def test_a_dry_run_counts_the_runs_another_sweep_is_running(tmp_path, capsys):
@@ -1525,10 +1533,23 @@ def test_a_dry_run_counts_the_runs_another_sweep_is_running(tmp_path, capsys):
     other = Claimant(host="elsewhere.example", pid=4321)
     with Store(db) as store:
         assert store.claim(keys[1], other) == "claimed"
+        assert store.claim(keys[2], Claimant(pid=_dead_pid())) == "claimed"  # stale: not counted
     assert main(["sweep", str(spec), "--db", str(db), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "3 runs in the SPEC, 0 in" in out and "3 to run" in out
-    assert "1 of them claimed by another sweep (elsewhere.example:4321)" in out, out
+    assert "; 1 of them being run by another sweep: elsewhere.example:4321" in out, out
+    # a failed run another sweep retries is counted with --retry-failed
+    with Store(db) as store:
+        store.record(keys[1], runners.full_config("selftest", {"seed": 1}),
+                     {"status": "failed", "error": "x"}, "t", claimant=Claimant())  # fmt: skip
+        store.conn.execute("UPDATE claims SET lease = ? WHERE key = ?", (time.time(), keys[1]))
+        store.conn.commit()
+    assert main(["sweep", str(spec), "--db", str(db), "--dry-run", "--retry-failed"]) == 0
+    assert "3 to run; 1 of them being run" in capsys.readouterr().out
+    with sqlite3.connect(db) as con:  # a database made before sweeps claimed their runs
+        con.execute("DROP TABLE claims")
+    assert main(["sweep", str(spec), "--db", str(db), "--dry-run"]) == 0
+    assert "1 failed), 2 to run\n" in capsys.readouterr().out
 
 
 def test_a_sweep_progress_bar_that_cannot_write_turns_itself_off(tmp_path, monkeypatch):
@@ -1557,3 +1578,29 @@ def test_a_sweep_progress_bar_that_cannot_write_turns_itself_off(tmp_path, monke
     assert summary.counts["ok"] == 3
     with Store(tmp_path / "r.sqlite") as store:
         assert store.count() == {"ok": 3}
+
+
+def test_a_renewal_that_found_the_database_locked_is_retried_soon(tmp_path, monkeypatch):
+    """A missed renewal is retried within seconds, not a whole interval later (a live
+    claim must not age towards stale while another sweep holds the write lock)."""
+    import threading
+
+    from fastinit.sweep import store as store_module
+    from fastinit.sweep.store import Claimant, keep_alive
+
+    monkeypatch.setattr(store_module, "_RENEW_BUSY_SECONDS", 0.2)
+    monkeypatch.setattr(store_module, "_RETRY_SECONDS", 0.2)
+    db = tmp_path / "r.sqlite"
+    me, renewed = Claimant(), threading.Event()
+    renew = store_module.renew
+    monkeypatch.setattr(store_module, "renew", lambda *a: renew(*a) or renewed.set())
+    with Store(db) as store, Store(db) as other:
+        assert store.claim("k", me) == "claimed"
+        start = time.monotonic()
+        other.conn.execute("BEGIN IMMEDIATE")  # locked through the first renewal (at 3 s)
+        with keep_alive(db, me, interval=3.0):
+            time.sleep(3.5)
+            other.conn.rollback()
+            assert renewed.wait(10)
+            seconds = time.monotonic() - start
+        assert seconds < 5.0, seconds  # retried at once; the next interval would be ~6.2 s

@@ -8,8 +8,6 @@ parsed arguments, returns an object with ``.table()``) and ``out``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,12 +123,14 @@ def _run_sweep(a: argparse.Namespace) -> Any:
         from fastinit.sweep.store import Store
 
         runs = spec.keyed_runs()
-        statuses, claims = {}, {}
+        statuses: dict[str, str] = {}
+        claims: dict[str, dict] = {}
         if Path(a.db).is_file() and Path(a.db).stat().st_size:  # a dry run writes nothing
             with Store(a.db, readonly=True) as store:
                 statuses = store.statuses(k for k, _ in runs)
-                with contextlib.suppress(sqlite3.OperationalError):  # a database before claims
-                    claims = store.claims(k for k, _ in runs if k not in statuses)
+                todo = [k for k, _ in runs if statuses.get(k, "failed") == "failed"]
+                todo = [k for k in todo if a.retry_failed or k not in statuses]
+                claims = store.claims(todo, live=True)  # not the stale ones: taken over
         done = {k for k, s in statuses.items() if s != "failed" or not a.retry_failed}
         failed = sum(s == "failed" for s in statuses.values())
         text = (
@@ -139,7 +139,7 @@ def _run_sweep(a: argparse.Namespace) -> Any:
         )
         if claims:
             holders = ", ".join(sorted({f"{c['host']}:{c['pid']}" for c in claims.values()}))
-            text += f" ({len(claims)} of them claimed by another sweep ({holders}))"
+            text += f"; {len(claims)} of them being run by another sweep: {holders}"
         return _Text(text)
     summary = run_sweep(
         spec, a.db, workers=a.workers, dask=a.dask, retry_failed=a.retry_failed,
@@ -226,7 +226,8 @@ def _run_depth(a: argparse.Namespace) -> Any:
     from fastinit.experiments._common import parse_init_options
     from fastinit.experiments.depth import run_depth
 
-    inits = parse_init_options({"--inits": a.inits, "--add": a.add})  # errors name the option
+    options = {"--inits": a.inits, "--add": a.add}  # errors name the option
+    inits = parse_init_options(options, data_dependent=False)
     return run_depth(
         inits, a.activations, depths=a.depths, width=a.width, samples=a.samples,
         seeds=a.seeds, seed=a.seed, dtype=a.dtype, out=a.out, progress=not a.quiet,

@@ -68,8 +68,9 @@ its lease is older than :data:`fastinit.sweep.store.LEASE_SECONDS` (300 s; any
 host).  A claim with this host and this process's pid but made by another
 sweep (an earlier process that had the pid: a container restarted with the
 same host name runs its sweep as pid 1 again) is stale once its lease is older
-than 60 s (2 renewals missed): a live sweep with that host and pid, of this
-process or of a container running at the same time, renews it.  After a pass
+than 150 s (``LEASE_SECONDS / 2``, five renewals missed; a renewal that finds
+the database locked is retried within seconds): a live sweep with that host
+and pid, of this process or of a container running at the same time, renews it.  After a pass
 over its runs, the sweep offers the skipped ones again (a claim gone stale
 meanwhile is taken over and run) until a pass claims nothing; those still held
 are counted in the summary (``running_elsewhere``: the other sweep will record

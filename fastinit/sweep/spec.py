@@ -754,13 +754,19 @@ def workers_in_memory(spec: Spec, workers: int) -> tuple[int, str]:
     Returns
     -------
     workers : int
-        ``workers`` if they fit (or nothing tells the footprint or the memory;
-        a Spec made by hand, without ``largest_run_bytes``, included),
-        else the largest count that fits, at least 1.
+        ``workers`` if they fit (or nothing tells the footprint or the
+        memory), else the largest count that fits, at least 1.  A Spec made
+        by hand, without ``largest_run_bytes``, has its largest run found here.
     note : str
         ``""``, or the line saying what was reduced and why (for stderr).
     """
     need = spec.largest_run_bytes
+    experiment = EXPERIMENTS[spec.experiment]
+    if need is None and experiment.footprint is not None:  # a Spec not made by parse_spec
+        need = max(
+            sum(_largest_run(experiment, _axes(experiment, spec.fixed, grid))[1].values())
+            for grid in spec.grids or [{}]
+        )
     if need is None or workers <= 1:
         return workers, ""
     available = available_memory(per_process=False)

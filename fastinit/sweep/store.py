@@ -46,11 +46,14 @@ claims every :data:`RENEW_SECONDS`, :func:`keep_alive`; hosts' clocks must
 agree to well within that; SQLite documents that WAL mode does not work over
 a network file system, so sweeps on several machines are better one sweep on a
 Dask cluster).  A claim with this process's host and pid but another
-claimant's token is stale once its lease is more than 2 x
-:data:`RENEW_SECONDS` old: an earlier process that had this pid (a container
-restarted with the same host name runs its sweep as pid 1 again) renews it no
-more, while another live sweep of this process, or of a container running at
-the same time with the same host name (pid 1 too), does.  :meth:`Store.record`
+claimant's token is stale once its lease is more than ``LEASE_SECONDS / 2``
+old (five renewals missed; a renewal that finds the database locked is retried
+within seconds): an earlier process that had this pid (a container restarted
+with the same host name runs its sweep as pid 1 again) renews it no more,
+while another live sweep of this process, or of a container running at the
+same time with the same host name and the same pid, does.  Containers that
+share a host name but not their pids are told apart only by their leases
+(their pids are not this host's to check).  :meth:`Store.record`
 releases the claim in the transaction that writes the run's row, so another
 sweep sees the run either claimed or recorded, never neither;
 :meth:`Store.release` drops every claim of a sweep that stops (an error,
@@ -88,6 +91,7 @@ LEASE_SECONDS = 300.0
 RENEW_SECONDS = LEASE_SECONDS / 10
 # Seconds a renewal waits for the database's write lock (a missed one waits for the next).
 _RENEW_BUSY_SECONDS = 1.0
+_RETRY_SECONDS = 2.0  # after a renewal that found the database locked
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -205,7 +209,8 @@ def _stale(claim: dict[str, Any], now: float) -> bool:
     A claim with this process's host and pid (and another token) is
     another sweep of this process, of an earlier process that had this pid, or
     of a container running at the same time with the same host name: stale once
-    not renewed for 2 renewal intervals (module docstring).
+    not renewed for ``LEASE_SECONDS / 2`` (module docstring), five renewals
+    missed.
     """
     age = now - claim["lease"]
     if age > LEASE_SECONDS:
@@ -213,7 +218,7 @@ def _stale(claim: dict[str, Any], now: float) -> bool:
     if claim["host"] != _host():
         return False
     if claim["pid"] == os.getpid():
-        return age > 2 * RENEW_SECONDS
+        return age > LEASE_SECONDS / 2
     return not alive(claim["pid"])
 
 
@@ -247,10 +252,13 @@ def keep_alive(
     def beat() -> None:
         conn = None
         try:
-            while not stop.wait(interval):
+            wait = interval
+            while not stop.wait(wait):
+                wait = min(interval, _RETRY_SECONDS)  # a missed renewal is retried soon
                 with contextlib.suppress(sqlite3.Error):
                     conn = conn or sqlite3.connect(path, timeout=_RENEW_BUSY_SECONDS)
                     renew(conn, claimant)
+                    wait = interval
         finally:
             if conn is not None:
                 conn.close()
@@ -322,9 +330,15 @@ class Store:
             version = self.conn.execute(
                 "SELECT value FROM meta WHERE name = 'schema_version'"
             ).fetchone()
+            # a read-only store of a database made before sweeps claimed runs has none
+            found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'claims'"
+            self._has_claims = self.conn.execute(found).fetchone() is not None
         except sqlite3.DatabaseError as e:
+            with contextlib.suppress(AttributeError):  # connect itself may have failed
+                self.conn.close()
             raise ValueError(f"db: {self.path} is not a fastinit results database ({e})") from None
         if version is None or int(version[0]) != SCHEMA_VERSION:
+            self.conn.close()
             raise ValueError(
                 f"db: {self.path} has schema version {version and version[0]}, "
                 f"expected {SCHEMA_VERSION}"
@@ -453,19 +467,31 @@ class Store:
         """
         return dict(self.conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"))
 
-    def claims(self, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    def claims(
+        self, keys: Iterable[str] | None = None, *, live: bool = False
+    ) -> dict[str, dict[str, Any]]:
         """The runs claimed now (by live sweeps, or stale claims not yet taken over).
 
         Parameters
         ----------
         keys : iterable of str, optional
             Only these keys (default: every claim).
+        live : bool
+            Only the claims of live claimants (leave out the stale ones, which
+            the next sweep takes over).
 
         Returns
         -------
         dict
-            ``{key: {"host", "pid", "token", "started", "lease"}}``.
+            ``{key: {"host", "pid", "token", "started", "lease"}}``; empty for a
+            database made before the table existed, opened read-only.
         """
+        if not self._has_claims:
+            return {}
+        if live:
+            now = time.time()
+            found = self.claims(keys)
+            return {k: c for k, c in found.items() if not _stale(c, now)}
         query = f"SELECT key, {', '.join(_CLAIM_COLUMNS)} FROM claims"
         if keys is None:
             rows = self.conn.execute(query).fetchall()
@@ -498,10 +524,10 @@ class Store:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             state = self._claim(key, claimant)
+            self.conn.commit()
         except BaseException:
-            self.conn.rollback()
+            self.conn.rollback()  # never left holding the write lock
             raise
-        self.conn.commit()
         return state
 
     def _claim(self, key: str, claimant: Claimant) -> str:
