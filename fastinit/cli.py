@@ -75,11 +75,13 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
-def _inits(a: argparse.Namespace) -> list[Any]:
-    """The parsed inits of ``--inits`` then ``--add`` (errors name the option)."""
+def _inits(a: argparse.Namespace, data_dependent: bool = True) -> list[Any]:
+    """The parsed inits of ``--inits`` then ``--add`` (errors name the option);
+    ``data_dependent``: whether the experiment trains (``lsuv`` allowed)."""
     from fastinit.experiments._common import parse_init_options
 
-    return parse_init_options({"--inits": a.inits, "--add": a.add})
+    options = {"--inits": a.inits, "--add": a.add}
+    return parse_init_options(options, data_dependent=data_dependent)
 
 
 def _check_device(device: str) -> None:
@@ -190,8 +192,9 @@ def _run_histogram(a: argparse.Namespace) -> Any:
     from fastinit.experiments.histogram import run_histogram
 
     return run_histogram(
-        _inits(a), a.activations, layers=a.layers, width=a.width, samples=a.samples,
-        bins=a.bins, seed=a.seed, dtype=a.dtype, out=a.out, progress=not a.quiet,
+        _inits(a, data_dependent=False), a.activations, layers=a.layers, width=a.width,
+        samples=a.samples, bins=a.bins, seed=a.seed, dtype=a.dtype, out=a.out,
+        progress=not a.quiet,
     )  # fmt: skip
 
 

@@ -365,6 +365,8 @@ def test_duplicate_inits_are_refused_naming_the_option(argv, option, tmp_path, c
          "--inits: 'constant=0' draws the same weights as 'zeros' of --inits"),
         (["planar", "--inits", "zeros", "--add", "ZEROS"], "--add: 'ZEROS' is already in --inits"),
         (["planar", "--add", "nonsense"], "--add: unknown init 'nonsense'"),
+        (["histogram", "--inits", "zeros", "--add", "lsuv"], "--add: 'lsuv' is data-dependent"),
+        (["depth", "--add", "LSUV"], "--add: 'LSUV' is data-dependent"),
         (["depth", "--inits", "he", "--add", "HE"], "--add: 'HE' is already in --inits"),
     ],
 )  # fmt: skip
@@ -376,7 +378,7 @@ def test_a_repeated_or_unknown_added_init_is_an_error_naming_its_option(argv, me
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(f"fastinit {argv[0]}: error: {message}"), err
-    assert "once" in err or "unknown" in err
+    assert "once" in err or "unknown" in err or "data-dependent" in err
     assert not (tmp_path / "out").exists()
 
 

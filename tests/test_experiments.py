@@ -827,6 +827,10 @@ def test_spellings_of_one_draw_are_one_init(first, second):
      # the book's N(0, 2 / fan_in) and kaiming_normal's: one variance, std rounded differently
      ("he", "kaiming_normal"),
      ("std=0.01", "std=0.0100001"), ("kaiming_normal", "kaiming_uniform"),
+     # martens keeps min(15, fan_in) rows per column: dense N(0, 1) below 16 inputs
+     ("normal", "martens"),
+     # one bound, rounded differently (equal on small square-ish shapes, not on 100 x 50)
+     ("he_uniform", "kaiming_uniform"),
      ("lsuv", "orthogonal")],  # the same pre-init, then rescaled on data
 )  # fmt: skip
 def test_different_draws_are_different_inits(first, second):

@@ -77,7 +77,7 @@ def check_hidden(hidden: Any, *, min_layers: int = 0) -> tuple[int, ...]:
 #                      fastinit.lsuv.lsuv on the first training batch
 # Any other name goes to fastinit.init.get (e.g. "glorot_uniform", "orthogonal").
 BOOK_SCALES = {"xavier": 1.0, "he": 2.0}
-_MEANING_SHAPES = ((6, 3), (3, 5))  # InitSpec.meaning: fan_in != fan_out, both ways
+_MEANING_SHAPES = ((6, 3), (3, 5), (100, 50))  # InitSpec.meaning: fans unequal; > 15 inputs
 _LSUV_HERE = (
     "init: {!r} is data-dependent (it rescales a model's layers on a training batch); use "
     "it in the mnist and planar experiments or their sweeps, or call "
@@ -101,12 +101,14 @@ class InitSpec:
     def meaning(self) -> tuple[bytes, bool]:
         """What the spec draws, whatever its spelling: two specs are one init when equal.
 
-        The bytes of :meth:`draw` on two small float64 shapes whose fan-in and
-        fan-out differ, (6, 3) and (3, 5), seed 0 (-0.0 read as 0.0), and the
-        LSUV flag: ``std=0.01`` and ``randn*0.01``, ``zeros``, ``constant`` and
-        ``std=0``, ``normal``, ``gaussian``, ``randn`` and ``std=1``, an alias and
-        its name, are each one init; ``he`` (the book's N(0, 2 / fan_in)) and
-        ``kaiming_normal`` (its std rounded differently) are two.
+        The bytes of :meth:`draw` on float64 shapes whose fan-in and fan-out
+        differ, (6, 3), (3, 5) and (100, 50) (over 15 inputs, where ``martens``
+        is sparse), seed 0 (-0.0 read as 0.0), and the LSUV flag: ``std=0.01``
+        and ``randn*0.01``, ``zeros``, ``constant`` and ``std=0``, ``normal``,
+        ``gaussian``, ``randn`` and ``std=1``, an alias and its name, are each
+        one init; ``he`` (the book's N(0, 2 / fan_in)) and ``kaiming_normal``, or
+        ``he_uniform`` and ``kaiming_uniform`` (their scales rounded
+        differently), are two.
         """
         draws = (self.draw(shape, 0, 0, "float64") + 0.0 for shape in _MEANING_SHAPES)
         return b"".join(w.tobytes() for w in draws), self.lsuv
@@ -310,7 +312,9 @@ def parse_inits(
     return specs
 
 
-def parse_init_options(options: dict[str, Sequence[str]]) -> list[InitSpec]:
+def parse_init_options(
+    options: dict[str, Sequence[str]], *, data_dependent: bool = True
+) -> list[InitSpec]:
     """Parse the inits of several command-line options, in order (``--inits`` then ``--add``).
 
     Each init is parsed once here; the experiments take the parsed specs as
@@ -320,6 +324,8 @@ def parse_init_options(options: dict[str, Sequence[str]]) -> list[InitSpec]:
     ----------
     options : dict of str to sequence of str
         Each option's name and its init specs, in the order they are run.
+    data_dependent : bool
+        Whether the experiment trains (``lsuv`` allowed), as for :func:`parse_init`.
 
     Returns
     -------
@@ -340,7 +346,7 @@ def parse_init_options(options: dict[str, Sequence[str]]) -> list[InitSpec]:
     specs = []
     for option, name in given:
         try:
-            specs.append(parse_init(name))
+            specs.append(parse_init(name, data_dependent=data_dependent))
         except ValueError as e:
             raise ValueError(f"{option}: {str(e).removeprefix('init: ')}") from None
     repeat = first_repeat(specs)
