@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+# the most elements of a float64 array: NumPy counts its bytes in an intp (2**60 - 1)
+MAX_ELEMENTS = int(np.iinfo(np.intp).max) // 8
 
 
 def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
@@ -131,7 +133,10 @@ def check_shape(
 ) -> tuple[int, ...]:
     """Return ``shape`` as a tuple of positive ints with at least ``min_ndim`` entries.
 
-    With ``allow_zero``, dimensions may also be 0 (an empty array's shape).
+    With ``allow_zero``, dimensions may also be 0 (an empty array's shape).  The
+    product of the non-zero dimensions is at most :data:`MAX_ELEMENTS`, as NumPy
+    requires of a float64 array (of an empty one too), so a shape no array can
+    have is refused here, naming ``name``, not by NumPy's ``array is too big``.
     """
     kind = "non-negative" if allow_zero else "positive"
     expected = f"{name}: expected a tuple of {kind} integers, got"
@@ -148,6 +153,11 @@ def check_shape(
         if d < 0 or (d == 0 and not allow_zero):
             raise ValueError(f"{expected} {given!r}")
         dims.append(int(d))
+    if math.prod(d for d in dims if d) > MAX_ELEMENTS:
+        raise ValueError(
+            f"{name}: expected at most {MAX_ELEMENTS} elements (zero dimensions left out), "
+            f"got {given!r}"
+        )
     if len(dims) < min_ndim:
         raise ValueError(
             f"{name}: expected at least {min_ndim} dimensions, got {len(dims)} ({tuple(dims)!r})"

@@ -69,7 +69,9 @@ such as ``(0, 5)`` or ``(0,)``, gives an empty array of that shape and dtype
 is drawn, and the other arguments are checked as for any shape.  PyTorch's initializers leave
 an empty tensor as it is (with a warning) and Keras and JAX return an empty
 array.  A negative or non-integer dimension is refused (``ValueError`` or
-``TypeError`` naming ``shape``).  Shapes with fewer than two
+``TypeError`` naming ``shape``), and so is a shape of more than ``2**60 - 1``
+elements, zero dimensions left out (NumPy's limit for float64, which it
+applies to empty arrays too: ``ValueError`` naming ``shape``).  Shapes with fewer than two
 dimensions get Keras' fans (:func:`fan_in_and_fan_out`), also under the PyTorch
 names, where PyTorch and JAX refuse them; ``orthogonal``, ``identity``,
 ``sparse`` and ``martens_sparse`` need a matrix, as in both frameworks.

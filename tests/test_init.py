@@ -574,3 +574,21 @@ def test_a_zero_size_shape_on_cuda_gives_an_empty_device_array(name):
         assert dev.copy_to_host().shape == (0, 3)
         out = _cuda.cuda_module().device_array((3, 0), dtype)
         assert fill((3, 0), seed=1, out=out) is out
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: init.normal((2**40, 2**40)),  # 2**80 elements: beyond int64
+        lambda: init.zeros((2**31, 2**31, 4)),
+        lambda: init.he_normal((0, 2**70)),  # empty, but NumPy cannot hold the dimension
+        lambda: init.orthogonal((0, 2**63)),
+        lambda: init.sparse((2**62, 2**3)),
+        lambda: init.fan_in_and_fan_out((2**70, 2**70, 0)),
+    ],
+)
+def test_a_shape_no_array_can_have_is_refused_naming_shape(call):
+    # NumPy's own errors ("array is too big", "Maximum allowed dimension exceeded")
+    # named no argument; no float64 array holds more than (2**63 - 1) // 8 elements
+    with pytest.raises(ValueError, match=r"^shape: .*at most 1152921504606846975 elements"):
+        call()
