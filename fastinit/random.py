@@ -54,6 +54,7 @@ from numba import njit, prange
 
 from fastinit import _fastmath as fm
 from fastinit._validate import (
+    MAX_ELEMENTS,
     check_finite,
     check_nonneg,
     check_positive,
@@ -669,7 +670,9 @@ def _flat_float(out: np.ndarray) -> np.ndarray:
         raise TypeError(f"out: expected dtype float32 or float64, got {out.dtype}")
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError("out: expected a writeable C-contiguous array")
-    return out.reshape(-1)
+    # a plain view: a subclass's reshape may keep two dimensions (np.matrix gives (1, n)),
+    # and the kernels, which index the flat array unchecked, wrote whole rows past its end
+    return out.view(np.ndarray).reshape(-1)
 
 
 def fill_uniform(
@@ -955,7 +958,7 @@ def random_bits(n: int, *, seed: int = 0, stream: int = 0) -> np.ndarray:
     Parameters
     ----------
     n : int
-        How many words, >= 0.
+        How many words, >= 0 and at most ``2**60 - 1`` (no larger array fits NumPy).
     seed, stream : int
         Key and stream, each in [0, 2**64).
 
@@ -964,8 +967,13 @@ def random_bits(n: int, *, seed: int = 0, stream: int = 0) -> np.ndarray:
     numpy.ndarray of uint32, shape (n,)
         Word ``i`` is word ``i % 4`` of block ``i // 4``.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n: expected a non-negative integer, got {n!r}")
-    out = np.empty(int(n), dtype=np.uint32)
+    out = np.empty(_word_count(n), dtype=np.uint32)
     _bits_kernel(out, *split_key(seed, stream))
     return out
+
+
+def _word_count(n: Any) -> int:
+    """``n`` of :func:`random_bits` (and its CUDA twin) as an int, or ``ValueError`` naming it."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_ELEMENTS:
+        raise ValueError(f"n: expected a non-negative integer <= {MAX_ELEMENTS}, got {n!r}")
+    return int(n)

@@ -549,7 +549,7 @@ def random_bits(n: int, *, seed: int = 0, stream: int = 0) -> Any:
     Parameters
     ----------
     n : int
-        How many words, >= 0.
+        How many words, >= 0 and at most ``2**60 - 1`` (as on the CPU).
     seed, stream : int
         Key and stream, each in [0, 2**64).
 
@@ -558,8 +558,7 @@ def random_bits(n: int, *, seed: int = 0, stream: int = 0) -> Any:
     numba.cuda device array of uint32, shape (n,)
         Equal to :func:`fastinit.random.random_bits` with the same arguments.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n: expected a non-negative integer, got {n!r}")
-    out = cuda.device_array(int(n), dtype=np.uint32)
-    _launch(_bits_kernel, (int(n) + 3) // 4, out, *_rng.split_key(seed, stream))
+    n = _rng._word_count(n)
+    out = cuda.device_array(n, dtype=np.uint32)
+    _launch(_bits_kernel, (n + 3) // 4, out, *_rng.split_key(seed, stream))
     return out

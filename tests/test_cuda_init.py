@@ -78,8 +78,9 @@ def test_random_bits_match_cpu(rc):
         assert np.array_equal(
             rc.random_bits(n, seed=9, stream=4).copy_to_host(), R.random_bits(n, seed=9, stream=4)
         )
-    with pytest.raises(ValueError, match="n: expected a non-negative integer"):
-        rc.random_bits(-1)
+    for bad in (-1, 2**62, True):  # the CPU's rule: 2**62 words is no device array either
+        with pytest.raises(ValueError, match=r"n: expected a non-negative integer <= \d+"):
+            rc.random_bits(bad)
 
 
 def test_uniform_index_device_function_matches_cpu(cuda, rc):

@@ -166,6 +166,29 @@ def test_same_values_for_one_and_two_threads(python_subprocess):
     assert one[1] == two[1]
 
 
+def test_an_ndarray_subclass_out_gets_the_plain_arrays_values(python_subprocess):
+    # np.matrix reshapes to (1, n), not (n,): the kernels wrote whole rows past its end
+    # (the values of element 0 everywhere, then a segmentation fault on 300 x 200)
+    code = (
+        "import warnings\n"
+        "import numpy as np\n"
+        "from fastinit import init, random as fr\n"
+        "warnings.simplefilter('ignore', PendingDeprecationWarning)  # np.matrix\n"
+        "for dt in (np.float32, np.float64):\n"
+        "    for fill in (fr.fill_uniform, fr.fill_normal, fr.fill_truncated_normal):\n"
+        "        for shape in ((3, 5), (300, 200)):\n"
+        "            m = np.asmatrix(np.zeros(shape, dt))\n"
+        "            assert fill(m, seed=4) is m and type(m) is np.matrix\n"
+        "            assert np.array_equal(m.A, fill(np.empty(shape, dt), seed=4))\n"
+        "    for name in ('he_normal', 'sparse', 'martens_sparse', 'orthogonal'):\n"
+        "        m = np.asmatrix(np.zeros((30, 20), dt))\n"
+        "        assert init.get(name)((30, 20), seed=2, out=m) is m\n"
+        "        assert np.array_equal(m.A, init.get(name)((30, 20), seed=2, dtype=dt))\n"
+        "print('ok')\n"
+    )
+    assert python_subprocess(code).split() == ["ok"]
+
+
 N = 200_000
 
 
@@ -303,6 +326,8 @@ def test_box_muller_radius_is_bounded_by_the_smallest_uniform(dtype, bits):
         (lambda: fr.fill_normal(np.empty((4, 4))[:, ::2]), ValueError, "out"),
         (lambda: fr.fill_normal([0.0, 1.0]), TypeError, "out"),
         (lambda: fr.random_bits(-1), ValueError, "n"),
+        (lambda: fr.random_bits(2**62), ValueError, "^n: "),  # NumPy's "array is too big"
+        (lambda: fr.random_bits(2**64), ValueError, "^n: "),
     ],
 )
 def test_bad_input_names_the_argument(call, exc, word):
