@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from fastinit._validate import check_bool, check_int, check_positive, value_errors
+from fastinit._validate import check_bool, check_int, check_positive, dtype_range, value_errors
 
 __all__ = ["LSUVRecord", "lsuv"]
 
@@ -139,7 +139,7 @@ def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: 
         w = model._split(model._params)[k][0]
         var = initial[k] = variance(k)
         while abs(var - 1.0) >= tol and iters[k] < max_iter:
-            w *= w.dtype.type(1.0 / math.sqrt(var))
+            _scale(w, 1.0 / math.sqrt(var))
             iters[k] += 1
             var = variance(k)
         final[k] = var
@@ -153,6 +153,19 @@ def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: 
                 stacklevel=3,
             )
     return LSUVRecord(initial, final, iters, np.abs(final - 1.0) < tol)
+
+
+def _scale(w: np.ndarray, factor: float) -> None:
+    """``w *= factor`` in ``w``'s dtype; a factor beyond its range (a float32 layer whose
+    ``Var(z)`` is below 1e-77, from subnormal weights or inputs) in two steps of
+    ``sqrt(factor)``, not as an infinite factor that made the weights inf."""
+    t = w.dtype.type
+    if factor <= dtype_range(w.dtype)[1]:
+        w *= t(factor)
+    else:
+        root = t(math.sqrt(factor))
+        w *= root
+        w *= root
 
 
 def _variance_meter(model: Any, X: np.ndarray) -> Callable[[int], float]:

@@ -233,3 +233,16 @@ def test_exported_from_init_and_refused_where_no_model_is_trained():
     with pytest.raises(ValueError, match="data-dependent"):
         histogram.run_histogram(inits=("lsuv",), activations=("tanh",), layers=2, width=4,
                                 samples=8, progress=False)  # fmt: skip
+
+
+def test_a_variance_below_the_float32_factors_range_is_still_rescaled():
+    # Var(z) 1e-81 (subnormal float32 weights) needs a factor 1e40, beyond float32: the
+    # weights became inf and lsuv blamed "overflowed (weights or X_batch far too large)"
+    model = MLP(SIZES, activation="relu", init=("normal", {"std": 1e-41}), seed=3,
+                dtype="float32")  # fmt: skip
+    assert 0 < output_variances(model, X)[0] < 1e-78
+    _, record = lsuv(model, X, orthonormal=False, return_record=True)
+    assert record.initial_variance[0] < 1e-78 and record.converged.all()
+    var = output_variances(model, X.astype(np.float32))
+    assert (np.abs(var - 1) < 0.1).all(), var
+    np.testing.assert_allclose(record.variance, var, rtol=1e-4)
