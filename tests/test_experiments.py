@@ -995,3 +995,42 @@ def test_an_unknown_init_lists_every_accepted_form_once(data_dependent):
     for name in listed:  # every form listed is accepted
         if "<" not in name and (name != "lsuv" or data_dependent):
             parse_init(name, data_dependent=data_dependent)
+
+
+def test_histogram_runs_with_a_single_bin(tmp_path):
+    """``--bins 1``: the ReLU figure's y-limit skipped the spike bin of an empty remainder."""
+    r = run_histogram(("he",), ("relu", "tanh"), layers=2, width=8, samples=20, bins=1,
+                      out=tmp_path, progress=False)  # fmt: skip
+    assert r.act_counts[("he", "relu")].shape == (2, 1)
+    assert (tmp_path / "activations_relu.png").exists()
+
+
+def test_planar_boundaries_paint_each_class_as_its_points(tmp_path, monkeypatch):
+    """A run predicting one class everywhere (zeros) fills its panel with that class's colour."""
+    import matplotlib
+
+    panels = {}
+
+    def figure(self, name, fig):
+        if name == "planar_boundaries.png":
+            panels.update({ax.get_title().split(":")[0]: ax for ax in fig.axes if ax.get_title()})
+
+    monkeypatch.setattr(Output, "figure", figure)
+    r = run_planar(("zeros", "randn"), iterations=300, out=tmp_path, progress=False)
+    spectral = matplotlib.colormaps["Spectral"]
+    for name in ("zeros", "randn"):
+        x = datasets.planar(1)[0]
+        classes = np.unique(r.models[name].predict(x))
+        fills = panels[name].collections[0]  # the contourf set, drawn before the points
+        colours = {tuple(np.round(c[:3], 6)) for c in fills.get_facecolor()}
+        expected = {tuple(np.round(spectral(float(k))[:3], 6)) for k in classes}
+        assert expected <= colours <= {tuple(np.round(spectral(k)[:3], 6)) for k in (0.0, 1.0)}
+
+
+def test_experiment_tables_print_a_huge_finite_number_in_a_few_digits(tmp_path):
+    """A finite cost of 1e299 (lr 1e300) is one short cell, not 300 digits."""
+    r = run_planar(("randn",), iterations=3, lr=1e300, progress=False)
+    assert math.isfinite(r.costs["randn"][-1]) and r.costs["randn"][-1] > 1e100
+    assert max(map(len, r.table().splitlines())) < 60, r.table()
+    s = run_symmetry(("randn*1e200",), iterations=3, lr=1.0, progress=False)
+    assert max(map(len, s.table().splitlines())) < 100, s.table()

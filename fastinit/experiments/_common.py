@@ -412,6 +412,23 @@ def smooth_curve(x: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- tables
+def fixed(value: float, decimals: int = 4) -> str:
+    """A table cell: ``decimals`` decimals, or ``decimals`` significant digits from a million.
+
+    Parameters
+    ----------
+    value : float
+        The number (a finite cost of 1e299 is ``1.354e+299``, not 300 digits).
+    decimals : int
+        Decimals below a million, significant digits from there on.
+
+    Returns
+    -------
+    str
+    """
+    return f"{value:.{decimals}f}" if abs(value) < 1e6 else f"{value:.{decimals}g}"
+
+
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
     """An aligned text table: each column as wide as its widest cell, two spaces apart.
 

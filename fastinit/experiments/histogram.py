@@ -29,6 +29,7 @@ from fastinit._progress import ProgressBar
 from fastinit._validate import check_bool, check_dtype, check_int, check_seed, value_errors
 from fastinit.experiments._common import (
     Output,
+    fixed,
     parse_activations,
     parse_inits,
     prepared_output,
@@ -145,7 +146,7 @@ def _fmt(value: float) -> str:
     """A mean or std for the table: 4 decimals, 4 digits beyond a million, or ``overflow``."""
     if not np.isfinite(value):
         return "overflow"
-    return f"{value:.4f}" if abs(value) < 1e6 else f"{value:.4g}"
+    return fixed(value)
 
 
 def _saturated_and_dead(name: str, a: np.ndarray, deriv: np.ndarray) -> tuple:
@@ -391,7 +392,7 @@ def _plot(fig: Any, axes: np.ndarray, inits: list[str], act: str, kind: str,
             ax.set_autoscale_on(True)
             ax.set_prop_cycle(None)  # the first colour, as on new axes
             ax.stairs(c, e, fill=True)
-            if kind == "activations" and act != "sigmoid" and e[0] == 0 and c[1:].max() > 0:
+            if kind == "activations" and act != "sigmoid" and e[0] == 0 and c[1:].any():
                 # as in the book's ReLU figure: clip the spike of zeros at the first bin
                 ax.set_ylim(0, 1.25 * c[1:].max())
     fig.suptitle(f"{act}: {kind} per layer")

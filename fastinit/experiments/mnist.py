@@ -37,6 +37,7 @@ from fastinit.experiments._common import (
     Output,
     check_hidden,
     check_seed_range,
+    fixed,
     parse_inits,
     prepared_output,
     provenance,
@@ -151,7 +152,7 @@ class MnistResult:
         """
 
         def cell(v: float | None) -> str:
-            return "n/a" if v is None else f"{v:.4f}"
+            return "n/a" if v is None else fixed(v)
 
         rows = [
             (name, cell(r["final_loss"]), cell(r["test_accuracy"]))

@@ -38,6 +38,7 @@ from fastinit._validate import (
 from fastinit.experiments._common import (
     InitSpec,
     Output,
+    fixed,
     json_safe,
     parse_inits,
     prepared_output,
@@ -113,7 +114,7 @@ class PlanarResult:
         rows = [
             (
                 name,
-                "n/a" if r["final_cost"] is None else f"{r['final_cost']:.6f}",
+                "n/a" if r["final_cost"] is None else fixed(r["final_cost"], 6),
                 "n/a" if r["train_accuracy"] is None else f"{r['train_accuracy']:.4f}",
                 "n/a" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}",
             )
@@ -444,7 +445,8 @@ def _boundaries(plt, result: PlanarResult, x: np.ndarray, y: np.ndarray):
         ax.axis("off")
     for ax, name in zip(axes.ravel(), names, strict=False):
         z = result.models[name].predict(grid).reshape(xx.shape)
-        ax.contourf(xx, yy, z, cmap=plt.cm.Spectral, alpha=0.8)
+        # one band per class, coloured as its points (a one-class map, zeros, too), lighter
+        ax.contourf(xx, yy, z, [-0.5, 0.5, 1.5], vmin=0, vmax=1, cmap=plt.cm.Spectral, alpha=0.5)
         ax.scatter(x[:, 0], x[:, 1], c=y, s=8, cmap=plt.cm.Spectral, edgecolors="k", linewidths=0.2)
         acc = result.test_accuracy[name]
         ax.set_title(f"{name}: test acc {acc:.2f}" if math.isfinite(acc) else f"{name}: diverged")

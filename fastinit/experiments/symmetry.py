@@ -38,6 +38,7 @@ from fastinit._validate import (
 from fastinit.experiments._common import (
     Output,
     check_hidden,
+    fixed,
     parse_inits,
     prepared_output,
     provenance,
@@ -149,7 +150,7 @@ class SymmetryResult:
                 str(r["symmetric_throughout"]),
                 f"{r['max_incoming_spread']:.4g}",
                 f"{r['max_outgoing_spread']:.4g}",
-                f"{r['final_loss']:.4f}",
+                fixed(r["final_loss"]),
             )
             for name, r in self.summary()["results"].items()
         ]
