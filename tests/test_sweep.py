@@ -1604,3 +1604,28 @@ def test_a_renewal_that_found_the_database_locked_is_retried_soon(tmp_path, monk
             assert renewed.wait(10)
             seconds = time.monotonic() - start
         assert seconds < 5.0, seconds  # retried at once; the next interval would be ~6.2 s
+
+
+def test_a_local_pool_starts_no_more_workers_than_runs_to_do(tmp_path, monkeypatch):
+    """--workers 1000 for 2 runs started 1000 processes (25 s), 998 of them with nothing to do."""
+    from fastinit.sweep import execute as execute_module
+
+    p = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1]\n', "two.toml")
+    made = []
+
+    class Given(SerialExecutor):  # records nothing, runs nothing: no process is started
+        def results(self, items, skip=None):
+            yield from ()
+
+    def factory(kind="local", *, workers=None, dask=None):
+        made.append((workers, dask))
+        return Given()
+
+    monkeypatch.setattr(execute_module, "make_executor", factory)
+    for i, (workers, dask, expected) in enumerate([
+        (1000, None, 2), (1000, "local", 2), (1, None, 1), (0, None, 0),
+        (None, "tcp://127.0.0.1:9", None),  # a remote cluster's workers are not started here
+    ]):  # fmt: skip
+        made.clear()
+        run_sweep(p, tmp_path / f"r{i}.sqlite", dask=dask, workers=workers, progress=False)
+        assert made == [(expected, dask)], (workers, dask)

@@ -63,8 +63,9 @@ def add_sweep(sub: Any) -> None:
     p.add_argument("--db", type=Path, default=Path("results.sqlite"),
                    help="results database, created if missing")  # fmt: skip
     p.add_argument("--workers", type=_workers, default=None, metavar="N",
-                   help="worker processes (default: one per core; fewer when the memory "
-                   "cannot hold that many runs at once; 0: run in this process); "
+                   help="worker processes (default: one per core; never more than the runs to do, "
+                   "fewer when the memory cannot hold that many runs at once; 0: run in this "
+                   "process); "
                    "with --dask local, the number of Dask workers")  # fmt: skip
     p.add_argument("--dask", default=None, metavar="ADDRESS",
                    help="run on a Dask scheduler (tcp://host:8786), or 'local' to start a "

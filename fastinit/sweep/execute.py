@@ -12,7 +12,7 @@ Executors
 ``local`` (default)
     A :class:`concurrent.futures.ProcessPoolExecutor` with the ``spawn`` start
     method (never ``fork``: the parent may already run numba or BLAS threads),
-    one worker per core (at most one per run to do, and no more than the
+    one worker per core or ``--workers`` (at most one per run to do, and no more than the
     memory available holds the SPEC's largest run at once: fewer, at least
     one, said on stderr; :func:`fastinit.sweep.spec.workers_in_memory`).  Each
     worker is started with ``NUMBA_NUM_THREADS`` = cores // workers and
@@ -943,7 +943,8 @@ def _workers_in_memory(spec: Any, workers: Any) -> Any:
 
 
 def _own_executor(spec: Any, kind: str | None, workers: Any, dask: str | None, todo: int) -> Any:
-    """The executor ``run_sweep`` makes: workers on this machine capped by its memory."""
+    """The executor ``run_sweep`` makes: workers on this machine capped by the runs to do
+    and by its memory."""
     kind = kind or "local"
     n = workers
     if n is None and dask is None and kind == "local":
@@ -951,6 +952,8 @@ def _own_executor(spec: Any, kind: str | None, workers: Any, dask: str | None, t
     if not n and dask == "local":  # a LocalCluster: one worker per core unless told
         n = available_cores()
     if todo and (dask == "local" or (dask is None and kind == "local")):
+        if isinstance(n, int) and not isinstance(n, bool) and n > todo:
+            n = todo  # a worker more than the runs to do would have nothing to run
         n = _workers_in_memory(spec, n)
     return make_executor(kind, workers=n, dask=dask)
 
@@ -1042,9 +1045,9 @@ def run_sweep(
         (``'dask'`` when ``dask`` is given).
     workers : int, optional
         Worker processes (default: one per core; 0 runs in-process).  A local
-        pool or ``dask='local'`` runs fewer (at least one, said on stderr) when
-        that many of the SPEC's largest run would not fit in the memory
-        available at once.
+        pool or ``dask='local'`` starts no more than the runs to do, and fewer
+        (at least one, said on stderr) when that many of the SPEC's largest run
+        would not fit in the memory available at once.
     dask : str, optional
         Dask scheduler address, or ``'local'`` for a LocalCluster.
     retry_failed : bool
