@@ -679,8 +679,13 @@ def test_planar_sweep_with_a_run_that_fails(tmp_path, monkeypatch):
         by_key = {r["key"]: r for r in csv.DictReader(f)}
     assert len(header) == len(set(header))
     assert by_key[stored["key"]]["iterations"] == by_key[stored["key"]]["iterations_done"] == "50"
+    # without --retry-failed the failed run is skipped, and the summary says so
+    plain = run_sweep(spec, db, workers=0, progress=False)
+    assert (plain.skipped, plain.ran, plain.failed_before) == (7, 0, 1)
+    assert "1 of the runs already in" in plain.table() and "--retry-failed" in plain.table()
     # --retry-failed runs only the failed configuration again
     again = run_sweep(spec, db, workers=0, retry_failed=True, progress=False)
+    assert again.failed_before == 0 and "--retry-failed" not in again.table()
     assert again.skipped == 6 and again.counts["failed"] == 1
     attempts = {r["key"]: r["attempts"] for r in db_rows(db)}
     assert sorted(attempts.values()) == [1] * 6 + [2]

@@ -852,6 +852,9 @@ class SweepSummary:
         them (it is running them and will record them).
     claimants : list of str
         ``host:pid`` of the sweeps holding those runs at the end.
+    failed_before : int
+        Of the skipped runs, those recorded as failed (run again only with
+        ``retry_failed``).
     seconds : float
         Wall time of this invocation, start-up included.
     startup_seconds : float
@@ -872,6 +875,7 @@ class SweepSummary:
     taken: int = 0
     running_elsewhere: int = 0
     claimants: list[str] = field(default_factory=list)
+    failed_before: int = 0
     seconds: float = 0.0
     startup_seconds: float = 0.0
     executor: str = ""
@@ -895,7 +899,8 @@ class SweepSummary:
         -------
         str
             The runs in the SPEC, skipped and run now; the counts per status; if
-            any ran, the times, throughput and executor; if any failed, a hint.
+            any ran, the times, throughput and executor; if any failed, now or
+            before (and skipped), a hint.
         """
         c = self.counts
         lines = [
@@ -925,7 +930,12 @@ class SweepSummary:
                 f"  {self.seconds:.1f} s ({self.startup_seconds:.1f} s starting workers), "
                 f"{self.runs_per_minute:.1f} runs/min; {self.executor}"
             )
-        if c.get("failed"):
+        if self.failed_before:
+            lines.append(
+                f"  {self.failed_before} of the runs already in {self.db} had failed: "
+                "not run again (add --retry-failed to rerun them)"
+            )
+        if c.get("failed") or self.failed_before:
             lines.append(f"  failed runs: fastinit report {self.db} (error texts in runs.csv)")
         return "\n".join(lines)
 
@@ -1075,6 +1085,8 @@ def run_sweep(
     done = store.done([k for k, _ in runs], retry_failed=retry_failed)
     todo = [(k, c) for k, c in runs if k not in done]
     summary = SweepSummary(spec.name, store.path, len(runs), len(done))
+    if not retry_failed:
+        summary.failed_before = len(store.failed(done))
     own_executor = executor is None or isinstance(executor, str)
     if own_executor:
         executor = _own_executor(spec, executor, workers, dask, len(todo))

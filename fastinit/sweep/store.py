@@ -422,6 +422,20 @@ class Store:
         skip = ("ok", "diverged") if retry_failed else DONE
         return {k for k, s in statuses.items() if s in skip}
 
+    def failed(self, keys: Iterable[str]) -> set[str]:
+        """The keys among ``keys`` recorded as failed.
+
+        Parameters
+        ----------
+        keys : iterable of str
+            Configuration keys.
+
+        Returns
+        -------
+        set of str
+        """
+        return {k for k, s in self.statuses(keys).items() if s == "failed"}
+
     def rows(self, experiment: str | None = None, sweep: str | None = None) -> list[dict[str, Any]]:
         """Every recorded run as a dict, JSON columns decoded (``config``, ``metrics``, ``curves``).
 
