@@ -293,8 +293,8 @@ def _tanh_parts(z):
     one = type(z)(1.0)
     ex, em = exp_and_expm1(type(z)(-2.0) * abs(z))
     q = one / (one + ex)
-    th = -em * q
-    return (th if z >= 0 else -th), type(z)(4.0) * ex * q * q
+    th = -em * q  # tanh(|z|), but -0.0 at z = 0: the sign is z's (tanh is odd)
+    return math.copysign(th, z), type(z)(4.0) * ex * q * q
 
 
 # ----------------------------------------------------------------------------- activations

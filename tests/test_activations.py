@@ -74,6 +74,16 @@ def test_large_inputs_stay_finite_with_the_right_limits(name, dtype):
     np.testing.assert_allclose(got_v, want_v, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_keeps_the_sign_of_zero(dtype):
+    # tanh is odd: tanh(+0) = +0 and tanh(-0) = -0 (NumPy, PyTorch); +0 came out as -0
+    x = np.array([0.0, -0.0], dtype)
+    value, deriv = activations.apply(x, "tanh")
+    np.testing.assert_array_equal(np.signbit(value), [False, True])
+    np.testing.assert_array_equal(np.signbit(value), np.signbit(np.tanh(x)))
+    np.testing.assert_array_equal(deriv, [1.0, 1.0])
+
+
 def test_parameters_and_pytorch_defaults():
     assert activations.get("leaky_relu").params == {"negative_slope": 0.01}
     assert activations.get("elu").params == {"alpha": 1.0}
