@@ -83,11 +83,16 @@ embed code (and call signatures) from them.
 
 Sampling (all reproducible from ``seed``)
 -----------------------------------------
+The draws use the run key (:func:`run_key`): the first two words of stream
+:data:`SAMPLING_STREAM` of ``seed``, a stream no layer uses, so the batches are
+independent of the initial weights of a model built with the same seed (key
+``seed`` itself would share layer 0's streams 0 and 1: ``MLP(seed=s)`` fitted with
+``seed=s`` picked its rows by its first layer's initial values).
 ``"replacement"``: row ``r`` of iteration ``t`` is draw ``t * batch_size + r`` of
-stream 0 of key ``seed`` (:func:`fastinit.random.uniform_index`).
+stream 0 of the run key (:func:`fastinit.random.uniform_index`).
 ``"shuffle"``: epoch ``e`` visits a Fisher-Yates permutation drawn from stream 1
-(draw ``e * n + i`` swaps position ``i``), ``ceil(n / batch_size)`` batches per
-epoch, the last one possibly smaller.  ``"full"``: every row, in order, each
+of the run key (draw ``e * n + i`` swaps position ``i``), ``ceil(n / batch_size)``
+batches per epoch, the last one possibly smaller.  ``"full"``: every row, in order, each
 iteration (full-batch gradient descent; ``batch_size`` is ignored).
 
 Batches are therefore a function of ``(seed, iteration)`` only: :func:`fit_many`
@@ -165,9 +170,13 @@ from fastinit.dense import (
     work_size,
 )
 from fastinit.narrow import is_narrow, narrow_step, narrow_work_size
-from fastinit.random import split_key, uniform_index
+from fastinit.random import philox4x32_10, split_key, uniform_index
 
 __all__ = ["STAT_FIELDS", "History", "fit_many"]
+
+# the stream of seed whose first block is the run key: never a layer's (2k, 2k + 1)
+# nor fastinit.random.TOP_GRADIENT_STREAM (2**32)
+SAMPLING_STREAM = 2**32 + 1
 
 REPLACEMENT, SHUFFLE, FULL = range(3)
 SAMPLINGS = ("replacement", "shuffle", "full")
@@ -263,7 +272,12 @@ def _plan(sampling: int, batch: int) -> np.ndarray:
 
 
 def run_key(seed: int) -> np.ndarray:
-    """The key a run's minibatch draws use: ``[seed & 0xFFFFFFFF, seed >> 32]`` (uint32).
+    """The key a run's minibatch draws use: words 0 and 1 of stream ``SAMPLING_STREAM`` of ``seed``.
+
+    Not ``seed`` itself: a model draws layer 0's weights and biases from streams
+    0 and 1 of its seed, the streams the draws use, so with equal seeds the
+    rows would be picked by the initial weights.  The words of another stream
+    of the seed are independent of them.
 
     Parameters
     ----------
@@ -273,9 +287,10 @@ def run_key(seed: int) -> np.ndarray:
     Returns
     -------
     numpy.ndarray of uint32, (2,)
-        The key words of :func:`fastinit.random.split_key` (stream 0).
+        ``fastinit.random.random_bits(2, seed=seed, stream=SAMPLING_STREAM)``.
     """
-    return np.array(split_key(seed, 0)[:2], dtype=np.uint32)
+    k0, k1, s0, s1 = (int(w) for w in split_key(seed, SAMPLING_STREAM))
+    return np.array(philox4x32_10((0, 0, s0, s1), (k0, k1))[:2], dtype=np.uint32)
 
 
 def epoch_permutation(n: int, key: np.ndarray, epoch: int) -> np.ndarray:

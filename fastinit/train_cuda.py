@@ -16,11 +16,12 @@ per chunk of iterations (chunks sized to about 0.2 s as on the CPU), which
 drives the progress bar and Ctrl-C handling.
 
 Results match the CPU: the batches are the same rows (``"replacement"``: draw
-``t * batch_size + r`` of stream 0; ``"shuffle"``: the CPU's Fisher-Yates
-permutation of stream 1, computed on the host by the CPU function once per
-epoch and copied to the device; ``"full"``: the data in place), the formulas are
-the CPU ones, and only float rounding differs (GEMM summation order, libdevice
-``exp``).  The History is built as :func:`fastinit.train.fit_many` builds it.
+``t * batch_size + r`` of stream 0 of the run key, :func:`fastinit.train.run_key`;
+``"shuffle"``: the CPU's Fisher-Yates permutation of its stream 1, computed on
+the host by the CPU function once per epoch and copied to the device;
+``"full"``: the data in place), the formulas are the CPU ones, and only float
+rounding differs (GEMM summation order, libdevice ``exp``).  The History is
+built as :func:`fastinit.train.fit_many` builds it.
 
 Divergence (exact CPU semantics)
 --------------------------------
@@ -91,7 +92,7 @@ def gather_kernel() -> Any:
     For each batch row ``r < m`` (rows shared out over the blocks), a block
     copies row ``idx[r]`` of ``x`` (and of the integer / float targets when
     ``hi`` / ``hf``) into row ``r`` of the buffers; ``idx[r]`` is draw ``t * b + r`` of
-    stream 0 (``"replacement"``) or ``perm[start + r]`` (``"shuffle"``).
+    stream 0 of the run key ``(k0, k1)`` (``"replacement"``) or ``perm[start + r]`` (``"shuffle"``).
 
     Returns
     -------

@@ -118,17 +118,48 @@ def test_chunking_does_not_change_results(monkeypatch):
     np.testing.assert_array_equal(a.weights[0], b.weights[0])
 
 
-def test_run_key_splits_the_seed_into_low_and_high_words():
-    key = train.run_key(2**40 + 7)
-    assert key.dtype == np.uint32 and key.tolist() == [7, 2**8]
-    assert train.run_key(2**64 - 1).tolist() == [2**32 - 1, 2**32 - 1]
+def test_run_key_is_the_first_words_of_the_seeds_sampling_stream():
+    from fastinit import random as rng
+
+    for seed in (0, 5, 2**40 + 7, 2**64 - 1):
+        key = train.run_key(seed)
+        want = rng.random_bits(2, seed=seed, stream=train.SAMPLING_STREAM)
+        assert key.dtype == np.uint32 and key.tolist() == want.tolist()
+    assert train.SAMPLING_STREAM > rng.TOP_GRADIENT_STREAM  # no layer's, nor the gradients'
     with pytest.raises(ValueError, match="seed"):
         train.run_key(-1)
 
 
+def _fisher_yates(u: np.ndarray) -> np.ndarray:
+    """The permutation :func:`train._draw_batch` makes from the uniforms ``u`` of its stream."""
+    perm = np.arange(u.size)
+    for i in range(u.size - 1, 0, -1):
+        j = min(int(u[i] * (i + 1)), i)
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**40 + 3])
+def test_minibatch_draws_are_independent_of_the_initial_weights_of_the_same_seed(seed):
+    # sampling drew from streams 0 and 1 of the key `seed`, layer 0's weight and bias
+    # streams: MLP(seed=s) fitted with seed=s (the MNIST experiment and the sweeps do)
+    # picked its rows by layer 0's initial values (correlation 1 for uniform weights)
+    from fastinit import random as rng
+
+    n = 1000
+    w = MLP([64, 64, 2], init="uniform", seed=seed, dtype="float64").weights[0].ravel()
+    rows = np.concatenate([train.batch_rows(n, 128, t, seed=seed) for t in range(32)])
+    assert abs(np.corrcoef(rows, w)[0, 1]) < 0.1  # 4096 pairs: 0.016 for independent ones
+    perm = train.epoch_permutation(n, train.run_key(seed), 0)
+    for stream in range(4):  # layers 0 and 1, weights and biases
+        u = rng.fill_uniform(np.empty(n), seed=seed, stream=stream)
+        assert np.mean(rows[:n] == (u * n).astype(np.int64)) < 0.01
+        assert np.mean(perm == _fisher_yates(u)) < 0.01
+
+
 def test_epoch_permutation_is_the_order_shuffle_sampling_visits():
     n, seed, batch = 23, 5, 4
-    key = np.array([seed, 0], dtype=np.uint32)
+    key = train.run_key(seed)
     for epoch in range(3):
         perm = train.epoch_permutation(n, key, epoch)
         assert sorted(perm) == list(range(n))
