@@ -226,6 +226,20 @@ def test_markdown_prints_stds_with_four_digits_whatever_the_means_need(tmp_path)
         assert std == f"{statistics.stdev(base):.4g}", cells  # the same to 4 digits
 
 
+def test_markdown_prints_large_means_in_full_not_in_exponent_form(tmp_path):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for init, xs in (("a", [20000.0, 20000.0]), ("b", [23456.5, 23456.5]),
+                         ("c", [123456.75, 123456.85]), ("d", [5e20, 5e20])):  # fmt: skip
+            for seed, x in enumerate(xs):
+                record(store, "selftest", {"init": init, "seed": seed}, {"x": x})
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    cells = md_cells((out / "selftest" / "summary.md").read_text(), "x")
+    means = sorted(c.split(" ")[0] for c in cells)
+    assert means == ["123457", "20000", "23456", "5e+20"], cells  # was 2e+04, 2.346e+04
+
+
 def test_markdown_says_what_the_numbers_are(tmp_path):
     db = tmp_path / "r.sqlite"
     with Store(db) as store:

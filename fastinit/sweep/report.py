@@ -274,8 +274,12 @@ def _cell(value: Any) -> Any:
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
+    """``digits`` significant digits; an integer part longer than that in full (20000, not
+    ``2e+04``), up to 1e15."""
     if value is None:
         return "-"
+    if 10**digits <= abs(value) < 1e15:
+        return f"{value:.0f}"
     return f"{value:.{digits}g}"
 
 
@@ -286,7 +290,7 @@ def _digits(values: Sequence[float | None], least: int = 4) -> int:
     """Significant digits, at least ``least``, that print different values differently."""
     distinct = {v for v in values if v is not None and math.isfinite(v)}
     for digits in range(least, 17):
-        if len({f"{v:.{digits}g}" for v in distinct}) == len(distinct):
+        if len({_fmt(v, digits) for v in distinct}) == len(distinct):
             return digits
     return 17  # every float prints differently with 17
 
