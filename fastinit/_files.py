@@ -194,6 +194,51 @@ def write_bytes(path: str | os.PathLike[str], data: Any) -> None:
         f.write(data)
 
 
+def read_npz(path: str | os.PathLike[str], problem: str, keys: Any = None) -> dict[str, Any]:
+    """The arrays of an ``.npz`` archive, read without pickles.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The archive.
+    problem : str
+        The start of the error message, naming the argument (``"--weights F:
+        expected ..."``); the reason follows in parentheses.
+    keys : container of str, optional
+        Only the members with these names are read (others are never
+        decompressed); default every member.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+
+    Raises
+    ------
+    ValueError
+        ``problem (why)``: a missing or unreadable file, one that is not an
+        ``.npz`` archive (a text file, a ``.npy`` array, pickled objects), or a
+        damaged member.
+    """
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"{problem} ({err})") from None
+    except ValueError:  # np.load's reading of a file that is no .npy/.npz: "pickled data"
+        data = None
+    if not isinstance(data, np.lib.npyio.NpzFile):  # also a .npy array
+        raise ValueError(f"{problem} (not a NumPy .npz archive)")
+    try:
+        with data:
+            return {key: data[key] for key in data.files if keys is None or key in keys}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"{problem} ({err})") from None  # zlib: a damaged compressed member
+
+
 @contextlib.contextmanager
 def deferred_interrupt() -> Iterator[None]:
     """Hold a SIGINT (Ctrl-C) that arrives inside the block; raise it after the block.

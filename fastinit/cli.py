@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -265,15 +264,16 @@ def _planar(sub: Any) -> None:
 
 
 def _load_weights(path: Path, hidden: int) -> list[Any]:
-    import numpy as np
-
+    from fastinit._files import read_npz
     from fastinit.experiments.planar import check_weights
 
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            params = [f["W1"], f["b1"], f["W2"], f["b2"]]
-    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise ValueError(f"--weights {path}: expected an .npz with W1, b1, W2, b2 ({e})") from e
+    names = ("W1", "b1", "W2", "b2")
+    problem = f"--weights {path}: expected an .npz with {', '.join(names)}"
+    found = read_npz(path, problem, names)
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise ValueError(f"{problem} ({', '.join(missing)} missing)")
+    params = [found[name] for name in names]
     try:
         return check_weights(params, hidden, f"--weights {path}")
     except ValueError as e:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import zipfile
-import zlib
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
@@ -29,7 +27,7 @@ from fastinit import init as _init
 from fastinit import losses as _losses
 from fastinit import train as _train
 from fastinit._cuda import check_device, cuda_module, is_device_array
-from fastinit._files import replacing
+from fastinit._files import read_npz, replacing
 from fastinit._validate import (
     all_finite,
     as_array,
@@ -172,24 +170,6 @@ def _file_layer(data: dict, kinds: tuple[str, ...], k: int, path: str) -> np.nda
     return data[found[0]] if found else None
 
 
-def _read_npz(path: Any, problem: str, keys: Any = None) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` archive (no pickles), or only those whose name is in
-    ``keys`` (others are never read); else ValueError ``problem (why)``."""
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-        raise ValueError(f"{problem} ({err})") from None
-    except ValueError:  # np.load's reading of a file that is no .npy/.npz: "pickled data"
-        data = None
-    if not isinstance(data, np.lib.npyio.NpzFile):  # also a .npy array
-        raise ValueError(f"{problem} (not a NumPy .npz archive)")
-    try:
-        with data:
-            return {key: data[key] for key in data.files if keys is None or key in keys}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-        raise ValueError(f"{problem} ({err})") from None  # zlib: a damaged compressed member
-
-
 def _arrays_from_file(path: Any, sizes: tuple[int, ...]) -> tuple[list, list | None]:
     """Per-layer weights (and biases, if the file has them all) from an ``.npz`` file."""
     path = _npz_path(path)
@@ -199,7 +179,7 @@ def _arrays_from_file(path: Any, sizes: tuple[int, ...]) -> tuple[list, list | N
     wanted = {
         f"{kind}{k}" for kind in ("W", "weights_", "b", "biases_") for k in range(n_layers + 1)
     }
-    data = _read_npz(path, f"init: {name} is not a readable .npz file", wanted)
+    data = read_npz(path, f"init: {name} is not a readable .npz file", wanted)
     weights, biases = [], []
     for k in range(n_layers):
         expected = (sizes[k], sizes[k + 1])
@@ -714,7 +694,7 @@ class MLP:
         """
         path = _npz_path(path)
         name = _file_name(path)
-        contents = _read_npz(path, f"{name}: not a readable .npz model file")
+        contents = read_npz(path, f"{name}: not a readable .npz model file")
         try:
             return cls._from_arrays(contents)
         except (KeyError, ValueError, TypeError) as err:

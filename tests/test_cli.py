@@ -419,7 +419,7 @@ def test_mnist_diverged_runs_write_valid_json_without_warnings(tmp_path, capsys)
     assert summary["iterations_per_second"] > 0
 
 
-@pytest.mark.parametrize("content", [b"", b"not a zip archive"])
+@pytest.mark.parametrize("content", [b"", b"not a zip archive", b"W1 = 1, 2\n", b"\x93NUMPY"])
 def test_unreadable_weights_file_is_a_one_line_error(tmp_path, capsys, content):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(content)
@@ -427,7 +427,19 @@ def test_unreadable_weights_file_is_a_one_line_error(tmp_path, capsys, content):
         main(["planar", "--weights", str(bad), "--iterations", "5",
               "--out", str(tmp_path / "out"), "--quiet"])  # fmt: skip
     assert e.value.code == 2
-    assert "--weights" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--weights" in err
+    assert "pickle" not in err  # np.load's advice to unpickle a text file, not the problem
+
+
+def test_weights_file_missing_an_array_names_it(tmp_path, capsys):
+    path = tmp_path / "w.npz"
+    np.savez(path, W1=np.zeros((4, 2)), b1=np.zeros((4, 1)), W2=np.zeros((1, 4)))
+    with pytest.raises(SystemExit) as e:
+        main(["planar", "--weights", str(path), "--iterations", "5",
+              "--out", str(tmp_path / "out"), "--quiet"])  # fmt: skip
+    assert e.value.code == 2
+    assert "b2 missing" in capsys.readouterr().err
 
 
 def test_missing_mnist_directory_from_the_environment_is_a_one_line_error(
