@@ -270,7 +270,9 @@ class MLP:
         with value_errors():  # the constructor's rule: ValueError for any bad argument
             self.seed = check_seed(seed, "seed")
         self._allocate(acts)
+        source = file_biases = None  # the file's name, in the errors of its arrays
         if _is_path(init):
+            source = os.fspath(_npz_path(init))
             init, file_biases = _arrays_from_file(init, self.sizes)
             bias_init = bias_init if file_biases is None else file_biases
         inits = _per_layer(init, n_layers, "init")
@@ -280,9 +282,10 @@ class MLP:
         for k in range(n_layers):
             w_shape, b_shape = self._shape("weights", k), self._shape("biases", k)
             w = _init_values(inits[k], w_shape, seed, 2 * k, self.dtype, w_name.format(k))
-            self._assign("weights", k, w)
+            self._assign("weights", k, w, source and f"init: layer {k} weights in {source}")
             b = _init_values(bias_inits[k], b_shape, seed, 2 * k + 1, self.dtype, b_name.format(k))
-            self._assign("biases", k, b)
+            b_source = file_biases is not None and f"init: layer {k} biases in {source}"
+            self._assign("biases", k, b, b_source or None)
         self.to(device)
 
     # ------------------------------------------------------------------------- layout
@@ -329,10 +332,11 @@ class MLP:
             for k in range(len(self._layers))
         ]
 
-    def _assign(self, kind: str, k: Any, value: Any) -> None:
+    def _assign(self, kind: str, k: Any, value: Any, name: str | None = None) -> None:
+        """``kind[k] = value``, checked; errors name ``name`` (default ``kind[k]``)."""
         index = self._layer(k)
         shape = self._shape(kind, index)
-        name = f"{kind}[{k}]"
+        name = name or f"{kind}[{k}]"
         value = as_array(value, name, f"an array of shape {shape}")
         if value.dtype.kind not in "biuf":
             raise ValueError(f"{name}: expected a real-valued array, got dtype {value.dtype}")

@@ -71,6 +71,23 @@ def test_shape_errors_name_the_layer(tmp_path):
         MLP(SIZES, init=tmp_path / "badb.npz")
 
 
+@pytest.mark.parametrize(
+    ("kind", "bad", "message"),
+    [("W", np.nan, "expected finite values"), ("b", np.inf, "expected finite values"),
+     ("W", "x", "expected a real-valued array")],
+)  # fmt: skip
+def test_value_errors_name_the_file_and_the_layer(tmp_path, kind, bad, message):
+    w, b = arrays()
+    arrays_of = {"W": w, "b": b}[kind]
+    arrays_of[1] = np.full(arrays_of[1].shape, bad)
+    path = tmp_path / "bad.npz"
+    np.savez(path, **{f"W{k}": v for k, v in enumerate(w)},
+             **{f"b{k}": v for k, v in enumerate(b)})  # fmt: skip
+    what = {"W": "weights", "b": "biases"}[kind]
+    with pytest.raises(ValueError, match=rf"^init: layer 1 {what} in .*bad\.npz: {message}"):
+        MLP(SIZES, init=path)
+
+
 def test_bad_files(tmp_path):
     w, b = arrays()
     cases = {
