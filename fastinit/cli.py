@@ -184,7 +184,7 @@ def _histogram(sub: Any) -> None:
                    help="seed of inputs and weights")  # fmt: skip
     _dtype(p, "float64")
     _common(p, "histogram")
-    p.set_defaults(run=_run_histogram)
+    p.set_defaults(run=_run_histogram, sizes=("--layers", "--width", "--samples"))
 
 
 def _run_histogram(a: argparse.Namespace) -> Any:
@@ -223,7 +223,9 @@ def _mnist(sub: Any) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="CPU, or an NVIDIA GPU with fastinit[cuda] installed")  # fmt: skip
     _common(p, "mnist")
-    p.set_defaults(run=_run_mnist)
+    p.set_defaults(
+        run=_run_mnist, sizes=("--hidden", "--batch-size", "--train-size", "--iterations")
+    )
 
 
 def _run_mnist(a: argparse.Namespace) -> Any:
@@ -260,7 +262,7 @@ def _planar(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=2, help="seed of the initial weights")
     _dtype(p, "float64")
     _common(p, "planar")
-    p.set_defaults(run=_run_planar)
+    p.set_defaults(run=_run_planar, sizes=("--hidden", "--iterations"))
 
 
 def _load_weights(path: Path, hidden: int) -> list[Any]:
@@ -322,7 +324,7 @@ def _symmetry(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of random inits")
     _dtype(p, "float64")
     _common(p, "symmetry")
-    p.set_defaults(run=_run_symmetry)
+    p.set_defaults(run=_run_symmetry, sizes=("--hidden", "--iterations"))
 
 
 def _run_symmetry(a: argparse.Namespace) -> Any:
@@ -410,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # OSError: a missing or unusable file; MemoryError: fit's, naming iterations or batch_size
     except (ValueError, TypeError, OSError, MemoryError) as e:
         remove_empty(created)
-        parser.exit(2, f"fastinit {args.command}: error: {e}\n")
+        parser.exit(2, f"fastinit {args.command}: error: {e}{_memory_hint(e, args)}\n")
     except KeyboardInterrupt:
         remove_empty(created)
         removed = bool(created) and not created[0].exists()
@@ -427,6 +429,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush does not fail again
         return 1
     return 0
+
+
+def _memory_hint(error: BaseException, args: argparse.Namespace) -> str:
+    """For an allocation that failed without naming an option (NumPy's "Unable to
+    allocate ..."), the options that size the run."""
+    sizes = getattr(args, "sizes", ())
+    if not isinstance(error, MemoryError) or not sizes or "--" in str(error):
+        return ""
+    return f"; too large for this machine's memory: reduce {', '.join(sizes[:-1])} or {sizes[-1]}"
 
 
 if __name__ == "__main__":

@@ -572,3 +572,27 @@ def test_planar_weights_with_nan_say_so_without_blaming_hidden(tmp_path, capsys)
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "W1: expected finite values" in err and "--hidden" not in err
+
+
+@pytest.mark.parametrize(
+    ("command", "module", "function", "sizes"),
+    [("histogram", "histogram", "run_histogram", "--layers, --width or --samples"),
+     ("depth", "depth", "run_depth", "--depths, --width or --samples"),
+     ("mnist", "mnist", "run_mnist", "--hidden, --batch-size, --train-size or --iterations")],
+)  # fmt: skip
+def test_an_allocation_that_fails_names_the_options_that_size_the_run(
+    tmp_path, capsys, monkeypatch, command, module, function, sizes
+):
+    import importlib
+
+    def too_large(*args, **kwargs):  # NumPy's words: no option named
+        raise MemoryError("Unable to allocate 74.5 GiB for an array with shape (100000, 100000)")
+
+    monkeypatch.setattr(importlib.import_module(f"fastinit.experiments.{module}"), function,
+                        too_large)  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main([command, "--out", str(tmp_path / "out"), "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Unable to allocate 74.5 GiB" in err and f"reduce {sizes}" in err, err
+    assert not (tmp_path / "out").exists()

@@ -220,7 +220,7 @@ def add_depth(sub: Any) -> None:
     p.add_argument("--add", action="append", default=[], metavar="INIT",
                    help="run this init too, besides --inits (repeatable)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=_run_depth)
+    p.set_defaults(run=_run_depth, sizes=("--depths", "--width", "--samples"))
 
 
 def _run_depth(a: argparse.Namespace) -> Any:
