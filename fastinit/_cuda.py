@@ -129,3 +129,27 @@ def is_device_array(a: Any) -> bool:
     if getattr(a, "__cuda_ndarray__", False):
         return True
     return hasattr(a, "__cuda_array_interface__") and hasattr(a, "copy_to_host")
+
+
+def check_device_array(a: Any, name: str) -> None:
+    """Refuse a host array (or anything else) where a kernel's operand must be on the device.
+
+    A NumPy array passed to a kernel is copied to the device and back around
+    the launch, one copy per argument: an array passed twice (or two views of
+    one) is written back twice, the second copy undoing the first's results.
+
+    Parameters
+    ----------
+    a : object
+        The operand.
+    name : str
+        Its argument name, for the message.
+
+    Raises
+    ------
+    TypeError
+        ``name: expected a numba CUDA device array, got <type>`` when ``a`` is
+        not one (:func:`is_device_array`).
+    """
+    if not is_device_array(a):
+        raise TypeError(f"{name}: expected a numba CUDA device array, got {type(a).__name__}")

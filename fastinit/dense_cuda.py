@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from fastinit._cuda import cuda_module, simulator_enabled
+from fastinit._cuda import check_device_array, cuda_module, simulator_enabled
 from fastinit._validate import DTYPES
 from fastinit.activations import IDENTITY
 from fastinit.dense import ACT, B_OFF, FAN_IN, FAN_OUT, W_OFF
@@ -341,7 +341,7 @@ def derivative_sums_kernel() -> Any:
         ty = cuda.threadIdx.y
         j = cuda.blockIdx.x * cw + tx
         m, n = d.shape
-        s = 0.0
+        s = np.float64(0.0)  # as on a GPU (under the simulator 0.0 + float32 is float32)
         if j < n:
             for i in range(ty, m, rg):
                 v = g[i, j] if code == IDENTITY else g[i, j] * d[i, j]
@@ -573,6 +573,9 @@ def gemm(case: str, a: Any, b: Any, c: Any, alpha: float = 1.0, beta: float = 0.
 
     Raises
     ------
+    TypeError
+        If ``a``, ``b`` or ``c`` is not a device array (a host ``c`` would be
+        copied to the device twice, and the stale copy written back last).
     ValueError
         If ``case`` is unknown, the shapes or dtypes do not match (the kernel
         takes its sizes from ``a`` and ``b`` and would read and write out of
@@ -580,6 +583,8 @@ def gemm(case: str, a: Any, b: Any, c: Any, alpha: float = 1.0, beta: float = 0.
     """
     if case not in ("NN", "TN", "NT"):
         raise ValueError(f"case: expected 'NN', 'TN' or 'NT', got {case!r}")
+    for name, x in (("a", a), ("b", b), ("c", c)):
+        check_device_array(x, name)
     if not (len(a.shape) == len(b.shape) == len(c.shape) == 2):
         raise ValueError(f"a, b, c: expected 2-D arrays, got {a.shape}, {b.shape}, {c.shape}")
     (m, k) = a.shape[::-1] if case == "TN" else a.shape

@@ -94,12 +94,12 @@ def loss_kernel() -> Any:
     @cuda.jit(device=True)
     def mse_row(z, i, y, scale):
         t = type(z[i, 0])
-        s = 0.0
+        s = f64(0.0)  # float64 as on a GPU (under the simulator 0.0 + float32 is float32)
         for j in range(z.shape[1]):
             r = z[i, j] - y[i, j]
             s += r * r
             z[i, j] = t(2.0 * scale) * r
-        return s
+        return t(s)  # the row's term in the model dtype, as the CPU stores it (may be inf)
 
     @cuda.jit
     def kernel(z, y_int, y_float, code, record, t, col, flag):
@@ -111,7 +111,7 @@ def loss_kernel() -> Any:
             return
         m = z.shape[0]
         scale = 1.0 / (m * z.shape[1]) if code == MSE else 1.0 / m
-        acc = 0.0
+        acc = f64(0.0)  # float64 as on a GPU (under the simulator 0.0 + float32 is float32)
         for i in range(tid, m, nt):
             if code == SOFTMAX_CE:
                 acc += softmax_ce_row(z, i, y_int[i], scale)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from fastinit import optim as _optim
-from fastinit._cuda import cuda_module, simulator_enabled
+from fastinit._cuda import check_device_array, cuda_module, simulator_enabled
 
 __all__ = ["apply_update", "factors", "update_kernel"]
 
@@ -156,11 +156,16 @@ def apply_update(code: int, hyper: np.ndarray, step: int, p: Any, g: Any, s0: An
 
     Raises
     ------
+    TypeError
+        If ``p``, ``g``, ``s0`` or ``s1`` is not a device array (host arrays would
+        be copied back one by one: an unused slot passed as ``p`` would undo the step).
     ValueError
         If the operands do not fit (:func:`fastinit.optim.check_update`).
     """
     from fastinit.dense_cuda import configure
 
+    for name, a in (("p", p), ("g", g), ("s0", s0), ("s1", s1)):
+        check_device_array(a, name)
     _optim.check_update(code, hyper, step, p, g, s0, s1, contiguous=False)
     if code == _optim.NONE or p.shape[0] == 0:
         return

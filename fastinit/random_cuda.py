@@ -64,7 +64,7 @@ import numpy as np
 
 from fastinit import _fastmath_cuda as fc
 from fastinit import random as _rng
-from fastinit._cuda import cuda_module, is_device_array, simulator_enabled
+from fastinit._cuda import check_device_array, cuda_module, simulator_enabled
 
 cuda = cuda_module()
 
@@ -412,8 +412,7 @@ def _launch(kernel: Any, nblocks: int, *args: Any) -> None:
 # ----------------------------------------------------------------------------- public fills
 def _flat_device(out: Any) -> Any:
     """Validate a device ``out`` and return a flat (1-d) view of it."""
-    if not is_device_array(out):
-        raise TypeError(f"out: expected a numba CUDA device array, got {type(out).__name__}")
+    check_device_array(out, "out")
     if out.dtype not in (np.float32, np.float64):
         raise TypeError(f"out: expected dtype float32 or float64, got {out.dtype}")
     if not out.is_c_contiguous():

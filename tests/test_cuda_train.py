@@ -101,6 +101,33 @@ def test_the_loss_of_empty_logits_is_refused_as_on_the_cpu(loss, shape):
             value_and_grad(loss, z, y)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_an_mse_row_beyond_float32_overflows_as_on_the_cpu():
+    # the CPU keeps each row's term in the model dtype: a float32 row sum of squares above
+    # 3.4e38 is inf, the loss is not finite and a fit diverges; the device must agree
+    from fastinit import losses_cuda
+
+    z = np.full((1, 2), 1.5e19, np.float32)  # each square 2.25e38 (finite), their sum is not
+    y = np.zeros((1, 2))
+    want, _ = losses.value_and_grad("mse", z, y)
+    got, _ = losses_cuda.value_and_grad("mse", z, y)
+    assert want == got == np.inf
+
+
+def test_row_terms_are_added_in_float64_under_the_simulator_as_on_a_gpu():
+    # two finite float32 row terms whose sum is not: the CPU and a GPU add them in float64;
+    # under the simulator a 0.0 accumulator plus a float32 was float32, and overflowed
+    from fastinit import losses_cuda
+
+    z = np.zeros((5, 1), np.float32)
+    z[[0, 4]] = 1.4e19  # rows 0 and 4: one thread's rows under the simulator (4 threads)
+    y = np.zeros(5)
+    want, _ = losses.value_and_grad("mse", z, y)
+    got, _ = losses_cuda.value_and_grad("mse", z, y)
+    assert np.isfinite(want)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 @pytest.mark.parametrize("case", ["NN", "TN", "NT"])
 def test_gemm_cases_match_numpy(case):
     from fastinit._cuda import cuda_module, simulator_enabled
@@ -143,6 +170,23 @@ def test_gemm_refuses_operands_that_do_not_match():
         gemm("NN", *ints)  # no integer kernel: the tiles accumulate in c's type
 
 
+@pytest.mark.parametrize("host", ["a", "b", "c"])
+def test_gemm_refuses_host_arrays(host):
+    # a host c was copied to the device twice (as c and as the unused epilogue output):
+    # the second, stale copy written back last left c unchanged, on a GPU as in the simulator
+    from fastinit._cuda import cuda_module
+    from fastinit.dense_cuda import gemm
+
+    cuda = cuda_module()
+    ops = {"a": np.ones((3, 5), np.float32), "b": np.ones((5, 2), np.float32),
+           "c": np.zeros((3, 2), np.float32)}  # fmt: skip
+    ops = {k: v if k == host else cuda.to_device(v) for k, v in ops.items()}
+    with pytest.raises(
+        TypeError, match=rf"^{host}: expected a numba CUDA device array, got ndarray"
+    ):
+        gemm("NN", **ops)
+
+
 def test_gemm_grid_puts_rows_on_the_axis_without_the_65535_limit(monkeypatch):
     from fastinit import dense_cuda
 
@@ -174,6 +218,22 @@ def test_gemm_of_an_empty_result_launches_no_empty_grid(monkeypatch):
     dense_cuda.gemm("NN", empty, cuda.to_device(np.ones((0, 2), np.float32)), c, 3.0, 0.5)
     np.testing.assert_array_equal(c.copy_to_host(), np.ones((3, 2), np.float32))
     assert len(grids) == 1 and min(np.atleast_1d(grids[0])) >= 1
+
+
+def test_bias_gradients_are_summed_in_float64_under_the_simulator_as_on_a_gpu():
+    # compiled, the column sum starts from a float64 0.0; under the simulator 0.0 plus a
+    # float32 was float32, which dropped each 3e-8 added to 1 (half an ulp is 6e-8)
+    from fastinit import activations
+    from fastinit._cuda import cuda_module
+    from fastinit.dense_cuda import column_grid, configure, derivative_sums_kernel
+
+    cuda = cuda_module()
+    g = np.array([[1.0]] + [[3e-8]] * 10, np.float32)
+    d, db = cuda.to_device(np.zeros_like(g)), cuda.to_device(np.zeros(1, np.float32))
+    flag = cuda.to_device(np.zeros(1, np.int64))
+    launch = configure(derivative_sums_kernel(), *column_grid(1))
+    launch(cuda.to_device(g), d, db, activations.IDENTITY, flag)
+    assert db.copy_to_host()[0] == np.float32(g.astype(np.float64).sum())
 
 
 def test_launch_configurations_a_gpu_refuses_are_refused_under_the_simulator_too():
@@ -609,6 +669,22 @@ def test_forward_work_arrays_beyond_the_device_memory_name_the_model(monkeypatch
     monkeypatch.setattr(train_cuda, "cuda_module", FullForWork)
     with pytest.raises(MemoryError, match=r"^model: the work arrays of a forward pass over 4 rows"):
         m.forward(np.zeros((4, 2), np.float32))
+
+
+@pytest.mark.parametrize("host", ["p", "g", "s0", "s1"])
+def test_apply_update_refuses_host_arrays(host):
+    # host operands were copied to the device and back one by one: an unused slot passed as
+    # p itself (which the docstring allows) was written back last, undoing the update
+    from fastinit import optim_cuda
+    from fastinit._cuda import cuda_module
+
+    cuda = cuda_module()
+    ops = {k: np.ones(6, np.float32) for k in ("p", "g", "s0", "s1")}
+    ops = {k: v if k == host else cuda.to_device(v) for k, v in ops.items()}
+    with pytest.raises(
+        TypeError, match=rf"^{host}: expected a numba CUDA device array, got ndarray"
+    ):
+        optim_cuda.apply_update(optim.ADAM, optim.Adam(0.1).hyper(), 1, **ops)
 
 
 @pytest.mark.parametrize(("case", "ops", "name"), BAD_UPDATES, ids=[c[0] for c in BAD_UPDATES])
