@@ -446,6 +446,41 @@ class MLP:
             self._params = host
         return self
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The state to pickle (and deep-copy): the host parameters and where they live.
+
+        Returns
+        -------
+        dict
+            The attributes, with the device array replaced by the device's name
+            (the host array mirrors it).
+        """
+        state = self.__dict__.copy()
+        state["_dparams"] = self.device
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled model, on the device it was pickled from.
+
+        Parameters
+        ----------
+        state : dict
+            As from :meth:`__getstate__`.
+
+        Raises
+        ------
+        RuntimeError
+            For a model pickled on ``"cuda"`` without a usable GPU here (load it
+            where there is one, move it with ``.to("cpu")``, and pickle again).
+        """
+        device = state["_dparams"]
+        self.__dict__.update(state, _dparams=None)
+        host = _aligned_zeros(self._params.size, self.dtype)  # pickling loses the alignment
+        host[:] = self._params
+        self._params = host
+        if device == "cuda":
+            self.to("cuda")
+
     def _push(self) -> None:
         """Copy the host parameters to the device copy, if there is one."""
         if self._dparams is not None:

@@ -697,3 +697,23 @@ def test_apply_update_refuses_operands_that_do_not_fit(case, ops, name):
     dev = {k: cuda.to_device(v) if k in ("p", "g", "s0", "s1") else v for k, v in ops.items()}
     with pytest.raises(ValueError, match=rf"^{name}: expected"):
         optim_cuda.apply_update(**dev)
+
+
+def test_a_device_model_pickles_and_deep_copies_as_a_cpu_model_does(data):
+    import copy
+    import pickle
+
+    X, _ = data
+    cpu, dev = _pair()
+    for clone in (pickle.loads(pickle.dumps(dev)), copy.deepcopy(dev)):
+        assert clone.device == "cuda"
+        for a, b in zip(clone.weights, cpu.weights, strict=True):
+            np.testing.assert_array_equal(a, b)
+        _close(clone.forward(X), cpu.forward(X))
+        zeroed, _ = _pair()
+        zeroed.weights[0] = clone.weights[0] = np.zeros_like(cpu.weights[0])
+        _close(clone.forward(X), zeroed.forward(X))  # it computes with its own parameters
+        np.testing.assert_array_equal(dev.weights[0], cpu.weights[0])  # the original's kept
+    back = pickle.loads(pickle.dumps(dev.to("cpu")))
+    assert back.device == "cpu" and back._params.ctypes.data % 64 == 0  # aligned as made
+    np.testing.assert_array_equal(back.forward(X), cpu.forward(X))
