@@ -226,7 +226,7 @@ def _device_aware(fn: Initializer, on_host: bool) -> Initializer:
         if on_host or 0 in dims:  # an empty array: no kernel, nothing to copy
             dtype = kw.get("dtype")
             if dtype is None and out is not None:
-                dtype = out.dtype
+                dtype = check_dtype(out.dtype, "out")  # named as on the CPU
             host = fn(shape, **{**kw, "out": None, "dtype": dtype})
             if out is None:
                 return cuda.to_device(host)
