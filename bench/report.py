@@ -112,9 +112,7 @@ def table(data: dict, groups_shown: list[str] | None = None) -> str:
     above 1.00x is slower than the reference.
     """
     groups = _rows(data)
-    # the roofline is the GEMM's best round: a peak the machine showed in this run (its
-    # median moves with the host's load and would flatter every "% roofline")
-    roof = next((r["best_gflops"] for r in groups.get("roofline", []) if r["gflops"]), None)
+    roof = _roof(groups)
     machine = data.get("machine_info", {})
     cpu = machine.get("cpu", {})
     lines = [
@@ -156,7 +154,11 @@ def _roofline_share(groups: dict[str, list[dict]]) -> float | None:
 
 
 def _roof(groups: dict[str, list[dict]]) -> float | None:
-    """The sgemm's best round in GFLOP/s: a peak the machine showed in this run."""
+    """The sgemm's best round in GFLOP/s: a peak the machine showed in this run.
+
+    Its median moves with the host's load, and a slow median would flatter every
+    "% roofline".
+    """
     return next((r["best_gflops"] for r in groups.get("roofline", []) if r["gflops"]), None)
 
 
