@@ -57,6 +57,24 @@ def db_rows(db: Path) -> list[dict]:
     return rows
 
 
+def executors_made(monkeypatch) -> list[tuple]:
+    """``(workers, dask)`` of each executor ``run_sweep`` makes from now on; none runs."""
+    from fastinit.sweep import execute as execute_module
+
+    made = []
+
+    class Given(SerialExecutor):  # records nothing, runs nothing: no process is started
+        def results(self, items, skip=None):
+            yield from ()
+
+    def factory(kind="local", *, workers=None, dask=None):
+        made.append((workers, dask))
+        return Given()
+
+    monkeypatch.setattr(execute_module, "make_executor", factory)
+    return made
+
+
 @pytest.fixture(scope="module")
 def depth_db(tmp_path_factory):
     """The tiny depth sweep, run once on the local process pool (2 workers)."""
@@ -496,17 +514,7 @@ def test_a_local_dask_cluster_runs_only_as_many_workers_as_fit_in_memory(tmp_pat
     need = runners.LIST_CURVE_BYTES * 1000
     monkeypatch.setattr(spec_module, "available_memory", lambda **kw: need * 5 // 2)
     monkeypatch.setattr(execute_module, "available_cores", lambda: 4)
-    made = []
-
-    class Given(SerialExecutor):  # records nothing, runs nothing: no cluster is started
-        def results(self, items, skip=None):
-            yield from ()
-
-    def factory(kind="local", *, workers=None, dask=None):
-        made.append((workers, dask))
-        return Given()
-
-    monkeypatch.setattr(execute_module, "make_executor", factory)
+    made = executors_made(monkeypatch)
     for i, (workers, dask, expected) in enumerate([
         (4, "local", 2),  # asked for 4, 2 fit
         (None, "local", 2),  # one per core (4), 2 fit
@@ -1613,20 +1621,8 @@ def test_a_renewal_that_found_the_database_locked_is_retried_soon(tmp_path, monk
 
 def test_a_local_pool_starts_no_more_workers_than_runs_to_do(tmp_path, monkeypatch):
     """--workers 1000 for 2 runs started 1000 processes (25 s), 998 of them with nothing to do."""
-    from fastinit.sweep import execute as execute_module
-
     p = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1]\n', "two.toml")
-    made = []
-
-    class Given(SerialExecutor):  # records nothing, runs nothing: no process is started
-        def results(self, items, skip=None):
-            yield from ()
-
-    def factory(kind="local", *, workers=None, dask=None):
-        made.append((workers, dask))
-        return Given()
-
-    monkeypatch.setattr(execute_module, "make_executor", factory)
+    made = executors_made(monkeypatch)
     for i, (workers, dask, expected) in enumerate([
         (1000, None, 2), (1000, "local", 2), (1, None, 1), (0, None, 0),
         (None, "tcp://127.0.0.1:9", None),  # a remote cluster's workers are not started here
