@@ -365,7 +365,8 @@ def run_depth(
         Activation names from :mod:`fastinit.activations`.
     depths : sequence of int
         Network depths (number of layers); one forward pass through the
-        deepest network serves them all.
+        deepest network serves them all.  Run in increasing order, each once
+        (a depth given twice is the same network: measured once).
     width : int
         Units per layer (and input dimension).
     samples : int

@@ -207,7 +207,7 @@ def add_depth(sub: Any) -> None:
     p.add_argument("--activations", type=_names, default=",".join(d.DEFAULT_ACTIVATIONS),
                    help="comma-separated activations")  # fmt: skip
     p.add_argument("--depths", type=_ints, default=d.DEFAULT_DEPTHS,
-                   help="comma-separated network depths")  # fmt: skip
+                   help="comma-separated network depths (sorted; each measured once)")  # fmt: skip
     p.add_argument("--width", type=int, default=128, help="units per layer")
     p.add_argument("--samples", type=int, default=512, help="Gaussian inputs")
     p.add_argument("--seeds", type=int, default=1,
