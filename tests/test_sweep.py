@@ -1082,6 +1082,8 @@ def test_sweep_command_list_and_dry_run(depth_db, capsys):
     for word in ("planar", "mnist", "histogram", "depth", "optimizer", "train_size"):
         assert word in text
     assert "selftest" not in text
+    rows = [ln for ln in text.splitlines() if ln.startswith("  ") and "default " in ln]
+    assert len({ln.index("default ") for ln in rows}) == 1, rows  # one aligned column
     assert main(["sweep", str(spec), "--db", str(db), "--dry-run"]) == 0
     assert "24 runs in the SPEC, 24 in" in capsys.readouterr().out
     fresh = db.parent / "not-yet.sqlite"

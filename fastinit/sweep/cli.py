@@ -95,15 +95,23 @@ class _Text:
 def _list_experiments() -> _Text:
     from fastinit.sweep.runners import EXPERIMENTS
 
+    shown = {name: e for name, e in EXPERIMENTS.items() if not e.hidden}
+    rows = {
+        name: [
+            (key, p.kind + (f" in {{{', '.join(p.choices)}}}" if p.choices else ""),
+             "default " + ("unset" if p.default is None else repr(p.default)), p.help)
+            for key, p in e.params.items()
+        ]
+        for name, e in shown.items()
+    }  # fmt: skip
+    # every experiment's columns as wide as the widest cell of any (one aligned listing)
+    widths = [max(len(r[i]) for rs in rows.values() for r in rs) for i in range(3)]
     lines = []
-    for name, e in EXPERIMENTS.items():
-        if e.hidden:
-            continue
+    for name, e in shown.items():
         lines += [f"{name}: {e.doc}", f"  metrics: {', '.join(e.metrics)}"]
-        for key, p in e.params.items():
-            kind = p.kind + (f" in {{{', '.join(p.choices)}}}" if p.choices else "")
-            default = "unset" if p.default is None else repr(p.default)
-            lines.append(f"  {key:<13} {kind:<38} default {default:<14} {p.help}")
+        for row in rows[name]:
+            cells = [f"{c:<{w}}" for c, w in zip(row, widths, strict=False)]
+            lines.append("  " + "  ".join([*cells, row[3]]))
         lines.append("")
     return _Text("\n".join(lines).rstrip())
 
