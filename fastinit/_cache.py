@@ -42,7 +42,12 @@ read-only container or AWS Lambda), numba's ``cache=True`` raises
 ``RuntimeError: cannot cache function ...: no locator available`` when the
 function is defined, which made ``import fastinit.train`` fail; fastinit's own
 functions (not others) are then compiled without a cache instead, with one
-:class:`RuntimeWarning` per process.
+:class:`RuntimeWarning` per process.  Likewise a save of one of fastinit's
+functions that fails with ``OSError`` (a full disk, a disk quota: numba
+raised it from the call that compiled the function, which failed the fit) is
+skipped with one :class:`RuntimeWarning` per process: the function was
+compiled and runs; nothing half-written is left (the data file goes first,
+and numba removes its temporary file), so the next process compiles it again.
 
 With a numba whose cache classes lack the methods used here, nothing is
 replaced.
@@ -68,7 +73,7 @@ __all__ = ["LOCK_NAME", "install", "load", "load_index", "locked_save"]
 LOCK_NAME = "fastinit-save.lock"
 _NEEDED = ("load", "_load_index", "_load_data", "_save_index", "_save_data", "_data_name")
 _NUMBA: dict[str, Any] = {}  # numba's own methods that install() replaced
-_WARNED: list[bool] = []  # the no-cache warning was given
+_WARNED: set[str] = set()  # the warnings given ("locator", "save"): once per process each
 
 
 @contextlib.contextmanager
@@ -199,25 +204,49 @@ def _cache_or_none(enable_caching: Any, attribute: str) -> Any:
             from numba.core.caching import NullCache
 
             self._cache = NullCache()
-            if not _WARNED:
-                _WARNED.append(True)
-                warnings.warn(
-                    f"fastinit: numba found no writable cache directory ({error}); "
-                    "compiling without a cache, so every process compiles again. "
-                    "Set NUMBA_CACHE_DIR to a writable directory to cache.",
-                    RuntimeWarning,
-                    stacklevel=_caller_level(),
-                )
+            _warn_once(
+                "locator",
+                f"fastinit: numba found no writable cache directory ({error}); "
+                "compiling without a cache, so every process compiles again. "
+                "Set NUMBA_CACHE_DIR to a writable directory to cache.",
+            )
 
     enable.fastinit = True  # type: ignore[attr-defined]
     return enable
 
 
+def _save_or_warn(save_overload: Any) -> Any:
+    """``Cache.save_overload`` of numba that lets a save of fastinit's own functions
+    fail (a full disk, a quota) with a warning: the function was compiled and runs."""
+
+    def save(self: Any, sig: Any, data: Any) -> None:
+        try:
+            save_overload(self, sig, data)
+        except OSError as error:
+            if not _fastinits(getattr(self, "_py_func", None)):
+                raise
+            _warn_once(
+                "save",
+                f"fastinit: numba could not save compiled code to its cache ({error}); "
+                "it runs, but the next process compiles it again.",
+            )
+
+    save.fastinit = True  # type: ignore[attr-defined]
+    return save
+
+
+def _warn_once(kind: str, message: str) -> None:
+    """A :class:`RuntimeWarning` pointing at the user's line, once per process and ``kind``."""
+    if kind not in _WARNED:
+        _WARNED.add(kind)
+        warnings.warn(message, RuntimeWarning, stacklevel=_caller_level())
+
+
 def install() -> bool:
     """Replace numba's cache save and load by :func:`locked_save`, :func:`load`
-    and :func:`load_index`, and its ``enable_caching`` by one that lets
-    fastinit's functions go uncached where no cache directory is writable
-    (idempotent).
+    and :func:`load_index`, its ``enable_caching`` by one that lets
+    fastinit's functions go uncached where no cache directory is writable, and
+    its ``save_overload`` by one that lets their saves fail (idempotent).
 
     Returns
     -------
@@ -233,6 +262,9 @@ def install() -> bool:
         method = getattr(dispatcher, "enable_caching", None)
         if method is not None and not getattr(method, "fastinit", False):
             dispatcher.enable_caching = _cache_or_none(method, attribute)
+    method = getattr(caching.Cache, "save_overload", None)
+    if method is not None and not getattr(method, "fastinit", False):
+        caching.Cache.save_overload = _save_or_warn(method)
     cls = caching.IndexDataCacheFile
     if cls.save is locked_save:
         return True

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["available_cores", "available_memory"]
 
+_PROC_CGROUP = Path("/proc/self/cgroup")  # this process's cgroups
+_CGROUP_ROOT = Path("/sys/fs/cgroup")  # where v2 is mounted; v1's controllers below it
+
 
 def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS tells).
+    """Cores this process may run on: its CPU affinity where the OS tells, and
+    no more than its cgroups' CPU quota (``docker --cpus``, a Kubernetes CPU
+    limit: cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``), rounded up.
 
     Returns
     -------
     int
         At least 1.
     """
+    cores, quota = _affinity_cores(), _cgroup_cpu_quota()
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def _affinity_cores() -> int:
+    """Cores in this process's CPU affinity where the OS tells, else all of them; at least 1."""
     if hasattr(os, "process_cpu_count"):  # Python 3.13
         return max(1, os.process_cpu_count() or 1)
     if hasattr(os, "sched_getaffinity"):
@@ -77,36 +90,61 @@ def _address_space_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
-def _cgroup_headroom() -> list[int]:
-    """What each memory cgroup of this process and its ancestors leaves, in bytes."""
+def _cgroups(controller: str) -> Iterator[tuple[int, Path]]:
+    """``(version, folder)`` of this process's cgroup of ``controller`` (v1, or
+    v2's one group) and of each ancestor mounted, the process's own first."""
     try:
-        membership = Path("/proc/self/cgroup").read_text().splitlines()
+        membership = _PROC_CGROUP.read_text().splitlines()
     except OSError:
-        return []
-    kinds = {  # version: (mount, limit file, usage file, reclaimable entry of memory.stat)
-        2: (Path("/sys/fs/cgroup"), "memory.max", "memory.current", "inactive_file"),
-        1: (Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes", "memory.usage_in_bytes",
-            "total_inactive_file"),
-    }  # fmt: skip
-    out: list[int] = []
+        return
     for line in membership:
         number, controllers, path = [*line.split(":", 2), "", ""][:3]
         version = 2 if number == "0" and not controllers else 1
-        if version == 1 and "memory" not in controllers.split(","):
+        if version == 1 and controller not in controllers.split(","):
             continue
-        root, limit_file, usage_file, reclaimable = kinds[version]
+        root = _CGROUP_ROOT if version == 2 else _CGROUP_ROOT / controller
         folder = root / path.lstrip("/")
-        while True:  # the process's group and every ancestor mounted here
-            try:
-                limit = (folder / limit_file).read_text().strip()
-                if limit != "max":
-                    usage = int((folder / usage_file).read_text())
-                    stat = (folder / "memory.stat").read_text()
-                    m = re.search(rf"^{reclaimable} (\d+)", stat, re.M)
-                    out.append(max(0, int(limit) - usage + (int(m[1]) if m else 0)))
-            except (OSError, ValueError):
-                pass
+        while True:
+            yield version, folder
             if folder == root or root not in folder.parents:
                 break
             folder = folder.parent
+
+
+def _cgroup_headroom() -> list[int]:
+    """What each memory cgroup of this process and its ancestors leaves, in bytes."""
+    kinds = {  # version: (limit file, usage file, reclaimable entry of memory.stat)
+        2: ("memory.max", "memory.current", "inactive_file"),
+        1: ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+    }
+    out: list[int] = []
+    for version, folder in _cgroups("memory"):
+        limit_file, usage_file, reclaimable = kinds[version]
+        try:
+            limit = (folder / limit_file).read_text().strip()
+            if limit != "max":
+                usage = int((folder / usage_file).read_text())
+                stat = (folder / "memory.stat").read_text()
+                m = re.search(rf"^{reclaimable} (\d+)", stat, re.M)
+                out.append(max(0, int(limit) - usage + (int(m[1]) if m else 0)))
+        except (OSError, ValueError):
+            pass
     return out
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """The least CPU time (in cores) the cpu cgroups of this process and its
+    ancestors allow per period; None where none sets a quota."""
+    quotas = []
+    for version, folder in _cgroups("cpu"):
+        try:
+            if version == 2:  # "max 100000" or "250000 100000"
+                quota, period = (folder / "cpu.max").read_text().split()[:2]
+            else:  # -1: no quota
+                quota = (folder / "cpu.cfs_quota_us").read_text().strip()
+                period = (folder / "cpu.cfs_period_us").read_text()
+            if quota not in ("max", "-1") and int(quota) > 0 and int(period) > 0:
+                quotas.append(int(quota) / int(period))
+        except (OSError, ValueError):  # no such file (no cpu controller), or not a number
+            pass
+    return min(quotas, default=None)

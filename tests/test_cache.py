@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numba.core.caching as caching
+import pytest
 
 from fastinit import _cache
 
@@ -253,3 +254,33 @@ def test_the_windows_lock_is_released_before_the_file_is_closed(tmp_path, monkey
     with _cache._exclusive(str(tmp_path)):
         assert calls == [(Msvcrt.LK_LOCK, 1, 0)]
     assert calls == [(Msvcrt.LK_LOCK, 1, 0), (Msvcrt.LK_UNLCK, 1, 0)]
+
+
+# numba's save of a fastinit function on a full disk (simulated: a file size limit, whose
+# EFBIG takes the place of ENOSPC), then of another function, still numba's error
+FULL_DISK = """
+import resource, signal, warnings
+warnings.simplefilter("always")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+from fastinit import _fastmath
+print(_fastmath.max2(1.0, 2.0), _fastmath.max2(3.0, 2.0))
+import racemod
+racemod.make(2.0)(1.0)
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a file size limit (RLIMIT_FSIZE) is POSIX")
+def test_a_full_disk_leaves_fastinits_functions_compiled_but_unsaved(tmp_path):
+    (tmp_path / "racemod.py").write_text(MODULE)
+    out = subprocess.run(
+        [sys.executable, "-c", FULL_DISK], env=_env(tmp_path), cwd=tmp_path,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.stdout.split() == ["2.0", "3.0"], out.stderr
+    assert out.stderr.count("RuntimeWarning: fastinit: numba could not save") == 1, out.stderr
+    assert "<string>:7: RuntimeWarning" in out.stderr  # the call compiling it, not numba's line
+    assert "OSError: [Errno 27] File too large" in out.stderr  # not fastinit's: numba's error
+    # nothing half-written is left to load: no data file, no index naming one, no temp file
+    left = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert [n for n in left if n != _cache.LOCK_NAME and not n.endswith(".nbi")] == []

@@ -222,3 +222,48 @@ def test_the_progress_bar_fits_a_narrow_terminal(monkeypatch):
     draws = out.getvalue().split("\r")[1:]
     assert [len(d) for d in draws] == [39, 39, 29]
     assert draws[0].startswith("fit   5% |#")
+
+
+# fastinit._system (the cores the helper and the sweep count on) has no test file of its own
+
+
+def _cgroups(monkeypatch, tmp_path, membership: str, files: dict[str, str]) -> None:
+    """This process in a made-up cgroup tree, on a host of 8 cores."""
+    from fastinit import _system
+
+    for name, text in files.items():
+        path = tmp_path / "sys" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (tmp_path / "cgroup").write_text(membership)
+    monkeypatch.setattr(_system, "_PROC_CGROUP", tmp_path / "cgroup")
+    monkeypatch.setattr(_system, "_CGROUP_ROOT", tmp_path / "sys")
+    monkeypatch.setattr(_system, "_affinity_cores", lambda: 8)
+
+
+@pytest.mark.parametrize(
+    ("membership", "files", "cores"),
+    [
+        # docker --cpus=2.5 / a Kubernetes CPU limit, on the parent group (v2)
+        ("0::/pod/ctr\n", {"pod/ctr/cpu.max": "max 100000\n", "pod/cpu.max": "250000 100000\n"}, 3),
+        ("0::/\n", {"cpu.max": "50000 100000\n"}, 1),  # half a core: still one
+        ("4:cpu,cpuacct:/x\n1:memory:/x\n",  # v1
+         {"cpu/x/cpu.cfs_quota_us": "200000\n", "cpu/x/cpu.cfs_period_us": "100000\n"}, 2),
+        ("4:cpu,cpuacct:/x\n",
+         {"cpu/x/cpu.cfs_quota_us": "-1\n", "cpu/x/cpu.cfs_period_us": "100000\n"}, 8),
+        ("0::/a\n", {"a/cpu.max": "max 100000\n"}, 8),  # no quota
+        ("0::/a\n", {}, 8),  # no cpu controller files
+    ],
+)  # fmt: skip
+def test_available_cores_counts_a_cgroup_cpu_quota(monkeypatch, tmp_path, membership, files, cores):
+    _cgroups(monkeypatch, tmp_path, membership, files)
+    assert _compile_helper.available_cores() == cores
+
+
+def test_no_helper_under_a_one_cpu_quota(monkeypatch, tmp_path):
+    # the helper would only take CPU time from the fit it is meant to speed up
+    _cgroups(monkeypatch, tmp_path, "0::/\n", {"cpu.max": "100000 100000\n"})
+    monkeypatch.delenv(_compile_helper.ENV, raising=False)
+    monkeypatch.setattr(_compile_helper, "_CHECKED", set())
+    monkeypatch.setattr(_compile_helper, "_in_cache", lambda *a: pytest.fail("looked"))
+    assert _compile_helper.start("float32") is None
