@@ -42,7 +42,11 @@ Warnings, with these thresholds (module constants):
   fan-in scaled inits this ratio is about 1 whatever the widths.  When the
   layer feeding the first vanishing one has more than ``DEAD`` dead units, the
   finding names them as the cause instead of the weights' scale: a dead unit
-  passes no signal on (a bias of -20 silences a layer of He weights);
+  passes no signal on (a bias of -20 silences a layer of He weights).  When
+  the first exploding layer's biases alone have a std across its units above
+  ``EXPLODING`` times the input's (``bias_std``), the finding names the
+  biases instead of the weights: equal biases shift the pre-activations,
+  spread ones widen their std whatever the weights;
 * saturation: more than ``SATURATED = 10%`` of a sigmoid/tanh layer's
   activations are saturated;
 * dead units: more than ``DEAD = 10%`` of a ReLU-family layer's units are
@@ -74,11 +78,16 @@ Warnings, with these thresholds (module constants):
   (one column around 40, the rest of std 0.3, which the pooled statistics
   average away): it adds a large offset to every first-layer unit.  A constant
   column of ones (a bias input) is not;
-* non-finite statistics (overflow).
+* non-finite statistics (overflow);
+* symmetric weights: the units of a hidden layer are exact copies of each
+  other (every column of its weights equal, its biases equal, and every row of
+  the next layer's weights equal: a constant or zero init).  They compute the
+  same value and get the same gradient, so they stay copies forever and the
+  layer acts as one unit (``symmetric_layers``).
 
-With fewer than ``FEW_ROWS = 16`` rows no finding but the non-finite one is
-made (their flags are False, ``few_rows`` is True, and a warning says so): a
-std over one or two rows says little (a one-unit layer's std over one row is 0
+With fewer than ``FEW_ROWS = 16`` rows no finding but the non-finite and the
+symmetric ones is made (their flags are False, ``few_rows`` is True, and a
+warning says so): a std over one or two rows says little (a one-unit layer's std over one row is 0
 whatever the weights) and a live ReLU unit is off on every one of ``r`` rows
 with probability about ``2**-r``.  The statistics are measured all the same.
 
@@ -131,7 +140,7 @@ DEAD = 0.1  # dead fraction of a ReLU-family layer's units above this: warn
 INPUT_SCALE = 10.0  # input std outside [1 / INPUT_SCALE, INPUT_SCALE]: not at unit scale
 INPUT_OFFSET = 1.0  # |input mean| above this many input stds: not centered
 FEATURE_SCALE = 100.0  # largest feature std / median feature std above this: badly scaled
-FEW_ROWS = 16  # fewer rows: no finding but overflow (a live unit may be off on all of them)
+FEW_ROWS = 16  # fewer rows: only overflow and symmetry are judged (a live unit may be off on all)
 # the findings about the init: any of them adds the recommended inits to the warnings
 _INIT_FLAGS = (
     "vanishing_activations",
@@ -140,6 +149,7 @@ _INIT_FLAGS = (
     "exploding_gradients",
     "saturation",
     "dead_units",
+    "symmetric_weights",
     "non_finite",
 )
 FLAGS = (*_INIT_FLAGS, "unnormalized_input", "few_rows")  # the keys of Diagnosis.flags
@@ -211,6 +221,12 @@ class Diagnosis:
         Per layer ``||dL/dW||`` (Frobenius).
     weight_std : numpy.ndarray
         Per layer std of the weights.
+    symmetric_layers : list of int
+        The hidden layers whose units are exact copies of each other (see the
+        module docstring, ``symmetric_weights``).
+    bias_std : numpy.ndarray
+        Per layer std of the biases across the layer's units (0 for equal biases,
+        which shift the pre-activations without spreading them).
     grad_norm_ratio : float
         ``grad_norm[0] / grad_norm[-1]``.
     input_std : float
@@ -248,7 +264,8 @@ class Diagnosis:
     flags : dict of bool
         One per name in :data:`FLAGS`: ``vanishing_activations``,
         ``exploding_activations``, ``vanishing_gradients``,
-        ``exploding_gradients``, ``saturation``, ``dead_units``, ``non_finite``,
+        ``exploding_gradients``, ``saturation``, ``dead_units``,
+        ``symmetric_weights``, ``non_finite``,
         ``unnormalized_input`` and ``few_rows`` (fewer than :data:`FEW_ROWS`
         rows: every flag but ``non_finite`` is then False, not judged).
     warnings : list of str
@@ -282,6 +299,8 @@ class Diagnosis:
     widest_feature: int = -1
     feature_offset_dominance: float = math.nan
     offset_feature: int = -1
+    bias_std: np.ndarray = field(default_factory=lambda: np.empty(0))
+    symmetric_layers: list[int] = field(default_factory=list)
     recommended: list[dict[str, Any]] = field(default_factory=list)
     flags: dict[str, bool] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -359,6 +378,9 @@ def _findings(d: Diagnosis) -> None:
         flags["non_finite"] = True
         cause = _input_cause(problems) if unnormalized else "the weights are far too large"
         warnings.append(f"non-finite statistics: the signal overflowed: {cause}")
+    if d.symmetric_layers:  # a property of the weights alone: judged on any number of rows
+        flags["symmetric_weights"] = True
+        warnings.append(_symmetric_warning(d.symmetric_layers))
     if few_rows:
         flags["few_rows"] = True
         warnings.append(
@@ -380,6 +402,32 @@ def _findings(d: Diagnosis) -> None:
         warnings.append("the theory recommends " + "; ".join(recs))
     d.flags = flags
     d.warnings = warnings
+
+
+def _symmetric_warning(layers: list[int]) -> str:
+    """The finding on hidden layers whose units are exact copies of each other."""
+    which = ("layer " if len(layers) == 1 else "layers ") + ", ".join(map(str, layers))
+    return (
+        f"symmetric weights: the units of {which} are exact copies of each other (equal "
+        "incoming weights and biases, equal outgoing weights): they get equal gradients and "
+        "stay copies forever, so each such layer acts as one unit; draw the weights at "
+        "random (the biases may start at 0)"
+    )
+
+
+def _symmetric_layers(model: Any) -> list[int]:
+    """The hidden layers (of more than one unit) whose units are exact copies: equal columns
+    of weights, equal biases, and equal rows of the next layer's weights."""
+    ws, bs = list(model.weights), list(model.biases)
+    return [
+        k
+        for k in range(len(ws) - 1)
+        if ws[k].shape[1] > 1
+        and (ws[k][0] == ws[k][0, 0]).all()  # the first row first: random weights stop here
+        and (ws[k] == ws[k][:, :1]).all()
+        and (bs[k] == bs[k][0]).all()
+        and (ws[k + 1] == ws[k + 1][:1]).all()
+    ]
 
 
 def _unnormalized(mean: float, std: float) -> bool:
@@ -481,6 +529,21 @@ def _vanishing_cause(d: Diagnosis, k: int, problems: list[str]) -> str:
     return "the weights are too small"
 
 
+def _exploding_cause(d: Diagnosis, k: int, problems: list[str]) -> str:
+    """Why layer ``k``'s pre-activations, the first to explode, do: the input's scale, biases
+    spread so far across the layer's units that they alone exceed the threshold, or else the
+    weights' scale."""
+    if problems:
+        return _input_cause(problems)
+    spread = d.bias_std[k] / d.input_std if k < d.bias_std.size else 0.0
+    if spread > EXPLODING:
+        return (
+            f"layer {k}'s biases have a std of {spread:.3g} x the input std across its units, "
+            "which alone can cause this: the biases are too large (they usually start at 0)"
+        )
+    return "the weights are too large"
+
+
 def _signal_findings(d: Diagnosis, problems: list[str], flags: dict, warnings: list) -> None:
     """Vanishing / exploding activations and gradients into ``flags`` and ``warnings``."""
     n_layers = len(d.pre_std)
@@ -500,7 +563,7 @@ def _signal_findings(d: Diagnosis, problems: list[str], flags: dict, warnings: l
     if high.size:
         k = int(high[0])
         flags["exploding_activations"] = True
-        cause = _input_cause(problems) if problems else "the weights are too large"
+        cause = _exploding_cause(d, k, problems)
         warnings.append(
             f"exploding activations: the pre-activation std exceeds {EXPLODING:g} x the "
             f"input std {_layers_text(high, n_layers)} ({gain[k]:.3g} x at layer {k}): {cause}"
@@ -710,6 +773,7 @@ def diagnose(
             [math.sqrt(float(np.sum(np.square(dw, dtype=np.float64)))) for dw, _ in grads]
         )
     weight_std = np.array([_mean_std(w)[1] for w in model.weights])
+    bias_std = np.array([_mean_std(b)[1] for b in model.biases])
     input_mean, input_std = _mean_std(Xc)
     fmean, fstd = feature_moments(Xc)
     ratio_f, dominance, widest, offset, off_center = _feature_spread(fmean, fstd)
@@ -721,6 +785,8 @@ def diagnose(
         grad_norm=grad_norm,
         weight_grad_norm=wg,
         weight_std=weight_std,
+        bias_std=bias_std,
+        symmetric_layers=_symmetric_layers(model),
         grad_norm_ratio=ratio,
         input_std=input_std,
         input_mean=input_mean,

@@ -530,3 +530,48 @@ def test_vanishing_activations_caused_by_dead_units_name_them_not_the_weights():
     assert d.dead[2] == 1.0
     (w,) = [w for w in d.warnings if w.startswith("vanishing activations")]
     assert w.endswith("the weights are too small"), w
+
+
+def test_exploding_activations_caused_by_spread_biases_name_them_not_the_weights():
+    # He weights (the recommended scale) but biases of std 30 across layer 0's units:
+    # its pre-activation std is about 30 x the input's, all of it from the biases
+    bias = [("normal", {"std": 30.0}), "zeros", "zeros"]
+    model = MLP([16, 32, 32, 5], activation="tanh", init="xavier_normal", bias_init=bias,
+                seed=2, dtype=F64)  # fmt: skip
+    b0 = np.asarray(model.biases[0], np.float64)
+    want = oracle(model, X, Y)
+    assert want["pre_std"][0] / X.std() > 10 and b0.std() / X.std() > 10
+    assert np.std(X @ np.asarray(model.weights[0])) / X.std() < 10  # the weights alone: not
+    d = fastinit.diagnose(model, X, Y)
+    np.testing.assert_allclose(d.bias_std, [np.std(b) for b in model.biases], rtol=1e-12)
+    (w,) = [w for w in d.warnings if w.startswith("exploding activations")]
+    assert "the weights are too large" not in w, w
+    assert f"layer 0's biases have a std of {b0.std() / X.std():.3g} x the input std" in w, w
+    # large weights with zero biases are still blamed on the weights
+    big = MLP([16, 32, 32, 5], activation="tanh", init=("normal", {"std": 5.0}), dtype=F64)
+    (w,) = [w for w in fastinit.diagnose(big, X, Y).warnings if w.startswith("exploding act")]
+    assert w.endswith("the weights are too large"), w
+
+
+@pytest.mark.parametrize("rows", [200, 3])
+def test_symmetric_weights_are_flagged(rows):
+    # a constant init: every hidden unit of a layer computes the same thing and gets the same
+    # gradient, forever (the layer acts as one unit); with an MSE loss nothing else shows it
+    model = MLP([16, 32, 32, 5], activation="tanh", init=("constant", {"value": 0.1}),
+                dtype=F64)  # fmt: skip
+    y = RNG.standard_normal((rows, 5))
+    d = fastinit.diagnose(model, X[:rows], y, loss="mse")
+    assert d.flags["symmetric_weights"] and d.symmetric_layers == [0, 1], d.warnings
+    (w,) = [w for w in d.warnings if w.startswith("symmetric weights")]
+    assert "layers 0, 1" in w, w
+    assert any(w.startswith("the theory recommends") for w in d.warnings)
+    # the same layers one step later: the symmetry does not break (equal gradients)
+    model.fit(X[:rows], y, loss="mse", optimizer=optim.SGD(0.1), iterations=1, batch_size=rows)
+    for w, b in zip(list(model.weights)[:2], list(model.biases)[:2], strict=True):
+        assert (w == w[:, :1]).all() and (b == b[0]).all()
+    # equal incoming weights but random outgoing ones: the units get different gradients
+    broken = MLP([16, 32, 32, 5], activation="tanh",
+                 init=[("constant", {"value": 0.1}), "xavier_normal", "xavier_normal"],
+                 dtype=F64)  # fmt: skip
+    d = fastinit.diagnose(broken, X, Y)
+    assert not d.flags["symmetric_weights"] and d.symmetric_layers == []
