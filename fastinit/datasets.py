@@ -347,11 +347,16 @@ def _load_arrays(directory: Path, sha256: Mapping[str, str] | None) -> dict[str,
 
     ``sha256`` maps file names to the expected SHA-256 of their bytes (``None``
     skips the check).  The cache key includes each file's size and modification
-    time, so a changed file is read again.  This is also the tests' hook to run
-    the checksum verification on a damaged copy of the shipped files.
+    time and its resolved path (a relative ``path`` is read from the working
+    directory of each call), so a changed file is read again.  This is also the
+    tests' hook to run the checksum verification on a damaged copy of the
+    shipped files.
     """
     paths = {role: _find_file(directory, stem) for role, stem in _MNIST_FILES.items()}
-    stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths.values())
+    # the file's real path: a relative one names another file in another working directory
+    stats = tuple(
+        (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths.values()
+    )
     key = (stats, None if sha256 is None else tuple(sorted(sha256.items())))
     if key not in _CACHE:
         raws = _read_verified(paths, sha256)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
+import os
 import re
 import shutil
 from pathlib import Path
@@ -537,3 +538,23 @@ def test_a_relative_xdg_cache_home_is_ignored(monkeypatch, tmp_path):
 def test_an_empty_mnist_path_is_refused_not_read_as_the_working_directory():
     with pytest.raises(ValueError, match=r"^path: expected a directory name or None, got ''"):
         D.load_mnist(path="")
+
+
+def test_a_relative_mnist_path_is_read_from_the_working_directory_of_each_call(
+    tmp_path, monkeypatch
+):
+    # two copies with files of the same sizes and times (as extracted from two archives made
+    # alike): the same relative path names the one in the working directory of each call
+    for name, label in (("a", 1), ("b", 2)):
+        (tmp_path / name / "mnist").mkdir(parents=True)
+        write_small_mnist(
+            tmp_path / name / "mnist",
+            gz=False,
+            labels_of=lambda n, v=label: np.full(n, v, np.uint8),
+        )
+        for f in (tmp_path / name / "mnist").iterdir():
+            os.utime(f, ns=(1_000_000_000, 1_000_000_000))
+    monkeypatch.setattr(D, "_CACHE", {})
+    for name, label in (("a", 1), ("b", 2), ("a", 1)):
+        monkeypatch.chdir(tmp_path / name)
+        assert set(D.load_mnist(path="mnist")[0][1]) == {label}, name
