@@ -59,3 +59,14 @@ def test_layer_stats_shows_the_glorot_and_he_spreads() -> None:
     assert all(0.8 < s <= 1.0 for s in tanh["normal std=1"]), tanh
     xavier = tanh["xavier sqrt(1/n)"]
     assert all(s2 < s1 for s1, s2 in itertools.pairwise(xavier)), xavier
+
+
+def test_sweep_small_header_counts_its_runs(tmp_path, capsys) -> None:
+    from fastinit.cli import main
+
+    spec = ROOT / "examples" / "sweep_small.toml"
+    claim = re.search(r"= (\d+) runs", spec.read_text())
+    assert claim, "the header states the number of runs"
+    db = tmp_path / "depth.sqlite"
+    assert main(["sweep", str(spec), "--db", str(db), "--dry-run"]) == 0
+    assert f"{claim.group(1)} runs in the SPEC, 0 in" in capsys.readouterr().out
