@@ -267,7 +267,8 @@ class Diagnosis:
         ``exploding_gradients``, ``saturation``, ``dead_units``,
         ``symmetric_weights``, ``non_finite``,
         ``unnormalized_input`` and ``few_rows`` (fewer than :data:`FEW_ROWS`
-        rows: every flag but ``non_finite`` is then False, not judged).
+        rows: every flag but ``non_finite`` and ``symmetric_weights`` is then False,
+        not judged).
     warnings : list of str
         The findings in plain English (empty when all is well).
     """
