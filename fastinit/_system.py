@@ -124,12 +124,20 @@ def _cgroup_headroom() -> list[int]:
             limit = (folder / limit_file).read_text().strip()
             if limit != "max":
                 usage = int((folder / usage_file).read_text())
-                stat = (folder / "memory.stat").read_text()
-                m = re.search(rf"^{reclaimable} (\d+)", stat, re.M)
-                out.append(max(0, int(limit) - usage + (int(m[1]) if m else 0)))
+                out.append(max(0, int(limit) - usage + _reclaimable(folder, reclaimable)))
         except (OSError, ValueError):
             pass
     return out
+
+
+def _reclaimable(folder: Path, entry: str) -> int:
+    """Bytes of page cache the kernel can take back in a memory cgroup (0 where its
+    ``memory.stat`` does not tell: the limit and usage hold without it)."""
+    try:
+        m = re.search(rf"^{entry} (\d+)", (folder / "memory.stat").read_text(), re.M)
+    except OSError:
+        return 0
+    return int(m[1]) if m else 0
 
 
 def _cgroup_cpu_quota() -> float | None:

@@ -267,3 +267,19 @@ def test_no_helper_under_a_one_cpu_quota(monkeypatch, tmp_path):
     monkeypatch.setattr(_compile_helper, "_CHECKED", set())
     monkeypatch.setattr(_compile_helper, "_in_cache", lambda *a: pytest.fail("looked"))
     assert _compile_helper.start("float32") is None
+
+
+@pytest.mark.parametrize(
+    ("files", "headroom"),
+    [
+        ({"a/memory.max": "1000\n", "a/memory.current": "300\n",
+          "a/memory.stat": "anon 1\ninactive_file 100\n"}, [800]),
+        ({"a/memory.max": "1000\n", "a/memory.current": "300\n"}, [700]),  # no memory.stat
+        ({"a/memory.max": "max\n", "a/memory.current": "300\n"}, []),  # no limit
+    ],
+)  # fmt: skip
+def test_memory_headroom_of_a_cgroup(monkeypatch, tmp_path, files, headroom):
+    from fastinit import _system
+
+    _cgroups(monkeypatch, tmp_path, "0::/a\n", files)
+    assert _system._cgroup_headroom() == headroom  # a limit is kept without memory.stat
