@@ -388,7 +388,7 @@ def _mnist_source(path: str | os.PathLike[str] | None) -> tuple[Path, Mapping[st
         raise ValueError("path: expected a directory name or None, got ''")
     directory = Path(path).expanduser()
     if not directory.is_dir():
-        raise FileNotFoundError(f"{name}: {directory} is not a directory")
+        raise FileNotFoundError(f"{name}: {str(directory)!r} is not a directory")
     return directory, None
 
 

@@ -271,9 +271,13 @@ def test_mnist_explicit_path_beats_env_var(tmp_path, monkeypatch):
     assert D.load_mnist(path=tmp_path)[0][0].shape == (5, 784)
 
 
-def test_mnist_directory_checks(tmp_path):
+def test_mnist_directory_checks(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="not a directory"):
         D.load_mnist(path=tmp_path / "missing")
+    monkeypatch.setenv(D.MNIST_DIR_ENV, "   ")  # quoted: a blank name is seen
+    with pytest.raises(FileNotFoundError, match=f"^{D.MNIST_DIR_ENV}: '   ' is not a directory"):
+        D.load_mnist()
+    monkeypatch.delenv(D.MNIST_DIR_ENV)
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
         D.load_mnist(path=tmp_path)
     write_small_mnist(tmp_path, labels_of=lambda n: np.full(n, 10, dtype=np.uint8))
