@@ -153,3 +153,26 @@ def check_device_array(a: Any, name: str) -> None:
     """
     if not is_device_array(a):
         raise TypeError(f"{name}: expected a numba CUDA device array, got {type(a).__name__}")
+
+
+def to_host(a: Any) -> Any:
+    """A device array's values as a NumPy array, whatever the signs of its strides.
+
+    numba copies no device array with a negative stride to the host
+    (``NotImplementedError: D->H copy not implemented for negative strides``),
+    such as ``d[::-1]``: its reversed axes are reversed again on the device,
+    which gives positive strides, copied, and reversed back on the host.
+
+    Parameters
+    ----------
+    a : numba CUDA device array
+
+    Returns
+    -------
+    numpy.ndarray
+        ``a``'s shape, dtype and values.
+    """
+    if not any(s < 0 for s in a.strides):
+        return a.copy_to_host()
+    flip = tuple(slice(None, None, -1) if s < 0 else slice(None) for s in a.strides)
+    return a[flip].copy_to_host()[flip]

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from fastinit._cuda import is_device_array, to_host
+
 DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 # the most elements of a float64 array: NumPy counts its bytes in an intp (2**60 - 1)
 MAX_ELEMENTS = int(np.iinfo(np.intp).max) // 8
@@ -210,6 +212,8 @@ def as_array(value: Any, name: str, expected: str) -> np.ndarray:
     ValueError
         ``name: expected <expected> (NumPy's reason)``.
     """
+    if is_device_array(value):  # NumPy's copy of it fails on negative strides
+        return to_host(value)
     try:
         return np.asarray(value)
     except ValueError as err:

@@ -26,7 +26,7 @@ from fastinit import activations as _act
 from fastinit import init as _init
 from fastinit import losses as _losses
 from fastinit import train as _train
-from fastinit._cuda import check_device, cuda_module, is_device_array
+from fastinit._cuda import check_device, cuda_module, is_device_array, to_host
 from fastinit._files import read_npz, replacing
 from fastinit._validate import (
     all_finite,
@@ -127,7 +127,7 @@ def _init_values(spec: Any, shape: tuple, seed: int, stream: int, dtype: np.dtyp
     if isinstance(spec, np.ndarray):
         return spec
     if is_device_array(spec):  # e.g. init.he_normal(..., device="cuda"), as assignment takes
-        return spec.copy_to_host()
+        return to_host(spec)
     kwargs: dict = {}
     if _is_pair(spec):
         spec, kwargs = spec

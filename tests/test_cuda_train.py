@@ -717,3 +717,40 @@ def test_a_device_model_pickles_and_deep_copies_as_a_cpu_model_does(data):
     back = pickle.loads(pickle.dumps(dev.to("cpu")))
     assert back.device == "cpu" and back._params.ctypes.data % 64 == 0  # aligned as made
     np.testing.assert_array_equal(back.forward(X), cpu.forward(X))
+
+
+class _StrictDeviceArray:
+    """A simulator device array that refuses a host copy of negative strides, as numba's
+    DeviceNDArray does on a GPU (the simulator copies any)."""
+
+    __cuda_ndarray__ = True
+
+    def __init__(self, a):
+        self._a = a
+        self.shape, self.strides, self.dtype, self.size = a.shape, a.strides, a.dtype, a.size
+
+    def __getitem__(self, index):
+        return _StrictDeviceArray(self._a[index])
+
+    def copy_to_host(self):
+        if any(s < 0 for s in self.strides):
+            raise NotImplementedError(
+                f"D->H copy not implemented for negative strides: {self.strides}"
+            )
+        return self._a.copy_to_host()
+
+
+def test_device_arrays_with_negative_strides_are_read_as_their_values(data):
+    from fastinit._cuda import cuda_module
+
+    cuda = cuda_module()
+    X, _ = data
+    w = np.arange(35, dtype=np.float32).reshape(5, 7) / 35
+    flipped = _StrictDeviceArray(cuda.to_device(np.ascontiguousarray(w[::-1, ::-1])))[::-1, ::-1]
+    assert any(s < 0 for s in flipped.strides)
+    for model in (MLP(SIZES, init=[flipped, "he_normal", "he_normal"], seed=3),  # an init value
+                  MLP(SIZES, seed=3)):  # fmt: skip
+        model.weights[0] = flipped  # an assignment
+        np.testing.assert_array_equal(model.weights[0], w)
+    x_rev = _StrictDeviceArray(cuda.to_device(X))[::-1]  # X
+    np.testing.assert_array_equal(model.forward(x_rev), model.forward(X[::-1]))
