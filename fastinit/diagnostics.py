@@ -416,10 +416,9 @@ def _symmetric_warning(layers: list[int]) -> str:
     )
 
 
-def _symmetric_layers(model: Any) -> list[int]:
+def _symmetric_layers(ws: list[np.ndarray], bs: list[np.ndarray]) -> list[int]:
     """The hidden layers (of more than one unit) whose units are exact copies: equal columns
-    of weights, equal biases, and equal rows of the next layer's weights."""
-    ws, bs = list(model.weights), list(model.biases)
+    of weights ``ws``, equal biases ``bs``, and equal rows of the next layer's weights."""
     return [
         k
         for k in range(len(ws) - 1)
@@ -773,8 +772,9 @@ def diagnose(
         wg = np.array(
             [math.sqrt(float(np.sum(np.square(dw, dtype=np.float64)))) for dw, _ in grads]
         )
-    weight_std = np.array([_mean_std(w)[1] for w in model.weights])
-    bias_std = np.array([_mean_std(b)[1] for b in model.biases])
+    ws, bs = list(model.weights), list(model.biases)  # a device model's: copied once
+    weight_std = np.array([_mean_std(w)[1] for w in ws])
+    bias_std = np.array([_mean_std(b)[1] for b in bs])
     input_mean, input_std = _mean_std(Xc)
     fmean, fstd = feature_moments(Xc)
     ratio_f, dominance, widest, offset, off_center = _feature_spread(fmean, fstd)
@@ -787,7 +787,7 @@ def diagnose(
         weight_grad_norm=wg,
         weight_std=weight_std,
         bias_std=bias_std,
-        symmetric_layers=_symmetric_layers(model),
+        symmetric_layers=_symmetric_layers(ws, bs),
         grad_norm_ratio=ratio,
         input_std=input_std,
         input_mean=input_mean,
