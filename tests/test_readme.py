@@ -3,11 +3,15 @@
 Every ``python`` block runs as written (the CUDA one only where a GPU is present:
 the simulator would take hours over its 4096 x 4096 fill); a block followed by a
 plain block showing its output prints that output.  The tables and figures of
-"What they show" are compared with the default runs they come from.
+"What they show" are compared with the default runs they come from.  The options it
+gives each ``fastinit`` command, the repository paths it names, the sweep's run count,
+the initializer names and aliases, the reserved streams and the MNIST feature-std ratio
+are checked against the code.
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes.util
 import math
 import os
@@ -15,9 +19,12 @@ import re
 
 import pytest
 
+from fastinit import init as fi_init
+from fastinit.cli import build_parser
 from fastinit.experiments.mnist import run_mnist
 from fastinit.experiments.planar import run_planar
 from fastinit.experiments.symmetry import run_symmetry
+from fastinit.sweep.spec import load_spec
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -130,3 +137,108 @@ def test_mnist_table_is_the_default_run() -> None:
         assert result[init]["final_loss"] == pytest.approx(float(loss), rel=2e-3), init
         assert result[init]["test_accuracy"] == pytest.approx(float(accuracy), abs=2e-3), init
         assert math.isfinite(result[init]["final_loss"])
+
+
+_COMMAND = re.compile(r"fastinit (histogram|mnist|planar|symmetry|depth|sweep|report)\b")
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def _options_named() -> list[tuple[str, str, str]]:
+    """``(command, option, README line)`` for every ``--option`` the README gives a command:
+    in a code span or shell line starting ``fastinit COMMAND``, or in that command's table row."""
+    found = []
+    for line in README.splitlines():
+        row = re.match(r"\| `fastinit ([a-z]+)` \|", line)
+        if row:  # the experiments table: every option in the row is the command's
+            found += [(row[1], o, line) for o in re.findall(r"--[a-z][a-z-]*", line)]
+            continue
+        for text in [*re.findall(r"`([^`]+)`", line), line]:
+            cmd = _COMMAND.match(text.strip())
+            if cmd:
+                rest = text.strip().split("#")[0]
+                found += [(cmd[1], o, line) for o in re.findall(r"(?<!\S)--[a-z][a-z-]*", rest)]
+    return found
+
+
+def test_every_option_the_readme_gives_a_command_is_one_of_its_options() -> None:
+    parsers = _subparsers()
+    named = _options_named()
+    assert len(named) >= 6  # fastinit mnist --device cuda, sweep --db, report --out, --seeds ...
+    wrong = [(c, o, ln) for c, o, ln in named if o not in parsers[c]._option_string_actions]
+    assert not wrong, wrong
+    # the Sweeps section's own options (`--dask ADDRESS`, `--retry-failed`, `--sweep NAME`)
+    section = README[README.index("## Sweeps") : README.index("`fastinit depth` (also")]
+    spans = set(re.findall(r"`(--[a-z][a-z-]*)", section))
+    sweep_or_report = {
+        *parsers["sweep"]._option_string_actions,
+        *parsers["report"]._option_string_actions,
+    }
+    assert len(spans) >= 4 and spans <= sweep_or_report, spans - sweep_or_report
+
+
+def test_the_experiments_share_the_options_the_readme_describes_for_each() -> None:
+    # "Each writes ... to `--out DIR` (default `fastinit-results/<experiment>`); `--help`
+    # explains every option and its default; `--add NAME` adds an init"
+    for name, parser in _subparsers().items():
+        if name in ("sweep", "report"):
+            continue
+        for option in ("--out", "--add", "--help", "--inits", "--quiet"):
+            assert option in parser._option_string_actions, (name, option)
+        out = parser._option_string_actions["--out"].default
+        assert str(out) == f"fastinit-results/{name}", (name, out)
+
+
+def test_every_repository_path_the_readme_names_exists() -> None:
+    named = re.findall(r"\]\(([^)\s]+)\)", README)  # figures and links
+    named += re.findall(r"`((?:fastinit|tests|bench|scripts|examples|docs|\.ci)/[^`\s]*)`", README)
+    assert len(named) >= 30
+    missing = [p for p in named if not list(ROOT.glob(p.rstrip("/")))]
+    assert not missing, missing
+
+
+def test_the_small_sweep_has_the_runs_the_readme_counts() -> None:
+    claimed = re.search(r"fastinit sweep examples/sweep_small\.toml .*# (\d+) runs", README)
+    assert len(load_spec(ROOT / "examples" / "sweep_small.toml", memory=2.0**40)) == int(claimed[1])
+
+
+def test_the_variance_scaling_distributions_of_the_table_are_accepted() -> None:
+    row = next(ln for ln in README.splitlines() if ln.startswith("| `variance_scaling("))
+    names = re.findall(r"`([a-z_]+)`", row.split("|")[2])
+    assert len(names) == 3
+    for distribution in names:
+        fi_init.variance_scaling((4, 3), distribution=distribution)
+
+
+def test_the_aliases_the_readme_gives_name_initializers() -> None:
+    text = re.search(r"`init\.get\(name\)` takes a name or alias.*?\.\.\.\)", README, re.S)[0]
+    aliases = [*re.findall(r'"([a-z_]+)"', text), "msra", "he"]  # "alias `msra`", "alias `he`"
+    assert len(aliases) >= 6
+    for alias in aliases:
+        assert callable(fi_init.get(alias.upper())), alias
+    assert fi_init.get("he") is fi_init.he_normal
+    assert fi_init.get("msra") is fi_init.kaiming_normal
+
+
+def test_the_reserved_streams_are_the_readme_s() -> None:
+    from fastinit import random, train
+
+    named = re.findall(r"`(random|train)\.(\w+_STREAM)`, 2\*\*32( \+ 1)?", README)
+    assert len(named) == 2  # the top gradients' and the minibatch draws'
+    for module, name, plus_one in named:
+        value = getattr({"random": random, "train": train}[module], name)
+        assert value == 2**32 + bool(plus_one), name
+
+
+def test_the_feature_std_ratio_on_all_of_mnist_is_the_readme_s() -> None:
+    import fastinit
+    from fastinit import datasets
+
+    claimed = re.search(r"\((\d+) on all 60000\)", README)
+    (x, t), _ = datasets.load_mnist()
+    ratio = fastinit.diagnose(fastinit.MLP([784, 10]), x, t).feature_std_ratio
+    assert round(ratio) == int(claimed[1])
