@@ -432,10 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _memory_hint(error: BaseException, args: argparse.Namespace) -> str:
-    """For an allocation that failed without naming an option (NumPy's "Unable to
-    allocate ..."), the options that size the run."""
+    """For NumPy's "Unable to allocate ...", which names no option, the options that size
+    the run (fastinit's own MemoryErrors name what to reduce already)."""
     sizes = getattr(args, "sizes", ())
-    if not isinstance(error, MemoryError) or not sizes or "--" in str(error):
+    if not isinstance(error, MemoryError) or not sizes or "Unable to allocate" not in str(error):
         return ""
     return f"; too large for this machine's memory: reduce {', '.join(sizes[:-1])} or {sizes[-1]}"
 

@@ -596,3 +596,12 @@ def test_an_allocation_that_fails_names_the_options_that_size_the_run(
     err = capsys.readouterr().err
     assert "Unable to allocate 74.5 GiB" in err and f"reduce {sizes}" in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_fits_own_memory_error_gets_no_second_advice(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:  # fit's own MemoryError names what to reduce
+        main(["mnist", "--batch-size", "100000000", "--iterations", "2", "--train-size", "300",
+              "--out", str(tmp_path / "out"), "--quiet"])  # fmt: skip
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "batch_size" in err and "reduce --" not in err, err
