@@ -28,7 +28,7 @@ numba 0.68, NumPy's OpenBLAS 0.3.31; figures and commands in ``bench/``)
   instead of 0.86 ms) unless ``OMP_WAIT_POLICY=passive`` was set by hand; a
   whole step in one ``parallel=True`` function also failed array analysis or
   produced NaN.  A serial loop needs no environment variable.
-* Measured and not adopted (branch ``exp/row-chunks``): the batch split into
+* Measured and not adopted (an experiment not kept; commit e952096): the batch split into
   row chunks run on numba's threads (forward and ``dL/dz`` per chunk, ``dW``
   per share of rows, one ``prange`` region per part) with OpenBLAS set to one
   thread for the fit.  Two chunks of 64 rows ran 1.8x faster than one after

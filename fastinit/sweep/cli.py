@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastinit.cli import HelpFormatter, _ints, _names
+from fastinit.cli import HelpFormatter, _common, _ints, _names
 
 __all__ = ["add_depth", "add_report", "add_sweep"]
 
@@ -223,11 +223,7 @@ def add_depth(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
                    help="arithmetic type")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("fastinit-results") / "depth",
-                   help="directory for the PNG figures, summary.json and CSV")  # fmt: skip
-    p.add_argument("--add", action="append", default=[], metavar="INIT",
-                   help="run this init too, besides --inits (repeatable)")  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p, "depth")  # --out, --add, --quiet as in the other experiments
     p.set_defaults(run=_run_depth, sizes=("--depths", "--width", "--samples"))
 
 
