@@ -197,7 +197,9 @@ def test_every_repository_path_the_readme_names_exists() -> None:
     named = re.findall(r"\]\(([^)\s]+)\)", README)  # figures and links
     named += re.findall(r"`((?:fastinit|tests|bench|scripts|examples|docs|\.ci)/[^`\s]*)`", README)
     assert len(named) >= 30
-    missing = [p for p in named if not list(ROOT.glob(p.rstrip("/")))]
+    made = [p for p in named if "__pycache__" in p]  # numba's cache: made by a run, not shipped
+    assert made, "the README names numba's default cache place"
+    missing = [p for p in named if p not in made and not list(ROOT.glob(p.rstrip("/")))]
     assert not missing, missing
 
 
