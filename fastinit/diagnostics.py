@@ -506,11 +506,20 @@ def _unnormalized_warning(d: Diagnosis) -> str:
 
 
 def _layers_text(layers: np.ndarray, n_layers: int) -> str:
-    """``from layer k on`` if ``layers`` are all layers from ``k``, else ``at layers i, j``."""
+    """``from layer k on`` if ``layers`` are all layers from ``k``, else ``at layers i, j-k``
+    (runs of consecutive layers as ranges: after an overflow the later layers are NaN, and
+    the warning listed every layer before it)."""
     first = int(layers[0])
     if len(layers) == n_layers - first:
         return f"from layer {first} on"
-    return ("at layer " if len(layers) == 1 else "at layers ") + ", ".join(map(str, layers))
+    runs: list[list[int]] = []
+    for k in map(int, layers):
+        if runs and k == runs[-1][-1] + 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    text = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+    return ("at layer " if len(layers) == 1 else "at layers ") + text
 
 
 def _vanishing_cause(d: Diagnosis, k: int, problems: list[str]) -> str:

@@ -575,3 +575,12 @@ def test_symmetric_weights_are_flagged(rows):
                  dtype=F64)  # fmt: skip
     d = fastinit.diagnose(broken, X, Y)
     assert not d.flags["symmetric_weights"] and d.symmetric_layers == []
+
+
+def test_layer_lists_name_runs_of_layers_as_ranges():
+    from fastinit.diagnostics import _layers_text
+
+    assert _layers_text(np.arange(1, 50), 60) == "at layers 1-49"  # the rest overflowed to NaN
+    assert _layers_text(np.array([0, 1, 3, 5, 6, 7]), 10) == "at layers 0, 1, 3, 5-7"
+    assert _layers_text(np.array([4]), 10) == "at layer 4"
+    assert _layers_text(np.arange(3, 10), 10) == "from layer 3 on"
