@@ -783,33 +783,17 @@ def test_a_failed_run_never_removes_a_directory_holding_anything(tmp_path, monke
     assert (out / "notes.txt").read_text() == "the user's"
 
 
-# ----------------------------------------------------------------------------- zero inits
-@pytest.mark.parametrize(
-    ("first", "second"),
-    [("zeros", "std=0"), ("zero", "randn*0"), ("constant=0", "std=0.0"), ("ones", "constant=1"),
-     ("ZEROS", "constant=-0"), ("gaussian", "normal")],
-)  # fmt: skip
-def test_spellings_of_one_constant_draw_are_one_init(first, second):
-    # 'zeros' and 'std=0' draw the same all-zero weights, but were two inits (run twice)
-    for a, b in ((first, second), (second, first)):
-        with pytest.raises(
-            ValueError, match=re.escape(f"inits: {a!r} is given twice (also as {b!r})")
-        ):
-            parse_inits((a, b))
-    assert parse_init(first).draw((3, 2), 0, 1, "float64").tolist() == (
-        parse_init(second).draw((3, 2), 0, 1, "float64").tolist()
-    )
-
-
+# ----------------------------------------------------------------------- one draw, two spellings
 @pytest.mark.parametrize(
     ("first", "second"),
     [("constant", "zeros"), ("normal", "std=1"), ("gaussian", "randn"), ("normal", "randn*1"),
      ("variance_scaling", "lecun_normal"), ("ones", "constant=1"), ("orthogonal_", "orthogonal"),
-     ("constant", "std=0")],
+     ("constant", "std=0"), ("zeros", "std=0"), ("zero", "randn*0"), ("constant=0", "std=0.0"),
+     ("ZEROS", "constant=-0"), ("gaussian", "normal")],
 )  # fmt: skip
 def test_spellings_of_one_draw_are_one_init(first, second):
-    # 'constant' and 'zeros', 'normal' and 'std=1', 'gaussian' and 'randn' draw the same
-    # weights, but were two inits (run twice, reported as two)
+    # 'constant' and 'zeros', 'zeros' and 'std=0', 'normal' and 'std=1', 'gaussian' and
+    # 'randn' draw the same weights, but were two inits (run twice, reported as two)
     for a, b in ((first, second), (second, first)):
         with pytest.raises(
             ValueError, match=re.escape(f"inits: {a!r} is given twice (also as {b!r})")

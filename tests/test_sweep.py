@@ -753,18 +753,24 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
-def test_killed_mid_sweep_then_resume_runs_each_config_once(tmp_path, sig):
-    spec = write(tmp_path, """\
+def sleeping_sweep(tmp_path: Path, *, sleep: float, runs: int, workers: int) -> tuple:
+    """``(spec, db, cmd)`` of a `fastinit sweep` of ``runs`` selftest runs of ``sleep`` s."""
+    spec = write(tmp_path, f"""\
         experiment = "selftest"
         [fixed]
-        sleep = 0.25
+        sleep = {sleep}
         [grid]
-        seed = { start = 0, stop = 20 }
+        seed = {{ start = 0, stop = {runs} }}
         """)  # fmt: skip
     db = tmp_path / "r.sqlite"
     cmd = [sys.executable, "-m", "fastinit", "sweep", str(spec), "--db", str(db),
-           "--workers", "2", "--quiet"]  # fmt: skip
+           "--workers", str(workers), "--quiet"]  # fmt: skip
+    return spec, db, cmd
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_killed_mid_sweep_then_resume_runs_each_config_once(tmp_path, sig):
+    spec, db, cmd = sleeping_sweep(tmp_path, sleep=0.25, runs=20, workers=2)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
@@ -1425,16 +1431,7 @@ def test_leaving_keep_alive_is_prompt_while_the_write_lock_is_held(tmp_path, mon
 
 def test_two_sweep_processes_run_each_config_once(tmp_path):
     """Two `fastinit sweep` commands on one database at once: every run computed once."""
-    spec = write(tmp_path, """\
-        experiment = "selftest"
-        [fixed]
-        sleep = 0.4
-        [grid]
-        seed = { start = 0, stop = 16 }
-        """)  # fmt: skip
-    db = tmp_path / "r.sqlite"
-    cmd = [sys.executable, "-m", "fastinit", "sweep", str(spec), "--db", str(db),
-           "--workers", "1", "--quiet"]  # fmt: skip
+    _, db, cmd = sleeping_sweep(tmp_path, sleep=0.4, runs=16, workers=1)
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
