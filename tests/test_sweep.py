@@ -49,10 +49,10 @@ def write(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
     return p
 
 
-def db_rows(db: Path) -> list[dict]:
+def db_rows(db: Path, table: str = "runs") -> list[dict]:
     con = sqlite3.connect(db)
     con.row_factory = sqlite3.Row
-    rows = [dict(r) for r in con.execute("SELECT * FROM runs")]
+    rows = [dict(r) for r in con.execute(f"SELECT * FROM {table}")]
     con.close()
     return rows
 
@@ -1182,11 +1182,7 @@ def _dead_pid() -> int:
 
 
 def _claims(db: Path) -> list[dict]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    rows = [dict(r) for r in con.execute("SELECT * FROM claims")]
-    con.close()
-    return rows
+    return db_rows(db, "claims")
 
 
 def test_two_sweeps_of_one_database_never_run_a_claimed_run_twice(tmp_path, monkeypatch):
