@@ -267,7 +267,11 @@ def get(spec: Any, name: str = "loss") -> Loss:
 def _class_labels(y: np.ndarray, n_out: int, name: str) -> np.ndarray:
     if y.ndim == 2:
         if y.shape[1] != n_out:
-            raise ValueError(f"{name}: one-hot labels need {n_out} columns, got {y.shape[1]}")
+            n = y.shape[0]
+            raise ValueError(
+                f"{name}: expected integer labels of shape ({n},) or one-hot rows of shape "
+                f"({n}, {n_out}), got shape {y.shape}"
+            )
         if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
             raise ValueError(f"{name}: 2-D labels must be one-hot rows (one 1, zeros elsewhere)")
         return np.array(y.argmax(axis=1), dtype=np.int64)

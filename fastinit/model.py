@@ -667,6 +667,13 @@ class MLP:
         renamed over ``path``: an existing file is replaced whole or, if the
         save fails or is interrupted, left as it was.
 
+        The file holds no optimizer state (it lives in the optimizer object, per
+        model: :mod:`fastinit.optim`), and a loaded model is a new model: fitted
+        with plain ``SGD`` it continues bit for bit as the saved one would, while
+        a stateful optimizer (momentum, AdaGrad, RMSprop, Adam) starts afresh for
+        it.  To resume such a run exactly, pickle the model and its optimizer
+        together.
+
         Parameters
         ----------
         path : str, os.PathLike or binary file object

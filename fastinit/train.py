@@ -725,13 +725,15 @@ class History:
     wall_time : float
         Seconds for the whole ``fit`` call (compilation on first use included).
     status : str
-        ``"ok"``, ``"diverged"`` or ``"interrupted"`` (Ctrl-C).
+        ``"ok"``, ``"diverged"`` or ``"interrupted"`` (Ctrl-C; also when the
+        network had diverged before the Ctrl-C was taken: ``diverged_at`` says so).
     diverged_at : int or None
         Iteration whose loss was non-finite (``== iterations``), or None.  A
         run whose last update left non-finite weights diverged at the next
         iteration, ``iterations``, whose loss would be the first non-finite one.
     settings : dict
-        The run's ``loss``, ``sampling``, ``batch_size`` and ``seed``.
+        The run's ``loss``, ``sampling``, ``batch_size`` (rows per step: at most
+        n for ``"shuffle"``, n for ``"full"``) and ``seed``.
     stats : dict of numpy.ndarray or None
         With ``record_stats=True``: ``"iteration"`` (R,) int64, the iterations
         ``0, k, 2k, ...`` recorded (``k = stats_every``), and one ``(R, layers)``
@@ -830,11 +832,18 @@ def _check_models(models: Any) -> list:
     if not isinstance(models, Sequence) or not models:
         raise ValueError("models: expected a non-empty sequence of MLP models")
     first = models[0]
-    for m in models:
+    for i, m in enumerate(models):
         if not hasattr(m, "_layers"):
-            raise ValueError(f"models: expected MLP instances, got {type(m).__name__}")
-        if m.dtype != first.dtype or m.sizes[0] != first.sizes[0] or m.sizes[-1] != first.sizes[-1]:
-            raise ValueError("models: all models need the same dtype, input and output sizes")
+            raise ValueError(f"models[{i}]: expected an MLP, got {type(m).__name__}")
+        differences = (
+            (m.dtype != first.dtype, f"dtype {m.dtype.name}, models[0] {first.dtype.name}"),
+            (m.sizes[0] != first.sizes[0], f"{m.sizes[0]} inputs, models[0] {first.sizes[0]}"),
+            (m.sizes[-1] != first.sizes[-1], f"{m.sizes[-1]} outputs, models[0] {first.sizes[-1]}"),
+        )
+        for differs, text in differences:
+            if differs:
+                raise ValueError(f"models: models[{i}] has {text}; all models need the same "
+                                 "dtype, input and output sizes")  # fmt: skip
         if getattr(m, "device", "cpu") != getattr(first, "device", "cpu"):
             raise ValueError("models: all models need to be on the same device (see MLP.to)")
     if len({id(m) for m in models}) != len(models):
@@ -1069,8 +1078,9 @@ def outcome(status: str, done: int, diverged: int, params: np.ndarray) -> tuple[
     update that leaves non-finite parameters after a finite loss (the last one
     before the run ended) is caught here instead, from the parameters written
     back: the run diverged at iteration ``done``, whose loss would have been the
-    first non-finite one.  An interrupted run stays ``"interrupted"`` (so that
-    ``History.raise_if_interrupted`` raises the Ctrl-C), with that ``diverged_at``.
+    first non-finite one.  An interrupted run stays ``"interrupted"`` whether or
+    not it diverged first (``fit`` caught a Ctrl-C, so
+    ``History.raise_if_interrupted`` must raise it), with that ``diverged_at``.
 
     Parameters
     ----------
@@ -1090,10 +1100,13 @@ def outcome(status: str, done: int, diverged: int, params: np.ndarray) -> tuple[
         and ``diverged_at``.
     """
     if diverged >= 0:
-        return "diverged", diverged
-    if not all_finite(params):  # a Ctrl-C stays one: raise_if_interrupted must raise it
-        return ("interrupted" if status == "interrupted" else "diverged"), done
-    return status, None
+        diverged_at = diverged
+    elif not all_finite(params):
+        diverged_at = done
+    else:
+        return status, None
+    # a Ctrl-C stays one: raise_if_interrupted must raise it
+    return ("interrupted" if status == "interrupted" else "diverged"), diverged_at
 
 
 def _history(run: _Run, model: Any, j: int, status: str, seconds: float, settings: dict) -> History:
@@ -1327,10 +1340,13 @@ class FitArguments:
         Returns
         -------
         dict
-            ``{"loss": str, "sampling": str, "batch_size": int, "seed": int}``.
+            ``{"loss": str, "sampling": str, "batch_size": int, "seed": int}``;
+            ``batch_size`` is the rows per step the run used (at most n for
+            ``"shuffle"``, n for ``"full"``, which ignores the argument).
         """
+        batch = self.X.shape[0] if self.mode == FULL else self.batch
         return {"loss": self.spec.name, "sampling": SAMPLINGS[self.mode],
-                "batch_size": self.batch, "seed": self.seed}  # fmt: skip
+                "batch_size": batch, "seed": self.seed}  # fmt: skip
 
 
 def _fit_arguments(models, X, y, optimizer, batch_size, iterations, epochs, sampling, loss,

@@ -95,3 +95,10 @@ def test_agrees_with_pytorch():
 def test_bad_input_raises_value_error_naming_the_argument(name, z, y, match):
     with pytest.raises(ValueError, match=match):
         losses.value_and_grad(name, z, y)
+
+
+def test_a_column_of_class_labels_is_refused_saying_which_shapes_are_taken():
+    # (n, 1) labels (a column, as from a DataFrame) are neither (n,) labels nor one-hot rows
+    with pytest.raises(ValueError, match=r"^y: expected integer labels of shape \(9,\) or one-hot"
+                       r" rows of shape \(9, 4\), got shape \(9, 1\)"):  # fmt: skip
+        losses.value_and_grad("softmax_cross_entropy", Z, LABELS[:, None])

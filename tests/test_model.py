@@ -165,6 +165,34 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.forward(X), model.forward(X))
 
 
+@pytest.mark.parametrize("sizes", [[4, 6, 3], [4, 40, 3]])  # feature-major and BLAS paths
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_continues_after_save_and_load_as_documented(tmp_path, sizes, dtype):
+    # the file holds the parameters, not an optimizer's state: SGD (stateless) continues
+    # bit for bit; a stateful optimizer starts afresh, as a new optimizer object would
+    def fit(model, opt):
+        return model.fit(X, Y, optimizer=opt, iterations=6, batch_size=8, seed=3,
+                         progress=False)  # fmt: skip
+
+    for make in (lambda: optim.SGD(0.1, weight_decay=0.01), lambda: optim.SGD(0.1)):
+        kept, opt = MLP(sizes, seed=1, dtype=dtype), make()
+        fit(kept, opt)
+        kept.save(tmp_path / "m.npz")
+        loaded = MLP.load(tmp_path / "m.npz")
+        h_kept, h_loaded = fit(kept, opt), fit(loaded, opt)
+        np.testing.assert_array_equal(h_loaded.loss, h_kept.loss)
+        np.testing.assert_array_equal(loaded._params, kept._params)
+    kept, adam = MLP(sizes, seed=1, dtype=dtype), optim.Adam(0.01)
+    fit(kept, adam)
+    kept.save(tmp_path / "m.npz")
+    loaded, fresh = MLP.load(tmp_path / "m.npz"), MLP.load(tmp_path / "m.npz")
+    fit(loaded, adam)  # the optimizer object has no state for this new model
+    fit(fresh, optim.Adam(0.01))
+    np.testing.assert_array_equal(loaded._params, fresh._params)
+    fit(kept, adam)  # continues from its state: other values
+    assert not np.array_equal(kept._params, loaded._params)
+
+
 def test_save_and_load_agree_on_a_name_without_suffix(tmp_path):
     model = MLP(np.array([4, 6, 3]), seed=2)  # sizes may be a 1-D integer array
     model.save(tmp_path / "model")  # numpy.savez writes model.npz

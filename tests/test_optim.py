@@ -193,6 +193,32 @@ def test_fused_sgd_on_blas_sized_layers_matches_reference(hyper):
         np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("sizes", [[5, 7, 3], [5, 20, 3]])  # feature-major and BLAS paths
+def test_every_optimizer_with_weight_decay_on_shuffled_minibatches_matches_reference(sizes):
+    # 23 rows in batches of 5: every epoch ends with a batch of 3, whose mean is over 3
+    from fastinit.train import batch_rows
+
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(23, 5)), rng.integers(0, 3, size=23)
+    for name, cls, hyper in CASES:
+        hyper = {**hyper, "weight_decay": 0.05}
+        model = MLP(sizes, activation="tanh", bias_init=("uniform", {"low": -0.5, "high": 0.5}),
+                    seed=2, dtype="float64")  # fmt: skip
+        params = [np.array(a) for a in (*model.weights, *model.biases)]
+        states = [{} for _ in params]
+        for t in range(12):
+            rows = batch_rows(23, 5, t, sampling="shuffle", seed=4)
+            _, grads = ref.loss_and_grads(params[:2], params[2:], [("tanh", {})], x[rows],
+                                          y[rows], "softmax_cross_entropy")  # fmt: skip
+            flat = [g for g, _ in grads] + [g for _, g in grads]
+            params = [ref.optimizer_step(name, p, g, s, t + 1, **hyper)
+                      for p, g, s in zip(params, flat, states, strict=True)]  # fmt: skip
+        model.fit(x, y, optimizer=cls(**hyper), batch_size=5, iterations=12, sampling="shuffle",
+                  seed=4, progress=False)  # fmt: skip
+        for got, exp in zip((*model.weights, *model.biases), params, strict=True):
+            np.testing.assert_allclose(got, exp, rtol=1e-11, atol=1e-13, err_msg=f"{name}")
+
+
 @pytest.mark.parametrize(("lr_wd", "tol"), [(1e-7, 0.05), (1e-8, 0.2)])
 def test_float32_sgd_weight_decay_is_not_rounded_away(lr_wd, tol):
     # one step with and without decay differ by lr * wd * W; BLAS's beta = 1 - lr * wd

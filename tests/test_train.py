@@ -200,6 +200,20 @@ def test_epochs_count_batches_per_epoch():
     assert h.iterations == 3
 
 
+@pytest.mark.parametrize(
+    ("sampling", "batch_size", "used"),
+    [("replacement", 500, 500), ("shuffle", 500, 200), ("shuffle", 64, 64), ("full", 64, 200)],
+)
+def test_settings_record_the_batch_size_the_run_used(sampling, batch_size, used):
+    # "shuffle" takes at most n rows, "full" all n whatever batch_size says: the
+    # History records the rows per step (fit with these settings is the same run)
+    settings = dict(sampling=sampling, batch_size=batch_size, seed=2)
+    h = _fresh().fit(X, Y, iterations=4, progress=False, **settings)
+    assert h.settings["batch_size"] == used
+    again = _fresh().fit(X, Y, iterations=4, progress=False, **{**settings, "batch_size": used})
+    np.testing.assert_array_equal(again.loss, h.loss)
+
+
 def test_huge_learning_rate_diverges_cleanly():
     model = _fresh(activation="relu")
     h = model.fit(
@@ -286,6 +300,32 @@ def test_ctrl_c_after_an_overflowing_update_is_still_a_ctrl_c(monkeypatch):
         h.raise_if_interrupted()
 
 
+def test_ctrl_c_in_the_chunk_where_the_loss_diverged_is_still_a_ctrl_c(monkeypatch):
+    # the chunk ends at the non-finite loss, then the Ctrl-C arrives: fit caught it, so
+    # raise_if_interrupted must raise it (a sweep would otherwise go on to its next run)
+    real = train.train_chunk
+
+    def interrupted_when_diverged(*args):
+        real(*args)
+        if (args[7][1][:, train.S_DIVERGED] >= 0).any():  # record = (losses, status, ...)
+            raise KeyboardInterrupt
+
+    alone = _fresh(activation="relu")
+    expected = alone.fit(X * 100, Y, optimizer=optim.SGD(1e30), iterations=50, batch_size=16,
+                         progress=False)  # fmt: skip
+    assert expected.status == "diverged"  # the premise: a non-finite loss ends the run
+    monkeypatch.setattr(train, "train_chunk", interrupted_when_diverged)
+    model = _fresh(activation="relu")
+    h = model.fit(X * 100, Y, optimizer=optim.SGD(1e30), iterations=50, batch_size=16,
+                  progress=False)  # fmt: skip
+    assert (h.status, h.diverged_at, h.iterations) == (
+        "interrupted", expected.diverged_at, expected.iterations
+    )  # fmt: skip
+    np.testing.assert_array_equal(h.loss, expected.loss)
+    with pytest.raises(KeyboardInterrupt):
+        h.raise_if_interrupted()
+
+
 def test_progress_bar():
     out = io.StringIO()
     bar = ProgressBar(10, min_seconds=0.0, stream=out)
@@ -334,6 +374,21 @@ def test_fit_names_the_argument_of_any_mistake(kwargs, error, match):
     x, y = np.zeros((4, 2), np.float32), np.zeros(4, np.int64)
     with pytest.raises(error, match=match):
         m.fit(x, y, optimizer=optim.SGD(0.1), progress=False, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("other", "match"),
+    [
+        (MLP([2, 5, 2], dtype="float64"), r"models\[1\] has dtype float64, models\[0\] float32"),
+        (MLP([3, 5, 2]), r"models\[1\] has 3 inputs, models\[0\] 2"),
+        (MLP([2, 5, 3]), r"models\[1\] has 3 outputs, models\[0\] 2"),
+        ("mlp", r"models\[1\]: expected an MLP, got str"),
+    ],
+)
+def test_fit_many_names_the_model_that_does_not_fit_with_the_first(other, match):
+    x, y = np.zeros((4, 2), np.float32), np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match=match):
+        fit_many([MLP([2, 3, 2]), other], x, y, iterations=1, progress=False)
 
 
 def test_a_full_batch_run_too_large_names_x_not_batch_size(monkeypatch):
@@ -458,6 +513,32 @@ def test_tiny_networks_take_the_feature_major_path_with_the_same_results(sizes, 
     np.testing.assert_allclose(la, lb, rtol=1e-12)
     for a, b in zip([*wa, *ba], [*wb, *bb], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-12), ("float32", 2e-5)])
+def test_feature_major_and_blas_paths_agree_for_every_activation_and_loss(monkeypatch, dtype, rtol):
+    # the same tiny network trained on both paths (train.is_narrow patched off for the
+    # second); shuffled batches of 7 out of 31 rows, so the last one of each epoch has 3
+    from fastinit.activations import NAMES as ACTIVATIONS
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((31, 3))
+    targets = {"softmax_cross_entropy": ([3, 5, 3], rng.integers(0, 3, 31)),
+               "sigmoid_cross_entropy": ([3, 5, 1], rng.random(31) > 0.5),
+               "mse": ([3, 5, 2], rng.standard_normal((31, 2)))}  # fmt: skip
+    real = train.is_narrow
+    for act in ACTIVATIONS:
+        for loss, (sizes, y) in targets.items():
+            runs = []
+            for narrow in (real, lambda sizes: False):
+                monkeypatch.setattr(train, "is_narrow", narrow)
+                model = MLP(sizes, activation=act, seed=1, dtype=dtype)
+                h = model.fit(x, y, loss=loss, optimizer=optim.Adam(0.02), batch_size=7,
+                              iterations=12, sampling="shuffle", progress=False)  # fmt: skip
+                runs.append((h.loss, model._params))
+            (la, pa), (lb, pb) = runs
+            np.testing.assert_allclose(la, lb, rtol=rtol, err_msg=f"{act} {loss}")
+            np.testing.assert_allclose(pa, pb, rtol=rtol, atol=rtol, err_msg=f"{act} {loss}")
 
 
 def test_layer_kernels_are_resolved_per_run_and_required():
