@@ -185,6 +185,16 @@ BAD_SPECS = [
         7,
     ),
     ('experiment = "depth"\n[grid]\nseed = {start = 0}\n', ["grid.seed", "stop"], 3),
+    # a range of a string parameter was read as a list of integers: "got 1 in the list"
+    (
+        'experiment = "depth"\n[grid]\ninit = {start = 0, stop = 2}\n',
+        ["grid.init: expected a list of values, got a range table", "only for numbers"],
+        3,
+    ),
+    # an empty list of grids was one run of the defaults, silently; tables say what they got
+    ('experiment = "depth"\ngrid = []\n', ["grid: expected a table [grid] or", "got []"], 2),
+    ('experiment = "depth"\ngrid = [3]\n', ["grid: expected a table [grid] or", "got [3]"], 2),
+    ('experiment = "depth"\nfixed = 3\n', ["fixed: expected a table ([fixed]), got 3"], 2),
     # counted, not built: a list of 10**10 seeds would exhaust the memory first
     (
         'experiment = "depth"\n[grid]\nseed = {start = 0, stop = 10000000000}\n',
@@ -1207,7 +1217,7 @@ def test_two_sweeps_of_one_database_never_run_a_claimed_run_twice(tmp_path, monk
     assert sorted(ran) == [0, 1, 2]  # each run computed once, by one sweep or the other
     assert second.ran == 2 and second.running_elsewhere == 1 and second.taken == 0
     assert "1 more being run by another sweep" in second.table()
-    assert "it will record them" in second.table()
+    assert "it will record it" in second.table()
     assert first.ran == 1 and first.taken == 2 and first.running_elsewhere == 0
     assert "being run by another sweep" not in first.table()
     rows = db_rows(db)
@@ -1321,7 +1331,10 @@ def test_a_live_claim_is_skipped_until_it_goes_stale(tmp_path):
     summary = run_sweep(spec, db, workers=0, progress=False)
     assert summary.ran == 2 and summary.running_elsewhere == 1
     table = summary.table()
-    assert f"1 more being run by another sweep of {db} ({holder.host}:{holder.pid})" in table
+    assert (
+        f"1 more being run by another sweep of {db} ({holder.host}:{holder.pid}): not run "
+        "here, it will record it (run"
+    ) in table
     assert [c["token"] for c in _claims(db)] == [holder.token]  # its claim stays
     assert key not in {r["key"] for r in db_rows(db)}
     with Store(db) as store:  # the other sweep is interrupted: its claim is released
@@ -1625,3 +1638,95 @@ def test_a_local_pool_starts_no_more_workers_than_runs_to_do(tmp_path, monkeypat
         made.clear()
         run_sweep(p, tmp_path / f"r{i}.sqlite", dask=dask, workers=workers, progress=False)
         assert made == [(expected, dask)], (workers, dask)
+
+
+@pytest.mark.parametrize("retry_failed", [False, True])
+def test_a_sweep_reads_the_statuses_of_its_runs_once(tmp_path, retry_failed):
+    """What is done and how many of those failed came from two reads of the runs table."""
+    spec = load_spec(write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1, 2]\n'))
+    (k0, c0), (k1, c1), _ = spec.keyed_runs()
+    with Store(tmp_path / "r.sqlite") as store:
+        store.record(k0, c0, runners.execute(c0), "t")
+        store.record(k1, c1, runners.execute(dict(c1, fail=True)), "t")
+        statements = []
+        store.conn.set_trace_callback(statements.append)
+        summary = run_sweep(spec, store, workers=0, progress=False, retry_failed=retry_failed)
+    scans = [s for s in statements if s.lstrip().upper().startswith("SELECT") and
+             " FROM runs" in s]  # fmt: skip
+    assert len(scans) == 1, scans
+    assert (summary.skipped, summary.failed_before, summary.ran) == (
+        (1, 0, 2) if retry_failed else (2, 1, 1)
+    )
+
+
+def test_a_db_in_missing_directories_creates_them_and_says_so(tmp_path, capsys):
+    """--db a/b/r.sqlite made a/b without a word; an unusable one named 'db', not --db."""
+    spec = str(write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1]\n'))
+    db = tmp_path / "a" / "b" / "r.sqlite"
+    assert main(["sweep", spec, "--db", str(db), "--dry-run"]) == 0
+    assert not (tmp_path / "a").exists()  # a dry run writes nothing
+    capsys.readouterr()
+    assert main(["sweep", spec, "--db", str(db), "--workers", "0", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err == f"fastinit sweep: created the directory {str(db.parent)!r} for --db\n", err
+    assert db_rows(db)[0]["status"] == "ok"
+    assert main(["sweep", spec, "--db", str(db), "--workers", "0", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""  # nothing created: nothing said
+    (tmp_path / "file").touch()
+    for argv, where in [
+        (["--db", str(tmp_path / "file" / "r.sqlite")], "--db directory"),  # the command
+        (None, "db directory"),  # run_sweep
+    ]:  # fmt: skip
+        expected = (
+            f"{where} {str(tmp_path / 'file')!r}: expected a directory that can be created and "
+            "written to (it exists and is not a directory)"
+        )
+        if argv is None:
+            with pytest.raises(ValueError) as e:
+                run_sweep(spec, tmp_path / "file" / "r.sqlite", workers=0, progress=False)
+            assert str(e.value) == expected
+            continue
+        with pytest.raises(SystemExit) as e:
+            main(["sweep", spec, *argv, "--workers", "0", "--quiet"])
+        assert e.value.code == 2
+        assert capsys.readouterr().err == f"fastinit sweep: error: {expected}\n"
+
+
+def test_a_db_that_is_a_directory_is_refused_by_the_dry_run_too(tmp_path, capsys):
+    """--db DIR: the dry run counted DIR as an empty database ('0 in DIR, 2 to run'), and the
+    sweep said "DIR is not a fastinit results database (unable to open database file)"."""
+    spec = str(write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1]\n'))
+    folder = tmp_path / "results"
+    folder.mkdir()
+    expected = f"db: {folder} is a directory, not a results database file"
+    for extra in (["--dry-run"], ["--workers", "0"]):
+        with pytest.raises(SystemExit) as e:
+            main(["sweep", spec, "--db", str(folder), *extra])
+        assert e.value.code == 2
+        err = capsys.readouterr().err  # "db:" or, naming the option, "--db:"
+        assert err.startswith("fastinit sweep: error: ") and err.endswith(f"{expected}\n"), err
+    for readonly in (False, True):
+        with pytest.raises(ValueError) as e:
+            Store(folder, readonly=readonly)
+        assert str(e.value) == expected
+    assert list(folder.iterdir()) == []
+
+
+def test_a_progress_log_ends_with_the_runs_done_when_the_sweep_stops_early():
+    """Off a terminal the last line came only at 100%: an interrupted sweep's log said 1/4
+    done when 3 were."""
+    stream = io.StringIO()
+    bar = SweepProgress(4, stream=stream, interval=3600.0)
+    bar.draw(force=True)
+    for status in ("ok", "ok", "failed"):
+        bar.update(status)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[-1].startswith("sweep  75% |") and "3/4 ok 2 diverged 0 failed 1" in lines[-1]
+    assert len(lines) == 2  # the first and the last
+    stream = io.StringIO()
+    bar = SweepProgress(2, stream=stream, interval=3600.0)
+    bar.update("ok")
+    bar.update("ok")  # 100%: drawn at once
+    bar.close()
+    assert len(stream.getvalue().splitlines()) == 2  # not drawn twice

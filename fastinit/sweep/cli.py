@@ -8,6 +8,7 @@ parsed arguments, returns an object with ``.table()``) and ``out``.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,8 @@ def add_sweep(sub: Any) -> None:
     )
     p.add_argument("spec", nargs="?", type=Path, metavar="SPEC.toml", help="the sweep to run")
     p.add_argument("--db", type=Path, default=Path("results.sqlite"),
-                   help="results database, created if missing")  # fmt: skip
+                   help="results database, created if missing (its missing directories "
+                   "too, said on stderr)")  # fmt: skip
     p.add_argument("--workers", type=_workers, default=None, metavar="N",
                    help="worker processes (default: one per core; never more than the runs to do, "
                    "fewer when the memory cannot hold that many runs at once; 0: run in this "
@@ -129,18 +131,19 @@ def _run_sweep(a: argparse.Namespace) -> Any:
     if a.workers is not None and memory is not None:
         raise ValueError("--workers: only with a local pool or --dask local")
     if a.dry_run:
-        from fastinit.sweep.store import Store
+        from fastinit.sweep.store import Store, done_keys
 
         runs = spec.keyed_runs()
         statuses: dict[str, str] = {}
+        done: set[str] = set()
         claims: dict[str, dict] = {}
-        if Path(a.db).is_file() and Path(a.db).stat().st_size:  # a dry run writes nothing
+        empty = Path(a.db).is_file() and not Path(a.db).stat().st_size
+        if Path(a.db).exists() and not empty:  # a dry run writes nothing: no new database
             with Store(a.db, readonly=True) as store:
                 statuses = store.statuses(k for k, _ in runs)
-                todo = [k for k, _ in runs if statuses.get(k, "failed") == "failed"]
-                todo = [k for k in todo if a.retry_failed or k not in statuses]
+                done = done_keys(statuses, retry_failed=a.retry_failed)
+                todo = [k for k, _ in runs if k not in done]
                 claims = store.claims(todo, live=True)  # not the stale ones: taken over
-        done = {k for k, s in statuses.items() if s != "failed" or not a.retry_failed}
         failed = sum(s == "failed" for s in statuses.values())
         text = (
             f"sweep {spec.name!r} ({spec.experiment}): {len(runs)} runs in the SPEC, "
@@ -150,12 +153,24 @@ def _run_sweep(a: argparse.Namespace) -> Any:
             holders = ", ".join(sorted({f"{c['host']}:{c['pid']}" for c in claims.values()}))
             text += f"; {len(claims)} of them being run by another sweep: {holders}"
         return _Text(text)
+    _prepare_db(a.db)
     summary = run_sweep(
         spec, a.db, workers=a.workers, dask=a.dask, retry_failed=a.retry_failed,
         progress=not a.quiet,
     )  # fmt: skip
     summary.footer = f"\nresults in {a.db}; tables and figures: fastinit report {a.db} --out DIR"
     return summary
+
+
+def _prepare_db(db: Path) -> None:
+    """Create the missing directories of ``--db`` (said in one line on stderr), or refuse
+    one that cannot be written to, naming ``--db`` (the rule of the experiments' ``--out``)."""
+    from fastinit.experiments._common import prepare_output
+
+    created = prepare_output(db.parent, "--db directory")  # deepest first
+    if created:
+        made = str(created[0])
+        print(f"fastinit sweep: created the directory {made!r} for --db", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- report

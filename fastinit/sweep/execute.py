@@ -737,6 +737,7 @@ class SweepProgress:
         self.counts = {"ok": 0, "diverged": 0, "failed": 0}
         self.start = time.perf_counter()
         self._last = -math.inf
+        self._logged = -1  # runs done at the last line off a terminal
         self._drawn = False
         self._shown = 0  # length of the line on screen
 
@@ -802,11 +803,15 @@ class SweepProgress:
         elif force or now - self._last >= self.interval or self.done == self.total:
             self._write(self.line() + "\n")
             self._last = now
+            self._logged = self.done
 
     def close(self) -> None:
-        """End the line."""
+        """End the line; off a terminal, log the runs done if the last line is behind
+        (a sweep that stops early: Ctrl-C, an error)."""
         if self.enabled and self._drawn:
             self._write("\n")
+        elif self.enabled and 0 <= self._logged < self.done:
+            self.draw(force=True)
         self._drawn = False
 
     def _write(self, text: str) -> None:
@@ -918,7 +923,8 @@ class SweepSummary:
             by = f" ({', '.join(self.claimants)})" if self.claimants else ""
             lines.append(
                 f"  {self.running_elsewhere} more being run by another sweep of {self.db}{by}: "
-                "not run here, it will record them (run this command again to check)"
+                f"not run here, it will record {'it' if self.running_elsewhere == 1 else 'them'} "
+                "(run this command again to check)"
             )
         if self.concurrent:
             lines.append(
@@ -1072,7 +1078,7 @@ def run_sweep(
     SweepSummary
     """
     from fastinit.sweep.spec import Spec, load_spec, run_memory
-    from fastinit.sweep.store import Store
+    from fastinit.sweep.store import Store, done_keys
 
     t0 = time.perf_counter()
     progress = check_bool(progress, "progress")
@@ -1082,11 +1088,11 @@ def run_sweep(
     store = db if isinstance(db, Store) else Store(db)
     own_store = store is not db
     runs = spec.keyed_runs()
-    done = store.done([k for k, _ in runs], retry_failed=retry_failed)
+    statuses = store.statuses(k for k, _ in runs)  # one read: what is done, what failed
+    done = done_keys(statuses, retry_failed=retry_failed)
     todo = [(k, c) for k, c in runs if k not in done]
     summary = SweepSummary(spec.name, store.path, len(runs), len(done))
-    if not retry_failed:
-        summary.failed_before = len(store.failed(done))
+    summary.failed_before = sum(statuses[k] == "failed" for k in done)
     own_executor = executor is None or isinstance(executor, str)
     if own_executor:
         executor = _own_executor(spec, executor, workers, dask, len(todo))

@@ -707,8 +707,6 @@ def make_report(
     from fastinit.experiments._common import Output, commit_all, prepare_output, provenance, pyplot
     from fastinit.sweep.store import Store
 
-    if not isinstance(db, Store) and Path(db).is_dir():
-        raise ValueError(f"db: {db} is a directory, not a results database file")
     store = db if isinstance(db, Store) else Store(db, readonly=True)
     try:
         db_path = store.path

@@ -424,15 +424,19 @@ class _Checker:
             raise self.error(f"expected a string, got {description!r}", None, "description")
         fixed_table = data.get("fixed", {})
         if not isinstance(fixed_table, dict):
-            raise self.error("expected a table ([fixed])", None, "fixed")
+            raise self.error(f"expected a table ([fixed]), got {fixed_table!r}", None, "fixed")
         fixed = {
             key: self._value(value, params, experiment, "fixed", key, 0, "")
             for key, value in fixed_table.items()
         }
-        grid_data = data.get("grid", [])
+        grid_data = data.get("grid", [])  # no grid: one run of [fixed]
         tables = [grid_data] if isinstance(grid_data, dict) else grid_data
-        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-            raise self.error("expected a table [grid] or tables [[grid]]", None, "grid")
+        tabular = isinstance(tables, list) and all(isinstance(t, dict) for t in tables)
+        if not tabular or ("grid" in data and not tables):  # grid = []: a slip, not "no grid"
+            raise self.error(
+                f"expected a table [grid] or tables [[grid]] (or no grid), got {grid_data!r}",
+                None, "grid",
+            )  # fmt: skip
         grids = []
         for n, table in enumerate(tables):
             index = f"[{n}]" if isinstance(grid_data, list) else ""
@@ -524,6 +528,12 @@ class _Checker:
         if key not in params:
             self._value(None, params, experiment, "grid", key, n, index)  # raises: unknown
         if isinstance(values, dict):
+            if params[key].kind not in ("int", "float"):
+                raise self.error(
+                    f"expected a list of values, got a range table {values}; ranges "
+                    "{start, stop, step} are only for numbers",
+                    "grid", key, n, index,
+                )  # fmt: skip
             values = self._range(values, key, n, index)
         if not isinstance(values, list):
             raise self.error(

@@ -79,8 +79,8 @@ from fastinit._files import alive
 from fastinit._files import host as _host
 
 __all__ = [
-    "LEASE_SECONDS", "RENEW_SECONDS", "SCHEMA_VERSION", "Claimant", "Store", "json_safe",
-    "keep_alive", "renew",
+    "LEASE_SECONDS", "RENEW_SECONDS", "SCHEMA_VERSION", "Claimant", "Store", "done_keys",
+    "json_safe", "keep_alive", "renew",
 ]  # fmt: skip
 
 SCHEMA_VERSION = 1
@@ -174,6 +174,25 @@ def json_safe(value: Any) -> Any:
     if callable(getattr(value, "tolist", None)):  # NumPy scalars and arrays
         return json_safe(value.tolist())
     return value
+
+
+def done_keys(statuses: dict[str, str], *, retry_failed: bool = False) -> set[str]:
+    """The recorded runs that need no run, given their statuses (:meth:`Store.statuses`).
+
+    Parameters
+    ----------
+    statuses : dict
+        ``{key: status}`` of recorded runs.
+    retry_failed : bool
+        Whether failed runs are to run again (then they are not done).
+
+    Returns
+    -------
+    set of str
+        Keys recorded ok or diverged, and failed unless ``retry_failed``.
+    """
+    skip = ("ok", "diverged") if retry_failed else DONE
+    return {k for k, s in statuses.items() if s in skip}
 
 
 def _dumps(value: Any) -> str:
@@ -287,7 +306,7 @@ def renew(conn: sqlite3.Connection, claimant: Claimant) -> None:
 
 
 class Store:
-    """A results database (created if missing).
+    """A results database (created if missing, and its missing directories).
 
     Parameters
     ----------
@@ -299,19 +318,21 @@ class Store:
     Raises
     ------
     ValueError
-        If the file is not a fastinit results database, or (``readonly``) does
-        not exist.
+        If the file is not a fastinit results database (a directory
+        included), (``readonly``) does not exist, or its directory cannot be
+        created or written to.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise ValueError(f"db: {self.path} is a directory, not a results database file")
         if readonly and not self.path.is_file():
             raise ValueError(f"db: {self.path} does not exist")
-        if not readonly:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise ValueError(f"db: cannot create {self.path.parent} ({e.strerror})") from e
+        if not readonly and not self.path.parent.is_dir():
+            from fastinit.experiments._common import prepare_output
+
+            prepare_output(self.path.parent, "db directory")  # the rule of every output folder
         try:
             self.conn = sqlite3.connect(self.path, timeout=30)
             self._check_foreign()  # before anything is written, WAL mode included
@@ -418,9 +439,7 @@ class Store:
         set of str
             Keys recorded ok or diverged, and failed unless ``retry_failed``.
         """
-        statuses = self.statuses(keys)
-        skip = ("ok", "diverged") if retry_failed else DONE
-        return {k for k, s in statuses.items() if s in skip}
+        return done_keys(self.statuses(keys), retry_failed=retry_failed)
 
     def failed(self, keys: Iterable[str]) -> set[str]:
         """The keys among ``keys`` recorded as failed.
