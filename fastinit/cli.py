@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -139,20 +140,23 @@ def _interrupted(a: argparse.Namespace, before: tuple[int, int] | None, removed:
     return f"{lost}; {str(out)!r} is as it was"
 
 
-def _common(p: argparse.ArgumentParser, experiment: str) -> None:
+def _common(p: argparse.ArgumentParser, experiment: str, trains: bool = False) -> None:
+    """Add ``--out``, ``--add`` and ``--quiet``; ``trains``: the experiment takes 'lsuv'."""
     p.add_argument(
         "--out",
         type=Path,
         default=Path("fastinit-results") / experiment,
         help="directory for the PNG figures, summary.json and CSV curves",
     )
+    forms = ["'std=<s>'", "'randn*<s>'", "'constant=<v>'", "'xavier'", "'he'"]
+    forms += ["'lsuv' (orthogonal, rescaled on the training data)"] if trains else []
     p.add_argument(
         "--add",
         action="append",
         default=[],
         metavar="INIT",
         help="run this init too, besides --inits (repeatable); any fastinit.init name, "
-        "'std=<s>', 'randn*<s>', 'constant=<v>', 'xavier' or 'he'",
+        f"{', '.join(forms[:-1])} or {forms[-1]}",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -222,7 +226,7 @@ def _mnist(sub: Any) -> None:
     _dtype(p, "float32")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="CPU, or an NVIDIA GPU with fastinit[cuda] installed")  # fmt: skip
-    _common(p, "mnist")
+    _common(p, "mnist", trains=True)
     p.set_defaults(
         run=_run_mnist, sizes=("--hidden", "--batch-size", "--train-size", "--iterations")
     )
@@ -261,7 +265,7 @@ def _planar(sub: Any) -> None:
                    "(np.random.seed(2)); 'fastinit': fastinit's generator")  # fmt: skip
     p.add_argument("--seed", type=int, default=2, help="seed of the initial weights")
     _dtype(p, "float64")
-    _common(p, "planar")
+    _common(p, "planar", trains=True)
     p.set_defaults(run=_run_planar, sizes=("--hidden", "--iterations"))
 
 
@@ -323,7 +327,7 @@ def _symmetry(sub: Any) -> None:
     p.add_argument("--lr", type=float, default=0.5, help="learning rate")
     p.add_argument("--seed", type=int, default=0, help="seed of random inits")
     _dtype(p, "float64")
-    _common(p, "symmetry")
+    _common(p, "symmetry", trains=True)
     p.set_defaults(run=_run_symmetry, sizes=("--hidden", "--iterations"))
 
 
@@ -372,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in subcommands():
         add(sub)
+    for command in sub.choices.values():  # its options, for the error messages of main
+        command.set_defaults(command_usage=command.format_usage)
     return parser
 
 
@@ -393,42 +399,82 @@ def main(argv: Sequence[str] | None = None) -> int:
         standard output was closed before the table was printed
         (``fastinit ... | head``; the files are written).
     """
-    from fastinit.experiments._common import remove_empty
+    try:
+        parser = build_parser()  # imports: a second on a busy host
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("fastinit: interrupted; nothing written", file=sys.stderr)
+        return 130
+    from fastinit.experiments._common import on_prepared, remove_empty
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     out = getattr(args, "out", None)
     created: list[Path] = []
     before = _committed(out, args.command)
     try:
         created = _prepare_out(out, args.command)  # before computing
-        if before is not None:
-            print(
-                f"fastinit {args.command}: {str(out)!r} holds an earlier run's files; this "
-                "run replaces them when it ends (Ctrl-C before then keeps them)",
-                file=sys.stderr,
-            )
-        result = args.run(args)
+        with on_prepared(lambda: _say_replacing(args, before)):  # once the arguments are good
+            result = args.run(args)
     # OSError: a missing or unusable file; MemoryError: fit's, naming iterations or batch_size
     except (ValueError, TypeError, OSError, MemoryError) as e:
         remove_empty(created)
-        parser.exit(2, f"fastinit {args.command}: error: {e}{_memory_hint(e, args)}\n")
+        message = _with_options(str(e), args)
+        parser.exit(2, f"fastinit {args.command}: error: {message}{_memory_hint(e, args)}\n")
     except KeyboardInterrupt:
-        remove_empty(created)
-        removed = bool(created) and not created[0].exists()
-        kept = _interrupted(args, before, removed)
-        print(f"fastinit {args.command}: interrupted; {kept}", file=sys.stderr)
-        return 130
-    footer = getattr(result, "footer", None)
+        return _stopped(args, before, created)
     try:
-        print(result.table())
-        print(footer if footer is not None else f"\nwrote {args.out}/ (figures, summary.json, CSV)")
-        sys.stdout.flush()
+        _print_result(args, result)
     except BrokenPipeError:  # `fastinit ... | head`: the reader left; the files are written
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush does not fail again
         return 1
+    except KeyboardInterrupt:  # the files are written: the message says so
+        return _stopped(args, before, created)
     return 0
+
+
+def _say_replacing(args: argparse.Namespace, before: tuple[int, int] | None) -> None:
+    """Say on standard error that ``--out`` holds an earlier run's files, if it does."""
+    if before is not None:
+        print(
+            f"fastinit {args.command}: {str(args.out)!r} holds an earlier run's files; this "
+            "run replaces them when it ends (Ctrl-C before then keeps them)",
+            file=sys.stderr,
+        )
+
+
+def _stopped(args: argparse.Namespace, before: tuple[int, int] | None, created: list[Path]) -> int:
+    """After a Ctrl-C: remove the directories made for the run if empty, say what was kept."""
+    from fastinit.experiments._common import remove_empty
+
+    remove_empty(created)
+    removed = bool(created) and not created[0].exists()
+    kept = _interrupted(args, before, removed)
+    print(f"fastinit {args.command}: interrupted; {kept}", file=sys.stderr)
+    return 130
+
+
+def _print_result(args: argparse.Namespace, result: Any) -> None:
+    """Print the run's table and where its files are."""
+    footer = getattr(result, "footer", None)
+    print(result.table())
+    print(footer if footer is not None else f"\nwrote {args.out}/ (figures, summary.json, CSV)")
+    sys.stdout.flush()
+
+
+_NAMES = re.compile(r"^([a-z][a-z_]*(?:, [a-z][a-z_]*)*): ")  # "iterations, batch_size: ..."
+
+
+def _with_options(message: str, args: argparse.Namespace) -> str:
+    """An experiment's error as the command line says it: the arguments it names first
+    (``batch_size: ...``) named by their options (``--batch-size: ...``), where they have one."""
+    m = _NAMES.match(message)
+    if m is None:
+        return message
+    usage = args.command_usage()
+    options = ["--" + name.replace("_", "-") for name in m.group(1).split(", ")]
+    if not all(re.search(rf"\[{re.escape(o)}[ \]]", usage) for o in options):
+        return message
+    return f"{', '.join(options)}: {message[m.end() :]}"
 
 
 def _memory_hint(error: BaseException, args: argparse.Namespace) -> str:

@@ -186,7 +186,7 @@ def test_mnist_seed_range_is_checked_before_training(tmp_path, capsys, monkeypat
     with pytest.raises(SystemExit) as e:
         main(["mnist", "--seed", str(2**64 - 1), "--seeds", "2", "--out", str(tmp_path), "--quiet"])
     assert e.value.code == 2
-    assert "seed, seeds: seed + seeds - 1 must be < 2**64" in capsys.readouterr().err
+    assert "--seed, --seeds: seed + seeds - 1 must be < 2**64" in capsys.readouterr().err
 
 
 def test_parser_rejects_malformed_lists():
@@ -605,3 +605,85 @@ def test_fits_own_memory_error_gets_no_second_advice(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "batch_size" in err and "reduce --" not in err, err
+
+
+# ----------------------------------------------------------------------------- audit 4 fixes
+def test_ctrl_c_while_the_command_starts_is_no_traceback(monkeypatch, capsys):
+    import fastinit.cli
+
+    def ctrl_c():  # the imports and the parser take a second on a busy host
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fastinit.cli, "build_parser", ctrl_c)
+    assert main(["mnist"]) == 130
+    assert capsys.readouterr().err == "fastinit: interrupted; nothing written\n"
+
+
+def test_ctrl_c_while_the_table_is_printed_says_the_files_were_written(
+    tmp_path, monkeypatch, capsys
+):
+    from fastinit.experiments.symmetry import SymmetryResult
+
+    def ctrl_c(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SymmetryResult, "table", ctrl_c)
+    argv = ["symmetry", "--iterations", "2", "--every", "1", "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err == (
+        f"fastinit symmetry: interrupted; its files were written to {str(tmp_path)!r} "
+        "all the same\n"
+    )
+    assert (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["symmetry", "--lr", "0"],
+        ["depth", "--width", "0"],
+        ["mnist", "--add", "he"],
+        ["histogram", "--bins", "0"],
+        ["planar", "--seed", "-1"],
+    ],
+)
+def test_bad_arguments_into_an_earlier_runs_out_say_nothing_of_replacing(argv, tmp_path, capsys):
+    from fastinit.experiments._common import LISTING
+
+    (tmp_path / LISTING.format(argv[0])).write_text('["summary.json"]\n')  # an earlier run
+    (tmp_path / "summary.json").write_text("{}\n")
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path), "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "replaces them" not in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "start"),
+    [
+        (["mnist", "--batch-size", "0"], "--batch-size: expected an integer in [1, inf], got 0"),
+        (["mnist", "--train-size", "70000"], "--train-size: expected an integer in [1, 60000]"),
+        (["mnist", "--activation", "foo"], "--activation: expected one of"),
+        (["histogram", "--activations", "relu,ReLU"], "--activations: 'relu' is given twice"),
+        (["histogram", "--layers", "0"], "--layers: expected an integer in [1, inf], got 0"),
+        (["planar", "--lr", "nan"], "--lr: expected a finite number, got nan"),
+        (["symmetry", "--every", "0"], "--every: expected an integer"),
+        (["depth", "--samples", "0"], "--samples: expected an integer"),
+        (["mnist", "--seed", str(2**64 - 1), "--seeds", "2"], "--seed, --seeds: seed + seeds - 1"),
+    ],
+)
+def test_a_bad_value_is_named_by_its_option(argv, start, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path / "out"), "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastinit {argv[0]}: error: {start}"), err
+
+
+@pytest.mark.parametrize(("command", "lsuv"), [("mnist", True), ("planar", True),
+                                               ("symmetry", True), ("histogram", False),
+                                               ("depth", False)])  # fmt: skip
+def test_the_add_help_names_lsuv_where_the_command_takes_it(command, lsuv, capsys):
+    assert ("'lsuv'" in _help_of(_help(command, capsys), "--add")) == lsuv

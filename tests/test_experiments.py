@@ -1018,3 +1018,20 @@ def test_experiment_tables_print_a_huge_finite_number_in_a_few_digits(tmp_path):
     assert max(map(len, r.table().splitlines())) < 60, r.table()
     s = run_symmetry(("randn*1e200",), iterations=3, lr=1.0, progress=False)
     assert max(map(len, s.table().splitlines())) < 100, s.table()
+
+
+# ----------------------------------------------------------------------------- audit 4 fixes
+def test_mnist_table_over_seeds_shows_the_spread_it_averages():
+    from fastinit.experiments.mnist import MnistResult
+
+    curves = {"he": np.array([[1.0] * 100, [3.0] * 100])}
+    accuracy = {"he": np.array([0.5, 0.7])}
+    r = MnistResult({"seeds": 2, "seed": 5}, curves=curves, test_accuracy=accuracy,
+                    status={"he": ["ok", "ok"]})  # fmt: skip
+    lines = r.table().splitlines()
+    assert lines[2].split() == ["he", "2.0000", "±", "1.4142", "0.6000", "±", "0.1414"]
+    assert "mean ± sample std over 2 seeds (5 to 6)" in lines
+    one = MnistResult({"seeds": 1, "seed": 0}, curves={"he": np.array([[1.0] * 100])},
+                      test_accuracy={"he": np.array([0.5])}, status={"he": ["ok"]})  # fmt: skip
+    assert one.table().splitlines()[2].split() == ["he", "1.0000", "0.5000"]
+    assert "±" not in one.table()

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -541,7 +542,39 @@ def prepare_output(out: Any, option: str = "out", owner: str | None = None) -> l
         ) from None
     if owner is not None:
         check_unclaimed(path, owner, ["summary.json"], option)
+        pending = _PREPARED.get()
+        if pending:
+            pending.pop()()
     return [d for d in missing if d.is_dir()]
+
+
+_PREPARED: ContextVar[list[Callable[[], None]] | None] = ContextVar("_PREPARED", default=None)
+
+
+@contextmanager
+def on_prepared(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback`` once, when a run in the block has checked its arguments.
+
+    Every experiment (and ``fastinit report``) checks all its arguments, then
+    prepares its output directory (:func:`prepare_output` with an ``owner``)
+    before it computes anything: ``callback`` runs right then, and never when
+    an argument is refused.  The command line says there that an earlier run's
+    files will be replaced.
+
+    Parameters
+    ----------
+    callback : callable
+        Called with no arguments, at most once.
+
+    Yields
+    ------
+    None
+    """
+    token = _PREPARED.set([callback])
+    try:
+        yield
+    finally:
+        _PREPARED.reset(token)
 
 
 def remove_empty(directories: Sequence[Path]) -> None:

@@ -144,21 +144,32 @@ class MnistResult:
     def table(self) -> str:
         """Final loss and test accuracy per init, as text ("n/a": every seed diverged).
 
+        Over several seeds, each cell is the mean ± the sample standard
+        deviation of ``summary.json`` (the mean alone where one seed is left).
+
         Returns
         -------
         str
-            The aligned table, then a line per init with diverged seeds and one
+            The aligned table, then a line per init with diverged seeds, one
+            saying which seeds the cells are over (several seeds) and one
             with the training speed.
         """
 
-        def cell(v: float | None) -> str:
-            return "n/a" if v is None else fixed(v)
+        def cell(r: dict[str, Any], key: str) -> str:
+            mean, std = r[key], r[f"{key}_std"]
+            if mean is None:
+                return "n/a"
+            return fixed(mean) if std is None else f"{fixed(mean)} ± {fixed(std)}"
 
         rows = [
-            (name, cell(r["final_loss"]), cell(r["test_accuracy"]))
+            (name, cell(r, "final_loss"), cell(r, "test_accuracy"))
             for name, r in self.summary()["results"].items()
         ]
         lines = [text_table(("init", "final loss", "test acc"), rows, "<>>")]
+        seeds, seed = max(map(len, self.curves.values()), default=0), self.config.get("seed")
+        if seeds > 1:
+            which = "" if seed is None else f" ({seed} to {seed + seeds - 1})"
+            lines.append(f"mean ± sample std over {seeds} seeds{which}")
         for name, status in self.status.items():
             diverged = sum(st == "diverged" for st in status)
             if diverged:
