@@ -27,14 +27,33 @@ of fastinit's is compiled for one signature, so no two saves of one kernel
 race for the same index).  Where the lock file cannot be opened, the save goes
 on unlocked, as numba's own does.
 
-It also makes a damaged cache a cache miss rather than an error.  numba
-unpickles the index and data files unguarded, so one truncated or garbled file
-(a full disk, a crash or power loss before the file reached the disk, a
-half-copied cache directory) made every later process that loads or saves that
-function fail with ``UnpicklingError``/``EOFError``, until the file was deleted
-by hand.  With :func:`load_index` and :func:`load` an index that cannot be
-unpickled reads as empty and a data file that cannot be unpickled as missing:
-the function is compiled again, and its save replaces the damaged file.
+It also makes a damaged cache a cache miss rather than an error or wrong code.
+numba unpickles the index and data files unguarded, so one truncated or garbled
+file (a full disk, a crash or power loss before the file reached the disk, a
+half-copied cache directory, a bad disk block) made every later process that
+loads or saves that function fail with ``UnpicklingError``/``EOFError``, or,
+where the damaged file still unpickled, fail in LLVM (``Invalid record``) or
+load other machine code and run it (one changed constant in a data file: the
+function returned 5.0 instead of 3.0), until the file was deleted by hand.
+:func:`save_index` and :func:`save_data` end each file with the SHA-256 digest
+of its pickle (``_SEAL``; numba's own reader stops at the end of the pickle, so
+a process without fastinit still reads them), and :func:`load_index` and
+:func:`load` read an index that cannot be unpickled or does not match its
+digest as empty and such a data file as missing: the function is compiled
+again, and its save replaces the damaged file.  A file with no digest (saved by
+a process without fastinit, or cut short) is read so too: a function cached by
+numba alone is compiled again once, rather than a damaged file trusted.
+
+numba writes each file as ``<file>.tmp.<16 hex digits>`` and renames it into
+place, removing the temporary file when the write fails with an exception; a
+writer killed in between (SIGKILL: :mod:`fastinit._compile_helper` kills the
+helper of an interrupted fit) or interrupted (KeyboardInterrupt is not an
+``Exception``) leaves it, and numba never removes it: harmless, but they
+accumulate.  The first save into a directory in a process, under the lock,
+removes those of numba's temporary files there that are older than
+``STALE_SECONDS`` (an hour: a write takes milliseconds, and a clock that is off
+between the hosts sharing a network cache must not make a file being written
+look abandoned).
 
 And where numba finds no writable cache directory at all (``NUMBA_CACHE_DIR``,
 the source tree and the user's cache directory all read-only, as on a
@@ -49,6 +68,27 @@ skipped with one :class:`RuntimeWarning` per process: the function was
 compiled and runs; nothing half-written is left (the data file goes first,
 and numba removes its temporary file), so the next process compiles it again.
 
+And a Ctrl-C is not lost in LLVM's object-cache callbacks.  numba's code
+reaches the cache through two Python functions that LLVM calls through ctypes
+while it compiles a module (``finalize_object``): one receives the object code
+(to be saved), the other hands cached object code back (when loading).  A
+KeyboardInterrupt raised inside one of them is printed by ctypes as "Exception
+ignored" and dropped, so a Ctrl-C at that moment, during a first fit's
+compilation, became ``RuntimeError: no compiled object yet`` from numba's save
+(the object code never arrived), or, while loading from a warm cache, a crash
+(SIGSEGV: the function was compiled from an empty module and called at address
+0), or was ignored.  :func:`ctrl_c_kept` runs each ``finalize_object`` with a
+``sys.unraisablehook`` that notes such a KeyboardInterrupt and raises it when
+LLVM returns, before anything uses or saves the module: the fit stops with a
+KeyboardInterrupt, as at any other moment of its compilation, and nothing is
+saved.  Python drops a KeyboardInterrupt raised in a weakref callback the same
+way (numba's ``WeakValueDictionary`` caches: 1 of 13 Ctrl-C, at 1 s intervals
+through a first fit, was ignored and the fit ran to the end), so each
+compilation (``Dispatcher.compile``, ``CFunc.compile``) runs in it too, and
+raises such a Ctrl-C when it ends.  Other dropped exceptions still go to the
+previous hook.  Only the main thread (where Python raises a Ctrl-C) swaps the
+hook.
+
 With a numba whose cache classes lack the methods used here, nothing is
 replaced.
 """
@@ -56,8 +96,15 @@ replaced.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import itertools
 import os
+import pickle
+import re
+import sys
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -68,10 +115,28 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
     import msvcrt
 
-__all__ = ["LOCK_NAME", "install", "load", "load_index", "locked_save"]
+__all__ = [
+    "LOCK_NAME",
+    "STALE_SECONDS",
+    "ctrl_c_kept",
+    "install",
+    "load",
+    "load_data",
+    "load_index",
+    "locked_save",
+    "save_data",
+    "save_index",
+]
 
 LOCK_NAME = "fastinit-save.lock"
-_NEEDED = ("load", "_load_index", "_load_data", "_save_index", "_save_data", "_data_name")
+STALE_SECONDS = 3600.0  # a temporary file of numba's this old was left by a killed writer
+_TEMPORARY = re.compile(r"\.nb[ci]\.tmp\.[0-9a-f]{16}$")  # numba's _open_for_write
+_SWEPT: set[str] = set()  # directories whose stale temporary files this process removed
+_NEEDED = (  # of IndexDataCacheFile (a probe instance: some are set by its __init__)
+    "load", "_load_index", "_load_data", "_save_index", "_save_data", "_data_name", "_dump",
+    "_open_for_write", "_data_path", "_cache_path", "_index_path", "_source_stamp", "_version",
+)  # fmt: skip
+_SEAL = b"\0fastinit sha256\0"  # after a file's pickle: this, then the pickle's SHA-256 digest
 _NUMBA: dict[str, Any] = {}  # numba's own methods that install() replaced
 _WARNED: set[str] = set()  # the warnings given ("locator", "save"): once per process each
 
@@ -127,6 +192,7 @@ def locked_save(self: Any, key: Any, data: Any) -> None:
         What numba stores for it.
     """
     with _exclusive(self._cache_path):
+        _remove_stale_temporaries(self._cache_path)
         overloads = self._load_index()
         name = overloads.get(key)
         if name is None:
@@ -138,8 +204,97 @@ def locked_save(self: Any, key: Any, data: Any) -> None:
             self._save_index(overloads)
 
 
+def _remove_stale_temporaries(directory: str) -> None:
+    """Remove numba's temporary files older than ``STALE_SECONDS`` from ``directory``
+    (once per process and directory; a file that cannot be removed stays)."""
+    if directory in _SWEPT:
+        return
+    _SWEPT.add(directory)
+    cutoff = time.time() - STALE_SECONDS
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if _TEMPORARY.search(entry.name):
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
+
+
+def _sealed(payload: bytes) -> bytes:
+    """``payload`` followed by ``_SEAL`` and its SHA-256 digest."""
+    return payload + _SEAL + hashlib.sha256(payload).digest()
+
+
+def _unsealed(raw: bytes) -> bytes | None:
+    """The pickle in a file's bytes ``raw``; None where they do not end with the seal
+    (:func:`_sealed`) or the pickle does not match its digest."""
+    end = len(raw) - len(_SEAL) - hashlib.sha256().digest_size
+    if end < 0 or raw[end : end + len(_SEAL)] != _SEAL:
+        return None
+    payload = raw[:end]
+    return payload if hashlib.sha256(payload).digest() == raw[end + len(_SEAL) :] else None
+
+
+def save_index(self: Any, overloads: dict) -> None:
+    """``IndexDataCacheFile._save_index``, the file sealed with its digest (:func:`_sealed`).
+
+    Parameters
+    ----------
+    self : numba.core.caching.IndexDataCacheFile
+        One function's cache files.
+    overloads : dict
+        Index key -> data file name.
+    """
+    payload = self._dump((self._source_stamp, overloads))
+    with self._open_for_write(self._index_path) as f:
+        pickle.dump(self._version, f, protocol=-1)
+        f.write(_sealed(payload))
+
+
+def save_data(self: Any, name: str, data: Any) -> None:
+    """``IndexDataCacheFile._save_data``, the file sealed with its digest (:func:`_sealed`).
+
+    Parameters
+    ----------
+    self : numba.core.caching.IndexDataCacheFile
+        One function's cache files.
+    name : str
+        The data file's name.
+    data : object
+        What numba stores.
+    """
+    with self._open_for_write(self._data_path(name)) as f:
+        f.write(_sealed(self._dump(data)))
+
+
+def load_data(self: Any, name: str) -> Any:
+    """``IndexDataCacheFile._load_data``; a file that does not match its digest raises.
+
+    Parameters
+    ----------
+    self : numba.core.caching.IndexDataCacheFile
+        One function's cache files.
+    name : str
+        The data file's name.
+
+    Returns
+    -------
+    object
+        What numba stored.
+
+    Raises
+    ------
+    pickle.UnpicklingError
+        Where the file has no digest or does not match it (or cannot be unpickled).
+    """
+    with open(self._data_path(name), "rb") as f:
+        payload = _unsealed(f.read())
+    if payload is None:
+        raise pickle.UnpicklingError(f"{name}: no digest, or not the one of its contents")
+    return pickle.loads(payload)
+
+
 def load_index(self: Any) -> dict:
-    """``IndexDataCacheFile._load_index``; an index that cannot be unpickled reads as empty.
+    """``IndexDataCacheFile._load_index``; a damaged index reads as empty.
 
     Parameters
     ----------
@@ -149,16 +304,25 @@ def load_index(self: Any) -> dict:
     Returns
     -------
     dict
-        Index key -> data file name; empty (as numba's own for an index of
-        another numba version) where the file is truncated or garbled.  An
-        error reading the file (``OSError``) still propagates.
+        Index key -> data file name; empty (as numba's own for a missing
+        index, one of another numba version or of an older source) where the
+        file is truncated, garbled, or has no digest or not its own.  An error
+        reading the file (``OSError``) still propagates.
     """
     try:
-        return _NUMBA["_load_index"](self)
+        with open(self._index_path, "rb") as f:
+            version = pickle.load(f)
+            payload = _unsealed(f.read())
+        if version != self._version or payload is None:
+            return {}
+        stamp, overloads = pickle.loads(payload)
+    except FileNotFoundError:
+        return {}
     except OSError:
         raise
     except Exception:  # UnpicklingError, EOFError, ValueError, ... from a damaged file
         return {}
+    return overloads if stamp == self._source_stamp else {}
 
 
 def load(self: Any, key: Any) -> Any:
@@ -175,7 +339,8 @@ def load(self: Any, key: Any) -> Any:
     -------
     object or None
         What numba stored for ``key``; None (compile it again) where the
-        index lacks it or its data file is missing, truncated or garbled.
+        index lacks it or its data file is missing, truncated, garbled, or
+        has no digest or not its own.
     """
     name = self._load_index().get(key)
     if name is None:
@@ -235,6 +400,58 @@ def _save_or_warn(save_overload: Any) -> Any:
     return save
 
 
+@contextlib.contextmanager
+def ctrl_c_kept() -> Iterator[None]:
+    """Raise, when the block ends, a KeyboardInterrupt that Python dropped within it.
+
+    Python cannot raise an exception out of a ctypes callback, a weakref
+    callback or ``__del__``: it passes it to ``sys.unraisablehook`` (which
+    prints "Exception ignored ...") and goes on.  Here a KeyboardInterrupt
+    dropped so in this thread is kept and raised at the end of the block
+    (unless the block raises something else); any other goes to the hook that
+    was in place.  Only in the main thread, where Python raises a Ctrl-C (so
+    no two threads swap the hook at once); elsewhere the block just runs.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        The first one dropped within the block.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    dropped: list[BaseException] = []
+    previous = sys.unraisablehook
+    thread = threading.get_ident()
+
+    def keep(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and threading.get_ident() == thread:
+            dropped.append(unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = keep
+    try:
+        yield
+    finally:
+        if sys.unraisablehook is keep:
+            sys.unraisablehook = previous
+    if dropped:
+        raise dropped[0]
+
+
+def _keeping_ctrl_c(method: Any) -> Any:
+    """``method`` (of numba) run in :func:`ctrl_c_kept`."""
+
+    @functools.wraps(method)
+    def kept(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with ctrl_c_kept():
+            return method(self, *args, **kwargs)
+
+    kept.fastinit = True  # type: ignore[attr-defined]
+    return kept
+
+
 def _warn_once(kind: str, message: str) -> None:
     """A :class:`RuntimeWarning` pointing at the user's line, once per process and ``kind``."""
     if kind not in _WARNED:
@@ -243,10 +460,16 @@ def _warn_once(kind: str, message: str) -> None:
 
 
 def install() -> bool:
-    """Replace numba's cache save and load by :func:`locked_save`, :func:`load`
-    and :func:`load_index`, its ``enable_caching`` by one that lets
-    fastinit's functions go uncached where no cache directory is writable, and
-    its ``save_overload`` by one that lets their saves fail (idempotent).
+    """Patch numba's CPU cache and code generation (idempotent).
+
+    ``IndexDataCacheFile``'s save and load become :func:`locked_save` and
+    :func:`load`, its file reads and writes :func:`load_index`,
+    :func:`load_data`, :func:`save_index` and :func:`save_data` (files sealed
+    with their digest); ``enable_caching`` lets fastinit's functions go
+    uncached where no cache directory is writable, ``save_overload`` lets
+    their saves fail; LLVM's compilation of a module, and each function's
+    compilation (``Dispatcher.compile``, ``CFunc.compile``), run in
+    :func:`ctrl_c_kept`.
 
     Returns
     -------
@@ -254,7 +477,7 @@ def install() -> bool:
         Whether numba's save is :func:`locked_save` now (False with a numba
         whose cache classes lack the methods it uses).
     """
-    from numba.core import caching
+    from numba.core import caching, codegen
     from numba.core.ccallback import CFunc
     from numba.core.dispatcher import Dispatcher
 
@@ -265,13 +488,24 @@ def install() -> bool:
     method = getattr(caching.Cache, "save_overload", None)
     if method is not None and not getattr(method, "fastinit", False):
         caching.Cache.save_overload = _save_or_warn(method)
+    # LLVM's compilation of a module (its object-cache callbacks), and each compilation
+    for owner, name in ((codegen.JITCodeLibrary, "_finalize_specific"), (Dispatcher, "compile"),
+                        (CFunc, "compile")):  # fmt: skip
+        method = getattr(owner, name, None)
+        if method is not None and not getattr(method, "fastinit", False):
+            setattr(owner, name, _keeping_ctrl_c(method))
     cls = caching.IndexDataCacheFile
     if cls.save is locked_save:
         return True
-    if not all(hasattr(cls, name) for name in _NEEDED):
+    try:  # its __init__ sets paths and the stamp only; no file is touched
+        probe = cls(os.curdir, "probe", None)
+    except TypeError:
         return False
-    _NUMBA["_load_index"] = cls._load_index
-    cls.save, cls.load, cls._load_index = locked_save, load, load_index
+    if not all(hasattr(probe, name) for name in _NEEDED):
+        return False
+    _NUMBA.update(_load_index=cls._load_index, _load_data=cls._load_data)
+    cls.save, cls.load, cls._load_index, cls._load_data = locked_save, load, load_index, load_data
+    cls._save_index, cls._save_data = save_index, save_data
     return True
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numba.core.caching as caching
@@ -192,6 +195,54 @@ def test_a_damaged_data_file_is_a_cache_miss_and_the_next_save_repairs_it(tmp_pa
     assert sorted(p.name for p in tmp_path.glob("*.nbc")) == ["f-1.py311.1.nbc", "f-1.py311.2.nbc"]
 
 
+def test_a_data_file_garbled_into_other_data_is_a_cache_miss(tmp_path):
+    # it unpickles, to other values (in a real cache: other machine code, or bitcode
+    # that LLVM refuses, "Invalid record", in every later process)
+    files = _saved(tmp_path)
+    files.save(("key", 3), {"code": 12345.5})
+    path = tmp_path / "f-1.py311.3.nbc"
+    path.write_bytes(path.read_bytes().replace(struct.pack(">d", 12345.5), struct.pack(">d", 5.5)))
+    assert files.load(("key", 3)) is None
+    files.save(("key", 3), {"code": 12345.5})
+    assert files.load(("key", 3)) == {"code": 12345.5}
+
+
+def test_an_index_garbled_into_naming_another_data_file_reads_as_empty(tmp_path):
+    files = _saved(tmp_path)
+    index = tmp_path / "f-1.py311.nbi"
+    index.write_bytes(index.read_bytes().replace(b"f-1.py311.1.nbc", b"f-1.py311.2.nbc", 1))
+    assert files.load(("key", 1)) is None  # not key 2's {"code": 2}
+    files.save(("key", 1), {"code": 1})
+    assert files.load(("key", 1)) == {"code": 1}
+
+
+def test_a_process_without_fastinit_reads_the_sealed_cache_files(tmp_path):
+    # numba's own reader stops at the end of the pickle; the files it writes have no
+    # digest and are compiled again once (a damaged file is never trusted)
+    files = _saved(tmp_path)
+    assert _cache._NUMBA["_load_data"](files, "f-1.py311.2.nbc") == {"code": 2}
+    assert _cache._NUMBA["_load_index"](files) == {("key", 1): "f-1.py311.1.nbc",
+                                                   ("key", 2): "f-1.py311.2.nbc"}  # fmt: skip
+    (tmp_path / "f-1.py311.2.nbc").write_bytes(files._dump({"code": 22}))  # numba's format
+    assert files.load(("key", 2)) is None
+    assert files.load(("key", 1)) == {"code": 1}
+
+
+def test_a_save_removes_temporary_files_left_by_killed_writers(tmp_path):
+    # numba writes <file>.tmp.<16 hex> and renames it; a writer killed in between (the
+    # compile helper of an interrupted fit is killed) leaves it, and numba never removes it
+    names = ["f-1.py311.1.nbc.tmp.0123456789abcdef", "g-7.py311.nbi.tmp.fedcba9876543210"]
+    fresh = ["f-1.py311.2.nbc.tmp.00112233445566ff", "notes.tmp.0123456789abcdef"]
+    for name in names + fresh:
+        (tmp_path / name).write_bytes(b"half")
+    for name in [*names, fresh[1]]:  # (not a cache file: kept, however old)
+        os.utime(tmp_path / name, (time.time() - 2 * _cache.STALE_SECONDS,) * 2)
+    _saved(tmp_path)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([*fresh, "f-1.py311.1.nbc", "f-1.py311.2.nbc", "f-1.py311.nbi",
+                           _cache.LOCK_NAME])  # fmt: skip
+
+
 def test_a_process_recompiles_over_a_damaged_cache(tmp_path):
     (tmp_path / "racemod.py").write_text(MODULE)
     env = _env(tmp_path)
@@ -212,6 +263,29 @@ def test_a_process_recompiles_over_a_damaged_cache(tmp_path):
     _truncate(index)
     assert check()[:2] == [2.0, 3.0]
     assert check() == [2.0, 3.0, 1, 1]
+
+
+def test_a_garbled_cache_file_never_runs_as_wrong_code(tmp_path):
+    # one changed value in make(3.0)'s data file: numba loaded it and f(1.0) returned 5.0
+    (tmp_path / "racemod.py").write_text(MODULE)
+    env = _env(tmp_path)
+
+    def check():
+        out = subprocess.run(
+            [sys.executable, "-c", CHECK], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert check() == [2.0, 3.0, 0, 0]  # fills the cache
+    changed = 0
+    for path in (tmp_path / "cache").rglob("*.nbc"):
+        raw = path.read_bytes()
+        path.write_bytes(raw.replace(struct.pack("<d", 3.0), struct.pack("<d", 5.0)))
+        changed += raw != path.read_bytes()
+    assert changed == 1
+    assert check() == [2.0, 3.0, 1, 0]  # 3.0 compiled again
+    assert check() == [2.0, 3.0, 1, 1]  # and saved over the damaged file
 
 
 def test_fastinit_compiles_uncached_where_numba_has_no_cache_directory(tmp_path):
@@ -284,3 +358,112 @@ def test_a_full_disk_leaves_fastinits_functions_compiled_but_unsaved(tmp_path):
     # nothing half-written is left to load: no data file, no index naming one, no temp file
     left = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
     assert [n for n in left if n != _cache.LOCK_NAME and not n.endswith(".nbi")] == []
+
+
+# A Ctrl-C that arrives while llvmlite runs its object-cache callback (the ctypes function
+# LLVM calls when a module's object code is ready, "notify", or to ask for cached object
+# code, "getbuffer"): ctypes prints the KeyboardInterrupt as "Exception ignored" and goes
+# on.  Simulated: the callback raises it once, for racemod's function only.
+CTRL_C_IN_CALLBACK = """
+import sys
+import fastinit._native
+from numba.core.registry import cpu_target
+import racemod
+engine = cpu_target.target_context.codegen()._engine._ee
+name = "_object_cache_" + sys.argv[1]
+callback = getattr(engine, name)
+
+def ctrl_c_inside(module, *args):
+    if "make" in module.name:
+        setattr(engine, name, callback)
+        raise KeyboardInterrupt
+    return callback(module, *args)
+
+setattr(engine, name, ctrl_c_inside)
+f = racemod.make(2.0)
+try:
+    print(f(1.0))
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+print(f(1.0))  # the same process goes on (a notebook's next cell)
+"""
+
+
+def test_ctrl_c_kept_raises_a_dropped_keyboardinterrupt_and_passes_others_on(monkeypatch):
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+
+    class Dropping:  # Python drops what __del__ raises, as it does a ctypes callback's
+        def __init__(self, error):
+            self.error = error
+
+        def __del__(self):
+            raise self.error
+
+    went_on = False
+    with pytest.raises(KeyboardInterrupt), _cache.ctrl_c_kept():
+        Dropping(ValueError("not ours"))
+        Dropping(KeyboardInterrupt())
+        went_on = True  # the block ends first, as LLVM's compilation does
+    assert went_on
+    assert [type(u.exc_value) for u in seen] == [ValueError]  # given to the previous hook
+    assert sys.unraisablehook == seen.append  # put back
+
+    def in_a_thread():  # no Ctrl-C there: the hook stays as it is
+        with _cache.ctrl_c_kept():
+            hooks.append(sys.unraisablehook)
+
+    hooks = []
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join()
+    assert hooks == [seen.append]
+
+
+def test_a_ctrl_c_dropped_anywhere_in_a_compilation_is_raised_when_it_ends(monkeypatch):
+    # e.g. in a WeakValueDictionary's callback while numba types the function: the first
+    # fit went on to the end and returned "ok" (1 of 13 real Ctrl-C at 1 s intervals)
+    from numba import njit
+    from numba.core import typed_passes
+
+    class Dropping:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    typing = typed_passes.NopythonTypeInference.run_pass
+
+    def dropping_typing(self, state):
+        Dropping()
+        return typing(self, state)
+
+    _cache.install()
+    monkeypatch.setattr(typed_passes.NopythonTypeInference, "run_pass", dropping_typing)
+    f = njit(lambda x: x + 1)
+    with pytest.raises(KeyboardInterrupt):
+        f(1)
+    monkeypatch.undo()
+    assert f(1) == 2
+
+
+@pytest.mark.parametrize("callback", ["notify", "getbuffer"])
+def test_a_ctrl_c_inside_llvms_object_cache_callback_is_a_keyboardinterrupt(tmp_path, callback):
+    # notify (compiling, cache empty): numba's save failed with "RuntimeError: no compiled
+    # object yet"; getbuffer (loading, cache warm): the process crashed (SIGSEGV), the
+    # function's code missing from the engine
+    (tmp_path / "racemod.py").write_text(MODULE)
+    env = _env(tmp_path)
+
+    def run(script, *args):
+        return subprocess.run(
+            [sys.executable, "-c", script, *args], env=env, cwd=tmp_path, capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+
+    if callback == "getbuffer":
+        assert run(CHECK).returncode == 0  # a warm cache
+    out = run(CTRL_C_IN_CALLBACK, callback)
+    assert (out.returncode, out.stdout.split()) == (0, ["KeyboardInterrupt", "2.0"]), out.stderr
+    assert "Exception ignored" not in out.stderr  # raised, not printed and dropped
+    check = run(CHECK)  # the cache holds make(2.0), whole: loaded, and right
+    values_and_hits = json.loads(check.stdout.strip().splitlines()[-1])
+    assert values_and_hits[:3] == [2.0, 3.0, 1], check.stderr
