@@ -323,7 +323,10 @@ def _symmetry(sub: Any) -> None:
     p.add_argument("--hidden", type=_ints, default=(8, 8), help="hidden widths")
     p.add_argument("--activation", default="tanh", help="hidden activation")
     p.add_argument("--iterations", type=int, default=2000, help="steps")
-    p.add_argument("--every", type=int, default=100, help="checkpoint interval")
+    p.add_argument("--every", type=int, default=100,
+                   help="checkpoint interval; the last checkpoint is always the last iteration, "
+                   "so an interval above the iterations (--iterations) measures the start and "
+                   "the end only")  # fmt: skip
     p.add_argument("--lr", type=float, default=0.5, help="learning rate")
     p.add_argument("--seed", type=int, default=0, help="seed of random inits")
     _dtype(p, "float64")

@@ -161,9 +161,9 @@ def test_histogram_command(tmp_path):
         (["planar", "--lr", "-1", "--iterations", "5"], "lr"),
         (["mnist", "--iterations", "0"], "iterations"),
         (["histogram", "--activations", "relux"], "activation"),
-        # fit's MemoryError: one line, like the other bad values
-        (["planar", "--inits", "zeros", "--iterations", str(10**14)], "iterations, X: "),
-        (["mnist", "--batch-size", str(10**8), "--iterations", "1"], "smaller batch_size"),
+        # too large for the memory: refused up front, one line, like the other bad values
+        (["planar", "--inits", "zeros", "--iterations", str(10**14)], "error: --iterations: "),
+        (["mnist", "--batch-size", str(10**8), "--iterations", "1"], "--batch-size: too large"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_argument(argv, word, tmp_path, capsys):
@@ -598,7 +598,11 @@ def test_an_allocation_that_fails_names_the_options_that_size_the_run(
     assert not (tmp_path / "out").exists()
 
 
-def test_fits_own_memory_error_gets_no_second_advice(tmp_path, capsys):
+def test_fits_own_memory_error_gets_no_second_advice(tmp_path, capsys, monkeypatch):
+    import fastinit.experiments.mnist
+
+    # the estimate up front would refuse it first (its own test above): fit's error here
+    monkeypatch.setattr(fastinit.experiments.mnist, "check_memory", lambda *a, **k: None)
     with pytest.raises(SystemExit) as e:  # fit's own MemoryError names what to reduce
         main(["mnist", "--batch-size", "100000000", "--iterations", "2", "--train-size", "300",
               "--out", str(tmp_path / "out"), "--quiet"])  # fmt: skip
@@ -687,3 +691,61 @@ def test_a_bad_value_is_named_by_its_option(argv, start, tmp_path, capsys):
                                                ("depth", False)])  # fmt: skip
 def test_the_add_help_names_lsuv_where_the_command_takes_it(command, lsuv, capsys):
     assert ("'lsuv'" in _help_of(_help(command, capsys), "--add")) == lsuv
+
+
+# ----------------------------------------------------------------------------- audit 5 fixes
+@pytest.mark.parametrize(
+    ("argv", "start"),
+    [(["histogram", "--layers", "100000000"], "--layers, --width, --samples: too large"),
+     (["histogram", "--bins", "10000000000"], "--layers, --bins: too large"),
+     (["depth", "--depths", "100000000"], "--depths, --width, --samples: too large"),
+     (["depth", "--width", "10000000"], "--depths, --width: too large"),
+     (["depth", "--seeds", "1000000000000"], "--depths, --seeds: too large"),
+     (["symmetry", "--hidden", "100000000"], "--hidden: too large"),
+     (["symmetry", "--iterations", "1000000000000"], "--iterations: too large"),
+     (["planar", "--hidden", "10000000000"], "--hidden: too large"),
+     (["mnist", "--seeds", "1000000000000"], "--iterations, --seeds: too large")],
+)  # fmt: skip
+def test_a_run_too_large_for_the_memory_is_refused_up_front_naming_its_options(
+    argv, start, tmp_path, capsys
+):
+    # these ran until the memory ran out (or for ever), or failed after their work
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path / "out"), "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastinit {argv[0]}: error: {start} for this machine's memory"), err
+    assert "needs about" in err and "reduce --" not in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["depth", "--depths", "5,5"], "--depths: 5 is given twice; give each depth once"),
+     (["depth", "--depths", "10,3,10"], "--depths: 10 is given twice; give each depth once"),
+     (["histogram", "--inits", "std=nan"],
+      "--inits: std must be a finite number >= 0, got nan (in 'std=nan')"),
+     (["planar", "--add", "randn*nan"],
+      "--add: std must be a finite number >= 0, got nan (in 'randn*nan')"),
+     (["depth", "--inits", "he,std=inf"],
+      "--inits: std must be a finite number >= 0, got inf (in 'std=inf')"),
+     (["mnist", "--inits", "std=-1"],
+      "--inits: std must be a finite number >= 0, got -1 (in 'std=-1')"),
+     (["symmetry", "--inits", "constant=nan"],
+      "--inits: constant must be a finite number, got nan (in 'constant=nan')")],
+)  # fmt: skip
+def test_a_repeated_depth_or_a_bad_init_value_is_an_error_naming_its_option(
+    argv, message, tmp_path, capsys
+):
+    # --depths 5,5 measured depth 5 once, silently; std=nan was an "unknown init"
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path / "out"), "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"fastinit {argv[0]}: error: {message}\n", err
+    assert not (tmp_path / "out").exists()
+
+
+def test_symmetry_help_says_what_an_every_above_the_iterations_does(capsys):
+    text = _help_of(_help("symmetry", capsys), "--every")
+    assert "--iterations" in text and "start and the end" in text, text

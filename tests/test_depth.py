@@ -86,8 +86,8 @@ def test_he_keeps_relu_signal_xavier_halves_it():
 
 
 def test_depth_outputs_table_and_summary(tmp_path):
-    # depths are run sorted, each once
-    r = run_depth(("std=0.01", "he"), ("tanh",), depths=(4, 2, 4), width=8, samples=10, seeds=2,
+    # depths are run sorted
+    r = run_depth(("std=0.01", "he"), ("tanh",), depths=(4, 2), width=8, samples=10, seeds=2,
                   out=tmp_path, progress=False)  # fmt: skip
     for name in ("summary.json", "layer_stats.csv", "depth_tanh.png", "depth_summary.png"):
         assert (tmp_path / name).stat().st_size > 0
@@ -134,3 +134,38 @@ def test_depth_table_columns_never_run_together():
     r = run_depth(("glorot_uniform",), ("leaky_relu",), depths=(2,), width=4, samples=4)
     row = r.table().splitlines()[2].split()
     assert row[:3] == ["glorot_uniform", "leaky_relu", "2"] and len(row) == 7
+
+
+# ----------------------------------------------------------------------------- audit 5 fixes
+def test_a_depth_given_twice_is_refused_naming_it():
+    # (4, 2, 4) measured depth 4 once, silently; repeated inits and activations are refused
+    with pytest.raises(ValueError, match=r"^depths: 4 is given twice; give each depth once$"):
+        run_depth(("he",), ("relu",), depths=(4, 2, 4), width=4, samples=4, progress=False)
+
+
+def test_depth_table_over_seeds_shows_mean_and_sample_std_as_mnist():
+    from fastinit.experiments.depth import DepthResult
+
+    stds = np.array([[1.0, 2.0], [3.0, 6.0]])  # seeds x layers
+    grads = np.array([[1.0, np.inf], [1.0, 1.0]])
+    key = ("he", "relu", 2)
+    r = DepthResult({"seeds": 2, "seed": 5}, act_mean={key: np.zeros((2, 2))},
+                    act_std={key: stds}, grad_std={key: grads})  # fmt: skip
+    lines = r.table().splitlines()
+    assert lines[2].split() == ["he", "relu", "2", "2", "±", "1.414", "4", "±", "2.828",
+                                "1", "±", "0", "overflow"]  # fmt: skip
+    assert "mean ± sample std over 2 seeds (5 to 6)" in lines
+    (row,) = r.summary()["results"]
+    assert row["act_std_first_std"] == pytest.approx(2**0.5) and row["grad_std_last_std"] is None
+    one = run_depth(("he",), ("relu",), depths=(2,), width=4, samples=4, progress=False)
+    assert "±" not in one.table() and "seeds" not in one.table()
+    assert one.summary()["results"][0]["act_std_last_std"] is None
+
+
+def test_depth_command_over_seeds_prints_the_spread(tmp_path, capsys):
+    code = main(["depth", "--inits", "he", "--activations", "relu", "--depths", "3",
+                 "--width", "8", "--samples", "12", "--seeds", "3", "--seed", "4",
+                 "--out", str(tmp_path), "--quiet"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "±" in printed and "mean ± sample std over 3 seeds (4 to 6)" in printed

@@ -1035,3 +1035,86 @@ def test_mnist_table_over_seeds_shows_the_spread_it_averages():
                       test_accuracy={"he": np.array([0.5])}, status={"he": ["ok"]})  # fmt: skip
     assert one.table().splitlines()[2].split() == ["he", "1.0000", "0.5000"]
     assert "±" not in one.table()
+
+
+# ----------------------------------------------------------------------------- audit 5 fixes
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("std=nan", "std must be a finite number >= 0, got nan (in 'std=nan')"),
+     ("randn*nan", "std must be a finite number >= 0, got nan (in 'randn*nan')"),
+     ("std=inf", "std must be a finite number >= 0, got inf (in 'std=inf')"),
+     ("randn * -inf", "std must be a finite number >= 0, got -inf (in 'randn * -inf')"),
+     ("std=-1", "std must be a finite number >= 0, got -1 (in 'std=-1')"),
+     ("std=1e999", "std must be a finite number >= 0, got 1e999 (in 'std=1e999')"),
+     ("std=abc", "std must be a number, got abc (in 'std=abc')"),
+     ("constant=nan", "constant must be a finite number, got nan (in 'constant=nan')"),
+     ("constant=x", "constant must be a number, got x (in 'constant=x')")],
+)  # fmt: skip
+def test_a_bad_init_value_says_what_is_wrong_with_it(spec, message):
+    # std=nan and std=inf were "unknown init 'std=nan'; use 'std=<s>', ...", as if misspelt
+    with pytest.raises(ValueError, match=re.escape(f"init: {message}")):
+        parse_init(spec)
+    with pytest.raises(ValueError, match=re.escape(f"--add: {message}")):
+        parse_init_options({"--inits": ("he",), "--add": (spec,)})
+    assert parse_init("std=0").std == 0.0 and parse_init("std0.5").std == 0.5  # as before
+
+
+def _tiny_memory(monkeypatch, size=999):
+    """This machine's available memory, as the experiments read it, set to ``size`` bytes."""
+    import fastinit._system
+
+    monkeypatch.setattr(fastinit._system, "available_memory", lambda **_: size)
+
+
+@pytest.mark.parametrize(
+    ("run", "names"),
+    [(lambda out: run_histogram(("he",), ("relu",), out=out), "layers, width, samples:"),
+     (lambda out: run_depth(("he",), ("relu",), out=out), "depths, width, samples:"),
+     (lambda out: run_mnist(("he",), out=out), ": too large"),
+     (lambda out: run_planar(("randn",), out=out), ": too large"),
+     (lambda out: run_symmetry(("randn*0.5",), out=out), ": too large")],
+    ids=["histogram", "depth", "mnist", "planar", "symmetry"],
+)  # fmt: skip
+def test_a_run_too_large_for_the_memory_is_refused_before_it_starts(run, names, tmp_path,
+                                                                   monkeypatch):  # fmt: skip
+    # histogram --layers 100000000 ran until the memory ran out
+    _tiny_memory(monkeypatch)
+    with pytest.raises(MemoryError, match="too large for this machine's memory") as e:
+        run(tmp_path / "out")
+    assert names in str(e.value) and "more than the 999 B available" in str(e.value)
+    assert not (tmp_path / "out").exists()  # refused before its directory was made
+
+
+def test_the_memory_estimate_names_only_the_sizes_that_would_shrink_the_run(monkeypatch):
+    _tiny_memory(monkeypatch, 10**9)
+    with pytest.raises(MemoryError) as e:  # the histograms' counts: layers x bins
+        run_histogram(("he",), ("relu",), layers=4, width=2, samples=2, bins=10**9)
+    assert str(e.value).startswith("layers, bins: too large"), str(e.value)
+    with pytest.raises(MemoryError) as e:  # every checkpoint's spreads, kept
+        run_symmetry(("zeros",), iterations=10**12, every=10, progress=False)
+    assert str(e.value).startswith("iterations: too large"), str(e.value)
+    with pytest.raises(MemoryError) as e:  # every seed's loss curves, kept
+        run_mnist(("he",), iterations=1000, seeds=10**6, progress=False)
+    assert str(e.value).startswith("iterations, seeds: too large"), str(e.value)
+    with pytest.raises(MemoryError) as e:  # every network is built before the first trains
+        run_planar(("randn", "zeros"), hidden=10**8, progress=False)
+    assert str(e.value).startswith("hidden: too large"), str(e.value)
+    run_histogram(("he",), ("relu",), layers=2, width=2, samples=2, bins=10)  # within memory
+
+
+def test_check_memory_without_a_known_limit_refuses_only_what_no_process_can_hold(monkeypatch):
+    from fastinit.experiments._common import check_memory
+
+    _tiny_memory(monkeypatch, None)
+
+    def footprint(sizes):
+        return {"weights": sizes["n"] * 8}
+
+    check_memory(footprint, {"n": 10**15})
+    with pytest.raises(MemoryError, match=r"^n: .*more than any process can allocate"):
+        check_memory(footprint, {"n": 2**62})
+
+
+def test_symmetry_every_above_the_iterations_measures_the_start_and_the_end():
+    r = run_symmetry(("zeros",), iterations=3, every=10, progress=False)
+    assert r.checkpoints == [0, 3]

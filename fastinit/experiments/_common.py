@@ -10,6 +10,7 @@ import os
 import platform
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -84,7 +85,9 @@ _LSUV_HERE = (
     "it in the mnist and planar experiments or their sweeps, or call "
     "fastinit.init.lsuv(model, X_batch) yourself"
 )
-_STD = re.compile(r"^(?:std|randn\s*\*|scale)\s*=?\s*([0-9.eE+-]+)$")
+# a std's value: anything after "std=", "randn*" or "scale=" (checked: "std=nan" is told so),
+# or a number right after "std"/"scale" ("std0.01")
+_STD = re.compile(r"^(?:std\s*=|randn\s*\*|scale\s*=)\s*(.*)$|^(?:std|scale)\s*([0-9.eE+-]+)$")
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,11 @@ class InitSpec:
 def parse_init(spec: str | InitSpec, *, data_dependent: bool = True) -> InitSpec:
     """Parse an experiment's init spec (see the table above); raise ValueError if unknown.
 
+    A spec's value is checked where it is parsed: ``std=nan``, ``randn*inf``
+    or ``std=-1`` is a ValueError saying what is wrong with it (``init: std
+    must be a finite number >= 0, got nan (in 'std=nan')``), as is a
+    ``constant=`` that is not a finite number.
+
     Parameters
     ----------
     spec : str or InitSpec
@@ -220,22 +228,11 @@ def parse_init(spec: str | InitSpec, *, data_dependent: bool = True) -> InitSpec
         return parse_init(InitSpec(text, initializer="orthogonal", lsuv=True),
                           data_dependent=data_dependent)  # fmt: skip
     if key.startswith("constant="):
-        try:
-            value = float(key.split("=", 1)[1])
-        except ValueError:
-            value = float("nan")
-        if not math.isfinite(value):
-            raise ValueError(f"init: expected a finite constant in {spec!r}")
-        return InitSpec(text, value=value)
+        return InitSpec(text, value=_spec_value(spec, "constant", key.split("=", 1)[1]))
     m = _STD.match(key)
     if m:
-        try:
-            std = float(m.group(1))
-        except ValueError:
-            std = float("nan")
-        if not (math.isfinite(std) and std >= 0):
-            raise ValueError(f"init: expected a finite std >= 0 in {spec!r}")
-        return InitSpec(text, std=std)
+        value = m.group(1) if m.group(1) is not None else m.group(2)
+        return InitSpec(text, std=_spec_value(spec, "std", value, low=0.0))
     try:
         _init.get(key)
     except ValueError:
@@ -247,6 +244,21 @@ def parse_init(spec: str | InitSpec, *, data_dependent: bool = True) -> InitSpec
             f"or one of: {', '.join(others)}"
         ) from None
     return InitSpec(text, initializer=key)
+
+
+def _spec_value(spec: str, what: str, text: str, low: float | None = None) -> float:
+    """The number ``text`` of init spec ``spec`` (its ``what``: std, constant), checked
+    finite and at least ``low``; ValueError saying what is wrong with it otherwise."""
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        got = text or "nothing"
+        raise ValueError(f"init: {what} must be a number, got {got} (in {spec!r})") from None
+    if not math.isfinite(value) or (low is not None and value < low):
+        bound = "" if low is None else f" >= {low:g}"
+        raise ValueError(f"init: {what} must be a finite number{bound}, got {text} (in {spec!r})")
+    return value
 
 
 def parse_activations(activations: Sequence[str]) -> list[str]:
@@ -336,7 +348,8 @@ def parse_init_options(
     Raises
     ------
     ValueError
-        Naming the option of an unknown init, or of one that repeats an
+        Naming the option of an unknown init, of one whose value is bad
+        (``--inits: std must be a finite number >= 0, got nan ...``), or of one that repeats an
         earlier one (the same name, or the same weights, :func:`first_repeat`),
         with that earlier one and its option.
     """
@@ -463,6 +476,57 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str)
     return "\n".join([head, "-" * len(head), *(line(r) for r in rows)])
 
 
+def spread_cell(
+    mean: float | None,
+    std: float | None,
+    fmt: Callable[[float], str] = fixed,
+    missing: str = "n/a",
+) -> str:
+    """A table cell of a figure over seeds: ``mean ± std``, as ``fastinit report`` writes it.
+
+    Parameters
+    ----------
+    mean : float or None
+        The mean over the seeds; None where there is none (every seed diverged,
+        a signal that overflowed).
+    std : float or None
+        The sample standard deviation (ddof 1); None for fewer than two seeds.
+    fmt : callable
+        Formats each number (default :func:`fixed`).
+    missing : str
+        The cell without a mean.
+
+    Returns
+    -------
+    str
+        ``missing``, the mean alone, or ``"<mean> ± <std>"``.
+    """
+    if mean is None:
+        return missing
+    return fmt(mean) if std is None else f"{fmt(mean)} ± {fmt(std)}"
+
+
+def seeds_note(seeds: int, seed: int | None) -> str | None:
+    """The line under a table whose cells are :func:`spread_cell` over several seeds.
+
+    Parameters
+    ----------
+    seeds : int
+        Seeds the cells are over.
+    seed : int or None
+        The first of them (None: not said).
+
+    Returns
+    -------
+    str or None
+        ``"mean ± sample std over 3 seeds (0 to 2)"``; None for one seed.
+    """
+    if seeds <= 1:
+        return None
+    which = "" if seed is None else f" ({seed} to {seed + seeds - 1})"
+    return f"mean ± sample std over {seeds} seeds{which}"
+
+
 def check_seed_range(seed: Any, seeds: Any) -> tuple[int, int]:
     """Check ``seed`` and ``seeds`` of an experiment repeated with seeds ``seed, seed + 1, ...``.
 
@@ -491,6 +555,68 @@ def check_seed_range(seed: Any, seeds: Any) -> tuple[int, int]:
     if seed + seeds - 1 >= 2**64:
         raise ValueError(f"seed, seeds: seed + seeds - 1 must be < 2**64, got {seed + seeds - 1}")
     return seed, seeds
+
+
+# ----------------------------------------------------------------------------- memory
+def check_memory(
+    footprint: Callable[[dict[str, Any]], dict[str, int]], sizes: dict[str, Any]
+) -> None:
+    """Refuse, before anything runs, a run whose arrays would not fit in the memory available.
+
+    Every experiment calls it once its arguments are checked, before it loads,
+    draws or writes anything: a run far too large (``layers=10**8``) fails at
+    once, naming what to reduce, instead of running until the memory runs out.
+
+    Parameters
+    ----------
+    footprint : callable
+        Given ``sizes`` (or a copy with one of them at its smallest, 1), the
+        bytes of the arrays the run allocates, by part (``{"parameters": ...,
+        "activations": ...}``): an estimate from below, as a sweep's
+        (``fastinit.sweep.runners.Experiment.footprint``, whose estimates the
+        experiments build theirs from).
+    sizes : dict
+        The arguments that size the run, by name, in the order an error names
+        them: positive integers, or tuples of them (hidden widths, depths).
+
+    Raises
+    ------
+    MemoryError
+        When the estimate exceeds the memory this process may allocate
+        (:func:`fastinit._system.available_memory`; 2**63 bytes where the
+        system does not tell), naming the sizes that at their smallest would
+        at least halve it (else every one that would shrink it), the estimate
+        and its parts: ``"layers, width, samples: too large for this machine's
+        memory: ..."`` (the command line names them by their options).
+    """
+    from fastinit import _system
+    from fastinit.sweep.spec import _bytes, _parts  # the sweep's words for sizes
+
+    parts = footprint(sizes)
+    total = sum(parts.values())
+    available = _system.available_memory()
+    limit = sys.maxsize if available is None else min(available, sys.maxsize)
+    if total <= limit:
+        return
+    drops = {
+        name: total - sum(footprint({**sizes, name: _smallest(value)}).values())
+        for name, value in sizes.items()
+    }
+    names = [n for n, d in drops.items() if 2 * d >= total] or [n for n, d in drops.items() if d]
+    beyond = (
+        "any process can allocate (2**63 bytes)"
+        if limit == sys.maxsize
+        else f"the {_bytes(limit)} available"
+    )
+    raise MemoryError(
+        f"{', '.join(names or sizes)}: too large for this machine's memory: the run needs "
+        f"about {_bytes(total)} ({_parts(parts)}), more than {beyond}"
+    )
+
+
+def _smallest(size: Any) -> Any:
+    """The smallest value of a size :func:`check_memory` takes: 1, or a tuple of 1s."""
+    return (1,) * len(size) if isinstance(size, tuple) else 1
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -29,6 +29,7 @@ The forward/backward helpers (:func:`forward`, :func:`backward`,
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,12 +45,15 @@ from fastinit._progress import ProgressBar
 from fastinit._validate import check_bool, check_dtype, check_int, value_errors
 from fastinit.experiments._common import (
     Output,
+    check_memory,
     check_seed_range,
     parse_activations,
     parse_inits,
     prepared_output,
     provenance,
     pyplot,
+    seeds_note,
+    spread_cell,
     subplots,
     text_table,
 )
@@ -273,24 +277,31 @@ class DepthResult:
         dict
             ``results``: one dict per (init, activation, depth) with
             ``act_std_first``, ``act_std_last``, ``grad_std_first``,
-            ``grad_std_last`` and the lists ``act_std_per_layer``,
-            ``grad_std_per_layer`` (each mean None if any value is not finite);
-            ``seconds``; and the provenance (``config``, versions, ``created``).
+            ``grad_std_last``, their sample standard deviations over the seeds
+            (ddof 1, as ``fastinit mnist`` and ``fastinit report``)
+            ``act_std_first_std``, ... (None for one seed), and the lists
+            ``act_std_per_layer``, ``grad_std_per_layer`` (each mean and std
+            None if any value is not finite); ``seconds``; and the provenance
+            (``config``, versions, ``created``).
         """
         results = []
         for key, stds in self.act_std.items():
             init, act, depth = key
             grads = self.grad_std[key]
+            ends = {
+                "act_std_first": stds[:, 0],
+                "act_std_last": stds[:, -1],
+                "grad_std_first": grads[:, 0],
+                "grad_std_last": grads[:, -1],
+            }
             with np.errstate(invalid="ignore", over="ignore"):
                 results.append(
                     {
                         "init": init,
                         "activation": act,
                         "depth": depth,
-                        "act_std_first": _mean(stds[:, 0]),
-                        "act_std_last": _mean(stds[:, -1]),
-                        "grad_std_first": _mean(grads[:, 0]),
-                        "grad_std_last": _mean(grads[:, -1]),
+                        **{name: _mean(values) for name, values in ends.items()},
+                        **{f"{name}_std": _std(values) for name, values in ends.items()},
                         "act_std_per_layer": [_mean(c) for c in stds.T],
                         "grad_std_per_layer": [_mean(c) for c in grads.T],
                     }
@@ -301,21 +312,27 @@ class DepthResult:
         """The summary as a text table, one row per (init, activation, depth).
 
         Per (init, activation, depth): activation std at the first and last layer,
-        gradient std at the first and last layer (means over seeds).
+        gradient std at the first and last layer; over several seeds, each the
+        mean ± the sample standard deviation of ``summary.json``, as in
+        ``fastinit mnist`` (:func:`~fastinit.experiments._common.spread_cell`).
 
         Returns
         -------
         str
-            A header, a rule and one line per row; a mean that is not finite
-            shows as ``overflow``.
+            A header, a rule and one line per row (a mean that is not finite
+            shows as ``overflow``), then, over several seeds, a line saying
+            which seeds the cells are over.
         """
         header = ["init", "act", "depth", "act std 1", "act std L", "grad std 1", "grad std L"]
         stats = ("act_std_first", "act_std_last", "grad_std_first", "grad_std_last")
         rows = [
-            [r["init"], r["activation"], str(r["depth"]), *(_fmt(r[k]) for k in stats)]
+            [r["init"], r["activation"], str(r["depth"]),
+             *(spread_cell(r[k], r[f"{k}_std"], _fmt, "overflow") for k in stats)]
             for r in self.summary()["results"]
-        ]
-        return text_table(header, rows, "<<>>>>>")
+        ]  # fmt: skip
+        note = seeds_note(max((a.shape[0] for a in self.act_std.values()), default=0),
+                          self.config.get("seed"))  # fmt: skip
+        return "\n".join([text_table(header, rows, "<<>>>>>"), *([note] if note else [])])
 
 
 def _mean(values: np.ndarray) -> float | None:
@@ -326,19 +343,50 @@ def _mean(values: np.ndarray) -> float | None:
     return float(values.mean())
 
 
-def _fmt(value: float | None) -> str:
-    return "overflow" if value is None else f"{value:.4g}"
+def _std(values: np.ndarray) -> float | None:
+    """Sample standard deviation (ddof 1) over the seeds, as ``fastinit report``'s; None
+    for fewer than two seeds or if any value is not finite (then the mean is None too)."""
+    from fastinit.sweep.report import mean_std
+
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        return None
+    return mean_std(values.tolist())[1]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
 
 
 # ----------------------------------------------------------------------------- experiment
 def _check_depths(depths: Any) -> tuple[int, ...]:
+    """The depths, sorted; a depth given twice is refused, as an init or an activation is."""
     if isinstance(depths, (int, np.integer)) and not isinstance(depths, bool):
         depths = (depths,)
     if isinstance(depths, str) or not isinstance(depths, Sequence) or not depths:
         raise TypeError(
             f"depths: expected a non-empty sequence of positive integers, got {depths!r}"
         )
-    return tuple(sorted({check_int(d, "depths", low=1) for d in depths}))
+    seen: set[int] = set()
+    for d in depths:
+        depth = check_int(d, "depths", low=1)
+        if depth in seen:
+            raise ValueError(f"depths: {depth} is given twice; give each depth once")
+        seen.add(depth)
+    return tuple(sorted(seen))
+
+
+def _footprint(sizes: dict[str, Any], *, runs: int, dtype: str) -> dict[str, int]:
+    """Bytes a run allocates, from below (:func:`~fastinit.experiments._common.check_memory`):
+    the sweep's estimate of one run of the deepest network, and the statistics kept of all."""
+    from fastinit.sweep.runners import EXPERIMENTS
+
+    depths = sizes["depths"]
+    cfg = {"dtype": dtype, "depth": max(depths), "width": sizes["width"],
+           "samples": sizes["samples"]}  # fmt: skip
+    parts = EXPERIMENTS["depth"].footprint(cfg)
+    parts["statistics"] = len(STATS) * 8 * sizes["seeds"] * runs * sum(depths)
+    return parts
 
 
 def run_depth(
@@ -364,9 +412,8 @@ def run_depth(
     activations : sequence of str
         Activation names from :mod:`fastinit.activations`.
     depths : sequence of int
-        Network depths (number of layers); one forward pass through the
-        deepest network serves them all.  Run in increasing order, each once
-        (a depth given twice is the same network: measured once).
+        Network depths (number of layers), each given once; one forward pass
+        through the deepest network serves them all.  Run in increasing order.
     width : int
         Units per layer (and input dimension).
     samples : int
@@ -392,7 +439,12 @@ def run_depth(
     Raises
     ------
     ValueError
-        For a bad argument, naming it, before anything runs (see :mod:`fastinit.experiments`).
+        For a bad argument, naming it, before anything runs (see :mod:`fastinit.experiments`);
+        a depth given twice included.
+    MemoryError
+        Naming ``depths``, ``width``, ``samples`` or ``seeds``, before anything
+        runs, when the run's arrays would not fit in the memory available
+        (:func:`~fastinit.experiments._common.check_memory`).
     KeyboardInterrupt
         On Ctrl-C, with nothing written.
     """
@@ -405,6 +457,8 @@ def run_depth(
         samples = check_int(samples, "samples", low=1)
         seed, seeds = check_seed_range(seed, seeds)
         dt = check_dtype(dtype)
+    footprint = functools.partial(_footprint, runs=len(specs) * len(acts), dtype=dt.name)
+    check_memory(footprint, {"depths": depths, "width": width, "samples": samples, "seeds": seeds})
     config = {
         "experiment": "depth",
         "inits": [s.name for s in specs],  # as parsed: results are keyed by these names

@@ -16,6 +16,7 @@ width as depth grows.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from fastinit._progress import ProgressBar
 from fastinit._validate import check_bool, check_dtype, check_int, check_seed, value_errors
 from fastinit.experiments._common import (
     Output,
+    check_memory,
     fixed,
     parse_activations,
     parse_inits,
@@ -228,6 +230,10 @@ def run_histogram(
     ------
     ValueError
         For a bad argument, naming it, before anything runs (see :mod:`fastinit.experiments`).
+    MemoryError
+        Naming ``layers``, ``width``, ``samples`` or ``bins``, before anything
+        runs, when the run's arrays would not fit in the memory available
+        (:func:`~fastinit.experiments._common.check_memory`).
     KeyboardInterrupt
         On Ctrl-C, with nothing written.
     """
@@ -241,6 +247,8 @@ def run_histogram(
         bins = check_int(bins, "bins", low=1)
         seed = check_seed(seed)
         dtype = check_dtype(dtype).name
+    footprint = functools.partial(_footprint, pairs=len(specs) * len(activations), dtype=dtype)
+    check_memory(footprint, {"layers": layers, "width": width, "samples": samples, "bins": bins})
     config = {
         "experiment": "histogram",
         "inits": [s.name for s in specs],  # as parsed: results are keyed by these names
@@ -264,6 +272,18 @@ def run_histogram(
         finally:
             bar.close()
     return result
+
+
+def _footprint(sizes: dict[str, int], *, pairs: int, dtype: str) -> dict[str, int]:
+    """Bytes a run allocates, from below (:func:`~fastinit.experiments._common.check_memory`):
+    the sweep's estimate of one (init, activation) pair, and every pair's histograms, kept."""
+    from fastinit.sweep.runners import EXPERIMENTS
+
+    layers, bins = sizes["layers"], sizes["bins"]
+    cfg = {"dtype": dtype, "depth": layers, "width": sizes["width"], "samples": sizes["samples"]}
+    parts = EXPERIMENTS["histogram"].footprint(cfg)
+    parts["histograms"] = 2 * pairs * (layers * bins + bins + 1) * 8  # counts and edges
+    return parts
 
 
 def _measure(result: HistogramResult, specs: list, activations: tuple, bar: ProgressBar) -> None:

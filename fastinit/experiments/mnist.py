@@ -23,6 +23,7 @@ final loss nor test accuracy (null).  Non-finite numbers are written as null.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,15 @@ from fastinit._validate import check_bool, check_dtype, check_int, check_positiv
 from fastinit.experiments._common import (
     Output,
     check_hidden,
+    check_memory,
     check_seed_range,
-    fixed,
     parse_inits,
     prepared_output,
     provenance,
     pyplot,
+    seeds_note,
     smooth_curve,
+    spread_cell,
     subplots,
     text_table,
 )
@@ -145,7 +148,8 @@ class MnistResult:
         """Final loss and test accuracy per init, as text ("n/a": every seed diverged).
 
         Over several seeds, each cell is the mean ± the sample standard
-        deviation of ``summary.json`` (the mean alone where one seed is left).
+        deviation of ``summary.json`` (the mean alone where one seed is left;
+        :func:`~fastinit.experiments._common.spread_cell`).
 
         Returns
         -------
@@ -154,22 +158,13 @@ class MnistResult:
             saying which seeds the cells are over (several seeds) and one
             with the training speed.
         """
-
-        def cell(r: dict[str, Any], key: str) -> str:
-            mean, std = r[key], r[f"{key}_std"]
-            if mean is None:
-                return "n/a"
-            return fixed(mean) if std is None else f"{fixed(mean)} ± {fixed(std)}"
-
         rows = [
-            (name, cell(r, "final_loss"), cell(r, "test_accuracy"))
+            (name, *(spread_cell(r[k], r[f"{k}_std"]) for k in ("final_loss", "test_accuracy")))
             for name, r in self.summary()["results"].items()
         ]
         lines = [text_table(("init", "final loss", "test acc"), rows, "<>>")]
-        seeds, seed = max(map(len, self.curves.values()), default=0), self.config.get("seed")
-        if seeds > 1:
-            which = "" if seed is None else f" ({seed} to {seed + seeds - 1})"
-            lines.append(f"mean ± sample std over {seeds} seeds{which}")
+        note = seeds_note(max(map(len, self.curves.values()), default=0), self.config.get("seed"))
+        lines += [note] if note else []
         for name, status in self.status.items():
             diverged = sum(st == "diverged" for st in status)
             if diverged:
@@ -233,6 +228,11 @@ def run_mnist(
     ------
     ValueError
         For a bad argument, naming it, before anything runs (see :mod:`fastinit.experiments`).
+    MemoryError
+        Naming ``hidden``, ``batch_size``, ``iterations`` or ``seeds``, before
+        anything runs, when the run's arrays (every seed's loss curves
+        included) would not fit in the memory available
+        (:func:`~fastinit.experiments._common.check_memory`).
     KeyboardInterrupt
         On Ctrl-C, with nothing written.
     """
@@ -249,6 +249,9 @@ def run_mnist(
         dtype = check_dtype(dtype).name
         if train_size is not None:
             train_size = check_int(train_size, "train_size", low=1)
+    footprint = functools.partial(_footprint, models=len(specs), dtype=dtype, device=device)
+    sizes = {"hidden": hidden, "batch_size": batch_size, "iterations": iterations, "seeds": seeds}
+    check_memory(footprint, sizes)
     (x_train, t_train), (x_test, t_test) = datasets.load_mnist(dtype=dtype)
     if train_size is not None:
         train_size = check_int(train_size, "train_size", low=1, high=len(x_train))
@@ -276,6 +279,22 @@ def run_mnist(
             with Output(Path(out), "mnist") as output:  # all files or none
                 _write(result, output)
     return result
+
+
+def _footprint(sizes: dict[str, Any], *, models: int, dtype: str, device: str) -> dict[str, int]:
+    """Bytes a run allocates, from below (:func:`~fastinit.experiments._common.check_memory`):
+    the sweep's estimate of a fit (its parameters and loss history per network, its work
+    arrays once; on the CPU), and every seed's loss curves, kept."""
+    from fastinit.sweep.runners import MNIST_CLASSES, MNIST_INPUTS, _mlp_footprint
+
+    iterations = sizes["iterations"]
+    parts = {"loss curves of every seed": 8 * sizes["seeds"] * models * iterations}
+    if device == "cpu":  # on a GPU the networks and their work arrays are on the device
+        cfg = {"dtype": dtype, "optimizer": "sgd", "iterations": iterations}
+        layers = [MNIST_INPUTS, *sizes["hidden"], MNIST_CLASSES]
+        one = _mlp_footprint(cfg, layers, sizes["batch_size"], True)
+        parts |= {k: n if k == "activations" else models * n for k, n in one.items()}
+    return parts
 
 
 def _train(result: MnistResult, specs: list, train: tuple, test: tuple, progress: bool) -> None:

@@ -16,6 +16,7 @@ gradients are near zero and it learns slowly.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from fastinit._validate import (
 from fastinit.experiments._common import (
     InitSpec,
     Output,
+    check_memory,
     fixed,
     json_safe,
     parse_inits,
@@ -323,6 +325,10 @@ def run_planar(
     ------
     ValueError
         For a bad argument, naming it, before anything runs (see :mod:`fastinit.experiments`).
+    MemoryError
+        Naming ``hidden`` or ``iterations``, before anything runs, when the
+        run's arrays would not fit in the memory available
+        (:func:`~fastinit.experiments._common.check_memory`).
     KeyboardInterrupt
         On Ctrl-C, with nothing written.
     """
@@ -351,6 +357,9 @@ def run_planar(
                     f"weights: {name!r} is also the name of an init in inits; give each run "
                     "its own name"
                 )
+        footprint = functools.partial(_footprint, models=len(specs) + len(weights), m=m,
+                                      dtype=dtype)  # fmt: skip
+        check_memory(footprint, {"hidden": hidden, "iterations": iterations})
         # the networks are made here, before anything is computed or written
         explicit = {n: _checked(w, hidden, f"weights[{n!r}]", dtype)[1] for n, w in weights.items()}
     x_train, y_train = datasets.planar(1, m)
@@ -382,6 +391,21 @@ def run_planar(
             with Output(Path(out), "planar") as output:  # all files or none
                 _write(result, output, x_train, y_train)
     return result
+
+
+def _footprint(sizes: dict[str, int], *, models: int, m: int, dtype: str) -> dict[str, int]:
+    """Bytes a run allocates, from below (:func:`~fastinit.experiments._common.check_memory`):
+    the sweep's estimate of one network's training, the other networks (all are built
+    before the first trains) and every cost curve, kept."""
+    from fastinit.sweep.runners import EXPERIMENTS
+
+    hidden, iterations = sizes["hidden"], sizes["iterations"]
+    cfg = {"dtype": dtype, "optimizer": "sgd", "width": hidden, "depth": 1, "m": m,
+           "iterations": iterations}  # fmt: skip
+    parts = EXPERIMENTS["planar"].footprint(cfg)
+    parts["other networks"] = (models - 1) * (4 * hidden + 1) * np.dtype(dtype).itemsize
+    parts["cost curves"] = 8 * models * iterations
+    return parts
 
 
 def _train(result: PlanarResult, models: dict[str, MLP], train: tuple, test: tuple,

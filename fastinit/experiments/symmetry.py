@@ -18,6 +18,7 @@ two of them in one run are refused).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from fastinit._validate import (
 from fastinit.experiments._common import (
     Output,
     check_hidden,
+    check_memory,
     fixed,
     parse_inits,
     prepared_output,
@@ -48,6 +50,7 @@ from fastinit.experiments._common import (
 )
 
 DEFAULT_INITS = ("zeros", "constant=0.5", "randn*0.5")
+POINTS = 400  # the planar flower's training points, the full batch
 
 
 def unit_spread(w: np.ndarray) -> float:
@@ -203,7 +206,9 @@ def run_symmetry(
     activation : str
         Hidden activation.
     iterations, every : int
-        Full-batch gradient steps, and the checkpoint interval.
+        Full-batch gradient steps, and the checkpoint interval (the last
+        checkpoint is always ``iterations``: an ``every`` above it measures
+        the start and the end only, and is recorded as ``iterations``).
     lr : float
         Learning rate.
     seed : int
@@ -224,6 +229,10 @@ def run_symmetry(
     ------
     ValueError
         For a bad argument, naming it, before anything runs (see :mod:`fastinit.experiments`).
+    MemoryError
+        Naming ``hidden``, ``iterations`` or ``every``, before anything runs,
+        when the run's arrays (every checkpoint's spreads included) would not
+        fit in the memory available (:func:`~fastinit.experiments._common.check_memory`).
     KeyboardInterrupt
         On Ctrl-C, with nothing written.
     """
@@ -237,7 +246,9 @@ def run_symmetry(
         lr = check_positive(lr, "lr")
         seed = check_seed(seed)
         dtype = check_dtype(dtype).name
-    x, y = datasets.planar(1, 400)
+    footprint = functools.partial(_footprint, models=len(specs), dtype=dtype)
+    check_memory(footprint, {"hidden": hidden, "iterations": iterations, "every": every})
+    x, y = datasets.planar(1, POINTS)
     sizes = [2, *hidden, 1]
     config = {
         "experiment": "symmetry",
@@ -262,6 +273,21 @@ def run_symmetry(
             with Output(Path(out), "symmetry") as output:  # all files or none
                 _write(result, output)
     return result
+
+
+def _footprint(sizes: dict[str, Any], *, models: int, dtype: str) -> dict[str, int]:
+    """Bytes a run allocates, from below (:func:`~fastinit.experiments._common.check_memory`):
+    the sweep's estimate of a fit from one checkpoint to the next, and every checkpoint's
+    spreads and loss, kept."""
+    from fastinit.sweep.runners import _mlp_footprint
+
+    hidden, iterations = sizes["hidden"], sizes["iterations"]
+    every = min(sizes["every"], iterations)
+    cfg = {"dtype": dtype, "optimizer": "sgd", "iterations": every}
+    parts = _mlp_footprint(cfg, [2, *hidden, 1], POINTS, False)
+    points = -(-iterations // every) + 1  # as checkpoints()
+    parts["checkpoints"] = 8 * points * (1 + models * (2 * len(hidden) + 1))
+    return parts
 
 
 def _train(
