@@ -1730,3 +1730,31 @@ def test_a_progress_log_ends_with_the_runs_done_when_the_sweep_stops_early():
     bar.update("ok")  # 100%: drawn at once
     bar.close()
     assert len(stream.getvalue().splitlines()) == 2  # not drawn twice
+
+
+def test_a_depth_repeated_in_a_grid_is_refused_as_fastinit_depth_refuses_it():
+    # `fastinit depth --depths 5,5` is an error naming --depths and 5; the SPEC's the same
+    with pytest.raises(SpecError, match=r"grid\.depth: value 5 appears twice"):
+        parse_spec('experiment = "depth"\n[grid]\ndepth = [5, 10, 5]\n')
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"experiment": "planar", "iterations": 2, "m": 20},
+     {"experiment": "mnist", "iterations": 2, "width": 4, "depth": 1, "train_size": 50},
+     {"experiment": "histogram", "depth": 2, "width": 4, "samples": 5},
+     {"experiment": "depth", "depth": 2, "width": 4, "samples": 5}],
+    ids=lambda c: c["experiment"],
+)  # fmt: skip
+def test_sweep_list_names_every_metric_a_run_records(config, capsys):
+    # --list showed the headline metrics only: not iterations_done, which the report shows
+    experiment = runners.EXPERIMENTS[config["experiment"]]
+    params = {k: v for k, v in config.items() if k != "experiment"}
+    result = runners.execute(runners.full_config(config["experiment"], params))
+    assert result["status"] == "ok", result
+    recorded = result["metrics"]
+    assert set(recorded) == {*experiment.metrics, *experiment.recorded}
+    assert main(["sweep", "--list"]) == 0
+    listing = ("\n" + capsys.readouterr().out).split(f"\n{config['experiment']}: ")[1]
+    metrics_line = listing.splitlines()[1]
+    assert all(m in metrics_line for m in recorded), metrics_line

@@ -110,7 +110,8 @@ def _list_experiments() -> _Text:
     widths = [max(len(r[i]) for rs in rows.values() for r in rs) for i in range(3)]
     lines = []
     for name, e in shown.items():
-        lines += [f"{name}: {e.doc}", f"  metrics: {', '.join(e.metrics)}"]
+        others = f"; also {', '.join(e.recorded)}" if e.recorded else ""
+        lines += [f"{name}: {e.doc}", f"  metrics: {', '.join(e.metrics)} (heatmaps){others}"]
         for row in rows[name]:
             cells = [f"{c:<{w}}" for c, w in zip(row, widths, strict=False)]
             lines.append("  " + "  ".join([*cells, row[3]]))
@@ -230,7 +231,8 @@ def add_depth(sub: Any) -> None:
     p.add_argument("--activations", type=_names, default=",".join(d.DEFAULT_ACTIVATIONS),
                    help="comma-separated activations")  # fmt: skip
     p.add_argument("--depths", type=_ints, default=d.DEFAULT_DEPTHS,
-                   help="comma-separated network depths (sorted; each measured once)")  # fmt: skip
+                   help="comma-separated network depths, each given once (run in increasing "
+                   "order)")  # fmt: skip
     p.add_argument("--width", type=int, default=128, help="units per layer")
     p.add_argument("--samples", type=int, default=512, help="Gaussian inputs")
     p.add_argument("--seeds", type=int, default=1,

@@ -134,6 +134,9 @@ class Experiment:
         Called by the SPEC check with each grid's axes (``{parameter: [values]}``,
         defaults and ``[fixed]`` included; every combination is run); raises
         ``ValueError("<key>: ...")`` for a combination the run itself would reject.
+    recorded : tuple of str
+        The other metrics each run records (the report's tables show them
+        all; ``fastinit sweep --list`` lists them after the headline ones).
     footprint : callable or None
         Called by the SPEC check with a full configuration; returns the bytes of
         the arrays its run allocates that grow with the parameters, by part
@@ -152,6 +155,7 @@ class Experiment:
     hidden: bool = False
     check_grid: Callable[[dict[str, list[Any]]], None] | None = None
     footprint: Callable[[dict[str, Any]], dict[str, int]] | None = None
+    recorded: tuple[str, ...] = ()
 
 
 def _init(default: str) -> Param:
@@ -495,6 +499,9 @@ def _run_selftest(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# what _signal_result records besides the headline act_std_last and grad_std_first
+SIGNAL_METRICS = ("act_std_first", "grad_std_last", "act_mean_last")
+
 EXPERIMENTS: dict[str, Experiment] = {
     "planar": Experiment(
         "planar",
@@ -525,6 +532,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         "the planar flower, full-batch training",
         check_grid=_check_planar_grid,
         footprint=_planar_footprint,
+        recorded=("iterations_done",),
     ),
     "mnist": Experiment(
         "mnist",
@@ -554,6 +562,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         "MNIST 784-width(xdepth)-10, minibatch training",
         check_grid=_check_training_grid,
         footprint=_mnist_footprint,
+        recorded=("test_loss", "iterations_done"),
     ),
     "histogram": Experiment(
         "histogram",
@@ -571,6 +580,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         "act_std",
         "per-layer statistics of the histogram experiment's network",
         footprint=_histogram_footprint,
+        recorded=(*SIGNAL_METRICS, "saturated_last", "dead_last"),
     ),
     "depth": Experiment(
         "depth",
@@ -588,6 +598,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         "act_std",
         "signal propagation at initialization (fastinit depth)",
         footprint=_depth_footprint,
+        recorded=SIGNAL_METRICS,
     ),
     "selftest": Experiment(
         "selftest",
