@@ -300,6 +300,26 @@ def test_streams_independent_and_seed_reproducible():
     np.testing.assert_array_equal(a, init.normal((300, 300), seed=1, stream=0))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", init.names())
+def test_a_layer_is_drawn_from_its_own_stream_whatever_else_the_network_holds(name, dtype):
+    """Layer k is ``name(shape, seed, stream=2k)``: other layers' widths, inits and count
+    (and the bias inits) change nothing in it."""
+    from fastinit.model import MLP
+
+    base = MLP([5, 7, 6, 3], init=name, seed=11, dtype=dtype)
+    others = [
+        MLP([5, 7, 6, 3, 4], init=name, seed=11, dtype=dtype),  # a layer more
+        MLP([5, 7, 6, 9], init=name, seed=11, dtype=dtype),  # the last layer wider
+        MLP([5, 7, 6, 3], init=[name, name, "ones"], bias_init="uniform", seed=11, dtype=dtype),
+    ]
+    for k in range(2):
+        alone = init.get(name)(base.weights[k].shape, seed=11, stream=2 * k, dtype=dtype)
+        np.testing.assert_array_equal(base.weights[k], alone)
+        for other in others:
+            np.testing.assert_array_equal(other.weights[k], alone)
+
+
 def test_get_names_and_aliases():
     assert init.get("Glorot_Uniform") is init.glorot_uniform
     assert init.get("xavier-uniform") is init.xavier_uniform

@@ -1758,3 +1758,190 @@ def test_sweep_list_names_every_metric_a_run_records(config, capsys):
     listing = ("\n" + capsys.readouterr().out).split(f"\n{config['experiment']}: ")[1]
     metrics_line = listing.splitlines()[1]
     assert all(m in metrics_line for m in recorded), metrics_line
+
+
+# ----------------------------------------------------------------------------- reproducibility
+# sizes at which OpenBLAS splits the products over its threads (m * n * k >= 2**18)
+BLAS_SIZED = {
+    "mnist": """\
+        experiment = "mnist"
+        [fixed]
+        width = 32
+        depth = 1
+        iterations = 3
+        train_size = 256
+        [grid]
+        init = ["he", "xavier"]
+        seed = [0, 1]
+        """,
+    "depth": """\
+        experiment = "depth"
+        [fixed]
+        width = 64
+        samples = 256
+        depth = 2
+        [grid]
+        init = ["he", "xavier"]
+        seed = [0, 1]
+        """,
+}
+
+
+def _recorded(db: Path) -> dict[str, tuple]:
+    """Per run key: status, metrics and curves, as the database holds them."""
+    return {r["key"]: (r["status"], r["metrics"], r["curves"]) for r in db_rows(db)}
+
+
+@pytest.mark.parametrize("experiment", sorted(BLAS_SIZED))
+def test_a_sweep_interrupted_then_resumed_elsewhere_records_the_uninterrupted_results(
+    tmp_path, monkeypatch, experiment
+):
+    # runs in the sweep process (--workers 0) used OpenBLAS's threads, a pool's workers
+    # one: a sweep resumed with other --workers recorded other last bits for its runs
+    spec = write(tmp_path, BLAS_SIZED[experiment])
+    whole = run_sweep(spec, tmp_path / "whole.sqlite", workers=0, progress=False)
+    assert whole.ran == 4
+    execute = runners.execute
+    done = []
+
+    def stopping(config):  # a Ctrl-C as the third run starts
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(config)
+        return execute(config)
+
+    with monkeypatch.context() as m:
+        m.setattr(runners, "execute", stopping)
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(spec, tmp_path / "resumed.sqlite", workers=0, progress=False)
+    assert len(db_rows(tmp_path / "resumed.sqlite")) == 2
+    resumed = run_sweep(spec, tmp_path / "resumed.sqlite", workers=1, progress=False)
+    assert resumed.ran == 2 and resumed.skipped == 2
+    assert _recorded(tmp_path / "resumed.sqlite") == _recorded(tmp_path / "whole.sqlite")
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _command_curves(experiment: str, out: Path) -> dict[tuple, dict[str, list[float]]]:
+    """The curves a `fastinit <experiment>` command wrote, keyed as :func:`_sweep_curves`."""
+    if experiment in ("mnist", "planar"):
+        name = "loss_curves.csv" if experiment == "mnist" else "cost_curves.csv"
+        rows = _csv_rows(out / name)
+        curves = {}
+        for column in rows[0]:
+            if column != "iteration":  # mnist: "he[seed=0]"; planar: "xavier" (seed 2)
+                init, _, seed = column.rstrip("]").partition("[seed=")
+                curves[(init, int(seed or 2))] = {"loss": [float(r[column]) for r in rows]}
+        return curves
+    curves: dict[tuple, dict[str, list[float]]] = {}
+    for r in _csv_rows(out / "layer_stats.csv"):
+        key = tuple(int(r[k]) if k in ("depth", "seed") else r[k]
+                    for k in ("init", "activation", "depth", "seed") if k in r)  # fmt: skip
+        slot = curves.setdefault(key, {"act_mean": [], "act_std": [], "grad_std": []})
+        for name, values in slot.items():
+            values.append(float(r[name]))
+    return curves
+
+
+def _sweep_curves(experiment: str, db: Path) -> dict[tuple, dict[str, list[float]]]:
+    keys = {"mnist": ("init", "seed"), "planar": ("init", "seed"),
+            "histogram": ("init", "activation"),
+            "depth": ("init", "activation", "depth", "seed")}[experiment]  # fmt: skip
+    out = {}
+    for r in db_rows(db):
+        config = json.loads(r["config"])
+        out[tuple(config[k] for k in keys)] = json.loads(r["curves"])
+    return out
+
+
+EQUIVALENT = {  # a SPEC and the `fastinit <experiment>` options of the same runs
+    "mnist": (
+        """\
+        [fixed]
+        width = 8
+        depth = 2
+        iterations = 5
+        batch_size = 16
+        train_size = 100
+        [grid]
+        init = ["he", "lsuv"]
+        seed = [3, 4]
+        """,
+        "--inits he,lsuv --hidden 8,8 --iterations 5 --batch-size 16 --train-size 100 "
+        "--seeds 2 --seed 3",
+    ),
+    "planar": (
+        """\
+        [fixed]
+        iterations = 20
+        [grid]
+        init = ["randn*0.01", "xavier", "lsuv"]
+        """,
+        "--inits randn*0.01,xavier,lsuv --iterations 20",
+    ),
+    "histogram": (
+        """\
+        [fixed]
+        depth = 3
+        width = 8
+        samples = 10
+        seed = 4
+        [grid]
+        init = ["he", "std=1"]
+        activation = ["tanh", "relu"]
+        """,
+        "--inits he,std=1 --activations tanh,relu --layers 3 --width 8 --samples 10 --seed 4",
+    ),
+    "depth": (
+        """\
+        [fixed]
+        width = 8
+        samples = 10
+        [grid]
+        init = ["he", "xavier"]
+        activation = ["tanh", "relu"]
+        depth = [2, 3]
+        seed = [1, 2]
+        """,
+        "--inits he,xavier --activations tanh,relu --depths 2,3 --width 8 --samples 10 "
+        "--seeds 2 --seed 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(EQUIVALENT))
+def test_a_sweeps_runs_equal_the_experiment_commands_runs(tmp_path, experiment):
+    from fastinit.dense import one_blas_thread
+
+    text, options = EQUIVALENT[experiment]
+    spec = write(tmp_path, f'experiment = "{experiment}"\n' + textwrap.dedent(text))
+    run_sweep(spec, tmp_path / "r.sqlite", workers=0, progress=False)
+    out = tmp_path / "out"
+    with one_blas_thread():  # as a sweep runs them (fastinit.sweep.runners)
+        assert main([experiment, *options.split(), "--out", str(out), "--quiet"]) == 0
+    swept, direct = (
+        _sweep_curves(experiment, tmp_path / "r.sqlite"),
+        _command_curves(experiment, out),
+    )
+    assert swept == direct and len(swept) == len(db_rows(tmp_path / "r.sqlite")) > 1
+    summary = json.loads((out / "summary.json").read_text())["results"]
+    for r in db_rows(tmp_path / "r.sqlite"):  # the training experiments' metrics too
+        config, metrics = json.loads(r["config"]), json.loads(r["metrics"])
+        if experiment == "mnist":
+            seeds = summary[config["init"]]["per_seed"]
+            i = config["seed"] - 3
+            assert metrics["final_loss"] == seeds["final_loss"][i]
+            assert metrics["test_accuracy"] == seeds["test_accuracy"][i]
+        elif experiment == "planar":
+            s = summary[config["init"]]
+            assert metrics["final_loss"] == s["final_cost"]
+            assert metrics["train_accuracy"] == s["train_accuracy"]
+            assert metrics["test_accuracy"] == s["test_accuracy"]
+        elif experiment == "histogram":
+            last = [row for row in summary if (row["init"], row["activation"], row["layer"])
+                    == (config["init"], config["activation"], config["depth"])]  # fmt: skip
+            assert (metrics["saturated_last"], metrics["dead_last"]) == (
+                last[0]["saturated"], last[0]["dead"])  # fmt: skip

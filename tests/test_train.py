@@ -100,6 +100,40 @@ def test_fit_many_equals_separate_fits_with_the_same_seed(sampling):
             np.testing.assert_array_equal(wa, wb)
 
 
+def _mixed(dtype: str) -> tuple[list[MLP], list]:
+    """Feature-major and BLAS networks, one diverging at once, and their optimizers."""
+    models = [
+        MLP([2, 4, 2], activation="tanh", seed=1, dtype=dtype),  # feature-major (narrow)
+        MLP([2, 40, 2], seed=2, dtype=dtype),  # BLAS
+        MLP([2, 8, 5, 2], activation="gelu", seed=3, dtype=dtype),  # narrow, deeper
+        MLP([2, 20, 2], seed=4, dtype=dtype),  # diverges on its first update
+    ]
+    huge = optim.SGD(1e30 if dtype == "float32" else 1e300)
+    return models, [optim.SGD(0.1), optim.Adam(0.01), optim.Momentum(0.05), huge]
+
+
+@pytest.mark.parametrize("record_stats", [False, True], ids=["plain", "stats"])
+@pytest.mark.parametrize("sampling", ["replacement", "shuffle", "full"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fit_many_equals_separate_fits_on_every_path(dtype, sampling, record_stats):
+    kw = {"batch_size": 24, "iterations": 13, "sampling": sampling, "seed": 5,
+          "progress": False, "record_stats": record_stats, "stats_every": 4}  # fmt: skip
+    x, y = X[::4], Y[::4]  # 50 rows: "full" takes them all, "shuffle" two epochs
+    together, opts = _mixed(dtype)
+    histories = fit_many(together, x, y, optimizer=opts, **kw)
+    assert [h.status for h in histories] == ["ok", "ok", "ok", "diverged"]
+    for j, (model, opt) in enumerate(zip(*_mixed(dtype), strict=True)):
+        alone, h = model.fit(x, y, optimizer=opt, **kw), histories[j]
+        np.testing.assert_array_equal(alone.loss, h.loss)
+        assert (alone.status, alone.iterations, alone.diverged_at) == (
+            h.status, h.iterations, h.diverged_at)  # fmt: skip
+        np.testing.assert_array_equal(model._params, together[j]._params)
+        if record_stats:
+            assert alone.stats.keys() == h.stats.keys()
+            for name, values in alone.stats.items():
+                np.testing.assert_array_equal(values, h.stats[name], err_msg=name)
+
+
 def test_same_seed_same_run_other_seed_other_batches():
     runs = [
         _fresh().fit(X, Y, iterations=30, batch_size=16, seed=s, progress=False) for s in (4, 4, 5)
@@ -462,15 +496,25 @@ def test_short_runs_print_no_progress(capsys):
 RUN = """
 import hashlib, numpy as np
 from fastinit.model import MLP
-from fastinit import optim
+from fastinit import optim, train
 rng = np.random.default_rng(0)
 x = rng.normal(size=(300, 64)).astype(np.float32)
 y = rng.integers(0, 10, size=300)
 model = MLP([64, 128, 128, 10], seed=3)
 h = model.fit(x, y, optimizer=optim.Momentum(0.05), batch_size=96, iterations=20, progress=False)
 digest = hashlib.sha256(h.loss.tobytes())
-for w in (*model.weights, *model.biases):
-    digest.update(np.ascontiguousarray(w).tobytes())
+# both training paths (feature-major, BLAS) at once, statistics and shuffling
+models = [MLP([6, 8, 10], activation="tanh", seed=1), MLP([6, 40, 10], seed=2)]
+for h in train.fit_many(models, x[:, :6], y, optimizer=optim.Adam(0.01), batch_size=64,
+                        iterations=9, sampling="shuffle", record_stats=True, stats_every=2,
+                        progress=False):
+    digest.update(h.loss.tobytes())
+    for name in sorted(h.stats):
+        digest.update(h.stats[name].tobytes())
+big = MLP([1024, 1024, 2], init="lecun_uniform", seed=5)  # 2**20 weights: a parallel fill
+for m in (model, *models, big):
+    for w in (*m.weights, *m.biases):
+        digest.update(np.ascontiguousarray(w).tobytes())
 print(digest.hexdigest())
 """
 

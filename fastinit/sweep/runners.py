@@ -35,6 +35,15 @@ parameter: the training experiments report the iterations completed as
 A diverged run of planar or mnist has no accuracy (``null``): its non-finite
 weights predict noise, which the report would average in.
 
+Every run computes with NumPy's OpenBLAS on one thread
+(:func:`fastinit.dense.one_blas_thread`), whichever executor runs it: the pool's and
+Dask's workers are started so, and a run in the sweep process itself (``--workers
+0``) is run so.  OpenBLAS's last bits depend on its thread count, so a sweep
+interrupted and resumed with other ``--workers`` or on Dask records exactly the
+results of an uninterrupted one.  A direct command (``fastinit mnist``...) uses
+OpenBLAS's threads: it equals the sweep's run bit for bit with
+``OPENBLAS_NUM_THREADS=1`` (or at sizes OpenBLAS does not split).
+
 This module imports neither NumPy nor numba at import time: a worker process
 sets its thread counts first (see :mod:`fastinit.sweep.execute`).
 """
@@ -144,6 +153,9 @@ class Experiment:
         below, non-decreasing in every number and independent of the strings
         other than those with ``choices`` (so the grid's largest run is found by
         trying only those).
+    numeric : bool
+        Whether its runs compute with NumPy: :func:`run` runs them with OpenBLAS
+        on one thread (False: it imports neither NumPy nor numba for them).
     """
 
     name: str
@@ -156,6 +168,7 @@ class Experiment:
     check_grid: Callable[[dict[str, list[Any]]], None] | None = None
     footprint: Callable[[dict[str, Any]], dict[str, int]] | None = None
     recorded: tuple[str, ...] = ()
+    numeric: bool = True
 
 
 def _init(default: str) -> Param:
@@ -619,6 +632,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         "sweep machinery self-test (no numerics)",
         hidden=True,
         footprint=_selftest_footprint,
+        numeric=False,
     ),
 }
 
@@ -691,7 +705,7 @@ def full_config(experiment: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(config: dict[str, Any]) -> dict[str, Any]:
-    """Run one configuration in this process; exceptions propagate.
+    """Run one configuration in this process, OpenBLAS on one thread; exceptions propagate.
 
     Parameters
     ----------
@@ -712,7 +726,12 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     missing = set(experiment.params) - set(cfg)
     if missing:
         raise ValueError(f"config: missing parameters {sorted(missing)}")
-    return experiment.runner(cfg)
+    if not experiment.numeric:
+        return experiment.runner(cfg)
+    from fastinit.dense import one_blas_thread
+
+    with one_blas_thread():  # the bits of every executor's workers (see the module notes)
+        return experiment.runner(cfg)
 
 
 def execute(config: dict[str, Any]) -> dict[str, Any]:
