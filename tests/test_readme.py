@@ -6,7 +6,8 @@ plain block showing its output prints that output.  The tables and figures of
 "What they show" are compared with the default runs they come from.  The options it
 gives each ``fastinit`` command, the repository paths it names, the sweep's run count,
 the initializer names and aliases, the reserved streams and the MNIST feature-std ratio
-are checked against the code.
+are checked against the code, and each error message it quotes (```--batch-size: ...```)
+against what its command line says.
 """
 
 from __future__ import annotations
@@ -191,6 +192,46 @@ def test_the_experiments_share_the_options_the_readme_describes_for_each() -> No
             assert option in parser._option_string_actions, (name, option)
         out = parser._option_string_actions["--out"].default
         assert str(out) == f"fastinit-results/{name}", (name, out)
+
+
+#: The command line that gives each error message the README quotes, by the options it names.
+_ERRORS = {
+    "--batch-size": "mnist --batch-size 0",
+    "--inits": "mnist --inits std=nan",
+    "--layers, --width, --samples": "histogram --layers 10000 --width 10000 --samples 100000",
+    "--depths": "depth --depths 5,5",
+}
+
+
+def _quoted_errors() -> dict[str, str]:
+    """``{options: message}`` for every error the README quotes (```--opt: ...``` spans)."""
+    spans = re.findall(r"`(--[a-z][a-z-]*(?:, --[a-z][a-z-]*)*: [^`]+)`", README)
+    return {s.split(": ")[0]: " ".join(s.split()) for s in spans}
+
+
+def _message_pattern(quoted: str) -> str:
+    """The quoted error as a regex: ``(...)`` stands for anything, and the memory available
+    (``the 22.9 GiB available``) is the reader's machine's."""
+    quoted = re.sub(r"the [\d.]+ \w+ available", "the MEMORY available", quoted)
+    pattern = re.escape(quoted).replace(r"\(\.\.\.\)", r"\(.*?\)")
+    return pattern.replace("MEMORY", r"[\d.]+ \w+")
+
+
+def test_every_error_the_readme_quotes_is_what_its_command_says(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from fastinit.cli import main
+
+    quoted = _quoted_errors()
+    assert set(quoted) == set(_ERRORS), "give each quoted error its command line in _ERRORS"
+    monkeypatch.chdir(tmp_path)  # the default --out is made, then removed again
+    for options, message in quoted.items():
+        with pytest.raises(SystemExit) as exited:
+            main(_ERRORS[options].split())
+        said = capsys.readouterr().err
+        assert exited.value.code == 2, (options, said)
+        assert re.search(_message_pattern(message), said), (message, said)
+    assert not list(tmp_path.iterdir())
 
 
 def test_every_repository_path_the_readme_names_exists() -> None:
