@@ -141,10 +141,13 @@ def one_blas_thread() -> Iterator[None]:
     OpenBLAS's LAPACK (``np.linalg.qr``) gives different last bits on one and on
     two threads; on one thread its results do not depend on
     ``OPENBLAS_NUM_THREADS``.  The previous count is restored on exit.  The
-    setting is process-wide, so blocks in different Python threads take turns
-    (a lock): overlapping, the later one would have saved the first one's 1 and
-    restored it last, leaving OpenBLAS on one thread for good.  Nothing is
-    changed for a NumPy built on another BLAS.
+    setting is process-wide, so blocks that switch it, in different Python
+    threads, take turns (a lock): overlapping, the later one would have saved the
+    first one's 1 and restored it last, leaving OpenBLAS on one thread for good.
+    Where OpenBLAS is on one thread already and no block has switched it (a Dask
+    worker's or a pool worker's, started so), a block switches nothing and
+    blocks in several threads run at once.  Nothing is changed for a NumPy
+    built on another BLAS.
 
     Yields
     ------
@@ -155,16 +158,27 @@ def one_blas_thread() -> Iterator[None]:
         yield
         return
     get, put = functions
+    with _SWITCHED_LOCK:
+        switch = bool(_SWITCHED) or get() != 1
+    if not switch:  # one thread already, set by no block: nothing to switch, no turn
+        yield
+        return
     with _ONE_BLAS_THREAD:
         before = get()
+        with _SWITCHED_LOCK:
+            _SWITCHED.append(before)
         put(1)
         try:
             yield
         finally:
             put(before)
+            with _SWITCHED_LOCK:
+                _SWITCHED.pop()
 
 
-_ONE_BLAS_THREAD = threading.RLock()  # held by the thread inside one_blas_thread (reentrant)
+_ONE_BLAS_THREAD = threading.RLock()  # held by the thread inside a switching block (reentrant)
+_SWITCHED: list[int] = []  # the counts the switching blocks now open will restore
+_SWITCHED_LOCK = threading.Lock()
 
 
 @functools.cache

@@ -612,3 +612,36 @@ def test_a_shape_no_array_can_have_is_refused_naming_shape(call):
     # named no argument; no float64 array holds more than (2**63 - 1) // 8 elements
     with pytest.raises(ValueError, match=r"^shape: .*at most 1152921504606846975 elements"):
         call()
+
+
+def test_one_blas_thread_blocks_run_at_once_where_openblas_has_one_thread_already():
+    """A Dask worker's threads (OpenBLAS started on one thread) run their blocks together:
+    nothing is switched, so nothing needs a turn; a block that switches still waits."""
+    from fastinit.dense import _openblas_thread_functions, one_blas_thread
+
+    functions = _openblas_thread_functions()
+    if functions is None:  # a NumPy without OpenBLAS: nothing to switch
+        return
+    get, put = functions
+    before = get()
+    put(1)
+    try:
+        both_in = threading.Barrier(2, timeout=5.0)
+        broken = []
+
+        def block():
+            with one_blas_thread():
+                try:
+                    both_in.wait()  # taking turns, the first waits here alone and breaks
+                except threading.BrokenBarrierError:
+                    broken.append(True)
+                assert get() == 1
+
+        workers = [threading.Thread(target=block) for _ in range(2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert not broken and get() == 1
+    finally:
+        put(before)
