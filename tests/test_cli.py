@@ -693,6 +693,18 @@ def test_the_add_help_names_lsuv_where_the_command_takes_it(command, lsuv, capsy
     assert ("'lsuv'" in _help_of(_help(command, capsys), "--add")) == lsuv
 
 
+def test_an_lsuv_refusal_names_every_experiment_that_takes_it(capsys):
+    # depth's refusal sent users to "the mnist and planar experiments": symmetry takes it too
+    taking = [c for c in ("mnist", "planar", "symmetry", "histogram", "depth")
+              if "'lsuv'" in _help_of(_help(c, capsys), "--add")]  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["depth", "--add", "lsuv", "--quiet"])
+    err = capsys.readouterr().err
+    named = re.search(r"experiments that train \(([^)]*)\)", err)
+    assert named is not None, err
+    assert named.group(1).split(", ") == taking
+
+
 # ----------------------------------------------------------------------------- audit 5 fixes
 @pytest.mark.parametrize(
     ("argv", "start"),

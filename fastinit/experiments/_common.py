@@ -82,7 +82,8 @@ BOOK_SCALES = {"xavier": 1.0, "he": 2.0}
 _MEANING_SHAPES = ((6, 3), (3, 5), (100, 50))  # InitSpec.meaning: fans unequal; > 15 inputs
 _LSUV_HERE = (
     "init: {!r} is data-dependent (it rescales a model's layers on a training batch); use "
-    "it in the mnist and planar experiments or their sweeps, or call "
+    "it in the experiments that train (mnist, planar, symmetry) or the mnist and planar "
+    "sweeps, or call "
     "fastinit.init.lsuv(model, X_batch) yourself"
 )
 # a std's value: anything after "std=", "randn*" or "scale=" (checked: "std=nan" is told so),
