@@ -243,16 +243,21 @@ def test_a_save_removes_temporary_files_left_by_killed_writers(tmp_path):
                            _cache.LOCK_NAME])  # fmt: skip
 
 
+def _run_check(tmp_path, env):
+    """Run CHECK in a fresh process in ``tmp_path``; its last line's JSON."""
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_a_process_recompiles_over_a_damaged_cache(tmp_path):
     (tmp_path / "racemod.py").write_text(MODULE)
     env = _env(tmp_path)
 
     def check():
-        out = subprocess.run(
-            [sys.executable, "-c", CHECK], env=env, cwd=tmp_path, capture_output=True, text=True
-        )
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        return _run_check(tmp_path, env)
 
     assert check()[:2] == [2.0, 3.0]  # fills the cache
     (index,) = (tmp_path / "cache").rglob("*.nbi")
@@ -271,11 +276,7 @@ def test_a_garbled_cache_file_never_runs_as_wrong_code(tmp_path):
     env = _env(tmp_path)
 
     def check():
-        out = subprocess.run(
-            [sys.executable, "-c", CHECK], env=env, cwd=tmp_path, capture_output=True, text=True
-        )
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        return _run_check(tmp_path, env)
 
     assert check() == [2.0, 3.0, 0, 0]  # fills the cache
     changed = 0
