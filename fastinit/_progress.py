@@ -1,4 +1,5 @@
-"""A tiny text progress bar on stderr, shown only for runs longer than about a second."""
+"""Text progress bars on stderr: a fit's or an experiment's (:class:`ProgressBar`,
+shown only for runs longer than about a second), and the rules a sweep's bar shares."""
 
 from __future__ import annotations
 
@@ -22,8 +23,12 @@ class ProgressBar:
     The first update of a run (the first chunk of iterations, which on a first
     run includes seconds of compilation) only starts the clock: the rate, the
     time left and whether the run is long enough to draw the bar at all come
-    from the updates after it, so a short run stays silent however long its
-    compilation took, and the estimate is not inflated by it.
+    from the updates after it (:class:`TimeLeft`), so a short run stays silent
+    however long its compilation took, and the estimate is not inflated by it.
+    The elapsed time counts from the bar's creation, compilation included (as
+    ``History.wall_time``); times read as :func:`duration` writes them.  A
+    sweep's bar (:class:`fastinit.sweep.execute.SweepProgress`) shares these
+    rules.
 
     On a terminal, a redraw that is shorter than the line before it (the time
     left losing a digit, a loss printed with fewer) is padded with blanks over
@@ -68,7 +73,7 @@ class ProgressBar:
         self.width = width
         self.start = time.perf_counter()
         self.shown = False
-        self.first: tuple[float, int] | None = None  # (elapsed, done) at the first update
+        self.left = TimeLeft()  # the first update only starts its clock
         self.drawn = 0  # length of the line on screen
         self.tenths = 0  # tenths of the run written as lines, not on a terminal
         self.tail = ""  # what close() writes: the end of the line, or a last line
@@ -78,29 +83,22 @@ class ProgressBar:
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self.start
-        if self.first is None and done:
-            self.first = (elapsed, done)
-        left = self.total - done
-        measured = self.first is not None and done > self.first[1]
-        remaining = float("inf") if left else 0.0
-        if measured:
-            since = elapsed - self.first[0]
-            remaining = since / (done - self.first[1]) * left
+        self.left.update(elapsed, done)
+        remaining = self.left.seconds(elapsed, done, self.total)
         if not self.shown and self.min_seconds > 0:
             # the first update's time is mostly compilation on a first run: the bar
             # waits for a rate, then appears if the run is long without it
-            if not measured or since + remaining < self.min_seconds:
+            measured = self.left.since(elapsed)
+            if remaining is None or measured + remaining < self.min_seconds:
                 return
         self.shown = True
-        filled = self.width * done // self.total
-        bar = "#" * filled + " " * (self.width - filled)
         tail = "" if loss is None else f" loss {loss:.4g}"
-        eta = f"{remaining:.1f}s" if measured or not left else "?"
-        line = f"{self.label} {100 * done // self.total:3d}% |{bar}| {done}/{self.total}{tail}"
-        line = f"{line} [{elapsed:.1f}s<{eta}]"
+        line = f"{head(self.label, done, self.total, self.width)}{tail}"
+        line = f"{line} {times(elapsed, remaining)}"
         if self._terminal():
             self.tail = "\n"
-            self._write(self._fit(line))
+            text, self.drawn = redraw(line, self.drawn, self.stream)
+            self._write(text)
         else:
             self._log(line, 10 * done // self.total)
 
@@ -122,34 +120,129 @@ class ProgressBar:
         else:
             self.tail = line + "\n"
 
-    def _fit(self, line: str) -> str:
-        """``line`` to draw over the current one: cut to the terminal's width,
-        padded with blanks over the end of a longer line before it."""
-        columns = self._columns()
-        if columns:
-            line = line[: columns - 1]  # the last column would wrap on some terminals
-        pad = self.drawn - len(line)
-        if columns:
-            pad = min(pad, columns - 1 - len(line))
-        self.drawn = len(line)
-        return "\r" + line + " " * max(pad, 0)
-
     def _terminal(self) -> bool:
         """Whether the bar draws to a terminal (:func:`is_terminal`)."""
         return is_terminal(self.stream)
-
-    def _columns(self) -> int | None:
-        """The terminal's width, or None where it cannot be read."""
-        stream = self.stream if self.stream is not None else sys.stderr
-        try:
-            return os.get_terminal_size(stream.fileno()).columns or None
-        except (AttributeError, OSError, ValueError):  # no fileno, closed, no size
-            return None
 
     def _write(self, text: str) -> None:
         """Draw ``text``; a stream that cannot be written turns the bar off (:func:`write`)."""
         if not write(self.stream, text):
             self.enabled = self.shown = False
+
+
+class TimeLeft:
+    """The time left of a run, from the rate of the work done after its first updates.
+
+    The one rule of every progress bar's estimate (a fit's, an experiment's, a
+    sweep's).  The first ``warmup`` updates that report work done only start the
+    clock: on a first run they include numba compiling the kernels (seconds, in
+    every worker of a sweep), so a rate from the run's start would make the early
+    estimate far too long.  The rate is the work done since the last of them over
+    the time since; there is no smoothing.
+
+    Parameters
+    ----------
+    warmup : int
+        Updates that only start the clock: 1 for a fit, the workers for a sweep
+        (each worker's first run compiles; runs that finish side by side would
+        otherwise count as work done in no time).
+    """
+
+    def __init__(self, warmup: int = 1) -> None:
+        self.warmup = max(int(warmup), 1)
+        self.seen = 0  # updates with work done, up to warmup
+        self.mark = (0.0, 0)  # (elapsed, done) at the last of them
+
+    def update(self, elapsed: float, done: int) -> None:
+        """Note ``done`` units finished ``elapsed`` seconds into the run."""
+        if done and self.seen < self.warmup:
+            self.seen += 1
+            self.mark = (elapsed, done)
+
+    def since(self, elapsed: float) -> float:
+        """Seconds measured so far: from the last warm-up update (0 before it)."""
+        return elapsed - self.mark[0] if self.seen else 0.0
+
+    def seconds(self, elapsed: float, done: int, total: int) -> float | None:
+        """Seconds left of ``total`` units at ``done``; 0 when done, None before a rate."""
+        if done >= total:
+            return 0.0
+        if self.seen < self.warmup or done <= self.mark[1]:
+            return None
+        return self.since(elapsed) / (done - self.mark[1]) * (total - done)
+
+
+def duration(seconds: float) -> str:
+    """A progress bar's time: ``12.3s`` under a minute, then ``4:05`` and ``1:02:03``.
+
+    Parameters
+    ----------
+    seconds : float
+        The duration.
+
+    Returns
+    -------
+    str
+        Tenths of a second for a short run; minutes and seconds (hours from an
+        hour) for a long one.
+    """
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f}s"
+    h, rest = divmod(round(seconds), 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def times(elapsed: float, left: float | None) -> str:
+    """``[elapsed<left]``, ``?`` for a time left not yet measured (:class:`TimeLeft`)."""
+    return f"[{duration(elapsed)}<{'?' if left is None else duration(left)}]"
+
+
+def head(label: str, done: int, total: int, width: int) -> str:
+    """``label  42% |##########              | 42/100``: the start of a progress line."""
+    filled = width * done // max(total, 1)
+    bar = "#" * filled + " " * (width - filled)
+    return f"{label} {100 * done // max(total, 1):3d}% |{bar}| {done}/{total}"
+
+
+def redraw(line: str, drawn: int, stream: TextIO | None) -> tuple[str, int]:
+    """What to write on a terminal to draw ``line`` over the one on screen.
+
+    Parameters
+    ----------
+    line : str
+        The new line.
+    drawn : int
+        Length of the line on screen (0 for none).
+    stream : file or None
+        The terminal; None means ``sys.stderr``.
+
+    Returns
+    -------
+    text : str
+        ``\\r`` and ``line`` cut to the terminal's width (read now, where it can
+        be: a line that wraps cannot be redrawn in place), padded with blanks
+        over the end of a longer line on screen.
+    drawn : int
+        Length of the line now on screen.
+    """
+    width = columns(stream)
+    if width:
+        line = line[: width - 1]  # the last column would wrap on some terminals
+    pad = drawn - len(line)
+    if width:
+        pad = min(pad, width - 1 - len(line))
+    return "\r" + line + " " * max(pad, 0), len(line)
+
+
+def columns(stream: TextIO | None) -> int | None:
+    """The width of the terminal ``stream`` (None: ``sys.stderr``), or None where it
+    cannot be read."""
+    stream = stream if stream is not None else sys.stderr
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or None
+    except (AttributeError, OSError, ValueError):  # no fileno, closed, no size
+        return None
 
 
 def is_terminal(stream: TextIO | None) -> bool:

@@ -192,7 +192,7 @@ def test_a_shorter_redraw_of_the_progress_bar_leaves_no_tail(monkeypatch):
     out = Unsized()  # (a stream that is not a terminal gets whole lines, no padding)
     bar = _progress.ProgressBar(2000, min_seconds=0.0, stream=out)
     bar.update(100, 0.3127)
-    bar.update(200, 0.3127)  # [11.0s<180.0s]
+    bar.update(200, 0.3127)  # [11.0s<3:00]
     bar.update(1900, 0.25)  # [12.0s<0.6s]: 5 characters shorter
     assert _screen(out.getvalue()).rstrip().endswith("1900/2000 loss 0.25 [12.0s<0.6s]")
 

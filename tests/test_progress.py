@@ -1,18 +1,21 @@
-"""fastinit._progress: the progress bar on a terminal and on a file or a pipe.
+"""fastinit._progress: the progress bars (a fit's, an experiment's, a sweep's) on a
+terminal and on a file or a pipe.
 
 More of its tests (padding, the terminal's width, the first chunk's time, an
-unwritable stderr) live in test_train.py and test_compile_helper.py.
+unwritable stderr) live in test_train.py, test_compile_helper.py and test_sweep.py.
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+import os
 
 import pytest
 
 from fastinit import _progress
 from fastinit._progress import ProgressBar
+from fastinit.sweep.execute import SweepProgress
 
 
 class Terminal(io.StringIO):
@@ -105,3 +108,74 @@ def test_a_terminal_still_gets_a_redraw_per_update():
     assert draws[0] == "" and len(draws) == 5 and text.endswith("\n")
     assert [int(d.split("%")[0].split()[-1]) for d in draws[1:]] == [5, 37, 38, 100]
     assert text.count("\n") == 1  # the line close() ends
+
+
+def _clock_at(monkeypatch, times: list[float]) -> None:
+    """The clock reads ``times[0]`` (the test moves it) instead of a second per reading."""
+    monkeypatch.setattr(_progress.time, "perf_counter", lambda: times[0])
+
+
+def _tail(stream: io.StringIO) -> str:
+    """The last draw on a terminal: its ``[elapsed<left]``."""
+    return stream.getvalue().split("\r")[-1].rstrip().rsplit(" ", 1)[-1]
+
+
+def test_a_serial_sweep_estimate_leaves_out_the_first_run(monkeypatch):
+    # the first run of a sweep compiles (5 s on an empty cache), the others take 1 s:
+    # at 2 of 5 done, 3 left take 3 s, not the 9 s that 6 s / 2 runs suggests
+    now = [0.0]
+    _clock_at(monkeypatch, now)
+    out = Terminal()
+    bar = SweepProgress(5, stream=out)
+    bar.restart_clock()
+    for now[0] in (5.0, 6.0):
+        bar.update("ok")
+    assert _tail(out) == "[6.0s<3.0s]"
+
+
+def test_a_sweep_estimate_starts_once_every_worker_has_done_its_first_run(monkeypatch):
+    # two workers compile side by side (5 s), then each finishes a run a second: the
+    # rate is measured from the second run done, when both have compiled
+    now = [0.0]
+    _clock_at(monkeypatch, now)
+    out = Terminal()
+    bar = SweepProgress(10, stream=out)
+    bar.restart_clock(workers=2)
+    tails = []
+    for now[0] in (6.0, 6.1, 7.0, 7.1):
+        bar.update("ok")
+        tails.append(_tail(out))
+    assert tails == ["[6.0s<?]", "[6.1s<?]", "[7.0s<6.3s]", "[7.1s<3.0s]"]
+
+
+def test_a_fit_and_a_sweep_print_their_times_by_one_rule(monkeypatch):
+    # tenths of a second under a minute, minutes:seconds from a minute on, as a fit
+    # of several minutes and a sweep of a few seconds both need
+    now = [0.0]
+    _clock_at(monkeypatch, now)
+    fit, sweep = Terminal(), Terminal()
+    bar = ProgressBar(1000, min_seconds=0.0, stream=fit)
+    progress = SweepProgress(3, stream=sweep)
+    progress.restart_clock()
+    for now[0], done in ((2.0, 10), (75.0, 100)):
+        bar.update(done)
+        progress.update("ok")
+    assert _tail(fit) == "[1:15<12:10]" and _tail(sweep) == "[1:15<1:13]"
+    assert _progress.duration(59.94) == "59.9s"
+    assert _progress.duration(59.96) == "1:00" and _progress.duration(3600.4) == "1:00:00"
+
+
+def test_the_sweep_bar_fits_a_narrow_terminal(monkeypatch):
+    # a wrapped line cannot be redrawn in place: cut to the width, as the fit's bar
+    class Narrow(Terminal):
+        def fileno(self) -> int:
+            return 2
+
+    monkeypatch.setattr(_progress.os, "get_terminal_size", lambda fd: os.terminal_size((50, 24)))
+    out = Narrow()
+    bar = SweepProgress(4, stream=out)
+    bar.update("ok")
+    bar.update("elsewhere")
+    draws = out.getvalue().split("\r")[1:]
+    assert [len(d) for d in draws] == [49, 49]
+    assert draws[0].startswith("sweep  25% |######")

@@ -101,7 +101,7 @@ from typing import Any, TextIO
 
 import fastinit
 from fastinit._files import deferred_interrupt
-from fastinit._progress import is_terminal, write
+from fastinit._progress import TimeLeft, head, is_terminal, redraw, times, write
 from fastinit._system import available_cores
 from fastinit._validate import check_bool
 
@@ -703,8 +703,15 @@ def make_executor(
 class SweepProgress:
     """``sweep  42% |#####       | 21/50 ok 19 diverged 1 failed 1 [1:02<1:25]`` on stderr.
 
-    Redrawn in place on a terminal; elsewhere (a pipe, a log file) a line at
-    most every ``interval`` seconds and a last one at the end.
+    Redrawn in place on a terminal, cut to its width; elsewhere (a pipe, a log
+    file) a line at most every ``interval`` seconds and a last one at the end.
+    The bar, the times and the estimate of the time left follow the rules of
+    the fit's bar (:mod:`fastinit._progress`: :class:`~fastinit._progress.TimeLeft`,
+    :func:`~fastinit._progress.duration`); the estimate starts once every worker
+    has finished its first run (:meth:`restart_clock`).  Unlike the fit's bar it
+    is drawn however short the sweep, and off a terminal it writes lines by time,
+    not by tenths of the run: a sweep's runs differ in length, and a tenth of a
+    long sweep could leave a log silent, its failures unseen, for an hour.
 
     Parameters
     ----------
@@ -736,6 +743,7 @@ class SweepProgress:
         self.width = width
         self.counts = {"ok": 0, "diverged": 0, "failed": 0}
         self.start = time.perf_counter()
+        self.left = TimeLeft()
         self._last = -math.inf
         self._logged = -1  # runs done at the last line off a terminal
         self._drawn = False
@@ -746,9 +754,17 @@ class SweepProgress:
         """Runs finished so far."""
         return sum(self.counts.values())
 
-    def restart_clock(self) -> None:
-        """Start the time estimate now (after the workers have started)."""
+    def restart_clock(self, workers: int = 1) -> None:
+        """Start the clock now (after the workers have started).
+
+        Parameters
+        ----------
+        workers : int
+            Runs that finish before the time left is estimated: each worker's
+            first run, which compiles numba's kernels on an empty cache.
+        """
         self.start = time.perf_counter()
+        self.left = TimeLeft(warmup=workers)
 
     def update(self, status: str) -> None:
         """Count a finished run and redraw.
@@ -760,6 +776,7 @@ class SweepProgress:
             one gets a count of its own).
         """
         self.counts[status] = self.counts.get(status, 0) + 1
+        self.left.update(time.perf_counter() - self.start, self.done)
         self.draw()
 
     def line(self) -> str:
@@ -769,19 +786,13 @@ class SweepProgress:
         -------
         str
             Percentage, bar, runs done of the total, the count per status, and
-            elapsed time and estimated time left (``?`` before the first run).
+            elapsed time and estimated time left (``?`` until every worker has
+            finished a run and one more run has finished).
         """
-        done, total = self.done, max(self.total, 1)
         elapsed = time.perf_counter() - self.start
-        left = elapsed / done * (self.total - done) if done else None
-        filled = self.width * done // total
-        bar = "#" * filled + " " * (self.width - filled)
+        left = self.left.seconds(elapsed, self.done, self.total)
         counts = " ".join(f"{k} {v}" for k, v in self.counts.items())
-        eta = "?" if left is None else _clock(left)
-        return (
-            f"sweep {100 * done // total:3d}% |{bar}| {done}/{self.total} {counts} "
-            f"[{_clock(elapsed)}<{eta}]"
-        )
+        return f"{head('sweep', self.done, self.total, self.width)} {counts} {times(elapsed, left)}"
 
     def draw(self, force: bool = False) -> None:
         """Redraw (rate-limited off a terminal).
@@ -796,9 +807,8 @@ class SweepProgress:
             return
         now = time.perf_counter()
         if is_terminal(self.stream):
-            line = self.line()
-            self._write("\r" + line.ljust(self._shown))
-            self._shown = len(line)
+            text, self._shown = redraw(self.line(), self._shown, self.stream)
+            self._write(text)
             self._drawn = True
         elif force or now - self._last >= self.interval or self.done == self.total:
             self._write(self.line() + "\n")
@@ -818,13 +828,6 @@ class SweepProgress:
         """Draw ``text``; a stream that cannot be written turns the bar off (the sweep goes on)."""
         if not write(self.stream, text):
             self.enabled = False
-
-
-def _clock(seconds: float) -> str:
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 # ----------------------------------------------------------------------------- driver
@@ -1104,7 +1107,7 @@ def run_sweep(
         if todo:
             executor.start()
             summary.startup_seconds = executor.startup_seconds - startup0
-            bar.restart_clock()
+            bar.restart_clock(workers=getattr(executor, "workers", 1))
             bar.draw(force=True)
             _run_claimed(executor, todo, store, spec.name, summary, bar)
     except BaseException:
