@@ -40,9 +40,13 @@ of its pickle (``_SEAL``; numba's own reader stops at the end of the pickle, so
 a process without fastinit still reads them), and :func:`load_index` and
 :func:`load` read an index that cannot be unpickled or does not match its
 digest as empty and such a data file as missing: the function is compiled
-again, and its save replaces the damaged file.  A file with no digest (saved by
-a process without fastinit, or cut short) is read so too: a function cached by
-numba alone is compiled again once, rather than a damaged file trusted.
+again, and its save replaces the damaged file.  A file with no digest (cut
+short, or saved by an older fastinit) is read so too.  Only fastinit's own
+functions are sealed (:data:`SEALED_PACKAGES`, marked when their dispatcher
+enables caching): a user's ``cache=True`` functions keep numba's format, which
+processes without fastinit share (sealed, their index read as empty here, and
+rewritten by a plain numba process, would be compiled again by each in turn);
+their damaged files are still a cache miss where they cannot be unpickled.
 
 numba writes each file as ``<file>.tmp.<16 hex digits>`` and renames it into
 place, removing the temporary file when the write fails with an exception; a
@@ -138,6 +142,8 @@ _NEEDED = (  # of IndexDataCacheFile (a probe instance: some are set by its __in
 )  # fmt: skip
 _SEAL = b"\0fastinit sha256\0"  # after a file's pickle: this, then the pickle's SHA-256 digest
 _NUMBA: dict[str, Any] = {}  # numba's own methods that install() replaced
+# top-level packages whose functions' cache files are sealed (others keep numba's format)
+SEALED_PACKAGES: set[str] = {"fastinit"}
 _WARNED: set[str] = set()  # the warnings given ("locator", "save"): once per process each
 
 
@@ -234,6 +240,21 @@ def _unsealed(raw: bytes) -> bytes | None:
     return payload if hashlib.sha256(payload).digest() == raw[end + len(_SEAL) :] else None
 
 
+def _sealed_files(files: Any) -> bool:
+    """Whether ``files`` (an ``IndexDataCacheFile``) are a sealed function's
+    (:data:`SEALED_PACKAGES`; marked so when its dispatcher enables caching)."""
+    return getattr(files, "fastinit_sealed", False)
+
+
+def _seal_if_ours(cache: Any, function: Any) -> None:
+    """Mark the cache files of ``function`` (its dispatcher's ``_cache``) sealed if its
+    package is in :data:`SEALED_PACKAGES`."""
+    module = str(getattr(function, "__module__", None) or "")
+    files = getattr(cache, "_cache_file", None)
+    if files is not None and module.split(".")[0] in SEALED_PACKAGES:
+        files.fastinit_sealed = True
+
+
 def save_index(self: Any, overloads: dict) -> None:
     """``IndexDataCacheFile._save_index``, the file sealed with its digest (:func:`_sealed`).
 
@@ -244,6 +265,8 @@ def save_index(self: Any, overloads: dict) -> None:
     overloads : dict
         Index key -> data file name.
     """
+    if not _sealed_files(self):
+        return _NUMBA["_save_index"](self, overloads)
     payload = self._dump((self._source_stamp, overloads))
     with self._open_for_write(self._index_path) as f:
         pickle.dump(self._version, f, protocol=-1)
@@ -262,6 +285,8 @@ def save_data(self: Any, name: str, data: Any) -> None:
     data : object
         What numba stores.
     """
+    if not _sealed_files(self):
+        return _NUMBA["_save_data"](self, name, data)
     with self._open_for_write(self._data_path(name)) as f:
         f.write(_sealed(self._dump(data)))
 
@@ -286,6 +311,8 @@ def load_data(self: Any, name: str) -> Any:
     pickle.UnpicklingError
         Where the file has no digest or does not match it (or cannot be unpickled).
     """
+    if not _sealed_files(self):
+        return _NUMBA["_load_data"](self, name)
     with open(self._data_path(name), "rb") as f:
         payload = _unsealed(f.read())
     if payload is None:
@@ -310,6 +337,8 @@ def load_index(self: Any) -> dict:
         reading the file (``OSError``) still propagates.
     """
     try:
+        if not _sealed_files(self):
+            return _NUMBA["_load_index"](self)
         with open(self._index_path, "rb") as f:
             version = pickle.load(f)
             payload = _unsealed(f.read())
@@ -363,6 +392,7 @@ def _cache_or_none(enable_caching: Any, attribute: str) -> Any:
     def enable(self: Any) -> None:
         try:
             enable_caching(self)
+            _seal_if_ours(getattr(self, "_cache", None), getattr(self, attribute, None))
         except RuntimeError as error:
             if "no locator available" not in str(error) or not _fastinits(getattr(self, attribute)):
                 raise
@@ -407,10 +437,17 @@ def ctrl_c_kept() -> Iterator[None]:
     Python cannot raise an exception out of a ctypes callback, a weakref
     callback or ``__del__``: it passes it to ``sys.unraisablehook`` (which
     prints "Exception ignored ...") and goes on.  Here a KeyboardInterrupt
-    dropped so in this thread is kept and raised at the end of the block
-    (unless the block raises something else); any other goes to the hook that
-    was in place.  Only in the main thread, where Python raises a Ctrl-C (so
+    dropped so in this thread is kept and raised at the end of the block, also
+    in place of another exception the block raises after it (numba's "no
+    compiled object yet" follows a Ctrl-C dropped in LLVM's callback); any
+    other goes to the hook that was in place, as does everything once the
+    block ended (if something else replaced the hook meanwhile, this one stays
+    in its chain).  Only in the main thread, where Python raises a Ctrl-C (so
     no two threads swap the hook at once); elsewhere the block just runs.
+
+    Yields
+    ------
+    None
 
     Raises
     ------
@@ -421,11 +458,13 @@ def ctrl_c_kept() -> Iterator[None]:
         yield
         return
     dropped: list[BaseException] = []
+    open_ = [True]  # False once the block ended: a hook left in a chain passes all on
     previous = sys.unraisablehook
     thread = threading.get_ident()
 
     def keep(unraisable: Any) -> None:
-        if isinstance(unraisable.exc_value, KeyboardInterrupt) and threading.get_ident() == thread:
+        ours = open_[0] and threading.get_ident() == thread
+        if ours and isinstance(unraisable.exc_value, KeyboardInterrupt):
             dropped.append(unraisable.exc_value)
         else:
             previous(unraisable)
@@ -433,7 +472,12 @@ def ctrl_c_kept() -> Iterator[None]:
     sys.unraisablehook = keep
     try:
         yield
+    except BaseException as error:  # a Ctrl-C dropped first caused it ("no compiled object")
+        if dropped and not isinstance(error, KeyboardInterrupt):
+            raise dropped[0] from error
+        raise
     finally:
+        open_[0] = False
         if sys.unraisablehook is keep:
             sys.unraisablehook = previous
     if dropped:
@@ -503,7 +547,8 @@ def install() -> bool:
         return False
     if not all(hasattr(probe, name) for name in _NEEDED):
         return False
-    _NUMBA.update(_load_index=cls._load_index, _load_data=cls._load_data)
+    _NUMBA.update(_load_index=cls._load_index, _load_data=cls._load_data,
+                  _save_index=cls._save_index, _save_data=cls._save_data)  # fmt: skip
     cls.save, cls.load, cls._load_index, cls._load_data = locked_save, load, load_index, load_data
     cls._save_index, cls._save_data = save_index, save_data
     return True

@@ -35,6 +35,7 @@ RACER = """
 import json, os, sys, time
 import fastinit._native  # installs fastinit._cache
 import numba.core.caching as c
+fastinit._cache.SEALED_PACKAGES.add("racemod")  # its files sealed, as fastinit's own
 
 role, k, barrier = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 cls = c.IndexDataCacheFile
@@ -83,6 +84,7 @@ print(json.dumps({"value": racemod.make(k)(1.0), "span": [min(span), max(span)]}
 CHECK = """
 import json
 import fastinit._native
+fastinit._cache.SEALED_PACKAGES.add("racemod")  # its files sealed, as fastinit's own
 import racemod
 a, b = racemod.make(2.0), racemod.make(3.0)
 print(json.dumps([a(1.0), b(1.0), sum(a.stats.cache_hits.values()),
@@ -163,9 +165,10 @@ def test_the_lock_serves_every_user_of_a_shared_cache(tmp_path, monkeypatch):
     assert free.returncode == 0
 
 
-def _saved(tmp_path: Path) -> caching.IndexDataCacheFile:
+def _saved(tmp_path: Path, sealed: bool = True) -> caching.IndexDataCacheFile:
     _cache.install()
     files = caching.IndexDataCacheFile(str(tmp_path), "f-1.py311", ("stamp", 1))
+    files.fastinit_sealed = sealed  # a fastinit function's files, or a user's
     files.save(("key", 1), {"code": 1})
     files.save(("key", 2), {"code": 2})
     return files
@@ -175,8 +178,9 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-def test_a_damaged_index_reads_as_empty_and_the_next_save_repairs_it(tmp_path):
-    files = _saved(tmp_path)
+@pytest.mark.parametrize("sealed", [True, False])
+def test_a_damaged_index_reads_as_empty_and_the_next_save_repairs_it(tmp_path, sealed):
+    files = _saved(tmp_path, sealed)
     _truncate(tmp_path / "f-1.py311.nbi")  # numba: UnpicklingError on every load and save
     assert files.load(("key", 1)) is None  # a cache miss: numba compiles it again
     files.save(("key", 1), {"code": 1})
@@ -185,8 +189,9 @@ def test_a_damaged_index_reads_as_empty_and_the_next_save_repairs_it(tmp_path):
     assert files.load(("key", 2)) is None
 
 
-def test_a_damaged_data_file_is_a_cache_miss_and_the_next_save_repairs_it(tmp_path):
-    files = _saved(tmp_path)
+@pytest.mark.parametrize("sealed", [True, False])
+def test_a_damaged_data_file_is_a_cache_miss_and_the_next_save_repairs_it(tmp_path, sealed):
+    files = _saved(tmp_path, sealed)
     _truncate(tmp_path / "f-1.py311.1.nbc")
     assert files.load(("key", 1)) is None
     assert files.load(("key", 2)) == {"code": 2}
@@ -226,6 +231,73 @@ def test_a_process_without_fastinit_reads_the_sealed_cache_files(tmp_path):
     (tmp_path / "f-1.py311.2.nbc").write_bytes(files._dump({"code": 22}))  # numba's format
     assert files.load(("key", 2)) is None
     assert files.load(("key", 1)) == {"code": 1}
+
+
+USER_MODULE = """
+from numba import njit
+
+@njit(cache=True)
+def f(x):
+    return x + 1
+"""
+
+# a user's function, by a process with fastinit or without: its cache hits
+USE = """
+import json, sys
+if sys.argv[1] == "fastinit":
+    import fastinit._native
+import usermod
+usermod.f(1), usermod.f(1.0)
+print(json.dumps(sum(usermod.f.stats.cache_hits.values())))
+"""
+
+
+def test_a_users_cached_functions_keep_numbas_format_shared_with_plain_numba(tmp_path):
+    # sealed by fastinit's process, a user's index was read as empty there and as only
+    # the signature compiled last elsewhere: each process compiled the other's again
+    (tmp_path / "usermod.py").write_text(USER_MODULE)
+    env = _env(tmp_path)
+
+    def hits(who):
+        out = subprocess.run([sys.executable, "-c", USE, who], env=env, cwd=tmp_path,
+                             capture_output=True, text=True)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert hits("numba") == 0  # compiles both signatures and saves them
+    assert hits("fastinit") == 2
+    assert hits("numba") == 2
+    assert hits("fastinit") == 2
+
+
+def test_ctrl_c_kept_raises_a_dropped_ctrl_c_in_place_of_the_error_it_caused(monkeypatch):
+    # numba's "no compiled object yet" follows a Ctrl-C dropped in LLVM's callback
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: None)
+
+    class Dropping:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as caught, _cache.ctrl_c_kept():
+        Dropping()
+        raise RuntimeError("no compiled object yet")
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_ctrl_c_kept_left_in_a_hook_chain_passes_everything_on_after_its_block(monkeypatch):
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    with _cache.ctrl_c_kept():
+        kept = sys.unraisablehook
+        sys.unraisablehook = kept  # another library's hook, chained to ours, replaced it
+        sys.unraisablehook = lambda u: kept(u)
+
+    class Dropping:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    Dropping()  # after the block: given on, not kept for a raise nobody makes
+    assert [type(u.exc_value) for u in seen] == [KeyboardInterrupt]
 
 
 def test_a_save_removes_temporary_files_left_by_killed_writers(tmp_path):
@@ -369,6 +441,7 @@ CTRL_C_IN_CALLBACK = """
 import sys
 import fastinit._native
 from numba.core.registry import cpu_target
+fastinit._cache.SEALED_PACKAGES.add("racemod")  # its files sealed, as fastinit's own
 import racemod
 engine = cpu_target.target_context.codegen()._engine._ee
 name = "_object_cache_" + sys.argv[1]
