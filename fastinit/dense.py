@@ -158,26 +158,27 @@ def one_blas_thread() -> Iterator[None]:
         yield
         return
     get, put = functions
+    global _SWITCHING
     with _SWITCHED_LOCK:
-        switch = bool(_SWITCHED) or get() != 1
+        switch = _SWITCHING > 0 or get() != 1
     if not switch:  # one thread already, set by no block: nothing to switch, no turn
         yield
         return
     with _ONE_BLAS_THREAD:
         before = get()
         with _SWITCHED_LOCK:
-            _SWITCHED.append(before)
+            _SWITCHING += 1
         put(1)
         try:
             yield
         finally:
             put(before)
             with _SWITCHED_LOCK:
-                _SWITCHED.pop()
+                _SWITCHING -= 1
 
 
 _ONE_BLAS_THREAD = threading.RLock()  # held by the thread inside a switching block (reentrant)
-_SWITCHED: list[int] = []  # the counts the switching blocks now open will restore
+_SWITCHING = 0  # switching blocks open now (each restores its count when it ends)
 _SWITCHED_LOCK = threading.Lock()
 
 

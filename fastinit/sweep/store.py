@@ -441,20 +441,6 @@ class Store:
         """
         return done_keys(self.statuses(keys), retry_failed=retry_failed)
 
-    def failed(self, keys: Iterable[str]) -> set[str]:
-        """The keys among ``keys`` recorded as failed.
-
-        Parameters
-        ----------
-        keys : iterable of str
-            Configuration keys.
-
-        Returns
-        -------
-        set of str
-        """
-        return {k for k, s in self.statuses(keys).items() if s == "failed"}
-
     def rows(self, experiment: str | None = None, sweep: str | None = None) -> list[dict[str, Any]]:
         """Every recorded run as a dict, JSON columns decoded (``config``, ``metrics``, ``curves``).
 
