@@ -379,9 +379,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in subcommands():
         add(sub)
-    for command in sub.choices.values():  # its options, for the error messages of main
-        command.set_defaults(command_usage=command.format_usage)
+    for command in sub.choices.values():  # its options by parameter, for main's errors
+        command.set_defaults(option_of=_long_options(command))
     return parser
+
+
+def _long_options(command: argparse.ArgumentParser) -> dict[str, str]:
+    """``{"batch_size": "--batch-size", ...}``: each option of ``command`` (help aside) by
+    the parameter it sets, named by its long form."""
+    return {
+        action.dest: long[-1]
+        for action in command._actions
+        if action.default != argparse.SUPPRESS  # --help: it sets no parameter
+        and (long := [o for o in action.option_strings if o.startswith("--")])
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -473,11 +484,10 @@ def _with_options(message: str, args: argparse.Namespace) -> str:
     m = _NAMES.match(message)
     if m is None:
         return message
-    usage = args.command_usage()
-    options = ["--" + name.replace("_", "-") for name in m.group(1).split(", ")]
-    if not all(re.search(rf"\[{re.escape(o)}[ \]]", usage) for o in options):
+    names = m.group(1).split(", ")
+    if not all(name in args.option_of for name in names):
         return message
-    return f"{', '.join(options)}: {message[m.end() :]}"
+    return f"{', '.join(args.option_of[name] for name in names)}: {message[m.end() :]}"
 
 
 def _memory_hint(error: BaseException, args: argparse.Namespace) -> str:

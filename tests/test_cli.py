@@ -686,6 +686,19 @@ def test_a_bad_value_is_named_by_its_option(argv, start, tmp_path, capsys):
     assert err.startswith(f"fastinit {argv[0]}: error: {start}"), err
 
 
+def test_the_parsed_arguments_map_parameters_to_their_options_as_plain_data():
+    # each Namespace held the subcommand parser's bound format_usage (not picklable), and
+    # names were matched against its usage text by a regex
+    import pickle
+
+    from fastinit.cli import build_parser
+
+    args = pickle.loads(pickle.dumps(build_parser().parse_args(["mnist"])))
+    assert args.option_of["batch_size"] == "--batch-size" and "help" not in args.option_of
+    assert build_parser().parse_args(["planar"]).option_of["weights"] == "--weights"
+    assert "batch_size" not in build_parser().parse_args(["planar"]).option_of
+
+
 @pytest.mark.parametrize(("command", "lsuv"), [("mnist", True), ("planar", True),
                                                ("symmetry", True), ("histogram", False),
                                                ("depth", False)])  # fmt: skip

@@ -169,3 +169,20 @@ def test_depth_command_over_seeds_prints_the_spread(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "±" in printed and "mean ± sample std over 3 seeds (4 to 6)" in printed
+
+
+def test_depth_summary_of_huge_finite_values_has_a_finite_mean_beside_its_std():
+    from fastinit.experiments.depth import DepthResult
+
+    # np.mean overflowed to inf: the table showed 'inf ± 1.414e+307', summary.json a null
+    # mean beside a finite std; both are now exact (fastinit report's mean_std)
+    huge = np.array([[1.5e308, 1.0], [1.7e308, 1.0]])  # seeds x layers
+    key = ("he", "relu", 2)
+    r = DepthResult({"seeds": 2, "seed": 0}, act_mean={key: np.zeros((2, 2))},
+                    act_std={key: huge}, grad_std={key: huge})  # fmt: skip
+    (row,) = r.summary()["results"]
+    assert row["act_std_first"] == pytest.approx(1.6e308)
+    assert row["act_std_first_std"] == pytest.approx(1.414e307, rel=1e-3)
+    assert row["act_std_per_layer"] == pytest.approx([1.6e308, 1.0]) == row["grad_std_per_layer"]
+    assert r.table().splitlines()[2].split()[3:6] == ["1.6e+308", "±", "1.414e+307"]
+    json.dumps(r.summary(), allow_nan=False)  # no inf: summary.json stays valid JSON

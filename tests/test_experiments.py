@@ -1115,6 +1115,30 @@ def test_check_memory_without_a_known_limit_refuses_only_what_no_process_can_hol
         check_memory(footprint, {"n": 2**62})
 
 
+def test_planar_checks_its_weights_before_the_memory(monkeypatch):
+    # a bad weights with a huge hidden was refused with MemoryError, not its shape error
+    _tiny_memory(monkeypatch)
+    wide = [np.zeros((2, 5)), np.zeros(5), np.zeros((5, 1)), np.zeros(1)]
+    with pytest.raises(ValueError, match=r"weights\['mine'\]: W1: expected shape \(2, 10{12}\)"):
+        run_planar((), weights={"mine": wide}, hidden=10**12, iterations=1, progress=False)
+    with pytest.raises(MemoryError, match=r"^hidden: too large"):  # good weights: the memory
+        run_planar(("zeros",), hidden=10**8, iterations=1, progress=False)
+
+
+def test_check_memory_never_names_a_size_whose_smallest_value_would_grow_the_run(monkeypatch):
+    from fastinit.experiments._common import check_memory
+
+    _tiny_memory(monkeypatch, 10**6)
+
+    def footprint(sizes):  # symmetry's: fewer checkpoints the larger "every" is
+        parts = {"weights": sizes["n"] * 8, "checkpoints": sizes["n"] * 8 // sizes["every"]}
+        return parts | {"other": 10**6}  # no size halves the total
+
+    with pytest.raises(MemoryError) as e:  # every at 1 grows the checkpoints: not named
+        check_memory(footprint, {"n": 10**4, "every": 2})
+    assert str(e.value).startswith("n: too large"), str(e.value)
+
+
 def test_symmetry_every_above_the_iterations_measures_the_start_and_the_end():
     r = run_symmetry(("zeros",), iterations=3, every=10, progress=False)
     assert r.checkpoints == [0, 3]

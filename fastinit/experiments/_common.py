@@ -10,7 +10,6 @@ import os
 import platform
 import re
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -591,27 +590,17 @@ def check_memory(
         memory: ..."`` (the command line names them by their options).
     """
     from fastinit import _system
-    from fastinit.sweep.spec import _bytes, _parts  # the sweep's words for sizes
+    from fastinit.sweep.spec import memory_excess  # the sweep's check and words
 
-    parts = footprint(sizes)
-    total = sum(parts.values())
-    available = _system.available_memory()
-    limit = sys.maxsize if available is None else min(available, sys.maxsize)
-    if total <= limit:
+    smallest = {name: _smallest(value) for name, value in sizes.items()}
+    excess = memory_excess(footprint, sizes, smallest, _system.available_memory())
+    if excess is None:
         return
-    drops = {
-        name: total - sum(footprint({**sizes, name: _smallest(value)}).values())
-        for name, value in sizes.items()
-    }
-    names = [n for n, d in drops.items() if 2 * d >= total] or [n for n, d in drops.items() if d]
-    beyond = (
-        "any process can allocate (2**63 bytes)"
-        if limit == sys.maxsize
-        else f"the {_bytes(limit)} available"
-    )
+    halving = [name for name, drop in excess.drops.items() if 2 * drop >= excess.total]
+    names = halving or list(excess.drops) or list(sizes)
     raise MemoryError(
-        f"{', '.join(names or sizes)}: too large for this machine's memory: the run needs "
-        f"about {_bytes(total)} ({_parts(parts)}), more than {beyond}"
+        f"{', '.join(names)}: too large for this machine's memory: the run "
+        f"{excess.needs('available')}"
     )
 
 

@@ -289,23 +289,22 @@ class DepthResult:
             init, act, depth = key
             grads = self.grad_std[key]
             ends = {
-                "act_std_first": stds[:, 0],
-                "act_std_last": stds[:, -1],
-                "grad_std_first": grads[:, 0],
-                "grad_std_last": grads[:, -1],
+                "act_std_first": _spread(stds[:, 0]),
+                "act_std_last": _spread(stds[:, -1]),
+                "grad_std_first": _spread(grads[:, 0]),
+                "grad_std_last": _spread(grads[:, -1]),
             }
-            with np.errstate(invalid="ignore", over="ignore"):
-                results.append(
-                    {
-                        "init": init,
-                        "activation": act,
-                        "depth": depth,
-                        **{name: _mean(values) for name, values in ends.items()},
-                        **{f"{name}_std": _std(values) for name, values in ends.items()},
-                        "act_std_per_layer": [_mean(c) for c in stds.T],
-                        "grad_std_per_layer": [_mean(c) for c in grads.T],
-                    }
-                )
+            results.append(
+                {
+                    "init": init,
+                    "activation": act,
+                    "depth": depth,
+                    **{name: mean for name, (mean, _) in ends.items()},
+                    **{f"{name}_std": std for name, (_, std) in ends.items()},
+                    "act_std_per_layer": [_spread(c)[0] for c in stds.T],
+                    "grad_std_per_layer": [_spread(c)[0] for c in grads.T],
+                }
+            )
         return {"results": results, "seconds": self.seconds, **provenance(self.config)}
 
     def table(self) -> str:
@@ -335,23 +334,16 @@ class DepthResult:
         return "\n".join([text_table(header, rows, "<<>>>>>"), *([note] if note else [])])
 
 
-def _mean(values: np.ndarray) -> float | None:
-    """Mean of the values, or None if any is not finite (JSON has no inf/NaN)."""
-    values = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(values).all():
-        return None
-    return float(values.mean())
-
-
-def _std(values: np.ndarray) -> float | None:
-    """Sample standard deviation (ddof 1) over the seeds, as ``fastinit report``'s; None
-    for fewer than two seeds or if any value is not finite (then the mean is None too)."""
+def _spread(values: np.ndarray) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof 1) over the seeds, both as ``fastinit
+    report``'s (exact: finite values near the float range's ends do not overflow); both
+    None if any value is not finite (JSON has no inf/NaN), the std None for one seed."""
     from fastinit.sweep.report import mean_std
 
     values = np.asarray(values, dtype=np.float64)
     if not np.isfinite(values).all():
-        return None
-    return mean_std(values.tolist())[1]
+        return None, None
+    return mean_std(values.tolist())
 
 
 def _fmt(value: float) -> str:

@@ -243,23 +243,29 @@ _SLOTS = (("weights", 0), ("biases", 0), ("weights", 1), ("biases", 1))  # of W1
 
 
 def _checked(params: Any, hidden: int, name: str, dtype: str) -> tuple[list[np.ndarray], MLP]:
-    """:func:`check_weights`'s arrays and the ``dtype`` network they start; the shapes and
-    values are checked by the model's own assignment, its errors named ``name: W1: ...``."""
+    """:func:`check_weights`'s arrays and the ``dtype`` network they start; the values are
+    checked by the model's own assignment, its errors named ``name: W1: ...``.  The shapes
+    are checked first, before the network is made (a bad array with a huge ``hidden`` is
+    named, not refused for the memory the network would take)."""
     if isinstance(params, (str, bytes, np.ndarray)) or not isinstance(params, Sequence):
         raise TypeError(f"{name}: expected [W1, b1, W2, b2], got {type(params).__name__}")
     if len(params) != 4:
         raise ValueError(f"{name}: expected [W1, b1, W2, b2], got {len(params)} arrays")
-    model = MLP([2, hidden, 1], activation="tanh", init="zeros", dtype=dtype)
+    shapes = ((2, hidden), (hidden,), (hidden, 1), (1,))  # of the 2-hidden-1 network
     arrays = []
-    for label, value, (kind, k) in zip(PARAMS, params, _SLOTS, strict=True):
+    for label, value, shape in zip(PARAMS, params, shapes, strict=True):
         a = as_array(value, f"{name}: {label}", "an array of real numbers")
         if a.dtype.kind not in "biuf":  # a TypeError, as documented (the model's is a ValueError)
             raise TypeError(f"{name}: {label}: expected real numbers, got dtype {a.dtype}")
+        if a.shape != shape:
+            raise ValueError(f"{name}: {label}: expected shape {shape}, got {a.shape}")
+        arrays.append(a)
+    model = MLP([2, hidden, 1], activation="tanh", init="zeros", dtype=dtype)
+    for label, a, (kind, k) in zip(PARAMS, arrays, _SLOTS, strict=True):
         try:
-            getattr(model, kind)[k] = a  # the shape, and finite in dtype
+            getattr(model, kind)[k] = a  # finite in dtype
         except ValueError as err:  # "weights[0]: expected ...": name the run and the array
             raise ValueError(f"{name}: {label}: {str(err).partition(': ')[2]}") from None
-        arrays.append(a)
     return arrays, model
 
 
@@ -357,11 +363,11 @@ def run_planar(
                     f"weights: {name!r} is also the name of an init in inits; give each run "
                     "its own name"
                 )
+        # the networks are made here, before anything is computed or written
+        explicit = {n: _checked(w, hidden, f"weights[{n!r}]", dtype)[1] for n, w in weights.items()}
         footprint = functools.partial(_footprint, models=len(specs) + len(weights), m=m,
                                       dtype=dtype)  # fmt: skip
         check_memory(footprint, {"hidden": hidden, "iterations": iterations})
-        # the networks are made here, before anything is computed or written
-        explicit = {n: _checked(w, hidden, f"weights[{n!r}]", dtype)[1] for n, w in weights.items()}
     x_train, y_train = datasets.planar(1, m)
     x_test, y_test = datasets.planar(2, m)
     config = {

@@ -487,31 +487,29 @@ class _Checker:
         if experiment.footprint is None:
             return None
         available = available_memory() if self.memory is None else self.memory
-        limit = sys.maxsize if available is None else min(available, sys.maxsize)
-        if limit == sys.maxsize:
-            beyond = "more than any process can allocate (2**63 bytes)"
-        elif self.memory is None:
-            beyond = f"more than the {_bytes(limit)} of memory available on this machine"
-        else:
-            beyond = f"more than the {_bytes(limit)} of memory a run may use"
+        where = (
+            "of memory available on this machine"
+            if self.memory is None
+            else "of memory a run may use"
+        )
         params = experiment.params
         largest = 0
         for n, grid in enumerate(grids or [{}]):
             config, parts = _largest_run(experiment, _axes(experiment, fixed, grid))
-            total = sum(parts.values())
-            largest = max(largest, total)
-            if total <= limit:
+            largest = max(largest, sum(parts.values()))
+            # the sizes the SPEC sets, at their smallest value
+            smallest = {
+                key: int(params[key].low)
+                for key in (*grid, *fixed)
+                if params[key].kind == "int" and params[key].low is not None
+            }
+            excess = memory_excess(experiment.footprint, config, smallest, available)
+            if excess is None:
                 continue
-            need = f"needs about {_bytes(total)} ({_parts(parts)}), {beyond}"
-            # blame the size the SPEC sets whose smallest value would shrink that run most
-            drops = {}
-            for key in (*grid, *fixed):
-                p = params[key]
-                if p.kind == "int" and p.low is not None:
-                    smaller = experiment.footprint({**config, key: int(p.low)})
-                    drops[key] = total - sum(smaller.values())
-            key = max(drops, key=drops.__getitem__, default=None)
-            if key is None or drops[key] <= 0:
+            need = excess.needs(where)
+            # blame the size whose smallest value would shrink that run most
+            key = max(excess.drops, key=excess.drops.__getitem__, default=None)
+            if key is None:
                 raise self.error(f"the largest run {need}", None, None)
             message = (
                 f"expected a value small enough for the runs to fit in memory, got "
@@ -709,6 +707,74 @@ def _largest_run(
             best = config, parts
     assert best is not None  # product() of non-empty axes has a first combination
     return best
+
+
+@dataclass(frozen=True)
+class MemoryExcess:
+    """A run whose arrays would not fit in memory (:func:`memory_excess`).
+
+    Attributes
+    ----------
+    total : int
+        The bytes the run needs.
+    parts : dict
+        Those bytes by part (``{"parameters": ..., "activations": ...}``).
+    limit : int
+        The bytes it may have (``sys.maxsize``: what any process can allocate).
+    drops : dict
+        ``{size: bytes}``: how much each size at its smallest value would
+        shrink the run, for the sizes that would (a drop > 0), in the order given.
+    """
+
+    total: int
+    parts: dict[str, int]
+    limit: int
+    drops: dict[str, int]
+
+    def needs(self, where: str) -> str:
+        """``'needs about 2 GiB (parts), more than the 1 GiB <where>'``: what every
+        memory error says (``where``: ``'available'``, ``'of memory a run may use'``)."""
+        beyond = (
+            "any process can allocate (2**63 bytes)"
+            if self.limit == sys.maxsize
+            else f"the {_bytes(self.limit)} {where}"
+        )
+        return f"needs about {_bytes(self.total)} ({_parts(self.parts)}), more than {beyond}"
+
+
+def memory_excess(
+    footprint: Any, config: dict[str, Any], smallest: dict[str, Any], available: float | None
+) -> MemoryExcess | None:
+    """The one memory check of a sweep's SPEC and of every experiment.
+
+    Parameters
+    ----------
+    footprint : callable
+        Given a configuration, the bytes of the arrays its run allocates, by part.
+    config : dict
+        The run's configuration (or sizes).
+    smallest : dict
+        The sizes that could be reduced, each at its smallest value.
+    available : float or None
+        The bytes the run may use; None where the system does not tell (then,
+        as above ``sys.maxsize``, what any process can allocate: 2**63 bytes).
+
+    Returns
+    -------
+    MemoryExcess or None
+        None if the run fits, else its footprint and the sizes that would shrink it.
+    """
+    parts = footprint(config)
+    total = sum(parts.values())
+    limit = sys.maxsize if available is None else min(available, sys.maxsize)
+    if total <= limit:
+        return None
+    drops = {
+        name: total - sum(footprint({**config, name: value}).values())
+        for name, value in smallest.items()
+    }
+    positive = {name: drop for name, drop in drops.items() if drop > 0}
+    return MemoryExcess(total, parts, limit, positive)
 
 
 def _parts(parts: dict[str, int]) -> str:
