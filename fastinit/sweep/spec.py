@@ -65,11 +65,13 @@ from fastinit._system import available_memory
 from fastinit.sweep.runners import EXPERIMENTS, Experiment, Param, canonical_config
 
 __all__ = [
+    "MemoryExcess",
     "Spec",
     "SpecError",
     "canonical_json",
     "config_key",
     "load_spec",
+    "memory_excess",
     "parse_spec",
     "run_memory",
     "workers_in_memory",
