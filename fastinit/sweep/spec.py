@@ -734,8 +734,18 @@ class MemoryExcess:
     drops: dict[str, int]
 
     def needs(self, where: str) -> str:
-        """``'needs about 2 GiB (parts), more than the 1 GiB <where>'``: what every
-        memory error says (``where``: ``'available'``, ``'of memory a run may use'``)."""
+        """What every memory error says: ``'needs about 2 GiB (parts), more than the 1 GiB
+        <where>'``.
+
+        Parameters
+        ----------
+        where : str
+            What the limit is, after its size: ``'available'``, ``'of memory a run may use'``.
+
+        Returns
+        -------
+        str
+        """
         beyond = (
             "any process can allocate (2**63 bytes)"
             if self.limit == sys.maxsize
