@@ -1712,6 +1712,21 @@ def test_a_db_that_is_a_directory_is_refused_by_the_dry_run_too(tmp_path, capsys
     assert list(folder.iterdir()) == []
 
 
+def test_the_dry_run_checks_the_db_directory_as_the_sweep_would_and_makes_nothing(tmp_path, capsys):
+    """--db FILE/x.db: the dry run said '2 to run', and only the sweep itself failed."""
+    spec = str(write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1]\n'))
+    (tmp_path / "afile").write_text("")
+    for extra in (["--dry-run"], ["--workers", "0"]):
+        with pytest.raises(SystemExit) as e:
+            main(["sweep", spec, "--db", str(tmp_path / "afile" / "x.db"), *extra])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "--db directory" in err and "it exists and is not a directory" in err, err
+    main(["sweep", spec, "--db", str(tmp_path / "new" / "deeper" / "x.db"), "--dry-run"])
+    assert "2 to run" in capsys.readouterr().out
+    assert not (tmp_path / "new").exists()  # checked, and nothing left made
+
+
 def test_a_progress_log_ends_with_the_runs_done_when_the_sweep_stops_early():
     """Off a terminal the last line came only at 100%: an interrupted sweep's log said 1/4
     done when 3 were."""

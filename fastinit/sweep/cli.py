@@ -132,7 +132,10 @@ def _run_sweep(a: argparse.Namespace) -> Any:
     if a.workers is not None and memory is not None:
         raise ValueError("--workers: only with a local pool or --dask local")
     if a.dry_run:
+        from fastinit.experiments._common import remove_empty
         from fastinit.sweep.store import Store, done_keys
+
+        remove_empty(_prepare_db(a.db, say=False))  # usable, as the sweep checks; none left
 
         runs = spec.keyed_runs()
         statuses: dict[str, str] = {}
@@ -163,15 +166,17 @@ def _run_sweep(a: argparse.Namespace) -> Any:
     return summary
 
 
-def _prepare_db(db: Path) -> None:
-    """Create the missing directories of ``--db`` (said in one line on stderr), or refuse
-    one that cannot be written to, naming ``--db`` (the rule of the experiments' ``--out``)."""
+def _prepare_db(db: Path, say: bool = True) -> list[Path]:
+    """Create the missing directories of ``--db`` (``say``: in one line on stderr), or refuse
+    one that cannot be written to, naming ``--db`` (the rule of the experiments' ``--out``);
+    the directories created, deepest first."""
     from fastinit.experiments._common import prepare_output
 
     created = prepare_output(db.parent, "--db directory")  # deepest first
-    if created:
+    if created and say:
         made = str(created[0])
         print(f"fastinit sweep: created the directory {made!r} for --db", file=sys.stderr)
+    return created
 
 
 # ----------------------------------------------------------------------------- report
