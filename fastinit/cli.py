@@ -188,7 +188,7 @@ def _histogram(sub: Any) -> None:
                    help="seed of inputs and weights")  # fmt: skip
     _dtype(p, "float64")
     _common(p, "histogram")
-    p.set_defaults(run=_run_histogram, sizes=("--layers", "--width", "--samples"))
+    p.set_defaults(run=_run_histogram, sizes=("--layers", "--width", "--samples", "--bins"))
 
 
 def _run_histogram(a: argparse.Namespace) -> Any:

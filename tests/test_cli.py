@@ -576,7 +576,7 @@ def test_planar_weights_with_nan_say_so_without_blaming_hidden(tmp_path, capsys)
 
 @pytest.mark.parametrize(
     ("command", "module", "function", "sizes"),
-    [("histogram", "histogram", "run_histogram", "--layers, --width or --samples"),
+    [("histogram", "histogram", "run_histogram", "--layers, --width, --samples or --bins"),
      ("depth", "depth", "run_depth", "--depths, --width or --samples"),
      ("mnist", "mnist", "run_mnist", "--hidden, --batch-size, --train-size or --iterations")],
 )  # fmt: skip
