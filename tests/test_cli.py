@@ -333,6 +333,14 @@ def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch, tmp_path, capsys):
     assert not out.exists()
 
 
+def _refused(argv, tmp_path, capsys):
+    """Run ``fastinit *argv`` into ``tmp_path/out``, quiet; check it exits 2; its stderr."""
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path / "out"), "--quiet"])
+    assert e.value.code == 2
+    return capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "option"),
     [
@@ -344,10 +352,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch, tmp_path, capsys):
     ],
 )
 def test_duplicate_inits_are_refused_naming_the_option(argv, option, tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        main([*argv, "--out", str(tmp_path / "out"), "--quiet"])
-    assert e.value.code == 2
-    err = capsys.readouterr().err
+    err = _refused(argv, tmp_path, capsys)
     assert option in err and "once" in err
     assert not (tmp_path / "out").exists()
 
@@ -373,10 +378,7 @@ def test_duplicate_inits_are_refused_naming_the_option(argv, option, tmp_path, c
 def test_a_repeated_or_unknown_added_init_is_an_error_naming_its_option(argv, message, tmp_path,
                                                                         capsys):  # fmt: skip
     # --add randn*0.01 beside --inits std=0.01 was reported as "inits: ... is given twice"
-    with pytest.raises(SystemExit) as e:
-        main([*argv, "--out", str(tmp_path / "out"), "--quiet"])
-    assert e.value.code == 2
-    err = capsys.readouterr().err
+    err = _refused(argv, tmp_path, capsys)
     assert err.startswith(f"fastinit {argv[0]}: error: {message}"), err
     assert "once" in err or "unknown" in err or "data-dependent" in err
     assert not (tmp_path / "out").exists()
@@ -679,10 +681,7 @@ def test_bad_arguments_into_an_earlier_runs_out_say_nothing_of_replacing(argv, t
     ],
 )
 def test_a_bad_value_is_named_by_its_option(argv, start, tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        main([*argv, "--out", str(tmp_path / "out"), "--quiet"])
-    assert e.value.code == 2
-    err = capsys.readouterr().err
+    err = _refused(argv, tmp_path, capsys)
     assert err.startswith(f"fastinit {argv[0]}: error: {start}"), err
 
 
@@ -735,10 +734,7 @@ def test_a_run_too_large_for_the_memory_is_refused_up_front_naming_its_options(
     argv, start, tmp_path, capsys
 ):
     # these ran until the memory ran out (or for ever), or failed after their work
-    with pytest.raises(SystemExit) as e:
-        main([*argv, "--out", str(tmp_path / "out"), "--quiet"])
-    assert e.value.code == 2
-    err = capsys.readouterr().err
+    err = _refused(argv, tmp_path, capsys)
     assert err.startswith(f"fastinit {argv[0]}: error: {start} for this machine's memory"), err
     assert "needs about" in err and "reduce --" not in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
@@ -763,10 +759,7 @@ def test_a_repeated_depth_or_a_bad_init_value_is_an_error_naming_its_option(
     argv, message, tmp_path, capsys
 ):
     # --depths 5,5 measured depth 5 once, silently; std=nan was an "unknown init"
-    with pytest.raises(SystemExit) as e:
-        main([*argv, "--out", str(tmp_path / "out"), "--quiet"])
-    assert e.value.code == 2
-    err = capsys.readouterr().err
+    err = _refused(argv, tmp_path, capsys)
     assert err == f"fastinit {argv[0]}: error: {message}\n", err
     assert not (tmp_path / "out").exists()
 
