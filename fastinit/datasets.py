@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 
 from fastinit._files import write_bytes
-from fastinit._validate import check_bool, check_dtype, check_int, check_seed
+from fastinit._validate import check_bool, check_dtype, check_int, check_seed, check_shape
 from fastinit.random import fill_normal
 
 __all__ = [
     "CACHE_DIR_ENV",
+    "MNIST_DIR_ENV",
     "MNIST_PAYLOAD_SHA256",
     "MNIST_SHA256",
     "cache_dir",
@@ -204,7 +205,11 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
         or data (expected N bytes, got M), or trailing bytes.
     FileNotFoundError
         If the file does not exist.
+    TypeError
+        If ``path`` is not a str or path-like (bytes included).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a file name, got {path!r}")
     path = Path(path)
     return _parse_file(path.read_bytes(), path)
 
@@ -395,7 +400,12 @@ def _mnist_source(path: str | os.PathLike[str] | None) -> tuple[Path, Mapping[st
 def _images(raw: np.ndarray, normalize: bool, flatten: bool, dtype: np.dtype) -> np.ndarray:
     # one pass, converting on the fly: the same values as astype(dtype) / 255
     x = np.divide(raw, dtype.type(255), dtype=dtype) if normalize else raw.astype(dtype)
-    return x.reshape(len(x), -1) if flatten else x.reshape(len(x), 1, *_IMAGE_SHAPE)
+    # math.prod, not -1: NumPy cannot infer a dimension of an empty split (0 images)
+    return (
+        x.reshape(len(x), math.prod(_IMAGE_SHAPE))
+        if flatten
+        else x.reshape(len(x), 1, *_IMAGE_SHAPE)
+    )
 
 
 def _labels(raw: np.ndarray, one_hot: bool, dtype: np.dtype) -> np.ndarray:
@@ -573,5 +583,6 @@ def gaussian(n: int, d: int, seed: int = 0, dtype: Any = "float32") -> np.ndarra
     n = check_int(n, "n", low=1)
     d = check_int(d, "d", low=1)
     seed = check_seed(seed)
+    check_shape((n, d), "(n, d)")  # an array NumPy could not make is refused by name
     out = np.empty((n, d), dtype=check_dtype(dtype))
     return fill_normal(out, 0.0, 1.0, seed=seed, stream=0)

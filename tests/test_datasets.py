@@ -133,6 +133,7 @@ def test_gaussian_uses_fastinit_rng(dtype):
         ((2.5, 3), {}, TypeError, "n: "),
         ((3, 3), {"seed": -1}, ValueError, "seed: "),
         ((3, 3), {"dtype": "int32"}, TypeError, "dtype: "),
+        ((10**10, 10**10), {}, ValueError, r"\(n, d\): "),
     ],
 )
 def test_gaussian_validates(args, kwargs, exc, pattern):
@@ -263,6 +264,17 @@ def test_mnist_env_var_directory(tmp_path, monkeypatch, gz):
     np.testing.assert_array_equal(tt, [0, 1, 2])
     raw = D.load_idx(next(tmp_path.glob("train-images*")))
     np.testing.assert_array_equal(x[:, 0] * 255, raw.astype(np.float32))
+
+
+def test_mnist_empty_split_keeps_the_documented_shapes(tmp_path):
+    # an IDX file of 0 images passes every check: its split is an empty (0, 784) array,
+    # not NumPy's "cannot reshape array of size 0 into shape (0,newaxis)"
+    write_small_mnist(tmp_path, n_train=2, n_test=0)
+    (x, t), (xt, tt) = D.load_mnist(path=tmp_path, one_hot_label=True)
+    assert x.shape == (2, 784) and xt.shape == (0, 784) and xt.dtype == np.float32
+    assert t.shape == (2, 10) and tt.shape == (0, 10)
+    _, (xt, tt) = D.load_mnist(path=tmp_path, flatten=False, normalize=False)
+    assert xt.shape == (0, 1, 28, 28) and tt.shape == (0,) and tt.dtype == np.int64
 
 
 def test_mnist_explicit_path_beats_env_var(tmp_path, monkeypatch):
@@ -480,6 +492,12 @@ def test_load_idx_errors_name_file(tmp_path, data, message):
     path = tmp_path / "bad-idx1-ubyte"
     path.write_bytes(data)
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {re.escape(message)}"):
+        D.load_idx(path)
+
+
+@pytest.mark.parametrize("path", [None, b"mnist-idx1-ubyte", 3])
+def test_load_idx_names_a_path_of_the_wrong_type(path):
+    with pytest.raises(TypeError, match=r"^path: expected a file name"):
         D.load_idx(path)
 
 
