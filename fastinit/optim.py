@@ -42,6 +42,11 @@ optimizer object per model: fitting the same model again with the same
 optimizer object continues from its state, like a PyTorch optimizer; a new
 optimizer object (or a name) starts afresh.  The scalar factors are computed in
 float64 and rounded once to the model dtype.
+
+``weight_decay``, and AdaGrad's ``eps``, are keyword-only: PyTorch's positional
+order differs (``SGD(params, lr, momentum, ...)``, ``Adagrad(params, lr,
+lr_decay, ...)``), and ``SGD(0.1, 0.9)`` ported from it would otherwise train
+with a decay of 0.9 instead of refusing.
 """
 
 from __future__ import annotations
@@ -272,7 +277,7 @@ def check_update(
             f"hyper: expected {N_HYPER} float64 values (Optimizer.hyper()), got "
             f"{getattr(hyper, 'dtype', type(hyper).__name__)} of shape {hyper_shape}"
         )
-    check_int(step, "step", low=1)
+    check_int(step, "step", low=1, high=2**63 - 1)
     dtype = np.dtype(p.dtype)
     if dtype not in DTYPES.values() or len(p.shape) != 1:
         raise ValueError(f"p: expected a 1-D float32 or float64 array, got {dtype} {p.shape}")
@@ -455,7 +460,7 @@ class SGD(Optimizer):
 
     code = SGD_CODE
 
-    def __init__(self, lr: float = 0.01, weight_decay: float = 0.0) -> None:
+    def __init__(self, lr: float = 0.01, *, weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
 
 
@@ -477,7 +482,9 @@ class Momentum(Optimizer):
     code = MOMENTUM
     n_slots = 1
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, lr: float = 0.01, momentum: float = 0.9, *, weight_decay: float = 0.0
+    ) -> None:
         super().__init__(lr, weight_decay)
         self.momentum = momentum
 
@@ -521,7 +528,7 @@ class AdaGrad(Optimizer):
     code = ADAGRAD
     n_slots = 1
 
-    def __init__(self, lr: float = 0.01, eps: float = 1e-10, weight_decay: float = 0.0) -> None:
+    def __init__(self, lr: float = 0.01, *, eps: float = 1e-10, weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
         self.eps = eps
 
@@ -550,7 +557,7 @@ class RMSprop(Optimizer):
     n_slots = 1
 
     def __init__(
-        self, lr: float = 0.01, decay: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0
+        self, lr: float = 0.01, decay: float = 0.99, eps: float = 1e-8, *, weight_decay: float = 0.0
     ) -> None:
         super().__init__(lr, weight_decay)
         self.decay = decay
@@ -589,6 +596,7 @@ class Adam(Optimizer):
         beta1: float = 0.9,
         beta2: float = 0.999,
         eps: float = 1e-8,
+        *,
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr, weight_decay)

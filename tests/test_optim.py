@@ -99,6 +99,23 @@ def test_twenty_steps_of_every_optimizer_match_pytorch():
             np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-13, err_msg=f"{name} {hyper}")
 
 
+def test_long_runs_with_large_eps_and_weight_decay_match_pytorch():
+    # eps comparable to sqrt(s): its placement (outside the root, after Adam's bias
+    # correction) and the zero initial accumulators show over 150 steps
+    torch = pytest.importorskip("torch")
+    for name, cls, hyper in [
+        ("momentum", optim.Momentum, {"lr": 0.1, "momentum": 0.5, "weight_decay": 0.05}),
+        ("adagrad", optim.AdaGrad, {"lr": 0.1, "eps": 0.01, "weight_decay": 0.05}),
+        ("rmsprop", optim.RMSprop, {"lr": 0.01, "decay": 0.5, "eps": 0.01, "weight_decay": 0.05}),
+        ("adam", optim.Adam, {"lr": 0.01, "beta1": 0.0, "beta2": 0.5, "eps": 0.01}),
+    ]:
+        model = _model()
+        want = _torch_run(torch, model, name, hyper, steps=150)
+        model.fit(X, Y, optimizer=cls(**hyper), sampling="full", iterations=150, progress=False)
+        for got, exp in zip((*model.weights, *model.biases), want, strict=True):
+            np.testing.assert_allclose(got, exp, rtol=1e-11, atol=1e-13, err_msg=f"{name} {hyper}")
+
+
 @pytest.mark.parametrize("name, cls, hyper", CASES[2:3] + CASES[-1:])
 def test_float32_step_is_close_to_float64_reference(name, cls, hyper):
     model = _model("float32")
@@ -275,7 +292,8 @@ def test_an_optimizer_pickles_and_a_model_pickled_with_it_keeps_its_state():
     import pickle
 
     opt = pickle.loads(pickle.dumps(optim.Adam(0.02, beta2=0.99, weight_decay=0.1)))
-    np.testing.assert_array_equal(opt.hyper(), optim.Adam(0.02, 0.9, 0.99, 1e-8, 0.1).hyper())
+    same = optim.Adam(0.02, 0.9, 0.99, 1e-8, weight_decay=0.1)
+    np.testing.assert_array_equal(opt.hyper(), same.hyper())
     model = _model()
     model.fit(X, Y, optimizer=opt, sampling="full", iterations=2, progress=False)
     copy, copy_opt = pickle.loads(pickle.dumps((model, opt)))
@@ -283,6 +301,23 @@ def test_an_optimizer_pickles_and_a_model_pickled_with_it_keeps_its_state():
         m.fit(X, Y, optimizer=o, sampling="full", iterations=2, progress=False)
     np.testing.assert_array_equal(copy._params, model._params)
     assert copy_opt.state_for(copy, copy._params.size, copy.dtype).step == 4
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optim.SGD(0.1, 0.9),  # torch's SGD(params, lr, momentum)
+        lambda: optim.Momentum(0.1, 0.9, 0.5),  # torch's third is dampening
+        lambda: optim.AdaGrad(0.1, 0.5),  # torch's Adagrad(params, lr, lr_decay)
+        lambda: optim.RMSprop(0.1, 0.9, 1e-8, 0.5),
+        lambda: optim.Adam(0.1, 0.9, 0.999, 1e-8, 0.5),
+    ],
+    ids=["SGD", "Momentum", "AdaGrad", "RMSprop", "Adam"],
+)
+def test_weight_decay_is_keyword_only(make):
+    # ported positionally from PyTorch, a second number would silently be a decay
+    with pytest.raises(TypeError, match="positional argument"):
+        make()
 
 
 def _update_operands(code: int = optim.ADAM, n: int = 6, **change) -> dict:
@@ -306,6 +341,7 @@ BAD_UPDATES = [
     ("short hyper", _update_operands(hyper=np.zeros(3)), "hyper"),
     ("float32 hyper", _update_operands(hyper=np.zeros(optim.N_HYPER, np.float32)), "hyper"),
     ("step 0", _update_operands(step=0), "step"),
+    ("step past int64", _update_operands(step=2**63), "step"),
     ("unknown code", _update_operands(code=99), "code"),
 ]
 
