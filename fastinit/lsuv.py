@@ -207,16 +207,25 @@ def _variance_meter(model: Any, X: np.ndarray) -> Callable[[int], float]:
         )
         std = float(stats[k, _train.F_PRE_STD])
         if not (math.isfinite(std) and std > 0):
-            why = (
-                "the pre-activations are constant over X_batch (dead units below it, constant "
-                f"inputs, or too few rows: X_batch has {X.shape[0]})"
-                if std == 0
-                else "the pre-activations overflowed (weights or X_batch far too large)"
-            )
             raise ValueError(
                 f"lsuv: layer {k}'s pre-activation variance on X_batch is {std * std!r}, "
-                f"expected a finite positive one to rescale: {why}"
+                f"expected a finite positive one to rescale: {_why(model, k, std, m)}"
             )
         return std * std
 
     return variance
+
+
+def _why(model: Any, k: int, std: float, rows: int) -> str:
+    """Why layer ``k``'s pre-activation ``std`` (0 or not finite) leaves nothing to rescale."""
+    if std != 0:
+        return "the pre-activations overflowed (weights or X_batch far too large)"
+    if not model._split(model._params)[k][0].any():
+        return (
+            f"layer {k}'s weights are all zero (a zeros init, kept by orthonormal=False), and "
+            "rescaling zeros leaves zeros: draw them at random or use orthonormal=True"
+        )
+    return (
+        "the pre-activations are constant over X_batch (dead units below it, constant "
+        f"inputs, or too few rows: X_batch has {rows})"
+    )

@@ -510,6 +510,20 @@ def test_feature_moments_match_numpy(dtype):
     np.testing.assert_allclose(feature_moments(huge)[1], [1e300, 1.0], rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+def test_feature_moments_of_other_float_dtypes(dtype):
+    # float16 (data stored compactly) raised numba's NotImplementedError("float16")
+    from fastinit.diagnostics import feature_moments
+
+    x = np.random.default_rng(3).standard_normal((50, 4)).astype(dtype)
+    x[:, 1] = 2.5
+    mean, std = feature_moments(x)
+    assert mean.dtype == std.dtype == np.float64
+    np.testing.assert_allclose(mean, x.astype(np.float64).mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(std, x.astype(np.float64).std(axis=0), rtol=1e-12)
+    assert std[1] == 0.0 and mean[1] == 2.5
+
+
 # ----------------------------------------------------------------------------- dead causes
 def test_vanishing_activations_caused_by_dead_units_name_them_not_the_weights():
     # He weights (the recommended scale) but a bias of -20 kills every unit of layer 0:

@@ -246,3 +246,13 @@ def test_a_variance_below_the_float32_factors_range_is_still_rescaled():
     var = output_variances(model, X.astype(np.float32))
     assert (np.abs(var - 1) < 0.1).all(), var
     np.testing.assert_allclose(record.variance, var, rtol=1e-4)
+
+
+def test_zero_weights_kept_by_orthonormal_false_are_named_as_the_cause():
+    # a zeros init kept as the starting point: the error blamed dead units, constant
+    # inputs or too few rows, none of which holds here
+    model = MLP([24, 8, 8, 3], init=["he_normal", "zeros", "he_normal"], seed=0, dtype="float64")
+    before = model._params.copy()
+    with pytest.raises(ValueError, match=r"layer 1's .*layer 1's weights are all zero"):
+        lsuv(model, X, orthonormal=False)
+    np.testing.assert_array_equal(model._params, before)
