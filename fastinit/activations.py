@@ -29,10 +29,10 @@ leaky_relu use the ``z > 0`` branch test).  Large ``|z|`` never overflows:
 sigmoid, tanh and softplus are computed from ``exp(-|z|)`` (tanh from
 ``expm1(-2|z|)``, exact near 0), derivatives like ``1 - tanh**2`` and
 ``s (1 - s)`` from the small tail directly (no cancellation), gelu_tanh
-evaluates its cubic on ``z`` clamped to [-10, 10] (where tanh is exactly +-1 in
-float32 and float64, so the result is unchanged), and no formula multiplies
-``0 * inf``.  exp, expm1 and log1p are the vectorizable versions below, within a
-few ulps of libm; erf (gelu) is libm's.
+evaluates its cubic on ``z`` clamped to [-25, 25] (where tanh is exactly +-1 and
+``1 - tanh**2`` is 0 in float32 and float64, so value and derivative are
+unchanged), and no formula multiplies ``0 * inf``.  exp, expm1 and log1p are the
+vectorizable versions below, within a few ulps of libm; erf (gelu) is libm's.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from fastinit._native import (
     kernel_factory,
     pointer_to,
 )
-from fastinit._validate import check_finite, check_positive
+from fastinit._validate import as_array, check_finite, check_positive
 
 __all__ = ["NAMES", "Activation", "activate", "apply", "get"]
 
@@ -84,7 +84,7 @@ _SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
 _INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
 _GELU_K = 0.7978845608028654  # sqrt(2 / pi)
 _GELU_C = 0.044715
-_GELU_CLAMP = 10.0
+_GELU_CLAMP = 25.0  # |u| = 577 there: exp(-2|u|) is 0 in float64 too, so 1 - tanh**2 is 0
 
 
 # ----------------------------------------------------------------------------- fast math
@@ -411,7 +411,7 @@ def gelu(z: float, p0: float, p1: float) -> tuple[float, float]:
 @njit(**_E)
 @_activation_doc()
 def gelu_tanh(z: float, p0: float, p1: float) -> tuple[float, float]:
-    """``0.5 z (1 + tanh(u))``, ``u = sqrt(2/pi) (z + 0.044715 z**3)`` (cubic on z in [-10, 10])."""
+    """``0.5 z (1 + tanh(u))``, ``u = sqrt(2/pi) (z + 0.044715 z**3)`` (cubic on z in [-25, 25])."""
     t = type(z)
     one, half = t(1.0), t(0.5)
     zc = fm.clamp(z, t(-_GELU_CLAMP), t(_GELU_CLAMP))
@@ -725,9 +725,16 @@ def apply(
     -------
     value, derivative : numpy.ndarray
         ``f(x)`` and ``f'(x)``, shaped and typed like ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not a real (bool, integer or float) array.
     """
     act = get(activation, **params)
-    x = np.asarray(x)
+    x = as_array(x, "x", "a real array")
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"x: expected a real array (float32 or float64), got {x.dtype}")
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
     deriv = np.array(x, order="C").reshape(-1)  # a fresh writeable copy: the input

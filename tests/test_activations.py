@@ -164,3 +164,24 @@ def test_float64_exp_expm1_log1p_within_three_ulps():
         nonzero = want != 0
         rel = np.abs((got[nonzero] - want[nonzero]) / want[nonzero])
         assert rel.max() < 3 * 2.0**-52
+
+
+def test_gelu_tanh_slope_decays_past_the_clamp_in_float64():
+    # the cubic was clamped to [-10, 10]: float64's 1 - tanh**2 is still 4e-38 there, so
+    # f'(z) stayed -2.8e-36 for every z < -10 (true: 2e-41 at -10.5, 0 far out)
+    x = np.array([-10.0, -10.5, -12.0, -15.0, -20.0])
+    u = np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)  # < 0: tanh(u) = -(1 - e) / (1 + e)
+    e = np.exp(2 * u)  # 1e-38 .. 1e-262, exact to a few ulps (no 1 + tanh cancellation)
+    sech2 = 4 * e / (1 + e) ** 2
+    want = e / (1 + e) + 0.5 * x * sech2 * np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * x * x)
+    deriv = activations.apply(x, "gelu_tanh")[1]
+    np.testing.assert_allclose(deriv, want, rtol=1e-2, atol=0)
+    assert (activations.apply(np.array([-30.0, -1e4, -3e38]), "gelu_tanh")[1] == 0).all()
+
+
+@pytest.mark.parametrize("x", [[1 + 2j], ["1.0"], ["abc"], [None, 1.0]])
+def test_apply_refuses_non_real_input_naming_x(x):
+    # complex lost its imaginary part (a ComplexWarning only), "1.0" was parsed as 1.0,
+    # None became NaN, and "abc" failed inside NumPy's cast, naming nothing
+    with pytest.raises(ValueError, match=r"^x: expected a real array"):
+        activations.apply(x, "tanh")
