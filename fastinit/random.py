@@ -891,6 +891,9 @@ def fill_truncated_normal(
     return out
 
 
+# the largest standardized bound |(a - mean) / std| used: its square, the deep-tail
+# sampler's, fits float64
+Z_CAP = 1e150
 # fewest distinct values of 2 Phi(x) - 1 on [alpha, beta] the inverse CDF is used with
 TRUNC_MIN_LEVELS = 4096
 CENTRAL, TAILS, REJECT = range(3)  # truncated-normal methods (truncation_constants)
@@ -918,8 +921,8 @@ def truncation_constants(
     constants : tuple
         ``CENTRAL``/``TAILS``: ``(lo2, span2, std * sqrt(2), mean, a, b)`` in
         ``dtype``.  ``REJECT``: ``(lo, hi, sign, mean, std, a, b)``, the
-        standardized interval mirrored to the upper tail (``sign`` -1 for a
-        lower one) in float64, ``a`` and ``b`` in ``dtype``.
+        standardized interval (capped at ``Z_CAP``) mirrored to the upper tail
+        (``sign`` -1 for a lower one) in float64, ``a`` and ``b`` in ``dtype``.
     method : int
         ``CENTRAL`` (the inverse CDF within erfinv's central range: beyond about
         2.5 std a float32 fill needs its tail branch, Keras' 2 std never does),
@@ -937,7 +940,10 @@ def truncation_constants(
     # every draw lies in [a, b], so the kernels' mean + offset needs |a - mean| and |b - mean|
     # to fit (the untruncated normal's Z_MAX std rule would refuse bounded draws)
     check_representable(max(b - mean, mean - a), "a, b: distance of a bound from mean", dtype)
-    alpha, beta = (a - mean) / std, (b - mean) / std
+    # standardized bounds capped at Z_CAP: beyond it every draw lies within std / |alpha| of
+    # the bound nearest the mean, i.e. on it, and the rejection sampler's lo**2 would overflow
+    # (a bound beyond the float64 range, (a - mean) / std = inf, gave NaN draws)
+    alpha, beta = (min(max((x - mean) / std, -Z_CAP), Z_CAP) for x in (a, b))
     lo2 = 2.0 * _norm_cdf(alpha) - 1.0
     hi2 = 2.0 * _norm_cdf(beta) - 1.0
     edge = 1.0 - (2.0**-24 if dtype == np.float32 else 2.0**-53)

@@ -119,6 +119,8 @@ def test_serial_and_parallel_paths_write_the_same_values(fill, dtype, monkeypatc
     """Fills under PARALLEL_MIN run serially, larger ones as a prange: same values."""
     sizes = (1, 3, 4, 7, 4 * 4096 + 5, 9 * 4 * 4096 + 3)  # partial blocks, several chunks
     serial = [fill(np.empty(n, dtype), seed=2, stream=7) for n in sizes]
+    big = fill(np.empty(fr.PARALLEL_MIN + 3, dtype), seed=2, stream=7)  # prange by its own rule
+    assert np.array_equal(big[: sizes[-1]], serial[-1])
     monkeypatch.setattr(fr, "PARALLEL_MIN", 0)
     for n, expected in zip(sizes, serial, strict=True):
         assert np.array_equal(fill(np.empty(n, dtype), seed=2, stream=7), expected)
@@ -267,6 +269,21 @@ def test_truncated_normal_deep_in_a_tail_matches_scipy(dtype, mean, std, a, b):
     ref = stats.truncnorm((a - mean) / std, (b - mean) / std, loc=mean, scale=std)
     assert stats.kstest(x.astype(np.float64), ref.cdf).pvalue > 1e-3
     assert abs(x.mean() - ref.mean()) < 5 * ref.std() / np.sqrt(N)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("mean", "std", "a", "b", "near"),
+    [(0, 1e-310, 1, 2, 1), (0, 1e-310, -2, -1, -1), (3, 1e-300, 2.0**33, 2.0**40, 2.0**33),
+     (0, 5e-324, 1, 1e30, 1), (0, 1e-200, 1, 2, 1), (1, 1e-160, -1, 0.5, 0.5)],
+)  # fmt: skip
+def test_truncated_normal_whose_standardized_bounds_overflow_gives_the_near_bound(
+    dtype, mean, std, a, b, near
+):
+    # (a - mean) / std beyond the float64 range (the first four): the draws lie within
+    # about std**2 / |a - mean| of the bound nearest the mean, i.e. on it; they were NaN
+    x = fr.fill_truncated_normal(np.empty(1001, dtype), mean, std, a, b, seed=1)
+    assert np.array_equal(x, np.full(1001, near, dtype))
 
 
 def test_deep_tail_values_depend_on_the_index_only(monkeypatch):
