@@ -1003,29 +1003,40 @@ def orthogonal(
     return out
 
 
-@njit(parallel=True, cache=True)
-def _zero_random_rows(w, count, k0, k1, s0, s1, base):
-    """In each column of ``w``, zero ``count`` distinct rows picked by a partial Fisher-Yates."""
-    rows, cols = w.shape
-    for c in prange(cols):
-        order = np.arange(rows)
-        for t in range(count):
-            j = t + _rng.uniform_index(k0, k1, s0, s1, base + c * rows + t, rows - t)
-            order[t], order[j] = order[j], order[t]
-            w[order[t], c] = 0.0
+@njit(inline="always", cache=True)
+def _pick_rows(w, c, count, keep, k0, k1, s0, s1, base):
+    """In column ``c`` of ``w``, pick ``count`` distinct rows by a partial Fisher-Yates
+    (draws ``base + c * rows + t``) and zero them, or with ``keep`` zero all the others."""
+    rows = w.shape[0]
+    order = np.arange(rows)
+    for t in range(count):
+        j = t + _rng.uniform_index(k0, k1, s0, s1, base + c * rows + t, rows - t)
+        order[t], order[j] = order[j], order[t]
+    for t in range(count, rows) if keep else range(count):
+        w[order[t], c] = 0.0
+
+
+@njit(cache=True)
+def _pick_rows_run(w, count, keep, k0, k1, s0, s1, base):
+    for c in range(w.shape[1]):
+        _pick_rows(w, c, count, keep, k0, k1, s0, s1, base)
 
 
 @njit(parallel=True, cache=True)
-def _keep_random_rows(w, count, k0, k1, s0, s1, base):
-    """In each column of ``w``, keep ``count`` distinct rows (partial Fisher-Yates), zero others."""
-    rows, cols = w.shape
-    for c in prange(cols):
-        order = np.arange(rows)
-        for t in range(count):
-            j = t + _rng.uniform_index(k0, k1, s0, s1, base + c * rows + t, rows - t)
-            order[t], order[j] = order[j], order[t]
-        for t in range(count, rows):
-            w[order[t], c] = 0.0
+def _pick_rows_kernel(w, count, keep, k0, k1, s0, s1, base):
+    for c in prange(w.shape[1]):
+        _pick_rows(w, c, count, keep, k0, k1, s0, s1, base)
+
+
+def _zero_rows(w: np.ndarray, count: int, keep: bool, seed: int, stream: int) -> None:
+    """Zero ``count`` random rows of each column of ``w`` (``keep``: all but ``count``),
+    from the stream's draws ``2 * w.size`` on; a prange over columns only for
+    ``random.PARALLEL_MIN`` elements or more, like the fills (same values)."""
+    args = (w, count, keep, *_rng.split_key(seed, stream), 2 * w.size)
+    if w.size >= _rng.PARALLEL_MIN:
+        _rng.run_parallel(_pick_rows_kernel, *args)
+    else:
+        _pick_rows_run(*args)
 
 
 def sparse(
@@ -1069,12 +1080,12 @@ def sparse(
     if sparsity > 1:
         raise ValueError(f"sparsity: expected a fraction in [0, 1], got {sparsity}")
     std = check_nonneg(std, "std")
-    words = _rng.split_key(seed, stream)
+    _rng.split_key(seed, stream)  # seed and stream checked before the shape
     shape, out = _target(shape, dtype, out, min_ndim=2)
     if len(shape) != 2:
         raise ValueError(f"shape: sparse needs a 2-D shape, got {shape}")
     _rng.fill_normal(out, 0.0, std, seed=seed, stream=stream)
-    _zero_random_rows(out, math.ceil(sparsity * shape[0]), *words, 2 * out.size)
+    _zero_rows(out, math.ceil(sparsity * shape[0]), False, seed, stream)
     return out
 
 
@@ -1111,12 +1122,12 @@ def martens_sparse(
     """
     k = check_int(k, "k", low=1)
     std = check_nonneg(std, "std")
-    words = _rng.split_key(seed, stream)
+    _rng.split_key(seed, stream)  # seed and stream checked before the shape
     shape, out = _target(shape, dtype, out, min_ndim=2)
     if len(shape) != 2:
         raise ValueError(f"shape: martens_sparse needs a 2-D shape, got {shape}")
     _rng.fill_normal(out, 0.0, std, seed=seed, stream=stream)
-    _keep_random_rows(out, min(k, shape[0]), *words, 2 * out.size)
+    _zero_rows(out, min(k, shape[0]), True, seed, stream)
     return out
 
 

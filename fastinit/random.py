@@ -47,6 +47,7 @@ why a uniform fill takes about 3.5x the time of ``ndarray.fill``.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -379,13 +380,38 @@ PARALLEL_MIN = 1 << 20  # elements: smaller fills run serially (see _fill)
 TOP_GRADIENT_STREAM = 2**32  # N(0, 1) output gradients: never a layer's stream (2k, 2k + 1)
 
 
+_PARALLEL_LOCK = threading.Lock()
+
+
+def run_parallel(kernel: Any, *args: Any) -> None:
+    """Call the ``prange`` kernel ``kernel(*args)``, one such call at a time in the process.
+
+    Where neither TBB nor OpenMP is installed, numba runs ``prange`` on its
+    workqueue threading layer, which aborts the whole process when two Python
+    threads (a thread pool, a multi-threaded Dask worker) launch parallel work at
+    once.  Each kernel uses every thread anyway, so taking turns costs nothing.
+    """
+    with _PARALLEL_LOCK:
+        kernel(*args)
+
+
+@njit(inline="always", cache=True)
+def _bits_block(out, k0, k1, s0, s1, b):
+    w = block_words(k0, k1, s0, s1, b)
+    for j in range(min(4, out.size - 4 * b)):
+        out[4 * b + j] = w[j]
+
+
+@njit(cache=True)
+def _bits_run(out, k0, k1, s0, s1):
+    for b in range((out.size + 3) // 4):
+        _bits_block(out, k0, k1, s0, s1, b)
+
+
 @njit(parallel=True, cache=True)
 def _bits_kernel(out, k0, k1, s0, s1):
-    n = out.size
-    for b in prange((n + 3) // 4):
-        w = block_words(k0, k1, s0, s1, b)
-        for j in range(min(4, n - 4 * b)):
-            out[4 * b + j] = w[j]
+    for b in prange((out.size + 3) // 4):
+        _bits_block(out, k0, k1, s0, s1, b)
 
 
 @njit(inline="always", cache=True)
@@ -653,7 +679,7 @@ def _fill(parallel: Any, run: Any, flat: np.ndarray, lanes: int, *params: Any) -
     nb = flat.size // lanes
     whole = flat[: lanes * nb]
     if flat.size >= PARALLEL_MIN:
-        parallel(whole, *params)
+        run_parallel(parallel, whole, *params)
     else:
         run(whole, 0, *params)
     if flat.size % lanes:
@@ -974,7 +1000,10 @@ def random_bits(n: int, *, seed: int = 0, stream: int = 0) -> np.ndarray:
         Word ``i`` is word ``i % 4`` of block ``i // 4``.
     """
     out = np.empty(_word_count(n), dtype=np.uint32)
-    _bits_kernel(out, *split_key(seed, stream))
+    if out.size >= PARALLEL_MIN:
+        run_parallel(_bits_kernel, out, *split_key(seed, stream))
+    else:
+        _bits_run(out, *split_key(seed, stream))
     return out
 
 

@@ -21,8 +21,9 @@ numba 0.68, NumPy's OpenBLAS 0.3.31; figures and commands in ``bench/``)
   row-major loops do not vectorize, so they train with the feature-major
   kernels of :mod:`fastinit.narrow` (12 -> 6 us per planar iteration).
 * numba's parallel backend is never entered during training (only the
-  initializers in :mod:`fastinit.random` use ``prange``, once, before
-  training, and only for arrays of ``PARALLEL_MIN`` elements or more).  Its
+  initializers in :mod:`fastinit.random` and :mod:`fastinit.init` use
+  ``prange``, once, before training, only for arrays of ``PARALLEL_MIN``
+  elements or more, and one call at a time: :func:`fastinit.random.run_parallel`).  Its
   OpenMP workers spin-wait after a ``prange`` and, sharing 2 cores with
   OpenBLAS's own spinning workers, made a step 50-100x slower (92 ms
   instead of 0.86 ms) unless ``OMP_WAIT_POLICY=passive`` was set by hand; a

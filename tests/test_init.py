@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from fastinit import _cuda, init
+from fastinit import random as fr
 
 SHAPE = (400, 300)  # fan_in, fan_out
 FAN_IN, FAN_OUT = SHAPE
@@ -277,6 +278,20 @@ def test_martens_sparse_k_per_unit():
     assert np.all((w != 0).sum(axis=0) == 15)
     small = init.martens_sparse((10, 4), k=15, seed=2)
     assert np.all(small != 0)
+
+
+@pytest.mark.parametrize("make", [init.sparse, init.martens_sparse])
+def test_sparse_runs_serially_under_parallel_min_with_the_same_zeros(make, monkeypatch):
+    # like the fills: no prange kernel to compile nor thread pool to start for a layer
+    monkeypatch.setattr(fr, "PARALLEL_MIN", 0)
+    parallel = make((40, 30), seed=4, dtype="float64")
+    monkeypatch.setattr(fr, "PARALLEL_MIN", 1 << 20)
+    monkeypatch.setattr(init, "_pick_rows_kernel", _refuse_prange)
+    assert np.array_equal(make((40, 30), seed=4, dtype="float64"), parallel)
+
+
+def _refuse_prange(*args):
+    raise AssertionError("a prange kernel ran for an array under PARALLEL_MIN")
 
 
 def test_constants_and_identity():

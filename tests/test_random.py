@@ -168,6 +168,38 @@ def test_same_values_for_one_and_two_threads(python_subprocess):
     assert one[1] == two[1]
 
 
+def test_prange_kernels_take_turns_across_python_threads(python_subprocess):
+    # numba's workqueue layer (no TBB or OpenMP installed) aborted the whole process
+    # ("Concurrent access has been detected") when two threads launched a prange at once
+    code = (
+        "import threading, numba, numpy as np\n"
+        "from fastinit import init, random as fr\n"
+        "fr.PARALLEL_MIN = 1000  # every call below takes the prange path\n"
+        "def work():\n"
+        "    for _ in range(20):\n"
+        "        fr.fill_normal(np.empty(50_003, np.float32), seed=3)\n"
+        "        fr.random_bits(10_000)\n"
+        "        init.sparse((300, 200), seed=1)\n"
+        "threads = [threading.Thread(target=work) for _ in range(4)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "print(numba.threading_layer())\n"
+    )
+    assert python_subprocess(code, NUMBA_THREADING_LAYER="workqueue").split() == ["workqueue"]
+
+
+def _refuse(*args):
+    raise AssertionError("a prange kernel ran for an array under PARALLEL_MIN")
+
+
+def test_random_bits_runs_serially_under_parallel_min_with_the_same_words(monkeypatch):
+    monkeypatch.setattr(fr, "PARALLEL_MIN", 0)
+    parallel = fr.random_bits(1003, seed=5, stream=2)
+    monkeypatch.setattr(fr, "PARALLEL_MIN", 1 << 20)
+    monkeypatch.setattr(fr, "_bits_kernel", _refuse)
+    assert np.array_equal(fr.random_bits(1003, seed=5, stream=2), parallel)
+
+
 def test_an_ndarray_subclass_out_gets_the_plain_arrays_values(python_subprocess):
     # np.matrix reshapes to (1, n), not (n,): the kernels wrote whole rows past its end
     # (the values of element 0 everywhere, then a segmentation fault on 300 x 200)
