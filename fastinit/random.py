@@ -390,6 +390,13 @@ def run_parallel(kernel: Any, *args: Any) -> None:
     workqueue threading layer, which aborts the whole process when two Python
     threads (a thread pool, a multi-threaded Dask worker) launch parallel work at
     once.  Each kernel uses every thread anyway, so taking turns costs nothing.
+
+    Parameters
+    ----------
+    kernel : numba dispatcher
+        A ``parallel=True`` kernel.
+    *args
+        Its arguments.
     """
     with _PARALLEL_LOCK:
         kernel(*args)
