@@ -155,6 +155,35 @@ def check_device_array(a: Any, name: str) -> None:
         raise TypeError(f"{name}: expected a numba CUDA device array, got {type(a).__name__}")
 
 
+def _byte_range(a: Any) -> tuple[int, int]:
+    """``[first, end)``: the device addresses that ``a``'s elements span (empty for no element)."""
+    face = getattr(a, "__cuda_array_interface__", None)  # the simulator's: a NumPy array's
+    start = (face if face is not None else a.__array_interface__)["data"][0]
+    if a.size == 0:
+        return start, start
+    reach = [(n - 1) * s for n, s in zip(a.shape, a.strides, strict=True)]
+    first = start + sum(r for r in reach if r < 0)
+    return first, start + sum(r for r in reach if r > 0) + a.dtype.itemsize
+
+
+def may_share_memory(a: Any, b: Any) -> bool:
+    """Whether two device arrays' address ranges overlap (:func:`numpy.may_share_memory`'s rule).
+
+    Bounds only: interleaved views (``d[::2]``, ``d[1::2]``) count as overlapping.
+
+    Parameters
+    ----------
+    a, b : numba CUDA device arrays
+
+    Returns
+    -------
+    bool
+        True when some address lies in both ranges.
+    """
+    (a0, a1), (b0, b1) = _byte_range(a), _byte_range(b)
+    return a0 < b1 and b0 < a1
+
+
 def to_host(a: Any) -> Any:
     """A device array's values as a NumPy array, whatever the signs of its strides.
 

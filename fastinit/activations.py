@@ -707,6 +707,30 @@ def name_of_code(code: int) -> str:
     return _NAME_OF_CODE[int(code)]
 
 
+def real_input(x: Any) -> np.ndarray:
+    """``x`` as a float32 or float64 array (other real dtypes as float64) for :func:`apply`.
+
+    Parameters
+    ----------
+    x : array_like
+        Bool, integer or float values.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``x`` itself where it is float32 or float64, else a float64 copy.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not a real array (complex, text, objects), naming ``x``.
+    """
+    x = as_array(x, "x", "a real array")
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"x: expected a real array (float32 or float64), got {x.dtype}")
+    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
+
+
 def apply(
     x: np.ndarray, activation: Any = "relu", **params: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -732,11 +756,7 @@ def apply(
         If ``x`` is not a real (bool, integer or float) array.
     """
     act = get(activation, **params)
-    x = as_array(x, "x", "a real array")
-    if x.dtype.kind not in "biuf":
-        raise ValueError(f"x: expected a real array (float32 or float64), got {x.dtype}")
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
+    x = real_input(x)
     deriv = np.array(x, order="C").reshape(-1)  # a fresh writeable copy: the input
     value = np.empty_like(deriv)
     _apply(activation_kernel(act.code, x.dtype), value, deriv, *act.values)

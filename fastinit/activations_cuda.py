@@ -7,7 +7,7 @@ written with CUDA's libdevice ``exp``, ``expm1``, ``log1p``, ``erf`` (the CPU
 module's vectorizable polynomials exist only for its SIMD loops), so results
 agree to a few float32 ulps, and they are stable the same way: sigmoid, tanh and
 softplus from ``exp(-|z|)``, ``1 - tanh**2`` and ``s (1 - s)`` from the small
-tail, gelu_tanh's cubic on ``z`` clamped to [-10, 10].
+tail, gelu_tanh's cubic on ``z`` clamped to the CPU's ``[-_GELU_CLAMP, _GELU_CLAMP]``.
 
 Nothing here imports ``numba.cuda`` at import time: :func:`device_functions`
 builds the device functions on first use (through :mod:`fastinit._cuda`).
@@ -168,13 +168,16 @@ def apply(
     -------
     value, derivative : numpy.ndarray
         ``f(x)`` and ``f'(x)`` (host arrays), shaped and typed like ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not a real (bool, integer or float) array.
     """
     from fastinit.dense_cuda import configure
 
     act = _act.get(activation, **params)
-    x = np.asarray(x)
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
+    x = _act.real_input(x)  # the CPU twin's checks, message for message
     global cuda  # a module global: the simulator swaps the module in kernels' globals
     cuda = cuda_module()
     flat = np.ascontiguousarray(x).reshape(-1)

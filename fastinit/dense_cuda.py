@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from fastinit._cuda import check_device_array, cuda_module, simulator_enabled
+from fastinit._cuda import check_device_array, cuda_module, may_share_memory, simulator_enabled
 from fastinit._validate import DTYPES
 from fastinit.activations import IDENTITY
 from fastinit.dense import ACT, B_OFF, FAN_IN, FAN_OUT, W_OFF
@@ -579,7 +579,9 @@ def gemm(case: str, a: Any, b: Any, c: Any, alpha: float = 1.0, beta: float = 0.
     ValueError
         If ``case`` is unknown, the shapes or dtypes do not match (the kernel
         takes its sizes from ``a`` and ``b`` and would read and write out of
-        bounds) or the dtype is not float32 or float64.
+        bounds), the dtype is not float32 or float64, or ``c`` overlaps ``a`` or
+        ``b`` (:func:`fastinit._cuda.may_share_memory`: blocks would read tiles
+        that others have already overwritten).
     """
     if case not in ("NN", "TN", "NT"):
         raise ValueError(f"case: expected 'NN', 'TN' or 'NT', got {case!r}")
@@ -598,6 +600,9 @@ def gemm(case: str, a: Any, b: Any, c: Any, alpha: float = 1.0, beta: float = 0.
         raise ValueError(f"c: expected float32 or float64, got {dtype}")
     if np.dtype(a.dtype) != dtype or np.dtype(b.dtype) != dtype:
         raise ValueError(f"a, b: expected c's dtype {dtype}, got {a.dtype} and {b.dtype}")
+    for name, x in (("a", a), ("b", b)):  # blocks read every tile of a and b as others write c
+        if may_share_memory(x, c):
+            raise ValueError(f"c: expected memory apart from {name}'s; write the product elsewhere")
     if m == 0 or n == 0:  # c is empty: nothing to write, and no block to launch
         return
     grid, block, small = gemm_grid(m, n)

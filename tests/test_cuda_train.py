@@ -63,6 +63,17 @@ def test_every_activation_value_and_derivative(dtype):
             np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=str(spec))
 
 
+@pytest.mark.parametrize("x", [[1 + 2j], ["1.0"], [None, 1.0]])
+def test_activation_apply_refuses_non_real_input_as_on_the_cpu(x):
+    # the twin cast it to float64 as the CPU once did: complex lost its imaginary part
+    # (a ComplexWarning only), "1.0" was parsed, None failed inside NumPy naming nothing
+    from fastinit import activations_cuda
+
+    for apply in (activations.apply, activations_cuda.apply):
+        with pytest.raises(ValueError, match=r"^x: expected a real array"):
+            apply(x, "tanh")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_loss_value_and_gradient(dtype):
     from fastinit import losses_cuda
@@ -168,6 +179,46 @@ def test_gemm_refuses_operands_that_do_not_match():
     ints = [cuda.to_device(np.ones(shape, np.int32)) for shape in ((3, 5), (5, 2), (3, 2))]
     with pytest.raises(ValueError, match=r"^c: expected float32 or float64, got int32"):
         gemm("NN", *ints)  # no integer kernel: the tiles accumulate in c's type
+
+
+def test_gemm_refuses_a_c_that_overlaps_an_operand():
+    # blocks read tiles of a and b while others write theirs of c: c = a @ b in place was
+    # silently wrong (29.7 off for a 10 x 10 product under the simulator; a race on a GPU)
+    from fastinit._cuda import cuda_module
+    from fastinit.dense_cuda import gemm
+
+    cuda = cuda_module()
+    a = cuda.to_device(np.arange(100, dtype=np.float32).reshape(10, 10))
+    before = a.copy_to_host()
+    apart = cuda.to_device(np.ones((4, 10), np.float32))
+    for case, ops, name in [("NN", (a, a[:, ::-1], a), "a"), ("NT", (a[2:7], a, a[:5]), "a"),
+                            ("TN", (apart, a[6:], a), "b")]:  # fmt: skip
+        with pytest.raises(ValueError, match=rf"^c: expected memory apart from {name}'s"):
+            gemm(case, *ops)
+    np.testing.assert_array_equal(a.copy_to_host(), before)  # refused before any launch
+    c = cuda.to_device(np.zeros((5, 10), np.float32))
+    gemm("NN", a[:5], a, c)  # the operands may share memory; only c must be apart
+    np.testing.assert_allclose(c.copy_to_host(), before[:5] @ before, rtol=1e-6)
+
+
+class _InterfaceArray:
+    """A NumPy view seen as a GPU's DeviceNDArray is: ``__cuda_array_interface__`` (the
+    simulator's arrays have none) with the address of element 0, shape and strides."""
+
+    def __init__(self, a):
+        self.shape, self.strides, self.dtype, self.size = a.shape, a.strides, a.dtype, a.size
+        self.__cuda_array_interface__ = {"data": (a.__array_interface__["data"][0], False)}
+
+
+def test_may_share_memory_reads_a_gpu_arrays_interface_as_numpy_does():
+    from fastinit._cuda import may_share_memory
+
+    m = np.zeros((6, 8), np.float32)
+    views = [m, m[:3], m[3:], m[::-1], m[:, ::-1][2:4], m[1:2, 7:], m[5:, :1], m[:0], m.T[3:]]
+    for a in views:
+        for b in views:
+            want = np.may_share_memory(a, b)
+            assert may_share_memory(_InterfaceArray(a), _InterfaceArray(b)) == want, (a, b)
 
 
 @pytest.mark.parametrize("host", ["a", "b", "c"])
