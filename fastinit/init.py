@@ -704,15 +704,16 @@ _GAIN_ONE = (
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """PyTorch's recommended gain for a nonlinearity.
 
-    =================  ======================================
-    nonlinearity       gain
-    =================  ======================================
+    ================================  ===========================================
+    nonlinearity                      gain
+    ================================  ===========================================
     linear, conv*, identity, sigmoid  1
-    tanh               5/3
-    relu               sqrt(2)
-    leaky_relu         sqrt(2 / (1 + negative_slope^2)), slope 0.01 by default
-    selu               3/4
-    =================  ======================================
+    tanh                              5/3
+    relu                              sqrt(2)
+    leaky_relu                        sqrt(2 / (1 + negative_slope^2)), slope 0.01
+                                      by default
+    selu                              3/4
+    ================================  ===========================================
 
     Parameters
     ----------
