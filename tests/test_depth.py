@@ -11,6 +11,8 @@ from fastinit import random as frandom
 from fastinit.cli import main
 from fastinit.experiments.depth import (
     TOP_GRADIENT_STREAM,
+    backward,
+    forward,
     layer_statistics,
     run_depth,
 )
@@ -186,3 +188,52 @@ def test_depth_summary_of_huge_finite_values_has_a_finite_mean_beside_its_std():
     assert row["act_std_per_layer"] == pytest.approx([1.6e308, 1.0]) == row["grad_std_per_layer"]
     assert r.table().splitlines()[2].split()[3:6] == ["1.6e+308", "±", "1.414e+307"]
     json.dumps(r.summary(), allow_nan=False)  # no inf: summary.json stays valid JSON
+
+
+# ----------------------------------------------------------------------------- audit 6 fixes
+def _scaled_std_mean(a, scale):
+    """The oracle: NumPy's std and mean of ``a / scale``, times ``scale`` (float64)."""
+    b = np.asarray(a, dtype=np.float64) / scale
+    return b.std() * scale, b.mean() * scale
+
+
+def test_finite_signals_whose_squares_overflow_have_a_finite_spread():
+    # identity layers of std 1e3 (width 16): the signal grows ~4e3 per layer, 1e200 at layer 56;
+    # numpy's a.std() squared it past the float range: inf (the run 'diverged', the table
+    # said 'overflow') though every activation and gradient was finite
+    x = datasets.gaussian(8, 16, seed=0, dtype="float64")
+    ws = [init.normal((16, 16), std=1e3, seed=0, stream=k, dtype="float64") for k in range(56)]
+    g = np.ones_like(x)
+    stats = layer_statistics(x, ws, "identity", (56,), g)[56]
+    acts, derivs = forward(x, ws, "identity")
+    grads = backward(g, ws, derivs)
+    assert np.isfinite(acts[-1]).all() and np.abs(acts[-1]).max() > 1e190
+    assert np.isfinite(grads[0]).all() and np.abs(grads[0]).max() > 1e190
+    for k in range(56):
+        scale = float(np.abs(acts[k]).max())
+        a_std, a_mean = _scaled_std_mean(acts[k], scale)
+        g_std, _ = _scaled_std_mean(grads[k], float(np.abs(grads[k]).max()))
+        np.testing.assert_allclose(stats["act_std"][k], a_std, rtol=1e-12)
+        np.testing.assert_allclose(stats["act_mean"][k], a_mean, rtol=1e-12, atol=1e-12 * scale)
+        np.testing.assert_allclose(stats["grad_std"][k], g_std, rtol=1e-12)
+
+
+def test_float32_signals_beyond_1e19_have_a_finite_spread_and_the_run_is_ok():
+    # std=1 ReLU in float32: activations pass 1e19 by layer 30, their squares overflow float32
+    from fastinit.sweep.runners import full_config, run
+
+    r = run_depth(("std=1",), ("relu",), depths=(30,), width=64, samples=8, dtype="float32",
+                  progress=False)  # fmt: skip
+    key = ("std=1", "relu", 30)
+    x = datasets.gaussian(8, 64, seed=0, dtype="float32")
+    ws = [init.normal((64, 64), std=1.0, seed=0, stream=k + 1, dtype="float32") for k in range(30)]
+    acts, _ = forward(x, ws, "relu")
+    assert acts[-1].dtype == np.float32 and np.abs(acts[-1]).max() > 1e20
+    oracle = [a.astype(np.float64).std() for a in acts]
+    np.testing.assert_allclose(r.act_std[key][0], oracle, rtol=1e-5)
+    assert "overflow" not in r.table()
+    cfg = full_config("depth", {"init": "std=1", "depth": 30, "width": 64, "samples": 8,
+                                "dtype": "float32"})  # fmt: skip
+    result = run(cfg)
+    assert result["status"] == "ok", result["metrics"]
+    assert result["metrics"]["act_std_last"] == pytest.approx(oracle[-1], rel=1e-5)
