@@ -1142,3 +1142,24 @@ def test_check_memory_never_names_a_size_whose_smallest_value_would_grow_the_run
 def test_symmetry_every_above_the_iterations_measures_the_start_and_the_end():
     r = run_symmetry(("zeros",), iterations=3, every=10, progress=False)
     assert r.checkpoints == [0, 3]
+
+
+# ----------------------------------------------------------------------------- audit 6 fixes
+def test_mnist_table_prints_the_loss_every_100_iterations():
+    # as the book prints it during training: iterations 0, 100, ...; the mean over the seeds
+    # whose loss is finite there, n/a where none is
+    he = np.arange(250.0)[None, :] / 100 + np.array([[1.0], [3.0]])
+    diverged = np.full((2, 250), np.nan)
+    diverged[:, :150] = 7.0
+    r = MnistResult({"seeds": 2, "seed": 0, "iterations": 250},
+                    curves={"he": he, "bad": diverged},
+                    test_accuracy={"he": np.array([0.5, 0.7]), "bad": np.full(2, np.nan)},
+                    status={"he": ["ok", "ok"], "bad": ["diverged", "diverged"]})  # fmt: skip
+    lines = r.table().splitlines()
+    start = next(i for i, s in enumerate(lines) if s.split()[:3] == ["iteration", "he", "bad"])
+    assert [s.split() for s in lines[start + 2 : start + 5]] == [
+        ["0", "2.0000", "7.0000"],
+        ["100", "3.0000", "7.0000"],
+        ["200", "4.0000", "n/a"],
+    ]
+    assert len(lines) == start + 5 or not lines[start + 5].split()[0].isdigit()

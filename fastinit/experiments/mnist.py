@@ -39,6 +39,7 @@ from fastinit.experiments._common import (
     check_hidden,
     check_memory,
     check_seed_range,
+    fixed,
     parse_inits,
     prepared_output,
     provenance,
@@ -53,6 +54,7 @@ from fastinit.train import batch_rows, fit_many
 
 DEFAULT_INITS = ("std=0.01", "xavier", "he")
 MARKERS = ("o", "s", "D", "^", "v", "x", "*", "P")
+LOSS_EVERY = 100  # the book prints the loss every 100 iterations
 
 
 @dataclass
@@ -156,7 +158,10 @@ class MnistResult:
         str
             The aligned table, then a line per init with diverged seeds, one
             saying which seeds the cells are over (several seeds) and one
-            with the training speed.
+            with the training speed; then, as the book prints while training,
+            the minibatch loss of iterations 0, 100, 200, ... per init (the
+            rows of ``loss_curves.csv``; over several seeds the mean of the
+            finite ones, "n/a" where none is).
         """
         rows = [
             (name, *(spread_cell(r[k], r[f"{k}_std"]) for k in ("final_loss", "test_accuracy")))
@@ -170,7 +175,20 @@ class MnistResult:
             if diverged:
                 lines.append(f"{name}: {diverged} of {len(status)} seeds diverged (left out)")
         lines.append(f"{self.iterations_per_second:.0f} training iterations/s")
-        return "\n".join(lines)
+        return "\n".join([*lines, "", self._loss_table()])
+
+    def _loss_table(self) -> str:
+        """The minibatch loss every ``LOSS_EVERY`` iterations per init, titled."""
+        names = list(self.curves)
+        length = max((c.shape[1] for c in self.curves.values()), default=0)
+        rows = []
+        for i in range(0, length, LOSS_EVERY):
+            finite = [c[:, i][np.isfinite(c[:, i])] for c in self.curves.values()]
+            rows.append((str(i), *(fixed(float(v.mean())) if v.size else "n/a" for v in finite)))
+        seeds = max((len(c) for c in self.curves.values()), default=0)
+        over = "; mean over the seeds" if seeds > 1 else ""
+        title = f"minibatch loss every {LOSS_EVERY} iterations (before the update{over})"
+        return title + "\n" + text_table(("iteration", *names), rows, ">" * (len(names) + 1))
 
 
 def run_mnist(

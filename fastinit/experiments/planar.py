@@ -87,8 +87,9 @@ class PlanarResult:
         Returns
         -------
         dict
-            ``results``: ``{init: {...}}`` with ``final_cost``, ``cost_every_1000``
-            (the cost at iterations 0, 1000, ...), ``train_accuracy``,
+            ``results``: ``{init: {...}}`` with ``final_cost`` (the last entry of
+            ``costs``: as in the notebook's list, the cost before the last update),
+            ``cost_every_1000`` (the cost at iterations 0, 1000, ...), ``train_accuracy``,
             ``test_accuracy`` and ``status``; and the provenance (``config``,
             versions, ``created``).
         """
