@@ -50,6 +50,24 @@ def test_smooth_curve_is_the_books_kaiser_window():
     np.testing.assert_allclose(y[100], np.dot(w, x[95:106]))
 
 
+def test_histogram_stats_of_finite_float32_signals_past_1e19_are_finite():
+    # std=1e4 ReLU: layer 5's activations reach about 1e22, finite in float32, but their
+    # squares overflow it: a.std() gave inf (shown as overflow) for a finite signal
+    r = run_histogram(("std=1e4",), ("relu",), layers=5, width=16, samples=8, dtype="float32",
+                      progress=False)  # fmt: skip
+    x = datasets.gaussian(8, 16, seed=0, dtype="float32")
+    a = x
+    for k, s in enumerate(r.stats):
+        w = init.normal((16, 16), std=1e4, seed=0, stream=k + 1, dtype="float32")
+        a = np.maximum(a @ w, np.float32(0))
+        assert a.dtype == np.float32 and np.isfinite(a).all()
+        wide = a.astype(np.float64)
+        assert s.act_std == pytest.approx(wide.std(), rel=1e-5)
+        assert s.act_mean == pytest.approx(wide.mean(), rel=1e-5)
+        assert math.isfinite(s.grad_std)
+    assert np.abs(a).max() > 1e20
+
+
 def test_histogram_experiment(tmp_path):
     r = run_histogram(layers=3, width=40, samples=200, bins=10, out=tmp_path)
     for f in ("summary.json", "layer_stats.csv", "histograms.csv"):

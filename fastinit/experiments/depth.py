@@ -30,7 +30,6 @@ The forward/backward helpers (:func:`forward`, :func:`backward`,
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from fastinit.experiments._common import (
     Output,
     check_memory,
     check_seed_range,
+    moments,
     parse_activations,
     parse_inits,
     prepared_output,
@@ -206,7 +206,7 @@ def layer_statistics(
     top = max(depths)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         acts, derivs = forward(x, weights[:top], activation)
-        act_mean, act_std = np.array([_moments(a) for a in acts]).T
+        act_mean, act_std = np.array([moments(a) for a in acts]).T
         del acts
         out = {}
         for depth in depths:
@@ -214,26 +214,9 @@ def layer_statistics(
             out[depth] = {
                 "act_mean": act_mean[:depth].copy(),
                 "act_std": act_std[:depth].copy(),
-                "grad_std": np.array([_moments(g)[1] for g in grads]),
+                "grad_std": np.array([moments(g)[1] for g in grads]),
             }
     return out
-
-
-def _moments(a: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation (ddof 0) of every entry of ``a``, as floats.
-
-    NumPy's ``a.mean()`` and ``a.std()``, except that finite entries whose sum or
-    squares overflow ``a``'s type (float64 signals past 1e154, float32 past 1e19)
-    are scaled by a power of two first, so that a finite signal has a
-    finite spread; non-finite entries give non-finite results, as NumPy's.
-    """
-    mean, std = float(a.mean()), float(a.std())
-    if (np.isfinite(mean) and np.isfinite(std)) or not np.isfinite(a).all():
-        return mean, std
-    _, exponent = np.frexp(np.max(np.abs(a)))
-    e = int(exponent)
-    scaled = np.ldexp(a, -e)  # every entry below 1 in magnitude, in a's type
-    return math.ldexp(float(scaled.mean()), e), math.ldexp(float(scaled.std()), e)
 
 
 # ----------------------------------------------------------------------------- result

@@ -32,6 +32,7 @@ from fastinit.experiments._common import (
     Output,
     check_memory,
     fixed,
+    moments,
     parse_activations,
     parse_inits,
     prepared_output,
@@ -321,10 +322,9 @@ def _measure(result: HistogramResult, specs: list, activations: tuple, bar: Prog
                             spec.name,
                             name,
                             k + 1,
-                            float(acts[k].mean()),
-                            float(acts[k].std()),
+                            *moments(acts[k]),
                             *_saturated_and_dead(name, acts[k], derivs[k]),
-                            float(grads[k].std()),
+                            moments(grads[k])[1],
                         )
                     )
             bar.update(len(result.act_counts))
