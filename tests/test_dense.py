@@ -97,3 +97,97 @@ def test_scalars_of_any_numeric_type_reach_the_kernels_as_int64_and_float64(pyth
     lines = python_subprocess(code).split("\n")
     one, two = "[3.0, 3.0, 12.0, 12.0]", "[6.0, 6.0, 24.0, 24.0]"
     assert lines[:3] == [one, two, one]
+
+
+def _refused(ta, a, tb, b, c):
+    """``_gemm`` on these operands; the ValueError's message (none: fails)."""
+    ops = dense.ops_table(c.dtype)
+    with pytest.raises(ValueError) as err:
+        _gemm(ops, ta, a, tb, b, 1.0, 0.0, c)
+    return str(err.value)
+
+
+def test_gemm_refuses_operands_whose_shapes_do_not_agree():
+    # the kernel took its sizes from c and a: it read 4 of b's 5 rows, or past b's end
+    N, T = dense.NO_TRANS, dense.TRANS
+    a, c = np.ones((3, 4)), np.zeros((3, 2))
+    assert _refused(N, a, N, np.ones((5, 2)), c).startswith("a, b: ")
+    assert _refused(N, a, T, np.ones((2, 3)), c).startswith("a, b: ")
+    assert _refused(N, a, N, np.ones((4, 3)), c).startswith("c: ")
+    assert _refused(T, a, N, np.ones((3, 2)), np.zeros((3, 2))).startswith("c: ")
+
+
+def test_gemm_refuses_mixed_dtypes():
+    # a float64 a through the float32 kernel was read as pairs of float32: garbage
+    a = np.ones((3, 4))
+    b, c = np.ones((4, 2), np.float32), np.zeros((3, 2), np.float32)
+    assert _refused(dense.NO_TRANS, a, dense.NO_TRANS, b, c).startswith("a, b: ")
+
+
+def _cols(x, pad=1):
+    """``x``'s values as a column slice of a wider buffer (numba's any-layout type: the
+    tests below share one compiled signature)."""
+    buf = np.zeros((x.shape[0], x.shape[1] + pad), x.dtype)
+    buf[:, : x.shape[1]] = x
+    return buf[:, : x.shape[1]]
+
+
+def test_gemm_refuses_rows_that_are_not_contiguous_and_ascending():
+    # a c with strided columns was written with a leading dimension that skips
+    # them; a reversed a (negative row stride) made BLAS refuse the call and
+    # leave c stale: both silent
+    N, rng = dense.NO_TRANS, np.random.default_rng(1)
+    a, b = _cols(rng.standard_normal((3, 4))), _cols(rng.standard_normal((4, 2)))
+    assert _refused(N, a, N, b, np.zeros((2, 4))[:, :3].T).startswith("c: ")
+    assert _refused(N, a[::-1], N, b, _cols(np.zeros((3, 2)))).startswith("a: ")
+    assert _refused(N, a, N, np.zeros((2, 5))[:, :4].T, _cols(np.zeros((3, 2)))).startswith("b: ")
+
+
+def test_gemm_refuses_a_result_overlapping_an_operand():
+    # c = a @ b written into a itself reads rows of a already overwritten
+    N = dense.NO_TRANS
+    a, b = _cols(np.arange(9.0).reshape(3, 3)), _cols(np.ones((3, 3)))
+    assert _refused(N, a, N, b, a).startswith("c: ")
+    assert _refused(N, b, N, a, a[:, :]).startswith("c: ")
+    buf = np.zeros((3, 6))
+    assert _refused(N, buf[:, :3], N, b, buf[:, 3:]).startswith("c: ")
+
+
+def test_gemm_on_a_one_row_view_whose_row_stride_is_one_element():
+    # x.T of an (k, 1) column is (1, k) with strides (8, 8): its leading dimension
+    # went to BLAS as 1 < k, which refused the call ("parameter number 10 had an
+    # illegal value") and left c stale
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((40, 1)).T
+    b = rng.standard_normal((40, 30))
+    assert a.strides == (8, 8) and a.shape[1] * b.shape[1] >= dense.BLAS_MIN_FLOPS
+    c = np.full((1, 30), np.nan)
+    _gemm(dense.ops_table(np.float64), dense.NO_TRANS, a, dense.NO_TRANS, b, 1.0, 0.0, c)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "name, shapes",
+    [
+        ("g", {"g": (7, 4)}),
+        ("db", {"db": (4,)}),
+        ("b", {"b": (6,)}),
+    ],
+)
+def test_derivative_and_sums_refuses_operands_that_do_not_agree(name, shapes):
+    m, n = 7, 5
+    arrays = {k: np.ones(shapes.get(k, s)) for k, s in
+              {"g": (m, n), "d": (m, n), "db": (n,), "b": (n,)}.items()}  # fmt: skip
+    with pytest.raises(ValueError, match=rf"^{name}: "):
+        _sums(dense.ops_table(np.float64), arrays["g"], arrays["d"], arrays["db"], 3,
+              arrays["b"], 0.1, 0.0)  # fmt: skip
+
+
+def test_derivative_and_sums_refuses_strided_and_mixed_operands():
+    # the pass runs flat over g and d: a column slice was read as whole rows
+    m, n = 7, 5
+    g, d, db, b = np.ones((m, 2 * n))[:, :n], np.ones((m, n)), np.zeros(n), np.zeros(n)
+    with pytest.raises(ValueError, match=r"^g: "):
+        _sums(dense.ops_table(np.float64), g, d, db, 3, b, 0.1, 0.0)
+    with pytest.raises(ValueError, match=r"^g, db, b: "):
+        _sums(dense.ops_table(np.float64), np.ones((m, n), np.float32), d, db, 3, b, 0.1, 0.0)

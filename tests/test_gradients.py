@@ -94,3 +94,22 @@ def test_wide_layers_take_the_blas_path_and_agree():
     for (dw, db), (rw, rb) in zip(grads, want, strict=True):
         np.testing.assert_allclose(dw, rw, rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(db, rb, rtol=1e-10, atol=1e-13)
+
+
+def test_one_row_of_a_transposed_column_takes_the_blas_path_and_agrees():
+    # x.T of a (40, 1) column is C-contiguous with strides (8, 8): used in place, its
+    # row stride went to BLAS as a leading dimension of 1 < 40, which refused the
+    # product ("parameter number 10 had an illegal value"): loss and gradients from
+    # stale work memory, silently
+    x = RNG.normal(size=(40, 1)).T
+    assert x.flags.c_contiguous and x.strides == (8, 8)
+    y = np.array([3])
+    model = MLP([40, 48, 10], activation="relu", seed=5, dtype="float64")
+    value, grads = model.loss_and_grads(x, y)
+    want_value, want = ref.loss_and_grads(
+        list(model.weights), list(model.biases), [("relu", {})], x, y, "softmax_cross_entropy"
+    )
+    assert value == pytest.approx(want_value, rel=1e-12)
+    for (dw, db), (rw, rb) in zip(grads, want, strict=True):
+        np.testing.assert_allclose(dw, rw, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(db, rb, rtol=1e-10, atol=1e-13)
