@@ -12,14 +12,15 @@ fastinit never calls (it calls NumPy's OpenBLAS, ``fastinit/dense.py``).
 is imported, before anything compiles) imports ``numba.np.arraymath`` itself,
 with numba's probe answered from the files SciPy installed instead of by
 importing them: SciPy is installed and ships the ``cython_blas`` extension,
-and numba's own check that SciPy's BLAS integer width matches numba's build
-(read from ``scipy.__config__``, which does not import ``scipy.linalg``).
+and, where numba has one (0.59-0.62 do not), numba's own check that SciPy's
+BLAS integer width matches numba's build (read from ``scipy.__config__``,
+which does not import ``scipy.linalg``); without one, numba's probe only imports.
 Then numba's ``ensure_blas`` is put back, so compiling ``np.dot`` or
 ``np.linalg`` code still imports and checks SciPy the usual way.  Only a
 SciPy that is installed but cannot be imported answers differently (it makes
 ``np.convolve``-style inner products fail at compile time instead of falling
 back to a loop).  Nothing is changed if ``numba.np.arraymath`` is already
-imported or numba lacks the names used here.
+imported or numba has no ``numba.np.linalg.ensure_blas``.
 """
 
 from __future__ import annotations
@@ -52,14 +53,15 @@ def install() -> None:
     from numba.np import linalg
 
     probe = getattr(linalg, "ensure_blas", None)
-    check_width = getattr(linalg, "_check_lapack_int_width", None)
-    if probe is None or check_width is None:
+    if probe is None:
         return
+    check_width = getattr(linalg, "_check_lapack_int_width", None)  # not in numba 0.59-0.62
 
     def probe_files() -> None:
         if not scipy_ships_cython_blas():
             raise ImportError("scipy.linalg.cython_blas is not installed")
-        check_width()
+        if check_width is not None:
+            check_width()
 
     linalg.ensure_blas = probe_files
     try:

@@ -51,3 +51,39 @@ def test_first_use_skips_scipy_linalg_and_keeps_numbas_answer():
     assert report["probe_restored"] is True
     assert report["dot"] == 5.0
     assert report["scipy_linalg_after_dot"] is importable
+
+
+# numba 0.59-0.62 (fastinit supports numba>=0.59): their ensure_blas only imports
+# scipy.linalg.cython_blas, and numba.np.linalg has no _check_lapack_int_width.
+OLD_NUMBA_FIRST_USE = """
+import json, sys
+import numba.np.linalg as linalg
+
+def ensure_blas():  # numba 0.59-0.62's probe, word for word
+    try:
+        import scipy.linalg.cython_blas
+    except ImportError:
+        raise ImportError("scipy 0.16+ is required for linear algebra")
+
+linalg.ensure_blas = ensure_blas
+vars(linalg).pop("_check_lapack_int_width", None)
+import numpy as np
+import fastinit
+
+fastinit.MLP([4, 3, 2], seed=0).forward(np.ones((2, 4), np.float32))
+import numba.np.arraymath as arraymath
+
+print(json.dumps({
+    "scipy_linalg_imported": "scipy.linalg" in sys.modules,
+    "have_blas": arraymath._HAVE_BLAS,
+    "probe_restored": arraymath.ensure_blas is ensure_blas is linalg.ensure_blas,
+}))
+"""
+
+
+def test_first_use_skips_scipy_linalg_on_numbas_without_the_width_check():
+    report = json.loads(run_python(OLD_NUMBA_FIRST_USE).strip().splitlines()[-1])
+    importable = run_python(NUMBA_PROBE).strip() == "true"
+    assert report["have_blas"] is importable
+    assert report["scipy_linalg_imported"] is False
+    assert report["probe_restored"] is True
