@@ -113,6 +113,7 @@ def _numpy_cblas() -> list[int] | None:
 _THREAD_SYMBOLS = (  # OpenBLAS's thread-count functions, as NumPy's wheels name them
     "scipy_openblas_{}_num_threads64_",
     "scipy_openblas_{}_num_threads",
+    "openblas_{}_num_threads64_",  # NumPy 1.22-1.26 wheels (libopenblas64_)
     "openblas_{}_num_threads",
 )
 
@@ -197,9 +198,28 @@ def blas_table() -> np.ndarray:
     """
     found = None if os.environ.get("FASTINIT_BLAS", "").lower() == "scipy" else _numpy_cblas()
     if found is None:
+        if _scipy_cython_blas_is_ilp64():
+            raise RuntimeError(
+                "fastinit found no CBLAS ?gemm in NumPy's bundled libraries (looked for "
+                f"{', '.join(p.format('s') for p, _ in _SYMBOLS)} in {_numpy_blas_paths()}) "
+                "and SciPy's scipy.linalg.cython_blas takes 64-bit (ILP64) integers, which "
+                "its fallback does not pass: install NumPy's wheel (pip install numpy) or a "
+                "SciPy built with LP64 cython_blas (unset FASTINIT_BLAS=scipy if set)"
+            )
         found = [get_cython_function_address("scipy.linalg.cython_blas", f"{t}gemm") for t in "sd"]
         found.append(FORTRAN)
     return np.array(found, dtype=np.int64)
+
+
+def _scipy_cython_blas_is_ilp64() -> bool:
+    """Whether SciPy's ``cython_blas`` takes 64-bit integers (a SciPy built ILP64-only,
+    from 1.18): read from ``scipy.__config__`` as numba reads it; older SciPys are LP64."""
+    try:
+        from scipy.__config__ import CONFIG
+
+        return bool(CONFIG["Build Dependencies"]["blas"]["cython blas ilp64"])
+    except (ImportError, KeyError, TypeError):
+        return False
 
 
 def _call_cblas(builder, fnptr, ints, args):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 from numba import njit
@@ -191,3 +193,31 @@ def test_derivative_and_sums_refuses_strided_and_mixed_operands():
         _sums(dense.ops_table(np.float64), g, d, db, 3, b, 0.1, 0.0)
     with pytest.raises(ValueError, match=r"^g, db, b: "):
         _sums(dense.ops_table(np.float64), np.ones((m, n), np.float32), d, db, 3, b, 0.1, 0.0)
+
+
+class _FakeLibrary:
+    """A loaded library exporting only the given names (as ctypes attributes)."""
+
+    def __init__(self, *names):
+        for name in names:
+            setattr(self, name, types.SimpleNamespace())
+
+
+def test_thread_functions_found_under_numpy_1_2x_wheel_names(monkeypatch):
+    # NumPy 1.22-1.26 wheels name them openblas_{get,set}_num_threads64_: one_blas_thread
+    # did nothing there, and orthogonal's bits followed OPENBLAS_NUM_THREADS
+    names = ("openblas_get_num_threads64_", "openblas_set_num_threads64_")
+    monkeypatch.setattr(dense, "_numpy_blas_paths", lambda: ["libopenblas64_.so"])
+    monkeypatch.setattr(dense.ctypes, "CDLL", lambda path: _FakeLibrary(*names))
+    found = dense._openblas_thread_functions.__wrapped__()
+    assert found is not None and len(found) == 2
+
+
+def test_scipy_fallback_refuses_an_ilp64_cython_blas(monkeypatch):
+    # the fallback passes 32-bit integers: an ILP64 cython_blas would read garbage
+    monkeypatch.setattr(dense, "_numpy_cblas", lambda: None)
+    monkeypatch.setattr(dense, "_scipy_cython_blas_is_ilp64", lambda: True)
+    with pytest.raises(RuntimeError, match="64-bit \\(ILP64\\) integers"):
+        dense.blas_table.__wrapped__()
+    monkeypatch.setattr(dense, "_scipy_cython_blas_is_ilp64", lambda: False)
+    assert dense.blas_table.__wrapped__()[-1] == dense.FORTRAN
