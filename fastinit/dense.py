@@ -195,8 +195,18 @@ def blas_table() -> np.ndarray:
         64- or 32-bit integers) or ``FORTRAN`` (SciPy's ``cython_blas``, used
         without a NumPy CBLAS or with ``FASTINIT_BLAS=scipy``).  Cached for the
         process.
+
+    Raises
+    ------
+    ValueError
+        If ``FASTINIT_BLAS`` is set to something other than ``numpy`` or ``scipy``.
+    RuntimeError
+        If the SciPy fallback is needed and SciPy's ``cython_blas`` is ILP64.
     """
-    found = None if os.environ.get("FASTINIT_BLAS", "").lower() == "scipy" else _numpy_cblas()
+    choice = os.environ.get("FASTINIT_BLAS", "").lower()
+    if choice not in ("", "numpy", "scipy"):
+        raise ValueError(f"FASTINIT_BLAS: expected 'numpy', 'scipy' or unset, got {choice!r}")
+    found = None if choice == "scipy" else _numpy_cblas()
     if found is None:
         if _scipy_cython_blas_is_ilp64():
             raise RuntimeError(

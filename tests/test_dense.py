@@ -221,3 +221,11 @@ def test_scipy_fallback_refuses_an_ilp64_cython_blas(monkeypatch):
         dense.blas_table.__wrapped__()
     monkeypatch.setattr(dense, "_scipy_cython_blas_is_ilp64", lambda: False)
     assert dense.blas_table.__wrapped__()[-1] == dense.FORTRAN
+
+
+def test_blas_choice_refuses_an_unknown_value(monkeypatch):
+    monkeypatch.setenv("FASTINIT_BLAS", "scpiy")  # a typo ran NumPy's silently
+    with pytest.raises(ValueError, match=r"^FASTINIT_BLAS: expected 'numpy', 'scipy' or unset"):
+        dense.blas_table.__wrapped__()
+    monkeypatch.setenv("FASTINIT_BLAS", "SciPy")
+    assert dense.blas_table.__wrapped__()[-1] == dense.FORTRAN
