@@ -128,6 +128,8 @@ def _init_values(spec: Any, shape: tuple, seed: int, stream: int, dtype: np.dtyp
         return spec
     if is_device_array(spec):  # e.g. init.he_normal(..., device="cuda"), as assignment takes
         return to_host(spec)
+    if _is_array_like(spec):  # a torch tensor, a DataFrame: as assignment takes them
+        return spec
     kwargs: dict = {}
     if _is_pair(spec):
         spec, kwargs = spec
@@ -151,6 +153,21 @@ def _init_values(spec: Any, shape: tuple, seed: int, stream: int, dtype: np.dtyp
         return fn(shape, seed=seed, stream=stream, dtype=dtype.name, **kwargs)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name}: {spec!r}: {err}") from None
+
+
+def _is_array_like(spec: Any) -> bool:
+    """Whether NumPy converts ``spec`` through one of its array protocols (not a list)."""
+    protocols = ("__array__", "__array_interface__", "__array_struct__")
+    return not callable(spec) and any(hasattr(spec, p) for p in protocols)
+
+
+def _shape_error(name: str, expected: tuple, found: tuple, verb: str = "got") -> str:
+    """``name: expected shape ..., got ...``, pointing at a transposed weight matrix."""
+    text = f"{name}: expected shape {expected}, {verb} {found}"
+    if len(expected) == 2 and found == expected[::-1]:
+        text += (" (the transpose: weights are (fan_in, fan_out), as Keras kernels; a "
+                 "PyTorch Linear.weight is (out, in): pass its .T)")  # fmt: skip
+    return text
 
 
 def _is_path(spec: Any) -> bool:
@@ -189,9 +206,8 @@ def _arrays_from_file(path: Any, sizes: tuple[int, ...]) -> tuple[list, list | N
                 f"init: {name} has no weights for layer {k} (key 'W{k}' or 'weights_{k}')"
             )
         if w.shape != expected:
-            raise ValueError(
-                f"init: layer {k} weights in {name}: expected shape {expected}, found {w.shape}"
-            )
+            raise ValueError(_shape_error(f"init: layer {k} weights in {name}", expected,
+                                          w.shape, "found"))  # fmt: skip
         b = _file_layer(data, ("b", "biases_"), k, name)
         if b is not None and b.shape != expected[1:]:
             raise ValueError(
@@ -220,7 +236,10 @@ class MLP:
         :mod:`fastinit.activations`); the output layer is the identity.
     init : str, callable, (name, kwargs) pair, array, list of them, or a path
         Weight initializer (a :mod:`fastinit.init` name or callable) for all
-        layers or per layer; an array gives the weights explicitly.  A path (a
+        layers or per layer (another model's ``weights``, too); an array gives
+        the weights explicitly, copied and cast to ``dtype`` (any object NumPy
+        converts: a CPU torch tensor too, but a ``Linear.weight`` is ``(out,
+        in)``: pass its ``.T``).  A path (a
         ``PathLike``, or a str ending in ``.npz`` or containing a path
         separator) loads pretrained weights from an ``.npz`` file, read with
         ``allow_pickle=False``: a file written by :meth:`save` or any archive
@@ -270,6 +289,8 @@ class MLP:
         with value_errors():  # the constructor's rule: ValueError for any bad argument
             self.seed = check_seed(seed, "seed")
         self._allocate(acts)
+        # another model's weights/biases: list-like, one array per layer
+        init, bias_init = (list(s) if isinstance(s, LayerArrays) else s for s in (init, bias_init))
         source = file_biases = None  # the file's name, in the errors of its arrays
         if _is_path(init):
             source = os.fspath(_npz_path(init))
@@ -341,7 +362,7 @@ class MLP:
         if value.dtype.kind not in "biuf":
             raise ValueError(f"{name}: expected a real-valued array, got dtype {value.dtype}")
         if value.shape != shape:
-            raise ValueError(f"{name}: expected shape {shape}, got {value.shape}")
+            raise ValueError(_shape_error(name, shape, value.shape))
         value = cast_finite(value, self.dtype, name)
         self._split_one(self._params, kind, index)[...] = value
         self._push()
@@ -795,7 +816,8 @@ def _npz_path(path: Any) -> Any:
     name = os.fspath(path)
     if isinstance(name, bytes):
         return path
-    if not os.path.exists(name) and not name.endswith(".npz") and os.path.exists(name + ".npz"):
+    saved = not name.endswith(".npz") and os.path.exists(name + ".npz")
+    if saved and (not os.path.exists(name) or os.path.isdir(name)):  # a directory is no file
         return name + ".npz"
     return path
 

@@ -1208,7 +1208,12 @@ def fit_many(
     loss : str
         ``softmax_cross_entropy``, ``sigmoid_cross_entropy`` or ``mse``.
     seed : int
-        Key of the minibatch sampling, in [0, 2**64).
+        Key of the minibatch sampling, in [0, 2**64); not the models' own seeds.
+        The batches are a function of ``seed`` and the iteration number within
+        this call: a second call with the same seed draws the same batches
+        again (the same epoch orders for ``"shuffle"``) instead of continuing
+        the first call's sequence.  Train in one call, or give each call its
+        own seed.
     progress : bool
         Show a progress bar on stderr when the run takes more than about 1 s.
     record_stats : bool

@@ -606,3 +606,72 @@ def test_ragged_inputs_and_targets_name_the_argument():
         model.fit(ragged, [0, 1], iterations=1, progress=False)
     with pytest.raises(ValueError, match=r"^y: expected a 1-D or 2-D array of targets \("):
         model.fit(np.ones((2, 2)), [[0, 1, 0], [1]], iterations=1, progress=False)
+
+
+# ----------------------------------------------------------------------------- interop
+class _ArrayLike:
+    """An object NumPy converts with ``__array__``, as a torch tensor or a DataFrame."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+
+def test_init_takes_the_array_likes_that_assignment_takes():
+    w0, w1, b0 = RNG.normal(size=(4, 6)), RNG.normal(size=(6, 3)), RNG.normal(size=6)
+    built = MLP(
+        [4, 6, 3],
+        init=[_ArrayLike(w0), _ArrayLike(w1)],
+        bias_init=[_ArrayLike(b0), 0.5 * np.ones(3)],
+    )
+    assigned = MLP([4, 6, 3])
+    assigned.weights = [_ArrayLike(w0), _ArrayLike(w1)]
+    assigned.biases = [_ArrayLike(b0), 0.5 * np.ones(3)]
+    np.testing.assert_array_equal(built._params, assigned._params)
+    np.testing.assert_array_equal(built.weights[1], w1.astype(np.float32))
+
+
+def test_pytorch_linear_layers_load_through_init_and_compute_the_same_logits():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)
+    ).double()
+    weights = [net[0].weight.detach().T, net[2].weight.detach().T]  # (out, in) -> (in, out)
+    biases = [net[0].bias.detach(), net[2].bias.detach()]
+    model = MLP([4, 6, 3], activation="tanh", init=weights, bias_init=biases, dtype="float64")
+    expected = net(torch.from_numpy(X.astype(np.float64))).detach().numpy()
+    np.testing.assert_allclose(model.forward(X), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_a_transposed_weight_matrix_is_refused_with_a_hint_at_the_transpose(tmp_path):
+    torch_layout = np.ones((6, 4))  # a PyTorch Linear(4, 6).weight: (out, in)
+    hint = r"expected shape \(4, 6\), (got|found) \(6, 4\) \(the transpose: .*\.T"
+    with pytest.raises(ValueError, match=r"^weights\[0\]: " + hint):
+        MLP([4, 6, 3]).weights[0] = torch_layout
+    with pytest.raises(ValueError, match=r"^weights\[0\]: " + hint):
+        MLP([4, 6, 3], init=[torch_layout, np.ones((6, 3))])
+    np.savez(tmp_path / "torch.npz", W0=torch_layout, W1=np.ones((3, 6)))
+    with pytest.raises(ValueError, match=r"^init: layer 0 weights in .*torch\.npz: " + hint):
+        MLP([4, 6, 3], init=tmp_path / "torch.npz")
+    with pytest.raises(ValueError, match=r"expected shape \(6,\), got \(1, 6\)$"):  # no hint
+        MLP([4, 6, 3]).biases[0] = np.ones((1, 6))
+
+
+def test_load_finds_the_saved_file_beside_a_directory_of_the_same_name(tmp_path):
+    model = MLP([4, 6, 3], seed=4)
+    (tmp_path / "run1").mkdir()  # e.g. the run's figures
+    model.save(tmp_path / "run1")  # writes run1.npz
+    np.testing.assert_array_equal(MLP.load(tmp_path / "run1")._params, model._params)
+    from_init = MLP([4, 6, 3], init=tmp_path / "run1")
+    np.testing.assert_array_equal(from_init._params, model._params)
+
+
+def test_another_models_weights_and_biases_are_per_layer_inits():
+    source = MLP([4, 6, 3], seed=5, bias_init=("normal", {"std": 0.1}))
+    copy = MLP([4, 6, 3], init=source.weights, bias_init=source.biases)
+    np.testing.assert_array_equal(copy._params, source._params)
+    copy.weights[0][0, 0] = 7.0  # a copy, not the source's memory
+    assert source.weights[0][0, 0] != 7.0
