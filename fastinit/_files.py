@@ -10,6 +10,7 @@ fails or is interrupted (Ctrl-C included) leaves the old file as it was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import glob
 import os
@@ -155,10 +156,13 @@ def replacing(path: str | os.PathLike[str], *, keep_mode: bool = False) -> Itera
     Raises
     ------
     OSError
-        Naming ``path`` (not the temporary file) when the file cannot be created.
+        Naming ``path`` (not the temporary file) when the file cannot be created
+        (IsADirectoryError where ``path`` is a directory).
     """
     asked = os.fspath(path)
     target = Path(os.path.realpath(asked))
+    if target.is_dir():  # refused before writing, naming the path, not the temporary file
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), asked)
     prefix = f".{target.name}.{host()}-"
     for old in abandoned(target.parent, prefix, ".tmp"):
         old.unlink(missing_ok=True)

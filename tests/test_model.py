@@ -675,3 +675,12 @@ def test_another_models_weights_and_biases_are_per_layer_inits():
     np.testing.assert_array_equal(copy._params, source._params)
     copy.weights[0][0, 0] = 7.0  # a copy, not the source's memory
     assert source.weights[0][0, 0] != 7.0
+
+
+def test_save_onto_a_directory_names_the_path_and_leaves_nothing(tmp_path):
+    target = tmp_path / "m.npz"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError) as e:
+        MLP([2, 3, 1]).save(target)
+    assert e.value.filename == str(target)  # not the hidden temporary file
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"] and not any(target.iterdir())
