@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes.util
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,15 @@ def run_python(code: str, **env: str) -> str:
 @pytest.fixture
 def python_subprocess():
     return run_python
+
+
+@pytest.fixture
+def sigint_default():
+    """SIGINT raises KeyboardInterrupt here and in subprocesses, as in a terminal.
+
+    A job started in the background (``cmd &`` in a script, ``nohup``) inherits
+    SIGINT ignored, and Python then keeps it ignored: a Ctrl-C test would fail.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -364,9 +364,11 @@ def test_a_garbled_cache_file_never_runs_as_wrong_code(tmp_path):
 def test_fastinit_compiles_uncached_where_numba_has_no_cache_directory(tmp_path):
     (tmp_path / "file").write_text("")
     env = dict(_env(tmp_path), NUMBA_CACHE_DIR=str(tmp_path / "file" / "cache"))
-    env["NUMBA_CACHE_LOCATOR_CLASSES"] = "UserProvidedCacheLocator"  # the only one, unusable
-    script = (
+    script = (  # NUMBA_CACHE_DIR's locator the only one, unusable (the class attribute, not
+        # NUMBA_CACHE_LOCATOR_CLASSES, which numba 0.59 lacks: its other locators found one)
         "import warnings\n"
+        "from numba.core.caching import CacheImpl\n"
+        "CacheImpl._locator_classes = CacheImpl._locator_classes[:1]\n"
         "warnings.simplefilter('always')\n"
         "from fastinit import _fastmath\n"  # defines cache=True functions on import
         "print(_fastmath.max2(1.0, 2.0))\n"
@@ -380,7 +382,7 @@ def test_fastinit_compiles_uncached_where_numba_has_no_cache_directory(tmp_path)
     assert out.stdout.split() == ["2.0"]
     assert out.stderr.count("RuntimeWarning: fastinit: numba found no writable cache") == 1
     # the warning names the user's import, not a line of numba's
-    assert "<string>:3: RuntimeWarning: fastinit: numba found" in out.stderr, out.stderr
+    assert "<string>:5: RuntimeWarning: fastinit: numba found" in out.stderr, out.stderr
     assert "RuntimeError: cannot cache function 'make.<locals>.f'" in out.stderr
 
 

@@ -496,7 +496,7 @@ def test_ctrl_c_keeps_an_earlier_runs_files_and_says_so(tmp_path, monkeypatch, c
 
 
 def test_ctrl_c_while_the_files_are_renamed_writes_them_all_and_says_so(
-    tmp_path, monkeypatch, capsys
+    tmp_path, monkeypatch, capsys, sigint_default
 ):
     import signal
     from pathlib import Path

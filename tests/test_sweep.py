@@ -779,7 +779,7 @@ def sleeping_sweep(tmp_path: Path, *, sleep: float, runs: int, workers: int) -> 
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
-def test_killed_mid_sweep_then_resume_runs_each_config_once(tmp_path, sig):
+def test_killed_mid_sweep_then_resume_runs_each_config_once(tmp_path, sig, sigint_default):
     spec, db, cmd = sleeping_sweep(tmp_path, sleep=0.25, runs=20, workers=2)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
