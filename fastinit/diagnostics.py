@@ -131,6 +131,7 @@ __all__ = [
     "Diagnosis",
     "diagnose",
     "feature_moments",
+    "moments",
 ]
 
 VANISHING = 0.1  # pre-activation std / input std below this: vanishing
@@ -612,11 +613,24 @@ def _unit_findings(d: Diagnosis, flags: dict, warnings: list) -> None:
         )
 
 
-def _mean_std(values: np.ndarray) -> tuple[float, float]:
-    """Mean and std (ddof 0, float64) of finite ``values`` (a C-contiguous float array):
-    :func:`fastinit.train.mean_std` (compiled, two passes, no temporary); scaled first
-    where a sum or a square overflows (weights of 1e200 have a std of about 1e200, not inf)."""
-    mean, std = _train.mean_std(values.reshape(-1))  # a view: values is C-contiguous
+def moments(values: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation (ddof 0, in float64) of every entry of ``values``.
+
+    :func:`fastinit.train.mean_std` (compiled, two passes, no temporary), scaled
+    first where a sum or a square overflows: weights of 1e200, or float32
+    activations past 1e19, have a finite spread, not inf.  Entries that are not
+    finite give results that are not finite.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        float32 or float64, any shape, at least one entry.
+
+    Returns
+    -------
+    mean, std : float
+    """
+    mean, std = _train.mean_std(np.ascontiguousarray(values).reshape(-1))
     if not (math.isfinite(mean) and math.isfinite(std)):
         with np.errstate(over="ignore", invalid="ignore"):
             top = float(np.max(np.abs(values)))
@@ -783,9 +797,9 @@ def diagnose(
             [math.sqrt(float(np.sum(np.square(dw, dtype=np.float64)))) for dw, _ in grads]
         )
     ws, bs = list(model.weights), list(model.biases)  # a device model's: copied once
-    weight_std = np.array([_mean_std(w)[1] for w in ws])
-    bias_std = np.array([_mean_std(b)[1] for b in bs])
-    input_mean, input_std = _mean_std(Xc)
+    weight_std = np.array([moments(w)[1] for w in ws])
+    bias_std = np.array([moments(b)[1] for b in bs])
+    input_mean, input_std = moments(Xc)
     fmean, fstd = feature_moments(Xc)
     ratio_f, dominance, widest, offset, off_center = _feature_spread(fmean, fstd)
     acts = model.activations

@@ -401,32 +401,6 @@ def first_repeat(specs: Sequence[InitSpec]) -> tuple[int, int] | None:
 
 
 # ----------------------------------------------------------------------------- curves
-def moments(a: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation (ddof 0) of every entry of ``a``, as floats.
-
-    NumPy's ``a.mean()`` and ``a.std()``, except that finite entries whose sum or
-    squares overflow ``a``'s type (float64 signals past 1e154, float32 past 1e19)
-    are scaled by a power of two first, so that a finite signal has a finite
-    spread; non-finite entries give non-finite results, as NumPy's.
-
-    Parameters
-    ----------
-    a : numpy.ndarray
-        A layer's activations or gradients, float32 or float64.
-
-    Returns
-    -------
-    mean, std : float
-    """
-    mean, std = float(a.mean()), float(a.std())
-    if (np.isfinite(mean) and np.isfinite(std)) or not np.isfinite(a).all():
-        return mean, std
-    _, exponent = np.frexp(np.max(np.abs(a)))
-    e = int(exponent)
-    scaled = np.ldexp(a, -e)  # every entry below 1 in magnitude, in a's type
-    return math.ldexp(float(scaled.mean()), e), math.ldexp(float(scaled.std()), e)
-
-
 def smooth_curve(x: np.ndarray) -> np.ndarray:
     """Kaiser-window smoothing of a loss curve, as in "Deep Learning from Scratch".
 

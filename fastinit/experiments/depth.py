@@ -43,11 +43,11 @@ from fastinit import datasets
 from fastinit import random as _rng
 from fastinit._progress import ProgressBar
 from fastinit._validate import check_bool, check_dtype, check_int, value_errors
+from fastinit.diagnostics import moments
 from fastinit.experiments._common import (
     Output,
     check_memory,
     check_seed_range,
-    moments,
     parse_activations,
     parse_inits,
     prepared_output,

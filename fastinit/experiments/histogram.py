@@ -28,11 +28,11 @@ from fastinit import datasets
 from fastinit import train as _train
 from fastinit._progress import ProgressBar
 from fastinit._validate import check_bool, check_dtype, check_int, check_seed, value_errors
+from fastinit.diagnostics import moments
 from fastinit.experiments._common import (
     Output,
     check_memory,
     fixed,
-    moments,
     parse_activations,
     parse_inits,
     prepared_output,
