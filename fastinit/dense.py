@@ -48,7 +48,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import get_cython_function_address, intrinsic
+from numba.extending import get_cython_function_address, intrinsic, overload
 
 from fastinit._native import (
     call_void,
@@ -461,9 +461,31 @@ def _ops_table(name: str) -> np.ndarray:
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _ld(a):
-    """The leading dimension of ``a`` (rows checked by :func:`_rows_ascending`); a one-row
-    view of a column, ``x.T``, has a row stride of one element, less than BLAS accepts."""
-    return max(a.strides[0] // a.itemsize, a.shape[1])
+    """The leading dimension of ``a``, whose rows are contiguous and ascending (checked by
+    :func:`gemm`; by construction on the unchecked training paths, which pass C-contiguous
+    blocks); a one-row view of a column, ``x.T``, has a row stride of one element, less
+    than BLAS accepts."""
+    return max(a.strides[0] // a.itemsize, a.shape[1], 1)  # BLAS wants >= 1 (empty too)
+
+
+def same_dtype(x: np.ndarray, y: np.ndarray) -> bool:
+    """Whether ``x`` and ``y`` have one dtype; inside njit code a constant of the types.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+
+    Returns
+    -------
+    bool
+    """
+    return x.dtype == y.dtype
+
+
+@overload(same_dtype, inline="always")
+def _same_dtype_typed(x, y):
+    same = x.dtype == y.dtype  # numba cannot compare two different dtypes at run time
+    return lambda x, y: same
 
 
 @njit(inline="always", cache=True, error_model="numpy")
@@ -471,6 +493,8 @@ def _rows_ascending(x):
     """Whether 2-D ``x`` is what a leading dimension describes: contiguous rows, in
     ascending memory, none overlapping the next."""
     rows, cols = x.shape
+    if x.size == 0:  # nothing to read (NumPy may give an empty array zero strides)
+        return True
     return (cols <= 1 or x.strides[1] == x.itemsize) and (
         rows <= 1 or x.strides[0] >= cols * x.itemsize
     )
@@ -491,7 +515,7 @@ def _overlap(x, y):
 @njit(inline="always", cache=True, error_model="numpy")
 def _check_gemm(ta, a, tb, b, c):
     """:func:`gemm`'s operand rules (constant messages: no formatter to compile)."""
-    if a.itemsize != c.itemsize or b.itemsize != c.itemsize:
+    if not (same_dtype(a, c) and same_dtype(b, c)):
         raise ValueError("a, b: expected c's dtype")
     am, ak = (a.shape[1], a.shape[0]) if ta == TRANS else (a.shape[0], a.shape[1])
     bk, bn = (b.shape[1], b.shape[0]) if tb == TRANS else (b.shape[0], b.shape[1])
@@ -605,7 +629,7 @@ def derivative_and_sums(
         has not ``d``'s number of columns, or an array is not C-contiguous (the
         pass runs over the flat memory).
     """
-    if g.itemsize != d.itemsize or db.itemsize != d.itemsize or b.itemsize != d.itemsize:
+    if not (same_dtype(g, d) and same_dtype(db, d) and same_dtype(b, d)):
         raise ValueError("g, db, b: expected d's dtype")
     if g.shape != d.shape:
         raise ValueError("g: expected d's shape")

@@ -124,6 +124,17 @@ def test_gemm_refuses_mixed_dtypes():
     a = np.ones((3, 4))
     b, c = np.ones((4, 2), np.float32), np.zeros((3, 2), np.float32)
     assert _refused(dense.NO_TRANS, a, dense.NO_TRANS, b, c).startswith("a, b: ")
+    # an integer operand of c's width was read as floats too (3e-323 for 6)
+    a, b, c = np.arange(12).reshape(3, 4), np.ones((4, 2)), np.zeros((3, 2))
+    assert _refused(dense.NO_TRANS, a, dense.NO_TRANS, b, c).startswith("a, b: ")
+
+
+def test_gemm_takes_empty_operands_of_any_strides():
+    # NumPy may give a fresh empty array zero strides: nothing to read, nothing refused
+    a, b = np.ones((3, 0)), np.ones((0, 2))
+    c = np.full((3, 2), 7.0)
+    _gemm(dense.ops_table(np.float64), dense.NO_TRANS, a, dense.NO_TRANS, b, 1.0, 0.0, c)
+    np.testing.assert_array_equal(c, np.zeros((3, 2)))
 
 
 def _cols(x, pad=1):
@@ -193,6 +204,8 @@ def test_derivative_and_sums_refuses_strided_and_mixed_operands():
         _sums(dense.ops_table(np.float64), g, d, db, 3, b, 0.1, 0.0)
     with pytest.raises(ValueError, match=r"^g, db, b: "):
         _sums(dense.ops_table(np.float64), np.ones((m, n), np.float32), d, db, 3, b, 0.1, 0.0)
+    with pytest.raises(ValueError, match=r"^g, db, b: "):  # int64: the same width, read as floats
+        _sums(dense.ops_table(np.float64), np.ones((m, n), np.int64), d, db, 3, b, 0.1, 0.0)
 
 
 class _FakeLibrary:
