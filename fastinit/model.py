@@ -158,7 +158,9 @@ def _init_values(spec: Any, shape: tuple, seed: int, stream: int, dtype: np.dtyp
 def _is_array_like(spec: Any) -> bool:
     """Whether NumPy converts ``spec`` through one of its array protocols (not a list)."""
     protocols = ("__array__", "__array_interface__", "__array_struct__")
-    return not callable(spec) and any(hasattr(spec, p) for p in protocols)
+    if callable(spec) or isinstance(spec, (str, bytes)):  # np.str_ has __array__: a name
+        return False
+    return any(hasattr(spec, p) for p in protocols)
 
 
 def _shape_error(name: str, expected: tuple, found: tuple, verb: str = "got") -> str:

@@ -684,3 +684,12 @@ def test_save_onto_a_directory_names_the_path_and_leaves_nothing(tmp_path):
         MLP([2, 3, 1]).save(target)
     assert e.value.filename == str(target)  # not the hidden temporary file
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"] and not any(target.iterdir())
+
+
+def test_init_names_taken_from_numpy_arrays_are_names():
+    # np.str_ has __array__: the array-like branch took it for weights ("dtype <U9")
+    names = np.array(["he_normal", "zeros"])
+    model = MLP([4, 6, 3], init=names[0], bias_init=names[1], seed=3)
+    same = MLP([4, 6, 3], init="he_normal", bias_init="zeros", seed=3)
+    for w, v in zip(model.weights, same.weights, strict=True):
+        np.testing.assert_array_equal(w, v)
