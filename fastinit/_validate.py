@@ -192,7 +192,10 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, name: str = "ou
 def as_array(value: Any, name: str, expected: str) -> np.ndarray:
     """``np.asarray(value)``, naming ``name`` when NumPy cannot make an array of it.
 
-    A ragged nested list raises NumPy's ValueError, whose message names no argument.
+    A ragged nested list raises NumPy's ValueError, whose message names no argument;
+    an object converting itself can raise its own TypeError or RuntimeError (a torch
+    tensor that requires grad, a bfloat16 one): each becomes a ValueError naming
+    ``name``, with the reason given.
 
     Parameters
     ----------
@@ -216,7 +219,7 @@ def as_array(value: Any, name: str, expected: str) -> np.ndarray:
         return to_host(value)
     try:
         return np.asarray(value)
-    except ValueError as err:
+    except (ValueError, TypeError, RuntimeError) as err:
         raise ValueError(f"{name}: expected {expected} ({err})") from None
 
 

@@ -713,7 +713,7 @@ def real_input(x: Any) -> np.ndarray:
     Parameters
     ----------
     x : array_like
-        Bool, integer or float values.
+        Bool, integer or float values (also held as Python objects).
 
     Returns
     -------
@@ -726,8 +726,11 @@ def real_input(x: Any) -> np.ndarray:
         If ``x`` is not a real array (complex, text, objects), naming ``x``.
     """
     x = as_array(x, "x", "a real array")
+    real = (int, float, np.integer, np.floating, np.bool_)  # bool is an int
+    if x.dtype.kind == "O" and all(isinstance(v, real) for v in x.flat):
+        return x.astype(np.float64)  # numbers held as Python objects (None is no number)
     if x.dtype.kind not in "biuf":
-        raise ValueError(f"x: expected a real array (float32 or float64), got {x.dtype}")
+        raise ValueError(f"x: expected a real (bool, integer or float) array, got {x.dtype}")
     return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
 
 

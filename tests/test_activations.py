@@ -183,5 +183,12 @@ def test_gelu_tanh_slope_decays_past_the_clamp_in_float64():
 def test_apply_refuses_non_real_input_naming_x(x):
     # complex lost its imaginary part (a ComplexWarning only), "1.0" was parsed as 1.0,
     # None became NaN, and "abc" failed inside NumPy's cast, naming nothing
-    with pytest.raises(ValueError, match=r"^x: expected a real array"):
+    with pytest.raises(ValueError, match=r"^x: expected a real \(bool, integer or float\)"):
         activations.apply(x, "tanh")
+
+
+def test_apply_takes_numbers_held_as_python_objects():
+    x = np.array([1, 2.5, True, np.float32(-3)], dtype=object)
+    value, deriv = activations.apply(x, "tanh")
+    assert value.dtype == deriv.dtype == np.float64
+    np.testing.assert_array_equal(value, activations.apply([1.0, 2.5, 1.0, -3.0], "tanh")[0])

@@ -693,3 +693,18 @@ def test_init_names_taken_from_numpy_arrays_are_names():
     same = MLP([4, 6, 3], init="he_normal", bias_init="zeros", seed=3)
     for w, v in zip(model.weights, same.weights, strict=True):
         np.testing.assert_array_equal(w, v)
+
+
+class _RefusesConversion:
+    """An array-like whose conversion fails as a torch tensor requiring grad does."""
+
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError("Can't call numpy() on Tensor that requires grad.")
+
+
+def test_an_array_like_that_refuses_conversion_is_a_value_error_naming_the_argument():
+    with pytest.raises(ValueError, match=r"^weights\[0\]: expected .*requires grad"):
+        MLP([3, 2], init=[_RefusesConversion()])
+    model = MLP([3, 2])
+    with pytest.raises(ValueError, match=r"^weights\[0\]: expected .*requires grad"):
+        model.weights[0] = _RefusesConversion()
