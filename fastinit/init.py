@@ -1029,11 +1029,11 @@ def _pick_rows_kernel(w, count, keep, k0, k1, s0, s1, base):
         _pick_rows(w, c, count, keep, k0, k1, s0, s1, base)
 
 
-def _zero_rows(w: np.ndarray, count: int, keep: bool, seed: int, stream: int) -> None:
+def _zero_rows(w: np.ndarray, count: int, keep: bool, words: tuple) -> None:
     """Zero ``count`` random rows of each column of ``w`` (``keep``: all but ``count``),
-    from the stream's draws ``2 * w.size`` on; a prange over columns only for
-    ``random.PARALLEL_MIN`` elements or more, like the fills (same values)."""
-    args = (w, count, keep, *_rng.split_key(seed, stream), 2 * w.size)
+    from the draws ``2 * w.size`` on of the stream ``words`` (:func:`random.split_key`); a
+    prange over columns only for ``random.PARALLEL_MIN`` elements or more (same values)."""
+    args = (w, count, keep, *words, 2 * w.size)
     if w.size >= _rng.PARALLEL_MIN:
         _rng.run_parallel(_pick_rows_kernel, *args)
     else:
@@ -1081,12 +1081,12 @@ def sparse(
     if sparsity > 1:
         raise ValueError(f"sparsity: expected a fraction in [0, 1], got {sparsity}")
     std = check_nonneg(std, "std")
-    _rng.split_key(seed, stream)  # seed and stream checked before the shape
+    words = _rng.split_key(seed, stream)  # seed and stream checked before the shape
     shape, out = _target(shape, dtype, out, min_ndim=2)
     if len(shape) != 2:
         raise ValueError(f"shape: sparse needs a 2-D shape, got {shape}")
     _rng.fill_normal(out, 0.0, std, seed=seed, stream=stream)
-    _zero_rows(out, math.ceil(sparsity * shape[0]), False, seed, stream)
+    _zero_rows(out, math.ceil(sparsity * shape[0]), False, words)
     return out
 
 
@@ -1123,12 +1123,12 @@ def martens_sparse(
     """
     k = check_int(k, "k", low=1)
     std = check_nonneg(std, "std")
-    _rng.split_key(seed, stream)  # seed and stream checked before the shape
+    words = _rng.split_key(seed, stream)  # seed and stream checked before the shape
     shape, out = _target(shape, dtype, out, min_ndim=2)
     if len(shape) != 2:
         raise ValueError(f"shape: martens_sparse needs a 2-D shape, got {shape}")
     _rng.fill_normal(out, 0.0, std, seed=seed, stream=stream)
-    _zero_rows(out, min(k, shape[0]), True, seed, stream)
+    _zero_rows(out, min(k, shape[0]), True, words)
     return out
 
 
