@@ -10,10 +10,12 @@ them into SQLite and ``fastinit report`` aggregates it (:mod:`fastinit.sweep`).
 from __future__ import annotations
 
 import argparse
+import codecs
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -395,6 +397,50 @@ def _long_options(command: argparse.ArgumentParser) -> dict[str, str]:
     }
 
 
+_PLAIN = {"±": "+-"}  # what an output without the character prints instead
+
+
+def _plain(error: UnicodeError) -> tuple[str | bytes, int]:
+    """Error handler ``fastinit-plain`` of an output that lacks a character: ``+-`` for
+    ``±``, a byte its locale could not decode as itself (as ``surrogateescape``),
+    anything else as a backslash escape."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    char, end = error.object[error.start], error.start + 1
+    if char in _PLAIN:
+        return _PLAIN[char], end
+    if "\udc80" <= char <= "\udcff":
+        return bytes([ord(char) - 0xDC00]), end
+    return char.encode("ascii", "backslashreplace").decode("ascii"), end
+
+
+codecs.register_error("fastinit-plain", _plain)
+
+
+@contextmanager
+def _plain_stdout() -> Iterator[None]:
+    """Standard output in an encoding without ``±`` (ASCII: ``PYTHONIOENCODING=ascii``,
+    the C locale) writes what it lacks by :func:`_plain` while the block runs, not failing."""
+    stream = sys.stdout
+    try:
+        "".join(_PLAIN).encode(stream.encoding)
+        lacks = False
+    except UnicodeEncodeError:
+        lacks = hasattr(stream, "reconfigure")
+    except (AttributeError, LookupError, TypeError):  # None (pythonw), no encoding
+        lacks = False
+    if not lacks:
+        yield
+        return
+    errors = stream.errors
+    stream.reconfigure(errors="fastinit-plain")
+    try:
+        yield
+    finally:
+        with suppress(OSError, ValueError):  # a reader that left, a closed stream
+            stream.reconfigure(errors=errors)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastinit`` command.
 
@@ -411,8 +457,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         130 if interrupted (nothing written, unless the files were already
         being renamed into place; standard error says what was kept), 1 if
         standard output was closed before the table was printed
-        (``fastinit ... | head``; the files are written).
+        (``fastinit ... | head``; the files are written).  On a standard output
+        whose encoding lacks ``±`` (ASCII), tables print ``+-`` for it.
     """
+    with _plain_stdout():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    """:func:`main`, on a standard output that can write what it prints."""
     try:
         parser = build_parser()  # imports: a second on a busy host
         args = parser.parse_args(argv)

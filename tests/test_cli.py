@@ -767,3 +767,41 @@ def test_a_repeated_depth_or_a_bad_init_value_is_an_error_naming_its_option(
 def test_symmetry_help_says_what_an_every_above_the_iterations_does(capsys):
     text = _help_of(_help("symmetry", capsys), "--every")
     assert "--iterations" in text and "start and the end" in text, text
+
+
+def _ascii_stdout(monkeypatch, errors: str):
+    """Standard output in ASCII (``PYTHONIOENCODING=ascii``: ``strict``; the C locale without
+    UTF-8 mode: ``surrogateescape``): its bytes, and the stream."""
+    import io
+    import sys
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii", errors=errors)
+    monkeypatch.setattr(sys, "stdout", stream)
+    return raw, stream
+
+
+@pytest.mark.parametrize("errors", ["strict", "surrogateescape"])
+def test_an_ascii_stdout_gets_the_table_with_plus_minus(errors, tmp_path, monkeypatch):
+    # the tables over seeds (mnist --seeds 2, report) show mean ± std: an ASCII stdout
+    # raised UnicodeEncodeError after the files were written, a traceback and exit status 1
+    from fastinit.experiments.symmetry import SymmetryResult
+
+    monkeypatch.setattr(SymmetryResult, "table", lambda self: "loss\n0.5 ± 0.1")
+    raw, stream = _ascii_stdout(monkeypatch, errors)
+    out = tmp_path / "r\udce9"  # the byte 0xe9 of a name the C locale cannot decode
+    argv = ["symmetry", "--iterations", "2", "--every", "1", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    stream.flush()
+    assert raw.getvalue().startswith(b"loss\n0.5 +- 0.1\n") and b"r\xe9/" in raw.getvalue()
+    assert stream.errors == errors and (out / "summary.json").exists()
+
+
+def test_an_ascii_stdout_gets_every_help(monkeypatch):
+    # `fastinit report --help` (its description speaks of mean ± std) was a traceback
+    raw, stream = _ascii_stdout(monkeypatch, "strict")
+    with pytest.raises(SystemExit) as e:
+        main(["report", "--help"])
+    assert e.value.code == 0
+    stream.flush()
+    assert b"+-" in raw.getvalue() and stream.errors == "strict"
