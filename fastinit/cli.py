@@ -58,16 +58,25 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: {shown.replace('%', '%%')})"  # help is a %-format
 
 
-def _names(text: str) -> tuple[str, ...]:
-    items = tuple(s.strip() for s in text.split(",") if s.strip())
-    if not items:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+def _items(text: str, what: str) -> tuple[str, ...]:
+    """The comma-separated entries of ``text``, stripped; an empty one (``10,,10``, a
+    trailing comma) is refused as the typo it likely is, not dropped."""
+    items = tuple(s.strip() for s in text.split(","))
+    if not any(items):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}")
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"empty entry in {text!r}: expected {what}")
     return items
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return _items(text, "names")
+
+
 def _ints(text: str) -> tuple[int, ...]:
+    items = _items(text, "positive integers")
     try:
-        values = tuple(int(s) for s in text.split(",") if s.strip())
+        values = tuple(int(s) for s in items)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"

@@ -176,6 +176,24 @@ def test_bad_arguments_exit_2_naming_the_argument(argv, word, tmp_path, capsys):
     assert not out.exists()  # created for the run, removed again
 
 
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["symmetry", "--hidden", "8,,8"], "--hidden"),
+        (["mnist", "--hidden", "8,"], "--hidden"),
+        (["planar", "--inits", "zeros,,he"], "--inits"),
+        (["histogram", "--activations", "relu, ,tanh"], "--activations"),
+    ],
+)
+def test_an_empty_list_entry_is_refused_not_dropped(argv, option, tmp_path, capsys):
+    # 8,,8 ran a two-layer net: an empty entry is a typo, not a shorter list
+    size = ["--iterations", "5"] if argv[0] != "histogram" else ["--samples", "8"]
+    with pytest.raises(SystemExit) as e:
+        main([*argv, *size, "--out", str(tmp_path / "out"), "--quiet"])
+    assert e.value.code == 2
+    assert f"error: argument {option}: empty entry in " in capsys.readouterr().err
+
+
 def test_mnist_seed_range_is_checked_before_training(tmp_path, capsys, monkeypatch):
     from fastinit.experiments import mnist
 
