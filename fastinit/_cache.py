@@ -563,7 +563,7 @@ def _caller_level() -> int:
     """
     import sys
 
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep  # not <here>_notes/ beside it
     frame, level = sys._getframe(1), 1
     while frame is not None:
         name = frame.f_code.co_filename

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import struct
@@ -543,3 +544,42 @@ def test_a_ctrl_c_inside_llvms_object_cache_callback_is_a_keyboardinterrupt(tmp_
     check = run(CHECK)  # the cache holds make(2.0), whole: loaded, and right
     values_and_hits = json.loads(check.stdout.strip().splitlines()[-1])
     assert values_and_hits[:3] == [2.0, 3.0, 1], check.stderr
+
+
+def test_a_warning_names_a_users_file_whose_path_starts_like_the_packages():
+    # a script in <repo>/fastinit_notes/ is the user's, not fastinit's (<repo>/fastinit/)
+    package = os.path.dirname(os.path.abspath(_cache.__file__))
+    script = os.path.join(package + "_notes", "run.py")
+    namespace = {"caller_level": _cache._caller_level}
+    exec(compile("level = caller_level()", script, "exec"), namespace)
+    assert namespace["level"] == 1  # the script's own line
+
+
+def test_a_full_disk_keeps_the_cache_files_saved_before(tmp_path, monkeypatch):
+    # a save that fails part-way (a full disk: each write raises) leaves every file as it
+    # was, the index and the data file it would have replaced, and no temporary file
+    files = _saved(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real_open = open
+
+    class FullDisk:
+        def __init__(self, path, mode):
+            self.file = real_open(path, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(caching, "open", FullDisk, raising=False)  # numba's _open_for_write
+    with pytest.raises(OSError, match="No space"):
+        files.save(("key", 3), {"code": 3})  # a new entry: data file, then index
+    with pytest.raises(OSError, match="No space"):
+        files.save(("key", 1), {"code": 11})  # over an existing data file
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert (files.load(("key", 1)), files.load(("key", 2))) == ({"code": 1}, {"code": 2})
