@@ -110,8 +110,16 @@ def table(data: dict, groups_shown: list[str] | None = None) -> str:
     One table per benchmark group, fastest first.  The last column divides each
     time by the group's reference (``extra_info["reference"]``, else fastinit):
     above 1.00x is slower than the reference.
+
+    Raises
+    ------
+    ValueError
+        If ``groups_shown`` names a group the run does not have.
     """
     groups = _rows(data)
+    unknown = [g for g in groups_shown or [] if g not in groups]
+    if unknown:
+        raise ValueError(f"groups_shown: {unknown} not in the run (its groups: {sorted(groups)})")
     roof = _roof(groups)
     machine = data.get("machine_info", {})
     cpu = machine.get("cpu", {})
@@ -357,7 +365,8 @@ def _expand(patterns: list[str]) -> list[str]:
         paths += found
     for path in paths:
         left_out_reason(Path(path))  # a name without its date and time: ValueError, named
-    return sorted(set(paths), key=lambda p: _RUN_NAME.search(Path(p).stem).groups()[:2])
+    # the path breaks ties: runs of the same minute in one order, not the set's
+    return sorted(set(paths), key=lambda p: (*_RUN_NAME.search(Path(p).stem).groups()[:2], p))
 
 
 def splice(text: str, section: str, report: str) -> str:
@@ -408,7 +417,10 @@ def main(argv: list[str] | None = None) -> None:
         report = targets_table({p: json.loads(Path(p).read_text()) for p in paths})
     elif len(args.json) == 1:
         shown = args.groups.split(",") if args.groups else None
-        report = table(json.loads(Path(args.json[0]).read_text()), shown)
+        try:
+            report = table(json.loads(Path(args.json[0]).read_text()), shown)
+        except ValueError as err:
+            parser.error(str(err))
     else:
         parser.error("one run at a time, or several with --targets")
     if args.readme is None:

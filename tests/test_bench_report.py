@@ -89,6 +89,16 @@ def test_groups_filter():
     assert "#### roofline" in text and "#### mnist" not in text
 
 
+def test_an_unknown_group_is_refused_not_an_empty_report(tmp_path):
+    # a typo in --groups printed the machine line alone, and wrote that into the README
+    with pytest.raises(ValueError, match=r"groups_shown: \['mnsit'\] not in the run"):
+        report.table(RUN, ["roofline", "mnsit"])
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps(RUN))
+    with pytest.raises(SystemExit):
+        report.main([str(run), "--groups", "mnsit"])
+
+
 def test_a_marked_reference_is_the_denominator_and_runs_are_labelled_runs():
     rows = [
         {"group": "planar", "name": "a", "extra_info": {"impl": "fastinit_float64", "steps": 1,
@@ -206,6 +216,19 @@ def test_main_writes_the_targets_with_the_pattern_it_read(tmp_path):
     undated.write_text(json.dumps(_run(0.5e-3, "2026-11-23T01:00")))
     with pytest.raises(SystemExit):  # named, not an AttributeError from the sort
         report.main([str(undated), "--targets"])
+
+
+def test_runs_of_the_same_minute_come_in_one_order(tmp_path):
+    # the sort key was the date and time alone, over a set: runs saved in the same
+    # minute came in the set's order, which changes with the hash seed, so the targets
+    # table (and its "last counted run") changed from one regeneration to the next
+    names = [f"cpu-train-2026-11-23-0100{tail}.json" for tail in ["", "-a", "-b", "-c", "-d"]]
+    names += [f"cpu-train-2026-11-23-0100-{tail}.json" for tail in ["e", "f", "g"]]
+    for name in names:
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "cpu-train-2026-11-22-2359-z.json").write_text("{}")
+    paths = report._expand([str(tmp_path / "cpu-train-*.json")])
+    assert [Path(p).name for p in paths] == ["cpu-train-2026-11-22-2359-z.json", *sorted(names)]
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"
