@@ -253,8 +253,8 @@ def load_spec(path: str | os.PathLike[str], *, memory: float | None = None) -> S
         file, the line and the key).
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
+    try:  # -sig: a byte order mark (Windows editors write one) is no part of the first key
+        text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{p}: cannot read the SPEC file ({e})") from None
     return parse_spec(text, p, memory=memory)

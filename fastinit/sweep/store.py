@@ -318,9 +318,13 @@ class Store:
     Raises
     ------
     ValueError
-        If the file is not a fastinit results database (a directory
-        included), (``readonly``) does not exist, or its directory cannot be
-        created or written to.
+        If the file is not a fastinit results database (a directory, another
+        program's database or an empty file with ``readonly`` included), is
+        of another schema version (refused before anything is written),
+        (``readonly``) does not exist, or (not ``readonly``) is read-only or
+        its directory cannot be created or written to.  A ``readonly`` store
+        writes nothing (SQLite's ``mode=ro``): it reads a database in a
+        directory this user cannot write.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
@@ -329,13 +333,18 @@ class Store:
             raise ValueError(f"db: {self.path} is a directory, not a results database file")
         if readonly and not self.path.is_file():
             raise ValueError(f"db: {self.path} does not exist")
-        if not readonly and not self.path.parent.is_dir():
+        if not readonly:
             from fastinit.experiments._common import prepare_output
 
             prepare_output(self.path.parent, "db directory")  # the rule of every output folder
+            if self.path.exists() and not os.access(self.path, os.W_OK):
+                raise ValueError(
+                    f"db: {self.path} cannot be written to (the file is read-only); expected "
+                    "a results database this user can write (fastinit report only reads one)"
+                )
         try:
-            self.conn = sqlite3.connect(self.path, timeout=30)
-            self._check_foreign()  # before anything is written, WAL mode included
+            self.conn = _connect(self.path, readonly)
+            self._check_existing(readonly)  # before anything is written, WAL mode included
             if not readonly:
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -348,9 +357,6 @@ class Store:
                     (str(SCHEMA_VERSION),),
                 )
                 self.conn.commit()
-            version = self.conn.execute(
-                "SELECT value FROM meta WHERE name = 'schema_version'"
-            ).fetchone()
             # a read-only store of a database made before sweeps claimed runs has none
             found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'claims'"
             self._has_claims = self.conn.execute(found).fetchone() is not None
@@ -358,25 +364,37 @@ class Store:
             with contextlib.suppress(AttributeError):  # connect itself may have failed
                 self.conn.close()
             raise ValueError(f"db: {self.path} is not a fastinit results database ({e})") from None
-        if version is None or int(version[0]) != SCHEMA_VERSION:
-            self.conn.close()
-            raise ValueError(
-                f"db: {self.path} has schema version {version and version[0]}, "
-                f"expected {SCHEMA_VERSION}"
-            )
 
-    def _check_foreign(self) -> None:
-        """Refuse (and close) a database that holds tables but not fastinit's ``meta``."""
+    def _check_existing(self, readonly: bool) -> None:
+        """Refuse (and close) a database of another program or of another schema version.
+
+        Another program's database holds tables but no fastinit ``schema_version``
+        (a table named ``meta`` included); a new database (an empty file) holds
+        no tables, and is filled unless ``readonly``.
+        """
         tables = {
             name
             for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
-        if tables and "meta" not in tables:  # another program's database: leave it alone
-            self.conn.close()
+        version = None
+        if "meta" in tables:
+            query = "SELECT value FROM meta WHERE name = 'schema_version'"
+            version = self.conn.execute(query).fetchone()
+        if version is not None and str(version[0]) == str(SCHEMA_VERSION):
+            return
+        if not tables and not readonly:
+            return
+        self.conn.close()
+        if version is not None:
             raise ValueError(
-                f"db: {self.path} is not a fastinit results database (it holds the "
-                f"tables {', '.join(sorted(tables))}); choose another file"
+                f"db: {self.path} has schema version {version[0]}, expected {SCHEMA_VERSION}"
             )
+        if not tables:  # read-only: nothing to fill it with
+            raise ValueError(f"db: {self.path} is not a fastinit results database (it is empty)")
+        raise ValueError(  # another program's database: leave it alone
+            f"db: {self.path} is not a fastinit results database (it holds the tables "
+            f"{', '.join(sorted(tables))}); choose another file"
+        )
 
     def __enter__(self) -> Store:
         return self
@@ -636,6 +654,28 @@ class Store:
                     "DELETE FROM claims WHERE key = ? AND token = ?", (key, claimant.token)
                 )
         return written
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    """A connection to the database; ``readonly``: SQLite's ``mode=ro``, which writes nothing.
+
+    In a directory this user cannot write, SQLite reads a WAL database read-only
+    only where its ``-wal`` and ``-shm`` files are there, or as immutable: a
+    database closed cleanly (no ``-wal`` file) holds every run in the file itself,
+    and no sweep can write it there (it could not make its ``-wal`` file).
+    """
+    if not readonly:
+        return sqlite3.connect(path, timeout=30)
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=30)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        conn.close()
+        if os.access(path.parent, os.W_OK) or Path(f"{path}-wal").exists():
+            raise
+        conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=30)
+    return conn
 
 
 def _dumps_config(config: dict[str, Any]) -> str:
