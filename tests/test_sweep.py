@@ -818,6 +818,52 @@ def test_killed_mid_sweep_then_resume_runs_each_config_once(tmp_path, sig, sigin
     assert all(r["finished"] == before[r["key"]] for r in rows if r["key"] in before)
 
 
+def test_a_terminal_ctrl_c_stops_a_local_dask_sweep_without_worker_tracebacks(
+    tmp_path, sigint_default
+):
+    # a terminal's Ctrl-C reaches every process of its group: the LocalCluster's worker
+    # processes too, which printed a KeyboardInterrupt traceback each
+    pytest.importorskip("distributed")
+    spec, db, cmd = sleeping_sweep(tmp_path, sleep=0.2, runs=12, workers=2)
+    proc = subprocess.Popen([*cmd, "--dask", "local"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while _count(db) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the sweep wrote no rows"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends Ctrl-C
+        code = proc.wait(timeout=60)
+        err = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    assert code == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert 2 <= len(db_rows(db)) < 12 and not db_rows(db, "claims")
+    summary = run_sweep(spec, db, workers=0, progress=False)
+    assert summary.ran == 12 - summary.skipped and len(db_rows(db)) == 12
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"workers": 1.5}, TypeError, "workers: expected an integer, got 1.5"),
+        ({"workers": "2"}, TypeError, "workers: expected an integer, got '2'"),
+        ({"workers": -1}, ValueError, "workers: expected an integer in [0, inf], got -1"),
+        ({"kind": "dask"}, ValueError, "dask: expected a scheduler address or 'local'"),
+        ({"workers": 0, "dask": "local"}, ValueError, "workers: expected at least 1 with dask"),
+    ],
+)
+def test_make_executor_names_the_argument_it_refuses(kwargs, error, words):
+    from fastinit.sweep.execute import make_executor
+
+    with pytest.raises(error) as e:
+        make_executor(**kwargs)
+    assert words in str(e.value)
+
+
 def test_a_malformed_dask_address_names_the_option(depth_db, tmp_path, capsys):
     pytest.importorskip("distributed")
     spec, _, _ = depth_db

@@ -29,7 +29,8 @@ Executors
     distributed scheduler; ``--dask local`` starts a ``LocalCluster`` on the
     loopback interface (worker processes, one thread each, no dashboard; one
     per core unless ``--workers`` says, and, as a local pool, no more than the
-    memory available holds of the SPEC's largest run at once).
+    memory available holds of the SPEC's largest run at once; they ignore
+    SIGINT, as the pool's: :func:`dask_setup`).
     Tasks call the installed package's functions, so workers need fastinit
     installed, nothing else.
 
@@ -103,7 +104,7 @@ import fastinit
 from fastinit._files import deferred_interrupt
 from fastinit._progress import TimeLeft, head, is_terminal, redraw, times, write
 from fastinit._system import available_cores
-from fastinit._validate import check_bool
+from fastinit._validate import check_bool, check_int
 
 __all__ = [
     "DaskExecutor",
@@ -494,6 +495,23 @@ class PoolExecutor:
 _CONFIGURED: list[int] = []
 
 
+def dask_setup(worker: Any) -> None:
+    """Dask's preload hook, run as each worker of a ``--dask local`` cluster starts.
+
+    A Ctrl-C in the terminal reaches every process of the sweep's process group,
+    the cluster's workers included, which printed a KeyboardInterrupt traceback
+    each: as the pool's workers, they ignore SIGINT (the sweep process handles
+    it: it cancels the tasks and closes the cluster).
+
+    Parameters
+    ----------
+    worker : distributed.Worker
+        The worker starting (unused).
+    """
+    if threading.current_thread() is threading.main_thread():  # only there may it be set
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _dask_task(config: dict[str, Any], numba_threads: int) -> dict[str, Any]:
     """The Dask task: configure this worker process once, then run the configuration."""
     from fastinit.sweep import runners
@@ -555,10 +573,13 @@ class DaskExecutor:
 
             # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which turns
             # off glibc's dynamic mmap threshold: every NumPy temporary above 128 KiB is
-            # then mmap-ed and page-faulted afresh (the depth runs took 1.8x longer)
+            # then mmap-ed and page-faulted afresh (the depth runs took 1.8x longer);
+            # each worker preloads this module: its dask_setup ignores SIGINT
+            preload = [*dask.config.get("distributed.worker.preload", []), __name__]
             with dask.config.set(
-                {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-            ):
+                {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                 "distributed.worker.preload": preload}
+            ):  # fmt: skip
                 self.cluster = LocalCluster(
                     n_workers=self.workers, threads_per_worker=1, processes=True,
                     host="127.0.0.1", dashboard_address=None,
@@ -680,18 +701,31 @@ def make_executor(
     kind : {'local', 'serial', 'dask'}
         ``'dask'`` needs ``dask`` (an address or ``'local'``).
     workers : int, optional
-        Worker processes (default: one per core).
+        Worker processes (default: one per core); 0 runs in this process, so
+        it is refused with ``dask``.
     dask : str, optional
         Scheduler address or ``'local'``; implies ``kind='dask'``.
 
     Returns
     -------
     SerialExecutor, PoolExecutor or DaskExecutor
+
+    Raises
+    ------
+    TypeError
+        ``workers`` is not an integer.
+    ValueError
+        ``workers`` is negative, or 0 with ``dask``; ``kind='dask'`` without
+        ``dask``; an unknown ``kind``.
     """
-    if workers is not None and (isinstance(workers, bool) or int(workers) < 0):
-        raise ValueError(f"workers: expected an integer >= 0, got {workers!r}")
+    if workers is not None:
+        workers = check_int(workers, "workers", low=0)
+    if kind == "dask" and dask is None:
+        raise ValueError("dask: expected a scheduler address or 'local' with kind='dask', got None")
     if dask is not None:
-        return DaskExecutor(dask, workers or None)
+        if workers == 0:  # 0 means in this process, which no Dask cluster is
+            raise ValueError("workers: expected at least 1 with dask (0 runs in-process), got 0")
+        return DaskExecutor(dask, workers)
     if kind == "serial" or workers == 0:
         return SerialExecutor()
     if kind == "local":
@@ -968,7 +1002,7 @@ def _own_executor(spec: Any, kind: str | None, workers: Any, dask: str | None, t
     n = workers
     if n is None and dask is None and kind == "local":
         n = min(available_cores(), max(todo, 1))
-    if not n and dask == "local":  # a LocalCluster: one worker per core unless told
+    if n is None and dask == "local":  # a LocalCluster: one worker per core unless told
         n = available_cores()
     if todo and (dask == "local" or (dask is None and kind == "local")):
         if isinstance(n, int) and not isinstance(n, bool) and n > todo:
