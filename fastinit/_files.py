@@ -248,21 +248,33 @@ def deferred_interrupt() -> Iterator[None]:
     """Hold a SIGINT (Ctrl-C) that arrives inside the block; raise it after the block.
 
     For steps that must not be split: moving a run's files into place together,
-    committing a sweep's row.  Outside the main thread (where Python delivers no
-    signal) the block runs as it is.
+    committing a sweep's row.  The held Ctrl-C then does what the handler in force
+    before the block does: Python's default raises KeyboardInterrupt, ``SIG_DFL``
+    ends the process.  Outside the main thread (where Python delivers no signal),
+    under ``SIG_IGN``, or under a handler installed outside Python (which could not
+    be put back) the block runs as it is.
 
     Yields
     ------
     None
     """
-    if threading.current_thread() is not threading.main_thread():
+    previous = signal.getsignal(signal.SIGINT)
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or previous is None
+        or previous == signal.SIG_IGN
+    ):
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if received and callable(previous):
+    if not received:
+        return
+    if callable(previous):
         previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
+    else:
+        signal.raise_signal(signal.SIGINT)  # SIG_DFL: the process ends, as it would have
