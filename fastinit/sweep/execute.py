@@ -18,8 +18,10 @@ Executors
     worker is started with ``NUMBA_NUM_THREADS`` = cores // workers and
     ``OPENBLAS_NUM_THREADS`` = ``OMP_NUM_THREADS`` =
     ``MKL_NUM_THREADS`` = 1 in its environment (set in the parent while the
-    workers are spawned, and again by the worker initializer before anything
-    imports NumPy or numba), so the workers do not oversubscribe the cores.
+    workers are spawned, so in force when a worker first imports NumPy, which
+    unpickling its initializer does; the initializer sets them again and lowers
+    numba's and BLAS's counts where already loaded), so the workers do not
+    oversubscribe the cores.
     Workers live for the whole sweep and share numba's on-disk cache, so a
     kernel compiles (or loads from the cache) once per worker, not per run.
     Workers ignore SIGINT (Ctrl-C is the parent's to handle) and exit on their
