@@ -80,6 +80,37 @@ def test_a_read_only_store_writes_nothing(tmp_path):
     assert _tables_and_mode(db)[0] == ["claims", "meta", "runs"]
 
 
+def test_a_read_only_store_leaves_no_wal_files_behind(tmp_path):
+    """A read in a writable folder leaves the folder as it found it: ``mode=ro`` left
+    an empty ``-wal`` and a 32 KiB ``-shm`` owned by whoever ran the report, which
+    another user's sweep could then not open for writing."""
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        store.record("k", {"experiment": "depth"}, {"status": "ok"})
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with Store(db, readonly=True) as store:
+        assert store.statuses() == {"k": "ok"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == before == ["r.sqlite"]
+
+
+@pytest.mark.parametrize(
+    ("path", "uri"),
+    [
+        (r"\\server\share\runs\r.sqlite", "file:////server/share/runs/r.sqlite?mode=ro"),
+        (r"Z:\runs\r.sqlite", "file:///Z:/runs/r.sqlite?mode=ro"),
+    ],
+)
+def test_a_windows_path_makes_a_uri_sqlite_opens(path, uri):
+    """A network share (what ``resolve()`` makes of a mapped drive) was
+    ``file://server/share/...``, whose authority SQLite refuses ("invalid uri
+    authority: server")."""
+    from pathlib import PureWindowsPath
+
+    from fastinit.sweep.store import read_only_uri
+
+    assert read_only_uri(PureWindowsPath(path)) == uri
+
+
 def test_a_database_path_with_uri_characters_is_read(tmp_path):
     """The read-only connection is a URI: ``?``, ``#`` and ``%`` in the path stay the path's."""
     db = tmp_path / "a?b#c%20d" / "r.sqlite"

@@ -72,7 +72,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from fastinit._files import alive
@@ -323,8 +323,8 @@ class Store:
         of another schema version (refused before anything is written),
         (``readonly``) does not exist, or (not ``readonly``) is read-only or
         its directory cannot be created or written to.  A ``readonly`` store
-        writes nothing (SQLite's ``mode=ro``): it reads a database in a
-        directory this user cannot write.
+        changes no run (``PRAGMA query_only``, or SQLite's ``mode=ro`` where
+        this user cannot write: it reads a database in such a directory).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
@@ -657,16 +657,23 @@ class Store:
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    """A connection to the database; ``readonly``: SQLite's ``mode=ro``, which writes nothing.
+    """A connection to the database; ``readonly``: one that changes no run.
 
-    In a directory this user cannot write, SQLite reads a WAL database read-only
-    only where its ``-wal`` and ``-shm`` files are there, or as immutable: a
-    database closed cleanly (no ``-wal`` file) holds every run in the file itself,
-    and no sweep can write it there (it could not make its ``-wal`` file).
+    Where this user can write the file and its directory, a read-only store is an
+    ordinary connection with ``PRAGMA query_only``: closing it checkpoints and
+    removes the ``-wal`` and ``-shm`` files as a sweep's does (SQLite's ``mode=ro``
+    left them, owned by whoever read).  Elsewhere it is ``mode=ro``, which SQLite
+    reads a WAL database with only where its ``-wal`` and ``-shm`` files are there,
+    or as immutable: a database closed cleanly (no ``-wal`` file) holds every run
+    in the file itself, and no sweep of this user can write it there.
     """
-    if not readonly:
-        return sqlite3.connect(path, timeout=30)
-    uri = f"{path.resolve().as_uri()}?mode=ro"
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    if not readonly or writable:
+        conn = sqlite3.connect(path, timeout=30)
+        if readonly:
+            conn.execute("PRAGMA query_only = ON")
+        return conn
+    uri = read_only_uri(path.absolute())
     conn = sqlite3.connect(uri, uri=True, timeout=30)
     try:
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
@@ -676,6 +683,26 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
             raise
         conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=30)
     return conn
+
+
+def read_only_uri(path: PurePath) -> str:
+    """SQLite's read-only URI of an absolute ``path`` (``?``, ``#``, ``%`` quoted).
+
+    Parameters
+    ----------
+    path : pathlib.PurePath
+        An absolute path (POSIX or Windows: a drive, or a ``\\\\server\\share`` share).
+
+    Returns
+    -------
+    str
+        ``file:///...?mode=ro``; a network share's host goes into the path
+        (``file:////server/share/...``): SQLite refuses a URI authority.
+    """
+    uri = path.as_uri()
+    if uri.startswith("file://") and not uri.startswith("file:///"):
+        uri = "file:////" + uri[len("file://") :]
+    return f"{uri}?mode=ro"
 
 
 def _dumps_config(config: dict[str, Any]) -> str:
