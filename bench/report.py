@@ -417,8 +417,9 @@ def main(argv: list[str] | None = None) -> None:
         report = targets_table({p: json.loads(Path(p).read_text()) for p in paths})
     elif len(args.json) == 1:
         shown = args.groups.split(",") if args.groups else None
+        run = json.loads(Path(args.json[0]).read_text())  # a bad file: its own error
         try:
-            report = table(json.loads(Path(args.json[0]).read_text()), shown)
+            report = table(run, shown)
         except ValueError as err:
             parser.error(str(err))
     else:

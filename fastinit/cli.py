@@ -429,7 +429,8 @@ codecs.register_error("fastinit-plain", _plain)
 @contextmanager
 def _plain_stdout() -> Iterator[None]:
     """Standard output in an encoding without ``±`` (ASCII: ``PYTHONIOENCODING=ascii``,
-    the C locale) writes what it lacks by :func:`_plain` while the block runs, not failing."""
+    the C locale with ``PYTHONUTF8=0``) writes what it lacks by :func:`_plain` while the
+    block runs, not failing."""
     stream = sys.stdout
     try:
         "".join(_PLAIN).encode(stream.encoding)

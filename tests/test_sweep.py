@@ -864,6 +864,38 @@ def test_make_executor_names_the_argument_it_refuses(kwargs, error, words):
     assert words in str(e.value)
 
 
+def test_workers_0_with_dask_local_is_refused_before_the_db_is_made(depth_db, tmp_path, capsys):
+    # it was refused only after the --db folder and an empty database were made
+    spec, _, _ = depth_db
+    db = tmp_path / "new" / "r.sqlite"
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", str(spec), "--db", str(db), "--dask", "local", "--workers", "0"])
+    assert e.value.code == 2
+    assert "--workers: expected at least 1 with --dask" in capsys.readouterr().err
+    assert not db.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("preload", "argv"),
+    [
+        (None, None),
+        ("mymod", None),  # a string, as DASK_DISTRIBUTED__WORKER__PRELOAD=mymod gives
+        (["mymod"], [["--flag"]]),  # an argument list per preload
+    ],
+)
+def test_the_local_clusters_preload_keeps_the_users_own(preload, argv):
+    # a string preload was split into letters (modules 'm', 'y', ... the workers
+    # could not import: the cluster did not start)
+    from fastinit.sweep.execute import local_preloads
+
+    names, args = local_preloads(preload, argv)
+    own = [] if preload is None else [preload] if isinstance(preload, str) else preload
+    assert names == [*own, "fastinit.sweep.execute"]
+    assert len(args) == len(names) or (args == [] and argv is None)
+    if argv is not None:
+        assert args == [*argv, []]
+
+
 def test_a_malformed_dask_address_names_the_option(depth_db, tmp_path, capsys):
     pytest.importorskip("distributed")
     spec, _, _ = depth_db

@@ -68,7 +68,7 @@ def add_sweep(sub: Any) -> None:
                    help="worker processes (default: one per core; never more than the runs to do, "
                    "fewer when the memory cannot hold that many runs at once; 0: run in this "
                    "process); "
-                   "with --dask local, the number of Dask workers")  # fmt: skip
+                   "with --dask local, the number of Dask workers (at least 1)")  # fmt: skip
     p.add_argument("--dask", default=None, metavar="ADDRESS",
                    help="run on a Dask scheduler (tcp://host:8786), or 'local' to start a "
                    "LocalCluster on 127.0.0.1 (needs fastinit[dask])")  # fmt: skip
@@ -131,6 +131,8 @@ def _run_sweep(a: argparse.Namespace) -> Any:
     spec = load_spec(a.spec, memory=memory)
     if a.workers is not None and memory is not None:
         raise ValueError("--workers: only with a local pool or --dask local")
+    if a.workers == 0 and a.dask is not None:
+        raise ValueError("--workers: expected at least 1 with --dask (0 runs in this process)")
     if a.dry_run:
         from fastinit.experiments._common import remove_empty
         from fastinit.sweep.store import Store, done_keys

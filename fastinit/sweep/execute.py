@@ -514,6 +514,30 @@ def dask_setup(worker: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def local_preloads(preload: Any, argv: Any) -> tuple[list[str], list[list[str]]]:
+    """The preloads of a ``--dask local`` cluster's workers: the user's, then this module.
+
+    Parameters
+    ----------
+    preload : str, list of str or None
+        ``distributed.worker.preload`` as configured (Dask takes a string for one).
+    argv : list of str, list of lists of str or None
+        ``distributed.worker.preload-argv``: one list for every preload, or a list
+        per preload.
+
+    Returns
+    -------
+    names, argv : list of str, list of list of str
+        The preloads with this module (:func:`dask_setup`) last, and their argument
+        lists, one per preload (or empty, as configured: each gets none).
+    """
+    own = [] if not preload else [preload] if isinstance(preload, str) else list(preload)
+    if not argv:
+        return [*own, __name__], []
+    per = [list(argv)] * len(own) if isinstance(argv[0], str) else [list(a) for a in argv]
+    return [*own, __name__], [*per, []]
+
+
 def _dask_task(config: dict[str, Any], numba_threads: int) -> dict[str, Any]:
     """The Dask task: configure this worker process once, then run the configuration."""
     from fastinit.sweep import runners
@@ -577,10 +601,14 @@ class DaskExecutor:
             # off glibc's dynamic mmap threshold: every NumPy temporary above 128 KiB is
             # then mmap-ed and page-faulted afresh (the depth runs took 1.8x longer);
             # each worker preloads this module: its dask_setup ignores SIGINT
-            preload = [*dask.config.get("distributed.worker.preload", []), __name__]
+            preload, argv = local_preloads(
+                dask.config.get("distributed.worker.preload", None),
+                dask.config.get("distributed.worker.preload-argv", None),
+            )
             with dask.config.set(
                 {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-                 "distributed.worker.preload": preload}
+                 "distributed.worker.preload": preload,
+                 "distributed.worker.preload-argv": argv}
             ):  # fmt: skip
                 self.cluster = LocalCluster(
                     n_workers=self.workers, threads_per_worker=1, processes=True,
