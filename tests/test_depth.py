@@ -28,20 +28,24 @@ def _numpy_oracle(init_std, act, depth, seed, width=WIDTH, samples=SAMPLES):
         for k in range(depth)
     ]
     f = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0)}[act]
-    df = {"tanh": lambda z: 1 - np.tanh(z) ** 2, "relu": lambda z: (z > 0).astype(float)}[act]
+    df = {  # relu's slope at a NaN pre-activation (inf - inf) is unknown: NaN, as tanh's is
+        "tanh": lambda z: 1 - np.tanh(z) ** 2,
+        "relu": lambda z: np.where(np.isnan(z), np.nan, (z > 0).astype(float)),
+    }[act]
     a, zs, acts = x, [], []
-    for w in ws:
-        z = a @ w
-        zs.append(z)
-        a = f(z)
-        acts.append(a)
-    g = frandom.fill_normal(np.empty((samples, width)), seed=seed, stream=TOP_GRADIENT_STREAM)
-    grads = [None] * depth
-    for k in range(depth - 1, -1, -1):
-        gz = g * df(zs[k])
-        grads[k] = gz
-        g = gz @ ws[k].T
-    return [a.std() for a in acts], [a.mean() for a in acts], [g.std() for g in grads]
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing run's oracle
+        for w in ws:
+            z = a @ w
+            zs.append(z)
+            a = f(z)
+            acts.append(a)
+        g = frandom.fill_normal(np.empty((samples, width)), seed=seed, stream=TOP_GRADIENT_STREAM)
+        grads = [None] * depth
+        for k in range(depth - 1, -1, -1):
+            gz = g * df(zs[k])
+            grads[k] = gz
+            g = gz @ ws[k].T
+        return [a.std() for a in acts], [a.mean() for a in acts], [g.std() for g in grads]
 
 
 def test_depth_matches_numpy_per_layer_and_seed():
@@ -69,6 +73,28 @@ def test_layer_statistics_overflow_is_non_finite_not_an_error():
     stats = layer_statistics(x, ws, "identity", (100,), g)[100]
     assert not np.isfinite(stats["act_std"][-1])
     assert np.isfinite(stats["act_std"][0])
+
+
+def test_gradient_through_an_overflowed_relu_layer_is_nan_not_zero():
+    # std=1e307 ReLU: from layer 2 on the pre-activations are inf - inf = NaN, and relu's
+    # f'(NaN) was 0: it silenced the top gradient, and every layer's grad std was a
+    # confident 0.0 (the sweep stored grad_std_first 0.0 for the report to average in)
+    from fastinit.sweep.runners import full_config, run
+
+    r = run_depth(("std=1e307",), ("relu",), depths=(4,), width=4, samples=4, progress=False)
+    a_std, _, g_std = _numpy_oracle(lambda n: 1e307, "relu", 4, 0, width=4, samples=4)
+    key = ("std=1e307", "relu", 4)
+    assert np.isfinite(r.act_std[key][0, 0]) and np.isnan(r.act_std[key][0, 1:]).all()
+    assert np.isnan(a_std[1:]).all()  # the signal itself overflowed (not only its squares)
+    np.testing.assert_allclose(r.grad_std[key][0], g_std, rtol=1e-12)  # NaN where NaN
+    assert np.isnan(r.grad_std[key][0]).all()
+    summary = r.summary()["results"][0]
+    assert summary["grad_std_first"] is None and summary["grad_std_last"] is None
+    assert "overflow" in r.table().splitlines()[2].split("relu")[1]
+    cfg = full_config("depth", {"init": "std=1e307", "depth": 4, "width": 4, "samples": 4})
+    result = run(cfg)
+    assert result["status"] == "diverged"
+    assert result["metrics"]["grad_std_first"] is None
 
 
 def test_he_keeps_relu_signal_xavier_halves_it():

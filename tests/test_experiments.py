@@ -1,6 +1,7 @@
 """The classic experiments end to end, on reduced sizes, against independent oracles."""
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from fastinit import MLP, datasets, init
+from fastinit import random as frandom
 from fastinit.experiments._common import (
     FIGURE_DPI,
     Output,
@@ -22,7 +24,7 @@ from fastinit.experiments._common import (
     pyplot,
     smooth_curve,
 )
-from fastinit.experiments.depth import run_depth
+from fastinit.experiments.depth import TOP_GRADIENT_STREAM, run_depth
 from fastinit.experiments.histogram import HistogramResult, LayerStats, run_histogram
 from fastinit.experiments.mnist import MnistResult, run_mnist
 from fastinit.experiments.planar import notebook_weights, run_planar
@@ -685,6 +687,64 @@ def test_histogram_of_an_overflowing_signal_reports_overflow(tmp_path):
     assert summary["config"]["inits"] == ["std=1e300", "he"]
 
 
+def _relu_oracle(std, layers, width, samples):
+    """float64 NumPy: activations, dead fractions (NaN for a layer that is not all finite)
+    and gradient stds of the histogram experiment's ReLU network; relu's slope at a NaN
+    pre-activation (inf - inf) is unknown: NaN."""
+    x = datasets.gaussian(samples, width, seed=0, dtype="float64")
+    ws = [init.normal((width, width), std=std, seed=0, stream=k + 1, dtype="float64")
+          for k in range(layers)]  # fmt: skip
+    acts, slopes, dead = [], [], []
+    a = x
+    with np.errstate(over="ignore", invalid="ignore"):
+        for w in ws:
+            z = a @ w
+            a = np.maximum(z, 0.0)
+            acts.append(a)
+            slopes.append(np.where(np.isnan(z), np.nan, (z > 0).astype(float)))
+            dead.append(float(np.mean((z <= 0).all(axis=0))) if np.isfinite(a).all() else math.nan)
+        g = frandom.fill_normal(np.empty((samples, width)), seed=0, stream=TOP_GRADIENT_STREAM)
+        grad_std = [math.nan] * layers
+        for k in range(layers - 1, -1, -1):
+            gz = g * slopes[k]
+            grad_std[k] = float(gz.std())
+            g = gz @ ws[k].T
+    return acts, dead, grad_std
+
+
+def test_histogram_fractions_and_gradients_of_an_overflowed_layer_are_nan():
+    # std=1e307 ReLU: from layer 2 on the pre-activations are inf - inf = NaN; NaN counted
+    # as inactive made the last layer's dead fraction 1.0 ("all units dead"), and relu's
+    # f'(NaN) = 0 gave every layer a grad std of 0.0; the sweep stored both as numbers
+    from fastinit.sweep.runners import full_config, run
+
+    r = run_histogram(("std=1e307",), ("relu",), layers=4, width=4, samples=4, bins=5,
+                      progress=False)  # fmt: skip
+    acts, dead, grad_std = _relu_oracle(1e307, 4, 4, 4)
+    assert np.isfinite(acts[0]).all() and not np.isfinite(acts[-1]).all()
+    np.testing.assert_allclose([s.dead for s in r.stats], dead, rtol=0)  # NaN where NaN
+    np.testing.assert_allclose([s.grad_std for s in r.stats], grad_std, rtol=1e-12)
+    assert math.isnan(r.stats[-1].dead) and math.isnan(r.stats[0].grad_std)
+    last = r.table().splitlines()[-1].split()
+    assert last[-2:] == ["overflow", "overflow"]  # dead, grad std: not 1.000 and 0
+    result = run(full_config("histogram", {"init": "std=1e307", "depth": 4, "width": 4,
+                                           "samples": 4}))  # fmt: skip
+    assert result["status"] == "diverged"
+    assert result["metrics"]["dead_last"] is None
+    assert result["metrics"]["grad_std_first"] is None
+
+
+def test_histogram_saturation_of_an_overflowed_float32_layer_is_nan():
+    # float32 std=3.7e37 tanh: z = a @ W overflows to inf - inf = NaN, NaN not counted as
+    # saturated: the saturated fractions read 0.99 and 0.49 for layers of NaN activations
+    r = run_histogram(("std=3.7e37",), ("tanh", "sigmoid"), layers=2, width=64, samples=4,
+                      bins=5, dtype="float32", progress=False)  # fmt: skip
+    for s in r.stats:
+        assert math.isnan(s.act_std), s  # the signal itself overflowed
+        assert math.isnan(s.saturated) and math.isnan(s.grad_std), s
+    assert all(line.split()[5] == "overflow" for line in r.table().splitlines()[2:])
+
+
 class _Bar:
     """A progress bar that records whether its line was ended."""
 
@@ -956,6 +1016,56 @@ def test_histogram_figures_plot_the_counts_of_the_csv(tmp_path, monkeypatch):
                     assert color[:3] == pytest.approx(first[:3])  # every panel the first colour
                     assert title == (f"{k + 1}-layer" if r == 0 else "")
                     assert ylabel == (name if k == 0 else "")
+
+
+def test_histogram_of_float32_values_past_half_the_float32_range_counts_them():
+    # float32 std=3.7e37 ReLU: finite gradients of about 3e38; np.histogram took the bins'
+    # width in float32, hi - lo overflowed, and the run failed with an IndexError
+    from fastinit.experiments.depth import propagate
+
+    r = run_histogram(("std=3.7e37",), ("relu",), layers=2, width=8, samples=6, bins=5,
+                      dtype="float32", progress=False)  # fmt: skip
+    x = datasets.gaussian(6, 8, seed=0, dtype="float32")
+    ws = [init.normal((8, 8), std=3.7e37, seed=0, stream=k + 1, dtype="float32") for k in (0, 1)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        _, _, grads = propagate(x, ws, "relu", grad_seed=0, grad_stream=TOP_GRADIENT_STREAM)
+    edges = r.grad_edges[("std=3.7e37", "relu")]
+    assert edges[-1] > 1.7e38  # past half the float32 range
+    for g, counts in zip(grads, r.grad_counts[("std=3.7e37", "relu")], strict=True):
+        wide = g.astype(np.float64)
+        wide = wide[np.isfinite(wide)]
+        oracle = [((wide >= lo) & ((wide < hi) | (hi == edges[-1]) & (wide == hi))).sum()
+                  for lo, hi in itertools.pairwise(edges)]  # fmt: skip
+        assert counts.tolist() == oracle
+
+
+def test_histogram_panels_of_an_overflowed_layer_say_overflow(tmp_path, monkeypatch):
+    # the counts leave inf and NaN out: std=1e307 ReLU's layer 2 (every value inf, NaN or
+    # 0) drew a spike of zeros, the picture of dead units, and nothing said it overflowed
+    from matplotlib.figure import Figure
+
+    texts, savefig = {}, Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        spec = [(ax.get_subplotspec(), [t.get_text() for t in ax.texts]) for ax in fig.axes]
+        texts[os.path.basename(path)] = {
+            (sp.rowspan.start, sp.colspan.start): words for sp, words in spec
+        }
+        return savefig(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    r = run_histogram(("std=1e307", "he"), ("relu", "tanh"), layers=2, width=4, samples=4,
+                      bins=5, out=tmp_path, progress=False)  # fmt: skip
+    stats = {(s.init, s.activation, s.layer): s for s in r.stats}
+    for act in ("relu", "tanh"):
+        for kind, field in (("activations", "act_std"), ("gradients", "grad_std")):
+            for row, init_name in enumerate(("std=1e307", "he")):
+                for k in range(2):
+                    words = texts[f"{kind}_{act}.png"][(row, k)]
+                    overflowed = not math.isfinite(getattr(stats[(init_name, act, k + 1)], field))
+                    assert any("overflow" in w for w in words) == overflowed, (kind, act, row, k)
+    assert any("overflow" in w for w in texts["activations_relu.png"][(0, 1)])
+    assert not any(texts["activations_tanh.png"].values())  # the relu figure's text removed
 
 
 def test_histogram_figures_share_one_grid_and_are_drawn_once(tmp_path, monkeypatch):

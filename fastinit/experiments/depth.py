@@ -95,12 +95,19 @@ def forward(
     Returns
     -------
     acts, derivs : list of numpy.ndarray
-        Per layer, the activations ``f(z_k)`` and the derivatives ``f'(z_k)``.
+        Per layer, the activations ``f(z_k)`` and the derivatives ``f'(z_k)``;
+        NaN where ``z_k`` is NaN (an overflowed signal, ``inf - inf``: its sign,
+        so relu's slope, is unknown), except for ``identity`` (slope 1 everywhere),
+        so that the gradient through it is NaN, not the kernel's 0 (relu).
     """
+    act = _act.get(activation)
     acts, derivs = [], []
     a = x
     for w in weights:
-        a, d = _act.apply(a @ w, activation)
+        z = a @ w
+        a, d = _act.apply(z, act)
+        if act.code != _act.IDENTITY:
+            d[np.isnan(z)] = np.nan  # d is apply's own array
         acts.append(a)
         derivs.append(d)
     return acts, derivs
@@ -201,7 +208,8 @@ def layer_statistics(
     dict
         ``{L: {"act_mean": (L,), "act_std": (L,), "grad_std": (L,)}}``, float64
         arrays indexed by layer (0-based); non-finite where the signal itself overflowed
-        (finite signals whose squares would overflow have a finite spread).
+        (finite signals whose squares would overflow have a finite spread), the
+        gradients too once they pass a NaN pre-activation (:func:`forward`).
     """
     top = max(depths)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):

@@ -17,6 +17,7 @@ width as depth grows.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,11 @@ class LayerStats:
         Fraction of units inactive on every input (ReLU family); None for others.
     grad_std : float
         Standard deviation of the backpropagated gradient ``dL/dz``.
+
+    A layer whose signal overflowed (an activation or derivative inf or NaN)
+    has NaN ``saturated`` and ``dead`` (where they apply), and a gradient that
+    passed a NaN pre-activation is NaN (:func:`~fastinit.experiments.depth.forward`):
+    ``null`` in summary.json, ``overflow`` in the table, a ``diverged`` sweep run.
     """
 
     init: str
@@ -121,8 +127,8 @@ class HistogramResult:
                 str(s.layer),
                 _fmt(s.act_mean),
                 _fmt(s.act_std),
-                "-" if s.saturated is None else f"{s.saturated:.3f}",
-                "-" if s.dead is None else f"{s.dead:.3f}",
+                _fraction(s.saturated),
+                _fraction(s.dead),
                 "overflow" if not np.isfinite(s.grad_std) else f"{s.grad_std:.3g}",
             )
             for s in self.stats
@@ -152,17 +158,30 @@ def _fmt(value: float) -> str:
     return fixed(value)
 
 
+def _fraction(value: float | None) -> str:
+    """A saturated or dead fraction for the table: 3 decimals, ``-`` or ``overflow``."""
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if np.isfinite(value) else "overflow"
+
+
 def _saturated_and_dead(name: str, a: np.ndarray, deriv: np.ndarray) -> tuple:
     """Saturated and dead fractions of one layer (None where the activation has none).
 
     The definitions are those of ``fit(record_stats=True)`` and
-    :func:`fastinit.diagnose`, computed by the same compiled function.
+    :func:`fastinit.diagnose`, computed by the same compiled function.  NaN
+    (where they apply) for a layer whose activations or derivatives are not all
+    finite: the signal overflowed, and a NaN entry is neither saturated nor
+    inactive (the compiled count made an all-NaN ReLU layer 100% dead).
     """
     out = np.full(len(_train.STAT_FIELDS), np.nan)
     code = _act.get(name).code
     _train.activation_stats(np.ascontiguousarray(a), np.ascontiguousarray(deriv), code, out)
-    sat, dead = out[_train.F_SATURATED], out[_train.F_DEAD]
-    return (None if np.isnan(sat) else float(sat)), (None if np.isnan(dead) else float(dead))
+    finite = bool(np.isfinite(a).all() and np.isfinite(deriv).all())
+    return tuple(
+        None if np.isnan(v) else float(v) if finite else math.nan
+        for v in (out[_train.F_SATURATED], out[_train.F_DEAD])
+    )
 
 
 def _range(name: str, values: list[np.ndarray]) -> tuple[float, float]:
@@ -185,6 +204,15 @@ def _symmetric_range(values: list[np.ndarray], percentile: float) -> tuple[float
             tops.append(float(np.percentile(finite, percentile)))
     top = max(tops, default=0.0) or 1.0
     return -top, top
+
+
+def _counts(values: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
+    """Histogram counts of the finite ``values`` in ``bins`` equal bins of ``[lo, hi]``.
+
+    Binned in float64, as the edges are: in float32 NumPy's ``hi - lo`` overflowed past
+    half the float32 range (an IndexError for gradients of 3e38).
+    """
+    return np.histogram(np.asarray(values, dtype=np.float64), bins, range=(lo, hi))[0]
 
 
 def run_histogram(
@@ -291,8 +319,8 @@ def _measure(result: HistogramResult, specs: list, activations: tuple, bar: Prog
     """Propagate through each init's network per activation; fill ``result``.
 
     A signal that overflows (``std=1e300``) gives non-finite statistics, as in
-    ``fastinit depth``, without NumPy's warnings; its histograms count the
-    finite values only.
+    ``fastinit depth``, without NumPy's warnings (see :class:`LayerStats`); its
+    histograms count the finite values only, and their figure panels say so.
     """
     cfg = result.config
     layers, width, bins = cfg["layers"], cfg["width"], cfg["bins"]
@@ -308,14 +336,10 @@ def _measure(result: HistogramResult, specs: list, activations: tuple, bar: Prog
                 key = (spec.name, name)
                 lo, hi = _range(name, acts)
                 result.act_edges[key] = np.linspace(lo, hi, bins + 1)
-                result.act_counts[key] = np.array(
-                    [np.histogram(a, bins, range=(lo, hi))[0] for a in acts]
-                )
+                result.act_counts[key] = np.array([_counts(a, bins, lo, hi) for a in acts])
                 lo, hi = _symmetric_range(grads, 100.0)
                 result.grad_edges[key] = np.linspace(lo, hi, bins + 1)
-                result.grad_counts[key] = np.array(
-                    [np.histogram(g, bins, range=(lo, hi))[0] for g in grads]
-                )
+                result.grad_counts[key] = np.array([_counts(g, bins, lo, hi) for g in grads])
                 for k in range(layers):
                     result.stats.append(
                         LayerStats(
@@ -357,11 +381,16 @@ def _write(result: HistogramResult, output: Output, bar: ProgressBar) -> None:
     done = len(result.act_counts)  # pairs measured; each figure drawn adds one
     try:
         for act in cfg["activations"]:
-            for kind, counts, edges in (
-                ("activations", result.act_counts, result.act_edges),
-                ("gradients", result.grad_counts, result.grad_edges),
+            for kind, counts, edges, field in (
+                ("activations", result.act_counts, result.act_edges, "act_std"),
+                ("gradients", result.grad_counts, result.grad_edges, "grad_std"),
             ):
-                _plot(fig, axes, cfg["inits"], act, kind, counts, edges)
+                overflowed = {
+                    (s.init, s.layer)
+                    for s in result.stats
+                    if s.activation == act and not np.isfinite(getattr(s, field))
+                }
+                _plot(fig, axes, cfg["inits"], act, kind, counts, edges, overflowed)
                 output.figure(f"{kind}_{act}.png", fig)
                 done += 1
                 bar.update(done)
@@ -391,12 +420,13 @@ def _grid(plt: Any, inits: list[str], layers: int) -> tuple[Any, np.ndarray]:
 
 
 def _plot(fig: Any, axes: np.ndarray, inits: list[str], act: str, kind: str,
-          counts: dict, edges: dict) -> None:  # fmt: skip
+          counts: dict, edges: dict, overflowed: set) -> None:  # fmt: skip
     """Draw the ``kind`` histograms of ``act`` on the grid, laid out as on a new figure.
 
-    The previous figure's histograms, limits and colour cycle are cleared and
-    the layout starts from a new figure's, so each figure is the one a fresh
-    grid would give.
+    The previous figure's histograms, notes, limits and colour cycle are
+    cleared and the layout starts from a new figure's, so each figure is the
+    one a fresh grid would give.  The panels of ``overflowed`` ``(init,
+    layer)`` (values inf or NaN, which the counts leave out) say so.
     """
     import matplotlib
 
@@ -406,8 +436,8 @@ def _plot(fig: Any, axes: np.ndarray, inits: list[str], act: str, kind: str,
         e = edges[(init, act)]
         for k, c in enumerate(counts[(init, act)]):
             ax = axes[r, k]
-            for patch in list(ax.patches):
-                patch.remove()
+            for artist in [*ax.patches, *ax.texts]:
+                artist.remove()
             ax.relim()
             ax.set_autoscale_on(True)
             ax.set_prop_cycle(None)  # the first colour, as on new axes
@@ -415,5 +445,8 @@ def _plot(fig: Any, axes: np.ndarray, inits: list[str], act: str, kind: str,
             if kind == "activations" and act != "sigmoid" and e[0] == 0 and c[1:].any():
                 # as in the book's ReLU figure: clip the spike of zeros at the first bin
                 ax.set_ylim(0, 1.25 * c[1:].max())
+            if (init, k + 1) in overflowed:
+                ax.text(0.5, 0.5, "overflow:\nfinite values\nonly", transform=ax.transAxes,
+                        ha="center", va="center", color="red")  # fmt: skip
     fig.suptitle(f"{act}: {kind} per layer")
     fig.tight_layout()
