@@ -1060,7 +1060,11 @@ def layer_stats(run: _Run, j: int, n_iter: int) -> dict[str, np.ndarray]:
     -------
     dict of numpy.ndarray
         ``"iteration"``: the int64 iterations ``0, k, 2k, ...``; one float64
-        ``(R, layers of model j)`` copy per name in :data:`STAT_FIELDS`.
+        ``(R, layers of model j)`` copy per name in :data:`STAT_FIELDS`.  Where a
+        layer's pre-activations or activations hold inf or NaN (their mean is not
+        finite: the signal overflowed), its saturated, inactive and dead fractions
+        are NaN: a NaN entry is neither in a tail nor inactive (the compiled count
+        made an all-NaN ReLU layer 100% dead).
     """
     every = int(run.plan[P_STATS_EVERY])
     first, count = int(run.table[j, M_FIRST]), int(run.table[j, M_COUNT])
@@ -1069,6 +1073,9 @@ def layer_stats(run: _Run, j: int, n_iter: int) -> dict[str, np.ndarray]:
     out = {"iteration": iteration}
     for f, name in enumerate(STAT_FIELDS):
         out[name] = block_[:, :, f].copy()
+    overflowed = ~(np.isfinite(out["pre_mean"]) & np.isfinite(out["act_mean"]))
+    for name in ("saturated", "inactive", "dead"):
+        out[name][overflowed] = np.nan
     return out
 
 

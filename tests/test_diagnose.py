@@ -306,6 +306,19 @@ def test_few_rows_make_no_finding_but_are_measured(sizes, activation, rows):
     assert not any(many.flags.values()) and many.warnings == [], many.warnings
 
 
+def test_an_overflowed_layer_is_not_reported_as_dead_units():
+    # NaN entries (inf - inf) counted as inactive: "dead units: 100% of layer 1's relu
+    # units" beside the overflow, and fit(record_stats=True) recorded the same
+    model = MLP(SIZES, activation="relu", init=("normal", {"std": 1e200}), seed=1, dtype=F64)
+    d = fastinit.diagnose(model, X, Y)
+    over = ~(np.isfinite(d.pre_mean) & np.isfinite(d.act_mean))
+    assert over[1:].all() and not over[0]  # layer 0's z = X @ W: large but finite
+    assert np.isnan(d.dead[over]).all() and np.isnan(d.inactive[over]).all()
+    assert np.isfinite(d.dead[0])
+    assert d.flags["non_finite"] and not d.flags["dead_units"]
+    assert not any(w.startswith("dead units") for w in d.warnings), d.warnings
+
+
 def test_few_rows_still_report_an_overflow():
     model = MLP([16, 8, 5], activation="relu", init=("normal", {"std": 1e200}), dtype=F64)
     with warnings.catch_warnings():
