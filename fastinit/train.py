@@ -377,6 +377,40 @@ def mean_std(v: np.ndarray) -> tuple[float, float]:
     return mean, math.sqrt(fm.sum4(v, mean, True) / n)
 
 
+SATURATING = (SIGMOID, TANH)  # activations with a saturated fraction
+RELU_FAMILY = (RELU, LEAKY_RELU, ELU, SELU, GELU, GELU_TANH, SILU, SOFTPLUS)  # inactive, dead
+
+
+def stats_apply(code: int) -> tuple[bool, bool]:
+    """Whether an activation has a saturated fraction, and inactive and dead ones.
+
+    Parameters
+    ----------
+    code : int
+        The activation's code (:mod:`fastinit.activations`).
+
+    Returns
+    -------
+    saturated, dead : bool
+        :data:`SATURATING` and :data:`RELU_FAMILY` membership: the columns
+        :func:`activation_stats` writes (NaN there means the signal overflowed).
+    """
+    return code in SATURATING, code in RELU_FAMILY
+
+
+@njit(cache=True, error_model="numpy")
+def _all_finite(af: np.ndarray, d: np.ndarray) -> bool:
+    """Whether every entry of the flat ``af`` and of the 2-D ``d`` is finite."""
+    for i in range(af.shape[0]):
+        if not np.isfinite(af[i]):
+            return False
+    for i in range(d.shape[0]):
+        for j in range(d.shape[1]):
+            if not np.isfinite(d[i, j]):
+                return False
+    return True
+
+
 @njit(cache=True, error_model="numpy")
 def activation_stats(a: np.ndarray, d: np.ndarray, code: int, out: np.ndarray) -> None:
     """Saturation and inactivity of one layer into ``out[F_SATURATED:F_DEAD + 1]``.
@@ -387,7 +421,9 @@ def activation_stats(a: np.ndarray, d: np.ndarray, code: int, out: np.ndarray) -
     (tanh).  Inactive and dead (ReLU family: relu, leaky_relu, elu, selu, gelu,
     gelu_tanh, silu, softplus; NaN otherwise): the fraction of entries with ``|f'(z)| <
     INACTIVE_SLOPE`` (relu: zero output and zero gradient), and of units inactive
-    on every row of the batch (as in :mod:`fastinit.experiments.histogram`).
+    on every row of the batch (as in :mod:`fastinit.experiments.histogram`).  A
+    layer whose ``a`` or ``d`` holds inf or NaN (the signal overflowed) gets NaN
+    in the columns that apply: a NaN entry is neither in a tail nor inactive.
 
     Parameters
     ----------
@@ -405,6 +441,14 @@ def activation_stats(a: np.ndarray, d: np.ndarray, code: int, out: np.ndarray) -
     af = a.reshape(a.size)
     t = type(af[0])
     hi, lo = t(SATURATION), t(1.0 - SATURATION)
+    relu_family = code in RELU_FAMILY
+    if not _all_finite(af, d):
+        if code in SATURATING:
+            out[F_SATURATED] = np.nan
+        if relu_family:
+            out[F_INACTIVE] = np.nan
+            out[F_DEAD] = np.nan
+        return
     hits = 0
     if code == SIGMOID:
         for i in range(af.shape[0]):  # integer counts: the loops vectorize
@@ -414,7 +458,7 @@ def activation_stats(a: np.ndarray, d: np.ndarray, code: int, out: np.ndarray) -
         for i in range(af.shape[0]):
             hits += abs(af[i]) > hi
         out[F_SATURATED] = hits / (m * n)
-    if code in (RELU, LEAKY_RELU, ELU, SELU, GELU, GELU_TANH, SILU, SOFTPLUS):
+    if relu_family:
         slope = t(INACTIVE_SLOPE)
         counts = np.zeros(n, np.int64)
         for i in range(m):
@@ -1060,11 +1104,7 @@ def layer_stats(run: _Run, j: int, n_iter: int) -> dict[str, np.ndarray]:
     -------
     dict of numpy.ndarray
         ``"iteration"``: the int64 iterations ``0, k, 2k, ...``; one float64
-        ``(R, layers of model j)`` copy per name in :data:`STAT_FIELDS`.  Where a
-        layer's pre-activations or activations hold inf or NaN (their mean is not
-        finite: the signal overflowed), its saturated, inactive and dead fractions
-        are NaN: a NaN entry is neither in a tail nor inactive (the compiled count
-        made an all-NaN ReLU layer 100% dead).
+        ``(R, layers of model j)`` copy per name in :data:`STAT_FIELDS`.
     """
     every = int(run.plan[P_STATS_EVERY])
     first, count = int(run.table[j, M_FIRST]), int(run.table[j, M_COUNT])
@@ -1073,9 +1113,6 @@ def layer_stats(run: _Run, j: int, n_iter: int) -> dict[str, np.ndarray]:
     out = {"iteration": iteration}
     for f, name in enumerate(STAT_FIELDS):
         out[name] = block_[:, :, f].copy()
-    overflowed = ~(np.isfinite(out["pre_mean"]) & np.isfinite(out["act_mean"]))
-    for name in ("saturated", "inactive", "dead"):
-        out[name][overflowed] = np.nan
     return out
 
 

@@ -17,7 +17,6 @@ width as depth grows.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,18 +168,17 @@ def _saturated_and_dead(name: str, a: np.ndarray, deriv: np.ndarray) -> tuple:
     """Saturated and dead fractions of one layer (None where the activation has none).
 
     The definitions are those of ``fit(record_stats=True)`` and
-    :func:`fastinit.diagnose`, computed by the same compiled function.  NaN
+    :func:`fastinit.diagnose`, computed by the same compiled function: NaN
     (where they apply) for a layer whose activations or derivatives are not all
-    finite: the signal overflowed, and a NaN entry is neither saturated nor
-    inactive (the compiled count made an all-NaN ReLU layer 100% dead).
+    finite (the signal overflowed).
     """
     out = np.full(len(_train.STAT_FIELDS), np.nan)
     code = _act.get(name).code
     _train.activation_stats(np.ascontiguousarray(a), np.ascontiguousarray(deriv), code, out)
-    finite = bool(np.isfinite(a).all() and np.isfinite(deriv).all())
+    applies = _train.stats_apply(code)
     return tuple(
-        None if np.isnan(v) else float(v) if finite else math.nan
-        for v in (out[_train.F_SATURATED], out[_train.F_DEAD])
+        float(v) if apply else None
+        for v, apply in zip((out[_train.F_SATURATED], out[_train.F_DEAD]), applies, strict=True)
     )
 
 
