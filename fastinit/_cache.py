@@ -46,7 +46,10 @@ functions are sealed (:data:`SEALED_PACKAGES`, marked when their dispatcher
 enables caching): a user's ``cache=True`` functions keep numba's format, which
 processes without fastinit share (sealed, their index read as empty here, and
 rewritten by a plain numba process, would be compiled again by each in turn);
-their damaged files are still a cache miss where they cannot be unpickled.
+their damaged files are still a cache miss where they cannot be unpickled.  An index of
+fastinit's own functions that cannot be read at all (``OSError``: another
+user's file in a shared cache, a bad disk block) is a cache miss too, with one
+:class:`RuntimeWarning` per process (:func:`load`).
 
 numba writes each file as ``<file>.tmp.<16 hex digits>`` and renames it into
 place, removing the temporary file when the write fails with an exception; a
@@ -144,7 +147,7 @@ _SEAL = b"\0fastinit sha256\0"  # after a file's pickle: this, then the pickle's
 _NUMBA: dict[str, Any] = {}  # numba's own methods that install() replaced
 # top-level packages whose functions' cache files are sealed (others keep numba's format)
 SEALED_PACKAGES: set[str] = {"fastinit"}
-_WARNED: set[str] = set()  # the warnings given ("locator", "save"): once per process each
+_WARNED: set[str] = set()  # the warnings given ("locator", "save", "load"): once per process each
 
 
 @contextlib.contextmanager
@@ -369,9 +372,23 @@ def load(self: Any, key: Any) -> Any:
     object or None
         What numba stored for ``key``; None (compile it again) where the
         index lacks it or its data file is missing, truncated, garbled, or
-        has no digest or not its own.
+        has no digest or not its own; also, for fastinit's own (sealed)
+        functions, where the index cannot be read (``OSError``: another
+        user's file in a shared cache, a bad disk block), with one
+        :class:`RuntimeWarning` per process.  A save still fails on such an
+        index rather than replace it.
     """
-    name = self._load_index().get(key)
+    try:
+        name = self._load_index().get(key)
+    except OSError as error:
+        if not _sealed_files(self):
+            raise
+        _warn_once(
+            "load",
+            f"fastinit: numba could not read its cache index {self._index_path} ({error}); "
+            "the process compiles its functions again instead of loading them.",
+        )
+        return None
     if name is None:
         return None
     try:

@@ -191,6 +191,24 @@ def test_a_damaged_index_reads_as_empty_and_the_next_save_repairs_it(tmp_path, s
 
 
 @pytest.mark.parametrize("sealed", [True, False])
+def test_an_unreadable_index_of_fastinits_function_is_a_cache_miss(tmp_path, sealed, monkeypatch):
+    files = _saved(tmp_path, sealed)
+    index = tmp_path / "f-1.py311.nbi"
+    index.unlink()
+    index.mkdir()  # IsADirectoryError on open, as EACCES or EIO would be, even for root
+    monkeypatch.setattr(_cache, "_WARNED", set())
+    if not sealed:  # a user's function: numba's behaviour, the error propagates
+        with pytest.raises(IsADirectoryError):
+            files.load(("key", 1))
+        return
+    expected = r"could not read .*f-1\.py311\.nbi.*compiles its functions again"
+    with pytest.warns(RuntimeWarning, match=expected):
+        assert files.load(("key", 1)) is None  # compiled again, not a failed call
+    with pytest.raises(IsADirectoryError):  # a save does not replace an index it cannot read
+        files.save(("key", 1), {"code": 1})
+
+
+@pytest.mark.parametrize("sealed", [True, False])
 def test_a_damaged_data_file_is_a_cache_miss_and_the_next_save_repairs_it(tmp_path, sealed):
     files = _saved(tmp_path, sealed)
     _truncate(tmp_path / "f-1.py311.1.nbc")
