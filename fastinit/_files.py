@@ -13,6 +13,7 @@ import contextlib
 import errno
 import functools
 import glob
+import hashlib
 import os
 import re
 import secrets
@@ -134,11 +135,14 @@ def _windows_alive(pid: int) -> bool:
 def replacing(path: str | os.PathLike[str], *, keep_mode: bool = False) -> Iterator[IO[bytes]]:
     """A binary file to write that replaces ``path`` when the block ends without an exception.
 
-    The temporary file, ``.<name>.<host>-<pid>-<random>.tmp`` beside the target,
-    is this call's own (two writers never share one); it is removed whatever
-    stops the block, and one left by a killed process of this host is removed by
-    the next write of ``path``.  A symlink is written through (its target is
-    replaced, the link stays).
+    The temporary file, ``.<name>.<host>-<pid>-<random>.tmp`` beside the target
+    (a name over 100 characters cut, with a digest of the whole), is this
+    call's own (two writers never share one); it is removed whatever stops the
+    block, and one left by a killed process of this host is removed by the
+    next write of ``path``.  Its data is flushed to the disk (``fsync``) before
+    the rename, and the rename after it, so that a power loss or a crash of
+    the system leaves the old file or the new one, not an empty one.  A
+    symlink is written through (its target is replaced, the link stays).
 
     Parameters
     ----------
@@ -163,7 +167,7 @@ def replacing(path: str | os.PathLike[str], *, keep_mode: bool = False) -> Itera
     target = Path(os.path.realpath(asked))
     if target.is_dir():  # refused before writing, naming the path, not the temporary file
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), asked)
-    prefix = f".{target.name}.{host()}-"
+    prefix = f".{_short(target.name)}.{host()}-"
     for old in abandoned(target.parent, prefix, ".tmp"):
         old.unlink(missing_ok=True)
     tmp = target.with_name(f"{prefix}{os.getpid()}-{secrets.token_hex(4)}.tmp")
@@ -178,10 +182,46 @@ def replacing(path: str | os.PathLike[str], *, keep_mode: bool = False) -> Itera
                 with contextlib.suppress(OSError):
                     os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
             yield f
+            f.flush()
+            _sync(f.fileno())  # the data on disk before a name points at it
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _sync_directory(target.parent)
+
+
+def _short(name: str) -> str:
+    """``name`` as the temporary file's prefix carries it: names longer than 100
+    characters are cut to 91 and a digest of the whole, so that the temporary
+    name stays within the 255 characters a file system allows."""
+    if len(name) <= 100:
+        return name
+    return f"{name[:91]}~{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def _sync(fd: int) -> None:
+    """``os.fsync(fd)``, skipped where the file system cannot sync (EINVAL,
+    ENOTSUP: some network and FUSE mounts); a failed write (EIO, ENOSPC) raises."""
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where a directory
+    cannot be opened or synced, as on Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_bytes(path: str | os.PathLike[str], data: Any) -> None:

@@ -1,13 +1,15 @@
 """fastinit._files.deferred_interrupt: a Ctrl-C inside the block is held, then delivered
 as the handler in force before the block would have delivered it."""
 
+import errno
+import os
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from fastinit._files import deferred_interrupt
+from fastinit._files import deferred_interrupt, write_bytes
 
 
 def test_a_held_ctrl_c_is_raised_after_the_block():
@@ -44,3 +46,43 @@ def test_a_handler_not_installed_from_python_is_left_in_place(monkeypatch):
     with deferred_interrupt():
         pass
     assert installed == []
+
+
+def test_a_file_with_a_name_near_the_systems_limit_is_replaced(tmp_path):
+    target = tmp_path / ("r" * 250 + ".json")  # 255 characters: the usual limit of a name
+    for text in (b"first", b"second"):
+        write_bytes(target, text)
+        assert target.read_bytes() == text
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary file left
+
+
+def test_a_replaced_file_reaches_the_disk_before_its_rename(tmp_path, monkeypatch):
+    synced = []
+
+    def fsync(fd):
+        synced.append(os.fstat(fd).st_size)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write_bytes(tmp_path / "result.json", b"12345")
+    assert synced[0] == 5  # the file's data, before the rename names it
+    assert (tmp_path / "result.json").read_bytes() == b"12345"
+
+
+@pytest.mark.parametrize("code", ["EINVAL", "EIO"])
+def test_a_file_system_that_cannot_sync_still_gets_the_file_but_a_failed_sync_fails(
+    tmp_path, monkeypatch, code
+):
+    def fsync(fd):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    target = tmp_path / "result.json"
+    target.write_bytes(b"old")
+    if code == "EINVAL":  # the mount does not sync (some network and FUSE mounts)
+        write_bytes(target, b"new")
+        assert target.read_bytes() == b"new"
+        return
+    with pytest.raises(OSError, match="Input/output error"):  # the data may not be on disk
+        write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
