@@ -370,8 +370,9 @@ def identity(
     shape, out = _target(shape, dtype, out, min_ndim=2)
     if len(shape) != 2:
         raise ValueError(f"shape: identity needs a 2-D shape, got {shape}")
+    gain = check_representable(gain, "gain", out.dtype)  # before ``out`` is written
     out.fill(0.0)
-    np.fill_diagonal(out, check_representable(gain, "gain", out.dtype))
+    np.fill_diagonal(out, gain)
     return out
 
 

@@ -343,6 +343,11 @@ _CHECKS = {
 }
 
 
+def _check_nesterov_momentum(value: Any, name: str) -> float:
+    """A momentum in (0, 1): with 0, Nesterov's update is plain SGD (PyTorch refuses it too)."""
+    return check_positive(check_unit_interval(value, name), name)
+
+
 class Optimizer:
     """Base class: hyperparameters, their lowering, and per-model state.
 
@@ -359,6 +364,7 @@ class Optimizer:
 
     code: ClassVar[int] = NONE
     n_slots: ClassVar[int] = 0
+    _checks: ClassVar[dict[str, Any]] = _CHECKS
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         self.lr = lr
@@ -368,7 +374,7 @@ class Optimizer:
     def __setattr__(self, name: str, value: Any) -> None:
         # A hyperparameter changed after construction (a learning-rate schedule
         # between fits) is checked like one given to __init__.
-        check = _CHECKS.get(name)
+        check = self._checks.get(name)
         super().__setattr__(name, value if check is None else check(value, name))
 
     def _extra(self) -> tuple[float, float, float]:
@@ -502,12 +508,14 @@ class Nesterov(Momentum):
     lr : float, default 0.01
         Learning rate, finite and > 0.
     momentum : float, default 0.9
-        Decay of the velocity ``v``, in [0, 1).
+        Decay of the velocity ``v``, in (0, 1): 0, which would run plain SGD, is
+        refused, as PyTorch refuses ``nesterov=True`` without momentum.
     weight_decay : float, default 0.0
         L2 coefficient, finite and >= 0: ``g = grad + weight_decay * p``.
     """
 
     code = NESTEROV
+    _checks: ClassVar[dict[str, Any]] = {**_CHECKS, "momentum": _check_nesterov_momentum}
 
 
 class AdaGrad(Optimizer):

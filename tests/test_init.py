@@ -523,6 +523,28 @@ def test_a_scale_too_large_for_float32_is_named_not_the_fills_parameter(call, wo
     assert np.isfinite(call(np.float64)).all()  # the same scale fits float64
 
 
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("constant", {"value": 1e39}),
+        ("identity", {"gain": 1e39}),
+        ("normal", {"std": 1e38}),
+        ("uniform", {"low": -3e38, "high": 3e38}),
+        ("truncated_normal", {"std": 3e38, "a": -1.0, "b": 1.0}),
+        ("variance_scaling", {"scale": 1e80}),
+        ("xavier_normal", {"gain": 1e38}),
+        ("orthogonal", {"gain": 1e39}),
+        ("sparse", {"std": 1e38}),
+        ("uniform_unit_scaling", {"factor": 1e40}),
+    ],
+)
+def test_a_value_too_large_for_out_leaves_out_untouched(name, kwargs):
+    out = np.full((4, 3), 7.0, np.float32)
+    with pytest.raises(ValueError, match="float32"):
+        init.get(name)((4, 3), out=out, **kwargs)
+    assert (out == 7.0).all()  # nothing written before the error
+
+
 def test_truncated_normal_with_a_huge_std_but_bounded_draws_is_allowed():
     # the draws lie in [a, b]; only sqrt(2) std and the bounds' distances must fit float32
     x = init.truncated_normal((100_000,), std=1e38, a=-1.0, b=1.0, seed=2)

@@ -193,6 +193,21 @@ def test_hyperparameters_changed_after_construction_are_checked(cls, name, value
     assert opt.hyper()[optim.LR] == 0.05  # the bad value was not stored
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optim.Nesterov(0.1, momentum=0.0),
+        lambda: optim.get("nesterov", lr=0.1, momentum=0),
+        lambda: setattr(optim.Nesterov(0.1), "momentum", 0.0),
+    ],
+)
+def test_nesterov_without_momentum_is_refused(make):
+    # torch: "Nesterov momentum requires a momentum and zero dampening"; it would be plain SGD
+    with pytest.raises(ValueError, match=r"momentum: expected a finite number > 0, got 0\.0"):
+        make()
+    assert optim.Momentum(0.1, momentum=0.0).momentum == 0.0  # heavy ball at 0 is plain SGD
+
+
 @pytest.mark.parametrize("hyper", [{"lr": 0.05}, {"lr": 0.05, "weight_decay": 0.1}])
 def test_fused_sgd_on_blas_sized_layers_matches_reference(hyper):
     rng = np.random.default_rng(9)
