@@ -1,12 +1,19 @@
 """SPEC files as users save them, and results databases where users keep them."""
 
+import dataclasses
+import importlib
+import math
 import os
 import sqlite3
 
 import pytest
 
+from fastinit import init as fastinit_init
 from fastinit.cli import main
-from fastinit.sweep.spec import load_spec
+from fastinit.experiments._common import parse_init
+from fastinit.sweep import spec as spec_module
+from fastinit.sweep.runners import full_config
+from fastinit.sweep.spec import SpecError, config_key, load_spec, parse_spec
 from fastinit.sweep.store import SCHEMA_VERSION, Store
 
 
@@ -160,3 +167,89 @@ def test_report_names_a_missing_database(tmp_path, capsys):
         main(["report", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "rep")])
     assert e.value.code == 2
     assert f"db: {tmp_path / 'none.sqlite'} does not exist" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- init spellings
+def _fixed_init(experiment, init):
+    return parse_spec(f'experiment = "{experiment}"\n[fixed]\ninit = "{init}"\n', memory=math.inf)
+
+
+@pytest.mark.parametrize(
+    ("experiment", "spellings", "stored"),
+    [
+        ("depth", ["std=0.01", "randn*0.01", " STD = 0.010 ", "std=1e-2", "scale=.01"], "std=0.01"),
+        ("planar", ["randn*0.01", "std=0.01", "Randn * 1e-2"], "randn*0.01"),
+        ("planar", ["randn", "randn*1", "std=1.0"], "randn"),
+        ("histogram", ["std=1", "randn", "randn*1.00"], "std=1"),
+        ("mnist", ["kaiming_normal", "Kaiming-Normal", "msra", "kaiming"], "kaiming_normal"),
+        ("mnist", ["he", "He", " HE"], "he"),
+        ("depth", ["constant=0.5", "constant=.50", "CONSTANT=5e-1"], "constant=0.5"),
+        ("depth", ["std=100", "randn*1e2", "std=100.0"], "std=100"),
+    ],
+)
+def test_spellings_of_one_init_in_several_grids_are_one_run(experiment, spellings, stored):
+    """``std=0.01`` in one ``[[grid]]`` table and ``randn*0.01`` in another draw the same
+    weights; they were two keys, so a sweep ran that draw twice and its report showed two rows.
+    Each init is stored in one spelling, the one the docs use for that experiment."""
+    tables = "".join(f'[[grid]]\ninit = ["{s}"]\n' for s in spellings)
+    spec = parse_spec(f'experiment = "{experiment}"\n{tables}', memory=math.inf)
+    assert [config["init"] for config in spec.runs()] == [stored]
+    keys = {_fixed_init(experiment, s).keyed_runs()[0][0] for s in spellings}  # across SPECs too
+    assert keys == {spec.keyed_runs()[0][0]}
+
+
+@pytest.mark.parametrize("experiment", ["planar", "mnist", "histogram", "depth"])
+def test_the_documented_init_spellings_keep_their_keys(experiment):
+    """Results databases keyed before inits had one spelling are resumed, not re-run: the
+    spellings the docs and the experiments' defaults use are stored as they are written."""
+    module = importlib.import_module(f"fastinit.experiments.{experiment}")
+    inits = [*module.DEFAULT_INITS, "xavier", "he", "zeros", "orthogonal", "glorot_uniform"]
+    inits += ["std=0.01", "std=1"] if experiment != "planar" else ["randn*0.001", "randn*100"]
+    for init in inits:
+        spec = _fixed_init(experiment, init)
+        config = full_config(experiment, {"init": init})
+        assert spec.keyed_runs() == [(config_key(config), config)], init
+
+
+@pytest.mark.parametrize("experiment", ["planar", "mnist"])
+def test_an_init_is_stored_in_a_spelling_that_draws_exactly_what_it_draws(experiment):
+    """The stored spelling never merges two different draws: ``normal`` (fastinit's
+    generator) stays apart from ``randn`` (the notebook's in planar), ``he`` (N(0, 2/n))
+    from ``he_normal`` (truncated), ``std=0`` from ``zeros``."""
+    names = [*fastinit_init.names(), "std=0", "std=0.5", "constant=2", "lsuv"]
+    stored = {}
+    for name in names:
+        canonical = _fixed_init(experiment, name).fixed["init"]
+        assert _drawn(canonical) == _drawn(name), (name, canonical)
+        stored.setdefault(canonical, set()).add(_drawn(name))
+    assert all(len(draws) == 1 for draws in stored.values())
+    assert len(stored) == len({_drawn(name) for name in names})
+
+
+def _drawn(init):
+    """What an init spec draws, its spelling aside: its fields but the name, and the
+    initializer a fastinit.init name or alias stands for."""
+    spec = parse_init(init)
+    drawer = fastinit_init.get(spec.initializer) if spec.initializer else None
+    return dataclasses.replace(spec, name="", initializer=None), drawer
+
+
+# ----------------------------------------------------------------------------- grid size
+def test_a_grid_too_large_is_refused_before_its_values_are_checked(monkeypatch):
+    """A grid of 10**12 points took 9-13 s to be refused: every value of every axis was
+    checked first.  Its size is a product of lengths, known before any value is read."""
+    checked = []
+    real = spec_module._Checker._value
+
+    def value(self, v, params, experiment, table, *args, **kwargs):
+        checked.append((table, v))
+        return real(self, v, params, experiment, table, *args, **kwargs)
+
+    monkeypatch.setattr(spec_module._Checker, "_value", value)
+    text = (
+        'experiment = "depth"\n[fixed]\nwidth = 4\n[grid]\n'
+        "seed = {start = 0, stop = 1000000}\nsamples = {start = 1, stop = 1000001}\n"
+    )
+    with pytest.raises(SpecError, match=r":4: grid: the grid has 1000000000000 points; at most"):
+        parse_spec(text, memory=math.inf)
+    assert [table for table, _ in checked] == ["fixed"]

@@ -24,8 +24,11 @@ parameter would go in ``[grid]`` as a list of lists.
 Each run's configuration is the flat dict ``{"experiment": name, **every
 parameter}``; its key is the SHA-256 of its canonical JSON (sorted keys, no
 spaces, floats as Python writes them), so the same run has the same key
-whichever SPEC file produced it.  The fastinit version is stored with each run
-but is not part of the key.
+whichever SPEC file produced it.  An init is stored in one spelling per draw,
+the docs': ``std=1e-2``, ``randn*0.01`` and ``STD = 0.010`` are ``std=0.01``
+(``randn*0.01`` in planar, as its notebook writes it), ``msra`` is ``kaiming_normal``,
+so two spellings of one init are one run.  The fastinit version is stored with
+each run but is not part of the key.
 
 Errors name the file, the line and the key: TOML syntax errors carry tomllib's
 line and column; for semantic errors (unknown experiment or parameter, wrong
@@ -59,10 +62,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastinit._system import available_memory
 from fastinit.sweep.runners import EXPERIMENTS, Experiment, Param, canonical_config
+
+if TYPE_CHECKING:  # imported where used: it takes half a second
+    from fastinit.experiments._common import InitSpec
 
 __all__ = [
     "MemoryExcess",
@@ -439,28 +445,33 @@ class _Checker:
                 f"expected a table [grid] or tables [[grid]] (or no grid), got {grid_data!r}",
                 None, "grid",
             )  # fmt: skip
-        grids = []
+        indices = [f"[{n}]" if isinstance(grid_data, list) else "" for n in range(len(tables))]
+        axes = []  # every axis' values, unchecked: the grid's size is known before they are
         for n, table in enumerate(tables):
-            index = f"[{n}]" if isinstance(grid_data, list) else ""
-            grid = {}
-            for key, values in table.items():
+            for key in table:
                 if key in fixed:
                     raise self.error(
-                        "set both in [fixed] and in the grid; keep one", "grid", key, n, index
+                        "set both in [fixed] and in the grid; keep one", "grid", key, n, indices[n]
                     )
-                grid[key] = self._axis(values, params, experiment, key, n, index)
-            grids.append(grid)
-        self._check_combinations(EXPERIMENTS[experiment], fixed, grids, isinstance(grid_data, list))
-        largest = self._check_footprint(
-            EXPERIMENTS[experiment], fixed, grids, isinstance(grid_data, list)
-        )
-        spec = Spec(experiment, name, fixed, grids, path, description, largest)
-        total = sum(math.prod(len(v) for v in grid.values()) for grid in grids or [{}])
+            values = {
+                k: self._axis_values(v, params, experiment, k, n, indices[n])
+                for k, v in table.items()
+            }
+            axes.append(values)
+        total = sum(math.prod(len(v) for v in grid.values()) for grid in axes or [{}])
         if total > MAX_RUNS:
             raise self.error(
                 f"the grid has {total} points; at most {MAX_RUNS} allowed", "grid", None
             )
-        return spec
+        grids = [
+            {k: self._axis(v, params, experiment, k, n, indices[n]) for k, v in grid.items()}
+            for n, grid in enumerate(axes)
+        ]
+        self._check_combinations(EXPERIMENTS[experiment], fixed, grids, isinstance(grid_data, list))
+        largest = self._check_footprint(
+            EXPERIMENTS[experiment], fixed, grids, isinstance(grid_data, list)
+        )
+        return Spec(experiment, name, fixed, grids, path, description, largest)
 
     def _check_combinations(
         self, experiment: Experiment, fixed: dict[str, Any], grids: list[dict], listed: bool
@@ -522,9 +533,10 @@ class _Checker:
             raise self.error(message, "fixed", key)
         return largest
 
-    def _axis(
+    def _axis_values(
         self, values: Any, params: dict[str, Param], experiment: str, key: str, n: int, index: str
-    ) -> list[Any]:
+    ) -> list[Any] | range:
+        """An axis' values as written (a range table as a range), before any is checked."""
         if key not in params:
             self._value(None, params, experiment, "grid", key, n, index)  # raises: unknown
         if isinstance(values, dict):
@@ -534,7 +546,7 @@ class _Checker:
                     "{start, stop, step} are only for numbers",
                     "grid", key, n, index,
                 )  # fmt: skip
-            values = self._range(values, key, n, index)
+            return self._range(values, key, n, index)
         if not isinstance(values, list):
             raise self.error(
                 f"expected a list of values (a grid axis), got {values!r}; "
@@ -543,26 +555,36 @@ class _Checker:
             )  # fmt: skip
         if not values:
             raise self.error("expected a non-empty list of values, got []", "grid", key, n, index)
+        return values
+
+    def _axis(
+        self,
+        values: list[Any] | range,
+        params: dict[str, Param],
+        experiment: str,
+        key: str,
+        n: int,
+        index: str,
+    ) -> list[Any]:
+        """An axis' values (:meth:`_axis_values`), each checked and normalized, none twice."""
+        init = params[key].check == "init"
         out, seen = [], {}
         for v in values:
             norm = self._value(v, params, experiment, "grid", key, n, index, element=True)
-            tag = json.dumps(norm, sort_keys=True)
-            if tag in seen:
-                raise self.error(f"value {v!r} appears twice", "grid", key, n, index)
-            seen[tag] = v
-            if params[key].check == "init":  # two spellings of one draw: one run twice
+            tags = [json.dumps(norm, sort_keys=True)]
+            if init:  # two spellings of one draw: one run twice
                 from fastinit.experiments._common import parse_init
 
-                meaning = repr(parse_init(norm).meaning)
-                if meaning in seen:
-                    raise self.error(
-                        f"value {v!r} is the same init as {seen[meaning]!r}", "grid", key, n, index
-                    )
-                seen[meaning] = v
+                tags.append(repr(parse_init(norm).meaning))
+            first = next((seen[tag] for tag in tags if tag in seen), None)
+            if first is not None:
+                again = f"is the same init as {first!r}, given twice" if init and first != v else ""
+                raise self.error(f"value {v!r} {again or 'appears twice'}", "grid", key, n, index)
+            seen.update(dict.fromkeys(tags, v))
             out.append(norm)
         return out
 
-    def _range(self, table: dict[str, Any], key: str, n: int, index: str) -> list[int]:
+    def _range(self, table: dict[str, Any], key: str, n: int, index: str) -> range:
         allowed = {"start", "stop", "step"}
         bad = set(table) - allowed
         if bad or "stop" not in table:
@@ -592,7 +614,7 @@ class _Checker:
                 f"{step} needs stop {'>' if step > 0 else '<'} start)",
                 "grid", key, n, index,
             )  # fmt: skip
-        return list(range(start, stop, step))
+        return range(start, stop, step)
 
     def _value(
         self,
@@ -673,11 +695,42 @@ class _Checker:
             from fastinit.experiments._common import parse_init
 
             try:  # only the training experiments apply data-dependent inits (LSUV)
-                parse_init(value, data_dependent=experiment in ("mnist", "planar"))
+                spec = parse_init(value, data_dependent=experiment in ("mnist", "planar"))
             except ValueError as e:
                 raise fail(str(e).removeprefix("init: ")) from None
-            return valid(value.strip().lower())  # as parse_init reads it: "He" is "he"
+            return valid(_init_spelling(spec, experiment))
         return valid(value)
+
+
+def _init_spelling(spec: InitSpec, experiment: str) -> str:
+    """The one spelling of what ``spec`` draws, as the docs write it: the stored init.
+
+    ``std=1e-2``, ``randn * 0.010`` and ``scale=.01`` are ``std=0.01`` (in planar,
+    whose docs write the notebook's ``randn*s``, ``randn*0.01``; std 1 is planar's
+    ``randn`` and elsewhere ``std=1``), ``He`` is ``he``, ``constant=.50`` is
+    ``constant=0.5`` and an alias or another spelling of a :mod:`fastinit.init` name
+    (``msra``, ``Kaiming-Normal``) that initializer's name (``kaiming_normal``).  Only
+    spellings of one :class:`InitSpec` (its fields but the name) share one: ``randn``
+    (the notebook's generator in planar) and ``normal`` (fastinit's) stay two.
+    """
+    from fastinit.init import get
+
+    if spec.lsuv:
+        return "lsuv"
+    if spec.fan_scale is not None:  # the books' xavier and he
+        return spec.name.strip().lower()
+    if spec.std is not None:
+        if experiment == "planar":
+            return "randn" if spec.std == 1 else f"randn*{_number(spec.std)}"
+        return f"std={_number(spec.std)}"
+    if spec.value is not None:
+        return f"constant={_number(spec.value)}"
+    return get(spec.initializer).__name__
+
+
+def _number(value: float) -> str:
+    """A number of an init spec as Python writes it, ``.0`` left out: ``0.01``, ``100``."""
+    return repr(value + 0.0).removesuffix(".0")  # + 0.0: -0.0 is 0.0, as for the numbers
 
 
 def _axes(experiment: Experiment, fixed: dict[str, Any], grid: dict) -> dict[str, list[Any]]:
