@@ -13,7 +13,9 @@ import argparse
 import codecs
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -87,12 +89,13 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _inits(a: argparse.Namespace, data_dependent: bool = True) -> list[Any]:
-    """The parsed inits of ``--inits`` then ``--add`` (errors name the option);
-    ``data_dependent``: whether the experiment trains (``lsuv`` allowed)."""
+    """The parsed inits of ``--inits`` then ``--add`` (errors name the option, a value
+    beyond ``--dtype``'s range included); ``data_dependent``: whether the experiment trains
+    (``lsuv`` allowed)."""
     from fastinit.experiments._common import parse_init_options
 
     options = {"--inits": a.inits, "--add": a.add}
-    return parse_init_options(options, data_dependent=data_dependent)
+    return parse_init_options(options, data_dependent=data_dependent, dtype=a.dtype)
 
 
 def _check_device(device: str) -> None:
@@ -280,7 +283,7 @@ def _planar(sub: Any) -> None:
     p.set_defaults(run=_run_planar, sizes=("--hidden", "--iterations"))
 
 
-def _load_weights(path: Path, hidden: int) -> list[Any]:
+def _load_weights(path: Path, hidden: int, dtype: str) -> list[Any]:
     from fastinit._files import read_npz
     from fastinit.experiments.planar import check_weights
 
@@ -292,7 +295,7 @@ def _load_weights(path: Path, hidden: int) -> list[Any]:
         raise ValueError(f"{problem} ({', '.join(missing)} missing)")
     params = [found[name] for name in names]
     try:
-        return check_weights(params, hidden, f"--weights {path}")
+        return check_weights(params, hidden, f"--weights {path}", dtype)
     except ValueError as e:
         if "expected shape" not in str(e):  # NaN, a missing array: not about --hidden
             raise
@@ -313,7 +316,7 @@ def _run_planar(a: argparse.Namespace) -> Any:
                 f"--weights: {str(path)!r} would run as {name!r}, also an init of --inits or "
                 "--add; rename the file"
             )
-        weights[name] = _load_weights(path, a.hidden)
+        weights[name] = _load_weights(path, a.hidden, a.dtype)
     return run_planar(
         inits, weights=weights, hidden=a.hidden, iterations=a.iterations, lr=a.lr,
         rng=a.rng, seed=a.seed, dtype=a.dtype, out=a.out, progress=not a.quiet,
@@ -465,30 +468,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         Exit status: 0 on success, 2 on bad arguments (an unusable ``--out``
         or ``--device`` included, and sizes whose buffers cannot be allocated),
         130 if interrupted (nothing written, unless the files were already
-        being renamed into place; standard error says what was kept), 1 if
+        being renamed into place; standard error says what was kept), 143 if
+        terminated (SIGTERM: ``kill``, ``timeout``; handled as a Ctrl-C while the
+        command runs in the main thread, where the default action is in force), 1 if
         standard output was closed before the table was printed
         (``fastinit ... | head``; the files are written).  On a standard output
         whose encoding lacks ``±`` (ASCII), tables print ``+-`` for it.
     """
-    with _plain_stdout():
-        return _main(argv)
+    with _plain_stdout(), _terminate_as_interrupt() as terminated:
+        return _main(argv, terminated)
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    """:func:`main`, on a standard output that can write what it prints."""
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[list[int]]:
+    """While the block runs, SIGTERM stops the command as Ctrl-C does (KeyboardInterrupt,
+    held as it is while files are renamed into place); yields the list of the SIGTERMs
+    received.  Only in the main thread, over the default action (a handler of the
+    caller's, or SIG_IGN, stays); the previous handler is put back after the block."""
+    received: list[int] = []
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+    ):
+        yield received
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        received.append(signum)
+        on_interrupt = signal.getsignal(signal.SIGINT)
+        if callable(on_interrupt):  # Python's (KeyboardInterrupt), or a hold (deferred_interrupt)
+            on_interrupt(signal.SIGINT, frame)
+        else:  # SIGINT ignored (a background job) or not Python's: stop all the same
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(terminated: list[int]) -> tuple[str, int]:
+    """What stopped the command, and its exit status: a SIGTERM (143) or a Ctrl-C (130)."""
+    return ("terminated", 128 + signal.SIGTERM) if terminated else ("interrupted", 130)
+
+
+def _main(argv: Sequence[str] | None, terminated: list[int]) -> int:
+    """:func:`main`, on a standard output that can write what it prints; ``terminated``:
+    the SIGTERMs received (:func:`_terminate_as_interrupt`)."""
     try:
         parser = build_parser()  # imports: a second on a busy host
         args = parser.parse_args(argv)
     except KeyboardInterrupt:
-        print("fastinit: interrupted; nothing written", file=sys.stderr)
-        return 130
+        word, status = _stop(terminated)
+        print(f"fastinit: {word}; nothing written", file=sys.stderr)
+        return status
+    from fastinit._files import deferred_interrupt
     from fastinit.experiments._common import on_prepared, remove_empty
 
     out = getattr(args, "out", None)
     created: list[Path] = []
     before = _committed(out, args.command)
     try:
-        created = _prepare_out(out, args.command)  # before computing
+        with deferred_interrupt():  # a Ctrl-C as --out is made: `created` says it was
+            created = _prepare_out(out, args.command)  # before computing
         with on_prepared(lambda: _say_replacing(args, before)):  # once the arguments are good
             result = args.run(args)
     # OSError: a missing or unusable file; MemoryError: fit's, naming iterations or batch_size
@@ -497,7 +540,7 @@ def _main(argv: Sequence[str] | None) -> int:
         message = _with_options(str(e), args)
         parser.exit(2, f"fastinit {args.command}: error: {message}{_memory_hint(e, args)}\n")
     except KeyboardInterrupt:
-        return _stopped(args, before, created)
+        return _stopped(args, before, created, terminated)
     try:
         _print_result(args, result)
     except BrokenPipeError:  # `fastinit ... | head`: the reader left; the files are written
@@ -505,7 +548,7 @@ def _main(argv: Sequence[str] | None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush does not fail again
         return 1
     except KeyboardInterrupt:  # the files are written: the message says so
-        return _stopped(args, before, created)
+        return _stopped(args, before, created, terminated)
     return 0
 
 
@@ -519,15 +562,22 @@ def _say_replacing(args: argparse.Namespace, before: tuple[int, int] | None) -> 
         )
 
 
-def _stopped(args: argparse.Namespace, before: tuple[int, int] | None, created: list[Path]) -> int:
-    """After a Ctrl-C: remove the directories made for the run if empty, say what was kept."""
+def _stopped(
+    args: argparse.Namespace,
+    before: tuple[int, int] | None,
+    created: list[Path],
+    terminated: list[int],
+) -> int:
+    """After a Ctrl-C or a SIGTERM (``terminated``): remove the directories made for the
+    run if empty, say what was kept; the exit status (:func:`_stop`)."""
     from fastinit.experiments._common import remove_empty
 
     remove_empty(created)
     removed = bool(created) and not created[0].exists()
     kept = _interrupted(args, before, removed)
-    print(f"fastinit {args.command}: interrupted; {kept}", file=sys.stderr)
-    return 130
+    word, status = _stop(terminated)
+    print(f"fastinit {args.command}: {word}; {kept}", file=sys.stderr)
+    return status
 
 
 def _print_result(args: argparse.Namespace, result: Any) -> None:

@@ -823,3 +823,118 @@ def test_an_ascii_stdout_gets_every_help(monkeypatch):
     assert e.value.code == 0
     stream.flush()
     assert b"+-" in raw.getvalue() and stream.errors == "strict"
+
+
+# ----------------------------------------------------------------------------- audit (cli)
+@pytest.mark.parametrize(
+    ("argv", "start", "words"),
+    [(["mnist", "--lr", "1e300", "--dtype", "float32", "--train-size", "200"], "--lr: ",
+      ("1e+300", "float32", "infinity")),
+     (["planar", "--lr", "1e-50", "--dtype", "float32"], "--lr: ", ("1e-50", "float32", "0")),
+     (["symmetry", "--lr", "1e39", "--dtype", "float32"], "--lr: ", ("1e+39", "float32")),
+     (["planar", "--inits", "std=1e300", "--dtype", "float32"], "--inits: 'std=1e300'",
+      ("float32",)),
+     (["histogram", "--add", "constant=1e39", "--dtype", "float32"], "--add: 'constant=1e39'",
+      ("float32", "1e+39")),
+     (["mnist", "--inits", "he", "--add", "randn*1e308", "--train-size", "200"],
+      "--add: 'randn*1e308'", ("float32",))],
+)  # fmt: skip
+def test_a_value_beyond_the_dtype_range_is_named_by_its_option(argv, start, words, tmp_path,
+                                                               capsys):  # fmt: skip
+    # `--lr 1e300 --dtype float32` was refused as "optimizer: lr=1e+300 ...", std=1e300 as
+    # "mean, std: |mean| + 9 std: ...": neither named the option, nor the init
+    size = ["--samples", "8", "--layers", "2"] if argv[0] == "histogram" else ["--iterations", "2"]
+    err = _refused([*argv, *size], tmp_path, capsys)
+    assert err.startswith(f"fastinit {argv[0]}: error: {start}"), err
+    assert all(word in err for word in words) and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_planar_weights_beyond_float32_name_the_file(tmp_path, capsys):
+    # named "weights['big']: W1: ..." (the run's internal name), not the option and file
+    big = {"W1": np.full((2, 4), 1e300), "b1": np.zeros(4), "W2": np.zeros((4, 1)),
+           "b2": np.zeros(1)}  # fmt: skip
+    np.savez(tmp_path / "big.npz", **big)
+    argv = ["planar", "--weights", str(tmp_path / "big.npz"), "--dtype", "float32"]
+    err = _refused([*argv, "--iterations", "2"], tmp_path, capsys)
+    expected = f"--weights {tmp_path / 'big.npz'}: W1: expected values within the float32 range"
+    assert err.startswith(f"fastinit planar: error: {expected}"), err
+    assert "--hidden" not in err and not (tmp_path / "out").exists()
+
+
+def test_sigterm_is_handled_as_ctrl_c_exiting_143(tmp_path):
+    # `timeout` / `kill` ended the process at once: the --out made for the run stayed
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "new" / "out"
+    cmd = [sys.executable, "-m", "fastinit", "planar", "--inits", "zeros", "--iterations",
+           str(10**6), "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                            text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not out.is_dir() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert out.is_dir(), "no --out made"
+        # then the first progress line (10%, about a second): training, past numba's
+        # compilation, which a signal can crash in llvmlite (a Ctrl-C as well)
+        first = proc.stderr.readline()
+        assert first.startswith("fit ") and proc.poll() is None, first
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    last = err.splitlines()[-1]
+    assert last.startswith("fastinit planar: terminated; nothing written") and "removed" in last
+    assert "Traceback" not in err and not (tmp_path / "new").exists()
+
+
+def test_a_ctrl_c_as_out_is_made_removes_it(tmp_path, monkeypatch, capsys, sigint_default):
+    # a Ctrl-C (or SIGTERM) right after --out was made, before the command knew it had
+    # made it, left it behind ("... is as it was")
+    import signal
+
+    from fastinit.experiments import _common
+
+    made = _common.prepare_output
+
+    def prepare_output(*args, **kwargs):
+        created = made(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return created
+
+    monkeypatch.setattr(_common, "prepare_output", prepare_output)
+    out = tmp_path / "new" / "out"
+    assert main(["planar", "--iterations", "2", "--out", str(out), "--quiet"]) == 130
+    assert "is removed again" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_sigterm_handler_is_set_only_while_main_runs(tmp_path, monkeypatch):
+    import signal
+    import threading
+
+    from fastinit.model import MLP
+
+    before = signal.getsignal(signal.SIGTERM)
+    during = []
+
+    def fit(self, *args, **kwargs):
+        during.append(signal.getsignal(signal.SIGTERM))
+        return _interrupted()
+
+    monkeypatch.setattr(MLP, "fit", fit)
+    argv = ["planar", "--inits", "zeros", "--iterations", "2", "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 130  # a Ctrl-C keeps its status
+    assert during and during[0] is not before and signal.getsignal(signal.SIGTERM) is before
+    codes = []  # outside the main thread no handler can be set: the command runs as it is
+    worker = threading.Thread(target=lambda: codes.append(main(argv)))
+    worker.start()
+    worker.join()
+    assert codes == [130] and signal.getsignal(signal.SIGTERM) is before

@@ -1298,3 +1298,13 @@ def test_mnist_table_prints_the_loss_every_100_iterations():
         ["200", "4.0000", "n/a"],
     ]
     assert len(lines) == start + 5 or not lines[start + 5].split()[0].isdigit()
+
+
+def test_an_init_value_or_lr_beyond_the_dtype_range_names_the_argument():
+    # "mean, std: |mean| + 9 std: ..." named no init, "optimizer: lr=..." no lr of run_planar
+    from fastinit.experiments.planar import run_planar
+
+    with pytest.raises(ValueError, match=r"^init: 'std=1e300' cannot be drawn in float32"):
+        run_planar(("std=1e300",), iterations=2, dtype="float32", progress=False)
+    with pytest.raises(ValueError, match=r"^lr: .*float32.*1e\+300"):
+        run_planar(("zeros",), iterations=2, lr=1e300, dtype="float32", progress=False)

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -240,6 +241,16 @@ BAD_SPECS = [
     (
         'experiment = "planar"\n[fixed]\noptimizer = "momentum"\nmomentum = 1.0\n',
         ["fixed.momentum", "expected a number in [0, 1), got 1.0"],
+        4,
+    ),
+    (  # Nesterov without momentum is plain SGD: fastinit.optim refuses it, as torch does
+        'experiment = "planar"\n[fixed]\noptimizer = "nesterov"\nmomentum = 0.0\n',
+        ["fixed.momentum", "optimizer 'nesterov'", "expected a finite number > 0, got 0.0"],
+        4,
+    ),
+    (
+        'experiment = "mnist"\n[grid]\noptimizer = ["sgd", "nesterov"]\nmomentum = [0.0, 0.9]\n',
+        ["grid.momentum", "optimizer 'nesterov'", "expected a finite number > 0, got 0.0"],
         4,
     ),
     (
@@ -844,6 +855,55 @@ def test_a_terminal_ctrl_c_stops_a_local_dask_sweep_without_worker_tracebacks(
     assert 2 <= len(db_rows(db)) < 12 and not db_rows(db, "claims")
     summary = run_sweep(spec, db, workers=0, progress=False)
     assert summary.ran == 12 - summary.skipped and len(db_rows(db)) == 12
+
+
+# Store.record sends the signal on its first call, then waits while the other runs in
+# flight finish (their results arrive), then records: as a Ctrl-C during that commit
+INTERRUPTED_SWEEP = """\
+import signal, sys, time
+from fastinit.cli import main
+from fastinit.sweep.store import Store
+
+record = Store.record
+
+def first(self, *args, **kwargs):
+    Store.record = record
+    signal.raise_signal(getattr(signal, sys.argv[1]))
+    time.sleep(2.0)
+    return record(self, *args, **kwargs)
+
+if __name__ == "__main__":  # not in the spawned workers, which import this file
+    Store.record = first
+    sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("sig", "executor", "code", "word", "recorded"),
+    [("SIGINT", "local", 130, "interrupted", 2), ("SIGTERM", "local", 143, "terminated", 2),
+     ("SIGINT", "dask", 130, "interrupted", 3)],
+)  # fmt: skip
+def test_an_interrupted_sweep_records_every_result_that_had_arrived(
+    tmp_path, sigint_default, sig, executor, code, word, recorded
+):
+    """A Ctrl-C while the first of the results that had arrived was committed lost the
+    others (run again on resume); a SIGTERM (a Ctrl-C to the command) lost every one and
+    left the runs claimed.  Two workers: the first two runs finish; the third is not
+    started (a pool) or finishes too (Dask submits it ahead)."""
+    if executor == "dask":
+        pytest.importorskip("distributed")
+    _, db, cmd = sleeping_sweep(tmp_path, sleep=0.3, runs=3, workers=2)
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED_SWEEP)
+    extra = ["--dask", "local"] if executor == "dask" else []
+    argv = [sys.executable, str(script), sig, *cmd[3:], *extra]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == code, done.stderr
+    rows = db_rows(db)
+    assert len(rows) == recorded and all(r["status"] == "ok" for r in rows), done.stderr
+    assert db_rows(db, "claims") == []  # released, not left to go stale
+    assert f"fastinit sweep: {word}; " in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize(
@@ -1803,6 +1863,108 @@ def test_the_dry_run_checks_the_db_directory_as_the_sweep_would_and_makes_nothin
     main(["sweep", spec, "--db", str(tmp_path / "new" / "deeper" / "x.db"), "--dry-run"])
     assert "2 to run" in capsys.readouterr().out
     assert not (tmp_path / "new").exists()  # checked, and nothing left made
+
+
+def test_a_db_that_fills_up_is_an_error_that_says_what_was_kept(tmp_path, monkeypatch, capsys):
+    """A results file that could take no more rows (a full disk; emulated with SQLite's
+    max_page_count) stopped the sweep with a traceback ending
+    "sqlite3.OperationalError: database or disk is full"."""
+    from fastinit.sweep import store as store_module
+
+    spec = str(
+        write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = { start = 0, stop = 200 }\n')
+    )
+    db = tmp_path / "r.sqlite"
+    Store(db).close()
+    real = store_module._connect
+
+    def connect(path, readonly):  # a file that grows by a few pages more, no further
+        conn = real(path, readonly)
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages + 3}")
+        return conn
+
+    monkeypatch.setattr(store_module, "_connect", connect)
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", spec, "--db", str(db), "--workers", "0", "--quiet"])
+    assert e.value.code == 2
+    kept = len(db_rows(db))
+    assert 0 < kept < 200
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastinit sweep: error: --db: a finished run could not be recorded "
+                          f"in {db} (database or disk is full)"), err  # fmt: skip
+    assert "the runs recorded before it are kept" in err and "the same command again" in err, err
+
+
+def _wal_left(tmp_path: Path) -> Path:
+    """A results database whose run is still in its ``-wal`` file, no ``-shm`` beside it
+    (a running sweep's files copied, an archive made without the ``-shm``)."""
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    with Store(tmp_path / "live.sqlite") as live:
+        live.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the run stays in the -wal file
+        live.record("k", {"experiment": "selftest"}, {"status": "ok"})
+        for suffix in ("", "-wal"):
+            shutil.copyfile(f"{live.path}{suffix}", folder / f"r.sqlite{suffix}")
+    return folder / "r.sqlite"
+
+
+def _says_what_to_do_with_the_wal(db: Path, tmp_path: Path, capsys) -> None:
+    """Store (readonly) and `fastinit report` name the -wal file, the folder and a way out."""
+    with pytest.raises(ValueError) as e:
+        Store(db, readonly=True)
+    message = str(e.value)
+    assert message.startswith(f"db: {db} cannot be read here") and "not a fastinit" not in message
+    for words in ("r.sqlite-wal", "no r.sqlite-shm", str(db.parent), "writable", "copy"):
+        assert words in message, message
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(db), "--out", str(tmp_path / "report"), "--no-figures"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == f"fastinit report: error: {message}\n"
+
+
+@pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() == 0, reason="needs a folder this user cannot write"
+)
+def test_a_wal_database_in_an_unwritable_folder_says_what_to_do(tmp_path, capsys):
+    """SQLite cannot read a WAL database whose -shm file it cannot create: the report said
+    "not a fastinit results database (unable to open database file)"."""
+    db = _wal_left(tmp_path)
+    db.parent.chmod(0o555)
+    try:
+        _says_what_to_do_with_the_wal(db, tmp_path, capsys)
+    finally:
+        db.parent.chmod(0o755)
+
+
+class _NoShm(sqlite3.Connection):
+    """A connection whose first statement fails as SQLite's ``mode=ro`` one does where it
+    cannot create a WAL database's ``-shm`` file."""
+
+    def execute(self, *args, **kwargs):
+        raise sqlite3.OperationalError("unable to open database file")
+
+
+def test_a_wal_database_in_an_unwritable_folder_says_what_to_do_emulated(
+    tmp_path, monkeypatch, capsys
+):
+    """The test above wherever it runs (root writes any folder): the folder reads as
+    unwritable, and SQLite's read-only connection fails as it does there."""
+    db = _wal_left(tmp_path)
+    real_access, real_connect = os.access, sqlite3.connect
+
+    def access(path, mode, **kwargs):  # as a user who cannot write the folder finds it
+        ours = os.path.samefile(path, db) or os.path.samefile(path, db.parent)
+        return not (mode & os.W_OK and ours) and real_access(path, mode, **kwargs)
+
+    def connect(database, *args, **kwargs):
+        if str(database).endswith("?mode=ro"):  # not the immutable one
+            return real_connect(":memory:", factory=_NoShm)
+        return real_connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    _says_what_to_do_with_the_wal(db, tmp_path, capsys)
 
 
 def test_a_progress_log_ends_with_the_runs_done_when_the_sweep_stops_early():

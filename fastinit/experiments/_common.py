@@ -27,7 +27,7 @@ from fastinit import init as _init
 from fastinit._files import abandoned as _abandoned
 from fastinit._files import deferred_interrupt, write_bytes
 from fastinit._files import host as _host
-from fastinit._validate import check_int, check_seed
+from fastinit._validate import check_int, check_positive, check_seed, dtype_range
 from fastinit.sweep.store import json_safe
 
 
@@ -66,6 +66,40 @@ def check_hidden(hidden: Any, *, min_layers: int = 0) -> tuple[int, ...]:
             f"hidden: expected at least {min_layers} hidden layer(s), got {tuple(widths)!r}"
         )
     return widths
+
+
+def check_lr(lr: Any, dtype: str) -> float:
+    """Check an experiment's learning rate against its arithmetic type.
+
+    ``fit`` refuses a rate that ``dtype`` rounds to 0 or to infinity once training
+    starts, naming its ``optimizer``; an experiment refuses it up front, naming
+    ``lr`` (the ``fastinit`` command: ``--lr``), as the sweep does.
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate.
+    dtype : {'float32', 'float64'}
+        The experiment's arithmetic type, checked already.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        Naming ``lr``, for a rate that is not finite and > 0, or outside ``dtype``'s range.
+    """
+    lr = check_positive(lr, "lr")
+    low, high = dtype_range(dtype)
+    if not low <= lr <= high:
+        rounded = "0" if lr < low else "infinity"
+        raise ValueError(
+            f"lr: expected a number in [{low:.3g}, {high:.3g}] with dtype {dtype!r} "
+            f"(it would round {lr:g} to {rounded}), got {lr:g}"
+        )
+    return lr
 
 
 # ----------------------------------------------------------------------------- init specs
@@ -246,6 +280,40 @@ def parse_init(spec: str | InitSpec, *, data_dependent: bool = True) -> InitSpec
     return InitSpec(text, initializer=key)
 
 
+def check_drawable(spec: InitSpec, dtype: str) -> InitSpec:
+    """Refuse an init whose value ``dtype`` cannot hold (``std=1e300`` in float32).
+
+    The value is checked by drawing one weight with it, by the rule of
+    :mod:`fastinit.init` (a std's largest draw, a constant, within the range), before
+    the experiment runs: otherwise the draw refuses it, naming its own arguments.
+
+    Parameters
+    ----------
+    spec : InitSpec
+        A parsed spec; one without a value of its own (``he``, ``orthogonal``) passes.
+    dtype : {'float32', 'float64'}
+        The arithmetic type the spec draws in.
+
+    Returns
+    -------
+    InitSpec
+        ``spec``.
+
+    Raises
+    ------
+    ValueError
+        ``init: 'std=1e300' cannot be drawn in float32: ...``.
+    """
+    if spec.std is None and spec.value is None:
+        return spec
+    try:
+        spec.draw((1, 1), 0, 0, dtype)
+    except ValueError as e:  # "mean, std: |mean| + 9 std: expected ...": the draw's names
+        reason = str(e).partition(": ")[2]
+        raise ValueError(f"init: {spec.name!r} cannot be drawn in {dtype}: {reason}") from None
+    return spec
+
+
 def _spec_value(spec: str, what: str, text: str, low: float | None = None) -> float:
     """The number ``text`` of init spec ``spec`` (its ``what``: std, constant), checked
     finite and at least ``low``; ValueError saying what is wrong with it otherwise."""
@@ -287,7 +355,11 @@ def parse_activations(activations: Sequence[str]) -> list[str]:
 
 
 def parse_inits(
-    inits: Sequence[str | InitSpec], *, data_dependent: bool = True, allow_empty: bool = False
+    inits: Sequence[str | InitSpec],
+    *,
+    data_dependent: bool = True,
+    allow_empty: bool = False,
+    dtype: str | None = None,
 ) -> list[InitSpec]:
     """Parse every init spec of an experiment; raise ValueError on a repeated one or none.
 
@@ -306,6 +378,9 @@ def parse_inits(
     allow_empty : bool
         Accept no init at all (``run_planar`` with explicit ``weights``);
         otherwise an empty ``inits`` is a ValueError.
+    dtype : {'float32', 'float64'}, optional
+        The experiment's arithmetic type: a spec whose value it cannot hold is
+        refused (:func:`check_drawable`).
 
     Returns
     -------
@@ -315,6 +390,8 @@ def parse_inits(
     if isinstance(inits, str):
         raise ValueError(f"inits: expected a sequence of init specs, got the string {inits!r}")
     specs = [parse_init(i, data_dependent=data_dependent) for i in inits]
+    for spec in specs if dtype is not None else ():
+        check_drawable(spec, dtype)
     if not specs and not allow_empty:
         raise ValueError("inits: expected at least one init spec, such as 'he' or 'std=0.01'")
     repeat = first_repeat(specs)
@@ -326,7 +403,7 @@ def parse_inits(
 
 
 def parse_init_options(
-    options: dict[str, Sequence[str]], *, data_dependent: bool = True
+    options: dict[str, Sequence[str]], *, data_dependent: bool = True, dtype: str | None = None
 ) -> list[InitSpec]:
     """Parse the inits of several command-line options, in order (``--inits`` then ``--add``).
 
@@ -339,6 +416,8 @@ def parse_init_options(
         Each option's name and its init specs, in the order they are run.
     data_dependent : bool
         Whether the experiment trains (``lsuv`` allowed), as for :func:`parse_init`.
+    dtype : {'float32', 'float64'}, optional
+        The experiment's arithmetic type, as for :func:`parse_inits`.
 
     Returns
     -------
@@ -349,7 +428,8 @@ def parse_init_options(
     ------
     ValueError
         Naming the option of an unknown init, of one whose value is bad
-        (``--inits: std must be a finite number >= 0, got nan ...``), or of one that repeats an
+        (``--inits: std must be a finite number >= 0, got nan ...``) or beyond ``dtype``'s
+        range (``--add: 'std=1e300' cannot be drawn in float32: ...``), or of one that repeats an
         earlier one (the same name, or the same weights, :func:`first_repeat`),
         with that earlier one and its option.
     """
@@ -360,7 +440,8 @@ def parse_init_options(
     specs = []
     for option, name in given:
         try:
-            specs.append(parse_init(name, data_dependent=data_dependent))
+            spec = parse_init(name, data_dependent=data_dependent)
+            specs.append(spec if dtype is None else check_drawable(spec, dtype))
         except ValueError as e:
             raise ValueError(f"{option}: {str(e).removeprefix('init: ')}") from None
     repeat = first_repeat(specs)

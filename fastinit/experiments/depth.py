@@ -450,14 +450,14 @@ def run_depth(
         On Ctrl-C, with nothing written.
     """
     with value_errors():  # a wrong type: TypeError, and ValueError as in fit
-        specs = parse_inits(inits, data_dependent=False)
+        dt = check_dtype(dtype)
+        specs = parse_inits(inits, data_dependent=False, dtype=dt.name)
         acts = parse_activations(activations)
         depths = _check_depths(depths)
         progress = check_bool(progress, "progress")
         width = check_int(width, "width", low=1)
         samples = check_int(samples, "samples", low=1)
         seed, seeds = check_seed_range(seed, seeds)
-        dt = check_dtype(dtype)
     footprint = functools.partial(_footprint, runs=len(specs) * len(acts), dtype=dt.name)
     check_memory(footprint, {"depths": depths, "width": width, "samples": samples, "seeds": seeds})
     config = {

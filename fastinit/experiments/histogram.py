@@ -265,7 +265,8 @@ def run_histogram(
         On Ctrl-C, with nothing written.
     """
     with value_errors():  # a wrong type: TypeError, and ValueError as in fit
-        specs = parse_inits(inits, data_dependent=False)
+        dtype = check_dtype(dtype).name
+        specs = parse_inits(inits, data_dependent=False, dtype=dtype)
         activations = tuple(parse_activations(activations))
         progress = check_bool(progress, "progress")
         layers = check_int(layers, "layers", low=1)
@@ -273,7 +274,6 @@ def run_histogram(
         samples = check_int(samples, "samples", low=1)
         bins = check_int(bins, "bins", low=1)
         seed = check_seed(seed)
-        dtype = check_dtype(dtype).name
     footprint = functools.partial(_footprint, pairs=len(specs) * len(activations), dtype=dtype)
     check_memory(footprint, {"layers": layers, "width": width, "samples": samples, "bins": bins})
     config = {

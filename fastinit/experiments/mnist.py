@@ -33,10 +33,11 @@ import numpy as np
 from fastinit import activations as _act
 from fastinit import datasets, optim
 from fastinit._cuda import check_device
-from fastinit._validate import check_bool, check_dtype, check_int, check_positive, value_errors
+from fastinit._validate import check_bool, check_dtype, check_int, value_errors
 from fastinit.experiments._common import (
     Output,
     check_hidden,
+    check_lr,
     check_memory,
     check_seed_range,
     fixed,
@@ -256,15 +257,15 @@ def run_mnist(
     """
     with value_errors():  # a wrong type: TypeError, and ValueError as fit raises
         device = check_device(device, "device")
-        specs = parse_inits(inits)
+        dtype = check_dtype(dtype).name
+        specs = parse_inits(inits, dtype=dtype)
         _act.get(activation, "activation")  # checked before the data is loaded
         hidden = check_hidden(hidden)
         progress = check_bool(progress, "progress")
         iterations = check_int(iterations, "iterations", low=1)
         batch_size = check_int(batch_size, "batch_size", low=1)
         seed, seeds = check_seed_range(seed, seeds)
-        lr = check_positive(lr, "lr")
-        dtype = check_dtype(dtype).name
+        lr = check_lr(lr, dtype)
         if train_size is not None:
             train_size = check_int(train_size, "train_size", low=1)
     footprint = functools.partial(_footprint, models=len(specs), dtype=dtype, device=device)

@@ -32,13 +32,13 @@ from fastinit._validate import (
     check_choice,
     check_dtype,
     check_int,
-    check_positive,
     check_seed,
     value_errors,
 )
 from fastinit.experiments._common import (
     InitSpec,
     Output,
+    check_lr,
     check_memory,
     fixed,
     json_safe,
@@ -209,7 +209,9 @@ def initial_model(
 PARAMS = ("W1", "b1", "W2", "b2")
 
 
-def check_weights(params: Any, hidden: int, name: str = "weights") -> list[np.ndarray]:
+def check_weights(
+    params: Any, hidden: int, name: str = "weights", dtype: str = "float64"
+) -> list[np.ndarray]:
     """Check explicit initial parameters ``[W1, b1, W2, b2]`` of the 2-hidden-1 network.
 
     Parameters
@@ -221,6 +223,8 @@ def check_weights(params: Any, hidden: int, name: str = "weights") -> list[np.nd
         Hidden units of the network they start.
     name : str
         What to call them in an error (``"weights['mine']"``, ``"--weights mine.npz"``).
+    dtype : {'float32', 'float64'}
+        The arithmetic type of the run they start: a value beyond its range is refused.
 
     Returns
     -------
@@ -234,9 +238,9 @@ def check_weights(params: Any, hidden: int, name: str = "weights") -> list[np.nd
         real numbers.
     ValueError
         Naming ``name`` and the array, for a shape that does not fit ``hidden``
-        or a value that is not finite.
+        or a value that is not finite (in ``dtype``).
     """
-    arrays, _ = _checked(params, hidden, name, "float64")
+    arrays, _ = _checked(params, hidden, name, dtype)
     return arrays
 
 
@@ -347,15 +351,15 @@ def run_planar(
                 f"weights: expected a mapping of run names to [W1, b1, W2, b2], "
                 f"got {type(weights).__name__}"
             )
-        specs = parse_inits(inits, allow_empty=bool(weights))
+        dtype = check_dtype(dtype).name
+        specs = parse_inits(inits, allow_empty=bool(weights), dtype=dtype)
         progress = check_bool(progress, "progress")
         hidden = check_int(hidden, "hidden", low=1)
         iterations = check_int(iterations, "iterations", low=1)
-        lr = check_positive(lr, "lr")
+        lr = check_lr(lr, dtype)
         rng = check_choice(rng, "rng", ("notebook", "fastinit"))
         seed = check_seed(seed)
         m = datasets.check_planar_size(m)
-        dtype = check_dtype(dtype).name
         for name in weights:
             if not isinstance(name, str) or not name.strip():
                 raise TypeError(f"weights: expected run names (non-empty str), got {name!r}")

@@ -32,13 +32,13 @@ from fastinit._validate import (
     check_bool,
     check_dtype,
     check_int,
-    check_positive,
     check_seed,
     value_errors,
 )
 from fastinit.experiments._common import (
     Output,
     check_hidden,
+    check_lr,
     check_memory,
     fixed,
     parse_inits,
@@ -237,15 +237,15 @@ def run_symmetry(
         On Ctrl-C, with nothing written.
     """
     with value_errors():  # a wrong type: TypeError, and ValueError as fit raises
-        specs = parse_inits(inits)
+        dtype = check_dtype(dtype).name
+        specs = parse_inits(inits, dtype=dtype)
         hidden = check_hidden(hidden, min_layers=1)
         _act.get(activation, "activation")
         progress = check_bool(progress, "progress")
         iterations = check_int(iterations, "iterations", low=1)
         every = min(check_int(every, "every", low=1), iterations)  # the default 100, short run
-        lr = check_positive(lr, "lr")
+        lr = check_lr(lr, dtype)
         seed = check_seed(seed)
-        dtype = check_dtype(dtype).name
     footprint = functools.partial(_footprint, models=len(specs), dtype=dtype)
     check_memory(footprint, {"hidden": hidden, "iterations": iterations, "every": every})
     x, y = datasets.planar(1, POINTS)

@@ -50,9 +50,15 @@ which is recorded as ``failed``.
 
 Interruption
 ------------
-Every finished run is committed before the next result is handled, so killing
-the sweep (Ctrl-C, SIGTERM, SIGKILL) loses only the runs in flight; rerunning
-the same command runs exactly the missing ones.
+Every finished run is committed before the next result is handled.  A sweep
+that stops (Ctrl-C; SIGTERM, which ``fastinit sweep`` handles as a Ctrl-C; an
+error) first records every result that has arrived: those the executor
+holds and those of the runs in flight that finished meanwhile (each
+executor's ``arrived``), so it loses only the runs still in flight (SIGKILL
+may also lose the few results not yet committed).  Rerunning the same command
+runs exactly the missing ones.  A results file that can take no more rows (a
+full disk) stops the sweep with an OSError naming it; the runs recorded
+before are kept.
 
 Concurrent sweeps
 -----------------
@@ -246,6 +252,28 @@ def failed_result(reason: str) -> dict[str, Any]:
     }
 
 
+def _finished(future: Any) -> bool:
+    """Whether a pool's future holds a result (it ended without an exception)."""
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+def _died_twice(why: str) -> dict[str, Any]:
+    """The failed record of a run that broke the pool twice, the second time alone."""
+    return failed_result(
+        f"worker process died while running this configuration, twice, the second time "
+        f"alone ({why})"
+    )
+
+
+def _hand_over(held: collections.deque[tuple[str, dict[str, Any]]]) -> Iterator[tuple[str, Any]]:
+    """Yield the ``(key, result)`` pairs of ``held`` in order, each dropped from it only when
+    the consumer asks for the next: a consumer stopped meanwhile (Ctrl-C while it records
+    one) finds that one and those after it still there (the executors' ``arrived``)."""
+    while held:
+        yield held[0]
+        held.popleft()
+
+
 # ----------------------------------------------------------------------------- executors
 class SerialExecutor:
     """Runs every configuration in this process, one after the other."""
@@ -257,6 +285,7 @@ class SerialExecutor:
         self.startup_seconds = 0.0
         self.restarts = 0
         self.requeued = 0
+        self._held: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
 
     def start(self) -> None:
         """Nothing to start."""
@@ -281,9 +310,21 @@ class SerialExecutor:
         """
         from fastinit.sweep import runners
 
+        self._held.clear()
         for key, config in items:
             if skip is None or not skip(key):
-                yield key, runners.execute(config)
+                self._held.append((key, runners.execute(config)))
+                yield from _hand_over(self._held)
+
+    def arrived(self) -> list[tuple[str, dict[str, Any]]]:
+        """The result that ``results`` yielded last, while its consumer has not asked for
+        the next (it may not be recorded yet: the driver records what it has not).
+
+        Returns
+        -------
+        list of (str, dict)
+        """
+        return list(self._held)
 
     def abort(self) -> None:
         """Nothing to stop."""
@@ -335,6 +376,8 @@ class PoolExecutor:
         self.restarts = 0
         self.requeued = 0
         self._pool: Any = None
+        self._in_flight: dict[Any, tuple[Item, bool]] = {}  # future -> (item, ran alone)
+        self._held: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
 
     def start(self) -> None:
         """Start the workers and wait until each has imported the runners."""
@@ -393,7 +436,9 @@ class PoolExecutor:
 
         pending = collections.deque(items)
         suspects: collections.deque[Item] = collections.deque()
-        in_flight: dict[Any, tuple[Item, bool]] = {}  # future -> (item, ran alone)
+        in_flight, held = self._in_flight, self._held
+        in_flight.clear()
+        held.clear()
         self.start()
         while pending or suspects or in_flight:
             broken = False
@@ -411,48 +456,52 @@ class PoolExecutor:
                     pending.popleft()
             except BrokenProcessPool:
                 broken = True  # the pool broke since the last wait; the item stays queued
-            if not broken:
+            if not broken:  # every result arrived is held before the first is yielded
                 done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                 for future in done:
-                    item, alone = in_flight.pop(future)
+                    item, alone = in_flight[future]
                     try:
-                        result = future.result()
+                        held.append((item[0], future.result()))
                     except BrokenProcessPool as e:
                         broken = True
                         if alone:
-                            yield (
-                                item[0],
-                                failed_result(
-                                    "worker process died while running this configuration, "
-                                    f"twice, the second time alone (BrokenProcessPool: {e})"
-                                ),
-                            )
+                            held.append((item[0], _died_twice(f"BrokenProcessPool: {e}")))
                         else:
                             suspects.append(item)
                             self.requeued += 1
-                        continue
-                    yield item[0], result
+                    del in_flight[future]
+                yield from _hand_over(held)
             if broken:
                 # the other runs in flight fail with BrokenProcessPool too, unless their
                 # result arrived first
                 wait(list(in_flight), timeout=30)
                 for future, (item, alone) in list(in_flight.items()):
-                    ok = future.done() and not future.cancelled() and future.exception() is None
-                    if ok:
-                        yield item[0], future.result()
+                    if _finished(future):
+                        held.append((item[0], future.result()))
                     elif alone:
-                        yield (
-                            item[0],
-                            failed_result(
-                                "worker process died while running this configuration, twice, "
-                                "the second time alone (BrokenProcessPool)"
-                            ),
-                        )
+                        held.append((item[0], _died_twice("BrokenProcessPool")))
                     else:
                         suspects.append(item)
                         self.requeued += 1
-                in_flight.clear()
+                    del in_flight[future]
+                yield from _hand_over(held)
                 self._restart()
+
+    def arrived(self) -> list[tuple[str, dict[str, Any]]]:
+        """The results in hand that ``results`` has not handed over (or whose consumer
+        stopped before asking for the next: it may not have recorded it), and those of
+        the runs in flight that have finished since.
+
+        Returns
+        -------
+        list of (str, dict)
+            ``(key, result)`` pairs, one per key.
+        """
+        found = dict(self._held)
+        for future, ((key, _), _alone) in list(self._in_flight.items()):
+            if _finished(future):
+                found.setdefault(key, future.result())
+        return list(found.items())
 
     def _restart(self) -> None:
         pool, self._pool = self._pool, None
@@ -582,6 +631,7 @@ class DaskExecutor:
         self.client: Any = None
         self.cluster: Any = None
         self._futures: dict[Any, Item] = {}
+        self._held: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
 
     def start(self) -> None:
         """Connect (or start the local cluster) and wait for the workers."""
@@ -655,6 +705,7 @@ class DaskExecutor:
         from distributed import as_completed
 
         self.start()
+        self._held.clear()
         pending = collections.deque(items)
         window = max(8 * self.workers, 16)
         token = uuid.uuid4().hex[:8]
@@ -679,17 +730,44 @@ class DaskExecutor:
                 values = dict(zip(finished, self.client.gather(finished), strict=True))
             except Exception:  # a result lost with its worker: take them one by one
                 values = {}
-            for future in batch:
-                key, _ = self._futures.pop(future)
+            for future in batch:  # every result of the batch is held before the first is yielded
+                key, _ = self._futures[future]
                 result = values.get(future)
                 if result is None:
                     try:
                         result = future.result()
                     except Exception as e:  # KilledWorker, CommClosedError, ...
                         result = failed_result(f"dask: {type(e).__name__}: {e}")
+                self._held.append((key, result))
+                del self._futures[future]
                 future.release()
-                yield key, result
+            yield from _hand_over(self._held)
             fill()
+
+    def arrived(self, timeout: float = 10.0) -> list[tuple[str, dict[str, Any]]]:
+        """The results in hand that ``results`` has not handed over (or whose consumer
+        stopped before asking for the next: it may not have recorded it), and those of
+        the tasks submitted that have finished since (fetched within ``timeout`` s).
+
+        Parameters
+        ----------
+        timeout : float
+            Seconds to spend fetching the finished tasks' results, all together (a
+            scheduler gone meanwhile gives none).
+
+        Returns
+        -------
+        list of (str, dict)
+            ``(key, result)`` pairs, one per key.
+        """
+        found = dict(self._held)
+        deadline = time.monotonic() + timeout
+        for future, (key, _) in list(self._futures.items()):
+            left = deadline - time.monotonic()
+            if future.status == "finished" and left > 0 and key not in found:
+                with contextlib.suppress(Exception):
+                    found[key] = future.result(timeout=left)
+        return list(found.items())
 
     def abort(self) -> None:
         """Cancel the tasks in flight and disconnect (a local cluster is shut down)."""
@@ -1054,7 +1132,9 @@ def _run_claimed(
     Runs another live sweep holds are skipped, then offered again after each
     pass that claimed something (a claim gone stale is taken over, a run recorded
     meanwhile counts as taken); those still held at the end are counted in
-    ``summary.running_elsewhere``.  Every claim left is released on the way out.
+    ``summary.running_elsewhere``.  A sweep that stops (Ctrl-C, SIGTERM, an error)
+    first records the results that had arrived (the executor's ``arrived``), and
+    every claim left is released on the way out.
     """
     from fastinit.sweep.store import Claimant, keep_alive
 
@@ -1062,6 +1142,25 @@ def _run_claimed(
     claimant = Claimant()
     busy: set[str] = set()
     claimed = [0]
+    recorded: set[str] = set()
+
+    def record(key: str, result: dict[str, Any]) -> None:
+        with deferred_interrupt():  # a Ctrl-C never splits a commit from its count
+            try:
+                written = store.record(
+                    key, configs[key], result, name, keep_done=True, claimant=claimant
+                )
+            except sqlite3.Error as e:  # a full disk, a file locked too long, an I/O error
+                raise OSError(
+                    f"db: a finished run could not be recorded in {store.path} ({e}); the "
+                    "runs recorded before it are kept: once the file can be written, run "
+                    "the same command again to run the rest"
+                ) from e
+            recorded.add(key)
+            if not written:  # a concurrent sweep recorded this run first: its row stays
+                summary.concurrent += 1
+            summary.counts[result["status"]] = summary.counts.get(result["status"], 0) + 1
+            bar.update(result["status"])
 
     def skip(key: str) -> bool:  # asked by the executor just before the run starts
         state = store.claim(key, claimant)
@@ -1082,15 +1181,16 @@ def _run_claimed(
             while items:
                 before = claimed[0]
                 for key, result in executor.results(items, skip=skip):
-                    with deferred_interrupt():  # a Ctrl-C never splits a commit
-                        written = store.record(
-                            key, configs[key], result, name, keep_done=True, claimant=claimant
-                        )
-                    if not written:  # a concurrent sweep recorded this run first: its row stays
-                        summary.concurrent += 1
-                    summary.counts[result["status"]] = summary.counts.get(result["status"], 0) + 1
-                    bar.update(result["status"])
+                    record(key, result)
                 items = [(k, c) for k, c in todo if k in busy] if claimed[0] > before else []
+    except BaseException:
+        arrived = getattr(executor, "arrived", None)  # an executor of the caller's may lack it
+        # a second Ctrl-C waits for these few commits; a store that fails stops them
+        with deferred_interrupt(), contextlib.suppress(OSError):
+            for key, result in arrived() if arrived is not None else ():
+                if key not in recorded:
+                    record(key, result)
+        raise
     finally:
         with deferred_interrupt(), contextlib.suppress(sqlite3.Error):
             store.release(claimant)  # as far as possible: a claim left behind goes stale
@@ -1143,6 +1243,13 @@ def run_sweep(
     Returns
     -------
     SweepSummary
+
+    Raises
+    ------
+    OSError
+        The database could not record a finished run (a full disk: the runs
+        recorded before are kept; the results that had arrived are recorded
+        before a Ctrl-C or another error stops the sweep, where they can be).
     """
     from fastinit.sweep.spec import Spec, load_spec, run_memory
     from fastinit.sweep.store import Store, done_keys

@@ -199,7 +199,7 @@ def _training(lr: float, seed: int, dtype: str) -> dict[str, Param]:
             0.9,
             low=0.0,
             validate=_check_momentum,
-            help="momentum in [0, 1) (momentum, nesterov only)",
+            help="momentum in [0, 1) (momentum; nesterov: (0, 1))",
         ),
         "weight_decay": Param("float", 0.0, low=0.0, help="L2 weight decay"),
         "seed": _seed("seed of the initial weights (and minibatches)", seed),
@@ -268,12 +268,24 @@ def _check_planar_grid(axes: dict[str, list[Any]]) -> None:
 
 
 def _check_training_grid(axes: dict[str, list[Any]]) -> None:
-    """Refuse an ``lr`` or ``weight_decay`` that a grid's dtype rounds to 0 or to infinity.
+    """Refuse an ``lr`` or ``weight_decay`` that a grid's dtype rounds to 0 or to infinity,
+    and a momentum of 0 beside the optimizer ``nesterov``.
 
-    ``fit`` refuses them (:func:`fastinit.train.fit_many`: the kernels round these
-    hyperparameters to the model dtype once), so every such run would fail.
+    ``fit`` refuses the first (:func:`fastinit.train.fit_many`: the kernels round these
+    hyperparameters to the model dtype once) and :class:`fastinit.optim.Nesterov` the
+    second (plain SGD), so every such run would fail.
     """
     from fastinit._validate import dtype_range
+
+    if "nesterov" in axes["optimizer"]:
+        from fastinit.optim import _check_nesterov_momentum
+
+        for value in axes["momentum"]:
+            try:
+                _check_nesterov_momentum(value, "momentum")
+            except ValueError as e:
+                reason = str(e).removeprefix("momentum: ")
+                raise ValueError(f"momentum: with optimizer 'nesterov', {reason}") from None
 
     for dtype in axes["dtype"]:
         low, high = dtype_range(dtype)

@@ -321,7 +321,9 @@ class Store:
         If the file is not a fastinit results database (a directory, another
         program's database or an empty file with ``readonly`` included), is
         of another schema version (refused before anything is written),
-        (``readonly``) does not exist, or (not ``readonly``) is read-only or
+        (``readonly``) does not exist or is a WAL database SQLite cannot read
+        where it is (a ``-wal`` file, no ``-shm`` file, a folder this user cannot
+        write: the message says what to do), or (not ``readonly``) is read-only or
         its directory cannot be created or written to.  A ``readonly`` store
         changes no run (``PRAGMA query_only``, or SQLite's ``mode=ro`` where
         this user cannot write: it reads a database in such a directory).
@@ -665,7 +667,8 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     left them, owned by whoever read).  Elsewhere it is ``mode=ro``, which SQLite
     reads a WAL database with only where its ``-wal`` and ``-shm`` files are there,
     or as immutable: a database closed cleanly (no ``-wal`` file) holds every run
-    in the file itself, and no sweep of this user can write it there.
+    in the file itself, and no sweep of this user can write it there.  A ``-wal``
+    file without its ``-shm`` there is a ValueError that says what to do.
     """
     writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
     if not readonly or writable:
@@ -679,7 +682,16 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
     except sqlite3.OperationalError:
         conn.close()
-        if os.access(path.parent, os.W_OK) or Path(f"{path}-wal").exists():
+        wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+        if not os.access(path.parent, os.W_OK) and wal.exists() and not shm.exists():
+            raise ValueError(  # SQLite's own words: "unable to open database file"
+                f"db: {path} cannot be read here: a sweep left runs in {wal.name} (WAL mode) "
+                f"and there is no {shm.name} beside it, which SQLite must create to read them, "
+                f"in {path.parent}, which this user cannot write; make that folder writable, "
+                f"or copy {path.name} and {wal.name} together into a writable folder and read "
+                "the copy"
+            ) from None
+        if os.access(path.parent, os.W_OK) or wal.exists():
             raise
         conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=30)
     return conn
