@@ -30,6 +30,12 @@ from fastinit._validate import check_bool, check_int, check_positive, dtype_rang
 
 __all__ = ["LSUVRecord", "lsuv"]
 
+#: Why a layer with all-zero weights cannot be rescaled (``k``: the layer).
+_ZERO_WEIGHTS = (
+    "layer {k}'s weights are all zero (a zeros init, kept by orthonormal=False), and "
+    "rescaling zeros leaves zeros: draw them at random or use orthonormal=True"
+)
+
 
 @dataclass
 class LSUVRecord:
@@ -99,8 +105,9 @@ def lsuv(
     ------
     ValueError
         On bad arguments (``max_iter`` not an integer included), or when a
-        layer's output variance on ``X_batch`` is zero or not finite (nothing
-        to rescale); the model is then left as it was.
+        layer's output variance on ``X_batch`` is zero or not finite, or comes
+        from its biases alone (its weights or its inputs all zero) and is not
+        within ``1 +- tol`` (nothing to rescale); the model is then left as it was.
     TypeError
         If ``tol`` is not a real number, or ``orthonormal`` or
         ``return_record`` is not a bool.
@@ -131,13 +138,15 @@ def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: 
             model.weights[k] = _init.orthogonal(
                 shape, seed=model.seed, stream=2 * k, dtype=model.dtype.name
             )
-    variance = _variance_meter(model, X)
+    variance, inputs = _variance_meter(model, X)
     initial = np.empty(n_layers)
     final = np.empty(n_layers)
     iters = np.zeros(n_layers, dtype=np.int64)
     for k in range(n_layers):
         w = model._split(model._params)[k][0]
         var = initial[k] = variance(k)
+        if abs(var - 1.0) >= tol and not (w.any() and inputs(k).any()):
+            raise ValueError(_biases_alone(k, var, tol, w))
         while abs(var - 1.0) >= tol and iters[k] < max_iter:
             _scale(w, 1.0 / math.sqrt(var))
             iters[k] += 1
@@ -168,8 +177,11 @@ def _scale(w: np.ndarray, factor: float) -> None:
         w *= root
 
 
-def _variance_meter(model: Any, X: np.ndarray) -> Callable[[int], float]:
-    """``variance(k)``: ``Var(z_k)`` on ``X`` at the model's current parameters.
+def _variance_meter(
+    model: Any, X: np.ndarray
+) -> tuple[Callable[[int], float], Callable[[int], np.ndarray]]:
+    """``variance(k)``: ``Var(z_k)`` on ``X`` at the model's current parameters, and
+    ``inputs(k)``: layer ``k``'s input ``a_{k-1}`` (``X`` for ``k = 0``), shape (m, n_k).
 
     A forward pass of layer ``k`` alone, with the statistics of
     :func:`fastinit.train.forward_stats` (the function the training kernel
@@ -197,10 +209,13 @@ def _variance_meter(model: Any, X: np.ndarray) -> Callable[[int], float]:
     zero = np.zeros(int(fan_out.max()), model.dtype)  # the kernel's zero bias
     stats = np.full((len(layers), len(_train.STAT_FIELDS)), np.nan)
 
-    def variance(k: int) -> float:
+    def inputs(k: int) -> np.ndarray:
         # a_{k-1}: X, or layer k - 1's activation block at its final weights
         a = X if k == 0 else work[offset[k - 1] : offset[k - 1] + m * fan_out[k - 1]]
-        a = a.reshape(m, -1)
+        return a.reshape(m, -1)
+
+    def variance(k: int) -> float:
+        a = inputs(k)
         stats[k] = np.nan
         _train.forward_stats(
             ops, model._params, layers, model._act_params, k, 1, a, work[offset[k] :], zero, stats
@@ -213,7 +228,7 @@ def _variance_meter(model: Any, X: np.ndarray) -> Callable[[int], float]:
             )
         return std * std
 
-    return variance
+    return variance, inputs
 
 
 def _why(model: Any, k: int, std: float, rows: int) -> str:
@@ -221,11 +236,22 @@ def _why(model: Any, k: int, std: float, rows: int) -> str:
     if std != 0:
         return "the pre-activations overflowed (weights or X_batch far too large)"
     if not model._split(model._params)[k][0].any():
-        return (
-            f"layer {k}'s weights are all zero (a zeros init, kept by orthonormal=False), and "
-            "rescaling zeros leaves zeros: draw them at random or use orthonormal=True"
-        )
+        return _ZERO_WEIGHTS.format(k=k)
     return (
         "the pre-activations are constant over X_batch (dead units below it, constant "
         f"inputs, or too few rows: X_batch has {rows})"
+    )
+
+
+def _biases_alone(k: int, var: float, tol: float, w: np.ndarray) -> str:
+    """The error for layer ``k`` whose ``Var(z_k)`` is its biases' (``a_{k-1} @ W_k`` is zero)."""
+    if not w.any():
+        why = _ZERO_WEIGHTS.format(k=k)
+    elif k == 0:
+        why = "its inputs are all zero (X_batch is all zeros)"
+    else:
+        why = f"its inputs are all zero (every unit of layer {k - 1} is dead on X_batch)"
+    return (
+        f"lsuv: layer {k}'s pre-activation variance on X_batch is {var:.4g}, from its biases "
+        f"alone, so no rescaling of its weights brings it within 1 +- {tol:g}: {why}"
     )

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
+import sys
+
+import pytest
 
 from tests.conftest import ROOT, run_python
 
@@ -34,6 +38,17 @@ def test_train_mnist_like_separates_the_three_inits() -> None:
     assert rows["He"][1] < rows["Xavier"][1]
     assert re.search(r"^900 network-steps in [\d.]+ s", out, re.M), out
     assert "identical predictions: True" in out
+
+
+@pytest.mark.parametrize("iterations", ["0", "-5"])
+def test_train_mnist_like_refuses_a_run_of_no_iterations(iterations) -> None:
+    # 0 trained nothing and failed with an IndexError on the empty loss curve, -5 with a
+    # traceback from fit_many: a usage error, as argparse gives for any bad option
+    script = str(ROOT / "examples" / "train_mnist_like.py")
+    done = subprocess.run([sys.executable, script, "--iterations", iterations],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"--iterations: expected an integer >= 1, got {iterations}" in done.stderr
 
 
 def test_layer_stats_shows_the_glorot_and_he_spreads() -> None:

@@ -256,3 +256,39 @@ def test_zero_weights_kept_by_orthonormal_false_are_named_as_the_cause():
     with pytest.raises(ValueError, match=r"layer 1's .*layer 1's weights are all zero"):
         lsuv(model, X, orthonormal=False)
     np.testing.assert_array_equal(model._params, before)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_layer_whose_variance_is_its_biases_alone_is_refused_not_blown_up(dtype):
+    # zero inputs: z = b whatever W, so each rescaling multiplied W by 1/sqrt(Var(b)) (10^10
+    # in all, the weights then ~1e9) with a warning that blamed a bias "floor"; in float32
+    # with tiny biases the factors overflowed and the error blamed "weights far too large"
+    for std in (0.1, 1e-12):
+        model = MLP([24, 8, 3], activation="tanh", bias_init=("normal", {"std": std}), seed=0,
+                    dtype=dtype)  # fmt: skip
+        before = model._params.copy()
+        with pytest.raises(ValueError, match=r"layer 0's .*biases alone.*inputs .*all zero"):
+            lsuv(model, np.zeros_like(X, dtype=dtype))
+        np.testing.assert_array_equal(model._params, before)
+    # zero weights kept by orthonormal=False: ten futile rescalings of zeros, then warnings
+    model = MLP([24, 8, 8, 3], init=["he_normal", "zeros", "he_normal"],
+                bias_init=("normal", {"std": 0.1}), seed=0, dtype=dtype)  # fmt: skip
+    before = model._params.copy()
+    with pytest.raises(ValueError, match=r"layer 1's .*biases alone.*weights are all zero"):
+        lsuv(model, X, orthonormal=False)
+    np.testing.assert_array_equal(model._params, before)
+    # every ReLU unit below dead (biases -100): layer 1's inputs are zero
+    model = MLP([24, 8, 3], seed=0, dtype=dtype)
+    model.biases[0], model.biases[1] = np.full(8, -100.0), np.array([0.1, -0.2, 0.05])
+    before = model._params.copy()
+    with pytest.raises(ValueError, match=r"layer 1's .*biases alone.*every unit of layer 0 is"):
+        lsuv(model, X)
+    np.testing.assert_array_equal(model._params, before)
+
+
+def test_biases_alone_within_tol_need_no_rescaling():
+    model = MLP([24, 8, 3], activation="relu", seed=0, dtype="float64")
+    model.biases[0] = np.tile([1.0, -1.0], 4)  # Var(b) = 1 exactly
+    _, record = lsuv(model, np.zeros_like(X), return_record=True)
+    assert record.initial_variance[0] == 1.0 and record.iterations[0] == 0
+    assert record.converged.all()
