@@ -837,13 +837,17 @@ def test_an_ascii_stdout_gets_every_help(monkeypatch):
      (["histogram", "--add", "constant=1e39", "--dtype", "float32"], "--add: 'constant=1e39'",
       ("float32", "1e+39")),
      (["mnist", "--inits", "he", "--add", "randn*1e308", "--train-size", "200"],
-      "--add: 'randn*1e308'", ("float32",))],
+      "--add: 'randn*1e308'", ("float32",)),
+     (["depth", "--add", "std=1e300", "--dtype", "float32", "--depths", "2"],
+      "--add: 'std=1e300'", ("float32",))],
 )  # fmt: skip
 def test_a_value_beyond_the_dtype_range_is_named_by_its_option(argv, start, words, tmp_path,
                                                                capsys):  # fmt: skip
     # `--lr 1e300 --dtype float32` was refused as "optimizer: lr=1e+300 ...", std=1e300 as
     # "mean, std: |mean| + 9 std: ...": neither named the option, nor the init
-    size = ["--samples", "8", "--layers", "2"] if argv[0] == "histogram" else ["--iterations", "2"]
+    size = {"histogram": ["--samples", "8", "--layers", "2"], "depth": ["--samples", "8"]}.get(
+        argv[0], ["--iterations", "2"]
+    )
     err = _refused([*argv, *size], tmp_path, capsys)
     assert err.startswith(f"fastinit {argv[0]}: error: {start}"), err
     assert all(word in err for word in words) and len(err.splitlines()) == 1, err

@@ -256,7 +256,7 @@ def _run_depth(a: argparse.Namespace) -> Any:
     from fastinit.experiments.depth import run_depth
 
     options = {"--inits": a.inits, "--add": a.add}  # errors name the option
-    inits = parse_init_options(options, data_dependent=False)
+    inits = parse_init_options(options, data_dependent=False, dtype=a.dtype)
     return run_depth(
         inits, a.activations, depths=a.depths, width=a.width, samples=a.samples,
         seeds=a.seeds, seed=a.seed, dtype=a.dtype, out=a.out, progress=not a.quiet,
