@@ -91,11 +91,14 @@ def _ints(text: str) -> tuple[int, ...]:
 def _inits(a: argparse.Namespace, data_dependent: bool = True) -> list[Any]:
     """The parsed inits of ``--inits`` then ``--add`` (errors name the option, a value
     beyond ``--dtype``'s range included); ``data_dependent``: whether the experiment trains
-    (``lsuv`` allowed)."""
+    (``lsuv`` allowed); planar's ``--rng notebook`` draws ``randn*s`` its own way."""
     from fastinit.experiments._common import parse_init_options
 
     options = {"--inits": a.inits, "--add": a.add}
-    return parse_init_options(options, data_dependent=data_dependent, dtype=a.dtype)
+    notebook = getattr(a, "rng", None) == "notebook"
+    return parse_init_options(
+        options, data_dependent=data_dependent, dtype=a.dtype, notebook=notebook
+    )
 
 
 def _check_device(device: str) -> None:

@@ -402,6 +402,15 @@ def test_a_repeated_or_unknown_added_init_is_an_error_naming_its_option(argv, me
     assert not (tmp_path / "out").exists()
 
 
+def test_planar_runs_the_notebooks_randn_beside_fastinits_normal(tmp_path, capsys):
+    # two generators, two draws: refused as "'normal' draws the same weights as 'randn'"
+    argv = ["planar", "--inits", "randn,normal", "--iterations", "2", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    assert "normal" in capsys.readouterr().out
+    err = _refused([*argv[:-1], "--rng", "fastinit"], tmp_path, capsys)
+    assert "--inits: 'normal' draws the same weights as 'randn' of --inits" in err
+
+
 def test_planar_weights_named_like_an_init_are_refused(tmp_path, capsys):
     w = dict(zip(("W1", "b1", "W2", "b2"), notebook_weights(0.3), strict=True))
     np.savez(tmp_path / "zeros.npz", **w)

@@ -268,6 +268,18 @@ def test_repeated_inits_are_refused():
         run_planar(("zeros",), weights={"zeros": notebook_weights(1.0)}, iterations=2)
 
 
+def test_planar_compares_the_notebooks_randn_with_fastinits_normal():
+    # rng='notebook' draws randn*s with the notebook's RandomState and 'normal' with
+    # fastinit's generator: two draws, refused as "the same init" before
+    result = run_planar(("randn", "normal", "std=0"), iterations=2, progress=False)
+    first = [result.costs[name][0] for name in ("randn", "normal")]
+    assert first[0] != first[1]
+    with pytest.raises(ValueError, match=r"'normal' is given twice \(also as 'randn'\)"):
+        run_planar(("normal", "randn"), rng="fastinit", iterations=2, progress=False)
+    with pytest.raises(ValueError, match=r"'zeros' is given twice \(also as 'std=0'\)"):
+        run_planar(("zeros", "std=0"), iterations=2, progress=False)  # randn*0 is zeros
+
+
 def test_unwritable_out_fails_before_training(tmp_path, monkeypatch):
     from fastinit.model import MLP
 

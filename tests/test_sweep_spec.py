@@ -253,3 +253,13 @@ def test_a_grid_too_large_is_refused_before_its_values_are_checked(monkeypatch):
     with pytest.raises(SpecError, match=r":4: grid: the grid has 1000000000000 points; at most"):
         parse_spec(text, memory=math.inf)
     assert [table for table, _ in checked] == ["fixed"]
+
+
+def test_a_planar_grid_runs_the_notebooks_randn_beside_fastinits_normal():
+    # planar's 'randn' is the notebook's RandomState draw (rng = 'notebook', one hidden
+    # layer), 'normal' fastinit's: refused as "the same init" before
+    text = '[grid]\ninit = ["randn", "normal"]\n'
+    spec = parse_spec('experiment = "planar"\n' + text, memory=math.inf)
+    assert sorted(c["init"] for c in spec.runs()) == ["normal", "randn"]
+    with pytest.raises(SpecError, match="same init as 'randn'"):
+        parse_spec('experiment = "depth"\n' + text, memory=math.inf)

@@ -151,6 +151,24 @@ class InitSpec:
         draws = (self.draw(shape, 0, 0, "float64") + 0.0 for shape in _MEANING_SHAPES)
         return b"".join(w.tobytes() for w in draws), self.lsuv
 
+    def identity(self, notebook: bool = False) -> tuple[bytes, bool, bool]:
+        """What the spec draws in an experiment: two specs are one init there when equal.
+
+        Parameters
+        ----------
+        notebook : bool
+            Whether the experiment draws ``randn*s`` (``std=s``) with the classic
+            notebook's generator (planar's ``rng='notebook'``): such a spec, ``s > 0``,
+            is then not one init with a :mod:`fastinit.init` name drawing the same
+            law with fastinit's generator (``randn`` and ``normal``).
+
+        Returns
+        -------
+        tuple
+            :attr:`meaning` and whether the notebook's generator draws it.
+        """
+        return (*self.meaning, bool(notebook and self.std))
+
     def draw(self, shape: tuple[int, ...], seed: int, stream: int, dtype: str) -> np.ndarray:
         """Draw an array of ``shape`` for this spec."""
         if self.value is not None:
@@ -360,6 +378,7 @@ def parse_inits(
     data_dependent: bool = True,
     allow_empty: bool = False,
     dtype: str | None = None,
+    notebook: bool = False,
 ) -> list[InitSpec]:
     """Parse every init spec of an experiment; raise ValueError on a repeated one or none.
 
@@ -381,6 +400,9 @@ def parse_inits(
     dtype : {'float32', 'float64'}, optional
         The experiment's arithmetic type: a spec whose value it cannot hold is
         refused (:func:`check_drawable`).
+    notebook : bool
+        Whether ``randn*s`` is drawn by the notebook's generator
+        (:meth:`InitSpec.identity`).
 
     Returns
     -------
@@ -394,7 +416,7 @@ def parse_inits(
         check_drawable(spec, dtype)
     if not specs and not allow_empty:
         raise ValueError("inits: expected at least one init spec, such as 'he' or 'std=0.01'")
-    repeat = first_repeat(specs)
+    repeat = first_repeat(specs, notebook)
     if repeat is not None:
         first, again = (specs[k].name for k in repeat)
         also = "" if first == again else f" (also as {again!r})"
@@ -403,7 +425,11 @@ def parse_inits(
 
 
 def parse_init_options(
-    options: dict[str, Sequence[str]], *, data_dependent: bool = True, dtype: str | None = None
+    options: dict[str, Sequence[str]],
+    *,
+    data_dependent: bool = True,
+    dtype: str | None = None,
+    notebook: bool = False,
 ) -> list[InitSpec]:
     """Parse the inits of several command-line options, in order (``--inits`` then ``--add``).
 
@@ -418,6 +444,8 @@ def parse_init_options(
         Whether the experiment trains (``lsuv`` allowed), as for :func:`parse_init`.
     dtype : {'float32', 'float64'}, optional
         The experiment's arithmetic type, as for :func:`parse_inits`.
+    notebook : bool
+        As for :func:`parse_inits`.
 
     Returns
     -------
@@ -444,7 +472,7 @@ def parse_init_options(
             specs.append(spec if dtype is None else check_drawable(spec, dtype))
         except ValueError as e:
             raise ValueError(f"{option}: {str(e).removeprefix('init: ')}") from None
-    repeat = first_repeat(specs)
+    repeat = first_repeat(specs, notebook)
     if repeat is not None:
         (earlier_option, earlier), (option, name) = ((given[k][0], specs[k].name) for k in repeat)
         same = (
@@ -456,16 +484,18 @@ def parse_init_options(
     return specs
 
 
-def first_repeat(specs: Sequence[InitSpec]) -> tuple[int, int] | None:
+def first_repeat(specs: Sequence[InitSpec], notebook: bool = False) -> tuple[int, int] | None:
     """The first init spec that repeats an earlier one, as :func:`parse_inits` refuses it.
 
     Two specs are one init when they draw the same weights
-    (:attr:`InitSpec.meaning`), whatever their names.
+    (:meth:`InitSpec.identity`), whatever their names.
 
     Parameters
     ----------
     specs : sequence of InitSpec
         Parsed specs, in order.
+    notebook : bool
+        Whether ``randn*s`` is drawn by the notebook's generator.
 
     Returns
     -------
@@ -473,11 +503,12 @@ def first_repeat(specs: Sequence[InitSpec]) -> tuple[int, int] | None:
         The indices of the earlier spec and of the first one repeating it;
         None when every spec is a different init.
     """
-    seen: dict[tuple[bytes, bool], int] = {}
+    seen: dict[tuple[bytes, bool, bool], int] = {}
     for k, spec in enumerate(specs):
-        if spec.meaning in seen:
-            return seen[spec.meaning], k
-        seen[spec.meaning] = k
+        identity = spec.identity(notebook)
+        if identity in seen:
+            return seen[identity], k
+        seen[identity] = k
     return None
 
 

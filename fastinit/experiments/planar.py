@@ -352,12 +352,13 @@ def run_planar(
                 f"got {type(weights).__name__}"
             )
         dtype = check_dtype(dtype).name
-        specs = parse_inits(inits, allow_empty=bool(weights), dtype=dtype)
+        rng = check_choice(rng, "rng", ("notebook", "fastinit"))
+        notebook = rng == "notebook"  # randn*s: the notebook's draw, not fastinit's normal
+        specs = parse_inits(inits, allow_empty=bool(weights), dtype=dtype, notebook=notebook)
         progress = check_bool(progress, "progress")
         hidden = check_int(hidden, "hidden", low=1)
         iterations = check_int(iterations, "iterations", low=1)
         lr = check_lr(lr, dtype)
-        rng = check_choice(rng, "rng", ("notebook", "fastinit"))
         seed = check_seed(seed)
         m = datasets.check_planar_size(m)
         for name in weights:
