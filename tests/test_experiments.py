@@ -280,6 +280,20 @@ def test_planar_compares_the_notebooks_randn_with_fastinits_normal():
         run_planar(("zeros", "std=0"), iterations=2, progress=False)  # randn*0 is zeros
 
 
+@pytest.mark.parametrize("spec", ["std=1e-50", "randn*1e-46", "constant=-1e-50"])
+def test_an_init_value_float32_rounds_to_zero_is_refused(spec):
+    # drew all-zero weights silently: a run of 'zeros' under another name
+    with pytest.raises(ValueError, match=rf"'{re.escape(spec)}' cannot be drawn in float32: "
+                                         r".*rounds to 0"):  # fmt: skip
+        parse_inits([spec], dtype="float32")
+    assert parse_inits([spec], dtype="float64")[0].name == spec
+
+
+def test_a_constant_spec_may_be_spaced_as_a_std_spec():
+    # 'std = 0.5' was accepted, 'constant = 0.5' an unknown init
+    assert parse_init("constant = 0.5").value == parse_init("std = 0.5").std == 0.5
+
+
 def test_unwritable_out_fails_before_training(tmp_path, monkeypatch):
     from fastinit.model import MLP
 

@@ -263,3 +263,17 @@ def test_a_planar_grid_runs_the_notebooks_randn_beside_fastinits_normal():
     assert sorted(c["init"] for c in spec.runs()) == ["normal", "randn"]
     with pytest.raises(SpecError, match="same init as 'randn'"):
         parse_spec('experiment = "depth"\n' + text, memory=math.inf)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [('[fixed]\ndtype = "float32"\n[grid]\ninit = ["he", "std=1e300"]\n',
+      ("grid.init", "'std=1e+300' cannot be drawn in float32")),
+     ('[grid]\ndtype = ["float64", "float32"]\ninit = ["constant=1e-50"]\n',
+      ("grid.init", "'constant=1e-50' cannot be drawn in float32", "rounds to 0"))],
+)  # fmt: skip
+def test_an_init_its_dtype_cannot_draw_is_refused_before_any_run(text, words):
+    # accepted: every such run then failed at run time (std=1e300) or drew zeros (1e-50)
+    with pytest.raises(SpecError) as e:
+        parse_spec('experiment = "histogram"\n' + text, memory=math.inf)
+    assert all(w in str(e.value) for w in words), e.value

@@ -122,6 +122,7 @@ _LSUV_HERE = (
 # a std's value: anything after "std=", "randn*" or "scale=" (checked: "std=nan" is told so),
 # or a number right after "std"/"scale" ("std0.01")
 _STD = re.compile(r"^(?:std\s*=|randn\s*\*|scale\s*=)\s*(.*)$|^(?:std|scale)\s*([0-9.eE+-]+)$")
+_CONSTANT = re.compile(r"^constant\s*=\s*(.*)$")  # spaced as a std may be: "constant = 0.5"
 
 
 @dataclass(frozen=True)
@@ -279,8 +280,9 @@ def parse_init(spec: str | InitSpec, *, data_dependent: bool = True) -> InitSpec
     if key == "lsuv":
         return parse_init(InitSpec(text, initializer="orthogonal", lsuv=True),
                           data_dependent=data_dependent)  # fmt: skip
-    if key.startswith("constant="):
-        return InitSpec(text, value=_spec_value(spec, "constant", key.split("=", 1)[1]))
+    m = _CONSTANT.match(key)
+    if m:
+        return InitSpec(text, value=_spec_value(spec, "constant", m.group(1)))
     m = _STD.match(key)
     if m:
         value = m.group(1) if m.group(1) is not None else m.group(2)
@@ -299,7 +301,8 @@ def parse_init(spec: str | InitSpec, *, data_dependent: bool = True) -> InitSpec
 
 
 def check_drawable(spec: InitSpec, dtype: str) -> InitSpec:
-    """Refuse an init whose value ``dtype`` cannot hold (``std=1e300`` in float32).
+    """Refuse an init whose value ``dtype`` cannot hold (``std=1e300`` in float32, or
+    ``std=1e-50``, which rounds to 0 there: all-zero weights under another name).
 
     The value is checked by drawing one weight with it, by the rule of
     :mod:`fastinit.init` (a std's largest draw, a constant, within the range), before
@@ -329,6 +332,13 @@ def check_drawable(spec: InitSpec, dtype: str) -> InitSpec:
     except ValueError as e:  # "mean, std: |mean| + 9 std: expected ...": the draw's names
         reason = str(e).partition(": ")[2]
         raise ValueError(f"init: {spec.name!r} cannot be drawn in {dtype}: {reason}") from None
+    value, what = (spec.std, "std") if spec.std is not None else (spec.value, "constant")
+    if value and not np.dtype(dtype).type(value):  # all-zero weights under another name
+        raise ValueError(
+            f"init: {spec.name!r} cannot be drawn in {dtype}: its {what} {value:g} rounds to 0 "
+            f"there (the weights would all be zero); use a {what} of at least "
+            f"{dtype_range(dtype)[0]:.3g}, or 'zeros'"
+        )
     return spec
 
 

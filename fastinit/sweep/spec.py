@@ -476,13 +476,14 @@ class _Checker:
     def _check_combinations(
         self, experiment: Experiment, fixed: dict[str, Any], grids: list[dict], listed: bool
     ) -> None:
-        """Run the experiment's ``check_grid`` on each grid's full axes."""
-        if experiment.check_grid is None:
-            return
+        """Check each grid's inits against its dtypes, then run the experiment's
+        ``check_grid`` on the grid's full axes."""
         for n, grid in enumerate(grids or [{}]):
             axes = _axes(experiment, fixed, grid)
             try:
-                experiment.check_grid(axes)
+                _check_inits_drawable(axes)
+                if experiment.check_grid is not None:
+                    experiment.check_grid(axes)
             except ValueError as e:
                 key, _, message = str(e).partition(": ")
                 if key in grid:
@@ -727,6 +728,19 @@ def _init_spelling(spec: InitSpec, experiment: str) -> str:
     if spec.value is not None:
         return f"constant={_number(spec.value)}"
     return get(spec.initializer).__name__
+
+
+def _check_inits_drawable(axes: dict[str, list[Any]]) -> None:
+    """Refuse an init that one of the grid's dtypes cannot draw (``std=1e300`` or
+    ``std=1e-50`` in float32: every such run would fail, or draw zeros)."""
+    if "init" not in axes or "dtype" not in axes:
+        return
+    from fastinit.experiments._common import check_drawable, parse_init
+
+    for init in axes["init"]:
+        spec = parse_init(init)
+        for dtype in axes["dtype"]:
+            check_drawable(spec, dtype)  # "init: 'std=1e300' cannot be drawn in float32: ..."
 
 
 def _number(value: float) -> str:
