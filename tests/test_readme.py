@@ -200,6 +200,7 @@ _ERRORS = {
     "--inits": "mnist --inits std=nan",
     "--layers, --width, --samples": "histogram --layers 10000 --width 10000 --samples 100000",
     "--depths": "depth --depths 5,5",
+    "--add": "histogram --add std=1e-50 --dtype float32",
 }
 
 
