@@ -223,6 +223,46 @@ def as_array(value: Any, name: str, expected: str) -> np.ndarray:
         raise ValueError(f"{name}: expected {expected} ({err})") from None
 
 
+def check_dtype_holds(value: float, name: str, dtype: Any, *, zero: bool = False) -> float:
+    """Return ``value`` (a number > 0) if ``dtype`` holds it without rounding it to 0 or
+    to infinity, else raise ValueError naming ``name``, the range and the rounding.
+
+    One rule for the hyperparameters the kernels round to the model dtype once
+    (``lr``, ``eps``, ``weight_decay``): in float32 an ``lr`` of 1e-50 trains nothing.
+
+    Parameters
+    ----------
+    value : float
+        A positive number (0 and negative numbers are the caller's to refuse or allow).
+    name : str
+        What the error calls it (``lr``, ``--lr``, ``optimizer.eps``).
+    dtype : numpy dtype or name
+        The float dtype the value is rounded to.
+    zero : bool
+        Whether 0 is allowed too (``weight_decay``: none); the error then says so.
+
+    Returns
+    -------
+    float
+        ``value``.
+
+    Raises
+    ------
+    ValueError
+        ``lr: expected a number in [1.4e-45, 3.4e+38] with dtype 'float32' (it would round
+        1e-50 to 0), got 1e-50``.
+    """
+    low, high = dtype_range(dtype)
+    if not (low <= value <= high or (zero and value == 0)):
+        rounded = "0" if value < low else "infinity"
+        raise ValueError(
+            f"{name}: expected {'0 or ' if zero else ''}a number in [{low:.3g}, {high:.3g}] "
+            f"with dtype {np.dtype(dtype).name!r} (it would round {value:g} to {rounded}), "
+            f"got {value:g}"
+        )
+    return value
+
+
 def dtype_range(dtype: Any) -> tuple[float, float]:
     """The positive values ``dtype`` holds without rounding them to 0 or to infinity.
 

@@ -134,9 +134,9 @@ from fastinit._validate import (
     cast_finite,
     check_bool,
     check_choice,
+    check_dtype_holds,
     check_int,
     check_seed,
-    dtype_range,
     value_errors,
 )
 from fastinit.activations import (
@@ -913,15 +913,10 @@ def _check_in_range(opt: Any, dtype: np.dtype) -> None:
     in float32 an ``lr`` of 1e-50 would train nothing and an ``eps`` of 1e-50
     would divide 0 by 0 (NaN) where a gradient is 0.
     """
-    low, high = dtype_range(dtype)
     for name in ("lr", "eps", "weight_decay"):
         value = float(getattr(opt, name, 0.0))
-        if value > 0 and not low <= value <= high:
-            rounded = "0" if value < low else "infinity"
-            raise ValueError(
-                f"optimizer: {name}={value:g} is outside the {dtype} range of the model "
-                f"([{low:.3g}, {high:.3g}]; it would round to {rounded})"
-            )
+        if value > 0:  # 0: no weight decay
+            check_dtype_holds(value, f"optimizer.{name}", dtype, zero=name == "weight_decay")
 
 
 def _iterations(iterations: Any, epochs: Any, n: int, batch: int, sampling: str) -> int:

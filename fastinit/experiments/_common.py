@@ -27,7 +27,13 @@ from fastinit import init as _init
 from fastinit._files import abandoned as _abandoned
 from fastinit._files import deferred_interrupt, write_bytes
 from fastinit._files import host as _host
-from fastinit._validate import check_int, check_positive, check_seed, dtype_range
+from fastinit._validate import (
+    check_dtype_holds,
+    check_int,
+    check_positive,
+    check_seed,
+    dtype_range,
+)
 from fastinit.sweep.store import json_safe
 
 
@@ -91,15 +97,7 @@ def check_lr(lr: Any, dtype: str) -> float:
     ValueError
         Naming ``lr``, for a rate that is not finite and > 0, or outside ``dtype``'s range.
     """
-    lr = check_positive(lr, "lr")
-    low, high = dtype_range(dtype)
-    if not low <= lr <= high:
-        rounded = "0" if lr < low else "infinity"
-        raise ValueError(
-            f"lr: expected a number in [{low:.3g}, {high:.3g}] with dtype {dtype!r} "
-            f"(it would round {lr:g} to {rounded}), got {lr:g}"
-        )
-    return lr
+    return check_dtype_holds(check_positive(lr, "lr"), "lr", dtype)
 
 
 # ----------------------------------------------------------------------------- init specs
