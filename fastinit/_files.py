@@ -292,29 +292,57 @@ def deferred_interrupt() -> Iterator[None]:
     before the block does: Python's default raises KeyboardInterrupt, ``SIG_DFL``
     ends the process.  Outside the main thread (where Python delivers no signal),
     under ``SIG_IGN``, or under a handler installed outside Python (which could not
-    be put back) the block runs as it is.
+    be put back) the block runs as it is.  A signal handler that calls
+    :func:`hold_in_block` (the command line's SIGTERM) is held too, whatever SIGINT's
+    handler, and delivered again after the block.
 
     Yields
     ------
     None
     """
-    previous = signal.getsignal(signal.SIGINT)
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or previous is None
-        or previous == signal.SIG_IGN
-    ):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = signal.getsignal(signal.SIGINT)
+    hold_ctrl_c = previous is not None and previous != signal.SIG_IGN
     received: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    _HELD.append(received)
+    if hold_ctrl_c:
+        signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if not received:
+        if hold_ctrl_c:
+            signal.signal(signal.SIGINT, previous)
+        _HELD.pop()
+    for signum in sorted(set(received) - {signal.SIGINT}):
+        signal.raise_signal(signum)  # to its handler, outside the block now
+    if signal.SIGINT not in received:
         return
     if callable(previous):
         previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
     else:
         signal.raise_signal(signal.SIGINT)  # SIG_DFL: the process ends, as it would have
+
+
+_HELD: list[list[int]] = []  # the signals held by each deferred_interrupt block running
+
+
+def hold_in_block(signum: int) -> bool:
+    """From a signal handler: hold ``signum`` until the innermost :func:`deferred_interrupt`
+    block running ends, which delivers it again (to the handler then in force).
+
+    Parameters
+    ----------
+    signum : int
+        The signal received.
+
+    Returns
+    -------
+    bool
+        Whether it is held (False outside every such block: handle it now).
+    """
+    if not _HELD:
+        return False
+    _HELD[-1].append(signum)
+    return True

@@ -488,6 +488,8 @@ def _terminate_as_interrupt() -> Iterator[list[int]]:
     held as it is while files are renamed into place); yields the list of the SIGTERMs
     received.  Only in the main thread, over the default action (a handler of the
     caller's, or SIG_IGN, stays); the previous handler is put back after the block."""
+    from fastinit._files import hold_in_block
+
     received: list[int] = []
     if (
         threading.current_thread() is not threading.main_thread()
@@ -497,12 +499,10 @@ def _terminate_as_interrupt() -> Iterator[list[int]]:
         return
 
     def stop(signum: int, frame: Any) -> None:
+        if hold_in_block(signum):  # a commit, files moved into place: stopped after it
+            return
         received.append(signum)
-        on_interrupt = signal.getsignal(signal.SIGINT)
-        if callable(on_interrupt):  # Python's (KeyboardInterrupt), or a hold (deferred_interrupt)
-            on_interrupt(signal.SIGINT, frame)
-        else:  # SIGINT ignored (a background job) or not Python's: stop all the same
-            raise KeyboardInterrupt
+        raise KeyboardInterrupt  # whatever SIGINT's handler (ignored in a background job)
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:

@@ -951,3 +951,30 @@ def test_the_sigterm_handler_is_set_only_while_main_runs(tmp_path, monkeypatch):
     worker.start()
     worker.join()
     assert codes == [130] and signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("on_ctrl_c", ["ignored", "python", "own"])
+def test_a_sigterm_inside_a_held_block_stops_the_command_after_the_block(on_ctrl_c):
+    # with SIGINT ignored (`fastinit sweep ... &` in a script) a SIGTERM raised
+    # KeyboardInterrupt inside the block (a commit, files moved into place) and an
+    # embedding program's own SIGINT handler swallowed it: the command went on
+    import signal
+
+    from fastinit._files import deferred_interrupt
+    from fastinit.cli import _terminate_as_interrupt
+
+    caught = []
+    handler = {"ignored": signal.SIG_IGN, "python": signal.default_int_handler,
+               "own": lambda signum, frame: caught.append(signum)}[on_ctrl_c]  # fmt: skip
+    previous = signal.signal(signal.SIGINT, handler)
+    steps = []
+    try:
+        with _terminate_as_interrupt() as terminated, pytest.raises(KeyboardInterrupt):
+            with deferred_interrupt():
+                signal.raise_signal(signal.SIGTERM)
+                steps.append("the block ran to its end")
+            steps.append("went on after the block")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert steps == ["the block ran to its end"] and terminated == [signal.SIGTERM]
+    assert caught == []  # a SIGTERM is not the program's Ctrl-C
