@@ -2200,3 +2200,27 @@ def test_a_sweeps_runs_equal_the_experiment_commands_runs(tmp_path, experiment):
                     == (config["init"], config["activation"], config["depth"])]  # fmt: skip
             assert (metrics["saturated_last"], metrics["dead_last"]) == (
                 last[0]["saturated"], last[0]["dead"])  # fmt: skip
+
+
+def test_an_interrupted_sweep_records_only_the_arrived_results_of_runs_it_claimed(tmp_path):
+    """An executor's arrived() may hold a result this sweep never claimed (the executor
+    reused from an earlier sweep, stopped before asking for it): recording it raised
+    KeyError in place of the real error, or recorded a run without its claim."""
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1]\n')
+    db = tmp_path / "r.sqlite"
+
+    class Stale(SerialExecutor):
+        def results(self, items, skip=None):
+            (key, config), (other, _) = items
+            assert skip(key) is False  # claimed, run, arrived: recorded on the way out
+            self._held.append((key, runners.execute(config)))
+            self._held.append((other, runners.execute(config)))  # never claimed here
+            self._held.append(("f" * 64, runners.execute(config)))  # not of this sweep
+            raise KeyboardInterrupt
+            yield
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, db, executor=Stale(), progress=False)
+    rows = db_rows(db)
+    assert len(rows) == 1 and rows[0]["status"] == "ok"
+    assert _claims(db) == []

@@ -1142,6 +1142,7 @@ def _run_claimed(
     claimant = Claimant()
     busy: set[str] = set()
     claimed = [0]
+    mine: set[str] = set()  # the runs this call claimed
     recorded: set[str] = set()
 
     def record(key: str, result: dict[str, Any]) -> None:
@@ -1167,6 +1168,7 @@ def _run_claimed(
         busy.discard(key)
         if state == "claimed":
             claimed[0] += 1
+            mine.add(key)
             return False
         if state == "busy":
             busy.add(key)
@@ -1188,7 +1190,7 @@ def _run_claimed(
         # a second Ctrl-C waits for these few commits; a store that fails stops them
         with deferred_interrupt(), contextlib.suppress(OSError):
             for key, result in arrived() if arrived is not None else ():
-                if key not in recorded:
+                if key in mine and key not in recorded:  # not another sweep's, or unclaimed
                     record(key, result)
         raise
     finally:
