@@ -136,7 +136,7 @@ def replacing(path: str | os.PathLike[str], *, keep_mode: bool = False) -> Itera
     """A binary file to write that replaces ``path`` when the block ends without an exception.
 
     The temporary file, ``.<name>.<host>-<pid>-<random>.tmp`` beside the target
-    (a name over 100 characters cut, with a digest of the whole), is this
+    (a name over 100 bytes cut, with a digest of the whole), is this
     call's own (two writers never share one); it is removed whatever stops the
     block, and one left by a killed process of this host is removed by the
     next write of ``path``.  Its data is flushed to the disk (``fsync``) before
@@ -183,7 +183,7 @@ def replacing(path: str | os.PathLike[str], *, keep_mode: bool = False) -> Itera
                     os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
             yield f
             f.flush()
-            _sync(f.fileno())  # the data on disk before a name points at it
+            _sync(f.fileno(), asked)  # the data on disk before a name points at it
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -192,22 +192,31 @@ def replacing(path: str | os.PathLike[str], *, keep_mode: bool = False) -> Itera
 
 
 def _short(name: str) -> str:
-    """``name`` as the temporary file's prefix carries it: names longer than 100
-    characters are cut to 91 and a digest of the whole, so that the temporary
-    name stays within the 255 characters a file system allows."""
-    if len(name) <= 100:
+    """``name`` as the temporary file's prefix carries it: names longer than 100 bytes
+    (as the file system stores them) are cut to at most 91, at a character, and a
+    digest of the whole, so that the temporary name stays within the 255 bytes a
+    file system allows."""
+    raw = os.fsencode(name)
+    if len(raw) <= 100:
         return name
-    return f"{name[:91]}~{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    kept, size = "", 0
+    for char in name:
+        size += len(os.fsencode(char))
+        if size > 91:
+            break
+        kept += char
+    return f"{kept}~{hashlib.sha256(raw).hexdigest()[:8]}"
 
 
-def _sync(fd: int) -> None:
+def _sync(fd: int, name: str) -> None:
     """``os.fsync(fd)``, skipped where the file system cannot sync (EINVAL,
-    ENOTSUP: some network and FUSE mounts); a failed write (EIO, ENOSPC) raises."""
+    ENOTSUP: some network and FUSE mounts); a failed write (EIO, ENOSPC) raises,
+    naming ``name``."""
     try:
         os.fsync(fd)
     except OSError as err:
         if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
+            raise type(err)(err.errno, err.strerror, name) from None
 
 
 def _sync_directory(directory: Path) -> None:

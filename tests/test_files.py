@@ -48,8 +48,9 @@ def test_a_handler_not_installed_from_python_is_left_in_place(monkeypatch):
     assert installed == []
 
 
-def test_a_file_with_a_name_near_the_systems_limit_is_replaced(tmp_path):
-    target = tmp_path / ("r" * 250 + ".json")  # 255 characters: the usual limit of a name
+@pytest.mark.parametrize("name", ["r" * 250 + ".json", "結果" * 40 + ".csv"], ids=["ascii", "utf8"])
+def test_a_file_with_a_name_near_the_systems_limit_is_replaced(tmp_path, name):
+    target = tmp_path / name  # 255 characters, or 244 bytes of UTF-8: within the usual limit
     for text in (b"first", b"second"):
         write_bytes(target, text)
         assert target.read_bytes() == text
@@ -58,14 +59,16 @@ def test_a_file_with_a_name_near_the_systems_limit_is_replaced(tmp_path):
 
 def test_a_replaced_file_reaches_the_disk_before_its_rename(tmp_path, monkeypatch):
     synced = []
+    target = tmp_path / "result.json"
+    target.write_bytes(b"old")
 
     def fsync(fd):
-        synced.append(os.fstat(fd).st_size)
+        synced.append((os.fstat(fd).st_size, target.read_bytes()))
 
     monkeypatch.setattr(os, "fsync", fsync)
-    write_bytes(tmp_path / "result.json", b"12345")
-    assert synced[0] == 5  # the file's data, before the rename names it
-    assert (tmp_path / "result.json").read_bytes() == b"12345"
+    write_bytes(target, b"12345")
+    assert synced[0] == (5, b"old")  # the new data, synced while the name is the old file's
+    assert target.read_bytes() == b"12345"
 
 
 @pytest.mark.parametrize("code", ["EINVAL", "EIO"])
@@ -82,7 +85,8 @@ def test_a_file_system_that_cannot_sync_still_gets_the_file_but_a_failed_sync_fa
         write_bytes(target, b"new")
         assert target.read_bytes() == b"new"
         return
-    with pytest.raises(OSError, match="Input/output error"):  # the data may not be on disk
+    with pytest.raises(OSError, match="Input/output error") as e:  # the data may not be on disk
         write_bytes(target, b"new")
+    assert e.value.filename == str(target)  # named, as a failed open is
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
