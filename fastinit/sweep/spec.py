@@ -24,11 +24,13 @@ parameter would go in ``[grid]`` as a list of lists.
 Each run's configuration is the flat dict ``{"experiment": name, **every
 parameter}``; its key is the SHA-256 of its canonical JSON (sorted keys, no
 spaces, floats as Python writes them), so the same run has the same key
-whichever SPEC file produced it.  An init is stored in one spelling per draw,
-the docs': ``std=1e-2``, ``randn*0.01`` and ``STD = 0.010`` are ``std=0.01``
+whichever SPEC file produced it.  An init is stored in the docs' spelling of
+its form: ``std=1e-2``, ``randn*0.01`` and ``STD = 0.010`` are ``std=0.01``
 (``randn*0.01`` in planar, as its notebook writes it), ``msra`` is ``kaiming_normal``,
-so two spellings of one init are one run.  The fastinit version is stored with
-each run but is not part of the key.
+so two spellings of one init are one run.  Two forms that draw the same weights
+(``zeros``, ``std=0`` and ``constant=0``; ``normal`` and ``std=1``) are refused
+together in one list, but stay two runs in two ``[[grid]]`` tables.  The fastinit
+version is stored with each run but is not part of the key.
 
 Errors name the file, the line and the key: TOML syntax errors carry tomllib's
 line and column; for semantic errors (unknown experiment or parameter, wrong
@@ -705,7 +707,7 @@ class _Checker:
 
 
 def _init_spelling(spec: InitSpec, experiment: str) -> str:
-    """The one spelling of what ``spec`` draws, as the docs write it: the stored init.
+    """The docs' spelling of ``spec`` in its form (std, constant, name): the stored init.
 
     ``std=1e-2``, ``randn * 0.010`` and ``scale=.01`` are ``std=0.01`` (in planar,
     whose docs write the notebook's ``randn*s``, ``randn*0.01``; std 1 is planar's
