@@ -37,8 +37,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=2000)
     args = parser.parse_args()
-    if args.iterations < 1:
-        parser.error(f"--iterations: expected an integer >= 1, got {args.iterations}")
+    if args.iterations < 1:  # worded as fastinit's own errors
+        parser.error(f"--iterations: expected an integer in [1, inf], got {args.iterations}")
 
     x_train, y_train = synthetic_digits(20000, seed=0)
     x_test, y_test = synthetic_digits(2000, seed=1)

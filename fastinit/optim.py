@@ -345,7 +345,12 @@ _CHECKS = {
 
 def _check_nesterov_momentum(value: Any, name: str) -> float:
     """A momentum in (0, 1): with 0, Nesterov's update is plain SGD (PyTorch refuses it too)."""
-    return check_positive(check_unit_interval(value, name), name)
+    value = check_unit_interval(value, name)
+    if value == 0:
+        raise ValueError(
+            f"{name}: expected a number in (0, 1) with Nesterov (0 is plain SGD), got {value}"
+        )
+    return value
 
 
 class Optimizer:

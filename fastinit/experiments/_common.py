@@ -325,17 +325,20 @@ def check_drawable(spec: InitSpec, dtype: str) -> InitSpec:
     """
     if spec.std is None and spec.value is None:
         return spec
+    value, what = (spec.std, "std") if spec.std is not None else (spec.value, "constant")
+    low, high = dtype_range(dtype)
     try:
         spec.draw((1, 1), 0, 0, dtype)
-    except ValueError as e:  # "mean, std: |mean| + 9 std: expected ...": the draw's names
-        reason = str(e).partition(": ")[2]
-        raise ValueError(f"init: {spec.name!r} cannot be drawn in {dtype}: {reason}") from None
-    value, what = (spec.std, "std") if spec.std is not None else (spec.value, "constant")
+    except ValueError:  # "mean, std: |mean| + 9 std: expected ...": the draw's own names
+        raise ValueError(
+            f"init: {spec.name!r} cannot be drawn in {dtype}: its {what} {value:g} gives "
+            f"weights beyond the {dtype} range (largest {high:.3g})"
+        ) from None
     if value and not np.dtype(dtype).type(value):  # all-zero weights under another name
         raise ValueError(
             f"init: {spec.name!r} cannot be drawn in {dtype}: its {what} {value:g} rounds to 0 "
-            f"there (the weights would all be zero); use a {what} of at least "
-            f"{dtype_range(dtype)[0]:.3g}, or 'zeros'"
+            f"there (the weights would all be zero); use a {what} of magnitude at least "
+            f"{low:.3g}, or 'zeros'"
         )
     return spec
 

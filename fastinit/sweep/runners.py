@@ -281,11 +281,7 @@ def _check_training_grid(axes: dict[str, list[Any]]) -> None:
         from fastinit.optim import _check_nesterov_momentum
 
         for value in axes["momentum"]:
-            try:
-                _check_nesterov_momentum(value, "momentum")
-            except ValueError as e:
-                reason = str(e).removeprefix("momentum: ")
-                raise ValueError(f"momentum: with optimizer 'nesterov', {reason}") from None
+            _check_nesterov_momentum(value, "momentum")  # "... with Nesterov (0 is plain SGD)"
 
     for dtype in axes["dtype"]:
         for key in ("lr", "weight_decay"):
