@@ -773,6 +773,9 @@ class MLP:
     def _from_arrays(cls, a: dict[str, np.ndarray]) -> MLP:
         if "format" not in a or str(a["format"]) != _FORMAT:
             raise ValueError(f"expected format {_FORMAT!r}, got {a.get('format')!r}")
+        absent = [key for key in _FILE_KEYS if key not in a]  # read below, before the layers'
+        if absent:
+            raise ValueError(f"missing {absent}")
         if a["sizes"].ndim != 1 or a["sizes"].dtype.kind not in "iu":
             raise ValueError(f"sizes: expected a 1-D integer array, got {a['sizes']!r}")
         sizes = [int(s) for s in a["sizes"]]

@@ -1312,8 +1312,8 @@ def fit_many(
     finally:
         _write_back(models, fa.opts, run)
     seconds = time.perf_counter() - start
-    settings = fa.settings()
-    return [_history(run, m, j, status, seconds, settings) for j, m in enumerate(models)]
+    # one settings dict per History (as on the device): labelling one relabels no other
+    return [_history(run, m, j, status, seconds, fa.settings()) for j, m in enumerate(models)]
 
 
 @dataclass

@@ -306,6 +306,16 @@ def test_corrupt_or_mismatching_files_raise_value_error_naming_the_file(tmp_path
         MLP.load(tmp_path / "key.npz")
 
 
+@pytest.mark.parametrize("key", ["sizes", "activations", "activation_params", "dtype"])
+def test_a_model_file_missing_an_array_says_which(tmp_path, key):
+    MLP([4, 6, 3]).save(tmp_path / "good.npz")
+    arrays = dict(np.load(tmp_path / "good.npz"))
+    del arrays[key]
+    np.savez(tmp_path / "cut.npz", **arrays)
+    with pytest.raises(ValueError, match=rf"cut\.npz: invalid .*: missing \['{key}'\]$"):
+        MLP.load(tmp_path / "cut.npz")
+
+
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "kwargs, match",

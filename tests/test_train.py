@@ -100,6 +100,15 @@ def test_fit_many_equals_separate_fits_with_the_same_seed(sampling):
             np.testing.assert_array_equal(wa, wb)
 
 
+def test_fit_many_histories_do_not_share_their_settings():
+    # labelling one run's settings (an init's name) must not relabel the others
+    histories = fit_many([_fresh(1), _fresh(2)], X, Y, iterations=1, progress=False)
+    histories[0].settings["init"] = "he"
+    assert "init" not in histories[1].settings
+    assert histories[1].settings == {"loss": "softmax_cross_entropy", "sampling": "replacement",
+                                     "batch_size": 128, "seed": 0}  # fmt: skip
+
+
 def _mixed(dtype: str) -> tuple[list[MLP], list]:
     """Feature-major and BLAS networks, one diverging at once, and their optimizers."""
     models = [
