@@ -93,12 +93,17 @@ with probability about ``2**-r``.  The statistics are measured all the same.
 
 Recommended init per layer (from the activation it feeds): He
 (``kaiming_normal``, std ``gain / sqrt(fan_in)``) for relu, leaky_relu, elu,
-gelu, gelu_tanh, silu and softplus, Glorot
-(``xavier_normal``, std ``gain sqrt(2 / (fan_in + fan_out))``) for tanh,
-sigmoid and the linear output layer, LeCun (``lecun_normal``, std
-``1 / sqrt(fan_in)``, Klambauer et al. 2017) for SELU; gains from
+gelu, gelu_tanh, silu and softplus, gains from
 :func:`fastinit.init.calculate_gain` (relu's for elu, gelu, gelu_tanh, silu and
-softplus, an approximation).
+softplus, an approximation); Glorot (``xavier_normal``, std
+``sqrt(2 / (fan_in + fan_out))``, gain 1 as in Glorot & Bengio 2010) for tanh,
+sigmoid and the linear output layer; LeCun (``lecun_normal``, std
+``1 / sqrt(fan_in)``, Klambauer et al. 2017) for SELU.  Not PyTorch's tanh gain
+5/3: it gives a layer fed unit-variance inputs a pre-activation std of 5/3 to
+2.4, so 11-26% of its activations saturate (above ``SATURATED``: the
+recommendation tripped its own finding), and its weight variance times the fan-in,
+25/9 in square layers, lies past tanh's critical value 1 (Schoenholz et al. 2017):
+gradients grow with depth (``exploding_gradients`` from about 30 layers on).
 """
 
 from __future__ import annotations
@@ -196,9 +201,9 @@ def recommended_init(activation: Any, fan_in: int, fan_out: int) -> dict[str, An
     if name == "selu":
         return {"rule": "LeCun", "init": "lecun_normal", "gain": 1.0,
                 "std": 1.0 / math.sqrt(fan_in)}  # fmt: skip
-    gain = calculate_gain("tanh" if name == "tanh" else "linear")
-    return {"rule": "Glorot", "init": "xavier_normal", "gain": gain,
-            "std": gain * math.sqrt(2.0 / (fan_in + fan_out))}  # fmt: skip
+    # Glorot & Bengio's gain 1 for tanh too, not calculate_gain's 5/3: see the module docstring
+    return {"rule": "Glorot", "init": "xavier_normal", "gain": 1.0,
+            "std": math.sqrt(2.0 / (fan_in + fan_out))}  # fmt: skip
 
 
 @dataclass
