@@ -13,7 +13,9 @@ optimizer update over the flat parameters (:mod:`fastinit.optim_cuda`).  The
 launches, their views and configurations are prepared once per fit (per batch
 height).  The recorded losses and the divergence flags are copied back once
 per chunk of iterations (chunks sized to about 0.2 s as on the CPU), which
-drives the progress bar and Ctrl-C handling.
+drives the progress bar and Ctrl-C handling: as on the CPU, a Ctrl-C is taken
+between chunks (held while a chunk's launches are queued), so an interrupted
+fit reports every update it applied.
 
 Results match the CPU: the batches are the same rows (``"replacement"``: draw
 ``t * batch_size + r`` of stream 0 of the run key, :func:`fastinit.train.run_key`;
@@ -64,6 +66,7 @@ from fastinit import losses as _losses
 from fastinit import optim as _optim
 from fastinit import train as _train
 from fastinit._cuda import cuda_module, simulator_enabled
+from fastinit._files import deferred_interrupt
 from fastinit._progress import ProgressBar
 from fastinit.dense import work_size
 from fastinit.dense_cuda import backward_launches, configure, forward_launches
@@ -432,7 +435,12 @@ class _Run:
         return m, self.xbuf[:m], yi, yf
 
     def step(self, t: int) -> None:
-        """Launch iteration ``t`` for every network not known to have diverged."""
+        """Launch iteration ``t`` for every network not known to have diverged.
+
+        Run with Ctrl-C held (:meth:`chunks`): once a GPU's launch queue is full the
+        host waits inside a launch, and a Ctrl-C raised as an update's launch returns
+        would leave that update applied but not counted in ``launched``.
+        """
         m, x, yi, yf = self._batch(t)
         for j, net in enumerate(self.nets):
             if self.diverged[j] >= 0:
@@ -471,8 +479,9 @@ class _Run:
         try:
             while done < self.n_iter and min(self.diverged) < 0:
                 begin = time.perf_counter()
-                for t in range(done, done + chunk):
-                    self.step(t)
+                with deferred_interrupt():  # Ctrl-C between chunks, as on the CPU (see step)
+                    for t in range(done, done + chunk):
+                        self.step(t)
                 self._sync(done, done + chunk)
                 seconds = time.perf_counter() - begin
                 done += chunk

@@ -545,6 +545,43 @@ def test_fit_many_cuda_and_divergence_match_cpu(data):
         fit_many([cpu[0], dev[0]], X, y1, **kw)
 
 
+def test_ctrl_c_after_an_update_launch_leaves_a_consistent_model(monkeypatch, sigint_default, data):
+    # on a GPU the host blocks inside a launch once the launch queue is full, and a Ctrl-C
+    # surfaces as that launch returns: after an update, the model had one update more than
+    # History.iterations (and the optimizer's step) said; the CPU takes Ctrl-C between chunks
+    import signal
+
+    from fastinit import optim_cuda, train_cuda
+
+    real, updates = train_cuda.configure, []
+
+    def configure(kernel, grid, block):
+        launch = real(kernel, grid, block)
+        if kernel is not optim_cuda.update_kernel():
+            return launch
+
+        def then_ctrl_c(*args):
+            launch(*args)
+            updates.append(1)
+            if len(updates) == 2:
+                signal.raise_signal(signal.SIGINT)
+
+        return then_ctrl_c
+
+    monkeypatch.setattr(train_cuda, "configure", configure)
+    X, y = data
+    cpu, dev = _pair()
+    opt_cpu, opt_dev = optim.Adam(0.05), optim.Adam(0.05)
+    kw = dict(batch_size=4, seed=2, progress=False)
+    h = dev.fit(X, y, optimizer=opt_dev, iterations=6, **kw)
+    assert h.status == "interrupted" and h.iterations == len(h.loss) == len(updates)
+    assert opt_dev.state_for(dev, dev._params.size, dev.dtype).step == h.iterations
+    h_cpu = cpu.fit(X, y, optimizer=opt_cpu, iterations=h.iterations, **kw)
+    _close(h.loss, h_cpu.loss)
+    for a, b in zip([*dev.weights, *dev.biases], [*cpu.weights, *cpu.biases], strict=True):
+        _close(a, b)
+
+
 # ----------------------------------------------------------------------------- model
 def test_to_round_trip_weights_and_assignment(data):
     X, _ = data
