@@ -511,6 +511,17 @@ def _terminate_as_interrupt() -> Iterator[list[int]]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _bad_numba_threads() -> str:
+    """What is wrong with ``NUMBA_NUM_THREADS`` ("" if nothing): numba refuses a count
+    below 1 when it is imported (text it cannot read it replaces by the default)."""
+    text = os.environ.get("NUMBA_NUM_THREADS", "")
+    try:
+        count = int(text)
+    except ValueError:
+        return ""
+    return "" if count >= 1 else f"NUMBA_NUM_THREADS: expected an integer in [1, inf], got {text}"
+
+
 def _stop(terminated: list[int]) -> tuple[str, int]:
     """What stopped the command, and its exit status: a SIGTERM (143) or a Ctrl-C (130)."""
     return ("terminated", 128 + signal.SIGTERM) if terminated else ("interrupted", 130)
@@ -519,6 +530,10 @@ def _stop(terminated: list[int]) -> tuple[str, int]:
 def _main(argv: Sequence[str] | None, terminated: list[int]) -> int:
     """:func:`main`, on a standard output that can write what it prints; ``terminated``:
     the SIGTERMs received (:func:`_terminate_as_interrupt`)."""
+    bad_threads = _bad_numba_threads()
+    if bad_threads:  # numba's import would raise it, with a traceback through ours
+        print(f"fastinit: error: {bad_threads}", file=sys.stderr)
+        return 2
     try:
         parser = build_parser()  # imports: a second on a busy host
         args = parser.parse_args(argv)

@@ -978,3 +978,18 @@ def test_a_sigterm_inside_a_held_block_stops_the_command_after_the_block(on_ctrl
         signal.signal(signal.SIGINT, previous)
     assert steps == ["the block ran to its end"] and terminated == [signal.SIGTERM]
     assert caught == []  # a SIGTERM is not the program's Ctrl-C
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_a_numba_thread_count_below_one_is_an_error_naming_it(value, tmp_path, monkeypatch,
+                                                              capsys):  # fmt: skip
+    # numba's import raised "ValueError: Number of threads specified must be > 0." with a
+    # traceback through fastinit's imports
+    monkeypatch.setenv("NUMBA_NUM_THREADS", value)
+    argv = ["planar", "--inits", "zeros", "--iterations", "2", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"fastinit: error: NUMBA_NUM_THREADS: expected an integer in [1, inf], got {value}\n"
+    )
+    assert not (tmp_path / "out").exists()
