@@ -240,6 +240,17 @@ def test_markdown_prints_large_means_in_full_not_in_exponent_form(tmp_path):
     assert means == ["123457", "20000", "23456", "5e+20"], cells  # was 2e+04, 2.346e+04
 
 
+def test_means_that_round_up_to_a_longer_integer_print_in_full(tmp_path):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for init, x in (("a", 9999.7), ("b", 99999.7), ("c", 0.5)):
+            record(store, "selftest", {"init": init, "seed": 0}, {"x": x})
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    cells = md_cells((out / "selftest" / "summary.md").read_text(), "x")
+    assert cells == ["10000 (1)", "100000 (1)", "0.5 (1)"], cells  # was 1e+04 (1)
+
+
 def test_markdown_says_what_the_numbers_are(tmp_path):
     db = tmp_path / "r.sqlite"
     with Store(db) as store:
@@ -536,6 +547,44 @@ def test_signal_figures_name_their_panel(tmp_path, monkeypatch):
     for width in (16, 32):
         title = figures[f"signal_vs_depth_width={width}.png"]["suptitle"]
         assert f"width={width}" in title and "depth" in title and "mean over seeds" in title
+
+
+def test_figure_panels_show_a_parameter_the_optimizer_does_not_read_as_in_the_table(
+    tmp_path, monkeypatch
+):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for opt, momentum in (("sgd", 0.9), ("momentum", 0.5), ("momentum", 0.9)):
+            for seed in range(2):
+                params = {"optimizer": opt, "momentum": momentum, "seed": seed}
+                record(store, "planar", params, {"final_loss": 0.1 + seed},
+                       curves={"loss": [1.0, 0.5]})  # fmt: skip
+    figures = _captured_figures(monkeypatch)
+    make_report(db, tmp_path / "out")
+    for name in ("curves_loss.png", "heatmap_final_loss.png"):
+        titles = sorted(t for t, _, _ in figures[name]["axes"] if t.startswith("optimizer"))
+        assert titles == ["optimizer=momentum, momentum=0.5", "optimizer=momentum, momentum=0.9",
+                          "optimizer=sgd, momentum=-"], (name, titles)  # fmt: skip
+
+
+def test_heatmap_cells_say_how_many_runs_their_mean_leaves_out(tmp_path, monkeypatch):
+    """A configuration whose seeds mostly diverged must not look like one that trained."""
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for init, losses in (("a", [0.25, 0.75, None]), ("b", [0.5, 0.5, 0.5]), ("c", [0.5])):
+            for seed, loss in enumerate(losses):
+                status = "ok" if loss is not None else "diverged"
+                record(store, "selftest", {"init": init, "seed": seed},
+                       {"final_loss": loss, "value": 1.0}, status=status)  # fmt: skip
+        record(store, "selftest", {"init": "c", "seed": 1}, status="failed")
+    figures = _captured_figures(monkeypatch)
+    make_report(db, tmp_path / "out")
+    heat = figures["heatmap_final_loss.png"]
+    cells = [t.split("\n") for t in heat["texts"][0]]  # rows a, b, c; one activation
+    assert cells == [["0.5 (2/3)", "±0.35"], ["0.5", "±0"], ["0.5 (1/2)"]], cells
+    assert "(k/n): k of n runs" in heat["suptitle"], heat["suptitle"]
+    assert [t.split("\n")[0] for t in figures["heatmap_value.png"]["texts"][0]] == [
+        "1", "1", "1 (1/2)"]  # fmt: skip
 
 
 def test_exploding_signals_of_a_real_depth_sweep_are_aggregated(tmp_path):

@@ -35,7 +35,8 @@ nothing else is left in it; nothing a report did not write is removed:
   gets the suffix ``_metric``), and ``summary.csv`` has ``<metric>_mean``,
   ``<metric>_std`` and ``<metric>_count``;
 * ``<exp>/heatmap_<metric>.png``: mean over seeds, init x activation, one
-  panel per combination of the other varying parameters;
+  panel per combination of the other varying parameters (a cell whose mean
+  leaves runs out, failed or non-finite, says ``(k/n)``: k of its n runs);
 * ``<exp>/curves_loss.png`` (training experiments): the loss curve per init,
   mean over seeds with a +-1 std band, one panel per combination of the
   other varying parameters;
@@ -275,12 +276,13 @@ def _cell(value: Any) -> Any:
 
 def _fmt(value: float | None, digits: int = 4) -> str:
     """``digits`` significant digits; an integer part longer than that in full (20000, not
-    ``2e+04``), up to 1e15."""
+    ``2e+04``; 9999.7 to 4 digits: 10000, not ``1e+04``), up to 1e15."""
     if value is None:
         return "-"
-    if 10**digits <= abs(value) < 1e15:
+    text = f"{value:.{digits}g}"
+    if 10**digits <= abs(float(text)) < 1e15:  # rounded: 9999.7 has 5 integer digits
         return f"{value:.0f}"
-    return f"{value:.{digits}g}"
+    return text
 
 
 STD_DIGITS = 4  # significant digits of a printed std
@@ -439,13 +441,25 @@ def _slug(label: str) -> str:
 
 
 def _panels(groups: Sequence[Group], exclude: Sequence[str]) -> dict[str, list[Group]]:
-    """Groups split by the varying parameters not in ``exclude`` (one panel each)."""
+    """Groups split by the varying parameters not in ``exclude`` (one panel each).
+
+    Labelled ``name=value``, ``name=-`` for a parameter the runs do not read (as
+    in the Markdown), unless two panels would then read alike (runs recorded
+    before such parameters were recorded at their default): then by the values.
+    """
     keys = [p for p in varying(groups) if p not in exclude]
     panels: dict[str, list[Group]] = {}
+    shown: dict[str, str] = {}
     for g in groups:
         label = ", ".join(f"{k}={_cell(g.params.get(k))}" for k in keys)
         panels.setdefault(label, []).append(g)
-    return panels
+        unused = unused_params(g.params)
+        shown[label] = ", ".join(
+            f"{k}={'-' if k in unused else _cell(g.params.get(k))}" for k in keys
+        )
+    if len(set(shown.values())) < len(shown):
+        return panels
+    return {shown[label]: gs for label, gs in panels.items()}
 
 
 def _grid(plt: Any, n: int, size: tuple[float, float]) -> tuple[Any, Any]:
@@ -478,9 +492,11 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
             inits = sorted({str(g.params.get("init")) for _, gs in chunk for g in gs})
             acts = sorted({str(g.params.get("activation")) for _, gs in chunk for g in gs})
             fig, axes = _grid(plt, len(chunk), (1.3 * len(acts) + 2.6, 0.5 * len(inits) + 1.6))
+            partial = False  # a mean over fewer than its group's runs (failed, diverged)
             for ax, (label, gs) in zip(axes, chunk, strict=False):
                 grid = np.full((len(inits), len(acts)), np.nan)
                 std = np.full_like(grid, np.nan)
+                of: dict[tuple[int, int], str] = {}  # " (k/n)": k of its n runs averaged
                 for g in gs:
                     s = g.stats.get(metric)
                     if s is None or s["mean"] is None:
@@ -489,6 +505,9 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
                     j = acts.index(str(g.params.get("activation")))
                     grid[i, j] = s["mean"]
                     std[i, j] = np.nan if s["std"] is None else s["std"]
+                    if s["count"] < len(g.runs):
+                        of[i, j] = f" ({s['count']}/{len(g.runs)})"
+                partial |= bool(of)
                 finite = grid[np.isfinite(grid)]
                 digits = _digits(finite.tolist(), least=3)
                 norm = None
@@ -499,6 +518,7 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
                 for i in range(len(inits)):
                     for j in range(len(acts)):
                         text = "n/a" if np.isnan(grid[i, j]) else _fmt(grid[i, j], digits)
+                        text += of.get((i, j), "")
                         if np.isfinite(std[i, j]):
                             text += f"\n±{std[i, j]:.2g}"
                         color = "black"
@@ -513,7 +533,8 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
                 ax.set_title(label or metric, fontsize=9)
                 fig.colorbar(im, ax=ax, shrink=0.8, label=f"{metric}, mean over seeds")
             suffix = f"_{part + 1}" if len(panels) > PANELS_PER_FIGURE else ""
-            fig.suptitle(f"{exp}: {metric}, mean over seeds (init x activation)")
+            note = "; (k/n): k of n runs have a finite value" if partial else ""
+            fig.suptitle(f"{exp}: {metric}, mean over seeds (init x activation){note}")
             fig.tight_layout()
             output.figure(f"heatmap_{metric}{suffix}.png", fig)
             plt.close(fig)
