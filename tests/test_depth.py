@@ -263,3 +263,25 @@ def test_float32_signals_beyond_1e19_have_a_finite_spread_and_the_run_is_ok():
     result = run(cfg)
     assert result["status"] == "ok", result["metrics"]
     assert result["metrics"]["act_std_last"] == pytest.approx(oracle[-1], rel=1e-5)
+
+
+def test_the_numbers_the_docstring_and_readme_quote_are_the_default_run():
+    # the module docstring said He "drives [tanh] units toward saturation" and keeps ReLU
+    # "flat over 100 layers", where the default run's tanh units hardly saturate while its
+    # gradients grow 100-fold, and seed 0's ReLU std falls 20-fold (a finite-width wander)
+    import fastinit.experiments.depth as depth
+    from tests.conftest import ROOT
+
+    r = run_depth(("xavier", "he"), ("relu", "tanh"), depths=(100,), progress=False)
+    he_relu, he_tanh = r.act_std[("he", "relu", 100)][0], r.grad_std[("he", "tanh", 100)][0]
+    xavier_tanh = r.act_std[("xavier", "tanh", 100)][0]
+    assert (round(he_relu[0], 2), round(he_relu[-1], 3)) == (0.82, 0.036)
+    assert (round(he_tanh[-1], 2), round(he_tanh[0])) == (0.74, 84)
+    assert (round(xavier_tanh[0], 2), round(xavier_tanh[-1], 2)) == (0.63, 0.07)
+    doc = " ".join(depth.__doc__.split())
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert "from 0.82 at layer 1 to 0.036 at layer 100" in doc
+    assert "from 0.74 at the top to about 84 at layer 1 of 100" in doc
+    assert "(std 0.63 at layer 1, 0.07 at layer 100)" in doc
+    assert "ends at layer 100 with 0.036 of layer 1's 0.82 activation std" in readme
+    assert "about 84 at layer 1 of 100" in readme

@@ -1334,3 +1334,40 @@ def test_an_init_value_or_lr_beyond_the_dtype_range_names_the_argument():
         run_planar(("std=1e300",), iterations=2, dtype="float32", progress=False)
     with pytest.raises(ValueError, match=r"^lr: .*float32.*1e\+300"):
         run_planar(("zeros",), iterations=2, lr=1e300, dtype="float32", progress=False)
+
+
+# ----------------------------------------------------------------------------- audit 7 fixes
+def test_mnist_figure_over_seeds_leaves_a_diverged_seed_out_as_the_table_does(
+    tmp_path, monkeypatch
+):
+    # one seed of three diverged at iteration 20: the plotted mean and band went NaN from
+    # there on for the init (its curve and band ended), while the table and summary.json
+    # average the seeds still finite
+    from matplotlib.figure import Figure
+
+    from fastinit.experiments import mnist
+
+    lines = {}
+    savefig = Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        lines.update({ln.get_label(): ln.get_ydata() for ln in fig.axes[0].get_lines()})
+        return savefig(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    he = np.linspace(2.0, 1.0, 40)[None, :] + np.array([[0.0], [0.2], [0.4]])
+    he[0, 20], he[0, 21:] = np.inf, np.nan
+    r = MnistResult({"seeds": 3, "seed": 0, "iterations": 40, "sizes": [784, 10],
+                     "activation": "relu"}, curves={"he": he},
+                    test_accuracy={"he": np.array([np.nan, 0.8, 0.9])},
+                    status={"he": ["diverged", "ok", "ok"]})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Mean of empty slice", "Degrees of freedom"
+        with Output(tmp_path, "mnist") as output:
+            mnist._write(r, output)
+    (label,) = lines
+    assert label == "he (1 of 3 seeds diverged)"
+    expected = np.mean([smooth_curve(c) for c in he[1:]], axis=0)
+    np.testing.assert_allclose(lines[label][25:], expected[25:])
+    np.testing.assert_allclose(lines[label][:10], np.mean([smooth_curve(c) for c in he[:, :21]],
+                                                          axis=0)[:10])  # fmt: skip

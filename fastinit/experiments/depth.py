@@ -11,9 +11,13 @@ What it shows (He et al. 2015, section 2.2; Glorot & Bengio 2010): with ReLU
 each layer halves the second moment unless the weights have variance 2/n, so
 with Xavier (1/n) the activations shrink by 2**-(L/2) through the network and
 the gradients shrink just as fast on the way back, while He keeps both flat
-over 100 layers; std=0.01 collapses both, std=1 explodes them.  With tanh,
-Xavier keeps the signal alive and He (too large a gain) drives units toward
-saturation.
+over 100 layers on average (one network of finite width wanders about that:
+in the default run, seed 0's activation std goes from 0.82 at layer 1 to 0.036
+at layer 100, and over seeds 0-19 it ends between 0.04 and 2.05, Xavier's near
+1e-16); std=0.01 collapses both, std=1 explodes them.  With tanh, Xavier's
+signal fades slowly (std 0.63 at layer 1, 0.07 at layer 100) and He (too large
+a gain) keeps it, hardly saturated, but its gradients grow on the way back
+(from 0.74 at the top to about 84 at layer 1 of 100).
 
 Random draws (all from :mod:`fastinit.random`, key ``seed``): the inputs are
 stream 0 (:func:`fastinit.datasets.gaussian`), layer ``k`` (1-based) draws its

@@ -362,6 +362,24 @@ def _train(result: MnistResult, specs: list, train: tuple, test: tuple, progress
     result.iterations_per_second = iterations_run / max(total_time, 1e-12)
 
 
+def _seed_mean_std(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed loss curves' mean and sample std (ddof 1) over the seeds, per iteration.
+
+    As the table and ``fastinit report``: over the seeds whose smoothed loss is finite
+    there (a diverged seed's curve ends at its non-finite loss, padded with NaN: it is
+    left out from then on, not the whole init's curve); NaN where none (the std: fewer
+    than two) is.
+    """
+    smooth = np.array([smooth_curve(np.where(np.isfinite(c), c, np.nan)) for c in curves])
+    finite = np.isfinite(smooth)
+    n = finite.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        mean = np.where(finite, smooth, 0.0).sum(axis=0) / n
+        squares = np.where(finite, (smooth - mean) ** 2, 0.0).sum(axis=0)
+        sd = np.sqrt(squares / (n - 1))
+    return np.where(n > 0, mean, np.nan), np.where(n > 1, sd, np.nan)
+
+
 def _write(result: MnistResult, output: Output) -> None:
     output.json("summary.json", result.summary())
     names = list(result.curves)
@@ -376,12 +394,11 @@ def _write(result: MnistResult, output: Output) -> None:
     fig, ax = subplots(plt, figsize=(6.4, 4.8))
     x = np.arange(result.config["iterations"])
     for k, name in enumerate(names):
-        smooth = np.array([smooth_curve(c) for c in result.curves[name]])
-        mean = smooth.mean(axis=0)
-        marker = MARKERS[k % len(MARKERS)]
-        ax.plot(x, mean, marker=marker, markevery=100, label=name)
+        mean, sd = _seed_mean_std(result.curves[name])
+        diverged = sum(st == "diverged" for st in result.status[name])
+        label = f"{name} ({diverged} of {seeds} seeds diverged)" if diverged else name
+        ax.plot(x, mean, marker=MARKERS[k % len(MARKERS)], markevery=100, label=label)
         if seeds > 1:
-            sd = smooth.std(axis=0, ddof=1)  # as summary.json and `fastinit report`
             ax.fill_between(x, mean - sd, mean + sd, alpha=0.2)
     ax.set_xlabel("iterations")
     ax.set_ylabel("loss")
