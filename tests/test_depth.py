@@ -285,3 +285,26 @@ def test_the_numbers_the_docstring_and_readme_quote_are_the_default_run():
     assert "(std 0.63 at layer 1, 0.07 at layer 100)" in doc
     assert "ends at layer 100 with 0.036 of layer 1's 0.82 activation std" in readme
     assert "about 84 at layer 1 of 100" in readme
+
+
+def test_a_log_axis_clipped_to_its_decades_keeps_most_curves_in_view():
+    # the window was counted down from the top: one exploding curve (std=10 relu at depth
+    # 30, about 1e42) pushed every well-behaved curve off the figure
+    from fastinit.experiments._common import pyplot
+    from fastinit.experiments.depth import DECADES, _clip_decades
+
+    plt = pyplot()
+    layers = np.arange(1, 31)
+    for curves, seen in (
+        ([np.ones(30), np.full(30, 0.5), 10.0 ** (1.4 * layers)], (0.5, 1.0)),  # explodes
+        ([np.ones(30), np.full(30, 2.0), 10.0 ** (-4.0 * layers)], (1.0, 2.0)),  # collapses
+    ):
+        fig, ax = plt.subplots()
+        for y in curves:
+            ax.plot(layers, y)
+        ax.set_yscale("log")
+        _clip_decades(ax, DECADES)
+        low, high = ax.get_ylim()
+        assert low <= seen[0] and seen[1] <= high, (low, high)
+        assert np.log10(high / low) <= DECADES + 1e-9
+        plt.close(fig)

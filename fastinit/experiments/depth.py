@@ -582,11 +582,22 @@ DECADES = 24  # a log axis shows at most this many decades below its top
 
 
 def _clip_decades(ax: Any, decades: float) -> None:
-    """Keep a log axis within ``decades`` of its top, so that a collapsing curve
-    (std=0.01 at 1e-100) does not flatten the differences between the others."""
+    """Keep a log axis within ``decades``, placed where most of its lines' points are, so
+    that a collapsing curve (std=0.01 at 1e-100) or an exploding one (std=10 relu at 1e42)
+    does not flatten the differences between the others (nor push them off the axis)."""
     low, high = ax.get_ylim()
-    if high > 0 and low < high * 10.0**-decades:
+    if not 0 < low < high * 10.0**-decades:
+        return
+    ys = [np.asarray(line.get_ydata(), dtype=np.float64) for line in ax.get_lines()]
+    logs = np.sort(np.log10(np.concatenate([y[np.isfinite(y) & (y > 0)] for y in ys] or [[]])))
+    if logs.size == 0:
         ax.set_ylim(high * 10.0**-decades, high)
+        return
+    ends = np.searchsorted(logs, logs + decades, side="right")  # window [logs[i], +decades]
+    first = int(np.argmax(ends - np.arange(logs.size)))  # the lowest start holding the most
+    bottom = max(np.log10(low), logs[first] - 0.25)  # a quarter decade below its lowest point
+    top = min(np.log10(high), bottom + decades)
+    ax.set_ylim(10.0 ** (top - decades), 10.0**top)
 
 
 def _band(ax: Any, values: np.ndarray, label: str, color: str) -> None:
