@@ -77,8 +77,8 @@ def check_hidden(hidden: Any, *, min_layers: int = 0) -> tuple[int, ...]:
 def check_lr(lr: Any, dtype: str) -> float:
     """Check an experiment's learning rate against its arithmetic type.
 
-    ``fit`` refuses a rate that ``dtype`` rounds to 0 or to infinity once training
-    starts, naming its ``optimizer``; an experiment refuses it up front, naming
+    The rule of :func:`fastinit._validate.check_dtype_holds`, which ``fit`` applies once
+    training starts (naming ``optimizer.lr``); an experiment applies it up front, naming
     ``lr`` (the ``fastinit`` command: ``--lr``), as the sweep does.
 
     Parameters
