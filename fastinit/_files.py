@@ -355,3 +355,40 @@ def hold_in_block(signum: int) -> bool:
         return False
     _HELD[-1].append(signum)
     return True
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[list[int]]:
+    """While the block runs, SIGTERM stops it as a Ctrl-C does.
+
+    The handler raises KeyboardInterrupt (held, as a Ctrl-C is, inside a
+    :func:`deferred_interrupt` block), so the work stopped cleans up as it does
+    after a Ctrl-C: a sweep records the results that had arrived and releases
+    its claims.  Only in the main thread and over SIGTERM's default action (a
+    caller's own handler, or ``SIG_IGN``, stays in force); the previous handler
+    is put back after the block.
+
+    Yields
+    ------
+    list of int
+        The SIGTERMs received, for the caller to tell a SIGTERM from a Ctrl-C.
+    """
+    received: list[int] = []
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+    ):
+        yield received
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        if hold_in_block(signum):  # a commit, files moved into place: stopped after it
+            return
+        received.append(signum)
+        raise KeyboardInterrupt  # whatever SIGINT's handler (ignored in a background job)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -906,6 +906,46 @@ def test_an_interrupted_sweep_records_every_result_that_had_arrived(
     assert "Traceback" not in done.stderr, done.stderr
 
 
+# the same, from Python: run_sweep called by a user's script (a batch job's SIGTERM)
+TERMINATED_RUN_SWEEP = """\
+import signal, sys, time
+from fastinit.sweep import run_sweep
+from fastinit.sweep.store import Store
+
+record = Store.record
+
+def first(self, *args, **kwargs):
+    Store.record = record
+    signal.raise_signal(signal.SIGTERM)
+    time.sleep(2.0)
+    return record(self, *args, **kwargs)
+
+if __name__ == "__main__":  # not in the spawned workers, which import this file
+    Store.record = first
+    run_sweep(sys.argv[1], sys.argv[2], workers=2, progress=False)
+    print("run_sweep returned")
+"""
+
+
+def test_a_sigterm_to_run_sweep_from_python_records_what_had_arrived_then_ends_the_process(
+    tmp_path,
+):
+    """From Python (no command line, so no handler of fastinit's) a SIGTERM ended the
+    process at once: the results that had arrived were lost and the runs stayed claimed.
+    Now it stops the sweep as a Ctrl-C does, then ends the process by SIGTERM as before."""
+    spec, db, _ = sleeping_sweep(tmp_path, sleep=0.3, runs=3, workers=2)
+    script = tmp_path / "terminated.py"
+    script.write_text(TERMINATED_RUN_SWEEP)
+    argv = [sys.executable, str(script), str(spec), str(db)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert "run_sweep returned" not in done.stdout
+    rows = db_rows(db)
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), done.stderr
+    assert db_rows(db, "claims") == []  # released, not left to go stale
+    assert "Traceback" not in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "words"),
     [

@@ -51,8 +51,8 @@ which is recorded as ``failed``.
 Interruption
 ------------
 Every finished run is committed before the next result is handled.  A sweep
-that stops (Ctrl-C; SIGTERM, which ``fastinit sweep`` handles as a Ctrl-C; an
-error) first records every result that has arrived: those the executor
+that stops (Ctrl-C; SIGTERM, which ``fastinit sweep`` and :func:`run_sweep` in the
+main thread handle as a Ctrl-C; an error) first records every result that has arrived: those the executor
 holds and those of the runs in flight that finished meanwhile (each
 executor's ``arrived``), so it loses only the runs still in flight (SIGKILL
 may also lose the few results not yet committed).  Rerunning the same command
@@ -109,7 +109,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import fastinit
-from fastinit._files import deferred_interrupt
+from fastinit._files import deferred_interrupt, terminate_as_interrupt
 from fastinit._progress import TimeLeft, head, is_terminal, redraw, times, write
 from fastinit._system import available_cores
 from fastinit._validate import check_bool, check_int
@@ -1252,7 +1252,35 @@ def run_sweep(
         The database could not record a finished run (a full disk: the runs
         recorded before are kept; the results that had arrived are recorded
         before a Ctrl-C or another error stops the sweep, where they can be).
+
+    Notes
+    -----
+    A SIGTERM (a batch system's stop, ``kill``) stops the sweep as a Ctrl-C does:
+    the results that had arrived are recorded and the claims released, then the
+    process ends by SIGTERM as it would have.  That holds in the main thread
+    under SIGTERM's default action; a handler of the caller's stays in force.
     """
+    with terminate_as_interrupt() as terminated:
+        try:
+            return _run_sweep(spec, db, executor, workers, dask, retry_failed, progress, stream)
+        except KeyboardInterrupt:
+            if not terminated:
+                raise
+    signal.raise_signal(signal.SIGTERM)  # its default action is back: the process ends
+    raise KeyboardInterrupt  # only if SIGTERM's action changed meanwhile
+
+
+def _run_sweep(
+    spec: Any,
+    db: Any,
+    executor: Any,
+    workers: int | None,
+    dask: str | None,
+    retry_failed: bool,
+    progress: bool,
+    stream: TextIO | None,
+) -> SweepSummary:
+    """:func:`run_sweep`, with SIGTERM's handling left to it."""
     from fastinit.sweep.spec import Spec, load_spec, run_memory
     from fastinit.sweep.store import Store, done_keys
 
