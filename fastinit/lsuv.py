@@ -12,8 +12,10 @@ forward pass of layer ``k`` only (no backward pass) on the activations of layer
 ``k - 1`` at its final weights, computed once, with the statistics
 function of the training kernel, :func:`fastinit.train.forward_stats`: ``Var``
 is the ``pre_std**2`` that :func:`fastinit.diagnose` reports, bit for bit (over
-batch x units, ddof 0).  Biases are left as they are (zeros by default); the
-output layer is normalized too, as in the paper.
+batch x units, ddof 0).  Biases are left as they are (zeros by default), so a
+layer whose biases alone hold ``Var(z_k)`` above ``1 + tol`` whatever the scale
+of ``W_k`` is refused (the iteration would shrink ``W_k`` to zero); the output
+layer is normalized too, as in the paper.
 """
 
 from __future__ import annotations
@@ -98,8 +100,10 @@ def lsuv(
     -----
     RuntimeWarning
         For each layer whose variance is not within ``1 +- tol`` after
-        ``max_iter`` rescalings (``record.converged`` is False there), e.g. when
-        nonzero biases alone give ``Var(z) > 1 + tol``: biases are left as they are.
+        ``max_iter`` rescalings (``record.converged`` is False there), or once a
+        scaling down did not lower it (biases that cancel part of ``a @ W``, with
+        the layer below its scale of least variance: that step is undone, as every
+        further one would shrink the weights to zero); biases are left as they are.
 
     Raises
     ------
@@ -107,7 +111,9 @@ def lsuv(
         On bad arguments (``max_iter`` not an integer included), or when a
         layer's output variance on ``X_batch`` is zero or not finite, or comes
         from its biases alone (its weights or its inputs all zero) and is not
-        within ``1 +- tol`` (nothing to rescale); the model is then left as it was.
+        within ``1 +- tol`` (nothing to rescale), or is above ``1 + tol`` at every
+        scale of its weights (the spread of its biases over the units alone is, and
+        rescaling would shrink the weights to zero); the model is then left as it was.
     TypeError
         If ``tol`` is not a real number, or ``orthonormal`` or
         ``return_record`` is not a bool.
@@ -143,25 +149,65 @@ def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: 
     final = np.empty(n_layers)
     iters = np.zeros(n_layers, dtype=np.int64)
     for k in range(n_layers):
-        w = model._split(model._params)[k][0]
+        w, b = model._split(model._params)[k]
         var = initial[k] = variance(k)
-        if abs(var - 1.0) >= tol and not (w.any() and inputs(k).any()):
-            raise ValueError(_biases_alone(k, var, tol, w))
-        while abs(var - 1.0) >= tol and iters[k] < max_iter:
-            _scale(w, 1.0 / math.sqrt(var))
-            iters[k] += 1
-            var = variance(k)
+        if abs(var - 1.0) >= tol:
+            _check_reachable(k, var, tol, inputs(k), w, b)
+        var, iters[k], raised = _iterate(k, w, var, tol, max_iter, b.any(), variance)
         final[k] = var
         model.weights[k] = w.copy()  # through the setter (a device model syncs its copy)
         if not abs(var - 1.0) < tol:
-            warnings.warn(
-                f"lsuv: layer {k}'s pre-activation variance is {var:.4g} after {max_iter} "
-                f"rescalings, not within 1 +- {tol:g} (e.g. nonzero biases, a floor that "
-                "rescaling W cannot cross); training starts from these weights",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            bias = _least_variance(inputs(k), w, b)[1] if raised else None
+            _warn(k, var, tol, int(iters[k]), bias)
     return LSUVRecord(initial, final, iters, np.abs(final - 1.0) < tol)
+
+
+def _iterate(
+    k: int,
+    w: np.ndarray,
+    var: float,
+    tol: float,
+    max_iter: int,
+    biased: bool,
+    variance: Callable[[int], float],
+) -> tuple[float, int, bool]:
+    """Rescale layer ``k``'s weights ``w`` (in place) by ``1 / sqrt(Var(z_k))`` until
+    ``|Var(z_k) - 1| < tol`` or ``max_iter`` rescalings; ``var``: its ``Var(z_k)`` now.
+
+    With nonzero biases (``biased``), a scaling down (``var > 1``) that raised the
+    variance is undone and ends the loop: the layer is then below its scale of least
+    variance (biases that cancel part of ``a @ W``), where every further step would
+    raise it again and shrink the weights to zero.  (Without biases ``Var(z_k)`` is
+    ``s^2 Var(a @ W)``: a rise is rounding.)  Returns the final variance, the
+    rescalings kept and whether that happened.
+    """
+    n = 0
+    while abs(var - 1.0) >= tol and n < max_iter:
+        before = w.copy()
+        _scale(w, 1.0 / math.sqrt(var))
+        last, var = var, variance(k)
+        if biased and var > last > 1.0:
+            w[:] = before
+            return variance(k), n, True  # measured again: layer k + 1's inputs
+        n += 1
+    return var, n, False
+
+
+def _warn(k: int, var: float, tol: float, n: int, bias: float | None) -> None:
+    """Warn that layer ``k``'s ``Var(z_k)`` (``var``) ended outside ``1 +- tol`` after ``n``
+    rescalings; ``bias``: its biases' variance when a smaller scale raised it, else None."""
+    why = (
+        "raise max_iter or tol"
+        if bias is None
+        else f"a smaller scale of its weights raised it (its biases, variance {bias:.4g} "
+        "over the units, hold it up): use zero or smaller biases (bias_init)"
+    )
+    warnings.warn(
+        f"lsuv: layer {k}'s pre-activation variance is {var:.4g} after {n} rescalings, not "
+        f"within 1 +- {tol:g}; {why}; training starts from these weights",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def _scale(w: np.ndarray, factor: float) -> None:
@@ -241,6 +287,43 @@ def _why(model: Any, k: int, std: float, rows: int) -> str:
         "the pre-activations are constant over X_batch (dead units below it, constant "
         f"inputs, or too few rows: X_batch has {rows})"
     )
+
+
+def _least_variance(a: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """``(floor, bias)`` for ``Var(z(s))``, ``z(s) = a @ (s W) + b`` over batch x units
+    (ddof 0), ``s > 0``: ``floor`` its infimum, ``bias`` its limit ``s -> 0`` (the
+    variance of ``b`` over the units alone).  In float64: with ``u = a @ W``,
+    ``Var(z(s)) = s^2 Var(u) + 2 s Cov(u, b) + Var(b)``, least at ``s = -Cov / Var(u)``
+    when the covariance is negative, else as ``s -> 0``."""
+    u = np.asarray(a, np.float64) @ np.asarray(w, np.float64)
+    du = u - u.mean()
+    db = np.asarray(b, np.float64) - float(np.mean(b, dtype=np.float64))
+    var_u = float(np.mean(du * du))
+    cov = float(np.mean(du.mean(axis=0) * db))
+    bias = float(np.mean(db * db))
+    floor = bias - cov * cov / var_u if cov < 0 and var_u > 0 else bias
+    return max(floor, 0.0), bias
+
+
+def _check_reachable(
+    k: int, var: float, tol: float, a: np.ndarray, w: np.ndarray, b: np.ndarray
+) -> None:
+    """Raise ValueError when no rescaling of layer ``k``'s weights ``w`` brings its
+    ``Var(z_k)`` (``var``, not within ``1 +- tol``) within it: ``a @ w`` is zero (the
+    variance is its biases' whatever the scale), or the least variance that the
+    rescaling reaches (:func:`_least_variance`, its biases' spread over the units
+    or below) is ``>= 1 + tol`` (rescaling would shrink the weights towards zero)."""
+    if not (w.any() and a.any()):
+        raise ValueError(_biases_alone(k, var, tol, w))
+    floor, bias = _least_variance(a, w, b)
+    if floor >= 1.0 + tol:
+        raise ValueError(
+            f"lsuv: layer {k}'s pre-activation variance on X_batch is {var:.4g}, and no "
+            f"rescaling of its weights brings it within 1 +- {tol:g}: the least it reaches "
+            f"is {floor:.4g}, as its biases (variance {bias:.4g} over the units) hold it "
+            "up, and the weights would shrink towards zero; use zero or smaller biases "
+            "(bias_init; a constant one adds no variance) or a larger tol"
+        )
 
 
 def _biases_alone(k: int, var: float, tol: float, w: np.ndarray) -> str:

@@ -189,22 +189,25 @@ def test_a_layer_with_nothing_to_rescale_says_why():
     np.testing.assert_array_equal(model._params, before)
 
 
-def test_a_layer_that_cannot_reach_unit_variance_warns():
-    # biases of std 2 alone give Var(z) ~ 4: no rescaling of W reaches 1 +- 0.1
-    model = MLP([24, 16, 16, 3], activation="tanh", bias_init=("normal", {"std": 2.0}), seed=0,
+def test_a_layer_that_does_not_reach_unit_variance_in_max_iter_warns():
+    # biases of std 0.5 (Var(b) ~ 0.25 < 1): reachable, but not to 1e-4 in 2 rescalings
+    model = MLP([24, 16, 16, 3], activation="tanh", bias_init=("normal", {"std": 0.5}), seed=0,
                 dtype="float64")  # fmt: skip
     with pytest.warns(RuntimeWarning) as caught:
-        _, record = lsuv(model, X, max_iter=4, return_record=True)
+        _, record = lsuv(model, X, tol=1e-4, max_iter=2, return_record=True)
     layers = np.flatnonzero(~record.converged)
     assert len(layers) >= 1
     assert [str(w.message).split(" pre-activation")[0] for w in caught] == [
         f"lsuv: layer {k}'s" for k in layers
     ]
-    assert all("after 4 rescalings, not within 1 +- 0.1" in str(w.message) for w in caught)
+    assert all(
+        "after 2 rescalings, not within 1 +- 0.0001; raise max_iter or tol" in str(w.message)
+        for w in caught
+    )
     assert [w.filename for w in caught] == [__file__] * len(caught)  # points at the caller
     var = output_variances(model, X)
     np.testing.assert_allclose(record.variance, var, rtol=1e-9)
-    assert (var[~record.converged] > 1.1).all()
+    assert (np.abs(var[~record.converged] - 1) >= 1e-4).all()
 
 
 def test_usable_by_name_in_the_mnist_experiment(monkeypatch):
@@ -292,3 +295,41 @@ def test_biases_alone_within_tol_need_no_rescaling():
     _, record = lsuv(model, np.zeros_like(X), return_record=True)
     assert record.initial_variance[0] == 1.0 and record.iterations[0] == 0
     assert record.converged.all()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_biases_whose_spread_alone_exceeds_the_target_are_refused_not_vanished(dtype):
+    # Var(b) over the units ~3.2 > 1.1: each rescaling divided W by >= sqrt(3.2), and
+    # max_iter=300 left weights ~1e-77 (float32: zeros) with only a "did not converge" warning
+    model = MLP([24, 16, 16, 3], activation="tanh", bias_init=("normal", {"std": 2.0}), seed=0,
+                dtype=dtype)  # fmt: skip
+    bias = float(np.asarray(model.biases[0], np.float64).var())
+    assert bias > 1.1
+    before = model._params.copy()
+    with pytest.raises(ValueError, match=r"layer 0's .*no rescaling of its weights") as err:
+        lsuv(model, X.astype(dtype), max_iter=300)
+    assert f"{bias:.4g}" in str(err.value) and "bias_init" in str(err.value)
+    np.testing.assert_array_equal(model._params, before)
+
+
+def test_a_rescaling_that_raises_the_variance_stops_and_keeps_the_weights():
+    # biases that cancel the units' means (b = -3 mean(a @ W)): Var(z) 1.63 at the start, and
+    # every smaller scale of W gives more (towards Var(b) 3.5), though a larger one reaches
+    # 1; LSUV's step W / sqrt(Var) went down forever: 300 rescalings left W ~1e-30
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 4))
+    x[:, 0] += 3.0
+    w = rng.standard_normal((4, 6)) * 0.1
+    w[0] += np.linspace(-0.2, 0.2, 6)
+    model = MLP([4, 6, 2], activation="tanh", seed=0, dtype="float64")
+    model.weights[0], model.biases[0] = w, -3.0 * (x @ w).mean(axis=0)
+    start = output_variances(model, x)[0]
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"layer 0's .* is 1\.627 after 0 rescalings.*"
+        r"smaller scale of its weights raised it.*variance 3\.533",
+    ):
+        _, record = lsuv(model, x, max_iter=300, orthonormal=False, return_record=True)
+    np.testing.assert_array_equal(model.weights[0], w)  # the step that raised it undone
+    assert record.iterations[0] == 0 and record.variance[0] == pytest.approx(start, rel=1e-12)
+    assert record.converged[1]
