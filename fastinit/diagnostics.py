@@ -104,6 +104,19 @@ sigmoid and the linear output layer; LeCun (``lecun_normal``, std
 recommendation tripped its own finding), and its weight variance times the fan-in,
 25/9 in square layers, lies past tanh's critical value 1 (Schoenholz et al. 2017):
 gradients grow with depth (``exploding_gradients`` from about 30 layers on).
+
+Any finding on the init ends the warnings with advice on it.  It names the
+recommended inits, unless the layers that shape the findings (every layer for
+the gradient, overflow and symmetry findings, else those up to the last one
+flagged) already have them: each layer's weights of mean 0 and the recommended
+std to sampling error (within 4 standard errors of as many normal draws, so the
+same variance times fan-in whatever the distribution).  Then it says so and
+names the biases if they are not about 0 (a root mean square above
+``VANISHING`` times the layer's pre-activation std), else the input's scale if
+it is off, else the depth and the activation itself (dead ReLU units grow with
+depth at He init; sigmoid's mean 0.5 and slope at most 0.25 shrink the
+gradient at Xavier init), with what to try: fewer layers, another activation,
+normalization between layers, or a data-dependent init (:func:`fastinit.lsuv.lsuv`).
 """
 
 from __future__ import annotations
@@ -159,6 +172,9 @@ _INIT_FLAGS = (
     "non_finite",
 )
 FLAGS = (*_INIT_FLAGS, "unnormalized_input", "few_rows")  # the keys of Diagnosis.flags
+# the findings every layer's weights shape (the others: the layers up to the last one flagged)
+_WHOLE_NETWORK = ("vanishing_gradients", "exploding_gradients", "non_finite", "symmetric_weights")
+_SAMPLING_ERRORS = 4.0  # weights this many standard errors from the recommended std: another init
 _HE_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "silu", "softplus")
 
 
@@ -227,6 +243,8 @@ class Diagnosis:
         Per layer ``||dL/dW||`` (Frobenius).
     weight_std : numpy.ndarray
         Per layer std of the weights.
+    weight_mean, bias_mean : numpy.ndarray
+        Per layer mean of the weights, of the biases.
     symmetric_layers : list of int
         The hidden layers whose units are exact copies of each other (see the
         module docstring, ``symmetric_weights``).
@@ -307,6 +325,8 @@ class Diagnosis:
     feature_offset_dominance: float = math.nan
     offset_feature: int = -1
     bias_std: np.ndarray = field(default_factory=lambda: np.empty(0))
+    weight_mean: np.ndarray = field(default_factory=lambda: np.empty(0))
+    bias_mean: np.ndarray = field(default_factory=lambda: np.empty(0))
     symmetric_layers: list[int] = field(default_factory=list)
     recommended: list[dict[str, Any]] = field(default_factory=list)
     flags: dict[str, bool] = field(default_factory=dict)
@@ -397,18 +417,97 @@ def _findings(d: Diagnosis) -> None:
             "live unit can be inactive on all of them by chance; the statistics are measured "
             "all the same: diagnose a few hundred rows"
         )
-    else:
-        _signal_findings(d, problems, flags, warnings)
-        _unit_findings(d, flags, warnings)
+    last = len(d.pre_std) - 1  # the last layer whose weights shape a finding
+    if not few_rows:
+        last_flagged = max(_signal_findings(d, problems, flags, warnings),
+                           _unit_findings(d, flags, warnings))  # fmt: skip
+        if not any(flags[name] for name in _WHOLE_NETWORK):
+            last = last_flagged
         if unnormalized:
             flags["unnormalized_input"] = True
             warnings.append(_unnormalized_warning(d))
     if any(flags[name] for name in _INIT_FLAGS):
-        recs = sorted({f"{a}: {r['init']} (gain {r['gain']:.3g})"
-                       for a, r in zip(d.activations, d.recommended, strict=True)})  # fmt: skip
-        warnings.append("the theory recommends " + "; ".join(recs))
+        warnings.append(_init_advice(d, flags, last, problems))
     d.flags = flags
     d.warnings = warnings
+
+
+def _init_advice(d: Diagnosis, flags: dict, last: int, problems: list[str]) -> str:
+    """The advice on the init after a finding about it; layers ``0..last`` shape the findings.
+
+    The recommended inits when some of those layers' weights differ from them; else, when
+    their biases are not about 0, those; else the input's scale or the depth and the
+    activation (the theory's init cannot do better: recommending it again misleads).
+    """
+    layers = range(last + 1)
+
+    def recs(ks: range) -> str:
+        return "; ".join(sorted({f"{d.activations[k]}: {d.recommended[k]['init']} (gain "
+                                 f"{d.recommended[k]['gain']:.3g})" for k in ks}))  # fmt: skip
+
+    if not all(_at_the_theory(d, k) for k in layers):
+        return "the theory recommends " + recs(range(len(d.activations)))
+    which = "layer 0" if last == 0 else f"layers 0-{last}"
+    matches = f"({recs(layers)}; the weights of {which} have the recommended std to sampling error)"
+    biased = np.array([k for k in layers if not _biases_small(d, k)], dtype=np.int64)
+    if biased.size:
+        return (
+            f"the weights already match the theory {matches}, but the biases are far from 0 "
+            f"{_layers_text(biased, len(d.activations))} (their root mean square is above "
+            f"{VANISHING:g} x the layer's pre-activation std): start them at 0 and diagnose again"
+        )
+    if problems:
+        cause = "the input's scale is the likely cause: normalize it (see the note above)"
+    else:
+        cause = _depth_cause(d, flags, layers)
+    return (
+        f"the init already matches the theory {matches} and the biases are about 0, so "
+        f"another init of the same kind will not help: {cause}, and diagnose again"
+    )
+
+
+def _at_the_theory(d: Diagnosis, k: int) -> bool:
+    """Whether layer ``k``'s weights have the recommended std ``s`` and mean 0 to sampling
+    error: within :data:`_SAMPLING_ERRORS` standard errors of ``N`` draws of N(0, s^2)
+    (``s / sqrt(2 N)`` for the std, ``s / sqrt(N)`` for the mean), that is, the same
+    variance times fan-in as the recommended init, whatever the distribution."""
+    s = d.recommended[k]["std"]
+    error = _SAMPLING_ERRORS * s / math.sqrt(d.sizes[k] * d.sizes[k + 1])
+    mean = d.weight_mean[k] if k < d.weight_mean.size else 0.0
+    return abs(d.weight_std[k] - s) <= error / math.sqrt(2.0) and abs(mean) <= error
+
+
+def _biases_small(d: Diagnosis, k: int) -> bool:
+    """Whether layer ``k``'s biases are about 0: their root mean square is 0 or at most
+    :data:`VANISHING` times the layer's pre-activation std."""
+    mean = d.bias_mean[k] if k < d.bias_mean.size else 0.0
+    rms = math.hypot(mean, d.bias_std[k]) if k < d.bias_std.size else 0.0
+    return rms == 0.0 or rms <= VANISHING * d.pre_std[k]
+
+
+def _depth_cause(d: Diagnosis, flags: dict, layers: range) -> str:
+    """The likely cause of findings at the theory's init and zero biases, with what to try."""
+    acts = {d.activations[k] for k in layers}
+    why = [f"the likely cause is the depth ({len(d.activations) - 1} hidden layers) and the "
+           "activation itself"]  # fmt: skip
+    other = "another activation"
+    if flags["dead_units"]:
+        dead = "/".join(sorted({d.activations[k] for k in layers if d.dead[k] > DEAD}))
+        why.append(
+            f"dead {dead} units grow with depth: layer after layer, more units keep one sign "
+            "on every row"
+        )
+        other = "an activation that passes a gradient below 0 (elu, leaky_relu of slope 0.1)"
+    if "sigmoid" in acts:
+        why.append(
+            "sigmoid's outputs have mean 0.5, not 0, and its slope is at most 0.25: the "
+            "signal and the gradient shrink at every layer"
+        )
+        other = "tanh or the ReLU family rather than sigmoid"
+    return (
+        "; ".join(why) + f": try fewer layers, {other}, normalization between layers, or a "
+        "data-dependent init such as LSUV (fastinit.lsuv.lsuv(model, X))"
+    )
 
 
 def _symmetric_warning(layers: list[int]) -> str:
@@ -559,8 +658,9 @@ def _exploding_cause(d: Diagnosis, k: int, problems: list[str]) -> str:
     return "the weights are too large"
 
 
-def _signal_findings(d: Diagnosis, problems: list[str], flags: dict, warnings: list) -> None:
-    """Vanishing / exploding activations and gradients into ``flags`` and ``warnings``."""
+def _signal_findings(d: Diagnosis, problems: list[str], flags: dict, warnings: list) -> int:
+    """Vanishing / exploding activations and gradients into ``flags`` and ``warnings``; returns
+    the last layer whose activations vanish or explode (-1 if none)."""
     n_layers = len(d.pre_std)
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = d.pre_std / d.input_std if d.input_std > 0 else np.full(n_layers, np.nan)
@@ -596,10 +696,12 @@ def _signal_findings(d: Diagnosis, problems: list[str], flags: dict, warnings: l
             f"exploding gradients: ||dL/dz|| at the first layer is {ratio:.3g} x that at the "
             f"last (threshold {EXPLODING:g})"
         )
+    return int(max(low.max(initial=-1), high.max(initial=-1)))
 
 
-def _unit_findings(d: Diagnosis, flags: dict, warnings: list) -> None:
-    """Saturated and dead units into ``flags`` and ``warnings``."""
+def _unit_findings(d: Diagnosis, flags: dict, warnings: list) -> int:
+    """Saturated and dead units into ``flags`` and ``warnings``; returns the last layer with
+    either (-1 if none)."""
     with np.errstate(invalid="ignore"):
         saturated = np.flatnonzero(d.saturated > SATURATED)
         dead = np.flatnonzero(d.dead > DEAD)
@@ -616,6 +718,7 @@ def _unit_findings(d: Diagnosis, flags: dict, warnings: list) -> None:
             f"(|f'(z)| < {_train.INACTIVE_SLOPE:g}) on every row of the batch (threshold "
             f"{DEAD:.0%}); they get almost no gradient"
         )
+    return int(max(saturated.max(initial=-1), dead.max(initial=-1)))
 
 
 def moments(values: np.ndarray) -> tuple[float, float]:
@@ -802,8 +905,8 @@ def diagnose(
             [math.sqrt(float(np.sum(np.square(dw, dtype=np.float64)))) for dw, _ in grads]
         )
     ws, bs = list(model.weights), list(model.biases)  # a device model's: copied once
-    weight_std = np.array([moments(w)[1] for w in ws])
-    bias_std = np.array([moments(b)[1] for b in bs])
+    weight_mean, weight_std = np.array([moments(w) for w in ws]).T
+    bias_mean, bias_std = np.array([moments(b) for b in bs]).T
     input_mean, input_std = moments(Xc)
     fmean, fstd = feature_moments(Xc)
     ratio_f, dominance, widest, offset, off_center = _feature_spread(fmean, fstd)
@@ -816,6 +919,8 @@ def diagnose(
         weight_grad_norm=wg,
         weight_std=weight_std,
         bias_std=bias_std,
+        weight_mean=weight_mean,
+        bias_mean=bias_mean,
         symmetric_layers=_symmetric_layers(ws, bs),
         grad_norm_ratio=ratio,
         input_std=input_std,

@@ -361,6 +361,12 @@ _gather_by_address = native_caller(lambda *a: _gather_signature(a[0].dtype), "ga
 def mean_std(v: np.ndarray) -> tuple[float, float]:
     """``(mean, std)`` of a flat array in float64, two passes (ddof 0; no cancellation).
 
+    Where the sum or the sum of squares overflows float64 (finite values past
+    about 1e154: their squares are inf) both passes are summed again with every
+    value scaled by the power of 2 just above the largest magnitude (exact),
+    so finite values give their finite mean and std; values that are not
+    finite give results that are not.
+
     Parameters
     ----------
     v : 1-D float array
@@ -374,7 +380,24 @@ def mean_std(v: np.ndarray) -> tuple[float, float]:
     """
     n = v.shape[0]
     mean = fm.sum4(v, 0.0, False) / n
-    return mean, math.sqrt(fm.sum4(v, mean, True) / n)
+    std = math.sqrt(fm.sum4(v, mean, True) / n)
+    if not (math.isinf(mean) or math.isinf(std)):  # NaN: a NaN value, or inf - inf
+        return mean, std
+    top = 0.0
+    for i in range(n):
+        top = max(top, abs(v[i]))  # inf if a value is: no overflow to undo
+    if math.isinf(top):
+        return mean, std
+    scale = math.ldexp(1.0, -math.frexp(top)[1])  # |v * scale| < 1, exact
+    total = 0.0
+    for i in range(n):
+        total += v[i] * scale
+    mean = total / n
+    total = 0.0
+    for i in range(n):
+        e = v[i] * scale - mean
+        total += e * e
+    return mean / scale, math.sqrt(total / n) / scale
 
 
 SATURATING = (SIGMOID, TANH)  # activations with a saturated fraction

@@ -361,6 +361,9 @@ def test_unnormalized_input_is_named_as_the_cause_not_the_weights(activation, in
     for w in d.warnings:
         if w.startswith(("vanishing activations", "exploding activations")):
             assert f"the input is far from unit scale (mean {x.mean():.3g}" in w
+    # the weights are at the recommended init: the input is named, not that same init
+    assert d.warnings[-1].startswith("the init already matches the theory"), d.warnings[-1]
+    assert "the input's scale is the likely cause" in d.warnings[-1]
     # the oracle: with the input normalized, the same weights keep every layer's std
     # within 10x of the input's, and the diagnosis finds nothing about the activations
     want = oracle(model, normalized(x), grad_top=np.ones((len(x), SIZES[-1])))
@@ -627,3 +630,73 @@ def test_a_tanh_network_at_the_recommended_init_raises_no_finding(sizes):
     x = np.random.default_rng(5).standard_normal((200, sizes[0]))
     d = fastinit.diagnose(model, x, Y)
     assert d.warnings == [] and d.saturated[0] < SATURATED / 2, d.warnings
+
+
+# ----------------------------------------------------------------------------- at the theory
+AT_THE_THEORY = [  # each at the init diagnose recommends, with a finding all the same
+    ("relu", "he_normal", [16] + [32] * 10 + [5], "dead_units", "dead relu units grow with depth"),
+    ("sigmoid", "xavier_normal", [16, 32, 32, 32, 32, 5], "vanishing_gradients", "sigmoid's"),
+]
+
+
+@pytest.mark.parametrize(("activation", "init", "sizes", "flag", "cause"), AT_THE_THEORY)
+def test_a_finding_at_the_recommended_init_names_depth_not_the_same_init(
+    activation, init, sizes, flag, cause
+):
+    # diagnose said "the theory recommends kaiming_normal" to a user already at kaiming_normal
+    model = MLP(sizes, activation=activation, init=init, seed=0, dtype=F64)
+    d = fastinit.diagnose(model, X, Y)
+    assert d.flags[flag], d.warnings
+    assert not any(w.startswith("the theory recommends") for w in d.warnings), d.warnings
+    advice = d.warnings[-1]
+    assert advice.startswith("the init already matches the theory"), advice
+    assert cause in advice and "fewer layers" in advice and "fastinit.lsuv" in advice, advice
+    rec = recommended_init(activation, sizes[1], sizes[2])
+    assert f"{activation}: {rec['init']} (gain {rec['gain']:.3g})" in advice
+    # 1.5 x the recommended std: the init differs, and it is recommended as before
+    acts = [activation] * (len(sizes) - 2) + ["identity"]
+    stds = [recommended_init(a, sizes[k], sizes[k + 1])["std"] for k, a in enumerate(acts)]
+    off = MLP(sizes, activation=activation, init=[("normal", {"std": 1.5 * s}) for s in stds],
+              seed=0, dtype=F64)  # fmt: skip
+    d = fastinit.diagnose(off, X, Y)
+    assert any(d.flags.values()) and d.warnings[-1].startswith("the theory recommends"), d.warnings
+
+
+def test_recommended_weights_with_large_biases_name_the_biases():
+    # He weights, biases of -20: the weights are right, the biases are the cause
+    model = MLP([16, 32, 5], activation="relu", init="he_normal",
+                bias_init=[("constant", {"value": -20.0}), "zeros"], dtype=F64)  # fmt: skip
+    d = fastinit.diagnose(model, X, Y)
+    assert d.flags["dead_units"]
+    advice = d.warnings[-1]
+    assert advice.startswith("the weights already match the theory"), advice
+    assert "the biases are far from 0 at layer 0" in advice, advice
+    assert "start them at 0" in advice and "kaiming_normal" in advice, advice
+
+
+# ----------------------------------------------------------------------------- mean_std
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e160, 1e300, 1e306])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_mean_std_is_exact_where_the_squares_or_the_sum_overflow(scale, dtype):
+    # squares of 1e160 overflow float64 (std read inf), a sum of 1001 values of 1e306 too
+    # (mean inf), though both are representable
+    from fastinit.train import mean_std
+
+    if dtype == "float32" and scale > 1e30:
+        scale = 1e30  # float32's range; its squares, in float64, never overflow
+    unit = np.random.default_rng(3).standard_normal(1001) + 0.5
+    v = (unit * scale).astype(dtype)
+    top = float(np.max(np.abs(v)))
+    scaled = v.astype(np.float64) / top
+    mean, std = mean_std(v)
+    assert mean == pytest.approx(np.mean(scaled) * top, rel=1e-13)
+    assert std == pytest.approx(np.std(scaled) * top, rel=1e-13)
+    assert mean_std(v[:1]) == (float(v[0]), 0.0)
+
+
+def test_mean_std_of_values_that_are_not_finite_is_not_finite():
+    from fastinit.train import mean_std
+
+    for v in ([1.0, np.inf], [1e300, -np.inf, 2.0], [np.nan, 1e200], [np.inf, -np.inf]):
+        mean, std = mean_std(np.array(v))
+        assert not (np.isfinite(mean) and np.isfinite(std)), v
