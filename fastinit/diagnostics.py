@@ -724,10 +724,10 @@ def _unit_findings(d: Diagnosis, flags: dict, warnings: list) -> int:
 def moments(values: np.ndarray) -> tuple[float, float]:
     """Mean and standard deviation (ddof 0, in float64) of every entry of ``values``.
 
-    :func:`fastinit.train.mean_std` (compiled, two passes, no temporary), scaled
-    first where a sum or a square overflows: weights of 1e200, or float32
-    activations past 1e19, have a finite spread, not inf.  Entries that are not
-    finite give results that are not finite.
+    :func:`fastinit.train.mean_std` (compiled, two passes, no temporary), which
+    sums again with the values scaled where a sum or a square overflows: weights
+    of 1e200 have a finite spread, not inf.  Entries that are not finite give
+    results that are not finite.
 
     Parameters
     ----------
@@ -739,11 +739,6 @@ def moments(values: np.ndarray) -> tuple[float, float]:
     mean, std : float
     """
     mean, std = _train.mean_std(np.ascontiguousarray(values).reshape(-1))
-    if not (math.isfinite(mean) and math.isfinite(std)):
-        with np.errstate(over="ignore", invalid="ignore"):
-            top = float(np.max(np.abs(values)))
-            scaled = np.divide(values, top, dtype=np.float64)
-            mean, std = top * float(np.mean(scaled)), top * float(np.std(scaled))
     return mean, std
 
 
