@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import inspect
 import os
 import re
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from fastinit._files import terminate_as_interrupt
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -162,7 +164,7 @@ def _common(p: argparse.ArgumentParser, experiment: str, trains: bool = False) -
     p.add_argument(
         "--out",
         type=Path,
-        default=Path("fastinit-results") / experiment,
+        default=Path("fastinit-results") / experiment,  # the function's None writes no files
         help="directory for the PNG figures, summary.json and CSV curves",
     )
     forms = ["'std=<s>'", "'randn*<s>'", "'constant=<v>'", "'xavier'", "'he'"]
@@ -178,6 +180,12 @@ def _common(p: argparse.ArgumentParser, experiment: str, trains: bool = False) -
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _default(run: Callable[..., Any], name: str) -> Any:
+    """The default of keyword ``name`` of the experiment function ``run``: an option's
+    default is read there, not restated (one source of truth)."""
+    return inspect.signature(run).parameters[name].default
+
+
 def _dtype(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--dtype", default=default, choices=("float32", "float64"),
                    help="arithmetic type")  # fmt: skip
@@ -186,24 +194,25 @@ def _dtype(p: argparse.ArgumentParser, default: str) -> None:
 def _histogram(sub: Any) -> None:
     from fastinit.experiments import histogram as h
 
+    run = h.run_histogram
     p = sub.add_parser(
         "histogram",
         help="per-layer activation and gradient histograms at initialization",
         description=h.__doc__,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--inits", type=_names, default=",".join(h.DEFAULT_INITS),
+    p.add_argument("--inits", type=_names, default=_default(run, "inits"),
                    help="comma-separated init specs")  # fmt: skip
-    p.add_argument("--activations", type=_names, default=",".join(h.DEFAULT_ACTIVATIONS),
+    p.add_argument("--activations", type=_names, default=_default(run, "activations"),
                    help="comma-separated activations")  # fmt: skip
-    p.add_argument("--layers", type=int, default=5, help="depth")
-    p.add_argument("--width", type=int, default=100, help="units per layer")
-    p.add_argument("--samples", type=int, default=1000,
+    p.add_argument("--layers", type=int, default=_default(run, "layers"), help="depth")
+    p.add_argument("--width", type=int, default=_default(run, "width"), help="units per layer")
+    p.add_argument("--samples", type=int, default=_default(run, "samples"),
                    help="Gaussian input rows")  # fmt: skip
-    p.add_argument("--bins", type=int, default=30, help="histogram bins")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--bins", type=int, default=_default(run, "bins"), help="histogram bins")
+    p.add_argument("--seed", type=int, default=_default(run, "seed"),
                    help="seed of inputs and weights")  # fmt: skip
-    _dtype(p, "float64")
+    _dtype(p, _default(run, "dtype"))
     _common(p, "histogram")
     p.set_defaults(run=_run_histogram, sizes=("--layers", "--width", "--samples", "--bins"))
 
@@ -221,27 +230,31 @@ def _run_histogram(a: argparse.Namespace) -> Any:
 def _mnist(sub: Any) -> None:
     from fastinit.experiments import mnist as m
 
+    run = m.run_mnist
     p = sub.add_parser(
         "mnist",
         help="MNIST 784-100x4-10: std=0.01 vs Xavier vs He on the same minibatches",
         description=m.__doc__,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--inits", type=_names, default=",".join(m.DEFAULT_INITS),
+    p.add_argument("--inits", type=_names, default=_default(run, "inits"),
                    help="comma-separated init specs")  # fmt: skip
-    p.add_argument("--activation", default="relu", help="hidden activation")
-    p.add_argument("--hidden", type=_ints, default=(100, 100, 100, 100),
+    p.add_argument("--activation", default=_default(run, "activation"),
+                   help="hidden activation")  # fmt: skip
+    p.add_argument("--hidden", type=_ints, default=_default(run, "hidden"),
                    help="hidden widths, comma-separated")  # fmt: skip
-    p.add_argument("--iterations", type=int, default=2000, help="SGD steps")
-    p.add_argument("--batch-size", type=int, default=128, help="minibatch")
-    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate")
-    p.add_argument("--seeds", type=int, default=1,
+    p.add_argument("--iterations", type=int, default=_default(run, "iterations"),
+                   help="SGD steps")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=_default(run, "batch_size"),
+                   help="minibatch")  # fmt: skip
+    p.add_argument("--lr", type=float, default=_default(run, "lr"), help="SGD learning rate")
+    p.add_argument("--seeds", type=int, default=_default(run, "seeds"),
                    help="repeat with N seeds; plots mean and spread")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="first seed")
-    p.add_argument("--train-size", type=int, default=None,
+    p.add_argument("--seed", type=int, default=_default(run, "seed"), help="first seed")
+    p.add_argument("--train-size", type=int, default=_default(run, "train_size"),
                    help="use only the first N training images (default: all 60000)")  # fmt: skip
-    _dtype(p, "float32")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+    _dtype(p, _default(run, "dtype"))
+    p.add_argument("--device", default=_default(run, "device"), choices=("cpu", "cuda"),
                    help="CPU, or an NVIDIA GPU with fastinit[cuda] installed")  # fmt: skip
     _common(p, "mnist", trains=True)
     p.set_defaults(
@@ -263,25 +276,28 @@ def _run_mnist(a: argparse.Namespace) -> Any:
 def _planar(sub: Any) -> None:
     from fastinit.experiments import planar as pl
 
+    run = pl.run_planar
     p = sub.add_parser(
         "planar",
         help="the planar flower: 2-4-1 tanh/sigmoid with zeros, randn, x0.01, x0.001, x100",
         description=pl.__doc__,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--inits", type=_names, default=",".join(pl.DEFAULT_INITS),
+    p.add_argument("--inits", type=_names, default=_default(run, "inits"),
                    help="comma-separated init specs")  # fmt: skip
+    # .npz paths, read into the function's dict of arrays by _run_planar
     p.add_argument("--weights", type=Path, action="append", default=[], metavar="NPZ",
                    help="also run from explicit initial weights: an .npz with arrays W1 (2, H), "
                    "b1 (H,), W2 (H, 1), b2 (1,) (repeatable)")  # fmt: skip
-    p.add_argument("--hidden", type=int, default=4, help="hidden units")
-    p.add_argument("--iterations", type=int, default=10000, help="steps")
-    p.add_argument("--lr", type=float, default=1.2, help="learning rate")
-    p.add_argument("--rng", default="notebook", choices=("notebook", "fastinit"),
+    p.add_argument("--hidden", type=int, default=_default(run, "hidden"), help="hidden units")
+    p.add_argument("--iterations", type=int, default=_default(run, "iterations"), help="steps")
+    p.add_argument("--lr", type=float, default=_default(run, "lr"), help="learning rate")
+    p.add_argument("--rng", default=_default(run, "rng"), choices=("notebook", "fastinit"),
                    help="'notebook': randn*s weights drawn exactly as the classic notebook "
                    "(np.random.seed(2)); 'fastinit': fastinit's generator")  # fmt: skip
-    p.add_argument("--seed", type=int, default=2, help="seed of the initial weights")
-    _dtype(p, "float64")
+    p.add_argument("--seed", type=int, default=_default(run, "seed"),
+                   help="seed of the initial weights")  # fmt: skip
+    _dtype(p, _default(run, "dtype"))
     _common(p, "planar", trains=True)
     p.set_defaults(run=_run_planar, sizes=("--hidden", "--iterations"))
 
@@ -329,24 +345,26 @@ def _run_planar(a: argparse.Namespace) -> Any:
 def _symmetry(sub: Any) -> None:
     from fastinit.experiments import symmetry as s
 
+    run = s.run_symmetry
     p = sub.add_parser(
         "symmetry",
         help="zero and constant inits keep hidden units identical; random ones don't",
         description=s.__doc__,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--inits", type=_names, default=",".join(s.DEFAULT_INITS),
+    p.add_argument("--inits", type=_names, default=_default(run, "inits"),
                    help="comma-separated init specs")  # fmt: skip
-    p.add_argument("--hidden", type=_ints, default=(8, 8), help="hidden widths")
-    p.add_argument("--activation", default="tanh", help="hidden activation")
-    p.add_argument("--iterations", type=int, default=2000, help="steps")
-    p.add_argument("--every", type=int, default=100,
+    p.add_argument("--hidden", type=_ints, default=_default(run, "hidden"), help="hidden widths")
+    p.add_argument("--activation", default=_default(run, "activation"),
+                   help="hidden activation")  # fmt: skip
+    p.add_argument("--iterations", type=int, default=_default(run, "iterations"), help="steps")
+    p.add_argument("--every", type=int, default=_default(run, "every"),
                    help="checkpoint interval; the last checkpoint is always the last iteration, "
                    "so an interval above the iterations (--iterations) measures the start and "
                    "the end only")  # fmt: skip
-    p.add_argument("--lr", type=float, default=0.5, help="learning rate")
-    p.add_argument("--seed", type=int, default=0, help="seed of random inits")
-    _dtype(p, "float64")
+    p.add_argument("--lr", type=float, default=_default(run, "lr"), help="learning rate")
+    p.add_argument("--seed", type=int, default=_default(run, "seed"), help="seed of random inits")
+    _dtype(p, _default(run, "dtype"))
     _common(p, "symmetry", trains=True)
     p.set_defaults(run=_run_symmetry, sizes=("--hidden", "--iterations"))
 
@@ -478,37 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         (``fastinit ... | head``; the files are written).  On a standard output
         whose encoding lacks ``±`` (ASCII), tables print ``+-`` for it.
     """
-    with _plain_stdout(), _terminate_as_interrupt() as terminated:
+    with _plain_stdout(), terminate_as_interrupt() as terminated:
         return _main(argv, terminated)
-
-
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[list[int]]:
-    """While the block runs, SIGTERM stops the command as Ctrl-C does (KeyboardInterrupt,
-    held as it is while files are renamed into place); yields the list of the SIGTERMs
-    received.  Only in the main thread, over the default action (a handler of the
-    caller's, or SIG_IGN, stays); the previous handler is put back after the block."""
-    from fastinit._files import hold_in_block
-
-    received: list[int] = []
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
-    ):
-        yield received
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        if hold_in_block(signum):  # a commit, files moved into place: stopped after it
-            return
-        received.append(signum)
-        raise KeyboardInterrupt  # whatever SIGINT's handler (ignored in a background job)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _bad_numba_threads() -> str:
@@ -529,7 +518,7 @@ def _stop(terminated: list[int]) -> tuple[str, int]:
 
 def _main(argv: Sequence[str] | None, terminated: list[int]) -> int:
     """:func:`main`, on a standard output that can write what it prints; ``terminated``:
-    the SIGTERMs received (:func:`_terminate_as_interrupt`)."""
+    the SIGTERMs received (:func:`fastinit._files.terminate_as_interrupt`)."""
     bad_threads = _bad_numba_threads()
     if bad_threads:  # numba's import would raise it, with a traceback through ours
         print(f"fastinit: error: {bad_threads}", file=sys.stderr)

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,6 +206,44 @@ def test_mnist_seed_range_is_checked_before_training(tmp_path, capsys, monkeypat
         main(["mnist", "--seed", str(2**64 - 1), "--seeds", "2", "--out", str(tmp_path), "--quiet"])
     assert e.value.code == 2
     assert "--seed, --seeds: seed + seeds - 1 must be < 2**64" in capsys.readouterr().err
+
+
+_RUNS = {
+    "histogram": "histogram.run_histogram",
+    "mnist": "mnist.run_mnist",
+    "planar": "planar.run_planar",
+    "symmetry": "symmetry.run_symmetry",
+    "depth": "depth.run_depth",
+}
+# parser defaults that deliberately differ from the function's: the command line writes its
+# files to a directory of its own (the function writes none), and planar's --weights collects
+# .npz paths where the function takes the arrays, as a dict
+_CLI_OWN_DEFAULTS = {
+    **{(command, "out"): Path("fastinit-results", command) for command in _RUNS},
+    ("planar", "weights"): [],
+}
+# keywords that no option sets: --quiet sets progress; planar's m is its data set's size
+_NO_OPTION = {"progress", "m"}
+
+
+@pytest.mark.parametrize("command", list(_RUNS))
+def test_every_default_is_the_experiment_functions_default(command):
+    # the CLI restated each default (--layers 5, --lr 0.01, ...): two sources that could drift
+    import importlib
+    import inspect
+
+    module, name = _RUNS[command].split(".")
+    run = getattr(importlib.import_module(f"fastinit.experiments.{module}"), name)
+    parameters = inspect.signature(run).parameters
+    parsed = vars(build_parser().parse_args([command]))
+    assert set(parameters) - set(parsed) <= _NO_OPTION, "a keyword without its option"
+    for key in parameters.keys() & parsed.keys():
+        value, default = parsed[key], parameters[key].default
+        if (command, key) in _CLI_OWN_DEFAULTS:
+            assert value == _CLI_OWN_DEFAULTS[command, key] and value != default, key
+            continue
+        assert value == default, f"--{key.replace('_', '-')}: {value!r} != {default!r}"
+        assert type(value) is type(default), key  # a tuple stays a tuple, a float a float
 
 
 def test_parser_rejects_malformed_lists():
@@ -612,13 +651,16 @@ def test_planar_weights_with_nan_say_so_without_blaming_hidden(tmp_path, capsys)
 def test_an_allocation_that_fails_names_the_options_that_size_the_run(
     tmp_path, capsys, monkeypatch, command, module, function, sizes
 ):
+    import functools
     import importlib
 
+    experiment = importlib.import_module(f"fastinit.experiments.{module}")
+
+    @functools.wraps(getattr(experiment, function))  # its signature: the parser's defaults
     def too_large(*args, **kwargs):  # NumPy's words: no option named
         raise MemoryError("Unable to allocate 74.5 GiB for an array with shape (100000, 100000)")
 
-    monkeypatch.setattr(importlib.import_module(f"fastinit.experiments.{module}"), function,
-                        too_large)  # fmt: skip
+    monkeypatch.setattr(experiment, function, too_large)
     with pytest.raises(SystemExit) as e:
         main([command, "--out", str(tmp_path / "out"), "--quiet"])
     assert e.value.code == 2
@@ -960,8 +1002,7 @@ def test_a_sigterm_inside_a_held_block_stops_the_command_after_the_block(on_ctrl
     # embedding program's own SIGINT handler swallowed it: the command went on
     import signal
 
-    from fastinit._files import deferred_interrupt
-    from fastinit.cli import _terminate_as_interrupt
+    from fastinit._files import deferred_interrupt, terminate_as_interrupt
 
     caught = []
     handler = {"ignored": signal.SIG_IGN, "python": signal.default_int_handler,
@@ -969,7 +1010,7 @@ def test_a_sigterm_inside_a_held_block_stops_the_command_after_the_block(on_ctrl
     previous = signal.signal(signal.SIGINT, handler)
     steps = []
     try:
-        with _terminate_as_interrupt() as terminated, pytest.raises(KeyboardInterrupt):
+        with terminate_as_interrupt() as terminated, pytest.raises(KeyboardInterrupt):
             with deferred_interrupt():
                 signal.raise_signal(signal.SIGTERM)
                 steps.append("the block ran to its end")
