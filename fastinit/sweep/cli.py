@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastinit.cli import HelpFormatter, _common, _ints, _names
+from fastinit.cli import HelpFormatter, _common, _default, _dtype, _ints, _names
 
 __all__ = ["add_depth", "add_report", "add_sweep"]
 
@@ -233,20 +233,21 @@ def add_depth(sub: Any) -> None:
         description=d.__doc__,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--inits", type=_names, default=",".join(d.DEFAULT_INITS),
+    run = d.run_depth
+    p.add_argument("--inits", type=_names, default=_default(run, "inits"),
                    help="comma-separated init specs")  # fmt: skip
-    p.add_argument("--activations", type=_names, default=",".join(d.DEFAULT_ACTIVATIONS),
+    p.add_argument("--activations", type=_names, default=_default(run, "activations"),
                    help="comma-separated activations")  # fmt: skip
-    p.add_argument("--depths", type=_ints, default=d.DEFAULT_DEPTHS,
+    p.add_argument("--depths", type=_ints, default=_default(run, "depths"),
                    help="comma-separated network depths, each given once (run in increasing "
                    "order)")  # fmt: skip
-    p.add_argument("--width", type=int, default=128, help="units per layer")
-    p.add_argument("--samples", type=int, default=512, help="Gaussian inputs")
-    p.add_argument("--seeds", type=int, default=1,
+    p.add_argument("--width", type=int, default=_default(run, "width"), help="units per layer")
+    p.add_argument("--samples", type=int, default=_default(run, "samples"),
+                   help="Gaussian inputs")  # fmt: skip
+    p.add_argument("--seeds", type=int, default=_default(run, "seeds"),
                    help="repetitions; the figures show their spread")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="first seed")
-    p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
-                   help="arithmetic type")  # fmt: skip
+    p.add_argument("--seed", type=int, default=_default(run, "seed"), help="first seed")
+    _dtype(p, _default(run, "dtype"))
     _common(p, "depth")  # --out, --add, --quiet as in the other experiments
     p.set_defaults(run=_run_depth, sizes=("--depths", "--width", "--samples"))
 
