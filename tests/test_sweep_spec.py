@@ -277,3 +277,44 @@ def test_an_init_its_dtype_cannot_draw_is_refused_before_any_run(text, words):
     with pytest.raises(SpecError) as e:
         parse_spec('experiment = "histogram"\n' + text, memory=math.inf)
     assert all(w in str(e.value) for w in words), e.value
+
+
+def test_the_sweep_parameters_defaults_are_the_experiment_functions():
+    # a third copy of each experiment's defaults (the sweep's parameters, one init per
+    # run and width x depth for a hidden tuple): a SPEC that leaves one out runs what the
+    # command runs; nothing checked that they agree with the run_* functions
+    import inspect
+
+    from fastinit.experiments import depth, histogram, mnist, planar
+    from fastinit.sweep.runners import EXPERIMENTS
+
+    def defaults(run):
+        return {k: p.default for k, p in inspect.signature(run).parameters.items()}
+
+    runs = {"planar": planar.run_planar, "mnist": mnist.run_mnist,
+            "histogram": histogram.run_histogram, "depth": depth.run_depth}  # fmt: skip
+    renamed = {("histogram", "depth"): "layers"}  # sweep name -> the function's keyword
+    layered = {"planar": 1, "mnist": None}  # width x depth: the function's hidden (or int)
+    not_keywords = {"init", "activation", "optimizer", "momentum", "weight_decay", "sampling"}
+    compared = 0
+    for name, run in runs.items():
+        fn = defaults(run)
+        sweep = {k: p.default for k, p in EXPERIMENTS[name].params.items()}
+        for key, value in sweep.items():
+            if key in not_keywords or (name in layered and key in ("width", "depth")):
+                continue
+            if (name, key) == ("depth", "depth"):  # one depth per run: the command's first
+                assert value == fn["depths"][0], value
+                continue
+            keyword = renamed.get((name, key), key)
+            assert keyword in fn, (name, key)
+            assert value == fn[keyword] and type(value) is type(fn[keyword]), (name, key, value)
+            compared += 1
+        if name in layered:
+            hidden = fn["hidden"]
+            widths = (hidden,) if isinstance(hidden, int) else hidden
+            assert widths == (sweep["width"],) * sweep["depth"], (name, hidden)
+    assert compared >= 15
+    # the single-init experiments' defaults are among the commands' inits
+    assert EXPERIMENTS["mnist"].params["init"].default in defaults(mnist.run_mnist)["inits"]
+    assert EXPERIMENTS["planar"].params["init"].default in defaults(planar.run_planar)["inits"]
