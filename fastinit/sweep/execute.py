@@ -52,8 +52,8 @@ Interruption
 ------------
 Every finished run is committed before the next result is handled.  A sweep
 that stops (Ctrl-C; SIGTERM, which ``fastinit sweep`` and :func:`run_sweep` in the
-main thread handle as a Ctrl-C; an error) first records every result that has arrived: those the executor
-holds and those of the runs in flight that finished meanwhile (each
+main thread handle as a Ctrl-C; an error) first records every result that has
+arrived: those the executor holds and those of the runs in flight that finished meanwhile (each
 executor's ``arrived``), so it loses only the runs still in flight (SIGKILL
 may also lose the few results not yet committed).  Rerunning the same command
 runs exactly the missing ones.  A results file that can take no more rows (a
