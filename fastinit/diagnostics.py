@@ -473,15 +473,13 @@ def _at_the_theory(d: Diagnosis, k: int) -> bool:
     variance times fan-in as the recommended init, whatever the distribution."""
     s = d.recommended[k]["std"]
     error = _SAMPLING_ERRORS * s / math.sqrt(d.sizes[k] * d.sizes[k + 1])
-    mean = d.weight_mean[k] if k < d.weight_mean.size else 0.0
-    return abs(d.weight_std[k] - s) <= error / math.sqrt(2.0) and abs(mean) <= error
+    return abs(d.weight_std[k] - s) <= error / math.sqrt(2.0) and abs(d.weight_mean[k]) <= error
 
 
 def _biases_small(d: Diagnosis, k: int) -> bool:
     """Whether layer ``k``'s biases are about 0: their root mean square is 0 or at most
     :data:`VANISHING` times the layer's pre-activation std."""
-    mean = d.bias_mean[k] if k < d.bias_mean.size else 0.0
-    rms = math.hypot(mean, d.bias_std[k]) if k < d.bias_std.size else 0.0
+    rms = math.hypot(d.bias_mean[k], d.bias_std[k])
     return rms == 0.0 or rms <= VANISHING * d.pre_std[k]
 
 

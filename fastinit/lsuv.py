@@ -183,10 +183,10 @@ def _iterate(
     """
     n = 0
     while abs(var - 1.0) >= tol and n < max_iter:
-        before = w.copy()
+        before = w.copy() if biased else None  # only a biased layer's step is undone
         _scale(w, 1.0 / math.sqrt(var))
         last, var = var, variance(k)
-        if biased and var > last > 1.0:
+        if before is not None and var > last > 1.0:
             w[:] = before
             return variance(k), n, True  # measured again: layer k + 1's inputs
         n += 1
