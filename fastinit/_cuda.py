@@ -12,9 +12,14 @@ code paths, which is how the test suite checks the CUDA twins without a GPU.
 
 from __future__ import annotations
 
+import ctypes
+import importlib
 import os
+import sys
 import warnings
 from typing import Any
+
+import numpy as np
 
 DEVICES = ("cpu", "cuda")
 
@@ -56,6 +61,7 @@ def cuda_module() -> Any:
             + _INSTALL_HINT
         ) from exc
     if simulator_enabled():
+        _load_array_overloads_without_row_stack()
         return cuda
     try:
         available = cuda.is_available()
@@ -72,7 +78,35 @@ def cuda_module() -> Any:
             "Use device='cpu', or set NUMBA_ENABLE_CUDASIM=1 to run the CUDA code in "
             "numba's simulator."
         )
+    _load_array_overloads_without_row_stack()
     return cuda
+
+
+def _load_array_overloads_without_row_stack() -> None:
+    """Load numba-cuda's NumPy array overloads where NumPy has no ``row_stack`` (NumPy 2.5).
+
+    numba-cuda (0.30.4 and older) registers an overload of ``np.row_stack`` when
+    its registries load, at the first kernel compile, and NumPy 2.5 removed that
+    function: every launch then fails with ``AttributeError: module 'numpy' has
+    no attribute 'row_stack'`` (NVIDIA/numba-cuda#907, closed unfixed: numba-cuda
+    is in maintenance mode).  Its module is loaded here once, with a stand-in
+    ``numpy.row_stack`` that is removed straight after: the overload registered
+    for the stand-in is never called, and NumPy is left as it was.
+    """
+    name, removed = "numba.cuda.np.arrayobj", "row_stack"
+    if hasattr(np, removed) or name in sys.modules:
+        return
+
+    def row_stack(tup: Any) -> Any:  # pragma: no cover - registered, never called
+        return np.vstack(tup)
+
+    setattr(np, removed, row_stack)
+    try:
+        importlib.import_module(name)
+    except ImportError:  # numba's bundled numba.cuda: no such module, nothing to load
+        pass
+    finally:
+        delattr(np, removed)
 
 
 def _numba_cuda_installed() -> bool:
@@ -155,10 +189,15 @@ def check_device_array(a: Any, name: str) -> None:
         raise TypeError(f"{name}: expected a numba CUDA device array, got {type(a).__name__}")
 
 
+def _interface(a: Any) -> dict:
+    """``a``'s ``__cuda_array_interface__`` (a simulator array's ``__array_interface__``)."""
+    face = getattr(a, "__cuda_array_interface__", None)
+    return face if face is not None else a.__array_interface__
+
+
 def _byte_range(a: Any) -> tuple[int, int]:
     """``[first, end)``: the device addresses that ``a``'s elements span (empty for no element)."""
-    face = getattr(a, "__cuda_array_interface__", None)  # the simulator's: a NumPy array's
-    start = (face if face is not None else a.__array_interface__)["data"][0]
+    start = _interface(a)["data"][0]
     if a.size == 0:
         return start, start
     reach = [(n - 1) * s for n, s in zip(a.shape, a.strides, strict=True)]
@@ -189,8 +228,10 @@ def to_host(a: Any) -> Any:
 
     numba copies no device array with a negative stride to the host
     (``NotImplementedError: D->H copy not implemented for negative strides``),
-    such as ``d[::-1]``: its reversed axes are reversed again on the device,
-    which gives positive strides, copied, and reversed back on the host.
+    such as ``d[::-1]``, and on a GPU a negative-step slice of such a view has no
+    elements (numba-cuda 0.30.4, seen on an H100), so it cannot be flipped back
+    either: the bytes its elements span are copied as one run, and read on the
+    host with its shape, dtype and strides.
 
     Parameters
     ----------
@@ -199,9 +240,21 @@ def to_host(a: Any) -> Any:
     Returns
     -------
     numpy.ndarray
-        ``a``'s shape, dtype and values.
+        ``a``'s shape, dtype and values (C-contiguous where a stride is negative).
     """
     if not any(s < 0 for s in a.strides):
         return a.copy_to_host()
-    flip = tuple(slice(None, None, -1) if s < 0 else slice(None) for s in a.strides)
-    return a[flip].copy_to_host()[flip]
+    if a.size == 0:
+        return np.empty(a.shape, a.dtype)
+    first, end = _byte_range(a)
+    span = _bytes_to_host(a, first, end - first)
+    offset = _interface(a)["data"][0] - first
+    return np.ndarray(a.shape, a.dtype, buffer=span, offset=offset, strides=a.strides).copy()
+
+
+def _bytes_to_host(owner: Any, first: int, nbytes: int) -> np.ndarray:
+    """``nbytes`` bytes of device memory from address ``first`` (inside ``owner``), on the host."""
+    if simulator_enabled():  # the simulator's device memory is host memory
+        return np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(first)).copy()
+    face = {"shape": (nbytes,), "typestr": "|u1", "data": (first, False), "version": 3}
+    return cuda_module().from_cuda_array_interface(face, owner=owner).copy_to_host()

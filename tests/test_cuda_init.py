@@ -204,3 +204,21 @@ def test_cuda_unavailable_raises_a_clear_error(cuda, monkeypatch):
     monkeypatch.setattr(_cuda, "_numba_cuda_installed", lambda: False)
     with pytest.raises(RuntimeError, match=r"nor is numba-cuda installed: .*fastinit\[cuda\]"):
         I.he_normal((3, 3), device="cuda")
+
+
+def test_numba_cuda_kernels_compile_with_a_numpy_that_has_no_row_stack(python_subprocess):
+    # NumPy 2.5 removed np.row_stack; numba-cuda 0.30.4 registers an overload of it when its
+    # registries load at the first kernel compile, and every launch then failed with
+    # AttributeError (seen on a GPU with NumPy 2.5.2; NVIDIA/numba-cuda#907). NumPy 2.5 is
+    # stood in for by removing the function here.
+    code = """
+import numpy as np
+if hasattr(np, "row_stack"):
+    del np.row_stack
+    np.__all__.remove("row_stack")
+from fastinit._cuda import cuda_module
+cuda_module()
+import numba.cuda.np.arrayobj  # what the first compile loads (no GPU needed to import it)
+print(hasattr(np, "row_stack"))
+"""
+    assert python_subprocess(code).split() == ["False"]  # the stand-in does not outlive the load

@@ -808,17 +808,29 @@ def test_a_device_model_pickles_and_deep_copies_as_a_cpu_model_does(data):
 
 
 class _StrictDeviceArray:
-    """A simulator device array that refuses a host copy of negative strides, as numba's
-    DeviceNDArray does on a GPU (the simulator copies any)."""
+    """A simulator device array that behaves as numba-cuda 0.30.4's DeviceNDArray does on a
+    GPU (seen on an H100): it refuses a host copy of negative strides, and a view of it
+    with negative strides sliced by a negative step has no elements (the simulator copies
+    and slices any)."""
 
     __cuda_ndarray__ = True
 
     def __init__(self, a):
         self._a = a
         self.shape, self.strides, self.dtype, self.size = a.shape, a.strides, a.dtype, a.size
+        face = getattr(a, "__cuda_array_interface__", None)  # on a GPU (a simulator array: the
+        if face is None:  # __array_interface__ of the NumPy array it holds)
+            self.__array_interface__ = a.__array_interface__
+        else:
+            self.__cuda_array_interface__ = face
 
     def __getitem__(self, index):
-        return _StrictDeviceArray(self._a[index])
+        index = index if isinstance(index, tuple) else (index,)
+        steps = [k.step for k in index if isinstance(k, slice) and k.step is not None]
+        view = self._a[index]
+        if any(s < 0 for s in self.strides) and any(s < 0 for s in steps):
+            view = view[tuple(slice(0, 0) for _ in view.shape)]
+        return _StrictDeviceArray(view)
 
     def copy_to_host(self):
         if any(s < 0 for s in self.strides):
