@@ -1,4 +1,4 @@
-"""Optional peer frameworks for the training benchmarks: PyTorch (CPU eager) and JAX.
+"""Optional peer frameworks for the training benchmarks: PyTorch (CPU eager) and JAX (CPU).
 
 Each is imported only if importable; neither is a dependency.  Every runner
 trains the same architecture with SGD on minibatches of random rows (sampled
@@ -104,6 +104,18 @@ def torch_mlp(
     return run
 
 
+def _jax_cpu():
+    """JAX's first CPU device: the peers run there, also where JAX would pick a GPU.
+
+    The runners' arrays are committed to it (``jax.device_put``), so that every
+    jitted step runs on the CPU; on a GPU host JAX's default device was the GPU,
+    whose TF32 products missed fastinit's float32 losses by 5e-5 (seen on an H100).
+    """
+    import jax
+
+    return jax.devices("cpu")[0]
+
+
 def jax_step(sizes: list[int], *, lr: float, weights=None, seed: int = 0):
     """JAX: the SGD step of the MLP, to be traced into ``jax.jit`` or ``lax.scan``.
 
@@ -124,6 +136,7 @@ def jax_step(sizes: list[int], *, lr: float, weights=None, seed: int = 0):
         ]
     else:
         params = [(jnp.asarray(w, jnp.float32), jnp.asarray(b, jnp.float32)) for w, b in weights]
+    params = jax.device_put(params, _jax_cpu())  # committed: jit runs the step there
 
     def loss_fn(params, xb, yb):
         h = xb
@@ -159,7 +172,7 @@ def jax_mlp(
     import jax.numpy as jnp
 
     params, update = jax_step(sizes, lr=lr, seed=seed)
-    xj, yj = jnp.asarray(x), jnp.asarray(y.astype(np.int32))
+    xj, yj = jax.device_put((x, y.astype(np.int32)), _jax_cpu())
     n = xj.shape[0]
 
     def step(p, key, xa, ya):
@@ -174,7 +187,7 @@ def jax_mlp(
     def loop(p, keys, xa, ya):
         return jax.lax.scan(lambda q, key: step(q, key, xa, ya), p, keys)
 
-    state = {"params": params, "key": jax.random.PRNGKey(seed + 1)}
+    state = {"params": params, "key": jax.device_put(jax.random.PRNGKey(seed + 1), _jax_cpu())}
     if scan:
         many = jax.jit(loop, donate_argnums=0)
     else:

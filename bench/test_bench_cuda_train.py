@@ -57,7 +57,15 @@ def _fastinit(x, y, sizes, batch):
     opt = optim.SGD(0.01)
 
     def run(steps):  # returns after the losses are copied back: the device is idle
-        return model.fit(x, y, optimizer=opt, batch_size=batch, iterations=steps, progress=False)
+        return model.fit(
+            x,
+            y,
+            optimizer=opt,
+            batch_size=batch,
+            iterations=steps,
+            sampling="replacement",
+            progress=False,
+        ).loss
 
     return run
 
