@@ -448,6 +448,25 @@ def test_a_full_batch_run_too_large_names_x_not_batch_size(monkeypatch):
         m.fit(x, y, sampling="full", iterations=1, batch_size=2**63, progress=False)
 
 
+@pytest.mark.parametrize("sampling", ["replacement", "full"])
+def test_a_run_beyond_the_memory_available_is_refused_before_allocating(monkeypatch, sampling):
+    # where the kernel overcommits, NumPy's allocation of a huge buffer succeeds and the
+    # run is killed when it touches it (a batch_size of 1e8: seen on a 128 GiB GPU host)
+    from fastinit import _system, train
+
+    def allocated(*args, **kwargs):
+        raise AssertionError("the buffers were allocated")
+
+    monkeypatch.setattr(_system, "available_memory", lambda **kw: 10**6)
+    monkeypatch.setattr(train, "_CHECKED_ABOVE", 0)  # 64 MiB: smaller runs are not checked
+    monkeypatch.setattr(train, "_build_run", allocated)
+    m = MLP([784, 100, 10])
+    x, y = np.zeros((5000, 784), np.float32), np.zeros(5000, np.int64)
+    which = "X" if sampling == "full" else "batch_size"
+    with pytest.raises(MemoryError, match=rf"^iterations, {which}: "):  # 2 MB of work > 1 MB
+        m.fit(x, y, sampling=sampling, iterations=1, batch_size=5000, progress=False)
+
+
 @pytest.mark.parametrize("stream", [None, "closed"])
 def test_an_unwritable_stderr_turns_the_bar_off_not_the_run(stream, monkeypatch):
     import io
