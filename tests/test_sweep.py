@@ -1617,20 +1617,44 @@ def test_leaving_keep_alive_is_prompt_while_the_write_lock_is_held(tmp_path, mon
 
 
 def test_two_sweep_processes_run_each_config_once(tmp_path):
-    """Two `fastinit sweep` commands on one database at once: every run computed once."""
+    """Two `fastinit sweep` commands on one database at once: every run computed once.
+
+    The first is stopped (SIGSTOP) once it has claimed a run, until the second has claimed
+    one: else a first sweep that ends before the second has started (seen on a host busy
+    with 15 test processes) leaves the second nothing to run."""
     _, db, cmd = sleeping_sweep(tmp_path, sleep=0.4, runs=16, workers=1)
-    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+
+    def claimants():
+        try:
+            return {c["pid"] for c in _claims(db)}
+        except sqlite3.OperationalError:  # the sweep has not made its tables yet
+            return set()
+
+    def wait_for_a_claim(proc):
         deadline = time.monotonic() + 120
-        while _count(db) < 1:  # the first is under way (a run in flight) before the second
-            assert first.poll() is None, first.stderr.read()
-            assert time.monotonic() < deadline, "the sweep wrote no rows"
+        while proc.pid not in claimants():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the sweep claimed no run"
             time.sleep(0.02)
-        second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    first = subprocess.Popen(cmd, **pipes)
+    second = None
+    try:
+        wait_for_a_claim(first)  # the first is under way (a run in flight) before the second
+        os.kill(first.pid, signal.SIGSTOP)
+        try:
+            second = subprocess.Popen(cmd, **pipes)
+            wait_for_a_claim(second)
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
+        second_out, second_err = second.communicate(timeout=120)
         out, err = first.communicate(timeout=120)
     finally:
-        if first.poll() is None:
-            first.kill()
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    second = subprocess.CompletedProcess(cmd, second.returncode, second_out, second_err)
     assert first.returncode == 0 and second.returncode == 0, (err, second.stderr)
     ran = [int(o.split(" run now")[0].rsplit(", ", 1)[1]) for o in (out, second.stdout)]
     assert sum(ran) == 16, (out, second.stdout)
