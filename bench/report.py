@@ -311,8 +311,8 @@ def targets_table(runs: dict[str, dict]) -> str:
     str
         Markdown: per target its goal, the range and the count of runs that met it
         over the runs that count, and its figure in the last run that counts; then
-        each run's figures, missed ones marked, with its sgemm best round and the
-        NumPy notebook's planar step (a loaded host shows in both).
+        each run's figures, missed ones marked, with its processor, its sgemm best
+        round and the NumPy notebook's planar step (a loaded host shows in both).
     """
     counted = {path: data for path, data in runs.items() if left_out_reason(Path(path)) is None}
     values = {path: [t.measure(_rows(data)) for t in TARGETS] for path, data in runs.items()}
@@ -333,9 +333,9 @@ def targets_table(runs: dict[str, dict]) -> str:
             f"| {latest} |"
         )
     lines += ["", "Each run (✗: missed):", ""]
-    heads = ["run (UTC)", "commit", "sgemm best", "notebook", "counted"]
+    heads = ["run (UTC)", "commit", "CPU", "sgemm best", "notebook", "counted"]
     heads += [t.short for t in TARGETS]
-    rule = "|---|---|---:|---:|---" + "|---:" * len(TARGETS) + "|"
+    rule = "|---|---|---|---:|---:|---" + "|---:" * len(TARGETS) + "|"
     lines += ["| " + " | ".join(heads) + " |", rule]
     for path, data in runs.items():
         groups = _rows(data)
@@ -344,6 +344,7 @@ def targets_table(runs: dict[str, dict]) -> str:
         cells = [
             data.get("datetime", "?")[:16].replace("T", " "),
             commit.get("id", "?")[:7] + (" (dirty)" if commit.get("dirty") else ""),
+            _processor(data),
             f"{roof:.1f}" if roof else "-",
             _time(notebook) if notebook else "-",
             left_out_reason(Path(path)) or "yes",
@@ -353,6 +354,20 @@ def targets_table(runs: dict[str, dict]) -> str:
             cells.append(target.show(value) + (" ✗" if missed else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _processor(data: dict) -> str:
+    """A run's CPU as ``family/model``, with ``AVX-512`` where it has it (``?``: not recorded).
+
+    Hosts sold under one name differ: the EPYC of the runs up to 2026-11-24 16:02
+    was family 25 model 1 (Zen 3), the next one's model 17 (Zen 4, AVX-512), where
+    the NumPy notebook's planar step took 44 us instead of 80-95.
+    """
+    cpu = data.get("machine_info", {}).get("cpu", {})
+    if "family" not in cpu or "model" not in cpu:
+        return "?"
+    wide = " AVX-512" if "avx512f" in cpu.get("flags", []) else ""
+    return f"{cpu['family']}/{cpu['model']}{wide}"
 
 
 def _expand(patterns: list[str]) -> list[str]:

@@ -178,7 +178,21 @@ def test_targets_over_runs_count_only_the_quiet_ones():
     assert "| 17.00x - 17.00x | 2 of 2 |" in rows["| planar vs NumPy notebook"]
     loaded = rows["| 2026-11-23 02:00"]
     assert "| loaded host | 1.50x ✗ | 0.50x ✗ | 1.20x ✗ | 20.0% ✗ |" in loaded
-    assert "| abcdef1 | 160.0 | 85.00 us |" in loaded
+    assert "| abcdef1 | ? | 160.0 | 85.00 us |" in loaded  # no CPU recorded
+
+
+def test_each_run_names_its_processor():
+    # the runs of 2026-11-24 20:32 on were on another EPYC (Zen 4, AVX-512; Zen 3 before),
+    # where NumPy's notebook ran its planar step in 44 us instead of 80-95
+    run = _run(0.5e-3, "2026-11-24T20:32")
+    run["machine_info"] = {"cpu": {"family": 25, "model": 17, "flags": ["avx2", "avx512f"]}}
+    text = report.targets_table({"r/cpu-train-2026-11-24-2032.json": run})
+    assert "| run (UTC) | commit | CPU | sgemm best |" in text
+    assert "| abcdef1 | 25/17 AVX-512 | 160.0 |" in text
+    run["machine_info"]["cpu"].update(model=1, flags=["avx2"])
+    assert "| abcdef1 | 25/1 | 160.0 |" in report.targets_table(
+        {"r/cpu-train-2026-11-24-2032.json": run}
+    )
 
 
 @pytest.mark.parametrize(
