@@ -26,9 +26,8 @@ import os
 import numpy as np
 import pytest
 
+from bench.test_bench_train import _fastinit as _cpu_fastinit
 from bench.test_bench_train import _run, step_flops
-from fastinit import optim
-from fastinit.model import MLP
 
 MNIST = [784, 100, 100, 100, 100, 10]  # the CPU benchmark's workloads
 WIDE = [784, 1024, 1024, 1024, 10]
@@ -53,21 +52,7 @@ pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
 
 def _fastinit(x, y, sizes, batch):
-    model = MLP(sizes, activation="relu", init="he_normal", seed=0, device="cuda")
-    opt = optim.SGD(0.01)
-
-    def run(steps):  # returns after the losses are copied back: the device is idle
-        return model.fit(
-            x,
-            y,
-            optimizer=opt,
-            batch_size=batch,
-            iterations=steps,
-            sampling="replacement",
-            progress=False,
-        ).loss
-
-    return run
+    return _cpu_fastinit(x, y, sizes, batch, device="cuda")  # the CPU benchmark's runner
 
 
 def _torch_available() -> bool:
