@@ -12,11 +12,14 @@ code paths, which is how the test suite checks the CUDA twins without a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
+import math
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -107,6 +110,60 @@ def _load_array_overloads_without_row_stack() -> None:
         pass
     finally:
         delattr(np, removed)
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` says that host or device memory ran out.
+
+    Parameters
+    ----------
+    err : BaseException
+        An error raised while allocating.
+
+    Returns
+    -------
+    bool
+        True for a ``MemoryError`` (the host, or the simulator's device) and for
+        a CUDA driver error with code 2, ``CUDA_ERROR_OUT_OF_MEMORY``.
+    """
+    if isinstance(err, MemoryError):
+        return True
+    try:
+        return int(getattr(err, "code", -1)) == 2
+    except (TypeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def device_memory(name: str, dims: tuple[int, ...], dtype: Any) -> Iterator[None]:
+    """Turn the driver's out-of-memory error for a ``dims`` array into a MemoryError naming
+    ``name``; any other error passes unchanged.
+
+    Parameters
+    ----------
+    name : str
+        The argument that sized the array (``"shape"``, ``"n"``).
+    dims : tuple of int
+        The array's shape.
+    dtype : dtype_like
+        Its dtype.
+
+    Raises
+    ------
+    MemoryError
+        ``name: (dims) dtype (N bytes) does not fit in the device's memory; ...``
+        where the block raised an out-of-memory error (:func:`out_of_memory`).
+    """
+    try:
+        yield
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        nbytes = math.prod(dims) * np.dtype(dtype).itemsize
+        raise MemoryError(
+            f"{name}: {tuple(dims)} {np.dtype(dtype).name} ({nbytes} bytes) does not fit in "
+            f"the device's memory; use a smaller {name}, or device='cpu'"
+        ) from None
 
 
 def _numba_cuda_installed() -> bool:

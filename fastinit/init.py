@@ -90,7 +90,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastinit import random as _rng
-from fastinit._cuda import check_device, cuda_module, is_device_array
+from fastinit._cuda import check_device, cuda_module, device_memory, is_device_array
 from fastinit._validate import (
     check_choice,
     check_dtype,
@@ -229,14 +229,16 @@ def _device_aware(fn: Initializer, on_host: bool) -> Initializer:
                 dtype = check_dtype(out.dtype, "out")  # named as on the CPU
             host = fn(shape, **{**kw, "out": None, "dtype": dtype})
             if out is None:
-                return cuda.to_device(host)
+                with device_memory("shape", host.shape, host.dtype):
+                    return cuda.to_device(host)
             _check_device_out(out, host.shape, host.dtype)
             if host.size:  # the simulator's copy of an empty N-d array fails on its strides
                 out.copy_to_device(host)
             return out
         if out is None:
-            dtype = kw.get("dtype")
-            kw["out"] = cuda.device_array(dims, check_dtype("float32" if dtype is None else dtype))
+            dtype = check_dtype("float32" if kw.get("dtype") is None else kw["dtype"])
+            with device_memory("shape", dims, dtype):
+                kw["out"] = cuda.device_array(dims, dtype)
         return fn(shape, **kw)
 
     sig = inspect.signature(fn)

@@ -64,7 +64,7 @@ import numpy as np
 
 from fastinit import _fastmath_cuda as fc
 from fastinit import random as _rng
-from fastinit._cuda import check_device_array, cuda_module, simulator_enabled
+from fastinit._cuda import check_device_array, cuda_module, device_memory, simulator_enabled
 
 cuda = cuda_module()
 
@@ -558,6 +558,7 @@ def random_bits(n: int, *, seed: int = 0, stream: int = 0) -> Any:
         Equal to :func:`fastinit.random.random_bits` with the same arguments.
     """
     n = _rng._word_count(n)
-    out = cuda.device_array(n, dtype=np.uint32)
+    with device_memory("n", (n,), np.uint32):
+        out = cuda.device_array(n, dtype=np.uint32)
     _launch(_bits_kernel, (n + 3) // 4, out, *_rng.split_key(seed, stream))
     return out

@@ -65,7 +65,7 @@ import numpy as np
 from fastinit import losses as _losses
 from fastinit import optim as _optim
 from fastinit import train as _train
-from fastinit._cuda import cuda_module, simulator_enabled
+from fastinit._cuda import cuda_module, out_of_memory, simulator_enabled
 from fastinit._files import deferred_interrupt
 from fastinit._progress import ProgressBar
 from fastinit.dense import work_size
@@ -283,28 +283,6 @@ def run_fit(models: list, fa: Any, bar: ProgressBar, start_time: float) -> list[
 
 class InputsTooLarge(MemoryError):
     """The inputs ``X`` do not fit in the device's memory."""
-
-
-def out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` says that host or device memory ran out.
-
-    Parameters
-    ----------
-    err : BaseException
-        An error raised while allocating.
-
-    Returns
-    -------
-    bool
-        True for a ``MemoryError`` (the host, or the simulator's device) and for
-        a CUDA driver error with code 2, ``CUDA_ERROR_OUT_OF_MEMORY``.
-    """
-    if isinstance(err, MemoryError):
-        return True
-    try:
-        return int(getattr(err, "code", -1)) == 2
-    except (TypeError, ValueError):
-        return False
 
 
 def upload_inputs(cuda: Any, Xc: np.ndarray) -> Any:

@@ -222,3 +222,32 @@ import numba.cuda.np.arrayobj  # what the first compile loads (no GPU needed to 
 print(hasattr(np, "row_stack"))
 """
     assert python_subprocess(code).split() == ["False"]  # the stand-in does not outlive the load
+
+
+class _OutOfMemory(Exception):
+    """What numba.cuda's driver raises when the device is full (``CudaAPIError``, code 2)."""
+
+    code = 2
+
+
+def test_an_initializer_beyond_the_device_memory_names_its_shape(cuda, monkeypatch):
+    def full(*args, **kwargs):
+        raise _OutOfMemory("Call to cuMemAlloc results in CUDA_ERROR_OUT_OF_MEMORY")
+
+    monkeypatch.setattr(cuda, "device_array", full)  # a device fill's out
+    monkeypatch.setattr(cuda, "to_device", full)  # what is made on the host, then copied
+    for f in (I.he_normal, I.orthogonal, I.zeros):
+        with pytest.raises(MemoryError, match=r"^shape: \(300, 200\) float32 \(240000 bytes\) "):
+            f((300, 200), device="cuda")
+
+    from fastinit import random_cuda
+
+    with pytest.raises(MemoryError, match=r"^n: \(1000,\) uint32 \(4000 bytes\) .*smaller n"):
+        random_cuda.random_bits(1000)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA_ERROR_UNKNOWN")  # not a memory error: passed on as it is
+
+    monkeypatch.setattr(cuda, "device_array", broken)
+    with pytest.raises(RuntimeError, match="UNKNOWN"):
+        I.he_normal((300, 200), device="cuda")
