@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from fastinit import activations as _act
-from fastinit._cuda import cuda_module
+from fastinit._cuda import cuda_module, device_memory
 
 __all__ = ["apply", "device_functions"]
 
@@ -181,8 +181,9 @@ def apply(
     global cuda  # a module global: the simulator swaps the module in kernels' globals
     cuda = cuda_module()
     flat = np.ascontiguousarray(x).reshape(-1)
-    deriv = cuda.to_device(flat)
-    value = cuda.device_array_like(deriv)
+    with device_memory("x", x.shape, flat.dtype):
+        deriv = cuda.to_device(flat)
+        value = cuda.device_array_like(deriv)
     if flat.size:
         threads = 32
         p0, p1 = act.values

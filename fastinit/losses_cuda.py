@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from fastinit import losses as _losses
-from fastinit._cuda import cuda_module, simulator_enabled
+from fastinit._cuda import cuda_module, device_memory, simulator_enabled
 
 __all__ = ["loss_kernel", "value_and_grad"]
 
@@ -170,10 +170,11 @@ def value_and_grad(loss: Any, logits: np.ndarray, y: Any) -> tuple[float, np.nda
     y_int, y_float = _losses.prepare_targets(spec, y, z.shape[0], z.shape[1], z.dtype)
     global cuda  # a module global: the simulator swaps the module in kernels' globals
     cuda = cuda_module()
-    dz = cuda.to_device(np.ascontiguousarray(z))
-    record = cuda.to_device(np.full((1, 1), np.nan))
-    flag = cuda.to_device(np.zeros(1, np.int64))
-    yi = cuda.to_device(y_int if y_int.size else np.zeros(1, np.int64))
-    yf = cuda.to_device(y_float if y_float.size else np.zeros((1, 1), z.dtype))
+    with device_memory("logits", z.shape, z.dtype):
+        dz = cuda.to_device(np.ascontiguousarray(z))
+        record = cuda.to_device(np.full((1, 1), np.nan))
+        flag = cuda.to_device(np.zeros(1, np.int64))
+        yi = cuda.to_device(y_int if y_int.size else np.zeros(1, np.int64))
+        yf = cuda.to_device(y_float if y_float.size else np.zeros((1, 1), z.dtype))
     configure(loss_kernel(), 1, threads())(dz, yi, yf, spec.code, record, 0, 0, flag)
     return float(record.copy_to_host()[0, 0]), dz.copy_to_host()

@@ -717,6 +717,20 @@ class _BrokenDevice:
         raise _DriverError(999, "CUDA_ERROR_UNKNOWN")
 
 
+def test_the_activation_and_loss_twins_beyond_the_device_memory_name_their_input(monkeypatch):
+    from fastinit import activations_cuda, losses_cuda
+
+    def full(*args, **kwargs):
+        _FullDevice.to_device(None)
+
+    for module in (activations_cuda, losses_cuda):
+        monkeypatch.setattr(module.cuda_module(), "to_device", full)
+    with pytest.raises(MemoryError, match=r"^x: \(3, 4\) float32 \(48 bytes\) does not fit"):
+        activations_cuda.apply(np.zeros((3, 4), np.float32), "relu")
+    with pytest.raises(MemoryError, match=r"^logits: \(3, 4\) float64 \(96 bytes\)"):
+        losses_cuda.value_and_grad("softmax_cross_entropy", np.zeros((3, 4)), [0, 1, 2])
+
+
 def test_inputs_too_large_for_the_device_name_x():
     from fastinit.train_cuda import upload_inputs
 
