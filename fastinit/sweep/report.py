@@ -55,8 +55,10 @@ import os
 import re
 import sqlite3
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +114,9 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (ddof 1) over seeds, as every report shows them.
 
     Both are computed in exact rational arithmetic (:func:`statistics.mean`,
-    :func:`statistics.stdev`) and rounded once: identical values have a std
-    of exactly 0 and their own value as mean, and values near the float range's
-    ends (exploding signals) neither overflow nor lose their spread.
+    :func:`_stdev`) and rounded once: identical values have a std of exactly 0
+    and their own value as mean, and values near the float range's ends
+    (exploding signals) neither overflow nor lose their spread.
 
     Parameters
     ----------
@@ -135,9 +137,37 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     if len(data) < 2:
         return mean, None
     try:
-        return mean, statistics.stdev(data)
+        return mean, _stdev(data)
     except OverflowError:
         return mean, math.inf
+
+
+def _stdev(data: list[float]) -> float:
+    """The sample std (ddof 1) of finite floats, exact and correctly rounded.
+
+    :func:`statistics.stdev` of Python 3.11 and later; 3.10's rounds the
+    variance to a float before its square root, which is inf for values past
+    about 1e154 (exploding signals).  OverflowError where the std itself is
+    beyond the largest float.
+    """
+    xs = [Fraction(x) for x in data]
+    mean = sum(xs, Fraction(0)) / len(xs)
+    var = sum(((x - mean) ** 2 for x in xs), Fraction(0)) / (len(xs) - 1)
+    return _sqrt_of_fraction(var.numerator, var.denominator)
+
+
+def _sqrt_of_fraction(n: int, m: int) -> float:
+    """``sqrt(n / m)`` correctly rounded to a float (CPython 3.11's ``statistics`` method:
+    an integer square root with round-to-odd, then one division)."""
+    q = (n.bit_length() - m.bit_length() - 2 * sys.float_info.mant_dig - 3) // 2
+    if q >= 0:
+        return (_isqrt_round_to_odd(n, m << 2 * q) << q) / 1
+    return _isqrt_round_to_odd(n << -2 * q, m) / (1 << -q)
+
+
+def _isqrt_round_to_odd(n: int, m: int) -> int:
+    root = math.isqrt(n // m)
+    return root | (root * root * m != n)
 
 
 def _sort_key(value: Any) -> tuple:
