@@ -26,7 +26,7 @@ from fastinit import activations as _act
 from fastinit import init as _init
 from fastinit import losses as _losses
 from fastinit import train as _train
-from fastinit._cuda import check_device, cuda_module, is_device_array, to_host
+from fastinit._cuda import check_device, cuda_module, is_device_array, out_of_memory, to_host
 from fastinit._files import read_npz, replacing
 from fastinit._validate import (
     all_finite,
@@ -224,6 +224,20 @@ def _arrays_from_file(path: Any, sizes: tuple[int, ...]) -> tuple[list, list | N
         missing = present.index(False)
         raise ValueError(f"init: {name} has biases for some layers but not for layer {missing}")
     return weights, (biases if all(present) else None)
+
+
+def _parameters_to_device(params: np.ndarray, sizes: list[int], dtype: str) -> Any:
+    """``params`` copied to the device; a MemoryError naming ``sizes`` where it cannot hold them."""
+    try:
+        return cuda_module().to_device(params)
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        count = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+        raise MemoryError(
+            f"sizes: the model's {count} {dtype} parameters ({params.nbytes} bytes, aligned) "
+            "do not fit in the device's memory; use smaller layers, or device='cpu'"
+        ) from None
 
 
 class MLP:
@@ -456,12 +470,15 @@ class MLP:
             For a device other than ``"cpu"``/``"cuda"``.
         RuntimeError
             For ``"cuda"`` without a usable GPU (see :func:`fastinit._cuda.cuda_module`).
+        MemoryError
+            Naming ``sizes``, when the device cannot hold the parameters (the model
+            stays on the CPU).
         """
         device = check_device(device, "device")
         if device == "cpu":
             self._dparams = None
         elif self._dparams is None:
-            self._dparams = cuda_module().to_device(self._params)
+            self._dparams = _parameters_to_device(self._params, self.sizes, self.dtype)
             # views handed out on the CPU must not write into the mirror the device
             # no longer reads: they keep the old array, the model a copy of it
             host = _aligned_zeros(self._params.size, self.dtype)

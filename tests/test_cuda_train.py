@@ -731,6 +731,18 @@ def test_the_activation_and_loss_twins_beyond_the_device_memory_name_their_input
         losses_cuda.value_and_grad("softmax_cross_entropy", np.zeros((3, 4)), [0, 1, 2])
 
 
+def test_a_model_the_device_cannot_hold_names_its_sizes(monkeypatch):
+    from fastinit._cuda import cuda_module
+
+    monkeypatch.setattr(cuda_module(), "to_device", _FullDevice.to_device)
+    model = MLP(SIZES)
+    with pytest.raises(MemoryError, match=r"^sizes: the model's 111 float32 parameters \(512 "):
+        model.to("cuda")
+    assert model.device == "cpu"  # left where it was
+    with pytest.raises(MemoryError, match=r"^sizes: "):
+        MLP(SIZES, device="cuda")
+
+
 def test_inputs_too_large_for_the_device_name_x():
     from fastinit.train_cuda import upload_inputs
 
