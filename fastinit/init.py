@@ -188,10 +188,10 @@ def _fills(out: Any) -> Any:
     return _rng
 
 
-_DEVICE_DOC = """    device : {'cpu', 'cuda'}
-        Where the result lives.  ``'cuda'`` returns a numba CUDA device array
-        (``out``, if given, must be one) with the CPU result's exact bits; a
-        device ``out`` without ``device`` also means ``'cuda'``.
+_DEVICE_DOC = """device : {'cpu', 'cuda'}
+    Where the result lives.  ``'cuda'`` returns a numba CUDA device array
+    (``out``, if given, must be one) with the CPU result's exact bits; a
+    device ``out`` without ``device`` also means ``'cuda'``.
 """
 
 
@@ -248,9 +248,9 @@ def _device_aware(fn: Initializer, on_host: bool) -> Initializer:
     )
     init.__signature__ = sig.replace(parameters=[*sig.parameters.values(), device])
     init.__annotations__ = {**fn.__annotations__, "device": "str"}  # a copy: fn keeps its own
-    doc = fn.__doc__ or ""
-    if "\n\n    Returns\n" in doc:
-        doc = doc.replace("\n\n    Returns\n", "\n" + _DEVICE_DOC + "\n    Returns\n", 1)
+    doc = inspect.cleandoc(fn.__doc__ or "")  # as Python 3.13 stores it: not indented
+    if "\n\nReturns\n" in doc:
+        doc = doc.replace("\n\nReturns\n", "\n" + _DEVICE_DOC + "\nReturns\n", 1)
     else:
         doc += "\n\n``device``: ``'cpu'`` or ``'cuda'``, as for :func:`normal`.\n"
     init.__doc__ = doc

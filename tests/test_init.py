@@ -682,3 +682,16 @@ def test_one_blas_thread_blocks_run_at_once_where_openblas_has_one_thread_alread
         assert not broken and get() == 1
     finally:
         put(before)
+
+
+def test_the_device_parameter_is_documented_in_dedented_docstrings_too():
+    # Python 3.13 strips docstrings' common indentation: the device entry was then appended
+    # after the Returns section instead of inserted before it (test_docs failed on 3.13.0)
+    def fill(shape, *, seed=0):
+        return np.zeros(shape)
+
+    fill.__doc__ = "Zeros.\n\nParameters\n----------\nshape : tuple\n    Shape.\n\nReturns\n-------\nnumpy.ndarray\n"  # noqa: E501
+    doc = init._device_aware(fill, on_host=True).__doc__
+    assert doc.index("device : {'cpu', 'cuda'}") < doc.index("Returns")
+    indented = init._device_aware(init.zeros.__wrapped__, on_host=True).__doc__  # as 3.11 has it
+    assert indented.index("device : {'cpu', 'cuda'}") < indented.index("Returns")
