@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -63,8 +63,8 @@ def cuda_module() -> Any:
             f"device='cuda' needs the numba-cuda package, which is not importable ({exc}); "
             + _INSTALL_HINT
         ) from exc
+    _load_array_overloads_without_row_stack()  # imports without a GPU
     if simulator_enabled():
-        _load_array_overloads_without_row_stack()
         return cuda
     try:
         available = cuda.is_available()
@@ -81,7 +81,6 @@ def cuda_module() -> Any:
             "Use device='cpu', or set NUMBA_ENABLE_CUDASIM=1 to run the CUDA code in "
             "numba's simulator."
         )
-    _load_array_overloads_without_row_stack()
     return cuda
 
 
@@ -134,10 +133,34 @@ def out_of_memory(err: BaseException) -> bool:
         return False
 
 
+class NamedMemoryError(MemoryError):
+    """A MemoryError that already names the argument to change: :func:`memory_error` passes
+    it on unchanged (an inner block's error is the more precise one)."""
+
+
 @contextlib.contextmanager
-def device_memory(name: str, dims: tuple[int, ...], dtype: Any) -> Iterator[None]:
-    """Turn the driver's out-of-memory error for a ``dims`` array into a MemoryError naming
-    ``name``; any other error passes unchanged.
+def memory_error(make: Callable[[], BaseException]) -> Iterator[None]:
+    """Replace an out-of-memory error raised in the block (:func:`out_of_memory`) by
+    ``make()``, one that names the argument to change; a :class:`NamedMemoryError` and
+    every other error pass unchanged.
+
+    Parameters
+    ----------
+    make : callable
+        Makes the error to raise instead.
+    """
+    try:
+        yield
+    except NamedMemoryError:
+        raise
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        raise make() from None
+
+
+def device_memory(name: str, dims: tuple[int, ...], dtype: Any) -> Any:
+    """:func:`memory_error` for one array of shape ``dims``, whose size the argument ``name`` sets.
 
     Parameters
     ----------
@@ -148,22 +171,19 @@ def device_memory(name: str, dims: tuple[int, ...], dtype: Any) -> Iterator[None
     dtype : dtype_like
         Its dtype.
 
-    Raises
-    ------
-    MemoryError
-        ``name: (dims) dtype (N bytes) does not fit in the device's memory; ...``
-        where the block raised an out-of-memory error (:func:`out_of_memory`).
+    Returns
+    -------
+    context manager
+        Raising ``MemoryError("name: (dims) dtype (N bytes) does not fit in the device's
+        memory; ...")`` where the block ran out of memory.
     """
-    try:
-        yield
-    except Exception as err:
-        if not out_of_memory(err):
-            raise
-        nbytes = math.prod(dims) * np.dtype(dtype).itemsize
-        raise MemoryError(
+    nbytes = math.prod(dims) * np.dtype(dtype).itemsize
+    return memory_error(
+        lambda: MemoryError(
             f"{name}: {tuple(dims)} {np.dtype(dtype).name} ({nbytes} bytes) does not fit in "
             f"the device's memory; use a smaller {name}, or device='cpu'"
-        ) from None
+        )
+    )
 
 
 def _numba_cuda_installed() -> bool:

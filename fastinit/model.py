@@ -26,7 +26,7 @@ from fastinit import activations as _act
 from fastinit import init as _init
 from fastinit import losses as _losses
 from fastinit import train as _train
-from fastinit._cuda import check_device, cuda_module, is_device_array, out_of_memory, to_host
+from fastinit._cuda import check_device, cuda_module, is_device_array, memory_error, to_host
 from fastinit._files import read_npz, replacing
 from fastinit._validate import (
     all_finite,
@@ -228,16 +228,13 @@ def _arrays_from_file(path: Any, sizes: tuple[int, ...]) -> tuple[list, list | N
 
 def _parameters_to_device(params: np.ndarray, sizes: list[int], dtype: str) -> Any:
     """``params`` copied to the device; a MemoryError naming ``sizes`` where it cannot hold them."""
-    try:
+    count = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+    message = (
+        f"sizes: the model's {count} {dtype} parameters ({params.nbytes} bytes, aligned) "
+        "do not fit in the device's memory; use smaller layers, or device='cpu'"
+    )
+    with memory_error(lambda: MemoryError(message)):
         return cuda_module().to_device(params)
-    except Exception as err:
-        if not out_of_memory(err):
-            raise
-        count = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
-        raise MemoryError(
-            f"sizes: the model's {count} {dtype} parameters ({params.nbytes} bytes, aligned) "
-            "do not fit in the device's memory; use smaller layers, or device='cpu'"
-        ) from None
 
 
 class MLP:

@@ -52,11 +52,10 @@ is found; on a machine with an NVIDIA GPU run them for real with::
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +64,7 @@ import numpy as np
 from fastinit import losses as _losses
 from fastinit import optim as _optim
 from fastinit import train as _train
-from fastinit._cuda import cuda_module, out_of_memory, simulator_enabled
+from fastinit._cuda import NamedMemoryError, cuda_module, memory_error, simulator_enabled
 from fastinit._files import deferred_interrupt
 from fastinit._progress import ProgressBar
 from fastinit.dense import work_size
@@ -269,7 +268,7 @@ def run_fit(models: list, fa: Any, bar: ProgressBar, start_time: float) -> list[
     """
     global cuda  # a module global: the simulator swaps the module in kernels' globals
     cuda = cuda_module()
-    with _memory_error(lambda: fa.allocation_error(len(models))):
+    with memory_error(lambda: fa.allocation_error(len(models))):
         run = _Run(cuda, models, fa.opts, fa.X, fa.y_int, fa.y_float, fa.spec, fa.mode, fa.batch,
                    fa.seed, fa.n_iter)  # fmt: skip
     status = "ok"
@@ -281,7 +280,7 @@ def run_fit(models: list, fa: Any, bar: ProgressBar, start_time: float) -> list[
     return [run.history(j, status, seconds, fa.settings()) for j in range(len(models))]
 
 
-class InputsTooLarge(MemoryError):
+class InputsTooLarge(NamedMemoryError):
     """The inputs ``X`` do not fit in the device's memory."""
 
 
@@ -310,23 +309,8 @@ def upload_inputs(cuda: Any, Xc: np.ndarray) -> Any:
         f"X: {Xc.shape[0]} rows of inputs ({Xc.nbytes:.3g} bytes) do not fit in the "
         "device's memory; use fewer rows, or train a model moved with .to('cpu')"
     )
-    with _memory_error(lambda: InputsTooLarge(message)):
+    with memory_error(lambda: InputsTooLarge(message)):
         return cuda.to_device(Xc)
-
-
-@contextlib.contextmanager
-def _memory_error(make: Any) -> Iterator[None]:
-    """Replace an out-of-memory error (:func:`out_of_memory`) raised in the block by
-    ``make()``, one that names the arguments to change; :class:`InputsTooLarge`,
-    already named, and every other error pass unchanged."""
-    try:
-        yield
-    except InputsTooLarge:
-        raise
-    except Exception as err:
-        if not out_of_memory(err):
-            raise
-        raise make() from None
 
 
 class _Run:
@@ -531,7 +515,7 @@ def forward_cuda(model: Any, X: Any) -> np.ndarray:
     x = upload_inputs(cuda, Xc)
     message = (f"model: the work arrays of a forward pass over {block} rows of a network "
                f"of widths {list(model.sizes)} do not fit in the device's memory")  # fmt: skip
-    with _memory_error(lambda: MemoryError(message)):
+    with memory_error(lambda: MemoryError(message)):
         work = cuda.device_array(work_size(model._layers, block), model.dtype)
     flag = cuda.to_device(np.zeros(1, np.int64))
     out = np.empty((n, model.sizes[-1]), model.dtype)
@@ -579,7 +563,7 @@ def loss_and_grads_cuda(model: Any, X: Any, y: Any, loss: str) -> tuple[float, l
     cuda = cuda_module()
     message = (f"X: the work arrays of a full-batch pass over {Xc.shape[0]} rows do not fit in "
                "the device's memory; use fewer rows")  # fmt: skip
-    with _memory_error(lambda: MemoryError(message)):
+    with memory_error(lambda: MemoryError(message)):
         run = _Run(
             cuda, [model], [_optim.NoUpdate()], Xc, y_int, y_float, spec, FULL, Xc.shape[0], 0, 1
         )
