@@ -1028,7 +1028,7 @@ def work_size(layers: np.ndarray, rows: int) -> int:
         ``rows * (2 * sum of fan_out + widest fan_in after the first layer)``.
     """
     scratch = int(layers[1:, FAN_IN].max()) if len(layers) > 1 else 0
-    return int(rows * (2 * layers[:, FAN_OUT].sum() + scratch))
+    return int(rows) * (2 * int(layers[:, FAN_OUT].sum()) + scratch)  # Python ints: no overflow
 
 
 @njit(cache=True, error_model="numpy")

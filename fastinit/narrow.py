@@ -72,7 +72,7 @@ def narrow_work_size(layers: np.ndarray, rows: int) -> int:
     int
     """
     n_in, n_out = int(layers[0, FAN_IN]), int(layers[-1, FAN_OUT])
-    return int(rows * (2 * layers[:, FAN_OUT].sum() + n_in + n_out))
+    return int(rows) * (2 * int(layers[:, FAN_OUT].sum()) + n_in + n_out)  # Python ints
 
 
 @njit(**_E)  # not inlined: _grad_t's reassociation must not regroup these sums

@@ -991,7 +991,8 @@ _CHECKED_ABOVE = 1 << 26  # bytes: smaller runs skip the 0.3 ms of reading the m
 
 
 def _least_run_bytes(models: list, fa: FitArguments) -> int:
-    """Bytes a CPU run allocates at least: its loss histories and its rows' buffers.
+    """Bytes of a CPU run's largest arrays: its loss histories and the buffers of
+    :func:`_buffers` for its rows (gathered minibatch, work array).
 
     A kernel that overcommits memory lets NumPy allocate buffers far beyond it,
     and kills the process that then writes them: :func:`fit_many` refuses a run
@@ -999,11 +1000,10 @@ def _least_run_bytes(models: list, fa: FitArguments) -> int:
     ``_CHECKED_ABOVE`` bytes).  Python integers: no overflow for sizes no array
     can have.
     """
-    rows = fa.X.shape[0] if fa.mode == FULL else fa.batch  # "full" reads X in place
-    gathered = 0 if fa.mode == FULL else rows * fa.X.shape[1]
-    units = max(sum(int(s) for s in m.sizes[1:]) for m in models)  # one activation per unit
+    rows = 0 if fa.mode == FULL else fa.batch  # "full" uses the data in place, as in _buffers
+    work = max(_work(m, rows or fa.X.shape[0]) for m in models)
     itemsize = np.dtype(models[0].dtype).itemsize
-    return 8 * fa.n_iter * len(models) + itemsize * (gathered + rows * units)
+    return 8 * fa.n_iter * len(models) + itemsize * (rows * fa.X.shape[1] + work)
 
 
 def _build_run(
