@@ -54,7 +54,6 @@ import math
 import os
 import re
 import sqlite3
-import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -113,10 +112,12 @@ def _is_number(v: Any) -> bool:
 def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (ddof 1) over seeds, as every report shows them.
 
-    Both are computed in exact rational arithmetic (:func:`statistics.mean`,
-    :func:`_stdev`) and rounded once: identical values have a std of exactly 0
-    and their own value as mean, and values near the float range's ends
-    (exploding signals) neither overflow nor lose their spread.
+    Both are computed in exact rational arithmetic and rounded once (the results
+    of :func:`statistics.mean` and, from Python 3.11, :func:`statistics.stdev`;
+    3.10's stdev rounds the variance to a float first, inf past about 1e154):
+    identical values have a std of exactly 0 and their own value as mean, and
+    values near the float range's ends (exploding signals) neither overflow nor
+    lose their spread.
 
     Parameters
     ----------
@@ -130,30 +131,17 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
         (infinity only if it exceeds the largest float, as for values of both
         signs near it).
     """
-    data = [float(v) for v in values]
-    if not data:
+    xs = [Fraction(float(v)) for v in values]  # exact
+    if not xs:
         return None, None
-    mean = statistics.mean(data)
-    if len(data) < 2:
-        return mean, None
-    try:
-        return mean, _stdev(data)
-    except OverflowError:
-        return mean, math.inf
-
-
-def _stdev(data: list[float]) -> float:
-    """The sample std (ddof 1) of finite floats, exact and correctly rounded.
-
-    :func:`statistics.stdev` of Python 3.11 and later; 3.10's rounds the
-    variance to a float before its square root, which is inf for values past
-    about 1e154 (exploding signals).  OverflowError where the std itself is
-    beyond the largest float.
-    """
-    xs = [Fraction(x) for x in data]
     mean = sum(xs, Fraction(0)) / len(xs)
+    if len(xs) < 2:
+        return float(mean), None
     var = sum(((x - mean) ** 2 for x in xs), Fraction(0)) / (len(xs) - 1)
-    return _sqrt_of_fraction(var.numerator, var.denominator)
+    try:
+        return float(mean), _sqrt_of_fraction(var.numerator, var.denominator)
+    except OverflowError:
+        return float(mean), math.inf
 
 
 def _sqrt_of_fraction(n: int, m: int) -> float:
