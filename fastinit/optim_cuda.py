@@ -24,12 +24,14 @@ import numpy as np
 from fastinit import optim as _optim
 from fastinit._cuda import check_device_array, cuda_module, simulator_enabled
 
-__all__ = ["apply_update", "factors", "update_kernel"]
+__all__ = ["FACTORS", "apply_update", "factors", "update_kernel"]
 
 cuda: Any = None  # numba.cuda, set on first use (never at import)
 
 SGD_CODE, MOMENTUM, NESTEROV = _optim.SGD_CODE, _optim.MOMENTUM, _optim.NESTEROV
 ADAGRAD, RMSPROP, ADAM = _optim.ADAGRAD, _optim.RMSPROP, _optim.ADAM
+
+FACTORS = ("lr", "wd", "a", "ac", "b", "bc", "c", "eps")  # factors()'s, the kernel's arguments
 
 
 def threads() -> int:

@@ -68,7 +68,7 @@ from fastinit._cuda import NamedMemoryError, cuda_module, memory_error, simulato
 from fastinit._files import deferred_interrupt
 from fastinit._progress import ProgressBar
 from fastinit.dense import work_size
-from fastinit.dense_cuda import backward_launches, configure, forward_launches
+from fastinit.dense_cuda import Launch, backward_launches, forward_launches
 from fastinit.train import FULL, REPLACEMENT, SHUFFLE, History
 
 __all__ = ["fit_many_cuda", "forward_cuda", "loss_and_grads_cuda", "run_fit"]
@@ -144,10 +144,8 @@ class _Plan:
     """The prepared launches of one network for batches of ``m`` rows."""
 
     forward: list
-    logits: Any
+    loss: Launch  # its iteration ``t`` is set before each replay
     backward: list
-    y_int: Any
-    y_float: Any
 
 
 @dataclass
@@ -161,6 +159,7 @@ class _Net:
     flag: Any
     slots: Any
     step0: int
+    update: Launch | None = None  # None for NoUpdate; Adam's factors are set each step
     plans: dict = field(default_factory=dict)
 
 
@@ -171,13 +170,29 @@ def _device_targets(cuda: Any, y_int: np.ndarray, y_float: np.ndarray, dtype: np
     return cuda.to_device(yi), cuda.to_device(np.ascontiguousarray(yf))
 
 
-def _plan(net: _Net, x: Any, yi: Any, yf: Any) -> _Plan:
+def _plan(net: _Net, j: int, x: Any, yi: Any, yf: Any, code: int, records: Any) -> _Plan:
+    """Network ``j``'s launches for the batch ``x`` (targets ``yi``, ``yf``), loss ``code``."""
+    from fastinit.losses_cuda import loss_kernel, threads
+
     model = net.model
     fwd, logits = forward_launches(
         net.params, model._layers, model._act_params, x, net.work, net.flag
     )
+    loss = Launch(loss_kernel(), 1, threads(), (logits, yi, yf, code, records, 0, j, net.flag))
     bwd = backward_launches(net.params, net.grads, model._layers, x, net.work, net.flag)
-    return _Plan(fwd, logits, bwd, yi, yf)
+    return _Plan(fwd, loss, bwd)
+
+
+def _update(net: _Net, opt: Any, dtype: np.dtype) -> Launch | None:
+    """The update launch of ``net`` (None for ``NoUpdate``), with the factors of its first step."""
+    from fastinit.optim_cuda import blocks, factors, threads, update_kernel
+
+    if opt.code == _optim.NONE:
+        return None
+    f = factors(opt.code, opt.hyper(), net.step0 + 1, dtype)
+    s, p = net.slots, net.params
+    args = (opt.code, p, net.grads, s[0], s[1], *f, net.flag)
+    return Launch(update_kernel(), blocks(p.shape[0]), threads(), args)
 
 
 def _net(cuda: Any, model: Any, opt: Any, rows: int) -> _Net:
@@ -317,9 +332,7 @@ class _Run:
     """Device arrays, prepared launches and the host loop of one fit."""
 
     def __init__(self, cuda, models, opts, Xc, y_int, y_float, spec, mode, batch, seed, n_iter):
-        from fastinit.losses_cuda import loss_kernel, threads
-        from fastinit.optim_cuda import blocks, factors, update_kernel
-        from fastinit.optim_cuda import threads as update_threads
+        from fastinit.optim_cuda import FACTORS, factors
 
         self.cuda, self.models, self.opts = cuda, models, opts
         self.mode, self.batch, self.n_iter, self.code = mode, batch, n_iter, spec.code
@@ -345,24 +358,17 @@ class _Run:
         self.losses = np.full((n_iter, len(models)), np.nan)
         self.launched = [0] * len(models)  # iterations whose update has been launched
         self.diverged = [-1] * len(models)
-        self.gather = configure(gather_kernel(), *_gather_config(batch)) if mode != FULL else None
-        self.loss = configure(loss_kernel(), 1, threads())
-        self.update = [
-            configure(update_kernel(), blocks(net.params.shape[0]), update_threads())
-            for net in self.nets
-        ]
+        self.gathers: dict[int, Launch] = {}  # by batch height
+        for net, o in zip(self.nets, opts, strict=True):
+            net.update = _update(net, o, dtype)
         self.has_int, self.has_float = int(y_int.size > 0), int(y_float.size > 0)
-        self.factors = factors
+        self.factors, self.factor_names = factors, FACTORS
         self.hyper = [o.hyper() for o in opts]
-        self.fixed = [
-            None if o.code == _optim.ADAM else factors(o.code, h, 1, dtype)
-            for o, h in zip(opts, self.hyper, strict=True)
-        ]
 
-    def _batch(self, t: int) -> tuple[int, Any, Any, Any]:
-        """Gather iteration ``t``'s batch; returns its rows and the (x, y_int, y_float) views."""
+    def _batch(self, t: int) -> int:
+        """Launch the gather of iteration ``t``'s batch; returns its rows ``m``."""
         if self.mode == FULL:
-            return self.n, self.xbuf, self.ybi, self.ybf
+            return self.n
         b, start, m = self.batch, 0, self.batch
         if self.mode == SHUFFLE:
             per_epoch = (self.n + b - 1) // b
@@ -373,57 +379,51 @@ class _Run:
                 self.epoch = epoch
             start = (t % per_epoch) * b
             m = min(b, self.n - start)
-        gather = self.gather if m == b else configure(gather_kernel(), *_gather_config(m))
-        gather(
-            self.x,
-            self.y_int,
-            self.y_float,
-            self.xbuf,
-            self.ybi,
-            self.ybf,
-            self.perm,
-            self.key[0],
-            self.key[1],
-            self.mode,
-            t,
-            b,
-            start,
-            m,
-            self.has_int,
-            self.has_float,
-        )
+        gather = self.gathers.get(m)
+        if gather is None:
+            args = (self.x, self.y_int, self.y_float, self.xbuf, self.ybi, self.ybf, self.perm,
+                    self.key[0], self.key[1], self.mode, t, b, start, m, self.has_int,
+                    self.has_float)  # fmt: skip
+            gather = self.gathers[m] = Launch(gather_kernel(), *_gather_config(m), args)
+        else:
+            gather.set(t=t, start=start)
+        gather()
+        return m
+
+    def _new_plan(self, j: int, m: int) -> _Plan:
+        """Network ``j``'s launches for batches of ``m`` rows (views of the batch buffers)."""
         yi = self.ybi[:m] if self.has_int else self.ybi
         yf = self.ybf[:m] if self.has_float else self.ybf
-        return m, self.xbuf[:m], yi, yf
+        return _plan(self.nets[j], j, self.xbuf[:m], yi, yf, self.code, self.records)
 
     def step(self, t: int) -> None:
         """Launch iteration ``t`` for every network not known to have diverged.
 
-        Run with Ctrl-C held (:meth:`chunks`): once a GPU's launch queue is full the
-        host waits inside a launch, and a Ctrl-C raised as an update's launch returns
-        would leave that update applied but not counted in ``launched``.
+        A replay of prepared launches (:class:`fastinit.dense_cuda.Launch`), with
+        the iteration (and Adam's factors) set in between.  Run with Ctrl-C held
+        (:meth:`chunks`): once a GPU's launch queue is full the host waits inside a
+        launch, and a Ctrl-C raised as an update's launch returns would leave that
+        update applied but not counted in ``launched``.
         """
-        m, x, yi, yf = self._batch(t)
+        m = self._batch(t)
         for j, net in enumerate(self.nets):
             if self.diverged[j] >= 0:
                 continue
             plan = net.plans.get(m)
             if plan is None:
-                plan = net.plans[m] = _plan(net, x, yi, yf)
+                plan = net.plans[m] = self._new_plan(j, m)
             for launch in plan.forward:
                 launch()
-            self.loss(
-                plan.logits, plan.y_int, plan.y_float, self.code, self.records, t, j, net.flag
-            )
+            plan.loss.set(t=t)
+            plan.loss()
             for launch in plan.backward:
                 launch()
-            opt = self.opts[j]
-            if opt.code != _optim.NONE:
-                f = self.fixed[j]
-                if f is None:
-                    f = self.factors(opt.code, self.hyper[j], net.step0 + t + 1, net.params.dtype)
-                s = net.slots
-                self.update[j](opt.code, net.params, net.grads, s[0], s[1], *f, net.flag)
+            if net.update is not None:
+                code = self.opts[j].code
+                if code == _optim.ADAM:
+                    f = self.factors(code, self.hyper[j], net.step0 + t + 1, net.params.dtype)
+                    net.update.set(**dict(zip(self.factor_names, f, strict=True)))
+                net.update()
             self.launched[j] = t + 1
 
     def _sync(self, t0: int, t1: int) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from fastinit import activations, losses, optim
+from fastinit._cuda import simulator_enabled
 from fastinit.model import MLP
 from fastinit.train import fit_many
 from tests.test_optim import BAD_UPDATES
@@ -287,6 +288,56 @@ def test_bias_gradients_are_summed_in_float64_under_the_simulator_as_on_a_gpu():
     assert db.copy_to_host()[0] == np.float32(g.astype(np.float64).sum())
 
 
+def _sgd_launch(lr: float):
+    # the update kernel as one prepared Launch: p -= lr * g on four float32 parameters
+    from fastinit import optim as _o
+    from fastinit._cuda import cuda_module
+    from fastinit.dense_cuda import Launch
+    from fastinit.optim_cuda import factors, update_kernel
+
+    cuda = cuda_module()
+    p, g = cuda.to_device(np.ones(4, np.float32)), cuda.to_device(np.ones(4, np.float32))
+    slot, flag = cuda.to_device(np.zeros(4, np.float32)), cuda.to_device(np.zeros(1, np.int64))
+    f = factors(_o.SGD_CODE, np.array([lr, 0, 0, 0, 0, 0.0]), 1, "float32")
+    return Launch(update_kernel(), 1, 4, (_o.SGD_CODE, p, g, slot, slot, *f, flag)), p
+
+
+def test_a_prepared_launch_replays_with_the_scalars_set_since():
+    # a training step replays prepared launches; the scalars that change per step (the
+    # iteration, Adam's factors) are set by name in between, the arrays stay bound
+    launch, p = _sgd_launch(0.5)
+    launch()
+    np.testing.assert_array_equal(p.copy_to_host(), np.full(4, 0.5, np.float32))
+    launch.set(lr=np.float32(0.125))
+    launch()
+    launch()
+    np.testing.assert_array_equal(p.copy_to_host(), np.full(4, 0.25, np.float32))
+    assert launch.packed is not simulator_enabled()  # one driver call a replay on a GPU
+    with pytest.raises(ValueError, match=r"^launch: no argument 'rate' in update_kernel's kernel"):
+        launch.set(rate=0.1)
+    with pytest.raises(ValueError, match=r"^launch: argument 'p' is an array, .*only scalars"):
+        launch.set(p=np.zeros(4, np.float32))
+
+
+@pytest.mark.skipif(simulator_enabled(), reason="launches are packed on a GPU only")
+def test_packed_launches_train_exactly_as_numbas_own_launches(monkeypatch, data):
+    # the same kernels on the same arguments: a packed replay (the iteration and Adam's
+    # factors set in place between steps) must give numba's launches' results bit for bit
+    from fastinit import dense_cuda
+
+    X, y = data
+    runs = []
+    for packed in (True, False):
+        if not packed:
+            monkeypatch.setattr(dense_cuda, "packed_launch", lambda *args: None)
+        dev = _pair()[1]
+        kw = dict(batch_size=4, iterations=7, sampling="shuffle", seed=2, progress=False)
+        h = dev.fit(X, y, optimizer=optim.Adam(0.05), **kw)
+        runs.append([h.loss, *dev.weights, *dev.biases])
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_launch_configurations_a_gpu_refuses_are_refused_under_the_simulator_too():
     # the simulator runs a zero-size grid (as nothing), 65536 tiles on y, 2048 threads a
     # block; the driver refuses each (CUDA_ERROR_INVALID_VALUE): configure refuses them first
@@ -553,22 +604,23 @@ def test_ctrl_c_after_an_update_launch_leaves_a_consistent_model(monkeypatch, si
 
     from fastinit import optim_cuda, train_cuda
 
-    real, updates = train_cuda.configure, []
+    updates = []
 
-    def configure(kernel, grid, block):
-        launch = real(kernel, grid, block)
-        if kernel is not optim_cuda.update_kernel():
-            return launch
+    class Launch(train_cuda.Launch):
+        __slots__ = ("update",)
 
-        def then_ctrl_c(*args):
-            launch(*args)
-            updates.append(1)
-            if len(updates) == 2:
-                signal.raise_signal(signal.SIGINT)
+        def __init__(self, kernel, grid, block, args):
+            super().__init__(kernel, grid, block, args)
+            self.update = kernel is optim_cuda.update_kernel()
 
-        return then_ctrl_c
+        def __call__(self):
+            super().__call__()
+            if self.update:
+                updates.append(1)
+                if len(updates) == 2:
+                    signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(train_cuda, "configure", configure)
+    monkeypatch.setattr(train_cuda, "Launch", Launch)
     X, y = data
     cpu, dev = _pair()
     opt_cpu, opt_dev = optim.Adam(0.05), optim.Adam(0.05)
