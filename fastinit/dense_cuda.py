@@ -78,13 +78,18 @@ NN, TN, NT = "NN", "TN", "NT"
 _MIN_BLOCKS = 128  # fewer 64 x 64 tiles than this: use 16 x 16 tiles (more blocks in flight)
 
 
-def tile_config(small: bool = False) -> tuple[int, int, int]:
-    """``(TS, RT, BK)``: threads per tile side, outputs per thread per side, reduction tile.
+def tile_config(small: bool = False) -> tuple[int, int, int, int]:
+    """``(TS, RT, BK, SPLITS)``: threads per tile side, outputs per thread per side,
+    reduction tile, and thread groups sharing a tile's reduction.
 
-    GPU: 64 x 64 tiles (16 x 16 threads, 4 x 4 outputs each, BK 16), or with
-    ``small`` 16 x 16 tiles (8 x 8 threads, 2 x 2 outputs, BK 32) for products
-    too small to fill the GPU with the large tiles (MNIST's 128 x 100 layers,
-    the 10-wide output layer).  Simulator: 8 x 8 tiles of 2 x 2 threads, BK 8.
+    GPU: 64 x 64 tiles (16 x 16 threads, 4 x 4 outputs each, BK 16, one group),
+    or with ``small`` 16 x 16 tiles (8 x 8 threads, 2 x 2 outputs, BK 32) for
+    products too small to fill the GPU with the large tiles (MNIST's 128 x 100
+    layers, the 10-wide output layer), with 4 groups of 8 x 8 threads each
+    taking every fourth reduction tile: the few blocks of such a product then
+    have 8 warps each, not 2, to hide the latency of their loads (MNIST's first
+    layer, 56 blocks reducing over 784 inputs, took 89 µs on an H100 with one
+    group).  Simulator: 8 x 8 tiles of 2 x 2 threads, BK 8, 2 groups.
 
     Parameters
     ----------
@@ -94,12 +99,14 @@ def tile_config(small: bool = False) -> tuple[int, int, int]:
     Returns
     -------
     tuple of int
-        ``(TS, RT, BK)``: a block has ``TS x TS`` threads, each computing ``RT x
-        RT`` outputs of a ``TS * RT`` square tile, ``BK`` the reduction tile.
+        ``(TS, RT, BK, SPLITS)``: a block has ``SPLITS`` groups of ``TS x TS``
+        threads, each thread computing ``RT x RT`` outputs of a ``TS * RT``
+        square tile over every ``SPLITS``-th reduction tile of ``BK``; the
+        groups' sums are then added in group order.
     """
     if simulator_enabled():
-        return (2, 4, 8)
-    return (8, 2, 32) if small else (16, 4, 16)
+        return (2, 4, 8, 2)
+    return (8, 2, 32, 4) if small else (16, 4, 16, 1)
 
 
 def _column_config() -> tuple[int, int]:
@@ -111,7 +118,7 @@ def _column_config() -> tuple[int, int]:
 def gemm_kernel(case: str, epilogue: bool, dtype: str, small: bool = False) -> Any:
     """The tiled matrix-product kernel for ``case`` in ``("NN", "TN", "NT")``.
 
-    Launch ``kernel[grid, (TS, TS)](a, b, c, alpha, beta, bias, z, code, p0, p1, flag)``
+    Launch ``kernel[grid, (TS, TS, SPLITS)](a, b, c, alpha, beta, bias, z, code, p0, p1, flag)``
     with :func:`gemm_grid`.  Without ``epilogue``: ``c = alpha op(a) op(b) +
     beta c`` (``beta == 0`` ignores the old ``c``); with it (NN only):
     ``z = f(a @ b + bias)`` and ``c = f'(a @ b + bias)`` for activation ``code``.
@@ -147,10 +154,13 @@ def gemm_kernel(case: str, epilogue: bool, dtype: str, small: bool = False) -> A
     from fastinit.activations_cuda import device_functions
 
     activate = device_functions().activate
-    ts, rt, bk = tile_config(small)
+    ts, rt, bk, splits = tile_config(small)
     bm = ts * rt
+    red = bm if splits > 1 else 1  # the groups' sums, in shared memory (none for one group)
     padded = bm + 1  # shared rows one longer: the column-wise tile stores hit distinct banks
     nthreads = ts * ts
+    loads = bk * bm // nthreads  # tile elements per thread: a constant, so the loads unroll
+    assert loads * nthreads == bk * bm, (ts, rt, bk)
     trans_a, trans_b = case == TN, case == NT
     nbt = types.float32 if dtype == "float32" else types.float64
     epi = bool(epilogue)
@@ -159,13 +169,17 @@ def gemm_kernel(case: str, epilogue: bool, dtype: str, small: bool = False) -> A
     def kernel(a, b, c, alpha, beta, bias, z, code, p0, p1, flag):
         if flag[0] != 0:
             return
-        a_s = cuda.shared.array((bk, padded), nbt)
-        b_s = cuda.shared.array((bk, padded), nbt)
+        tiles_a = cuda.shared.array((splits, bk, padded), nbt)
+        tiles_b = cuda.shared.array((splits, bk, padded), nbt)
+        sums = cuda.shared.array((splits, red, red), nbt)
         acc = cuda.local.array((rt, rt), nbt)
         a_r = cuda.local.array(rt, nbt)
         b_r = cuda.local.array(rt, nbt)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
+        group = cuda.threadIdx.z
+        a_s = tiles_a[group]
+        b_s = tiles_b[group]
         tid = ty * ts + tx
         row0 = cuda.blockIdx.x * bm  # rows on x: up to 2**31 - 1 tiles (y allows 65535)
         col0 = cuda.blockIdx.y * bm
@@ -178,8 +192,10 @@ def gemm_kernel(case: str, epilogue: bool, dtype: str, small: bool = False) -> A
         for r in range(rt):
             for q in range(rt):
                 acc[r, q] = zero
-        for k0 in range(0, k, bk):
-            for idx in range(tid, bk * bm, nthreads):
+        for k_all in range(0, k, bk * splits):  # the same trip count for every group
+            k0 = k_all + group * bk  # this group's reduction tile (zeros past k)
+            for step in range(loads):  # all of a thread's loads in flight at once
+                idx = tid + step * nthreads
                 if trans_a:  # a is (k, m): consecutive threads along m
                     ii = idx % bm
                     kk = idx // bm
@@ -214,6 +230,19 @@ def gemm_kernel(case: str, epilogue: bool, dtype: str, small: bool = False) -> A
                     for q in range(rt):
                         acc[r, q] += a_r[r] * b_r[q]
             cuda.syncthreads()
+        if splits > 1:  # add the groups' sums in group order, in group 0
+            for r in range(rt):
+                for q in range(rt):
+                    sums[group, ty + r * ts, tx + q * ts] = acc[r, q]
+            cuda.syncthreads()
+            if group != 0:
+                return
+            for r in range(rt):
+                for q in range(rt):
+                    total = sums[0, ty + r * ts, tx + q * ts]
+                    for g in range(1, splits):
+                        total += sums[g, ty + r * ts, tx + q * ts]
+                    acc[r, q] = total
         for r in range(rt):
             i = row0 + ty + r * ts
             if i < m:
@@ -234,7 +263,7 @@ def gemm_kernel(case: str, epilogue: bool, dtype: str, small: bool = False) -> A
     return kernel
 
 
-def gemm_grid(m: int, n: int) -> tuple[tuple[int, int], tuple[int, int], bool]:
+def gemm_grid(m: int, n: int) -> tuple[tuple[int, int], tuple[int, int, int], bool]:
     """``(grid, block, small)`` of :func:`gemm_kernel` for an ``m x n`` result.
 
     Parameters
@@ -249,7 +278,7 @@ def gemm_grid(m: int, n: int) -> tuple[tuple[int, int], tuple[int, int], bool]:
         full-batch run) on the grid's x axis, which CUDA allows 2**31 - 1
         blocks; y allows 65535, 4,194,240 rows of 64-row tiles.
     block : tuple of int
-        ``(TS, TS)`` threads (:func:`tile_config`).
+        ``(TS, TS, SPLITS)`` threads (:func:`tile_config`).
     small : bool
         Whether the small tiles are used: the large ones would give fewer than
         ``_MIN_BLOCKS`` blocks.
@@ -264,7 +293,7 @@ def gemm_grid(m: int, n: int) -> tuple[tuple[int, int], tuple[int, int], bool]:
         raise ValueError(f"sizes: a {m} x {n} product has no tiles to launch")
     small = False
     for small in (False, True):
-        ts, rt, _ = tile_config(small)
+        ts, rt, _, splits = tile_config(small)
         bm = ts * rt
         grid = ((m + bm - 1) // bm, (n + bm - 1) // bm)
         if grid[0] * grid[1] >= _MIN_BLOCKS:
@@ -274,7 +303,7 @@ def gemm_grid(m: int, n: int) -> tuple[tuple[int, int], tuple[int, int], bool]:
             f"sizes: a product with {n} columns needs {grid[1]} column tiles; CUDA allows "
             f"{_MAX_GRID_Y}"
         )
-    return grid, (ts, ts), small
+    return grid, (ts, ts, splits), small
 
 
 _MAX_GRID = (2**31 - 1, 65535, 65535)  # blocks along a CUDA grid's x, y, z axes, every GPU

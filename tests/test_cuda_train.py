@@ -244,7 +244,7 @@ def test_gemm_grid_puts_rows_on_the_axis_without_the_65535_limit(monkeypatch):
 
     monkeypatch.setattr(dense_cuda, "simulator_enabled", lambda: False)  # the GPU's tiles
     grid, block, small = dense_cuda.gemm_grid(5_000_000, 10)  # a full batch of 5e6 rows
-    assert grid == (78125, 1) and block == (16, 16) and not small
+    assert grid == (78125, 1) and block == (16, 16, 1) and not small
     with pytest.raises(ValueError, match="sizes: a product with 5000000 columns"):
         dense_cuda.gemm_grid(10, 5_000_000)
 
@@ -367,7 +367,7 @@ def test_launch_configurations_of_the_largest_shapes_stay_within_cuda_limits(mon
     for shape in [(m, n) for m in rows for n in units] + [(f, n) for f in units for n in units]:
         grid, block, small = dense_cuda.gemm_grid(*shape)
         check_launch(grid, block)
-        ts, rt, _ = dense_cuda.tile_config(small)
+        ts, rt, *_ = dense_cuda.tile_config(small)
         assert grid[0] * ts * rt >= shape[0] and grid[1] * ts * rt >= shape[1]
     for m in rows:
         check_launch(*train_cuda._gather_config(m))
@@ -396,7 +396,7 @@ def gpu_shapes(monkeypatch):
     if not simulator_enabled():
         pytest.skip("on a GPU every other test runs these shapes")
     built = (dense_cuda.gemm_kernel, dense_cuda.derivative_sums_kernel, losses_cuda.loss_kernel)
-    gpu_tiles = {False: (16, 4, 16), True: (8, 2, 32)}  # (TS, RT, BK) of tile_config on a GPU
+    gpu_tiles = {False: (16, 4, 16, 1), True: (8, 2, 32, 4)}  # tile_config on a GPU
     monkeypatch.setattr(dense_cuda, "tile_config", lambda small=False: gpu_tiles[small])
     monkeypatch.setattr(dense_cuda, "_column_config", lambda: (32, 8))
     monkeypatch.setattr(losses_cuda, "threads", lambda: 128)
