@@ -24,7 +24,7 @@ from fastinit.sweep import report as report_module
 from fastinit.sweep import runners
 from fastinit.sweep.report import make_report, mean_std
 from fastinit.sweep.spec import config_key
-from fastinit.sweep.store import Store
+from fastinit.sweep.store import LEASE_SECONDS, Claimant, Store
 
 
 def record(
@@ -499,6 +499,10 @@ def _captured_figures(monkeypatch) -> dict:
             "suptitle": fig._suptitle.get_text() if fig._suptitle else "",
             "axes": [(ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes],
             "texts": [[t.get_text() for t in ax.texts] for ax in fig.axes],
+            "legends": [
+                [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []
+                for ax in fig.axes
+            ],
         }
         figure(self, name, fig)
 
@@ -581,7 +585,8 @@ def test_heatmap_cells_say_how_many_runs_their_mean_leaves_out(tmp_path, monkeyp
     make_report(db, tmp_path / "out")
     heat = figures["heatmap_final_loss.png"]
     cells = [t.split("\n") for t in heat["texts"][0]]  # rows a, b, c; one activation
-    assert cells == [["0.5 (2/3)", "±0.35"], ["0.5", "±0"], ["0.5 (1/2)"]], cells
+    assert cells == [["0.5 (2/3)", "±0.35", "1 of 3 seeds diverged"], ["0.5", "±0"],
+                     ["0.5 (1/2)"]], cells  # fmt: skip
     assert "(k/n): k of n runs" in heat["suptitle"], heat["suptitle"]
     assert [t.split("\n")[0] for t in figures["heatmap_value.png"]["texts"][0]] == [
         "1", "1", "1 (1/2)"]  # fmt: skip
@@ -629,3 +634,153 @@ def test_a_parameter_the_optimizer_does_not_read_is_not_shown_as_a_value(tmp_pat
     assert sorted(cells) == [("momentum", "0.5"), ("momentum", "0.9"), ("sgd", "-")], md
     fixed = (out / "mnist" / "summary.md").read_text().split("\n|")[0]
     assert "momentum" not in fixed and "`optimizer=sgd`" in fixed, fixed
+
+
+# ----------------------------------------------------------------------------- partial sweeps
+def _claim(db: Path, seed: int, *, stale: bool) -> None:
+    """Claim the selftest run of ``seed`` as a sweep on another host would; ``stale``: its lease
+    expired (the judgement of :meth:`Store.claims`, ``live=True``, not the test's)."""
+    key = config_key(runners.full_config("selftest", {"seed": seed}))
+    with Store(db) as store:
+        assert store.claim(key, Claimant(host="elsewhere.example", pid=4321)) == "claimed"
+        if stale:
+            with store.conn:
+                store.conn.execute(
+                    "UPDATE claims SET lease = lease - ? WHERE key = ?", (2 * LEASE_SECONDS, key)
+                )
+
+
+def test_a_report_of_a_sweep_in_progress_says_so(tmp_path, capsys):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for seed in range(2):
+            record(store, "selftest", {"seed": seed}, {"x": float(seed)})
+    for seed, stale in ((2, False), (3, False), (4, True)):
+        _claim(db, seed, stale=stale)
+    out = tmp_path / "out"
+    assert main(["report", str(db), "--out", str(out), "--no-figures"]) in (0, None)
+    printed = capsys.readouterr().out
+    live = "2 runs were in progress when this report was written (claimed by live workers)"
+    stale = "1 claim is stale (its worker is gone: `fastinit sweep` resumes it)"
+    md = (out / "summary.md").read_text()
+    top = md.split("\n## ")[0]  # under the title, before the first experiment's table
+    for text in (top, printed):
+        assert live in text and stale in text, text
+    assert json.loads((out / "summary.json").read_text())["claims"] == {"live": 2, "stale": 1}
+    # the claims gone (the runs recorded): no such line
+    with Store(db) as store:
+        store.conn.execute("DELETE FROM claims")
+        store.conn.commit()
+    assert main(["report", str(db), "--out", str(out), "--no-figures"]) in (0, None)
+    printed = capsys.readouterr().out
+    md = (out / "summary.md").read_text()
+    for text in (md, printed):
+        assert "in progress" not in text and "stale" not in text, text
+    assert json.loads((out / "summary.json").read_text())["claims"] == {"live": 0, "stale": 0}
+
+
+def test_one_stale_claim_alone_is_said(tmp_path):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        record(store, "selftest", {"seed": 0}, {"x": 1.0})
+    _claim(db, 1, stale=True)
+    result = make_report(db, tmp_path / "out", figures=False)
+    assert "1 claim is stale (its worker is gone: `fastinit sweep` resumes it)" in result.markdown
+    assert "in progress" not in result.markdown
+    assert "1 claim is stale" in result.footer
+
+
+# ----------------------------------------------------------------------------- diverged seeds
+def test_figures_say_how_many_seeds_of_a_group_diverged(tmp_path, monkeypatch):
+    """As the tables' ok/div/fail: a curve or a cell over fewer seeds than were run says so."""
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for init, diverged in (("a", (False, True, False)), ("b", (False, False))):
+            for seed, div in enumerate(diverged):
+                loss = [1.0, 0.5, None if div else 0.25]
+                record(store, "selftest", {"init": init, "seed": seed},
+                       {"final_loss": loss[-1], "value": 1.0}, curves={"loss": loss},
+                       status="diverged" if div else "ok")  # fmt: skip
+        for init in ("he", "xavier"):
+            for depth in (2, 3):
+                for seed in range(2):
+                    div = init == "he" and depth == 3 and seed == 1
+                    act = [1.0] * (depth - 1) + [None if div else 1.0]
+                    record(store, "depth", {"init": init, "depth": depth, "seed": seed},
+                           {"act_std_last": act[-1], "grad_std_first": 0.5},
+                           curves={"act_std": act, "grad_std": [0.5] * depth},
+                           status="diverged" if div else "ok")  # fmt: skip
+    figures = _captured_figures(monkeypatch)
+    make_report(db, tmp_path / "out")
+    (legend,) = [x for x in figures["curves_loss.png"]["legends"] if x]
+    assert len(legend) == 2 and "1 of 3 seeds diverged" in legend[0], legend
+    assert "diverged" not in legend[1], legend
+    for metric in ("final_loss", "value"):  # a diverged seed's finite metric counts too
+        cells = figures[f"heatmap_{metric}.png"]["texts"][0]
+        assert "1 of 3 seeds diverged" in cells[0] and "diverged" not in cells[1], cells
+    # one column per depth: he diverged at depth 3 only
+    signal = figures["signal_relu.png"]["legends"]
+    assert ["he", "xavier"] in signal, signal
+    assert ["he (1 of 2 seeds diverged)", "xavier"] in signal, signal
+    vs_depth = [x for x in figures["signal_vs_depth.png"]["legends"] if x]
+    assert vs_depth == [["he (depth 3: 1 of 2 seeds diverged)", "xavier"]], vs_depth
+
+
+# ----------------------------------------------------------------------------- determinism
+def test_runs_csv_is_the_same_whatever_order_the_runs_were_recorded_in(tmp_path):
+    runs = []
+    for init in ("b", "a"):
+        for seed in range(3):
+            metrics = {"x": seed + 0.5, "y": 1.0}
+            if init == "a" and seed == 2:
+                metrics["z"] = 3.0  # a metric only one run reported: a column of its own
+            runs.append(({"init": init, "seed": seed}, metrics))
+    files = []
+    for name, order in (("one", runs), ("two", [runs[i] for i in (5, 1, 3, 0, 4, 2)])):
+        db = tmp_path / f"{name}.sqlite"
+        with Store(db) as store:
+            for params, metrics in order:
+                record(store, "selftest", params, metrics)
+        make_report(db, tmp_path / name, figures=False)
+        files.append(_files(tmp_path / name / "selftest"))
+    assert files[0] == files[1]
+    with (tmp_path / "one" / "selftest" / "runs.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["init"], r["seed"]) for r in rows] == [(i, str(s)) for i in "ab" for s in range(3)]
+
+
+# ----------------------------------------------------------------------------- missing values
+def test_a_statistic_of_one_seed_or_of_no_finite_value_is_empty_never_nan(tmp_path):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        record(store, "selftest", {"init": "one", "seed": 0}, {"x": 0.5})
+        for seed, x in enumerate((math.nan, math.inf)):
+            record(store, "selftest", {"init": "none", "seed": seed}, {"x": x}, status="diverged")
+        record(store, "selftest", {"init": "old", "seed": 0}, {"x": 1.0})
+    con = sqlite3.connect(db)  # a NaN written as JSON's NaN literal (not fastinit's null)
+    con.execute("UPDATE runs SET metrics = '{\"x\": NaN}' WHERE config LIKE '%\"old\"%'")
+    con.commit()
+    con.close()
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    rows = {r["init"]: r for r in summary_rows(out, "selftest")}
+    assert (rows["one"]["x_mean"], rows["one"]["x_std"], rows["one"]["x_count"]) == ("0.5", "", "1")
+    for init in ("none", "old"):
+        assert (rows[init]["x_mean"], rows[init]["x_std"], rows[init]["x_count"]) == ("", "", "0")
+    for name in ("summary.csv", "runs.csv"):
+        with (out / "selftest" / name).open(newline="") as f:
+            cells = [c.lower() for row in csv.reader(f) for c in row]
+        assert not {"nan", "-nan", "+nan"} & set(cells), (name, cells)
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in summary.json")
+
+    summary = json.loads((out / "summary.json").read_text(), parse_constant=refuse)
+    stats = {
+        g["params"]["init"]: g["stats"]["x"] for g in summary["experiments"]["selftest"]["groups"]
+    }
+    assert stats["one"] == {"mean": 0.5, "std": None, "count": 1}
+    assert stats["none"] == stats["old"] == {"mean": None, "std": None, "count": 0}
+    md = (out / "selftest" / "summary.md").read_text()
+    cells = dict(zip(md_cells(md, "init"), md_cells(md, "x"), strict=True))
+    assert cells == {"none": "- (0)", "old": "- (0)", "one": "0.5 (1)"}, cells

@@ -12,6 +12,13 @@ selects runs by the SPEC that recorded them: a grid point that another SPEC
 had already recorded is not run again and keeps that SPEC's name (it is left
 out of ``--sweep NAME``'s report).
 
+A report of a sweep still running, or stopped, says so: runs that a sweep had
+claimed when the report read the database (the ``claims`` table, judged live or
+stale as ``fastinit sweep`` judges them) are counted in ``summary.json``
+(``claims``: ``live`` and ``stale``) and, where there are any, in a line under
+the title of ``summary.md`` and at the end of the command's output; a stale
+claim's sweep is gone, and the next ``fastinit sweep`` resumes its run.
+
 Files written to ``OUT/`` (``<exp>`` is the experiment name), all replaced
 together once the report is complete (an interrupted or refused report leaves
 the previous one as it was).  A report of fewer experiments than the previous
@@ -27,7 +34,8 @@ nothing else is left in it; nothing a report did not write is removed:
   has every parameter, the Markdown only those that vary; cells of the
   Markdown are ``mean ± std (count)``, each with at least 4 significant
   digits and more where two values of a column would print alike);
-* ``<exp>/runs.csv``: one row per run (parameters, status, metrics,
+* ``<exp>/runs.csv``: one row per run, by configuration then seed whatever
+  order the runs were recorded in (parameters, status, metrics,
   ``wall_time`` in seconds, ``started`` in Unix time, the last line of the
   error of a failed run); every column name is unique:
   parameters keep their names, metrics are named as the runner reports them
@@ -44,6 +52,10 @@ nothing else is left in it; nothing a report did not write is removed:
   ``depth`` and ``histogram`` experiments): per-layer activation and gradient
   standard deviation for each init and network depth, and the spread at the
   ends of the network versus depth (see :mod:`fastinit.experiments.depth`).
+
+In every figure, a configuration some of whose seeds diverged says ``k of n
+seeds diverged`` (its heatmap cell, its legend entry), as ok/div/fail does in
+the tables.
 """
 
 from __future__ import annotations
@@ -55,7 +67,7 @@ import os
 import re
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -91,7 +103,8 @@ class Group:
     stats : dict
         ``{metric: {"mean": float | None, "std": float | None, "count": int}}``.
     runs : list of dict
-        The database rows of the group.
+        The database rows of the group, in the order of their seeds (whatever
+        order they were recorded in).
     versions : dict
         Runs per fastinit version that recorded them (``{version: runs}``).
     """
@@ -222,6 +235,9 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, list[Group]]:
     for exp, groups in sorted(by_exp.items()):
         for g in groups.values():
             g.seeds.sort(key=_sort_key)
+            # the order of the runs (runs.csv's rows, the metrics' columns) is the seeds', not
+            # the order a sweep happened to record them in: the same runs, the same files
+            g.runs.sort(key=lambda r: (_sort_key(r["config"].get("seed")), r["key"]))
             g.versions = {v: g.versions[v] for v in sorted(g.versions, key=_version_key)}
             names: list[str] = []
             for r in g.runs:
@@ -235,9 +251,14 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, list[Group]]:
                 mean, std = mean_std(values)
                 g.stats[m] = {"mean": mean, "std": std, "count": len(values)}
         # rows of an older version may lack a parameter: every group is sorted by every name
+        # (then by its parameters' JSON: values that compare equal, as 1 and 1.0, stay apart)
         params = _param_names(list(groups.values()))
         out[exp] = sorted(
-            groups.values(), key=lambda g: [_sort_key(g.params.get(p)) for p in params]
+            groups.values(),
+            key=lambda g: (
+                [_sort_key(g.params.get(p)) for p in params],
+                json.dumps(g.params, sort_keys=True),
+            ),
         )
     return out
 
@@ -285,7 +306,9 @@ def _metric_names(groups: Sequence[Group]) -> list[str]:
 
 # ----------------------------------------------------------------------------- tables
 def _cell(value: Any) -> Any:
-    if value is None:
+    """A CSV or Markdown cell: empty for None and NaN (a database written with JSON's
+    ``NaN``, which fastinit stores as null, reads back as a float NaN), JSON for a list."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, (list, dict)):
         return json.dumps(value)
@@ -515,12 +538,15 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
                 grid = np.full((len(inits), len(acts)), np.nan)
                 std = np.full_like(grid, np.nan)
                 of: dict[tuple[int, int], str] = {}  # " (k/n)": k of its n runs averaged
+                diverged: dict[tuple[int, int], str] = {}  # "k of n seeds diverged"
                 for g in gs:
+                    i = inits.index(str(g.params.get("init")))
+                    j = acts.index(str(g.params.get("activation")))
+                    if _diverged(g):  # as ok/div/fail in the tables, whatever the metric
+                        diverged[i, j] = "\n" + _diverged(g)
                     s = g.stats.get(metric)
                     if s is None or s["mean"] is None:
                         continue
-                    i = inits.index(str(g.params.get("init")))
-                    j = acts.index(str(g.params.get("activation")))
                     grid[i, j] = s["mean"]
                     std[i, j] = np.nan if s["std"] is None else s["std"]
                     if s["count"] < len(g.runs):
@@ -539,6 +565,7 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
                         text += of.get((i, j), "")
                         if np.isfinite(std[i, j]):
                             text += f"\n±{std[i, j]:.2g}"
+                        text += diverged.get((i, j), "")
                         color = "black"
                         if np.isfinite(grid[i, j]):
                             r, g_, b, _ = cmap(im.norm(grid[i, j]))
@@ -568,6 +595,7 @@ def _curves(plt: Any, exp: str, groups: Sequence[Group], output: Any, curve: str
     inits = sorted({str(g.params.get("init")) for g in groups})
     for part, chunk in enumerate(_chunks(panels, PANELS_PER_FIGURE)):
         fig, axes = _grid(plt, len(chunk), (5.0, 3.6))
+        diverged = False
         for ax, (label, gs) in zip(axes, chunk, strict=False):
             positive = True
             for g in gs:
@@ -583,7 +611,9 @@ def _curves(plt: Any, exp: str, groups: Sequence[Group], output: Any, curve: str
                     sd = np.nanstd(a, axis=0, ddof=1) if len(curves) > 1 else None
                 color = colors[inits.index(str(g.params.get("init"))) % len(colors)]
                 x = np.arange(n)
-                ax.plot(x, mean, color=color, label=f"{g.params.get('init')} ({len(curves)})")
+                said = f"; {_diverged(g)}" if _diverged(g) else ""
+                ax.plot(x, mean, color=color, label=f"{g.params.get('init')} ({len(curves)}{said})")
+                diverged |= bool(said)
                 if sd is not None:
                     ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
                 positive &= bool(np.nanmin(a) > 0) if np.isfinite(a).any() else True
@@ -595,7 +625,8 @@ def _curves(plt: Any, exp: str, groups: Sequence[Group], output: Any, curve: str
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize="x-small")
         suffix = f"_{part + 1}" if len(panels) > PANELS_PER_FIGURE else ""
-        fig.suptitle(f"{exp}: {curve} per init, mean ± std over seeds (runs)")
+        note = "; past where a seed diverged, the mean of the others" if diverged else ""
+        fig.suptitle(f"{exp}: {curve} per init, mean ± std over seeds (runs){note}")
         fig.tight_layout()
         output.figure(f"curves_{curve}{suffix}.png", fig)
         plt.close(fig)
@@ -641,6 +672,13 @@ def _signal(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
                 curves[(str(g.params["init"]), int(g.params["depth"]))] = (a, d)
             title = f"{exp}, {act}" + (f", {label}" if label else "") + ": spread per layer"
             fig = plot_signal(plt, curves, inits, depths, title)
+            for c, depth in enumerate(depths):  # the top row: one column per depth
+                said = {
+                    str(g.params["init"]): _diverged(g)
+                    for g in gs
+                    if g.params["activation"] == act and int(g.params["depth"]) == depth
+                }
+                _say_diverged(fig.axes[c], said)
             output.figure(f"signal_{act}{suffix}.png", fig)
             plt.close(fig)
         ends = {
@@ -651,10 +689,47 @@ def _signal(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
             for g in gs
         }
         fig = plot_signal_vs_depth(plt, ends, inits, acts, depths)
+        for c, act in enumerate(acts):  # the top row: one column per activation
+            said = {
+                init: "; ".join(
+                    f"depth {int(g.params['depth'])}: {_diverged(g)}"
+                    for g in gs
+                    if str(g.params["init"]) == init and g.params["activation"] == act
+                    and _diverged(g)
+                )
+                for init in inits
+            }  # fmt: skip
+            _say_diverged(fig.axes[c], said)
         where = f"{exp}, {label}" if label else exp  # one figure per panel: say which
         fig.suptitle(f"{where}: signal propagation at initialization, mean over seeds")
         output.figure(f"signal_vs_depth{suffix}.png", fig)
         plt.close(fig)
+
+
+def _diverged(g: Group) -> str:
+    """``k of n seeds diverged`` (n: the group's runs, as in the tables), empty for none."""
+    k = g.status.get("diverged", 0)
+    return f"{k} of {len(g.runs)} seed{'' if len(g.runs) == 1 else 's'} diverged" if k else ""
+
+
+def _say_diverged(ax: Any, said: dict[str, str]) -> None:
+    """Legend entries of ``ax``'s lines named like a key of ``said`` read ``name (said)``.
+
+    The axes gets a legend where it had none; a name without a line (no finite
+    value to draw) gets an entry without a mark.  Nothing changes where nothing
+    is said.
+    """
+    from matplotlib.lines import Line2D
+
+    if not any(said.values()):
+        return
+    handles, labels = ax.get_legend_handles_labels()
+    for name, text in said.items():
+        if text and name not in labels:
+            handles.append(Line2D([], [], linestyle="none"))
+            labels.append(name)
+    labels = [f"{name} ({said[name]})" if said.get(name) else name for name in labels]
+    ax.legend(handles, labels, fontsize="small")
 
 
 # ----------------------------------------------------------------------------- report
@@ -674,6 +749,10 @@ class ReportResult:
         The Markdown tables of every experiment (``summary.md``).
     figures : bool
         Whether figures were asked for (``figures=`` of :func:`make_report`).
+    claims : dict
+        Runs a sweep was running when the report read the database, not in the
+        report: ``{"live": int, "stale": int}`` (:meth:`fastinit.sweep.store.Store.claims`;
+        stale: of a sweep that is gone, which the next ``fastinit sweep`` resumes).
     """
 
     out: Path
@@ -681,6 +760,7 @@ class ReportResult:
     written: list[Path] = field(default_factory=list)
     markdown: str = ""
     figures: bool = True
+    claims: dict[str, int] = field(default_factory=lambda: {"live": 0, "stale": 0})
 
     @property
     def footer(self) -> str:
@@ -690,10 +770,12 @@ class ReportResult:
             drawn = "no figures (--no-figures)"
         else:
             drawn = f"{n} PNG figure{'' if n == 1 else 's'}" if n else "no figures"
-        return (
+        text = (
             f"\nwrote {self.out}/ (summary.md, summary.json; per experiment summary.csv, "
             f"summary.md, runs.csv; {drawn})"
         )
+        partial = _in_progress(self.claims["live"], self.claims["stale"])
+        return f"{text}\n{partial}" if partial else text  # last: the table scrolls away
 
     def table(self) -> str:
         """The Markdown tables (what ``summary.md`` holds).
@@ -750,9 +832,13 @@ def make_report(
     try:
         db_path = store.path
         try:
-            rows = store.rows(experiment=experiment, sweep=sweep)
-            if not rows:
-                raise ValueError(_no_runs(store, experiment, sweep))
+            with _snapshot(store.conn):  # a run is either recorded or claimed, never both
+                rows = store.rows(experiment=experiment, sweep=sweep)
+                if not rows:
+                    raise ValueError(_no_runs(store, experiment, sweep))
+                # the sweep's own judgement of a claim, live or stale (Store.claims)
+                live = len(store.claims(live=True))
+                claims = {"live": live, "stale": len(store.claims()) - live}
         except sqlite3.DatabaseError as e:  # another program's `meta` table, a damaged file
             raise ValueError(f"db: {db_path}: cannot read its runs ({e})") from None
         except json.JSONDecodeError as e:
@@ -761,9 +847,14 @@ def make_report(
         if store is not db:
             store.close()
     groups = aggregate(rows)
-    result = ReportResult(Path(out), groups, figures=figures)
-    summary: dict[str, Any] = {"db": str(db_path), "experiments": {}}
+    result = ReportResult(Path(out), groups, figures=figures, claims=claims)
+    summary: dict[str, Any] = {"db": str(db_path), "claims": claims, "experiments": {}}
     texts = [f"# Sweep report: {db_path}", ""]
+    partial = _in_progress(claims["live"], claims["stale"])
+    if partial:
+        filtered = experiment is not None or sweep is not None
+        where = " (in the whole database: a claim does not name its experiment or SPEC)"
+        texts += [partial + (where if filtered else ""), ""]
     plt = pyplot() if figures else None
     root = Path(out)
     made = prepare_output(root, "out", owner="report")  # deepest first
@@ -798,6 +889,39 @@ def make_report(
         result.written += output.written
     result.written += top.written
     return result
+
+
+@contextlib.contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction over the block (unless one is open): its queries see one state
+    of the database, whatever a sweep commits meanwhile (WAL mode)."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.rollback()  # it only read
+
+
+def _in_progress(live: int, stale: int) -> str:
+    """What a report says of the runs that sweeps had claimed: none, an empty string."""
+    said = []
+    if live:
+        said.append(
+            f"{live} run{' was' if live == 1 else 's were'} in progress when this report was "
+            f"written (claimed by {'a live worker' if live == 1 else 'live workers'})"
+        )
+    if stale:
+        said.append(
+            f"{stale} claim{' is' if stale == 1 else 's are'} stale "
+            f"({'its worker is' if stale == 1 else 'their workers are'} gone: "
+            f"`fastinit sweep` resumes {'it' if stale == 1 else 'them'})"
+        )
+    if not said:
+        return ""
+    return f"Partial sweep: {'; '.join(said)}. Their results are not in this report."
 
 
 def _previous_experiments(root: Path) -> set[str]:
