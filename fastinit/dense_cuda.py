@@ -20,13 +20,16 @@ Kernels
   row-major, shared-memory tiles of ``BK`` along the reduction, each block
   computing a ``BM x BN`` tile with ``TS x TS`` threads and each thread
   ``RT x RT`` outputs (64 x 64 tiles, 16 x 16 threads, 4 x 4 outputs, BK 16 on a
-  GPU, or 16 x 16 tiles for products too small to give 128 large tiles; 8 x 8
-  tiles of 2 x 2 threads under the simulator, which runs every thread as a
-  Python thread; see :func:`tile_config`), shared tile rows padded by one
-  element against bank conflicts, accumulating in the model dtype (float32 for
-  float32), with bounds checks at the edges.  Tiles are loaded so that
-  consecutive threads read consecutive addresses of the source matrix whatever
-  the transposition.
+  GPU, or 16 x 16 tiles for products too small to give 128 large tiles, whose
+  blocks hold 4 groups of threads that split the reduction tiles among them and
+  add their sums in group order at the end; 8 x 8 tiles of 2 x 2 threads in 2
+  groups under the simulator, which runs every thread as a Python thread; see
+  :func:`tile_config`), shared tile rows padded by one element against bank
+  conflicts, accumulating in the model dtype (float32 for float32), with bounds
+  checks at the edges.  Tiles are loaded so that consecutive threads read
+  consecutive addresses of the source matrix whatever the transposition, each
+  thread's share of a tile in a loop of constant length (unrolled: its loads
+  are in flight together).
 * The forward kernel is the NN GEMM with a fused epilogue: ``Z = f(acc + b)``
   and ``D = f'(acc + b)`` (identity: ``Z = acc + b``, ``D`` unused), one launch
   per layer.
