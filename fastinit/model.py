@@ -130,6 +130,10 @@ def _init_values(spec: Any, shape: tuple, seed: int, stream: int, dtype: np.dtyp
         return to_host(spec)
     if _is_array_like(spec):  # a torch tensor, a DataFrame: as assignment takes them
         return spec
+    if isinstance(spec, list):  # nested lists of numbers: an array, as assignment takes them
+        values = _numbers(spec)
+        if values is not None:
+            return values
     kwargs: dict = {}
     if _is_pair(spec):
         spec, kwargs = spec
@@ -153,6 +157,15 @@ def _init_values(spec: Any, shape: tuple, seed: int, stream: int, dtype: np.dtyp
         return fn(shape, seed=seed, stream=stream, dtype=dtype.name, **kwargs)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name}: {spec!r}: {err}") from None
+
+
+def _numbers(spec: list) -> np.ndarray | None:
+    """``spec`` as an array if it is (nested lists of) numbers, else None."""
+    try:
+        values = np.asarray(spec)
+    except (TypeError, ValueError):  # ragged lists
+        return None
+    return values if values.dtype.kind in "biuf" else None
 
 
 def _is_array_like(spec: Any) -> bool:
@@ -252,7 +265,7 @@ class MLP:
         layers or per layer (another model's ``weights``, too); an array gives
         the weights explicitly, copied and cast to ``dtype`` (any object NumPy
         converts: a CPU torch tensor too, but a ``Linear.weight`` is ``(out,
-        in)``: pass its ``.T``).  A path (a
+        in)``: pass its ``.T``; in a per-layer list, nested lists of numbers).  A path (a
         ``PathLike``, or a str ending in ``.npz`` or containing a path
         separator) loads pretrained weights from an ``.npz`` file, read with
         ``allow_pickle=False``: a file written by :meth:`save` or any archive
@@ -316,10 +329,11 @@ class MLP:
         for k in range(n_layers):
             w_shape, b_shape = self._shape("weights", k), self._shape("biases", k)
             w = _init_values(inits[k], w_shape, seed, 2 * k, self.dtype, w_name.format(k))
-            self._assign("weights", k, w, source and f"init: layer {k} weights in {source}")
+            w_source = source and f"init: layer {k} weights in {source}"
+            self._assign("weights", k, w, w_source or w_name.format(k))
             b = _init_values(bias_inits[k], b_shape, seed, 2 * k + 1, self.dtype, b_name.format(k))
             b_source = file_biases is not None and f"init: layer {k} biases in {source}"
-            self._assign("biases", k, b, b_source or None)
+            self._assign("biases", k, b, b_source or b_name.format(k))
         self.to(device)
 
     # ------------------------------------------------------------------------- layout

@@ -38,6 +38,19 @@ def test_layer_k_uses_streams_2k_and_2k_plus_1_of_the_seed():
     assert not np.array_equal(MLP([4, 8, 3], seed=10).weights[0], MLP([4, 8, 3], seed=9).weights[0])
 
 
+def test_nested_lists_in_a_per_layer_list_are_arrays_as_assignment_takes_them():
+    # model.weights[k] = [[...]] takes nested lists; init=[...] per layer refused them
+    w0, w1 = [[0.5, -1.0], [2.0, 0.25]], [[1.5], [-0.5]]
+    model = MLP([2, 2, 1], init=[w0, w1], bias_init=[[0.1, 0.2], [0.3]])
+    np.testing.assert_array_equal(model.weights[0], np.array(w0, np.float32))
+    np.testing.assert_array_equal(model.weights[1], np.array(w1, np.float32))
+    np.testing.assert_array_equal(model.biases[0], np.array([0.1, 0.2], np.float32))
+    with pytest.raises(ValueError, match=r"^init\[1\]: expected shape \(2, 1\), got \(2,\)"):
+        MLP([2, 2, 1], init=[w0, [1.0, 2.0]])
+    with pytest.raises(ValueError, match=r"^init\[0\]: .*'he_normal'"):
+        MLP([2, 2, 1], init=[["he_normal"], w1])  # a list of names is not an array
+
+
 def test_init_forms_per_layer():
     w1 = np.full((8, 3), 0.5)
     model = MLP(
@@ -329,7 +342,7 @@ def test_a_model_file_missing_an_array_says_which(tmp_path, key):
         ({"activation": ["relu", "tanh"]}, "activation"),
         ({"init": "nonsense"}, "init"),
         ({"init": [np.zeros((4, 6))]}, "init"),
-        ({"init": [np.zeros((4, 5)), np.zeros((6, 3))]}, "weights"),
+        ({"init": [np.zeros((4, 5)), np.zeros((6, 3))]}, r"^init\[0\]: expected shape"),
         ({"bias_init": 3}, "bias_init"),
         ({"dtype": "float16"}, "dtype"),
     ],
@@ -661,7 +674,7 @@ def test_a_transposed_weight_matrix_is_refused_with_a_hint_at_the_transpose(tmp_
     hint = r"expected shape \(4, 6\), (got|found) \(6, 4\) \(the transpose: .*\.T"
     with pytest.raises(ValueError, match=r"^weights\[0\]: " + hint):
         MLP([4, 6, 3]).weights[0] = torch_layout
-    with pytest.raises(ValueError, match=r"^weights\[0\]: " + hint):
+    with pytest.raises(ValueError, match=r"^init\[0\]: " + hint):  # the argument
         MLP([4, 6, 3], init=[torch_layout, np.ones((6, 3))])
     np.savez(tmp_path / "torch.npz", W0=torch_layout, W1=np.ones((3, 6)))
     with pytest.raises(ValueError, match=r"^init: layer 0 weights in .*torch\.npz: " + hint):
@@ -713,7 +726,7 @@ class _RefusesConversion:
 
 
 def test_an_array_like_that_refuses_conversion_is_a_value_error_naming_the_argument():
-    with pytest.raises(ValueError, match=r"^weights\[0\]: expected .*requires grad"):
+    with pytest.raises(ValueError, match=r"^init\[0\]: expected .*requires grad"):
         MLP([3, 2], init=[_RefusesConversion()])
     model = MLP([3, 2])
     with pytest.raises(ValueError, match=r"^weights\[0\]: expected .*requires grad"):
