@@ -11,11 +11,13 @@ and the loss into a device record (:mod:`fastinit.losses_cuda`), the backward
 kernels (derivative product + bias sums, ``dW``, ``dA``) and one element-wise
 optimizer update over the flat parameters (:mod:`fastinit.optim_cuda`).  The
 launches, their views and configurations are prepared once per fit (per batch
-height).  The recorded losses and the divergence flags are copied back once
-per chunk of iterations (chunks sized to about 0.2 s as on the CPU), which
-drives the progress bar and Ctrl-C handling: as on the CPU, a Ctrl-C is taken
-between chunks (held while a chunk's launches are queued), so an interrupted
-fit reports every update it applied.
+height) and replayed, each one driver call (:class:`fastinit.dense_cuda.Launch`),
+with the iteration and Adam's bias corrections set in place.  The recorded
+losses and the divergence flags are copied back once per chunk of iterations
+(chunks sized to about 0.2 s as on the CPU), which drives the progress bar
+and Ctrl-C handling: as on the CPU, a Ctrl-C is taken between chunks (held
+while a chunk's launches are queued), so an interrupted fit reports every
+update it applied.
 
 Results match the CPU: the batches are the same rows (``"replacement"``: draw
 ``t * batch_size + r`` of stream 0 of the run key, :func:`fastinit.train.run_key`;
