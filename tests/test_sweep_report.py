@@ -784,3 +784,21 @@ def test_a_statistic_of_one_seed_or_of_no_finite_value_is_empty_never_nan(tmp_pa
     md = (out / "selftest" / "summary.md").read_text()
     cells = dict(zip(md_cells(md, "init"), md_cells(md, "x"), strict=True))
     assert cells == {"none": "- (0)", "old": "- (0)", "one": "0.5 (1)"}, cells
+
+
+def test_runs_csv_lists_the_parameters_in_the_order_summary_csv_does(tmp_path):
+    # summary.csv keeps the experiment's declared order; runs.csv had the stored config's
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for seed in range(2):
+            record(store, "planar", {"seed": seed, "init": "xavier"}, {"final_loss": 1.0})
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    with (out / "planar" / "summary.csv").open(newline="") as f:
+        summary = next(csv.reader(f))
+    with (out / "planar" / "runs.csv").open(newline="") as f:
+        runs = next(csv.reader(f))
+    declared = list(report_module.EXPERIMENTS["planar"].params)
+    params = runs[2 : 2 + len(declared)]
+    assert params == declared, runs
+    assert [p for p in params if p in summary] == summary[: summary.index("runs")]

@@ -35,9 +35,9 @@ nothing else is left in it; nothing a report did not write is removed:
   Markdown are ``mean ± std (count)``, each with at least 4 significant
   digits and more where two values of a column would print alike);
 * ``<exp>/runs.csv``: one row per run, by configuration then seed whatever
-  order the runs were recorded in (parameters, status, metrics,
-  ``wall_time`` in seconds, ``started`` in Unix time, the last line of the
-  error of a failed run); every column name is unique:
+  order the runs were recorded in (parameters in the order of ``summary.csv``,
+  status, metrics, ``wall_time`` in seconds, ``started`` in Unix time, the
+  last line of the error of a failed run); every column name is unique:
   parameters keep their names, metrics are named as the runner reports them
   (``final_loss``, ``iterations_done``, ...; a metric named like another column
   gets the suffix ``_metric``), and ``summary.csv`` has ``<metric>_mean``,
@@ -456,6 +456,8 @@ def _runs_table(groups: Sequence[Group]) -> tuple[list[str], list[list[Any]]]:
     params: list[str] = []  # every run's parameters (an older version's rows may lack one)
     for r in runs:
         params += [k for k in r["config"] if k != "experiment" and k not in params]
+    exp = groups[0].experiment if groups else ""
+    params.sort(key=lambda n: _param_order(exp, n))  # as summary.csv: the declared order
     metrics: list[str] = []
     for r in runs:
         metrics += [m for m in r["metrics"] if m not in metrics]
