@@ -196,14 +196,28 @@ def packed_launch(kernel: Any, grid: Any, block: Any, args: tuple) -> PackedLaun
     PackedLaunch or None
         None under the simulator, and where numba-cuda's internals are not the
         ones this was written against (numba-cuda 0.30 with cuda-core 1.2): the
-        caller then launches through numba, as fast as numba allows.
+        caller then launches through numba, as fast as numba allows, and the
+        first such launch of a process warns (RuntimeWarning) saying why.
     """
     if simulator_enabled():
         return None
     try:
         return PackedLaunch(kernel, grid, block, args)
-    except (ImportError, AttributeError, TypeError, ValueError, _Unpackable):
+    except (ImportError, AttributeError, TypeError, ValueError, _Unpackable) as err:
+        if not _UNPREPARED:  # once a process
+            _UNPREPARED.append(err)
+            warnings.warn(
+                f"fastinit: CUDA launches go through numba's own launch, which converts "
+                f"every argument each time (a training step about 7x slower on an H100): "
+                f"this numba-cuda cannot be prepared for replays ({type(err).__name__}: "
+                f"{err}); fastinit's prepared launches were written for numba-cuda 0.30",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return None
+
+
+_UNPREPARED: list = []  # the first reason a launch could not be prepared, once warned of
 
 
 def out_of_memory(err: BaseException) -> bool:

@@ -319,6 +319,26 @@ def test_a_prepared_launch_replays_with_the_scalars_set_since():
         launch.set(p=np.zeros(4, np.float32))
 
 
+def test_a_launch_that_cannot_be_prepared_warns_once_and_goes_through_numba(monkeypatch):
+    # numba-cuda's internals other than 0.30's: the step is ~7x slower through numba's own
+    # launch, which the user should hear of once rather than find out from a profile
+    import warnings
+
+    from fastinit import _cuda
+
+    def layout_changed(*args):
+        raise AttributeError("'_Kernel' object has no attribute '_prepare_args'")
+
+    monkeypatch.setattr(_cuda, "simulator_enabled", lambda: False)
+    monkeypatch.setattr(_cuda, "PackedLaunch", layout_changed)
+    monkeypatch.setattr(_cuda, "_UNPREPARED", [])
+    with pytest.warns(RuntimeWarning, match=r"^fastinit: .*numba's own launch.*_prepare_args"):
+        assert _cuda.packed_launch(None, 1, 1, ()) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _cuda.packed_launch(None, 1, 1, ()) is None  # once a process
+
+
 @pytest.mark.skipif(simulator_enabled(), reason="launches are packed on a GPU only")
 def test_packed_launches_train_exactly_as_numbas_own_launches(monkeypatch, data):
     # the same kernels on the same arguments: a packed replay (the iteration and Adam's
