@@ -310,3 +310,21 @@ def test_the_cuda_benchmarks_runner_returns_one_loss_per_step():
     y = rng.integers(0, 3, 40)
     losses = cuda_bench._fastinit(x, y, [6, 5, 3], 8)(3)
     _check_losses(losses, 3, "fastinit")
+
+
+def test_the_cuda_launch_times_script_times_every_launch_of_a_step(capsys):
+    # bench/scripts/cuda_launch_times.py reproduces README's per-launch GPU figures; under
+    # the simulator its events time nothing, but every launch of a step must be there
+    from bench.scripts import cuda_launch_times as script
+
+    rows = script.launch_times([5, 4, 3], batch=4, reps=1, steps=1, warmup=1)
+    names = ["fwd0", "fwd1", "loss", "dsum1", "dW1", "dA1", "dsum0", "dW0", "update", "gather"]
+    assert [name for name, _ in rows] == [*names, "step"]
+    assert all(isinstance(us, float) for _, us in rows)
+    script.main(
+        ["--sizes", "5", "3", "--batch", "4", "--reps", "1", "--steps", "1", "--warmup", "1"]
+    )
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in printed[:-1]] == ["fwd0", "loss", "dsum0", "dW0",
+                                                         "update", "gather", "step"]  # fmt: skip
+    assert printed[-1].startswith("sum of the launches: ")
