@@ -133,10 +133,7 @@ class PackedLaunch:
     def __init__(self, kernel: Any, grid: Any, block: Any, args: tuple) -> None:
         from cuda.core import LaunchConfig, launch
 
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*under-utilization")
-            specialized = kernel.specialize(*args)
-            configured = specialized[grid, block]
+        specialized, configured = specialize(kernel, grid, block, args)
         (compiled,) = specialized.overloads.values()
         if compiled.debug or compiled.cooperative:
             raise _Unpackable("a debug or cooperative kernel")
@@ -173,6 +170,33 @@ class PackedLaunch:
             held.value = value  # the launch reads it when it runs
         else:  # booleans are passed as they are
             self._values[position] = value
+
+
+def specialize(kernel: Any, grid: Any, block: Any, args: tuple) -> tuple[Any, Any]:
+    """``kernel`` specialized for the types of ``args`` and configured for ``[grid, block]``.
+
+    Later calls of the configured kernel skip numba's type dispatch.  numba's
+    low-occupancy warning is silenced: the small grids here are deliberate (the
+    loss is one block).
+
+    Parameters
+    ----------
+    kernel : numba CUDA kernel
+        A ``@cuda.jit`` kernel, not yet specialized.
+    grid, block : int or tuple of int
+        The launch configuration.
+    args : tuple
+        Arguments of the types it will be launched with.
+
+    Returns
+    -------
+    specialized, configured
+        The specialized dispatcher and ``specialized[grid, block]``.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*under-utilization")
+        specialized = kernel.specialize(*args)
+        return specialized, specialized[grid, block]
 
 
 class _Unpackable(Exception):

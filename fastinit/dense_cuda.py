@@ -45,7 +45,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import warnings
 from typing import Any
 
 import numpy as np
@@ -56,6 +55,7 @@ from fastinit._cuda import (
     may_share_memory,
     packed_launch,
     simulator_enabled,
+    specialize,
 )
 from fastinit._validate import DTYPES
 from fastinit.activations import IDENTITY
@@ -453,9 +453,7 @@ def configure(kernel: Any, grid: Any, block: Any) -> Any:
 
     def launch(*args: Any) -> None:
         if not ready:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*under-utilization")
-                ready.append(kernel.specialize(*args)[grid, block])
+            ready.append(specialize(kernel, grid, block, args)[1])
         ready[0](*args)
 
     return launch
@@ -488,10 +486,7 @@ class Launch:
     def __init__(self, kernel: Any, grid: Any, block: Any, args: tuple) -> None:
         self.configured = configure(kernel, grid, block)
         self.args = list(args)
-        self.names = (
-            kernel.py_func.__qualname__,
-            list(inspect.signature(kernel.py_func).parameters),
-        )
+        self.names = _argument_names(kernel.py_func)
         self.packed_launch = packed_launch(kernel, grid, block, tuple(args))
 
     @property
@@ -536,6 +531,12 @@ class Launch:
             self.args[index] = value
             if self.packed_launch is not None:
                 self.packed_launch.set(index, value)
+
+
+@functools.cache
+def _argument_names(py_func: Any) -> tuple[str, tuple[str, ...]]:
+    """The kernel's qualified name and its arguments' names (read once per kernel)."""
+    return py_func.__qualname__, tuple(inspect.signature(py_func).parameters)
 
 
 def _block(work: Any, off: int, m: int, n: int) -> Any:

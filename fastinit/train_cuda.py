@@ -65,6 +65,7 @@ import numpy as np
 
 from fastinit import losses as _losses
 from fastinit import optim as _optim
+from fastinit import optim_cuda
 from fastinit import train as _train
 from fastinit._cuda import NamedMemoryError, cuda_module, memory_error, simulator_enabled
 from fastinit._files import deferred_interrupt
@@ -187,14 +188,13 @@ def _plan(net: _Net, j: int, x: Any, yi: Any, yf: Any, code: int, records: Any) 
 
 def _update(net: _Net, opt: Any, dtype: np.dtype) -> Launch | None:
     """The update launch of ``net`` (None for ``NoUpdate``), with the factors of its first step."""
-    from fastinit.optim_cuda import blocks, factors, threads, update_kernel
-
     if opt.code == _optim.NONE:
         return None
-    f = factors(opt.code, opt.hyper(), net.step0 + 1, dtype)
+    f = optim_cuda.factors(opt.code, opt.hyper(), net.step0 + 1, dtype)
     s, p = net.slots, net.params
     args = (opt.code, p, net.grads, s[0], s[1], *f, net.flag)
-    return Launch(update_kernel(), blocks(p.shape[0]), threads(), args)
+    kernel = optim_cuda.update_kernel()
+    return Launch(kernel, optim_cuda.blocks(p.shape[0]), optim_cuda.threads(), args)
 
 
 def _net(cuda: Any, model: Any, opt: Any, rows: int) -> _Net:
@@ -334,8 +334,6 @@ class _Run:
     """Device arrays, prepared launches and the host loop of one fit."""
 
     def __init__(self, cuda, models, opts, Xc, y_int, y_float, spec, mode, batch, seed, n_iter):
-        from fastinit.optim_cuda import FACTORS, factors
-
         self.cuda, self.models, self.opts = cuda, models, opts
         self.mode, self.batch, self.n_iter, self.code = mode, batch, n_iter, spec.code
         dtype = models[0].dtype
@@ -364,7 +362,6 @@ class _Run:
         for net, o in zip(self.nets, opts, strict=True):
             net.update = _update(net, o, dtype)
         self.has_int, self.has_float = int(y_int.size > 0), int(y_float.size > 0)
-        self.factors, self.factor_names = factors, FACTORS
         self.hyper = [o.hyper() for o in opts]
 
     def _batch(self, t: int) -> int:
@@ -423,8 +420,9 @@ class _Run:
             if net.update is not None:
                 code = self.opts[j].code
                 if code == _optim.ADAM:
-                    f = self.factors(code, self.hyper[j], net.step0 + t + 1, net.params.dtype)
-                    net.update.set(**dict(zip(self.factor_names, f, strict=True)))
+                    step = net.step0 + t + 1
+                    f = optim_cuda.factors(code, self.hyper[j], step, net.params.dtype)
+                    net.update.set(**dict(zip(optim_cuda.FACTORS, f, strict=True)))
                 net.update()
             self.launched[j] = t + 1
 
