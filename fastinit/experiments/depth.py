@@ -528,6 +528,7 @@ def plot_signal(
     inits: Sequence[str],
     depths: Sequence[int],
     title: str,
+    notes: Mapping[tuple[str, int], str] | None = None,
 ) -> Any:
     """Per-layer activation std (top row) and gradient std (bottom row), one column per depth.
 
@@ -544,6 +545,10 @@ def plot_signal(
         Columns, in order.
     title : str
         Figure title.
+    notes : mapping, optional
+        ``{(init, depth): text}``: the line's legend entry in that column reads
+        ``init (text)``, and the column gets a legend (an entry without a mark
+        where the line has nothing to draw).
 
     Returns
     -------
@@ -559,10 +564,13 @@ def plot_signal(
         for r, label in enumerate(("activation std", "gradient std (dL/dz)")):
             ax = axes[r, c]
             for i, init in enumerate(inits):
-                if (init, depth) not in curves:
-                    continue
-                values = np.asarray(curves[(init, depth)][r], dtype=np.float64)
-                _band(ax, values, init, colors[i % len(colors)])
+                label = _noted(init, (notes or {}).get((init, depth)))
+                color = colors[i % len(colors)]
+                pair = curves.get((init, depth))
+                values = None if pair is None else np.asarray(pair[r], np.float64)
+                drawn = values is not None and _band(ax, values, label, color)
+                if label != init and not drawn:
+                    ax.plot([], [], linestyle="none", label=label)  # said, with nothing to draw
             ax.set_yscale("log")
             ax.set_xlabel("layer")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -572,13 +580,20 @@ def plot_signal(
                 ax.set_ylabel(label)
     for row in axes:
         _clip_decades(row[0], DECADES)
-    axes[0, 0].legend(fontsize="small")
+    for c, depth in enumerate(depths):  # the first column, and every column with a note
+        if c == 0 or any(k[1] == depth and v for k, v in (notes or {}).items()):
+            axes[0, c].legend(fontsize="small")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
 DECADES = 24  # a log axis shows at most this many decades below its top
+
+
+def _noted(name: str, note: str | None) -> str:
+    """A legend entry: ``name``, or ``name (note)``."""
+    return f"{name} ({note})" if note else name
 
 
 def _clip_decades(ax: Any, decades: float) -> None:
@@ -600,8 +615,9 @@ def _clip_decades(ax: Any, decades: float) -> None:
     ax.set_ylim(10.0 ** (top - decades), 10.0**top)
 
 
-def _band(ax: Any, values: np.ndarray, label: str, color: str) -> None:
-    """Geometric mean over seeds with a min-max band, skipping non-finite or zero layers."""
+def _band(ax: Any, values: np.ndarray, label: str, color: str) -> bool:
+    """Geometric mean over seeds with a min-max band, skipping non-finite or zero layers;
+    whether anything was drawn."""
     values = np.atleast_2d(values)
     layers = np.arange(1, values.shape[1] + 1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -609,7 +625,7 @@ def _band(ax: Any, values: np.ndarray, label: str, color: str) -> None:
         logs = np.where(ok, np.log(np.where(ok, values, 1.0)), np.nan)
         keep = ok.all(axis=0)
         if not keep.any():
-            return
+            return False
         center = np.exp(np.nanmean(logs[:, keep], axis=0))
         ax.plot(layers[keep], center, color=color, label=label)
         if values.shape[0] > 1:
@@ -617,6 +633,7 @@ def _band(ax: Any, values: np.ndarray, label: str, color: str) -> None:
                 layers[keep], values[:, keep].min(axis=0), values[:, keep].max(axis=0),
                 color=color, alpha=0.2, linewidth=0,
             )  # fmt: skip
+    return True
 
 
 def plot_signal_vs_depth(
@@ -625,6 +642,7 @@ def plot_signal_vs_depth(
     inits: Sequence[str],
     activations: Sequence[str],
     depths: Sequence[int],
+    notes: Mapping[tuple[str, str], str] | None = None,
 ) -> Any:
     """Activation std at the last layer and gradient std at the first, versus network depth.
 
@@ -637,6 +655,10 @@ def plot_signal_vs_depth(
         (means over seeds; None or non-finite values are left out).
     inits, activations, depths : sequence
         Lines, columns and x values.
+    notes : mapping, optional
+        ``{(init, activation): text}``: the line's legend entry in that column
+        reads ``init (text)``, and the column gets a legend (an entry without a
+        mark where the line has nothing to draw).
 
     Returns
     -------
@@ -649,6 +671,7 @@ def plot_signal_vs_depth(
         for r, label in enumerate(("activation std, last layer", "gradient std, first layer")):
             ax = axes[r, c]
             for init in inits:
+                label = _noted(init, (notes or {}).get((init, act)))
                 xs, ys = [], []
                 for depth in depths:
                     v = ends.get((init, act, depth), (None, None))[r]
@@ -656,7 +679,9 @@ def plot_signal_vs_depth(
                         xs.append(depth)
                         ys.append(v)
                 if xs:
-                    ax.plot(xs, ys, marker="o", label=init)
+                    ax.plot(xs, ys, marker="o", label=label)
+                elif label != init:
+                    ax.plot([], [], linestyle="none", label=label)  # said, with nothing to draw
             ax.set_yscale("log")
             _clip_decades(ax, DECADES)
             ax.set_xlabel("network depth (layers)")
@@ -664,7 +689,9 @@ def plot_signal_vs_depth(
                 ax.set_title(act)
             if c == 0:
                 ax.set_ylabel(label)
-    axes[0, 0].legend(fontsize="small")
+    for c, act in enumerate(activations):  # the first column, and every column with a note
+        if c == 0 or any(k[1] == act and v for k, v in (notes or {}).items()):
+            axes[0, c].legend(fontsize="small")
     fig.suptitle("signal propagation at initialization")
     fig.tight_layout()
     return fig

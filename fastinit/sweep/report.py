@@ -673,14 +673,12 @@ def _signal(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
                               for r in rows], dtype=np.float64)  # fmt: skip
                 curves[(str(g.params["init"]), int(g.params["depth"]))] = (a, d)
             title = f"{exp}, {act}" + (f", {label}" if label else "") + ": spread per layer"
-            fig = plot_signal(plt, curves, inits, depths, title)
-            for c, depth in enumerate(depths):  # the top row: one column per depth
-                said = {
-                    str(g.params["init"]): _diverged(g)
-                    for g in gs
-                    if g.params["activation"] == act and int(g.params["depth"]) == depth
-                }
-                _say_diverged(fig.axes[c], said)
+            notes = {
+                (str(g.params["init"]), int(g.params["depth"])): _diverged(g)
+                for g in gs
+                if g.params["activation"] == act
+            }
+            fig = plot_signal(plt, curves, inits, depths, title, notes)
             output.figure(f"signal_{act}{suffix}.png", fig)
             plt.close(fig)
         ends = {
@@ -690,18 +688,17 @@ def _signal(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
             )
             for g in gs
         }
-        fig = plot_signal_vs_depth(plt, ends, inits, acts, depths)
-        for c, act in enumerate(acts):  # the top row: one column per activation
-            said = {
-                init: "; ".join(
-                    f"depth {int(g.params['depth'])}: {_diverged(g)}"
-                    for g in gs
-                    if str(g.params["init"]) == init and g.params["activation"] == act
-                    and _diverged(g)
-                )
-                for init in inits
-            }  # fmt: skip
-            _say_diverged(fig.axes[c], said)
+        notes = {
+            (init, act): "; ".join(
+                f"depth {int(g.params['depth'])}: {_diverged(g)}"
+                for g in gs
+                if str(g.params["init"]) == init and g.params["activation"] == act
+                and _diverged(g)
+            )
+            for init in inits
+            for act in acts
+        }  # fmt: skip
+        fig = plot_signal_vs_depth(plt, ends, inits, acts, depths, notes)
         where = f"{exp}, {label}" if label else exp  # one figure per panel: say which
         fig.suptitle(f"{where}: signal propagation at initialization, mean over seeds")
         output.figure(f"signal_vs_depth{suffix}.png", fig)
@@ -712,26 +709,6 @@ def _diverged(g: Group) -> str:
     """``k of n seeds diverged`` (n: the group's runs, as in the tables), empty for none."""
     k = g.status.get("diverged", 0)
     return f"{k} of {len(g.runs)} seed{'' if len(g.runs) == 1 else 's'} diverged" if k else ""
-
-
-def _say_diverged(ax: Any, said: dict[str, str]) -> None:
-    """Legend entries of ``ax``'s lines named like a key of ``said`` read ``name (said)``.
-
-    The axes gets a legend where it had none; a name without a line (no finite
-    value to draw) gets an entry without a mark.  Nothing changes where nothing
-    is said.
-    """
-    from matplotlib.lines import Line2D
-
-    if not any(said.values()):
-        return
-    handles, labels = ax.get_legend_handles_labels()
-    for name, text in said.items():
-        if text and name not in labels:
-            handles.append(Line2D([], [], linestyle="none"))
-            labels.append(name)
-    labels = [f"{name} ({said[name]})" if said.get(name) else name for name in labels]
-    ax.legend(handles, labels, fontsize="small")
 
 
 # ----------------------------------------------------------------------------- report
