@@ -228,17 +228,50 @@ def packed_launch(kernel: Any, grid: Any, block: Any, args: tuple) -> PackedLaun
     try:
         return PackedLaunch(kernel, grid, block, args)
     except (ImportError, AttributeError, TypeError, ValueError, _Unpackable) as err:
-        if not _UNPREPARED:  # once a process
-            _UNPREPARED.append(err)
-            warnings.warn(
-                f"fastinit: CUDA launches go through numba's own launch, which converts "
-                f"every argument each time (a training step about 7x slower on an H100): "
-                f"this numba-cuda cannot be prepared for replays ({type(err).__name__}: "
-                f"{err}); fastinit's prepared launches were written for numba-cuda 0.30",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        _warn_unprepared(err)
         return None
+
+
+def first_replay(packed: Any) -> bool:
+    """Run a :class:`PackedLaunch`'s first replay; False where its values were refused.
+
+    A numba-cuda or cuda-core other than the pinned ones may build the launch
+    but refuse its values at the driver call (TypeError, ValueError or
+    AttributeError, raised before anything is launched).  Then this warns as
+    :func:`packed_launch` does (once a process) and returns False: the caller
+    launches through numba from then on.  Any other error (a CUDA error of the
+    launch itself) is raised.
+
+    Parameters
+    ----------
+    packed : PackedLaunch
+        A launch not replayed yet.
+
+    Returns
+    -------
+    bool
+        True if the replay ran.
+    """
+    try:
+        packed()
+    except (AttributeError, TypeError, ValueError) as err:
+        _warn_unprepared(err)
+        return False
+    return True
+
+
+def _warn_unprepared(err: BaseException) -> None:
+    """Warn, once a process, that launches go through numba's own launch, and why."""
+    if not _UNPREPARED:
+        _UNPREPARED.append(err)
+        warnings.warn(
+            f"fastinit: CUDA launches go through numba's own launch, which converts "
+            f"every argument each time (a training step about 7x slower on an H100): "
+            f"this numba-cuda cannot be prepared for replays ({type(err).__name__}: "
+            f"{err}); fastinit's prepared launches were written for numba-cuda 0.30",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 _UNPREPARED: list = []  # the first reason a launch could not be prepared, once warned of

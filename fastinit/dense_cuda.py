@@ -52,6 +52,7 @@ import numpy as np
 from fastinit._cuda import (
     check_device_array,
     cuda_module,
+    first_replay,
     may_share_memory,
     packed_launch,
     simulator_enabled,
@@ -467,7 +468,9 @@ class Launch:
     13 µs of host time on an H100's host against 94 µs through numba's
     ``kernel[grid, block](*args)``, which converts every argument again.  Where
     that cannot be prepared (under the simulator, or with numba-cuda internals
-    other than those it was written for) it launches through :func:`configure`.
+    other than those it was written for), or the first replay's values are
+    refused (:func:`fastinit._cuda.first_replay`), it launches through
+    :func:`configure`.
     :meth:`set` changes scalar arguments between replays (a training step's
     iteration, Adam's bias corrections); the arrays stay bound.
 
@@ -481,13 +484,14 @@ class Launch:
         The kernel's arguments, passed at every call.
     """
 
-    __slots__ = ("args", "configured", "names", "packed_launch")
+    __slots__ = ("args", "configured", "names", "packed_launch", "replayed")
 
     def __init__(self, kernel: Any, grid: Any, block: Any, args: tuple) -> None:
         self.configured = configure(kernel, grid, block)
         self.args = list(args)
         self.names = _argument_names(kernel.py_func)
         self.packed_launch = packed_launch(kernel, grid, block, tuple(args))
+        self.replayed = False  # a packed replay has run (its values were taken)
 
     @property
     def packed(self) -> bool:
@@ -495,9 +499,14 @@ class Launch:
         return self.packed_launch is not None
 
     def __call__(self) -> None:
-        if self.packed_launch is not None:
+        if self.packed_launch is None:
+            self.configured(*self.args)
+        elif self.replayed:
             self.packed_launch()
+        elif first_replay(self.packed_launch):  # values refused: numba's launch from now on
+            self.replayed = True
         else:
+            self.packed_launch = None
             self.configured(*self.args)
 
     def set(self, **values: Any) -> None:

@@ -339,6 +339,65 @@ def test_a_launch_that_cannot_be_prepared_warns_once_and_goes_through_numba(monk
         assert _cuda.packed_launch(None, 1, 1, ()) is None  # once a process
 
 
+class _RefusedReplay:
+    # a PackedLaunch that built but whose values the driver call refuses before launching
+    def __init__(self, error):
+        self.error, self.calls = error, 0
+
+    def __call__(self):
+        self.calls += 1
+        raise self.error
+
+    def set(self, index, value):
+        pass
+
+
+def test_a_prepared_launch_refused_at_its_first_replay_goes_through_numba(monkeypatch):
+    # a numba-cuda / cuda-core whose layout builds a PackedLaunch but whose launch refuses
+    # its values: the step must run (through numba's launch, with the warning), not raise
+    from fastinit import _cuda, dense_cuda
+
+    refused = _RefusedReplay(TypeError("launch(): argument 5 must be a ctypes value"))
+    monkeypatch.setattr(dense_cuda, "packed_launch", lambda *args: refused)
+    monkeypatch.setattr(_cuda, "_UNPREPARED", [])
+    launch, p = _sgd_launch(0.5)
+    assert launch.packed
+    with pytest.warns(RuntimeWarning, match=r"^fastinit: .*numba's own launch.*argument 5"):
+        launch()
+    np.testing.assert_array_equal(p.copy_to_host(), np.full(4, 0.5, np.float32))
+    assert not launch.packed and refused.calls == 1
+    launch.set(lr=np.float32(0.25))
+    launch()  # numba's launch from now on, with the scalars set since
+    np.testing.assert_array_equal(p.copy_to_host(), np.full(4, 0.25, np.float32))
+    assert refused.calls == 1
+
+
+@pytest.mark.parametrize("later", [False, True])
+def test_a_driver_error_of_a_prepared_launch_is_raised(monkeypatch, later):
+    # only a refusal of the first replay's values falls back: an error of the launch itself
+    # (a CUDA error), or any error after a replay has run, is the caller's to see
+    from fastinit import dense_cuda
+
+    class DriverError(RuntimeError):
+        pass
+
+    runs = _RefusedReplay(TypeError("refused") if later else DriverError("launch failed"))
+    first = [later]
+
+    def replay():
+        if first.pop() if first else False:
+            return None  # the first replay ran
+        return runs()
+
+    monkeypatch.setattr(dense_cuda, "packed_launch", lambda *args: replay)
+    launch, _ = _sgd_launch(0.5)
+    if later:
+        launch()
+    with pytest.raises(TypeError if later else DriverError):
+        launch()
+    assert launch.packed
+
+
 @pytest.mark.skipif(simulator_enabled(), reason="launches are packed on a GPU only")
 def test_packed_launches_train_exactly_as_numbas_own_launches(monkeypatch, data):
     # the same kernels on the same arguments: a packed replay (the iteration and Adam's
