@@ -144,16 +144,17 @@ def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: 
             model.weights[k] = _init.orthogonal(
                 shape, seed=model.seed, stream=2 * k, dtype=model.dtype.name
             )
-    variance, inputs = _variance_meter(model, X)
+    std, inputs = _std_meter(model, X)
     initial = np.empty(n_layers)
     final = np.empty(n_layers)
     iters = np.zeros(n_layers, dtype=np.int64)
     for k in range(n_layers):
         w, b = model._split(model._params)[k]
-        var = initial[k] = variance(k)
+        s = std(k)
+        var = initial[k] = s * s  # inf past s = 1.3e154 (float64); rescaled by 1 / s
         if abs(var - 1.0) >= tol:
             _check_reachable(k, var, tol, inputs(k), w, b)
-        var, iters[k], raised = _iterate(k, w, var, tol, max_iter, b.any(), variance)
+        var, iters[k], raised = _iterate(k, w, s, tol, max_iter, b.any(), std)
         final[k] = var
         model.weights[k] = w.copy()  # through the setter (a device model syncs its copy)
         if not abs(var - 1.0) < tol:
@@ -165,14 +166,16 @@ def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: 
 def _iterate(
     k: int,
     w: np.ndarray,
-    var: float,
+    s: float,
     tol: float,
     max_iter: int,
     biased: bool,
-    variance: Callable[[int], float],
+    std: Callable[[int], float],
 ) -> tuple[float, int, bool]:
-    """Rescale layer ``k``'s weights ``w`` (in place) by ``1 / sqrt(Var(z_k))`` until
-    ``|Var(z_k) - 1| < tol`` or ``max_iter`` rescalings; ``var``: its ``Var(z_k)`` now.
+    """Rescale layer ``k``'s weights ``w`` (in place) by ``1 / std(z_k)`` until
+    ``|Var(z_k) - 1| < tol`` or ``max_iter`` rescalings; ``s``: its ``std(z_k)`` now.
+    (The factor is ``1 / s``, not ``1 / sqrt(Var)``: a float64 variance is inf past a
+    standard deviation of 1.3e154, and its factor 0 zeroed the weights.)
 
     With nonzero biases (``biased``), a scaling down (``var > 1``) that raised the
     variance is undone and ends the loop: the layer is then below its scale of least
@@ -181,14 +184,15 @@ def _iterate(
     ``s^2 Var(a @ W)``: a rise is rounding.)  Returns the final variance, the
     rescalings kept and whether that happened.
     """
-    n = 0
+    n, var = 0, s * s
     while abs(var - 1.0) >= tol and n < max_iter:
         before = w.copy() if biased else None  # only a biased layer's step is undone
-        _scale(w, 1.0 / math.sqrt(var))
-        last, var = var, variance(k)
+        _scale(w, 1.0 / s)
+        last, s = var, std(k)
+        var = s * s
         if before is not None and var > last > 1.0:
             w[:] = before
-            return variance(k), n, True  # measured again: layer k + 1's inputs
+            return std(k) ** 2, n, True  # measured again: layer k + 1's inputs
         n += 1
     return var, n, False
 
@@ -223,10 +227,11 @@ def _scale(w: np.ndarray, factor: float) -> None:
         w *= root
 
 
-def _variance_meter(
+def _std_meter(
     model: Any, X: np.ndarray
 ) -> tuple[Callable[[int], float], Callable[[int], np.ndarray]]:
-    """``variance(k)``: ``Var(z_k)`` on ``X`` at the model's current parameters, and
+    """``std(k)``: the standard deviation of ``z_k`` (``Var(z_k)`` is its square) on ``X``
+    at the model's current parameters, and
     ``inputs(k)``: layer ``k``'s input ``a_{k-1}`` (``X`` for ``k = 0``), shape (m, n_k).
 
     A forward pass of layer ``k`` alone, with the statistics of
@@ -234,8 +239,8 @@ def _variance_meter(
     records them with, so the variance is the one ``fit(record_stats=True)``
     and :func:`fastinit.diagnose` report, bit for bit): no backward pass, and
     nothing above layer ``k``.  Its input ``a_{k-1}`` is the output that the last
-    ``variance(k - 1)`` left in the work array, in layer ``k - 1``'s blocks of
-    :func:`fastinit.dense.forward_net`'s layout (``variance(k)`` runs layer
+    ``std(k - 1)`` left in the work array, in layer ``k - 1``'s blocks of
+    :func:`fastinit.dense.forward_net`'s layout (``std(k)`` runs layer
     ``k`` on ``work[off_k:]``, writing no lower layer's blocks): layers are
     measured from the input up, and layer ``k - 1``'s weights do not change
     after its last measurement, so layers ``0 .. k - 1`` are computed once, not
@@ -260,7 +265,7 @@ def _variance_meter(
         a = X if k == 0 else work[offset[k - 1] : offset[k - 1] + m * fan_out[k - 1]]
         return a.reshape(m, -1)
 
-    def variance(k: int) -> float:
+    def std_of(k: int) -> float:
         a = inputs(k)
         stats[k] = np.nan
         _train.forward_stats(
@@ -272,9 +277,9 @@ def _variance_meter(
                 f"lsuv: layer {k}'s pre-activation variance on X_batch is {std * std!r}, "
                 f"expected a finite positive one to rescale: {_why(model, k, std, m)}"
             )
-        return std * std
+        return std
 
-    return variance, inputs
+    return std_of, inputs
 
 
 def _why(model: Any, k: int, std: float, rows: int) -> str:
@@ -297,6 +302,9 @@ def _least_variance(a: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[float,
     when the covariance is negative, else as ``s -> 0``."""
     u = np.asarray(a, np.float64) @ np.asarray(w, np.float64)
     du = u - u.mean()
+    peak = float(np.abs(du).max(initial=0.0))
+    if peak > 0:  # Var(u) / peak**2 and Cov / peak: the floor's cov**2 / var_u is the
+        du /= peak  # same, and du * du no longer overflows past 1.3e154
     db = np.asarray(b, np.float64) - float(np.mean(b, dtype=np.float64))
     var_u = float(np.mean(du * du))
     cov = float(np.mean(du.mean(axis=0) * db))

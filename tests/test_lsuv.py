@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -249,6 +251,23 @@ def test_a_variance_below_the_float32_factors_range_is_still_rescaled():
     var = output_variances(model, X.astype(np.float32))
     assert (np.abs(var - 1) < 0.1).all(), var
     np.testing.assert_allclose(record.variance, var, rtol=1e-4)
+
+
+def test_a_std_whose_square_overflows_float64_is_still_rescaled():
+    # float64 weights of 1e156: pre-activation std ~1e157, whose variance (1e314) is inf;
+    # the factor 1 / sqrt(inf) = 0 zeroed the weights, and lsuv blamed "zero weights"
+    # (and it said nothing else: no NumPy overflow warning from its own arithmetic)
+    model = MLP(SIZES, activation="relu", init=("normal", {"std": 1e156}), seed=3,
+                dtype="float64")  # fmt: skip
+    with np.errstate(over="ignore", invalid="ignore"):  # the layers above overflow
+        assert np.isinf(output_variances(model, X)[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, record = lsuv(model, X, orthonormal=False, return_record=True)
+    assert np.isinf(record.initial_variance[0]) and record.converged.all()
+    var = output_variances(model, X)
+    assert (np.abs(var - 1) < 0.1).all(), var
+    np.testing.assert_allclose(record.variance, var, rtol=1e-10)
 
 
 def test_zero_weights_kept_by_orthonormal_false_are_named_as_the_cause():
