@@ -46,6 +46,17 @@ numba 0.68, NumPy's OpenBLAS 0.3.31; figures and commands in ``bench/``)
   badly when other processes occupy the cores: its two threads wait on each
   other across scheduler time slices (measured 30-60 ms instead of 0.65-1.5 ms
   per MNIST step while another job ran).  Benchmark on an idle machine.
+  The shared 2-vCPU host also moves, for tens of seconds at a time, into a phase
+  where two BLAS threads run the step's products no faster than one (the
+  products alone: 700-720 us with either, against 455-475 us with two
+  otherwise), and the step itself takes 0.95-1.06 ms against 0.55-0.59 ms
+  (one BLAS thread: 0.79-0.81 ms in both phases).  Outside the products the step
+  then costs ~300 us instead of ~80 us; with one thread, ~25 us plus the
+  minibatch gather (40-70 us: 128 random rows of the 188 MB inputs).  A likely
+  cause, not proven: the element-wise passes read the products' outputs, half
+  of them written on the other core.  Two threads are kept: the phase cannot be
+  told from inside a run, and changing the count between chunks would change
+  the last bits of the products (below), so a run would depend on the host.
 * Every result is a function of the data, the seeds and the iteration number:
   sampling uses the counter-based generator (:mod:`fastinit.random`) and
   nothing depends on numba's thread count (tested with ``NUMBA_NUM_THREADS`` 1
