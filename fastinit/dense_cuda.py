@@ -503,9 +503,9 @@ class Launch:
             self.configured(*self.args)
         elif self.replayed:
             self.packed_launch()
-        elif first_replay(self.packed_launch):  # values refused: numba's launch from now on
+        elif first_replay(self.packed_launch):
             self.replayed = True
-        else:
+        else:  # its values were refused: numba's launch from now on
             self.packed_launch = None
             self.configured(*self.args)
 
