@@ -1804,29 +1804,56 @@ def test_a_sweep_progress_bar_that_cannot_write_turns_itself_off(tmp_path, monke
 
 
 def test_a_renewal_that_found_the_database_locked_is_retried_soon(tmp_path, monkeypatch):
-    """A missed renewal is retried within seconds, not a whole interval later (a live
-    claim must not age towards stale while another sweep holds the write lock)."""
+    """A missed renewal is retried after _RETRY_SECONDS, not a whole interval later (a live
+    claim must not age towards stale while another sweep holds the write lock); a renewal
+    that succeeds waits the interval again."""
     import threading
 
     from fastinit.sweep import store as store_module
     from fastinit.sweep.store import Claimant, keep_alive
 
-    monkeypatch.setattr(store_module, "_RENEW_BUSY_SECONDS", 0.2)
-    monkeypatch.setattr(store_module, "_RETRY_SECONDS", 0.2)
-    db = tmp_path / "r.sqlite"
-    me, renewed = Claimant(), threading.Event()
+    monkeypatch.setattr(store_module, "_RENEW_BUSY_SECONDS", 0.05)
+    monkeypatch.setattr(store_module, "_RETRY_SECONDS", 0.01)
+    events: list = []  # ("wait", seconds) and ("renewal", ok), in the beat's order
+    two_locked, renewed = threading.Event(), threading.Event()
+
+    class Recorded(threading.Event):  # threading's own Events too: only the beat's record
+        def wait(self, timeout=None):
+            if threading.current_thread().name != "fastinit-sweep-lease":
+                return super().wait(timeout)
+            events.append(("wait", timeout))
+            return super().wait(min(timeout, 0.01))  # the sequence, not the real interval
+
     renew = store_module.renew
-    monkeypatch.setattr(store_module, "renew", lambda *a: renew(*a) or renewed.set())
+
+    def recorded_renew(*args):
+        try:
+            renew(*args)
+        except sqlite3.OperationalError:
+            events.append(("renewal", False))
+            if [e for e in events if e == ("renewal", False)][1:]:
+                two_locked.set()
+            raise
+        events.append(("renewal", True))
+        renewed.set()
+
+    monkeypatch.setattr(store_module.threading, "Event", Recorded)
+    monkeypatch.setattr(store_module, "renew", recorded_renew)
+    db = tmp_path / "r.sqlite"
+    me = Claimant()
     with Store(db) as store, Store(db) as other:
         assert store.claim("k", me) == "claimed"
-        start = time.monotonic()
-        other.conn.execute("BEGIN IMMEDIATE")  # locked through the first renewal (at 3 s)
-        with keep_alive(db, me, interval=3.0):
-            time.sleep(3.5)
+        other.conn.execute("BEGIN IMMEDIATE")  # another sweep holds the write lock
+        with keep_alive(db, me, interval=30.0):
+            assert two_locked.wait(20), events
             other.conn.rollback()
-            assert renewed.wait(10)
-            seconds = time.monotonic() - start
-        assert seconds < 5.0, seconds  # retried at once; the next interval would be ~6.2 s
+            assert renewed.wait(20), events
+        tries = [i for i, e in enumerate(events) if e[0] == "renewal"]
+        assert events[0] == ("wait", 30.0)
+        for i in tries[:-1]:  # each renewal's outcome chose the wait after it
+            assert events[i + 1] == ("wait", 30.0 if events[i][1] else 0.01), events
+        assert events[tries[0]] == events[tries[1]] == ("renewal", False)
+        assert ("renewal", True) in events
 
 
 def test_a_local_pool_starts_no_more_workers_than_runs_to_do(tmp_path, monkeypatch):
