@@ -192,7 +192,8 @@ def _iterate(
         var = s * s
         if before is not None and var > last > 1.0:
             w[:] = before
-            return std(k) ** 2, n, True  # measured again: layer k + 1's inputs
+            s = std(k)  # measured again: layer k + 1's inputs
+            return s * s, n, True  # (s ** 2 would raise OverflowError where s * s is inf)
         n += 1
     return var, n, False
 
