@@ -48,8 +48,8 @@ numba 0.68, NumPy's OpenBLAS 0.3.31; figures and commands in ``bench/``)
   per MNIST step while another job ran).  Benchmark on an idle machine.
   The shared 2-vCPU host also moves, for tens of seconds at a time, into a phase
   where two BLAS threads run the step's products no faster than one (the
-  products alone: 700-720 us with either, against 455-475 us with two
-  otherwise), and the step itself takes 0.95-1.06 ms against 0.55-0.59 ms
+  products alone: 690-790 us on two threads, 710-790 on one, against 450-530 on
+  two otherwise), and the step itself takes 0.92-1.06 ms against 0.55-0.59 ms
   (one BLAS thread: 0.79-0.81 ms in both phases).  Outside the products the step
   then costs ~300 us instead of ~80 us; with one thread, ~25 us plus the
   minibatch gather (40-70 us: 128 random rows of the 188 MB inputs).  A likely
