@@ -382,10 +382,11 @@ def test_a_driver_error_of_a_prepared_launch_is_raised(monkeypatch, later):
         pass
 
     runs = _RefusedReplay(TypeError("refused") if later else DriverError("launch failed"))
-    first = [later]
+    replays = []
 
     def replay():
-        if first.pop() if first else False:
+        replays.append(None)
+        if later and len(replays) == 1:
             return None  # the first replay ran
         return runs()
 
