@@ -1594,26 +1594,59 @@ def test_the_lease_of_a_sweeps_claims_is_renewed_while_it_runs(tmp_path):
 
 
 def test_leaving_keep_alive_is_prompt_while_the_write_lock_is_held(tmp_path, monkeypatch):
-    """A renewal waiting for the database's write lock gives up within about a second."""
+    """A renewal waiting for the database's write lock gives up after the busy timeout
+    (its connection's, not the interval), and leaving the block starts no other renewal
+    and waits no interval: the beat's connections and waits are recorded, not timed."""
     import threading
 
     from fastinit.sweep import store as store_module
     from fastinit.sweep.store import Claimant, keep_alive
 
+    monkeypatch.setattr(store_module, "_RENEW_BUSY_SECONDS", 0.05)
+    beat = "fastinit-sweep-lease"
+    events: list = []  # ("connect", timeout), ("renewal", error text), ("wait", seconds, set)
+    locked = threading.Event()
+
+    class Recorded(threading.Event):  # threading's own Events too: only the beat's record
+        def wait(self, timeout=None):
+            if threading.current_thread().name != beat:
+                return super().wait(timeout)
+            done = super().wait(min(timeout, 0.01))  # the sequence, not the real interval
+            events.append(("wait", timeout, done))
+            return done
+
+    connect, renew = sqlite3.connect, store_module.renew
+
+    def recorded_connect(*args, **kwargs):
+        if threading.current_thread().name == beat:
+            events.append(("connect", kwargs.get("timeout")))
+        return connect(*args, **kwargs)
+
+    def recorded_renew(*args):
+        try:
+            renew(*args)
+        except sqlite3.OperationalError as e:
+            events.append(("renewal", str(e)))
+            locked.set()
+            raise
+        events.append(("renewal", "ok"))
+
+    monkeypatch.setattr(store_module.threading, "Event", Recorded)
+    monkeypatch.setattr(store_module.sqlite3, "connect", recorded_connect)
+    monkeypatch.setattr(store_module, "renew", recorded_renew)
     db = tmp_path / "r.sqlite"
-    me, renewing = Claimant(), threading.Event()
-    renew = store_module.renew
-    monkeypatch.setattr(store_module, "renew", lambda *a: renewing.set() or renew(*a))
-    monkeypatch.setattr(store_module, "_RENEW_BUSY_SECONDS", 0.2)  # wide margins on a busy host
+    me = Claimant()
     with Store(db) as store, Store(db) as other:
         assert store.claim("k", me) == "claimed"
         other.conn.execute("BEGIN IMMEDIATE")  # another sweep writes (and holds the lock)
-        with keep_alive(db, me, interval=4.0):  # the lock was waited for this long
-            assert renewing.wait(20), "no renewal"
-            time.sleep(0.1)  # the renewal waits for the lock
-            t0 = time.monotonic()
-        assert time.monotonic() - t0 < 2.5  # the busy timeout (0.2 s), not the interval
+        with keep_alive(db, me, interval=4.0):
+            assert locked.wait(20), events
         other.conn.rollback()
+    assert events[0] == ("wait", 4.0, False), events
+    assert ("connect", 0.05) in events and all(e[1] == 0.05 for e in events if e[0] == "connect")
+    assert all(e == ("renewal", "database is locked") for e in events if e[0] == "renewal")
+    assert events[-1][0] == "wait" and events[-1][2], events  # the stop, seen at once
+    assert all(not e[2] for e in events[:-1] if e[0] == "wait"), events
 
 
 def test_two_sweep_processes_run_each_config_once(tmp_path):
