@@ -32,7 +32,12 @@ sigmoid, tanh and softplus are computed from ``exp(-|z|)`` (tanh from
 evaluates its cubic on ``z`` clamped to [-25, 25] (where tanh is exactly +-1 and
 ``1 - tanh**2`` is 0 in float32 and float64, so value and derivative are
 unchanged), and no formula multiplies ``0 * inf``.  exp, expm1 and log1p are the
-vectorizable versions below, within a few ulps of libm; erf (gelu) is libm's.
+vectorizable versions below, within a few ulps of libm where ``exp(z)`` is a
+normal number; below that (``z < -87.34`` in float32, ``-708.40`` in float64) exp
+is 0, not subnormal, so sigmoid, softplus and the slopes of elu and selu are 0 there (PyTorch
+gives subnormals such as 3.7e-44 for float32 sigmoid(-100)), and so is silu's
+``z sigmoid(z)``, though that stays normal a few units further (to about -91.86 and
+-714.97).  erf (gelu) is libm's.
 """
 
 from __future__ import annotations
@@ -140,14 +145,19 @@ def exp_parts(x: float) -> tuple[float, float, float]:
     """
 
 
+# log of the smallest normal number, 2**-126 and 2**-1022: n = -126 (-1022) there, so
+# 2**n is still a normal float's bit pattern; below it exp(x) is subnormal and flushed
+_LOG_TINY32, _LOG_TINY64 = -87.33654475055311, -708.3964185322641
+
+
 @overload(exp_parts)
 def _exp_parts(x):
     if x == types.float32:
         f = np.float32
 
         def exp_parts_f32(x):
-            under = x < f(-87.0)  # exp underflows: 2**n = 0 gives exp 0, expm1 -1
-            x = fm.clamp(x, f(-87.0), f(88.5))
+            under = x < f(_LOG_TINY32)  # exp underflows: 2**n = 0 gives exp 0, expm1 -1
+            x = fm.clamp(x, f(_LOG_TINY32), f(88.5))
             shifted = x * f(_LOG2E) + _SHIFT32  # no fma: float32 exp stays FMA-free
             n = shifted - _SHIFT32
             r = x - n * f(0.693359375) + n * f(2.12194440e-4)
@@ -165,8 +175,8 @@ def _exp_parts(x):
     if x == types.float64:
 
         def exp_parts_f64(x):
-            under = x < -708.0
-            x = fm.clamp(x, -708.0, 709.0)
+            under = x < _LOG_TINY64
+            x = fm.clamp(x, _LOG_TINY64, 709.0)
             shifted = fm.fma(x, _LOG2E, _SHIFT64)
             n = shifted - _SHIFT64
             r = x - n * 0.693145751953125 - n * 1.42860682030941723212e-6

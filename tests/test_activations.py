@@ -166,6 +166,25 @@ def test_float64_exp_expm1_log1p_within_three_ulps():
         assert rel.max() < 3 * 2.0**-52
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_is_kept_down_to_the_smallest_normal_number(dtype):
+    # the flush began at -87.0 (float32) and -708.0 (float64): sigmoid(-87.3) was 0 where
+    # it is 1.2e-38, a normal float32 (torch gives it); below log(tiny) 0 stays documented
+    tiny = np.finfo(dtype).tiny
+    bottom = float(np.log(np.longdouble(tiny)))  # -87.34 and -708.40
+    x = np.linspace(bottom + 0.4, bottom, 41).astype(dtype)
+    x = x[np.exp(x.astype(np.longdouble)) >= tiny]
+    value, deriv = activations.apply(x, "sigmoid")
+    want = 1 / (1 + np.exp(-x.astype(np.longdouble)))  # = exp(x) here, to 1e-38
+    np.testing.assert_allclose(value, want.astype(dtype), rtol=8 * np.finfo(dtype).eps, atol=0)
+    np.testing.assert_allclose(deriv, want.astype(dtype), rtol=8 * np.finfo(dtype).eps, atol=0)
+    for name in ("silu", "softplus"):
+        value, deriv = activations.apply(x, name)
+        assert (value != 0).all() and (deriv != 0).all(), (name, x[value == 0])
+    far = np.array([bottom - 1, -1e4], dtype)  # exp(x) is not a normal number: 0
+    assert (activations.apply(far, "sigmoid")[0] == 0).all()
+
+
 def test_gelu_tanh_slope_decays_past_the_clamp_in_float64():
     # the cubic was clamped to [-10, 10]: float64's 1 - tanh**2 is still 4e-38 there, so
     # f'(z) stayed -2.8e-36 for every z < -10 (true: 2e-41 at -10.5, 0 far out)
