@@ -646,31 +646,34 @@ _TRY_SHIFT = 40  # try j of element i draws block i + j * 2**40 (arrays below 2*
 
 
 @njit(cache=True, error_model="numpy")
-def _trunc_reject_run(out, first, lo, hi, sign, mean, std, a, b, k0, k1, s0, s1):
+def _trunc_reject_run(out, first, lo, hi, sign, near, std, a, b, k0, k1, s0, s1):
     """Standard normals truncated to [lo, hi] (lo > -inf; the deep-tail case has lo > 0),
-    by Robert's (1995) exponential proposals, as ``mean + sign * std * x`` clamped to
-    [a, b] (``a``, ``b`` in the output type).  Element ``i`` uses blocks ``first + i +
-    j * 2**40`` of the stream for its tries ``j``: a function of its index only."""
+    by Robert's (1995) exponential proposals ``x = lo + e``, as ``near + sign * std * e``
+    clamped to [a, b] (``near`` the bound that ``lo`` stands for; ``a``, ``b`` in the
+    output type).  Not ``mean + sign * std * x``: with ``|mean|`` far beyond ``[a, b]``
+    that cancels (mean 1e17 on [-1, 1] gave 0, not 1).  Element ``i`` uses blocks
+    ``first + i + j * 2**40`` of the stream for its tries ``j``: a function of its index only."""
     lam = 0.5 * (lo + math.sqrt(lo * lo + 4.0))  # the optimal exponential rate
     d2 = fm.max2(lam - hi, 0.0) ** 2  # lam beyond hi: the ratio peaks at hi
-    span = -math.expm1(-lam * (hi - lo))  # proposals x = lo - log1p(-u span) / lam in [lo, hi)
+    span = -math.expm1(-lam * (hi - lo))  # excesses e = -log1p(-u span) / lam in [0, hi - lo)
     t = type(a)
     for i in range(out.size):
-        x = lo
+        e = 0.0
         for j in range(_REJECT_TRIES):
             w0, w1, w2, w3 = block_words(k0, k1, s0, s1, first + i + (j << _TRY_SHIFT))
-            x = lo - math.log1p(-uniform_f64(w0, w1) * span) / lam
+            e = -math.log1p(-uniform_f64(w0, w1) * span) / lam
+            x = lo + e
             if uniform_f64(w2, w3) < math.exp(0.5 * (d2 - (x - lam) * (x - lam))):
                 break
-        out[i] = fm.clamp(t(mean + sign * std * x), a, b)
+        out[i] = fm.clamp(t(near + sign * std * e), a, b)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _trunc_reject(out, lo, hi, sign, mean, std, a, b, k0, k1, s0, s1):
+def _trunc_reject(out, lo, hi, sign, near, std, a, b, k0, k1, s0, s1):
     n = out.size
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         chunk = out[c * _CHUNK : min(n, (c + 1) * _CHUNK)]
-        _trunc_reject_run(chunk, c * _CHUNK, lo, hi, sign, mean, std, a, b, k0, k1, s0, s1)
+        _trunc_reject_run(chunk, c * _CHUNK, lo, hi, sign, near, std, a, b, k0, k1, s0, s1)
 
 
 def _fill(parallel: Any, run: Any, flat: np.ndarray, lanes: int, *params: Any) -> None:
@@ -953,9 +956,10 @@ def truncation_constants(
     -------
     constants : tuple
         ``CENTRAL``/``TAILS``: ``(lo2, span2, std * sqrt(2), mean, a, b)`` in
-        ``dtype``.  ``REJECT``: ``(lo, hi, sign, mean, std, a, b)``, the
+        ``dtype``.  ``REJECT``: ``(lo, hi, sign, near, std, a, b)``, the
         standardized interval (capped at ``Z_CAP``) mirrored to the upper tail
-        (``sign`` -1 for a lower one) in float64, ``a`` and ``b`` in ``dtype``.
+        (``sign`` -1 for a lower one) and the bound nearest the mean in float64,
+        ``a`` and ``b`` in ``dtype``.
     method : int
         ``CENTRAL`` (the inverse CDF within erfinv's central range: beyond about
         2.5 std a float32 fill needs its tail branch, Keras' 2 std never does),
@@ -985,8 +989,8 @@ def truncation_constants(
     t = dtype.type
     levels = (hi2 - lo2) / float(np.spacing(t(max(abs(lo2), abs(hi2)))))
     if levels < TRUNC_MIN_LEVELS:  # [a, b] far in one tail: 2 Phi - 1 rounds to +-1 there
-        lo, hi, sign = (alpha, beta, 1.0) if alpha >= 0 else (-beta, -alpha, -1.0)
-        return (lo, hi, sign, mean, std, t(a), t(b)), REJECT
+        lo, hi, sign, near = (alpha, beta, 1.0, a) if alpha >= 0 else (-beta, -alpha, -1.0, b)
+        return (lo, hi, sign, near, std, t(a), t(b)), REJECT
     consts = (t(lo2), t(hi2 - lo2), t(std * math.sqrt(2.0)), t(mean), t(a), t(b))
     return consts, TAILS if max(abs(lo2), abs(hi2)) > fm.CENTRAL_MAX else CENTRAL
 

@@ -318,6 +318,21 @@ def test_truncated_normal_whose_standardized_bounds_overflow_gives_the_near_boun
     assert np.array_equal(x, np.full(1001, near, dtype))
 
 
+@pytest.mark.parametrize(
+    ("dtype", "mean", "near"),
+    [(np.float64, 1e15, 1.0), (np.float64, 1e17, 1.0), (np.float64, -1e17, -1.0),
+     (np.float32, 1e20, 1.0), (np.float32, -1e38, -1.0)],
+)  # fmt: skip
+def test_truncated_normal_with_the_mean_far_outside_the_bounds_stays_by_the_near_one(
+    dtype, mean, near
+):
+    # N(mean, 1) on [-1, 1] with |mean| >> 1 is about near -+ Exp(1) / |mean|; the draws
+    # were mean + x with x within an ulp of -mean: all 0 for 1e17 (lo == hi), multiples
+    # of 1/8 for 1e15
+    x = fr.fill_truncated_normal(np.empty(1001, dtype), mean, 1.0, -1.0, 1.0, seed=1)
+    assert np.abs(x - near).max() <= 50 / abs(mean) + np.finfo(dtype).eps, np.unique(x)
+
+
 def test_deep_tail_values_depend_on_the_index_only(monkeypatch):
     a = fr.fill_truncated_normal(np.empty(10_000, np.float32), 0.0, 1.0, 6.0, 7.0, seed=5)
     monkeypatch.setattr(fr, "PARALLEL_MIN", 1000)  # the prange kernel, by chunks
