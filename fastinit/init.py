@@ -110,6 +110,7 @@ TRUNCATED_NORMAL_STD = 0.87962566103423978
 
 _MODES = ("fan_in", "fan_out", "fan_avg")
 _DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
+_F64_TINY = float(np.finfo(np.float64).tiny)  # the smallest normal float64
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -544,24 +545,35 @@ def variance_scaling(
     return _variance_scaling(shape, scale, mode, distribution, kw, ("scale", scale))
 
 
-def _variance_scaling(shape, scale, mode, distribution, kw, source) -> np.ndarray:
-    """``variance_scaling`` with ``scale`` > 0; ``source`` = (name, value) the user gave."""
+def _variance_scaling(shape, scale, mode, distribution, kw, source, root=None) -> np.ndarray:
+    """``variance_scaling`` with ``scale`` > 0; ``source`` = (name, value) the user gave;
+    ``root`` the gain whose square ``scale`` is, if one was given (:func:`_spread`)."""
     mode = check_choice(mode, "mode", _MODES)
     distribution = check_choice(distribution, "distribution", _DISTRIBUTIONS)
     shape = check_shape(shape, allow_zero=True)
     fan_in, fan_out = fan_in_and_fan_out(shape)
     fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
-    variance = scale / max(1.0, fan)
+    std, limit = _spread(scale, max(1.0, fan), root)
     if distribution == "truncated_normal":
-        s = math.sqrt(variance) / TRUNCATED_NORMAL_STD
+        s = std / TRUNCATED_NORMAL_STD
         _check_reach(2.0 * s, source, kw)
         return truncated_normal(shape, mean=0.0, std=s, a=-2.0 * s, b=2.0 * s, **kw)
     if distribution == "untruncated_normal":
-        _check_reach(_rng.Z_MAX * math.sqrt(variance), source, kw)
-        return normal(shape, mean=0.0, std=math.sqrt(variance), **kw)
-    limit = math.sqrt(3.0 * variance)
+        _check_reach(_rng.Z_MAX * std, source, kw)
+        return normal(shape, mean=0.0, std=std, **kw)
     _check_reach(2.0 * limit, source, kw)
     return uniform(shape, low=-limit, high=limit, **kw)
+
+
+def _spread(scale: float, n: float, root: float | None) -> tuple[float, float]:
+    """``(sqrt(scale / n), sqrt(3 scale / n))``, the std and the uniform bound of variance
+    ``scale / n``; where that variance is not a normal float64 (a gain of 1e-170 or 1e200
+    squared, a scale of 5e-324), from ``root = sqrt(scale)`` (the gain, or taken here)."""
+    variance = scale / n
+    if _F64_TINY <= variance < math.inf:
+        return math.sqrt(variance), math.sqrt(3.0 * variance)
+    std = (math.sqrt(scale) if root is None else root) / math.sqrt(n)
+    return std, math.sqrt(3.0) * std
 
 
 def _check_reach(reach: float, source: tuple[str, float], kw: dict[str, Any]) -> None:
@@ -747,10 +759,9 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     raise ValueError(f"nonlinearity: expected one of {valid}, got {nonlinearity!r}")
 
 
-def _fan_avg_scale(gain: float) -> float:
+def _xavier_gain(gain: float) -> float:
     # variance gain^2 * 2 / (fan_in + fan_out) == scale / fan_avg with scale = gain^2
-    gain = check_nonneg(gain, "gain")  # as PyTorch, which rejects the negative std
-    return check_representable(gain * gain, "gain**2", np.dtype(np.float64))
+    return check_nonneg(gain, "gain")  # as PyTorch, which rejects the negative std
 
 
 def xavier_normal(
@@ -784,9 +795,9 @@ def xavier_normal(
     -------
     numpy.ndarray
     """
-    scale = _fan_avg_scale(gain)
     source = ("gain", gain)
-    return _scaled(shape, scale, "fan_avg", "untruncated_normal", seed, stream, dtype, out, source)
+    gain = _xavier_gain(gain)
+    return _scaled(shape, gain, "fan_avg", "untruncated_normal", seed, stream, dtype, out, source)
 
 
 def xavier_uniform(
@@ -817,13 +828,14 @@ def xavier_uniform(
     -------
     numpy.ndarray
     """
-    scale = _fan_avg_scale(gain)
-    return _scaled(shape, scale, "fan_avg", "uniform", seed, stream, dtype, out, ("gain", gain))
+    source = ("gain", gain)
+    gain = _xavier_gain(gain)
+    return _scaled(shape, gain, "fan_avg", "uniform", seed, stream, dtype, out, source)
 
 
-def _kaiming_scale(a: float, mode: str, nonlinearity: str) -> tuple[float, str]:
+def _kaiming_gain(a: float, mode: str, nonlinearity: str) -> tuple[float, str]:
     mode = check_choice(mode, "mode", ("fan_in", "fan_out"))
-    return calculate_gain(nonlinearity, check_finite(a, "a")) ** 2, mode
+    return calculate_gain(nonlinearity, check_finite(a, "a")), mode
 
 
 def kaiming_normal(
@@ -865,8 +877,8 @@ def kaiming_normal(
     -------
     numpy.ndarray
     """
-    scale, mode = _kaiming_scale(a, mode, nonlinearity)
-    return _scaled(shape, scale, mode, "untruncated_normal", seed, stream, dtype, out, ("a", a))
+    gain, mode = _kaiming_gain(a, mode, nonlinearity)
+    return _scaled(shape, gain, mode, "untruncated_normal", seed, stream, dtype, out, ("a", a))
 
 
 def kaiming_uniform(
@@ -902,17 +914,17 @@ def kaiming_uniform(
     -------
     numpy.ndarray
     """
-    scale, mode = _kaiming_scale(a, mode, nonlinearity)
-    return _scaled(shape, scale, mode, "uniform", seed, stream, dtype, out, ("a", a))
+    gain, mode = _kaiming_gain(a, mode, nonlinearity)
+    return _scaled(shape, gain, mode, "uniform", seed, stream, dtype, out, ("a", a))
 
 
-def _scaled(shape, scale, mode, distribution, seed, stream, dtype, out, source) -> np.ndarray:
-    """``variance_scaling``, allowing scale 0 (a gain of 0 gives zeros); ``source`` is the
-    (name, value) pair the scale came from, named if the draws would overflow."""
+def _scaled(shape, gain, mode, distribution, seed, stream, dtype, out, source) -> np.ndarray:
+    """``variance_scaling(scale=gain**2)``, allowing gain 0 (zeros); ``source`` is the
+    (name, value) pair the gain came from, named if the draws would overflow."""
     kw = {"seed": seed, "stream": stream, "dtype": dtype, "out": out}
-    if scale == 0.0:
+    if gain == 0.0:
         return zeros(shape, **kw)
-    return _variance_scaling(shape, scale, mode, distribution, kw, source)
+    return _variance_scaling(shape, gain * gain, mode, distribution, kw, source, root=gain)
 
 
 def uniform_unit_scaling(

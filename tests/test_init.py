@@ -217,6 +217,30 @@ def test_kaiming_names_a_when_it_is_bad(fill):
     assert w.dtype == np.float32 and not np.any(w)
 
 
+_SQUARE_LEAVES_FLOAT64 = [
+    (init.xavier_normal, {"gain": 1e-170}, 1e-170 * math.sqrt(2 / 90)),
+    (init.xavier_uniform, {"gain": 1e-170}, 1e-170 * math.sqrt(2 / 90)),
+    (init.xavier_normal, {"gain": 1e200}, 1e200 * math.sqrt(2 / 90)),
+    (init.xavier_uniform, {"gain": 1e200}, 1e200 * math.sqrt(2 / 90)),
+    (init.kaiming_normal, {"a": 1e200}, math.sqrt(2) * 1e-200 / math.sqrt(40)),
+    (init.kaiming_uniform, {"a": -1e200}, math.sqrt(2) * 1e-200 / math.sqrt(40)),
+    *(
+        (init.variance_scaling, {"scale": 5e-324, "distribution": d}, 2**-537 / math.sqrt(40))
+        for d in ("truncated_normal", "untruncated_normal", "uniform")
+    ),  # 5e-324 is 2**-1074
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fill", "kwargs", "std"), _SQUARE_LEAVES_FLOAT64)
+def test_a_gain_or_scale_whose_square_leaves_float64_still_scales_the_draws(fill, kwargs, std):
+    # the std is gain sqrt(2 / (fan_in + fan_out)) (torch, which never squares the gain),
+    # or sqrt(scale / fan): the PyTorch names squared the gain (1e-170 -> 0: all zeros;
+    # 1e200 -> inf: refused), and scale / 40 underflowed (5e-324: zeros, or an error
+    # naming std, which the caller never passed)
+    x = fill((40, 50), dtype="float64", seed=0, **kwargs) / std  # x.std() would underflow
+    assert np.isfinite(x).all() and abs(x.std() - 1) < 0.1, x.std()
+
+
 @pytest.mark.parametrize("shape", [(50, 20), (20, 50), (30, 30), (6, 2, 5)])
 @pytest.mark.parametrize("gain", [1.0, 2.5])
 def test_orthogonal(shape, gain):
