@@ -187,6 +187,7 @@ def _iterate(
     n, var = 0, s * s
     while abs(var - 1.0) >= tol and n < max_iter:
         before = w.copy() if biased else None  # only a biased layer's step is undone
+        _check_room(k, w, s)
         _scale(w, 1.0 / s)
         last, s = var, std(k)
         var = s * s
@@ -213,6 +214,20 @@ def _warn(k: int, var: float, tol: float, n: int, bias: float | None) -> None:
         RuntimeWarning,
         stacklevel=4,
     )
+
+
+def _check_room(k: int, w: np.ndarray, s: float) -> None:
+    """Refuse the rescaling ``w / s`` of layer ``k`` where it leaves ``w``'s dtype: its
+    inputs are too small for weights of that dtype to give it unit variance (the weights
+    became inf, and the error blamed weights or inputs "far too large")."""
+    top = dtype_range(w.dtype)[1]
+    peak = float(np.max(np.abs(w))) / s
+    if not peak <= top:
+        raise ValueError(
+            f"lsuv: layer {k}'s pre-activation std on X_batch is {s:.4g}: unit variance needs "
+            f"weights up to {peak:.4g}, beyond the {w.dtype} range ({top:.4g}); X_batch (or "
+            "the layers below it) is far too small: scale the inputs up, or use float64"
+        )
 
 
 def _scale(w: np.ndarray, factor: float) -> None:

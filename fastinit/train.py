@@ -368,15 +368,20 @@ _draw_by_address = native_caller(lambda *a: _draw_signature(), "draw_batch")
 _gather_by_address = native_caller(lambda *a: _gather_signature(a[0].dtype), "gather")
 
 
+# below this std the squares of the deviations lose bits as subnormals (2**-1022 = 1.5e-154**2)
+_STD_UNDERFLOW = 1e-150
+
+
 @njit(cache=True, error_model="numpy")
 def mean_std(v: np.ndarray) -> tuple[float, float]:
     """``(mean, std)`` of a flat array in float64, two passes (ddof 0; no cancellation).
 
     Where the sum or the sum of squares overflows float64 (finite values past
-    about 1e154: their squares are inf) both passes are summed again with every
-    value scaled by the power of 2 just above the largest magnitude (exact),
-    so finite values give their finite mean and std; values that are not
-    finite give results that are not.
+    about 1e154: their squares are inf), or the deviations' squares underflow (a
+    std below about 1e-150), both passes are summed again with every value
+    scaled by the power of 2 just above the largest magnitude (exact), so
+    finite values give their finite mean and std; values that are not finite
+    give results that are not.
 
     Parameters
     ----------
@@ -392,14 +397,14 @@ def mean_std(v: np.ndarray) -> tuple[float, float]:
     n = v.shape[0]
     mean = fm.sum4(v, 0.0, False) / n
     std = math.sqrt(fm.sum4(v, mean, True) / n)
-    if not (math.isinf(mean) or math.isinf(std)):  # NaN: a NaN value, or inf - inf
-        return mean, std
+    if not (math.isinf(mean) or math.isinf(std) or std < _STD_UNDERFLOW):
+        return mean, std  # (NaN: a NaN value, or inf - inf)
     top = 0.0
     for i in range(n):
         top = max(top, abs(v[i]))  # inf if a value is: no overflow to undo
-    if math.isinf(top):
+    if math.isinf(top) or top == 0.0:
         return mean, std
-    scale = math.ldexp(1.0, -math.frexp(top)[1])  # |v * scale| < 1, exact
+    scale = math.ldexp(1.0, min(-math.frexp(top)[1], 1000))  # |v * scale| < 1, exact
     total = 0.0
     for i in range(n):
         total += v[i] * scale

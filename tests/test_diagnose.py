@@ -675,22 +675,25 @@ def test_recommended_weights_with_large_biases_name_the_biases():
 
 
 # ----------------------------------------------------------------------------- mean_std
-@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e160, 1e300, 1e306])
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e160, 1e300, 1e306, 1e-160, 1e-200, 1e-300])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_mean_std_is_exact_where_the_squares_or_the_sum_overflow(scale, dtype):
     # squares of 1e160 overflow float64 (std read inf), a sum of 1001 values of 1e306 too
-    # (mean inf), though both are representable
+    # (mean inf), though both are representable; squares of 1e-160 and less underflow
+    # (std read 0 or a few subnormal ulps: "constant" to lsuv)
     from fastinit.train import mean_std
 
     if dtype == "float32" and scale > 1e30:
         scale = 1e30  # float32's range; its squares, in float64, never overflow
+    if dtype == "float32" and scale < 1e-30:
+        scale = 1e-30  # nor underflow
     unit = np.random.default_rng(3).standard_normal(1001) + 0.5
     v = (unit * scale).astype(dtype)
     top = float(np.max(np.abs(v)))
     scaled = v.astype(np.float64) / top
     mean, std = mean_std(v)
-    assert mean == pytest.approx(np.mean(scaled) * top, rel=1e-13)
-    assert std == pytest.approx(np.std(scaled) * top, rel=1e-13)
+    assert mean == pytest.approx(np.mean(scaled) * top, rel=1e-13, abs=0)
+    assert std == pytest.approx(np.std(scaled) * top, rel=1e-13, abs=0)
     assert mean_std(v[:1]) == (float(v[0]), 0.0)
 
 

@@ -270,6 +270,26 @@ def test_a_std_whose_square_overflows_float64_is_still_rescaled():
     np.testing.assert_allclose(record.variance, var, rtol=1e-10)
 
 
+def test_inputs_whose_squares_underflow_float64_are_still_rescaled():
+    # X of std 1e-200: the pre-activations' squares underflow, so their std read 0 and
+    # lsuv refused the layer as "constant over X_batch"; weights of 1e200 fit float64
+    model = MLP(SIZES, activation="tanh", seed=3, dtype="float64")
+    _, record = lsuv(model, X * 1e-200, return_record=True)
+    assert record.converged.all() and record.initial_variance[0] < 1e-300  # 1e-400: 0
+    var = output_variances(model, X * 1e-200)
+    np.testing.assert_allclose(record.variance, var, rtol=1e-10)
+
+
+def test_inputs_too_small_for_float32_weights_are_named_as_the_cause():
+    # X of std 1e-41 (subnormal): unit variance needs float32 weights of ~1e41; the
+    # rescaling overflowed them to inf and the error blamed "weights or X_batch far too large"
+    model = MLP(SIZES, seed=3)
+    before = model._params.copy()
+    with pytest.raises(ValueError, match=r"layer 0's .*beyond the float32 range.*too small"):
+        lsuv(model, (X * 1e-41).astype(np.float32))
+    np.testing.assert_array_equal(model._params, before)
+
+
 def test_zero_weights_kept_by_orthonormal_false_are_named_as_the_cause():
     # a zeros init kept as the starting point: the error blamed dead units, constant
     # inputs or too few rows, none of which holds here
