@@ -270,16 +270,21 @@ def read_npz(path: str | os.PathLike[str], problem: str, keys: Any = None) -> di
     ValueError
         ``problem (why)``: a missing or unreadable file, one that is not an
         ``.npz`` archive (a text file, a ``.npy`` array, pickled objects), or a
-        damaged member.
+        damaged, encrypted or oversized member.
     """
     import zipfile
     import zlib
 
     import numpy as np
 
+    # what zipfile and NumPy raise for damage beyond a bad archive: an unknown compression
+    # method (NotImplementedError), an encrypted member (RuntimeError), a header claiming
+    # more elements than memory holds (MemoryError)
+    unreadable = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+                  RuntimeError, MemoryError)  # fmt: skip
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+    except unreadable as err:
         raise ValueError(f"{problem} ({err})") from None
     except ValueError:  # np.load's reading of a file that is no .npy/.npz: "pickled data"
         data = None
@@ -288,7 +293,7 @@ def read_npz(path: str | os.PathLike[str], problem: str, keys: Any = None) -> di
     try:
         with data:
             return {key: data[key] for key in data.files if keys is None or key in keys}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+    except (*unreadable, ValueError) as err:
         raise ValueError(f"{problem} ({err})") from None  # zlib: a damaged compressed member
 
 

@@ -45,8 +45,9 @@ __all__ = ["MLP", "History"]
 
 _ALIGN = 16  # elements: each weight matrix starts on a 64-byte boundary (float32)
 _FORWARD_BLOCK = 1024  # rows per block in forward/predict/evaluate
-_FORMAT = "fastinit.MLP/1"
+_FORMAT = "fastinit.MLP/2"  # 2: the seed saved (a file of format 1 loads with seed 0)
 _FILE_KEYS = ("format", "sizes", "activations", "activation_params", "dtype")  # + W<k>, b<k>
+_FORMAT_KEYS = {"fastinit.MLP/1": _FILE_KEYS, _FORMAT: (*_FILE_KEYS, "seed")}
 
 
 class _LayerIndexError(IndexError, ValueError):
@@ -746,6 +747,7 @@ class MLP:
             "activations": np.array([a.name for a in self._activations]),
             "activation_params": self._act_params.copy(),
             "dtype": np.array(self.dtype.name),
+            "seed": np.array(self.seed, dtype=np.uint64),
         }
         for k, (w, b) in enumerate(self._split(self._params)):
             arrays[f"W{k}"] = w
@@ -781,13 +783,16 @@ class MLP:
         Returns
         -------
         MLP
-            A CPU model with the file's sizes, activations, dtype and parameters.
+            A CPU model with the file's sizes, activations, dtype, parameters and
+            seed (0 from a file of format 1, which did not hold it).
 
         Raises
         ------
         ValueError
-            If the file is missing, not an ``.npz`` archive, or its contents are
-            inconsistent; the message names the file and the problem.
+            If the file is missing, not an ``.npz`` archive (or one that zipfile or
+            NumPy cannot read), or its contents are inconsistent (an array not of the
+            file's dtype or not finite included); the message names the file and
+            the problem.
         """
         path = _npz_path(path)
         name = _file_name(path)
@@ -799,9 +804,11 @@ class MLP:
 
     @classmethod
     def _from_arrays(cls, a: dict[str, np.ndarray]) -> MLP:
-        if "format" not in a or str(a["format"]) != _FORMAT:
+        form = str(a["format"]) if "format" in a else None
+        if form not in _FORMAT_KEYS:
             raise ValueError(f"expected format {_FORMAT!r}, got {a.get('format')!r}")
-        absent = [key for key in _FILE_KEYS if key not in a]  # read below, before the layers'
+        keys = _FORMAT_KEYS[form]
+        absent = [key for key in keys if key not in a]  # read below, before the layers'
         if absent:
             raise ValueError(f"missing {absent}")
         if a["sizes"].ndim != 1 or a["sizes"].dtype.kind not in "iu":
@@ -809,8 +816,20 @@ class MLP:
         sizes = [int(s) for s in a["sizes"]]
         if len(sizes) < 2:
             raise ValueError(f"sizes: expected at least two layer widths, got {sizes}")
+        if a["activations"].ndim != 1:
+            raise ValueError(
+                f"activations: expected a 1-D array of names, got {a['activations']!r}"
+            )
         names = [str(s) for s in a["activations"]]
+        if a["activation_params"].dtype.kind != "f":
+            raise ValueError(
+                f"activation_params: expected real floats, got {a['activation_params'].dtype}"
+            )
         params = np.asarray(a["activation_params"], dtype=np.float64)
+        dtype = str(a["dtype"])
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+        seed = check_seed(a["seed"][()], "seed") if "seed" in keys else 0
         if len(names) != len(sizes) - 1 or params.shape != (len(names), 2):
             raise ValueError("activations do not match the layer sizes")
         acts = [
@@ -818,7 +837,7 @@ class MLP:
         ]
         if acts[-1].name != "identity":
             raise ValueError(f"activations: the output layer is linear, got {acts[-1].name!r}")
-        expected = set(_FILE_KEYS) | {f"{kind}{k}" for k in range(len(names)) for kind in "Wb"}
+        expected = set(keys) | {f"{kind}{k}" for k in range(len(names)) for kind in "Wb"}
         extra, missing = sorted(set(a) - expected), sorted(expected - set(a))
         if extra or missing:
             raise ValueError(f"unexpected arrays {extra}, missing {missing}")
@@ -831,7 +850,14 @@ class MLP:
                     f"W{k}, b{k}: shapes {w.shape}, {b.shape} do not match sizes "
                     f"{sizes[k]} -> {sizes[k + 1]}"
                 )
-        return cls(sizes, acts[:-1], init=weights, bias_init=biases, dtype=str(a["dtype"]))
+            for name, array in ((f"W{k}", w), (f"b{k}", b)):  # save writes them in dtype
+                if array.dtype != dtype:
+                    raise ValueError(
+                        f"{name}: expected the file's dtype {dtype}, got {array.dtype}"
+                    )
+                if not all_finite(array):
+                    raise ValueError(f"{name}: expected finite values, found NaN or inf")
+        return cls(sizes, acts[:-1], init=weights, bias_init=biases, seed=seed, dtype=dtype)
 
 
 def _file_name(path: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import warnings
 import zipfile
 
@@ -317,6 +318,92 @@ def test_corrupt_or_mismatching_files_raise_value_error_naming_the_file(tmp_path
     np.savez(tmp_path / "key.npz", **arrays)
     with pytest.raises(ValueError, match=r"key\.npz.*b0"):
         MLP.load(tmp_path / "key.npz")
+
+
+def _with_zip_field(raw: bytes, local: int, central: int, change) -> bytes:
+    """``raw`` with ``change(buffer, position)`` applied at offset ``local`` into every
+    local file header and ``central`` into every central directory header."""
+    out = bytearray(raw)
+    for signature, offset in ((b"PK\x03\x04", local), (b"PK\x01\x02", central)):
+        i = 0
+        while (i := out.find(signature, i)) >= 0:
+            change(out, i + offset)
+            i += 4
+    return bytes(out)
+
+
+def test_an_archive_zipfile_or_numpy_cannot_read_is_a_value_error_naming_the_file(tmp_path):
+    # an unknown compression method (NotImplementedError), an encrypted member
+    # (RuntimeError) and a header claiming 2**40 elements (MemoryError) escaped as such
+    MLP([4, 5, 3], seed=1).save(tmp_path / "good.npz")
+    raw = (tmp_path / "good.npz").read_bytes()
+
+    def method_99(b, at):
+        struct.pack_into("<H", b, at, 99)
+
+    def encrypted(b, at):
+        b[at] |= 1
+
+    files = {
+        "method.npz": _with_zip_field(raw, 8, 10, method_99),
+        "encrypted.npz": _with_zip_field(raw, 6, 8, encrypted),
+    }
+    header = io.BytesIO()
+    np.save(header, np.zeros(3, np.float32))
+    huge = header.getvalue().replace(b"'shape': (3,)", b"'shape': (1099511627776,)")
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as z:
+        for key, value in np.load(tmp_path / "good.npz").items():
+            member = io.BytesIO()
+            np.save(member, value)
+            z.writestr(f"{key}.npy", huge if key == "b0" else member.getvalue())
+    files["huge.npz"] = packed.getvalue()
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        for load in (MLP.load, lambda path: MLP([4, 5, 3], init=path)):
+            with pytest.raises(ValueError, match=re.escape(name) + r".* readable \.npz"):
+                load(tmp_path / name)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"W0": np.full((4, 5), 0.1)}, r"W0: expected the file's dtype float32, got float64"),
+        ({"W0": np.ones((4, 5), bool)}, r"W0: expected the file's dtype float32, got bool"),
+        ({"b1": np.zeros(3, np.float64)}, r"b1: expected the file's dtype float32, got float64"),
+        ({"activation_params": np.array([[0.5 + 3j, 0], [0, 0]])}, r"activation_params: .*real"),
+        ({"W0": np.full((4, 5), np.nan, np.float32)}, r"W0: expected finite values"),
+        ({"b1": np.array([0, np.inf, 0], np.float32)}, r"b1: expected finite values"),
+        ({"activations": np.array("relu")}, r"activations: expected a 1-D array"),
+    ],
+)
+def test_a_hand_edited_model_file_is_refused_naming_its_array(tmp_path, change, match):
+    # a float64 or bool W0 in a float32 file was cast silently (W0 != the file's 0.1), a
+    # complex parameter lost its imaginary part with a ComplexWarning, and the messages
+    # named init[0] / bias_init[1] (arguments the user never passed) or a 0-d iteration
+    MLP([4, 5, 3], activation=("elu", {"alpha": 0.5}), seed=1).save(tmp_path / "good.npz")
+    np.savez(tmp_path / "edited.npz", **{**dict(np.load(tmp_path / "good.npz")), **change})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"edited\.npz: invalid fastinit model file: " + match):
+            MLP.load(tmp_path / "edited.npz")
+
+
+def test_a_loaded_model_keeps_its_seed(tmp_path):
+    # the seed was not saved: a loaded model had seed 0, so lsuv (which redraws its
+    # orthogonal start from model.seed) gave another network than the saved model's
+    from fastinit.lsuv import lsuv
+
+    model = MLP([6, 8, 3], activation="tanh", seed=2**64 - 5)
+    model.save(tmp_path / "m.npz")
+    loaded = MLP.load(tmp_path / "m.npz")
+    assert loaded.seed == model.seed
+    x = np.random.default_rng(0).standard_normal((32, 6))
+    np.testing.assert_array_equal(lsuv(loaded, x).weights[0], lsuv(model, x).weights[0])
+    arrays = dict(np.load(tmp_path / "m.npz"))  # a file of format 1 (no seed): seed 0
+    del arrays["seed"]
+    np.savez(tmp_path / "old.npz", **{**arrays, "format": np.array("fastinit.MLP/1")})
+    assert MLP.load(tmp_path / "old.npz").seed == 0
 
 
 @pytest.mark.parametrize("key", ["sizes", "activations", "activation_params", "dtype"])
