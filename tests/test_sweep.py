@@ -774,12 +774,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def sleeping_sweep(tmp_path: Path, *, sleep: float, runs: int, workers: int) -> tuple:
-    """``(spec, db, cmd)`` of a `fastinit sweep` of ``runs`` selftest runs of ``sleep`` s."""
+def sleeping_sweep(
+    tmp_path: Path, *, sleep: float, runs: int, workers: int, fail: bool = False
+) -> tuple:
+    """``(spec, db, cmd)`` of a `fastinit sweep` of ``runs`` selftest runs of ``sleep`` s
+    (that fail, with ``fail``)."""
     spec = write(tmp_path, f"""\
         experiment = "selftest"
         [fixed]
         sleep = {sleep}
+        fail = {str(fail).lower()}
         [grid]
         seed = {{ start = 0, stop = {runs} }}
         """)  # fmt: skip
@@ -1439,6 +1443,25 @@ def test_claims_of_live_and_stale_claimants(tmp_path):
         assert b.claim(key, me) == "recorded"  # nothing to run
 
 
+def test_a_run_recorded_failed_since_the_sweep_listed_it_is_not_claimed(tmp_path):
+    """A failed run is claimed only as the sweep saw it when it listed its runs (``seen``:
+    its attempts then, 0 if unrecorded): recorded again since, another sweep ran it."""
+    from fastinit.sweep.store import Claimant
+
+    cfg = runners.full_config("selftest", {"seed": 0, "fail": True})
+    key = config_key(cfg)
+    with Store(tmp_path / "r.sqlite") as a, Store(tmp_path / "r.sqlite") as b:
+        me, other = Claimant(), Claimant()
+        assert a.claim(key, other) == "claimed"
+        a.record(key, cfg, runners.execute(cfg), "t", claimant=other)
+        assert b.claim(key, me) == "recorded"  # listed unrecorded: the other sweep ran it
+        assert b.claim(key, me, seen=1) == "claimed"  # --retry-failed, listed as failed once
+        b.release(me)
+        a.record(key, cfg, runners.execute(cfg), "t")  # another --retry-failed sweep's rerun
+        assert b.claim(key, me, seen=1) == "recorded"
+        assert b.claim(key, me, seen=2) == "claimed"
+
+
 def test_a_claim_of_an_earlier_process_with_this_pid_is_stale(tmp_path):
     """Another claimant with this host and pid: busy while its lease is renewed, then stale.
 
@@ -1649,13 +1672,15 @@ def test_leaving_keep_alive_is_prompt_while_the_write_lock_is_held(tmp_path, mon
     assert all(not e[2] for e in events[:-1] if e[0] == "wait"), events
 
 
-def test_two_sweep_processes_run_each_config_once(tmp_path):
-    """Two `fastinit sweep` commands on one database at once: every run computed once.
+@pytest.mark.parametrize("fail", [False, True], ids=["ok", "failed"])
+def test_two_sweep_processes_run_each_config_once(tmp_path, fail):
+    """Two `fastinit sweep` commands on one database at once: every run computed once,
+    failed runs too (each sweep ran every run the other had recorded failed meanwhile).
 
     The first is stopped (SIGSTOP) once it has claimed a run, until the second has claimed
     one: else a first sweep that ends before the second has started (seen on a host busy
     with 15 test processes) leaves the second nothing to run."""
-    _, db, cmd = sleeping_sweep(tmp_path, sleep=0.4, runs=16, workers=1)
+    _, db, cmd = sleeping_sweep(tmp_path, sleep=0.4, runs=16, workers=1, fail=fail)
 
     def claimants():
         try:
@@ -1696,7 +1721,8 @@ def test_two_sweep_processes_run_each_config_once(tmp_path):
     assert min(ran) > 0, (out, second.stdout)
     assert "(its results kept)" not in out + second.stdout  # nothing computed twice
     rows = db_rows(db)
-    assert len(rows) == 16 and all(r["attempts"] == 1 and r["status"] == "ok" for r in rows)
+    status = "failed" if fail else "ok"
+    assert len(rows) == 16 and all(r["attempts"] == 1 and r["status"] == status for r in rows)
     assert _claims(db) == []
 
 

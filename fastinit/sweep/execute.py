@@ -68,8 +68,10 @@ work and compute no run twice.  Just before a run is handed to the executor
 (a pool worker, or a Dask task submitted, up to ``8 x workers`` ahead) the
 sweep claims it in the database's ``claims`` table
 (:meth:`fastinit.sweep.store.Store.claim`, one ``BEGIN IMMEDIATE``
-transaction): a run recorded ``ok`` or ``diverged`` meanwhile is not run
-(``taken`` in the summary), a run another live sweep claimed is skipped.  A
+transaction): a run recorded ``ok`` or ``diverged`` meanwhile, or ``failed``
+since the sweep listed it (``--retry-failed`` reruns a failure once, not once
+per sweep), is not run (``taken`` in the summary), a run another live sweep
+claimed is skipped.  A
 thread renews the lease of the sweep's claims every 30 s
 (:data:`fastinit.sweep.store.RENEW_SECONDS`); a claim is stale, and taken
 over, when its sweep's process is gone (this host: its pid no longer runs) or
@@ -1126,9 +1128,13 @@ def _run_claimed(
     name: str,
     summary: SweepSummary,
     bar: SweepProgress,
+    seen: dict[str, int],
 ) -> None:
     """Run ``todo`` on ``executor``, claiming each run first (module docstring: Concurrent sweeps).
 
+    ``seen``: the attempts of each run recorded when the sweep listed them (a
+    failed one, with ``--retry-failed``), so that a run recorded since counts as
+    taken (:meth:`fastinit.sweep.store.Store.claim`).
     Runs another live sweep holds are skipped, then offered again after each
     pass that claimed something (a claim gone stale is taken over, a run recorded
     meanwhile counts as taken); those still held at the end are counted in
@@ -1164,7 +1170,7 @@ def _run_claimed(
             bar.update(result["status"])
 
     def skip(key: str) -> bool:  # asked by the executor just before the run starts
-        state = store.claim(key, claimant)
+        state = store.claim(key, claimant, seen.get(key, 0))
         busy.discard(key)
         if state == "claimed":
             claimed[0] += 1
@@ -1292,7 +1298,8 @@ def _run_sweep(
     store = db if isinstance(db, Store) else Store(db)
     own_store = store is not db
     runs = spec.keyed_runs()
-    statuses = store.statuses(k for k, _ in runs)  # one read: what is done, what failed
+    recorded = store.recorded(k for k, _ in runs)  # one read: what is done, what failed
+    statuses = {key: status for key, (status, _) in recorded.items()}
     done = done_keys(statuses, retry_failed=retry_failed)
     todo = [(k, c) for k, c in runs if k not in done]
     summary = SweepSummary(spec.name, store.path, len(runs), len(done))
@@ -1310,7 +1317,8 @@ def _run_sweep(
             summary.startup_seconds = executor.startup_seconds - startup0
             bar.restart_clock(workers=getattr(executor, "workers", 1))
             bar.draw(force=True)
-            _run_claimed(executor, todo, store, spec.name, summary, bar)
+            seen = {key: attempts for key, (_, attempts) in recorded.items()}
+            _run_claimed(executor, todo, store, spec.name, summary, bar, seen)
     except BaseException:
         executor.abort()
         raise

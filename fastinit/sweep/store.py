@@ -125,7 +125,7 @@ CREATE TABLE IF NOT EXISTS claims (
 _CLAIM_COLUMNS = ("host", "pid", "token", "started", "lease")
 # one run's status and claim (NULLs where none), two lookups by primary key in one statement
 _CLAIM_STATE = (
-    f"SELECT r.status, {', '.join(f'c.{name}' for name in _CLAIM_COLUMNS)}"
+    f"SELECT r.status, r.attempts, {', '.join(f'c.{name}' for name in _CLAIM_COLUMNS)}"
     " FROM (SELECT ? AS key) AS k LEFT JOIN runs AS r ON r.key = k.key"
     " LEFT JOIN claims AS c ON c.key = k.key"
 )
@@ -422,8 +422,23 @@ class Store:
         dict
             ``{key: status}``.
         """
-        rows = self.conn.execute("SELECT key, status FROM runs").fetchall()
-        found = dict(rows)
+        return {key: status for key, (status, _) in self.recorded(keys).items()}
+
+    def recorded(self, keys: Iterable[str] | None = None) -> dict[str, tuple[str, int]]:
+        """The status and attempts of recorded runs, in one read.
+
+        Parameters
+        ----------
+        keys : iterable of str, optional
+            Only these keys (default: every run).
+
+        Returns
+        -------
+        dict
+            ``{key: (status, attempts)}`` (``attempts``: times the run was recorded).
+        """
+        rows = self.conn.execute("SELECT key, status, attempts FROM runs").fetchall()
+        found = {key: (status, attempts) for key, status, attempts in rows}
         if keys is None:
             return found
         return {k: found[k] for k in keys if k in found}
@@ -540,7 +555,7 @@ class Store:
         return {key: dict(zip(_CLAIM_COLUMNS, rest, strict=True)) for key, *rest in rows}
 
     # ------------------------------------------------------------------------- writing
-    def claim(self, key: str, claimant: Claimant) -> str:
+    def claim(self, key: str, claimant: Claimant, seen: int = 0) -> str:
         """Claim a run before it starts, unless it is recorded or another live sweep holds it.
 
         One ``BEGIN IMMEDIATE`` transaction: of two sweeps claiming one run at
@@ -552,26 +567,32 @@ class Store:
             The configuration key.
         claimant : Claimant
             This sweep.
+        seen : int
+            The run's ``attempts`` when this sweep listed its runs (:meth:`recorded`;
+            0: unrecorded then).  A run recorded failed since (more attempts) was
+            run by another sweep meanwhile, and counts as recorded; a failed run as
+            it was seen is claimed (``--retry-failed`` lists those).
 
         Returns
         -------
         str
             ``"claimed"`` (now ``claimant``'s: unclaimed, claimed by ``claimant``
             already, or a stale claim taken over), ``"recorded"`` (recorded ok or
-            diverged: nothing to run) or ``"busy"`` (another live claimant's).
+            diverged, or failed since it was seen: nothing to run) or ``"busy"``
+            (another live claimant's).
         """
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            state = self._claim(key, claimant)
+            state = self._claim(key, claimant, seen)
             self.conn.commit()
         except BaseException:
             self.conn.rollback()  # never left holding the write lock
             raise
         return state
 
-    def _claim(self, key: str, claimant: Claimant) -> str:
-        status, *claim = self.conn.execute(_CLAIM_STATE, (key,)).fetchone()
-        if status in ("ok", "diverged"):
+    def _claim(self, key: str, claimant: Claimant, seen: int) -> str:
+        status, attempts, *claim = self.conn.execute(_CLAIM_STATE, (key,)).fetchone()
+        if status in ("ok", "diverged") or (status == "failed" and attempts != seen):
             return "recorded"
         now = time.time()
         held = dict(zip(_CLAIM_COLUMNS, claim, strict=True)) if claim[0] is not None else None
