@@ -208,6 +208,22 @@ def test_markdown_prints_different_means_differently(tmp_path):
     assert cells["d"] == f"3 ± {statistics.stdev([2.0, 4.0]):.4g} (2)"
 
 
+def test_a_value_with_a_line_break_stays_in_its_markdown_row(tmp_path):
+    # "|" was escaped but a newline was written raw, splitting the row over two lines
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for init in ("line1\nline2", "a|b", "c\r\nd"):
+            record(store, "selftest", {"init": init, "seed": 0}, {"x": 1.0})
+        record(store, "selftest", {"init": "e", "seed": 0, "value": "v\nw"}, {"x": 1.0})
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    md = (out / "selftest" / "summary.md").read_text()
+    table = md[md.index("| init") :].split("\n\n")[0].splitlines()
+    assert len(table) == 2 + 4 and all(ln[0] == ln[-1] == "|" for ln in table), table
+    for cell in ("| line1\\nline2 |", "| a\\|b |", "| c\\r\\nd |", "| v\\nw |"):
+        assert cell in md, (cell, table)  # the escapes, as Python writes them
+
+
 def test_markdown_prints_stds_with_four_digits_whatever_the_means_need(tmp_path):
     # stds differing only in their last bits printed with 15 digits (0.0297771594308387)
     db = tmp_path / "r.sqlite"

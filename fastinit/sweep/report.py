@@ -315,6 +315,12 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def _md(text: str) -> str:
+    """``text`` kept within one Markdown table row: ``|`` escaped, line breaks written as
+    Python writes them (``\\n``, ``\\r``)."""
+    return text.replace("|", "\\|").replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _fmt(value: float | None, digits: int = 4) -> str:
     """``digits`` significant digits; an integer part longer than that in full (20000, not
     ``2e+04``; 9999.7 to 4 digits: 10000, not ``1e+04``), up to 1e15."""
@@ -402,7 +408,8 @@ def markdown(groups: Sequence[Group], title: str) -> str:
     digits = {m: _digits([g.stats.get(m, empty)["mean"] for g in groups]) for m in metrics}
     lines = [f"## {title}", ""]
     if fixed:
-        lines += ["Fixed: " + ", ".join(f"`{k}={_cell(v)}`" for k, v in fixed.items()), ""]
+        pairs = (_md(f"{k}={_cell(v)}") for k, v in fixed.items())
+        lines += ["Fixed: " + ", ".join(f"`{pair}`" for pair in pairs), ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
         unused = unused_params(g.params)  # recorded at its default: "-", not a value
@@ -414,7 +421,7 @@ def markdown(groups: Sequence[Group], title: str) -> str:
             if s["std"] is not None:  # a spread: 4 significant digits say all it can
                 text += f" ± {_fmt(s['std'], STD_DIGITS)}"
             cells.append(f"{text} ({s['count']})")
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("| " + " | ".join(map(_md, cells)) + " |")
     lines += ["", _LEGEND]
     versions = _count_versions(groups)
     if len(versions) > 1:
