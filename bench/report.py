@@ -185,7 +185,7 @@ class Target:
     unit : str
         ``"x"`` (a speed-up), ``"%"`` or ``"s"``.
     at_least : bool
-        True if the value must be at least ``goal``, False if at most.
+        True if the value must be at least ``goal``, False if under it.
     measure : Callable[[dict], float | None]
         The value in one run's groups (None if the run lacks a benchmark it needs).
     """
@@ -210,7 +210,7 @@ class Target:
         bool
             True if it reaches the goal.
         """
-        return value >= self.goal if self.at_least else value <= self.goal
+        return value >= self.goal if self.at_least else value < self.goal  # "under", "faster"
 
     def show(self, value: float | None) -> str:
         """``value`` formatted in the target's unit ("-" for a run without it).
@@ -325,7 +325,7 @@ def targets_table(runs: dict[str, dict]) -> str:
     ]
     for i, target in enumerate(TARGETS):
         seen = [values[path][i] for path in counted if values[path][i] is not None]
-        goal = ("≥ " if target.at_least else "≤ ") + target.show(target.goal)
+        goal = ("≥ " if target.at_least else "< ") + target.show(target.goal)
         met = sum(target.met(v) for v in seen)
         latest = target.show(values[last][i]) if last else "-"
         lines.append(
@@ -368,6 +368,24 @@ def _processor(data: dict) -> str:
         return "?"
     wide = " AVX-512" if "avx512f" in cpu.get("flags", []) else ""
     return f"{cpu['family']}/{cpu['model']}{wide}"
+
+
+def read_run(path: str | Path) -> dict:
+    """A run saved by ``pytest --benchmark-json``.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, if it is not JSON or holds no benchmarks (a truncated file,
+        or a run whose benchmarks were all deselected).
+    """
+    try:
+        run = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err})") from None
+    if not isinstance(run, dict) or not run.get("benchmarks"):
+        raise ValueError(f"{path}: no benchmarks (not a pytest-benchmark run, or an empty one)")
+    return run
 
 
 def _expand(patterns: list[str]) -> list[str]:
@@ -426,15 +444,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--readme and --section go together")
     if args.targets:
         try:
-            paths = _expand(args.json)
+            report = targets_table({p: read_run(p) for p in _expand(args.json)})
         except ValueError as err:
             parser.error(str(err))
-        report = targets_table({p: json.loads(Path(p).read_text()) for p in paths})
     elif len(args.json) == 1:
         shown = args.groups.split(",") if args.groups else None
-        run = json.loads(Path(args.json[0]).read_text())  # a bad file: its own error
         try:
-            report = table(run, shown)
+            report = table(read_run(args.json[0]), shown)
         except ValueError as err:
             parser.error(str(err))
     else:

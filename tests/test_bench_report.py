@@ -174,7 +174,7 @@ def test_targets_over_runs_count_only_the_quiet_ones():
     # 64 MFLOP in 0.5 / 0.625 ms: 128 and 102.4 GFLOP/s of 160: 80% and 64%
     assert "| 64.0% - 80.0% | 2 of 2 | 64.0% |" in rows["| MNIST step, % of sgemm roofline"]
     # the slower warm start (1.6 s, explicit weights) misses the 1.5 s target in both
-    assert "| ≤ 1.50 s | 1.60 s - 1.60 s | 0 of 2 |" in rows["| start, warm cache (slower of two)"]
+    assert "| < 1.50 s | 1.60 s - 1.60 s | 0 of 2 |" in rows["| start, warm cache (slower of two)"]
     assert "| 17.00x - 17.00x | 2 of 2 |" in rows["| planar vs NumPy notebook"]
     loaded = rows["| 2026-11-23 02:00"]
     assert "| loaded host | 1.50x ✗ | 0.50x ✗ | 1.20x ✗ | 20.0% ✗ |" in loaded
@@ -230,6 +230,38 @@ def test_main_writes_the_targets_with_the_pattern_it_read(tmp_path):
     undated.write_text(json.dumps(_run(0.5e-3, "2026-11-23T01:00")))
     with pytest.raises(SystemExit):  # named, not an AttributeError from the sort
         report.main([str(undated), "--targets"])
+
+
+def test_a_goal_stated_as_under_is_missed_at_the_goal():
+    # "under 1.5 s", "under 8 s", "faster than JAX's 2.9 s": a run at the goal met it
+    warm, script = (
+        next(t for t in report.TARGETS if t.short == s) for s in ("warm start", "script")
+    )
+    assert not warm.met(1.5) and warm.met(1.499) and not script.met(2.9) and script.met(2.89)
+    torch = next(t for t in report.TARGETS if t.short == "torch")
+    assert torch.met(2.5) and not torch.met(2.499)  # "at least 2.5x"
+    text = report.targets_table(
+        {"r/cpu-train-2026-11-23-0100.json": _run(0.5e-3, "2026-11-23T01:00")}
+    )
+    assert "| < 1.50 s |" in text and "| ≥ 2.50x |" in text and "≤" not in text
+
+
+@pytest.mark.parametrize("targets", [True, False])
+def test_a_run_file_that_is_not_a_benchmark_run_is_named(tmp_path, capsys, targets):
+    # a truncated file was a JSONDecodeError naming no file (one of 47 in --targets), and
+    # a run with no benchmarks printed an empty report (and counted as a run that counts)
+    good = tmp_path / "cpu-train-2026-11-23-0100.json"
+    good.write_text(json.dumps(_run(0.5e-3, "2026-11-23T01:00")))
+    cut = tmp_path / "cpu-train-2026-11-23-0200.json"
+    cut.write_text(good.read_text()[:100])
+    empty = tmp_path / "cpu-train-2026-11-23-0300.json"
+    empty.write_text(json.dumps({**_run(0.5e-3, "2026-11-23T03:00"), "benchmarks": []}))
+    for bad, why in ((cut, "not JSON"), (empty, "no benchmarks")):
+        args = [str(tmp_path / "cpu-train-*.json"), "--targets"] if targets else [str(bad)]
+        with pytest.raises(SystemExit):
+            report.main(args)
+        assert f"{bad}: {why}" in capsys.readouterr().err
+        bad.unlink()
 
 
 def test_runs_of_the_same_minute_come_in_one_order(tmp_path):
