@@ -875,12 +875,14 @@ class _Run:
     stats: np.ndarray
 
 
-def prepare_x(model: Any, X: Any, name: str = "X") -> np.ndarray:
+def prepare_x(model: Any, X: Any, name: str = "X", others: Sequence[Any] = ()) -> np.ndarray:
     """Validate ``X`` against a model and return it C-contiguous in the model dtype.
 
     float32 data for a float32 model is used as is (no copy); other real dtypes
     (float64, integers such as uint8 pixels) are cast once, here, as are
-    read-only or non-contiguous arrays (so the kernels see one array type).
+    read-only or non-contiguous arrays (so the kernels see one array type), and
+    a view of the parameters of ``model`` (or of ``others``), which a run would
+    overwrite as it reads it (``fit(model.weights[0], ...)``).
 
     Parameters
     ----------
@@ -890,11 +892,14 @@ def prepare_x(model: Any, X: Any, name: str = "X") -> np.ndarray:
         Real-valued, finite, shape ``(n, sizes[0])`` with n >= 1.
     name : str, default "X"
         Argument name for error messages.
+    others : sequence of MLP
+        Further models trained on ``X`` (:func:`fit_many`).
 
     Returns
     -------
     numpy.ndarray of the model dtype, (n, sizes[0])
-        C-contiguous and writeable; ``X`` itself when it already is one.
+        C-contiguous and writeable, apart from every model's parameters; ``X``
+        itself when it already is one.
 
     Raises
     ------
@@ -909,7 +914,8 @@ def prepare_x(model: Any, X: Any, name: str = "X") -> np.ndarray:
     if X.ndim != 2 or X.shape[1] != n_in or X.shape[0] == 0:
         raise ValueError(f"{name}: expected shape (n, {n_in}) with n >= 1, got {X.shape}")
     X = cast_finite(X, model.dtype, name)
-    return X if X.flags.writeable else X.copy()
+    shared = any(np.may_share_memory(X, m._params) for m in (model, *others))
+    return X if X.flags.writeable and not shared else X.copy()
 
 
 def _check_models(models: Any) -> list:
@@ -1482,7 +1488,7 @@ def _checked_arguments(models, X, y, optimizer, batch_size, iterations, epochs, 
     mode = SAMPLINGS.index(check_choice(sampling, "sampling", SAMPLINGS))
     batch = check_int(batch_size, "batch_size", low=1)
     seed = check_seed(seed, "seed")
-    Xc = prepare_x(models[0], X)
+    Xc = prepare_x(models[0], X, others=models[1:])
     n = Xc.shape[0]
     y_int, y_float = _losses.prepare_targets(spec, y, n, models[0].sizes[-1], models[0].dtype)
     batch = min(batch, n) if mode == SHUFFLE else batch

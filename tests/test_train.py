@@ -257,6 +257,30 @@ def test_settings_record_the_batch_size_the_run_used(sampling, batch_size, used)
     np.testing.assert_array_equal(again.loss, h.loss)
 
 
+@pytest.mark.parametrize("how", ["full", "replacement", "fit_many", "lsuv"])
+def test_inputs_that_are_a_view_of_the_models_own_weights_are_copied_first(how):
+    # X = model.weights[0] was used as is: the run overwrote its own input as it trained
+    # (with "full" sampling the fused SGD update ran BLAS with its output over its input),
+    # and lsuv's orthonormal redraw replaced X before measuring on it
+    from fastinit.lsuv import lsuv
+
+    y = np.arange(20) % 3
+
+    def run(view: bool):
+        models = [MLP([20, 20, 3], seed=0), MLP([20, 20, 3], seed=1)]
+        x = models[-1].weights[0] if view else models[-1].weights[0].copy()
+        kw = {"optimizer": optim.SGD(lr=0.5), "iterations": 3, "progress": False}
+        if how == "lsuv":
+            lsuv(models[-1], x)
+            return [w.copy() for w in models[-1].weights]
+        if how == "fit_many":
+            return [h.loss for h in fit_many(models, x, y, batch_size=4, **kw)]
+        return models[-1].fit(x, y, sampling=how, batch_size=4, **kw).loss
+
+    for got, want in zip(run(True), run(False), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_huge_learning_rate_diverges_cleanly():
     model = _fresh(activation="relu")
     h = model.fit(
