@@ -193,6 +193,23 @@ def duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def count(n: int, noun: str) -> str:
+    """``1 run``, ``2 runs``: ``n`` and ``noun``, plural (an added ``s``) unless ``n`` is 1.
+
+    Parameters
+    ----------
+    n : int
+        How many.
+    noun : str
+        The singular noun.
+
+    Returns
+    -------
+    str
+    """
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def times(elapsed: float, left: float | None) -> str:
     """``[elapsed<left]``, ``?`` for a time left not yet measured (:class:`TimeLeft`)."""
     return f"[{duration(elapsed)}<{'?' if left is None else duration(left)}]"

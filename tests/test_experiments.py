@@ -217,6 +217,20 @@ def _mnist_result(curves, accuracy, status):
     return r
 
 
+def test_mnist_says_what_its_rate_counts_and_counts_seeds_in_the_singular():
+    # "1350 training iterations/s" was 600 network-updates (2 networks x 300) in 0.44 s,
+    # compilation included, and one diverged seed read "1 of 1 seeds diverged"
+    curves, accuracy = (
+        {"he": [[1.0, np.nan]], "xavier": [[1.0, 0.5]]},
+        {"he": [np.nan], "xavier": [0.5]},
+    )
+    r = _mnist_result(curves, accuracy, {"he": ["diverged"], "xavier": ["ok"]})
+    r.iterations_per_second = 1350.0
+    text = r.table()
+    assert "he: 1 of 1 seed diverged (left out)" in text
+    assert "1350 network-iterations/s (2 networks side by side; compilation included)" in text
+
+
 def test_mnist_std_over_seeds_is_the_reports_sample_std():
     r = _mnist_result(
         {"one": [[3.0, 1.0]], "two": [[3.0, 1.0], [3.0, 2.0]]},

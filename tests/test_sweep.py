@@ -482,7 +482,7 @@ def test_runs_on_a_dask_cluster_are_not_bounded_by_this_machines_memory(memory, 
     assert "wide.toml:3: fixed.width:" in capsys.readouterr().err
     assert main(["sweep", str(p), "--db", str(tmp_path / "r.sqlite"), "--dry-run",
                  "--dask", "tcp://127.0.0.1:9"]) == 0  # fmt: skip
-    assert "1 runs in the SPEC" in capsys.readouterr().out
+    assert "1 run in the SPEC" in capsys.readouterr().out
     assert len(parse_spec(p.read_text(), memory=math.inf)) == 1
 
     class Given(SerialExecutor):  # records what the cluster would run, runs nothing
@@ -1441,6 +1441,19 @@ def test_claims_of_live_and_stale_claimants(tmp_path):
         a.record(key, cfg, runners.execute(cfg), "t", claimant=me)
         assert a.claims() == {}
         assert b.claim(key, me) == "recorded"  # nothing to run
+
+
+def test_a_sweep_of_one_run_and_one_worker_is_worded_in_the_singular(tmp_path, capsys):
+    # "1 runs in the SPEC" (summary and --dry-run) and "1 spawn workers"
+    from fastinit.sweep.execute import PoolExecutor, SweepSummary
+
+    assert PoolExecutor(workers=1).describe().startswith("local pool: 1 spawn worker x ")
+    assert "local pool: 2 spawn workers x " in PoolExecutor(workers=2).describe()
+    summary = SweepSummary("one", tmp_path / "r.sqlite", 1, 0)
+    assert summary.table().startswith("sweep 'one': 1 run in the SPEC, 0 already in ")
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0]\n')
+    main(["sweep", str(spec), "--db", str(tmp_path / "r.sqlite"), "--dry-run"])
+    assert "(selftest): 1 run in the SPEC, " in capsys.readouterr().out
 
 
 def test_a_run_recorded_failed_since_the_sweep_listed_it_is_not_claimed(tmp_path):

@@ -33,6 +33,7 @@ import numpy as np
 from fastinit import activations as _act
 from fastinit import datasets, optim
 from fastinit._cuda import check_device
+from fastinit._progress import count
 from fastinit._validate import check_bool, check_dtype, check_int, value_errors
 from fastinit.experiments._common import (
     Output,
@@ -73,7 +74,9 @@ class MnistResult:
     status : dict of str -> list of str
         Per init, each seed's ``History.status``.
     iterations_per_second : float
-        Updates applied per second of training, over every network and seed.
+        Updates applied per second of the fits (their ``wall_time``, compilation
+        on first use included), summed over every network and seed: the networks
+        of a seed train side by side, each iteration one update of each.
     """
 
     config: dict[str, Any]
@@ -174,8 +177,12 @@ class MnistResult:
         for name, status in self.status.items():
             diverged = sum(st == "diverged" for st in status)
             if diverged:
-                lines.append(f"{name}: {diverged} of {len(status)} seeds diverged (left out)")
-        lines.append(f"{self.iterations_per_second:.0f} training iterations/s")
+                lines.append(f"{name}: {diverged} of {count(len(status), 'seed')} diverged "
+                             "(left out)")  # fmt: skip
+        lines.append(
+            f"{self.iterations_per_second:.0f} network-iterations/s "
+            f"({count(len(self.status), 'network')} side by side; compilation included)"
+        )
         return "\n".join([*lines, "", self._loss_table()])
 
     def _loss_table(self) -> str:
@@ -396,7 +403,7 @@ def _write(result: MnistResult, output: Output) -> None:
     for k, name in enumerate(names):
         mean, sd = _seed_mean_std(result.curves[name])
         diverged = sum(st == "diverged" for st in result.status[name])
-        label = f"{name} ({diverged} of {seeds} seeds diverged)" if diverged else name
+        label = f"{name} ({diverged} of {count(seeds, 'seed')} diverged)" if diverged else name
         ax.plot(x, mean, marker=MARKERS[k % len(MARKERS)], markevery=100, label=label)
         if seeds > 1:
             ax.fill_between(x, mean - sd, mean + sd, alpha=0.2)

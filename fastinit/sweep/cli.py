@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fastinit._progress import count
 from fastinit.cli import HelpFormatter, _common, _default, _dtype, _ints, _names
 
 __all__ = ["add_depth", "add_report", "add_sweep"]
@@ -152,7 +153,7 @@ def _run_sweep(a: argparse.Namespace) -> Any:
                 claims = store.claims(todo, live=True)  # not the stale ones: taken over
         failed = sum(s == "failed" for s in statuses.values())
         text = (
-            f"sweep {spec.name!r} ({spec.experiment}): {len(runs)} runs in the SPEC, "
+            f"sweep {spec.name!r} ({spec.experiment}): {count(len(runs), 'run')} in the SPEC, "
             f"{len(statuses)} in {a.db} ({failed} failed), {len(runs) - len(done)} to run"
         )
         if claims:

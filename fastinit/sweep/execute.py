@@ -112,7 +112,7 @@ from typing import Any, TextIO
 
 import fastinit
 from fastinit._files import deferred_interrupt, terminate_as_interrupt
-from fastinit._progress import TimeLeft, head, is_terminal, redraw, times, write
+from fastinit._progress import TimeLeft, count, head, is_terminal, redraw, times, write
 from fastinit._system import available_cores
 from fastinit._validate import check_bool, check_int
 
@@ -540,7 +540,7 @@ class PoolExecutor:
             The worker count, the start method and the numba threads per worker.
         """
         return (
-            f"local pool: {self.workers} {self.start_method} workers x "
+            f"local pool: {count(self.workers, self.start_method + ' worker')} x "
             f"{self.numba_threads} numba thread(s)"
         )
 
@@ -998,7 +998,8 @@ class SweepSummary:
         database had recorded (ok or diverged) in the meantime; its row was kept.
     taken : int
         Runs that another sweep writing the same database recorded (ok or
-        diverged) after this one started and before their turn came: not run.
+        diverged, or failed since this one listed them) after this one started
+        and before their turn came: not run.
     running_elsewhere : int
         Runs not run because another live sweep of the same database claimed
         them (it is running them and will record them).
@@ -1056,8 +1057,8 @@ class SweepSummary:
         """
         c = self.counts
         lines = [
-            f"sweep {self.name!r}: {self.total} runs in the SPEC, {self.skipped} already in "
-            f"{self.db}, {self.ran} run now",
+            f"sweep {self.name!r}: {count(self.total, 'run')} in the SPEC, {self.skipped} "
+            f"already in {self.db}, {self.ran} run now",
             f"  ok {c.get('ok', 0)}, diverged {c.get('diverged', 0)}, failed {c.get('failed', 0)}"
             + (f" ({self.requeued} re-queued after a worker died)" if self.requeued else ""),
         ]
