@@ -359,7 +359,7 @@ def check_logits(logits: Any) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``np.asarray(logits)``.
+        ``np.asarray(logits)``, in native byte order (big-endian floats are converted).
 
     Raises
     ------
@@ -367,6 +367,8 @@ def check_logits(logits: Any) -> np.ndarray:
         Naming ``logits`` and what was expected.
     """
     z = np.asarray(logits)
+    if z.dtype.kind == "f" and not z.dtype.isnative:
+        z = z.astype(z.dtype.newbyteorder("="))
     if z.ndim != 2 or z.dtype not in (np.float32, np.float64):
         raise ValueError(f"logits: expected a 2-D float32/float64 array, got {z.dtype} {z.shape}")
     if z.size == 0:  # the mean over no rows (or no units) is 0 / 0

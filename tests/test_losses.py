@@ -102,3 +102,15 @@ def test_a_column_of_class_labels_is_refused_saying_which_shapes_are_taken():
     with pytest.raises(ValueError, match=r"^y: expected integer labels of shape \(9,\) or one-hot"
                        r" rows of shape \(9, 4\), got shape \(9, 1\)"):  # fmt: skip
         losses.value_and_grad("softmax_cross_entropy", Z, LABELS[:, None])
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">f8"])
+def test_big_endian_logits_are_taken_as_their_values(dtype):
+    # refused as "expected a 2-D float32/float64 array, got >f4", where every MLP entry
+    # point takes big-endian X, y and weights
+    z = np.random.default_rng(0).standard_normal((4, 3)).astype(np.dtype(dtype).newbyteorder("="))
+    y = np.array([0, 1, 2, 1])
+    value, grad = losses.value_and_grad("softmax_cross_entropy", z.astype(dtype), y)
+    want_value, want_grad = losses.value_and_grad("softmax_cross_entropy", z, y)
+    assert value == want_value and grad.dtype == z.dtype
+    np.testing.assert_array_equal(grad, want_grad)
