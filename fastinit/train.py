@@ -1318,7 +1318,8 @@ def fit_many(
         the first call's sequence.  Train in one call, or give each call its
         own seed.
     progress : bool
-        Show a progress bar on stderr when the run takes more than about 1 s.
+        Show a progress bar on stderr when the run takes more than about 1 s; its
+        ``loss`` is the first model's latest minibatch loss.
     record_stats : bool
         Record per-layer statistics (see :data:`STAT_FIELDS` and
         :func:`fastinit.diagnose`) inside the compiled loop into
