@@ -207,7 +207,7 @@ def locked_save(self: Any, key: Any, data: Any) -> None:
         if name is None:
             existing = set(overloads.values())
             name = next(n for n in map(self._data_name, itertools.count(1)) if n not in existing)
-        self._save_data(name, data)
+        self._save_data(name, data, key)  # save_data: sealed with its key
         if overloads.get(key) != name:
             overloads[key] = name
             self._save_index(overloads)
@@ -228,19 +228,28 @@ def _remove_stale_temporaries(directory: str) -> None:
                         os.unlink(entry.path)
 
 
-def _sealed(payload: bytes) -> bytes:
-    """``payload`` followed by ``_SEAL`` and its SHA-256 digest."""
-    return payload + _SEAL + hashlib.sha256(payload).digest()
+def _sealed(payload: bytes, key: Any = None) -> bytes:
+    """``payload`` followed by ``_SEAL`` and the SHA-256 digest of ``key`` (a data
+    file's index key, by its ``repr``; None for an index) and ``payload``."""
+    return payload + _SEAL + _digest(payload, key)
 
 
-def _unsealed(raw: bytes) -> bytes | None:
+def _unsealed(raw: bytes, key: Any = None) -> bytes | None:
     """The pickle in a file's bytes ``raw``; None where they do not end with the seal
-    (:func:`_sealed`) or the pickle does not match its digest."""
+    (:func:`_sealed`) or it is not the digest of ``key`` and the pickle (a data file
+    saved for another key: two files swapped, or one copied in from another cache)."""
     end = len(raw) - len(_SEAL) - hashlib.sha256().digest_size
     if end < 0 or raw[end : end + len(_SEAL)] != _SEAL:
         return None
     payload = raw[:end]
-    return payload if hashlib.sha256(payload).digest() == raw[end + len(_SEAL) :] else None
+    return payload if _digest(payload, key) == raw[end + len(_SEAL) :] else None
+
+
+def _digest(payload: bytes, key: Any) -> bytes:
+    """SHA-256 of ``key``'s ``repr`` (numba's index key: types, target, bytecode hashes,
+    the same text in every process) and ``payload``; of ``payload`` alone for None."""
+    salt = b"" if key is None else repr(key).encode() + b"\0"
+    return hashlib.sha256(salt + payload).digest()
 
 
 def _sealed_files(files: Any) -> bool:
@@ -276,7 +285,7 @@ def save_index(self: Any, overloads: dict) -> None:
         f.write(_sealed(payload))
 
 
-def save_data(self: Any, name: str, data: Any) -> None:
+def save_data(self: Any, name: str, data: Any, key: Any = None) -> None:
     """``IndexDataCacheFile._save_data``, the file sealed with its digest (:func:`_sealed`).
 
     Parameters
@@ -287,14 +296,16 @@ def save_data(self: Any, name: str, data: Any) -> None:
         The data file's name.
     data : object
         What numba stores.
+    key : tuple, optional
+        The index key it is stored for (:func:`locked_save`), sealed with it.
     """
     if not _sealed_files(self):
         return _NUMBA["_save_data"](self, name, data)
     with self._open_for_write(self._data_path(name)) as f:
-        f.write(_sealed(self._dump(data)))
+        f.write(_sealed(self._dump(data), key))
 
 
-def load_data(self: Any, name: str) -> Any:
+def load_data(self: Any, name: str, key: Any = None) -> Any:
     """``IndexDataCacheFile._load_data``; a file that does not match its digest raises.
 
     Parameters
@@ -303,6 +314,9 @@ def load_data(self: Any, name: str) -> Any:
         One function's cache files.
     name : str
         The data file's name.
+    key : tuple, optional
+        The index key it is loaded for (:func:`load`): a file sealed for another
+        key does not match.
 
     Returns
     -------
@@ -317,7 +331,7 @@ def load_data(self: Any, name: str) -> Any:
     if not _sealed_files(self):
         return _NUMBA["_load_data"](self, name)
     with open(self._data_path(name), "rb") as f:
-        payload = _unsealed(f.read())
+        payload = _unsealed(f.read(), key)
     if payload is None:
         raise pickle.UnpicklingError(f"{name}: no digest, or not the one of its contents")
     return pickle.loads(payload)
@@ -392,8 +406,8 @@ def load(self: Any, key: Any) -> Any:
     if name is None:
         return None
     try:
-        return self._load_data(name)
-    except Exception:  # removed meanwhile (numba's own case, OSError) or damaged
+        return self._load_data(name, key) if _sealed_files(self) else self._load_data(name)
+    except Exception:  # removed meanwhile (numba's own case, OSError), damaged or another key's
         return None
 
 

@@ -70,9 +70,9 @@ def slow_save_index(self, overloads):
     span.append(time.time())
 
 
-def slow_save_data(self, name, data):
+def slow_save_data(self, name, data, *key):  # fastinit's save_data also takes the key
     time.sleep(0.3 * (1 - role))
-    save_data(self, name, data)
+    save_data(self, name, data, *key)
     span.append(time.time())
 
 
@@ -238,6 +238,27 @@ def test_an_index_garbled_into_naming_another_data_file_reads_as_empty(tmp_path)
     assert files.load(("key", 1)) is None  # not key 2's {"code": 2}
     files.save(("key", 1), {"code": 1})
     assert files.load(("key", 1)) == {"code": 1}
+
+
+def test_an_intact_data_file_of_another_key_is_a_cache_miss(tmp_path):
+    # each data file was sealed against its own contents only: two swapped (or one copied
+    # in from another cache, where that number held another key's code) passed, and a
+    # ReLU model ran the tanh kernel, silently
+    files = _saved(tmp_path)
+    one, two = tmp_path / "f-1.py311.1.nbc", tmp_path / "f-1.py311.2.nbc"
+    first, second = one.read_bytes(), two.read_bytes()
+    one.write_bytes(second)
+    two.write_bytes(first)
+    assert files.load(("key", 1)) is None and files.load(("key", 2)) is None
+    files.save(("key", 1), {"code": 1})
+    assert files.load(("key", 1)) == {"code": 1}
+    (tmp_path / "other").mkdir()
+    other = _saved(tmp_path / "other")  # the same numbers, other keys
+    other.save(("key", 3), {"code": 3})
+    files.save(("key", 4), {"code": 4})  # number 3 in this index
+    copied = (tmp_path / "other" / "f-1.py311.3.nbc").read_bytes()  # a half-copied cache
+    (tmp_path / "f-1.py311.3.nbc").write_bytes(copied)
+    assert files.load(("key", 4)) is None
 
 
 def test_a_process_without_fastinit_reads_the_sealed_cache_files(tmp_path):
