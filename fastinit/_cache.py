@@ -36,8 +36,11 @@ where the damaged file still unpickled, fail in LLVM (``Invalid record``) or
 load other machine code and run it (one changed constant in a data file: the
 function returned 5.0 instead of 3.0), until the file was deleted by hand.
 :func:`save_index` and :func:`save_data` end each file with the SHA-256 digest
-of its pickle (``_SEAL``; numba's own reader stops at the end of the pickle, so
-a process without fastinit still reads them), and :func:`load_index` and
+of its pickle, a data file's taken with the ``repr`` of its index key (``_SEAL``;
+numba's own reader stops at the end of the pickle, so a process without fastinit
+still reads them; two data files swapped, or one copied in from another cache
+where its number held another key, passed a digest of the pickle alone, and a
+ReLU model ran the tanh kernel), and :func:`load_index` and
 :func:`load` read an index that cannot be unpickled or does not match its
 digest as empty and such a data file as missing: the function is compiled
 again, and its save replaces the damaged file.  A file with no digest (cut
