@@ -594,15 +594,19 @@ def _caller_level() -> int:
 
     ``warnings.warn`` does not count the import system's frames
     (``importlib._bootstrap``) in a ``stacklevel`` above 1; neither does this.
+    ``importlib.import_module`` (fastinit's lazy attributes import through it) is
+    counted, and passed over.
     """
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__)) + os.sep  # not <here>_notes/ beside it
-    frame, level = sys._getframe(1), 1
+    import_module = os.path.join("importlib", "__init__.py")  # by its end: co_filename is
+    frame, level = sys._getframe(1), 1  # the path the .pyc was compiled at
     while frame is not None:
         name = frame.f_code.co_filename
         internal = "importlib" in name and "_bootstrap" in name
-        if not (internal or name.startswith(here) or f"{os.sep}numba{os.sep}" in name):
+        machinery = internal or name.endswith(import_module)
+        if not (machinery or name.startswith(here) or f"{os.sep}numba{os.sep}" in name):
             return level
         frame = frame.f_back
         level += 0 if internal else 1

@@ -594,6 +594,22 @@ def test_a_warning_names_a_users_file_whose_path_starts_like_the_packages():
     assert namespace["level"] == 1  # the script's own line
 
 
+def test_a_warning_passes_over_importlibs_import_module_to_the_users_line():
+    # fastinit's lazy attributes import through importlib.import_module: the warning of a
+    # cache with no writable directory was attributed to importlib/__init__.py
+    import importlib
+
+    package = os.path.dirname(os.path.abspath(_cache.__file__))
+    namespace = {"caller_level": _cache._caller_level}
+    for source, where in [
+        ("def inner():\n    return caller_level()\n", os.path.join(package, "lazy.py")),
+        ("def import_module():\n    return inner()\n", importlib.__file__),
+        ("level = import_module()\n", os.path.join(os.sep, "elsewhere", "user.py")),
+    ]:
+        exec(compile(source, where, "exec"), namespace)
+    assert namespace["level"] == 3  # fastinit's frame, importlib's, then the user's line
+
+
 def test_a_full_disk_keeps_the_cache_files_saved_before(tmp_path, monkeypatch):
     # a save that fails part-way (a full disk: each write raises) leaves every file as it
     # was, the index and the data file it would have replaced, and no temporary file
