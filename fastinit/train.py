@@ -52,9 +52,13 @@ numba 0.68, NumPy's OpenBLAS 0.3.31; figures and commands in ``bench/``)
   two otherwise), and the step itself takes 0.92-1.06 ms against 0.55-0.59 ms
   (one BLAS thread: 0.79-0.81 ms in both phases).  Outside the products the step
   then costs ~300 us instead of ~80 us; with one thread, ~25 us plus the
-  minibatch gather (40-70 us: 128 random rows of the 188 MB inputs).  A likely
-  cause, not proven: the element-wise passes read the products' outputs, half
-  of them written on the other core.  Two threads are kept: the phase cannot be
+  minibatch gather (40-70 us: 128 random rows of the 188 MB inputs).  The cause,
+  measured with NumPy's products alone: the SGD update, each weight matrix
+  written in place by its ``A.T @ dZ`` product on both BLAS threads and read
+  whole by both in the next products (half of it crossing between the cores):
+  +48 us a step in the fast phase, +230 us in the slow one, nothing on one
+  thread; the update products on one thread cost more (the README's threading
+  policy has the figures).  Two threads are kept: the phase cannot be
   told from inside a run, and changing the count between chunks would change
   the last bits of the products (below), so a run would depend on the host.
 * Every result is a function of the data, the seeds and the iteration number:
