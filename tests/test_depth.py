@@ -308,3 +308,18 @@ def test_a_log_axis_clipped_to_its_decades_keeps_most_curves_in_view():
         assert low <= seen[0] and seen[1] <= high, (low, high)
         assert np.log10(high / low) <= DECADES + 1e-9
         plt.close(fig)
+
+
+def test_the_signal_vs_depth_figure_labels_its_rows_not_with_an_init():
+    # the loop over inits reused the row's variable: both rows read "he" (the last init)
+    from fastinit.experiments._common import pyplot
+    from fastinit.experiments.depth import plot_signal_vs_depth
+
+    plt = pyplot()
+    ends = {(i, "relu", d): (0.5, 0.25) for i in ("xavier", "he") for d in (10, 20)}
+    fig = plot_signal_vs_depth(plt, ends, ["xavier", "he"], ["relu"], [10, 20])
+    try:
+        rows = [ax.get_ylabel() for ax in fig.axes]
+        assert rows == ["activation std, last layer", "gradient std, first layer"], rows
+    finally:
+        plt.close(fig)

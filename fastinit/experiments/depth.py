@@ -668,7 +668,7 @@ def plot_signal_vs_depth(
         plt, 2, len(activations), figsize=(4.0 * len(activations), 6.0), squeeze=False
     )
     for c, act in enumerate(activations):
-        for r, label in enumerate(("activation std, last layer", "gradient std, first layer")):
+        for r, row in enumerate(("activation std, last layer", "gradient std, first layer")):
             ax = axes[r, c]
             for init in inits:
                 label = _noted(init, (notes or {}).get((init, act)))
@@ -688,7 +688,7 @@ def plot_signal_vs_depth(
             if r == 0:
                 ax.set_title(act)
             if c == 0:
-                ax.set_ylabel(label)
+                ax.set_ylabel(row)
     for c, act in enumerate(activations):  # the first column, and every column with a note
         if c == 0 or any(k[1] == act and v for k, v in (notes or {}).items()):
             axes[0, c].legend(fontsize="small")
