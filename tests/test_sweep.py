@@ -979,6 +979,20 @@ def test_workers_0_with_dask_local_is_refused_before_the_db_is_made(depth_db, tm
     assert not db.parent.exists()
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_empty_dask_address_is_refused_before_the_db_is_made(depth_db, tmp_path, capsys,
+                                                                  dry_run):  # fmt: skip
+    # refused by the executor only after --db's folder and an empty database were made;
+    # a dry run accepted it
+    spec, _, _ = depth_db
+    db = tmp_path / "new" / "r.sqlite"
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", str(spec), "--db", str(db), "--dask", "", *(["--dry-run"] * dry_run)])
+    assert e.value.code == 2
+    assert "--dask: expected a scheduler address or 'local', got ''" in capsys.readouterr().err
+    assert not db.parent.exists()
+
+
 @pytest.mark.parametrize(
     ("preload", "argv"),
     [

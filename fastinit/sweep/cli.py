@@ -128,6 +128,8 @@ def _run_sweep(a: argparse.Namespace) -> Any:
         return _list_experiments()
     if a.spec is None:
         raise ValueError("SPEC.toml: expected the sweep file to run (or --list)")
+    if a.dask is not None and not a.dask.strip():
+        raise ValueError(f"--dask: expected a scheduler address or 'local', got {a.dask!r}")
     memory = run_memory(a.dask)  # not None: a remote cluster, runs on other machines' memory
     spec = load_spec(a.spec, memory=memory)
     if a.workers is not None and memory is not None:
