@@ -294,7 +294,7 @@ def _planar(sub: Any) -> None:
     p.add_argument("--lr", type=float, default=_default(run, "lr"), help="learning rate")
     p.add_argument("--rng", default=_default(run, "rng"), choices=("notebook", "fastinit"),
                    help="'notebook': randn*s weights drawn exactly as the classic notebook "
-                   "does, from np.random.seed(--seed) (the notebook's 2 by default); "
+                   "does, from np.random.seed(--seed) (the notebook's own seed is 2); "
                    "'fastinit': fastinit's generator")  # fmt: skip
     p.add_argument("--seed", type=int, default=_default(run, "seed"),
                    help="seed of the initial weights")  # fmt: skip
