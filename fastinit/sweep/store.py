@@ -410,17 +410,16 @@ class Store:
 
     # ------------------------------------------------------------------------- reading
     def statuses(self, keys: Iterable[str] | None = None) -> dict[str, str]:
-        """The status of recorded runs.
+        """``{key: status}`` of recorded runs: :meth:`recorded` without the attempts.
 
         Parameters
         ----------
         keys : iterable of str, optional
-            Only these keys (default: every run).
+            As for :meth:`recorded`.
 
         Returns
         -------
         dict
-            ``{key: status}``.
         """
         return {key: status for key, (status, _) in self.recorded(keys).items()}
 
