@@ -323,3 +323,22 @@ def test_the_signal_vs_depth_figure_labels_its_rows_not_with_an_init():
         assert rows == ["activation std, last layer", "gradient std, first layer"], rows
     finally:
         plt.close(fig)
+
+
+def test_a_depth_figure_with_nothing_to_draw_makes_no_empty_legend():
+    # every std 0 or missing (a width-1 network of one sample): matplotlib warned "No artists
+    # with labels found to put in legend" from both figures
+    import warnings
+
+    from fastinit.experiments._common import pyplot
+    from fastinit.experiments.depth import plot_signal, plot_signal_vs_depth
+
+    plt = pyplot()
+    ends = {("he", "relu", 1): (0.0, None)}
+    curves = {("he", 1): (np.zeros(1), np.full(1, np.nan))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figs = [plot_signal_vs_depth(plt, ends, ["he"], ["relu"], [1]),
+                plot_signal(plt, curves, ["he"], [1], "relu")]  # fmt: skip
+    for fig in figs:
+        plt.close(fig)

@@ -582,10 +582,17 @@ def plot_signal(
         _clip_decades(row[0], DECADES)
     for c, depth in enumerate(depths):  # the first column, and every column with a note
         if c == 0 or any(k[1] == depth and v for k, v in (notes or {}).items()):
-            axes[0, c].legend(fontsize="small")
+            _legend(axes[0, c])
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _legend(ax: Any) -> None:
+    """A small legend on ``ax``, if anything drawn there has a label (else matplotlib
+    warns "No artists with labels found to put in legend")."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
 
 
 DECADES = 24  # a log axis shows at most this many decades below its top
@@ -691,7 +698,7 @@ def plot_signal_vs_depth(
                 ax.set_ylabel(row)
     for c, act in enumerate(activations):  # the first column, and every column with a note
         if c == 0 or any(k[1] == act and v for k, v in (notes or {}).items()):
-            axes[0, c].legend(fontsize="small")
+            _legend(axes[0, c])
     fig.suptitle("signal propagation at initialization")
     fig.tight_layout()
     return fig
