@@ -110,7 +110,10 @@ def _check_device(device: str) -> None:
     try:
         check_device(device, "--device")
     except RuntimeError as e:  # CUDA requested but unusable: a usage error, not a crash
-        raise ValueError(f"--device {device}: {e}") from None
+        # the message names the Python argument (device='cpu'): here, the option
+        message = re.sub(r"\bdevice='(\w+)'", r"--device \1", str(e))
+        named = message.startswith("--device")
+        raise ValueError(message if named else f"--device {device}: {message}") from None
 
 
 def _prepare_out(out: Path | None, command: str) -> list[Path]:

@@ -390,6 +390,22 @@ def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_cuda_without_a_gpu_speaks_in_the_commands_options(monkeypatch, tmp_path, capsys):
+    # the message said "Use device='cpu'", the Python argument, to a command-line user
+    import fastinit._cuda
+
+    def no_gpu():  # cuda_module's message, as it reads
+        raise RuntimeError("device='cuda' needs an NVIDIA GPU with its driver, and none was "
+                           "found. Use device='cpu', or set NUMBA_ENABLE_CUDASIM=1")  # fmt: skip
+
+    monkeypatch.setattr(fastinit._cuda, "cuda_module", no_gpu)
+    with pytest.raises(SystemExit):
+        main(["mnist", "--device", "cuda", "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert "--device cuda needs an NVIDIA GPU" in err and "Use --device cpu, or" in err
+    assert "device='" not in err
+
+
 def _refused(argv, tmp_path, capsys):
     """Run ``fastinit *argv`` into ``tmp_path/out``, quiet; check it exits 2; its stderr."""
     with pytest.raises(SystemExit) as e:
