@@ -1024,6 +1024,21 @@ def test_a_malformed_dask_address_names_the_option(depth_db, tmp_path, capsys):
     assert "dask: cannot reach the scheduler at 'bogus'" in err and "tcp://host:8786" in err
 
 
+def test_an_unreachable_dask_scheduler_is_refused_before_the_db_is_made(depth_db, tmp_path,
+                                                                         capsys):  # fmt: skip
+    # refused only once the sweep started its executor, after --db's folder (said on
+    # stderr) and an empty database had been made
+    pytest.importorskip("distributed")
+    spec, _, _ = depth_db
+    db = tmp_path / "new" / "r.sqlite"
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", str(spec), "--db", str(db), "--dask", "bogus"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "dask: cannot reach the scheduler at 'bogus'" in err and "created" not in err
+    assert not db.parent.exists()
+
+
 def test_dask_local_cluster_gives_the_pool_results(depth_db, tmp_path):
     pytest.importorskip("distributed")
     spec, pool_db, _ = depth_db

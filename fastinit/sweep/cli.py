@@ -162,11 +162,24 @@ def _run_sweep(a: argparse.Namespace) -> Any:
             holders = ", ".join(sorted({f"{c['host']}:{c['pid']}" for c in claims.values()}))
             text += f"; {len(claims)} of them being run by another sweep: {holders}"
         return _Text(text)
-    _prepare_db(a.db)
-    summary = run_sweep(
-        spec, a.db, workers=a.workers, dask=a.dask, retry_failed=a.retry_failed,
-        progress=not a.quiet,
-    )  # fmt: skip
+    executor, connecting = None, 0.0
+    if memory is not None:  # a remote scheduler: reached (or refused) before --db is made
+        from fastinit.sweep.execute import make_executor
+
+        executor = make_executor("dask", dask=a.dask)
+        executor.start()
+        connecting = executor.startup_seconds
+    try:
+        _prepare_db(a.db)
+        summary = run_sweep(
+            spec, a.db, executor=executor, workers=a.workers, dask=a.dask,
+            retry_failed=a.retry_failed, progress=not a.quiet,
+        )  # fmt: skip
+    finally:
+        if executor is not None:
+            executor.close()
+    summary.seconds += connecting  # the summary's start-up includes reaching the scheduler
+    summary.startup_seconds += connecting
     summary.footer = f"\nresults in {a.db}; tables and figures: fastinit report {a.db} --out DIR"
     return summary
 
