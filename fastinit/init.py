@@ -759,11 +759,6 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     raise ValueError(f"nonlinearity: expected one of {valid}, got {nonlinearity!r}")
 
 
-def _xavier_gain(gain: float) -> float:
-    # variance gain^2 * 2 / (fan_in + fan_out) == scale / fan_avg with scale = gain^2
-    return check_nonneg(gain, "gain")  # as PyTorch, which rejects the negative std
-
-
 def xavier_normal(
     shape: tuple[int, ...],
     *,
@@ -796,7 +791,7 @@ def xavier_normal(
     numpy.ndarray
     """
     source = ("gain", gain)
-    gain = _xavier_gain(gain)
+    gain = check_nonneg(gain, "gain")  # as PyTorch, which rejects the negative std
     return _scaled(shape, gain, "fan_avg", "untruncated_normal", seed, stream, dtype, out, source)
 
 
@@ -829,7 +824,7 @@ def xavier_uniform(
     numpy.ndarray
     """
     source = ("gain", gain)
-    gain = _xavier_gain(gain)
+    gain = check_nonneg(gain, "gain")  # as PyTorch, which rejects the negative std
     return _scaled(shape, gain, "fan_avg", "uniform", seed, stream, dtype, out, source)
 
 
