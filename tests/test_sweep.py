@@ -1039,6 +1039,16 @@ def test_an_unreachable_dask_scheduler_is_refused_before_the_db_is_made(depth_db
     assert not db.parent.exists()
 
 
+def test_run_sweep_reaches_a_remote_scheduler_before_it_makes_the_database(depth_db, tmp_path):
+    # run_sweep opened (and so created) the database before starting its executor
+    pytest.importorskip("distributed")
+    spec, _, _ = depth_db
+    db = tmp_path / "r.sqlite"
+    with pytest.raises(ValueError, match="dask: cannot reach the scheduler at 'bogus'"):
+        run_sweep(spec, db, dask="bogus", progress=False)
+    assert not db.exists()
+
+
 def test_dask_local_cluster_gives_the_pool_results(depth_db, tmp_path):
     pytest.importorskip("distributed")
     spec, pool_db, _ = depth_db

@@ -1122,6 +1122,16 @@ def _own_executor(spec: Any, kind: str | None, workers: Any, dask: str | None, t
     return make_executor(kind, workers=n, dask=dask)
 
 
+def _start_or_close(executor: Any) -> None:
+    """Start ``executor``; if that fails or is interrupted, close it before the error goes on."""
+    try:
+        executor.start()
+    except BaseException:
+        executor.abort()
+        executor.close()
+        raise
+
+
 def _run_claimed(
     executor: Any,
     todo: list[Item],
@@ -1241,7 +1251,9 @@ def run_sweep(
         (at least one, said on stderr) when that many of the SPEC's largest run
         would not fit in the memory available at once.
     dask : str, optional
-        Dask scheduler address, or ``'local'`` for a LocalCluster.
+        Dask scheduler address, or ``'local'`` for a LocalCluster.  A scheduler
+        address is reached before ``db`` is opened: one that cannot be reached
+        leaves no new database behind.
     retry_failed : bool
         Run the configurations recorded as failed again.
     progress : bool
@@ -1296,21 +1308,32 @@ def _run_sweep(
     retry_failed = check_bool(retry_failed, "retry_failed")
     if not isinstance(spec, Spec):  # a remote cluster's runs need its memory, not this one's
         spec = load_spec(spec, memory=run_memory(dask))
-    store = db if isinstance(db, Store) else Store(db)
-    own_store = store is not db
+    own_executor = executor is None or isinstance(executor, str)
+    startup0 = 0.0 if own_executor else executor.startup_seconds
+    if own_executor and run_memory(dask) is not None:  # remote: reached before db is made
+        executor = _own_executor(spec, executor, workers, dask, 0)
+        _start_or_close(executor)
     runs = spec.keyed_runs()
-    recorded = store.recorded(k for k, _ in runs)  # one read: what is done, what failed
+    store = None
+    try:
+        store = db if isinstance(db, Store) else Store(db)
+        recorded = store.recorded(k for k, _ in runs)  # one read: what is done, what failed
+    except BaseException:  # nothing of the sweep's is left open
+        if store is not None and store is not db:
+            store.close()
+        if own_executor and not isinstance(executor, (str, type(None))):
+            executor.close()
+        raise
+    own_store = store is not db
     statuses = {key: status for key, (status, _) in recorded.items()}
     done = done_keys(statuses, retry_failed=retry_failed)
     todo = [(k, c) for k, c in runs if k not in done]
     summary = SweepSummary(spec.name, store.path, len(runs), len(done))
     summary.failed_before = sum(statuses[k] == "failed" for k in done)
-    own_executor = executor is None or isinstance(executor, str)
-    if own_executor:
+    if isinstance(executor, (str, type(None))):
         executor = _own_executor(spec, executor, workers, dask, len(todo))
     summary.executor = executor.describe()
     bar = SweepProgress(len(todo), enabled=progress, stream=stream)
-    startup0 = executor.startup_seconds
     requeued0 = executor.requeued
     try:
         if todo:
