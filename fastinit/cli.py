@@ -73,6 +73,20 @@ def _items(text: str, what: str) -> tuple[str, ...]:
     return items
 
 
+def _name(text: str) -> str:
+    """One name, stripped as the entries of a list are."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a name, got {text!r}")
+    return text.strip()
+
+
+def _path(text: str) -> Path:
+    """A path; the empty one (``Path('')`` is the working directory) is refused as a slip."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got ''")
+    return Path(text)
+
+
 def _names(text: str) -> tuple[str, ...]:
     return _items(text, "names")
 
@@ -166,7 +180,7 @@ def _common(p: argparse.ArgumentParser, experiment: str, trains: bool = False) -
     """Add ``--out``, ``--add`` and ``--quiet``; ``trains``: the experiment takes 'lsuv'."""
     p.add_argument(
         "--out",
-        type=Path,
+        type=_path,
         default=Path("fastinit-results") / experiment,  # the function's None writes no files
         help="directory for the PNG figures, summary.json and CSV curves",
     )
@@ -242,7 +256,7 @@ def _mnist(sub: Any) -> None:
     )
     p.add_argument("--inits", type=_names, default=_default(run, "inits"),
                    help="comma-separated init specs")  # fmt: skip
-    p.add_argument("--activation", default=_default(run, "activation"),
+    p.add_argument("--activation", type=_name, default=_default(run, "activation"),
                    help="hidden activation")  # fmt: skip
     p.add_argument("--hidden", type=_ints, default=_default(run, "hidden"),
                    help="hidden widths, comma-separated")  # fmt: skip
@@ -289,7 +303,7 @@ def _planar(sub: Any) -> None:
     p.add_argument("--inits", type=_names, default=_default(run, "inits"),
                    help="comma-separated init specs")  # fmt: skip
     # .npz paths, read into the function's dict of arrays by _run_planar
-    p.add_argument("--weights", type=Path, action="append", default=[], metavar="NPZ",
+    p.add_argument("--weights", type=_path, action="append", default=[], metavar="NPZ",
                    help="also run from explicit initial weights: an .npz with arrays W1 (2, H), "
                    "b1 (H,), W2 (H, 1), b2 (1,) (repeatable)")  # fmt: skip
     p.add_argument("--hidden", type=int, default=_default(run, "hidden"), help="hidden units")
@@ -359,7 +373,7 @@ def _symmetry(sub: Any) -> None:
     p.add_argument("--inits", type=_names, default=_default(run, "inits"),
                    help="comma-separated init specs")  # fmt: skip
     p.add_argument("--hidden", type=_ints, default=_default(run, "hidden"), help="hidden widths")
-    p.add_argument("--activation", default=_default(run, "activation"),
+    p.add_argument("--activation", type=_name, default=_default(run, "activation"),
                    help="hidden activation")  # fmt: skip
     p.add_argument("--iterations", type=int, default=_default(run, "iterations"), help="steps")
     p.add_argument("--every", type=int, default=_default(run, "every"),

@@ -195,6 +195,33 @@ def test_an_empty_list_entry_is_refused_not_dropped(argv, option, tmp_path, caps
     assert f"error: argument {option}: empty entry in " in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["planar", "--iterations", "5", "--out", ""], "--out"),
+        (["histogram", "--samples", "8", "--out", ""], "--out"),
+        (["report", "", "--out", "x"], "DB"),
+        (["sweep", "spec.toml", "--db", "", "--dry-run"], "--db"),
+    ],
+)
+def test_an_empty_path_is_refused_naming_its_option(argv, option, tmp_path, monkeypatch, capsys):
+    # --out '' was Path('.'): the experiment wrote its figures into the working directory
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert f"error: argument {option}: expected a path, got ''" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_single_name_option_is_stripped_like_the_lists(tmp_path):
+    # --activations ' relu' was stripped, --activation ' relu' refused as unknown
+    args = build_parser().parse_args(["mnist", "--activation", " relu "])
+    assert args.activation == "relu"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["mnist", "--activation", " "])
+
+
 def test_mnist_seed_range_is_checked_before_training(tmp_path, capsys, monkeypatch):
     from fastinit.experiments import mnist
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fastinit._progress import count
-from fastinit.cli import HelpFormatter, _common, _default, _dtype, _ints, _names
+from fastinit.cli import HelpFormatter, _common, _default, _dtype, _ints, _names, _path
 
 __all__ = ["add_depth", "add_report", "add_sweep"]
 
@@ -61,8 +61,8 @@ def add_sweep(sub: Any) -> None:
         description=SWEEP_HELP,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("spec", nargs="?", type=Path, metavar="SPEC.toml", help="the sweep to run")
-    p.add_argument("--db", type=Path, default=Path("results.sqlite"),
+    p.add_argument("spec", nargs="?", type=_path, metavar="SPEC.toml", help="the sweep to run")
+    p.add_argument("--db", type=_path, default=Path("results.sqlite"),
                    help="results database, created if missing (its missing directories "
                    "too, said on stderr)")  # fmt: skip
     p.add_argument("--workers", type=_workers, default=None, metavar="N",
@@ -214,8 +214,8 @@ def add_report(sub: Any) -> None:
         description=report.__doc__,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("db", type=Path, metavar="DB", help="results database of fastinit sweep")
-    p.add_argument("--out", type=Path, default=Path("fastinit-results") / "report",
+    p.add_argument("db", type=_path, metavar="DB", help="results database of fastinit sweep")
+    p.add_argument("--out", type=_path, default=Path("fastinit-results") / "report",
                    help="output directory")  # fmt: skip
     p.add_argument("--experiment", default=None, help="only this experiment's runs")
     p.add_argument("--sweep", default=None, metavar="NAME",
