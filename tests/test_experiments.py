@@ -1364,7 +1364,7 @@ def test_an_init_value_or_lr_beyond_the_dtype_range_names_the_argument():
     # "mean, std: |mean| + 9 std: ..." named no init, "optimizer: lr=..." no lr of run_planar
     from fastinit.experiments.planar import run_planar
 
-    with pytest.raises(ValueError, match=r"^init: 'std=1e300' cannot be drawn in float32"):
+    with pytest.raises(ValueError, match=r"^inits\[0\]: 'std=1e300' cannot be drawn in float32"):
         run_planar(("std=1e300",), iterations=2, dtype="float32", progress=False)
     with pytest.raises(ValueError, match=r"^lr: .*float32.*1e\+300"):
         run_planar(("zeros",), iterations=2, lr=1e300, dtype="float32", progress=False)
@@ -1405,3 +1405,21 @@ def test_mnist_figure_over_seeds_leaves_a_diverged_seed_out_as_the_table_does(
     np.testing.assert_allclose(lines[label][25:], expected[25:])
     np.testing.assert_allclose(lines[label][:10], np.mean([smooth_curve(c) for c in he[:, :21]],
                                                           axis=0)[:10])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("run", "kw"),
+    [(run_depth, {"depths": (2,), "width": 4, "samples": 4}),
+     (run_histogram, {"layers": 1, "width": 4, "samples": 4}),
+     (run_symmetry, {"iterations": 2, "every": 1, "progress": False}),
+     (run_planar, {"iterations": 2, "progress": False}),
+     (run_mnist, {"iterations": 1, "progress": False})],
+)  # fmt: skip
+def test_a_bad_entry_of_inits_is_named_by_its_position(run, kw):
+    # the Python API said "init: unknown init 'bogus'", a name no argument has
+    with pytest.raises(ValueError, match=r"^inits\[1\]: unknown init 'bogus'; use "):
+        run(("he", "bogus"), **kw)
+    with pytest.raises(ValueError, match=r"^inits\[0\]: std must be a finite number >= 0"):
+        run(("std=nan",), **kw)
+    with pytest.raises(ValueError, match=r"^inits\[0\]: expected an init name such as 'he'"):
+        run((3,), **kw)

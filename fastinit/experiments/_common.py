@@ -422,9 +422,13 @@ def parse_inits(
     """
     if isinstance(inits, str):
         raise ValueError(f"inits: expected a sequence of init specs, got the string {inits!r}")
-    specs = [parse_init(i, data_dependent=data_dependent) for i in inits]
-    for spec in specs if dtype is not None else ():
-        check_drawable(spec, dtype)
+    specs = []
+    for k, name in enumerate(inits):
+        try:
+            spec = parse_init(name, data_dependent=data_dependent)
+            specs.append(spec if dtype is None else check_drawable(spec, dtype))
+        except ValueError as e:
+            raise ValueError(f"inits[{k}]: {str(e).removeprefix('init: ')}") from None
     if not specs and not allow_empty:
         raise ValueError("inits: expected at least one init spec, such as 'he' or 'std=0.01'")
     repeat = first_repeat(specs, notebook)
