@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from fastinit._cuda import is_device_array, to_host
+from fastinit._progress import count
 
 DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 # the most elements of a float64 array: NumPy counts its bytes in an intp (2**60 - 1)
@@ -213,10 +214,17 @@ def as_array(value: Any, name: str, expected: str) -> np.ndarray:
     Raises
     ------
     ValueError
-        ``name: expected <expected> (NumPy's reason)``.
+        ``name: expected <expected> (NumPy's reason)``; a masked array with
+        masked values (one without any passes as its data).
     """
     if is_device_array(value):  # NumPy's copy of it fails on negative strides
         return to_host(value)
+    masked = np.ma.count_masked(value) if isinstance(value, np.ma.MaskedArray) else 0
+    if masked:  # np.asarray keeps the values under the mask, as if they were data
+        raise ValueError(
+            f"{name}: a masked array with {count(masked, 'masked value')}; fastinit would use "
+            "the values under the mask: fill them (.filled(value)) or leave those rows out"
+        )
     try:
         return np.asarray(value)
     except (ValueError, TypeError, RuntimeError) as err:

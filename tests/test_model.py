@@ -718,6 +718,27 @@ def test_ragged_inputs_and_targets_name_the_argument():
         model.fit(np.ones((2, 2)), [[0, 1, 0], [1]], iterations=1, progress=False)
 
 
+def test_a_masked_array_with_masked_values_is_refused_naming_the_argument():
+    # np.asarray dropped the mask: the values under it were trained on as data
+    from fastinit import activations
+
+    model = MLP([2, 3], seed=1)
+    X = np.ma.masked_array(np.ones((2, 2)), mask=[[0, 1], [0, 0]])
+    y = np.ma.masked_array([0, 1], mask=[1, 0])
+    said = r"^{}: a masked array with 1 masked value"
+    for method in (model.forward, model.predict):
+        with pytest.raises(ValueError, match=said.format("X")):
+            method(X)
+    with pytest.raises(ValueError, match=said.format("X")):
+        model.fit(X, [0, 1], iterations=1, progress=False)
+    with pytest.raises(ValueError, match=said.format("y")):
+        model.evaluate(np.ones((2, 2)), y)
+    with pytest.raises(ValueError, match=said.format("x")):
+        activations.apply(np.ma.masked_array([1.0, -1.0], mask=[0, 1]))
+    unmasked = np.ma.masked_array(np.ones((2, 2)))  # nothing masked: its values are the data
+    assert np.array_equal(model.forward(unmasked), model.forward(np.ones((2, 2))))
+
+
 # ----------------------------------------------------------------------------- interop
 class _ArrayLike:
     """An object NumPy converts with ``__array__``, as a torch tensor or a DataFrame."""
