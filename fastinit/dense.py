@@ -554,10 +554,14 @@ def gemm(
     ----------
     ops : numpy.ndarray of int64, (6,)
         The :func:`ops_table` of the arrays' dtype.
-    ta, tb : int
-        ``TRANS`` to use the transpose of ``a`` (of ``b``), else ``NO_TRANS``.
-    a, b : 2-D arrays
-        The operands: ``op(a)`` is (m, k) and ``op(b)`` is (k, n).
+    ta : int
+        ``TRANS`` to use the transpose of ``a``, else ``NO_TRANS``.
+    a : 2-D array
+        The left operand: ``op(a)`` is (m, k).
+    tb : int
+        ``TRANS`` to use the transpose of ``b``, else ``NO_TRANS``.
+    b : 2-D array
+        The right operand: ``op(b)`` is (k, n).
     alpha, beta : float
         The scale of the product and of the old ``c``.
     c : (m, n) array
@@ -799,7 +803,16 @@ def block(work: np.ndarray, off: int, m: int, n: int) -> np.ndarray:
 
 
 @native_function
-def forward_net(ops, params, layers, act_params, first, count, x, work):
+def forward_net(
+    ops: np.ndarray,
+    params: np.ndarray,
+    layers: np.ndarray,
+    act_params: np.ndarray,
+    first: int,
+    count: int,
+    x: np.ndarray,
+    work: np.ndarray,
+) -> np.ndarray:
     """Forward pass of layers ``first .. first+count-1`` on ``x`` (m rows).
 
     ``work`` must hold ``work_size`` elements; layer j's output ``A_j`` and
@@ -852,7 +865,18 @@ def forward_net(ops, params, layers, act_params, first, count, x, work):
 
 
 @native_function
-def backward_net(ops, params, grads, layers, first, count, x, work, lr, decay):
+def backward_net(
+    ops: np.ndarray,
+    params: np.ndarray,
+    grads: np.ndarray,
+    layers: np.ndarray,
+    first: int,
+    count: int,
+    x: np.ndarray,
+    work: np.ndarray,
+    lr: float,
+    decay: float,
+) -> None:
     """Backward pass after :func:`forward_net`; ``dL/dlogits`` must be in the logits block.
 
     Writes every layer's ``dW``, ``db`` into ``grads`` (same layout as ``params``),

@@ -272,7 +272,11 @@ def constant(
 
     A constant (zero included) initialization leaves every hidden unit of a layer
     computing the same function, and gradient descent keeps them identical: the
-    symmetry is never broken (see the ``symmetry`` experiment).
+    symmetry is never broken (see the ``symmetry`` experiment).  D. E. Rumelhart,
+    G. E. Hinton and R. J. Williams, 'Learning internal representations by error
+    propagation', Parallel Distributed Processing vol. 1, ch. 8, 1986 (why the
+    weights start small and random); I. Goodfellow, Y. Bengio and A. Courville,
+    'Deep Learning', MIT Press 2016, section 8.4.
 
     Parameters
     ----------
@@ -306,7 +310,7 @@ def zeros(
     dtype: Any = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """All zeros: ``constant(value=0)``.
+    """All zeros: ``constant(value=0)``; the symmetry :func:`constant` cites never breaks.
 
     Parameters
     ----------
@@ -329,7 +333,7 @@ def ones(
     dtype: Any = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """All ones: ``constant(value=1)``.
+    """All ones: ``constant(value=1)``; the symmetry :func:`constant` cites never breaks.
 
     Parameters
     ----------
@@ -354,6 +358,9 @@ def identity(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """``gain`` times the (possibly rectangular) identity matrix, Keras ``Identity``.
+
+    Q. V. Le, N. Jaitly and G. E. Hinton, 'A simple way to initialize recurrent
+    networks of rectified linear units', arXiv:1504.00941, 2015 (the IRNN).
 
     Parameters
     ----------
@@ -430,6 +437,9 @@ def uniform(
 ) -> np.ndarray:
     """Draws from U[low, high), PyTorch ``uniform_`` defaults.
 
+    With ``high = -low = 1 / sqrt(fan_in)`` it is the "commonly used heuristic"
+    that X. Glorot and Y. Bengio, AISTATS 2010, eq. 1, start from.
+
     ``high`` itself can come out of rounding ``low + (high - low) u`` to the
     dtype (as in PyTorch), nothing above it, in float32 and float64 alike: where
     the spacing of the draws, ``(high - low) 2**-24`` or ``2**-53``, is finer than
@@ -474,7 +484,8 @@ def truncated_normal(
     ``std^2 (1 - (beta phi(beta) - alpha phi(alpha)) / Z - ((phi(alpha) - phi(beta)) / Z)^2)``
     with ``Z = Phi(beta) - Phi(alpha)``: less than ``std^2``.  An interval so far
     in one tail that the inverse CDF cannot resolve it in ``dtype`` is drawn by
-    rejection instead (:func:`fastinit.random.fill_truncated_normal`).
+    rejection instead (:func:`fastinit.random.fill_truncated_normal`; C. P. Robert,
+    'Simulation of truncated normal variables', Statistics and Computing 5, 1995).
 
     Parameters
     ----------
@@ -510,6 +521,11 @@ def variance_scaling(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Keras ``VarianceScaling``: variance ``scale / n`` whatever the distribution.
+
+    The one formula behind LeCun (``scale=1, fan_in``: Y. LeCun et al., 'Efficient
+    BackProp', 1998), Glorot (``scale=1, fan_avg``: X. Glorot and Y. Bengio,
+    AISTATS 2010) and He (``scale=2, fan_in``: K. He, X. Zhang, S. Ren and J. Sun,
+    'Delving deep into rectifiers', ICCV 2015).
 
     ``n`` is ``max(1, fan_in)``, ``max(1, fan_out)`` or ``max(1, (fan_in + fan_out) / 2)``
     for ``mode`` = ``fan_in``, ``fan_out``, ``fan_avg``.  Then

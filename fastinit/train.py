@@ -1244,10 +1244,12 @@ def batch_rows(
     ----------
     n : int
         Rows in the data set.
-    batch_size, sampling, seed
+    batch_size : int
         As given to :func:`fit_many` (``"shuffle"`` uses ``min(batch_size, n)``).
     iteration : int
         Iteration number, >= 0.
+    sampling, seed
+        As given to :func:`fit_many`.
 
     Returns
     -------

@@ -32,18 +32,18 @@ def _public_modules() -> list[str]:
     return names
 
 
-def _documented_parameters(doc: str, heading: str = "Parameters") -> set[str] | None:
-    """Names listed in the section ``heading`` (None without one)."""
+def _documented_parameters(doc: str, heading: str = "Parameters") -> list[str] | None:
+    """Names listed in the section ``heading``, in order (None without one)."""
     sections = list(_SECTION.finditer(doc))
     for i, match in enumerate(sections):
         if match.group(1) != heading:
             continue
         end = sections[i + 1].start() if i + 1 < len(sections) else len(doc)
-        names = set()
+        names = []
         for line in doc[match.end() : end].splitlines():
             entry = _ENTRY.match(line)  # getdoc dedents: entries start in column 0
             if entry and line == line.lstrip():
-                names.update(n.strip().lstrip("*") for n in entry.group(1).split(","))
+                names.extend(n.strip().lstrip("*") for n in entry.group(1).split(","))
         return names
     return None
 
@@ -73,7 +73,8 @@ def _public_callables() -> Iterator[tuple[str, Callable, object]]:
                         member = member.fget
                     members.append((f"{name}.{attr}", member, None))
             for qualname, member, owner in members:
-                function = getattr(member, "py_func", member)  # numba dispatchers
+                # numba dispatchers; a native_function wraps its own (__wrapped__)
+                function = inspect.unwrap(getattr(member, "py_func", member))
                 if not inspect.isfunction(function) or id(function) in seen:
                     continue
                 if owner is not None and function.__qualname__ != f"{owner.__name__}.__init__":
@@ -95,16 +96,21 @@ def _problems(qualname: str, function: Callable, owner: object) -> list[str]:
     if not doc.strip():
         return [*problems, f"{qualname}: no docstring"]
     documented = _documented_parameters(doc)
+    ordered = documented is not None  # Attributes may group fields by meaning
     if owner is not None and documented is None:  # a dataclass documents its fields
         documented = _documented_parameters(doc, "Attributes")
     if parameters and documented is None:
         problems.append(f"{qualname}: no Parameters section for {parameters}")
     elif documented is not None:
-        names = {p.lstrip("*") for p in parameters}
-        if names - documented:
-            problems.append(f"{qualname}: parameters not documented {sorted(names - documented)}")
-        if documented - names:
-            problems.append(f"{qualname}: documents unknown {sorted(documented - names)}")
+        names = [p.lstrip("*") for p in parameters]
+        if set(names) - set(documented):
+            missing = sorted(set(names) - set(documented))
+            problems.append(f"{qualname}: parameters not documented {missing}")
+        if set(documented) - set(names):
+            problems.append(f"{qualname}: documents unknown {sorted(set(documented) - set(names))}")
+        listed = [n for n in documented if n in names]
+        if ordered and listed != [n for n in names if n in listed]:
+            problems.append(f"{qualname}: parameters documented in the order {listed}")
     return problems
 
 
