@@ -148,7 +148,10 @@ def one_blas_thread() -> Iterator[None]:
     Where OpenBLAS is on one thread already and no block has switched it (a Dask
     worker's or a pool worker's, started so), a block switches nothing and
     blocks in several threads run at once.  Nothing is changed for a NumPy
-    built on another BLAS.
+    built on another BLAS.  BLAS work of other Python threads while a block
+    runs (a fit's products) runs on one thread too, with that count's bits:
+    the sweep's runs use it (:mod:`fastinit.sweep.runners`), the initializers
+    do not.
 
     Yields
     ------
