@@ -730,12 +730,27 @@ def moments(values: np.ndarray) -> tuple[float, float]:
     Parameters
     ----------
     values : numpy.ndarray
-        float32 or float64, any shape, at least one entry.
+        Real numbers, any shape, at least one entry; float32 and float64 are
+        read as they are, other dtypes (integers, bool, float16, longdouble)
+        cast to float64 first.
 
     Returns
     -------
     mean, std : float
+
+    Raises
+    ------
+    ValueError
+        Naming ``values``, if it holds no entry or no real numbers.
     """
+    values = np.asarray(values)
+    if values.size == 0 or values.dtype.kind not in "biuf":
+        raise ValueError(
+            f"values: expected real numbers, at least one, got shape {values.shape} and "
+            f"dtype {values.dtype}"
+        )
+    if values.dtype not in (np.float32, np.float64):  # one compiled kernel per float type
+        values = values.astype(np.float64)
     mean, std = _train.mean_std(np.ascontiguousarray(values).reshape(-1))
     return mean, std
 

@@ -526,6 +526,26 @@ def test_feature_moments_match_numpy(dtype):
     np.testing.assert_allclose(feature_moments(huge)[1], [1e300, 1.0], rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.int64, np.uint8, np.bool_, np.longdouble])
+def test_moments_of_other_real_dtypes_are_taken_in_float64(dtype):
+    # float16 failed inside numba (NotImplementedError); integers compiled a kernel each
+    from fastinit import train
+    from fastinit.diagnostics import moments
+
+    x = (np.random.default_rng(3).random(50) * 4).astype(dtype)
+    mean, std = moments(x)
+    assert (mean, std) == pytest.approx((x.astype(np.float64).mean(), x.astype(np.float64).std()))
+    assert {str(sig[0].dtype) for sig in train.mean_std.signatures} <= {"float32", "float64"}
+
+
+@pytest.mark.parametrize("values", [np.array([], np.float32), np.array(["a"]), np.ones(2, complex)])
+def test_moments_of_no_or_unreal_values_are_refused_naming_them(values):
+    from fastinit.diagnostics import moments
+
+    with pytest.raises(ValueError, match=r"^values: expected"):
+        moments(values)
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
 def test_feature_moments_of_other_float_dtypes(dtype):
     # float16 (data stored compactly) raised numba's NotImplementedError("float16")
