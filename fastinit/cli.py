@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -594,15 +595,32 @@ def _stopped(
     terminated: list[int],
 ) -> int:
     """After a Ctrl-C or a SIGTERM (``terminated``): remove the directories made for the
-    run if empty, say what was kept; the exit status (:func:`_stop`)."""
-    from fastinit.experiments._common import remove_empty
+    run if empty, say what was kept; the exit status (:func:`_stop`).  More Ctrl-Cs or
+    SIGTERMs meanwhile (a double press) are ignored: the command is stopping already."""
+    from fastinit.experiments import _common
 
-    remove_empty(created)
-    removed = bool(created) and not created[0].exists()
-    kept = _interrupted(args, before, removed)
-    word, status = _stop(terminated)
-    print(f"fastinit {args.command}: {word}; {kept}", file=sys.stderr)
+    with _ctrl_c_ignored():
+        _common.remove_empty(created)
+        removed = bool(created) and not created[0].exists()
+        kept = _interrupted(args, before, removed)
+        word, status = _stop(terminated)
+        print(f"fastinit {args.command}: {word}; {kept}", file=sys.stderr)
     return status
+
+
+@contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM inside the block (main thread only), then put their
+    handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
 def _print_result(args: argparse.Namespace, result: Any) -> None:

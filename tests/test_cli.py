@@ -592,6 +592,30 @@ def test_ctrl_c_says_that_nothing_was_written_and_the_new_directory_is_gone(
     assert not (tmp_path / "new").exists()
 
 
+def test_more_ctrl_c_while_the_command_stops_change_nothing(
+    tmp_path, monkeypatch, capsys, sigint_default
+):
+    # a third press while the directories made for the run were removed was a traceback
+    import signal
+
+    from fastinit.experiments import _common
+
+    _ctrl_c_in_fit(monkeypatch)
+    remove_empty = _common.remove_empty
+
+    def pressed_again(directories):
+        signal.raise_signal(signal.SIGINT)
+        remove_empty(directories)
+
+    monkeypatch.setattr(_common, "remove_empty", pressed_again)
+    out = tmp_path / "new" / "out"
+    assert main(["planar", "--iterations", "5", "--out", str(out), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("fastinit planar: interrupted; nothing written") and "removed" in err
+    assert not (tmp_path / "new").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
 def test_ctrl_c_keeps_an_earlier_runs_files_and_says_so(tmp_path, monkeypatch, capsys):
     assert main(["planar", "--iterations", "3", "--out", str(tmp_path), "--quiet"]) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
@@ -613,16 +637,17 @@ def test_ctrl_c_while_the_files_are_renamed_writes_them_all_and_says_so(
     assert main(["symmetry", "--iterations", "2", "--every", "1", "--out", str(tmp_path),
                  "--quiet"]) == 0  # fmt: skip
     capsys.readouterr()
-    replace = Path.replace
+    replace = os.replace
     calls = []
 
-    def replace_then_ctrl_c(self, target):
-        calls.append(self.name)
-        if len(calls) == 2:
-            signal.raise_signal(signal.SIGINT)
-        return replace(self, target)
+    def replace_then_ctrl_c(src, dst, *args, **kwargs):
+        if ".writing-" in str(src) and ".writing-" not in str(dst):  # moved into place
+            calls.append(Path(dst).name)
+            if len(calls) == 2:
+                signal.raise_signal(signal.SIGINT)
+        return replace(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "replace", replace_then_ctrl_c)
+    monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
     code = main(["symmetry", "--iterations", "3", "--every", "1", "--out", str(tmp_path),
                  "--quiet"])  # fmt: skip
     monkeypatch.undo()

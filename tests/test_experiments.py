@@ -7,6 +7,7 @@ import math
 import os
 import re
 import warnings
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -855,21 +856,22 @@ def test_ctrl_c_while_files_are_renamed_into_place_never_mixes_two_runs(
     with Output(tmp_path, "a") as output:
         output.text("summary.json", "old")
         output.text("curves.csv", "old")
-    replace = Path.replace
+    replace = os.replace
     calls = []
 
-    def replace_then_ctrl_c(self, target):
-        calls.append(self.name)
-        if len(calls) == 2:  # the first file is in place: a real SIGINT arrives
-            signal.raise_signal(signal.SIGINT)
-        return replace(self, target)
+    def replace_then_ctrl_c(src, dst, *args, **kwargs):
+        if ".writing-" in str(src) and ".writing-" not in str(dst):  # moved into place
+            calls.append(Path(dst).name)
+            if len(calls) == 2:  # the first file is in place: a real SIGINT arrives
+                signal.raise_signal(signal.SIGINT)
+        return replace(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "replace", replace_then_ctrl_c)
+    monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt), Output(tmp_path, "a") as output:
         output.text("summary.json", "new")
         output.text("curves.csv", "new")
     monkeypatch.undo()
-    assert calls == ["summary.json", "curves.csv"]
+    assert calls == ["summary.json", "curves.csv", ".fastinit-a-files.json"]
     texts = {n: (tmp_path / n).read_text() for n in ("summary.json", "curves.csv")}
     assert texts == {"summary.json": "new", "curves.csv": "new"}  # not one new, one old
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".writing-")]
@@ -1423,3 +1425,64 @@ def test_a_bad_entry_of_inits_is_named_by_its_position(run, kw):
         run(("std=nan",), **kw)
     with pytest.raises(ValueError, match=r"^inits\[0\]: expected an init name such as 'he'"):
         run((3,), **kw)
+
+
+# ----------------------------------------------------------------------------- audit 8 fixes
+def _files_of(directory):
+    return {p.name: p.read_text() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def test_a_file_that_cannot_be_moved_in_leaves_every_earlier_file(tmp_path, monkeypatch):
+    # a rename failing halfway (an immutable file) left the new summary beside the old figure
+    out = tmp_path / "o"
+    with Output(out, "t") as output:
+        for name in ("a.csv", "b.csv", "c.csv"):
+            output.text(name, f"old {name}")
+    before = _files_of(out)
+    real = os.replace
+
+    def refuse(src, dst, *args, **kwargs):
+        if Path(src).name == "b.csv" and ".writing-" not in str(dst):  # moved into place
+            raise PermissionError(1, "Operation not permitted", str(src), None, str(dst))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError, match=r"b\.csv.*Operation not permitted.*as they were"):
+        with Output(out, "t") as output:
+            for name in ("a.csv", "b.csv", "d.csv"):  # c.csv would be removed as stale
+                output.text(name, f"new {name}")
+    assert _files_of(out) == before
+    assert [p.name for p in out.iterdir() if p.name.startswith(".writing-")] == []
+
+
+def test_a_directory_in_the_place_of_a_file_is_refused_before_anything_moves(tmp_path):
+    out = tmp_path / "o"
+    with Output(out, "t") as output:
+        output.text("a.csv", "old")
+    (out / "b.csv").mkdir()
+    with pytest.raises(ValueError, match=r"b\.csv.*is a directory"):
+        with Output(out, "t") as output:
+            output.text("a.csv", "new")
+            output.text("b.csv", "new")
+    assert (out / "a.csv").read_text() == "old" and (out / "b.csv").is_dir()
+
+
+def test_a_second_ctrl_c_while_a_run_is_discarded_waits_for_the_cleanup(
+    tmp_path, monkeypatch, sigint_default
+):
+    # the second Ctrl-C of a double press stopped the rmtree: a staging folder was left
+    import shutil
+    import signal
+
+    out = tmp_path / "o"
+    rmtree = shutil.rmtree
+
+    def rmtree_interrupted(path, *args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # a second Ctrl-C as the cleanup starts
+        return rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree_interrupted)
+    with pytest.raises(KeyboardInterrupt), Output(out, "t") as output:
+        output.text("a.csv", "new")
+        raise KeyboardInterrupt  # the first
+    assert list(out.iterdir()) == []

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -877,7 +877,7 @@ def check_unclaimed(directory: Path, owner: str, names: list[str], option: str =
     """Refuse to replace files that another command wrote into ``directory``.
 
     Each command lists the files it writes in ``.fastinit-<owner>-files.json``
-    (:meth:`Output._remove_stale`); a name in another command's list that still
+    (:meth:`Output._stale`); a name in another command's list that still
     exists there is that command's output, which this one would silently replace
     (every experiment writes ``summary.json``).
 
@@ -927,7 +927,7 @@ class Output:
     directory never mixes this run's files with the last run's.  With an
     ``owner`` (the experiment's name), the files that owner wrote into
     ``directory`` last time and not this time are then removed (see
-    :meth:`_remove_stale`), and a file
+    :meth:`_stale`), and a file
     another owner wrote there is never replaced: the block raises ValueError
     (:func:`check_unclaimed`) and leaves every file as it was.  A command writing
     several directories commits them together (:func:`commit_all`).  Without ``with``,
@@ -959,58 +959,73 @@ class Output:
             self._discard()
 
     def check(self) -> None:
-        """Refuse, before any file is moved into place, to replace another owner's file.
+        """Refuse, before any file is moved into place, to replace another owner's file
+        or a directory.
 
-        Does nothing without an ``owner`` or once committed.
+        Does nothing once committed; another owner's files are checked only with an
+        ``owner``.
 
         Raises
         ------
         ValueError
-            As :func:`check_unclaimed`, naming the first such file.
-        """
-        if self.staging is not None and self.owner is not None:
-            check_unclaimed(self.directory, self.owner, [p.name for p in self.written])
-
-    def commit(self) -> None:
-        """Move the staged files into place, remove stale ones and the staging directory.
-
-        Does nothing when not staged or already committed.  Call it through
-        :func:`commit_all`, which checks first and holds a Ctrl-C until the
-        files are all in place.
+            As :func:`check_unclaimed`, naming the first such file, or naming a
+            directory that stands where a file of this run would go.
         """
         if self.staging is None:
             return
         for p in self.written:
-            (self.staging / p.name).replace(p)
-        self._remove_stale()
-        self._discard()
+            if p.is_dir() and not p.is_symlink():
+                raise ValueError(
+                    f"{str(p)!r} is a directory: this run would put its file {p.name} there; "
+                    "move or rename that directory first"
+                )
+        if self.owner is not None:
+            check_unclaimed(self.directory, self.owner, [p.name for p in self.written])
+
+    def _moves(self) -> list[tuple[Path | None, Path]]:
+        """The renames that put this run's files in place: ``(staged file, final path)``.
+
+        The owner's new listing is staged among them; a stale file (see
+        :meth:`_stale`) comes as ``(None, final path)``, to be moved away.  Empty
+        when not staged or already committed.
+        """
+        if self.staging is None:
+            return []
+        moves: list[tuple[Path | None, Path]] = [(self.staging / p.name, p) for p in self.written]
+        if self.owner is not None:
+            listing = LISTING.format(self.owner)
+            names = sorted(p.name for p in self.written)
+            write_bytes(self.staging / listing, (json.dumps(names) + "\n").encode("utf-8"))
+            moves.append((self.staging / listing, self.directory / listing))
+            moves += [(None, self.directory / name) for name in self._stale(names)]
+        return moves
 
     def _discard(self) -> None:
-        """Remove the staging directory, with whatever it still holds."""
+        """Remove the staging directory, with whatever it still holds (a Ctrl-C waits)."""
         if self.staging is not None:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            self.staging = None
+            with deferred_interrupt():  # a second Ctrl-C must not leave half of it behind
+                shutil.rmtree(self.staging, ignore_errors=True)
+                self.staging = None
 
-    def _remove_stale(self) -> None:
-        """Remove the files this owner wrote here last time and not this time.
+    def _stale(self, names: list[str]) -> list[str]:
+        """The files this owner wrote here last time and not this time (``names``).
 
         A re-run with other settings (fewer activations, no figures) would
         otherwise leave the old run's figures beside the new summary.  Only
         names from the owner's own list (``.fastinit-<owner>-files.json``) are
         removed: another experiment's files, or the user's, stay.
         """
-        if self.owner is None or self.directory is None:
-            return
-        listing = self.directory / LISTING.format(self.owner)
-        names = sorted(p.name for p in self.written)
         try:
-            before = json.loads(listing.read_text())
+            before = json.loads((self.directory / LISTING.format(self.owner)).read_text())
         except (OSError, ValueError):
             before = []
-        for name in set(before if isinstance(before, list) else []) - set(names):
-            if isinstance(name, str) and name == Path(name).name and not name.startswith("."):
-                (self.directory / name).unlink(missing_ok=True)
-        write_bytes(listing, (json.dumps(names) + "\n").encode("utf-8"))
+        stale = set(before if isinstance(before, list) else []) - set(names)
+        return sorted(
+            name
+            for name in stale
+            if isinstance(name, str) and name == Path(name).name and not name.startswith(".")
+            and (self.directory / name).is_file()
+        )  # fmt: skip
 
     def path(self, name: str) -> Path | None:
         """Where to write file ``name`` (its final path is recorded as written)."""
@@ -1090,7 +1105,10 @@ def commit_all(outputs: Sequence[Output]) -> None:
 
     Every output is checked (:meth:`Output.check`) before any file is moved,
     and a Ctrl-C while they are moved is held until all are (then raised): a
-    command writing several directories never leaves one new and one old.
+    command writing several directories never leaves one new and one old.  Each
+    earlier file is moved aside (into its output's staging directory) before
+    the new one takes its place, so a rename that fails (a file made immutable,
+    a full or read-only file system) puts every file moved so far back.
 
     Parameters
     ----------
@@ -1100,14 +1118,48 @@ def commit_all(outputs: Sequence[Output]) -> None:
     Raises
     ------
     ValueError
-        When a file of one of them would replace another command's (then no
-        file of any is moved).
+        When a file of one of them would replace another command's, or a
+        directory (then no file of any is moved).
+    OSError
+        Naming the file that could not be put in place, when a rename fails
+        (then the files there are as they were).
     """
     for output in outputs:
         output.check()
     with deferred_interrupt():  # a Ctrl-C never leaves half the files replaced
+        moves = [(output, staged, final) for output in outputs for staged, final in output._moves()]
+        _move_all(moves)
         for output in outputs:
-            output.commit()
+            output._discard()  # with the earlier files that were moved aside
+
+
+def _move_all(moves: Sequence[tuple[Output, Path | None, Path]]) -> None:
+    """Do the renames of :meth:`Output._moves`, each earlier file moved aside into its
+    output's staging directory first; if one fails, undo those done and raise OSError."""
+    done = []  # (staged, final, aside or None, moved in)
+    try:
+        for output, staged, final in moves:
+            aside = None
+            if os.path.lexists(final):
+                aside = output.staging / f".earlier-{final.name}"
+                os.replace(final, aside)
+            done.append([staged, final, aside, False])
+            if staged is not None:
+                os.replace(staged, final)
+                done[-1][3] = True
+    except OSError as e:
+        failed = final
+        for staged, final, aside, moved_in in reversed(done):
+            with suppress(OSError):  # as much as can be put back
+                if moved_in:
+                    os.replace(final, staged)
+                if aside is not None:
+                    os.replace(aside, final)
+        reason = e.strerror or type(e).__name__
+        raise OSError(
+            f"{str(failed)!r}: could not put this run's file in place ({reason}); the files "
+            "there are as they were before the run"
+        ) from e
 
 
 FIGURE_DPI = 110  # every figure's resolution; create figures at it (:func:`subplots`)
