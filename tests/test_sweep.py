@@ -2098,6 +2098,32 @@ def test_a_db_that_fills_up_is_an_error_that_says_what_was_kept(tmp_path, monkey
     assert "the runs recorded before it are kept" in err and "the same command again" in err, err
 
 
+def test_a_db_that_fails_as_a_run_is_claimed_is_the_same_error(tmp_path, monkeypatch, capsys):
+    # the claim's commit met the full disk first: a traceback, exit 1
+    import sqlite3
+
+    spec = str(write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = { start = 0, stop = 9 }\n'))
+    db = tmp_path / "r.sqlite"
+    real = Store.claim
+    calls = []
+
+    def claim(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "claim", claim)
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", spec, "--db", str(db), "--workers", "0", "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastinit sweep: error: --db: a run could not be claimed in {db} "
+                          "(database or disk is full)"), err  # fmt: skip
+    assert "the runs recorded before it are kept" in err
+    assert len(db_rows(db)) == 3
+
+
 def _wal_left(tmp_path: Path) -> Path:
     """A results database whose run is still in its ``-wal`` file, no ``-shm`` beside it
     (a running sweep's files copied, an archive made without the ``-shm``)."""

@@ -1122,6 +1122,14 @@ def _own_executor(spec: Any, kind: str | None, workers: Any, dask: str | None, t
     return make_executor(kind, workers=n, dask=dask)
 
 
+def _db_error(store: Any, what: str, error: Exception) -> OSError:
+    """The OSError for a database that failed mid-sweep, saying what is kept."""
+    return OSError(
+        f"db: {what} in {store.path} ({error}); the runs recorded before it are kept: once "
+        "the file can be written, run the same command again to run the rest"
+    )
+
+
 def _start_or_close(executor: Any) -> None:
     """Start ``executor``; if that fails or is interrupted, close it before the error goes on."""
     try:
@@ -1169,11 +1177,7 @@ def _run_claimed(
                     key, configs[key], result, name, keep_done=True, claimant=claimant
                 )
             except sqlite3.Error as e:  # a full disk, a file locked too long, an I/O error
-                raise OSError(
-                    f"db: a finished run could not be recorded in {store.path} ({e}); the "
-                    "runs recorded before it are kept: once the file can be written, run "
-                    "the same command again to run the rest"
-                ) from e
+                raise _db_error(store, "a finished run could not be recorded", e) from e
             recorded.add(key)
             if not written:  # a concurrent sweep recorded this run first: its row stays
                 summary.concurrent += 1
@@ -1181,7 +1185,10 @@ def _run_claimed(
             bar.update(result["status"])
 
     def skip(key: str) -> bool:  # asked by the executor just before the run starts
-        state = store.claim(key, claimant, seen.get(key, 0))
+        try:
+            state = store.claim(key, claimant, seen.get(key, 0))
+        except sqlite3.Error as e:  # as in record: a full disk, a file locked too long
+            raise _db_error(store, "a run could not be claimed", e) from e
         busy.discard(key)
         if state == "claimed":
             claimed[0] += 1
