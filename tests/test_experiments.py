@@ -1486,3 +1486,11 @@ def test_a_second_ctrl_c_while_a_run_is_discarded_waits_for_the_cleanup(
         output.text("a.csv", "new")
         raise KeyboardInterrupt  # the first
     assert list(out.iterdir()) == []
+
+
+def test_a_name_too_long_for_out_is_refused_naming_it_and_leaves_no_folder(tmp_path):
+    # [Errno 36] escaped raw from path.exists(), and the new parent folder stayed
+    out = tmp_path / "new" / ("x" * 300)
+    with pytest.raises(ValueError, match=r"^--out '.*': expected a directory .*File name too long"):
+        prepare_output(out, "--out")
+    assert not (tmp_path / "new").exists()

@@ -2124,6 +2124,21 @@ def test_a_db_that_fails_as_a_run_is_claimed_is_the_same_error(tmp_path, monkeyp
     assert len(db_rows(db)) == 3
 
 
+def test_a_db_name_too_long_is_refused_naming_it_and_leaves_no_folder(tmp_path, capsys):
+    # a raw "[Errno 36] File name too long", and the folder made for --db stayed
+    spec = str(write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0]\n'))
+    db = tmp_path / "new" / ("x" * 300 + ".sqlite")
+    for argv, option in ((["sweep", spec, "--db", str(db), "--quiet"], "--db"),
+                         (["report", str(db), "--out", str(tmp_path / "r")], "db")):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert f"error: {option}: " in err, err
+        assert "File name too long" in err or "does not exist" in err, err  # report's: no new/
+        assert not (tmp_path / "new").exists() and not (tmp_path / "r").exists()
+
+
 def _wal_left(tmp_path: Path) -> Path:
     """A results database whose run is still in its ``-wal`` file, no ``-shm`` beside it
     (a running sweep's files copied, an archive made without the ``-shm``)."""

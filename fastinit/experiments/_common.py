@@ -770,15 +770,17 @@ def prepare_output(out: Any, option: str = "out", owner: str | None = None) -> l
     if out is None:
         return []
     path = Path(out)
-    missing = [d for d in (path, *path.parents) if not d.exists()]
+    # os.path's tests are False where pathlib's raise (a name too long, ENAMETOOLONG)
+    missing = [d for d in (path, *path.parents) if not os.path.exists(d)]
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path, prefix=".fastinit-probe-"):
             pass
     except OSError as e:
         reason = e.strerror or type(e).__name__
-        if isinstance(e, FileExistsError) or (path.exists() and not path.is_dir()):
+        if isinstance(e, FileExistsError) or (os.path.exists(path) and not os.path.isdir(path)):
             reason = "it exists and is not a directory"
+        remove_empty([d for d in missing if os.path.isdir(d)])  # made by this call
         raise ValueError(
             f"{option} {str(path)!r}: expected a directory that can be created and written "
             f"to ({reason})"

@@ -169,12 +169,18 @@ def _run_sweep(a: argparse.Namespace) -> Any:
         executor = make_executor("dask", dask=a.dask)
         executor.start()
         connecting = executor.startup_seconds
+    created: list[Path] = []
     try:
-        _prepare_db(a.db)
+        created = _prepare_db(a.db)
         summary = run_sweep(
             spec, a.db, executor=executor, workers=a.workers, dask=a.dask,
             retry_failed=a.retry_failed, progress=not a.quiet,
         )  # fmt: skip
+    except BaseException:
+        from fastinit.experiments._common import remove_empty
+
+        remove_empty(created)  # the folders made for --db, if the sweep left them empty
+        raise
     finally:
         if executor is not None:
             executor.close()

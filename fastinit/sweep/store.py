@@ -331,9 +331,15 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
-        if self.path.is_dir():
+        try:
+            is_dir, is_file = self.path.is_dir(), self.path.is_file()
+        except OSError as e:  # a name too long (ENAMETOOLONG), a folder that cannot be read
+            reason = e.strerror or type(e).__name__
+            message = f"db: {self.path}: expected a results database file ({reason})"
+            raise ValueError(message) from None
+        if is_dir:
             raise ValueError(f"db: {self.path} is a directory, not a results database file")
-        if readonly and not self.path.is_file():
+        if readonly and not is_file:
             raise ValueError(f"db: {self.path} does not exist")
         if not readonly:
             from fastinit.experiments._common import prepare_output
