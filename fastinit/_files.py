@@ -161,7 +161,8 @@ def replacing(path: str | os.PathLike[str], *, keep_mode: bool = False) -> Itera
     ------
     OSError
         Naming ``path`` (not the temporary file) when the file cannot be created
-        (IsADirectoryError where ``path`` is a directory).
+        (IsADirectoryError where ``path`` is a directory) or written (a full disk:
+        ENOSPC, raised by a write in the block or at the end).
     """
     asked = os.fspath(path)
     target = Path(os.path.realpath(asked))
@@ -185,6 +186,11 @@ def replacing(path: str | os.PathLike[str], *, keep_mode: bool = False) -> Itera
             f.flush()
             _sync(f.fileno(), asked)  # the data on disk before a name points at it
         os.replace(tmp, target)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.filename is None or os.fspath(err.filename) == os.fspath(tmp):  # a write's
+            raise type(err)(err.errno, err.strerror, asked) from None  # (ENOSPC): named
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -710,7 +710,7 @@ class MLP:
         return _train.fit_many([self], X, y, **kwargs)[0]  # dispatches on the device
 
     # ------------------------------------------------------------------------- files
-    def save(self, path: str | os.PathLike | IO[bytes]) -> None:
+    def save(self, path: str | bytes | os.PathLike | IO[bytes]) -> None:
         """Write the architecture and parameters to an ``.npz`` file (no pickles).
 
         A device model writes the same file (its host copy, kept in sync); the
@@ -728,7 +728,7 @@ class MLP:
 
         Parameters
         ----------
-        path : str, os.PathLike or binary file object
+        path : str, bytes, os.PathLike or binary file object
             File to write; like ``numpy.savez``, ``.npz`` is appended to a name
             without it (and :meth:`load` finds it by the same name).  A file
             object open for binary writing is written directly.
@@ -739,7 +739,12 @@ class MLP:
             If a parameter is NaN or infinite (written through a view, or by a
             training update that overflowed), naming the array: :meth:`load`
             refuses such values, so nothing is written and an existing file is
-            left as it was.
+            left as it was.  Also for an empty ``path``.
+        TypeError
+            Naming ``path``, if it is neither a file name nor a file object.
+        OSError
+            Naming the file, if it cannot be written (a full disk); an existing
+            file is left as it was.
         """
         arrays = {
             "format": np.array(_FORMAT),
@@ -763,10 +768,16 @@ class MLP:
                 f"{bad}: expected finite values to save, found NaN or inf (load would refuse "
                 "the file); nothing was written"
             )
-        if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
-            np.savez(path, **arrays)  # a file object (or a bytes name): as numpy does
+        if hasattr(path, "write"):
+            np.savez(path, **arrays)  # a file object: as numpy does
             return
-        name = os.fspath(path)
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError(
+                f"path: expected a file name or a binary file object, got {type(path).__name__}"
+            )
+        name = os.fsdecode(path)
+        if not name:
+            raise ValueError("path: expected a file name, got ''")
         with replacing(name if name.endswith(".npz") else name + ".npz", keep_mode=True) as f:
             np.savez(f, **arrays)  # a symlink written through, an existing file's mode kept
 

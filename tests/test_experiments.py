@@ -1494,3 +1494,22 @@ def test_a_name_too_long_for_out_is_refused_naming_it_and_leaves_no_folder(tmp_p
     with pytest.raises(ValueError, match=r"^--out '.*': expected a directory .*File name too long"):
         prepare_output(out, "--out")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_full_disk_while_an_output_is_written_names_its_place_not_the_staging(
+    tmp_path, monkeypatch
+):
+    # "[Errno 28] No space left on device" named no file, then the hidden .writing-* one
+    import errno
+
+    from fastinit import _files
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_files.os, "fsync", full)
+    out = tmp_path / "o"
+    with pytest.raises(OSError) as e, Output(out, "t") as output:
+        output.text("summary.json", "{}")
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(out / "summary.json")
+    assert list(out.iterdir()) == []

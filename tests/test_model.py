@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
 import warnings
@@ -815,6 +816,40 @@ def test_save_onto_a_directory_names_the_path_and_leaves_nothing(tmp_path):
         MLP([2, 3, 1]).save(target)
     assert e.value.filename == str(target)  # not the hidden temporary file
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"] and not any(target.iterdir())
+
+
+def test_a_full_disk_while_saving_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    # "[Errno 28] No space left on device" named no file: the write failed before the sync
+    import errno
+
+    path = tmp_path / "m.npz"
+    MLP([2, 3, 1], seed=1).save(path)
+    before = path.read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np.lib.format, "write_array", full)
+    with pytest.raises(OSError) as e:
+        MLP([2, 3, 1], seed=2).save(path)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"] and path.read_bytes() == before
+
+
+def test_save_paths_that_are_no_file_names_are_refused_naming_path(tmp_path, monkeypatch):
+    # save(123) said "expected str, bytes or os.PathLike object", save("") wrote ./.npz,
+    # and a bytes name went to np.savez, which fails on it (and would not replace atomically)
+    monkeypatch.chdir(tmp_path)
+    model = MLP([2, 3, 1], seed=1)
+    for bad in (123, None, 1.5):
+        with pytest.raises(TypeError, match=r"^path: expected a file name or a binary file"):
+            model.save(bad)
+    with pytest.raises(ValueError, match=r"^path: expected a file name, got ''"):
+        model.save("")
+    assert list(tmp_path.iterdir()) == []
+    model.save(os.fsencode(tmp_path / "b"))
+    assert [p.name for p in tmp_path.iterdir()] == ["b.npz"]
+    np.testing.assert_array_equal(MLP.load(tmp_path / "b.npz").weights[0], model.weights[0])
 
 
 def test_init_names_taken_from_numpy_arrays_are_names():

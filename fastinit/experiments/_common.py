@@ -1049,7 +1049,19 @@ class Output:
         """Write ``text`` (UTF-8) as file ``name``."""
         p = self.path(name)
         if p is not None:
-            write_bytes(p, text.encode("utf-8"))
+            with self._named(name):
+                write_bytes(p, text.encode("utf-8"))
+
+    @contextmanager
+    def _named(self, name: str) -> Iterator[None]:
+        """An OSError writing file ``name`` (a full disk) names its place in ``directory``,
+        not the hidden staging directory it is written to first."""
+        try:
+            yield
+        except OSError as err:
+            if self.staging is None:
+                raise
+            raise type(err)(err.errno, err.strerror, str(self.directory / name)) from None
 
     def csv(self, name: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Write ``header`` and ``rows`` as CSV file ``name``."""
@@ -1092,14 +1104,16 @@ class Output:
             return
         engine = fig.get_layout_engine()  # tight_layout() leaves a placeholder: nothing to run
         if engine is not None and not isinstance(engine, PlaceHolderLayoutEngine):
-            fig.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight")
+            with self._named(name):
+                fig.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight")
             return
         fig.set_layout_engine(None)  # with any engine, savefig draws once more to lay out
         if fig.dpi != FIGURE_DPI:
             fig.set_dpi(FIGURE_DPI)
         box = fig.get_tightbbox(fig.canvas.get_renderer())
         pad = matplotlib.rcParams["savefig.pad_inches"]  # as savefig pads its tight box
-        fig.savefig(path, dpi=FIGURE_DPI, bbox_inches=box.padded(pad))
+        with self._named(name):
+            fig.savefig(path, dpi=FIGURE_DPI, bbox_inches=box.padded(pad))
 
 
 def commit_all(outputs: Sequence[Output]) -> None:
