@@ -751,6 +751,28 @@ def test_fits_own_memory_error_gets_no_second_advice(tmp_path, capsys, monkeypat
 
 
 # ----------------------------------------------------------------------------- audit 4 fixes
+def test_ctrl_c_while_the_command_line_loads_is_no_traceback(monkeypatch, capsys):
+    # the console script imported fastinit.cli (argparse, secrets, ...) outside any guard
+    import builtins
+    import sys
+
+    from fastinit.__main__ import run
+
+    real = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "fastinit.cli":
+            raise KeyboardInterrupt
+        return real(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "fastinit.cli")
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as e:
+        run()
+    assert e.value.code == 130
+    assert capsys.readouterr().err == "fastinit: interrupted; nothing written\n"
+
+
 def test_ctrl_c_while_the_command_starts_is_no_traceback(monkeypatch, capsys):
     import fastinit.cli
 
