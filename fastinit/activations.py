@@ -460,6 +460,10 @@ def silu(z: float, p0: float, p1: float) -> tuple[float, float]:
 def activate(code: int, p0: float, p1: float, z: float) -> tuple[float, float]:
     """Value and derivative of activation ``code`` at ``z``.
 
+    A scalar formula for compiled code.  Called from Python, each new
+    combination of argument types (an np.int32 code, a float32 ``p0``) compiles
+    it once more, numba's rule; for arrays, :func:`apply` is the Python entry.
+
     Parameters
     ----------
     code : int

@@ -128,7 +128,9 @@ def philox4x32_10(
     key : tuple of 2 ints
         The 64-bit key as two 32-bit words.  Each word is taken modulo 2**32,
         unchecked: this is the kernels' building block, compiled into them
-        (:func:`split_key` splits a 64-bit seed into checked words).
+        (:func:`split_key` splits a 64-bit seed into checked words).  Called
+        from Python, each new combination of word types (Python ints,
+        np.uint32) compiles it once more, numba's rule.
 
     Returns
     -------
