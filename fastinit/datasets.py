@@ -84,7 +84,8 @@ MNIST_SHA256 = {
 }
 
 #: SHA-256 of the decompressed IDX payloads (header included), which are the
-#: original MNIST files; checked by ``scripts/make_mnist.py`` and the tests.
+#: original MNIST files; checked on the decompressed copies kept in :func:`cache_dir`
+#: before they are parsed, and by ``scripts/make_mnist.py`` and the tests.
 MNIST_PAYLOAD_SHA256 = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
     "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
@@ -283,14 +284,20 @@ def _gzip_trailer(raw: bytes) -> tuple[int, int]:
     return int.from_bytes(raw[-8:-4], "little"), int.from_bytes(raw[-4:], "little")
 
 
-def _read_copy(path: Path, raw: bytes) -> bytes | None:
-    """The decompressed copy of ``raw`` at ``path`` if it is there and matches ``raw``'s trailer."""
+def _read_copy(path: Path, raw: bytes, payload_sha256: str | None) -> bytes | None:
+    """The decompressed copy of ``raw`` at ``path`` if it is there and is ``raw``'s payload:
+    its SHA-256 is ``payload_sha256`` (about as fast as the CRC-32: 27 against 19 ms for
+    the training images), or, without one, its length and CRC-32 match ``raw``'s trailer."""
     try:
         data = path.read_bytes()
     except OSError:
         return None
     crc, size = _gzip_trailer(raw)
-    return data if len(data) % 2**32 == size and zlib.crc32(data) == crc else None
+    if len(data) % 2**32 != size:
+        return None
+    if payload_sha256 is not None:  # a CRC-32 can be kept by a deliberate edit
+        return data if hashlib.sha256(data).hexdigest() == payload_sha256 else None
+    return data if zlib.crc32(data) == crc else None
 
 
 def _write_copy(path: Path, data: bytes) -> None:
@@ -311,7 +318,8 @@ def _decompress_shipped(raw: bytes, path: Path, sha256: str) -> bytes:
     """:func:`_decompress` for a checksummed file, through a copy kept in :func:`cache_dir`.
 
     The copy is named by the file's verified SHA-256 and accepted only when its
-    length and CRC-32 match the gzip trailer of ``raw``; a missing, stale or
+    SHA-256 is the payload's (:data:`MNIST_PAYLOAD_SHA256`; a file without one:
+    its length and CRC-32 match the gzip trailer of ``raw``); a missing, stale or
     damaged copy is rebuilt.  Reading it (about 20 ms for the training images)
     replaces a 0.2 s decompression in every new process.
     """
@@ -319,7 +327,7 @@ def _decompress_shipped(raw: bytes, path: Path, sha256: str) -> bytes:
     if directory is None or not raw.startswith(_GZIP_MAGIC):
         return _decompress(raw, str(path))
     copy = directory / f"{path.name.removesuffix('.gz')}-{sha256[:16]}"
-    data = _read_copy(copy, raw)
+    data = _read_copy(copy, raw, MNIST_PAYLOAD_SHA256.get(path.name.removesuffix(".gz")))
     if data is None:
         data = _decompress(raw, str(path))
         _write_copy(copy, data)

@@ -11,6 +11,7 @@ import importlib.util
 import os
 import re
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -368,14 +369,18 @@ def test_shipped_data_decompressed_once_into_the_cache_dir(fresh_copy_dir, mnist
     np.testing.assert_array_equal(arrays["train_labels"], mnist[0][1])
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "empty"])
-def test_damaged_copy_is_rebuilt(fresh_copy_dir, mnist, damage):
+@pytest.mark.parametrize("damage", ["flip", "truncate", "empty", "crc-kept"])
+def test_damaged_copy_is_rebuilt(fresh_copy_dir, mnist, damage, monkeypatch):
     _load_shipped()
     D._CACHE.clear()
     copy = next(fresh_copy_dir.glob("train-labels-*"))
     data = bytearray(copy.read_bytes())
     if damage == "flip":
         data[-1] ^= 0x01  # a label 5 <-> 4 swap would pass every shape check
+    if damage == "crc-kept":  # an edit that keeps the length and CRC-32 (labels can be
+        data[-1] ^= 0x01  # chosen to), emulated: the gzip trailer is made to match it
+        trailer = (zlib.crc32(bytes(data)), len(data) % 2**32)
+        monkeypatch.setattr(D, "_gzip_trailer", lambda raw: trailer)
     copy.write_bytes(bytes(data[: len(data) // 2] if damage == "truncate" else data))
     if damage == "empty":
         copy.write_bytes(b"")
