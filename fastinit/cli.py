@@ -563,7 +563,7 @@ def _main(argv: Sequence[str] | None, terminated: list[int]) -> int:
     # OSError: a missing or unusable file; MemoryError: fit's, naming iterations or batch_size
     except (ValueError, TypeError, OSError, MemoryError) as e:
         remove_empty(created)
-        message = _with_options(str(e), args)
+        message = _with_options(str(e), args, isinstance(e, MemoryError))
         parser.exit(2, f"fastinit {args.command}: error: {message}{_memory_hint(e, args)}\n")
     except KeyboardInterrupt:
         return _stopped(args, before, created, terminated)
@@ -634,13 +634,17 @@ def _print_result(args: argparse.Namespace, result: Any) -> None:
 _NAMES = re.compile(r"^([a-z][a-z_]*(?:, [a-z][a-z_]*)*): ")  # "iterations, batch_size: ..."
 
 
-def _with_options(message: str, args: argparse.Namespace) -> str:
+def _with_options(message: str, args: argparse.Namespace, sizes: bool = False) -> str:
     """An experiment's error as the command line says it: the arguments it names first
-    (``batch_size: ...``) named by their options (``--batch-size: ...``), where they have one."""
+    (``batch_size: ...``) named by their options (``--batch-size: ...``), where they have one.
+    ``sizes``: the names are what to reduce (a MemoryError); those without an option (the
+    planar data's ``m``, 400 on the command line) are left out where others remain."""
     m = _NAMES.match(message)
     if m is None:
         return message
     names = m.group(1).split(", ")
+    if sizes and any(name in args.option_of for name in names):
+        names = [name for name in names if name in args.option_of]
     if not all(name in args.option_of for name in names):
         return message
     return f"{', '.join(args.option_of[name] for name in names)}: {message[m.end() :]}"

@@ -139,8 +139,12 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     ------
     ValueError
         If the magic number, type code, dimensions or payload length are wrong.
+    TypeError
+        Naming ``data``, if it is not bytes (bytes, bytearray or memoryview).
     """
-    view = _idx_view(data, name)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data: expected the bytes of an IDX file, got {type(data).__name__}")
+    view = _idx_view(bytes(data) if isinstance(data, memoryview) else data, name)
     return view.astype(view.dtype.newbyteorder("="))
 
 
@@ -203,7 +207,8 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
     ValueError
         Naming the file and what is wrong: corrupt gzip data, bad magic number
         (the first two bytes must be zero), unknown type code, truncated header
-        or data (expected N bytes, got M), or trailing bytes.
+        or data (expected N bytes, got M), or trailing bytes; naming ``path``
+        if it is empty.
     FileNotFoundError
         If the file does not exist.
     TypeError
@@ -211,6 +216,8 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a file name, got {path!r}")
+    if not os.fspath(path):  # Path("") is the working directory
+        raise ValueError("path: expected a file name, got ''")
     path = Path(path)
     return _parse_file(path.read_bytes(), path)
 
@@ -528,7 +535,8 @@ def planar(seed: int = 1, m: int = 400) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_planar_size(m: Any) -> int:
-    """``m`` as :func:`planar` accepts it, a positive even integer; else ValueError.
+    """``m`` as :func:`planar` accepts it, a positive even integer of points an array
+    can hold; else ValueError (TypeError for a non-integer).
 
     Parameters
     ----------
@@ -542,6 +550,7 @@ def check_planar_size(m: Any) -> int:
     m = check_int(m, "m", low=1)
     if m % 2:
         raise ValueError(f"m: expected a positive even integer, got {m}")
+    check_shape((m, 2), "m")  # the points' array (m, 2): one NumPy can make
     return m
 
 
@@ -550,7 +559,8 @@ def mnist_train_size(path: str | os.PathLike[str] | None = None) -> int:
 
     Reads only the training labels file (60 kB), from the directory
     :func:`load_mnist` reads (``path``, else ``$FASTINIT_MNIST_DIR``, else the
-    shipped copy).
+    shipped copy), unchecked: where :func:`load_mnist` refuses the files (a
+    checksum, a count that differs from the images'), this count may still come.
 
     Parameters
     ----------

@@ -103,6 +103,8 @@ def test_planar_leaves_global_rng_alone(keep_global_rng):
         ({"m": 0}, ValueError, "m: "),
         ({"m": -4}, ValueError, "m: "),
         ({"m": 400.0}, TypeError, "m: expected an integer"),
+        ({"m": 2**61}, ValueError, "^m: "),  # NumPy's "array is too big" named nothing
+        ({"m": 10**30}, ValueError, "^m: "),
         ({"seed": -1}, ValueError, "seed: "),
         ({"seed": 2**32}, ValueError, "seed: "),
         ({"seed": True}, TypeError, "seed: "),
@@ -585,3 +587,18 @@ def test_a_relative_mnist_path_is_read_from_the_working_directory_of_each_call(
     for name, label in (("a", 1), ("b", 2), ("a", 1)):
         monkeypatch.chdir(tmp_path / name)
         assert set(D.load_mnist(path="mnist")[0][1]) == {label}, name
+
+
+@pytest.mark.parametrize(("data", "exc"), [(None, TypeError), (5, TypeError), ("abc", TypeError),
+                                           (np.zeros(8, np.uint8), TypeError)])  # fmt: skip
+def test_parse_idx_names_data_that_is_no_bytes(data, exc):
+    # "object of type 'NoneType' has no len()", an AttributeError, "truth value ... ambiguous"
+    with pytest.raises(exc, match=r"^data: expected the bytes of an IDX file"):
+        D.parse_idx(data)
+    assert D.parse_idx(bytearray(b"\x00\x00\x08\x01\x00\x00\x00\x01\x07")).tolist() == [7]
+
+
+def test_load_idx_refuses_an_empty_name():
+    # Path("") is the working directory: "IsADirectoryError: '.'"
+    with pytest.raises(ValueError, match=r"^path: expected a file name, got ''"):
+        D.load_idx("")

@@ -1295,7 +1295,7 @@ def test_the_memory_estimate_names_only_the_sizes_that_would_shrink_the_run(monk
     assert str(e.value).startswith("iterations, seeds: too large"), str(e.value)
     with pytest.raises(MemoryError) as e:  # every network is built before the first trains
         run_planar(("randn", "zeros"), hidden=10**8, progress=False)
-    assert str(e.value).startswith("hidden: too large"), str(e.value)
+    assert str(e.value).startswith("hidden, m: too large"), str(e.value)  # m x hidden
     run_histogram(("he",), ("relu",), layers=2, width=2, samples=2, bins=10)  # within memory
 
 
@@ -1318,7 +1318,7 @@ def test_planar_checks_its_weights_before_the_memory(monkeypatch):
     wide = [np.zeros((2, 5)), np.zeros(5), np.zeros((5, 1)), np.zeros(1)]
     with pytest.raises(ValueError, match=r"weights\['mine'\]: W1: expected shape \(2, 10{12}\)"):
         run_planar((), weights={"mine": wide}, hidden=10**12, iterations=1, progress=False)
-    with pytest.raises(MemoryError, match=r"^hidden: too large"):  # good weights: the memory
+    with pytest.raises(MemoryError, match=r"^hidden, m: too large"):  # good weights: memory
         run_planar(("zeros",), hidden=10**8, iterations=1, progress=False)
 
 
@@ -1513,3 +1513,9 @@ def test_a_full_disk_while_an_output_is_written_names_its_place_not_the_staging(
         output.text("summary.json", "{}")
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(out / "summary.json")
     assert list(out.iterdir()) == []
+
+
+def test_a_planar_run_too_large_for_its_points_names_m():
+    # "hidden, iterations: too large ..." named the sizes that did not make it large
+    with pytest.raises(MemoryError, match=r"^m: too large"):
+        run_planar(("zeros",), m=2**40, hidden=1, iterations=1, progress=False)

@@ -371,9 +371,8 @@ def run_planar(
                 )
         # the networks are made here, before anything is computed or written
         explicit = {n: _checked(w, hidden, f"weights[{n!r}]", dtype)[1] for n, w in weights.items()}
-        footprint = functools.partial(_footprint, models=len(specs) + len(weights), m=m,
-                                      dtype=dtype)  # fmt: skip
-        check_memory(footprint, {"hidden": hidden, "iterations": iterations})
+        footprint = functools.partial(_footprint, models=len(specs) + len(weights), dtype=dtype)
+        check_memory(footprint, {"hidden": hidden, "iterations": iterations, "m": m})
     x_train, y_train = datasets.planar(1, m)
     x_test, y_test = datasets.planar(2, m)
     config = {
@@ -405,13 +404,13 @@ def run_planar(
     return result
 
 
-def _footprint(sizes: dict[str, int], *, models: int, m: int, dtype: str) -> dict[str, int]:
+def _footprint(sizes: dict[str, int], *, models: int, dtype: str) -> dict[str, int]:
     """Bytes a run allocates, from below (:func:`~fastinit.experiments._common.check_memory`):
     the sweep's estimate of one network's training, the other networks (all are built
     before the first trains) and every cost curve, kept."""
     from fastinit.sweep.runners import EXPERIMENTS
 
-    hidden, iterations = sizes["hidden"], sizes["iterations"]
+    hidden, iterations, m = sizes["hidden"], sizes["iterations"], sizes["m"]
     cfg = {"dtype": dtype, "optimizer": "sgd", "width": hidden, "depth": 1, "m": m,
            "iterations": iterations}  # fmt: skip
     parts = EXPERIMENTS["planar"].footprint(cfg)
