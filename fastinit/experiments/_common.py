@@ -997,7 +997,8 @@ class Output:
         if self.owner is not None:
             listing = LISTING.format(self.owner)
             names = sorted(p.name for p in self.written)
-            write_bytes(self.staging / listing, (json.dumps(names) + "\n").encode("utf-8"))
+            with self._named(listing):
+                write_bytes(self.staging / listing, (json.dumps(names) + "\n").encode("utf-8"))
             moves.append((self.staging / listing, self.directory / listing))
             moves += [(None, self.directory / name) for name in self._stale(names)]
         return moves
@@ -1151,30 +1152,41 @@ def commit_all(outputs: Sequence[Output]) -> None:
 
 def _move_all(moves: Sequence[tuple[Output, Path | None, Path]]) -> None:
     """Do the renames of :meth:`Output._moves`, each earlier file moved aside into its
-    output's staging directory first; if one fails, undo those done and raise OSError."""
-    done = []  # (staged, final, aside or None, moved in)
+    output's staging directory first; if one fails, undo those done and raise OSError.
+
+    An earlier file that cannot be put back either stays in the staging directory,
+    which is then kept (and named in the message), not removed with the rest.
+    """
+    done = []  # (output, staged, final, aside or None, moved in)
     try:
         for output, staged, final in moves:
             aside = None
             if os.path.lexists(final):
                 aside = output.staging / f".earlier-{final.name}"
                 os.replace(final, aside)
-            done.append([staged, final, aside, False])
+            done.append([output, staged, final, aside, False])
             if staged is not None:
                 os.replace(staged, final)
-                done[-1][3] = True
+                done[-1][4] = True
     except OSError as e:
-        failed = final
-        for staged, final, aside, moved_in in reversed(done):
-            with suppress(OSError):  # as much as can be put back
-                if moved_in:
+        failed, kept = final, []
+        for output, staged, final, aside, moved_in in reversed(done):
+            if moved_in:
+                with suppress(OSError):  # the new file back (else the earlier one replaces it)
                     os.replace(final, staged)
-                if aside is not None:
+            if aside is not None:
+                try:
                     os.replace(aside, final)
+                except OSError:
+                    kept.append(str(output.staging))
+                    output.staging = None  # not discarded: it holds an earlier file
         reason = e.strerror or type(e).__name__
+        if not kept:
+            outcome = "the files there are as they were before the run"
+        else:
+            outcome = f"earlier files that could not be put back are in {sorted(set(kept))}"
         raise OSError(
-            f"{str(failed)!r}: could not put this run's file in place ({reason}); the files "
-            "there are as they were before the run"
+            f"{str(failed)!r}: could not put this run's file in place ({reason}); {outcome}"
         ) from e
 
 
