@@ -1519,3 +1519,33 @@ def test_a_planar_run_too_large_for_its_points_names_m():
     # "hidden, iterations: too large ..." named the sizes that did not make it large
     with pytest.raises(MemoryError, match=r"^m: too large"):
         run_planar(("zeros",), m=2**40, hidden=1, iterations=1, progress=False)
+
+
+def test_outputs_are_put_in_place_under_a_lock_on_their_directory(tmp_path):
+    # two runs into one --out checked and renamed their files at once: the directory
+    # ended up with one run's summary.json beside the other's curves
+    import fcntl
+    import threading
+
+    out = tmp_path / "o"
+    out.mkdir()
+    held = os.open(out, os.O_RDONLY)  # another process's commit, holding the directory
+    fcntl.flock(held, fcntl.LOCK_EX)
+    errors = []
+
+    def run():
+        try:
+            with Output(out, "t") as output:
+                output.text("a.csv", "new")
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(0.5)
+    try:
+        assert thread.is_alive() and not (out / "a.csv").exists()  # waits for the lock
+    finally:
+        os.close(held)  # released
+        thread.join()
+    assert errors == [] and (out / "a.csv").read_text() == "new"

@@ -1141,13 +1141,45 @@ def commit_all(outputs: Sequence[Output]) -> None:
         Naming the file that could not be put in place, when a rename fails
         (then the files there are as they were).
     """
-    for output in outputs:
-        output.check()
-    with deferred_interrupt():  # a Ctrl-C never leaves half the files replaced
-        moves = [(output, staged, final) for output in outputs for staged, final in output._moves()]
-        _move_all(moves)
+    with _locked([o.directory for o in outputs if o.staging is not None]):
         for output in outputs:
-            output._discard()  # with the earlier files that were moved aside
+            output.check()
+        with deferred_interrupt():  # a Ctrl-C never leaves half the files replaced
+            moves = [(out, staged, final) for out in outputs for staged, final in out._moves()]
+            _move_all(moves)
+            for output in outputs:
+                output._discard()  # with the earlier files that were moved aside
+
+
+@contextmanager
+def _locked(directories: Sequence[Path]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on each directory (in one order: no deadlock) in the block.
+
+    Two commands writing into one directory at once (two terminals, a batch
+    system) then check and move their files in turn: the directory holds one
+    run's files, not a mix, and another command's ``summary.json`` is refused
+    race-free.  Where a directory cannot be locked (no ``fcntl``: Windows; a file
+    system without ``flock``) the block runs unlocked, as before.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    fds = []
+    try:
+        for directory in sorted({os.path.realpath(d) for d in directories}):
+            try:
+                fd = os.open(directory, os.O_RDONLY)
+            except OSError:
+                continue
+            fds.append(fd)
+            with suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor is closed
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _move_all(moves: Sequence[tuple[Output, Path | None, Path]]) -> None:
