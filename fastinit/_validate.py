@@ -146,6 +146,10 @@ def check_shape(
     given = shape
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
+    if isinstance(shape, np.ndarray):  # an array of sizes, as MLP(sizes=np.array(...)) takes
+        if shape.ndim != 1:
+            raise ValueError(f"{expected} an array of {shape.ndim} dimensions")
+        shape = tuple(shape.tolist()) if shape.dtype.kind in "iu" else tuple(shape)
     if not isinstance(shape, Sequence) or isinstance(shape, str):
         raise TypeError(f"{expected} {shape!r}")
     given = given if given is not shape else tuple(shape)  # an int is named as given

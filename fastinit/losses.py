@@ -233,6 +233,13 @@ class Loss:
 
     name: str
 
+    def __post_init__(self) -> None:
+        if self.name not in _CODES:  # a canonical name; get() also takes aliases
+            raise ValueError(
+                f"name: expected one of {', '.join(map(repr, _CODES))}, got {self.name!r} "
+                "(losses.get takes aliases too)"
+            )
+
     @property
     def code(self) -> int:
         """Integer code used inside compiled kernels."""

@@ -805,6 +805,10 @@ class MLP:
             file's dtype or not finite included); the message names the file and
             the problem.
         """
+        if not isinstance(path, (str, bytes, os.PathLike)) and not hasattr(path, "read"):
+            raise TypeError(
+                f"path: expected a file name or a binary file object, got {type(path).__name__}"
+            )
         path = _npz_path(path)
         name = _file_name(path)
         contents = read_npz(path, f"{name}: not a readable .npz model file")

@@ -152,6 +152,7 @@ from fastinit._validate import (
     check_dtype_holds,
     check_int,
     check_seed,
+    check_shape,
     value_errors,
 )
 from fastinit.activations import (
@@ -1257,11 +1258,14 @@ def batch_rows(
         Row indices, in batch order (all rows for ``"full"``).
     """
     with value_errors():
-        n = check_int(n, "n", low=1)
+        n = check_int(n, "n", low=1, high=2**63 - 1)
         batch = check_int(batch_size, "batch_size", low=1)
-        t = check_int(iteration, "iteration", low=0)
+        t = check_int(iteration, "iteration", low=0, high=2**63 - 1)
     mode = SAMPLINGS.index(check_choice(sampling, "sampling", SAMPLINGS))
     seed = check_seed(seed, "seed")
+    if mode != REPLACEMENT:  # all n rows are listed (or permuted): an array of n
+        check_shape((n,), "n")
+    check_shape((min(batch, n) if mode == SHUFFLE else batch,), "batch_size")
     if mode == FULL:
         return np.arange(n, dtype=np.int64)
     batch = min(batch, n) if mode == SHUFFLE else batch

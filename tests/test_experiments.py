@@ -1549,3 +1549,15 @@ def test_outputs_are_put_in_place_under_a_lock_on_their_directory(tmp_path):
         os.close(held)  # released
         thread.join()
     assert errors == [] and (out / "a.csv").read_text() == "new"
+
+
+@pytest.mark.parametrize("value", [None, 3, 2.5])
+def test_inits_that_are_no_sequence_are_refused_naming_them(value):
+    # "'NoneType' object is not iterable"
+    with pytest.raises(TypeError, match=r"^inits: expected a sequence of init specs"):
+        run_depth(value, depths=(2,), width=4, samples=4)
+
+
+def test_out_that_is_no_path_is_refused_naming_it():
+    with pytest.raises(TypeError, match=r"^out: expected a directory name"):
+        prepare_output(123)

@@ -874,3 +874,29 @@ def test_an_array_like_that_refuses_conversion_is_a_value_error_naming_the_argum
     model = MLP([3, 2])
     with pytest.raises(ValueError, match=r"^weights\[0\]: expected .*requires grad"):
         model.weights[0] = _RefusesConversion()
+
+
+# ----------------------------------------------------------------------------- fuzz findings
+def test_a_loss_made_with_an_unknown_name_is_refused_where_it_is_made():
+    # Loss("bogus") was accepted and failed later inside fit with KeyError: 'bogus'
+    from fastinit import losses
+
+    with pytest.raises(ValueError, match=r"^name: expected one of 'softmax_cross_entropy'"):
+        losses.Loss("bogus")
+    assert losses.get(losses.Loss("mse")).code == losses.Loss("mse").code
+
+
+@pytest.mark.parametrize("path", [123, None, 1.5])
+def test_load_names_a_path_that_is_no_file_name(path):
+    with pytest.raises(TypeError, match=r"^path: expected a file name or a binary file object"):
+        MLP.load(path)
+
+
+def test_initializers_take_a_shape_given_as_an_integer_array():
+    # MLP(sizes=np.array(...)) was accepted, init.he_normal(np.array([4, 3])) refused
+    w = init.he_normal(np.array([4, 3]), seed=2)
+    np.testing.assert_array_equal(w, init.he_normal((4, 3), seed=2))
+    with pytest.raises(TypeError, match=r"^shape: "):
+        init.he_normal(np.array([4.0, 3.0]))
+    with pytest.raises(ValueError, match=r"^shape: "):
+        init.he_normal(np.array([[4, 3]]))

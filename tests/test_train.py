@@ -692,3 +692,11 @@ def test_a_hyperparameter_outside_the_model_dtype_is_refused(opt, name):
     np.testing.assert_array_equal(model._params, before)
     wide = MLP([3, 4, 2], seed=0, dtype="float64")  # representable there: trains
     wide.fit(X, y, optimizer=opt, iterations=2, progress=False)
+
+
+def test_batch_rows_refuses_sizes_no_array_can_hold_naming_them():
+    # 2**62 rows: NumPy's "array is too big", 2**63: OverflowError, neither naming an argument
+    with pytest.raises(ValueError, match=r"^batch_size: "):
+        train.batch_rows(10, 2**62, 0)
+    with pytest.raises(ValueError, match=r"^(n|batch_size): "):
+        train.batch_rows(2**63, 4, 0, sampling="shuffle")

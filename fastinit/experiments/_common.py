@@ -422,6 +422,8 @@ def parse_inits(
     """
     if isinstance(inits, str):
         raise ValueError(f"inits: expected a sequence of init specs, got the string {inits!r}")
+    if not isinstance(inits, (Sequence, np.ndarray)):
+        raise TypeError(f"inits: expected a sequence of init specs, got {type(inits).__name__}")
     specs = []
     for k, name in enumerate(inits):
         try:
@@ -769,6 +771,8 @@ def prepare_output(out: Any, option: str = "out", owner: str | None = None) -> l
     """
     if out is None:
         return []
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"{option}: expected a directory name or None, got {type(out).__name__}")
     path = Path(out)
     # os.path's tests are False where pathlib's raise (a name too long, ENAMETOOLONG)
     missing = [d for d in (path, *path.parents) if not os.path.exists(d)]
