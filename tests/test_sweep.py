@@ -2467,3 +2467,31 @@ def test_an_interrupted_sweep_records_only_the_arrived_results_of_runs_it_claime
     rows = db_rows(db)
     assert len(rows) == 1 and rows[0]["status"] == "ok"
     assert _claims(db) == []
+
+
+# ----------------------------------------------------------------------------- fuzz findings
+def test_the_sweep_api_names_arguments_of_the_wrong_type(tmp_path):
+    # AttributeErrors from tomllib and the executor, pathlib's "expected str, bytes or
+    # os.PathLike object", and flags read by their truthiness (readonly="no" read-only)
+    from fastinit.sweep.report import make_report
+    from fastinit.sweep.spec import load_spec, parse_spec
+
+    with pytest.raises(TypeError, match=r"^text: expected the text of a SPEC file"):
+        parse_spec(None)
+    with pytest.raises(TypeError, match=r"^path: expected a file name"):
+        load_spec(123)
+    with pytest.raises(TypeError, match=r"^db: expected a file name"):
+        Store(123)
+    with pytest.raises(TypeError, match=r"^readonly: "):
+        Store(tmp_path / "r.sqlite", readonly="no")
+    assert not (tmp_path / "r.sqlite").exists()
+    spec = parse_spec('experiment = "selftest"\n[grid]\nseed = [0]\n')
+    with pytest.raises(TypeError, match=r"^executor: expected"):
+        run_sweep(spec, tmp_path / "r.sqlite", executor=True, progress=False)
+    with Store(tmp_path / "r.sqlite") as store:
+        with pytest.raises(TypeError, match=r"^key: expected a str"):
+            store.record(None, {}, {"status": "ok"})
+        assert store.rows() == []
+    run_sweep(spec, tmp_path / "r.sqlite", progress=False)
+    with pytest.raises(TypeError, match=r"^figures: "):
+        make_report(tmp_path / "r.sqlite", tmp_path / "out", figures="no")

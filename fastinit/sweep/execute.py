@@ -1316,6 +1316,11 @@ def _run_sweep(
     if not isinstance(spec, Spec):  # a remote cluster's runs need its memory, not this one's
         spec = load_spec(spec, memory=run_memory(dask))
     own_executor = executor is None or isinstance(executor, str)
+    if not own_executor and not hasattr(executor, "results"):
+        raise TypeError(
+            "executor: expected an executor (make_executor), 'local', 'serial' or None, "
+            f"got {type(executor).__name__}"
+        )
     startup0 = 0.0 if own_executor else executor.startup_seconds
     if own_executor and run_memory(dask) is not None:  # remote: reached before db is made
         executor = _own_executor(spec, executor, workers, dask, 0)

@@ -811,9 +811,11 @@ def make_report(
         there would be replaced (then no file of this report is written).
     """
     from fastinit._files import deferred_interrupt
+    from fastinit._validate import check_bool
     from fastinit.experiments._common import Output, commit_all, prepare_output, provenance, pyplot
     from fastinit.sweep.store import Store
 
+    figures = check_bool(figures, "figures")
     store = db if isinstance(db, Store) else Store(db, readonly=True)
     try:
         db_path = store.path

@@ -259,7 +259,11 @@ def load_spec(path: str | os.PathLike[str], *, memory: float | None = None) -> S
     SpecError
         If the file cannot be read or is malformed (the message names the
         file, the line and the key).
+    TypeError
+        Naming ``path``, if it is not a file name.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a file name, got {type(path).__name__}")
     p = Path(path)
     try:  # -sig: a byte order mark (Windows editors write one) is no part of the first key
         text = p.read_text(encoding="utf-8-sig")
@@ -293,7 +297,11 @@ def parse_spec(
     ------
     SpecError
         If the text is malformed (the message names the line and the key).
+    TypeError
+        Naming ``text``, if it is not a str.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected the text of a SPEC file (str), got {type(text).__name__}")
     where = Path(path) if path is not None else None
     label = str(where) if where is not None else "<spec>"
     toml = _toml()

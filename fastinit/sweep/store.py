@@ -77,6 +77,7 @@ from typing import Any
 
 from fastinit._files import alive
 from fastinit._files import host as _host
+from fastinit._validate import check_bool
 
 __all__ = [
     "LEASE_SECONDS", "RENEW_SECONDS", "SCHEMA_VERSION", "Claimant", "Store", "done_keys",
@@ -327,9 +328,15 @@ class Store:
         its directory cannot be created or written to.  A ``readonly`` store
         changes no run (``PRAGMA query_only``, or SQLite's ``mode=ro`` where
         this user cannot write: it reads a database in such a directory).
+    TypeError
+        Naming ``db`` or ``readonly``, for a path that is no file name or a
+        flag that is no bool.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"db: expected a file name, got {type(path).__name__}")
+        readonly = check_bool(readonly, "readonly")
         self.path = Path(path)
         try:
             is_dir, is_file = self.path.is_dir(), self.path.is_file()
@@ -657,6 +664,9 @@ class Store:
         bool
             Whether the row was written (False: ``keep_done`` kept the row there).
         """
+        if not isinstance(key, str):
+            raise TypeError(f"key: expected a str (a configuration key), got {type(key).__name__}")
+        keep_done = check_bool(keep_done, "keep_done")
         values = (
             key,
             config["experiment"],
