@@ -949,10 +949,11 @@ def _check_models(models: Any) -> list:
 def _check_optimizers(optimizer: Any, n_models: int) -> list:
     if optimizer is None:
         optimizer = _optim.SGD(0.01)
-    if isinstance(optimizer, (list, tuple)):
-        if len(optimizer) != n_models:
+    if isinstance(optimizer, (list, tuple)):  # one per model
+        optimizers = [_optim.get(o, f"optimizer[{k}]") for k, o in enumerate(optimizer)]
+        if len(optimizer) != n_models:  # ("adam", {...}) fails above, naming its dict
             raise ValueError(f"optimizer: expected {n_models} optimizers, got {len(optimizer)}")
-        return [_optim.get(o) for o in optimizer]
+        return optimizers
     return [_optim.get(optimizer)] * n_models
 
 

@@ -700,3 +700,11 @@ def test_batch_rows_refuses_sizes_no_array_can_hold_naming_them():
         train.batch_rows(10, 2**62, 0)
     with pytest.raises(ValueError, match=r"^(n|batch_size): "):
         train.batch_rows(2**63, 4, 0, sampling="shuffle")
+
+
+def test_an_optimizer_given_as_a_name_and_hyperparameters_is_named_where_it_fails():
+    # ("adam", {"lr": 0.1}) was read as a list of two optimizers: "expected 1 optimizers, got 2"
+    model = MLP([2, 3, 2], seed=0)
+    X, y = np.ones((4, 2), np.float32), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"^optimizer\[1\]: expected an Optimizer or one of"):
+        model.fit(X, y, optimizer=("adam", {"lr": 0.1}), iterations=1, progress=False)
