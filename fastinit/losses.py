@@ -33,7 +33,7 @@ from numba import carray, njit, types
 
 from fastinit import _fastmath as fm
 from fastinit._native import call_f64, compile_kernel, dispatch_by_code, kernel_factory, pointer_to
-from fastinit._validate import all_finite, as_array, cast_finite
+from fastinit._validate import all_finite, as_array, cast_finite, check_int
 from fastinit.activations import fast_exp, log1p_unit, sigmoid_parts
 
 __all__ = ["NAMES", "Loss", "get", "prepare_targets", "value_and_grad"]
@@ -306,13 +306,14 @@ def _float_targets(y: np.ndarray, n_out: int, dtype: np.dtype, name: str) -> np.
 
 
 def prepare_targets(
-    loss: Loss, y: Any, n: int, n_out: int, dtype: np.dtype, name: str = "y"
+    loss: Loss | str, y: Any, n: int, n_out: int, dtype: np.dtype, name: str = "y"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate targets for ``loss`` and return the kernel arrays ``(y_int, y_float)``.
 
     Parameters
     ----------
-    loss : Loss
+    loss : Loss or str
+        The loss, or a name :func:`get` resolves.
     y : array_like
         Labels (softmax cross-entropy: integers in ``[0, n_out)`` of shape (n,)
         or one-hot (n, n_out); sigmoid cross-entropy: (n,) or (n, 1) values in
@@ -331,6 +332,8 @@ def prepare_targets(
     y_int : (n,) int64 array (empty unless softmax cross-entropy)
     y_float : (n, n_out) array of ``dtype`` (empty unless sigmoid CE or mse)
     """
+    loss = get(loss)
+    n, n_out = check_int(n, "n", low=0), check_int(n_out, "n_out", low=1)
     y = as_array(y, name, "a 1-D or 2-D array of targets")
     if y.dtype.kind not in "biuf" or y.ndim not in (1, 2):
         raise ValueError(f"{name}: expected a 1-D or 2-D real array, got {y.dtype} {y.shape}")

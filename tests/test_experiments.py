@@ -1561,3 +1561,9 @@ def test_inits_that_are_no_sequence_are_refused_naming_them(value):
 def test_out_that_is_no_path_is_refused_naming_it():
     with pytest.raises(TypeError, match=r"^out: expected a directory name"):
         prepare_output(123)
+
+
+def test_depths_given_as_an_integer_array_are_taken():
+    a = run_depth(("he",), ("tanh",), depths=np.array([2, 3]), width=4, samples=4)
+    b = run_depth(("he",), ("tanh",), depths=(2, 3), width=4, samples=4)
+    assert a.config["depths"] == b.config["depths"] == [2, 3]

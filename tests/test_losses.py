@@ -114,3 +114,13 @@ def test_big_endian_logits_are_taken_as_their_values(dtype):
     want_value, want_grad = losses.value_and_grad("softmax_cross_entropy", z, y)
     assert value == want_value and grad.dtype == z.dtype
     np.testing.assert_array_equal(grad, want_grad)
+
+
+def test_prepare_targets_resolves_the_loss_and_checks_its_sizes():
+    # a loss name gave AttributeError "'str' object has no attribute 'code'"
+    from fastinit.losses import prepare_targets
+
+    y_int, _ = prepare_targets("softmax_cross_entropy", [0, 1], 2, 2, np.dtype("float32"))
+    assert y_int.tolist() == [0, 1]
+    with pytest.raises(ValueError, match=r"^n_out: "):
+        prepare_targets("mse", [[0.0]], 1, -1, np.dtype("float32"))

@@ -368,6 +368,8 @@ def _check_depths(depths: Any) -> tuple[int, ...]:
     """The depths, sorted; a depth given twice is refused, as an init or an activation is."""
     if isinstance(depths, (int, np.integer)) and not isinstance(depths, bool):
         depths = (depths,)
+    if isinstance(depths, np.ndarray) and depths.ndim == 1:  # as sizes are taken elsewhere
+        depths = tuple(depths.tolist())
     if isinstance(depths, str) or not isinstance(depths, Sequence) or not depths:
         raise TypeError(
             f"depths: expected a non-empty sequence of positive integers, got {depths!r}"
