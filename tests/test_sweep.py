@@ -2495,3 +2495,18 @@ def test_the_sweep_api_names_arguments_of_the_wrong_type(tmp_path):
     run_sweep(spec, tmp_path / "r.sqlite", progress=False)
     with pytest.raises(TypeError, match=r"^figures: "):
         make_report(tmp_path / "r.sqlite", tmp_path / "out", figures="no")
+
+
+def test_store_queries_name_arguments_of_the_wrong_type(tmp_path):
+    # statuses(keys="abc") looked up the characters, rows(experiment=True) found nothing
+    with Store(tmp_path / "r.sqlite") as store:
+        for call in (lambda: store.statuses("abc"), lambda: store.recorded("abc"),
+                     lambda: store.done("abc")):  # fmt: skip
+            with pytest.raises(TypeError, match=r"^keys: expected an iterable of keys"):
+                call()
+        with pytest.raises(TypeError, match=r"^experiment: expected a str or None"):
+            store.rows(experiment=True)
+        with pytest.raises(TypeError, match=r"^sweep: expected a str or None"):
+            store.rows(sweep=1)
+        with pytest.raises(TypeError, match=r"^retry_failed: "):
+            store.done([], retry_failed="no")

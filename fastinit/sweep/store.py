@@ -449,6 +449,8 @@ class Store:
         dict
             ``{key: (status, attempts)}`` (``attempts``: times the run was recorded).
         """
+        if isinstance(keys, (str, bytes)):  # its characters are no keys
+            raise TypeError(f"keys: expected an iterable of keys (str), got the string {keys!r}")
         rows = self.conn.execute("SELECT key, status, attempts FROM runs").fetchall()
         found = {key: (status, attempts) for key, status, attempts in rows}
         if keys is None:
@@ -486,6 +488,7 @@ class Store:
         set of str
             Keys recorded ok or diverged, and failed unless ``retry_failed``.
         """
+        retry_failed = check_bool(retry_failed, "retry_failed")
         return done_keys(self.statuses(keys), retry_failed=retry_failed)
 
     def rows(self, experiment: str | None = None, sweep: str | None = None) -> list[dict[str, Any]]:
@@ -503,6 +506,9 @@ class Store:
         list of dict
             In the order they were recorded.
         """
+        for name, value in (("experiment", experiment), ("sweep", sweep)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name}: expected a str or None, got {type(value).__name__}")
         query = f"SELECT {', '.join(_COLUMNS)} FROM runs"
         where, args = [], []
         if experiment is not None:
