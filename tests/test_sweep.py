@@ -2510,3 +2510,10 @@ def test_store_queries_name_arguments_of_the_wrong_type(tmp_path):
             store.rows(sweep=1)
         with pytest.raises(TypeError, match=r"^retry_failed: "):
             store.done([], retry_failed="no")
+
+
+@pytest.mark.parametrize("memory", [float("nan"), -1, 0, True, "1e9"])
+def test_a_memory_that_is_no_positive_number_is_refused_naming_it(memory):
+    # nan made every run too large, blaming fixed.width
+    with pytest.raises(ValueError, match=r"^memory: expected a number of bytes > 0"):
+        parse_spec('experiment = "selftest"\n[grid]\nseed = [0]\n', memory=memory)

@@ -58,6 +58,7 @@ import hashlib
 import itertools
 import json
 import math
+import numbers
 import os
 import re
 import sys
@@ -299,9 +300,15 @@ def parse_spec(
         If the text is malformed (the message names the line and the key).
     TypeError
         Naming ``text``, if it is not a str.
+    ValueError
+        Naming ``memory``, if it is not a number > 0 (``math.inf`` included).
     """
     if not isinstance(text, str):
         raise TypeError(f"text: expected the text of a SPEC file (str), got {type(text).__name__}")
+    if memory is not None and (
+        isinstance(memory, bool) or not isinstance(memory, numbers.Real) or not memory > 0
+    ):
+        raise ValueError(f"memory: expected a number of bytes > 0 or None, got {memory!r}")
     where = Path(path) if path is not None else None
     label = str(where) if where is not None else "<spec>"
     toml = _toml()
