@@ -135,6 +135,51 @@ def _openblas_thread_functions() -> tuple[Any, Any] | None:
     return None
 
 
+def blas_identity() -> dict[str, Any]:
+    """What sets the last bits of a run's products besides the package versions.
+
+    OpenBLAS picks its kernels by the CPU at run time (an AVX-512 host and a
+    Zen 3 one give other last bits) and splits a product by its thread count.
+
+    Returns
+    -------
+    dict
+        ``{"library": "OpenBLAS 0.3.31...", "core": "SkylakeX", "threads": 2}`` for
+        NumPy's OpenBLAS; ``{"library": "not OpenBLAS"}`` otherwise.
+    """
+    functions = _openblas_thread_functions()
+    lib = _openblas_library()
+    if functions is None or lib is None:
+        return {"library": "not OpenBLAS"}
+    config, core = (_c_string(lib, name) for name in ("config", "corename"))
+    library = " ".join(config.split()[:2]) if config.startswith("OpenBLAS") else "OpenBLAS"
+    return {"library": library, "core": core or "unknown", "threads": int(functions[0]())}
+
+
+@functools.cache
+def _openblas_library() -> Any:
+    """The ctypes library whose thread functions :func:`_openblas_thread_functions` found."""
+    for path in _numpy_blas_paths():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        if any(hasattr(lib, p.format("get")) for p in _THREAD_SYMBOLS):
+            return lib
+    return None
+
+
+def _c_string(lib: Any, what: str) -> str:
+    """OpenBLAS's ``get_<what>()`` string (config, corename) under NumPy's symbol names."""
+    for pattern in _THREAD_SYMBOLS:
+        name = pattern.format("get").replace("get_num_threads", f"get_{what}")
+        function = getattr(lib, name, None)
+        if function is not None:
+            function.restype = ctypes.c_char_p
+            return (function() or b"").decode("ascii", "replace").strip()
+    return ""
+
+
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
     """Run NumPy's OpenBLAS (and its LAPACK) on one thread inside the block.

@@ -1567,3 +1567,18 @@ def test_depths_given_as_an_integer_array_are_taken():
     a = run_depth(("he",), ("tanh",), depths=np.array([2, 3]), width=4, samples=4)
     b = run_depth(("he",), ("tanh",), depths=(2, 3), width=4, samples=4)
     assert a.config["depths"] == b.config["depths"] == [2, 3]
+
+
+def test_summary_records_the_blas_that_computed_it():
+    # summary.json promised an exact re-run but left out what sets the last bits besides the
+    # versions: OpenBLAS's kernels (chosen by the CPU) and its thread count
+    from fastinit.dense import _openblas_thread_functions
+    from fastinit.experiments._common import provenance
+
+    blas = provenance({})["blas"]
+    if _openblas_thread_functions() is None:  # another BLAS: said so, nothing more
+        assert blas == {"library": "not OpenBLAS"}
+        return
+    get, _ = _openblas_thread_functions()
+    assert blas["threads"] == get() and blas["library"].startswith("OpenBLAS")
+    assert isinstance(blas["core"], str) and blas["core"]

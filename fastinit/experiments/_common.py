@@ -1245,8 +1245,12 @@ def _remove_abandoned_staging(directory: Path) -> None:
 
 
 def provenance(config: dict[str, Any]) -> dict[str, Any]:
-    """The run's full configuration plus versions, so it can be re-run exactly."""
+    """The run's full configuration plus versions and the BLAS that computed it (its
+    kernels, picked by the CPU, and its thread count set the last bits), so it can be
+    re-run exactly."""
     import numba
+
+    from fastinit.dense import blas_identity
 
     return {
         "config": config,
@@ -1254,6 +1258,7 @@ def provenance(config: dict[str, Any]) -> dict[str, Any]:
         "numpy_version": np.__version__,
         "numba_version": numba.__version__,
         "python_version": platform.python_version(),
+        "blas": blas_identity(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
