@@ -146,10 +146,13 @@ def check_shape(
     given = shape
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
-    if isinstance(shape, np.ndarray):  # an array of sizes, as MLP(sizes=np.array(...)) takes
-        if shape.ndim != 1:
+    if isinstance(shape, np.ndarray):  # sizes, as MLP(sizes=np.array(...)) takes them
+        if shape.dtype.kind not in "iu":
+            raise TypeError(f"{expected} an array of {shape.dtype}")
+        if shape.ndim > 1:
             raise ValueError(f"{expected} an array of {shape.ndim} dimensions")
-        shape = tuple(shape.tolist()) if shape.dtype.kind in "iu" else tuple(shape)
+        shape = shape.tolist()  # an int for a 0-d array, a list of ints for a 1-d one
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if not isinstance(shape, Sequence) or isinstance(shape, str):
         raise TypeError(f"{expected} {shape!r}")
     given = given if given is not shape else tuple(shape)  # an int is named as given
@@ -223,7 +226,12 @@ def as_array(value: Any, name: str, expected: str) -> np.ndarray:
     """
     if is_device_array(value):  # NumPy's copy of it fails on negative strides
         return to_host(value)
-    masked = np.ma.count_masked(value) if isinstance(value, np.ma.MaskedArray) else 0
+    try:
+        masked = np.ma.count_masked(value) if isinstance(value, np.ma.MaskedArray) else 0
+    except TypeError:  # a structured mask: no real numbers either
+        raise ValueError(
+            f"{name}: expected {expected}, got a masked array of {value.dtype}"
+        ) from None
     if masked:  # np.asarray keeps the values under the mask, as if they were data
         raise ValueError(
             f"{name}: a masked array with {count(masked, 'masked value')}; fastinit would use "

@@ -139,9 +139,9 @@ def fan_in_and_fan_out(shape: tuple[int, ...]) -> tuple[int, int]:
     tuple of int
         ``(fan_in, fan_out)``.
     """
-    if isinstance(shape, (tuple, list)) and len(shape) == 0:
-        return 1, 1
     shape = check_shape(shape, allow_zero=True)
+    if len(shape) == 0:  # a scalar
+        return 1, 1
     if len(shape) == 1:
         return shape[0], shape[0]
     receptive = math.prod(shape[:-2])

@@ -885,11 +885,9 @@ def _file_name(path: Any) -> str:
 def _npz_path(path: Any) -> Any:
     """``path``, or ``path + ".npz"`` where that is what :meth:`MLP.save` wrote
     (``np.savez`` appends the suffix to a name without it); a file object as it is."""
-    if not isinstance(path, (str, os.PathLike)):
+    if not isinstance(path, (str, bytes, os.PathLike)):
         return path
-    name = os.fspath(path)
-    if isinstance(name, bytes):
-        return path
+    name = os.fsdecode(path)  # a bytes name, as save takes it
     saved = not name.endswith(".npz") and os.path.exists(name + ".npz")
     if saved and (not os.path.exists(name) or os.path.isdir(name)):  # a directory is no file
         return name + ".npz"

@@ -1582,3 +1582,49 @@ def test_summary_records_the_blas_that_computed_it():
     get, _ = _openblas_thread_functions()
     assert blas["threads"] == get() and blas["library"].startswith("OpenBLAS")
     assert isinstance(blas["core"], str) and blas["core"]
+
+
+def test_an_earlier_file_that_cannot_be_put_back_survives_the_next_run(tmp_path, monkeypatch):
+    # the kept staging folder carried the dead pid: the next run removed it as abandoned
+    out = tmp_path / "o"
+    with Output(out, "t") as output:
+        output.text("a.csv", "old a")
+        output.text("b.csv", "old b")
+    real = os.replace
+
+    def stuck(src, dst, *args, **kwargs):
+        if Path(src).name == "b.csv" and ".writing-" not in str(dst):  # b cannot move in
+            raise PermissionError(1, "Operation not permitted")
+        if ".earlier-" in str(src):  # and no earlier file can be put back
+            raise PermissionError(1, "Operation not permitted")
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", stuck)
+    with pytest.raises(OSError, match=r"earlier files that could not be put back are in"):
+        with Output(out, "t") as output:
+            output.text("a.csv", "new a")
+            output.text("b.csv", "new b")
+    monkeypatch.undo()
+    from fastinit import _files
+
+    monkeypatch.setattr(_files, "alive", lambda pid: False)  # that process has ended
+    with Output(out, "t") as output:  # the user runs the command again
+        output.text("a.csv", "again")
+    kept = [p for p in out.rglob("*") if p.is_file() and p.read_text() == "old a"]
+    assert len(kept) == 1, sorted(map(str, out.rglob("*")))
+
+
+def test_a_file_whose_name_is_near_the_longest_can_be_replaced(tmp_path):
+    # the earlier file was moved aside as .earlier-<name>: 9 bytes too long for 247-255
+    out = tmp_path / "o"
+    name = "x" * 251 + ".png"
+    with Output(out, "t") as output:
+        output.text(name, "old")
+    with Output(out, "t") as output:
+        output.text(name, "new")
+    assert (out / name).read_text() == "new"
+
+
+def test_inits_given_as_a_generator_are_taken():
+    a = run_depth((i for i in ("he",)), ("tanh",), depths=(2,), width=4, samples=4)
+    assert list(a.config["inits"]) == ["he"]

@@ -900,3 +900,23 @@ def test_initializers_take_a_shape_given_as_an_integer_array():
         init.he_normal(np.array([4.0, 3.0]))
     with pytest.raises(ValueError, match=r"^shape: "):
         init.he_normal(np.array([[4, 3]]))
+
+
+def test_a_bytes_name_saved_without_suffix_loads_by_the_same_name(tmp_path):
+    model = MLP([2, 3, 1], seed=1)
+    model.save(os.fsencode(tmp_path / "m"))
+    loaded = MLP.load(os.fsencode(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.weights[0], model.weights[0])
+
+
+def test_shapes_given_as_arrays_follow_the_rules_of_ints_and_tuples():
+    assert init.fan_in_and_fan_out(np.array(5)) == init.fan_in_and_fan_out(5)
+    assert init.fan_in_and_fan_out(np.array([], int)) == init.fan_in_and_fan_out(())
+    with pytest.raises(TypeError, match=r"^shape: "):
+        init.he_normal(np.array([]))  # float64: no sizes
+
+
+def test_a_masked_array_of_records_is_refused_naming_the_argument():
+    x = np.ma.masked_array(np.zeros(2, dtype=[("a", "f4")]), mask=[(True,), (False,)])
+    with pytest.raises(ValueError, match=r"^X: "):
+        MLP([1, 2]).forward(x)

@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -422,7 +422,7 @@ def parse_inits(
     """
     if isinstance(inits, str):
         raise ValueError(f"inits: expected a sequence of init specs, got the string {inits!r}")
-    if not isinstance(inits, (Sequence, np.ndarray)):
+    if not isinstance(inits, Iterable):
         raise TypeError(f"inits: expected a sequence of init specs, got {type(inits).__name__}")
     specs = []
     for k, name in enumerate(inits):
@@ -1195,17 +1195,17 @@ def _move_all(moves: Sequence[tuple[Output, Path | None, Path]]) -> None:
     """
     done = []  # (output, staged, final, aside or None, moved in)
     try:
-        for output, staged, final in moves:
+        for k, (output, staged, final) in enumerate(moves):
             aside = None
             if os.path.lexists(final):
-                aside = output.staging / f".earlier-{final.name}"
+                aside = output.staging / f".earlier-{k}"  # short: any name fits beside it
                 os.replace(final, aside)
             done.append([output, staged, final, aside, False])
             if staged is not None:
                 os.replace(staged, final)
                 done[-1][4] = True
     except OSError as e:
-        failed, kept = final, []
+        failed, stuck = final, {}
         for output, staged, final, aside, moved_in in reversed(done):
             if moved_in:
                 with suppress(OSError):  # the new file back (else the earlier one replaces it)
@@ -1214,8 +1214,8 @@ def _move_all(moves: Sequence[tuple[Output, Path | None, Path]]) -> None:
                 try:
                     os.replace(aside, final)
                 except OSError:
-                    kept.append(str(output.staging))
-                    output.staging = None  # not discarded: it holds an earlier file
+                    stuck[id(output)] = output
+        kept = [_keep(output) for output in stuck.values()]  # once every move is undone
         reason = e.strerror or type(e).__name__
         if not kept:
             outcome = "the files there are as they were before the run"
@@ -1224,6 +1224,18 @@ def _move_all(moves: Sequence[tuple[Output, Path | None, Path]]) -> None:
         raise OSError(
             f"{str(failed)!r}: could not put this run's file in place ({reason}); {outcome}"
         ) from e
+
+
+def _keep(output: Output) -> str:
+    """Keep ``output``'s staging directory, which holds an earlier file (``.earlier-<k>``):
+    renamed out of the staging names, so that no later run removes it as abandoned."""
+    staging, output.staging = output.staging, None  # not discarded with the rest
+    kept = staging.with_name(staging.name.replace(_STAGING, ".fastinit-kept-", 1))
+    try:
+        os.replace(staging, kept)
+    except OSError:
+        kept = staging
+    return str(kept)
 
 
 FIGURE_DPI = 110  # every figure's resolution; create figures at it (:func:`subplots`)
