@@ -1315,6 +1315,7 @@ def _run_sweep(
     retry_failed = check_bool(retry_failed, "retry_failed")
     if not isinstance(spec, Spec):  # a remote cluster's runs need its memory, not this one's
         spec = load_spec(spec, memory=run_memory(dask))
+    runs = spec.keyed_runs()
     own_executor = executor is None or isinstance(executor, str)
     if not own_executor and not hasattr(executor, "results"):
         raise TypeError(
@@ -1325,7 +1326,6 @@ def _run_sweep(
     if own_executor and run_memory(dask) is not None:  # remote: reached before db is made
         executor = _own_executor(spec, executor, workers, dask, 0)
         _start_or_close(executor)
-    runs = spec.keyed_runs()
     store = None
     try:
         store = db if isinstance(db, Store) else Store(db)
