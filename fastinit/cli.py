@@ -53,6 +53,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     ) -> None:
         super().__init__(prog, indent_increment, max_help_position, width)
 
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return super()._fill_text(_unmarked(text), width, indent)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return super()._split_lines(_unmarked(text), width)
+
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text, default = action.help, action.default
         if not text or not action.option_strings or "default" in text:
@@ -61,6 +67,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             return text
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
         return f"{text} (default: {shown.replace('%', '%%')})"  # help is a %-format
+
+
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
+
+
+def _unmarked(text: str) -> str:
+    """Docstring markup as a terminal shows it: ``:func:`~a.b.c``` as ``c``, ``:mod:`a.b```
+    as ``a.b``, double backquotes dropped (the descriptions are module docstrings)."""
+    text = _ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), text)
+    return text.replace("``", "")
 
 
 def _items(text: str, what: str) -> tuple[str, ...]:

@@ -1124,3 +1124,15 @@ def test_a_numba_thread_count_below_one_is_an_error_naming_it(value, tmp_path, m
         err == f"fastinit: error: NUMBA_NUM_THREADS: expected an integer in [1, inf], got {value}\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["histogram", "mnist", "planar", "symmetry", "depth",
+                                     "sweep", "report"])  # fmt: skip
+def test_help_shows_no_docstring_markup(command, capsys):
+    # the descriptions are module docstrings: ":func:`fastinit.train.fit_many`", "``x``"
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert not re.search(r":(func|mod|class|meth|data|attr):`|``", text), text
+    if command == "mnist":
+        assert "fastinit.train.fit_many" in text and "summary.json" in text  # kept, plain
