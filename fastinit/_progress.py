@@ -78,8 +78,9 @@ class ProgressBar:
         self.tenths = 0  # tenths of the run written as lines, not on a terminal
         self.tail = ""  # what close() writes: the end of the line, or a last line
 
-    def update(self, done: int, loss: float | None = None) -> None:
-        """Redraw for ``done`` iterations finished; ``loss`` is the latest value."""
+    def update(self, done: int, loss: float | tuple[float, float] | None = None) -> None:
+        """Redraw for ``done`` iterations finished; ``loss`` is the latest value, or the
+        lowest and the highest of several networks' (``loss 0.2163-2.302``)."""
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self.start
@@ -92,7 +93,12 @@ class ProgressBar:
             if remaining is None or measured + remaining < self.min_seconds:
                 return
         self.shown = True
-        tail = "" if loss is None else f" loss {loss:.4g}"
+        if loss is None:
+            tail = ""
+        elif isinstance(loss, tuple):
+            tail = f" loss {loss[0]:.4g}-{loss[1]:.4g}"
+        else:
+            tail = f" loss {loss:.4g}"
         line = f"{head(self.label, done, self.total, self.width)}{tail}"
         line = f"{line} {times(elapsed, remaining)}"
         if self._terminal():

@@ -1131,6 +1131,17 @@ def _write_back(models: list, opts: list, run: _Run) -> None:
         state.step = int(run.opt_steps[j])
 
 
+def _bar_loss(recent: np.ndarray) -> float | tuple[float, float] | None:
+    """What the bar shows of the networks' latest losses: the one network's, or the
+    lowest and the highest finite ones of several (None: none finite)."""
+    finite = recent[np.isfinite(recent)]
+    if finite.size == 0:
+        return None
+    if recent.size == 1:
+        return float(finite[0])
+    return float(finite.min()), float(finite.max())
+
+
 def _run_chunks(run: _Run, n_iter: int, bar: ProgressBar) -> str:
     """Call the kernel chunk by chunk; returns "ok" or "interrupted"."""
     done = 0
@@ -1142,8 +1153,7 @@ def _run_chunks(run: _Run, n_iter: int, bar: ProgressBar) -> str:
             train_chunk(*run.args)
             seconds = time.perf_counter() - start
             done += chunk
-            recent = run.losses[0, done - 1]
-            bar.update(done, None if math.isnan(recent) else float(recent))
+            bar.update(done, _bar_loss(run.losses[:, done - 1]))
             chunk = int(min(max(1, _CHUNK_SECONDS * chunk / max(seconds, 1e-9)), 16 * chunk))
             chunk = min(chunk, n_iter - done)
     except KeyboardInterrupt:
@@ -1330,7 +1340,8 @@ def fit_many(
         own seed.
     progress : bool
         Show a progress bar on stderr when the run takes more than about 1 s; its
-        ``loss`` is the first model's latest minibatch loss.
+        ``loss`` is the lowest and the highest of the models' latest minibatch
+        losses (``loss 0.2163-2.302``; those not finite left out).
     record_stats : bool
         Record per-layer statistics (see :data:`STAT_FIELDS` and
         :func:`fastinit.diagnose`) inside the compiled loop into

@@ -447,8 +447,7 @@ class _Run:
                 self._sync(done, done + chunk)
                 seconds = time.perf_counter() - begin
                 done += chunk
-                recent = self.losses[done - 1, 0]
-                bar.update(done, None if math.isnan(recent) else float(recent))
+                bar.update(done, _train._bar_loss(self.losses[done - 1]))  # as on the CPU
                 chunk = int(min(max(1, _CHUNK_SECONDS * chunk / max(seconds, 1e-9)), 16 * chunk))
                 chunk = min(chunk, self.n_iter - done)
         except KeyboardInterrupt:

@@ -708,3 +708,29 @@ def test_an_optimizer_given_as_a_name_and_hyperparameters_is_named_where_it_fail
     X, y = np.ones((4, 2), np.float32), np.array([0, 1, 0, 1])
     with pytest.raises(ValueError, match=r"^optimizer\[1\]: expected an Optimizer or one of"):
         model.fit(X, y, optimizer=("adam", {"lr": 0.1}), iterations=1, progress=False)
+
+
+def test_the_bar_of_several_networks_shows_the_range_of_their_losses(monkeypatch):
+    # it showed the first network's loss: fastinit mnist's bar read 2.30 throughout
+    # (std=0.01, which never learns) while He's was down near 0.2
+    from fastinit import train as train_module
+
+    seen = []
+    real = train_module.ProgressBar.update
+
+    def record(self, done, loss=None):
+        seen.append(loss)
+        return real(self, done, loss)
+
+    monkeypatch.setattr(train_module.ProgressBar, "update", record)
+    X = np.random.default_rng(0).standard_normal((32, 3)).astype(np.float32)
+    y = np.arange(32) % 2
+    models = [MLP([3, 4, 2], seed=s) for s in (1, 2)]
+    histories = fit_many(models, X, y, iterations=8, progress=False)
+    done = len(seen) and 8
+    low, high = seen[-1]
+    last = sorted(float(h.loss[done - 1]) for h in histories)
+    assert (low, high) == (last[0], last[1])
+    bar = ProgressBar(10, min_seconds=0.0, stream=io.StringIO())
+    bar.update(5, (0.2163, 2.302))
+    assert "loss 0.2163-2.302" in bar.stream.getvalue()
