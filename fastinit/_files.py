@@ -173,11 +173,11 @@ def replacing(path: str | os.PathLike[str], *, keep_mode: bool = False) -> Itera
         old.unlink(missing_ok=True)
     tmp = target.with_name(f"{prefix}{os.getpid()}-{secrets.token_hex(4)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(tmp, flags, 0o666)
-    except OSError as err:
-        raise type(err)(err.errno, err.strerror, asked) from None
-    try:
+    try:  # the file made is removed on any way out, a Ctrl-C just after os.open included
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except OSError as err:
+            raise type(err)(err.errno, err.strerror, asked) from None
         with os.fdopen(fd, "wb") as f:
             if keep_mode:
                 with contextlib.suppress(OSError):

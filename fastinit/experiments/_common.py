@@ -952,7 +952,12 @@ class Output:
             self.directory.mkdir(parents=True, exist_ok=True)
             _remove_abandoned_staging(self.directory)
             prefix = f"{_STAGING}{_host()}-{os.getpid()}-"
-            self.staging = Path(tempfile.mkdtemp(prefix=prefix, dir=self.directory))
+            try:  # a Ctrl-C just after mkdtemp: no __exit__ follows a failed __enter__
+                with deferred_interrupt():
+                    self.staging = Path(tempfile.mkdtemp(prefix=prefix, dir=self.directory))
+            except BaseException:
+                self._discard()
+                raise
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
