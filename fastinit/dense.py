@@ -119,19 +119,29 @@ _THREAD_SYMBOLS = (  # OpenBLAS's thread-count functions, as NumPy's wheels name
 
 
 @functools.cache
-def _openblas_thread_functions() -> tuple[Any, Any] | None:
+def _openblas_library() -> Any:
+    """NumPy's OpenBLAS as a ctypes library: the one of its BLAS files with OpenBLAS's
+    thread functions (:data:`_THREAD_SYMBOLS`); None for a NumPy on another BLAS."""
     for path in _numpy_blas_paths():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for pattern in _THREAD_SYMBOLS:
-            try:
-                get, put = getattr(lib, pattern.format("get")), getattr(lib, pattern.format("set"))
-            except AttributeError:
-                continue
-            get.restype, put.argtypes, put.restype = ctypes.c_int, [ctypes.c_int], None
-            return get, put
+        if any(hasattr(lib, p.format("get")) for p in _THREAD_SYMBOLS):
+            return lib
+    return None
+
+
+@functools.cache
+def _openblas_thread_functions() -> tuple[Any, Any] | None:
+    lib = _openblas_library()
+    for pattern in _THREAD_SYMBOLS if lib is not None else ():
+        try:
+            get, put = getattr(lib, pattern.format("get")), getattr(lib, pattern.format("set"))
+        except AttributeError:
+            continue
+        get.restype, put.argtypes, put.restype = ctypes.c_int, [ctypes.c_int], None
+        return get, put
     return None
 
 
@@ -148,25 +158,11 @@ def blas_identity() -> dict[str, Any]:
         NumPy's OpenBLAS; ``{"library": "not OpenBLAS"}`` otherwise.
     """
     functions = _openblas_thread_functions()
-    lib = _openblas_library()
-    if functions is None or lib is None:
+    if functions is None:
         return {"library": "not OpenBLAS"}
-    config, core = (_c_string(lib, name) for name in ("config", "corename"))
+    config, core = (_c_string(_openblas_library(), name) for name in ("config", "corename"))
     library = " ".join(config.split()[:2]) if config.startswith("OpenBLAS") else "OpenBLAS"
     return {"library": library, "core": core or "unknown", "threads": int(functions[0]())}
-
-
-@functools.cache
-def _openblas_library() -> Any:
-    """The ctypes library whose thread functions :func:`_openblas_thread_functions` found."""
-    for path in _numpy_blas_paths():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        if any(hasattr(lib, p.format("get")) for p in _THREAD_SYMBOLS):
-            return lib
-    return None
 
 
 def _c_string(lib: Any, what: str) -> str:
