@@ -426,11 +426,7 @@ def parse_inits(
         raise TypeError(f"inits: expected a sequence of init specs, got {type(inits).__name__}")
     specs = []
     for k, name in enumerate(inits):
-        try:
-            spec = parse_init(name, data_dependent=data_dependent)
-            specs.append(spec if dtype is None else check_drawable(spec, dtype))
-        except ValueError as e:
-            raise ValueError(f"inits[{k}]: {str(e).removeprefix('init: ')}") from None
+        specs.append(_parse_named(name, f"inits[{k}]", data_dependent, dtype))
     if not specs and not allow_empty:
         raise ValueError("inits: expected at least one init spec, such as 'he' or 'std=0.01'")
     repeat = first_repeat(specs, notebook)
@@ -439,6 +435,18 @@ def parse_inits(
         also = "" if first == again else f" (also as {again!r})"
         raise ValueError(f"inits: {first!r} is given twice{also}; give each init once")
     return specs
+
+
+def _parse_named(
+    name: str | InitSpec, where: str, data_dependent: bool, dtype: str | None
+) -> InitSpec:
+    """:func:`parse_init` and, with a ``dtype``, :func:`check_drawable`; an error names
+    ``where`` (``inits[1]``, ``--add``) instead of ``init``."""
+    try:
+        spec = parse_init(name, data_dependent=data_dependent)
+        return spec if dtype is None else check_drawable(spec, dtype)
+    except ValueError as e:
+        raise ValueError(f"{where}: {str(e).removeprefix('init: ')}") from None
 
 
 def parse_init_options(
@@ -484,11 +492,7 @@ def parse_init_options(
     given = [(option, name) for option, names in options.items() for name in names]
     specs = []
     for option, name in given:
-        try:
-            spec = parse_init(name, data_dependent=data_dependent)
-            specs.append(spec if dtype is None else check_drawable(spec, dtype))
-        except ValueError as e:
-            raise ValueError(f"{option}: {str(e).removeprefix('init: ')}") from None
+        specs.append(_parse_named(name, option, data_dependent, dtype))
     repeat = first_repeat(specs, notebook)
     if repeat is not None:
         (earlier_option, earlier), (option, name) = ((given[k][0], specs[k].name) for k in repeat)
