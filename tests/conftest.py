@@ -59,3 +59,19 @@ def sigint_default():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def ctrl_c_after(sigint_default):
+    """``ctrl_c_after(f)``: ``f`` with a real SIGINT arriving as soon as it has returned
+    (its value made, not yet handed back): a Ctrl-C in the window after a call."""
+
+    def wrap(function):
+        def then_ctrl_c(*args, **kwargs):
+            value = function(*args, **kwargs)
+            signal.raise_signal(signal.SIGINT)
+            return value
+
+        return then_ctrl_c
+
+    return wrap

@@ -1040,21 +1040,12 @@ def test_sigterm_is_handled_as_ctrl_c_exiting_143(tmp_path):
     assert "Traceback" not in err and not (tmp_path / "new").exists()
 
 
-def test_a_ctrl_c_as_out_is_made_removes_it(tmp_path, monkeypatch, capsys, sigint_default):
+def test_a_ctrl_c_as_out_is_made_removes_it(tmp_path, monkeypatch, capsys, ctrl_c_after):
     # a Ctrl-C (or SIGTERM) right after --out was made, before the command knew it had
     # made it, left it behind ("... is as it was")
-    import signal
-
     from fastinit.experiments import _common
 
-    made = _common.prepare_output
-
-    def prepare_output(*args, **kwargs):
-        created = made(*args, **kwargs)
-        signal.raise_signal(signal.SIGINT)
-        return created
-
-    monkeypatch.setattr(_common, "prepare_output", prepare_output)
+    monkeypatch.setattr(_common, "prepare_output", ctrl_c_after(_common.prepare_output))
     out = tmp_path / "new" / "out"
     assert main(["planar", "--iterations", "2", "--out", str(out), "--quiet"]) == 130
     assert "is removed again" in capsys.readouterr().err

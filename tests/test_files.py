@@ -93,19 +93,12 @@ def test_a_file_system_that_cannot_sync_still_gets_the_file_but_a_failed_sync_fa
 
 
 def test_a_ctrl_c_just_after_the_temporary_file_is_made_leaves_none(
-    tmp_path, monkeypatch, sigint_default
+    tmp_path, monkeypatch, ctrl_c_after
 ):
     # the Ctrl-C landed between os.open and the try that removes the temporary file
     from fastinit import _files
 
-    real = os.open
-
-    def opened_then_ctrl_c(*args, **kwargs):
-        fd = real(*args, **kwargs)
-        signal.raise_signal(signal.SIGINT)
-        return fd
-
-    monkeypatch.setattr(_files.os, "open", opened_then_ctrl_c)
+    monkeypatch.setattr(_files.os, "open", ctrl_c_after(os.open))
     with pytest.raises(KeyboardInterrupt):
         write_bytes(tmp_path / "a.txt", b"data")
     monkeypatch.undo()
@@ -113,21 +106,14 @@ def test_a_ctrl_c_just_after_the_temporary_file_is_made_leaves_none(
 
 
 def test_a_ctrl_c_just_after_the_staging_folder_is_made_leaves_none(
-    tmp_path, monkeypatch, sigint_default
+    tmp_path, monkeypatch, ctrl_c_after
 ):
     # the Ctrl-C landed between mkdtemp and the end of Output.__enter__: no __exit__ ran
     import tempfile
 
     from fastinit.experiments._common import Output
 
-    real = tempfile.mkdtemp
-
-    def made_then_ctrl_c(*args, **kwargs):
-        path = real(*args, **kwargs)
-        signal.raise_signal(signal.SIGINT)
-        return path
-
-    monkeypatch.setattr(tempfile, "mkdtemp", made_then_ctrl_c)
+    monkeypatch.setattr(tempfile, "mkdtemp", ctrl_c_after(tempfile.mkdtemp))
     with pytest.raises(KeyboardInterrupt), Output(tmp_path, "t"):
         pass
     monkeypatch.undo()
