@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -173,6 +174,39 @@ def check_shape(
             f"{name}: expected at least {min_ndim} dimensions, got {len(dims)} ({tuple(dims)!r})"
         )
     return tuple(dims)
+
+
+def check_path(
+    value: Any, name: str, expected: str = "a file name", *, allow_bytes: bool = False
+) -> Any:
+    """``value`` where it can name a file or a directory: a str or an ``os.PathLike``
+    (and a bytes name with ``allow_bytes``).
+
+    Parameters
+    ----------
+    value : Any
+        What the caller passed.
+    name : str
+        The argument's name, for the message.
+    expected : str
+        What was expected (``"a directory name or None"``), for the message.
+    allow_bytes : bool
+        Take a bytes name too.
+
+    Returns
+    -------
+    str, bytes or os.PathLike
+        ``value``.
+
+    Raises
+    ------
+    TypeError
+        ``name: expected <expected>, got <type>``.
+    """
+    kinds = (str, bytes, os.PathLike) if allow_bytes else (str, os.PathLike)
+    if not isinstance(value, kinds):
+        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
+    return value
 
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:

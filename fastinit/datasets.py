@@ -30,7 +30,14 @@ from typing import Any
 import numpy as np
 
 from fastinit._files import write_bytes
-from fastinit._validate import check_bool, check_dtype, check_int, check_seed, check_shape
+from fastinit._validate import (
+    check_bool,
+    check_dtype,
+    check_int,
+    check_path,
+    check_seed,
+    check_shape,
+)
 from fastinit.random import fill_normal
 
 __all__ = [
@@ -214,8 +221,7 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
     TypeError
         If ``path`` is not a str or path-like (bytes included).
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a file name, got {path!r}")
+    check_path(path, "path")
     if not os.fspath(path):  # Path("") is the working directory
         raise ValueError("path: expected a file name, got ''")
     path = Path(path)
@@ -402,8 +408,7 @@ def _mnist_source(path: str | os.PathLike[str] | None) -> tuple[Path, Mapping[st
         path, name = os.environ.get(MNIST_DIR_ENV) or None, MNIST_DIR_ENV
     if path is None:
         return _DATA_DIR, MNIST_SHA256
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a directory name or None, got {path!r}")
+    check_path(path, "path", "a directory name or None")
     if not os.fspath(path):  # Path("") is the working directory; an empty variable is unset
         raise ValueError("path: expected a directory name or None, got ''")
     directory = Path(path).expanduser()

@@ -34,6 +34,7 @@ from fastinit._validate import (
     cast_finite,
     check_dtype,
     check_int,
+    check_path,
     check_seed,
     value_errors,
 )
@@ -771,10 +772,7 @@ class MLP:
         if hasattr(path, "write"):
             np.savez(path, **arrays)  # a file object: as numpy does
             return
-        if not isinstance(path, (str, bytes, os.PathLike)):
-            raise TypeError(
-                f"path: expected a file name or a binary file object, got {type(path).__name__}"
-            )
+        check_path(path, "path", "a file name or a binary file object", allow_bytes=True)
         name = os.fsdecode(path)
         if not name:
             raise ValueError("path: expected a file name, got ''")
@@ -805,10 +803,8 @@ class MLP:
             file's dtype or not finite included); the message names the file and
             the problem.
         """
-        if not isinstance(path, (str, bytes, os.PathLike)) and not hasattr(path, "read"):
-            raise TypeError(
-                f"path: expected a file name or a binary file object, got {type(path).__name__}"
-            )
+        if not hasattr(path, "read"):
+            check_path(path, "path", "a file name or a binary file object", allow_bytes=True)
         path = _npz_path(path)
         name = _file_name(path)
         contents = read_npz(path, f"{name}: not a readable .npz model file")

@@ -30,6 +30,7 @@ from fastinit._files import host as _host
 from fastinit._validate import (
     check_dtype_holds,
     check_int,
+    check_path,
     check_positive,
     check_seed,
     dtype_range,
@@ -775,9 +776,7 @@ def prepare_output(out: Any, option: str = "out", owner: str | None = None) -> l
     """
     if out is None:
         return []
-    if not isinstance(out, (str, os.PathLike)):
-        raise TypeError(f"{option}: expected a directory name or None, got {type(out).__name__}")
-    path = Path(out)
+    path = Path(check_path(out, option, "a directory name or None"))
     # os.path's tests are False where pathlib's raise (a name too long, ENAMETOOLONG)
     missing = [d for d in (path, *path.parents) if not os.path.exists(d)]
     try:

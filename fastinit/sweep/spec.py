@@ -263,9 +263,9 @@ def load_spec(path: str | os.PathLike[str], *, memory: float | None = None) -> S
     TypeError
         Naming ``path``, if it is not a file name.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a file name, got {type(path).__name__}")
-    p = Path(path)
+    from fastinit._validate import check_path  # imported where used, as runners does
+
+    p = Path(check_path(path, "path"))
     try:  # -sig: a byte order mark (Windows editors write one) is no part of the first key
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:

@@ -77,7 +77,7 @@ from typing import Any
 
 from fastinit._files import alive
 from fastinit._files import host as _host
-from fastinit._validate import check_bool
+from fastinit._validate import check_bool, check_path
 
 __all__ = [
     "LEASE_SECONDS", "RENEW_SECONDS", "SCHEMA_VERSION", "Claimant", "Store", "done_keys",
@@ -334,10 +334,8 @@ class Store:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"db: expected a file name, got {type(path).__name__}")
+        self.path = Path(check_path(path, "db"))
         readonly = check_bool(readonly, "readonly")
-        self.path = Path(path)
         try:
             is_dir, is_file = self.path.is_dir(), self.path.is_file()
         except OSError as e:  # a name too long (ENAMETOOLONG), a folder that cannot be read
