@@ -721,13 +721,15 @@ def name_of_code(code: int) -> str:
     return _NAME_OF_CODE[int(code)]
 
 
-def real_input(x: Any) -> np.ndarray:
+def real_input(x: Any, name: str = "x") -> np.ndarray:
     """``x`` as a float32 or float64 array (other real dtypes as float64) for :func:`apply`.
 
     Parameters
     ----------
     x : array_like
         Bool, integer or float values (also held as Python objects).
+    name : str
+        The argument's name in error messages.
 
     Returns
     -------
@@ -737,14 +739,14 @@ def real_input(x: Any) -> np.ndarray:
     Raises
     ------
     ValueError
-        If ``x`` is not a real array (complex, text, objects), naming ``x``.
+        If ``x`` is not a real array (complex, text, objects), naming ``name``.
     """
-    x = as_array(x, "x", "a real array")
+    x = as_array(x, name, "a real array")
     real = (int, float, np.integer, np.floating, np.bool_)  # bool is an int
     if x.dtype.kind == "O" and all(isinstance(v, real) for v in x.flat):
         return x.astype(np.float64)  # numbers held as Python objects (None is no number)
     if x.dtype.kind not in "biuf":
-        raise ValueError(f"x: expected a real (bool, integer or float) array, got {x.dtype}")
+        raise ValueError(f"{name}: expected a real (bool, integer or float) array, got {x.dtype}")
     return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
 
 

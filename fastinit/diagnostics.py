@@ -743,14 +743,9 @@ def moments(values: np.ndarray) -> tuple[float, float]:
     ValueError
         Naming ``values``, if it holds no entry or no real numbers.
     """
-    values = np.asarray(values)
-    if values.size == 0 or values.dtype.kind not in "biuf":
-        raise ValueError(
-            f"values: expected real numbers, at least one, got shape {values.shape} and "
-            f"dtype {values.dtype}"
-        )
-    if values.dtype not in (np.float32, np.float64):  # one compiled kernel per float type
-        values = values.astype(np.float64)
+    values = _act.real_input(values, "values")  # float32 or float64: one kernel per type
+    if values.size == 0:
+        raise ValueError(f"values: expected real numbers, at least one, got shape {values.shape}")
     mean, std = _train.mean_std(np.ascontiguousarray(values).reshape(-1))
     return mean, std
 
