@@ -873,8 +873,8 @@ class MLP:
 
 def _file_name(path: Any) -> str:
     """What to call ``path`` (a name or a file object) in error messages."""
-    if isinstance(path, (str, os.PathLike)):
-        return str(os.fspath(path))
+    if isinstance(path, (str, bytes, os.PathLike)):
+        return os.fsdecode(path)
     return str(getattr(path, "name", None) or f"<{type(path).__name__}>")
 
 

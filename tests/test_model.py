@@ -920,3 +920,9 @@ def test_a_masked_array_of_records_is_refused_naming_the_argument():
     x = np.ma.masked_array(np.zeros(2, dtype=[("a", "f4")]), mask=[(True,), (False,)])
     with pytest.raises(ValueError, match=r"^X: "):
         MLP([1, 2]).forward(x)
+
+
+def test_a_bytes_name_that_cannot_be_read_is_named_in_the_error(tmp_path):
+    missing = os.fsencode(tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match=r"missing\.npz: not a readable \.npz model file"):
+        MLP.load(missing)
