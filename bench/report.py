@@ -15,18 +15,27 @@ Per-step time is the round median divided by the steps of a round
 the group's reference (a row with ``extra_info["reference"]``, else fastinit: > 1
 means slower than it).  GFLOP/s uses ``extra_info["flops"]``; the roofline column
 divides by the same run's sgemm 2048 x 2048 rate in its best round (the host's load
-moves the medians, and a slow median GEMM would flatter every row); GB/s columns appear for the GPU
-fills (``extra_info["fill_gbps"]``, against a same-run device copy).
+moves the medians, and a slow median GEMM would flatter every row); GB/s columns
+appear for the GPU fills (``extra_info["fill_gbps"]``, against a same-run device copy).
+
+A benchmark that timed several implementations in alternating rounds
+(``extra_info["paired"]``: each one's steps, FLOPs per step and seconds per round)
+gives one row per implementation.  Its ratio column is the median of the per-round
+ratios, with their range beside it, and its roofline column the median of each
+round's share of the sgemm timed in that round.
 
 With ``--targets``, the report is instead the training-backend issue's nine targets
 across several saved runs (``python bench/report.py --targets
 'bench/results/cpu-train-*.json' --readme README.md --section targets``): each
 run's figure for each target, whether it was met, and over the runs that count the
-range and how many met it.  A run counts unless its file name carries a reason
-after its date and time (``cpu-train-2026-11-23-0829-loaded-host.json``): the
-host was loaded during it, and its figures say more about the other tenant than
-about the code.  The sgemm's best round and the NumPy notebook's planar step are
-shown beside each run, the two figures that tell a loaded host.
+range and how many met it.  The speed-ups and the roofline share come from the
+alternating rounds (``paired mnist``, ``paired wide``) where a run has them (its
+"timing" column says ``paired``); older runs timed each implementation separately.
+A run counts unless its file name carries a reason after its date and time
+(``cpu-train-2026-11-23-0829-loaded-host.json``): the host was loaded during it,
+and its figures say more about the other tenant than about the code.  The sgemm's
+best round and the NumPy notebook's planar step are shown beside each run, the two
+figures that tell a loaded host.
 """
 
 from __future__ import annotations
@@ -39,16 +48,21 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 
 def _rows(data: dict) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = defaultdict(list)
     for bench in data["benchmarks"]:
         info = bench.get("extra_info", {})
+        group = bench.get("group") or "default"
+        if "paired" in info:
+            groups[group] += _paired_rows(info["paired"])
+            continue
         steps = max(int(info.get("steps", 1)), 1)
         median, best = bench["stats"]["median"], bench["stats"]["min"]
         flops = info.get("flops")
-        groups[bench.get("group") or "default"].append(
+        groups[group].append(
             {
                 "impl": info.get("impl", bench["name"].removeprefix("test_")),
                 "per_step": median / steps,
@@ -63,6 +77,54 @@ def _rows(data: dict) -> dict[str, list[dict]]:
             }
         )
     return groups
+
+
+def _paired_rows(paired: dict[str, dict]) -> list[dict]:
+    """Rows of a benchmark that timed its implementations in turn, round by round.
+
+    ``paired`` maps each implementation to its ``steps`` per round, ``flops`` per
+    step and ``seconds`` (one whole run per round).  Each row keeps its per-step
+    time in every round (``by_round``), which the ratios pair up round by round.
+    """
+    rows = []
+    for impl, run in paired.items():
+        steps = max(int(run["steps"]), 1)
+        by_round = [s / steps for s in run["seconds"]]
+        per_step, best = median(by_round), min(by_round)
+        flops = run.get("flops")
+        rows.append(
+            {
+                "impl": impl,
+                "per_step": per_step,
+                "min_per_step": best,
+                "gflops": flops / per_step / 1e9 if flops else None,
+                "best_gflops": flops / best / 1e9 if flops else None,
+                "gbps": None,
+                "copy_ratio": None,
+                "reference": False,
+                "rounds": len(by_round),
+                "steps": steps,
+                "by_round": by_round,
+            }
+        )
+    return rows
+
+
+def _round_ratios(row: dict, ref: dict) -> list[float]:
+    """``row``'s time over ``ref``'s in each round they shared (> 1: slower than ``ref``)."""
+    return [mine / theirs for mine, theirs in zip(row["by_round"], ref["by_round"], strict=True)]
+
+
+def _round_share(row: dict, roof_row: dict) -> float | None:
+    """Median over the rounds of ``row``'s GFLOP/s as a share of the same round's sgemm."""
+    if not row["gflops"]:
+        return None
+    flops = row["gflops"] * row["per_step"]  # per step
+    roof_flops = roof_row["gflops"] * roof_row["per_step"]
+    return median(
+        (flops / mine) / (roof_flops / roof)
+        for mine, roof in zip(row["by_round"], roof_row["by_round"], strict=True)
+    )
 
 
 def _time(seconds: float) -> str:
@@ -82,6 +144,8 @@ def _reference(rows: list[dict]) -> dict | None:
 def _group_table(rows: list[dict], roof: float | None) -> list[str]:
     rows = sorted(rows, key=lambda r: r["per_step"])
     ref = _reference(rows)
+    paired = all("by_round" in r for r in rows)
+    roof_row = _paired_roof(rows) if paired else None
     per = "run" if all(r["steps"] == 1 for r in rows) else "step"  # coldstart, script: runs
     columns = ["implementation", f"median / {per}", f"min / {per}"]
     flops = any(r["gflops"] for r in rows)
@@ -89,19 +153,33 @@ def _group_table(rows: list[dict], roof: float | None) -> list[str]:
     columns += ["GFLOP/s", "% roofline"] if flops else []
     columns += ["GB/s written", "% of same-run copy"] if gbps else []
     columns += [f"vs {ref['impl']}"] if ref else []
+    columns += ["rounds' ratios"] if ref and paired else []
     lines = ["| " + " | ".join(columns) + " |", "|---" + "|---:" * (len(columns) - 1) + "|"]
     for r in rows:
         cells = [r["impl"], _time(r["per_step"]), _time(r["min_per_step"])]
         if flops:
+            share = _round_share(r, roof_row) if roof_row else None
+            if share is None and r["gflops"] and roof and not roof_row:
+                share = r["gflops"] / roof
             cells.append(f"{r['gflops']:.1f}" if r["gflops"] else "-")
-            cells.append(f"{100 * r['gflops'] / roof:.0f}%" if r["gflops"] and roof else "-")
+            cells.append(f"{100 * share:.0f}%" if share else "-")
         if gbps:
             cells.append(f"{r['gbps']:.0f}" if r["gbps"] else "-")
             cells.append(f"{100 * r['copy_ratio']:.0f}%" if r["copy_ratio"] else "-")
-        if ref:
+        if ref and paired and r is roof_row:
+            cells += ["-", "-"]  # the rounds' yardstick, not the group's workload
+        elif ref and paired:
+            ratios = _round_ratios(r, ref)
+            cells += [f"{median(ratios):.2f}x", f"{min(ratios):.2f}x - {max(ratios):.2f}x"]
+        elif ref:
             cells.append(f"{r['per_step'] / ref['per_step']:.2f}x")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _paired_roof(rows: list[dict]) -> dict | None:
+    """The sgemm timed in the same rounds as ``rows``, if one was."""
+    return next((r for r in rows if r["impl"].startswith("sgemm") and r["gflops"]), None)
 
 
 def table(data: dict, groups_shown: list[str] | None = None) -> str:
@@ -139,8 +217,22 @@ def _per_step(groups: dict[str, list[dict]], group: str, impl: str) -> float | N
     return next((r["per_step"] for r in groups.get(group, []) if r["impl"] == impl), None)
 
 
+def _paired_row(groups: dict[str, list[dict]], group: str, impl: str) -> dict | None:
+    """``impl``'s row in the alternating rounds of ``group`` ("paired mnist"), if it ran there."""
+    return next((r for r in groups.get(f"paired {group}", []) if r["impl"] == impl), None)
+
+
 def _speedup(group: str, peer: str, ref: str = "fastinit") -> Callable[[dict], float | None]:
+    """How many times slower ``peer`` ran than ``ref`` in ``group``.
+
+    The median of the per-round ratios where the run timed both in alternating
+    rounds (``paired GROUP``), else the ratio of their separate medians.
+    """
+
     def measure(groups: dict[str, list[dict]]) -> float | None:
+        mine, theirs = _paired_row(groups, group, ref), _paired_row(groups, group, peer)
+        if mine and theirs:
+            return median(_round_ratios(theirs, mine))
         mine, theirs = _per_step(groups, group, ref), _per_step(groups, group, peer)
         return theirs / mine if mine and theirs else None
 
@@ -156,6 +248,11 @@ def _slowest(group: str, *impls: str) -> Callable[[dict], float | None]:
 
 
 def _roofline_share(groups: dict[str, list[dict]]) -> float | None:
+    """fastinit's MNIST GFLOP/s in % of the sgemm's: round by round where they alternated."""
+    step = _paired_row(groups, "mnist", "fastinit")
+    roof_row = _paired_row(groups, "mnist", "sgemm_2048")
+    if step and roof_row:
+        return 100 * _round_share(step, roof_row)
     step = next((r for r in groups.get("mnist", []) if r["impl"] == "fastinit"), None)
     roof = _roof(groups)
     return 100 * step["gflops"] / roof if step and step["gflops"] and roof else None
@@ -333,9 +430,9 @@ def targets_table(runs: dict[str, dict]) -> str:
             f"| {latest} |"
         )
     lines += ["", "Each run (✗: missed):", ""]
-    heads = ["run (UTC)", "commit", "CPU", "sgemm best", "notebook", "counted"]
+    heads = ["run (UTC)", "commit", "CPU", "sgemm best", "notebook", "counted", "timing"]
     heads += [t.short for t in TARGETS]
-    rule = "|---|---|---|---:|---:|---" + "|---:" * len(TARGETS) + "|"
+    rule = "|---|---|---|---:|---:|---|---" + "|---:" * len(TARGETS) + "|"
     lines += ["| " + " | ".join(heads) + " |", rule]
     for path, data in runs.items():
         groups = _rows(data)
@@ -348,6 +445,7 @@ def targets_table(runs: dict[str, dict]) -> str:
             f"{roof:.1f}" if roof else "-",
             _time(notebook) if notebook else "-",
             left_out_reason(Path(path)) or "yes",
+            "paired" if any(g.startswith("paired ") for g in groups) else "separate",
         ]
         for target, value in zip(TARGETS, values[path], strict=True):
             missed = value is not None and not target.met(value)

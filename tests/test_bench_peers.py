@@ -328,3 +328,56 @@ def test_the_cuda_launch_times_script_times_every_launch_of_a_step(capsys):
     assert [line.split()[0] for line in printed[:-1]] == ["fwd0", "loss", "dsum0", "dW0",
                                                          "update", "gather", "step"]  # fmt: skip
     assert printed[-1].startswith("sum of the launches: ")
+
+
+class _Pedantic:
+    """pytest-benchmark's fixture as far as ``alternate`` uses it: rounds of one call."""
+
+    def __init__(self):
+        self.extra_info = {}
+
+    def pedantic(self, fn, *, rounds, iterations, warmup_rounds=0):
+        assert iterations == 1
+        for _ in range(warmup_rounds + rounds):
+            fn()
+
+
+def test_paired_rounds_rotate_the_order_and_record_every_round():
+    # the targets' ratios are medians of per-round ratios: each implementation must run
+    # once a round, each first in as many rounds as the others, and warm-up calls (the
+    # JAX scan compiles per length) must not be timed
+    from bench.test_bench_train import alternate
+
+    calls = []
+
+    def runner(name):
+        def run(steps):
+            calls.append((name, steps))
+            return None if name == "sgemm" else np.zeros(steps)
+
+        return run
+
+    runners = {"fastinit": (runner("fastinit"), 5, 1e6), "peer": (runner("peer"), 3, 1e6),
+               "sgemm": (runner("sgemm"), 1, 1e9)}  # fmt: skip
+    bench = _Pedantic()
+    alternate(bench, runners, rounds=6)
+    warm, timed = calls[:3], calls[3:]
+    assert sorted(warm) == [("fastinit", 5), ("peer", 3), ("sgemm", 1)]
+    rounds = [timed[i : i + 3] for i in range(0, len(timed), 3)]
+    assert len(rounds) == 6 and all(sorted(n for n, _ in r) == ["fastinit", "peer", "sgemm"]
+                                    for r in rounds)  # fmt: skip
+    firsts = [r[0][0] for r in rounds]
+    assert {name: firsts.count(name) for name in runners} == {"fastinit": 2, "peer": 2, "sgemm": 2}
+    paired = bench.extra_info["paired"]
+    assert {name: (p["steps"], p["flops"], len(p["seconds"])) for name, p in paired.items()} == {
+        "fastinit": (5, 1e6, 6), "peer": (3, 1e6, 6), "sgemm": (1, 1e9, 6)}  # fmt: skip
+    assert all(s > 0 for p in paired.values() for s in p["seconds"])
+
+
+def test_a_paired_round_whose_trainer_diverged_is_refused():
+    from bench.test_bench_train import alternate
+
+    runners = {"fastinit": (lambda steps: np.zeros(steps), 4, 1.0),
+               "peer": (lambda steps: np.full(steps, np.nan), 4, 1.0)}  # fmt: skip
+    with pytest.raises(AssertionError, match="peer: a non-finite loss"):
+        alternate(_Pedantic(), runners, rounds=2)

@@ -177,7 +177,7 @@ def test_targets_over_runs_count_only_the_quiet_ones():
     assert "| < 1.50 s | 1.60 s - 1.60 s | 0 of 2 |" in rows["| start, warm cache (slower of two)"]
     assert "| 17.00x - 17.00x | 2 of 2 |" in rows["| planar vs NumPy notebook"]
     loaded = rows["| 2026-11-23 02:00"]
-    assert "| loaded host | 1.50x ✗ | 0.50x ✗ | 1.20x ✗ | 20.0% ✗ |" in loaded
+    assert "| loaded host | separate | 1.50x ✗ | 0.50x ✗ | 1.20x ✗ | 20.0% ✗ |" in loaded
     assert "| abcdef1 | ? | 160.0 | 85.00 us |" in loaded  # no CPU recorded
 
 
@@ -297,3 +297,95 @@ def test_readme_targets_are_what_report_py_makes_of_the_saved_runs():
     paths = report._expand([str(README.parent / pattern)])
     runs = {p: json.loads(Path(p).read_text()) for p in paths}
     assert report.targets_table(runs) in body
+
+
+# ----------------------------------------------------------------------------- paired rounds
+def _paired(group: str, seconds: dict[str, list[float]], steps: dict[str, int], flops=None):
+    """A benchmark of alternating rounds: each implementation's whole-run seconds per round."""
+    flops = flops or {}
+    paired = {
+        impl: {"steps": steps[impl], "flops": flops.get(impl, 0), "seconds": s}
+        for impl, s in seconds.items()
+    }
+    info = {"impl": "rounds", "paired": paired}
+    return {"group": group, "name": f"test_{group}", "extra_info": info,
+            "stats": {"median": 9.0, "min": 8.0, "rounds": 5}}  # fmt: skip
+
+
+def _paired_run(when: str = "2026-11-25T06:00") -> dict:
+    """A run whose MNIST and wide figures were timed in alternation.
+
+    The ratios of the medians differ from the medians of the per-round ratios,
+    so a test can tell which one the report took.
+    """
+    run = _run(0.5e-3, when)
+    # fastinit 100 steps per round; torch 50 steps; the sgemm once (160 GFLOP)
+    fi = [0.05, 0.10, 0.05, 0.10, 0.05]  # per step 0.5 1.0 0.5 1.0 0.5 ms
+    torch = [0.075, 0.10, 0.0625, 0.125, 0.065]  # per step 1.5 2.0 1.25 2.5 1.3 ms
+    # per-round ratios 3.0 2.0 2.5 2.5 2.6: median 2.5 (medians: 1.3 / 0.5 = 2.6)
+    sgemm = [1.0, 2.0, 1.25, 1.6, 0.8]  # 160 80 128 100 200 GFLOP/s
+    # fastinit 64 MFLOP a step: 128 64 128 64 128 GFLOP/s; shares 80% 80% 100% 64% 64%:
+    # median 80% (of the median sgemm rate, 128: 100%; of its best round, 200: 64%)
+    run["benchmarks"][4] = _bench("roofline", "sgemm_2048", 0.8, 1, 160e9)  # 200 GFLOP/s
+    run["benchmarks"].append(
+        _paired(
+            "paired mnist",
+            {"fastinit": fi, "torch_eager": torch, "sgemm_2048": sgemm},
+            {"fastinit": 100, "torch_eager": 50, "sgemm_2048": 1},
+            {"fastinit": 64e6, "sgemm_2048": 160e9},
+        )
+    )
+    # wide: jax faster in the median of ratios (0.9) but not in the ratio of medians (1.1)
+    run["benchmarks"].append(
+        _paired(
+            "paired wide",
+            {"fastinit": [1.0, 2.0, 1.0], "jax_scan": [0.9, 1.8, 1.1]},
+            {"fastinit": 20, "jax_scan": 20},
+        )
+    )
+    return run
+
+
+def test_paired_rounds_give_the_median_of_the_per_round_ratios():
+    text = report.table(_paired_run())
+    mnist = text.split("#### paired mnist")[1].split("####")[0]
+    rows = {line.split(" | ")[0]: line for line in mnist.splitlines() if line.startswith("| ")}
+    assert rows["| implementation"] == (
+        "| implementation | median / step | min / step | GFLOP/s | % roofline | vs fastinit "
+        "| rounds' ratios |"
+    )
+    # torch: median per step 1.5 ms, min 1.25 ms; per-round ratios 2.0 - 3.0, median 2.5
+    assert rows["| torch_eager"] == (
+        "| torch_eager | 1.500 ms | 1.250 ms | - | - | 2.50x | 2.00x - 3.00x |"
+    )
+    # fastinit: the median of its per-round shares of the same round's sgemm: 80%
+    assert rows["| fastinit"].startswith(
+        "| fastinit | 500.00 us | 500.00 us | 128.0 | 80% | 1.00x |"
+    )
+    # the sgemm is the rounds' yardstick, another workload: no ratio to fastinit's step
+    assert rows["| sgemm_2048"].endswith("| 100% | - | - |")
+
+
+def test_targets_take_the_paired_figures_where_a_run_has_them():
+    runs = {
+        "r/cpu-train-2026-11-25-0600.json": _paired_run(),
+        "r/cpu-train-2026-11-25-0700.json": _run(0.5e-3, "2026-11-25T07:00"),
+    }
+    text = report.targets_table(runs)
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    paired, separate = rows["| 2026-11-25 06:00"], rows["| 2026-11-25 07:00"]
+    # torch 2.50x (not 2.60x, nor the separate groups' 6.00x), the roofline 80.0%, wide
+    # 0.90x (missed, where the ratio of the medians says 1.10x)
+    assert "| paired | 2.50x | 2.00x | 4.80x | 80.0% | 0.90x ✗ |" in paired
+    assert "| separate | 6.00x | 2.00x | 4.80x | 80.0% | 1.10x |" in separate
+    assert "| run (UTC) | commit | CPU | sgemm best | notebook | counted | timing |" in text
+
+
+def test_a_paired_round_with_a_missing_reference_is_no_ratio():
+    run = _paired_run()
+    del run["benchmarks"][-2]["extra_info"]["paired"]["fastinit"]
+    text = report.table(run)
+    assert "| torch_eager | 1.500 ms | 1.250 ms | - | - |" in text
+    values = [t.measure(report._rows(run)) for t in report.TARGETS]
+    # the separate group's torch figure (3 ms / 0.5 ms) stands in for the missing pair
+    assert values[0] == pytest.approx(6.0)
