@@ -756,8 +756,17 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     Returns
     -------
     float
+
+    Raises
+    ------
+    TypeError
+        ``nonlinearity`` is no str.
+    ValueError
+        An unknown ``nonlinearity``, or a ``param`` that is not finite.
     """
-    name = nonlinearity.lower() if isinstance(nonlinearity, str) else nonlinearity
+    if not isinstance(nonlinearity, str):
+        raise TypeError(f"nonlinearity: expected a name (str), got {type(nonlinearity).__name__}")
+    name = nonlinearity.lower()
     if name in _GAIN_ONE:
         return 1.0
     if name == "tanh":

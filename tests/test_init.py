@@ -185,6 +185,10 @@ def test_calculate_gain_is_pytorchs_table():
     assert init.calculate_gain("selu") == 0.75
     with pytest.raises(ValueError, match="nonlinearity"):
         init.calculate_gain("swishy")
+    # a name that is no str: named, not NumPy's "truth value ... is ambiguous"
+    for name in (np.array(["relu", "tanh"]), 1, None):
+        with pytest.raises(TypeError, match=r"^nonlinearity: expected a name \(str\)"):
+            init.calculate_gain(name)
     for name in ("conv1d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"):
         assert init.calculate_gain(name) == 1
     # a slope whose square overflows: sqrt(2) / |slope|, as the formula is to rounding
@@ -436,7 +440,7 @@ BAD = [
     (lambda: init.orthogonal((3, 3), gain=float("inf")), ValueError, "^gain: "),
     (lambda: init.uniform_unit_scaling((3, 3), factor=0.0), ValueError, "^factor: "),
     (lambda: init.kaiming_normal((3, 3), nonlinearity="gelu"), ValueError, "^nonlinearity: "),
-    (lambda: init.kaiming_uniform((3, 3), nonlinearity=None), ValueError, "^nonlinearity: "),
+    (lambda: init.kaiming_uniform((3, 3), nonlinearity=None), TypeError, "^nonlinearity: "),
     (lambda: init.calculate_gain("leaky_relu", True), TypeError, "^param: "),
     (lambda: init.variance_scaling((3, 3), distribution="normal"), ValueError, "^distribution: "),
     (lambda: init.he_normal((3, 3), dtype="int32"), TypeError, "^dtype: "),

@@ -16,6 +16,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fastinit._system import available_memory
@@ -958,6 +959,11 @@ def test_a_sigterm_to_run_sweep_from_python_records_what_had_arrived_then_ends_t
         ({"workers": -1}, ValueError, "workers: expected an integer in [0, inf], got -1"),
         ({"kind": "dask"}, ValueError, "dask: expected a scheduler address or 'local'"),
         ({"workers": 0, "dask": "local"}, ValueError, "workers: expected at least 1 with dask"),
+        # make_executor's argument is kind (run_sweep's is executor); arrays are no names
+        ({"kind": "pool"}, ValueError, "kind: expected 'local', 'serial' or 'dask', got 'pool'"),
+        ({"kind": np.array(["local", "dask"])}, TypeError, "kind: expected 'local', 'serial'"),
+        ({"dask": np.array(["local"])}, TypeError, "dask: expected a scheduler address (str)"),
+        ({"dask": 8786}, TypeError, "dask: expected a scheduler address (str) or 'local', "),
     ],
 )
 def test_make_executor_names_the_argument_it_refuses(kwargs, error, words):
@@ -2510,6 +2516,18 @@ def test_store_queries_name_arguments_of_the_wrong_type(tmp_path):
             store.rows(sweep=1)
         with pytest.raises(TypeError, match=r"^retry_failed: "):
             store.done([], retry_failed="no")
+        # claims' keys and flag as the other queries' (an array flag was NumPy's ambiguity)
+        with pytest.raises(TypeError, match=r"^keys: expected an iterable of keys"):
+            store.claims("abc")
+        with pytest.raises(TypeError, match=r"^live: expected True or False"):
+            store.claims(live=np.array([True, False]))
+
+
+def test_run_sweep_names_an_unknown_executor_kind_as_executor(tmp_path):
+    spec = parse_spec('experiment = "selftest"\n[grid]\nseed = [0]\n')
+    with pytest.raises(ValueError, match=r"^executor: expected 'local', 'serial' or 'dask'"):
+        run_sweep(spec, tmp_path / "r.sqlite", executor="pool", progress=False)
+    assert not (tmp_path / "r.sqlite").exists()  # refused before the database is made
 
 
 @pytest.mark.parametrize("memory", [float("nan"), -1, 0, True, "1e9"])

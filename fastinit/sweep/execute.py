@@ -823,11 +823,13 @@ def make_executor(
     Raises
     ------
     TypeError
-        ``workers`` is not an integer.
+        ``workers`` is not an integer, ``kind`` no str, ``dask`` no str or None.
     ValueError
         ``workers`` is negative, or 0 with ``dask``; ``kind='dask'`` without
         ``dask``; an unknown ``kind``.
     """
+    kind = _check_kind(kind, "kind")
+    dask = _check_dask(dask)
     if workers is not None:
         workers = check_int(workers, "workers", low=0)
     if kind == "dask" and dask is None:
@@ -838,9 +840,25 @@ def make_executor(
         return DaskExecutor(dask, workers)
     if kind == "serial" or workers == 0:
         return SerialExecutor()
-    if kind == "local":
-        return PoolExecutor(workers or None)
-    raise ValueError(f"executor: expected 'local', 'serial' or 'dask', got {kind!r}")
+    return PoolExecutor(workers or None)
+
+
+def _check_kind(kind: Any, name: str) -> str:
+    """``kind`` if it names an executor; else an error naming ``name`` (kind or executor)."""
+    if not isinstance(kind, str):
+        raise TypeError(f"{name}: expected 'local', 'serial' or 'dask', got {type(kind).__name__}")
+    if kind not in ("local", "serial", "dask"):
+        raise ValueError(f"{name}: expected 'local', 'serial' or 'dask', got {kind!r}")
+    return kind
+
+
+def _check_dask(dask: Any) -> str | None:
+    """``dask`` if it is None or an address; else TypeError naming it."""
+    if dask is not None and not isinstance(dask, str):
+        raise TypeError(
+            f"dask: expected a scheduler address (str) or 'local', got {type(dask).__name__}"
+        )
+    return dask
 
 
 # ----------------------------------------------------------------------------- progress
@@ -1313,10 +1331,13 @@ def _run_sweep(
     t0 = time.perf_counter()
     progress = check_bool(progress, "progress")
     retry_failed = check_bool(retry_failed, "retry_failed")
+    dask = _check_dask(dask)
     if not isinstance(spec, Spec):  # a remote cluster's runs need its memory, not this one's
         spec = load_spec(spec, memory=run_memory(dask))
     runs = spec.keyed_runs()
     own_executor = executor is None or isinstance(executor, str)
+    if isinstance(executor, str):
+        _check_kind(executor, "executor")
     if not own_executor and not hasattr(executor, "results"):
         raise TypeError(
             "executor: expected an executor (make_executor), 'local', 'serial' or None, "

@@ -306,6 +306,12 @@ def renew(conn: sqlite3.Connection, claimant: Claimant) -> None:
         conn.execute("UPDATE claims SET lease = ? WHERE token = ?", (time.time(), claimant.token))
 
 
+def _check_keys(keys: Any) -> None:
+    """Refuse keys given as one string (or bytes): its characters are no keys."""
+    if isinstance(keys, (str, bytes)):
+        raise TypeError(f"keys: expected an iterable of keys (str), got the string {keys!r}")
+
+
 class Store:
     """A results database (created if missing, and its missing directories).
 
@@ -447,8 +453,7 @@ class Store:
         dict
             ``{key: (status, attempts)}`` (``attempts``: times the run was recorded).
         """
-        if isinstance(keys, (str, bytes)):  # its characters are no keys
-            raise TypeError(f"keys: expected an iterable of keys (str), got the string {keys!r}")
+        _check_keys(keys)
         rows = self.conn.execute("SELECT key, status, attempts FROM runs").fetchall()
         found = {key: (status, attempts) for key, status, attempts in rows}
         if keys is None:
@@ -556,6 +561,8 @@ class Store:
             ``{key: {"host", "pid", "token", "started", "lease"}}``; empty for a
             database made before the table existed, opened read-only.
         """
+        live = check_bool(live, "live")
+        _check_keys(keys)
         if not self._has_claims:
             return {}
         if live:
