@@ -818,3 +818,76 @@ def test_runs_csv_lists_the_parameters_in_the_order_summary_csv_does(tmp_path):
     params = runs[2 : 2 + len(declared)]
     assert params == declared, runs
     assert [p for p in params if p in summary] == summary[: summary.index("runs")]
+
+
+# ----------------------------------------------------------------------------- names from the data
+def test_rows_that_differ_only_in_a_parameter_they_do_not_read_are_told_apart(tmp_path):
+    # rows of a database made before such parameters were recorded at their default: sgd
+    # with momentum 0.5 and with 0.9 printed as two rows "sgd | -" with different means
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for momentum in (0.5, 0.9):
+            for opt in ("sgd", "momentum"):
+                config = runners.full_config("planar", {"optimizer": opt, "momentum": momentum,
+                                                        "seed": 0})  # fmt: skip
+                result = {"status": "ok", "metrics": {"final_loss": momentum}, "curves": {}}
+                store.record(config_key(config), config, result, "s")  # not canonical: old
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    md = (out / "planar" / "summary.md").read_text()
+    cells = list(zip(md_cells(md, "optimizer"), md_cells(md, "momentum"), strict=True))
+    assert sorted(cells) == [("momentum", "0.5"), ("momentum", "0.9"), ("sgd", "- (0.5)"),
+                             ("sgd", "- (0.9)")], md  # fmt: skip
+
+
+def test_odd_names_stay_in_their_markdown_row_and_code_span(tmp_path):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for seed in range(2):
+            config = runners.full_config("planar", {"init": "he", "seed": seed})
+            config["tick`name"] = "a`b|c"  # a parameter of another version's rows
+            result = {"status": "ok", "metrics": {"x|y\nz": 1.0}, "curves": {}}
+            store.record(config_key(config), config, result, "s")
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    md = (out / "planar" / "summary.md").read_text()
+    (head,) = [line for line in md.splitlines() if line.startswith("| runs")]
+    assert head.endswith("| x\\|y\\nz |"), md
+    fixed = next(line for line in md.splitlines() if line.startswith("Fixed: "))
+    # a code span fenced by more backticks than it holds in a row, the | escaped
+    assert "``tick`name=a`b\\|c``" in fixed, fixed
+
+
+def test_a_metric_named_with_a_slash_gets_a_heatmap_file(tmp_path):
+    # rows of an experiment this version does not know: heatmaps of their first metrics,
+    # whose names are the data's; "loss/val" stopped the report with FileNotFoundError
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for seed in range(2):
+            for init in ("he", "xavier"):
+                config = {"experiment": "future", "init": init, "activation": "relu",
+                          "seed": seed}  # fmt: skip
+                result = {"status": "ok", "metrics": {"loss/val": 0.1 * seed}, "curves": {}}
+                store.record(config_key(config), config, result, "s")
+    result = make_report(db, tmp_path / "out")
+    assert [p.name for p in result.written if p.suffix == ".png"] == ["heatmap_loss_val.png"]
+
+
+def test_every_column_name_is_unique_whatever_the_metrics_are_named(tmp_path):
+    # metrics "seed" and "seed_metric" gave runs.csv two "seed_metric" columns; a metric
+    # whose summary columns took a parameter's name likewise
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        config = runners.full_config("planar", {"seed": 0})
+        config["lr_mean"] = 1  # a parameter of another version's rows
+        metrics = {"seed": 1.0, "seed_metric": 2.0, "lr": 3.0}
+        store.record(config_key(config), config, {"status": "ok", "metrics": metrics}, "s")
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    for name in ("runs.csv", "summary.csv"):
+        with open(out / "planar" / name, newline="") as f:
+            head = next(csv.reader(f))
+        assert len(head) == len(set(head)), (name, head)
+    with open(out / "planar" / "runs.csv", newline="") as f:
+        (row,) = csv.DictReader(f)
+    assert (row["seed"], row["seed_metric"], row["seed_metric_metric"]) == ("0", "1.0", "2.0")

@@ -44,7 +44,9 @@ nothing else is left in it; nothing a report did not write is removed:
   ``<metric>_std`` and ``<metric>_count``;
 * ``<exp>/heatmap_<metric>.png``: mean over seeds, init x activation, one
   panel per combination of the other varying parameters (a cell whose mean
-  leaves runs out, failed or non-finite, says ``(k/n)``: k of its n runs);
+  leaves runs out, failed or non-finite, says ``(k/n)``: k of its n runs); a
+  name from the data in a file name keeps its letters, digits and ``=.+-``,
+  other runs of characters becoming ``_`` (``loss/val``: ``heatmap_loss_val.png``);
 * ``<exp>/curves_loss.png`` (training experiments): the loss curve per init,
   mean over seeds with a +-1 std band, one panel per combination of the
   other varying parameters;
@@ -361,8 +363,9 @@ def table_rows(groups: Sequence[Group]) -> tuple[list[str], list[list[Any]]]:
     params = _param_names(groups)
     metrics = _metric_names(groups)
     header = [*params, "runs", "ok", "diverged", "failed"]
-    for m in metrics:
-        header += [f"{m}_mean", f"{m}_std", f"{m}_count"]
+    suffixes = ("_mean", "_std", "_count")
+    for m in _metric_columns(metrics, header, suffixes):
+        header += [m + suffix for suffix in suffixes]
     rows = []
     for g in groups:
         row = [_cell(g.params.get(p)) for p in params]
@@ -409,12 +412,11 @@ def markdown(groups: Sequence[Group], title: str) -> str:
     lines = [f"## {title}", ""]
     if fixed:
         pairs = (_md(f"{k}={_cell(v)}") for k, v in fixed.items())
-        lines += ["Fixed: " + ", ".join(f"`{pair}`" for pair in pairs), ""]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for g in groups:
-        unused = unused_params(g.params)  # recorded at its default: "-", not a value
-        cells = ["-" if p in unused else str(_cell(g.params.get(p))) for p in vary]
-        cells += [str(len(g.runs)), "/".join(str(g.status.get(s, 0)) for s in _STATUSES)]
+        lines += ["Fixed: " + ", ".join(map(_code, pairs)), ""]
+    lines += ["| " + " | ".join(map(_md, head)) + " |", "|" + "---|" * len(head)]
+    shown = _shown_params(groups, vary)
+    for g, cells in zip(groups, shown, strict=True):
+        cells = [*cells, str(len(g.runs)), "/".join(str(g.status.get(s, 0)) for s in _STATUSES)]
         for m in metrics:
             s = g.stats.get(m, empty)
             text = _fmt(s["mean"], digits[m])
@@ -428,6 +430,30 @@ def markdown(groups: Sequence[Group], title: str) -> str:
         runs = ", ".join(f"{v} ({n} run{'' if n == 1 else 's'})" for v, n in versions.items())
         lines += ["", f"Runs recorded by fastinit {runs}: pooled like seeds (runs.csv: version)."]
     return "\n".join(lines) + "\n"
+
+
+def _shown_params(groups: Sequence[Group], names: Sequence[str]) -> list[list[str]]:
+    """Each group's cells for the parameters ``names``: ``-`` for one its runs do not read.
+
+    Runs recorded before such parameters were recorded at their default (``sgd``
+    beside momentum 0.5 and 0.9) would then print alike: their cells say the value
+    too (``- (0.5)``), as the figures' panels do (:func:`_panels`).
+    """
+    values = [[str(_cell(g.params.get(p))) for p in names] for g in groups]
+    unused = [unused_params(g.params) for g in groups]
+    dashed = [["-" if p in u else v for p, v in zip(names, vs, strict=True)]
+              for vs, u in zip(values, unused, strict=True)]  # fmt: skip
+    if len({tuple(d) for d in dashed}) == len(dashed):
+        return dashed
+    return [[f"- ({v})" if p in u else v for p, v in zip(names, vs, strict=True)]
+            for vs, u in zip(values, unused, strict=True)]  # fmt: skip
+
+
+def _code(text: str) -> str:
+    """``text`` as a Markdown code span: fenced by one backtick more than its longest run."""
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 _LEGEND = (
@@ -450,9 +476,23 @@ def _count_versions(groups: Sequence[Group]) -> dict[str, int]:
 _STATUSES = ("ok", "diverged", "failed")
 
 
-def _metric_columns(metrics: Sequence[str], taken: Sequence[str]) -> list[str]:
-    """Column names of metrics: their own, with ``_metric`` appended when ``taken``."""
-    return [f"{m}_metric" if m in taken else m for m in metrics]
+def _metric_columns(
+    metrics: Sequence[str], taken: Sequence[str], suffixes: Sequence[str] = ("",)
+) -> list[str]:
+    """Column names of metrics: their own, with ``_metric`` appended while one is taken.
+
+    A metric's columns are its name followed by each of ``suffixes``
+    (``summary.csv``: ``_mean``, ``_std``, ``_count``); ``_metric`` is appended
+    until none of them is ``taken`` or another metric's.
+    """
+    used = set(taken)
+    names = []
+    for m in metrics:
+        while any(m + s in used for s in suffixes):
+            m += "_metric"
+        used.update(m + s for s in suffixes)
+        names.append(m)
+    return names
 
 
 _RUN_COLUMNS = ("key", "status", "wall_time", "started", "worker", "version", "error")
@@ -486,7 +526,7 @@ def _runs_table(groups: Sequence[Group]) -> tuple[list[str], list[list[Any]]]:
 
 # ----------------------------------------------------------------------------- figures
 def _slug(label: str) -> str:
-    """A file-name-safe version of a panel label."""
+    """A file-name-safe version of a panel label or of a name from the data (a metric's)."""
     return re.sub(r"[^A-Za-z0-9=.+-]+", "_", label).strip("_") or "all"
 
 
@@ -590,7 +630,7 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
             note = "; (k/n): k of n runs have a finite value" if partial else ""
             fig.suptitle(f"{exp}: {metric}, mean over seeds (init x activation){note}")
             fig.tight_layout()
-            output.figure(f"heatmap_{metric}{suffix}.png", fig)
+            output.figure(f"heatmap_{_slug(metric)}{suffix}.png", fig)
             plt.close(fig)
 
 
@@ -637,7 +677,7 @@ def _curves(plt: Any, exp: str, groups: Sequence[Group], output: Any, curve: str
         note = "; past where a seed diverged, the mean of the others" if diverged else ""
         fig.suptitle(f"{exp}: {curve} per init, mean ± std over seeds (runs){note}")
         fig.tight_layout()
-        output.figure(f"curves_{curve}{suffix}.png", fig)
+        output.figure(f"curves_{_slug(curve)}{suffix}.png", fig)
         plt.close(fig)
 
 
@@ -686,7 +726,7 @@ def _signal(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
                 if g.params["activation"] == act
             }
             fig = plot_signal(plt, curves, inits, depths, title, notes)
-            output.figure(f"signal_{act}{suffix}.png", fig)
+            output.figure(f"signal_{_slug(act)}{suffix}.png", fig)
             plt.close(fig)
         ends = {
             (str(g.params["init"]), str(g.params["activation"]), int(g.params["depth"])): (
