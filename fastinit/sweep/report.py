@@ -2,7 +2,9 @@
 
 For each experiment in the database the runs are grouped by their full
 configuration except ``seed``.  Per group and metric: ``mean``, ``std``
-(sample standard deviation, ddof 1; empty for fewer than two values) and
+(sample standard deviation, ddof 1; empty for fewer than two values; ``inf``
+for finite values spread beyond the float range, which ``summary.json`` writes
+as null like every non-finite number, its ``count`` telling the two apart) and
 ``count`` over the seeds whose value is a finite number (runs with status
 ``ok`` or ``diverged``; a failed run has no metrics; NaN and infinities are
 left out), plus the number of runs per status.  Mean and std are computed in
