@@ -133,7 +133,7 @@ from fastinit import losses as _losses
 from fastinit import optim as _optim
 from fastinit import random as _rng
 from fastinit import train as _train
-from fastinit._validate import check_int, check_seed
+from fastinit._validate import all_finite, check_int, check_seed
 from fastinit.init import calculate_gain
 
 __all__ = [
@@ -751,8 +751,9 @@ def moments(values: np.ndarray) -> tuple[float, float]:
 
 
 @njit(cache=True, error_model="numpy")
-def _feature_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`feature_moments` of a C-contiguous 2-D float array with at least one row."""
+def _feature_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`feature_moments` of a C-contiguous 2-D float array with at least one row,
+    unscaled, and whether each feature varies."""
     n, d = x.shape
     mean = np.zeros(d)
     varies = np.zeros(d, dtype=np.bool_)
@@ -766,7 +767,8 @@ def _feature_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         for j in range(d):
             e = x[i, j] - mean[j]
             ss[j] += e * e
-    return np.where(varies, mean, x[0].astype(np.float64)), np.where(varies, np.sqrt(ss / n), 0.0)
+    std = np.where(varies, np.sqrt(ss / n), 0.0)
+    return np.where(varies, mean, x[0].astype(np.float64)), std, varies
 
 
 def feature_moments(x: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -776,8 +778,9 @@ def feature_moments(x: Any) -> tuple[np.ndarray, np.ndarray]:
     copy of ``x`` (about 0.03 s for 60000 x 784 float32, 0.05 s in float64;
     other dtypes, integers and float16 included, are cast to float64 first).
     A constant feature's std is exactly 0 and its mean its value (the mean of
-    n equal values need not equal them in floating point); values so large
-    that their squares overflow are scaled first.
+    n equal values need not equal them in floating point); a feature whose
+    deviations' squares overflow or underflow (a std above about 1e150 or
+    below about 1e-150) is taken again scaled by its largest magnitude.
 
     Parameters
     ----------
@@ -791,7 +794,8 @@ def feature_moments(x: Any) -> tuple[np.ndarray, np.ndarray]:
     Raises
     ------
     ValueError
-        Naming ``x``, if it is not a 2-D array of real numbers with a row.
+        Naming ``x``, if it is not a 2-D array of real numbers with a row, or
+        holds a value that is not finite.
     """
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] == 0 or x.dtype.kind not in "biuf":
@@ -802,11 +806,16 @@ def feature_moments(x: Any) -> tuple[np.ndarray, np.ndarray]:
     if x.dtype not in (np.float32, np.float64):  # integers, bools, float16, longdouble
         x = x.astype(np.float64)
     x = np.ascontiguousarray(x)
-    mean, std = _feature_moments(x)
-    if not np.isfinite(std).all():  # a square overflowed: scale each feature by its largest
-        top = np.max(np.abs(x), axis=0).astype(np.float64)
-        mean, std = _feature_moments(x / np.where(top > 0, top, 1.0))
-        mean, std = top * mean, top * std
+    mean, std, varies = _feature_moments(x)
+    if not np.isfinite(std).all() and not all_finite(x):
+        raise ValueError("x: expected finite values, found NaN or inf")
+    # a square overflowed, or a varying feature's squares underflowed: scale by the largest
+    redo = ~np.isfinite(std) | (varies & (std < 1e-150))
+    if redo.any():
+        part = x[:, redo].astype(np.float64)
+        top = np.max(np.abs(part), axis=0)
+        part_mean, part_std, _ = _feature_moments(part / top)  # top > 0: the feature varies
+        mean[redo], std[redo] = top * part_mean, top * part_std
     return mean, std
 
 

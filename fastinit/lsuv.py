@@ -98,6 +98,10 @@ def lsuv(
 
     Warns
     -----
+    UserWarning
+        For a batch of fewer than :data:`fastinit.diagnostics.FEW_ROWS` rows, or
+        of one row repeated: ``Var(z_k)`` pools the rows and the units, so such a
+        batch measures only the spread between a layer's units.
     RuntimeWarning
         For each layer whose variance is not within ``1 +- tol`` after
         ``max_iter`` rescalings (``record.converged`` is False there), or once a
@@ -130,7 +134,32 @@ def lsuv(
     X = _train.prepare_x(model, X_batch, "X_batch")
     with model._all_or_nothing():  # an error (a layer with nothing to rescale) keeps the model
         record = _rescale(model, X, tol, max_iter, orthonormal)
+    _check_batch(X)  # of a result only: a batch refused above says why
     return (model, record) if return_record else model
+
+
+def _check_batch(X: np.ndarray) -> None:
+    """Warn (at the caller of :func:`lsuv`) of a batch that cannot stand for the data.
+
+    ``Var(z_k)`` pools the batch's rows and the layer's units, so one row, or one
+    row repeated, still gives a variance to rescale by, but only the spread
+    between the units for one input: the layers then "converge" to scales the
+    data do not have (Var(z_k) of 1.3-2.7 on 512 real rows, from one row).
+    """
+    from fastinit.diagnostics import FEW_ROWS
+
+    if X.shape[0] < FEW_ROWS:
+        why = f"X_batch has {X.shape[0]} rows, fewer than {FEW_ROWS}"
+    elif (X == X[0]).all():
+        why = "every row of X_batch is the same"
+    else:
+        return
+    warnings.warn(
+        f"lsuv: {why}: each layer's variance pools its units over these rows and says little "
+        "about the data; pass a minibatch of training inputs",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _rescale(model: Any, X: np.ndarray, tol: float, max_iter: int, orthonormal: bool) -> Any:
@@ -209,8 +238,9 @@ def _warn(k: int, var: float, tol: float, n: int, bias: float | None) -> None:
         "over the units, hold it up): use zero or smaller biases (bias_init)"
     )
     warnings.warn(
-        f"lsuv: layer {k}'s pre-activation variance is {var:.4g} after {n} rescalings, not "
-        f"within 1 +- {tol:g}; {why}; training starts from these weights",
+        f"lsuv: layer {k}'s pre-activation variance is {var:.4g} ({abs(var - 1.0):.3g} from 1) "
+        f"after {n} rescalings, not within 1 +- {tol:g}; {why}; training starts from these "
+        "weights",
         RuntimeWarning,
         stacklevel=4,
     )

@@ -778,6 +778,7 @@ def test_cuda_unavailable_gives_a_clear_error(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- experiments
+@pytest.mark.filterwarnings("ignore:lsuv. X_batch has:UserWarning")  # batches of 4 rows
 def test_mnist_experiment_on_the_device_matches_the_cpu(monkeypatch):
     from fastinit.experiments import mnist
 

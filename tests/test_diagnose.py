@@ -723,3 +723,28 @@ def test_mean_std_of_values_that_are_not_finite_is_not_finite():
     for v in ([1.0, np.inf], [1e300, -np.inf, 2.0], [np.nan, 1e200], [np.inf, -np.inf]):
         mean, std = mean_std(np.array(v))
         assert not (np.isfinite(mean) and np.isfinite(std)), v
+
+
+def test_feature_moments_of_values_whose_squares_underflow():
+    # deviations below about 1e-154 square to 0: a varying feature read as constant (std 0)
+    from fastinit.diagnostics import feature_moments
+
+    x = np.array([[1e-170, 1.0], [-1e-170, 2.0], [3e-170, 4.0]])
+    mean, std = feature_moments(x)
+    scaled = x[:, 0] * 1e170
+    assert std[0] == pytest.approx(scaled.std() * 1e-170, rel=1e-12) and std[0] > 0
+    assert mean[0] == pytest.approx(scaled.mean() * 1e-170, rel=1e-12)
+    assert (mean[1], std[1]) == (x[:, 1].mean(), x[:, 1].std())  # the other feature as it was
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_feature_moments_refuse_values_that_are_not_finite(bad):
+    # an inf gave NaN and NumPy's "invalid value encountered in divide"
+    from fastinit.diagnostics import feature_moments
+
+    x = np.ones((3, 2))
+    x[1, 0] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^x: expected finite values"):
+            feature_moments(x)

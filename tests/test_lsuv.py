@@ -89,7 +89,9 @@ def test_bit_identical_to_measuring_with_the_training_step(sizes, activation, dt
                    dtype=dtype)  # fmt: skip
 
     x = X[:rows].astype(dtype)
-    got, record = lsuv(model(), x, return_record=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 7 rows: few (a warning of its own)
+        got, record = lsuv(model(), x, return_record=True)
     want = model()
     initial, final = lsuv_by_diagnose(want, x, tol=0.1)
     np.testing.assert_array_equal(got._params, want._params)
@@ -222,8 +224,9 @@ def test_usable_by_name_in_the_mnist_experiment(monkeypatch):
         return lsuv(model, batch, **kw)
 
     monkeypatch.setattr(fastinit.lsuv, "lsuv", spy)  # InitSpec.prepare imports it per call
-    r = mnist.run_mnist(("lsuv", "he"), hidden=(16,), iterations=3, batch_size=8, train_size=200,
-                        seed=4, dtype="float64", progress=False)  # fmt: skip
+    with pytest.warns(UserWarning, match="X_batch has 8 rows"):  # the first batch: 8 rows
+        r = mnist.run_mnist(("lsuv", "he"), hidden=(16,), iterations=3, batch_size=8,
+                            train_size=200, seed=4, dtype="float64", progress=False)  # fmt: skip
     assert len(calls) == 1 and set(r.curves) == {"lsuv", "he"}
     (x_train, _), _ = mnist.datasets.load_mnist(dtype="float64")
     np.testing.assert_array_equal(calls[0], x_train[:200][batch_rows(200, 8, 0, seed=4)])
@@ -331,7 +334,8 @@ def test_a_layer_whose_variance_is_its_biases_alone_is_refused_not_blown_up(dtyp
 def test_biases_alone_within_tol_need_no_rescaling():
     model = MLP([24, 8, 3], activation="relu", seed=0, dtype="float64")
     model.biases[0] = np.tile([1.0, -1.0], 4)  # Var(b) = 1 exactly
-    _, record = lsuv(model, np.zeros_like(X), return_record=True)
+    with pytest.warns(UserWarning, match="every row of X_batch is the same"):
+        _, record = lsuv(model, np.zeros_like(X), return_record=True)
     assert record.initial_variance[0] == 1.0 and record.iterations[0] == 0
     assert record.converged.all()
 
@@ -365,10 +369,41 @@ def test_a_rescaling_that_raises_the_variance_stops_and_keeps_the_weights():
     start = output_variances(model, x)[0]
     with pytest.warns(
         RuntimeWarning,
-        match=r"layer 0's .* is 1\.627 after 0 rescalings.*"
+        match=r"layer 0's .* is 1\.627 \(0\.627 from 1\) after 0 rescalings.*"
         r"smaller scale of its weights raised it.*variance 3\.533",
     ):
         _, record = lsuv(model, x, max_iter=300, orthonormal=False, return_record=True)
     np.testing.assert_array_equal(model.weights[0], w)  # the step that raised it undone
     assert record.iterations[0] == 0 and record.variance[0] == pytest.approx(start, rel=1e-12)
     assert record.converged[1]
+
+
+@pytest.mark.parametrize("rows", ["one", "few", "repeated"])
+def test_a_batch_that_cannot_stand_for_the_data_is_warned_of(rows):
+    # one row, or one row repeated, "converged" in every layer: the pooled variance then
+    # measures only the spread between units, and on real data Var(z_k) was 1.3-2.7
+    x = {"one": X[:1], "few": X[:8], "repeated": np.repeat(X[:1], 64, axis=0)}[rows]
+    model = MLP([24, 16, 16, 3], activation="relu", seed=0)
+    words = "every row of X_batch is the same" if rows == "repeated" else "X_batch has"
+    with pytest.warns(UserWarning, match=f"^lsuv: {words}") as caught:
+        lsuv(model, x)
+    assert caught[0].filename == __file__  # points at the caller
+
+
+def test_a_batch_of_real_rows_is_not_warned_of():
+    model = MLP([24, 16, 16, 3], activation="relu", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lsuv(model, X[:16])
+
+
+def test_the_warning_of_a_layer_short_of_tol_says_how_far_it_is():
+    # "variance is 1 ... not within 1 +- 1e-09" contradicted itself
+    model = MLP([24, 16, 16, 3], activation="tanh", seed=0)  # float32: 1 to about 1e-7
+    with pytest.warns(RuntimeWarning) as caught:
+        _, record = lsuv(model, X, tol=1e-9, max_iter=1, return_record=True)
+    assert caught
+    for w in caught:
+        k = int(str(w.message).split("layer ")[1].split("'")[0])
+        away = float(str(w.message).split("(")[1].split(" from 1)")[0])
+        assert away == pytest.approx(abs(record.variance[k] - 1), rel=1e-2) and away > 0
