@@ -1618,6 +1618,22 @@ def test_summary_records_the_blas_that_computed_it():
     assert isinstance(blas["core"], str) and blas["core"]
 
 
+def test_summary_records_the_cpu_numba_compiled_for():
+    # planar's float64 kernels are numba's, compiled for the host's vector instructions: its
+    # last digits moved between hosts whatever OPENBLAS_CORETYPE said, and nothing recorded it
+    import platform
+
+    import llvmlite.binding as llvm
+    from numba.core import config
+
+    from fastinit.experiments._common import provenance
+
+    cpu = provenance({})["cpu"]
+    assert cpu == {"llvm": config.CPU_NAME or llvm.get_host_cpu_name(),
+                   "machine": platform.machine()}  # fmt: skip
+    assert cpu["llvm"]
+
+
 def test_an_earlier_file_that_cannot_be_put_back_survives_the_next_run(tmp_path, monkeypatch):
     # the kept staging folder carried the dead pid: the next run removed it as abandoned
     out = tmp_path / "o"

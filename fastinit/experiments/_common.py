@@ -1265,10 +1265,13 @@ def _remove_abandoned_staging(directory: Path) -> None:
 
 
 def provenance(config: dict[str, Any]) -> dict[str, Any]:
-    """The run's full configuration plus versions and the BLAS that computed it (its
-    kernels, picked by the CPU, and its thread count set the last bits), so it can be
-    re-run exactly."""
+    """The run's full configuration plus versions, the BLAS that computed it (its
+    kernels, picked by the CPU, and its thread count set the last bits) and the CPU
+    numba compiled fastinit's own kernels for (its vector instructions set theirs:
+    ``cpu``, LLVM's name for it), so it can be re-run exactly."""
+    import llvmlite.binding as llvm
     import numba
+    from numba.core import config as numba_config
 
     from fastinit.dense import blas_identity
 
@@ -1279,6 +1282,10 @@ def provenance(config: dict[str, Any]) -> dict[str, Any]:
         "numba_version": numba.__version__,
         "python_version": platform.python_version(),
         "blas": blas_identity(),
+        "cpu": {
+            "llvm": numba_config.CPU_NAME or llvm.get_host_cpu_name(),
+            "machine": platform.machine(),
+        },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
