@@ -1242,6 +1242,22 @@ def test_planar_boundaries_paint_each_class_as_its_points(tmp_path, monkeypatch)
         assert expected <= colours <= {tuple(np.round(spectral(k)[:3], 6)) for k in (0.0, 1.0)}
 
 
+def test_planar_boundary_panels_say_which_points_they_draw(tmp_path, monkeypatch):
+    # the panels draw the training points and were titled with the test accuracy alone
+    drawn = {}
+
+    def figure(self, name, fig):
+        if name == "planar_boundaries.png":
+            drawn["titles"] = [ax.get_title() for ax in fig.axes if ax.get_title()]
+            drawn["suptitle"] = fig._suptitle.get_text() if fig._suptitle else ""
+
+    monkeypatch.setattr(Output, "figure", figure)
+    r = run_planar(("randn",), iterations=30, out=tmp_path, progress=False)
+    train, test = r.train_accuracy["randn"], r.test_accuracy["randn"]
+    assert drawn["titles"] == [f"randn: train acc {train:.2f}, test {test:.2f}"]
+    assert "training points" in drawn["suptitle"]
+
+
 def test_experiment_tables_print_a_huge_finite_number_in_a_few_digits(tmp_path):
     """A finite cost of 1e299 (lr 1e300) is one short cell, not 300 digits."""
     r = run_planar(("randn",), iterations=3, lr=1e300, progress=False)

@@ -483,9 +483,12 @@ def _boundaries(plt, result: PlanarResult, x: np.ndarray, y: np.ndarray):
         # one band per class, coloured as its points (a one-class map, zeros, too), lighter
         ax.contourf(xx, yy, z, [-0.5, 0.5, 1.5], vmin=0, vmax=1, cmap=plt.cm.Spectral, alpha=0.5)
         ax.scatter(x[:, 0], x[:, 1], c=y, s=8, cmap=plt.cm.Spectral, edgecolors="k", linewidths=0.2)
-        acc = result.test_accuracy[name]
-        ax.set_title(f"{name}: test acc {acc:.2f}" if math.isfinite(acc) else f"{name}: diverged")
+        train, test = result.train_accuracy[name], result.test_accuracy[name]
+        finite = math.isfinite(train) and math.isfinite(test)
+        ax.set_title(f"{name}: train acc {train:.2f}, test {test:.2f}" if finite
+                     else f"{name}: diverged")  # fmt: skip
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.suptitle("decision boundaries over the training points")
     fig.tight_layout()
     return fig
