@@ -31,7 +31,11 @@ sigmoid, tanh and softplus are computed from ``exp(-|z|)`` (tanh from
 ``s (1 - s)`` from the small tail directly (no cancellation), gelu_tanh
 evaluates its cubic on ``z`` clamped to [-25, 25] (where tanh is exactly +-1 and
 ``1 - tanh**2`` is 0 in float32 and float64, so value and derivative are
-unchanged), and no formula multiplies ``0 * inf``.  exp, expm1 and log1p are the
+unchanged), and no formula multiplies ``0 * inf`` for a finite ``z``.  At ``z =
++-inf`` (which fit and forward never see: they refuse non-finite inputs, and a
+network whose pre-activations overflow has diverged) silu, gelu and gelu_tanh
+give NaN where their limit is 0, and silu' and gelu' NaN at both ends, as
+PyTorch does.  exp, expm1 and log1p are the
 vectorizable versions below, within a few ulps of libm where ``exp(z)`` is a
 normal number; below that (``z < -87.34`` in float32, ``-708.40`` in float64) exp
 is 0, not subnormal, so sigmoid, softplus and the slopes of elu and selu are 0 there (PyTorch
