@@ -60,8 +60,9 @@ The Keras normals (``glorot_normal``, ``he_normal``, ``lecun_normal``) are that
 truncated normal; the PyTorch normals (``xavier_normal``, ``kaiming_normal``) are
 untruncated, as ``torch.nn.init.xavier_normal_`` and ``kaiming_normal_`` are: same
 variance, different distributions (no draw of ``he_normal`` lies beyond
-``2 sqrt(2 / fan_in) / 0.8796``).  The alias ``msra`` (Caffe's ``MSRAFiller``, the
-Gaussian of He et al. 2015) is ``kaiming_normal``; ``he`` is Keras' ``he_normal``.
+``2 sqrt(2 / fan_in) / 0.8796`` as rounded to the dtype).  The alias ``msra``
+(Caffe's ``MSRAFiller``, the Gaussian of He et al. 2015) is ``kaiming_normal``;
+``he`` is Keras' ``he_normal``.
 
 Shapes are tuples of non-negative integers.  A shape with a zero dimension,
 such as ``(0, 5)`` or ``(0,)``, gives an empty array of that shape and dtype

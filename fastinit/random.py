@@ -126,8 +126,11 @@ def philox4x32_10(
     counter : tuple of 4 ints
         The 128-bit counter as four 32-bit words (low word first).
     key : tuple of 2 ints
-        The 64-bit key as two 32-bit words.  Each word is taken modulo 2**32,
-        unchecked: this is the kernels' building block, compiled into them
+        The 64-bit key as two 32-bit words.  Each word (of the key and the
+        counter), a Python int in [-2**63, 2**63) or a NumPy integer, is taken
+        modulo 2**32, unchecked (from 2**63 on, numba's conversion raises
+        OverflowError naming no argument): this is the kernels' building block,
+        compiled into them
         (:func:`split_key` splits a 64-bit seed into checked words).  Called
         from Python, each new combination of word types (Python ints,
         np.uint32) compiles it once more, numba's rule.
@@ -733,9 +736,12 @@ def fill_uniform(
         ``out``.  Element ``i`` is ``low + (high - low) * u_i`` with ``u_i`` the
         stream's i-th uniform in [0, 1) (see the module docstring for the
         layout); in either dtype that sum can round up to ``high`` itself (as in
-        PyTorch's ``uniform_``), never above it, so the values lie in [low, high].
-        That takes a spacing of the draws, ``(high - low) 2**-24`` (float32) or
-        ``2**-53`` (float64), finer than the dtype's spacing near ``high``.
+        PyTorch's ``uniform_``), never above it, so the values lie in [low, high]
+        as rounded to the dtype (``float32(0.1)`` is a little above 0.1, so a
+        float32 fill up to ``high=0.1`` can hold it; PyTorch and JAX also cast the
+        bounds).  That takes a spacing of the draws, ``(high - low) 2**-24``
+        (float32) or ``2**-53`` (float64), finer than the dtype's spacing near
+        ``high``.
     """
     flat = _flat_float(out)
     low, span = uniform_constants(low, high, flat.dtype)
@@ -878,7 +884,9 @@ def fill_truncated_normal(
     This is PyTorch's ``trunc_normal_`` method: ``a`` and ``b`` are absolute
     bounds; ``u`` is drawn uniformly on ``[2 Phi(alpha) - 1, 2 Phi(beta) - 1)``
     with ``alpha = (a - mean) / std``, ``beta = (b - mean) / std``, and the value
-    is ``mean + std * sqrt(2) * erfinv(u)``, clamped to [a, b].  No rescaling:
+    is ``mean + std * sqrt(2) * erfinv(u)``, clamped to [a, b] as rounded to the
+    dtype (in float32 a bound that is no float32 number moves by up to half an
+    ulp, outward or inward, as PyTorch's and JAX's casts move it).  No rescaling:
     the standard deviation of the result is less than ``std``.  (PyTorch 2.x
     has since moved to rejection sampling; JAX's ``truncated_normal`` is this
     method too.)  Far in one tail ``2 Phi - 1`` rounds to +-1, where that
