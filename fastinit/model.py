@@ -532,7 +532,13 @@ class MLP:
         host[:] = self._params
         self._params = host
         if device == "cuda":
-            self.to("cuda")
+            try:
+                self.to("cuda")
+            except RuntimeError as err:
+                raise RuntimeError(
+                    f"{err} This model was pickled on 'cuda': load it where there is a GPU, "
+                    "move it with .to('cpu') and pickle it again."
+                ) from err
 
     def _push(self) -> None:
         """Copy the host parameters to the device copy, if there is one."""

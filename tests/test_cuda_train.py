@@ -1013,3 +1013,20 @@ def test_device_arrays_with_negative_strides_are_read_as_their_values(data):
         np.testing.assert_array_equal(model.weights[0], w)
     x_rev = _StrictDeviceArray(cuda.to_device(X))[::-1]  # X
     np.testing.assert_array_equal(model.forward(x_rev), model.forward(X[::-1]))
+
+
+def test_a_device_model_unpickled_where_there_is_no_gpu_says_what_to_do(monkeypatch):
+    # the error was the generic "needs an NVIDIA GPU", without the way out the docstring gives
+    import pickle
+
+    from fastinit import _cuda
+
+    _, dev = _pair()
+    blob = pickle.dumps(dev)
+    cuda = _cuda.cuda_module()
+    monkeypatch.setattr(_cuda, "simulator_enabled", lambda: False)
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    with pytest.raises(
+        RuntimeError, match=r"needs an NVIDIA GPU.*pickled on 'cuda'.*\.to\('cpu'\)"
+    ):
+        pickle.loads(blob)
