@@ -26,9 +26,9 @@ medians and ratios.  Workloads:
 * ``script``: the whole MNIST run (``bench/scripts/``: load the shipped MNIST, He
   init, 2000 steps) as a fresh process, fastinit (cache warm) and JAX.
 * ``paired mnist`` and ``paired wide``: the same trainers (and, for MNIST, the sgemm)
-  timed in alternation, each once a round in a rotated order, so that each round's
-  ratios compare runs seconds apart (:func:`alternate`).  The issue's targets are
-  taken from these where a run has them.
+  timed in alternation, each once a round in the balanced orders of a Williams design,
+  so that each round's ratios compare runs seconds apart (:func:`alternate`).  The
+  issue's targets are taken from these where a run has them.
 """
 
 from __future__ import annotations
@@ -394,42 +394,69 @@ def test_script_mnist_jax(benchmark):
 # groups above time each implementation in its own rounds, minutes apart, and the
 # host's speed moves by up to 1.3x within seconds (the wide step of fastinit, of
 # NumPy's products and of JAX's scan each took 44-57 ms in one process, 2026-11-25).
-# Here each round runs every implementation once, in an order rotated round by
-# round; the report divides their times round by round and takes the median.
-def alternate(benchmark, runners: dict, *, rounds: int) -> None:
-    """Time ``runners`` in turn: each once a round, each first in as many rounds.
+# Here each round runs every implementation once, in the orders of a Williams design
+# (each implementation first in as many rounds as the others, and right after each
+# other one in as many: a carry-over from the run before, BLAS or XLA threads still
+# spinning or a cache the sgemm flushed, falls on every pair alike); the report
+# divides their times round by round and takes the median.
+def williams_orders(n: int) -> list[list[int]]:
+    """Orders of ``n`` items, one per round, balanced for the first and the predecessor.
+
+    Williams (1949): the rows of a Latin square whose first row is ``0, 1, n-1, 2,
+    n-2, ...`` and whose row ``i`` adds ``i`` modulo ``n``; for an odd ``n`` its
+    mirror image as well.  Over the ``n`` (even) or ``2n`` (odd) rows each item
+    comes first equally often and each ordered pair is adjacent equally often.
+    """
+    first, low, high = [0], 1, n - 1
+    while len(first) < n:
+        first.append(low)
+        low += 1
+        if len(first) < n:
+            first.append(high)
+            high -= 1
+    rows = [[(k + i) % n for k in first] for i in range(n)]
+    return rows + [row[::-1] for row in rows] if n % 2 else rows
+
+
+def alternate(benchmark, runners: dict, *, rounds: int | None = None) -> None:
+    """Time ``runners`` in turn: each once a round, in balanced orders (:func:`williams_orders`).
 
     Parameters
     ----------
     benchmark : pytest_benchmark.fixture.BenchmarkFixture
         The fixture; its stats time whole rounds, and ``extra_info["paired"]``
         keeps each implementation's ``steps``, ``flops`` per step and ``seconds``
-        per round, which ``bench/report.py`` reads.
+        per round, which ``bench/report.py`` reads (``extra_info["orders"]``: each
+        round's order).
     runners : dict
         ``impl -> (run, steps, flops per step)``; ``run(steps)`` returns one loss
         per step (a trainer) or None (products alone).
-    rounds : int
+    rounds : int, optional
         Rounds timed, after one untimed call of each runner (JAX's scan compiles
-        per length); a multiple of ``len(runners)`` rotates the order evenly.
+        per length); by default ``2 len(runners)``, whole passes of the design.
     """
     names = list(runners)
+    design = williams_orders(len(names))
     seconds: dict[str, list[float]] = {name: [] for name in names}
+    orders: list[list[str]] = []
     for name, (run, steps, _) in runners.items():
         _check_losses(run(steps), steps, name)
     turn = itertools.count()
 
     def one_round():
-        first = next(turn) % len(names)
-        for name in names[first:] + names[:first]:
+        order = [names[k] for k in design[next(turn) % len(design)]]
+        orders.append(order)
+        for name in order:
             run, steps, _ = runners[name]
             start = time.perf_counter()
             losses = run(steps)
             seconds[name].append(time.perf_counter() - start)
             _check_losses(losses, steps, name)
 
-    benchmark.pedantic(one_round, rounds=rounds, iterations=1)
+    benchmark.pedantic(one_round, rounds=rounds or 2 * len(names), iterations=1)
     benchmark.extra_info.update(
         impl="rounds",
+        orders=orders,
         paired={
             name: {"steps": steps, "flops": flops, "seconds": seconds[name]}
             for name, (_, steps, flops) in runners.items()
@@ -449,19 +476,18 @@ def _peers(x, y, sizes, batch, steps):
 
 
 @pytest.mark.benchmark(group="paired mnist")
-def test_paired_mnist(benchmark, mnist_like):
+def test_paired_mnist(benchmark, mnist_like, mnist_like64):
     """fastinit's MNIST step against its peers and the sgemm, round by round (about 3 s each)."""
     x, y = mnist_like
     runners = {
         "fastinit": (_fastinit(x, y, MNIST, 128), 1000, MNIST_FLOPS),
-        "numpy_f64": (_numpy(x.astype(np.float64), y, MNIST, 128, np.float64), 200,
-                      MNIST_NUMPY_FLOPS),
+        "numpy_f64": (_numpy(mnist_like64, y, MNIST, 128, np.float64), 200, MNIST_NUMPY_FLOPS),
         "gemm_floor": (numpy_mlp.gemm_floor(MNIST, 128), 1000, MNIST_FLOPS),
         "sgemm_2048": (_sgemm_2048(), 3, SGEMM_FLOPS),
     }  # fmt: skip
     for name, (run, steps) in _peers(x, y, MNIST, 128, (500, 1000)).items():
         runners[name] = (run, steps, MNIST_FLOPS)
-    alternate(benchmark, runners, rounds=2 * len(runners))
+    alternate(benchmark, runners)
 
 
 @pytest.mark.benchmark(group="paired wide")
@@ -474,4 +500,4 @@ def test_paired_wide(benchmark, mnist_like):
     }
     for name, (run, steps) in _peers(x, y, WIDE, 512, (10, 10)).items():
         runners[name] = (run, steps, WIDE_FLOPS)
-    alternate(benchmark, runners, rounds=2 * len(runners))
+    alternate(benchmark, runners)

@@ -342,10 +342,15 @@ class _Pedantic:
             fn()
 
 
-def test_paired_rounds_rotate_the_order_and_record_every_round():
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_paired_rounds_balance_which_implementation_runs_first_and_which_before_which(n):
     # the targets' ratios are medians of per-round ratios: each implementation must run
-    # once a round, each first in as many rounds as the others, and warm-up calls (the
-    # JAX scan compiles per length) must not be timed
+    # once a round, first in as many rounds as the others, and after each other one in as
+    # many rounds (a rotated order put each after the same one in 10 of 12 rounds: any
+    # carry-over, spinning threads or a cache flushed by the sgemm, stayed with one pair);
+    # warm-up calls (the JAX scan compiles per length) are not timed
+    from collections import Counter
+
     from bench.test_bench_train import alternate
 
     calls = []
@@ -357,20 +362,21 @@ def test_paired_rounds_rotate_the_order_and_record_every_round():
 
         return run
 
-    runners = {"fastinit": (runner("fastinit"), 5, 1e6), "peer": (runner("peer"), 3, 1e6),
-               "sgemm": (runner("sgemm"), 1, 1e9)}  # fmt: skip
+    names = ["fastinit", "peer", "sgemm", "other"][:n]
+    runners = {name: (runner(name), k + 1, 1e6 * (k + 1)) for k, name in enumerate(names)}
     bench = _Pedantic()
-    alternate(bench, runners, rounds=6)
-    warm, timed = calls[:3], calls[3:]
-    assert sorted(warm) == [("fastinit", 5), ("peer", 3), ("sgemm", 1)]
-    rounds = [timed[i : i + 3] for i in range(0, len(timed), 3)]
-    assert len(rounds) == 6 and all(sorted(n for n, _ in r) == ["fastinit", "peer", "sgemm"]
-                                    for r in rounds)  # fmt: skip
-    firsts = [r[0][0] for r in rounds]
-    assert {name: firsts.count(name) for name in runners} == {"fastinit": 2, "peer": 2, "sgemm": 2}
+    alternate(bench, runners)  # 2n rounds by default
+    warm, timed = calls[:n], calls[n:]
+    assert sorted(warm) == sorted((name, k + 1) for k, name in enumerate(names))
+    rounds = [[name for name, _ in timed[i : i + n]] for i in range(0, len(timed), n)]
+    assert len(rounds) == 2 * n and all(sorted(r) == sorted(names) for r in rounds)
+    assert set(Counter(r[0] for r in rounds).values()) == {2}
+    after = Counter((r[i], r[i + 1]) for r in rounds for i in range(n - 1))
+    assert len(after) == n * (n - 1) and len(set(after.values())) == 1, after
     paired = bench.extra_info["paired"]
+    assert bench.extra_info["orders"] == rounds
     assert {name: (p["steps"], p["flops"], len(p["seconds"])) for name, p in paired.items()} == {
-        "fastinit": (5, 1e6, 6), "peer": (3, 1e6, 6), "sgemm": (1, 1e9, 6)}  # fmt: skip
+        name: (k + 1, 1e6 * (k + 1), 2 * n) for k, name in enumerate(names)}  # fmt: skip
     assert all(s > 0 for p in paired.values() for s in p["seconds"])
 
 
