@@ -322,7 +322,12 @@ def _cell(value: Any) -> Any:
 def _md(text: str) -> str:
     """``text`` kept within one Markdown table row: ``|`` escaped, line breaks written as
     Python writes them (``\\n``, ``\\r``)."""
-    return text.replace("|", "\\|").replace("\r", "\\r").replace("\n", "\\n")
+    return _one_line(text.replace("|", "\\|"))
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks written as Python writes them (``\\n``, ``\\r``)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -413,7 +418,7 @@ def markdown(groups: Sequence[Group], title: str) -> str:
     digits = {m: _digits([g.stats.get(m, empty)["mean"] for g in groups]) for m in metrics}
     lines = [f"## {title}", ""]
     if fixed:
-        pairs = (_md(f"{k}={_cell(v)}") for k, v in fixed.items())
+        pairs = (_one_line(f"{k}={_cell(v)}") for k, v in fixed.items())
         lines += ["Fixed: " + ", ".join(map(_code, pairs)), ""]
     lines += ["| " + " | ".join(map(_md, head)) + " |", "|" + "---|" * len(head)]
     shown = _shown_params(groups, vary)
@@ -532,6 +537,21 @@ def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9=.+-]+", "_", label).strip("_") or "all"
 
 
+def _slugs(names: Sequence[str]) -> dict[str, str]:
+    """:func:`_slug` of each name, ``_2``, ``_3``, ... added where two would be one file name."""
+    taken: set[str] = set()
+    slugs = {}
+    for name in names:
+        base = slug = _slug(name)
+        k = 1
+        while slug in taken:
+            k += 1
+            slug = f"{base}_{k}"
+        taken.add(slug)
+        slugs[name] = slug
+    return slugs
+
+
 def _panels(groups: Sequence[Group], exclude: Sequence[str]) -> dict[str, list[Group]]:
     """Groups split by the varying parameters not in ``exclude`` (one panel each).
 
@@ -577,6 +597,7 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
     present = _metric_names(groups)
     metrics = [m for m in (spec.metrics if spec else ()) if m in present] or present[:2]
     panels = list(_panels(groups, ("init", "activation")).items())
+    slugs = _slugs(metrics)
     for metric in metrics:
         for part, chunk in enumerate(_chunks(panels, PANELS_PER_FIGURE)):
             if not chunk:
@@ -632,7 +653,7 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
             note = "; (k/n): k of n runs have a finite value" if partial else ""
             fig.suptitle(f"{exp}: {metric}, mean over seeds (init x activation){note}")
             fig.tight_layout()
-            output.figure(f"heatmap_{_slug(metric)}{suffix}.png", fig)
+            output.figure(f"heatmap_{slugs[metric]}{suffix}.png", fig)
             plt.close(fig)
 
 
@@ -703,10 +724,12 @@ def _signal(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
     if not any(r["curves"].get("act_std") for g in groups for r in g.runs):
         return
     panels = _panels(groups, ("init", "activation", "depth"))
+    labels = _slugs(list(panels))
     for label, gs in panels.items():
-        suffix = "" if not label else "_" + _slug(label)
+        suffix = "" if not label else "_" + labels[label]
         inits = sorted({str(g.params["init"]) for g in gs})
         acts = sorted({str(g.params["activation"]) for g in gs})
+        act_slugs = _slugs(acts)
         depths = sorted({int(g.params["depth"]) for g in gs})
         for act in acts:
             curves = {}
@@ -728,7 +751,7 @@ def _signal(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
                 if g.params["activation"] == act
             }
             fig = plot_signal(plt, curves, inits, depths, title, notes)
-            output.figure(f"signal_{_slug(act)}{suffix}.png", fig)
+            output.figure(f"signal_{act_slugs[act]}{suffix}.png", fig)
             plt.close(fig)
         ends = {
             (str(g.params["init"]), str(g.params["activation"]), int(g.params["depth"])): (
