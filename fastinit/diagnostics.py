@@ -771,6 +771,9 @@ def _feature_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return np.where(varies, mean, x[0].astype(np.float64)), std, varies
 
 
+_SQUARES_NORMAL = math.sqrt(np.finfo(np.float64).tiny)  # 1.49e-154: below, a square is subnormal
+
+
 def feature_moments(x: Any) -> tuple[np.ndarray, np.ndarray]:
     """The mean and the standard deviation (ddof 0) of every feature (column) of ``x``.
 
@@ -779,8 +782,8 @@ def feature_moments(x: Any) -> tuple[np.ndarray, np.ndarray]:
     other dtypes, integers and float16 included, are cast to float64 first).
     A constant feature's std is exactly 0 and its mean its value (the mean of
     n equal values need not equal them in floating point); a feature whose
-    deviations' squares overflow or underflow (a std above about 1e150 or
-    below about 1e-150) is taken again scaled by its largest magnitude.
+    deviations' squares overflow or are subnormal (a std above about 1e154 or
+    below about 1.5e-154) is taken again scaled by its largest magnitude.
 
     Parameters
     ----------
@@ -807,10 +810,10 @@ def feature_moments(x: Any) -> tuple[np.ndarray, np.ndarray]:
         x = x.astype(np.float64)
     x = np.ascontiguousarray(x)
     mean, std, varies = _feature_moments(x)
-    if not np.isfinite(std).all() and not all_finite(x):
+    if not (np.isfinite(std).all() and np.isfinite(mean).all()) and not all_finite(x):
         raise ValueError("x: expected finite values, found NaN or inf")
-    # a square overflowed, or a varying feature's squares underflowed: scale by the largest
-    redo = ~np.isfinite(std) | (varies & (std < 1e-150))
+    # a square overflowed, or a varying feature's squares are subnormal: scale by the largest
+    redo = ~np.isfinite(std) | (varies & (std < _SQUARES_NORMAL))
     if redo.any():
         part = x[:, redo].astype(np.float64)
         top = np.max(np.abs(part), axis=0)

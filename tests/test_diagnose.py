@@ -748,3 +748,24 @@ def test_feature_moments_refuse_values_that_are_not_finite(bad):
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match=r"^x: expected finite values"):
             feature_moments(x)
+
+
+@pytest.mark.parametrize("scale", [3e-151, 5e-152, 7.7e-153])
+def test_feature_moments_rescale_only_features_whose_squares_underflow(scale):
+    # std 1.5e-154 .. 1e-150: squares still normal numbers, yet the feature was taken again
+    # scaled, one ulp away from the unscaled passes
+    from fastinit.diagnostics import _feature_moments, feature_moments
+
+    x = np.array([[0.0], [scale], [2 * scale], [0.3 * scale]])
+    mean, std = feature_moments(x)
+    plain_mean, plain_std, _ = _feature_moments(x)
+    assert (mean[0], std[0]) == (plain_mean[0], plain_std[0])
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_feature_moments_refuse_a_feature_that_is_infinite_throughout(bad):
+    # a constant column of inf read as mean inf, std 0, without an error
+    from fastinit.diagnostics import feature_moments
+
+    with pytest.raises(ValueError, match=r"^x: expected finite values"):
+        feature_moments(np.array([[bad, 1.0], [bad, 2.0]]))

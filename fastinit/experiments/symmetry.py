@@ -126,8 +126,11 @@ class SymmetryResult:
         Returns
         -------
         bool
-            Whether every incoming and outgoing spread of that init is that small.
+            Whether every incoming and outgoing spread of that init is that small
+            (exactly 0 for a result without the weights' scales).
         """
+        if init not in self.incoming_scale or init not in self.outgoing_scale:
+            return self.exactly_symmetric(init)
         rtol = math.sqrt(np.finfo(self.config["dtype"]).eps)
         return bool(
             np.all(self.incoming[init] <= rtol * self.incoming_scale[init])
