@@ -859,33 +859,34 @@ def test_odd_names_stay_in_their_markdown_row_and_code_span(tmp_path):
     assert "``tick`name=a`b|c``" in fixed, fixed
 
 
-def test_a_metric_named_with_a_slash_gets_a_heatmap_file(tmp_path):
-    # rows of an experiment this version does not know: heatmaps of their first metrics,
-    # whose names are the data's; "loss/val" stopped the report with FileNotFoundError
-    db = tmp_path / "r.sqlite"
+def _future_db(db: Path, metrics) -> Path:
+    """Rows of an experiment this version does not know (heatmaps of their first metrics,
+    whose names are the data's); ``metrics(seed)``: a run's metrics."""
     with Store(db) as store:
         for seed in range(2):
             for init in ("he", "xavier"):
                 config = {"experiment": "future", "init": init, "activation": "relu",
                           "seed": seed}  # fmt: skip
-                result = {"status": "ok", "metrics": {"loss/val": 0.1 * seed}, "curves": {}}
+                result = {"status": "ok", "metrics": metrics(seed), "curves": {}}
                 store.record(config_key(config), config, result, "s")
-    result = make_report(db, tmp_path / "out")
-    assert [p.name for p in result.written if p.suffix == ".png"] == ["heatmap_loss_val.png"]
+    return db
+
+
+def _figures_written(db: Path, out: Path) -> list[str]:
+    return sorted(p.name for p in make_report(db, out).written if p.suffix == ".png")
+
+
+def test_a_metric_named_with_a_slash_gets_a_heatmap_file(tmp_path):
+    # "loss/val" stopped the report with FileNotFoundError
+    db = _future_db(tmp_path / "r.sqlite", lambda seed: {"loss/val": 0.1 * seed})
+    assert _figures_written(db, tmp_path / "out") == ["heatmap_loss_val.png"]
 
 
 def test_two_names_made_the_same_file_name_get_two_files(tmp_path):
     # "loss/val" and "loss_val" both became heatmap_loss_val.png: one figure silently lost
-    db = tmp_path / "r.sqlite"
-    with Store(db) as store:
-        for seed in range(2):
-            for init in ("he", "xavier"):
-                config = {"experiment": "future", "init": init, "activation": "relu",
-                          "seed": seed}  # fmt: skip
-                metrics = {"loss/val": 0.1 * seed, "loss_val": 0.2}
-                store.record(config_key(config), config, {"status": "ok", "metrics": metrics}, "s")
-    result = make_report(db, tmp_path / "out")
-    names = sorted(p.name for p in result.written if p.suffix == ".png")
+    metrics = lambda seed: {"loss/val": 0.1 * seed, "loss_val": 0.2}  # noqa: E731
+    db = _future_db(tmp_path / "r.sqlite", metrics)
+    names = _figures_written(db, tmp_path / "out")
     assert names == ["heatmap_loss_val.png", "heatmap_loss_val_2.png"], names
 
 
