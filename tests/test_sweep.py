@@ -2523,6 +2523,21 @@ def test_store_queries_name_arguments_of_the_wrong_type(tmp_path):
             store.claims(live=np.array([True, False]))
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [({"workers": -1}, ValueError), ({"workers": "2"}, TypeError),
+     ({"workers": 0, "dask": "local"}, ValueError), ({"executor": "dask"}, ValueError)],
+)  # fmt: skip
+def test_run_sweep_refuses_bad_executor_arguments_before_it_makes_the_database(
+    tmp_path, kwargs, error
+):
+    # each was refused by make_executor after the database had been made, left behind
+    spec = parse_spec('experiment = "selftest"\n[grid]\nseed = [0]\n')
+    with pytest.raises(error, match=r"^(workers|dask): "):
+        run_sweep(spec, tmp_path / "r.sqlite", progress=False, **kwargs)
+    assert not (tmp_path / "r.sqlite").exists()
+
+
 def test_run_sweep_names_an_unknown_executor_kind_as_executor(tmp_path):
     spec = parse_spec('experiment = "selftest"\n[grid]\nseed = [0]\n')
     with pytest.raises(ValueError, match=r"^executor: expected 'local', 'serial' or 'dask'"):

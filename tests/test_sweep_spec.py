@@ -318,3 +318,12 @@ def test_the_sweep_parameters_defaults_are_the_experiment_functions():
     # the single-init experiments' defaults are among the commands' inits
     assert EXPERIMENTS["mnist"].params["init"].default in defaults(mnist.run_mnist)["inits"]
     assert EXPERIMENTS["planar"].params["init"].default in defaults(planar.run_planar)["inits"]
+
+
+def test_an_error_in_a_later_grid_tables_range_names_its_line():
+    # the sub-table header [grid.seed] was looked up from the top: the first table's line
+    text = ('experiment = "depth"\n[[grid]]\ndepth = [3]\n[grid.seed]\nstart = 0\nstop = 2\n'
+            '[[grid]]\ndepth = [4]\n[grid.seed]\nstart = 0\nstop = -1\n')  # fmt: skip
+    with pytest.raises(SpecError, match=r"^spec.toml:9: grid\[1\]\.seed: range: ") as e:
+        parse_spec(text, "spec.toml")
+    assert e.value.line == 9

@@ -828,19 +828,29 @@ def make_executor(
         ``workers`` is negative, or 0 with ``dask``; ``kind='dask'`` without
         ``dask``; an unknown ``kind``.
     """
-    kind = _check_kind(kind, "kind")
-    dask = _check_dask(dask)
-    if workers is not None:
-        workers = check_int(workers, "workers", low=0)
-    if kind == "dask" and dask is None:
-        raise ValueError("dask: expected a scheduler address or 'local' with kind='dask', got None")
+    kind, workers, dask = _executor_arguments(kind, workers, dask, "kind")
     if dask is not None:
-        if workers == 0:  # 0 means in this process, which no Dask cluster is
-            raise ValueError("workers: expected at least 1 with dask (0 runs in-process), got 0")
         return DaskExecutor(dask, workers)
     if kind == "serial" or workers == 0:
         return SerialExecutor()
     return PoolExecutor(workers or None)
+
+
+def _executor_arguments(
+    kind: Any, workers: Any, dask: Any, name: str
+) -> tuple[str, int | None, str | None]:
+    """:func:`make_executor`'s arguments checked (``name``: what the caller calls ``kind``)."""
+    kind = _check_kind(kind, name)
+    dask = _check_dask(dask)
+    if workers is not None:
+        workers = check_int(workers, "workers", low=0)
+    if kind == "dask" and dask is None:
+        raise ValueError(
+            f"dask: expected a scheduler address or 'local' with {name}='dask', got None"
+        )
+    if dask is not None and workers == 0:  # 0 means in this process, which no Dask cluster is
+        raise ValueError("workers: expected at least 1 with dask (0 runs in-process), got 0")
+    return kind, workers, dask
 
 
 def _check_kind(kind: Any, name: str) -> str:
@@ -1336,8 +1346,8 @@ def _run_sweep(
         spec = load_spec(spec, memory=run_memory(dask))
     runs = spec.keyed_runs()
     own_executor = executor is None or isinstance(executor, str)
-    if isinstance(executor, str):
-        _check_kind(executor, "executor")
+    if own_executor:  # refused before anything is made
+        _executor_arguments(executor or "local", workers, dask, "executor")
     if not own_executor and not hasattr(executor, "results"):
         raise TypeError(
             "executor: expected an executor (make_executor), 'local', 'serial' or None, "

@@ -388,10 +388,11 @@ class _Checker:
             for i in range(section[0], section[1]):
                 if pattern.match(self.lines[i]):
                     return i + 1
-        if table is not None and key is not None:  # a sub-table: [fixed.sub]
+        if table is not None and key is not None:  # a sub-table: [fixed.sub], after its table
             header = re.compile(rf"""^\s*\[\s*{re.escape(table)}\s*\.\s*{re.escape(key)}\s*\]""")
-            for i, line in enumerate(self.lines):
-                if header.match(line):
+            begin = section[0] if section is not None else 0
+            for i in range(begin, len(self.lines)):
+                if header.match(self.lines[i]):
                     return i + 1
         if section is not None and table is not None:
             return section[0] + 1
