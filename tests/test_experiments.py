@@ -341,6 +341,14 @@ def test_an_init_value_float32_rounds_to_zero_is_refused(spec):
     assert parse_inits([spec], dtype="float64")[0].name == spec
 
 
+@pytest.mark.parametrize("spec", ["std=1e-400", "randn*1e-400", "constant=-1e-400"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_an_init_value_that_no_float_holds_is_refused(spec, dtype):
+    # float("1e-400") is 0.0: all-zero weights under another name, accepted silently
+    with pytest.raises(ValueError, match=r"rounds to 0"):
+        parse_inits([spec], dtype=dtype)
+
+
 def test_a_constant_spec_may_be_spaced_as_a_std_spec():
     # 'std = 0.5' was accepted, 'constant = 0.5' an unknown init
     assert parse_init("constant = 0.5").value == parse_init("std = 0.5").std == 0.5

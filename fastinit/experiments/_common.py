@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import decimal
 import io
 import json
 import math
@@ -356,6 +357,11 @@ def _spec_value(spec: str, what: str, text: str, low: float | None = None) -> fl
     if not math.isfinite(value) or (low is not None and value < low):
         bound = "" if low is None else f" >= {low:g}"
         raise ValueError(f"init: {what} must be a finite number{bound}, got {text} (in {spec!r})")
+    if value == 0 and decimal.Decimal(text) != 0:  # 1e-400: below every float
+        raise ValueError(
+            f"init: {what} {text} rounds to 0 in every float type (the weights would all be "
+            f"zero); use 'zeros' for that (in {spec!r})"
+        )
     return value
 
 
