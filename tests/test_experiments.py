@@ -1705,3 +1705,15 @@ def test_a_file_whose_name_is_near_the_longest_can_be_replaced(tmp_path):
 def test_inits_given_as_a_generator_are_taken():
     a = run_depth((i for i in ("he",)), ("tanh",), depths=(2,), width=4, samples=4)
     assert list(a.config["inits"]) == ["he"]
+
+
+def test_a_notebook_seed_out_of_range_is_refused_before_the_output_is_prepared(monkeypatch):
+    # the command said it would replace the earlier files in --out, then refused --seed
+    from fastinit.experiments import planar
+
+    def reached(*args, **kwargs):
+        raise AssertionError("the output was prepared before the seed was checked")
+
+    monkeypatch.setattr(planar, "prepared_output", reached)
+    with pytest.raises(ValueError, match=r"^seed: rng 'notebook' takes seeds in \[0, 2\*\*32\)"):
+        planar.run_planar(("randn",), seed=2**32, iterations=2, out="unused", progress=False)

@@ -130,6 +130,12 @@ def _accuracy(model: MLP, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(model.predict(x) == y))
 
 
+def _check_notebook_seed(seed: int) -> None:
+    """Refuse a seed outside NumPy's legacy range, naming ``seed``."""
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed: rng 'notebook' takes seeds in [0, 2**32), got {seed}")
+
+
 def notebook_weights(scale: float, hidden: int = 4, seed: int = 2) -> list[np.ndarray]:
     """The notebook's initial parameters, in fastinit's layout.
 
@@ -155,8 +161,7 @@ def notebook_weights(scale: float, hidden: int = 4, seed: int = 2) -> list[np.nd
     ValueError
         Naming ``seed``, if it is outside NumPy's legacy range.
     """
-    if not 0 <= seed < 2**32:  # the experiment and the sweep runner both come here
-        raise ValueError(f"seed: rng 'notebook' takes seeds in [0, 2**32), got {seed}")
+    _check_notebook_seed(seed)  # the experiment and the sweep runner both come here
     rs = np.random.RandomState(seed)
     w1 = rs.randn(hidden, 2) * scale
     w2 = rs.randn(1, hidden) * scale
@@ -360,6 +365,8 @@ def run_planar(
         iterations = check_int(iterations, "iterations", low=1)
         lr = check_lr(lr, dtype)
         seed = check_seed(seed)
+        if notebook and any(s.std is not None for s in specs):  # before the output is prepared
+            _check_notebook_seed(seed)
         m = datasets.check_planar_size(m)
         for name in weights:
             if not isinstance(name, str) or not name.strip():
