@@ -773,6 +773,28 @@ def test_ctrl_c_while_the_command_line_loads_is_no_traceback(monkeypatch, capsys
     assert capsys.readouterr().err == "fastinit: interrupted; nothing written\n"
 
 
+@pytest.mark.parametrize("status", [0, 2])
+def test_a_ctrl_c_after_the_command_returned_cannot_change_its_status(monkeypatch, status):
+    # a Ctrl-C during Python's shutdown, after a run had written its files and said so,
+    # killed the process by SIGINT: a script checking $? saw a finished run fail
+    import signal
+
+    import fastinit.cli
+    from fastinit.__main__ import run
+
+    monkeypatch.setattr(fastinit.cli, "main", lambda: status)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as e:
+            run()
+        assert e.value.code == status
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
 def test_ctrl_c_while_the_command_starts_is_no_traceback(monkeypatch, capsys):
     import fastinit.cli
 
