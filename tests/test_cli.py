@@ -853,7 +853,10 @@ def test_bad_arguments_into_an_earlier_runs_out_say_nothing_of_replacing(argv, t
         (["mnist", "--batch-size", "0"], "--batch-size: expected an integer in [1, inf], got 0"),
         (["mnist", "--train-size", "70000"], "--train-size: expected an integer in [1, 60000]"),
         (["mnist", "--activation", "foo"], "--activation: expected one of"),
-        (["histogram", "--activations", "relu,ReLU"], "--activations: 'relu' is given twice"),
+        (
+            ["histogram", "--activations", "relu,ReLU"],
+            "--activations: 'ReLU' is given twice (also as 'relu')",
+        ),
         (["histogram", "--layers", "0"], "--layers: expected an integer in [1, inf], got 0"),
         (["planar", "--lr", "nan"], "--lr: expected a finite number, got nan"),
         (["symmetry", "--every", "0"], "--every: expected an integer"),

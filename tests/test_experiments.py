@@ -570,9 +570,10 @@ def test_histogram_and_depth_use_canonical_activation_names():
     np.testing.assert_array_equal(edges, canonical.act_edges[("std=1", "sigmoid")])
     assert (edges[0], edges[-1]) == (0.0, 1.0)  # the book's range for sigmoid
     for repeated in (("relu", "relu"), ("relu", "ReLU")):
-        with pytest.raises(ValueError, match="activations: 'relu' is given twice"):
+        words = f"activations: {repeated[1]!r} is given twice"  # as typed the second time
+        with pytest.raises(ValueError, match=words):
             run_histogram(("he",), activations=repeated, **kw)
-        with pytest.raises(ValueError, match="activations: 'relu' is given twice"):
+        with pytest.raises(ValueError, match=words):
             run_depth(("he",), activations=repeated, depths=(2,), width=4, samples=4)
 
 
@@ -1717,3 +1718,13 @@ def test_a_notebook_seed_out_of_range_is_refused_before_the_output_is_prepared(m
     monkeypatch.setattr(planar, "prepared_output", reached)
     with pytest.raises(ValueError, match=r"^seed: rng 'notebook' takes seeds in \[0, 2\*\*32\)"):
         planar.run_planar(("randn",), seed=2**32, iterations=2, out="unused", progress=False)
+
+
+def test_an_activation_given_twice_under_two_names_says_both():
+    # "relu,linear,identity" said "'identity' is given twice", naming neither spelling typed
+    from fastinit.experiments._common import parse_activations
+
+    with pytest.raises(ValueError, match=r"'identity' is given twice \(also as 'linear'\)"):
+        parse_activations(["relu", "linear", "identity"])
+    with pytest.raises(ValueError, match=r"'relu' is given twice; give each"):
+        parse_activations(["relu", "relu"])

@@ -381,12 +381,17 @@ def parse_activations(activations: Sequence[str]) -> list[str]:
 
     if isinstance(activations, str):
         raise ValueError(f"activations: expected a sequence of names, got {activations!r}")
-    names = [_act.get(a, "activations").name for a in activations]
+    given = list(activations)
+    names = [_act.get(a, "activations").name for a in given]
     if not names:
         raise ValueError("activations: expected at least one activation")
     for k, name in enumerate(names):
         if name in names[:k]:
-            raise ValueError(f"activations: {name!r} is given twice; give each activation once")
+            first = given[names.index(name)]
+            also = f" (also as {first!r})" if first != given[k] else ""
+            raise ValueError(
+                f"activations: {given[k]!r} is given twice{also}; give each activation once"
+            )
     return names
 
 

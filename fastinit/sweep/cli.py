@@ -32,7 +32,7 @@ A SPEC names an experiment and a grid of its parameters:
     activation = ["tanh", "relu"]
     seed = { start = 0, stop = 5 }
 
-`fastinit sweep --list` shows every experiment's parameters and defaults.
+``fastinit sweep --list`` shows every experiment's parameters and defaults.
 """
 
 

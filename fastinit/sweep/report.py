@@ -34,8 +34,9 @@ nothing else is left in it; nothing a report did not write is removed:
 * ``summary.md``: the Markdown tables of every experiment;
 * ``<exp>/summary.csv`` and ``<exp>/summary.md``: one row per group (the CSV
   has every parameter, the Markdown only those that vary; cells of the
-  Markdown are ``mean ± std (count)``, each with at least 4 significant
-  digits and more where two values of a column would print alike);
+  Markdown are ``mean ± std (count)``, each rounded to at least 4 significant
+  digits, more where two values of a column would print alike, and written as
+  ``%g`` writes them, trailing zeros dropped: 0.8300319 is ``0.83``);
 * ``<exp>/runs.csv``: one row per run, by configuration then seed whatever
   order the runs were recorded in (parameters in the order of ``summary.csv``,
   status, metrics, ``wall_time`` in seconds, ``started`` in Unix time, the
@@ -390,8 +391,9 @@ def markdown(groups: Sequence[Group], title: str) -> str:
 
     A line under the table says what the cells are; another, when the runs were
     recorded by more than one fastinit version, which ones (they are pooled).
-    Means have at least 4 significant digits, more in a column where two
-    different means would otherwise print alike; stds have 4 (``STD_DIGITS``).
+    Means are rounded to at least 4 significant digits, more in a column where two
+    different means would otherwise print alike; stds to 4 (``STD_DIGITS``);
+    trailing zeros are dropped, as ``%g`` drops them.
 
     Parameters
     ----------
