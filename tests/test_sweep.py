@@ -2540,8 +2540,9 @@ def test_run_sweep_refuses_bad_executor_arguments_before_it_makes_the_database(
 
 def test_run_sweep_names_an_unknown_executor_kind_as_executor(tmp_path):
     spec = parse_spec('experiment = "selftest"\n[grid]\nseed = [0]\n')
-    with pytest.raises(ValueError, match=r"^executor: expected 'local', 'serial' or 'dask'"):
-        run_sweep(spec, tmp_path / "r.sqlite", executor="pool", progress=False)
+    for kind in ("pool", ""):  # an empty name is no 'local'
+        with pytest.raises(ValueError, match=r"^executor: expected 'local', 'serial' or 'dask'"):
+            run_sweep(spec, tmp_path / "r.sqlite", executor=kind, progress=False)
     assert not (tmp_path / "r.sqlite").exists()  # refused before the database is made
 
 

@@ -1347,7 +1347,7 @@ def _run_sweep(
     runs = spec.keyed_runs()
     own_executor = executor is None or isinstance(executor, str)
     if own_executor:  # refused before anything is made
-        _executor_arguments(executor or "local", workers, dask, "executor")
+        _executor_arguments("local" if executor is None else executor, workers, dask, "executor")
     if not own_executor and not hasattr(executor, "results"):
         raise TypeError(
             "executor: expected an executor (make_executor), 'local', 'serial' or None, "
