@@ -435,8 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
         With ``--version`` and the required subcommands of :func:`subcommands`
-        (the chosen one in ``command``); every option's help states its default
-        (:class:`HelpFormatter`).
+        (the chosen one in ``command``; their parsers by name in its attribute
+        ``commands``); every option's help states its default (:class:`HelpFormatter`).
     """
     import fastinit
 
@@ -451,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
     for command in sub.choices.values():  # its options by parameter, for main's errors
         command.set_defaults(option_of=_long_options(command))
+    parser.commands = sub.choices  # main's error for an option its command lacks
     return parser
 
 
@@ -560,7 +561,9 @@ def _main(argv: Sequence[str] | None, terminated: list[int]) -> int:
         return 2
     try:
         parser = build_parser()  # imports: a second on a busy host
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # the command's own parser says so, with its usage
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     except KeyboardInterrupt:
         word, status = _stop(terminated)
         print(f"fastinit: {word}; nothing written", file=sys.stderr)

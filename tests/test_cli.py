@@ -1152,3 +1152,14 @@ def test_help_shows_no_docstring_markup(command, capsys):
     assert not re.search(r":(func|mod|class|meth|data|attr):`|``", text), text
     if command == "mnist":
         assert "fastinit.train.fit_many" in text and "summary.json" in text  # kept, plain
+
+
+def test_an_option_the_command_lacks_is_refused_by_that_command(capsys):
+    # the top-level parser said "fastinit: error: unrecognized arguments", naming neither the
+    # command nor its options
+    with pytest.raises(SystemExit) as e:
+        main(["planar", "--train-size", "500"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "fastinit planar: error: unrecognized arguments: --train-size 500" in err, err
+    assert "usage: fastinit planar" in err, err
