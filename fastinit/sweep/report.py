@@ -444,15 +444,16 @@ def markdown(groups: Sequence[Group], title: str) -> str:
 def _shown_params(groups: Sequence[Group], names: Sequence[str]) -> list[list[str]]:
     """Each group's cells for the parameters ``names``: ``-`` for one its runs do not read.
 
-    Runs recorded before such parameters were recorded at their default (``sgd``
-    beside momentum 0.5 and 0.9) would then print alike: their cells say the value
-    too (``- (0.5)``), as the figures' panels do (:func:`_panels`).
+    Groups whose values differ, recorded before such parameters were recorded at
+    their default (``sgd`` beside momentum 0.5 and 0.9), would then print alike:
+    their cells say the value too (``- (0.5)``).  The table's rows and the figures'
+    panels (:func:`_panels`) are labelled by this one rule.
     """
     values = [[str(_cell(g.params.get(p))) for p in names] for g in groups]
     unused = [unused_params(g.params) for g in groups]
     dashed = [["-" if p in u else v for p, v in zip(names, vs, strict=True)]
               for vs, u in zip(values, unused, strict=True)]  # fmt: skip
-    if len({tuple(d) for d in dashed}) == len(dashed):
+    if len({tuple(d) for d in dashed}) == len({tuple(v) for v in values}):
         return dashed
     return [[f"- ({v})" if p in u else v for p, v in zip(names, vs, strict=True)]
             for vs, u in zip(values, unused, strict=True)]  # fmt: skip
@@ -557,23 +558,15 @@ def _slugs(names: Sequence[str]) -> dict[str, str]:
 def _panels(groups: Sequence[Group], exclude: Sequence[str]) -> dict[str, list[Group]]:
     """Groups split by the varying parameters not in ``exclude`` (one panel each).
 
-    Labelled ``name=value``, ``name=-`` for a parameter the runs do not read (as
-    in the Markdown), unless two panels would then read alike (runs recorded
-    before such parameters were recorded at their default): then by the values.
+    Labelled ``name=value``, ``name=-`` for a parameter the runs do not read, as
+    the table's cells are (:func:`_shown_params`).
     """
     keys = [p for p in varying(groups) if p not in exclude]
     panels: dict[str, list[Group]] = {}
-    shown: dict[str, str] = {}
-    for g in groups:
-        label = ", ".join(f"{k}={_cell(g.params.get(k))}" for k in keys)
+    for g, cells in zip(groups, _shown_params(groups, keys), strict=True):
+        label = ", ".join(f"{k}={cell}" for k, cell in zip(keys, cells, strict=True))
         panels.setdefault(label, []).append(g)
-        unused = unused_params(g.params)
-        shown[label] = ", ".join(
-            f"{k}={'-' if k in unused else _cell(g.params.get(k))}" for k in keys
-        )
-    if len(set(shown.values())) < len(shown):
-        return panels
-    return {shown[label]: gs for label, gs in panels.items()}
+    return panels
 
 
 def _grid(plt: Any, n: int, size: tuple[float, float]) -> tuple[Any, Any]:
