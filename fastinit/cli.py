@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from fastinit._files import terminate_as_interrupt
 
@@ -69,6 +69,21 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: {shown.replace('%', '%%')})"  # help is a %-format
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose error about one argument's value is one line, as
+    fastinit's own checks are: ``fastinit planar: error: --iterations: expected an integer,
+    got 'abc'`` (argparse prints its usage first and says ``argument --iterations: ...``).
+    An error that names no value at fault (an unknown option, a missing argument) keeps
+    the usage, which says what the command takes.  Subcommands inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        m = _ARGUMENT.match(message)
+        if m is None:
+            super().error(message)
+        self.exit(2, f"{self.prog}: error: {message[m.end() :]}\n")
+
+
+_ARGUMENT = re.compile(r"argument (?=\S+: )")  # argparse's ArgumentError: "argument --x: ..."
 _ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
 
 
@@ -102,6 +117,22 @@ def _path(text: str) -> Path:
     if not text:
         raise argparse.ArgumentTypeError("expected a path, got ''")
     return Path(text)
+
+
+def _int(text: str) -> int:
+    """An integer, as Python writes it (``1_000`` too); the error says what was expected."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    """A number (``1e-3``, ``0.5``); the error says what was expected."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -239,12 +270,12 @@ def _histogram(sub: Any) -> None:
                    help="comma-separated init specs")  # fmt: skip
     p.add_argument("--activations", type=_names, default=_default(run, "activations"),
                    help="comma-separated activations")  # fmt: skip
-    p.add_argument("--layers", type=int, default=_default(run, "layers"), help="depth")
-    p.add_argument("--width", type=int, default=_default(run, "width"), help="units per layer")
-    p.add_argument("--samples", type=int, default=_default(run, "samples"),
+    p.add_argument("--layers", type=_int, default=_default(run, "layers"), help="depth")
+    p.add_argument("--width", type=_int, default=_default(run, "width"), help="units per layer")
+    p.add_argument("--samples", type=_int, default=_default(run, "samples"),
                    help="Gaussian input rows")  # fmt: skip
-    p.add_argument("--bins", type=int, default=_default(run, "bins"), help="histogram bins")
-    p.add_argument("--seed", type=int, default=_default(run, "seed"),
+    p.add_argument("--bins", type=_int, default=_default(run, "bins"), help="histogram bins")
+    p.add_argument("--seed", type=_int, default=_default(run, "seed"),
                    help="seed of inputs and weights")  # fmt: skip
     _dtype(p, _default(run, "dtype"))
     _common(p, "histogram")
@@ -277,15 +308,15 @@ def _mnist(sub: Any) -> None:
                    help="hidden activation")  # fmt: skip
     p.add_argument("--hidden", type=_ints, default=_default(run, "hidden"),
                    help="hidden widths, comma-separated")  # fmt: skip
-    p.add_argument("--iterations", type=int, default=_default(run, "iterations"),
+    p.add_argument("--iterations", type=_int, default=_default(run, "iterations"),
                    help="SGD steps")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=_default(run, "batch_size"),
+    p.add_argument("--batch-size", type=_int, default=_default(run, "batch_size"),
                    help="minibatch")  # fmt: skip
-    p.add_argument("--lr", type=float, default=_default(run, "lr"), help="SGD learning rate")
-    p.add_argument("--seeds", type=int, default=_default(run, "seeds"),
+    p.add_argument("--lr", type=_float, default=_default(run, "lr"), help="SGD learning rate")
+    p.add_argument("--seeds", type=_int, default=_default(run, "seeds"),
                    help="repeat with N seeds; plots mean and spread")  # fmt: skip
-    p.add_argument("--seed", type=int, default=_default(run, "seed"), help="first seed")
-    p.add_argument("--train-size", type=int, default=_default(run, "train_size"),
+    p.add_argument("--seed", type=_int, default=_default(run, "seed"), help="first seed")
+    p.add_argument("--train-size", type=_int, default=_default(run, "train_size"),
                    help="use only the first N training images (default: all 60000)")  # fmt: skip
     _dtype(p, _default(run, "dtype"))
     p.add_argument("--device", default=_default(run, "device"), choices=("cpu", "cuda"),
@@ -323,14 +354,14 @@ def _planar(sub: Any) -> None:
     p.add_argument("--weights", type=_path, action="append", default=[], metavar="NPZ",
                    help="also run from explicit initial weights: an .npz with arrays W1 (2, H), "
                    "b1 (H,), W2 (H, 1), b2 (1,) (repeatable)")  # fmt: skip
-    p.add_argument("--hidden", type=int, default=_default(run, "hidden"), help="hidden units")
-    p.add_argument("--iterations", type=int, default=_default(run, "iterations"), help="steps")
-    p.add_argument("--lr", type=float, default=_default(run, "lr"), help="learning rate")
+    p.add_argument("--hidden", type=_int, default=_default(run, "hidden"), help="hidden units")
+    p.add_argument("--iterations", type=_int, default=_default(run, "iterations"), help="steps")
+    p.add_argument("--lr", type=_float, default=_default(run, "lr"), help="learning rate")
     p.add_argument("--rng", default=_default(run, "rng"), choices=("notebook", "fastinit"),
                    help="'notebook': randn*s weights drawn exactly as the classic notebook "
                    "does, from np.random.seed(--seed) (the notebook's own seed is 2); "
                    "'fastinit': fastinit's generator")  # fmt: skip
-    p.add_argument("--seed", type=int, default=_default(run, "seed"),
+    p.add_argument("--seed", type=_int, default=_default(run, "seed"),
                    help="seed of the initial weights")  # fmt: skip
     _dtype(p, _default(run, "dtype"))
     _common(p, "planar", trains=True)
@@ -392,13 +423,13 @@ def _symmetry(sub: Any) -> None:
     p.add_argument("--hidden", type=_ints, default=_default(run, "hidden"), help="hidden widths")
     p.add_argument("--activation", type=_name, default=_default(run, "activation"),
                    help="hidden activation")  # fmt: skip
-    p.add_argument("--iterations", type=int, default=_default(run, "iterations"), help="steps")
-    p.add_argument("--every", type=int, default=_default(run, "every"),
+    p.add_argument("--iterations", type=_int, default=_default(run, "iterations"), help="steps")
+    p.add_argument("--every", type=_int, default=_default(run, "every"),
                    help="checkpoint interval; the last checkpoint is always the last iteration, "
                    "so an interval above the iterations (--iterations) measures the start and "
                    "the end only")  # fmt: skip
-    p.add_argument("--lr", type=float, default=_default(run, "lr"), help="learning rate")
-    p.add_argument("--seed", type=int, default=_default(run, "seed"), help="seed of random inits")
+    p.add_argument("--lr", type=_float, default=_default(run, "lr"), help="learning rate")
+    p.add_argument("--seed", type=_int, default=_default(run, "seed"), help="seed of random inits")
     _dtype(p, _default(run, "dtype"))
     _common(p, "symmetry", trains=True)
     p.set_defaults(run=_run_symmetry, sizes=("--hidden", "--iterations"))
@@ -440,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     import fastinit
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="fastinit",
         description="Reproduce the classic weight-initialization experiments.",
         formatter_class=HelpFormatter,
@@ -456,14 +487,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _long_options(command: argparse.ArgumentParser) -> dict[str, str]:
-    """``{"batch_size": "--batch-size", ...}``: each option of ``command`` (help aside) by
-    the parameter it sets, named by its long form."""
-    return {
-        action.dest: long[-1]
-        for action in command._actions
-        if action.default != argparse.SUPPRESS  # --help: it sets no parameter
-        and (long := [o for o in action.option_strings if o.startswith("--")])
-    }
+    """``{"batch_size": "--batch-size", "db": "DB", ...}``: each option of ``command`` (help
+    aside) by the parameter it sets, named by its long form; a positional by its metavar,
+    as the usage names it."""
+    names = {}
+    for action in command._actions:
+        long = [o for o in action.option_strings if o.startswith("--")]
+        if action.default == argparse.SUPPRESS:  # --help: it sets no parameter
+            continue
+        if long or not action.option_strings:
+            names[action.dest] = long[-1] if long else action.metavar or action.dest
+    return names
 
 
 _PLAIN = {"±": "+-"}  # what an output without the character prints instead

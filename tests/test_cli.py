@@ -192,7 +192,7 @@ def test_an_empty_list_entry_is_refused_not_dropped(argv, option, tmp_path, caps
     with pytest.raises(SystemExit) as e:
         main([*argv, *size, "--out", str(tmp_path / "out"), "--quiet"])
     assert e.value.code == 2
-    assert f"error: argument {option}: empty entry in " in capsys.readouterr().err
+    assert f"error: {option}: empty entry in " in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -210,7 +210,7 @@ def test_an_empty_path_is_refused_naming_its_option(argv, option, tmp_path, monk
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
-    assert f"error: argument {option}: expected a path, got ''" in capsys.readouterr().err
+    assert f"error: {option}: expected a path, got ''" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -1163,3 +1163,62 @@ def test_an_option_the_command_lacks_is_refused_by_that_command(capsys):
     err = capsys.readouterr().err
     assert "fastinit planar: error: unrecognized arguments: --train-size 500" in err, err
     assert "usage: fastinit planar" in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["planar", "--iterations", "abc"],
+            "fastinit planar: error: --iterations: expected an integer, got 'abc'",
+        ),
+        (["mnist", "--lr", "fast"], "fastinit mnist: error: --lr: expected a number, got 'fast'"),
+        (
+            ["mnist", "--seed", "1.5"],
+            "fastinit mnist: error: --seed: expected an integer, got '1.5'",
+        ),
+        (
+            ["mnist", "--hidden", "0"],
+            "fastinit mnist: error: --hidden: expected positive integers, got '0'",
+        ),
+        (
+            ["sweep", "--workers", "-1"],
+            "fastinit sweep: error: --workers: expected an integer >= 0, got '-1'",
+        ),
+        (["depth", "--width", "x"], "fastinit depth: error: --width: expected an integer, got 'x'"),
+        (
+            ["histogram", "--dtype", "float16"],
+            "fastinit histogram: error: --dtype: invalid choice: 'float16'",
+        ),
+        (["planar", "--iterations"], "fastinit planar: error: --iterations: expected one argument"),
+        (["nonsense"], "fastinit: error: COMMAND: invalid choice: 'nonsense'"),
+    ],
+)
+def test_a_bad_option_value_is_one_line_as_the_experiments_checks_are(argv, line, capsys):
+    # argparse printed its usage (5-7 lines) and "argument --iterations: invalid int value:
+    # 'abc'", where fastinit's own checks print "fastinit depth: error: --width: expected an
+    # integer in [1, inf], got 0": one line, the option first
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1, err
+
+
+def test_a_missing_or_unknown_argument_still_shows_the_usage(capsys):
+    # what the command takes is the help here: no option's value is at fault
+    with pytest.raises(SystemExit) as e:
+        main(["report"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: fastinit report") and "required: DB" in err, err
+
+
+def test_the_report_names_its_database_as_the_usage_does(tmp_path, capsys):
+    # it said "db: ... does not exist" where the usage says DB and sweep's errors say --db
+    missing = tmp_path / "none.sqlite"
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(missing), "--out", str(tmp_path / "out")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastinit report: error: DB: {missing} does not exist"), err

@@ -2135,7 +2135,7 @@ def test_a_db_name_too_long_is_refused_naming_it_and_leaves_no_folder(tmp_path, 
     spec = str(write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0]\n'))
     db = tmp_path / "new" / ("x" * 300 + ".sqlite")
     for argv, option in ((["sweep", spec, "--db", str(db), "--quiet"], "--db"),
-                         (["report", str(db), "--out", str(tmp_path / "r")], "db")):  # fmt: skip
+                         (["report", str(db), "--out", str(tmp_path / "r")], "DB")):  # fmt: skip
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 2
@@ -2169,7 +2169,7 @@ def _says_what_to_do_with_the_wal(db: Path, tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as e:
         main(["report", str(db), "--out", str(tmp_path / "report"), "--no-figures"])
     assert e.value.code == 2
-    assert capsys.readouterr().err == f"fastinit report: error: {message}\n"
+    assert capsys.readouterr().err == f"fastinit report: error: DB{message[2:]}\n"  # the usage's
 
 
 @pytest.mark.skipif(

@@ -372,7 +372,7 @@ def test_a_db_that_cannot_be_read_is_an_error_naming_it(tmp_path, capsys):
             main(["report", str(db), "--out", str(tmp_path / "out"), "--no-figures"])
         assert e.value.code == 2
         err = capsys.readouterr().err
-        assert f"db: {db}" in err and words in err and "Traceback" not in err, err
+        assert f"DB: {db}" in err and words in err and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
 
 

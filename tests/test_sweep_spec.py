@@ -166,7 +166,7 @@ def test_report_names_a_missing_database(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["report", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "rep")])
     assert e.value.code == 2
-    assert f"db: {tmp_path / 'none.sqlite'} does not exist" in capsys.readouterr().err
+    assert f"DB: {tmp_path / 'none.sqlite'} does not exist" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- init spellings

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fastinit._progress import count
-from fastinit.cli import HelpFormatter, _common, _default, _dtype, _ints, _names, _path
+from fastinit.cli import HelpFormatter, _common, _default, _dtype, _int, _ints, _names, _path
 
 __all__ = ["add_depth", "add_report", "add_sweep"]
 
@@ -263,12 +263,12 @@ def add_depth(sub: Any) -> None:
     p.add_argument("--depths", type=_ints, default=_default(run, "depths"),
                    help="comma-separated network depths, each given once (run in increasing "
                    "order)")  # fmt: skip
-    p.add_argument("--width", type=int, default=_default(run, "width"), help="units per layer")
-    p.add_argument("--samples", type=int, default=_default(run, "samples"),
+    p.add_argument("--width", type=_int, default=_default(run, "width"), help="units per layer")
+    p.add_argument("--samples", type=_int, default=_default(run, "samples"),
                    help="Gaussian inputs")  # fmt: skip
-    p.add_argument("--seeds", type=int, default=_default(run, "seeds"),
+    p.add_argument("--seeds", type=_int, default=_default(run, "seeds"),
                    help="repetitions; the figures show their spread")  # fmt: skip
-    p.add_argument("--seed", type=int, default=_default(run, "seed"), help="first seed")
+    p.add_argument("--seed", type=_int, default=_default(run, "seed"), help="first seed")
     _dtype(p, _default(run, "dtype"))
     _common(p, "depth")  # --out, --add, --quiet as in the other experiments
     p.set_defaults(run=_run_depth, sizes=("--depths", "--width", "--samples"))
