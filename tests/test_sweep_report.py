@@ -365,7 +365,7 @@ def test_a_db_that_cannot_be_read_is_an_error_naming_it(tmp_path, capsys):
     cases = [
         (meta_only, "cannot read its runs (no such table: runs)"),
         (directory, "is a directory"),
-        (bad_json, "cannot read its runs (bad JSON"),
+        (bad_json, "its metrics are not JSON"),
     ]
     for db, words in cases:
         with pytest.raises(SystemExit) as e:
@@ -373,6 +373,48 @@ def test_a_db_that_cannot_be_read_is_an_error_naming_it(tmp_path, capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert f"DB: {db}" in err and words in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("column", "stored", "words"),
+    [
+        ("config", "3", "its config is not a JSON object"),
+        ("config", '{"seed": 1}', "its config names no experiment"),
+        ("metrics", "[1, 2]", "its metrics are not a JSON object"),
+        ("curves", "[1]", "its curves are not a JSON object"),
+        ("curves", '{"x": 5}', "its curve 'x' is not a list of numbers"),
+        ("curves", '{"x": ["a", 2]}', "its curve 'x' is not a list of numbers"),
+        ("metrics", '{"x": 1.0', "its metrics are not JSON (Expecting"),
+    ],
+)
+@pytest.mark.parametrize("figures", [False, True])
+def test_a_run_stored_in_another_shape_is_an_error_naming_it(
+    column, stored, words, figures, tmp_path, capsys
+):
+    # a row edited or written by another program: the report stopped with a traceback
+    # ("'list' object has no attribute 'get'", exit 1) or a message naming neither the
+    # database nor the run ("'int' object is not subscriptable")
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        record(store, "selftest", {"seed": 0}, {"x": 1.0})
+        record(store, "selftest", {"seed": 1}, {"x": 2.0})
+        key = store.rows()[1]["key"]
+    con = sqlite3.connect(db)
+    con.execute(f"UPDATE runs SET {column} = ? WHERE key = ?", (stored, key))
+    con.commit()
+    con.close()
+    with pytest.raises(ValueError) as e:
+        Store(db, readonly=True).rows()
+    assert str(e.value).startswith(f"db: {db}: run {key!r}: {words}"), str(e.value)
+    argv = ["report", str(db), "--out", str(tmp_path / "out")] + (
+        [] if figures else ["--no-figures"]
+    )
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastinit report: error: DB: {db}: run {key!r}: {words}"), err
     assert not (tmp_path / "out").exists()
 
 

@@ -889,8 +889,6 @@ def make_report(
                 claims = {"live": live, "stale": len(store.claims()) - live}
         except sqlite3.DatabaseError as e:  # another program's `meta` table, a damaged file
             raise ValueError(f"db: {db_path}: cannot read its runs ({e})") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"db: {db_path}: cannot read its runs (bad JSON: {e})") from None
     finally:
         if store is not db:
             store.close()

@@ -196,6 +196,30 @@ def done_keys(statuses: dict[str, str], *, retry_failed: bool = False) -> set[st
     return {k for k, s in statuses.items() if s in skip}
 
 
+_WHAT = {"config": "config is", "metrics": "metrics are", "curves": "curves are"}
+
+
+def _decode(row: dict[str, Any]) -> None:
+    """Decode ``row``'s JSON columns in place, as :meth:`Store.record` writes them: a
+    config object naming its experiment, a metrics object, and curves, each a list of
+    numbers or nulls (NaN and infinities).  A row another program wrote or edited in
+    another shape is a ValueError saying which column and how."""
+    for name, what in _WHAT.items():
+        try:
+            row[name] = json.loads(row[name])
+        except json.JSONDecodeError as e:
+            raise ValueError(f"its {what} not JSON ({e})") from None
+        if not isinstance(row[name], dict):
+            raise ValueError(f"its {what} not a JSON object: {row[name]!r:.60}")
+    if not isinstance(row["config"].get("experiment"), str):
+        raise ValueError("its config names no experiment")
+    for curve, points in row["curves"].items():
+        if not isinstance(points, list) or not all(
+            type(v) in (int, float) or v is None for v in points
+        ):
+            raise ValueError(f"its curve {curve!r} is not a list of numbers: {points!r:.60}")
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(json_safe(value), separators=(",", ":"), allow_nan=False)
 
@@ -508,6 +532,13 @@ class Store:
         -------
         list of dict
             In the order they were recorded.
+
+        Raises
+        ------
+        ValueError
+            A run stored in another shape than :meth:`record` writes (another
+            program's row, an edited one): naming the database, the run's key and
+            the column.
         """
         for name, value in (("experiment", experiment), ("sweep", sweep)):
             if value is not None and not isinstance(value, str):
@@ -526,8 +557,10 @@ class Store:
         out = []
         for values in self.conn.execute(query, args):
             row = dict(zip(_COLUMNS, values, strict=True))
-            for name in ("config", "metrics", "curves"):
-                row[name] = json.loads(row[name])
+            try:
+                _decode(row)
+            except ValueError as e:
+                raise ValueError(f"db: {self.path}: run {row['key']!r}: {e}") from None
             out.append(row)
         return out
 
