@@ -11,7 +11,10 @@ from typing import Any
 
 __version__ = "0.3.0"
 
-_SUBMODULES = ("random", "init", "optim", "activations", "losses", "datasets", "experiments")
+_SUBMODULES = (  # every public module but the CUDA twins (each imports numba.cuda)
+    "random", "init", "optim", "activations", "losses", "dense", "narrow", "model", "train",
+    "lsuv", "diagnostics", "datasets", "experiments", "sweep", "cli",
+)  # fmt: skip
 _ATTRS = {
     "MLP": "fastinit.model",
     "History": "fastinit.model",

@@ -17,6 +17,8 @@ import ctypes.util
 import math
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -246,6 +248,24 @@ def test_every_repository_path_the_readme_names_exists() -> None:
     assert made, "the README names numba's default cache place"
     missing = [p for p in named if p not in made and not list(ROOT.glob(p.rstrip("/")))]
     assert not missing, missing
+
+
+def test_every_public_name_the_readme_spells_resolves_after_import_fastinit() -> None:
+    # `fastinit.train.fit_many` raised AttributeError after a bare `import fastinit`
+    # (the lazy loader knew only some submodules): it worked only once another import
+    # (fastinit.MLP) had loaded fastinit.train
+    spelled = set(re.findall(r"\bfastinit(?:\.[a-z][A-Za-z_]*)+", README))
+    spelled = {s for s in spelled if "_cuda" not in s}  # the CUDA twins: imported with a GPU
+    assert {"fastinit.train.fit_many", "fastinit.lsuv.lsuv"} <= spelled, sorted(spelled)
+    code = (  # each name after a fresh import: one may import the module of another
+        "import functools, importlib, sys\n"
+        f"for name in {sorted(spelled)!r}:\n"
+        "    for module in [m for m in sys.modules if m.split('.')[0] == 'fastinit']:\n"
+        "        del sys.modules[module]\n"
+        "    functools.reduce(getattr, name.split('.')[1:], importlib.import_module('fastinit'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_small_sweep_has_the_runs_the_readme_counts() -> None:
