@@ -77,6 +77,15 @@ class Parser(argparse.ArgumentParser):
     the usage, which says what the command takes.  Subcommands inherit the class."""
 
     def error(self, message: str) -> NoReturn:
+        """Print ``message`` as the command's error and exit with status 2.
+
+        Parameters
+        ----------
+        message : str
+            argparse's message (``argument --iterations: expected an integer, got
+            'abc'``): one about an argument is printed without the ``argument`` and
+            the usage.
+        """
         m = _ARGUMENT.match(message)
         if m is None:
             super().error(message)
