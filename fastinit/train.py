@@ -1156,7 +1156,10 @@ def _run_chunks(run: _Run, n_iter: int, bar: ProgressBar) -> str:
             bar.update(done, _bar_loss(run.losses[:, done - 1]))
             chunk = int(min(max(1, _CHUNK_SECONDS * chunk / max(seconds, 1e-9)), 16 * chunk))
             chunk = min(chunk, n_iter - done)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # as a chunk returned, most likely: the bar says where it stopped
+        reached = int((run.status[:, S_DONE] + (run.status[:, S_DIVERGED] >= 0)).max())
+        if reached > done:
+            bar.update(reached, _bar_loss(run.losses[:, reached - 1]))
         return "interrupted"
     finally:
         bar.close()

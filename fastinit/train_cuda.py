@@ -451,7 +451,10 @@ class _Run:
                 chunk = int(min(max(1, _CHUNK_SECONDS * chunk / max(seconds, 1e-9)), 16 * chunk))
                 chunk = min(chunk, self.n_iter - done)
         except KeyboardInterrupt:
-            self._sync(done, max(self.launched))
+            reached = max(self.launched)
+            self._sync(done, reached)
+            if reached > done:  # the bar says where it stopped, as on the CPU
+                bar.update(reached, _train._bar_loss(self.losses[reached - 1]))
             return "interrupted"
         finally:
             bar.close()

@@ -10,12 +10,15 @@ NumPy products.
 from __future__ import annotations
 
 import enum
+import functools
+import io
 
 import numpy as np
 import pytest
 
-from fastinit import activations, losses, optim
+from fastinit import activations, losses, optim, train
 from fastinit._cuda import simulator_enabled
+from fastinit._progress import ProgressBar
 from fastinit.model import MLP
 from fastinit.train import fit_many
 from tests.test_optim import BAD_UPDATES
@@ -701,12 +704,17 @@ def test_ctrl_c_after_an_update_launch_leaves_a_consistent_model(monkeypatch, si
                     signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(train_cuda, "Launch", Launch)
+    out = io.StringIO()  # and the bar's last line says so (it said the chunk before)
+    monkeypatch.setattr(train, "ProgressBar", functools.partial(ProgressBar, min_seconds=0.0,
+                                                                stream=out))  # fmt: skip
     X, y = data
     cpu, dev = _pair()
     opt_cpu, opt_dev = optim.Adam(0.05), optim.Adam(0.05)
     kw = dict(batch_size=4, seed=2, progress=False)
-    h = dev.fit(X, y, optimizer=opt_dev, iterations=6, **kw)
+    h = dev.fit(X, y, optimizer=opt_dev, iterations=6, **{**kw, "progress": True})
     assert h.status == "interrupted" and h.iterations == len(h.loss) == len(updates)
+    last = out.getvalue().splitlines()[-1]
+    assert last.split(" loss ")[0].endswith(f" {h.iterations}/6"), out.getvalue()
     assert opt_dev.state_for(dev, dev._params.size, dev.dtype).step == h.iterations
     h_cpu = cpu.fit(X, y, optimizer=opt_cpu, iterations=h.iterations, **kw)
     _close(h.loss, h_cpu.loss)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -346,6 +347,26 @@ def test_ctrl_c_returns_what_was_recorded_with_a_consistent_model(monkeypatch):
     hr = reference.fit(X, Y, iterations=5, batch_size=8, progress=False)
     np.testing.assert_array_equal(h.loss, hr.loss)
     np.testing.assert_array_equal(model.weights[0], reference.weights[0])
+
+
+def test_the_bar_of_an_interrupted_fit_ends_where_the_history_does(monkeypatch):
+    # a Ctrl-C lands as the chunk returns: the bar's last line said the chunk before
+    # (781/100000 against a History of 1456 iterations)
+    real, calls, out = train.train_chunk, [], io.StringIO()
+
+    def interrupted_after_two_chunks(*args):
+        real(*args)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "_CHUNK_SECONDS", 1e-9)
+    monkeypatch.setattr(train, "train_chunk", interrupted_after_two_chunks)
+    monkeypatch.setattr(train, "ProgressBar", functools.partial(ProgressBar, min_seconds=0.0,
+                                                                stream=out))  # fmt: skip
+    h = _fresh().fit(X, Y, iterations=100, batch_size=8)
+    assert h.status == "interrupted" and h.iterations == 5
+    assert out.getvalue().splitlines()[-1].split(" loss ")[0].endswith(" 5/100"), out.getvalue()
 
 
 def test_ctrl_c_after_an_overflowing_update_is_still_a_ctrl_c(monkeypatch):
