@@ -171,11 +171,18 @@ def _numbers(spec: list) -> np.ndarray | None:
 
 
 def _is_array_like(spec: Any) -> bool:
-    """Whether NumPy converts ``spec`` through one of its array protocols (not a list)."""
+    """Whether NumPy converts ``spec`` through one of its array protocols or the buffer
+    protocol (a memoryview, an array.array; not a list, nor bytes: a name's spelling)."""
     protocols = ("__array__", "__array_interface__", "__array_struct__")
-    if callable(spec) or isinstance(spec, (str, bytes)):  # np.str_ has __array__: a name
+    if callable(spec) or isinstance(spec, (str, bytes, bytearray)):  # np.str_: a name too
         return False
-    return any(hasattr(spec, p) for p in protocols)
+    if any(hasattr(spec, p) for p in protocols):
+        return True
+    try:
+        memoryview(spec)
+    except TypeError:
+        return False
+    return True
 
 
 def _shape_error(name: str, expected: tuple, found: tuple, verb: str = "got") -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import io
 import os
 import re
@@ -763,6 +764,22 @@ def test_init_takes_the_array_likes_that_assignment_takes():
     assigned.biases = [_ArrayLike(b0), 0.5 * np.ones(3)]
     np.testing.assert_array_equal(built._params, assigned._params)
     np.testing.assert_array_equal(built.weights[1], w1.astype(np.float32))
+
+
+def test_init_takes_buffers_as_assignment_does():
+    # a memoryview or an array.array (the buffer protocol) was assigned but refused by
+    # the constructor: "init: expected a name, callable, (name, kwargs) or array"
+    w0, w1 = RNG.normal(size=(4, 6)), RNG.normal(size=(6, 3))
+    b0 = array.array("d", RNG.normal(size=6))
+    built = MLP([4, 6, 3], init=[memoryview(w0), w1], bias_init=[b0, memoryview(np.ones(3))])
+    assigned = MLP([4, 6, 3])
+    assigned.weights = [memoryview(w0), w1]
+    assigned.biases = [b0, memoryview(np.ones(3))]
+    np.testing.assert_array_equal(built._params, assigned._params)
+    np.testing.assert_array_equal(built.biases[0], np.asarray(b0, dtype=np.float32))
+    for name in (b"he_normal", bytearray(b"he_normal")):  # bytes are not a buffer of weights
+        with pytest.raises(ValueError, match=r"^init: expected a name"):
+            MLP([4, 6, 3], init=name)
 
 
 def test_pytorch_linear_layers_load_through_init_and_compute_the_same_logits():
