@@ -62,7 +62,8 @@ class LayerArrays(Sequence):
     ``arrays[k]`` is a live view; ``arrays[k] = value`` checks the shape and
     that the values are finite, and copies ``value`` into the model (cast to
     its dtype); ``arrays[i:j] = values`` assigns several layers, all or none of
-    them.  A layer index out of range raises IndexError, as a list does.
+    them.  A layer index out of range raises IndexError, as a list does, and
+    ``model.weights + model.biases`` is a list of the views.
 
     Parameters
     ----------
@@ -93,6 +94,16 @@ class LayerArrays(Sequence):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[i] for i in range(len(self)))
+
+    def __add__(self, other: Any) -> list[np.ndarray]:  # m.weights + m.biases, as lists add
+        if not isinstance(other, (LayerArrays, list, tuple)):
+            return NotImplemented
+        return [*self, *other]
+
+    def __radd__(self, other: Any) -> list[np.ndarray]:
+        if not isinstance(other, (list, tuple)):
+            return NotImplemented
+        return [*other, *self]
 
     def __repr__(self) -> str:
         shapes = ", ".join(str(a.shape) for a in self)

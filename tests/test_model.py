@@ -86,6 +86,19 @@ def test_activation_per_hidden_layer_and_linear_output():
 
 
 # ----------------------------------------------------------------------------- weights
+def test_weights_and_biases_concatenate_as_lists_do():
+    # the "lists of NumPy arrays": `m.weights + m.biases` raised TypeError
+    m = MLP([3, 4, 2])
+    both = m.weights + m.biases
+    assert isinstance(both, list) and [a.shape for a in both] == [(3, 4), (4, 2), (4,), (2,)]
+    both[0][0, 0] = 7.0  # live views, as m.weights[k] is
+    assert m.weights[0][0, 0] == 7.0
+    assert [a.shape for a in [np.ones(1)] + m.biases] == [(1,), (4,), (2,)]  # noqa: RUF005
+    assert [a.shape for a in m.biases + (np.ones(1),)] == [(4,), (2,), (1,)]  # noqa: RUF005
+    with pytest.raises((TypeError, ValueError)):  # NumPy's, as for a list of the views
+        m.weights + np.ones(3)  # an array is not a list of layers
+
+
 def test_weights_and_biases_are_assignable_and_validated():
     model = MLP([4, 8, 3])
     new = RNG.normal(size=(4, 8))
