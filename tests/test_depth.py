@@ -325,6 +325,21 @@ def test_the_signal_vs_depth_figure_labels_its_rows_not_with_an_init():
         plt.close(fig)
 
 
+def test_the_per_layer_figure_labels_its_rows_not_with_an_init():
+    # the same slip in plot_signal (since 09f660e): both rows read "xavier", the last init
+    from fastinit.experiments._common import pyplot
+    from fastinit.experiments.depth import plot_signal
+
+    plt = pyplot()
+    curves = {(i, d): (np.ones((2, d)), np.ones((2, d))) for i in ("he", "xavier") for d in (3, 5)}
+    fig = plot_signal(plt, curves, ["he", "xavier"], [3, 5], "relu", notes={("he", 3): "1 NaN"})
+    try:
+        rows = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+        assert rows == ["activation std", "gradient std (dL/dz)"], rows
+    finally:
+        plt.close(fig)
+
+
 def test_a_depth_figure_with_nothing_to_draw_makes_no_empty_legend():
     # every std 0 or missing (a width-1 network of one sample): matplotlib warned "No artists
     # with labels found to put in legend" from both figures

@@ -563,7 +563,7 @@ def plot_signal(
     )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for c, depth in enumerate(depths):
-        for r, label in enumerate(("activation std", "gradient std (dL/dz)")):
+        for r, quantity in enumerate(("activation std", "gradient std (dL/dz)")):
             ax = axes[r, c]
             for i, init in enumerate(inits):
                 label = _noted(init, (notes or {}).get((init, depth)))
@@ -579,7 +579,7 @@ def plot_signal(
             if r == 0:
                 ax.set_title(f"{depth} layers")
             if c == 0:
-                ax.set_ylabel(label)
+                ax.set_ylabel(quantity)
     for row in axes:
         _clip_decades(row[0], DECADES)
     for c, depth in enumerate(depths):  # the first column, and every column with a note
