@@ -268,6 +268,21 @@ def test_every_public_name_the_readme_spells_resolves_after_import_fastinit() ->
     assert result.returncode == 0, result.stderr
 
 
+def test_the_initializers_that_need_a_matrix_are_the_readme_s() -> None:
+    # it said every name gave a vector Keras's fans; four refuse it
+    named = re.search(r"fan-based name, where PyTorch and JAX refuse them\n\((.*?) need a", README)
+    claimed = set(re.findall(r"`(\w+)`", named[1].replace("\n", " ")))
+    refused = set()
+    for name in fi_init.names():
+        for shape in ((5,), ()):
+            try:
+                fi_init.get(name)(shape, dtype="float64")
+            except ValueError as e:
+                assert "expected at least 2 dimensions" in str(e), (name, e)
+                refused.add(fi_init.get(name).__name__)
+    assert refused == claimed, (refused, claimed)
+
+
 def test_the_small_sweep_has_the_runs_the_readme_counts() -> None:
     claimed = re.search(r"fastinit sweep examples/sweep_small\.toml .*# (\d+) runs", README)
     assert len(load_spec(ROOT / "examples" / "sweep_small.toml", memory=2.0**40)) == int(claimed[1])
