@@ -15,6 +15,8 @@ network contains.
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 import itertools
 import os
 from collections.abc import Iterator, Sequence
@@ -108,6 +110,23 @@ class LayerArrays(Sequence):
     def __repr__(self) -> str:
         shapes = ", ".join(str(a.shape) for a in self)
         return f"<{len(self)} {self._kind} arrays: {shapes}>"
+
+
+def _check_keywords(given: dict, target: Any, caller: str) -> None:
+    """Refuse a keyword of ``given`` that ``target``'s keyword-only parameters lack, as
+    Python would, but naming ``caller`` (which passes them on), with a likely meant one."""
+    taken = [
+        p.name for p in inspect.signature(target).parameters.values() if p.kind == p.KEYWORD_ONLY
+    ]
+    for name in given:
+        if name not in taken:
+            close = difflib.get_close_matches(name, taken, n=1)
+            hint = (
+                f" (did you mean {close[0]!r}?)"
+                if close
+                else f"; it takes {', '.join(sorted(taken))}"
+            )
+            raise TypeError(f"{caller}() got an unexpected keyword argument {name!r}{hint}")
 
 
 def _slice_text(layers: range) -> str:
@@ -732,6 +751,7 @@ class MLP:
             Per-iteration training loss, iterations done, wall time and status
             (``"ok"``, ``"diverged"``, ``"interrupted"``).
         """
+        _check_keywords(kwargs, _train.fit_many, "MLP.fit")
         return _train.fit_many([self], X, y, **kwargs)[0]  # dispatches on the device
 
     # ------------------------------------------------------------------------- files

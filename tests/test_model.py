@@ -86,6 +86,16 @@ def test_activation_per_hidden_layer_and_linear_output():
 
 
 # ----------------------------------------------------------------------------- weights
+def test_fit_names_itself_for_a_keyword_it_does_not_take():
+    # fit passes its keywords on: "fit_many() got an unexpected keyword argument", a
+    # function the caller never called
+    said = r"^MLP\.fit\(\) got an unexpected keyword argument 'iterationz' \(did you mean "
+    with pytest.raises(TypeError, match=said + r"'iterations'\?\)$"):
+        MLP([3, 2]).fit(np.ones((4, 3)), np.zeros(4, dtype=int), iterationz=2)
+    with pytest.raises(TypeError, match=r"'lr'; it takes batch_size, epochs, iterations"):
+        MLP([3, 2]).fit(np.ones((4, 3)), np.zeros(4, dtype=int), lr=0.1)
+
+
 def test_weights_and_biases_concatenate_as_lists_do():
     # the "lists of NumPy arrays": `m.weights + m.biases` raised TypeError
     m = MLP([3, 4, 2])
