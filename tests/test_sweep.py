@@ -138,6 +138,25 @@ def test_momentum_is_one_value_for_optimizers_without_momentum():
     assert config_key(old) == spec.keyed_runs()[0][0]
 
 
+def test_rng_is_one_value_where_a_planar_run_draws_no_notebook_weights():
+    # rng 'notebook' changes only randn*s / std=s on one hidden layer: elsewhere a grid
+    # over rng made separate keys for identical runs (and a report of alike rows)
+    spec = parse_spec(
+        'experiment = "planar"\n[grid]\nrng = ["notebook", "fastinit"]\n'
+        'init = ["randn*0.01", "xavier", "std=0.5"]\ndepth = [1, 2]\n'
+    )
+    runs = [(r["init"], r["depth"], r["rng"]) for r in spec.runs()]
+    assert runs == [
+        ("randn*0.01", 1, "notebook"), ("randn*0.01", 2, "notebook"), ("xavier", 1, "notebook"),
+        ("xavier", 2, "notebook"), ("randn*0.5", 1, "notebook"), ("randn*0.5", 2, "notebook"),
+        ("randn*0.01", 1, "fastinit"), ("randn*0.5", 1, "fastinit"),
+    ], runs  # fmt: skip
+    assert "rng" in runners.unused_params(runners.full_config("planar", {"init": "he"}))
+    assert "rng" not in runners.unused_params(runners.full_config("planar", {"init": "randn"}))
+    both = runners.full_config("planar", {"init": "he", "optimizer": "sgd", "momentum": 0.5})
+    assert set(runners.unused_params(both)) == {"rng", "momentum"}
+
+
 def test_init_names_are_stored_as_parse_init_reads_them():
     spec = parse_spec('experiment = "planar"\n[grid]\ninit = ["He", " Xavier"]\n')
     assert [r["init"] for r in spec.runs()] == ["he", "xavier"]

@@ -645,8 +645,8 @@ def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` with the parameters its run does not read set to their defaults.
 
     Grid points that differ only in such a parameter are one run (one key):
-    ``momentum`` beside an optimizer other than momentum or nesterov.  Its
-    default, not a blank, keeps the keys of runs recorded before this rule.
+    those :func:`unused_params` names.  Its default, not a blank, keeps the keys
+    of runs recorded before this rule.
 
     Parameters
     ----------
@@ -666,7 +666,9 @@ def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
 def unused_params(config: dict[str, Any]) -> tuple[str, ...]:
     """The parameters a run of ``config`` does not read (recorded at their defaults).
 
-    ``momentum`` beside an optimizer other than momentum or nesterov.
+    ``momentum`` beside an optimizer other than momentum or nesterov; planar's
+    ``rng`` but for a ``randn*s`` (``std=s``) init on one hidden layer, the only
+    weights it draws the notebook's way.
 
     Parameters
     ----------
@@ -678,9 +680,25 @@ def unused_params(config: dict[str, Any]) -> tuple[str, ...]:
     tuple of str
         Their names (empty if the run reads every parameter).
     """
+    unused = []
     if "momentum" in config and config.get("optimizer") not in ("momentum", "nesterov"):
-        return ("momentum",)
-    return ()
+        unused.append("momentum")
+    if "rng" in config and not _draws_notebook_weights(config.get("init"), config.get("depth")):
+        unused.append("rng")
+    return tuple(unused)
+
+
+def _draws_notebook_weights(init: Any, depth: Any) -> bool:
+    """Whether planar's ``rng='notebook'`` changes a run of ``init`` and ``depth`` (an
+    init that cannot be read counts as drawing: nothing is merged on a guess)."""
+    from fastinit.experiments._common import parse_init
+
+    if depth != 1:
+        return False
+    try:
+        return parse_init(init).std is not None
+    except (TypeError, ValueError):
+        return True
 
 
 def full_config(experiment: str, params: dict[str, Any]) -> dict[str, Any]:

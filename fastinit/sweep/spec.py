@@ -221,7 +221,8 @@ class Spec:
             :meth:`runs`); a configuration repeated in the grids appears once,
             where it first occurs.  Configurations are canonical
             (:func:`fastinit.sweep.runners.canonical_config`): ``momentum`` with
-            ``optimizer = "sgd"`` is one run, whatever the momentum.
+            ``optimizer = "sgd"`` is one run, whatever the momentum, and so is
+            planar's ``rng`` with an init other than ``randn*s`` on one hidden layer.
         """
         seen: dict[str, dict[str, Any]] = {}
         for config in self._expand():
