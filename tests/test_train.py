@@ -327,9 +327,9 @@ def test_overflowing_relu_network_diverges_instead_of_training_on_zeros():
     assert h.status == "diverged" and h.diverged_at == 0
 
 
-def test_ctrl_c_returns_what_was_recorded_with_a_consistent_model(monkeypatch):
-    real = train.train_chunk
-    calls = []
+def _interrupt_after_two_chunks(monkeypatch) -> None:
+    """A Ctrl-C as fit's second chunk returns (chunks of 4, then 1 iteration)."""
+    real, calls = train.train_chunk, []
 
     def interrupted_after_two_chunks(*args):
         real(*args)
@@ -339,6 +339,11 @@ def test_ctrl_c_returns_what_was_recorded_with_a_consistent_model(monkeypatch):
 
     monkeypatch.setattr(train, "_CHUNK_SECONDS", 1e-9)
     monkeypatch.setattr(train, "train_chunk", interrupted_after_two_chunks)
+
+
+def test_ctrl_c_returns_what_was_recorded_with_a_consistent_model(monkeypatch):
+    real = train.train_chunk
+    _interrupt_after_two_chunks(monkeypatch)
     model = _fresh()
     h = model.fit(X, Y, iterations=100, batch_size=8, progress=False)
     assert h.status == "interrupted" and h.iterations == len(h.loss) == 5  # chunks of 4, then 1
@@ -352,16 +357,8 @@ def test_ctrl_c_returns_what_was_recorded_with_a_consistent_model(monkeypatch):
 def test_the_bar_of_an_interrupted_fit_ends_where_the_history_does(monkeypatch):
     # a Ctrl-C lands as the chunk returns: the bar's last line said the chunk before
     # (781/100000 against a History of 1456 iterations)
-    real, calls, out = train.train_chunk, [], io.StringIO()
-
-    def interrupted_after_two_chunks(*args):
-        real(*args)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train, "_CHUNK_SECONDS", 1e-9)
-    monkeypatch.setattr(train, "train_chunk", interrupted_after_two_chunks)
+    out = io.StringIO()
+    _interrupt_after_two_chunks(monkeypatch)
     monkeypatch.setattr(train, "ProgressBar", functools.partial(ProgressBar, min_seconds=0.0,
                                                                 stream=out))  # fmt: skip
     h = _fresh().fit(X, Y, iterations=100, batch_size=8)
