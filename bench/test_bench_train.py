@@ -323,23 +323,32 @@ def test_cold_start_empty_cache_explicit_weights(benchmark):
 
 
 # ----------------------------------------------------------------------------- whole script
-def _script(benchmark, name, impl):
-    """``bench/scripts/<name>`` in a fresh process: imports, data, init, 2000 steps, exit."""
+def _script(benchmark, name, impl, caches):
+    """``bench/scripts/<name>`` in a fresh process: imports, data, init, 2000 steps, exit;
+    with its caches warm, as the issue's cold-start target has them: the data kept
+    decompressed and the compiled code kept on disk (numba's cache; JAX's persistent
+    compilation cache and the JAX script's copy of the data, in ``caches``)."""
     path = ROOT / "bench" / "scripts" / name
+    env = {
+        **os.environ,
+        "BENCH_MNIST_DIR": str(caches / "mnist"),
+        "JAX_COMPILATION_CACHE_DIR": str(caches / "jax"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
 
     def run(_steps):
-        subprocess.run([sys.executable, str(path)], check=True, cwd=ROOT, capture_output=True)
+        subprocess.run([sys.executable, str(path)], check=True, cwd=ROOT, capture_output=True,
+                       env=env)  # fmt: skip
 
-    # fills numba's cache and fastinit's decompressed MNIST copy; JAX's persistent
-    # compilation cache is off unless configured (jax_compilation_cache_dir), as run here
-    run(1)
+    run(1)  # fills the caches
     benchmark.extra_info.update(steps=1, flops=0, impl=impl)
     benchmark.pedantic(run, args=(1,), rounds=3, iterations=1)
 
 
 @pytest.mark.benchmark(group="script")
-def test_script_mnist_fastinit(benchmark):
-    _script(benchmark, "mnist_fastinit.py", "fastinit")
+def test_script_mnist_fastinit(benchmark, tmp_path):
+    _script(benchmark, "mnist_fastinit.py", "fastinit", tmp_path)
 
 
 # ----------------------------------------------------------------------------- peers
@@ -385,8 +394,8 @@ def test_wide_jax_scan(benchmark, mnist_like):
 
 @pytest.mark.benchmark(group="script")
 @pytest.mark.skipif(not peers.available("jax"), reason="jax not installed")
-def test_script_mnist_jax(benchmark):
-    _script(benchmark, "mnist_jax.py", "jax_scan")
+def test_script_mnist_jax(benchmark, tmp_path):
+    _script(benchmark, "mnist_jax.py", "jax_scan", tmp_path)
 
 
 # ----------------------------------------------------------------------------- paired
