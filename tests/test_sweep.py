@@ -153,6 +153,8 @@ def test_rng_is_one_value_where_a_planar_run_draws_no_notebook_weights():
     ], runs  # fmt: skip
     assert "rng" in runners.unused_params(runners.full_config("planar", {"init": "he"}))
     assert "rng" not in runners.unused_params(runners.full_config("planar", {"init": "randn"}))
+    # a row recorded before planar had a depth: one hidden layer, where rng is read
+    assert runners.unused_params({"init": "randn*0.01", "rng": "fastinit"}) == ()
     both = runners.full_config("planar", {"init": "he", "optimizer": "sgd", "momentum": 0.5})
     assert set(runners.unused_params(both)) == {"rng", "momentum"}
 

@@ -683,7 +683,7 @@ def unused_params(config: dict[str, Any]) -> tuple[str, ...]:
     unused = []
     if "momentum" in config and config.get("optimizer") not in ("momentum", "nesterov"):
         unused.append("momentum")
-    if "rng" in config and not _draws_notebook_weights(config.get("init"), config.get("depth")):
+    if "rng" in config and not _draws_notebook_weights(config.get("init"), config.get("depth", 1)):
         unused.append("rng")
     return tuple(unused)
 
