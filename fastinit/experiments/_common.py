@@ -1311,6 +1311,35 @@ def pyplot():
     return plt
 
 
+LOG_AXIS_TOP = 1e200  #: the highest top :func:`log_axis` gives a log axis
+
+
+def log_axis(ax: Any, curves: Sequence[Any]) -> None:
+    """Give ``ax`` a log y scale whose limits span the finite positive values of ``curves``.
+
+    matplotlib pads a log axis by a share of its decades and places its ticks up to
+    two tick strides beyond it: near the float64 limit (a float64 run diverging
+    geometrically reaches 1e304 before its NaN) the padding overflows and the axis
+    falls back to 1-10, every line of the panel unreadable, or the tick labels raise
+    OverflowError.  The limits are set here, before the scale, with a factor of 2
+    each side and the top at most :data:`LOG_AXIS_TOP`: a diverging line leaves the
+    top of the panel there.  With nothing positive to show, matplotlib's own.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axis, its curves drawn.
+    curves : sequence of array_like
+        Every value drawn on it (NaN, infinities, zeros and negatives are left out).
+    """
+    values = np.concatenate([np.ravel(np.asarray(c, dtype=np.float64)) for c in curves] or [[]])
+    shown = values[np.isfinite(values) & (values > 0)]
+    if shown.size:
+        low = min(float(shown.min()) / 2, LOG_AXIS_TOP / 10)
+        ax.set_ylim(low, min(float(shown.max()) * 2, LOG_AXIS_TOP))
+    ax.set_yscale("log")
+
+
 def subplots(plt: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
     """``plt.subplots(*args, **kwargs)`` at :data:`FIGURE_DPI`, as every figure is made.
 
