@@ -340,6 +340,51 @@ def test_the_per_layer_figure_labels_its_rows_not_with_an_init():
         plt.close(fig)
 
 
+def test_the_experiment_s_figures_say_which_runs_overflowed(tmp_path, monkeypatch):
+    # the table said "overflow" while the figures dropped the run without a word (the
+    # gradient panel showed only he, the summary a single point); the report said it
+    from fastinit.experiments import depth
+
+    seen = {}
+
+    def recording(name, plot):
+        def draw(*args, **kwargs):
+            seen[name] = kwargs.get("notes", args[5] if len(args) > 5 else None)
+            return plot(*args, **kwargs)
+
+        return draw
+
+    monkeypatch.setattr(depth, "plot_signal", recording("signal", depth.plot_signal))
+    monkeypatch.setattr(
+        depth, "plot_signal_vs_depth", recording("ends", depth.plot_signal_vs_depth)
+    )
+    r = depth.run_depth(("std=1", "he"), ("relu",), depths=(3, 60), width=64, samples=16,
+                        seeds=2, dtype="float32", out=tmp_path, progress=False)  # fmt: skip
+    assert not np.isfinite(r.act_std[("std=1", "relu", 60)]).all()  # the case in question
+    assert seen["signal"] == {("std=1", 60): "2 of 2 seeds overflowed"}, seen
+    assert seen["ends"] == {("std=1", "relu"): "depth 60: 2 of 2 seeds overflowed"}, seen
+
+
+def test_signal_vs_depth_of_one_depth_has_whole_depth_ticks():
+    # one depth gave ticks 3.8 ... 4.2 "layers"
+    from fastinit.experiments._common import pyplot
+    from fastinit.experiments.depth import plot_signal_vs_depth
+
+    plt = pyplot()
+    fig = plot_signal_vs_depth(plt, {("he", "relu", 4): (0.5, 0.25)}, ["he"], ["relu"], [4])
+    try:
+        fig.canvas.draw()
+        ticks = [
+            t
+            for ax in fig.axes
+            for t in ax.get_xticks()
+            if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]
+        ]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    finally:
+        plt.close(fig)
+
+
 def test_a_depth_figure_with_nothing_to_draw_makes_no_empty_legend():
     # every std 0 or missing (a width-1 network of one sample): matplotlib warned "No artists
     # with labels found to put in legend" from both figures

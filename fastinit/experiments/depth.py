@@ -673,6 +673,8 @@ def plot_signal_vs_depth(
     -------
     matplotlib.figure.Figure
     """
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = subplots(
         plt, 2, len(activations), figsize=(4.0 * len(activations), 6.0), squeeze=False
     )
@@ -694,6 +696,9 @@ def plot_signal_vs_depth(
             ax.set_yscale("log")
             _clip_decades(ax, DECADES)
             ax.set_xlabel("network depth (layers)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if len(depths) == 1:  # matplotlib's 3.8 ... 4.2 around one point
+                ax.set_xlim(depths[0] - 1, depths[0] + 1)
             if r == 0:
                 ax.set_title(act)
             if c == 0:
@@ -720,13 +725,30 @@ def _write(result: DepthResult, output: Output) -> None:
             for d in cfg["depths"]
         }
         title = f"{act}: width {cfg['width']}, {cfg['samples']} inputs, {cfg['seeds']} seed(s)"
-        fig = plot_signal(plt, curves, cfg["inits"], cfg["depths"], title)
+        notes = {k: _overflowed(*pair) for k, pair in curves.items() if _overflowed(*pair)}
+        fig = plot_signal(plt, curves, cfg["inits"], cfg["depths"], title, notes)
         output.figure(f"depth_{act}.png", fig)
         plt.close(fig)
     ends = {
         (r["init"], r["activation"], r["depth"]): (r["act_std_last"], r["grad_std_first"])
         for r in result.summary()["results"]
     }
-    fig = plot_signal_vs_depth(plt, ends, cfg["inits"], cfg["activations"], cfg["depths"])
+    notes = {}  # as the report's: "depth 60: 2 of 2 seeds overflowed" in the line's legend
+    for init in cfg["inits"]:
+        for act in cfg["activations"]:
+            said = [f"depth {d}: {note}" for d in cfg["depths"]
+                    if (note := _overflowed(result.act_std[(init, act, d)],
+                                            result.grad_std[(init, act, d)]))]  # fmt: skip
+            if said:
+                notes[(init, act)] = "; ".join(said)
+    fig = plot_signal_vs_depth(plt, ends, cfg["inits"], cfg["activations"], cfg["depths"], notes)
     output.figure("depth_summary.png", fig)
     plt.close(fig)
+
+
+def _overflowed(act_std: np.ndarray, grad_std: np.ndarray) -> str:
+    """``k of n seeds overflowed``: the seeds whose signal or gradient spread is not finite
+    at some layer (the figures leave those layers out), empty for none."""
+    bad = ~(np.isfinite(act_std).all(axis=1) & np.isfinite(grad_std).all(axis=1))
+    n = len(bad)
+    return f"{int(bad.sum())} of {n} seed{'' if n == 1 else 's'} overflowed" if bad.any() else ""
