@@ -1471,6 +1471,39 @@ def test_mnist_figure_over_seeds_leaves_a_diverged_seed_out_as_the_table_does(
                                                           axis=0)[:10])  # fmt: skip
 
 
+def test_mnist_figure_says_its_curves_are_smoothed_and_which_leave_the_axis(tmp_path, monkeypatch):
+    # the book's 0-2.5 axis cut std=1's losses of 2.9e4 without a word, and the markers
+    # (smoothed) disagreed with the printed table (raw) under a plain "loss" label
+    from matplotlib.figure import Figure
+
+    from fastinit.experiments import mnist
+
+    seen = {}
+    savefig = Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        ax = fig.axes[0]
+        seen.update(labels=[ln.get_label() for ln in ax.get_lines()], ylabel=ax.get_ylabel(),
+                    ylim=ax.get_ylim())  # fmt: skip
+        return savefig(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    big = np.concatenate([np.full(10, 28861.0), np.linspace(2.3, 2.2, 30)])[None, :]
+    r = MnistResult({"seeds": 1, "seed": 0, "iterations": 40, "sizes": [784, 10],
+                     "activation": "relu"},
+                    curves={"he": np.linspace(2.0, 1.0, 40)[None, :], "std=1": big},
+                    test_accuracy={"he": np.array([0.9]), "std=1": np.array([0.1])},
+                    status={"he": ["ok"], "std=1": ["ok"]})  # fmt: skip
+    with Output(tmp_path, "mnist") as output:
+        mnist._write(r, output)
+    assert seen["ylim"] == (0.0, 2.5)  # the book's view, kept
+    assert "smoothed" in seen["ylabel"] and "11" in seen["ylabel"], seen["ylabel"]
+    he, std1 = seen["labels"]
+    assert he == "he" and std1.startswith("std=1 (above the axis to "), std1
+    peak = float(std1.split("above the axis to ")[1].rstrip(")"))
+    assert peak == pytest.approx(smooth_curve(big[0]).max(), rel=5e-3)  # 3 digits
+
+
 @pytest.mark.parametrize(
     ("run", "kw"),
     [(run_depth, {"depths": (2,), "width": 4, "samples": 4}),
