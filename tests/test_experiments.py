@@ -1270,6 +1270,47 @@ def test_planar_boundary_panels_say_which_points_they_draw(tmp_path, monkeypatch
     assert "training points" in drawn["suptitle"]
 
 
+def _planar_figures(monkeypatch, tmp_path, **kwargs):
+    """run_planar's result and its two figures' axes (cost: lines' labels and y limits)."""
+    seen = {}
+
+    def figure(self, name, fig):
+        seen[name] = fig.axes
+        if name == "planar_cost.png":
+            seen["labels"] = [ln.get_label() for ln in fig.axes[0].get_lines()]
+            seen["ylim"] = fig.axes[0].get_ylim()
+
+    monkeypatch.setattr(Output, "figure", figure)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "overflow encountered in exp"
+        r = run_planar(("randn", "zeros"), iterations=30, out=tmp_path, progress=False, **kwargs)
+    return r, seen
+
+
+def test_planar_figures_say_which_runs_diverged_and_draw_no_boundary_for_them(
+    tmp_path, monkeypatch
+):
+    # a diverged run (weights ~1e37) was drawn as a clean boundary under "randn: diverged",
+    # and its cost line simply stopped, the legend saying nothing
+    r, seen = _planar_figures(monkeypatch, tmp_path, lr=3e38, dtype="float32")
+    assert r.status == {"randn": "diverged", "zeros": "ok"}
+    k = len(r.costs["randn"]) - 1  # its last cost is the first non-finite one
+    assert seen["labels"] == [f"randn (diverged at iteration {k})", "zeros"], seen["labels"]
+    panels = {ax.get_title().split(":")[0]: ax for ax in seen["planar_boundaries.png"]}
+    assert panels["randn"].get_title() == "randn: diverged, no boundary"
+    assert len(panels["randn"].collections) == 1  # the points only
+    assert len(panels["zeros"].collections) > 1  # its boundary and the points
+
+
+def test_planar_cost_axis_spans_costs_near_the_float64_limit(tmp_path, monkeypatch):
+    # lr 1e306 drove the float64 costs to 2.6e305: the log axis fell back to 1-10, every
+    # line gone
+    r, seen = _planar_figures(monkeypatch, tmp_path, lr=1e306)
+    assert max(max(c) for c in r.costs.values()) > 1e305
+    low, high = seen["ylim"]
+    assert low < min(min(c) for c in r.costs.values()) and high >= 1e100, seen["ylim"]
+
+
 def test_experiment_tables_print_a_huge_finite_number_in_a_few_digits(tmp_path):
     """A finite cost of 1e299 (lr 1e300) is one short cell, not 300 digits."""
     r = run_planar(("randn",), iterations=3, lr=1e300, progress=False)

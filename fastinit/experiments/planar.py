@@ -42,6 +42,7 @@ from fastinit.experiments._common import (
     check_memory,
     fixed,
     json_safe,
+    log_axis,
     parse_inits,
     prepared_output,
     provenance,
@@ -459,10 +460,13 @@ def _write(result: PlanarResult, output: Output, x: np.ndarray, y: np.ndarray) -
     plt = pyplot()
     fig, ax = subplots(plt, figsize=(6.4, 4.4))
     for name in names:
-        ax.plot(result.costs[name], label=name)
+        costs = result.costs[name]
+        diverged = result.status[name] == "diverged"  # its last cost: the first non-finite
+        label = f"{name} (diverged at iteration {len(costs) - 1})" if diverged else name
+        ax.plot(costs, label=label)
     ax.set_xlabel("iteration")
     ax.set_ylabel("cost")
-    ax.set_yscale("log")
+    log_axis(ax, list(result.costs.values()))  # a diverging float64 run reaches 1e305
     ax.legend()
     cfg = result.config
     sizes = "-".join(map(str, cfg["sizes"]))
@@ -486,14 +490,16 @@ def _boundaries(plt, result: PlanarResult, x: np.ndarray, y: np.ndarray):
     for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     for ax, name in zip(axes.ravel(), names, strict=False):
-        z = result.models[name].predict(grid).reshape(xx.shape)
-        # one band per class, coloured as its points (a one-class map, zeros, too), lighter
-        ax.contourf(xx, yy, z, [-0.5, 0.5, 1.5], vmin=0, vmax=1, cmap=plt.cm.Spectral, alpha=0.5)
-        ax.scatter(x[:, 0], x[:, 1], c=y, s=8, cmap=plt.cm.Spectral, edgecolors="k", linewidths=0.2)
         train, test = result.train_accuracy[name], result.test_accuracy[name]
-        finite = math.isfinite(train) and math.isfinite(test)
-        ax.set_title(f"{name}: train acc {train:.2f}, test {test:.2f}" if finite
-                     else f"{name}: diverged")  # fmt: skip
+        trained = math.isfinite(train) and math.isfinite(test)
+        if trained:  # a diverged network's predictions are noise: no boundary drawn for it
+            z = result.models[name].predict(grid).reshape(xx.shape)
+            # one band per class, coloured as its points (a one-class map, zeros, too), lighter
+            ax.contourf(xx, yy, z, [-0.5, 0.5, 1.5], vmin=0, vmax=1, cmap=plt.cm.Spectral,
+                        alpha=0.5)  # fmt: skip
+        ax.scatter(x[:, 0], x[:, 1], c=y, s=8, cmap=plt.cm.Spectral, edgecolors="k", linewidths=0.2)
+        ax.set_title(f"{name}: train acc {train:.2f}, test {test:.2f}" if trained
+                     else f"{name}: diverged, no boundary")  # fmt: skip
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("decision boundaries over the training points")
