@@ -1311,6 +1311,42 @@ def test_planar_cost_axis_spans_costs_near_the_float64_limit(tmp_path, monkeypat
     assert low < min(min(c) for c in r.costs.values()) and high >= 1e100, seen["ylim"]
 
 
+def _symmetry_axis(monkeypatch, tmp_path, inits, **kwargs):
+    """run_symmetry's result and its figure's lines (label -> y) and y limits."""
+    seen = {}
+
+    def figure(self, name, fig):
+        ax = fig.axes[0]
+        seen.update(lines={ln.get_label(): ln.get_ydata() for ln in ax.get_lines()},
+                    ylim=ax.get_ylim())  # fmt: skip
+
+    monkeypatch.setattr(Output, "figure", figure)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "overflow encountered in exp"
+        r = run_symmetry(inits, iterations=20, every=5, out=tmp_path, progress=False, **kwargs)
+    return r, seen
+
+
+def test_symmetry_figure_says_which_lines_are_zero_throughout(tmp_path, monkeypatch):
+    # zeros' lines lay exactly under constant=0.5's (both 0), listed in the legend but
+    # nowhere to be seen; the axis spent its lower half on negative spreads
+    _, seen = _symmetry_axis(monkeypatch, tmp_path, ("zeros", "constant=0.5", "randn*0.5"))
+    zero = [k for k, y in seen["lines"].items() if not np.any(y)]
+    assert sorted(zero) == sorted(f"{n}, {kind} (0 throughout)" for n in ("zeros", "constant=0.5")
+                                  for kind in ("incoming", "outgoing")), seen["lines"]  # fmt: skip
+    assert "randn*0.5, incoming" in seen["lines"]
+    assert seen["ylim"][0] == 0.0
+
+
+def test_symmetry_axis_spans_spreads_near_the_float64_limit(tmp_path, monkeypatch):
+    # lr 1e300 gave spreads of 8e299: the randn lines vanished on a +-1e-3 axis
+    r, seen = _symmetry_axis(monkeypatch, tmp_path, ("zeros", "randn*0.5"), lr=1e300,
+                             activation="relu")  # fmt: skip
+    top = max(np.nanmax(np.where(np.isfinite(v), v, np.nan)) for v in r.incoming.values())
+    assert top > 1e250
+    assert seen["ylim"][0] == 0.0 and seen["ylim"][1] >= 1e100, seen["ylim"]
+
+
 def test_experiment_tables_print_a_huge_finite_number_in_a_few_digits(tmp_path):
     """A finite cost of 1e299 (lr 1e300) is one short cell, not 300 digits."""
     r = run_planar(("randn",), iterations=3, lr=1e300, progress=False)

@@ -46,6 +46,7 @@ from fastinit._validate import (
     value_errors,
 )
 from fastinit.experiments._common import (
+    LOG_AXIS_TOP,
     Output,
     check_hidden,
     check_lr,
@@ -388,15 +389,23 @@ def _write(result: SymmetryResult, output: Output) -> None:
     output.csv("spread.csv", header, rows)
     plt = pyplot()
     fig, ax = subplots(plt, figsize=(6.4, 4.2))
-    for name in names:
-        (line,) = ax.plot(
-            result.checkpoints, result.incoming[name].max(axis=1), marker="o",
-            label=f"{name}, incoming",
-        )  # fmt: skip
-        ax.plot(
-            result.checkpoints, result.outgoing[name].max(axis=1), marker="x", linestyle="--",
-            color=line.get_color(), label=f"{name}, outgoing",
-        )  # fmt: skip
+    drawn = []
+    for k, name in enumerate(names):
+        color = f"C{k % 10}"
+        for kind, spread, marker, style in (("incoming", result.incoming, "o", "-"),
+                                            ("outgoing", result.outgoing, "x", "--")):  # fmt: skip
+            y = spread[name].max(axis=1)
+            drawn.append(y)
+            # inits that stay exactly equal draw one line at 0, each over the others:
+            # the legend says so, and a larger ring per init keeps every one in sight
+            zero = not np.any(y)
+            ax.plot(result.checkpoints, y, marker=marker, linestyle=style, color=color,
+                    markersize=5 + 3 * k if zero else 6, fillstyle="none" if zero else "full",
+                    label=f"{name}, {kind}" + (" (0 throughout)" if zero else ""))  # fmt: skip
+    finite = np.concatenate(drawn)
+    finite = finite[np.isfinite(finite)]
+    top = min(float(finite.max()) * 2, LOG_AXIS_TOP) if finite.size and finite.max() > 0 else 1.0
+    ax.set_ylim(0.0, top)  # spreads are >= 0; near 1e300 symlog's own padding overflows
     ax.set_yscale("symlog", linthresh=1e-12)
     ax.set_xlabel("iteration")
     ax.set_ylabel("max difference between hidden units' weights\n(incoming and outgoing)")
