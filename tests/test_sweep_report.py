@@ -549,10 +549,13 @@ def test_a_refused_directory_leaves_every_directory_as_it_was(tmp_path, refused)
 
 # ----------------------------------------------------------------------------- figures
 def _captured_figures(monkeypatch) -> dict:
+    from matplotlib.collections import PolyCollection
+
     figures: dict = {}
     figure = _common.Output.figure
 
     def capture(self, name, fig):
+        figure(self, name, fig)  # drawn first: the colorbars' offset texts are set at draw time
         figures[name] = {
             "suptitle": fig._suptitle.get_text() if fig._suptitle else "",
             "axes": [(ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes],
@@ -561,11 +564,23 @@ def _captured_figures(monkeypatch) -> dict:
                 [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []
                 for ax in fig.axes
             ],
+            "ylims": [ax.get_ylim() for ax in fig.axes],
+            "norms": [[(im.norm.vmin, im.norm.vmax) for im in ax.images] for ax in fig.axes],
+            "offsets": [ax.yaxis.get_offset_text().get_text() for ax in fig.axes],
+            "bands": [
+                [_band_edges(c) for c in ax.collections if isinstance(c, PolyCollection)]
+                for ax in fig.axes
+            ],
         }
-        figure(self, name, fig)
 
     monkeypatch.setattr(_common.Output, "figure", capture)
     return figures
+
+
+def _band_edges(collection) -> tuple[float, float]:
+    """The lowest and highest y of a filled band (``fill_between``), its finite vertices."""
+    ys = [y for path in collection.get_paths() for _, y in path.vertices if math.isfinite(y)]
+    return min(ys), max(ys)
 
 
 def test_heatmap_axes_and_colorbars_are_labelled(tmp_path, monkeypatch):
@@ -648,6 +663,91 @@ def test_heatmap_cells_say_how_many_runs_their_mean_leaves_out(tmp_path, monkeyp
     assert "(k/n): k of n runs" in heat["suptitle"], heat["suptitle"]
     assert [t.split("\n")[0] for t in figures["heatmap_value.png"]["texts"][0]] == [
         "1", "1", "1 (1/2)"]  # fmt: skip
+
+
+def test_heatmap_cells_tell_a_configuration_never_run_from_one_whose_runs_all_failed(
+    tmp_path, monkeypatch
+):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for init, act in (("a", "x"), ("a", "y"), ("b", "x")):  # b/y never run
+            for seed in range(2):
+                if init == "b":
+                    record(store, "selftest", {"init": init, "activation": act, "seed": seed},
+                           status="failed")  # fmt: skip
+                else:
+                    record(store, "selftest", {"init": init, "activation": act, "seed": seed},
+                           {"value": 1.0, "final_loss": 0.25})  # fmt: skip
+    figures = _captured_figures(monkeypatch)
+    make_report(db, tmp_path / "out")
+    cells = figures["heatmap_value.png"]["texts"][0]  # row by row: a/x, a/y, b/x, b/y
+    assert cells[3] == "not run", cells
+    assert "2 of 2 failed" in cells[2] and cells[2] != cells[3], cells
+
+
+def _two_cells(db: Path, values: tuple[float, float]) -> None:
+    with Store(db) as store:
+        for init, value in zip(("a", "b"), values, strict=True):
+            for seed in range(2):
+                record(store, "selftest", {"init": init, "seed": seed},
+                       {"value": value, "final_loss": value})  # fmt: skip
+
+
+def test_heatmap_colours_do_not_blow_rounding_noise_up_to_the_whole_colour_range(
+    tmp_path, monkeypatch
+):
+    """2.4712737018722 against 2.4712737018721 filled viridis from purple to yellow."""
+    figures = _captured_figures(monkeypatch)
+    _two_cells(tmp_path / "noise.sqlite", (2.4712737018722, 2.4712737018721))
+    make_report(tmp_path / "noise.sqlite", tmp_path / "noise")
+    heat = figures["heatmap_value.png"]
+    ((vmin, vmax),) = heat["norms"][0]
+    assert vmax - vmin > 1e6 * 1e-13, (vmin, vmax)  # the two cells a millionth of it apart
+    assert vmin <= 2.4712737018721 and 2.4712737018722 <= vmax, (vmin, vmax)
+    # the colorbar's ticks carry the values: no offset text ("1e-14+2.471273702") over the title
+    assert heat["offsets"] == ["", ""], heat["offsets"]
+    # a real difference still spans the colour range
+    _two_cells(tmp_path / "real.sqlite", (0.6, 0.692))
+    make_report(tmp_path / "real.sqlite", tmp_path / "real")
+    ((vmin, vmax),) = figures["heatmap_value.png"]["norms"][0]
+    assert (vmin, vmax) == pytest.approx((0.6, 0.692)), (vmin, vmax)
+
+
+def test_a_curve_diverging_to_the_float_limit_leaves_the_panel_readable(tmp_path, monkeypatch):
+    """A float64 run climbs to 1e304 before its NaN: the log axis fell back to 1-10."""
+    import warnings
+
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for seed in range(2):
+            climb = [10.0 ** (8 * k) for k in range(39)] + [1e304, None, None]
+            record(store, "selftest", {"init": "a", "seed": seed}, {"final_loss": None},
+                   curves={"loss": climb}, status="diverged")  # fmt: skip
+            healthy = [20.0 + seed - 0.01 * k for k in range(len(climb))]
+            record(store, "selftest", {"init": "b", "seed": seed}, {"final_loss": healthy[-1]},
+                   curves={"loss": healthy})  # fmt: skip
+    figures = _captured_figures(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "overflow encountered in exp"
+        make_report(db, tmp_path / "out")
+    low, high = figures["curves_loss.png"]["ylims"][0]
+    assert low <= 19.6 and 21 <= high < 1e300, (low, high)
+
+
+def test_the_band_of_a_curve_stays_within_the_values_its_seeds_reached(tmp_path, monkeypatch):
+    """A std larger than the mean put the band's lower edge at or below 0 (the axis bottom)."""
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for seed, losses in enumerate(([1.0, 0.01, 0.01], [1.0, 10.0, 2.0])):
+            record(store, "selftest", {"init": "a", "seed": seed}, {"final_loss": losses[-1]},
+                   curves={"loss": losses})  # fmt: skip
+    figures = _captured_figures(monkeypatch)
+    make_report(db, tmp_path / "out")
+    curves = figures["curves_loss.png"]
+    ((low, high),) = curves["bands"][0]
+    assert 0.01 <= low and high <= 10.0, (low, high)
+    assert curves["ylims"][0][0] >= 0.001, curves["ylims"]
+    assert "band" in curves["suptitle"] and "min" in curves["suptitle"], curves["suptitle"]
 
 
 def test_exploding_signals_of_a_real_depth_sweep_are_aggregated(tmp_path):

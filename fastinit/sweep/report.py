@@ -47,12 +47,14 @@ nothing else is left in it; nothing a report did not write is removed:
   ``<metric>_std`` and ``<metric>_count``;
 * ``<exp>/heatmap_<metric>.png``: mean over seeds, init x activation, one
   panel per combination of the other varying parameters (a cell whose mean
-  leaves runs out, failed or non-finite, says ``(k/n)``: k of its n runs); a
-  name from the data in a file name keeps its letters, digits and ``=.+-``,
-  other runs of characters becoming ``_`` (``loss/val``: ``heatmap_loss_val.png``);
+  leaves runs out, failed or non-finite, says ``(k/n)``: k of its n runs;
+  ``n/a``, a cell whose runs have no value, ``not run``, one the database
+  lacks); a name from the data in a file name keeps its letters, digits and
+  ``=.+-``, other runs of characters becoming ``_`` (``loss/val``:
+  ``heatmap_loss_val.png``);
 * ``<exp>/curves_loss.png`` (training experiments): the loss curve per init,
-  mean over seeds with a +-1 std band, one panel per combination of the
-  other varying parameters;
+  mean over seeds with a band from the least to the largest value of a seed,
+  one panel per combination of the other varying parameters;
 * ``<exp>/signal_<activation>.png`` and ``<exp>/signal_vs_depth.png`` (the
   ``depth`` and ``histogram`` experiments): per-layer activation and gradient
   standard deviation for each init and network depth, and the spread at the
@@ -76,9 +78,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastinit.sweep.runners import EXPERIMENTS, unused_params
+
+if TYPE_CHECKING:  # imported where used: a report without figures does without it
+    import numpy as np
 
 __all__ = ["Group", "ReportResult", "aggregate", "make_report", "mean_std"]
 
@@ -584,9 +589,23 @@ def _chunks(items: list, n: int) -> list[list]:
     return [items[i : i + n] for i in range(0, len(items), n)] or [[]]
 
 
+COLOUR_SPAN = 1e-4  # a heatmap panel's least colour span, relative to its largest |value|
+
+
 def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
+    """Figures of each metric's mean over seeds, init x activation, a panel per other configuration.
+
+    A cell reads ``not run`` where the sweep holds no run of that configuration,
+    ``n/a`` where its runs have no finite value (and then how many diverged or
+    failed).  Each panel has its own colour scale, logarithmic over more than a
+    factor 100, spanning at least :data:`COLOUR_SPAN` times its largest magnitude:
+    a difference of rounding noise (2.4712737018722 against 2.4712737018721)
+    filled the whole colour range, and now shows as one colour, while a
+    difference in the fourth significant digit, as the tables print, still spans
+    it.  The colorbars' ticks carry the values, with no offset text (it was drawn
+    over the panel's title).
+    """
     import numpy as np
-    from matplotlib.colors import LogNorm
 
     spec = EXPERIMENTS.get(exp)
     present = _metric_names(groups)
@@ -602,37 +621,25 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
             fig, axes = _grid(plt, len(chunk), (1.3 * len(acts) + 2.6, 0.5 * len(inits) + 1.6))
             partial = False  # a mean over fewer than its group's runs (failed, diverged)
             for ax, (label, gs) in zip(axes, chunk, strict=False):
+                cells: dict[tuple[int, int], Group] = {
+                    (inits.index(str(g.params.get("init"))),
+                     acts.index(str(g.params.get("activation")))): g
+                    for g in gs
+                }  # fmt: skip
                 grid = np.full((len(inits), len(acts)), np.nan)
-                std = np.full_like(grid, np.nan)
-                of: dict[tuple[int, int], str] = {}  # " (k/n)": k of its n runs averaged
-                diverged: dict[tuple[int, int], str] = {}  # "k of n seeds diverged"
-                for g in gs:
-                    i = inits.index(str(g.params.get("init")))
-                    j = acts.index(str(g.params.get("activation")))
-                    if _diverged(g):  # as ok/div/fail in the tables, whatever the metric
-                        diverged[i, j] = "\n" + _diverged(g)
+                for (i, j), g in cells.items():
                     s = g.stats.get(metric)
-                    if s is None or s["mean"] is None:
-                        continue
-                    grid[i, j] = s["mean"]
-                    std[i, j] = np.nan if s["std"] is None else s["std"]
-                    if s["count"] < len(g.runs):
-                        of[i, j] = f" ({s['count']}/{len(g.runs)})"
-                partial |= bool(of)
-                finite = grid[np.isfinite(grid)]
-                digits = _digits(finite.tolist(), least=3)
-                norm = None
-                if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
-                    norm = LogNorm(vmin=finite.min(), vmax=finite.max())
+                    if s is not None and s["mean"] is not None:
+                        grid[i, j] = s["mean"]
+                        partial |= s["count"] < len(g.runs)
                 cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
+                norm = _colour_norm(grid[np.isfinite(grid)])
                 im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
+                digits = _digits(grid[np.isfinite(grid)].tolist(), least=3)
                 for i in range(len(inits)):
                     for j in range(len(acts)):
-                        text = "n/a" if np.isnan(grid[i, j]) else _fmt(grid[i, j], digits)
-                        text += of.get((i, j), "")
-                        if np.isfinite(std[i, j]):
-                            text += f"\n±{std[i, j]:.2g}"
-                        text += diverged.get((i, j), "")
+                        g = cells.get((i, j))
+                        text = _heatmap_cell(g, metric, digits) if g else "not run"
                         color = "black"
                         if np.isfinite(grid[i, j]):
                             r, g_, b, _ = cmap(im.norm(grid[i, j]))
@@ -643,7 +650,9 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
                 ax.set_xlabel("activation")
                 ax.set_ylabel("init")
                 ax.set_title(label or metric, fontsize=9)
-                fig.colorbar(im, ax=ax, shrink=0.8, label=f"{metric}, mean over seeds")
+                cbar = fig.colorbar(im, ax=ax, shrink=0.8, label=f"{metric}, mean over seeds")
+                if hasattr(cbar.formatter, "set_useOffset"):  # not a log scale's formatter
+                    cbar.formatter.set_useOffset(False)
             suffix = f"_{part + 1}" if len(panels) > PANELS_PER_FIGURE else ""
             note = "; (k/n): k of n runs have a finite value" if partial else ""
             fig.suptitle(f"{exp}: {metric}, mean over seeds (init x activation){note}")
@@ -652,8 +661,55 @@ def _heatmaps(plt: Any, exp: str, groups: Sequence[Group], output: Any) -> None:
             plt.close(fig)
 
 
+def _colour_norm(values: np.ndarray) -> Any:
+    """The colour scale of a heatmap panel whose finite values are ``values``.
+
+    Logarithmic over more than a factor 100; else linear, widened about the
+    values to at least :data:`COLOUR_SPAN` times their largest magnitude.  None
+    (matplotlib's own) with no value.
+    """
+    from matplotlib.colors import LogNorm, Normalize
+
+    if not values.size:
+        return None
+    low, high = float(values.min()), float(values.max())
+    if low > 0 and high / low > 100:
+        return LogNorm(vmin=low, vmax=high)
+    pad = max(COLOUR_SPAN * max(abs(low), abs(high)) - (high - low), 0.0) / 2
+    return Normalize(vmin=low - pad, vmax=high + pad)
+
+
+def _heatmap_cell(g: Group, metric: str, digits: int) -> str:
+    """The text of a heatmap cell: ``metric``'s mean over the runs of ``g`` to ``digits``
+    significant digits, ``(k/n)`` when k of its n runs have a value, ``±std``, how many
+    seeds diverged; ``n/a`` with no value, then also how many runs failed."""
+    s = g.stats.get(metric)
+    if s is None or s["mean"] is None:
+        failed = g.status.get("failed", 0)
+        said = f"\n{failed} of {len(g.runs)} failed" if failed else ""
+        return "n/a" + (f"\n{_diverged(g)}" if _diverged(g) else "") + said
+    text = _fmt(s["mean"], digits)
+    if s["count"] < len(g.runs):
+        text += f" ({s['count']}/{len(g.runs)})"
+    if s["std"] is not None and math.isfinite(s["std"]):  # inf: beyond the largest float
+        text += f"\n±{s['std']:.2g}"
+    return text + (f"\n{_diverged(g)}" if _diverged(g) else "")  # as ok/div/fail in the tables
+
+
 def _curves(plt: Any, exp: str, groups: Sequence[Group], output: Any, curve: str) -> None:
+    """Figures of ``curve`` per iteration: a line per init, a panel per other configuration.
+
+    The line is the mean over seeds (past where a seed diverged, the mean of the
+    others); the band spans the smallest to the largest value a seed reached at
+    that iteration, not mean ± std: on a log axis a std larger than the mean put
+    the lower edge at or below 0, the band falling to the axis bottom, at losses
+    no seed had.  A panel whose values are all positive has a log y axis, its
+    limits set from the finite values drawn (:func:`fastinit.experiments._common.log_axis`):
+    a run diverging towards the float64 limit made matplotlib's padding overflow.
+    """
     import numpy as np
+
+    from fastinit.experiments._common import log_axis
 
     panels = list(_panels(groups, ("init",)).items())
     if not any(r["curves"].get(curve) for g in groups for r in g.runs):
@@ -664,28 +720,18 @@ def _curves(plt: Any, exp: str, groups: Sequence[Group], output: Any, curve: str
         fig, axes = _grid(plt, len(chunk), (5.0, 3.6))
         diverged = False
         for ax, (label, gs) in zip(axes, chunk, strict=False):
-            positive = True
+            drawn = []  # every value on the axis, lines and band edges: the log axis' limits
             for g in gs:
-                curves = [r["curves"].get(curve) for r in g.runs if r["curves"].get(curve)]
-                if not curves:
+                a = _seed_curves(g, curve)
+                if a is None:
                     continue
-                n = max(len(c) for c in curves)
-                a = np.full((len(curves), n), np.nan)
-                for k, c in enumerate(curves):
-                    a[k, : len(c)] = [np.nan if v is None else v for v in c]
-                with np.errstate(invalid="ignore"), _quiet():
-                    mean = np.nanmean(a, axis=0)
-                    sd = np.nanstd(a, axis=0, ddof=1) if len(curves) > 1 else None
                 color = colors[inits.index(str(g.params.get("init"))) % len(colors)]
-                x = np.arange(n)
                 said = f"; {_diverged(g)}" if _diverged(g) else ""
-                ax.plot(x, mean, color=color, label=f"{g.params.get('init')} ({len(curves)}{said})")
+                drawn += _mean_and_band(ax, a, color, f"{g.params.get('init')} ({len(a)}{said})")
                 diverged |= bool(said)
-                if sd is not None:
-                    ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
-                positive &= bool(np.nanmin(a) > 0) if np.isfinite(a).any() else True
-            if positive:
-                ax.set_yscale("log")
+            finite = np.concatenate([d[np.isfinite(d)] for d in drawn] or [np.zeros(0)])
+            if finite.size == 0 or finite.min() > 0:
+                log_axis(ax, drawn)
             ax.set_xlabel("iteration")
             ax.set_ylabel(curve)
             ax.set_title(label or exp, fontsize=9)
@@ -693,10 +739,38 @@ def _curves(plt: Any, exp: str, groups: Sequence[Group], output: Any, curve: str
                 ax.legend(fontsize="x-small")
         suffix = f"_{part + 1}" if len(panels) > PANELS_PER_FIGURE else ""
         note = "; past where a seed diverged, the mean of the others" if diverged else ""
-        fig.suptitle(f"{exp}: {curve} per init, mean ± std over seeds (runs){note}")
+        fig.suptitle(f"{exp}: {curve} per init, mean over seeds (runs), band min to max{note}")
         fig.tight_layout()
         output.figure(f"curves_{_slug(curve)}{suffix}.png", fig)
         plt.close(fig)
+
+
+def _seed_curves(g: Group, curve: str) -> np.ndarray | None:
+    """``curve`` of each run of ``g`` as rows padded with NaN, None for a group without it."""
+    import numpy as np
+
+    curves = [r["curves"].get(curve) for r in g.runs if r["curves"].get(curve)]
+    if not curves:
+        return None
+    a = np.full((len(curves), max(len(c) for c in curves)), np.nan)
+    for k, c in enumerate(curves):
+        a[k, : len(c)] = [np.nan if v is None else v for v in c]
+    return a
+
+
+def _mean_and_band(ax: Any, a: np.ndarray, color: str, label: str) -> list[np.ndarray]:
+    """Draw the mean of the rows of ``a`` and, for several, their min-max band; what was drawn."""
+    import numpy as np
+
+    x = np.arange(a.shape[1])
+    with np.errstate(invalid="ignore", over="ignore"), _quiet():  # all-NaN iterations: NaN
+        mean = np.nanmean(a, axis=0)
+        low, high = np.nanmin(a, axis=0), np.nanmax(a, axis=0)
+    ax.plot(x, mean, color=color, label=label)
+    if len(a) == 1:
+        return [mean]
+    ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
+    return [mean, low, high]
 
 
 class _quiet:
