@@ -96,6 +96,10 @@ class HistogramResult:
         activations and of the back-propagated gradients, layer by layer.
     act_edges, grad_edges : dict of (str, str) -> numpy.ndarray
         The matching ``bins + 1`` bin edges (one range for all layers of a pair).
+    act_outside, grad_outside : dict of (str, str) -> numpy.ndarray
+        The matching ``(layers, 2)`` shares of each layer's values that are finite
+        but below and above the range, which no bin counts (ReLU's range is the
+        book's (0, 1): He's layers have about a fifth of their values above 1).
     stats : list of LayerStats
         One row per init, activation and layer.
     """
@@ -105,6 +109,8 @@ class HistogramResult:
     act_edges: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     grad_counts: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     grad_edges: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    act_outside: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    grad_outside: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     stats: list[LayerStats] = field(default_factory=list)
 
     def table(self) -> str:
@@ -213,6 +219,17 @@ def _counts(values: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
     return np.histogram(np.asarray(values, dtype=np.float64), bins, range=(lo, hi))[0]
 
 
+def _outside(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Shares of ``values`` that are finite and below ``lo``, and above ``hi``.
+
+    The values :func:`_counts` leaves out of its bins besides inf and NaN, as a
+    share of all the values measured; compared in float64, as they are binned.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]  # inf above hi is counted as overflow, not as out of range
+    return np.array([np.count_nonzero(v < lo), np.count_nonzero(v > hi)]) / max(values.size, 1)
+
+
 def run_histogram(
     inits: tuple[str, ...] = DEFAULT_INITS,
     activations: tuple[str, ...] = DEFAULT_ACTIVATIONS,
@@ -319,6 +336,7 @@ def _measure(result: HistogramResult, specs: list, activations: tuple, bar: Prog
     A signal that overflows (``std=1e300``) gives non-finite statistics, as in
     ``fastinit depth``, without NumPy's warnings (see :class:`LayerStats`); its
     histograms count the finite values only, and their figure panels say so.
+    The shares of finite values outside a histogram's range are kept beside it.
     """
     cfg = result.config
     layers, width, bins = cfg["layers"], cfg["width"], cfg["bins"]
@@ -335,9 +353,11 @@ def _measure(result: HistogramResult, specs: list, activations: tuple, bar: Prog
                 lo, hi = _range(name, acts)
                 result.act_edges[key] = np.linspace(lo, hi, bins + 1)
                 result.act_counts[key] = np.array([_counts(a, bins, lo, hi) for a in acts])
+                result.act_outside[key] = np.array([_outside(a, lo, hi) for a in acts])
                 lo, hi = _symmetric_range(grads, 100.0)
                 result.grad_edges[key] = np.linspace(lo, hi, bins + 1)
                 result.grad_counts[key] = np.array([_counts(g, bins, lo, hi) for g in grads])
+                result.grad_outside[key] = np.array([_outside(g, lo, hi) for g in grads])
                 for k in range(layers):
                     result.stats.append(
                         LayerStats(
@@ -377,18 +397,19 @@ def _write(result: HistogramResult, output: Output, bar: ProgressBar) -> None:
     cfg = result.config
     fig, axes = _grid(plt, cfg["inits"], cfg["layers"])
     done = len(result.act_counts)  # pairs measured; each figure drawn adds one
+    kinds = (
+        ("activations", result.act_counts, result.act_edges, result.act_outside, "act_std"),
+        ("gradients", result.grad_counts, result.grad_edges, result.grad_outside, "grad_std"),
+    )
     try:
         for act in cfg["activations"]:
-            for kind, counts, edges, field in (
-                ("activations", result.act_counts, result.act_edges, "act_std"),
-                ("gradients", result.grad_counts, result.grad_edges, "grad_std"),
-            ):
+            for kind, counts, edges, outside, field in kinds:
                 overflowed = {
                     (s.init, s.layer)
                     for s in result.stats
                     if s.activation == act and not np.isfinite(getattr(s, field))
                 }
-                _plot(fig, axes, cfg["inits"], act, kind, counts, edges, overflowed)
+                _plot(fig, axes, cfg["inits"], act, kind, counts, edges, overflowed, outside)
                 output.figure(f"{kind}_{act}.png", fig)
                 done += 1
                 bar.update(done)
@@ -400,51 +421,110 @@ def _grid(plt: Any, inits: list[str], layers: int) -> tuple[Any, np.ndarray]:
     """The one figure every histogram of a run is drawn on: a row per init, a column per layer.
 
     Built once and redrawn by :func:`_plot` for each activation and kind:
-    making its axes anew for each figure took as long as drawing them.
+    making its axes anew for each figure took as long as drawing them.  The
+    panels of a row share their y axis, labelled on the first: with an axis of
+    its own each, every panel was read on the first one's tick labels (a spike
+    of 20000 against ticks up to 2960).  Shared, the layers of an init compare
+    at a glance, as the experiment means them to.
     """
-    fig, axes = subplots(
-        plt, len(inits), layers, figsize=(2.4 * layers, 1.9 * len(inits)), squeeze=False
-    )
+    fig, axes = subplots(plt, len(inits), layers, sharey="row", squeeze=False,
+                         figsize=(2.4 * layers, 1.9 * len(inits)))  # fmt: skip
     for r, init in enumerate(inits):
-        for k in range(layers):
-            ax = axes[r, k]
-            if r == 0:
-                ax.set_title(f"{k + 1}-layer")
-            if k == 0:
-                ax.set_ylabel(init)
-            else:
-                ax.set_yticks([])
+        axes[r, 0].set_ylabel(init)
+    for k in range(layers):
+        axes[0, k].set_title(f"{k + 1}-layer")
     return fig, axes
 
 
-def _plot(fig: Any, axes: np.ndarray, inits: list[str], act: str, kind: str,
-          counts: dict, edges: dict, overflowed: set) -> None:  # fmt: skip
+_NOTE = "histogram-note"  #: gid of the figure's note under its panels, removed at each redraw
+_CUT_OFF = (
+    "the first bar (the zeros, with the values nearest 0) is cut off at the top of its row: "
+    "it is taller"
+)
+
+
+def _plot(fig: Any, axes: np.ndarray, inits: list[str], act: str, kind: str, counts: dict,
+          edges: dict, overflowed: set, outside: dict | None = None) -> None:  # fmt: skip
     """Draw the ``kind`` histograms of ``act`` on the grid, laid out as on a new figure.
 
     The previous figure's histograms, notes, limits and colour cycle are
     cleared and the layout starts from a new figure's, so each figure is the
     one a fresh grid would give.  The panels of ``overflowed`` ``(init,
-    layer)`` (values inf or NaN, which the counts leave out) say so.
+    layer)`` (values inf or NaN, which the counts leave out) say so, and those
+    with a share of values outside the range in ``outside`` (as
+    :attr:`HistogramResult.act_outside`) say how much.
     """
     import matplotlib
 
     sides = ("left", "bottom", "right", "top", "wspace", "hspace")
     fig.subplots_adjust(**{s: matplotlib.rcParams[f"figure.subplot.{s}"] for s in sides})
+    for text in [t for t in fig.texts if t.get_gid() == _NOTE]:
+        text.remove()
+    cut = False
     for r, init in enumerate(inits):
-        e = edges[(init, act)]
-        for k, c in enumerate(counts[(init, act)]):
+        e, rows = edges[(init, act)], counts[(init, act)]
+        shares = (outside or {}).get((init, act))
+        for k, c in enumerate(rows):
             ax = axes[r, k]
-            for artist in [*ax.patches, *ax.texts]:
-                artist.remove()
-            ax.relim()
-            ax.set_autoscale_on(True)
-            ax.set_prop_cycle(None)  # the first colour, as on new axes
+            _clear(ax)
             ax.stairs(c, e, fill=True)
-            if kind == "activations" and act != "sigmoid" and e[0] == 0 and c[1:].any():
-                # as in the book's ReLU figure: clip the spike of zeros at the first bin
-                ax.set_ylim(0, 1.25 * c[1:].max())
+            if shares is not None:
+                _say_outside(ax, shares[k], e[0], e[-1])
             if (init, k + 1) in overflowed:
                 ax.text(0.5, 0.5, "overflow:\nfinite values\nonly", transform=ax.transAxes,
                         ha="center", va="center", color="red")  # fmt: skip
+        if kind == "activations" and act != "sigmoid" and e[0] == 0:
+            cut |= _clip_zeros(axes[r, 0], rows)
+    if cut:  # once for the figure, under its panels
+        fig.text(0.5, 0.0, _CUT_OFF, ha="center", va="top", fontsize="small", gid=_NOTE)
     fig.suptitle(f"{act}: {kind} per layer")
     fig.tight_layout()
+
+
+def _clear(ax: Any) -> None:
+    """Remove the histogram and notes of ``ax`` and let its limits follow the next one's."""
+    for artist in [*ax.patches, *ax.texts]:
+        artist.remove()
+    ax.relim()
+    ax.set_autoscale_on(True)
+    ax.set_prop_cycle(None)  # the first colour, as on new axes
+
+
+def _clip_zeros(ax: Any, counts: np.ndarray) -> bool:
+    """Clip a ReLU row's y axis above its bars past the first: whether a first bar is cut off.
+
+    As in the book's ReLU figure: the spike of zeros in the first bin would
+    flatten the rest.  One clip for the row, which shares its axis (``ax``'s),
+    from the row's largest count outside the first bin.
+    """
+    rest = counts[:, 1:].max(initial=0)
+    if not rest:  # nothing but the first bin (or a single bin): nothing to flatten
+        return False
+    top = 1.25 * rest
+    ax.set_ylim(0, top)
+    return bool((counts[:, 0] > top).any())
+
+
+def _say_outside(ax: Any, shares: np.ndarray, lo: float, hi: float) -> None:
+    """Say on ``ax`` the ``shares`` of its values below ``lo`` and above ``hi``, if any.
+
+    ``np.histogram`` leaves them out of its bins without a word: He's ReLU
+    layers lose about a fifth of their values above the book's range (0, 1).
+    """
+    parts = [
+        f"{_percent(share)} {side} {bound:.3g}"
+        for share, side, bound in zip(shares, "<>", (lo, hi), strict=True)
+        if share > 0
+    ]
+    if parts:
+        ax.text(0.97, 0.96, ", ".join(parts) + " not shown", transform=ax.transAxes,
+                ha="right", va="top", fontsize="small")  # fmt: skip
+
+
+def _percent(share: float) -> str:
+    """``share`` as a percentage to 0.1, never rounded to 0% or 100% when it is neither."""
+    if share < 0.0005:
+        return "<0.1%"
+    if 0.9995 <= share < 1:
+        return ">99.9%"
+    return f"{100 * share:.1f}%"
