@@ -11,9 +11,9 @@ from typing import Any
 
 __version__ = "0.3.0"
 
+_EXPORTED = ("random", "init", "optim", "activations", "losses", "datasets", "experiments")
 _SUBMODULES = (  # every public module but the CUDA twins (each imports numba.cuda)
-    "random", "init", "optim", "activations", "losses", "dense", "narrow", "model", "train",
-    "lsuv", "diagnostics", "datasets", "experiments", "sweep", "cli",
+    *_EXPORTED, "dense", "narrow", "model", "train", "lsuv", "diagnostics", "sweep", "cli",
 )  # fmt: skip
 _ATTRS = {
     "MLP": "fastinit.model",
@@ -22,7 +22,9 @@ _ATTRS = {
     "Diagnosis": "fastinit.diagnostics",
 }
 
-__all__ = ["Diagnosis", "History", "MLP", "__version__", "diagnose", *_SUBMODULES]
+# `from fastinit import *` gives what it gave before every module loaded lazily: it
+# neither loads the command line and the sweeps nor binds names such as `train`
+__all__ = ["Diagnosis", "History", "MLP", "__version__", "diagnose", *_EXPORTED]
 
 
 def __getattr__(name: str) -> Any:
@@ -34,4 +36,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted({*__all__, *_SUBMODULES})

@@ -268,6 +268,19 @@ def test_every_public_name_the_readme_spells_resolves_after_import_fastinit() ->
     assert result.returncode == 0, result.stderr
 
 
+def test_a_star_import_binds_the_package_s_exports_only() -> None:
+    # loading every module lazily must not widen `from fastinit import *`: it loaded the
+    # command line and the sweeps and bound `train`, `model`, `cli` in the caller
+    code = (
+        "import sys\nfrom fastinit import *\n"
+        "names = ('train', 'model', 'cli', 'sweep', 'init', 'MLP')\n"
+        "print(sorted(k for k in names if k in globals()),"
+        " 'fastinit.cli' in sys.modules, 'fastinit.sweep' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["['MLP',", "'init']", "False", "False"], result
+
+
 def test_the_initializers_that_need_a_matrix_are_the_readme_s() -> None:
     # it said every name gave a vector Keras's fans; four refuse it
     named = re.search(r"fan-based name, where PyTorch and JAX refuse them\n\((.*?) need a", README)
