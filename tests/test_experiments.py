@@ -1294,12 +1294,29 @@ def test_planar_figures_say_which_runs_diverged_and_draw_no_boundary_for_them(
     # and its cost line simply stopped, the legend saying nothing
     r, seen = _planar_figures(monkeypatch, tmp_path, lr=3e38, dtype="float32")
     assert r.status == {"randn": "diverged", "zeros": "ok"}
-    k = len(r.costs["randn"]) - 1  # its last cost is the first non-finite one
+    k = r.diverged_at["randn"]  # History's: where the loss, or an update, went non-finite
+    assert k is not None and r.diverged_at["zeros"] is None
     assert seen["labels"] == [f"randn (diverged at iteration {k})", "zeros"], seen["labels"]
     panels = {ax.get_title().split(":")[0]: ax for ax in seen["planar_boundaries.png"]}
     assert panels["randn"].get_title() == "randn: diverged, no boundary"
     assert len(panels["randn"].collections) == 1  # the points only
     assert len(panels["zeros"].collections) > 1  # its boundary and the points
+
+
+def test_planar_legend_gives_the_iteration_whose_update_diverged(tmp_path, monkeypatch):
+    # a finite cost, then an update leaving inf weights: the legend said iteration 0 (the
+    # costs' last index) where History.diverged_at is 1
+    labels = []
+
+    def figure(self, name, fig):
+        if name == "planar_cost.png":
+            labels.extend(ln.get_label() for ln in fig.axes[0].get_lines())
+
+    monkeypatch.setattr(Output, "figure", figure)
+    w = [np.full((2, 4), 1e-3), np.zeros(4), np.full((4, 1), 1e200), np.zeros(1)]
+    r = run_planar((), weights={"big": w}, iterations=1, lr=1e200, out=tmp_path, progress=False)
+    assert np.isfinite(r.costs["big"]).all() and r.diverged_at["big"] == 1
+    assert labels == ["big (diverged at iteration 1)"], labels
 
 
 def test_planar_cost_axis_spans_costs_near_the_float64_limit(tmp_path, monkeypatch):

@@ -71,6 +71,9 @@ class PlanarResult:
         (NaN for a diverged run, as in ``fastinit mnist`` and the sweeps).
     status : dict of str -> str
         Each run's ``History.status``.
+    diverged_at : dict of str -> int or None
+        Each run's ``History.diverged_at``: the iteration whose loss, or whose
+        update's weights, was the first non-finite (None where it did not diverge).
     models : dict of str -> MLP
         The trained networks (for the decision-boundary figure).
     """
@@ -80,6 +83,7 @@ class PlanarResult:
     train_accuracy: dict[str, float] = field(default_factory=dict)
     test_accuracy: dict[str, float] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
+    diverged_at: dict[str, int | None] = field(default_factory=dict)
     models: dict[str, MLP] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -441,6 +445,7 @@ def _train(result: PlanarResult, models: dict[str, MLP], train: tuple, test: tup
         history.raise_if_interrupted()  # Ctrl-C: stop, train no more inits, write nothing
         result.costs[name] = np.asarray(history.loss, dtype=np.float64)
         result.status[name] = history.status
+        result.diverged_at[name] = history.diverged_at
         # a diverged network (non-finite weights) has no accuracy: its predictions are noise
         ok = history.status == "ok"
         result.train_accuracy[name] = _accuracy(model, x_train, y_train) if ok else math.nan
@@ -460,10 +465,9 @@ def _write(result: PlanarResult, output: Output, x: np.ndarray, y: np.ndarray) -
     plt = pyplot()
     fig, ax = subplots(plt, figsize=(6.4, 4.4))
     for name in names:
-        costs = result.costs[name]
-        diverged = result.status[name] == "diverged"  # its last cost: the first non-finite
-        label = f"{name} (diverged at iteration {len(costs) - 1})" if diverged else name
-        ax.plot(costs, label=label)
+        at = result.diverged_at.get(name)  # the loss's or, after a finite loss, the update's
+        label = f"{name} (diverged at iteration {at})" if at is not None else name
+        ax.plot(result.costs[name], label=label)
     ax.set_xlabel("iteration")
     ax.set_ylabel("cost")
     log_axis(ax, list(result.costs.values()))  # a diverging float64 run reaches 1e305
