@@ -377,6 +377,25 @@ def test_a_db_that_cannot_be_read_is_an_error_naming_it(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
+    ("config", "result", "words"),
+    [
+        ({"experiment": "selftest"}, {"status": "ok", "curves": {"x": [[1, 2]]}},
+         "its curve 'x' is not a list of numbers"),
+        ({"experiment": "selftest"}, {"status": "ok", "metrics": [1.0]},
+         "its metrics are not a JSON object"),
+        ({"experiment": 3}, {"status": "ok"}, "its config names no experiment"),
+    ],
+)  # fmt: skip
+def test_a_run_that_rows_would_refuse_is_not_recorded(config, result, words, tmp_path):
+    # record wrote a curve of pairs that rows() then refused, and the whole database with it
+    with Store(tmp_path / "r.sqlite") as store:
+        with pytest.raises(ValueError, match=rf"^run 'k': {re.escape(words)}"):
+            store.record("k", config, result)
+        store.record("ok", {"experiment": "selftest"}, {"status": "ok", "curves": {"x": [1.0]}})
+        assert [r["key"] for r in store.rows()] == ["ok"]
+
+
+@pytest.mark.parametrize(
     ("column", "stored", "words"),
     [
         ("config", "3", "its config is not a JSON object"),

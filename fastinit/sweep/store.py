@@ -200,20 +200,27 @@ _WHAT = {"config": "config is", "metrics": "metrics are", "curves": "curves are"
 
 
 def _decode(row: dict[str, Any]) -> None:
-    """Decode ``row``'s JSON columns in place, as :meth:`Store.record` writes them: a
-    config object naming its experiment, a metrics object, and curves, each a list of
-    numbers or nulls (NaN and infinities).  A row another program wrote or edited in
-    another shape is a ValueError saying which column and how."""
+    """Decode ``row``'s JSON columns in place and check their shape (:func:`_check_shape`):
+    a row another program wrote or edited otherwise is a ValueError saying which column
+    and how."""
     for name, what in _WHAT.items():
         try:
             row[name] = json.loads(row[name])
         except json.JSONDecodeError as e:
             raise ValueError(f"its {what} not JSON ({e})") from None
-        if not isinstance(row[name], dict):
-            raise ValueError(f"its {what} not a JSON object: {row[name]!r:.60}")
-    if not isinstance(row["config"].get("experiment"), str):
+    _check_shape(row["config"], row["metrics"], row["curves"])
+
+
+def _check_shape(config: Any, metrics: Any, curves: Any) -> None:
+    """The shape :meth:`Store.record` writes and :meth:`Store.rows` reads: a config object
+    naming its experiment, a metrics object, and curves, each a list of numbers or nulls
+    (NaN and infinities); else ValueError saying which part and how."""
+    for name, value in (("config", config), ("metrics", metrics), ("curves", curves)):
+        if not isinstance(value, dict):
+            raise ValueError(f"its {_WHAT[name]} not a JSON object: {value!r:.60}")
+    if not isinstance(config.get("experiment"), str):
         raise ValueError("its config names no experiment")
-    for curve, points in row["curves"].items():
+    for curve, points in curves.items():
         if not isinstance(points, list) or not all(
             type(v) in (int, float) or v is None for v in points
         ):
@@ -711,14 +718,19 @@ class Store:
         if not isinstance(key, str):
             raise TypeError(f"key: expected a str (a configuration key), got {type(key).__name__}")
         keep_done = check_bool(keep_done, "keep_done")
+        metrics, curves = _dumps(result.get("metrics") or {}), _dumps(result.get("curves") or {})
+        try:  # as rows() reads it back: a run it would refuse is not written
+            _check_shape(config, json.loads(metrics), json.loads(curves))
+        except ValueError as e:
+            raise ValueError(f"run {key!r}: {e}") from None
         values = (
             key,
             config["experiment"],
             sweep,
             _dumps_config(config),
             result["status"],
-            _dumps(result.get("metrics") or {}),
-            _dumps(result.get("curves") or {}),
+            metrics,
+            curves,
             result.get("error"),
             result.get("started"),
             result.get("finished"),
