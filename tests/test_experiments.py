@@ -1596,6 +1596,11 @@ def test_mnist_figure_says_its_curves_are_smoothed_and_which_leave_the_axis(tmp_
     assert he == "he" and std1.startswith("std=1 (above the axis to "), std1
     peak = float(std1.split("above the axis to ")[1].rstrip(")"))
     assert peak == pytest.approx(smooth_curve(big[0]).max(), rel=5e-3)  # 3 digits
+    short = MnistResult({**r.config, "iterations": 10}, curves={"he": r.curves["he"][:, :10]},
+                        test_accuracy={"he": np.array([0.9])}, status={"he": ["ok"]})  # fmt: skip
+    with Output(tmp_path / "short", "mnist") as output:
+        mnist._write(short, output)  # fewer iterations than the window: drawn raw
+    assert seen["ylabel"] == "minibatch loss", seen["ylabel"]
 
 
 @pytest.mark.parametrize(

@@ -546,10 +546,14 @@ def first_repeat(specs: Sequence[InitSpec], notebook: bool = False) -> tuple[int
 
 
 # ----------------------------------------------------------------------------- curves
+SMOOTH_WINDOW = 11  #: :func:`smooth_curve`'s window; a shorter curve is returned as it is
+
+
 def smooth_curve(x: np.ndarray) -> np.ndarray:
     """Kaiser-window smoothing of a loss curve, as in "Deep Learning from Scratch".
 
-    Window of 11, beta 2, edges mirrored; the output has the input's length.
+    Window of :data:`SMOOTH_WINDOW` (11), beta 2, edges mirrored; the output has
+    the input's length (a curve shorter than the window is returned unsmoothed).
 
     Parameters
     ----------
@@ -561,7 +565,7 @@ def smooth_curve(x: np.ndarray) -> np.ndarray:
     numpy.ndarray
     """
     x = np.asarray(x, dtype=np.float64)
-    window = 11
+    window = SMOOTH_WINDOW
     if x.size < window:
         return x.copy()
     s = np.r_[x[window - 1 : 0 : -1], x, x[-1:-window:-1]]

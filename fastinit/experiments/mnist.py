@@ -36,6 +36,7 @@ from fastinit._cuda import check_device
 from fastinit._progress import count
 from fastinit._validate import check_bool, check_dtype, check_int, value_errors
 from fastinit.experiments._common import (
+    SMOOTH_WINDOW,
     Output,
     check_hidden,
     check_lr,
@@ -414,7 +415,8 @@ def _write(result: MnistResult, output: Output) -> None:
         if seeds > 1:
             ax.fill_between(x, mean - sd, mean + sd, alpha=0.2)
     ax.set_xlabel("iterations")
-    ax.set_ylabel("minibatch loss (smoothed: Kaiser window of 11)")
+    smoothed = result.config["iterations"] >= SMOOTH_WINDOW  # shorter curves are drawn raw
+    ax.set_ylabel("minibatch loss" + (" (smoothed: Kaiser window of 11)" if smoothed else ""))
     ax.set_ylim(0, LOSS_AXIS_TOP)
     ax.legend()
     title = f"MNIST {'-'.join(map(str, result.config['sizes']))}, {result.config['activation']}"
