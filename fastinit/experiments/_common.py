@@ -1336,12 +1336,32 @@ def log_axis(ax: Any, curves: Sequence[Any]) -> None:
     curves : sequence of array_like
         Every value drawn on it (NaN, infinities, zeros and negatives are left out).
     """
+    span = positive_span(curves)
+    if span is not None:
+        ax.set_ylim(*span)
+    ax.set_yscale("log")
+
+
+def positive_span(curves: Sequence[Any]) -> tuple[float, float] | None:
+    """Log-axis limits for the finite positive values of ``curves``: half the least and
+    twice the largest, the top at most :data:`LOG_AXIS_TOP` (:func:`log_axis`).
+
+    Parameters
+    ----------
+    curves : sequence of array_like
+        The values drawn (NaN, infinities, zeros and negatives are left out).
+
+    Returns
+    -------
+    tuple of float, or None
+        ``(low, high)``; None where no value is finite and positive.
+    """
     values = np.concatenate([np.ravel(np.asarray(c, dtype=np.float64)) for c in curves] or [[]])
     shown = values[np.isfinite(values) & (values > 0)]
-    if shown.size:
-        low = min(float(shown.min()) / 2, LOG_AXIS_TOP / 10)
-        ax.set_ylim(low, min(float(shown.max()) * 2, LOG_AXIS_TOP))
-    ax.set_yscale("log")
+    if not shown.size:
+        return None
+    low = min(float(shown.min()) / 2, LOG_AXIS_TOP / 10)
+    return low, min(float(shown.max()) * 2, LOG_AXIS_TOP)
 
 
 def subplots(plt: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:

@@ -725,7 +725,7 @@ def _write(result: DepthResult, output: Output) -> None:
             for d in cfg["depths"]
         }
         title = f"{act}: width {cfg['width']}, {cfg['samples']} inputs, {cfg['seeds']} seed(s)"
-        notes = {k: _overflowed(*pair) for k, pair in curves.items() if _overflowed(*pair)}
+        notes = {k: note for k, pair in curves.items() if (note := _overflowed(*pair))}
         fig = plot_signal(plt, curves, cfg["inits"], cfg["depths"], title, notes)
         output.figure(f"depth_{act}.png", fig)
         plt.close(fig)

@@ -211,9 +211,29 @@ def initial_model(
     MLP
     """
     model = spec.build_model(sizes, activation=activation, seed=seed, dtype=dtype, x_batch=x)
-    if rng == "notebook" and spec.std is not None and len(sizes) == 3:  # randn*s: never LSUV
+    if rng == "notebook" and draws_notebook_weights(spec, len(sizes) - 2):
         _assign(model, notebook_weights(spec.std, sizes[1], seed))
     return model
+
+
+def draws_notebook_weights(spec: InitSpec, hidden_layers: int) -> bool:
+    """Whether ``rng='notebook'`` draws the weights of ``spec`` the notebook's way.
+
+    Only ``randn*s`` (``std=s``) on one hidden layer, the notebook's network: any
+    other init or depth is drawn by fastinit whatever ``rng`` says (never LSUV).
+
+    Parameters
+    ----------
+    spec : InitSpec
+        A parsed init (:func:`fastinit.experiments._common.parse_init`).
+    hidden_layers : int
+        Hidden layers of the network.
+
+    Returns
+    -------
+    bool
+    """
+    return spec.std is not None and hidden_layers == 1
 
 
 PARAMS = ("W1", "b1", "W2", "b2")
@@ -370,7 +390,7 @@ def run_planar(
         iterations = check_int(iterations, "iterations", low=1)
         lr = check_lr(lr, dtype)
         seed = check_seed(seed)
-        if notebook and any(s.std is not None for s in specs):  # before the output is prepared
+        if notebook and any(draws_notebook_weights(s, 1) for s in specs):  # before the output
             _check_notebook_seed(seed)
         m = datasets.check_planar_size(m)
         for name in weights:

@@ -46,13 +46,13 @@ from fastinit._validate import (
     value_errors,
 )
 from fastinit.experiments._common import (
-    LOG_AXIS_TOP,
     Output,
     check_hidden,
     check_lr,
     check_memory,
     fixed,
     parse_inits,
+    positive_span,
     prepared_output,
     provenance,
     pyplot,
@@ -402,10 +402,8 @@ def _write(result: SymmetryResult, output: Output) -> None:
             ax.plot(result.checkpoints, y, marker=marker, linestyle=style, color=color,
                     markersize=5 + 3 * k if zero else 6, fillstyle="none" if zero else "full",
                     label=f"{name}, {kind}" + (" (0 throughout)" if zero else ""))  # fmt: skip
-    finite = np.concatenate(drawn)
-    finite = finite[np.isfinite(finite)]
-    top = min(float(finite.max()) * 2, LOG_AXIS_TOP) if finite.size and finite.max() > 0 else 1.0
-    ax.set_ylim(0.0, top)  # spreads are >= 0; near 1e300 symlog's own padding overflows
+    span = positive_span(drawn)  # near 1e300 symlog's own padding overflows, as log's
+    ax.set_ylim(0.0, span[1] if span else 1.0)  # spreads are >= 0
     ax.set_yscale("symlog", linthresh=1e-12)
     ax.set_xlabel("iteration")
     ax.set_ylabel("max difference between hidden units' weights\n(incoming and outgoing)")

@@ -254,13 +254,14 @@ def _check_planar_m(m: int) -> None:
 def _check_planar_grid(axes: dict[str, list[Any]]) -> None:
     """Refuse a seed the notebook generator cannot take in a combination that draws from it."""
     from fastinit.experiments._common import parse_init
+    from fastinit.experiments.planar import draws_notebook_weights
 
     _check_training_grid(axes)
     big = [seed for seed in axes["seed"] if seed >= 2**32]
     if not big or "notebook" not in axes["rng"] or 1 not in axes["depth"]:
         return
     for init in axes["init"]:
-        if parse_init(init).std is not None:  # randn*s: the notebook's RandomState draws it
+        if draws_notebook_weights(parse_init(init), 1):  # the notebook's RandomState draws it
             raise ValueError(
                 f"seed: rng 'notebook' takes seeds in [0, 2**32), got {big[0]} with init "
                 f"{init!r} and depth 1; set rng = 'fastinit' for larger seeds"
@@ -689,14 +690,14 @@ def unused_params(config: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _draws_notebook_weights(init: Any, depth: Any) -> bool:
-    """Whether planar's ``rng='notebook'`` changes a run of ``init`` and ``depth`` (an
-    init that cannot be read counts as drawing: nothing is merged on a guess)."""
+    """Whether planar's ``rng='notebook'`` changes a run of ``init`` and ``depth``
+    (:func:`fastinit.experiments.planar.draws_notebook_weights`; an init that cannot be
+    read counts as drawing: nothing is merged on a guess)."""
     from fastinit.experiments._common import parse_init
+    from fastinit.experiments.planar import draws_notebook_weights
 
-    if depth != 1:
-        return False
     try:
-        return parse_init(init).std is not None
+        return draws_notebook_weights(parse_init(init), depth)
     except (TypeError, ValueError):
         return True
 
