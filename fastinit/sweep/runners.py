@@ -647,7 +647,9 @@ def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
 
     Grid points that differ only in such a parameter are one run (one key):
     those :func:`unused_params` names.  Its default, not a blank, keeps the keys
-    of runs recorded before this rule.
+    of runs recorded at the default before the rule; a run recorded with another
+    value (planar's ``rng='fastinit'`` beside ``xavier``) keeps its old key, and
+    a resumed sweep runs it once more under the canonical one.
 
     Parameters
     ----------
