@@ -73,8 +73,10 @@ class Parser(argparse.ArgumentParser):
     """An argument parser whose error about one argument's value is one line, as
     fastinit's own checks are: ``fastinit planar: error: --iterations: expected an integer,
     got 'abc'`` (argparse prints its usage first and says ``argument --iterations: ...``).
-    An error that names no value at fault (an unknown option, a missing argument) keeps
-    the usage, which says what the command takes.  Subcommands inherit the class."""
+    An error about no one argument (an unknown option, a required argument or command
+    not given) keeps the usage, which says what the command takes; an option given
+    without its value is about that option (``--iterations: expected one argument``).
+    Subcommands inherit the class."""
 
     def error(self, message: str) -> NoReturn:
         """Print ``message`` as the command's error and exit with status 2.

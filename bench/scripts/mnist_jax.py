@@ -31,9 +31,11 @@ def idx(name: str, offset: int) -> np.ndarray:
         raw = kept.read_bytes()
     else:
         raw = gzip.decompress(packed.read_bytes())
-        if kept is not None:
+        if kept is not None:  # whole or not at all: a run killed mid-write leaves no half copy
             kept.parent.mkdir(parents=True, exist_ok=True)
-            kept.write_bytes(raw)
+            partial = kept.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_bytes(raw)
+            partial.replace(kept)
     return np.frombuffer(raw, np.uint8, offset=offset)
 
 
