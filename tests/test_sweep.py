@@ -138,6 +138,28 @@ def test_momentum_is_one_value_for_optimizers_without_momentum():
     assert config_key(old) == spec.keyed_runs()[0][0]
 
 
+def test_momentum_is_kept_for_momentum_and_nesterov_and_merged_for_the_rest():
+    # merging Nesterov's momentum too made [0.5, 0.9] one run at 0.9 (mutation audit)
+    for optimizer in ("momentum", "nesterov"):
+        spec = parse_spec(f'experiment = "planar"\n[grid]\noptimizer = ["{optimizer}"]\n'
+                          "momentum = [0.5, 0.9]\n")  # fmt: skip
+        assert [r["momentum"] for r in spec.runs()] == [0.5, 0.9], optimizer
+    for optimizer in ("sgd", "adagrad", "rmsprop", "adam"):
+        config = runners.full_config("planar", {"optimizer": optimizer, "momentum": 0.5})
+        assert "momentum" in runners.unused_params(config), optimizer
+
+
+def test_config_key_is_the_sha256_of_the_sorted_compact_json():
+    # the key must not depend on the order a configuration was built in: unsorted keys
+    # gave every recorded sweep new keys (mutation audit)
+    import hashlib
+
+    text = b'{"experiment":"planar","lr":1.2,"seed":0}'
+    want = hashlib.sha256(text).hexdigest()
+    assert config_key({"seed": 0, "lr": 1.2, "experiment": "planar"}) == want
+    assert config_key({"experiment": "planar", "seed": 0, "lr": 1.2}) == want
+
+
 def test_rng_is_one_value_where_a_planar_run_draws_no_notebook_weights():
     # rng 'notebook' changes only randn*s / std=s on one hidden layer: elsewhere a grid
     # over rng made separate keys for identical runs (and a report of alike rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -199,6 +200,41 @@ def test_minibatch_draws_are_independent_of_the_initial_weights_of_the_same_seed
         u = rng.fill_uniform(np.empty(n), seed=seed, stream=stream)
         assert np.mean(rows[:n] == (u * n).astype(np.int64)) < 0.01
         assert np.mean(perm == _fisher_yates(u)) < 0.01
+
+
+@pytest.mark.parametrize("seed", [0, 2**40 + 3])
+def test_replacement_batches_are_the_documented_draws(seed):
+    # row r of iteration t is draw t * batch_size + r of stream 0 of the run key: a loop
+    # taking iteration t + 1's batch at t passed every self-consistency test (mutation audit)
+    from fastinit import random as rng
+
+    n, b = 1000, 7
+    k0, k1 = train.run_key(seed)
+    zero = np.uint32(0)
+    for t in (0, 1, 5):
+        want = [rng.uniform_index(k0, k1, zero, zero, t * b + r, n) for r in range(b)]
+        assert train.batch_rows(n, b, t, seed=seed).tolist() == want, t
+
+
+def test_shuffle_permutations_are_the_documented_fisher_yates_and_uniform():
+    # draw e * n + i of stream 1 swaps position i with one in [0, i]: a bound of [0, i)
+    # still made a permutation every epoch, but only cyclic ones (2 of the 6 orders of 3)
+    from fastinit import random as rng
+
+    n, seed = 5, 3
+    k0, k1 = train.run_key(seed)
+    zero, one = np.uint32(0), np.uint32(1)
+    for epoch in range(3):
+        want = list(range(n))
+        for i in range(n - 1, 0, -1):
+            j = rng.uniform_index(k0, k1, one, zero, epoch * n + i, i + 1)
+            want[i], want[j] = want[j], want[i]
+        got = np.concatenate([train.batch_rows(n, 2, t, sampling="shuffle", seed=seed)
+                              for t in range(epoch * 3, epoch * 3 + 3)])  # fmt: skip
+        assert got.tolist() == want, epoch
+    orders = [tuple(train.batch_rows(3, 3, e, sampling="shuffle", seed=seed)) for e in range(600)]
+    counts = np.array([orders.count(p) for p in itertools.permutations(range(3))])
+    assert counts.min() > 60, counts  # 100 each expected; a cyclic-only shuffle gives 0s
 
 
 def test_epoch_permutation_is_the_order_shuffle_sampling_visits():
