@@ -104,6 +104,18 @@ def test_a_column_of_class_labels_is_refused_saying_which_shapes_are_taken():
         losses.value_and_grad("softmax_cross_entropy", Z, LABELS[:, None])
 
 
+@pytest.mark.parametrize(
+    "rows",
+    [[[0, 1], [1, 1]], [[0, 1], [0, 0]], [[1, 0], [0, 2]], [[0.5, 0.5], [1, 0]]],
+    ids=["two-ones", "no-one", "a-two", "halves"],
+)
+def test_two_d_labels_must_be_one_hot_in_every_row(rows):
+    # a check of "some row sums to 1" took [[0, 1], [1, 1]] as classes [1, 0] (mutation audit)
+    z = np.zeros((2, 2))
+    with pytest.raises(ValueError, match=r"^y: 2-D labels must be one-hot rows"):
+        losses.value_and_grad("softmax_cross_entropy", z, np.array(rows))
+
+
 @pytest.mark.parametrize("dtype", [">f4", ">f8"])
 def test_big_endian_logits_are_taken_as_their_values(dtype):
     # refused as "expected a 2-D float32/float64 array, got >f4", where every MLP entry
