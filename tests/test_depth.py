@@ -402,3 +402,13 @@ def test_a_depth_figure_with_nothing_to_draw_makes_no_empty_legend():
                 plot_signal(plt, curves, ["he"], [1], "relu")]  # fmt: skip
     for fig in figs:
         plt.close(fig)
+
+
+def test_summary_per_layer_lists_are_the_seed_means_of_the_result():
+    # grad_std_per_layer holding the activation stds passed every test (mutation audit)
+    r = run_depth(("xavier", "he"), ("tanh",), depths=(4,), width=32, samples=64, seeds=2,
+                  progress=False)  # fmt: skip
+    for row in r.summary()["results"]:
+        key = (row["init"], row["activation"], row["depth"])
+        assert row["grad_std_per_layer"] == pytest.approx(r.grad_std[key].mean(axis=0), rel=1e-12)
+        assert row["act_std_per_layer"] == pytest.approx(r.act_std[key].mean(axis=0), rel=1e-12)

@@ -1863,3 +1863,30 @@ def test_an_activation_given_twice_under_two_names_says_both():
         parse_activations(["relu", "linear", "identity"])
     with pytest.raises(ValueError, match=r"'relu' is given twice; give each"):
         parse_activations(["relu", "relu"])
+
+
+# ----------------------------------------------------------------------------- mutation audit 3
+def _propagated(init: str, activation: str) -> tuple:
+    """The default histogram run's layers, propagated independently in float64."""
+    from fastinit.experiments._common import parse_init
+    from fastinit.experiments.depth import propagate
+
+    x = datasets.gaussian(1000, 100, seed=0, dtype="float64")
+    w = [parse_init(init).draw((100, 100), 0, k + 1, "float64") for k in range(5)]
+    return propagate(x, w, activation, grad_seed=0, grad_stream=TOP_GRADIENT_STREAM)
+
+
+def test_histogram_dead_fraction_is_each_layer_s_own():
+    # every layer reported layer 1's dead fraction and every test passed (mutation audit)
+    r = run_histogram(("he",), ("relu",), layers=5, width=100, samples=1000, progress=False)
+    acts = _propagated("he", "relu")[0]
+    dead = [float(np.mean((a == 0).all(axis=0))) for a in acts]  # units 0 on every row
+    assert len(set(dead)) > 1  # the case tells the layers apart
+    assert [s.dead for s in r.stats] == pytest.approx(dead)
+
+
+def test_histogram_grad_std_is_each_layer_s_own():
+    # the gradient stds listed in reverse layer order passed every test (mutation audit)
+    r = run_histogram(("xavier",), ("tanh",), layers=5, width=100, samples=1000, progress=False)
+    grads = _propagated("xavier", "tanh")[2]
+    assert [s.grad_std for s in r.stats] == pytest.approx([np.std(g) for g in grads], rel=1e-9)

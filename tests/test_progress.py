@@ -179,3 +179,10 @@ def test_the_sweep_bar_fits_a_narrow_terminal(monkeypatch):
     draws = out.getvalue().split("\r")[1:]
     assert [len(d) for d in draws] == [49, 49]
     assert draws[0].startswith("sweep  25% |######")
+
+
+def test_percentage_is_floored_and_reads_100_only_when_done():
+    # rounded, an unfinished run read 100% from 99.5% on (mutation audit)
+    assert _progress.head("fit", 199, 200, 10).startswith("fit  99% |")
+    assert _progress.head("fit", 1999, 2000, 10).startswith("fit  99% |")
+    assert _progress.head("fit", 200, 200, 10).startswith("fit 100% |")

@@ -2594,3 +2594,45 @@ def test_a_memory_that_is_no_positive_number_is_refused_naming_it(memory):
     # nan made every run too large, blaming fixed.width
     with pytest.raises(ValueError, match=r"^memory: expected a number of bytes > 0"):
         parse_spec('experiment = "selftest"\n[grid]\nseed = [0]\n', memory=memory)
+
+
+_OK_DIVERGED_FAILED = """\
+    experiment = "selftest"
+    [[grid]]
+    seed = [0, 1]
+    [[grid]]
+    seed = [12]
+    diverge = [true]
+    [[grid]]
+    seed = [10]
+    fail = [true]
+    """
+
+
+def test_a_rerun_counts_failed_runs_only_and_retry_failed_reruns_only_them(tmp_path):
+    # a diverged run is done: counted as failed, the summary suggested --retry-failed for
+    # it; queued again by --retry-failed, the summary said another sweep had recorded it
+    # "meanwhile" (mutation audit)
+    spec, db = write(tmp_path, _OK_DIVERGED_FAILED), tmp_path / "r.sqlite"
+    run_sweep(spec, db, workers=0, progress=False)
+    plain = run_sweep(spec, db, workers=0, progress=False)
+    assert (plain.skipped, plain.failed_before) == (4, 1)
+    assert "1 of the runs already in" in plain.table()
+    again = run_sweep(spec, db, workers=0, retry_failed=True, progress=False)
+    assert (again.skipped, again.ran, again.taken) == (3, 1, 0)
+    assert "meanwhile" not in again.table()
+
+
+@pytest.mark.parametrize("first", ["ok", "diverged", "failed"])
+def test_keep_done_keeps_ok_and_diverged_rows_and_replaces_failed_ones(first, tmp_path):
+    # keep_done overwrote a diverged row (status ok, attempts 2) (mutation audit)
+    cfg = runners.full_config("selftest", {"seed": 1})
+    key = config_key(cfg)
+    how = {"ok": {}, "diverged": {"diverge": True}, "failed": {"fail": True}}[first]
+    with Store(tmp_path / "r.sqlite") as store:
+        store.record(key, cfg, runners.execute({**cfg, **how}), "t")
+        wrote = store.record(key, cfg, runners.execute(cfg), "t", keep_done=True)
+        (row,) = store.rows()
+    kept = first != "failed"
+    assert wrote is not kept
+    assert (row["status"], row["attempts"]) == ((first, 1) if kept else ("ok", 2))
