@@ -357,6 +357,17 @@ def test_normal_tails_are_finite():
         assert abs((np.abs(x) > t).sum() - expected) < 5 * np.sqrt(expected)
 
 
+def test_float64_normals_are_both_box_muller_outputs_of_each_block():
+    # block b gives draws 2b and 2b + 1: (z0, z0) instead of (z0, z1) passed this file
+    # (mutation audit; only test_init's Haar test noticed)
+    seed, stream, n = 11, 3, 64
+    out = fr.fill_normal(np.empty(n), mean=1.5, std=2.0, seed=seed, stream=stream)
+    words = fr.split_key(seed, stream)
+    for b in range(n // 2):
+        z0, z1 = fr.box_muller_f64(*fr.block_words(*words, b))
+        assert (out[2 * b], out[2 * b + 1]) == (1.5 + 2.0 * z0, 1.5 + 2.0 * z1), b
+
+
 @pytest.mark.parametrize(("dtype", "bits"), [(np.float32, 24), (np.float64, 53)])
 def test_box_muller_radius_is_bounded_by_the_smallest_uniform(dtype, bits):
     # the largest |z|: 1 - u = 2**-bits, radius sqrt(-2 log 2**-bits); u = 0: radius 0, not NaN
