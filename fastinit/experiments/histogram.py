@@ -96,10 +96,11 @@ class HistogramResult:
         activations and of the back-propagated gradients, layer by layer.
     act_edges, grad_edges : dict of (str, str) -> numpy.ndarray
         The matching ``bins + 1`` bin edges (one range for all layers of a pair).
-    act_outside, grad_outside : dict of (str, str) -> numpy.ndarray
-        The matching ``(layers, 2)`` shares of each layer's values that are finite
-        but below and above the range, which no bin counts (ReLU's range is the
-        book's (0, 1): He's layers have about a fifth of their values above 1).
+    act_outside : dict of (str, str) -> numpy.ndarray
+        The matching ``(layers, 2)`` shares of each layer's activations that are
+        finite but below and above the range, which no bin counts (ReLU's range
+        is the book's (0, 1): He's layers have about a fifth of their values above
+        1).  The gradients' range spans every finite value: none is left out.
     stats : list of LayerStats
         One row per init, activation and layer.
     """
@@ -110,7 +111,6 @@ class HistogramResult:
     grad_counts: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     grad_edges: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     act_outside: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
-    grad_outside: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     stats: list[LayerStats] = field(default_factory=list)
 
     def table(self) -> str:
@@ -357,7 +357,6 @@ def _measure(result: HistogramResult, specs: list, activations: tuple, bar: Prog
                 lo, hi = _symmetric_range(grads, 100.0)
                 result.grad_edges[key] = np.linspace(lo, hi, bins + 1)
                 result.grad_counts[key] = np.array([_counts(g, bins, lo, hi) for g in grads])
-                result.grad_outside[key] = np.array([_outside(g, lo, hi) for g in grads])
                 for k in range(layers):
                     result.stats.append(
                         LayerStats(
@@ -399,7 +398,7 @@ def _write(result: HistogramResult, output: Output, bar: ProgressBar) -> None:
     done = len(result.act_counts)  # pairs measured; each figure drawn adds one
     kinds = (
         ("activations", result.act_counts, result.act_edges, result.act_outside, "act_std"),
-        ("gradients", result.grad_counts, result.grad_edges, result.grad_outside, "grad_std"),
+        ("gradients", result.grad_counts, result.grad_edges, None, "grad_std"),
     )
     try:
         for act in cfg["activations"]:
