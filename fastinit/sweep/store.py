@@ -221,14 +221,22 @@ def _check_shape(config: Any, metrics: Any, curves: Any) -> None:
     if not isinstance(config.get("experiment"), str):
         raise ValueError("its config names no experiment")
     for curve, points in curves.items():
-        if not isinstance(points, list) or not all(
-            type(v) in (int, float) or v is None for v in points
-        ):
+        if not isinstance(points, list) or not all(_is_point(v) for v in points):
             raise ValueError(f"its curve {curve!r} is not a list of numbers: {points!r:.60}")
 
 
+def _is_point(value: Any) -> bool:
+    """Whether ``value`` is a curve's point: a number (not a bool), or None (NaN, inf)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(json_safe(value), separators=(",", ":"), allow_nan=False)
+    return _dumps_safe(json_safe(value))
+
+
+def _dumps_safe(value: Any) -> str:
+    """Compact JSON of a value already JSON-safe (:func:`json_safe`)."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -718,9 +726,10 @@ class Store:
         if not isinstance(key, str):
             raise TypeError(f"key: expected a str (a configuration key), got {type(key).__name__}")
         keep_done = check_bool(keep_done, "keep_done")
-        metrics, curves = _dumps(result.get("metrics") or {}), _dumps(result.get("curves") or {})
+        metrics = json_safe(result.get("metrics") or {})
+        curves = json_safe(result.get("curves") or {})
         try:  # as rows() reads it back: a run it would refuse is not written
-            _check_shape(config, json.loads(metrics), json.loads(curves))
+            _check_shape(config, metrics, curves)
         except ValueError as e:
             raise ValueError(f"run {key!r}: {e}") from None
         values = (
@@ -729,8 +738,8 @@ class Store:
             sweep,
             _dumps_config(config),
             result["status"],
-            metrics,
-            curves,
+            _dumps_safe(metrics),
+            _dumps_safe(curves),
             result.get("error"),
             result.get("started"),
             result.get("finished"),
