@@ -7,6 +7,7 @@ raises ``ValueError`` or ``TypeError`` naming the argument and what was expected
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -207,6 +208,12 @@ def check_path(
     if not isinstance(value, kinds):
         raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
     return value
+
+
+def suggest(word: Any, choices: Any) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to ``word``, or empty if none is close."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:

@@ -15,7 +15,6 @@ network contains.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import inspect
 import itertools
 import os
@@ -38,6 +37,7 @@ from fastinit._validate import (
     check_int,
     check_path,
     check_seed,
+    suggest,
     value_errors,
 )
 from fastinit.dense import LAYER_COLUMNS, forward_rows, ops_table, with_kernels
@@ -120,12 +120,7 @@ def _check_keywords(given: dict, target: Any, caller: str) -> None:
     ]
     for name in given:
         if name not in taken:
-            close = difflib.get_close_matches(name, taken, n=1)
-            hint = (
-                f" (did you mean {close[0]!r}?)"
-                if close
-                else f"; it takes {', '.join(sorted(taken))}"
-            )
+            hint = suggest(name, taken) or f"; it takes {', '.join(sorted(taken))}"
             raise TypeError(f"{caller}() got an unexpected keyword argument {name!r}{hint}")
 
 

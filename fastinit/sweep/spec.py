@@ -53,7 +53,6 @@ least one) and says so on stderr (:func:`workers_in_memory`).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -959,6 +958,7 @@ def _public() -> list[str]:
     return [name for name, e in EXPERIMENTS.items() if not e.hidden]
 
 
-def _suggest(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def _suggest(word: Any, choices: Any) -> str:
+    from fastinit._validate import suggest  # imported where used, as runners does: no NumPy
+
+    return suggest(word, choices)
