@@ -235,9 +235,40 @@ def test_symmetry_table_and_files_show_the_same_spreads(tmp_path):
         assert max(float(row[c]) for row in rows for c in cols) == res[f"max_{kind}_spread"]
 
 
+def test_histogram_summary_and_layer_csv_say_what_share_lies_outside_each_histogram(tmp_path):
+    # the figures said "23.8% > 1 not shown"; summary.json and layer_stats.csv, which a
+    # user analyses, gave the histograms without the values they leave out
+    r = run_histogram(("he", "std=0.01"), ("relu", "tanh"), layers=2, width=20, samples=50,
+                      bins=10, out=tmp_path, progress=False)  # fmt: skip
+    x = datasets.gaussian(50, 20, seed=0, dtype="float64")
+    summary = json.loads((tmp_path / "summary.json").read_text())["results"]
+    with (tmp_path / "layer_stats.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    for init_name, std in (("he", math.sqrt(2 / 20)), ("std=0.01", 0.01)):
+        a = x
+        for k in range(2):
+            w = init.normal((20, 20), std=std, seed=0, stream=k + 1, dtype="float64")
+            a = np.maximum(a @ w, 0.0)
+            i = next(i for i, s in enumerate(r.stats)
+                     if (s.init, s.activation, s.layer) == (init_name, "relu", k + 1))  # fmt: skip
+            above = np.count_nonzero(a > 1.0) / a.size
+            assert r.stats[i].below_range == 0.0
+            assert r.stats[i].above_range == pytest.approx(above, abs=1 / a.size)
+            assert summary[i]["above_range"] == r.stats[i].above_range
+            assert float(rows[i]["above_range"]) == pytest.approx(r.stats[i].above_range)
+            assert float(rows[i]["below_range"]) == 0.0
+    he = [s.above_range for s in r.stats if (s.init, s.activation) == ("he", "relu")]
+    assert min(he) > 0.05  # He's ReLU layers spill past the book's (0, 1)
+    counted = r.act_counts[("he", "relu")].sum(axis=1) / (20 * 50)
+    np.testing.assert_allclose(np.array(he) + counted, 1.0)  # what no bin counts
+    assert all(s.below_range + s.above_range == 0 for s in r.stats if s.activation == "tanh"
+               and s.init == "std=0.01")  # fmt: skip
+
+
 def test_histogram_table_columns_never_run_together():
-    big = LayerStats("variance_scaling", "sigmoid", 12, 9123.456, 12654.5679, 0.5, None, 1e30)
-    r = HistogramResult({}, stats=[big, LayerStats("he", "tanh", 1, -0.5, 0.25, None, 0.0, 0.1)])
+    big = LayerStats("variance_scaling", "sigmoid", 12, 9123.456, 12654.5679, 0.5, None, 1e30, 0, 0)
+    he = LayerStats("he", "tanh", 1, -0.5, 0.25, None, 0.0, 0.1, 0.0, 0.0)
+    r = HistogramResult({}, stats=[big, he])
     lines = r.table().splitlines()
     assert lines[2].split() == [
         "variance_scaling", "sigmoid", "12", "9123.4560", "12654.5679", "0.500", "-", "1e+30",

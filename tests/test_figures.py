@@ -119,7 +119,7 @@ def test_histogram_panels_say_what_share_of_their_values_they_leave_out():
     pyplot().close(fig)
     r = run_histogram(("he",), ("relu",), layers=2, width=20, samples=50, bins=10, progress=False)
     measured = 20 * 50
-    below, above = r.act_outside[("he", "relu")].T
+    below, above = r.act_outside("he", "relu").T
     counted = r.act_counts[("he", "relu")].sum(axis=1)
     np.testing.assert_allclose(above, 1 - counted / measured)
     assert above.min() > 0.05 and not below.any()

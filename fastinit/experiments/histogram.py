@@ -66,6 +66,11 @@ class LayerStats:
         Fraction of units inactive on every input (ReLU family); None for others.
     grad_std : float
         Standard deviation of the backpropagated gradient ``dL/dz``.
+    below_range, above_range : float
+        Shares of the layer's activations that are finite and below, and above,
+        its histogram's range, which no bin counts (ReLU's range is the book's
+        (0, 1): He's layers have about a fifth of their values above 1).  The
+        gradients' range spans every finite value: none is left out.
 
     A layer whose signal overflowed (an activation or derivative inf or NaN)
     has NaN ``saturated`` and ``dead`` (where they apply), and a gradient that
@@ -81,6 +86,8 @@ class LayerStats:
     saturated: float | None
     dead: float | None
     grad_std: float
+    below_range: float
+    above_range: float
 
 
 @dataclass
@@ -96,11 +103,6 @@ class HistogramResult:
         activations and of the back-propagated gradients, layer by layer.
     act_edges, grad_edges : dict of (str, str) -> numpy.ndarray
         The matching ``bins + 1`` bin edges (one range for all layers of a pair).
-    act_outside : dict of (str, str) -> numpy.ndarray
-        The matching ``(layers, 2)`` shares of each layer's activations that are
-        finite but below and above the range, which no bin counts (ReLU's range
-        is the book's (0, 1): He's layers have about a fifth of their values above
-        1).  The gradients' range spans every finite value: none is left out.
     stats : list of LayerStats
         One row per init, activation and layer.
     """
@@ -110,7 +112,6 @@ class HistogramResult:
     act_edges: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     grad_counts: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     grad_edges: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
-    act_outside: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     stats: list[LayerStats] = field(default_factory=list)
 
     def table(self) -> str:
@@ -139,6 +140,22 @@ class HistogramResult:
             for s in self.stats
         ]
         return text_table(header, rows, "<<>>>>>>")
+
+    def act_outside(self, init: str, activation: str) -> np.ndarray:
+        """The ``(layers, 2)`` shares ``(below_range, above_range)`` of a pair's layers.
+
+        Parameters
+        ----------
+        init, activation : str
+            The pair, as parsed.
+
+        Returns
+        -------
+        numpy.ndarray of float64, (layers, 2)
+            One row per layer, from :attr:`stats`.
+        """
+        rows = [s for s in self.stats if (s.init, s.activation) == (init, activation)]
+        return np.array([(s.below_range, s.above_range) for s in rows], dtype=np.float64)
 
     def summary(self) -> dict[str, Any]:
         """The key figures for summary.json.
@@ -219,7 +236,7 @@ def _counts(values: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
     return np.histogram(np.asarray(values, dtype=np.float64), bins, range=(lo, hi))[0]
 
 
-def _outside(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def _outside(values: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
     """Shares of ``values`` that are finite and below ``lo``, and above ``hi``.
 
     The values :func:`_counts` leaves out of its bins besides inf and NaN, as a
@@ -227,7 +244,8 @@ def _outside(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]  # inf above hi is counted as overflow, not as out of range
-    return np.array([np.count_nonzero(v < lo), np.count_nonzero(v > hi)]) / max(values.size, 1)
+    size = max(values.size, 1)
+    return np.count_nonzero(v < lo) / size, np.count_nonzero(v > hi) / size
 
 
 def run_histogram(
@@ -336,7 +354,7 @@ def _measure(result: HistogramResult, specs: list, activations: tuple, bar: Prog
     A signal that overflows (``std=1e300``) gives non-finite statistics, as in
     ``fastinit depth``, without NumPy's warnings (see :class:`LayerStats`); its
     histograms count the finite values only, and their figure panels say so.
-    The shares of finite values outside a histogram's range are kept beside it.
+    The shares of finite values outside a histogram's range go in its layers' rows.
     """
     cfg = result.config
     layers, width, bins = cfg["layers"], cfg["width"], cfg["bins"]
@@ -350,10 +368,9 @@ def _measure(result: HistogramResult, specs: list, activations: tuple, bar: Prog
                     x, weights, name, grad_seed=seed, grad_stream=TOP_GRADIENT_STREAM
                 )
                 key = (spec.name, name)
-                lo, hi = _range(name, acts)
-                result.act_edges[key] = np.linspace(lo, hi, bins + 1)
-                result.act_counts[key] = np.array([_counts(a, bins, lo, hi) for a in acts])
-                result.act_outside[key] = np.array([_outside(a, lo, hi) for a in acts])
+                lo_act, hi_act = _range(name, acts)
+                result.act_edges[key] = np.linspace(lo_act, hi_act, bins + 1)
+                result.act_counts[key] = np.array([_counts(a, bins, lo_act, hi_act) for a in acts])
                 lo, hi = _symmetric_range(grads, 100.0)
                 result.grad_edges[key] = np.linspace(lo, hi, bins + 1)
                 result.grad_counts[key] = np.array([_counts(g, bins, lo, hi) for g in grads])
@@ -366,6 +383,7 @@ def _measure(result: HistogramResult, specs: list, activations: tuple, bar: Prog
                             *moments(acts[k]),
                             *_saturated_and_dead(name, acts[k], derivs[k]),
                             moments(grads[k])[1],
+                            *_outside(acts[k], lo_act, hi_act),
                         )
                     )
             bar.update(len(result.act_counts))
@@ -396,8 +414,9 @@ def _write(result: HistogramResult, output: Output, bar: ProgressBar) -> None:
     cfg = result.config
     fig, axes = _grid(plt, cfg["inits"], cfg["layers"])
     done = len(result.act_counts)  # pairs measured; each figure drawn adds one
+    outside_shares = {pair: result.act_outside(*pair) for pair in result.act_counts}
     kinds = (
-        ("activations", result.act_counts, result.act_edges, result.act_outside, "act_std"),
+        ("activations", result.act_counts, result.act_edges, outside_shares, "act_std"),
         ("gradients", result.grad_counts, result.grad_edges, None, "grad_std"),
     )
     try:
@@ -450,8 +469,8 @@ def _plot(fig: Any, axes: np.ndarray, inits: list[str], act: str, kind: str, cou
     cleared and the layout starts from a new figure's, so each figure is the
     one a fresh grid would give.  The panels of ``overflowed`` ``(init,
     layer)`` (values inf or NaN, which the counts leave out) say so, and those
-    with a share of values outside the range in ``outside`` (as
-    :attr:`HistogramResult.act_outside`) say how much.
+    with a share of values outside the range in ``outside`` (per pair, as
+    :meth:`HistogramResult.act_outside`) say how much.
     """
     import matplotlib
 
