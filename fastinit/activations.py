@@ -415,9 +415,14 @@ def selu(z: float, p0: float, p1: float) -> tuple[float, float]:
 @njit(**_E)
 @_activation_doc()
 def gelu(z: float, p0: float, p1: float) -> tuple[float, float]:
-    """``z Phi(z)`` (exact erf form); derivative ``Phi(z) + z phi(z)``."""
+    """``z Phi(z)`` (exact erf form); derivative ``Phi(z) + z phi(z)``.
+
+    ``Phi(z) = erfc(-z / sqrt 2) / 2``: the same function as ``(1 + erf(z / sqrt 2)) / 2``
+    without its cancellation, which made ``Phi`` 0 for ``z < -5.9`` (float64; -3.9 in
+    float32) where it is 1e-9 or more.
+    """
     t = type(z)
-    cdf = t(0.5) * (t(1.0) + math.erf(z * t(_SQRT_HALF)))
+    cdf = t(0.5) * math.erfc(-z * t(_SQRT_HALF))
     pdf = t(_INV_SQRT_2PI) * fast_exp(t(-0.5) * z * z)
     return z * cdf, cdf + z * pdf
 

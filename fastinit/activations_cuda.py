@@ -3,7 +3,7 @@
 Same names, integer codes, parameters ``(p0, p1)`` and defaults as the CPU
 module (the codes and constants are imported from it); each function returns
 ``(value, derivative)`` in the type of ``z``.  The formulas are the CPU ones
-written with CUDA's libdevice ``exp``, ``expm1``, ``log1p``, ``erf`` (the CPU
+written with CUDA's libdevice ``exp``, ``expm1``, ``log1p``, ``erfc`` (the CPU
 module's vectorizable polynomials exist only for its SIMD loops), so results
 agree to a few float32 ulps, and they are stable the same way: sigmoid, tanh and
 softplus from ``exp(-|z|)``, ``1 - tanh**2`` and ``s (1 - s)`` from the small
@@ -109,7 +109,7 @@ def device_functions() -> Any:
             v, d = elu(z, t(_SELU_ALPHA))
             return t(_SELU_SCALE) * v, t(_SELU_SCALE) * d
         if code == GELU:
-            cdf = t(0.5) * (one + t(math.erf(z * t(_SQRT_HALF))))
+            cdf = t(0.5) * t(math.erfc(-z * t(_SQRT_HALF)))  # as the CPU: no cancellation
             pdf = t(_INV_SQRT_2PI) * t(math.exp(t(-0.5) * z * z))
             return z * cdf, cdf + z * pdf
         if code == GELU_TANH:

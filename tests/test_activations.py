@@ -74,6 +74,23 @@ def test_large_inputs_stay_finite_with_the_right_limits(name, dtype):
     np.testing.assert_allclose(got_v, want_v, rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "dtype, lowest, rtol", [(np.float32, -12.0, 2e-5), (np.float64, -37.0, 1e-13)]
+)
+def test_gelu_keeps_its_relative_precision_in_the_negative_tail(dtype, lowest, rtol):
+    # 0.5 (1 + erf(z / sqrt 2)) cancels to 0 once erf rounds to -1 (z < -5.9 in float64,
+    # -3.9 in float32): gelu(-10) came out as -0.0, not -7.6e-23.  The oracle is SciPy's
+    # ndtr, the normal CDF to full relative precision in its tail.
+    from scipy.special import ndtr
+
+    z = np.linspace(lowest, -1.0, 301).astype(dtype)
+    value, deriv = activations.apply(z, "gelu")
+    wide = z.astype(np.float64)
+    np.testing.assert_allclose(value, wide * ndtr(wide), rtol=rtol, atol=0)
+    slope = ndtr(wide) + wide * np.exp(-0.5 * wide * wide) / np.sqrt(2 * np.pi)
+    np.testing.assert_allclose(deriv, slope, rtol=max(rtol, 1e-12), atol=0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tanh_keeps_the_sign_of_zero(dtype):
     # tanh is odd: tanh(+0) = +0 and tanh(-0) = -0 (NumPy, PyTorch); +0 came out as -0

@@ -53,7 +53,7 @@ def test_every_activation_value_and_derivative(dtype):
 
     x = np.concatenate([np.linspace(-12, 12, 25), [-100.0, -30.0, 0.0, 30.0, 100.0, np.nan]])
     x = x.astype(dtype)
-    # a few ulps: libdevice's erf/exp against the CPU's (gelu's 1 + erf(z) is ulp-limited)
+    # a few ulps: libdevice's erfc/exp against the CPU's
     rtol, atol = (2e-6, 4e-7) if dtype == "float32" else (1e-13, 1e-15)
     for name in activations.NAMES:
         want = activations.apply(x, name)
@@ -65,6 +65,19 @@ def test_every_activation_value_and_derivative(dtype):
                  ("softplus", {"beta": 2.0, "threshold": 5.0})]:  # fmt: skip
         for w, g in zip(activations.apply(x, spec), activations_cuda.apply(x, spec), strict=True):
             np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=str(spec))
+
+
+@pytest.mark.parametrize("dtype, lowest", [("float32", -12.0), ("float64", -37.0)])
+def test_gelu_twin_keeps_its_relative_precision_in_the_negative_tail(dtype, lowest):
+    # the twin wrote Phi as (1 + erf(z / sqrt 2)) / 2, 0 past z = -5.9 (float64), as the CPU did
+    from scipy.special import ndtr
+
+    from fastinit import activations_cuda
+
+    z = np.linspace(lowest, -1.0, 31).astype(dtype)
+    value = activations_cuda.apply(z, "gelu")[0]
+    wide = z.astype(np.float64)
+    np.testing.assert_allclose(value, wide * ndtr(wide), rtol=2e-5 if dtype == "float32" else 1e-12)
 
 
 @pytest.mark.parametrize("x", [[1 + 2j], ["1.0"], [None, 1.0]])
