@@ -753,6 +753,44 @@ def test_a_curve_diverging_to_the_float_limit_leaves_the_panel_readable(tmp_path
     assert low <= 19.6 and 21 <= high < 1e300, (low, high)
 
 
+def test_a_diverged_loss_curve_leaves_the_top_of_the_panel_the_others_stay_readable(
+    tmp_path, monkeypatch
+):
+    """A lr sweep's diverged run climbs 30 decades before its NaN; the log axis spanned them
+    all, and the runs that trained (losses 0.1 to 2.3) were a flat line on its floor."""
+    import numpy as np
+
+    from fastinit.experiments._common import DIVERGED_HEADROOM
+
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for seed in range(2):
+            climb = [2.3 * 10.0 ** (k / 2) for k in range(60)] + [None, None]
+            record(store, "selftest", {"init": "a", "seed": seed}, {"final_loss": None},
+                   curves={"loss": climb}, status="diverged")  # fmt: skip
+            trained = list(np.geomspace(2.3, 0.1 + 0.01 * seed, len(climb)))
+            record(store, "selftest", {"init": "b", "seed": seed}, {"final_loss": trained[-1]},
+                   curves={"loss": trained})  # fmt: skip
+            record(store, "selftest", {"init": "c", "seed": seed}, {"final_loss": 1.0},
+                   curves={"loss": [1.0] * len(climb)})  # fmt: skip
+    figures = _captured_figures(monkeypatch)
+    make_report(db, tmp_path / "out")
+    curves = figures["curves_loss.png"]
+    low, high = curves["ylims"][0]
+    assert low <= 0.1 and 2.3 <= high <= 2.3 * DIVERGED_HEADROOM, (low, high)
+    assert "diverged" in curves["suptitle"] and "above" in curves["suptitle"], curves["suptitle"]
+    # a panel whose every line diverged keeps every value it draws
+    db2 = tmp_path / "all.sqlite"
+    with Store(db2) as store:
+        for seed in range(2):
+            record(store, "selftest", {"init": "a", "seed": seed}, {"final_loss": None},
+                   curves={"loss": climb}, status="diverged")  # fmt: skip
+    make_report(db2, tmp_path / "out2")
+    low, high = figures["curves_loss.png"]["ylims"][0]
+    assert high >= max(climb[:-2]), (low, high)
+    assert "above" not in figures["curves_loss.png"]["suptitle"]
+
+
 def test_the_band_of_a_curve_stays_within_the_values_its_seeds_reached(tmp_path, monkeypatch):
     """A std larger than the mean put the band's lower edge at or below 0 (the axis bottom)."""
     db = tmp_path / "r.sqlite"

@@ -1316,9 +1316,11 @@ def pyplot():
 
 
 LOG_AXIS_TOP = 1e200  #: the highest top :func:`log_axis` gives a log axis
+#: with runs that did not diverge, the most :func:`log_axis`'s top lies above their values
+DIVERGED_HEADROOM = 1e3
 
 
-def log_axis(ax: Any, curves: Sequence[Any]) -> None:
+def log_axis(ax: Any, curves: Sequence[Any], healthy: Sequence[Any] | None = None) -> bool:
     """Give ``ax`` a log y scale whose limits span the finite positive values of ``curves``.
 
     matplotlib pads a log axis by a share of its decades and places its ticks up to
@@ -1335,11 +1337,32 @@ def log_axis(ax: Any, curves: Sequence[Any]) -> None:
         The axis, its curves drawn.
     curves : sequence of array_like
         Every value drawn on it (NaN, infinities, zeros and negatives are left out).
+    healthy : sequence of array_like, optional
+        The curves of the runs that did not diverge, if the axis has any.  The top
+        is then at most :data:`DIVERGED_HEADROOM` times their largest value: a
+        diverged loss climbing 30 decades leaves the top of the panel instead of
+        flattening the losses of the runs that trained onto its floor.
+
+    Returns
+    -------
+    bool
+        Whether some value of ``curves`` lies above the top (a line leaves the panel).
     """
     span = positive_span(curves)
+    kept = _largest(healthy or [])
+    if span is not None and kept > 0:
+        span = span[0], min(span[1], kept * DIVERGED_HEADROOM)
     if span is not None:
         ax.set_ylim(*span)
     ax.set_yscale("log")
+    return span is not None and _largest(curves) > span[1]
+
+
+def _largest(curves: Sequence[Any]) -> float:
+    """The largest finite value of ``curves`` (-inf for none)."""
+    values = np.concatenate([np.ravel(np.asarray(c, dtype=np.float64)) for c in curves] or [[]])
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else -math.inf
 
 
 def positive_span(curves: Sequence[Any]) -> tuple[float, float] | None:

@@ -705,11 +705,13 @@ def _curves(plt: Any, exp: str, groups: Sequence[Group], output: Any, curve: str
     the lower edge at or below 0, the band falling to the axis bottom, at losses
     no seed had.  A panel whose values are all positive has a log y axis, its
     limits set from the finite values drawn (:func:`fastinit.experiments._common.log_axis`):
-    a run diverging towards the float64 limit made matplotlib's padding overflow.
+    a run diverging towards the float64 limit made matplotlib's padding overflow.  Its
+    top is at most ``DIVERGED_HEADROOM`` times the largest value of the lines no seed
+    diverged in, if it has any: a diverged loss leaves the panel, the suptitle says so.
     """
     import numpy as np
 
-    from fastinit.experiments._common import log_axis
+    from fastinit.experiments._common import DIVERGED_HEADROOM, log_axis
 
     panels = list(_panels(groups, ("init",)).items())
     if not any(r["curves"].get(curve) for g in groups for r in g.runs):
@@ -718,20 +720,22 @@ def _curves(plt: Any, exp: str, groups: Sequence[Group], output: Any, curve: str
     inits = sorted({str(g.params.get("init")) for g in groups})
     for part, chunk in enumerate(_chunks(panels, PANELS_PER_FIGURE)):
         fig, axes = _grid(plt, len(chunk), (5.0, 3.6))
-        diverged = False
+        diverged = above = False
         for ax, (label, gs) in zip(axes, chunk, strict=False):
-            drawn = []  # every value on the axis, lines and band edges: the log axis' limits
+            drawn, healthy = [], []  # every value on the axis; those of groups none diverged in
             for g in gs:
                 a = _seed_curves(g, curve)
                 if a is None:
                     continue
                 color = colors[inits.index(str(g.params.get("init"))) % len(colors)]
                 said = f"; {_diverged(g)}" if _diverged(g) else ""
-                drawn += _mean_and_band(ax, a, color, f"{g.params.get('init')} ({len(a)}{said})")
+                lines = _mean_and_band(ax, a, color, f"{g.params.get('init')} ({len(a)}{said})")
+                drawn += lines
+                healthy += [] if said else lines
                 diverged |= bool(said)
             finite = np.concatenate([d[np.isfinite(d)] for d in drawn] or [np.zeros(0)])
             if finite.size == 0 or finite.min() > 0:
-                log_axis(ax, drawn)
+                above |= log_axis(ax, drawn, healthy)
             ax.set_xlabel("iteration")
             ax.set_ylabel(curve)
             ax.set_title(label or exp, fontsize=9)
@@ -739,6 +743,8 @@ def _curves(plt: Any, exp: str, groups: Sequence[Group], output: Any, curve: str
                 ax.legend(fontsize="x-small")
         suffix = f"_{part + 1}" if len(panels) > PANELS_PER_FIGURE else ""
         note = "; past where a seed diverged, the mean of the others" if diverged else ""
+        if above:
+            note += f"\ndiverged runs leave the axis above {DIVERGED_HEADROOM:g}x the others' loss"
         fig.suptitle(f"{exp}: {curve} per init, mean over seeds (runs), band min to max{note}")
         fig.tight_layout()
         output.figure(f"curves_{_slug(curve)}{suffix}.png", fig)
