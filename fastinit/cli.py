@@ -696,6 +696,7 @@ def _print_result(args: argparse.Namespace, result: Any) -> None:
 
 
 _NAMES = re.compile(r"^([a-z][a-z_]*(?:, [a-z][a-z_]*)*): ")  # "iterations, batch_size: ..."
+_NAME_AND_VALUE = re.compile(r"^([a-z][a-z_]*) (?=')")  # "out '/runs/a': ..."
 
 
 def _with_options(message: str, args: argparse.Namespace, sizes: bool = False) -> str:
@@ -703,6 +704,9 @@ def _with_options(message: str, args: argparse.Namespace, sizes: bool = False) -
     (``batch_size: ...``) named by their options (``--batch-size: ...``), where they have one.
     ``sizes``: the names are what to reduce (a MemoryError); those without an option (the
     planar data's ``m``, 400 on the command line) are left out where others remain."""
+    m = _NAME_AND_VALUE.match(message)
+    if m is not None and m.group(1) in args.option_of:
+        return f"{args.option_of[m.group(1)]} {message[m.end() :]}"
     m = _NAMES.match(message)
     if m is None:
         return message

@@ -1065,6 +1065,76 @@ def test_sigterm_is_handled_as_ctrl_c_exiting_143(tmp_path):
     assert "Traceback" not in err and not (tmp_path / "new").exists()
 
 
+def test_an_experiment_started_beside_another_running_in_its_out_is_refused_before_computing(
+    tmp_path, monkeypatch, capsys
+):
+    # both passed the early check (neither had written yet): the second computed its whole
+    # run, then was refused as it committed ("... summary.json there is the output of")
+    import subprocess
+    import sys
+    import time
+
+    from fastinit.model import MLP
+    from tests.conftest import ROOT
+
+    out = tmp_path / "shared"
+    cmd = [sys.executable, "-m", "fastinit", "planar", "--inits", "zeros", "--iterations",
+           str(10**8), "--out", str(out), "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(".fastinit-planar-*")) and time.monotonic() < deadline:
+            assert proc.poll() is None, "planar ended"
+            time.sleep(0.01)
+
+        def fit(*args, **kwargs):
+            raise AssertionError("computed beside a running planar, to be refused at the end")
+
+        monkeypatch.setattr(MLP, "fit", fit)
+        with pytest.raises(SystemExit) as e:
+            main(["symmetry", "--iterations", "2", "--out", str(out), "--quiet"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"fastinit symmetry: error: --out {str(out)!r}: `fastinit planar` is writing there now"
+        ), err
+        assert not (out / "summary.json").exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    monkeypatch.undo()  # planar killed (SIGKILL): its claim went with it
+    argv = ["symmetry", "--iterations", "2", "--every", "1", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert (out / "summary.json").exists()
+    assert not [p.name for p in out.iterdir() if "running" in p.name]
+
+
+def test_a_run_refused_as_it_commits_names_out_as_the_option_and_says_nothing_was_written(
+    tmp_path, monkeypatch, capsys
+):
+    # where no claim can be held (no flock), another command's summary.json may appear
+    # while this one computes: it is refused at the end, and said "out '...'" as if
+    # --out were no option, and not that its results were not written
+    from fastinit.experiments import _common
+
+    out = tmp_path / "out"
+    real = _common.commit_all
+
+    def another_command_wrote_meanwhile(outputs):
+        if outputs[0].owner == "symmetry":
+            with _common.Output(out, "planar") as other:
+                other.text("summary.json", "{}")
+        real(outputs)
+
+    monkeypatch.setattr(_common, "commit_all", another_command_wrote_meanwhile)
+    with pytest.raises(SystemExit) as e:
+        main(["symmetry", "--iterations", "2", "--every", "1", "--out", str(out), "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastinit symmetry: error: --out {str(out)!r}: summary.json there "), err
+    assert "this run's files were not written" in err, err
+
+
 def test_a_ctrl_c_as_out_is_made_removes_it(tmp_path, monkeypatch, capsys, ctrl_c_after):
     # a Ctrl-C (or SIGTERM) right after --out was made, before the command knew it had
     # made it, left it behind ("... is as it was")

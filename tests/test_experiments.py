@@ -558,6 +558,39 @@ def test_a_second_experiment_in_the_same_directory_is_refused_before_it_runs(tmp
     assert (tmp_path / "summary.json").read_bytes() != before["summary.json"]
 
 
+def test_an_experiment_is_refused_while_another_runs_in_its_directory(tmp_path, monkeypatch):
+    # another command's claim, held as a running one holds it (a shared flock on its file)
+    fcntl = pytest.importorskip("fcntl")
+
+    claim = os.open(tmp_path / ".fastinit-planar-running", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(claim, fcntl.LOCK_SH)
+
+    def fit(*args, **kwargs):
+        raise AssertionError("trained although a running planar will write its summary.json")
+
+    monkeypatch.setattr(MLP, "fit", fit)
+    try:
+        with pytest.raises(ValueError) as e:
+            run_symmetry(("zeros",), iterations=2, every=1, out=tmp_path, progress=False)
+        assert str(e.value).startswith(
+            f"out {str(tmp_path)!r}: `fastinit planar` is writing there now, and this "
+            "symmetry run would replace its summary.json"
+        ), e.value
+        assert not (tmp_path / "summary.json").exists()
+    finally:
+        os.close(claim)  # as its process ends, killed or not
+    monkeypatch.undo()
+    run_symmetry(("zeros",), iterations=2, every=1, out=tmp_path, progress=False)
+    # the same command twice at once is not refused (the last to end leaves its files)
+    claim = os.open(tmp_path / ".fastinit-symmetry-running", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(claim, fcntl.LOCK_SH)
+    try:
+        run_symmetry(("zeros",), iterations=3, every=1, out=tmp_path, progress=False)
+    finally:
+        os.close(claim)
+    assert not (tmp_path / ".fastinit-planar-running").exists()  # a dead claim, removed
+
+
 def test_output_never_replaces_a_file_another_owner_wrote(tmp_path):
     with Output(tmp_path, "a") as output:
         output.text("shared.csv", "a's")

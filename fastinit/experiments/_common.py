@@ -809,6 +809,8 @@ def prepare_output(out: Any, option: str = "out", owner: str | None = None) -> l
         ) from None
     if owner is not None:
         check_unclaimed(path, owner, ["summary.json"], option)
+        with _locked([path]):
+            _check_no_other_running(path, owner, option)
         pending = _PREPARED.get()
         if pending:
             pending.pop()()
@@ -891,10 +893,102 @@ def prepared_output(out: Any, owner: str, option: str = "out") -> Iterator[list[
     """
     created = prepare_output(out, option, owner=owner)
     try:
-        yield created
+        with claimed(None if out is None else Path(out), owner, option):
+            yield created
     except BaseException:  # KeyboardInterrupt included
         remove_empty(created)
         raise
+
+
+#: An owner's claim on an output directory while its command runs (``.format(owner)``):
+#: the command holds a shared ``flock`` on this file (:func:`claimed`).
+RUNNING = ".fastinit-{}-running"
+
+
+@contextmanager
+def claimed(directory: Path | None, owner: str, option: str = "out") -> Iterator[None]:
+    """Hold ``owner``'s claim on the output ``directory`` while the block runs.
+
+    Two commands started together into one directory both passed
+    :func:`check_unclaimed` (neither had written yet), and the second computed
+    its whole run to be refused as it committed.  A command holds a shared
+    ``flock`` on :data:`RUNNING` for its owner instead, taken where it starts;
+    a command of another owner finding that file locked is refused then, before
+    it computes.  The kernel drops the lock with the process, killed or not, so
+    a dead command's file claims nothing (the next check removes it).  The same
+    command twice at once is not refused: the one that ends last leaves its
+    files, whole (:func:`commit_all`).  Where ``flock`` is missing (Windows) or the
+    file cannot be made, no claim is held: the check at commit still refuses.
+
+    Parameters
+    ----------
+    directory : pathlib.Path or None
+        The output directory, made (:func:`prepare_output`); None claims nothing.
+    owner : str
+        The command that will write there.
+    option : str
+        Name of the directory's argument in an error message.
+
+    Raises
+    ------
+    ValueError
+        Naming ``option`` and the other command, before the block runs.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        fcntl = None
+    fd = None
+    if directory is not None and fcntl is not None:
+        with _locked([directory]):
+            _check_no_other_running(directory, owner, option)
+            with suppress(OSError):
+                fd = os.open(directory / RUNNING.format(owner), os.O_RDWR | os.O_CREAT, 0o644)
+                fcntl.flock(fd, fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            with _locked([directory]), suppress(OSError):
+                try:  # the last of this owner's commands there removes the file
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    os.unlink(directory / RUNNING.format(owner))
+                finally:
+                    os.close(fd)
+
+
+def _check_no_other_running(directory: Path, owner: str, option: str) -> None:
+    """Refuse if a command of another owner holds its claim on ``directory``
+    (:func:`claimed`); remove the files of those that no longer run.  Call it
+    holding the directory's lock (:func:`_locked`)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return
+    head, tail = RUNNING.split("{}")
+    for path in sorted(directory.glob(RUNNING.format("*"))):
+        other = path.name.removeprefix(head).removesuffix(tail)
+        if other == owner:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"{option} {str(directory)!r}: `fastinit {other}` is writing there now, and "
+                f"this {owner} run would replace its summary.json; give each command its own "
+                "directory (the default) or wait for that one to end"
+            ) from None
+        except OSError:
+            continue  # no flock on this file system: the check at commit still refuses
+        else:
+            with suppress(OSError):
+                os.unlink(path)  # its command is gone
+        finally:
+            os.close(fd)
 
 
 def check_unclaimed(directory: Path, owner: str, names: list[str], option: str = "out") -> None:
@@ -1169,8 +1263,11 @@ def commit_all(outputs: Sequence[Output]) -> None:
         (then the files there are as they were).
     """
     with _locked([o.directory for o in outputs if o.staging is not None]):
-        for output in outputs:
-            output.check()
+        try:
+            for output in outputs:
+                output.check()
+        except ValueError as e:
+            raise ValueError(f"{e}; this run's files were not written") from None
         with deferred_interrupt():  # a Ctrl-C never leaves half the files replaced
             moves = [(out, staged, final) for out in outputs for staged, final in out._moves()]
             _move_all(moves)

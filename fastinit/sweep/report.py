@@ -952,7 +952,14 @@ def make_report(
     """
     from fastinit._files import deferred_interrupt
     from fastinit._validate import check_bool
-    from fastinit.experiments._common import Output, commit_all, prepare_output, provenance, pyplot
+    from fastinit.experiments._common import (
+        Output,
+        claimed,
+        commit_all,
+        prepare_output,
+        provenance,
+        pyplot,
+    )
     from fastinit.sweep.store import Store
 
     figures = check_bool(figures, "figures")
@@ -993,6 +1000,7 @@ def make_report(
     stale = sorted(_previous_experiments(root) - set(groups))
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(claimed(root, "report"))  # refuses an experiment running there
             top = stack.enter_context(Output(root, "report"))
             outputs = []
             for exp, gs in groups.items():
