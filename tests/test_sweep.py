@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -26,7 +27,7 @@ from fastinit.sweep import spec as spec_module
 from fastinit.sweep.execute import SerialExecutor, SweepProgress, run_sweep
 from fastinit.sweep.report import make_report
 from fastinit.sweep.spec import SpecError, config_key, load_spec, parse_spec
-from fastinit.sweep.store import Store
+from fastinit.sweep.store import SCHEMA_VERSION, Store
 from tests.test_sweep_report import oracle as report_oracle
 
 DEPTH_SPEC = """\
@@ -1322,6 +1323,49 @@ def test_a_concurrent_sweeps_result_does_not_replace_a_recorded_run(tmp_path):
         assert not store.record(key, cfg, runners.execute(cfg), keep_done=True)
         (row,) = [r for r in store.rows() if r["key"] == key]
         assert row["status"] == "ok" and row["attempts"] == 2
+
+
+def _damaged_runs_table(db):
+    """Overwrite the header of ``db``'s ``runs`` root page with garbage, as a torn write
+    or a bad disk leaves it (the file's own header stays readable)."""
+    con = sqlite3.connect(db)
+    (root,) = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'runs'").fetchone()
+    (size,) = con.execute("PRAGMA page_size").fetchone()
+    con.execute("PRAGMA journal_mode=DELETE")  # the WAL folded back into the file
+    con.close()
+    with open(db, "r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(b"\xff" * 64)  # no page type
+
+
+@pytest.mark.parametrize("damage", ["torn-page", "wrong-columns"])
+def test_a_damaged_database_is_a_one_line_error_naming_db(tmp_path, capsys, damage):
+    # sweep and --dry-run stopped with sqlite3's traceback ("database disk image is
+    # malformed", "no such column: attempts"), where fastinit report said what was wrong
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1, 2]\n')
+    db = tmp_path / "r.sqlite"
+    if damage == "torn-page":
+        run_sweep(spec, db, workers=0, progress=False)
+        _damaged_runs_table(db)
+    else:
+        con = sqlite3.connect(db)
+        con.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        con.execute("CREATE TABLE runs (key TEXT PRIMARY KEY, status TEXT)")
+        con.commit()
+        con.close()
+    before = db.read_bytes()
+    for argv in (["--dry-run"], ["--workers", "0", "--quiet"]):
+        with pytest.raises(SystemExit) as e:
+            main(["sweep", str(spec), "--db", str(db), *argv])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"fastinit sweep: error: --db: {db}"), err
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    with pytest.raises(ValueError, match=f"^db: {re.escape(str(db))}"):
+        run_sweep(spec, db, workers=0, progress=False)
+    if damage == "wrong-columns":  # found before anything is written (the torn page, later)
+        assert db.read_bytes() == before
 
 
 def test_a_database_of_another_program_is_left_alone(tmp_path, capsys):

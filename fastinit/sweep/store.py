@@ -423,6 +423,14 @@ class Store:
                 self.conn.close()
             raise ValueError(f"db: {self.path} is not a fastinit results database ({e})") from None
 
+    def _check_columns(self, tables: set[str]) -> None:
+        """Raise sqlite3's error for a ``runs`` or ``claims`` table (of ``tables``) without
+        a column of this schema (another program's tables of those names, an edited file)."""
+        if "runs" in tables:
+            self.conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs LIMIT 0")
+        if "claims" in tables:
+            self.conn.execute(f"SELECT key, {', '.join(_CLAIM_COLUMNS)} FROM claims LIMIT 0")
+
     def _check_existing(self, readonly: bool) -> None:
         """Refuse (and close) a database of another program or of another schema version.
 
@@ -439,6 +447,7 @@ class Store:
             query = "SELECT value FROM meta WHERE name = 'schema_version'"
             version = self.conn.execute(query).fetchone()
         if version is not None and str(version[0]) == str(SCHEMA_VERSION):
+            self._check_columns(tables)
             return
         if not tables and not readonly:
             return
@@ -491,9 +500,17 @@ class Store:
         -------
         dict
             ``{key: (status, attempts)}`` (``attempts``: times the run was recorded).
+
+        Raises
+        ------
+        ValueError
+            Naming the database, when its runs cannot be read (a damaged file).
         """
         _check_keys(keys)
-        rows = self.conn.execute("SELECT key, status, attempts FROM runs").fetchall()
+        try:
+            rows = self.conn.execute("SELECT key, status, attempts FROM runs").fetchall()
+        except sqlite3.DatabaseError as e:  # "database disk image is malformed"
+            raise ValueError(f"db: {self.path}: cannot read its runs ({e})") from None
         found = {key: (status, attempts) for key, status, attempts in rows}
         if keys is None:
             return found
