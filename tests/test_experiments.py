@@ -440,6 +440,41 @@ def test_staging_left_by_a_killed_writer_is_removed_by_the_next(tmp_path):
     assert names == sorted(["summary.json", live.name, other.name])
 
 
+def test_a_writer_killed_while_moving_its_files_in_is_finished_by_the_next_run(tmp_path):
+    # SIGKILL (an OOM kill) between two renames left a.csv new and b.csv, c.csv old, and
+    # the next run deleted the staging folder, with the files it had not moved in yet
+    with Output(tmp_path, "planar") as output:
+        for name in ("a.csv", "b.csv", "c.csv", "old.csv"):
+            output.text(name, "earlier")
+    left = _left_by_a_killed_writer(tmp_path, (
+        "from fastinit.experiments import _common\n"
+        "real, moved_in = os.replace, []\n"
+        "def replace(a, b):\n"
+        "    if '.writing-' in str(a) and '.writing-' not in str(b):  # staged -> final\n"
+        "        if len(moved_in) == 2:  # c.csv moved aside, not yet replaced\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)\n"
+        "        moved_in.append(b)\n"
+        "    real(a, b)\n"
+        "_common.os.replace = replace\n"
+        "with Output(out, 'planar') as output:\n"
+        "    for name in ('a.csv', 'b.csv', 'c.csv'):\n"
+        "        output.text(name, 'killed run')\n"
+    ))  # fmt: skip
+    texts = {n: (tmp_path / n).read_text() for n in ("a.csv", "b.csv", "c.csv", "old.csv")
+             if (tmp_path / n).exists()}  # fmt: skip
+    assert sorted(set(texts.values())) == ["earlier", "killed run"], texts  # the case
+    assert any(n.startswith(".writing-") for n in left)
+    with Output(tmp_path):  # the next write there (no owner: its own files left alone)
+        pass
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".fastinit-planar-files.json", "a.csv", "b.csv", "c.csv"], names
+    assert {n: (tmp_path / n).read_text() for n in names[1:]} == dict.fromkeys(
+        names[1:], "killed run"
+    )
+    listed = json.loads((tmp_path / ".fastinit-planar-files.json").read_text())
+    assert listed == ["a.csv", "b.csv", "c.csv"]
+
+
 def test_unstaged_writes_leave_no_temporary_files(tmp_path, monkeypatch):
     import io
 

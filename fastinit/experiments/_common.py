@@ -1313,12 +1313,13 @@ def _move_all(moves: Sequence[tuple[Output, Path | None, Path]]) -> None:
     An earlier file that cannot be put back either stays in the staging directory,
     which is then kept (and named in the message), not removed with the rest.
     """
+    _write_journals(moves)
     done = []  # (output, staged, final, aside or None, moved in)
     try:
         for k, (output, staged, final) in enumerate(moves):
             aside = None
             if os.path.lexists(final):
-                aside = output.staging / f".earlier-{k}"  # short: any name fits beside it
+                aside = output.staging / _aside(k)
                 os.replace(final, aside)
             done.append([output, staged, final, aside, False])
             if staged is not None:
@@ -1326,6 +1327,9 @@ def _move_all(moves: Sequence[tuple[Output, Path | None, Path]]) -> None:
                 done[-1][4] = True
     except OSError as e:
         failed, stuck = final, {}
+        for output in {id(o): o for o, _, _ in moves}.values():  # undone here, not finished later
+            with suppress(OSError):
+                os.unlink(output.staging / _JOURNAL)
         for output, staged, final, aside, moved_in in reversed(done):
             if moved_in:
                 with suppress(OSError):  # the new file back (else the earlier one replaces it)
@@ -1344,6 +1348,58 @@ def _move_all(moves: Sequence[tuple[Output, Path | None, Path]]) -> None:
         raise OSError(
             f"{str(failed)!r}: could not put this run's file in place ({reason}); {outcome}"
         ) from e
+
+
+_JOURNAL = ".moves.json"  # in a staging directory: the renames of its commit, in order
+
+
+def _aside(k: int) -> str:
+    """The name in its staging directory of the earlier file that move ``k`` replaces."""
+    return f".earlier-{k}"  # short: any name fits beside it
+
+
+def _write_journals(moves: Sequence[tuple[Output, Path | None, Path]]) -> None:
+    """Write each output's renames into its staging directory before the first is done.
+
+    ``[staged name or None, final name, aside name]`` per move, in order: a process
+    killed between two renames (SIGKILL, an OOM kill) leaves the directory with some
+    files of its run and some of the last; the next write there finishes the renames
+    from this list (:func:`_finish_moves`) instead of deleting what it had not moved in.
+    """
+    journals: dict[int, tuple[Output, list]] = {}
+    for k, (output, staged, final) in enumerate(moves):
+        entry = [None if staged is None else staged.name, final.name, _aside(k)]
+        journals.setdefault(id(output), (output, []))[1].append(entry)
+    for output, entries in journals.values():
+        write_bytes(output.staging / _JOURNAL, (json.dumps(entries) + "\n").encode("utf-8"))
+
+
+def _finish_moves(directory: Path, staging: Path) -> bool:
+    """Finish the renames a killed process listed in ``staging`` (:func:`_write_journals`).
+
+    Returns whether ``staging`` may be removed: it held no list (the process was
+    killed before its first rename), or every rename is done.
+    """
+    try:
+        entries = json.loads((staging / _JOURNAL).read_text())
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
+    try:
+        for staged, final, aside in entries:
+            target, earlier = directory / final, staging / aside
+            if (staged is None and earlier.exists()) or (
+                staged is not None and not (staging / staged).exists()
+            ):
+                continue  # done before the kill
+            if os.path.lexists(target) and not earlier.exists():
+                os.replace(target, earlier)
+            if staged is not None:
+                os.replace(staging / staged, target)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
 
 
 def _keep(output: Output) -> str:
@@ -1371,9 +1427,17 @@ def _remove_abandoned_staging(directory: Path) -> None:
     """Remove staging directories left by killed processes (SIGKILL skips ``__exit__``).
 
     Only those of this host whose process is gone; another live writer's stays.
+    One killed while it moved its files in has its moves finished first
+    (:func:`_finish_moves`), so the directory holds that run's files, not a mix;
+    one whose moves cannot be finished is kept (``.fastinit-kept-...``).
     """
-    for d in _abandoned(directory, f"{_STAGING}{_host()}-"):
-        shutil.rmtree(d, ignore_errors=True)
+    with _locked([directory]):  # a commit of this directory is not under way meanwhile
+        for d in _abandoned(directory, f"{_STAGING}{_host()}-"):
+            if _finish_moves(directory, d):
+                shutil.rmtree(d, ignore_errors=True)
+            else:
+                with suppress(OSError):
+                    os.replace(d, d.with_name(d.name.replace(_STAGING, ".fastinit-kept-", 1)))
 
 
 def provenance(config: dict[str, Any]) -> dict[str, Any]:
