@@ -370,25 +370,25 @@ def hold_in_block(signum: int) -> bool:
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[list[int]]:
-    """While the block runs, SIGTERM stops it as a Ctrl-C does.
+    """While the block runs, SIGTERM and SIGHUP stop it as a Ctrl-C does.
 
-    The handler raises KeyboardInterrupt (held, as a Ctrl-C is, inside a
-    :func:`deferred_interrupt` block), so the work stopped cleans up as it does
+    SIGTERM: ``kill``, ``timeout``, a batch system's stop; SIGHUP: the terminal
+    closed, an ssh connection dropped (``nohup`` ignores it: then it stays
+    ignored).  The handler raises KeyboardInterrupt (held, as a Ctrl-C is, inside
+    a :func:`deferred_interrupt` block), so the work stopped cleans up as it does
     after a Ctrl-C: a sweep records the results that had arrived and releases
-    its claims.  Only in the main thread and over SIGTERM's default action (a
-    caller's own handler, or ``SIG_IGN``, stays in force); the previous handler
-    is put back after the block.
+    its claims.  Only in the main thread and over a signal's default action (a
+    caller's own handler, or ``SIG_IGN``, stays in force); the previous handlers
+    are put back after the block.
 
     Yields
     ------
     list of int
-        The SIGTERMs received, for the caller to tell a SIGTERM from a Ctrl-C.
+        The signals received (:data:`STOP_SIGNALS`), for the caller to tell them
+        from a Ctrl-C.
     """
     received: list[int] = []
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
-    ):
+    if threading.current_thread() is not threading.main_thread():
         yield received
         return
 
@@ -398,8 +398,14 @@ def terminate_as_interrupt() -> Iterator[list[int]]:
         received.append(signum)
         raise KeyboardInterrupt  # whatever SIGINT's handler (ignored in a background job)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    ours = [s for s in STOP_SIGNALS if signal.getsignal(s) == signal.SIG_DFL]
+    previous = {s: signal.signal(s, stop) for s in ours}
     try:
         yield received
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+#: The signals :func:`terminate_as_interrupt` handles as a Ctrl-C (SIGHUP where it exists)
+STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)

@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fastinit._files import terminate_as_interrupt
+from fastinit._files import STOP_SIGNALS, terminate_as_interrupt
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -571,8 +571,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         or ``--device`` included, and sizes whose buffers cannot be allocated),
         130 if interrupted (nothing written, unless the files were already
         being renamed into place; standard error says what was kept), 143 if
-        terminated (SIGTERM: ``kill``, ``timeout``; handled as a Ctrl-C while the
-        command runs in the main thread, where the default action is in force), 1 if
+        terminated (SIGTERM: ``kill``, ``timeout``) and 129 if hung up (SIGHUP: the
+        terminal closed), each handled as a Ctrl-C while the command runs in the
+        main thread, where the default action is in force, 1 if
         standard output was closed before the table was printed
         (``fastinit ... | head``; the files are written).  On a standard output
         whose encoding lacks ``±`` (ASCII), tables print ``+-`` for it.
@@ -593,8 +594,12 @@ def _bad_numba_threads() -> str:
 
 
 def _stop(terminated: list[int]) -> tuple[str, int]:
-    """What stopped the command, and its exit status: a SIGTERM (143) or a Ctrl-C (130)."""
-    return ("terminated", 128 + signal.SIGTERM) if terminated else ("interrupted", 130)
+    """What stopped the command, and its exit status: a SIGTERM (143), a SIGHUP (129)
+    or a Ctrl-C (130)."""
+    if not terminated:
+        return "interrupted", 130
+    word = "terminated" if terminated[0] == signal.SIGTERM else "hung up"
+    return word, 128 + terminated[0]
 
 
 def _main(argv: Sequence[str] | None, terminated: list[int]) -> int:
@@ -674,12 +679,13 @@ def _stopped(
 
 @contextmanager
 def _ctrl_c_ignored() -> Iterator[None]:
-    """Ignore SIGINT and SIGTERM inside the block (main thread only), then put their
+    """Ignore SIGINT, SIGTERM and SIGHUP inside the block (main thread only), then put their
     handlers back."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    stops = (signal.SIGINT, *STOP_SIGNALS)
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in stops}
     try:
         yield
     finally:

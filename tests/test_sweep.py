@@ -906,6 +906,34 @@ def test_a_terminal_ctrl_c_stops_a_local_dask_sweep_without_worker_tracebacks(
     assert summary.ran == 12 - summary.skipped and len(db_rows(db)) == 12
 
 
+def test_a_terminal_hangup_stops_a_pool_sweep_as_a_ctrl_c_does(tmp_path):
+    # the terminal closed (an ssh connection dropped): SIGHUP reached the sweep and its
+    # workers, and ended both at once (exit -1, no message, the results that had
+    # arrived and were not yet committed lost)
+    spec, db, cmd = sleeping_sweep(tmp_path, sleep=0.2, runs=12, workers=2)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while _count(db) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the sweep wrote no rows"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGHUP)  # as a closing terminal sends it
+        code = proc.wait(timeout=60)
+        err = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    assert code == 129 and "fastinit sweep: hung up; " in err and "Traceback" not in err, err
+    rows = db_rows(db)
+    assert 2 <= len(rows) < 12 and all(r["status"] == "ok" for r in rows), rows
+    assert not db_rows(db, "claims")
+    summary = run_sweep(spec, db, workers=0, progress=False)
+    assert summary.ran == 12 - summary.skipped and len(db_rows(db)) == 12
+
+
 # Store.record sends the signal on its first call, then waits while the other runs in
 # flight finish (their results arrive), then records: as a Ctrl-C during that commit
 INTERRUPTED_SWEEP = """\
@@ -930,7 +958,9 @@ if __name__ == "__main__":  # not in the spawned workers, which import this file
 @pytest.mark.parametrize(
     ("sig", "executor", "code", "word", "recorded"),
     [("SIGINT", "local", 130, "interrupted", 2), ("SIGTERM", "local", 143, "terminated", 2),
-     ("SIGINT", "dask", 130, "interrupted", 3)],
+     ("SIGINT", "dask", 130, "interrupted", 3),
+     # the terminal closed, an ssh connection dropped: it ended the sweep as SIGKILL does
+     ("SIGHUP", "local", 129, "hung up", 2)],
 )  # fmt: skip
 def test_an_interrupted_sweep_records_every_result_that_had_arrived(
     tmp_path, sigint_default, sig, executor, code, word, recorded

@@ -195,6 +195,27 @@ def _watch_parent() -> None:
     threading.Thread(target=watch, name="fastinit-parent-watch", daemon=True).start()
 
 
+@contextlib.contextmanager
+def _hangup_blocked() -> Iterator[None]:
+    """Block SIGHUP in this thread while it starts processes, which inherit the mask.
+
+    A closing terminal sends SIGHUP to its whole process group: the sweep handles
+    it as a Ctrl-C (:func:`fastinit._files.terminate_as_interrupt`) and stops its
+    workers, but the workers and multiprocessing's resource tracker died of it at
+    once (the tracker printing a traceback).  A SIGHUP to this process meanwhile
+    is delivered when the block ends.
+    """
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is None or not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {hup})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _init_worker(numba_threads: int) -> None:
     """Initializer of every pool worker (runs before any task)."""
     configure_threads(numba_threads)
@@ -390,14 +411,15 @@ class PoolExecutor:
         if self._pool is not None:
             return
         t0 = time.perf_counter()
-        pool = ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context(self.start_method),
-            initializer=_init_worker,
-            initargs=(self.numba_threads,),
-        )
+        with _hangup_blocked():  # the resource tracker starts here, the workers below
+            pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context(self.start_method),
+                initializer=_init_worker,
+                initargs=(self.numba_threads,),
+            )
         try:
-            with _environ(thread_env(self.numba_threads)):
+            with _environ(thread_env(self.numba_threads)), _hangup_blocked():
                 warm = [pool.submit(_warm) for _ in range(self.workers)]
             for f in warm:
                 f.result()
@@ -1309,10 +1331,11 @@ def run_sweep(
 
     Notes
     -----
-    A SIGTERM (a batch system's stop, ``kill``) stops the sweep as a Ctrl-C does:
-    the results that had arrived are recorded and the claims released, then the
-    process ends by SIGTERM as it would have.  That holds in the main thread
-    under SIGTERM's default action; a handler of the caller's stays in force.
+    A SIGTERM (a batch system's stop, ``kill``) or a SIGHUP (the terminal closed)
+    stops the sweep as a Ctrl-C does: the results that had arrived are recorded
+    and the claims released, then the process ends by that signal as it would
+    have.  That holds in the main thread under the signal's default action; a
+    handler of the caller's stays in force.
     """
     with terminate_as_interrupt() as terminated:
         try:
@@ -1320,8 +1343,8 @@ def run_sweep(
         except KeyboardInterrupt:
             if not terminated:
                 raise
-    signal.raise_signal(signal.SIGTERM)  # its default action is back: the process ends
-    raise KeyboardInterrupt  # only if SIGTERM's action changed meanwhile
+    signal.raise_signal(terminated[0])  # its default action is back: the process ends
+    raise KeyboardInterrupt  # only if that signal's action changed meanwhile
 
 
 def _run_sweep(
