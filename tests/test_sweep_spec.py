@@ -320,6 +320,33 @@ def test_the_sweep_parameters_defaults_are_the_experiment_functions():
     assert EXPERIMENTS["planar"].params["init"].default in defaults(planar.run_planar)["inits"]
 
 
+def test_an_empty_table_among_grid_tables_is_refused_naming_it():
+    # a [[grid]] header whose keys were commented out added one run of the defaults
+    # (planar seed 2 beside the seeds asked for), where `grid = []` is refused as a slip
+    text = 'experiment = "planar"\n[[grid]]\nseed = [5]\n[[grid]]\n'
+    with pytest.raises(SpecError, match=r"^spec.toml:4: grid\[1\]: an empty table") as e:
+        parse_spec(text, "spec.toml")
+    assert "give it keys or remove it" in str(e.value)
+    one = parse_spec('experiment = "planar"\n[[grid]]\n', "spec.toml")  # the only table:
+    assert len(one.keyed_runs()) == 1  # no grid, one run of the defaults, as before
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ("{start = 0, stop = 3, foo = 1}", "unknown key 'foo'; expected start, stop, step"),
+        ("{start = 0, stp = 3}", "unknown key 'stp'; expected start, stop, step (did you mean"),
+        ("{start = 0}", "stop required"),
+    ],
+)
+def test_a_range_table_names_the_key_that_is_wrong(table, words):
+    # "(stop required), got keys ['foo', 'start', 'stop']": stop was there, foo not named
+    with pytest.raises(SpecError) as e:
+        parse_spec(f'experiment = "planar"\n[grid]\nseed = {table}\n', "spec.toml")
+    assert str(e.value).startswith("spec.toml:3: grid.seed: range: "), str(e.value)
+    assert words in str(e.value), str(e.value)
+
+
 def test_an_error_in_a_later_grid_tables_range_names_its_line():
     # the sub-table header [grid.seed] was looked up from the top: the first table's line
     text = ('experiment = "depth"\n[[grid]]\ndepth = [3]\n[grid.seed]\nstart = 0\nstop = 2\n'

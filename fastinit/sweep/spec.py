@@ -464,6 +464,12 @@ class _Checker:
                 None, "grid",
             )  # fmt: skip
         indices = [f"[{n}]" if isinstance(grid_data, list) else "" for n in range(len(tables))]
+        for n, table in enumerate(tables):
+            if not table and len(tables) > 1:  # a header whose keys were commented out
+                raise self.error(
+                    "an empty table adds one run of the defaults; give it keys or remove it",
+                    "grid", None, n, indices[n],
+                )  # fmt: skip
         axes = []  # every axis' values, unchecked: the grid's size is known before they are
         for n, table in enumerate(tables):
             for key in table:
@@ -605,12 +611,18 @@ class _Checker:
         return out
 
     def _range(self, table: dict[str, Any], key: str, n: int, index: str) -> range:
-        allowed = {"start", "stop", "step"}
-        bad = set(table) - allowed
-        if bad or "stop" not in table:
+        allowed = ("start", "stop", "step")
+        bad = sorted(set(table) - set(allowed))
+        if bad:
             raise self.error(
-                "expected a list, or a range table {start = 0, stop = N, step = 1} "
-                f"(stop required), got keys {sorted(table)}",
+                f"range: unknown key {bad[0]!r}; expected start, stop, step"
+                + _suggest(bad[0], allowed),
+                "grid", key, n, index,
+            )  # fmt: skip
+        if "stop" not in table:
+            raise self.error(
+                "range: stop required, as in {start = 0, stop = N, step = 1} (a list is the "
+                f"other form), got keys {sorted(table)}",
                 "grid", key, n, index,
             )  # fmt: skip
         parts = [table.get("start", 0), table["stop"], table.get("step", 1)]
