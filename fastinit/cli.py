@@ -218,9 +218,12 @@ def _interrupted(a: argparse.Namespace, before: tuple[int, int] | None, removed:
     out = getattr(a, "out", None)
     if a.command == "sweep":
         db = getattr(a, "db", None)
+        left = _sweep_runs_left(a)
+        if left is not None and left[0] == 0:
+            return f"every run of the SPEC is in {str(db)!r}"
         return (
             f"the runs finished so far are in {str(db)!r}; run the same command again to "
-            "run the rest"
+            "run the rest" + ("" if left is None else f" ({left[0]} of {left[1]})")
         )
     if out is None:
         return "nothing written"
@@ -233,6 +236,21 @@ def _interrupted(a: argparse.Namespace, before: tuple[int, int] | None, removed:
     if before is not None:
         return f"{lost}; {str(out)!r} keeps the earlier `fastinit {a.command}` run's files"
     return f"{lost}; {str(out)!r} is as it was"
+
+
+def _sweep_runs_left(a: argparse.Namespace) -> tuple[int, int] | None:
+    """How many runs of an interrupted sweep's SPEC are still to run, of how many;
+    None where that cannot be read (no SPEC, a database that cannot be opened)."""
+    from fastinit.sweep.spec import load_spec
+    from fastinit.sweep.store import Store, done_keys
+
+    try:
+        keys = [key for key, _ in load_spec(a.spec).keyed_runs()]
+        with Store(a.db, readonly=True) as store:
+            done = done_keys(store.statuses(keys), retry_failed=a.retry_failed)
+    except Exception:  # the message then says what it always said
+        return None
+    return sum(key not in done for key in keys), len(keys)
 
 
 def _common(p: argparse.ArgumentParser, experiment: str, trains: bool = False) -> None:

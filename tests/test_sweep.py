@@ -906,6 +906,36 @@ def test_a_terminal_ctrl_c_stops_a_local_dask_sweep_without_worker_tracebacks(
     assert summary.ran == 12 - summary.skipped and len(db_rows(db)) == 12
 
 
+def test_a_ctrl_c_after_every_run_was_recorded_says_nothing_is_left(tmp_path, monkeypatch, capsys):
+    # a Ctrl-C while the pool shut down, every run recorded, said "run the same command
+    # again to run the rest": the rerun ran nothing
+    from fastinit.sweep import execute
+
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1, 2]\n')
+    db = tmp_path / "r.sqlite"
+    run = execute.run_sweep
+
+    def ctrl_c_at_the_end(*args, **kwargs):
+        run(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(execute, "run_sweep", ctrl_c_at_the_end)
+    argv = ["sweep", str(spec), "--db", str(db), "--workers", "0", "--quiet"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == f"fastinit sweep: interrupted; every run of the SPEC is in {str(db)!r}", err
+    with sqlite3.connect(db) as con:  # one run lost: the message says to run the rest
+        con.execute("DELETE FROM runs WHERE rowid = (SELECT MIN(rowid) FROM runs)")
+
+    def ctrl_c_at_once(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(execute, "run_sweep", ctrl_c_at_once)
+    assert main(argv) == 130
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.endswith("run the same command again to run the rest (1 of 3)"), err
+
+
 def test_a_terminal_hangup_stops_a_pool_sweep_as_a_ctrl_c_does(tmp_path):
     # the terminal closed (an ssh connection dropped): SIGHUP reached the sweep and its
     # workers, and ended both at once (exit -1, no message, the results that had
