@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import errno
 import inspect
 import os
 import re
@@ -651,6 +652,9 @@ def _main(argv: Sequence[str] | None, terminated: list[int]) -> int:
     except (ValueError, TypeError, OSError, MemoryError) as e:
         remove_empty(created)
         message = _with_options(str(e), args, isinstance(e, MemoryError))
+        if getattr(e, "errno", None) in _WRITE_ERRORS and out is not None:  # a full disk
+            removed = bool(created) and not created[0].exists()
+            message += f"; {_interrupted(args, before, removed)}"
         parser.exit(2, f"fastinit {args.command}: error: {message}{_memory_hint(e, args)}\n")
     except KeyboardInterrupt:
         return _stopped(args, before, created, terminated)
@@ -721,6 +725,11 @@ def _print_result(args: argparse.Namespace, result: Any) -> None:
 
 _NAMES = re.compile(r"^([a-z][a-z_]*(?:, [a-z][a-z_]*)*): ")  # "iterations, batch_size: ..."
 _NAME_AND_VALUE = re.compile(r"^([a-z][a-z_]*) (?=')")  # "out '/runs/a': ..."
+
+
+# a file system that took no more of the run's files: --out is then as it was (the staging)
+_WRITE_ERRORS = {getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EFBIG", "EIO", "EROFS")
+                 if hasattr(errno, n)}  # fmt: skip
 
 
 def _with_options(message: str, args: argparse.Namespace, sizes: bool = False) -> str:

@@ -1135,6 +1135,32 @@ def test_a_run_refused_as_it_commits_names_out_as_the_option_and_says_nothing_wa
     assert "this run's files were not written" in err, err
 
 
+def test_a_full_disk_says_what_out_still_holds(tmp_path, monkeypatch, capsys):
+    # "[Errno 28] No space left on device: '.../planar_boundaries.png'" and nothing more:
+    # the earlier run's files were kept, as after a Ctrl-C, but the message did not say so
+    from fastinit.experiments._common import Output
+
+    out = tmp_path / "out"
+    argv = ["planar", "--inits", "zeros", "--iterations", "2", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(self, name, fig):
+        raise OSError(28, "No space left on device", str(self.path(name)))
+
+    monkeypatch.setattr(Output, "figure", full)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("fastinit planar: error: [Errno 28] No space left on device"), err
+    assert err.endswith(
+        f"nothing written: the results computed so far are discarded; {str(out)!r} keeps the "
+        "earlier `fastinit planar` run's files"
+    ), err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_a_ctrl_c_as_out_is_made_removes_it(tmp_path, monkeypatch, capsys, ctrl_c_after):
     # a Ctrl-C (or SIGTERM) right after --out was made, before the command knew it had
     # made it, left it behind ("... is as it was")
