@@ -936,6 +936,24 @@ def test_a_ctrl_c_after_every_run_was_recorded_says_nothing_is_left(tmp_path, mo
     assert err.endswith("run the same command again to run the rest (1 of 3)"), err
 
 
+def test_a_ctrl_c_as_the_sweep_makes_its_executor_closes_the_database(tmp_path, monkeypatch):
+    # the database stayed open (its -wal and -shm files with it) while the traceback
+    # lived, as a notebook keeps it
+    from fastinit.sweep import execute
+
+    spec = write(tmp_path, 'experiment = "selftest"\n[grid]\nseed = [0, 1]\n')
+    db = tmp_path / "r.sqlite"
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(execute, "_own_executor", ctrl_c)
+    with pytest.raises(KeyboardInterrupt) as e:
+        run_sweep(spec, db, workers=0, progress=False)
+    assert e.value is not None  # the traceback, and its frames, still alive
+    assert not (tmp_path / "r.sqlite-wal").exists(), sorted(p.name for p in tmp_path.iterdir())
+
+
 def test_a_terminal_hangup_stops_a_pool_sweep_as_a_ctrl_c_does(tmp_path):
     # the terminal closed (an ssh connection dropped): SIGHUP reached the sweep and its
     # workers, and ended both at once (exit -1, no message, the results that had

@@ -1396,8 +1396,13 @@ def _run_sweep(
     todo = [(k, c) for k, c in runs if k not in done]
     summary = SweepSummary(spec.name, store.path, len(runs), len(done))
     summary.failed_before = sum(statuses[k] == "failed" for k in done)
-    if isinstance(executor, (str, type(None))):
-        executor = _own_executor(spec, executor, workers, dask, len(todo))
+    try:  # a Ctrl-C (or an error) as the executor is made leaves the database closed
+        if isinstance(executor, (str, type(None))):
+            executor = _own_executor(spec, executor, workers, dask, len(todo))
+    except BaseException:
+        if own_store:
+            store.close()
+        raise
     summary.executor = executor.describe()
     bar = SweepProgress(len(todo), enabled=progress, stream=stream)
     requeued0 = executor.requeued
