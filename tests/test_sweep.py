@@ -878,6 +878,27 @@ def test_killed_mid_sweep_then_resume_runs_each_config_once(tmp_path, sig, sigin
     assert all(r["finished"] == before[r["key"]] for r in rows if r["key"] in before)
 
 
+def _signal_the_group(cmd: list[str], db: Path, signum: int) -> tuple[int, str]:
+    """Start the sweep ``cmd`` in a session of its own, send ``signum`` to its whole
+    process group (as a terminal does) once ``db`` holds two rows; its exit status
+    and standard error."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while _count(db) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the sweep wrote no rows"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signum)
+        code = proc.wait(timeout=60)
+        return code, proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+
+
 def test_a_terminal_ctrl_c_stops_a_local_dask_sweep_without_worker_tracebacks(
     tmp_path, sigint_default
 ):
@@ -885,21 +906,7 @@ def test_a_terminal_ctrl_c_stops_a_local_dask_sweep_without_worker_tracebacks(
     # processes too, which printed a KeyboardInterrupt traceback each
     pytest.importorskip("distributed")
     spec, db, cmd = sleeping_sweep(tmp_path, sleep=0.2, runs=12, workers=2)
-    proc = subprocess.Popen([*cmd, "--dask", "local"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while _count(db) < 2:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the sweep wrote no rows"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends Ctrl-C
-        code = proc.wait(timeout=60)
-        err = proc.stderr.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
+    code, err = _signal_the_group([*cmd, "--dask", "local"], db, signal.SIGINT)  # a Ctrl-C
     assert code == 130 and "interrupted" in err and "Traceback" not in err, err
     assert 2 <= len(db_rows(db)) < 12 and not db_rows(db, "claims")
     summary = run_sweep(spec, db, workers=0, progress=False)
@@ -959,21 +966,7 @@ def test_a_terminal_hangup_stops_a_pool_sweep_as_a_ctrl_c_does(tmp_path):
     # workers, and ended both at once (exit -1, no message, the results that had
     # arrived and were not yet committed lost)
     spec, db, cmd = sleeping_sweep(tmp_path, sleep=0.2, runs=12, workers=2)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while _count(db) < 2:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the sweep wrote no rows"
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGHUP)  # as a closing terminal sends it
-        code = proc.wait(timeout=60)
-        err = proc.stderr.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
+    code, err = _signal_the_group(cmd, db, signal.SIGHUP)  # as a closing terminal sends it
     assert code == 129 and "fastinit sweep: hung up; " in err and "Traceback" not in err, err
     rows = db_rows(db)
     assert 2 <= len(rows) < 12 and all(r["status"] == "ok" for r in rows), rows

@@ -965,11 +965,7 @@ def _check_no_other_running(directory: Path, owner: str, option: str) -> None:
         import fcntl
     except ImportError:  # Windows
         return
-    head, tail = RUNNING.split("{}")
-    for path in sorted(directory.glob(RUNNING.format("*"))):
-        other = path.name.removeprefix(head).removesuffix(tail)
-        if other == owner:
-            continue
+    for path, other in _others(directory, RUNNING, owner):
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:
@@ -989,6 +985,16 @@ def _check_no_other_running(directory: Path, owner: str, option: str) -> None:
                 os.unlink(path)  # its command is gone
         finally:
             os.close(fd)
+
+
+def _others(directory: Path, pattern: str, owner: str) -> Iterator[tuple[Path, str]]:
+    """The files of ``directory`` named by ``pattern`` (:data:`LISTING`, :data:`RUNNING`)
+    for an owner other than ``owner``, with that owner's name, in name order."""
+    head, tail = pattern.split("{}")
+    for path in sorted(directory.glob(pattern.format("*"))):
+        other = path.name.removeprefix(head).removesuffix(tail)
+        if other != owner:
+            yield path, other
 
 
 def check_unclaimed(directory: Path, owner: str, names: list[str], option: str = "out") -> None:
@@ -1015,11 +1021,7 @@ def check_unclaimed(directory: Path, owner: str, names: list[str], option: str =
     ValueError
         Naming ``option``, the first such file and the command that wrote it.
     """
-    head, tail = LISTING.split("{}")
-    for listing in sorted(directory.glob(LISTING.format("*"))):
-        other = listing.name.removeprefix(head).removesuffix(tail)
-        if other == owner:
-            continue
+    for listing, other in _others(directory, LISTING, owner):
         try:
             theirs = json.loads(listing.read_text())
         except (OSError, ValueError):
