@@ -503,6 +503,21 @@ def test_planar_weights_named_like_an_init_are_refused(tmp_path, capsys):
     assert "--weights" in capsys.readouterr().err
 
 
+def test_two_weights_files_with_one_name_are_refused(tmp_path, capsys):
+    # a/mine.npz and b/mine.npz ran as one run 'mine', b's weights silently replacing a's
+    for sub, scale in (("a", 0.3), ("b", 0.7)):
+        (tmp_path / sub).mkdir()
+        w = dict(zip(("W1", "b1", "W2", "b2"), notebook_weights(scale), strict=True))
+        np.savez(tmp_path / sub / "mine.npz", **w)
+    with pytest.raises(SystemExit) as e:
+        main(["planar", "--inits", "he", "--weights", str(tmp_path / "a" / "mine.npz"),
+              "--weights", str(tmp_path / "b" / "mine.npz"), "--iterations", "2",
+              "--out", str(tmp_path / "out"), "--quiet"])  # fmt: skip
+    assert e.value.code == 2
+    assert "--weights: two files are named 'mine'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_mnist_diverged_runs_write_valid_json_without_warnings(tmp_path, capsys):
     out = tmp_path / "out"
     with warnings.catch_warnings():

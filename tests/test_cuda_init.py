@@ -64,17 +64,21 @@ def same_bits(host: np.ndarray, dev) -> bool:
 @pytest.mark.parametrize("fill, args", FILLS)
 def test_fills_match_cpu_bit_for_bit(cuda, rc, fill, args, dtype):
     cases = [((0,), 0, 0), ((1,), 3, 1), ((7,), 2**64 - 1, 5), ((5, 9), 7, 2**40)]
+    # sizes that end on a full Philox block (4 float32 or 2 float64 values): its last
+    # value was left unwritten once
+    cases += [((8,), 11, 2), ((2, 6), 4, 9)]
     if not _cuda.simulator_enabled():  # many blocks and a grid-stride loop: GPU only
         cases.append(((1031, 1029), 9, 3))
     for shape, seed, stream in cases:
         host = getattr(R, fill)(np.empty(shape, dtype), *args, seed=seed, stream=stream)
-        dev = cuda.device_array(shape, dtype)
+        dev = cuda.to_device(np.full(shape, np.nan, dtype))  # a value not written stays NaN
         assert getattr(rc, fill)(dev, *args, seed=seed, stream=stream) is dev
         assert same_bits(host, dev), (fill, shape, dtype)
 
 
 def test_random_bits_match_cpu(rc):
-    for n in (0, 1, 6, 13):
+    # 4, 8, 16: a last Philox block that is full (its 4th word was dropped once)
+    for n in (0, 1, 4, 6, 8, 13, 16):
         assert np.array_equal(
             rc.random_bits(n, seed=9, stream=4).copy_to_host(), R.random_bits(n, seed=9, stream=4)
         )
@@ -120,6 +124,12 @@ def test_fill_errors(cuda, rc):
         rc.fill_truncated_normal(cuda.device_array(3, np.float32), 0.0, 1.0, 1.0, -1.0)
     with pytest.raises(ValueError, match="seed"):
         rc.fill_uniform(cuda.device_array(3, np.float32), seed=-1)
+    # a strided view (every other column) was accepted: the simulator filled through the
+    # view, and a GPU raised numba's NotImplementedError from reshape instead
+    strided = cuda.to_device(np.zeros((4, 6), np.float32))[:, ::2]
+    for fill in (rc.fill_uniform, rc.fill_normal, rc.fill_truncated_normal):
+        with pytest.raises(ValueError, match="out: expected a C-contiguous device array"):
+            fill(strided)
 
 
 # ----------------------------------------------------------------------------- initializers

@@ -477,6 +477,15 @@ def test_launch_configurations_of_the_largest_shapes_stay_within_cuda_limits(mon
         for per_block in (4, 2):  # float32 (4 values per Philox block), float64 (2)
             check_launch(random_cuda._grid((size + per_block - 1) // per_block), 256)
     check_launch(1, losses_cuda.threads())
+    # the widest product CUDA's grid holds: exactly 65535 column tiles (the y axis's
+    # limit) launch; one column more is refused.  65535 itself was refused once
+    ts, rt, *_ = dense_cuda.tile_config(False)
+    widest = 65535 * ts * rt
+    grid, block, small = dense_cuda.gemm_grid(60000, widest)
+    assert grid[1] == 65535 and not small
+    check_launch(grid, block)
+    with pytest.raises(ValueError, match="needs 65536 column tiles; CUDA allows 65535"):
+        dense_cuda.gemm_grid(60000, widest + 1)
 
 
 @pytest.fixture

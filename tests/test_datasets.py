@@ -411,7 +411,9 @@ def test_interrupted_copy_leaves_no_temporary_file(fresh_copy_dir, monkeypatch):
     assert list(fresh_copy_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("off", ["0", "off", "None"])
+# " off" or "none\n" (a stray blank, a value read from a file) was a relative directory
+# " off" made in the working directory
+@pytest.mark.parametrize("off", ["0", "off", "None", " off", "none\n"])
 def test_cache_dir_can_be_turned_off(tmp_path, monkeypatch, off, mnist):
     monkeypatch.setenv(D.CACHE_DIR_ENV, off)
     monkeypatch.setattr(D, "_CACHE", {})
@@ -486,6 +488,8 @@ def corrupt_gzip() -> bytes:
     [
         (good_idx()[:-3], "truncated: shape (3, 4) of i2 needs 24 bytes of data, got 21"),
         (good_idx() + b"\x00\x01", "2 trailing bytes: shape (3, 4) of i2 needs 24 bytes"),
+        # a single trailing byte was accepted, the file read as if it ended there
+        (good_idx() + b"\x00", "1 trailing bytes: shape (3, 4) of i2 needs 24 bytes"),
         (b"\x01" + good_idx()[1:], "bad magic number 0x01000b02"),
         (b"\x00\x00\x0a\x02" + good_idx()[4:], "unknown IDX type code 0x0A"),
         (good_idx()[:9], "truncated header: 2 dimensions need 12 bytes, got 9"),
@@ -493,7 +497,17 @@ def corrupt_gzip() -> bytes:
         (corrupt_gzip(), "corrupt gzip data"),
         (gzip.compress(good_idx())[:-10], "corrupt gzip data"),
     ],
-    ids=["truncated", "trailing", "magic", "dtype", "header", "short", "gzip", "gzip-cut"],
+    ids=[
+        "truncated",
+        "trailing",
+        "trailing-1",
+        "magic",
+        "dtype",
+        "header",
+        "short",
+        "gzip",
+        "gzip-cut",
+    ],
 )
 def test_load_idx_errors_name_file(tmp_path, data, message):
     path = tmp_path / "bad-idx1-ubyte"
@@ -587,6 +601,33 @@ def test_a_relative_mnist_path_is_read_from_the_working_directory_of_each_call(
     for name, label in (("a", 1), ("b", 2), ("a", 1)):
         monkeypatch.chdir(tmp_path / name)
         assert set(D.load_mnist(path="mnist")[0][1]) == {label}, name
+
+
+def test_an_empty_mnist_dir_variable_means_the_shipped_copy(monkeypatch, mnist):
+    # FASTINIT_MNIST_DIR="" (set but empty: `export FASTINIT_MNIST_DIR=`) was the refused
+    # path '' where load_mnist documents "if set and non-empty"
+    unset = D._mnist_source(None)
+    monkeypatch.setenv(D.MNIST_DIR_ENV, "")
+    assert D._mnist_source(None) == unset == (D._DATA_DIR, D.MNIST_SHA256)
+    assert D.mnist_train_size() == len(mnist[0][1])
+    np.testing.assert_array_equal(D.load_mnist()[1][1], mnist[1][1])
+
+
+def test_a_rewritten_file_of_the_same_size_is_read_again(tmp_path, monkeypatch):
+    # the in-process cache kept the old arrays when a file changed but kept its size:
+    # a relabelled training set went on training with the old labels
+    monkeypatch.setattr(D, "_CACHE", {})
+    write_small_mnist(tmp_path, gz=False)
+    labels = tmp_path / "train-labels-idx1-ubyte"
+    before = D.load_mnist(path=tmp_path)[0][1]
+    raw = bytearray(labels.read_bytes())
+    raw[8] = (raw[8] + 1) % 10  # the first training label
+    mtime = labels.stat().st_mtime_ns
+    labels.write_bytes(bytes(raw))
+    os.utime(labels, ns=(mtime, mtime + 10**9))  # a later time, whatever the clock's resolution
+    after = D.load_mnist(path=tmp_path)[0][1]
+    np.testing.assert_array_equal(after, D.load_idx(labels))
+    assert after[0] != before[0]
 
 
 @pytest.mark.parametrize(("data", "exc"), [(None, TypeError), (5, TypeError), ("abc", TypeError),

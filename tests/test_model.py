@@ -160,6 +160,21 @@ def test_single_sigmoid_unit_predicts_positive_logits():
     )
 
 
+def test_a_single_logit_of_zero_is_class_0():
+    # `logit >= 0` made a logit of exactly 0 (sigmoid 0.5, e.g. a zero-initialised
+    # model) class 1
+    model = MLP([2, 1], dtype="float64")
+    model.weights = [np.array([[1.0], [0.0]])]
+    model.biases = [np.zeros(1)]
+    x = np.array([[-1e-300, 0.0], [0.0, 5.0], [1e-300, 0.0]])
+    logits = model.forward(x)[:, 0]
+    assert logits[1] == 0.0
+    np.testing.assert_array_equal(model.predict(x), (logits > 0).astype(np.int64))  # [0, 0, 1]
+    zeros = MLP([2, 3, 1], activation="tanh", init="zeros")
+    assert np.all(zeros.forward(x) == 0.0)
+    np.testing.assert_array_equal(zeros.predict(x), [0, 0, 0])
+
+
 def test_evaluate_matches_reference():
     model = MLP([4, 8, 3], dtype="float64", seed=8)
     result = model.evaluate(X, Y)

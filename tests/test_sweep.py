@@ -666,6 +666,29 @@ def test_a_footprint_is_a_lower_bound_of_what_the_run_allocates(experiment, para
     assert peak / 2 < sum(parts.values()) <= peak, (peak, parts)
 
 
+@pytest.mark.parametrize("optimizer", runners.OPTIMIZERS)
+def test_a_footprints_optimizer_state_is_the_optimizers_slots(optimizer):
+    # one slot was counted where the optimizer keeps two (2, n_params) arrays: the memory
+    # check let more workers start than the machine holds
+    from fastinit.model import MLP
+
+    config = runners.full_config(
+        "planar", {"optimizer": optimizer, "width": 6, "depth": 2, "dtype": "float32"}
+    )
+    model = MLP([2, 6, 6, 1], activation="tanh", dtype="float32")
+    opt = runners._optimizer(config)
+    x = np.random.default_rng(0).normal(size=(8, 2))
+    model.fit(x, np.arange(8) % 2, optimizer=opt, batch_size=8, iterations=1,
+              loss="sigmoid_cross_entropy", progress=False)  # fmt: skip
+    state = opt.state_for(model, model._params.size, model.dtype)  # the state fit kept
+    assert state.step == 1
+    slots = state.slots  # (2, parameters with each layer's alignment padding), or (2, 0)
+    # per slot the footprint counts the parameters, not the padding: a lower bound
+    want = slots.shape[0] * model.n_params * slots.itemsize if slots.size else 0
+    footprint = runners.EXPERIMENTS["planar"].footprint(config)
+    assert footprint["optimizer state"] == want <= slots.nbytes
+
+
 # ----------------------------------------------------------------------------- running
 def test_local_pool_sweep_of_the_depth_experiment(depth_db):
     spec, db, summary = depth_db
@@ -694,6 +717,38 @@ def test_local_pool_sweep_of_the_depth_experiment(depth_db):
     # resuming: nothing left to do
     again = run_sweep(spec, db, workers=2, progress=False)
     assert again.skipped == 24 and again.ran == 0
+
+
+def test_a_signal_run_whose_gradients_overflow_is_diverged():
+    # a tanh net in its chaotic phase: the activations stay within [-1, 1] while the
+    # gradients grow about 1.5x a layer and overflow float32; the run was recorded "ok"
+    params = {"init": "std=0.5", "activation": "tanh", "depth": 300, "width": 64,
+              "samples": 64, "dtype": "float32"}  # fmt: skip
+    config = runners.full_config("depth", params)
+    result = runners.execute(config)
+    curves = result["curves"]
+    assert all(v is not None for v in curves["act_std"])
+    assert any(v is None for v in curves["grad_std"])
+    assert result["status"] == "diverged"
+
+
+@pytest.mark.parametrize("experiment", ["depth", "histogram"])
+def test_a_signal_runs_first_and_last_metrics_are_its_curves_ends(experiment):
+    # act_mean_last held the first layer's mean
+    config = runners.full_config(experiment, {"init": "he", "activation": "relu", "depth": 6,
+                                              "width": 32, "samples": 64})  # fmt: skip
+    result = runners.execute(config)
+    metrics, curves = result["metrics"], result["curves"]
+    names = [
+        m for m in metrics if m.endswith(("_first", "_last")) and m.rsplit("_", 1)[0] in curves
+    ]
+    assert {"act_std_first", "act_std_last", "grad_std_first", "grad_std_last",
+            "act_mean_last"} <= set(names)  # fmt: skip
+    for name in names:
+        curve, end = name.rsplit("_", 1)
+        values = curves[curve]
+        assert len(values) == 6 and values[0] != values[-1], name
+        assert metrics[name] == values[0 if end == "first" else -1], name
 
 
 def test_a_diverged_planar_run_has_no_accuracy():
@@ -1646,6 +1701,20 @@ def test_claims_of_live_and_stale_claimants(tmp_path):
         assert b.claim(key, me) == "recorded"  # nothing to run
 
 
+def test_a_workers_environment_turns_the_compile_helper_off(monkeypatch):
+    # pool workers got FASTINIT_COMPILE_HELPER=1: each started a second compiling process
+    # competing with the workers for the cores (thread_env's docstring)
+    from fastinit import _compile_helper
+    from fastinit.sweep.execute import thread_env
+
+    env = thread_env(3)
+    assert env == {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                   "NUMBA_NUM_THREADS": "3", "FASTINIT_COMPILE_HELPER": "0"}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert not _compile_helper.enabled()
+
+
 def test_a_sweep_of_one_run_and_one_worker_is_worded_in_the_singular(tmp_path, capsys):
     # "1 runs in the SPEC" (summary and --dry-run) and "1 spawn workers"
     from fastinit.sweep.execute import PoolExecutor, SweepSummary
@@ -2137,6 +2206,7 @@ def test_a_local_pool_starts_no_more_workers_than_runs_to_do(tmp_path, monkeypat
     made = executors_made(monkeypatch)
     for i, (workers, dask, expected) in enumerate([
         (1000, None, 2), (1000, "local", 2), (1, None, 1), (0, None, 0),
+        (3, None, 2), (3, "local", 2),  # one more than the runs: an idle worker was started
         (None, "tcp://127.0.0.1:9", None),  # a remote cluster's workers are not started here
     ]):  # fmt: skip
         made.clear()
@@ -2525,14 +2595,14 @@ EQUIVALENT = {  # a SPEC and the `fastinit <experiment>` options of the same run
         [fixed]
         width = 8
         depth = 2
-        iterations = 5
+        iterations = 120
         batch_size = 16
         train_size = 100
         [grid]
         init = ["he", "lsuv"]
         seed = [3, 4]
         """,
-        "--inits he,lsuv --hidden 8,8 --iterations 5 --batch-size 16 --train-size 100 "
+        "--inits he,lsuv --hidden 8,8 --iterations 120 --batch-size 16 --train-size 100 "
         "--seeds 2 --seed 3",
     ),
     "planar": (
@@ -2595,7 +2665,12 @@ def test_a_sweeps_runs_equal_the_experiment_commands_runs(tmp_path, experiment):
         if experiment == "mnist":
             seeds = summary[config["init"]]["per_seed"]
             i = config["seed"] - 3
+            # over more than 100 iterations: the mean of the last 100 losses (the last 10
+            # were taken once, and 5 iterations could not tell)
             assert metrics["final_loss"] == seeds["final_loss"][i]
+            loss = json.loads(r["curves"])["loss"]
+            assert len(loss) == 120
+            assert metrics["final_loss"] == pytest.approx(np.mean(loss[-100:]), rel=1e-12)
             assert metrics["test_accuracy"] == seeds["test_accuracy"][i]
         elif experiment == "planar":
             s = summary[config["init"]]
@@ -2736,6 +2811,20 @@ def test_a_rerun_counts_failed_runs_only_and_retry_failed_reruns_only_them(tmp_p
     again = run_sweep(spec, db, workers=0, retry_failed=True, progress=False)
     assert (again.skipped, again.ran, again.taken) == (3, 1, 0)
     assert "meanwhile" not in again.table()
+
+
+def test_a_dry_run_counts_only_failed_runs_as_failed(tmp_path, capsys):
+    # the dry run said "(2 failed)" for one failed and one diverged run, where the sweep
+    # itself counts (and --retry-failed reruns) only the failed one
+    spec, db = write(tmp_path, _OK_DIVERGED_FAILED), tmp_path / "r.sqlite"
+    summary = run_sweep(spec, db, workers=0, progress=False)
+    assert summary.counts == {"ok": 2, "diverged": 1, "failed": 1}
+    statuses = [r["status"] for r in db_rows(db)]
+    failed = statuses.count("failed")
+    assert main(["sweep", str(spec), "--db", str(db), "--dry-run"]) == 0
+    assert f"4 in {db} ({failed} failed), 0 to run" in capsys.readouterr().out
+    assert main(["sweep", str(spec), "--db", str(db), "--dry-run", "--retry-failed"]) == 0
+    assert f"4 in {db} ({failed} failed), {failed} to run" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("first", ["ok", "diverged", "failed"])
