@@ -1,6 +1,7 @@
 """The classic experiments end to end, on reduced sizes, against independent oracles."""
 
 import csv
+import errno
 import itertools
 import json
 import math
@@ -475,6 +476,89 @@ def test_a_writer_killed_while_moving_its_files_in_is_finished_by_the_next_run(t
     assert listed == ["a.csv", "b.csv", "c.csv"]
 
 
+def test_a_killed_writers_moves_are_not_finished_over_a_newer_commit(tmp_path):
+    # two runs of one command in one --out: the first killed between its renames, the
+    # second committed whole; the next write finished the first's renames over it
+    with Output(tmp_path, "planar") as output:
+        for name in ("a.csv", "b.csv"):
+            output.text(name, "earlier")
+    second = Output(tmp_path, "planar").__enter__()  # started before the kill
+    _left_by_a_killed_writer(tmp_path, (
+        "real, moved_in = os.replace, []\n"
+        "def replace(a, b):\n"
+        "    if '.writing-' in str(a) and '.writing-' not in str(b):  # staged -> final\n"
+        "        if len(moved_in) == 1:  # a.csv in, b.csv moved aside\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)\n"
+        "        moved_in.append(b)\n"
+        "    real(a, b)\n"
+        "os.replace = replace\n"
+        "with Output(out, 'planar') as output:\n"
+        "    for name in ('a.csv', 'b.csv'):\n"
+        "        output.text(name, 'killed run')\n"
+    ))  # fmt: skip
+    for name in ("a.csv", "b.csv"):
+        second.text(name, "second run")
+    second.__exit__(None, None, None)
+    with Output(tmp_path):  # the next write there
+        pass
+    texts = {n: (tmp_path / n).read_text() for n in ("a.csv", "b.csv")}
+    assert texts == {"a.csv": "second run", "b.csv": "second run"}, texts
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".writing-")]
+
+
+def test_a_commit_of_two_directories_killed_before_its_first_rename_is_not_finished(tmp_path):
+    # killed after one directory's list of renames was written, before the other's: the
+    # next writes finished the first directory's commit only, one directory new, one old
+    first, second = tmp_path / "a", tmp_path / "b"
+    for d in (first, second):
+        with Output(d, "report") as output:
+            output.text("f.txt", "earlier")
+    _left_by_a_killed_writer(tmp_path, (
+        "from fastinit.experiments import _common\n"
+        "real, lists = _common.write_bytes, []\n"
+        "def write_bytes(path, data):\n"
+        "    if Path(path).name == _common._JOURNAL:\n"
+        "        lists.append(path)\n"
+        "        if len(lists) == 2:\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(path, data)\n"
+        "_common.write_bytes = write_bytes\n"
+        "with Output(out / 'a', 'report') as a, Output(out / 'b', 'report') as b:\n"
+        "    a.text('f.txt', 'killed run')\n"
+        "    b.text('f.txt', 'killed run')\n"
+        "    _common.commit_all([a, b])\n"
+    ))  # fmt: skip
+    for d in (first, second):
+        with Output(d):  # the next write into each
+            pass
+    assert [(d / "f.txt").read_text() for d in (first, second)] == ["earlier", "earlier"]
+
+
+def test_a_full_disk_as_the_renames_are_listed_says_the_files_are_as_they_were(
+    tmp_path, monkeypatch
+):
+    # the raw "[Errno 28] ... .writing-.../.moves.json", naming a hidden file since removed
+    from fastinit.experiments import _common
+
+    with Output(tmp_path, "planar") as output:
+        output.text("a.csv", "earlier")
+    real = _common.write_bytes
+
+    def full(path, data):
+        if Path(path).name == _common._JOURNAL:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(_common, "write_bytes", full)
+    with pytest.raises(OSError) as e, Output(tmp_path, "planar") as output:
+        output.text("a.csv", "new")
+    assert str(e.value) == (
+        f"{str(tmp_path)!r}: could not put this run's files in place (No space left on "
+        "device); the files there are as they were before the run"
+    ), e.value
+    assert (tmp_path / "a.csv").read_text() == "earlier"
+
+
 def test_unstaged_writes_leave_no_temporary_files(tmp_path, monkeypatch):
     import io
 
@@ -624,6 +708,25 @@ def test_an_experiment_is_refused_while_another_runs_in_its_directory(tmp_path, 
     finally:
         os.close(claim)
     assert not (tmp_path / ".fastinit-planar-running").exists()  # a dead claim, removed
+
+
+def test_a_file_system_without_flock_is_left_no_claim_file(tmp_path, monkeypatch):
+    # where flock fails (ENOLCK: some network mounts) the claim was never taken, and its
+    # file was left behind by every run
+    fcntl = pytest.importorskip("fcntl")
+    real = fcntl.flock
+
+    def flock(fd, operation):
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).endswith("-running"):
+            raise OSError(errno.ENOLCK, "No locks available")
+        return real(fd, operation)
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to tell the claim's descriptor")
+    monkeypatch.setattr(fcntl, "flock", flock)
+    run_symmetry(("zeros",), iterations=2, every=1, out=tmp_path, progress=False)
+    assert (tmp_path / "summary.json").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith("-running")]
 
 
 def test_output_never_replaces_a_file_another_owner_wrote(tmp_path):

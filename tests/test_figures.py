@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from fastinit.experiments._common import LOG_AXIS_TOP, log_axis, pyplot
+from fastinit.experiments._common import DIVERGED_HEADROOM, LOG_AXIS_TOP, log_axis, pyplot
 
 
 @pytest.mark.parametrize("top", [1e250, 1.9e304, 1e308])
@@ -31,6 +31,21 @@ def test_a_log_axis_keeps_curves_that_near_the_float64_limit(top):
         fig.canvas.draw()
     low, high = ax.get_ylim()
     assert ax.get_yscale() == "log" and low <= 1.0 and high == LOG_AXIS_TOP, (low, high)
+    plt.close(fig)
+
+
+def test_a_log_axis_says_a_line_leaves_it_only_where_the_healthy_lines_cut_it():
+    # every line diverged past 1e200: the axis stops at LOG_AXIS_TOP, and the report's
+    # note "diverged runs leave the axis above 1000x the others' loss" named no others
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    climb = np.geomspace(1.0, 1e250, 30)
+    assert log_axis(ax, [climb]) is False
+    assert log_axis(ax, [climb], []) is False
+    healthy = np.linspace(2.0, 0.5, 30)
+    assert log_axis(ax, [climb, healthy], [healthy]) is True
+    assert ax.get_ylim()[1] == 2.0 * DIVERGED_HEADROOM
+    assert log_axis(ax, [healthy * 10, healthy], [healthy]) is False  # within the headroom
     plt.close(fig)
 
 

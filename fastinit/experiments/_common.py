@@ -939,13 +939,11 @@ def claimed(directory: Path | None, owner: str, option: str = "out") -> Iterator
     except ImportError:  # Windows
         fcntl = None
     fd = None
-    if directory is not None and fcntl is not None:
-        with _locked([directory]):
-            _check_no_other_running(directory, owner, option)
-            with suppress(OSError):
-                fd = os.open(directory / RUNNING.format(owner), os.O_RDWR | os.O_CREAT, 0o644)
-                fcntl.flock(fd, fcntl.LOCK_SH)
-    try:
+    try:  # taken inside: a Ctrl-C just after it still releases the claim
+        if directory is not None and fcntl is not None:
+            with _locked([directory]):
+                _check_no_other_running(directory, owner, option)
+                fd = _take_claim(directory / RUNNING.format(owner), fcntl)
         yield
     finally:
         if fd is not None:
@@ -957,6 +955,23 @@ def claimed(directory: Path | None, owner: str, option: str = "out") -> Iterator
                     os.close(fd)
 
 
+def _take_claim(path: Path, fcntl: Any) -> int | None:
+    """Open ``path`` and hold a shared ``flock`` on it: the descriptor, or None (and no
+    file left) where the file cannot be made or locked (no ``flock`` on that mount)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except OSError:
+        os.close(fd)
+        with suppress(OSError):
+            os.unlink(path)  # a claim nobody can see held would only be left behind
+        return None
+    return fd
+
+
 def _check_no_other_running(directory: Path, owner: str, option: str) -> None:
     """Refuse if a command of another owner holds its claim on ``directory``
     (:func:`claimed`); remove the files of those that no longer run.  Call it
@@ -966,10 +981,13 @@ def _check_no_other_running(directory: Path, owner: str, option: str) -> None:
     except ImportError:  # Windows
         return
     for path, other in _others(directory, RUNNING, owner):
-        try:
-            fd = os.open(path, os.O_RDONLY)
+        try:  # for writing where it can: NFS's emulated flock wants it for an exclusive lock
+            fd = os.open(path, os.O_RDWR)
         except OSError:
-            continue
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -1265,6 +1283,9 @@ def commit_all(outputs: Sequence[Output]) -> None:
         (then the files there are as they were).
     """
     with _locked([o.directory for o in outputs if o.staging is not None]):
+        ours = {o.staging for o in outputs}
+        for directory in {o.directory for o in outputs if o.staging is not None}:
+            _settle_abandoned(directory, ours)  # a run killed as it moved its files in, first
         try:
             for output in outputs:
                 output.check()
@@ -1315,7 +1336,14 @@ def _move_all(moves: Sequence[tuple[Output, Path | None, Path]]) -> None:
     An earlier file that cannot be put back either stays in the staging directory,
     which is then kept (and named in the message), not removed with the rest.
     """
-    _write_journals(moves)
+    try:
+        _write_journals(moves)
+    except OSError as e:  # nothing moved yet
+        directory = str(moves[0][0].directory)
+        raise OSError(
+            f"{directory!r}: could not put this run's files in place "
+            f"({e.strerror or type(e).__name__}); the files there are as they were before the run"
+        ) from e
     done = []  # (output, staged, final, aside or None, moved in)
     try:
         for k, (output, staged, final) in enumerate(moves):
@@ -1379,8 +1407,10 @@ def _write_journals(moves: Sequence[tuple[Output, Path | None, Path]]) -> None:
 def _finish_moves(directory: Path, staging: Path) -> bool:
     """Finish the renames a killed process listed in ``staging`` (:func:`_write_journals`).
 
-    Returns whether ``staging`` may be removed: it held no list (the process was
-    killed before its first rename), or every rename is done.
+    Returns whether ``staging`` may be removed: it held no list, or no rename of
+    it was done (the process was killed before its first: the directory holds the
+    last run's files, whole; a commit of several directories killed between their
+    lists is not finished in one of them only), or every rename is done.
     """
     try:
         entries = json.loads((staging / _JOURNAL).read_text())
@@ -1389,11 +1419,15 @@ def _finish_moves(directory: Path, staging: Path) -> bool:
     except (OSError, ValueError):
         return False
     try:
-        for staged, final, aside in entries:
+        done = [
+            (staging / aside).exists() or (staged is not None and not (staging / staged).exists())
+            for staged, final, aside in entries
+        ]
+        if not any(done):
+            return True
+        for (staged, final, aside), moved in zip(entries, done, strict=True):
             target, earlier = directory / final, staging / aside
-            if (staged is None and earlier.exists()) or (
-                staged is not None and not (staging / staged).exists()
-            ):
+            if moved and (staged is None or not (staging / staged).exists()):
                 continue  # done before the kill
             if os.path.lexists(target) and not earlier.exists():
                 os.replace(target, earlier)
@@ -1434,12 +1468,21 @@ def _remove_abandoned_staging(directory: Path) -> None:
     one whose moves cannot be finished is kept (``.fastinit-kept-...``).
     """
     with _locked([directory]):  # a commit of this directory is not under way meanwhile
-        for d in _abandoned(directory, f"{_STAGING}{_host()}-"):
-            if _finish_moves(directory, d):
-                shutil.rmtree(d, ignore_errors=True)
-            else:
-                with suppress(OSError):
-                    os.replace(d, d.with_name(d.name.replace(_STAGING, ".fastinit-kept-", 1)))
+        _settle_abandoned(directory)
+
+
+def _settle_abandoned(directory: Path, ours: set[Path | None] | None = None) -> None:
+    """:func:`_remove_abandoned_staging` for a caller holding the directory's lock (a
+    commit, before its own renames: a killed run's are finished first, not over them);
+    the staging directories in ``ours`` (the commit's own) are left alone."""
+    for d in _abandoned(directory, f"{_STAGING}{_host()}-"):
+        if d in (ours or set()):
+            continue
+        if _finish_moves(directory, d):
+            shutil.rmtree(d, ignore_errors=True)
+        else:
+            with suppress(OSError):
+                os.replace(d, d.with_name(d.name.replace(_STAGING, ".fastinit-kept-", 1)))
 
 
 def provenance(config: dict[str, Any]) -> dict[str, Any]:
@@ -1509,16 +1552,18 @@ def log_axis(ax: Any, curves: Sequence[Any], healthy: Sequence[Any] | None = Non
     Returns
     -------
     bool
-        Whether some value of ``curves`` lies above the top (a line leaves the panel).
+        Whether the top was lowered for ``healthy`` and some value of ``curves`` lies
+        above it (a diverged line leaves the panel).
     """
     span = positive_span(curves)
     kept = _largest(healthy or [])
-    if span is not None and kept > 0:
-        span = span[0], min(span[1], kept * DIVERGED_HEADROOM)
+    cut = span is not None and 0 < kept * DIVERGED_HEADROOM < span[1]
+    if cut:
+        span = span[0], kept * DIVERGED_HEADROOM
     if span is not None:
         ax.set_ylim(*span)
     ax.set_yscale("log")
-    return span is not None and _largest(curves) > span[1]
+    return cut and _largest(curves) > span[1]
 
 
 def _largest(curves: Sequence[Any]) -> float:
