@@ -41,7 +41,7 @@ normal number; below that (``z < -87.34`` in float32, ``-708.40`` in float64) ex
 is 0, not subnormal, so sigmoid, softplus and the slopes of elu and selu are 0 there (PyTorch
 gives subnormals such as 3.7e-44 for float32 sigmoid(-100)), and so is silu's
 ``z sigmoid(z)``, though that stays normal a few units further (to about -91.86 and
--714.97).  erf (gelu) is libm's.
+-714.97).  erfc (gelu) is libm's.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ Executors
     oversubscribe the cores.
     Workers live for the whole sweep and share numba's on-disk cache, so a
     kernel compiles (or loads from the cache) once per worker, not per run.
-    Workers ignore SIGINT (Ctrl-C is the parent's to handle) and exit on their
+    Workers ignore SIGINT and SIGHUP (the parent handles them) and exit on their
     own when the parent dies, even by SIGKILL.
 ``dask``
     ``--dask ADDRESS`` submits each run as a task to an existing Dask
@@ -197,13 +197,15 @@ def _watch_parent() -> None:
 
 @contextlib.contextmanager
 def _hangup_blocked() -> Iterator[None]:
-    """Block SIGHUP in this thread while it starts processes, which inherit the mask.
+    """Block SIGHUP in this thread while it starts multiprocessing's resource tracker,
+    which inherits the mask (the workers ignore SIGHUP themselves: :func:`_init_worker`).
 
     A closing terminal sends SIGHUP to its whole process group: the sweep handles
     it as a Ctrl-C (:func:`fastinit._files.terminate_as_interrupt`) and stops its
-    workers, but the workers and multiprocessing's resource tracker died of it at
-    once (the tracker printing a traceback).  A SIGHUP to this process meanwhile
-    is delivered when the block ends.
+    workers, but the workers and the tracker died of it at once (the tracker
+    printing a traceback).  A SIGHUP to this process meanwhile is delivered when
+    the block ends.  Not around the workers' start: a ``forkserver`` started there
+    would keep the mask, and pass it to every later process it forks.
     """
     hup = getattr(signal, "SIGHUP", None)
     if hup is None or not hasattr(signal, "pthread_sigmask"):  # Windows
@@ -220,6 +222,8 @@ def _init_worker(numba_threads: int) -> None:
     """Initializer of every pool worker (runs before any task)."""
     configure_threads(numba_threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):  # a closing terminal's: the sweep's to handle, as Ctrl-C
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _watch_parent()
     from fastinit.sweep import runners
 
@@ -411,7 +415,7 @@ class PoolExecutor:
         if self._pool is not None:
             return
         t0 = time.perf_counter()
-        with _hangup_blocked():  # the resource tracker starts here, the workers below
+        with _hangup_blocked():  # multiprocessing's resource tracker starts here
             pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context(self.start_method),
@@ -419,7 +423,7 @@ class PoolExecutor:
                 initargs=(self.numba_threads,),
             )
         try:
-            with _environ(thread_env(self.numba_threads)), _hangup_blocked():
+            with _environ(thread_env(self.numba_threads)):
                 warm = [pool.submit(_warm) for _ in range(self.workers)]
             for f in warm:
                 f.result()
