@@ -1016,12 +1016,16 @@ def test_a_ctrl_c_as_the_sweep_makes_its_executor_closes_the_database(tmp_path, 
     assert not (tmp_path / "r.sqlite-wal").exists(), sorted(p.name for p in tmp_path.iterdir())
 
 
-def test_a_terminal_hangup_stops_a_pool_sweep_as_a_ctrl_c_does(tmp_path):
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_a_terminal_hangup_stops_a_sweep_as_a_ctrl_c_does(tmp_path, executor):
     # the terminal closed (an ssh connection dropped): SIGHUP reached the sweep and its
     # workers, and ended both at once (exit -1, no message, the results that had
     # arrived and were not yet committed lost)
+    if executor == "dask":
+        pytest.importorskip("distributed")
     spec, db, cmd = sleeping_sweep(tmp_path, sleep=0.2, runs=12, workers=2)
-    code, err = _signal_the_group(cmd, db, signal.SIGHUP)  # as a closing terminal sends it
+    extra = ["--dask", "local"] if executor == "dask" else []
+    code, err = _signal_the_group([*cmd, *extra], db, signal.SIGHUP)  # a closing terminal's
     assert code == 129 and "fastinit sweep: hung up; " in err and "Traceback" not in err, err
     rows = db_rows(db)
     assert 2 <= len(rows) < 12 and all(r["status"] == "ok" for r in rows), rows

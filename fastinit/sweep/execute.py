@@ -32,7 +32,7 @@ Executors
     loopback interface (worker processes, one thread each, no dashboard; one
     per core unless ``--workers`` says, and, as a local pool, no more than the
     memory available holds of the SPEC's largest run at once; they ignore
-    SIGINT, as the pool's: :func:`dask_setup`).
+    SIGINT and SIGHUP, as the pool's: :func:`dask_setup`).
     Tasks call the installed package's functions, so workers need fastinit
     installed, nothing else.
 
@@ -216,6 +216,15 @@ def _hangup_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (once a process) with SIGHUP blocked
+    (:func:`_hangup_blocked`), before the sweep's worker processes."""
+    from multiprocessing import resource_tracker
+
+    with _hangup_blocked():
+        resource_tracker.ensure_running()
 
 
 def _init_worker(numba_threads: int) -> None:
@@ -415,13 +424,13 @@ class PoolExecutor:
         if self._pool is not None:
             return
         t0 = time.perf_counter()
-        with _hangup_blocked():  # multiprocessing's resource tracker starts here
-            pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context(self.start_method),
-                initializer=_init_worker,
-                initargs=(self.numba_threads,),
-            )
+        _start_resource_tracker()
+        pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context(self.start_method),
+            initializer=_init_worker,
+            initargs=(self.numba_threads,),
+        )
         try:
             with _environ(thread_env(self.numba_threads)):
                 warm = [pool.submit(_warm) for _ in range(self.workers)]
@@ -589,6 +598,8 @@ def dask_setup(worker: Any) -> None:
     """
     if threading.current_thread() is threading.main_thread():  # only there may it be set
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if hasattr(signal, "SIGHUP"):  # a closing terminal's, as the pool's workers
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def local_preloads(preload: Any, argv: Any) -> tuple[list[str], list[list[str]]]:
@@ -688,6 +699,7 @@ class DaskExecutor:
                  "distributed.worker.preload": preload,
                  "distributed.worker.preload-argv": argv}
             ):  # fmt: skip
+                _start_resource_tracker()
                 self.cluster = LocalCluster(
                     n_workers=self.workers, threads_per_worker=1, processes=True,
                     host="127.0.0.1", dashboard_address=None,
