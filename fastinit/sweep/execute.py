@@ -195,36 +195,28 @@ def _watch_parent() -> None:
     threading.Thread(target=watch, name="fastinit-parent-watch", daemon=True).start()
 
 
-@contextlib.contextmanager
-def _hangup_blocked() -> Iterator[None]:
-    """Block SIGHUP in this thread while it starts multiprocessing's resource tracker,
-    which inherits the mask (the workers ignore SIGHUP themselves: :func:`_init_worker`).
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (once a process) with SIGHUP blocked, a
+    mask it keeps, before the sweep's worker processes (which ignore SIGHUP themselves:
+    :func:`_init_worker`, :func:`dask_setup`).
 
     A closing terminal sends SIGHUP to its whole process group: the sweep handles
     it as a Ctrl-C (:func:`fastinit._files.terminate_as_interrupt`) and stops its
     workers, but the workers and the tracker died of it at once (the tracker
-    printing a traceback).  A SIGHUP to this process meanwhile is delivered when
-    the block ends.  Not around the workers' start: a ``forkserver`` started there
-    would keep the mask, and pass it to every later process it forks.
+    relaunched, with a traceback per semaphore).  A SIGHUP to this process
+    meanwhile is delivered once the tracker runs.  Not around the workers' start:
+    a ``forkserver`` started there would keep the mask for every later process.
     """
     hup = getattr(signal, "SIGHUP", None)
-    if hup is None or not hasattr(signal, "pthread_sigmask"):  # Windows
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {hup})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _start_resource_tracker() -> None:
-    """Start multiprocessing's resource tracker (once a process) with SIGHUP blocked
-    (:func:`_hangup_blocked`), before the sweep's worker processes."""
+    if hup is None or os.name != "posix" or not hasattr(signal, "pthread_sigmask"):
+        return  # Windows: no SIGHUP, and no resource tracker
     from multiprocessing import resource_tracker
 
-    with _hangup_blocked():
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {hup})
+    try:
         resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _init_worker(numba_threads: int) -> None:
