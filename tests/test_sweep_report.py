@@ -732,6 +732,30 @@ def test_heatmap_colours_do_not_blow_rounding_noise_up_to_the_whole_colour_range
     assert (vmin, vmax) == pytest.approx((0.6, 0.692)), (vmin, vmax)
 
 
+def test_a_report_is_refused_while_an_experiment_runs_in_one_of_its_directories(tmp_path):
+    # the report claimed its top directory only: an experiment running in <out>/<exp>
+    # was refused at the end, or refused the report as it committed, after the figures
+    fcntl = pytest.importorskip("fcntl")
+    import os
+
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        record(store, "selftest", {"init": "a", "seed": 0}, {"final_loss": 1.0})
+    (tmp_path / "out" / "selftest").mkdir(parents=True)
+    claim = os.open(tmp_path / "out" / "selftest" / ".fastinit-planar-running",
+                    os.O_RDWR | os.O_CREAT)  # fmt: skip
+    fcntl.flock(claim, fcntl.LOCK_SH)  # as `fastinit planar --out out/selftest` holds it
+    try:
+        with pytest.raises(ValueError, match=r"`fastinit planar` is writing there now"):
+            make_report(db, tmp_path / "out")
+        assert not (tmp_path / "out" / "summary.md").exists()
+    finally:
+        os.close(claim)
+    make_report(db, tmp_path / "out")
+    assert (tmp_path / "out" / "summary.md").exists()
+    assert not list((tmp_path / "out").rglob("*-running"))
+
+
 def test_a_curve_diverging_to_the_float_limit_leaves_the_panel_readable(tmp_path, monkeypatch):
     """A float64 run climbs to 1e304 before its NaN: the log axis fell back to 1-10."""
     import warnings

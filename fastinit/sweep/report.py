@@ -1003,10 +1003,12 @@ def make_report(
             stack.enter_context(claimed(root, "report"))  # refuses an experiment running there
             top = stack.enter_context(Output(root, "report"))
             outputs = []
-            for exp, gs in groups.items():
+            for exp in groups:  # every directory claimed before any figure is drawn
                 made[:0] = prepare_output(root / exp, "out")
+                stack.enter_context(claimed(root / exp, "report"))  # as the top directory
                 outputs.append(stack.enter_context(Output(root / exp, "report")))
-                texts.append(_experiment_report(plt, exp, gs, outputs[-1], summary))
+            for (exp, gs), output in zip(groups.items(), outputs, strict=True):
+                texts.append(_experiment_report(plt, exp, gs, output, summary))
             result.markdown = "\n".join(texts)
             top.text("summary.md", result.markdown)
             top.json("summary.json", {**summary, **_versions(provenance)})
