@@ -1566,10 +1566,26 @@ def log_axis(ax: Any, curves: Sequence[Any], healthy: Sequence[Any] | None = Non
     return cut and _largest(curves) > span[1]
 
 
+def finite_values(curves: Sequence[Any]) -> np.ndarray:
+    """The finite values of ``curves`` (sequences or arrays of any shape), flat, float64.
+
+    Parameters
+    ----------
+    curves : sequence of array_like
+        The values drawn on an axis.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Every finite value, NaN and infinities left out (empty for none).
+    """
+    values = np.concatenate([np.ravel(np.asarray(c, dtype=np.float64)) for c in curves] or [[]])
+    return values[np.isfinite(values)]
+
+
 def _largest(curves: Sequence[Any]) -> float:
     """The largest finite value of ``curves`` (-inf for none)."""
-    values = np.concatenate([np.ravel(np.asarray(c, dtype=np.float64)) for c in curves] or [[]])
-    finite = values[np.isfinite(values)]
+    finite = finite_values(curves)
     return float(finite.max()) if finite.size else -math.inf
 
 
@@ -1587,8 +1603,8 @@ def positive_span(curves: Sequence[Any]) -> tuple[float, float] | None:
     tuple of float, or None
         ``(low, high)``; None where no value is finite and positive.
     """
-    values = np.concatenate([np.ravel(np.asarray(c, dtype=np.float64)) for c in curves] or [[]])
-    shown = values[np.isfinite(values) & (values > 0)]
+    finite = finite_values(curves)
+    shown = finite[finite > 0]
     if not shown.size:
         return None
     low = min(float(shown.min()) / 2, LOG_AXIS_TOP / 10)

@@ -709,9 +709,8 @@ def _curves(plt: Any, exp: str, groups: Sequence[Group], output: Any, curve: str
     top is at most ``DIVERGED_HEADROOM`` times the largest value of the lines no seed
     diverged in, if it has any: a diverged loss leaves the panel, the suptitle says so.
     """
-    import numpy as np
 
-    from fastinit.experiments._common import DIVERGED_HEADROOM, log_axis
+    from fastinit.experiments._common import DIVERGED_HEADROOM, finite_values, log_axis
 
     panels = list(_panels(groups, ("init",)).items())
     if not any(r["curves"].get(curve) for g in groups for r in g.runs):
@@ -733,7 +732,7 @@ def _curves(plt: Any, exp: str, groups: Sequence[Group], output: Any, curve: str
                 drawn += lines
                 healthy += [] if said else lines
                 diverged |= bool(said)
-            finite = np.concatenate([d[np.isfinite(d)] for d in drawn] or [np.zeros(0)])
+            finite = finite_values(drawn)
             if finite.size == 0 or finite.min() > 0:
                 above |= log_axis(ax, drawn, healthy)
             ax.set_xlabel("iteration")
