@@ -965,16 +965,14 @@ def make_report(
     store = db if isinstance(db, Store) else Store(db, readonly=True)
     try:
         db_path = store.path
-        try:
-            with _snapshot(store.conn):  # a run is either recorded or claimed, never both
-                rows = store.rows(experiment=experiment, sweep=sweep)
-                if not rows:
-                    raise ValueError(_no_runs(store, experiment, sweep))
-                # the sweep's own judgement of a claim, live or stale (Store.claims)
-                live = len(store.claims(live=True))
-                claims = {"live": live, "stale": len(store.claims()) - live}
-        except sqlite3.DatabaseError as e:  # another program's `meta` table, a damaged file
-            raise ValueError(f"db: {db_path}: cannot read its runs ({e})") from None
+        # another program's `meta` table, a damaged file: a ValueError naming the database
+        with store.reading(), _snapshot(store.conn):  # a run recorded or claimed, not both
+            rows = store.rows(experiment=experiment, sweep=sweep)
+            if not rows:
+                raise ValueError(_no_runs(store, experiment, sweep))
+            # the sweep's own judgement of a claim, live or stale (Store.claims)
+            live = len(store.claims(live=True))
+            claims = {"live": live, "stale": len(store.claims()) - live}
     finally:
         if store is not db:
             store.close()

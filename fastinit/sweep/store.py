@@ -423,6 +423,25 @@ class Store:
                 self.conn.close()
             raise ValueError(f"db: {self.path} is not a fastinit results database ({e})") from None
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Reads of the runs in the block: sqlite3's error for a damaged file ("database
+        disk image is malformed") becomes a ValueError naming the database.
+
+        Yields
+        ------
+        None
+
+        Raises
+        ------
+        ValueError
+            ``db: <path>: cannot read its runs (<sqlite3's message>)``.
+        """
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            raise ValueError(f"db: {self.path}: cannot read its runs ({e})") from None
+
     def _check_columns(self, tables: set[str]) -> None:
         """Raise sqlite3's error for a ``runs`` or ``claims`` table (of ``tables``) without
         a column of this schema (another program's tables of those names, an edited file)."""
@@ -507,10 +526,8 @@ class Store:
             Naming the database, when its runs cannot be read (a damaged file).
         """
         _check_keys(keys)
-        try:
+        with self.reading():
             rows = self.conn.execute("SELECT key, status, attempts FROM runs").fetchall()
-        except sqlite3.DatabaseError as e:  # "database disk image is malformed"
-            raise ValueError(f"db: {self.path}: cannot read its runs ({e})") from None
         found = {key: (status, attempts) for key, status, attempts in rows}
         if keys is None:
             return found
