@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -1465,7 +1466,8 @@ def _remove_abandoned_staging(directory: Path) -> None:
     Only those of this host whose process is gone; another live writer's stays.
     One killed while it moved its files in has its moves finished first
     (:func:`_finish_moves`), so the directory holds that run's files, not a mix;
-    one whose moves cannot be finished is kept (``.fastinit-kept-...``).
+    one whose moves cannot be finished is kept (``.fastinit-kept-...``), with a
+    ``RuntimeWarning`` naming it and the directory, which may hold two runs' files.
     """
     with _locked([directory]):  # a commit of this directory is not under way meanwhile
         _settle_abandoned(directory)
@@ -1481,8 +1483,17 @@ def _settle_abandoned(directory: Path, ours: set[Path | None] | None = None) -> 
         if _finish_moves(directory, d):
             shutil.rmtree(d, ignore_errors=True)
         else:
+            kept = d.with_name(d.name.replace(_STAGING, ".fastinit-kept-", 1))
             with suppress(OSError):
-                os.replace(d, d.with_name(d.name.replace(_STAGING, ".fastinit-kept-", 1)))
+                os.replace(d, kept)
+            warnings.warn(
+                f"a run killed while it moved its files into {directory} could not be "
+                f"finished: {directory} may hold files "
+                f"of two runs; the files it had not moved in, and the earlier ones it had "
+                f"moved aside (.earlier-*), are kept in {kept if kept.exists() else d}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 def provenance(config: dict[str, Any]) -> dict[str, Any]:
