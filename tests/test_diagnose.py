@@ -589,6 +589,16 @@ def test_vanishing_activations_caused_by_dead_units_name_them_not_the_weights():
     (w,) = [w for w in d.warnings if w.startswith("vanishing activations")]
     assert "100% of layer 0's relu units are dead" in w, w
     assert "the weights are too small" not in w
+    # the same with layer 1's own units alive (a bias of 0.01 keeps each of them active):
+    # the dead units named are those of the layer feeding it
+    bias = [("constant", {"value": -20.0}), ("constant", {"value": 0.01}), "zeros"]
+    model = MLP([16, 32, 32, 5], activation="relu", init="he_normal", bias_init=bias, dtype=F64)
+    want = oracle(model, X, Y)
+    assert want["dead"][0] == 1.0 and want["dead"][1] == 0.0
+    assert want["pre_std"][1] / X.std() < VANISHING
+    d = fastinit.diagnose(model, X, Y)
+    (w,) = [w for w in d.warnings if w.startswith("vanishing activations")]
+    assert "100% of layer 0's relu units are dead" in w and "too small" not in w, w
     # dead units above the layer that vanishes do not explain it: the weights are blamed
     bias = ["zeros", "zeros", ("constant", {"value": -20.0}), "zeros"]
     small = MLP(SIZES, activation="relu", init=("normal", {"std": 0.01}), bias_init=bias,
@@ -709,6 +719,54 @@ def test_recommended_weights_with_large_biases_name_the_biases():
     assert advice.startswith("the weights already match the theory"), advice
     assert "the biases are far from 0 at layer 0" in advice, advice
     assert "start them at 0" in advice and "kaiming_normal" in advice, advice
+
+
+def test_biases_of_a_fraction_of_the_pre_activation_std_are_named():
+    # constant biases shift the pre-activations without spreading them: the layer's
+    # pre-activation std is the weights' alone, and biases whose root mean square is
+    # above VANISHING x that std are named, below it they count as about 0
+    sizes = [16] + [32] * 10 + [5]  # dead units at He init (AT_THE_THEORY)
+    for value, named in ((-0.5, True), (-0.1, False)):
+        bias = [("constant", {"value": value})] + ["zeros"] * 10
+        model = MLP(sizes, activation="relu", init="he_normal", bias_init=bias, seed=0,
+                    dtype=F64)  # fmt: skip
+        std = oracle(model, X, Y)["pre_std"][0]
+        assert (abs(value) > VANISHING * std) == named and abs(value) < std / 2
+        d = fastinit.diagnose(model, X, Y)
+        assert d.flags["dead_units"], d.warnings
+        advice = d.warnings[-1]
+        if named:
+            assert advice.startswith("the weights already match the theory"), advice
+            assert "the biases are far from 0 at layer 0" in advice, advice
+        else:
+            assert advice.startswith("the init already matches the theory"), advice
+
+
+@pytest.mark.parametrize("errors", [3.5, 4.5])
+def test_weights_match_the_recommended_std_within_four_standard_errors(errors):
+    # weights of exactly the recommended std s (standardized draws) everywhere but layer 0,
+    # whose std, or mean, is `errors` standard errors of N draws of N(0, s^2) away:
+    # s / sqrt(2 N) for the std, s / sqrt(N) for the mean; 4 is the bound
+    sizes = [16] + [32] * 10 + [5]
+    acts = ["relu"] * (len(sizes) - 2) + ["identity"]
+    for moment in ("std", "mean"):
+        model = MLP(sizes, activation="relu", init="he_normal", seed=0, dtype=F64)
+        for k, act in enumerate(acts):
+            s = recommended_init(act, sizes[k], sizes[k + 1])["std"]
+            w = np.asarray(model.weights[k], np.float64)
+            w = (w - w.mean()) / w.std() * s
+            if k == 0 and moment == "std":
+                w *= 1.0 + errors / math.sqrt(2 * w.size)
+            elif k == 0:
+                w += errors * s / math.sqrt(w.size)
+            model.weights[k] = w
+        d = fastinit.diagnose(model, X, Y)
+        assert d.flags["dead_units"], d.warnings
+        advice = d.warnings[-1]
+        if errors < 4:
+            assert advice.startswith("the init already matches the theory"), (moment, advice)
+        else:
+            assert advice.startswith("the theory recommends"), (moment, advice)
 
 
 # ----------------------------------------------------------------------------- mean_std

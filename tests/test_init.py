@@ -301,6 +301,17 @@ def test_sparse_zero_count_is_pytorchs():
         np.testing.assert_array_equal((w == 0).sum(axis=0), (ref == 0).sum(dim=0).numpy())
 
 
+@pytest.mark.parametrize(("make", "kwargs"), [(init.sparse, {"sparsity": 0.3}),
+                                             (init.martens_sparse, {"k": 3})])  # fmt: skip
+def test_sparse_zero_positions_are_uniform_over_the_rows(make, kwargs):
+    # each column's zero rows (martens_sparse: its non-zero ones) are a uniformly random
+    # subset: every row is picked equally often over many columns, the last one included
+    w = make((10, 4000), std=1.0, seed=4, dtype="float64", **kwargs)
+    picked = (w == 0) if make is init.sparse else (w != 0)
+    assert np.all(picked.sum(axis=0) == 3)
+    assert stats.chisquare(picked.sum(axis=1)).pvalue > 1e-3
+
+
 def test_martens_sparse_k_per_unit():
     w = init.martens_sparse((100, 50), k=15, seed=2)
     assert np.all((w != 0).sum(axis=0) == 15)
@@ -447,6 +458,14 @@ BAD = [
     (lambda: init.he_normal((3, 3), dtype=bool), TypeError, "^dtype: "),
     (lambda: init.orthogonal((3, 3), dtype=np.complex128), TypeError, "^dtype: "),
     (lambda: init.normal((3, 3), stream=-1), ValueError, "^stream: "),
+    # a magnitude past the float32 range, negative: -inf otherwise
+    (lambda: init.constant((3,), value=-1e39), ValueError, "^value: .*float32 range"),
+    (lambda: init.identity((2, 2), gain=-1e39), ValueError, "^gain: .*float32 range"),
+    (lambda: init.orthogonal((3, 3), gain=-1e39), ValueError, "^gain: .*float32 range"),
+    # a slope that is not finite has no gain (inf gave 0: an all-zero layer)
+    (lambda: init.calculate_gain("leaky_relu", float("inf")), ValueError, "^param: "),
+    (lambda: init.kaiming_normal((3, 3), a=float("-inf")), ValueError, "^a: "),
+    (lambda: init.martens_sparse((5, 5), k=True), TypeError, "^k: "),  # a bool is not a count
 ]
 
 
@@ -454,6 +473,21 @@ BAD = [
 def test_bad_input_names_the_argument(call, exc, word):
     with pytest.raises(exc, match=word):
         call()
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("variance_scaling", {"mode": "FAN_AVG", "distribution": "Uniform"}),
+        ("variance_scaling", {"mode": "Fan_Out", "distribution": "UNTRUNCATED_NORMAL"}),
+        ("kaiming_normal", {"mode": "FAN_OUT"}),
+        ("kaiming_uniform", {"mode": "Fan_In"}),
+    ],
+)
+def test_mode_and_distribution_names_are_case_insensitive(name, kwargs):
+    fill = init.get(name)
+    lower = {k: v.lower() for k, v in kwargs.items()}
+    np.testing.assert_array_equal(fill(SHAPE, seed=3, **kwargs), fill(SHAPE, seed=3, **lower))
 
 
 def test_orthogonal_does_not_depend_on_openblas_threads(python_subprocess):
@@ -483,7 +517,11 @@ def test_orthogonal_leaves_openblas_thread_count_alone(monkeypatch):
     assert calls == []
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (2, 1), (7, 3), (50, 50), (40, 200), (300, 41)])
+@pytest.mark.parametrize(
+    "shape",
+    # (300, 260), (260, 300): more than one chunk of _QR_CHUNK = 128 columns per reflection
+    [(1, 1), (2, 1), (7, 3), (50, 50), (40, 200), (300, 41), (300, 260), (260, 300)],
+)
 def test_orthogonal_is_the_sign_corrected_q_of_numpys_qr(shape):
     # the oracle: NumPy's (LAPACK's) QR of the same normal draws, Q times sign(diag(R))
     rows, cols = shape

@@ -10,6 +10,7 @@ import pytest
 import fastinit
 import fastinit.lsuv
 from fastinit import init as _init
+from fastinit.diagnostics import FEW_ROWS
 from fastinit.experiments import histogram, mnist
 from fastinit.experiments._common import parse_init
 from fastinit.lsuv import LSUVRecord, lsuv
@@ -157,6 +158,8 @@ def test_bad_input():
         ({"tol": 0}, "tol"),
         ({"max_iter": 0}, "max_iter"),
         ({"max_iter": 1.5}, "max_iter"),
+        ({"max_iter": True}, "max_iter"),  # a bool is not a count
+        ({"tol": np.inf}, "tol"),  # every layer "within tol" with no rescaling
     ):
         with pytest.raises(ValueError, match=name):
             lsuv(model, X, **kw)
@@ -355,6 +358,29 @@ def test_biases_whose_spread_alone_exceeds_the_target_are_refused_not_vanished(d
     np.testing.assert_array_equal(model._params, before)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_biases_are_refused_exactly_when_their_floor_is_past_tol(dtype):
+    # the least Var(z) that any scale s of W reaches, min_s Var(s a @ W + b), by a scan of s
+    # in NumPy (s -> 0 included: Var(b)); a tol that leaves it just outside 1 +- tol is
+    # refused, one that leaves it just inside is not
+    model = MLP([24, 16, 3], activation="tanh", bias_init=[("normal", {"std": 1.4}), "zeros"],
+                seed=0, dtype=dtype)  # fmt: skip
+    x = X.astype(dtype)
+    u = x.astype(np.float64) @ np.asarray(model.weights[0], np.float64)
+    b = np.asarray(model.biases[0], np.float64)
+    floor = min(float((s * u + b).var()) for s in [0.0, *np.geomspace(1e-9, 10.0, 4001)])
+    assert 1.2 < floor < (u + b).var() / 4  # not within tol at the start: a rescaling is due
+    before = model._params.copy()
+    with pytest.raises(ValueError, match=r"layer 0's .*no rescaling of its weights") as err:
+        lsuv(model, x, tol=0.75 * (floor - 1.0), orthonormal=False)
+    reached = float(str(err.value).split("the least it reaches is ")[1].split(",")[0])
+    assert reached == pytest.approx(floor, rel=1e-3)
+    np.testing.assert_array_equal(model._params, before)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # it may stop short of tol
+        lsuv(model, x, tol=1.25 * (floor - 1.0), orthonormal=False)  # reachable: no error
+
+
 def test_a_rescaling_that_raises_the_variance_stops_and_keeps_the_weights():
     # biases that cancel the units' means (b = -3 mean(a @ W)): Var(z) 1.63 at the start, and
     # every smaller scale of W gives more (towards Var(b) 3.5), though a larger one reaches
@@ -378,11 +404,12 @@ def test_a_rescaling_that_raises_the_variance_stops_and_keeps_the_weights():
     assert record.converged[1]
 
 
-@pytest.mark.parametrize("rows", ["one", "few", "repeated"])
+@pytest.mark.parametrize("rows", ["one", "few", "one short", "repeated"])
 def test_a_batch_that_cannot_stand_for_the_data_is_warned_of(rows):
     # one row, or one row repeated, "converged" in every layer: the pooled variance then
     # measures only the spread between units, and on real data Var(z_k) was 1.3-2.7
-    x = {"one": X[:1], "few": X[:8], "repeated": np.repeat(X[:1], 64, axis=0)}[rows]
+    x = {"one": X[:1], "few": X[:8], "one short": X[: FEW_ROWS - 1],  # FEW_ROWS: not warned
+         "repeated": np.repeat(X[:1], 64, axis=0)}[rows]  # fmt: skip
     model = MLP([24, 16, 16, 3], activation="relu", seed=0)
     words = "every row of X_batch is the same" if rows == "repeated" else "X_batch has"
     with pytest.warns(UserWarning, match=f"^lsuv: {words}") as caught:
@@ -394,7 +421,7 @@ def test_a_batch_of_real_rows_is_not_warned_of():
     model = MLP([24, 16, 16, 3], activation="relu", seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        lsuv(model, X[:16])
+        lsuv(model, X[:FEW_ROWS])
 
 
 def test_the_warning_of_a_layer_short_of_tol_says_how_far_it_is():

@@ -748,6 +748,20 @@ def test_a_hyperparameter_outside_the_model_dtype_is_refused(opt, name):
     wide.fit(X, y, optimizer=opt, iterations=2, progress=False)
 
 
+def test_a_subnormal_hyperparameter_is_held_by_the_dtype_and_accepted():
+    # float32 holds down to its smallest subnormal, 2**-149 = 1.4e-45, without rounding to 0:
+    # the range the error names, and an lr of 1e-44 is taken as it is
+    X = np.random.default_rng(0).normal(size=(8, 3))
+    y = np.arange(8) % 2
+    tiny = float(np.finfo(np.float32).smallest_subnormal)
+    with pytest.raises(ValueError, match=rf"a number in \[{tiny:.3g}, "):
+        MLP([3, 4, 2], seed=0, dtype="float32").fit(X, y, optimizer=optim.SGD(1e-50),
+                                                     iterations=1, progress=False)  # fmt: skip
+    model = MLP([3, 4, 2], seed=0, dtype="float32")
+    h = model.fit(X, y, optimizer=optim.SGD(1e-44), iterations=2, progress=False)
+    assert h.status == "ok"
+
+
 def test_batch_rows_refuses_sizes_no_array_can_hold_naming_them():
     # 2**62 rows: NumPy's "array is too big", 2**63: OverflowError, neither naming an argument
     with pytest.raises(ValueError, match=r"^batch_size: "):
