@@ -179,11 +179,28 @@ def _init_values(spec: Any, shape: tuple, seed: int, stream: int, dtype: np.dtyp
             "(the model passes its seed, the layer's stream and its dtype)"
         )
     if not isinstance(spec, str):  # the caller's own function: its errors are its own
+        _check_callable(fn, shape, kwargs, name)
         return fn(shape, seed=seed, stream=stream, dtype=dtype.name, **kwargs)
     try:  # a fastinit initializer: a bad parameter is a bad argument of the constructor
         return fn(shape, seed=seed, stream=stream, dtype=dtype.name, **kwargs)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name}: {spec!r}: {err}") from None
+
+
+def _check_callable(fn: Any, shape: tuple, kwargs: dict, name: str) -> None:
+    """A ValueError naming ``name`` if ``fn`` cannot be called as an initializer is."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without one: the call itself will tell
+        return
+    try:
+        signature.bind(shape, seed=0, stream=0, dtype="float32", **kwargs)
+    except TypeError as err:
+        raise ValueError(
+            f"{name}: a callable initializer is called as f(shape, *, seed, stream, dtype"
+            f"{''.join(f', {k}' for k in kwargs)}) (the signature of fastinit.init's, which "
+            f"may also take **kwargs); {fn!r} cannot take that: {err}"
+        ) from None
 
 
 def _numbers(spec: list) -> np.ndarray | None:
@@ -295,7 +312,8 @@ class MLP:
         One for all hidden layers or one per hidden layer (see
         :mod:`fastinit.activations`); the output layer is the identity.
     init : str, callable, (name, kwargs) pair, array, list of them, or a path
-        Weight initializer (a :mod:`fastinit.init` name or callable) for all
+        Weight initializer (a :mod:`fastinit.init` name, or a callable taking what
+        they take, ``f(shape, *, seed, stream, dtype, **params)``) for all
         layers or per layer (another model's ``weights``, too); an array gives
         the weights explicitly, copied and cast to ``dtype`` (any object NumPy
         converts: a CPU torch tensor too, but a ``Linear.weight`` is ``(out,
@@ -382,7 +400,13 @@ class MLP:
         self._layers = np.array(rows, dtype=np.int64).reshape(-1, LAYER_COLUMNS)
         self._act_params = np.array([a.values for a in acts], dtype=np.float64).reshape(-1, 2)
         self._activations = acts
-        self._params = _aligned_zeros(off, self.dtype)
+        count = sum((a + 1) * b for a, b in itertools.pairwise(self.sizes))
+        message = (
+            f"sizes: the model's {count} {self.dtype.name} parameters "
+            f"({count * self.dtype.itemsize} bytes) do not fit in memory; use smaller layers"
+        )
+        with memory_error(lambda: MemoryError(message)):
+            self._params = _aligned_zeros(off, self.dtype)
 
     def _layer(self, k: Any) -> int:
         """Layer index ``k`` (negative counts from the end) checked and made non-negative."""
@@ -854,7 +878,13 @@ class MLP:
 
     @classmethod
     def _from_arrays(cls, a: dict[str, np.ndarray]) -> MLP:
-        form = str(a["format"]) if "format" in a else None
+        if "format" not in a:
+            layers = "W0" in a or "weights_0" in a  # an archive of layer arrays (np.savez)
+            raise ValueError(
+                "no 'format' entry: not a file written by MLP.save"
+                + ("; its layer arrays load as weights with MLP(sizes, init=path)" * layers)
+            )
+        form = str(a["format"])
         if form not in _FORMAT_KEYS:
             raise ValueError(f"expected format {_FORMAT!r}, got {a.get('format')!r}")
         keys = _FORMAT_KEYS[form]

@@ -668,6 +668,42 @@ def test_a_callables_own_errors_are_not_rewritten():
         MLP([4, 3], init=_raising_init)
 
 
+@pytest.mark.parametrize("name", ["init", "bias_init"])
+def test_a_callable_that_cannot_take_the_initializer_arguments_names_the_argument(name):
+    # a lambda of the shape alone failed inside the model with "<lambda>() got an
+    # unexpected keyword argument 'seed'", naming neither the argument nor the signature
+    with pytest.raises(ValueError, match=rf"^{name}: .*f\(shape, \*, seed, stream, dtype\)"):
+        MLP([4, 3], **{name: lambda shape: np.zeros(shape)})
+    with pytest.raises(ValueError, match=rf"^{name}\[1\]: "):
+        MLP([4, 5, 3], **{name: ["zeros", lambda shape, seed: np.zeros(shape)]})
+    taking = MLP([4, 3], **{name: lambda shape, **kw: np.full(shape, 0.5)})  # **kw takes them
+    assert np.all((taking.weights if name == "init" else taking.biases)[0] == 0.5)
+
+
+def test_a_network_too_large_for_memory_names_sizes(monkeypatch):
+    # NumPy's "Unable to allocate 64.0 GiB for an array with shape (17181311008,)" named a
+    # buffer the user never made
+    import fastinit.model
+
+    def refuse(n, dtype):
+        raise MemoryError(f"Unable to allocate {n} elements")
+
+    monkeypatch.setattr(fastinit.model, "_aligned_zeros", refuse)
+    with pytest.raises(MemoryError, match=r"^sizes: the model's 51 float32 parameters \(204 b"):
+        MLP([4, 6, 3])
+
+
+def test_load_of_an_archive_that_is_no_saved_model_says_so(tmp_path):
+    # "expected format 'fastinit.MLP/2', got None": an archive of layer arrays (np.savez)
+    np.savez(tmp_path / "layers.npz", W0=np.zeros((4, 3)), b0=np.zeros(3))
+    with pytest.raises(ValueError, match=r"layers\.npz: .*no 'format' entry.*MLP\(sizes, init="):
+        MLP.load(tmp_path / "layers.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(2))
+    with pytest.raises(ValueError, match=r"other\.npz: .*no 'format' entry") as err:
+        MLP.load(tmp_path / "other.npz")
+    assert "init=" not in str(err.value)  # no layer arrays: no pointer to init=path
+
+
 def test_assigning_non_arrays_names_the_argument_and_changes_nothing():
     model = MLP([4, 6, 3], seed=1)
     before = [w.copy() for w in model.weights]
