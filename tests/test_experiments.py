@@ -46,6 +46,21 @@ def test_parse_init_specs():
             parse_init(bad)
 
 
+@pytest.mark.parametrize(("name", "scale"), [("xavier", 1.0), ("he", 2.0), ("HE", 2.0)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_books_xavier_and_he_are_variance_scalings_untruncated_normal(name, scale, dtype):
+    # README: the experiments' xavier and he draw what MLP(init=("variance_scaling",
+    # {"scale": 1 or 2, "mode": "fan_in", "distribution": "untruncated_normal"})) draws
+    # (init.get's "xavier" and "he" are other inits: xavier_uniform and he_normal)
+    for shape in [(784, 100), (100, 10)]:
+        book = parse_init(name).draw(shape, 5, 3, dtype)
+        general = init.variance_scaling(shape, scale=scale, mode="fan_in",
+                                        distribution="untruncated_normal", seed=5, stream=3,
+                                        dtype=dtype)  # fmt: skip
+        np.testing.assert_array_equal(book, general)
+        assert book.std() == pytest.approx(np.sqrt(scale / shape[0]), rel=0.1)
+
+
 def test_smooth_curve_is_the_books_kaiser_window():
     x = np.random.default_rng(0).random(300)
     y = smooth_curve(x)
