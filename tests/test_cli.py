@@ -952,7 +952,10 @@ def test_a_run_too_large_for_the_memory_is_refused_up_front_naming_its_options(
      (["mnist", "--inits", "std=-1"],
       "--inits: std must be a finite number >= 0, got -1 (in 'std=-1')"),
      (["symmetry", "--inits", "constant=nan"],
-      "--inits: constant must be a finite number, got nan (in 'constant=nan')")],
+      "--inits: constant must be a finite number, got nan (in 'constant=nan')"),
+     (["symmetry", "--hidden", "8,1"],
+      "--hidden: expected at least 2 units in each hidden layer (the experiment compares "
+      "a layer's units with each other), got 1 in layer 1")],
 )  # fmt: skip
 def test_a_repeated_depth_or_a_bad_init_value_is_an_error_naming_its_option(
     argv, message, tmp_path, capsys

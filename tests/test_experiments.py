@@ -939,6 +939,11 @@ def test_hidden_widths_are_checked_naming_hidden():
         run_mnist(("he",), hidden=(True,), iterations=1, train_size=8, progress=False)
     r = run_symmetry(("zeros",), hidden=np.array([3, 2]), iterations=1, progress=False)
     assert r.config["sizes"] == [2, 3, 2, 1]
+    # one unit has no other to differ from: randn*0.5 was reported symmetric "exactly"
+    for hidden, layer in (((1,), 0), ((8, 1), 1)):
+        with pytest.raises(ValueError, match=rf"^hidden: .*least 2 units.*got 1 in layer {layer}"):
+            run_symmetry(("randn*0.5",), hidden=hidden, iterations=1, progress=False)
+    run_mnist(("he",), hidden=(1,), iterations=1, train_size=8, progress=False)  # no units compared
 
 
 def test_a_dtype_given_as_a_numpy_type_is_recorded_by_name(tmp_path):

@@ -41,7 +41,7 @@ from fastinit.sweep.store import json_safe
 
 
 # ----------------------------------------------------------------------------- arguments
-def check_hidden(hidden: Any, *, min_layers: int = 0) -> tuple[int, ...]:
+def check_hidden(hidden: Any, *, min_layers: int = 0, compared: bool = False) -> tuple[int, ...]:
     """Check the hidden widths of an experiment's network (``hidden=(100, 100)``).
 
     Parameters
@@ -50,6 +50,9 @@ def check_hidden(hidden: Any, *, min_layers: int = 0) -> tuple[int, ...]:
         One positive width per hidden layer.
     min_layers : int
         The fewest hidden layers the experiment can use.
+    compared : bool
+        Whether the experiment compares a layer's units with each other (symmetry):
+        then every layer needs two.
 
     Returns
     -------
@@ -61,7 +64,8 @@ def check_hidden(hidden: Any, *, min_layers: int = 0) -> tuple[int, ...]:
         Naming ``hidden``, if it is not a sequence of integers (a single int
         included: one layer is ``(n,)``).
     ValueError
-        Naming ``hidden``, for a width < 1 or fewer than ``min_layers`` layers.
+        Naming ``hidden``, for a width < 1 (< 2 where ``compared``) or fewer than
+        ``min_layers`` layers.
     """
     if isinstance(hidden, np.ndarray) and hidden.ndim == 1:
         hidden = hidden.tolist()
@@ -73,6 +77,11 @@ def check_hidden(hidden: Any, *, min_layers: int = 0) -> tuple[int, ...]:
     if len(widths) < min_layers:
         raise ValueError(
             f"hidden: expected at least {min_layers} hidden layer(s), got {tuple(widths)!r}"
+        )
+    if compared and 1 in widths:
+        raise ValueError(
+            "hidden: expected at least 2 units in each hidden layer (the experiment compares "
+            f"a layer's units with each other), got 1 in layer {widths.index(1)}"
         )
     return widths
 

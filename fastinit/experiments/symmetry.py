@@ -250,7 +250,8 @@ def run_symmetry(
         Init specs (``"zeros"``, ``"constant=<v>"``, ``"randn*<s>"``, any
         :mod:`fastinit.init` name).  Biases start at zero.
     hidden : tuple of int
-        Hidden layer widths (at least one layer: the units compared are hidden).
+        Hidden layer widths (at least one layer of at least two units: the units
+        compared are a hidden layer's).
     activation : str
         Hidden activation.
     iterations, every : int
@@ -287,7 +288,7 @@ def run_symmetry(
     with value_errors():  # a wrong type: TypeError, and ValueError as fit raises
         dtype = check_dtype(dtype).name
         specs = parse_inits(inits, dtype=dtype)
-        hidden = check_hidden(hidden, min_layers=1)
+        hidden = check_hidden(hidden, min_layers=1, compared=True)
         _act.get(activation, "activation")
         progress = check_bool(progress, "progress")
         iterations = check_int(iterations, "iterations", low=1)
