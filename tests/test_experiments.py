@@ -491,25 +491,29 @@ def test_a_writer_killed_while_moving_its_files_in_is_finished_by_the_next_run(t
     assert listed == ["a.csv", "b.csv", "c.csv"]
 
 
+# a planar run writing a.csv and b.csv, killed once a.csv is in and b.csv moved aside
+_KILLED_AFTER_ONE_RENAME = (
+    "real, moved_in = os.replace, []\n"
+    "def replace(a, b):\n"
+    "    if '.writing-' in str(a) and '.writing-' not in str(b):  # staged -> final\n"
+    "        if len(moved_in) == 1:  # a.csv in, b.csv moved aside\n"
+    "            os.kill(os.getpid(), signal.SIGKILL)\n"
+    "        moved_in.append(b)\n"
+    "    real(a, b)\n"
+    "os.replace = replace\n"
+    "with Output(out, 'planar') as output:\n"
+    "    for name in ('a.csv', 'b.csv'):\n"
+    "        output.text(name, 'killed run')\n"
+)
+
+
 def test_a_killed_writers_moves_that_cannot_be_finished_are_kept_and_named(tmp_path):
     # its list of renames unreadable: the folder holding the files it had not moved in
     # was renamed .fastinit-kept-... without a word, leaving a mix in --out silently
     with Output(tmp_path, "planar") as output:
         for name in ("a.csv", "b.csv"):
             output.text(name, "earlier")
-    _left_by_a_killed_writer(tmp_path, (
-        "real, moved_in = os.replace, []\n"
-        "def replace(a, b):\n"
-        "    if '.writing-' in str(a) and '.writing-' not in str(b):  # staged -> final\n"
-        "        if len(moved_in) == 1:  # a.csv in, b.csv moved aside\n"
-        "            os.kill(os.getpid(), signal.SIGKILL)\n"
-        "        moved_in.append(b)\n"
-        "    real(a, b)\n"
-        "os.replace = replace\n"
-        "with Output(out, 'planar') as output:\n"
-        "    for name in ('a.csv', 'b.csv'):\n"
-        "        output.text(name, 'killed run')\n"
-    ))  # fmt: skip
+    _left_by_a_killed_writer(tmp_path, _KILLED_AFTER_ONE_RENAME)
     from fastinit.experiments import _common
 
     (staging,) = [p for p in tmp_path.iterdir() if p.name.startswith(".writing-")]
@@ -529,19 +533,7 @@ def test_a_killed_writers_moves_are_not_finished_over_a_newer_commit(tmp_path):
         for name in ("a.csv", "b.csv"):
             output.text(name, "earlier")
     second = Output(tmp_path, "planar").__enter__()  # started before the kill
-    _left_by_a_killed_writer(tmp_path, (
-        "real, moved_in = os.replace, []\n"
-        "def replace(a, b):\n"
-        "    if '.writing-' in str(a) and '.writing-' not in str(b):  # staged -> final\n"
-        "        if len(moved_in) == 1:  # a.csv in, b.csv moved aside\n"
-        "            os.kill(os.getpid(), signal.SIGKILL)\n"
-        "        moved_in.append(b)\n"
-        "    real(a, b)\n"
-        "os.replace = replace\n"
-        "with Output(out, 'planar') as output:\n"
-        "    for name in ('a.csv', 'b.csv'):\n"
-        "        output.text(name, 'killed run')\n"
-    ))  # fmt: skip
+    _left_by_a_killed_writer(tmp_path, _KILLED_AFTER_ONE_RENAME)
     for name in ("a.csv", "b.csv"):
         second.text(name, "second run")
     second.__exit__(None, None, None)
