@@ -412,3 +412,46 @@ def test_summary_per_layer_lists_are_the_seed_means_of_the_result():
         key = (row["init"], row["activation"], row["depth"])
         assert row["grad_std_per_layer"] == pytest.approx(r.grad_std[key].mean(axis=0), rel=1e-12)
         assert row["act_std_per_layer"] == pytest.approx(r.act_std[key].mean(axis=0), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- mutation audit 6
+def test_a_seed_whose_gradient_alone_overflowed_is_said_to_have_overflowed():
+    # a finite signal with a gradient spread of inf (the figures leave that layer out) was
+    # not counted when the check read the activations only, and every test passed
+    from fastinit.experiments.depth import _overflowed
+
+    act = np.ones((3, 4))
+    grad = np.ones((3, 4))
+    grad[1, 2] = np.inf
+    assert _overflowed(act, grad) == "1 of 3 seeds overflowed"
+    assert _overflowed(act, np.ones((3, 4))) == ""
+
+
+def test_the_per_layer_figure_draws_the_geometric_mean_over_seeds():
+    # an arithmetic mean passed every test (mutation audit); the band spans min to max
+    from fastinit.experiments._common import pyplot
+    from fastinit.experiments.depth import plot_signal
+
+    plt = pyplot()
+    act = np.array([[1.0, 4.0, 9.0], [4.0, 1.0, 1.0]])
+    grad = np.array([[2.0, 8.0, 1e-3], [8.0, 2.0, 1e3]])
+    fig = plot_signal(plt, {("he", 3): (act, grad)}, ["he"], [3], "relu")
+    try:
+        for ax, values in zip(fig.axes, (act, grad), strict=True):
+            (line,) = ax.get_lines()
+            expected = np.exp(np.log(values).mean(axis=0))
+            np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-12)
+    finally:
+        plt.close(fig)
+
+
+def test_the_last_seed_of_a_run_must_be_below_2_to_the_64():
+    # seed + seeds - 1 = 2**64 passed the check (> for >=) (mutation audit)
+    from fastinit.experiments._common import check_seed_range
+
+    assert check_seed_range(2**64 - 2, 2) == (2**64 - 2, 2)
+    with pytest.raises(ValueError, match="seed, seeds"):
+        check_seed_range(2**64 - 1, 2)
+    with pytest.raises(ValueError, match="seed, seeds"):
+        run_depth(("he",), ("relu",), depths=(1,), width=2, samples=2, seed=2**64 - 1, seeds=2,
+                  progress=False)  # fmt: skip

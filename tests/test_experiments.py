@@ -1743,6 +1743,7 @@ def test_check_memory_never_names_a_size_whose_smallest_value_would_grow_the_run
 def test_symmetry_every_above_the_iterations_measures_the_start_and_the_end():
     r = run_symmetry(("zeros",), iterations=3, every=10, progress=False)
     assert r.checkpoints == [0, 3]
+    assert r.config["every"] == 3  # recorded as iterations, as documented
 
 
 # ----------------------------------------------------------------------------- audit 6 fixes
@@ -2135,3 +2136,133 @@ def test_histogram_grad_std_is_each_layer_s_own():
     r = run_histogram(("xavier",), ("tanh",), layers=5, width=100, samples=1000, progress=False)
     grads = _propagated("xavier", "tanh")[2]
     assert [s.grad_std for s in r.stats] == pytest.approx([np.std(g) for g in grads], rel=1e-9)
+
+
+# ----------------------------------------------------------------------------- mutation audit 6
+def test_histogram_outside_shares_are_of_every_value_measured():
+    # the shares were taken of the finite values only and every test passed (mutation audit):
+    # an overflowed layer's inf and NaN count in the whole, as the docstring says
+    from fastinit.experiments.histogram import _outside
+
+    v = np.array([np.inf, np.nan, -2.0, 0.5, 3.0, 4.0, -np.inf, 0.0, 1.0, -0.5])
+    finite = v[np.isfinite(v)]
+    below, above = _outside(v, 0.0, 1.0)
+    assert below == np.count_nonzero(finite < 0.0) / v.size
+    assert above == np.count_nonzero(finite > 1.0) / v.size
+
+
+def test_histogram_gradient_bins_count_every_finite_gradient():
+    # the gradients' range spans every finite value: a range of the 99.9th percentile (as the
+    # activations' of relu) left values out of every bin and every test passed (mutation audit)
+    r = run_histogram(("xavier", "std=1"), ("tanh", "relu"), layers=3, width=20, samples=60,
+                      progress=False)  # fmt: skip
+    for key, counts in r.grad_counts.items():
+        assert counts.sum(axis=1).tolist() == [60 * 20] * 3, key
+
+
+def test_planar_summary_lists_the_cost_of_iterations_0_1000_2000():
+    r = run_planar(("randn",), iterations=2500, progress=False)
+    costs = r.costs["randn"]
+    listed = r.summary()["results"]["randn"]["cost_every_1000"]
+    assert listed == [float(costs[0]), float(costs[1000]), float(costs[2000])]
+
+
+def test_planar_notebook_draw_is_only_for_one_hidden_layer():
+    # a randn*s net of two hidden layers was given the notebook's one-layer weights
+    from fastinit.experiments.planar import draws_notebook_weights, initial_model
+
+    spec = parse_init("randn*0.5")
+    assert draws_notebook_weights(spec, 1) and not draws_notebook_weights(spec, 2)
+    x = datasets.planar(1, 40)[0]
+    nets = [initial_model(spec, [2, 4, 4, 1], rng=rng, x=x) for rng in ("notebook", "fastinit")]
+    for a, b in zip(nets[0].weights, nets[1].weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_planar_weights_named_as_an_init_in_another_case_are_refused():
+    with pytest.raises(ValueError, match=r"'ZEROS' is also the name of an init"):
+        run_planar(("zeros",), weights={"ZEROS": notebook_weights(1.0)}, iterations=2,
+                   progress=False)  # fmt: skip
+
+
+def test_symmetry_summary_and_scales_are_of_their_checkpoint_and_matrices():
+    # final_incoming_spread of the first checkpoint, and the outgoing scales measured on the
+    # incoming matrices, passed every test (mutation audit)
+    r = run_symmetry(("randn*0.5",), hidden=(8, 8), iterations=20, every=10, progress=False)
+    inc = r.incoming["randn*0.5"]
+    assert not np.array_equal(inc[0], inc[-1])  # the case tells the checkpoints apart
+    s = r.summary()["results"]["randn*0.5"]
+    assert s["final_incoming_spread"] == inc[-1].tolist()
+    model = parse_init("randn*0.5").build_model([2, 8, 8, 1], activation="tanh", seed=0,
+                                                dtype="float64", x_batch=None)  # fmt: skip
+    w = model.weights  # checkpoint 0: the initial weights
+    assert r.incoming_scale["randn*0.5"][0].tolist() == [np.abs(a).max() for a in w[:-1]]
+    assert r.outgoing_scale["randn*0.5"][0].tolist() == [np.abs(a).max() for a in w[1:]]
+
+
+def test_mnist_loss_table_is_the_mean_over_the_seeds_not_another_average():
+    # two seeds have one mean and median: the median passed every test (mutation audit)
+    curves = np.array([[1.0] * 120, [2.0] * 120, [6.0] * 120])
+    r = MnistResult({"seeds": 3, "seed": 0, "iterations": 120}, curves={"he": curves},
+                    test_accuracy={"he": np.array([0.5, 0.6, 0.7])},
+                    status={"he": ["ok"] * 3})  # fmt: skip
+    lines = r.table().splitlines()
+    start = next(i for i, s in enumerate(lines) if s.split()[:2] == ["iteration", "he"])
+    assert [s.split() for s in lines[start + 2 : start + 4]] == [["0", "3.0000"], ["100", "3.0000"]]
+
+
+def test_mnist_figure_band_is_the_sample_std_of_the_smoothed_seeds():
+    from fastinit.experiments.mnist import _seed_mean_std
+
+    curves = np.random.default_rng(1).random((3, 40))
+    mean, sd = _seed_mean_std(curves)
+    smooth = np.array([smooth_curve(c) for c in curves])
+    np.testing.assert_allclose(mean, smooth.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(sd, smooth.std(axis=0, ddof=1), rtol=1e-12)
+
+
+def test_mnist_seed_r_of_a_run_is_the_run_of_that_seed(tmp_path, monkeypatch):
+    # every seed trained on seed 0's batches (or weights, or LSUV batch) and every test
+    # passed (mutation audit): the second seed of a run from seed 3 is the run of seed 4
+    from fastinit.experiments import mnist
+
+    histories = []
+
+    def fit_many(*args, **kwargs):
+        hs = real(*args, **kwargs)
+        histories.append(hs)
+        return hs
+
+    real = mnist.fit_many
+    monkeypatch.setattr(mnist, "fit_many", fit_many)
+    kwargs = {"hidden": (16,), "iterations": 30, "batch_size": 32, "train_size": 500,
+              "progress": False}  # fmt: skip
+    two = run_mnist(("he", "lsuv"), seeds=2, seed=3, out=tmp_path, **kwargs)
+    one = run_mnist(("he", "lsuv"), seeds=1, seed=4, **kwargs)
+    for name in ("he", "lsuv"):
+        np.testing.assert_array_equal(two.curves[name][1], one.curves[name][0])
+        assert not np.array_equal(two.curves[name][0], two.curves[name][1])
+    with (tmp_path / "loss_curves.csv").open() as f:
+        header = next(csv.reader(f))
+    assert header == ["iteration", "he[seed=3]", "he[seed=4]", "lsuv[seed=3]", "lsuv[seed=4]"]
+    # the rate counts the updates of every network (2 per iteration here) over the fits' time
+    done = sum(h.iterations for hs in histories[:2] for h in hs)
+    assert done == 2 * 2 * 30
+    wall = sum(hs[0].wall_time for hs in histories[:2])
+    assert two.iterations_per_second == pytest.approx(done / wall)
+
+
+def test_smooth_curve_mirrors_the_edges_as_the_book_does():
+    # the book's smooth_curve: x[window-1:0:-1] before (the edge left out), x[-1:-window:-1]
+    # after (the edge kept); only an interior point was checked and a shifted mirror, or a
+    # curve of exactly 11 points returned raw, passed (mutation audit)
+    w = np.kaiser(11, 2) / np.kaiser(11, 2).sum()
+    for n in (11, 12, 40):
+        x = np.random.default_rng(n).random(n)
+        before = np.pad(x, (10, 0), mode="reflect")[:10]
+        after = np.pad(x, (0, 10), mode="symmetric")[-10:]
+        s = np.concatenate([before, x, after])
+        expected = [np.dot(w, s[i + 5 : i + 16]) for i in range(n)]
+        np.testing.assert_allclose(smooth_curve(x), expected, rtol=1e-12)
+    short = np.random.default_rng(0).random(10)
+    np.testing.assert_array_equal(smooth_curve(short), short)

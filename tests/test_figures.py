@@ -57,6 +57,31 @@ def test_a_log_axis_spans_what_it_draws_with_a_factor_of_two_each_side():
     plt.close(fig)
 
 
+def test_a_log_axis_leaves_infinities_out_of_its_span():
+    # finite_values kept the infinities: the axis went up to LOG_AXIS_TOP (mutation audit)
+    from fastinit.experiments._common import finite_values
+
+    values = np.array([0.5, 8.0, np.inf, -np.inf, np.nan])
+    np.testing.assert_array_equal(finite_values([values, [[1.0, np.inf]]]), [0.5, 8.0, 1.0])
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    log_axis(ax, [values])
+    assert ax.get_ylim() == (0.25, 16.0)
+    plt.close(fig)
+
+
+def test_a_log_axis_cut_by_the_healthy_lines_says_so_only_if_a_value_is_above_its_top():
+    # twice the diverged line's top is above the healthy lines' headroom, the line itself
+    # is not: the axis is cut, no line leaves it (the value returned was "cut" alone)
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    healthy = np.linspace(2.0, 0.5, 30)
+    below_top = healthy * (0.75 * DIVERGED_HEADROOM)  # at most 0.75 x the top
+    assert log_axis(ax, [below_top, healthy], [healthy]) is False
+    assert ax.get_ylim()[1] == 2.0 * DIVERGED_HEADROOM  # cut there all the same
+    plt.close(fig)
+
+
 def test_a_log_axis_with_nothing_positive_is_matplotlib_s():
     plt = pyplot()
     fig, ax = plt.subplots()

@@ -16,6 +16,7 @@ import statistics
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fastinit.cli import main
@@ -69,7 +70,8 @@ def oracle(db: Path) -> dict:
         g["status"].append(status)
         for k, v in json.loads(metrics).items():
             values = g["values"].setdefault(k, [])
-            if status != "failed" and isinstance(v, (int, float)) and math.isfinite(v):
+            number = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if status != "failed" and number and math.isfinite(v):
                 values.append(float(v))
     con.close()
     return groups
@@ -145,6 +147,11 @@ def test_mean_and_std_are_exact_over_the_db_rows(tmp_path):
         record(store, "selftest", {"value": 5.0, "seed": 8}, {"x": math.inf, "y": 8},
                status="diverged")  # fmt: skip
         record(store, "selftest", {"value": 5.0, "seed": 9}, {"x": math.nan, "y": 9})
+        # a failed run whose result carried metrics all the same (Store.record keeps them), and
+        # a metric that is a bool, not a number: neither is counted (mutation audit)
+        record(store, "selftest", {"value": 1.0, "seed": 6}, {"x": 1e300, "y": 6},
+               status="failed")  # fmt: skip
+        record(store, "selftest", {"value": 4.0, "seed": 5}, {"x": True, "y": 5})
     out = tmp_path / "out"
     make_report(db, out, figures=False)
     rows = summary_rows(out, "selftest")
@@ -170,6 +177,7 @@ def test_mean_and_std_are_exact_over_the_db_rows(tmp_path):
     x = {json.loads(p)["value"]: g["values"]["x"] for (_, p), g in expected.items()}
     assert x[5.0] == [2.5, -7.25, 1e-300, 3.0]  # the diverged run's inf and the NaN left out
     assert float(find(rows, {"value": 0.0})["x_std"]) == 0.0
+    assert x[1.0] == VALUES[1.0] and x[4.0] == VALUES[4.0]  # the failed run's, the bool left out
 
 
 def test_mean_std_matches_exact_arithmetic():
@@ -983,6 +991,10 @@ def test_runs_csv_is_the_same_whatever_order_the_runs_were_recorded_in(tmp_path)
         make_report(db, tmp_path / name, figures=False)
         files.append(_files(tmp_path / name / "selftest"))
     assert files[0] == files[1]
+    for name in ("one", "two"):  # summary.json's seeds too, in order (mutation audit)
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        groups = summary["experiments"]["selftest"]["groups"]
+        assert [g["seeds"] for g in groups] == [[0, 1, 2], [0, 1, 2]], name
     with (tmp_path / "one" / "selftest" / "runs.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["init"], r["seed"]) for r in rows] == [(i, str(s)) for i in "ab" for s in range(3)]
@@ -1131,3 +1143,67 @@ def test_every_column_name_is_unique_whatever_the_metrics_are_named(tmp_path):
     with open(out / "planar" / "runs.csv", newline="") as f:
         (row,) = csv.DictReader(f)
     assert (row["seed"], row["seed_metric"], row["seed_metric_metric"]) == ("0", "1.0", "2.0")
+
+
+# ----------------------------------------------------------------------------- mutation audit 6
+def test_the_curve_of_a_group_is_the_mean_over_its_seeds():
+    # a median over the seeds passed every test (mutation audit)
+    plt = _common.pyplot()
+    fig, ax = plt.subplots()
+    a = np.array([[1.0, 2.0, np.nan], [2.0, 4.0, 5.0], [9.0, 6.0, 7.0]])
+    drawn = report_module._mean_and_band(ax, a, "C0", "he")
+    (line,) = ax.get_lines()
+    np.testing.assert_allclose(line.get_ydata(), [4.0, 4.0, 6.0])
+    np.testing.assert_allclose(drawn[1:], [[1.0, 2.0, 5.0], [9.0, 6.0, 7.0]])
+    plt.close(fig)
+
+
+def test_versions_are_listed_in_numeric_order(tmp_path):
+    # 0.10.0 before 0.9.0 when the versions' parts compare as text (mutation audit)
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        record(store, "selftest", {"seed": 0}, {"x": 0}, version="0.10.0")
+        record(store, "selftest", {"seed": 1}, {"x": 1}, version="0.9.0")
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    md = (out / "selftest" / "summary.md").read_text()
+    assert "fastinit 0.9.0 (1 run), 0.10.0 (1 run)" in md, md
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["experiments"]["selftest"]["run_versions"]) == ["0.9.0", "0.10.0"]
+
+
+def test_a_metric_stored_under_both_names_is_read_under_its_current_one(tmp_path):
+    # iterations (the old name) and iterations_done both in a row: the current one's value
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        record(store, "selftest", {"seed": 0}, {"iterations_done": 7, "iterations": 5})
+        record(store, "selftest", {"seed": 1}, {"iterations": 3})
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    (row,) = summary_rows(out, "selftest")
+    assert row["iterations_done_mean"] == "5.0" and row["iterations_done_count"] == "2", row
+    assert "iterations_mean" not in row
+
+
+def test_runs_csv_gives_the_last_line_of_a_failed_runs_error(tmp_path):
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        record(store, "selftest", {"seed": 0}, status="failed")  # "Traceback ...\nValueError: boom"
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    with (out / "selftest" / "runs.csv").open(newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["error"] == "ValueError: boom", row
+
+
+def test_markdown_prints_the_fewest_digits_that_tell_the_means_apart(tmp_path):
+    # means apart in their 5th digit printed with 17 (0.70001000000000002) when the search
+    # for the digits stopped at 4 and fell back to 17, and every test passed (mutation audit)
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        for init, x in (("a", 0.70001), ("b", 0.70002)):
+            record(store, "selftest", {"init": init, "seed": 0}, {"x": x})
+    out = tmp_path / "out"
+    make_report(db, out, figures=False)
+    cells = md_cells((out / "selftest" / "summary.md").read_text(), "x")
+    assert cells == [f"{0.70001:.5g} (1)", f"{0.70002:.5g} (1)"], cells

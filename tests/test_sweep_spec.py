@@ -354,3 +354,40 @@ def test_an_error_in_a_later_grid_tables_range_names_its_line():
     with pytest.raises(SpecError, match=r"^spec.toml:9: grid\[1\]\.seed: range: ") as e:
         parse_spec(text, "spec.toml")
     assert e.value.line == 9
+
+
+# ----------------------------------------------------------------------------- mutation audit 6
+def test_a_range_keeps_a_last_value_its_step_does_not_reach_stop_from():
+    # the range's values were counted as (stop - start) // step: {0, 1, step 2} read as empty
+    for start, stop, step in ((0, 1, 2), (0, 5, 2), (3, 0, -2), (5, 4, -3)):
+        seed = f"{{start = {start}, stop = {stop}, step = {step}}}"
+        text = f'experiment = "depth"\n[grid]\nseed = {seed}\n'
+        spec = parse_spec(text, memory=math.inf)
+        assert [r["seed"] for r in spec.runs()] == list(range(start, stop, step)), text
+
+
+def test_a_grid_or_range_of_exactly_max_runs_points_is_allowed(monkeypatch):
+    monkeypatch.setattr(spec_module, "MAX_RUNS", 4)
+    grid = 'experiment = "depth"\n[grid]\nseed = {start = 0, stop = %d}\n'
+    assert len(parse_spec(grid % 4, memory=math.inf)) == 4
+    with pytest.raises(SpecError, match=r"range: 5 values; a grid has at most 4 points"):
+        parse_spec(grid % 5, memory=math.inf)
+    with pytest.raises(SpecError, match=r"range: 5 values"):  # counted, not stop // step
+        parse_spec('experiment = "depth"\n[grid]\nseed = {start = 0, stop = 9, step = 2}\n',
+                   memory=math.inf)  # fmt: skip
+    two = 'experiment = "depth"\n[grid]\nseed = [0, 1]\nwidth = [%s]\n'
+    assert len(parse_spec(two % "1, 2", memory=math.inf)) == 4
+    with pytest.raises(SpecError, match=r"the grid has 6 points; at most 4"):
+        parse_spec(two % "1, 2, 3", memory=math.inf)
+
+
+def test_a_learning_rate_of_zero_is_refused():
+    with pytest.raises(SpecError, match=r"fixed\.lr: expected a number > 0, got 0"):
+        parse_spec('experiment = "planar"\n[fixed]\nlr = 0\n', memory=math.inf)
+
+
+def test_the_largest_seed_is_allowed_and_one_more_refused():
+    text = 'experiment = "depth"\n[fixed]\nseed = %d\n'
+    assert parse_spec(text % (2**64 - 1), memory=math.inf).runs()[0]["seed"] == 2**64 - 1
+    with pytest.raises(SpecError, match=r"expected an integer < 2\*\*64"):
+        parse_spec(text % 2**64, memory=math.inf)
