@@ -62,6 +62,18 @@ def sigint_default():
 
 
 @pytest.fixture
+def sighup_default():
+    """SIGHUP at its default here, so in subprocesses too, as under a terminal.
+
+    Under ``nohup`` (or a runner that ignores it) SIGHUP is inherited ignored, and a
+    command rightly keeps it so: a hangup test would then see no hangup.
+    """
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.fixture
 def ctrl_c_after(sigint_default):
     """``ctrl_c_after(f)``: ``f`` with a real SIGINT arriving as soon as it has returned
     (its value made, not yet handed back): a Ctrl-C in the window after a call."""

@@ -1017,7 +1017,7 @@ def test_a_ctrl_c_as_the_sweep_makes_its_executor_closes_the_database(tmp_path, 
 
 
 @pytest.mark.parametrize("executor", ["local", "dask"])
-def test_a_terminal_hangup_stops_a_sweep_as_a_ctrl_c_does(tmp_path, executor):
+def test_a_terminal_hangup_stops_a_sweep_as_a_ctrl_c_does(tmp_path, executor, sighup_default):
     # the terminal closed (an ssh connection dropped): SIGHUP reached the sweep and its
     # workers, and ended both at once (exit -1, no message, the results that had
     # arrived and were not yet committed lost)
@@ -1063,7 +1063,7 @@ if __name__ == "__main__":  # not in the spawned workers, which import this file
      ("SIGHUP", "local", 129, "hung up", 2)],
 )  # fmt: skip
 def test_an_interrupted_sweep_records_every_result_that_had_arrived(
-    tmp_path, sigint_default, sig, executor, code, word, recorded
+    tmp_path, sigint_default, sighup_default, sig, executor, code, word, recorded
 ):
     """A Ctrl-C while the first of the results that had arrived was committed lost the
     others (run again on resume); a SIGTERM (a Ctrl-C to the command) lost every one and
