@@ -290,14 +290,23 @@ def _arrays_from_file(path: Any, sizes: tuple[int, ...]) -> tuple[list, list | N
     return weights, (biases if all(present) else None)
 
 
+def _parameter_count(sizes: Sequence[int]) -> int:
+    """The weights and biases of a network of layer widths ``sizes``."""
+    return sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+
+
+def _too_large(sizes: Sequence[int], dtype: str, nbytes: int, where: str) -> MemoryError:
+    """The error for parameters that do not fit, naming ``sizes``; ``where``: the memory."""
+    return MemoryError(
+        f"sizes: the model's {_parameter_count(sizes)} {dtype} parameters ({nbytes} bytes) "
+        f"do not fit in {where}; use smaller layers"
+        + (", or device='cpu'" if "device" in where else "")
+    )
+
+
 def _parameters_to_device(params: np.ndarray, sizes: list[int], dtype: str) -> Any:
     """``params`` copied to the device; a MemoryError naming ``sizes`` where it cannot hold them."""
-    count = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
-    message = (
-        f"sizes: the model's {count} {dtype} parameters ({params.nbytes} bytes, aligned) "
-        "do not fit in the device's memory; use smaller layers, or device='cpu'"
-    )
-    with memory_error(lambda: MemoryError(message)):
+    with memory_error(lambda: _too_large(sizes, dtype, params.nbytes, "the device's memory")):
         return cuda_module().to_device(params)
 
 
@@ -400,12 +409,8 @@ class MLP:
         self._layers = np.array(rows, dtype=np.int64).reshape(-1, LAYER_COLUMNS)
         self._act_params = np.array([a.values for a in acts], dtype=np.float64).reshape(-1, 2)
         self._activations = acts
-        count = sum((a + 1) * b for a, b in itertools.pairwise(self.sizes))
-        message = (
-            f"sizes: the model's {count} {self.dtype.name} parameters "
-            f"({count * self.dtype.itemsize} bytes) do not fit in memory; use smaller layers"
-        )
-        with memory_error(lambda: MemoryError(message)):
+        nbytes = _parameter_count(self.sizes) * self.dtype.itemsize
+        with memory_error(lambda: _too_large(self.sizes, self.dtype.name, nbytes, "memory")):
             self._params = _aligned_zeros(off, self.dtype)
 
     def _layer(self, k: Any) -> int:
@@ -979,7 +984,7 @@ def _check_sizes(sizes: Any) -> tuple[int, ...]:
         checked = tuple(check_int(s, "sizes", low=1) for s in sizes)
     except TypeError as err:
         raise ValueError(str(err)) from None
-    n_params = sum(a * b + b for a, b in itertools.pairwise(checked))
+    n_params = _parameter_count(checked)
     if 8 * n_params > np.iinfo(np.intp).max:  # numpy's limit on an array's bytes
         raise ValueError(f"sizes: {n_params} parameters are more than any array can hold")
     return checked
