@@ -190,7 +190,7 @@ def _init_values(spec: Any, shape: tuple, seed: int, stream: int, dtype: np.dtyp
 def _check_callable(fn: Any, shape: tuple, kwargs: dict, name: str) -> None:
     """A ValueError naming ``name`` if ``fn`` cannot be called as an initializer is."""
     try:
-        signature = inspect.signature(fn)
+        signature = inspect.signature(fn, follow_wrapped=False)  # an adapter's own
     except (TypeError, ValueError):  # a builtin without one: the call itself will tell
         return
     try:
@@ -387,15 +387,22 @@ class MLP:
         bias_inits = _per_layer(bias_init, n_layers, "bias_init")
         w_name = "init[{}]" if isinstance(init, list) else "init"  # a list: name the layer
         b_name = "bias_init[{}]" if isinstance(bias_init, list) else "bias_init"
-        for k in range(n_layers):
-            w_shape, b_shape = self._shape("weights", k), self._shape("biases", k)
-            w = _init_values(inits[k], w_shape, seed, 2 * k, self.dtype, w_name.format(k))
-            w_source = source and f"init: layer {k} weights in {source}"
-            self._assign("weights", k, w, w_source or w_name.format(k))
-            b = _init_values(bias_inits[k], b_shape, seed, 2 * k + 1, self.dtype, b_name.format(k))
-            b_source = file_biases is not None and f"init: layer {k} biases in {source}"
-            self._assign("biases", k, b, b_source or b_name.format(k))
+        with self._host_memory():  # each draw is as large as its part of the buffer
+            for k in range(n_layers):
+                w_shape, b_shape = self._shape("weights", k), self._shape("biases", k)
+                w = _init_values(inits[k], w_shape, seed, 2 * k, self.dtype, w_name.format(k))
+                w_source = source and f"init: layer {k} weights in {source}"
+                self._assign("weights", k, w, w_source or w_name.format(k))
+                b = _init_values(bias_inits[k], b_shape, seed, 2 * k + 1, self.dtype,
+                                 b_name.format(k))  # fmt: skip
+                b_source = file_biases is not None and f"init: layer {k} biases in {source}"
+                self._assign("biases", k, b, b_source or b_name.format(k))
         self.to(device)
+
+    def _host_memory(self) -> contextlib.AbstractContextManager:
+        """:func:`memory_error` naming ``sizes``, for the parameters' host allocations."""
+        nbytes = _parameter_count(self.sizes) * self.dtype.itemsize
+        return memory_error(lambda: _too_large(self.sizes, self.dtype.name, nbytes, "memory"))
 
     # ------------------------------------------------------------------------- layout
     def _allocate(self, acts: list) -> None:
@@ -409,8 +416,7 @@ class MLP:
         self._layers = np.array(rows, dtype=np.int64).reshape(-1, LAYER_COLUMNS)
         self._act_params = np.array([a.values for a in acts], dtype=np.float64).reshape(-1, 2)
         self._activations = acts
-        nbytes = _parameter_count(self.sizes) * self.dtype.itemsize
-        with memory_error(lambda: _too_large(self.sizes, self.dtype.name, nbytes, "memory")):
+        with self._host_memory():
             self._params = _aligned_zeros(off, self.dtype)
 
     def _layer(self, k: Any) -> int:

@@ -680,6 +680,25 @@ def test_a_callable_that_cannot_take_the_initializer_arguments_names_the_argumen
     assert np.all((taking.weights if name == "init" else taking.biases)[0] == 0.5)
 
 
+def test_a_wrapping_adapter_is_checked_by_its_own_signature_not_the_wrapped_ones():
+    # inspect.signature follows __wrapped__ (functools.wraps): an adapter that takes the
+    # initializer's arguments was refused for the shape-only function it wraps
+    import functools
+
+    def adapt(f):
+        @functools.wraps(f)
+        def wrapper(shape, *, seed=0, stream=0, dtype=None, **kw):
+            return f(shape).astype(dtype)
+
+        return wrapper
+
+    @adapt
+    def halves(shape):
+        return np.full(shape, 0.5)
+
+    assert np.all(MLP([4, 3], init=halves).weights[0] == 0.5)
+
+
 def test_a_network_too_large_for_memory_names_sizes(monkeypatch):
     # NumPy's "Unable to allocate 64.0 GiB for an array with shape (17181311008,)" named a
     # buffer the user never made
@@ -690,6 +709,18 @@ def test_a_network_too_large_for_memory_names_sizes(monkeypatch):
 
     monkeypatch.setattr(fastinit.model, "_aligned_zeros", refuse)
     with pytest.raises(MemoryError, match=r"^sizes: the model's 51 float32 parameters \(204 b"):
+        MLP([4, 6, 3])
+    monkeypatch.undo()
+    # the parameters fit, a layer's draw does not (MLP([20000, 20000]) under a ulimit)
+    real = fastinit.model._init_values
+
+    def draw_refused(spec, shape, *args):
+        if len(shape) == 2 and shape[0] == 6:
+            raise MemoryError(f"Unable to allocate an array with shape {shape}")
+        return real(spec, shape, *args)
+
+    monkeypatch.setattr(fastinit.model, "_init_values", draw_refused)
+    with pytest.raises(MemoryError, match=r"^sizes: the model's 51 float32 parameters"):
         MLP([4, 6, 3])
 
 
