@@ -18,6 +18,7 @@ import re
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -637,6 +638,26 @@ def _main(argv: Sequence[str] | None, terminated: list[int]) -> int:
         word, status = _stop(terminated)
         print(f"fastinit: {word}; nothing written", file=sys.stderr)
         return status
+    with _warnings_as_notices(args.command):
+        return _run(args, parser, terminated)
+
+
+@contextmanager
+def _warnings_as_notices(command: str) -> Iterator[None]:
+    """While the block runs, a warning prints as the command's own notice
+    (``fastinit planar: warning: ...``), not as Python's, with a path and a source line
+    of fastinit's; which warnings show is left to the filters."""
+
+    def show(message: Any, category: Any, filename: Any, lineno: Any, *rest: Any) -> None:
+        print(f"fastinit {command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():  # puts Python's printer back afterwards
+        warnings.showwarning = show
+        yield
+
+
+def _run(args: argparse.Namespace, parser: Any, terminated: list[int]) -> int:
+    """:func:`_main` once the arguments are parsed: run the command, print its result."""
     from fastinit._files import deferred_interrupt
     from fastinit.experiments._common import on_prepared, remove_empty
 

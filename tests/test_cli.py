@@ -146,6 +146,34 @@ def test_planar_command_writes_its_files(tmp_path, capsys):
     assert (out / "planar_boundaries.png").exists()
 
 
+def test_a_warning_is_printed_as_the_commands_own_notice(tmp_path, capsys, monkeypatch):
+    # a library warning printed as Python's: ".../fastinit/experiments/_common.py:1482:
+    # RuntimeWarning: a run killed ..." and then the library's source line
+    from fastinit.experiments import _common
+
+    settled = []
+
+    def settle(directory, ours=None):  # the first look settles it (kept: not seen again)
+        if not settled:
+            warnings.warn(f"a run killed while it moved its files into {directory} ...",
+                          RuntimeWarning, stacklevel=2)  # fmt: skip
+        settled.append(directory)
+
+    monkeypatch.setattr(_common, "_settle_abandoned", settle)
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        code = main(["planar", "--iterations", "3", "--inits", "zeros", "--out", str(out),
+                     "--quiet"])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    expected = f"a run killed while it moved its files into {out} ..."
+    assert err == f"fastinit planar: warning: {expected}\n", err
+    settled.clear()
+    with pytest.warns(RuntimeWarning, match="a run killed"):  # Python callers: a warning
+        _common._settle_abandoned(out)
+
+
 def test_histogram_command(tmp_path):
     code = main(
         ["histogram", "--layers", "2", "--width", "10", "--samples", "30",
