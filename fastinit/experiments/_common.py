@@ -39,6 +39,11 @@ from fastinit._validate import (
 )
 from fastinit.sweep.store import json_safe
 
+try:  # flock: the output directory's locks and claims
+    import fcntl
+except ImportError:  # Windows: none held; the checks at commit still refuse
+    fcntl = None
+
 
 # ----------------------------------------------------------------------------- arguments
 def check_hidden(hidden: Any, *, min_layers: int = 0, compared: bool = False) -> tuple[int, ...]:
@@ -944,16 +949,12 @@ def claimed(directory: Path | None, owner: str, option: str = "out") -> Iterator
     ValueError
         Naming ``option`` and the other command, before the block runs.
     """
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        fcntl = None
     fd = None
     try:  # taken inside: a Ctrl-C just after it still releases the claim
         if directory is not None and fcntl is not None:
             with _locked([directory]):
                 _check_no_other_running(directory, owner, option)
-                fd = _take_claim(directory / RUNNING.format(owner), fcntl)
+                fd = _take_claim(directory / RUNNING.format(owner))
         yield
     finally:
         if fd is not None:
@@ -965,7 +966,7 @@ def claimed(directory: Path | None, owner: str, option: str = "out") -> Iterator
                     os.close(fd)
 
 
-def _take_claim(path: Path, fcntl: Any) -> int | None:
+def _take_claim(path: Path) -> int | None:
     """Open ``path`` and hold a shared ``flock`` on it: the descriptor, or None (and no
     file left) where the file cannot be made or locked (no ``flock`` on that mount)."""
     try:
@@ -986,9 +987,7 @@ def _check_no_other_running(directory: Path, owner: str, option: str) -> None:
     """Refuse if a command of another owner holds its claim on ``directory``
     (:func:`claimed`); remove the files of those that no longer run.  Call it
     holding the directory's lock (:func:`_locked`)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
+    if fcntl is None:
         return
     for path, other in _others(directory, RUNNING, owner):
         try:  # for writing where it can: NFS's emulated flock wants it for an exclusive lock
@@ -1318,9 +1317,7 @@ def _locked(directories: Sequence[Path]) -> Iterator[None]:
     race-free.  Where a directory cannot be locked (no ``fcntl``: Windows; a file
     system without ``flock``) the block runs unlocked, as before.
     """
-    try:
-        import fcntl
-    except ImportError:  # Windows
+    if fcntl is None:
         yield
         return
     fds = []
