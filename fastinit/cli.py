@@ -244,12 +244,12 @@ def _sweep_runs_left(a: argparse.Namespace) -> tuple[int, int] | None:
     """How many runs of an interrupted sweep's SPEC are still to run, of how many;
     None where that cannot be read (no SPEC, a database that cannot be opened)."""
     from fastinit.sweep.spec import load_spec
-    from fastinit.sweep.store import Store, done_keys
+    from fastinit.sweep.store import Store
 
     try:
         keys = [key for key, _ in load_spec(a.spec).keyed_runs()]
         with Store(a.db, readonly=True) as store:
-            done = done_keys(store.statuses(keys), retry_failed=a.retry_failed)
+            done = store.done(keys, retry_failed=a.retry_failed)
     except Exception:  # the message then says what it always said
         return None
     return sum(key not in done for key in keys), len(keys)

@@ -295,18 +295,20 @@ def _parameter_count(sizes: Sequence[int]) -> int:
     return sum((a + 1) * b for a, b in itertools.pairwise(sizes))
 
 
-def _too_large(sizes: Sequence[int], dtype: str, nbytes: int, where: str) -> MemoryError:
-    """The error for parameters that do not fit, naming ``sizes``; ``where``: the memory."""
+def _too_large(
+    sizes: Sequence[int], dtype: str, nbytes: int, where: str = "memory", remedy: str = ""
+) -> MemoryError:
+    """The error for parameters that do not fit in ``where``, naming ``sizes``."""
     return MemoryError(
         f"sizes: the model's {_parameter_count(sizes)} {dtype} parameters ({nbytes} bytes) "
-        f"do not fit in {where}; use smaller layers"
-        + (", or device='cpu'" if "device" in where else "")
+        f"do not fit in {where}; use smaller layers{remedy}"
     )
 
 
 def _parameters_to_device(params: np.ndarray, sizes: list[int], dtype: str) -> Any:
     """``params`` copied to the device; a MemoryError naming ``sizes`` where it cannot hold them."""
-    with memory_error(lambda: _too_large(sizes, dtype, params.nbytes, "the device's memory")):
+    where, remedy = "the device's memory", ", or device='cpu'"
+    with memory_error(lambda: _too_large(sizes, dtype, params.nbytes, where, remedy)):
         return cuda_module().to_device(params)
 
 
@@ -402,7 +404,7 @@ class MLP:
     def _host_memory(self) -> contextlib.AbstractContextManager:
         """:func:`memory_error` naming ``sizes``, for the parameters' host allocations."""
         nbytes = _parameter_count(self.sizes) * self.dtype.itemsize
-        return memory_error(lambda: _too_large(self.sizes, self.dtype.name, nbytes, "memory"))
+        return memory_error(lambda: _too_large(self.sizes, self.dtype.name, nbytes))
 
     # ------------------------------------------------------------------------- layout
     def _allocate(self, acts: list) -> None:
@@ -890,11 +892,10 @@ class MLP:
     @classmethod
     def _from_arrays(cls, a: dict[str, np.ndarray]) -> MLP:
         if "format" not in a:
-            layers = "W0" in a or "weights_0" in a  # an archive of layer arrays (np.savez)
-            raise ValueError(
-                "no 'format' entry: not a file written by MLP.save"
-                + ("; its layer arrays load as weights with MLP(sizes, init=path)" * layers)
-            )
+            hint = ""
+            if "W0" in a or "weights_0" in a:  # an archive of layer arrays (np.savez)
+                hint = "; its layer arrays load as weights with MLP(sizes, init=path)"
+            raise ValueError(f"no 'format' entry: not a file written by MLP.save{hint}")
         form = str(a["format"])
         if form not in _FORMAT_KEYS:
             raise ValueError(f"expected format {_FORMAT!r}, got {a.get('format')!r}")
